@@ -1,0 +1,238 @@
+//! `reel` command line, config file and environment, merged into one [`Config`].
+//!
+//! Precedence: command-line flag > `REEL_*` environment variable > TOML file given by
+//! `--config` > built-in default. Every flag of `reel serve` has a config-file key of
+//! the same name with dashes turned into underscores.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+use crate::limits::Limits;
+
+/// Top-level command line.
+#[derive(Debug, Parser)]
+#[command(name = "reel", version, about = "Self-hosted Kinesis Video Streams WebRTC server")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `reel` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Flags of `reel serve`; each is optional so that the file and defaults can fill it.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeArgs {
+    /// TOML config file; its keys are the flag names with `_` for `-`.
+    #[arg(long, env = "REEL_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (port 0 picks a free port). Default 127.0.0.1:8080.
+    #[arg(long, env = "REEL_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for metadata, media and generated secrets. Default ./reel-data.
+    #[arg(long, env = "REEL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// AWS region reel presents itself as. Default us-west-2.
+    #[arg(long, env = "REEL_REGION")]
+    pub region: Option<String>,
+    /// 12-digit account id used in ARNs. Default 123456789012.
+    #[arg(long, env = "REEL_ACCOUNT_ID")]
+    pub account_id: Option<String>,
+    /// Base URL advertised in endpoint responses. Default: derived from the bound address.
+    #[arg(long, env = "REEL_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// PEM certificate chain; enables TLS together with --tls-key.
+    #[arg(long, env = "REEL_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "REEL_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Generate a self-signed certificate for the listen host (written to the data dir).
+    #[arg(long, env = "REEL_TLS_SELF_SIGNED", num_args = 0..=1, default_missing_value = "true")]
+    pub tls_self_signed: Option<bool>,
+    /// Root access key id (with --secret-access-key); root may do everything.
+    #[arg(long, env = "REEL_ACCESS_KEY_ID")]
+    pub access_key_id: Option<String>,
+    /// Root secret access key.
+    #[arg(long, env = "REEL_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub secret_access_key: Option<String>,
+    /// TOML file with more access keys, each with IAM-style policy statements.
+    #[arg(long, env = "REEL_CREDENTIALS_FILE")]
+    pub credentials_file: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long, env = "REEL_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Quotas; only settable in the config file (`[limits]` table).
+    #[arg(skip)]
+    #[serde(default)]
+    pub limits: Option<Limits>,
+}
+
+/// Errors while assembling the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {source}")]
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+/// The resolved server configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub region: String,
+    pub account_id: String,
+    /// Explicit public base URL (no trailing slash); `None` = derive from the bound address.
+    pub public_url: Option<String>,
+    pub tls: TlsMode,
+    pub root_key: Option<(String, String)>,
+    pub credentials_file: Option<PathBuf>,
+    pub log_format: LogFormat,
+    pub limits: Limits,
+}
+
+/// How the listener speaks TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plain HTTP / ws.
+    Off,
+    /// Certificate and key from PEM files.
+    Files { cert: PathBuf, key: PathBuf },
+    /// Generate a self-signed certificate for the listen host.
+    SelfSigned,
+}
+
+impl Config {
+    /// Merge flags (already merged with env by clap) over the config file over defaults.
+    pub fn resolve(cli: ServeArgs) -> Result<Self, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => ServeArgs::default(),
+        };
+        let m = Merged { cli, file };
+        let listen = m.pick(|a| a.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let account_id = m.pick(|a| a.account_id.clone()).unwrap_or_else(|| "123456789012".into());
+        if account_id.len() != 12 || !account_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ConfigError::Invalid(format!("--account-id must be 12 digits, got {account_id:?}")));
+        }
+        let region = m.pick(|a| a.region.clone()).unwrap_or_else(|| "us-west-2".into());
+        if region.is_empty() || !region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+            return Err(ConfigError::Invalid(format!("--region must match [a-z0-9-]+, got {region:?}")));
+        }
+        let public_url = m.pick(|a| a.public_url.clone()).map(|u| u.trim_end_matches('/').to_string());
+        if let Some(u) = &public_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(ConfigError::Invalid(format!("--public-url must start with http:// or https://, got {u:?}")));
+            }
+        }
+        let tls = match (m.pick(|a| a.tls_cert.clone()), m.pick(|a| a.tls_key.clone()), m.pick(|a| a.tls_self_signed)) {
+            (Some(_), Some(_), Some(true)) => {
+                return Err(ConfigError::Invalid("--tls-self-signed conflicts with --tls-cert/--tls-key".into()));
+            }
+            (Some(cert), Some(key), _) => TlsMode::Files { cert, key },
+            (Some(_), None, _) | (None, Some(_), _) => {
+                return Err(ConfigError::Invalid("--tls-cert and --tls-key must be given together".into()));
+            }
+            (None, None, Some(true)) => TlsMode::SelfSigned,
+            (None, None, _) => TlsMode::Off,
+        };
+        let root_key = match (m.pick(|a| a.access_key_id.clone()), m.pick(|a| a.secret_access_key.clone())) {
+            (Some(id), Some(secret)) => Some((id, secret)),
+            (None, None) => None,
+            _ => return Err(ConfigError::Invalid("--access-key-id and --secret-access-key must be given together".into())),
+        };
+        Ok(Self {
+            listen,
+            data_dir: m.pick(|a| a.data_dir.clone()).unwrap_or_else(|| PathBuf::from("./reel-data")),
+            region,
+            account_id,
+            public_url,
+            tls,
+            root_key,
+            credentials_file: m.pick(|a| a.credentials_file.clone()),
+            log_format: m.pick(|a| a.log_format).unwrap_or_default(),
+            limits: m.pick(|a| a.limits.clone()).unwrap_or_default(),
+        })
+    }
+}
+
+/// The command line (with env) and the file, consulted in that order.
+struct Merged {
+    cli: ServeArgs,
+    file: ServeArgs,
+}
+
+impl Merged {
+    fn pick<T>(&self, f: impl Fn(&ServeArgs) -> Option<T>) -> Option<T> {
+        f(&self.cli).or_else(|| f(&self.file))
+    }
+}
+
+fn read_file(path: &Path) -> Result<ServeArgs, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source: Box::new(source) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply() {
+        let c = Config::resolve(ServeArgs::default()).expect("defaults are valid");
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().expect("addr"));
+        assert_eq!(c.region, "us-west-2");
+        assert_eq!(c.account_id, "123456789012");
+        assert_eq!(c.tls, TlsMode::Off);
+        assert_eq!(c.limits.max_storage_enabled_channels, 100);
+    }
+
+    #[test]
+    fn file_fills_and_flags_win() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("reel.toml");
+        std::fs::write(
+            &path,
+            "region = \"eu-west-1\"\naccount_id = \"000000000001\"\n[limits]\nmax_storage_enabled_channels = 3\n",
+        )
+        .expect("write");
+        let cli = ServeArgs { config: Some(path), region: Some("ap-south-1".into()), ..Default::default() };
+        let c = Config::resolve(cli).expect("valid");
+        assert_eq!(c.region, "ap-south-1");
+        assert_eq!(c.account_id, "000000000001");
+        assert_eq!(c.limits.max_storage_enabled_channels, 3);
+        assert_eq!(c.limits.max_tags_per_resource, 50);
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let bad = ServeArgs { account_id: Some("12".into()), ..Default::default() };
+        assert!(matches!(Config::resolve(bad), Err(ConfigError::Invalid(_))));
+        let half_key = ServeArgs { access_key_id: Some("AKID".into()), ..Default::default() };
+        assert!(matches!(Config::resolve(half_key), Err(ConfigError::Invalid(_))));
+    }
+}

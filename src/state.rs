@@ -1,0 +1,62 @@
+//! Shared server state handed to every handler.
+
+use std::sync::Arc;
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::meta::MetaStore;
+use crate::observe::audit::AuditLog;
+use crate::throttle::Throttle;
+
+/// Everything a handler may need; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// Resolved configuration, including [`crate::limits::Limits`].
+    pub config: Arc<Config>,
+    /// The metadata store (channels, streams, tags, storage mappings).
+    pub meta: Arc<dyn MetaStore>,
+    /// SigV4 verifier and key store.
+    pub auth: Arc<Authenticator>,
+    /// Control-plane audit trail.
+    pub audit: AuditLog,
+    /// Request-rate quotas.
+    pub throttle: Arc<Throttle>,
+    /// The URLs this server advertises in endpoint responses.
+    pub urls: Arc<PublicUrls>,
+}
+
+/// Base URLs reel hands to clients (no trailing slash).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicUrls {
+    /// `https://host:port` (or `http://` without TLS): control plane, HTTPS signaling,
+    /// WEBRTC storage and data-plane endpoints.
+    pub https: String,
+    /// `wss://host:port` (or `ws://` without TLS): the signaling WebSocket endpoint.
+    pub wss: String,
+}
+
+impl PublicUrls {
+    /// Derive both URLs from the HTTP(S) base URL.
+    pub fn from_base(base: &str) -> Self {
+        let base = base.trim_end_matches('/').to_string();
+        let wss = if let Some(rest) = base.strip_prefix("https://") {
+            format!("wss://{rest}")
+        } else if let Some(rest) = base.strip_prefix("http://") {
+            format!("ws://{rest}")
+        } else {
+            base.clone()
+        };
+        Self { https: base, wss }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn websocket_url_follows_scheme() {
+        assert_eq!(PublicUrls::from_base("https://h:1/").wss, "wss://h:1");
+        assert_eq!(PublicUrls::from_base("http://h:1").wss, "ws://h:1");
+    }
+}

@@ -1,0 +1,172 @@
+//! Shared harness for end-to-end tests: runs the real `reel` binary on 127.0.0.1:0 and
+//! builds official AWS SDK clients pointed at it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Root key every test server is started with.
+pub const ROOT_KEY_ID: &str = "AKIAREELTESTROOT0001";
+/// Secret of [`ROOT_KEY_ID`].
+pub const ROOT_SECRET: &str = "reel-test-root-secret-0000000000000000000";
+/// Region the test clients sign for.
+pub const REGION: &str = "us-west-2";
+
+/// A running `reel serve` child process; killed on drop.
+pub struct Reel {
+    child: Child,
+    /// Base URL from the `reel listening on` line.
+    pub url: String,
+    /// The data directory (owned by `_tmp` unless the test passed its own).
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    /// Every stdout line printed before the listening line (e.g. generated keys).
+    pub preamble: Vec<String>,
+}
+
+/// Options for [`Reel::start_with`].
+#[derive(Default, Clone)]
+pub struct Options {
+    /// Reuse this data directory (restart tests) instead of a fresh temp dir.
+    pub data_dir: Option<PathBuf>,
+    /// Extra `reel serve` flags.
+    pub args: Vec<String>,
+    /// Do not pass the root key flags (tests of generated keys).
+    pub no_root_key: bool,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+}
+
+impl Reel {
+    /// Start with a fresh data dir and the test root key.
+    pub fn start() -> Self {
+        Self::start_with(Options::default())
+    }
+
+    /// Start with options; panics (failing the test) if the server does not come up.
+    pub fn start_with(opts: Options) -> Self {
+        let (tmp, data_dir) = match &opts.data_dir {
+            Some(d) => (None, d.clone()),
+            None => {
+                let t = tempfile::tempdir().expect("tempdir");
+                let p = t.path().to_path_buf();
+                (Some(t), p)
+            }
+        };
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_reel"));
+        cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--data-dir").arg(&data_dir);
+        if !opts.no_root_key {
+            cmd.args(["--access-key-id", ROOT_KEY_ID, "--secret-access-key", ROOT_SECRET]);
+        }
+        cmd.args(&opts.args);
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        let log = std::fs::File::create(data_dir.join("reel-test.log")).expect("log file");
+        cmd.stdout(Stdio::piped()).stderr(Stdio::from(log)).env("RUST_LOG", "info,reel=debug");
+        let mut child = cmd.spawn().expect("spawn reel");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut preamble = Vec::new();
+        let url = loop {
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => match line.strip_prefix("reel listening on ") {
+                    Some(url) => break url.to_string(),
+                    None => preamble.push(line),
+                },
+                Err(_) => {
+                    let _ = child.kill();
+                    let log = std::fs::read_to_string(data_dir.join("reel-test.log")).unwrap_or_default();
+                    panic!("reel did not print its listening line; stdout so far: {preamble:?}\nlog:\n{log}");
+                }
+            }
+        };
+        Self { child, url, data_dir, _tmp: tmp, preamble }
+    }
+
+    /// The server's log so far (for assertion messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("reel-test.log")).unwrap_or_default()
+    }
+
+    /// Send SIGTERM and wait for a clean exit; returns whether it exited successfully.
+    pub fn stop(mut self) -> bool {
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        for _ in 0..200 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+
+    /// A control-plane client signed with the root key.
+    pub fn kvs(&self) -> aws_sdk_kinesisvideo::Client {
+        self.kvs_as(ROOT_KEY_ID, ROOT_SECRET)
+    }
+
+    /// A control-plane client signed with the given key.
+    pub fn kvs_as(&self, key_id: &str, secret: &str) -> aws_sdk_kinesisvideo::Client {
+        aws_sdk_kinesisvideo::Client::from_conf(
+            aws_sdk_kinesisvideo::Config::builder()
+                .behavior_version(aws_sdk_kinesisvideo::config::BehaviorVersion::latest())
+                .region(aws_sdk_kinesisvideo::config::Region::new(REGION))
+                .endpoint_url(&self.url)
+                .credentials_provider(aws_credential_types::Credentials::new(key_id, secret, None, None, "reel-test"))
+                .http_client(self.http_client())
+                .build(),
+        )
+    }
+
+    /// An SDK HTTP client that trusts reel's generated CA when TLS is on.
+    pub fn http_client(&self) -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+        use aws_smithy_http_client::tls;
+        let mut store = tls::TrustStore::empty().with_native_roots(false);
+        if let Ok(pem) = std::fs::read(self.ca_path()) {
+            store = store.with_pem_certificate(pem);
+        }
+        aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
+            .tls_context(tls::TlsContext::builder().with_trust_store(store).build().expect("tls context"))
+            .build_https()
+    }
+
+    /// Path of the generated CA certificate (self-signed TLS mode).
+    pub fn ca_path(&self) -> PathBuf {
+        self.data_dir.join("tls").join("ca.pem")
+    }
+}
+
+impl Drop for Reel {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.terminate();
+        }
+    }
+}
+
+/// Write `contents` to `dir/name` and return the path.
+pub fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, contents).expect("write file");
+    p
+}

@@ -104,9 +104,7 @@ pub enum ArnError {
     #[error("ARN length must be between 1 and {MAX_ARN_LEN} characters")]
     Length,
     /// Does not match the model's ARN pattern.
-    #[error(
-        "ARN must match the pattern arn:[a-z\\d-]+:kinesisvideo:[a-z0-9-]+:[0-9]+:[a-z]+/[a-zA-Z0-9_.-]+/[0-9]+"
-    )]
+    #[error("ARN must match the pattern arn:[a-z\\d-]+:kinesisvideo:[a-z0-9-]+:[0-9]+:[a-z]+/[a-zA-Z0-9_.-]+/[0-9]+")]
     Pattern,
 }
 

@@ -42,7 +42,11 @@ fn tag(k: &str, v: &str) -> Tag {
 }
 
 fn storage(stream_arn: Option<&str>, status: MediaStorageConfigurationStatus) -> MediaStorageConfiguration {
-    MediaStorageConfiguration::builder().set_stream_arn(stream_arn.map(str::to_owned)).status(status).build().expect("cfg")
+    MediaStorageConfiguration::builder()
+        .set_stream_arn(stream_arn.map(str::to_owned))
+        .status(status)
+        .build()
+        .expect("cfg")
 }
 
 fn is_arn(s: &str, kind: &str, name: &str) -> bool {
@@ -107,7 +111,9 @@ impl CaptureBody {
 }
 
 /// Replace the serialized request body (before signing) with `body`.
-fn with_body(body: &'static str) -> impl Fn(&mut aws_smithy_runtime_api::client::orchestrator::HttpRequest) + Send + Sync {
+fn with_body(
+    body: &'static str,
+) -> impl Fn(&mut aws_smithy_runtime_api::client::orchestrator::HttpRequest) + Send + Sync {
     move |req| {
         *req.body_mut() = body.into();
         req.headers_mut().insert("content-length", body.len().to_string());
@@ -331,7 +337,10 @@ async fn media_storage_configuration_lifecycle() {
         .role(ChannelRole::Master)
         .build();
     assert_fails!(
-        kvs.get_signaling_channel_endpoint().channel_arn(&channel).single_master_channel_endpoint_configuration(webrtc.clone()).send(),
+        kvs.get_signaling_channel_endpoint()
+            .channel_arn(&channel)
+            .single_master_channel_endpoint_configuration(webrtc.clone())
+            .send(),
         "InvalidArgumentException",
         400
     );
@@ -339,7 +348,12 @@ async fn media_storage_configuration_lifecycle() {
     let list: Vec<(String, String)> = out
         .resource_endpoint_list()
         .iter()
-        .map(|e| (e.protocol().map(|p| p.as_str().to_string()).unwrap_or_default(), e.resource_endpoint().unwrap_or_default().to_string()))
+        .map(|e| {
+            (
+                e.protocol().map(|p| p.as_str().to_string()).unwrap_or_default(),
+                e.resource_endpoint().unwrap_or_default().to_string(),
+            )
+        })
         .collect();
     let ws_url = reel.url.replacen("http://", "ws://", 1);
     assert_eq!(list, [("WSS".to_string(), ws_url.clone()), ("HTTPS".to_string(), reel.url.clone())]);
@@ -458,7 +472,9 @@ async fn media_storage_configuration_lifecycle() {
 }
 
 /// [`with_body`] for a body built at run time.
-fn with_body_owned(body: String) -> impl Fn(&mut aws_smithy_runtime_api::client::orchestrator::HttpRequest) + Send + Sync {
+fn with_body_owned(
+    body: String,
+) -> impl Fn(&mut aws_smithy_runtime_api::client::orchestrator::HttpRequest) + Send + Sync {
     move |req| {
         *req.body_mut() = body.clone().into();
         req.headers_mut().insert("content-length", body.len().to_string());
@@ -484,7 +500,9 @@ async fn tags_on_channels_and_streams() {
         v.sort();
         v
     };
-    let pairs = |p: &[(&str, &str)]| -> Vec<(String, String)> { p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() };
+    let pairs = |p: &[(&str, &str)]| -> Vec<(String, String)> {
+        p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    };
 
     let out = kvs.list_tags_for_resource().resource_arn(&channel).send().await.expect("list");
     assert_eq!(tags(out.tags()), pairs(&[("a", "1"), ("b", "2")]));
@@ -546,7 +564,11 @@ async fn tags_on_channels_and_streams() {
         stream_51 = stream_51.tags(format!("k{i}"), "v");
     }
     assert_fails!(stream_51.send(), "InvalidArgumentException", 400);
-    assert_fails!(kvs.tag_resource().resource_arn(&channel).tags(tag("bad*key", "v")).send(), "InvalidArgumentException", 400);
+    assert_fails!(
+        kvs.tag_resource().resource_arn(&channel).tags(tag("bad*key", "v")).send(),
+        "InvalidArgumentException",
+        400
+    );
 }
 
 #[tokio::test]
@@ -560,7 +582,10 @@ async fn pagination_and_name_conditions() {
         create_channel(&kvs, name).await;
     }
 
-    let cond = ChannelNameCondition::builder().comparison_operator(ComparisonOperator::BeginsWith).comparison_value("cam-").build();
+    let cond = ChannelNameCondition::builder()
+        .comparison_operator(ComparisonOperator::BeginsWith)
+        .comparison_value("cam-")
+        .build();
     let mut names = Vec::new();
     let mut sizes = Vec::new();
     let mut token: Option<String> = None;
@@ -577,7 +602,9 @@ async fn pagination_and_name_conditions() {
         names.extend(out.channel_info_list().iter().filter_map(|c| c.channel_name().map(str::to_owned)));
         token = out.next_token.clone();
         match &token {
-            Some(t) => assert!(t.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)) && t.len() <= 1024, "{t}"),
+            Some(t) => {
+                assert!(t.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)) && t.len() <= 1024, "{t}")
+            }
             None => break,
         }
     }
@@ -607,7 +634,10 @@ async fn pagination_and_name_conditions() {
         create_stream(&kvs, &format!("s-{i:02}"), 0).await;
     }
     create_stream(&kvs, "t-0", 0).await;
-    let scond = StreamNameCondition::builder().comparison_operator(ComparisonOperator::BeginsWith).comparison_value("s-").build();
+    let scond = StreamNameCondition::builder()
+        .comparison_operator(ComparisonOperator::BeginsWith)
+        .comparison_value("s-")
+        .build();
     let p1 = kvs.list_streams().max_results(5).stream_name_condition(scond.clone()).send().await.expect("p1");
     assert_eq!(p1.stream_info_list().len(), 5);
     let p2 = kvs
@@ -628,7 +658,11 @@ async fn pagination_and_name_conditions() {
     assert_fails!(kvs.list_streams().next_token("not a token!").send(), "InvalidArgumentException", 400);
     assert_fails!(kvs.list_streams().next_token("aGVsbG8=").send(), "InvalidArgumentException", 400);
     let bad_cond = ChannelNameCondition::builder().comparison_value("has space").build();
-    assert_fails!(kvs.list_signaling_channels().channel_name_condition(bad_cond).send(), "InvalidArgumentException", 400);
+    assert_fails!(
+        kvs.list_signaling_channels().channel_name_condition(bad_cond).send(),
+        "InvalidArgumentException",
+        400
+    );
 }
 
 #[tokio::test]
@@ -649,10 +683,22 @@ async fn invalid_arguments_are_refused() {
             400
         );
     }
-    assert_fails!(kvs.create_signaling_channel().channel_name("t").channel_type(ChannelType::from("MESH")).send(), invalid, 400);
-    assert_fails!(kvs.create_signaling_channel().channel_name("t").channel_type(ChannelType::FullMesh).send(), invalid, 400);
+    assert_fails!(
+        kvs.create_signaling_channel().channel_name("t").channel_type(ChannelType::from("MESH")).send(),
+        invalid,
+        400
+    );
+    assert_fails!(
+        kvs.create_signaling_channel().channel_name("t").channel_type(ChannelType::FullMesh).send(),
+        invalid,
+        400
+    );
     assert_fails!(kvs.describe_signaling_channel().send(), invalid, 400);
-    assert_fails!(kvs.describe_signaling_channel().channel_arn("arn:aws:kinesisvideo:us-west-2:1:channel/x").send(), invalid, 400);
+    assert_fails!(
+        kvs.describe_signaling_channel().channel_arn("arn:aws:kinesisvideo:us-west-2:1:channel/x").send(),
+        invalid,
+        400
+    );
     assert_fails!(kvs.describe_stream().stream_arn("arn:aws:s3:::bucket").send(), invalid, 400);
     assert_fails!(kvs.describe_stream().send(), invalid, 400);
     assert_fails!(kvs.delete_signaling_channel().channel_arn("nope").send(), invalid, 400);
@@ -669,7 +715,10 @@ async fn invalid_arguments_are_refused() {
     );
     let bogus = SingleMasterChannelEndpointConfiguration::builder().protocols(ChannelProtocol::from("QUIC")).build();
     assert_fails!(
-        kvs.get_signaling_channel_endpoint().channel_arn(&channel).single_master_channel_endpoint_configuration(bogus).send(),
+        kvs.get_signaling_channel_endpoint()
+            .channel_arn(&channel)
+            .single_master_channel_endpoint_configuration(bogus)
+            .send(),
         invalid,
         400
     );
@@ -714,7 +763,8 @@ async fn wire_format_is_lenient_in_and_exact_out() {
     assert_eq!(out.channel_info.and_then(|i| i.channel_name), Some("wire".into()));
 
     // Wrong JSON types and non-JSON bodies are SerializationException.
-    for body in [r#"{"ChannelNameCondition":5}"#, r#"{"NextToken":["a"]}"#, "[]", "{not json", r#"{"MaxResults":"10"}"#] {
+    for body in [r#"{"ChannelNameCondition":5}"#, r#"{"NextToken":["a"]}"#, "[]", "{not json", r#"{"MaxResults":"10"}"#]
+    {
         assert_fails!(
             kvs.list_signaling_channels().customize().mutate_request(with_body(body)).send(),
             "SerializationException",
@@ -752,7 +802,8 @@ async fn wire_format_is_lenient_in_and_exact_out() {
     assert!(!text.contains("null"), "absent members are omitted: {text}");
     assert!(body["StreamInfo"]["DataRetentionInHours"].is_u64(), "{text}");
     let capture = CaptureBody::default();
-    let channel = kvs.describe_signaling_channel().channel_name("wire").send().await.expect("d").channel_info.expect("i");
+    let channel =
+        kvs.describe_signaling_channel().channel_name("wire").send().await.expect("d").channel_info.expect("i");
     kvs.delete_signaling_channel()
         .channel_arn(channel.channel_arn().expect("arn"))
         .customize()
@@ -763,8 +814,26 @@ async fn wire_format_is_lenient_in_and_exact_out() {
     assert_eq!(capture.json(), serde_json::json!({}), "empty outputs are {{}}");
 
     // Paths are case-sensitive.
-    let res = reqwest::Client::new().post(format!("{}/CreateSignalingChannel", reel.url)).body("{}").send().await.expect("post");
+    let res = reqwest::Client::new()
+        .post(format!("{}/CreateSignalingChannel", reel.url))
+        .body("{}")
+        .send()
+        .await
+        .expect("post");
     assert_eq!(res.status().as_u16(), 404);
+    // Every operation is a POST; a signed GET on an operation path is an unknown operation.
+    assert_fails!(
+        kvs.list_streams()
+            .customize()
+            .mutate_request(|req| {
+                let _ = req.set_method("GET");
+                *req.body_mut() = "".into();
+                req.headers_mut().remove("content-length");
+            })
+            .send(),
+        "UnknownOperationException",
+        404
+    );
 }
 
 #[tokio::test]
@@ -775,13 +844,18 @@ async fn account_quotas_from_config() {
         "reel.toml",
         "[limits]\nmax_storage_enabled_channels = 2\nmax_channels_per_account = 4\nmax_streams_per_account = 3\n",
     );
-    let reel = Reel::start_with(Options { args: vec!["--config".into(), config.display().to_string()], ..Default::default() });
+    let reel =
+        Reel::start_with(Options { args: vec!["--config".into(), config.display().to_string()], ..Default::default() });
     let kvs = reel.kvs();
     let mut channels = Vec::new();
     for i in 0..4 {
         channels.push(create_channel(&kvs, &format!("c{i}")).await);
     }
-    assert_fails!(kvs.create_signaling_channel().channel_name("c4").send(), "AccountChannelLimitExceededException", 400);
+    assert_fails!(
+        kvs.create_signaling_channel().channel_name("c4").send(),
+        "AccountChannelLimitExceededException",
+        400
+    );
     let mut streams = Vec::new();
     for i in 0..3 {
         streams.push(create_stream(&kvs, &format!("s{i}"), 1).await);

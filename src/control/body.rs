@@ -58,7 +58,9 @@ mod tests {
 
     #[test]
     fn wrong_types_are_serialization_errors() {
-        for bad in [&br#"{"Name":5}"#[..], br#"{"Count":"3"}"#, br#"{"Items":"a"}"#, b"[1]", b"nope", br#"{"Count":1.5}"#] {
+        for bad in
+            [&br#"{"Name":5}"#[..], br#"{"Count":"3"}"#, br#"{"Items":"a"}"#, b"[1]", b"nope", br#"{"Count":1.5}"#]
+        {
             let e = parse::<Input>(bad).expect_err("must fail");
             assert_eq!(e.code, "SerializationException", "{}", String::from_utf8_lossy(bad));
             assert_eq!(e.status, http::StatusCode::BAD_REQUEST);

@@ -101,7 +101,12 @@ fn message_ttl(cfg: Option<&SingleMasterConfiguration>) -> ApiResult<Option<u32>
     match cfg.and_then(|c| c.message_ttl_seconds) {
         None => Ok(None),
         Some(ttl) => {
-            let ttl = validate::range(ttl, "SingleMasterConfiguration.MessageTtlSeconds", MESSAGE_TTL_RANGE.0, MESSAGE_TTL_RANGE.1)?;
+            let ttl = validate::range(
+                ttl,
+                "SingleMasterConfiguration.MessageTtlSeconds",
+                MESSAGE_TTL_RANGE.0,
+                MESSAGE_TTL_RANGE.1,
+            )?;
             Ok(u32::try_from(ttl).ok())
         }
     }
@@ -229,7 +234,8 @@ pub async fn describe(
     body: Bytes,
 ) -> ApiResult<Json<DescribeOutput>> {
     let input: DescribeInput = body::parse(&body)?;
-    let channel = resolve(&st, &principal, "DescribeSignalingChannel", input.name.as_deref(), input.arn.as_deref()).await?;
+    let channel =
+        resolve(&st, &principal, "DescribeSignalingChannel", input.name.as_deref(), input.arn.as_deref()).await?;
     Ok(Json(DescribeOutput { info: channel.into() }))
 }
 
@@ -317,11 +323,8 @@ pub async fn update(
     validate::version(&current_version, "CurrentVersion")?;
     let ttl = message_ttl(input.single_master.as_ref())?;
     let channel = resolve(&st, &principal, "UpdateSignalingChannel", None, Some(&arn)).await?;
-    let updated = st
-        .meta
-        .update_channel(&channel.arn, &current_version, ttl, &meta::new_version())
-        .await
-        .map_err(meta_error)?;
+    let updated =
+        st.meta.update_channel(&channel.arn, &current_version, ttl, &meta::new_version()).await.map_err(meta_error)?;
     tracing::info!(version = %updated.version, ttl = updated.message_ttl_seconds, "signaling channel updated");
     Ok(empty())
 }

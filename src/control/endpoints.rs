@@ -162,7 +162,10 @@ mod tests {
     fn protocols_default_dedupe_and_validate() {
         assert_eq!(requested_protocols(None).expect("default"), ["WSS", "HTTPS"]);
         assert_eq!(requested_protocols(Some(&cfg(None))).expect("default"), ["WSS", "HTTPS"]);
-        assert_eq!(requested_protocols(Some(&cfg(Some(&["HTTPS", "WSS", "HTTPS"])))).expect("dedupe"), ["HTTPS", "WSS"]);
+        assert_eq!(
+            requested_protocols(Some(&cfg(Some(&["HTTPS", "WSS", "HTTPS"])))).expect("dedupe"),
+            ["HTTPS", "WSS"]
+        );
         assert!(requested_protocols(Some(&cfg(Some(&[])))).is_err());
         assert!(requested_protocols(Some(&cfg(Some(&["wss"])))).is_err());
         assert!(requested_protocols(Some(&cfg(Some(&["WSS"; 6])))).is_err());

@@ -62,12 +62,15 @@ pub async fn update(
     }
     let stream_arn = match (status, config.stream_arn) {
         ("ENABLED", None) => {
-            return Err(ApiError::invalid_argument("MediaStorageConfiguration.StreamARN is required when Status is ENABLED"));
+            return Err(ApiError::invalid_argument(
+                "MediaStorageConfiguration.StreamARN is required when Status is ENABLED",
+            ));
         }
         ("ENABLED", Some(s)) => Some(s),
         _ => None,
     };
-    let channel = channels::resolve(&st, &principal, "UpdateMediaStorageConfiguration", None, Some(&channel_arn)).await?;
+    let channel =
+        channels::resolve(&st, &principal, "UpdateMediaStorageConfiguration", None, Some(&channel_arn)).await?;
     let max = st.config.limits.max_storage_enabled_channels;
     st.meta.set_media_storage(&channel.arn, stream_arn.as_deref(), max).await.map_err(meta_error)?;
     tracing::info!(status, stream = stream_arn.as_deref().unwrap_or(""), "media storage configuration updated");

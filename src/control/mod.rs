@@ -63,6 +63,17 @@ pub fn router() -> Router<AppState> {
         .route("/tagStream", post(tags::tag_stream))
         .route("/untagStream", post(tags::untag_stream))
         .route("/listTagsForStream", post(tags::list_tags_for_stream))
+        .method_not_allowed_fallback(wrong_method)
+}
+
+/// Every operation is a `POST`; other methods on its path get the KVS error shape
+/// instead of a bare 405.
+async fn wrong_method(method: http::Method, uri: http::Uri) -> ApiError {
+    ApiError::new(
+        "UnknownOperationException",
+        http::StatusCode::NOT_FOUND,
+        format!("no operation at {method} {}", uri.path()),
+    )
 }
 
 /// Issues the creation millis of new ARNs (strictly increasing in this process).
@@ -101,15 +112,16 @@ pub(crate) fn meta_error(e: MetaError) -> ApiError {
     match e {
         MetaError::NotFound(what) => ApiError::not_found(format!("The requested {what} was not found")),
         MetaError::AlreadyExists(what) => ApiError::resource_in_use(format!("The {what} already exists")),
-        MetaError::VersionMismatch { resource, given } => ApiError::version_mismatch(format!(
-            "The supplied version {given} is not the latest version of {resource}"
-        )),
+        MetaError::VersionMismatch { resource, given } => {
+            ApiError::version_mismatch(format!("The supplied version {given} is not the latest version of {resource}"))
+        }
         MetaError::InUse(message) => ApiError::resource_in_use(message),
         MetaError::NoDataRetention(stream) => no_data_retention(format!(
             "The stream {stream} has no data retention; media storage needs DataRetentionInHours > 0"
         )),
         MetaError::QuotaExceeded(quota) => quota_error(quota),
-        e @ (MetaError::Locked { .. } | MetaError::Corrupt { .. } | MetaError::Open { .. } | MetaError::Database(_)) => {
+        e
+        @ (MetaError::Locked { .. } | MetaError::Corrupt { .. } | MetaError::Open { .. } | MetaError::Database(_)) => {
             tracing::error!(error = %e, "metadata store failure");
             ApiError::internal("Internal metadata store failure")
         }

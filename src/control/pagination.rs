@@ -45,7 +45,11 @@ pub fn decode(token: Option<&str>) -> ApiResult<Option<String>> {
         ));
     }
     if !token.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=')) {
-        return Err(validate::invalid(token, "NextToken", "Member must satisfy regular expression pattern: [a-zA-Z0-9+/=]*"));
+        return Err(validate::invalid(
+            token,
+            "NextToken",
+            "Member must satisfy regular expression pattern: [a-zA-Z0-9+/=]*",
+        ));
     }
     let cursor = STANDARD
         .decode(token)

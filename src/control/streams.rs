@@ -347,11 +347,9 @@ pub async fn update(
         ArnFormatError::InvalidArgument,
     )
     .await?;
-    let update = StreamUpdate { device_name: input.device_name, media_type: input.media_type, data_retention_in_hours: None };
-    st.meta
-        .update_stream(&stream.arn, &current_version, &update, &meta::new_version())
-        .await
-        .map_err(meta_error)?;
+    let update =
+        StreamUpdate { device_name: input.device_name, media_type: input.media_type, data_retention_in_hours: None };
+    st.meta.update_stream(&stream.arn, &current_version, &update, &meta::new_version()).await.map_err(meta_error)?;
     tracing::info!("stream updated");
     Ok(empty())
 }
@@ -447,10 +445,7 @@ pub async fn update_data_retention(
     }
     let hours = apply_retention_change(stream.data_retention_in_hours, operation, change)?;
     let update = StreamUpdate { data_retention_in_hours: Some(hours), ..Default::default() };
-    st.meta
-        .update_stream(&stream.arn, &current_version, &update, &meta::new_version())
-        .await
-        .map_err(meta_error)?;
+    st.meta.update_stream(&stream.arn, &current_version, &update, &meta::new_version()).await.map_err(meta_error)?;
     tracing::info!(retention_hours = hours, "stream data retention updated");
     Ok(empty())
 }

@@ -108,11 +108,9 @@ pub fn resource_arn(value: &str, member: &str) -> ApiResult<ResourceArn> {
             member,
             &format!("Member must have length between 1 and {}, inclusive", arn::MAX_ARN_LEN),
         ),
-        arn::ArnError::Pattern => pattern_error(
-            value,
-            member,
-            r"arn:[a-z\d-]+:kinesisvideo:[a-z0-9-]+:[0-9]+:[a-z]+/[a-zA-Z0-9_.-]+/[0-9]+",
-        ),
+        arn::ArnError::Pattern => {
+            pattern_error(value, member, r"arn:[a-z\d-]+:kinesisvideo:[a-z0-9-]+:[0-9]+:[a-z]+/[a-zA-Z0-9_.-]+/[0-9]+")
+        }
     })
 }
 

@@ -220,16 +220,16 @@ pub enum MetaError {
     QuotaExceeded(Quota),
     /// Another process holds the database.
     #[error(
-        "metadata database {} is locked: another reel process is using this data directory (lock file {})",
+        "{} is locked: another reel process is using this data directory (lock file {})",
         db.display(),
         lock.display()
     )]
     Locked { db: PathBuf, lock: PathBuf },
     /// The database file is not a usable SQLite database.
-    #[error("metadata database {} is corrupt or not a reel database ({detail}); move it away or restore a backup", path.display())]
+    #[error("{} is corrupt or not a reel database ({detail}); move it away or restore a backup", path.display())]
     Corrupt { path: PathBuf, detail: String },
     /// The database could not be opened or migrated.
-    #[error("cannot open metadata database {}: {detail}", path.display())]
+    #[error("cannot open {}: {detail}", path.display())]
     Open { path: PathBuf, detail: String },
     /// Any other database failure.
     #[error("database: {0}")]

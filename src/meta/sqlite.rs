@@ -14,12 +14,12 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr as _;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::{
-    ChannelRecord, DB_FILE, ListQuery, MetaError, MetaStore, Page, Quota, StreamRecord, StreamUpdate, Tags,
-};
+use super::{ChannelRecord, DB_FILE, ListQuery, MetaError, MetaStore, Page, Quota, StreamRecord, StreamUpdate, Tags};
 
 /// Reader connections kept for lookups.
 const READERS: u32 = 4;
@@ -54,7 +54,8 @@ impl SqliteStore {
     pub async fn open(data_dir: &Path) -> Result<Self, MetaError> {
         let db = data_dir.join(DB_FILE);
         let open_err = |detail: String| MetaError::Open { path: db.clone(), detail };
-        std::fs::create_dir_all(data_dir).map_err(|e| open_err(format!("cannot create {}: {e}", data_dir.display())))?;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| open_err(format!("cannot create {}: {e}", data_dir.display())))?;
 
         let lock_path = data_dir.join(format!("{DB_FILE}.lock"));
         let lock = File::options()
@@ -84,13 +85,10 @@ impl SqliteStore {
             .connect_with(base.clone().create_if_missing(true))
             .await
             .map_err(|e| classify_open_error(&db, e))?;
-        sqlx::migrate!("src/meta/migrations/sqlite")
-            .run(&writer)
-            .await
-            .map_err(|e| match e {
-                sqlx::migrate::MigrateError::Execute(e) => classify_open_error(&db, e),
-                other => open_err(format!("schema migration failed: {other}")),
-            })?;
+        sqlx::migrate!("src/meta/migrations/sqlite").run(&writer).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => classify_open_error(&db, e),
+            other => open_err(format!("schema migration failed: {other}")),
+        })?;
         let check: Vec<String> = sqlx::query_scalar("PRAGMA quick_check")
             .fetch_all(&writer)
             .await
@@ -474,11 +472,12 @@ impl MetaStore for SqliteStore {
         let mut tx = self.begin().await?;
         let current = current_version(&mut tx, "SELECT version FROM streams WHERE arn = ?1", arn, "stream").await?;
         check_version(&current, expected_version, arn)?;
-        let channel: Option<String> = sqlx::query_scalar("SELECT channel_arn FROM storage_mappings WHERE stream_arn = ?1")
-            .bind(arn)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        let channel: Option<String> =
+            sqlx::query_scalar("SELECT channel_arn FROM storage_mappings WHERE stream_arn = ?1")
+                .bind(arn)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
         if let Some(channel) = channel {
             return Err(MetaError::InUse(format!(
                 "stream {arn} stores the media of channel {channel}; disable its media storage first"
@@ -515,11 +514,12 @@ impl MetaStore for SqliteStore {
             Some(0) => return Err(MetaError::NoDataRetention(stream_arn.into())),
             Some(_) => {}
         }
-        let holder: Option<String> = sqlx::query_scalar("SELECT channel_arn FROM storage_mappings WHERE stream_arn = ?1")
-            .bind(stream_arn)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        let holder: Option<String> =
+            sqlx::query_scalar("SELECT channel_arn FROM storage_mappings WHERE stream_arn = ?1")
+                .bind(stream_arn)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
         match holder {
             Some(holder) if holder == channel_arn => return tx.commit().await.map_err(db_err),
             Some(holder) => {
@@ -529,11 +529,12 @@ impl MetaStore for SqliteStore {
             }
             None => {}
         }
-        let enabled_elsewhere: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM storage_mappings WHERE channel_arn <> ?1")
-            .bind(channel_arn)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        let enabled_elsewhere: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM storage_mappings WHERE channel_arn <> ?1")
+                .bind(channel_arn)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?;
         if u64::try_from(enabled_elsewhere).unwrap_or(0) >= max_enabled {
             return Err(MetaError::QuotaExceeded(Quota::StorageEnabledChannels(max_enabled)));
         }

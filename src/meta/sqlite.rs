@@ -758,6 +758,45 @@ mod tests {
         }
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writers_cannot_both_win() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = std::sync::Arc::new(SqliteStore::open(dir.path()).await.expect("open"));
+        // Ten creates of one name: exactly one succeeds.
+        let creates: Vec<_> = (0..10u64)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move { store.create_channel(&channel("race", 100 + i), &Tags::new(), 100).await })
+            })
+            .collect();
+        let mut won = 0;
+        for h in creates {
+            match h.await.expect("join") {
+                Ok(()) => won += 1,
+                Err(MetaError::AlreadyExists(_)) => {}
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        assert_eq!(won, 1);
+        // Ten updates from the same version: exactly one succeeds.
+        let c = store.channel_by_name("race").await.expect("get").expect("exists");
+        let updates: Vec<_> = (0..10)
+            .map(|_| {
+                let (store, arn, v) = (store.clone(), c.arn.clone(), c.version.clone());
+                tokio::spawn(async move { store.update_channel(&arn, &v, Some(10), &new_version()).await })
+            })
+            .collect();
+        let mut won = 0;
+        for h in updates {
+            match h.await.expect("join") {
+                Ok(_) => won += 1,
+                Err(MetaError::VersionMismatch { .. }) => {}
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        assert_eq!(won, 1);
+    }
+
     #[tokio::test]
     async fn data_survives_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");

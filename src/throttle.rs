@@ -30,11 +30,27 @@ impl Throttle {
 
     /// [`Throttle::check`] with the time passed in (for tests).
     pub fn check_at(&self, operation: &str, limit: TpsLimit, resource: Option<&str>, now: Instant) -> Result<(), ApiError> {
-        let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut keys = vec![(format!("{operation}|account"), limit.account)];
         if let (Some(r), Some(rate)) = (resource, limit.resource) {
             keys.push((format!("{operation}|{r}"), rate));
         }
+        self.take_all(operation, keys, now)
+    }
+
+    /// Take one token for `operation` at one resource's scope only, at `rate` per second
+    /// (handlers call this once they know the resource; the edge already applied the
+    /// account-wide quota).
+    pub fn check_resource(&self, operation: &str, rate: f64, resource: &str) -> Result<(), ApiError> {
+        self.check_resource_at(operation, rate, resource, Instant::now())
+    }
+
+    /// [`Throttle::check_resource`] with the time passed in (for tests).
+    pub fn check_resource_at(&self, operation: &str, rate: f64, resource: &str, now: Instant) -> Result<(), ApiError> {
+        self.take_all(operation, vec![(format!("{operation}|{resource}"), rate)], now)
+    }
+
+    fn take_all(&self, operation: &str, keys: Vec<(String, f64)>, now: Instant) -> Result<(), ApiError> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         // Check every scope before taking tokens so a refused call costs nothing.
         let mut updated = Vec::with_capacity(keys.len());
         for (key, rate) in keys {
@@ -75,5 +91,18 @@ mod tests {
         assert!(t.check_at("Op", lim, Some("c"), t0).is_err());
         let later = t0 + Duration::from_secs(1);
         assert!(t.check_at("Op", lim, Some("a"), later).is_ok());
+    }
+
+    #[test]
+    fn resource_scope_leaves_account_bucket_alone() {
+        let t = Throttle::default();
+        let t0 = Instant::now();
+        let lim = TpsLimit { account: 1.0, resource: None };
+        assert!(t.check_at("Op", lim, None, t0).is_ok());
+        assert!(t.check_resource_at("Op", 2.0, "x", t0).is_ok());
+        assert!(t.check_resource_at("Op", 2.0, "x", t0).is_ok());
+        assert!(t.check_resource_at("Op", 2.0, "x", t0).is_err());
+        assert!(t.check_resource_at("Op", 2.0, "y", t0).is_ok());
+        assert!(t.check_at("Op", lim, None, t0).is_err(), "account bucket still empty");
     }
 }

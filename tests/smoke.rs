@@ -5,7 +5,6 @@ mod common;
 use common::Reel;
 
 #[test]
-#[ignore = "metadata store lands with the control plane"]
 fn starts_and_stops_cleanly() {
     let reel = Reel::start();
     assert!(reel.url.starts_with("http://127.0.0.1:"), "url {}", reel.url);

@@ -1,12 +1,26 @@
 //! Durable metadata: channels, streams, tags and media-storage mappings.
 //!
-//! INTERFACE SKELETON — the control-plane helper implements this module (SQLite via sqlx)
-//! and may add methods/fields; the record types and methods below are what other
-//! modules (signaling, media peer, playback) rely on: keep them.
+//! Handlers and the other modules see only the [`MetaStore`] trait and the record types
+//! here; the SQLite backend ([`sqlite`]) is the only place that knows SQL, so a Postgres
+//! backend can be added later without touching a handler.
+//!
+//! Integrity rules live in the store, where they are atomic: unique names, one stream
+//! mapped to at most one storage-enabled channel, compare-and-set on versions, and the
+//! per-account counts (channels, streams, storage-enabled channels, tags per resource).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use rand::Rng;
+
+pub mod sqlite;
+
+/// File name of the metadata database inside the data directory.
+pub const DB_FILE: &str = "meta.db";
+
+/// Length of the opaque versions reel issues (KVS versions look like 20 alphanumerics).
+pub const VERSION_LEN: usize = 20;
 
 /// A signaling channel as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,15 +44,23 @@ pub struct ChannelRecord {
 /// A stream as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamRecord {
+    /// `StreamName`.
     pub name: String,
+    /// `StreamARN`: `arn:aws:kinesisvideo:<region>:<account>:stream/<name>/<millis>`.
     pub arn: String,
+    /// `DeviceName`, if the producer gave one.
     pub device_name: Option<String>,
+    /// `MediaType`, e.g. `video/h264`.
     pub media_type: Option<String>,
+    /// `KmsKeyId`, if given (reel stores media unencrypted; kept for round-tripping).
     pub kms_key_id: Option<String>,
+    /// `ACTIVE` etc.
     pub status: String,
+    /// Creation time, epoch seconds.
     pub creation_time: f64,
     /// Hours of retention; 0 = no persistence.
     pub data_retention_in_hours: u32,
+    /// Opaque version, changed on every mutation.
     pub version: String,
 }
 
@@ -54,7 +76,55 @@ pub struct MediaStorageConfig {
 /// Resource tags (`Key` → `Value`).
 pub type Tags = BTreeMap<String, String>;
 
+/// One page request of a name-ordered listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Only names starting with this (`BEGINS_WITH`).
+    pub name_prefix: Option<String>,
+    /// Resume after this name (exclusive), from a previous page's [`Page::next_after`].
+    pub after: Option<String>,
+    /// Most items to return (at least 1).
+    pub limit: usize,
+}
+
+/// One page of a listing, in name order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The items of this page.
+    pub items: Vec<T>,
+    /// Where the next page starts, or `None` when this is the last page.
+    pub next_after: Option<String>,
+}
+
+/// Changes `UpdateStream` / `UpdateDataRetention` apply; `None` leaves a field as is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamUpdate {
+    /// New `DeviceName`.
+    pub device_name: Option<String>,
+    /// New `MediaType`.
+    pub media_type: Option<String>,
+    /// New `DataRetentionInHours` (absolute, already computed by the caller).
+    pub data_retention_in_hours: Option<u32>,
+}
+
+/// Which per-account or per-resource quota a write would exceed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quota {
+    /// Signaling channels per account.
+    Channels(u64),
+    /// Streams per account.
+    Streams(u64),
+    /// Channels with media storage enabled per account.
+    StorageEnabledChannels(u64),
+    /// Tags per resource.
+    Tags(usize),
+}
+
 /// Metadata store operations; SQLite now, Postgres later; handlers see only this trait.
+///
+/// Lookups return `Ok(None)` for a missing resource; writes return
+/// [`MetaError::NotFound`]. Writes that take an `expected_version` are compare-and-set:
+/// they fail with [`MetaError::VersionMismatch`] unless it equals the stored version.
 #[async_trait::async_trait]
 pub trait MetaStore: Send + Sync + std::fmt::Debug {
     /// The channel with this ARN, if it exists.
@@ -63,18 +133,133 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug {
     async fn stream_by_arn(&self, arn: &str) -> Result<Option<StreamRecord>, MetaError>;
     /// The stream with this name, if it exists.
     async fn stream_by_name(&self, name: &str) -> Result<Option<StreamRecord>, MetaError>;
-    /// The channel's media storage configuration (DISABLED with no stream if never set).
+    /// The channel's media storage configuration (DISABLED with no stream if never set);
+    /// [`MetaError::NotFound`] if the channel does not exist.
     async fn media_storage(&self, channel_arn: &str) -> Result<MediaStorageConfig, MetaError>;
+
+    /// The channel with this name, if it exists.
+    async fn channel_by_name(&self, name: &str) -> Result<Option<ChannelRecord>, MetaError>;
+    /// Insert a channel with its tags. Fails with [`MetaError::AlreadyExists`] if the name
+    /// (or ARN) is taken and [`MetaError::QuotaExceeded`] if the account already has
+    /// `max_channels` channels.
+    async fn create_channel(&self, channel: &ChannelRecord, tags: &Tags, max_channels: u64) -> Result<(), MetaError>;
+    /// One page of channels in name order.
+    async fn list_channels(&self, query: &ListQuery) -> Result<Page<ChannelRecord>, MetaError>;
+    /// Set the message TTL and a new version (compare-and-set on `expected_version`).
+    async fn update_channel(
+        &self,
+        arn: &str,
+        expected_version: &str,
+        message_ttl_seconds: Option<u32>,
+        new_version: &str,
+    ) -> Result<ChannelRecord, MetaError>;
+    /// Delete a channel with its tags and storage mapping; with `expected_version`, only
+    /// if it is still current.
+    async fn delete_channel(&self, arn: &str, expected_version: Option<&str>) -> Result<(), MetaError>;
+
+    /// Insert a stream with its tags ([`MetaError::AlreadyExists`], or
+    /// [`MetaError::QuotaExceeded`] beyond `max_streams`).
+    async fn create_stream(&self, stream: &StreamRecord, tags: &Tags, max_streams: u64) -> Result<(), MetaError>;
+    /// One page of streams in name order.
+    async fn list_streams(&self, query: &ListQuery) -> Result<Page<StreamRecord>, MetaError>;
+    /// Apply `update` and a new version (compare-and-set). Setting retention to 0 on a
+    /// stream a storage-enabled channel writes to fails with [`MetaError::InUse`].
+    async fn update_stream(
+        &self,
+        arn: &str,
+        expected_version: &str,
+        update: &StreamUpdate,
+        new_version: &str,
+    ) -> Result<StreamRecord, MetaError>;
+    /// Delete a stream with its tags ([`MetaError::InUse`] while a storage-enabled
+    /// channel writes to it).
+    async fn delete_stream(&self, arn: &str, expected_version: Option<&str>) -> Result<(), MetaError>;
+
+    /// Enable storage of `channel_arn` into `stream_arn`, or disable it (`None`).
+    /// Enabling checks, atomically: the stream exists ([`MetaError::NotFound`]) and has
+    /// retention ([`MetaError::NoDataRetention`]), no other channel writes to it
+    /// ([`MetaError::InUse`]), and at most `max_enabled` channels are enabled
+    /// ([`MetaError::QuotaExceeded`]).
+    async fn set_media_storage(
+        &self,
+        channel_arn: &str,
+        stream_arn: Option<&str>,
+        max_enabled: u64,
+    ) -> Result<(), MetaError>;
+    /// The channel whose media storage is enabled into this stream, if any.
+    async fn channel_for_stream(&self, stream_arn: &str) -> Result<Option<ChannelRecord>, MetaError>;
+
+    /// Tags of the channel or stream with this ARN ([`MetaError::NotFound`] if neither).
+    async fn tags(&self, arn: &str) -> Result<Tags, MetaError>;
+    /// Add or overwrite tags; the resource may end up with at most `max_tags`.
+    async fn tag(&self, arn: &str, tags: &Tags, max_tags: usize) -> Result<(), MetaError>;
+    /// Remove these tag keys (absent keys are ignored).
+    async fn untag(&self, arn: &str, keys: &[String]) -> Result<(), MetaError>;
 }
 
 /// Metadata failures.
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
+    /// The named resource does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A resource with this name (or ARN) already exists.
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// `expected_version` is not the resource's current version.
+    #[error("version {given} is not the current version of {resource}")]
+    VersionMismatch { resource: String, given: String },
+    /// The resource is used by another (e.g. a stream a storage-enabled channel writes to).
+    #[error("{0}")]
+    InUse(String),
+    /// Storage was requested into a stream that keeps no data.
+    #[error("stream {0} has no data retention")]
+    NoDataRetention(String),
+    /// A quota would be exceeded.
+    #[error("quota exceeded: {0:?}")]
+    QuotaExceeded(Quota),
+    /// Another process holds the database.
+    #[error(
+        "{} is locked: another reel process is using this data directory (lock file {})",
+        db.display(),
+        lock.display()
+    )]
+    Locked { db: PathBuf, lock: PathBuf },
+    /// The database file is not a usable SQLite database.
+    #[error("{} is corrupt or not a reel database ({detail}); move it away or restore a backup", path.display())]
+    Corrupt { path: PathBuf, detail: String },
+    /// The database could not be opened or migrated.
+    #[error("cannot open {}: {detail}", path.display())]
+    Open { path: PathBuf, detail: String },
+    /// Any other database failure.
     #[error("database: {0}")]
     Database(String),
 }
 
 /// Open (creating if missing) the embedded metadata database in `data_dir`.
-pub async fn open(_data_dir: &Path) -> Result<Arc<dyn MetaStore>, MetaError> {
-    Err(MetaError::Database("metadata store not implemented yet".into()))
+///
+/// Takes an exclusive lock for the life of the process: a second reel on the same data
+/// directory gets [`MetaError::Locked`]; a damaged file gets [`MetaError::Corrupt`].
+pub async fn open(data_dir: &Path) -> Result<Arc<dyn MetaStore>, MetaError> {
+    let store = sqlite::SqliteStore::open(data_dir).await?;
+    Ok(Arc::new(store))
+}
+
+/// A fresh opaque version: [`VERSION_LEN`] random ASCII alphanumerics.
+pub fn new_version() -> String {
+    rand::rng().sample_iter(rand::distr::Alphanumeric).take(VERSION_LEN).map(char::from).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_fresh_alphanumerics() {
+        let a = new_version();
+        let b = new_version();
+        assert_eq!(a.len(), VERSION_LEN);
+        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, b);
+    }
 }

@@ -1,0 +1,173 @@
+//! Endpoints: GetSignalingChannelEndpoint and GetDataEndpoint.
+//!
+//! Every endpoint is this server: `WSS` is the signaling WebSocket URL, `HTTPS` and
+//! `WEBRTC` (signaling HTTPS API, WebRTC storage API) and every data endpoint are the
+//! HTTPS base URL. Clients append the API path themselves.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Extension, State};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+use super::streams::ArnFormatError;
+use super::{body, channels, meta_error, streams, validate};
+
+/// `Protocols` values.
+pub const PROTOCOLS: &[&str] = &["WSS", "HTTPS", "WEBRTC"];
+/// Protocols returned when the request names none (what the C and JS SDKs ask for).
+pub const DEFAULT_PROTOCOLS: &[&str] = &["WSS", "HTTPS"];
+/// Most protocols one request may list.
+pub const MAX_PROTOCOLS: usize = 5;
+/// `Role` values.
+pub const ROLES: &[&str] = &["MASTER", "VIEWER"];
+/// `APIName` values of GetDataEndpoint.
+pub const DATA_API_NAMES: &[&str] = &[
+    "PUT_MEDIA",
+    "GET_MEDIA",
+    "LIST_FRAGMENTS",
+    "GET_MEDIA_FOR_FRAGMENT_LIST",
+    "GET_HLS_STREAMING_SESSION_URL",
+    "GET_DASH_STREAMING_SESSION_URL",
+    "GET_CLIP",
+    "GET_IMAGES",
+];
+
+/// `SingleMasterChannelEndpointConfiguration`.
+#[derive(Debug, Deserialize)]
+pub struct EndpointConfiguration {
+    #[serde(rename = "Protocols")]
+    protocols: Option<Vec<String>>,
+    #[serde(rename = "Role")]
+    role: Option<String>,
+}
+
+/// `GetSignalingChannelEndpoint` input.
+#[derive(Debug, Deserialize)]
+pub struct SignalingEndpointInput {
+    #[serde(rename = "ChannelARN")]
+    arn: Option<String>,
+    #[serde(rename = "SingleMasterChannelEndpointConfiguration")]
+    config: Option<EndpointConfiguration>,
+}
+
+/// One `ResourceEndpointList` element.
+#[derive(Debug, Serialize)]
+pub struct ResourceEndpoint {
+    #[serde(rename = "Protocol")]
+    protocol: &'static str,
+    #[serde(rename = "ResourceEndpoint")]
+    endpoint: String,
+}
+
+/// `GetSignalingChannelEndpoint` output.
+#[derive(Debug, Serialize)]
+pub struct SignalingEndpointOutput {
+    #[serde(rename = "ResourceEndpointList")]
+    endpoints: Vec<ResourceEndpoint>,
+}
+
+/// The distinct protocols a request asks for, in request order (defaults if none).
+fn requested_protocols(config: Option<&EndpointConfiguration>) -> ApiResult<Vec<&'static str>> {
+    let Some(list) = config.and_then(|c| c.protocols.as_ref()) else {
+        return Ok(DEFAULT_PROTOCOLS.to_vec());
+    };
+    validate::count(list.len(), "SingleMasterChannelEndpointConfiguration.Protocols", 1, MAX_PROTOCOLS)?;
+    let mut out = Vec::with_capacity(list.len());
+    for p in list {
+        let p = validate::one_of(p, "SingleMasterChannelEndpointConfiguration.Protocols", PROTOCOLS)?;
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// `POST /getSignalingChannelEndpoint` → one endpoint per requested protocol.
+/// `WEBRTC` is only offered when the channel's media storage is enabled.
+#[tracing::instrument(name = "GetSignalingChannelEndpoint", skip_all, fields(channel = tracing::field::Empty))]
+pub async fn get_signaling_channel_endpoint(
+    State(st): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    body: Bytes,
+) -> ApiResult<Json<SignalingEndpointOutput>> {
+    let input: SignalingEndpointInput = body::parse(&body)?;
+    let arn = validate::required(input.arn, "ChannelARN")?;
+    let protocols = requested_protocols(input.config.as_ref())?;
+    if let Some(role) = input.config.as_ref().and_then(|c| c.role.as_deref()) {
+        validate::one_of(role, "SingleMasterChannelEndpointConfiguration.Role", ROLES)?;
+    }
+    let channel = channels::resolve(&st, &principal, "GetSignalingChannelEndpoint", None, Some(&arn)).await?;
+    if protocols.contains(&"WEBRTC") && !st.meta.media_storage(&channel.arn).await.map_err(meta_error)?.enabled {
+        return Err(ApiError::invalid_argument(
+            "The WEBRTC protocol is only available for channels with media storage enabled",
+        ));
+    }
+    let endpoints = protocols
+        .into_iter()
+        .map(|protocol| ResourceEndpoint {
+            protocol,
+            endpoint: if protocol == "WSS" { st.urls.wss.clone() } else { st.urls.https.clone() },
+        })
+        .collect();
+    Ok(Json(SignalingEndpointOutput { endpoints }))
+}
+
+/// `GetDataEndpoint` input.
+#[derive(Debug, Deserialize)]
+pub struct DataEndpointInput {
+    #[serde(rename = "StreamName")]
+    name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    arn: Option<String>,
+    #[serde(rename = "APIName")]
+    api_name: Option<String>,
+}
+
+/// `POST /getDataEndpoint` → `{DataEndpoint}`, this server's HTTPS base URL.
+#[tracing::instrument(name = "GetDataEndpoint", skip_all, fields(stream = tracing::field::Empty))]
+pub async fn get_data_endpoint(
+    State(st): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let input: DataEndpointInput = body::parse(&body)?;
+    let api_name = validate::required(input.api_name, "APIName")?;
+    validate::one_of(&api_name, "APIName", DATA_API_NAMES)?;
+    streams::resolve(
+        &st,
+        &principal,
+        "GetDataEndpoint",
+        streams::DENY,
+        input.name.as_deref(),
+        input.arn.as_deref(),
+        ArnFormatError::InvalidArgument,
+    )
+    .await?;
+    Ok(Json(serde_json::json!({ "DataEndpoint": st.urls.https })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(protocols: Option<&[&str]>) -> EndpointConfiguration {
+        EndpointConfiguration { protocols: protocols.map(|p| p.iter().map(|s| s.to_string()).collect()), role: None }
+    }
+
+    #[test]
+    fn protocols_default_dedupe_and_validate() {
+        assert_eq!(requested_protocols(None).expect("default"), ["WSS", "HTTPS"]);
+        assert_eq!(requested_protocols(Some(&cfg(None))).expect("default"), ["WSS", "HTTPS"]);
+        assert_eq!(
+            requested_protocols(Some(&cfg(Some(&["HTTPS", "WSS", "HTTPS"])))).expect("dedupe"),
+            ["HTTPS", "WSS"]
+        );
+        assert!(requested_protocols(Some(&cfg(Some(&[])))).is_err());
+        assert!(requested_protocols(Some(&cfg(Some(&["wss"])))).is_err());
+        assert!(requested_protocols(Some(&cfg(Some(&["WSS"; 6])))).is_err());
+    }
+}

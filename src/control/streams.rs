@@ -1,0 +1,466 @@
+//! Streams: Create/Describe/List/Update/DeleteStream and UpdateDataRetention.
+//!
+//! Streams are `ACTIVE` at once; every update issues a fresh version and Update* /
+//! Delete compare `CurrentVersion` with it. Refusals by policy are
+//! `NotAuthorizedException`, as the model lists for stream operations.
+//!
+//! Decisions where the documentation is silent (kvs-api §2.1):
+//! - `DeleteStream` of a stream a storage-enabled channel writes into is
+//!   `ResourceInUseException` (the model lists it for DeleteStream): deleting it would
+//!   leave the channel's ingestion pointing nowhere. Disable storage first.
+//! - `UpdateDataRetention` that would leave the documented range 0…87600 hours is
+//!   `InvalidArgumentException` rather than silently clamped; dropping to 0 while a
+//!   storage-enabled channel writes into the stream is `ResourceInUseException`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Extension, State};
+use serde::{Deserialize, Serialize};
+use tracing::Span;
+
+use crate::arn::ResourceArn;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::meta::{self, ListQuery, StreamRecord, StreamUpdate, Tags};
+use crate::state::AppState;
+
+use super::channels::{NameCondition, name_prefix};
+use super::{Deny, authorize, body, empty, meta_error, pagination, throttle, validate};
+
+/// Stream operations refuse unauthorized callers with 401 `NotAuthorizedException`.
+pub(crate) const DENY: Deny = ApiError::not_authorized;
+
+/// Longest retention the documentation allows (ten years).
+pub const MAX_DATA_RETENTION_HOURS: i64 = 87_600;
+/// `ListStreams` page size when `MaxResults` is absent.
+pub const DEFAULT_LIST_SIZE: usize = 10_000;
+/// Largest `MaxResults` of `ListStreams`.
+pub const MAX_LIST_SIZE: usize = 10_000;
+/// `StreamStorageConfiguration.DefaultStorageTier` values.
+pub const STORAGE_TIERS: &[&str] = &["HOT", "WARM"];
+/// `UpdateDataRetention.Operation` values.
+pub const RETENTION_OPERATIONS: &[&str] = &["INCREASE_DATA_RETENTION", "DECREASE_DATA_RETENTION"];
+
+/// How a bad `StreamARN` is refused: most operations say `InvalidArgumentException`;
+/// Tag/Untag/ListTagsForStream model `InvalidResourceFormatException` for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ArnFormatError {
+    InvalidArgument,
+    InvalidResourceFormat,
+}
+
+/// Find the stream a request names by `StreamARN` or `StreamName`, check that the
+/// caller may run `op` on it (`deny` builds the refusal), and take its rate token.
+pub(crate) async fn resolve(
+    st: &AppState,
+    principal: &Principal,
+    op: &str,
+    deny: Deny,
+    name: Option<&str>,
+    arn: Option<&str>,
+    arn_error: ArnFormatError,
+) -> ApiResult<StreamRecord> {
+    if let Some(arn) = arn {
+        validate::resource_arn(arn, "StreamARN").map_err(|e| match arn_error {
+            ArnFormatError::InvalidArgument => e,
+            ArnFormatError::InvalidResourceFormat => {
+                ApiError::new("InvalidResourceFormatException", http::StatusCode::BAD_REQUEST, e.message)
+            }
+        })?;
+    }
+    if let Some(name) = name {
+        validate::name(name, "StreamName")?;
+    }
+    let found = match (arn, name) {
+        (Some(arn), _) => st.meta.stream_by_arn(arn).await,
+        (None, Some(name)) => st.meta.stream_by_name(name).await,
+        (None, None) => return Err(ApiError::invalid_argument("Either StreamName or StreamARN must be specified")),
+    }
+    .map_err(meta_error)?;
+    match found {
+        Some(stream) => {
+            Span::current().record("stream", stream.name.as_str());
+            authorize(principal, op, &stream.arn, deny)?;
+            if name.is_some_and(|n| n != stream.name) {
+                return Err(ApiError::invalid_argument("StreamName and StreamARN name different streams"));
+            }
+            throttle(st, op, &stream.arn)?;
+            Ok(stream)
+        }
+        None => {
+            let resource = match (arn, name) {
+                (Some(arn), _) => arn.to_string(),
+                (None, name) => super::missing_resource_arn(st, "stream", name.unwrap_or_default()),
+            };
+            authorize(principal, op, &resource, deny)?;
+            Err(ApiError::not_found("The requested stream is not found or not active"))
+        }
+    }
+}
+
+/// Check a stream `Tags` map (model: 1–50 entries) and collect it.
+pub(crate) fn tag_map(tags: Tags, member: &str) -> ApiResult<Tags> {
+    validate::count(tags.len(), member, 1, validate::MAX_TAGS_PER_REQUEST)?;
+    for (k, v) in &tags {
+        validate::tag_key(k, &format!("{member}.key"))?;
+        validate::tag_value(v, &format!("{member}.value"))?;
+    }
+    Ok(tags)
+}
+
+/// `StreamInfo` of Describe/List responses; absent optional members are omitted.
+#[derive(Debug, Serialize)]
+pub struct StreamInfo {
+    #[serde(rename = "DeviceName", skip_serializing_if = "Option::is_none")]
+    device_name: Option<String>,
+    #[serde(rename = "StreamName")]
+    name: String,
+    #[serde(rename = "StreamARN")]
+    arn: String,
+    #[serde(rename = "MediaType", skip_serializing_if = "Option::is_none")]
+    media_type: Option<String>,
+    #[serde(rename = "KmsKeyId", skip_serializing_if = "Option::is_none")]
+    kms_key_id: Option<String>,
+    #[serde(rename = "Version")]
+    version: String,
+    #[serde(rename = "Status")]
+    status: String,
+    /// Epoch seconds, a JSON number.
+    #[serde(rename = "CreationTime")]
+    creation_time: f64,
+    #[serde(rename = "DataRetentionInHours")]
+    data_retention_in_hours: u32,
+}
+
+impl From<StreamRecord> for StreamInfo {
+    fn from(s: StreamRecord) -> Self {
+        Self {
+            device_name: s.device_name,
+            name: s.name,
+            arn: s.arn,
+            media_type: s.media_type,
+            kms_key_id: s.kms_key_id,
+            version: s.version,
+            status: s.status,
+            creation_time: s.creation_time,
+            data_retention_in_hours: s.data_retention_in_hours,
+        }
+    }
+}
+
+/// `StreamStorageConfiguration` of CreateStream.
+#[derive(Debug, Deserialize)]
+pub struct StreamStorageConfiguration {
+    #[serde(rename = "DefaultStorageTier")]
+    default_storage_tier: Option<String>,
+}
+
+/// `CreateStream` input.
+#[derive(Debug, Deserialize)]
+pub struct CreateInput {
+    #[serde(rename = "DeviceName")]
+    device_name: Option<String>,
+    #[serde(rename = "StreamName")]
+    name: Option<String>,
+    #[serde(rename = "MediaType")]
+    media_type: Option<String>,
+    #[serde(rename = "KmsKeyId")]
+    kms_key_id: Option<String>,
+    #[serde(rename = "DataRetentionInHours")]
+    data_retention_in_hours: Option<i64>,
+    #[serde(rename = "Tags")]
+    tags: Option<Tags>,
+    #[serde(rename = "StreamStorageConfiguration")]
+    storage: Option<StreamStorageConfiguration>,
+}
+
+/// `POST /createStream` → `{StreamARN}`.
+#[tracing::instrument(name = "CreateStream", skip_all, fields(stream = tracing::field::Empty))]
+pub async fn create(
+    State(st): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let input: CreateInput = body::parse(&body)?;
+    let name = validate::required(input.name, "StreamName")?;
+    validate::name(&name, "StreamName")?;
+    Span::current().record("stream", name.as_str());
+    if let Some(d) = &input.device_name {
+        validate::device_name(d, "DeviceName")?;
+    }
+    if let Some(m) = &input.media_type {
+        validate::media_type(m, "MediaType")?;
+    }
+    if let Some(k) = &input.kms_key_id {
+        validate::kms_key_id(k, "KmsKeyId")?;
+    }
+    let retention = match input.data_retention_in_hours {
+        None => 0,
+        Some(h) => validate::range(h, "DataRetentionInHours", 0, MAX_DATA_RETENTION_HOURS)?,
+    };
+    if let Some(storage) = input.storage {
+        let tier = validate::required(storage.default_storage_tier, "StreamStorageConfiguration.DefaultStorageTier")?;
+        validate::one_of(&tier, "StreamStorageConfiguration.DefaultStorageTier", STORAGE_TIERS)?;
+    }
+    let tags = match input.tags {
+        None => Tags::new(),
+        Some(t) => tag_map(t, "Tags")?,
+    };
+    let limits = &st.config.limits;
+    if tags.len() > limits.max_tags_per_resource {
+        return Err(super::tags_limit(limits.max_tags_per_resource));
+    }
+
+    let millis = super::creation_millis();
+    let arn = ResourceArn::stream(&st.config.region, &st.config.account_id, &name, millis).to_string();
+    authorize(&principal, "CreateStream", &arn, DENY)?;
+    let record = StreamRecord {
+        name,
+        arn,
+        device_name: input.device_name,
+        media_type: input.media_type,
+        kms_key_id: input.kms_key_id,
+        status: "ACTIVE".into(),
+        creation_time: millis as f64 / 1000.0,
+        data_retention_in_hours: u32::try_from(retention).unwrap_or(0),
+        version: meta::new_version(),
+    };
+    st.meta.create_stream(&record, &tags, limits.max_streams_per_account).await.map_err(meta_error)?;
+    tracing::info!(arn = %record.arn, retention_hours = record.data_retention_in_hours, "stream created");
+    Ok(Json(serde_json::json!({ "StreamARN": record.arn })))
+}
+
+/// Input of operations that name one stream and nothing else.
+#[derive(Debug, Deserialize)]
+pub struct StreamRef {
+    #[serde(rename = "StreamName")]
+    name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    arn: Option<String>,
+}
+
+/// `DescribeStream` output.
+#[derive(Debug, Serialize)]
+pub struct DescribeOutput {
+    #[serde(rename = "StreamInfo")]
+    info: StreamInfo,
+}
+
+/// `POST /describeStream` → `{StreamInfo}`.
+#[tracing::instrument(name = "DescribeStream", skip_all, fields(stream = tracing::field::Empty))]
+pub async fn describe(
+    State(st): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    body: Bytes,
+) -> ApiResult<Json<DescribeOutput>> {
+    let input: StreamRef = body::parse(&body)?;
+    let stream = resolve(
+        &st,
+        &principal,
+        "DescribeStream",
+        DENY,
+        input.name.as_deref(),
+        input.arn.as_deref(),
+        ArnFormatError::InvalidArgument,
+    )
+    .await?;
+    Ok(Json(DescribeOutput { info: stream.into() }))
+}
+
+/// `ListStreams` input.
+#[derive(Debug, Deserialize)]
+pub struct ListInput {
+    #[serde(rename = "MaxResults")]
+    max_results: Option<i64>,
+    #[serde(rename = "NextToken")]
+    next_token: Option<String>,
+    #[serde(rename = "StreamNameCondition")]
+    condition: Option<NameCondition>,
+}
+
+/// `ListStreams` output.
+#[derive(Debug, Serialize)]
+pub struct ListOutput {
+    #[serde(rename = "StreamInfoList")]
+    streams: Vec<StreamInfo>,
+    #[serde(rename = "NextToken", skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+}
+
+/// `POST /listStreams` → `{StreamInfoList, NextToken?}` in name order.
+#[tracing::instrument(name = "ListStreams", skip_all)]
+pub async fn list(
+    State(st): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    body: Bytes,
+) -> ApiResult<Json<ListOutput>> {
+    let input: ListInput = body::parse(&body)?;
+    let limit = pagination::page_size(input.max_results, DEFAULT_LIST_SIZE, MAX_LIST_SIZE)?;
+    let after = pagination::decode(input.next_token.as_deref())?;
+    let name_prefix = name_prefix(input.condition, "StreamNameCondition")?;
+    authorize(&principal, "ListStreams", "*", DENY)?;
+    let page = st.meta.list_streams(&ListQuery { name_prefix, after, limit }).await.map_err(meta_error)?;
+    Ok(Json(ListOutput {
+        streams: page.items.into_iter().map(StreamInfo::from).collect(),
+        next_token: page.next_after.as_deref().map(pagination::encode),
+    }))
+}
+
+/// `UpdateStream` input.
+#[derive(Debug, Deserialize)]
+pub struct UpdateInput {
+    #[serde(rename = "StreamName")]
+    name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    arn: Option<String>,
+    #[serde(rename = "CurrentVersion")]
+    current_version: Option<String>,
+    #[serde(rename = "DeviceName")]
+    device_name: Option<String>,
+    #[serde(rename = "MediaType")]
+    media_type: Option<String>,
+}
+
+/// `POST /updateStream` → `{}`; new device name / media type, new version.
+#[tracing::instrument(name = "UpdateStream", skip_all, fields(stream = tracing::field::Empty))]
+pub async fn update(
+    State(st): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let input: UpdateInput = body::parse(&body)?;
+    let current_version = validate::required(input.current_version, "CurrentVersion")?;
+    validate::version(&current_version, "CurrentVersion")?;
+    if let Some(d) = &input.device_name {
+        validate::device_name(d, "DeviceName")?;
+    }
+    if let Some(m) = &input.media_type {
+        validate::media_type(m, "MediaType")?;
+    }
+    let stream = resolve(
+        &st,
+        &principal,
+        "UpdateStream",
+        DENY,
+        input.name.as_deref(),
+        input.arn.as_deref(),
+        ArnFormatError::InvalidArgument,
+    )
+    .await?;
+    let update =
+        StreamUpdate { device_name: input.device_name, media_type: input.media_type, data_retention_in_hours: None };
+    st.meta.update_stream(&stream.arn, &current_version, &update, &meta::new_version()).await.map_err(meta_error)?;
+    tracing::info!("stream updated");
+    Ok(empty())
+}
+
+/// `DeleteStream` input.
+#[derive(Debug, Deserialize)]
+pub struct DeleteInput {
+    #[serde(rename = "StreamARN")]
+    arn: Option<String>,
+    #[serde(rename = "CurrentVersion")]
+    current_version: Option<String>,
+}
+
+/// `POST /deleteStream` → `{}`; refused while a storage-enabled channel writes into it.
+#[tracing::instrument(name = "DeleteStream", skip_all, fields(stream = tracing::field::Empty))]
+pub async fn delete(
+    State(st): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let input: DeleteInput = body::parse(&body)?;
+    let arn = validate::required(input.arn, "StreamARN")?;
+    if let Some(v) = &input.current_version {
+        validate::version(v, "CurrentVersion")?;
+    }
+    let stream =
+        resolve(&st, &principal, "DeleteStream", DENY, None, Some(&arn), ArnFormatError::InvalidArgument).await?;
+    st.meta.delete_stream(&stream.arn, input.current_version.as_deref()).await.map_err(meta_error)?;
+    tracing::info!("stream deleted");
+    Ok(empty())
+}
+
+/// `UpdateDataRetention` input.
+#[derive(Debug, Deserialize)]
+pub struct UpdateDataRetentionInput {
+    #[serde(rename = "StreamName")]
+    name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    arn: Option<String>,
+    #[serde(rename = "CurrentVersion")]
+    current_version: Option<String>,
+    #[serde(rename = "Operation")]
+    operation: Option<String>,
+    #[serde(rename = "DataRetentionChangeInHours")]
+    change_in_hours: Option<i64>,
+}
+
+/// The retention after `operation` by `change` hours, or `InvalidArgumentException` if
+/// it would leave 0…[`MAX_DATA_RETENTION_HOURS`].
+pub fn apply_retention_change(current: u32, operation: &str, change: i64) -> ApiResult<u32> {
+    let current = i64::from(current);
+    let new = if operation == "INCREASE_DATA_RETENTION" {
+        current.saturating_add(change)
+    } else {
+        current.saturating_sub(change)
+    };
+    if !(0..=MAX_DATA_RETENTION_HOURS).contains(&new) {
+        return Err(ApiError::invalid_argument(format!(
+            "The data retention would become {new} hours; it must stay between 0 and {MAX_DATA_RETENTION_HOURS}"
+        )));
+    }
+    Ok(u32::try_from(new).unwrap_or(0))
+}
+
+/// `POST /updateDataRetention` → `{}`; retention ± change, new version.
+#[tracing::instrument(name = "UpdateDataRetention", skip_all, fields(stream = tracing::field::Empty))]
+pub async fn update_data_retention(
+    State(st): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let input: UpdateDataRetentionInput = body::parse(&body)?;
+    let current_version = validate::required(input.current_version, "CurrentVersion")?;
+    validate::version(&current_version, "CurrentVersion")?;
+    let operation = validate::required(input.operation, "Operation")?;
+    let operation = validate::one_of(&operation, "Operation", RETENTION_OPERATIONS)?;
+    let change = validate::required(input.change_in_hours, "DataRetentionChangeInHours")?;
+    let change = validate::range(change, "DataRetentionChangeInHours", 1, i64::MAX)?;
+    let stream = resolve(
+        &st,
+        &principal,
+        "UpdateDataRetention",
+        DENY,
+        input.name.as_deref(),
+        input.arn.as_deref(),
+        ArnFormatError::InvalidArgument,
+    )
+    .await?;
+    // The new value is computed from the version the caller saw; the store's
+    // compare-and-set on that version makes the read-modify-write atomic.
+    if stream.version != current_version {
+        return Err(meta_error(meta::MetaError::VersionMismatch { resource: stream.arn, given: current_version }));
+    }
+    let hours = apply_retention_change(stream.data_retention_in_hours, operation, change)?;
+    let update = StreamUpdate { data_retention_in_hours: Some(hours), ..Default::default() };
+    st.meta.update_stream(&stream.arn, &current_version, &update, &meta::new_version()).await.map_err(meta_error)?;
+    tracing::info!(retention_hours = hours, "stream data retention updated");
+    Ok(empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_changes_stay_in_range() {
+        assert_eq!(apply_retention_change(24, "INCREASE_DATA_RETENTION", 6).expect("ok"), 30);
+        assert_eq!(apply_retention_change(24, "DECREASE_DATA_RETENTION", 24).expect("ok"), 0);
+        assert!(apply_retention_change(24, "DECREASE_DATA_RETENTION", 25).is_err());
+        assert_eq!(apply_retention_change(87_000, "INCREASE_DATA_RETENTION", 600).expect("ok"), 87_600);
+        assert!(apply_retention_change(87_000, "INCREASE_DATA_RETENTION", 601).is_err());
+        assert!(apply_retention_change(0, "INCREASE_DATA_RETENTION", i64::MAX).is_err());
+    }
+}

@@ -1,0 +1,157 @@
+//! The AWS CLI (botocore) against reel: PRODUCT.md "Ingestion flow" steps 1–3 plus
+//! describe / list / get-signaling-channel-endpoint / describe-media-storage-configuration,
+//! checking the parsed JSON output.
+//!
+//! The CLI must be installed (`python3 -m pip install awscli`; `.ci/run` does it). A
+//! missing CLI fails this test rather than skipping it.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{REGION, ROOT_KEY_ID, ROOT_SECRET, Reel};
+use serde_json::Value;
+
+/// Runs `aws kinesisvideo …` against one reel with a sealed-off environment.
+struct Cli<'a> {
+    reel: &'a Reel,
+    /// Nonexistent config/credentials paths, so the user's AWS setup cannot interfere.
+    sealed: &'a Path,
+}
+
+/// What one CLI run produced.
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Cli<'_> {
+    fn run(&self, args: &[&str]) -> Run {
+        let mut cmd = Command::new("aws");
+        // `--no-cli-pager` is AWS CLI v2 only (v1, what pip installs, rejects it);
+        // AWS_PAGER="" turns the pager off in v2 and is ignored by v1.
+        cmd.arg("kinesisvideo")
+            .args(args)
+            .args(["--endpoint-url", &self.reel.url, "--output", "json"])
+            .env("AWS_ACCESS_KEY_ID", ROOT_KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", ROOT_SECRET)
+            .env("AWS_DEFAULT_REGION", REGION)
+            .env("AWS_CONFIG_FILE", self.sealed.join("config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", self.sealed.join("credentials"))
+            .env("AWS_PAGER", "")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_MAX_ATTEMPTS", "1");
+        for var in ["AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_CA_BUNDLE"] {
+            cmd.env_remove(var);
+        }
+        let out = match cmd.output() {
+            Ok(out) => out,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+                "the AWS CLI (`aws`) is not on PATH; install it with `python3 -m pip install awscli` \
+                 (.ci/run does this) — this test needs it and does not skip"
+            ),
+            Err(e) => panic!("cannot run `aws`: {e}"),
+        };
+        Run {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Run, require success, and parse stdout (an empty output is `{}`).
+    fn json(&self, args: &[&str]) -> Value {
+        let run = self.run(args);
+        assert!(run.ok, "aws kinesisvideo {args:?} failed:\n{}\nserver log:\n{}", run.stderr, self.reel.log());
+        if run.stdout.trim().is_empty() {
+            return Value::Object(Default::default());
+        }
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", run.stdout))
+    }
+}
+
+fn arn_of(kind: &str, name: &str, arn: &str) -> bool {
+    let prefix = format!("arn:aws:kinesisvideo:{REGION}:123456789012:{kind}/{name}/");
+    arn.strip_prefix(&prefix).is_some_and(|m| m.len() == 13 && m.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[test]
+fn ingestion_flow_with_the_aws_cli() {
+    let reel = Reel::start();
+    let sealed = tempfile::tempdir().expect("tempdir");
+    let cli = Cli { reel: &reel, sealed: sealed.path() };
+
+    // 1. create-signaling-channel
+    let out = cli.json(&["create-signaling-channel", "--channel-name", "front-door"]);
+    let channel_arn = out["ChannelARN"].as_str().expect("ChannelARN").to_string();
+    assert!(arn_of("channel", "front-door", &channel_arn), "{channel_arn}");
+
+    // 2. create-stream with retention
+    let out = cli.json(&["create-stream", "--stream-name", "front-door-video", "--data-retention-in-hours", "24"]);
+    let stream_arn = out["StreamARN"].as_str().expect("StreamARN").to_string();
+    assert!(arn_of("stream", "front-door-video", &stream_arn), "{stream_arn}");
+
+    // 3. update-media-storage-configuration (shorthand syntax)
+    let storage = format!("StreamARN={stream_arn},Status=ENABLED");
+    let out = cli.json(&[
+        "update-media-storage-configuration",
+        "--channel-arn",
+        &channel_arn,
+        "--media-storage-configuration",
+        &storage,
+    ]);
+    assert_eq!(out, serde_json::json!({}));
+
+    // describe-signaling-channel
+    let out = cli.json(&["describe-signaling-channel", "--channel-name", "front-door"]);
+    let info = &out["ChannelInfo"];
+    assert_eq!(info["ChannelARN"], channel_arn.as_str());
+    assert_eq!(info["ChannelName"], "front-door");
+    assert_eq!(info["ChannelType"], "SINGLE_MASTER");
+    assert_eq!(info["ChannelStatus"], "ACTIVE");
+    assert_eq!(info["SingleMasterConfiguration"]["MessageTtlSeconds"], 60);
+    let version = info["Version"].as_str().expect("Version");
+    assert!(version.len() == 20 && version.bytes().all(|b| b.is_ascii_alphanumeric()), "{version}");
+    assert!(!info["CreationTime"].is_null(), "{out}");
+
+    // list-signaling-channels
+    let out = cli.json(&["list-signaling-channels"]);
+    let list = out["ChannelInfoList"].as_array().expect("ChannelInfoList");
+    assert_eq!(list.len(), 1, "{out}");
+    assert_eq!(list[0]["ChannelARN"], channel_arn.as_str());
+
+    // get-signaling-channel-endpoint, WEBRTC included now that storage is enabled
+    let out = cli.json(&[
+        "get-signaling-channel-endpoint",
+        "--channel-arn",
+        &channel_arn,
+        "--single-master-channel-endpoint-configuration",
+        "Protocols=WSS,HTTPS,WEBRTC,Role=MASTER",
+    ]);
+    let endpoints: Vec<(String, String)> = out["ResourceEndpointList"]
+        .as_array()
+        .expect("ResourceEndpointList")
+        .iter()
+        .map(|e| (e["Protocol"].as_str().unwrap_or("").into(), e["ResourceEndpoint"].as_str().unwrap_or("").into()))
+        .collect();
+    let ws = reel.url.replacen("http://", "ws://", 1);
+    assert_eq!(
+        endpoints,
+        [("WSS".into(), ws), ("HTTPS".into(), reel.url.clone()), ("WEBRTC".into(), reel.url.clone())],
+        "{out}"
+    );
+
+    // describe-media-storage-configuration
+    let out = cli.json(&["describe-media-storage-configuration", "--channel-arn", &channel_arn]);
+    assert_eq!(out["MediaStorageConfiguration"]["Status"], "ENABLED");
+    assert_eq!(out["MediaStorageConfiguration"]["StreamARN"], stream_arn.as_str());
+
+    // Errors reach botocore as modeled exceptions.
+    let run = cli.run(&["describe-signaling-channel", "--channel-name", "missing"]);
+    assert!(!run.ok, "describing a missing channel must fail: {}", run.stdout);
+    assert!(run.stderr.contains("ResourceNotFoundException"), "{}", run.stderr);
+    let run = cli.run(&["create-signaling-channel", "--channel-name", "front-door"]);
+    assert!(!run.ok && run.stderr.contains("ResourceInUseException"), "{}", run.stderr);
+}

@@ -144,10 +144,8 @@ impl Config {
             return Err(ConfigError::Invalid(format!("--region must match [a-z0-9-]+, got {region:?}")));
         }
         let public_url = m.pick(|a| a.public_url.clone()).map(|u| u.trim_end_matches('/').to_string());
-        if let Some(u) = &public_url {
-            if !(u.starts_with("http://") || u.starts_with("https://")) {
-                return Err(ConfigError::Invalid(format!("--public-url must start with http:// or https://, got {u:?}")));
-            }
+        if let Some(u) = public_url.as_ref().filter(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
+            return Err(ConfigError::Invalid(format!("--public-url must start with http:// or https://, got {u:?}")));
         }
         let tls = match (m.pick(|a| a.tls_cert.clone()), m.pick(|a| a.tls_key.clone()), m.pick(|a| a.tls_self_signed)) {
             (Some(_), Some(_), Some(true)) => {
@@ -163,7 +161,11 @@ impl Config {
         let root_key = match (m.pick(|a| a.access_key_id.clone()), m.pick(|a| a.secret_access_key.clone())) {
             (Some(id), Some(secret)) => Some((id, secret)),
             (None, None) => None,
-            _ => return Err(ConfigError::Invalid("--access-key-id and --secret-access-key must be given together".into())),
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "--access-key-id and --secret-access-key must be given together".into(),
+                ));
+            }
         };
         Ok(Self {
             listen,

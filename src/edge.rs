@@ -64,19 +64,20 @@ pub async fn signed_api(State(st): State<AppState>, req: Request, next: Next) ->
     let (mut parts, body) = req.into_parts();
     let limit = st.config.limits.max_request_body_bytes;
     let (principal, body, res) = match axum::body::to_bytes(body, limit).await {
-        Err(_) => (None, Default::default(), Some(ApiError::invalid_argument(format!("request body exceeds {limit} bytes")).into_response())),
+        Err(_) => (
+            None,
+            Default::default(),
+            Some(ApiError::invalid_argument(format!("request body exceeds {limit} bytes")).into_response()),
+        ),
         Ok(body) => match st.auth.authenticate(&parts.method, &parts.uri, &parts.headers, &body, SystemTime::now()) {
             Err(e) => {
                 tracing::info!(operation = %ctx.operation, error = %e, "authentication failed");
                 (None, body, Some(ApiError::from(e).into_response()))
             }
             Ok(p) => {
-                let throttled = st
-                    .config
-                    .limits
-                    .control_plane_tps
-                    .get(&ctx.operation)
-                    .and_then(|lim| st.throttle.check(&ctx.operation, crate::limits::TpsLimit { resource: None, ..*lim }, None).err());
+                let throttled = st.config.limits.control_plane_tps.get(&ctx.operation).and_then(|lim| {
+                    st.throttle.check(&ctx.operation, crate::limits::TpsLimit { resource: None, ..*lim }, None).err()
+                });
                 (Some(p), body, throttled.map(IntoResponse::into_response))
             }
         },
@@ -122,7 +123,8 @@ pub fn authorize(principal: &Principal, action: &str, resource: &str, deny: fn(S
 /// `ConnectAsMaster` / `ConnectAsViewer`.
 pub fn operation_name(method: &str, path: &str, query: Option<&str>) -> String {
     if method == "GET" && query.is_some_and(|q| q.contains("X-Amz-ChannelARN")) {
-        return if query.is_some_and(|q| q.contains("X-Amz-ClientId")) { "ConnectAsViewer" } else { "ConnectAsMaster" }.into();
+        return if query.is_some_and(|q| q.contains("X-Amz-ClientId")) { "ConnectAsViewer" } else { "ConnectAsMaster" }
+            .into();
     }
     let last = path.rsplit('/').next().unwrap_or_default();
     let last = last.split('.').next().unwrap_or_default();

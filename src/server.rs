@@ -49,7 +49,8 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     std::fs::create_dir_all(&data_dir).map_err(|source| ServeError::DataDir { path: data_dir.clone(), source })?;
 
     let meta = meta::open(&data_dir).await?;
-    let (store, generated) = CredentialStore::load(config.root_key.clone(), config.credentials_file.as_deref(), &data_dir)?;
+    let (store, generated) =
+        CredentialStore::load(config.root_key.clone(), config.credentials_file.as_deref(), &data_dir)?;
     if let Some(key) = generated {
         println!("# reel generated a root access key (stored in {}):", data_dir.display());
         println!("export AWS_ACCESS_KEY_ID={}", key.access_key_id);
@@ -58,7 +59,8 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     let audit = AuditLog::open(&data_dir).await.map_err(ServeError::Audit)?;
     let prometheus = metrics::install();
 
-    let listener = std::net::TcpListener::bind(config.listen).map_err(|source| ServeError::Bind { addr: config.listen, source })?;
+    let listener = std::net::TcpListener::bind(config.listen)
+        .map_err(|source| ServeError::Bind { addr: config.listen, source })?;
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
 
@@ -105,8 +107,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
 
 /// Every route of the server.
 pub fn router(state: AppState, prometheus: metrics_exporter_prometheus::PrometheusHandle) -> Router {
-    let signed = crate::control::router()
-        .layer(axum::middleware::from_fn_with_state(state.clone(), edge::signed_api));
+    let signed = crate::control::router().layer(axum::middleware::from_fn_with_state(state.clone(), edge::signed_api));
     Router::new()
         .route("/metrics", get(move || std::future::ready(prometheus.render())))
         .merge(signed)

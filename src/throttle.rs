@@ -29,7 +29,13 @@ impl Throttle {
     }
 
     /// [`Throttle::check`] with the time passed in (for tests).
-    pub fn check_at(&self, operation: &str, limit: TpsLimit, resource: Option<&str>, now: Instant) -> Result<(), ApiError> {
+    pub fn check_at(
+        &self,
+        operation: &str,
+        limit: TpsLimit,
+        resource: Option<&str>,
+        now: Instant,
+    ) -> Result<(), ApiError> {
         let mut keys = vec![(format!("{operation}|account"), limit.account)];
         if let (Some(r), Some(rate)) = (resource, limit.resource) {
             keys.push((format!("{operation}|{r}"), rate));
@@ -58,7 +64,9 @@ impl Throttle {
             let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
             let tokens = (b.tokens + elapsed * rate).min(rate.max(1.0));
             if tokens < 1.0 {
-                return Err(ApiError::client_limit(format!("Rate exceeded for {operation}: limit is {rate} requests per second")));
+                return Err(ApiError::client_limit(format!(
+                    "Rate exceeded for {operation}: limit is {rate} requests per second"
+                )));
             }
             updated.push((key, Bucket { tokens: tokens - 1.0, last: now }));
         }

@@ -34,7 +34,11 @@ pub const CA_FILE: &str = "ca.pem";
 
 /// Build the rustls server config for `mode`; `None` when TLS is off.
 /// `hosts` are the names/IPs the generated leaf certificate must cover.
-pub fn server_config(mode: &TlsMode, data_dir: &Path, hosts: &[String]) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
+pub fn server_config(
+    mode: &TlsMode,
+    data_dir: &Path,
+    hosts: &[String],
+) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
     let (chain, key) = match mode {
         TlsMode::Off => return Ok(None),
         TlsMode::Files { cert, key } => (read_chain(cert)?, read_key(key)?),
@@ -84,7 +88,10 @@ fn ca_params() -> Result<CertificateParams, rcgen::Error> {
 }
 
 /// Load or create the CA, then issue a leaf for `hosts`.
-fn self_signed(dir: &Path, hosts: &[String]) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+fn self_signed(
+    dir: &Path,
+    hosts: &[String],
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
     std::fs::create_dir_all(dir).map_err(|source| TlsError::Write { path: dir.into(), source })?;
     let ca_cert_path = dir.join(CA_FILE);
     let ca_key_path = dir.join("ca-key.pem");

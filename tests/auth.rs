@@ -92,7 +92,13 @@ fn client(
         .behavior_version(BehaviorVersion::latest())
         .region(aws_sdk_kinesisvideo::config::Region::new(REGION))
         .endpoint_url(&reel.url)
-        .credentials_provider(aws_credential_types::Credentials::new(key, secret, token.map(str::to_owned), None, "reel-test"))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            key,
+            secret,
+            token.map(str::to_owned),
+            None,
+            "reel-test",
+        ))
         .http_client(reel.http_client());
     aws_sdk_kinesisvideo::Client::from_conf(tweak(builder).build())
 }
@@ -185,7 +191,8 @@ async fn denied_by_policy() {
     let (code, _, _) = failure(camera.list_signaling_channels().send().await);
     assert_eq!(code, "AccessDeniedException", "List acts on resource '*', which cam-* does not match");
 
-    let (code, _, _) = failure(camera.delete_signaling_channel().channel_arn(channel_arn(&reel, "cam-1").await).send().await);
+    let (code, _, _) =
+        failure(camera.delete_signaling_channel().channel_arn(channel_arn(&reel, "cam-1").await).send().await);
     assert_eq!(code, "AccessDeniedException");
 }
 
@@ -255,7 +262,8 @@ fn presign(method: &str, url: &str, key: &str, secret: &str, time: SystemTime, e
         .build()
         .expect("signing params")
         .into();
-    let signable = SignableRequest::new(method, url, std::iter::empty(), SignableBody::UnsignedPayload).expect("signable");
+    let signable =
+        SignableRequest::new(method, url, std::iter::empty(), SignableBody::UnsignedPayload).expect("signable");
     let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
     let mut req = http::Request::builder().method(method).uri(url).body(()).expect("request");
     instructions.apply_to_request_http1x(&mut req);
@@ -292,7 +300,14 @@ async fn presigned_control_plane_call_verifies_and_tampering_is_refused() {
     assert_eq!(body["__type"], "InvalidSignatureException");
     assert!(has_date, "auth failures carry a Date header (C SDK clock skew)");
 
-    let expired = presign("POST", &url, ROOT_KEY_ID, ROOT_SECRET, SystemTime::now() - Duration::from_secs(600), Duration::from_secs(60));
+    let expired = presign(
+        "POST",
+        &url,
+        ROOT_KEY_ID,
+        ROOT_SECRET,
+        SystemTime::now() - Duration::from_secs(600),
+        Duration::from_secs(60),
+    );
     let (status, code, body, _) = send(reqwest::Method::POST, &expired, "{}").await;
     assert_eq!((status, code.as_str()), (403, "InvalidSignatureException"));
     assert!(body["message"].as_str().unwrap_or_default().contains("Signature expired"), "{body}");
@@ -320,7 +335,14 @@ async fn presigned_websocket_url_tampered_is_refused() {
     let (status, code, _, _) = send(reqwest::Method::GET, &other_channel, "").await;
     assert_eq!((status, code.as_str()), (403, "InvalidSignatureException"));
 
-    let expired = presign("GET", &url, ROOT_KEY_ID, ROOT_SECRET, SystemTime::now() - Duration::from_secs(600), Duration::from_secs(299));
+    let expired = presign(
+        "GET",
+        &url,
+        ROOT_KEY_ID,
+        ROOT_SECRET,
+        SystemTime::now() - Duration::from_secs(600),
+        Duration::from_secs(299),
+    );
     let (status, _, body, _) = send(reqwest::Method::GET, &expired, "").await;
     assert_eq!(status, 403);
     assert!(body["message"].as_str().unwrap_or_default().contains("Signature expired"), "{body}");
@@ -343,7 +365,8 @@ async fn first_start_generates_a_root_key_that_survives_restarts() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("root-credentials.toml")).expect("stored key").permissions().mode();
+        let mode =
+            std::fs::metadata(dir.path().join("root-credentials.toml")).expect("stored key").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
     assert!(reel.stop());

@@ -314,7 +314,8 @@ impl CredentialStore {
 
 /// Parse and validate a credentials file.
 fn read_file(path: &Path) -> Result<Vec<AccessKey>, CredentialsError> {
-    let text = std::fs::read_to_string(path).map_err(|source| CredentialsError::Read { path: path.to_owned(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| CredentialsError::Read { path: path.to_owned(), source })?;
     warn_if_readable_by_others(path);
     let spec: FileSpec =
         toml::from_str(&text).map_err(|e| CredentialsError::Parse { path: path.to_owned(), message: e.to_string() })?;
@@ -329,7 +330,9 @@ fn read_file(path: &Path) -> Result<Vec<AccessKey>, CredentialsError> {
                 access_key_id: k.access_key_id.clone(),
                 problem,
             };
-            if let Some(problem) = validate_access_key_id(&k.access_key_id).or_else(|| validate_secret(&k.secret_access_key)) {
+            if let Some(problem) =
+                validate_access_key_id(&k.access_key_id).or_else(|| validate_secret(&k.secret_access_key))
+            {
                 return Err(invalid(problem));
             }
             if k.session_token.as_deref().is_some_and(str::is_empty) {
@@ -338,7 +341,9 @@ fn read_file(path: &Path) -> Result<Vec<AccessKey>, CredentialsError> {
             let source = KeySource::File { path: path.to_owned(), index };
             if k.root {
                 if !k.statement.is_empty() {
-                    return Err(invalid("a root key may do everything; it must not have [[key.statement]] tables".into()));
+                    return Err(invalid(
+                        "a root key may do everything; it must not have [[key.statement]] tables".into(),
+                    ));
                 }
                 let mut key = AccessKey::root(k.access_key_id.clone(), k.secret_access_key.clone(), source);
                 key.session_token = k.session_token.clone();
@@ -349,7 +354,13 @@ fn read_file(path: &Path) -> Result<Vec<AccessKey>, CredentialsError> {
                 tracing::warn!(path = %path.display(), index, access_key_id = %k.access_key_id,
                     "access key has no statements; every request it signs will be denied");
             }
-            Ok(AccessKey::with_policy(k.access_key_id.clone(), k.secret_access_key.clone(), k.session_token.clone(), policy, source))
+            Ok(AccessKey::with_policy(
+                k.access_key_id.clone(),
+                k.secret_access_key.clone(),
+                k.session_token.clone(),
+                policy,
+                source,
+            ))
         })
         .collect()
 }
@@ -382,10 +393,12 @@ pub fn generate_key() -> GeneratedKey {
     const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
-    let mut pick = |set: &[u8], n: usize| -> String {
-        (0..n).map(|_| char::from(set[rng.random_range(0..set.len())])).collect()
-    };
-    GeneratedKey { access_key_id: format!("AKIA{}", pick(UPPER, 16)), secret_access_key: pick(ALNUM, GENERATED_SECRET_LEN) }
+    let mut pick =
+        |set: &[u8], n: usize| -> String { (0..n).map(|_| char::from(set[rng.random_range(0..set.len())])).collect() };
+    GeneratedKey {
+        access_key_id: format!("AKIA{}", pick(UPPER, 16)),
+        secret_access_key: pick(ALNUM, GENERATED_SECRET_LEN),
+    }
 }
 
 /// Write the generated key atomically (temp file + rename), readable by the owner only.
@@ -430,7 +443,11 @@ mod tests {
 
     const CAM: &str = "arn:aws:kinesisvideo:us-west-2:123456789012:channel/cam-1/1700000000000";
 
-    fn load(root: Option<(&str, &str)>, file: Option<&str>, dir: &Path) -> Result<(CredentialStore, Option<GeneratedKey>), CredentialsError> {
+    fn load(
+        root: Option<(&str, &str)>,
+        file: Option<&str>,
+        dir: &Path,
+    ) -> Result<(CredentialStore, Option<GeneratedKey>), CredentialsError> {
         let path = file.map(|text| {
             let p = dir.join("creds.toml");
             std::fs::write(&p, text).unwrap();
@@ -475,8 +492,12 @@ root = true
     #[test]
     fn root_in_file_suffices() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, generated) =
-            load(None, Some("[[key]]\naccess_key_id = \"AKIAFILEROOT\"\nsecret_access_key = \"s\"\nroot = true\n"), dir.path()).unwrap();
+        let (store, generated) = load(
+            None,
+            Some("[[key]]\naccess_key_id = \"AKIAFILEROOT\"\nsecret_access_key = \"s\"\nroot = true\n"),
+            dir.path(),
+        )
+        .unwrap();
         assert!(generated.is_none());
         assert_eq!(store.len(), 1);
         assert!(!dir.path().join(GENERATED_ROOT_FILE).exists());
@@ -516,7 +537,11 @@ root = true
     #[test]
     fn generated_file_without_root_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(GENERATED_ROOT_FILE), "[[key]]\naccess_key_id = \"A\"\nsecret_access_key = \"s\"\n").unwrap();
+        std::fs::write(
+            dir.path().join(GENERATED_ROOT_FILE),
+            "[[key]]\naccess_key_id = \"A\"\nsecret_access_key = \"s\"\n",
+        )
+        .unwrap();
         let err = load(None, None, dir.path()).unwrap_err();
         assert!(matches!(err, CredentialsError::GeneratedFileWithoutRoot { .. }), "{err}");
     }
@@ -528,7 +553,10 @@ root = true
         let msg = |file: &str| load(root, Some(file), dir.path()).unwrap_err().to_string();
 
         let missing = CredentialStore::load(None, Some(&dir.path().join("nope.toml")), dir.path()).unwrap_err();
-        assert!(matches!(missing, CredentialsError::Read { .. }) && missing.to_string().contains("nope.toml"), "{missing}");
+        assert!(
+            matches!(missing, CredentialsError::Read { .. }) && missing.to_string().contains("nope.toml"),
+            "{missing}"
+        );
 
         let m = msg("[[key]\naccess_key_id = 1");
         assert!(m.contains("invalid credentials file") && m.contains("creds.toml"), "{m}");
@@ -536,7 +564,9 @@ root = true
         let m = msg("[[key]]\naccess_key_id = \"A\"\nsecret_access_key = \"s\"\nsecret = \"typo\"\n");
         assert!(m.contains("secret"), "unknown field named: {m}");
 
-        let m = msg("[[key]]\naccess_key_id = \"AKIAOK\"\nsecret_access_key = \"s\"\n[[key]]\naccess_key_id = \"AKIAEMPTY\"\nsecret_access_key = \"\"\n");
+        let m = msg(
+            "[[key]]\naccess_key_id = \"AKIAOK\"\nsecret_access_key = \"s\"\n[[key]]\naccess_key_id = \"AKIAEMPTY\"\nsecret_access_key = \"\"\n",
+        );
         assert!(m.contains("[[key]] #2") && m.contains("AKIAEMPTY") && m.contains("secret_access_key is empty"), "{m}");
 
         let m = msg("[[key]]\naccess_key_id = \"\"\nsecret_access_key = \"s\"\n");
@@ -546,15 +576,24 @@ root = true
         assert!(m.contains("may only contain"), "{m}");
 
         let m = msg("[[key]]\naccess_key_id = \"AKIAROOT\"\nsecret_access_key = \"s\"\n");
-        assert!(m.contains("duplicate access key id AKIAROOT") && m.contains("--access-key-id") && m.contains("[[key]] #1"), "{m}");
+        assert!(
+            m.contains("duplicate access key id AKIAROOT") && m.contains("--access-key-id") && m.contains("[[key]] #1"),
+            "{m}"
+        );
 
-        let m = msg("[[key]]\naccess_key_id = \"D\"\nsecret_access_key = \"s\"\n[[key]]\naccess_key_id = \"D\"\nsecret_access_key = \"t\"\n");
+        let m = msg(
+            "[[key]]\naccess_key_id = \"D\"\nsecret_access_key = \"s\"\n[[key]]\naccess_key_id = \"D\"\nsecret_access_key = \"t\"\n",
+        );
         assert!(m.contains("duplicate access key id D") && m.contains("#1") && m.contains("#2"), "{m}");
 
-        let m = msg("[[key]]\naccess_key_id = \"P\"\nsecret_access_key = \"s\"\n[[key.statement]]\neffect = \"Allow\"\naction = \"Describe*\"\nresource = \"*\"\n");
+        let m = msg(
+            "[[key]]\naccess_key_id = \"P\"\nsecret_access_key = \"s\"\n[[key.statement]]\neffect = \"Allow\"\naction = \"Describe*\"\nresource = \"*\"\n",
+        );
         assert!(m.contains("[[key]] #1 (P)") && m.contains("statement #1") && m.contains("'Describe*'"), "{m}");
 
-        let m = msg("[[key]]\naccess_key_id = \"R\"\nsecret_access_key = \"s\"\nroot = true\n[[key.statement]]\neffect = \"Deny\"\naction = \"*\"\nresource = \"*\"\n");
+        let m = msg(
+            "[[key]]\naccess_key_id = \"R\"\nsecret_access_key = \"s\"\nroot = true\n[[key.statement]]\neffect = \"Deny\"\naction = \"*\"\nresource = \"*\"\n",
+        );
         assert!(m.contains("root key may do everything"), "{m}");
 
         let m = msg("[[key]]\naccess_key_id = \"T\"\nsecret_access_key = \"s\"\nsession_token = \"\"\n");

@@ -104,9 +104,10 @@ impl From<AuthError> for ApiError {
             AuthError::UnknownAccessKey(_) | AuthError::InvalidSessionToken(_) => {
                 ("UnrecognizedClientException", StatusCode::FORBIDDEN)
             }
-            AuthError::SignatureMismatch(_) | AuthError::Invalid(_) | AuthError::Expired(_) | AuthError::NotYetCurrent(_) => {
-                ("InvalidSignatureException", StatusCode::FORBIDDEN)
-            }
+            AuthError::SignatureMismatch(_)
+            | AuthError::Invalid(_)
+            | AuthError::Expired(_)
+            | AuthError::NotYetCurrent(_) => ("InvalidSignatureException", StatusCode::FORBIDDEN),
         };
         ApiError::new(code, status, e.to_string())
     }
@@ -188,11 +189,17 @@ mod tests {
     fn errors_map_to_aws_shapes() {
         let api = |e: AuthError| ApiError::from(e);
         let e = api(AuthError::MissingAuthentication);
-        assert_eq!((e.code, e.status, e.message.as_str()), ("MissingAuthenticationTokenException", StatusCode::FORBIDDEN, "Missing Authentication Token"));
+        assert_eq!(
+            (e.code, e.status, e.message.as_str()),
+            ("MissingAuthenticationTokenException", StatusCode::FORBIDDEN, "Missing Authentication Token")
+        );
         let e = api(AuthError::Incomplete("bad credential".into()));
         assert_eq!((e.code, e.status), ("IncompleteSignatureException", StatusCode::BAD_REQUEST));
         let e = api(AuthError::UnknownAccessKey("AKIAX".into()));
-        assert_eq!((e.code, e.status, e.message.as_str()), ("UnrecognizedClientException", StatusCode::FORBIDDEN, INVALID_TOKEN));
+        assert_eq!(
+            (e.code, e.status, e.message.as_str()),
+            ("UnrecognizedClientException", StatusCode::FORBIDDEN, INVALID_TOKEN)
+        );
         let e = api(AuthError::InvalidSessionToken("AKIAX".into()));
         assert_eq!(e.code, "UnrecognizedClientException");
         let e = api(AuthError::SignatureMismatch(String::new()));

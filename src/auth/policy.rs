@@ -97,7 +97,9 @@ pub enum PolicyError {
         statement: usize,
     },
     /// An action that is neither `*` nor `service:pattern`.
-    #[error("statement #{statement}: action '{action}' must be '*' or '<service>:<Action pattern>' (e.g. 'kinesisvideo:Describe*')")]
+    #[error(
+        "statement #{statement}: action '{action}' must be '*' or '<service>:<Action pattern>' (e.g. 'kinesisvideo:Describe*')"
+    )]
     BadAction {
         /// 1-based statement number within the key.
         statement: usize,
@@ -316,14 +318,19 @@ mod tests {
 
     #[test]
     fn statement_specs_parse_in_both_spellings() {
-        let lower = spec("effect = \"Allow\"\naction = [\"kinesisvideo:ConnectAsMaster\", \"kinesisvideo:Describe*\"]\nresource = \"arn:aws:kinesisvideo:*:*:channel/cam-*\"");
+        let lower = spec(
+            "effect = \"Allow\"\naction = [\"kinesisvideo:ConnectAsMaster\", \"kinesisvideo:Describe*\"]\nresource = \"arn:aws:kinesisvideo:*:*:channel/cam-*\"",
+        );
         let st = Statement::from_spec(lower, 1).unwrap();
         assert!(st.matches("kinesisvideo:ConnectAsMaster", CAM));
         let iam = spec("Sid = \"x\"\nEffect = \"Deny\"\nAction = \"*\"\nResource = [\"*\"]");
         let st = Statement::from_spec(iam, 1).unwrap();
         assert_eq!(st.effect, Effect::Deny);
         assert!(toml::from_str::<StatementSpec>("effect = \"Maybe\"\naction = \"*\"\nresource = \"*\"").is_err());
-        assert!(toml::from_str::<StatementSpec>("effect = \"Allow\"\naction = \"*\"\nresource = \"*\"\ncondition = 1").is_err());
+        assert!(
+            toml::from_str::<StatementSpec>("effect = \"Allow\"\naction = \"*\"\nresource = \"*\"\ncondition = 1")
+                .is_err()
+        );
         assert!(toml::from_str::<StatementSpec>("effect = \"Allow\"\naction = \"*\"").is_err(), "resource is required");
     }
 
@@ -336,7 +343,10 @@ mod tests {
             bad("effect = \"Allow\"\naction = \"DescribeStream\"\nresource = \"*\""),
             PolicyError::BadAction { statement: 3, action: "DescribeStream".into() }
         );
-        assert_eq!(bad("effect = \"Allow\"\naction = \"*\"\nresource = \"\""), PolicyError::EmptyResource { statement: 3 });
+        assert_eq!(
+            bad("effect = \"Allow\"\naction = \"*\"\nresource = \"\""),
+            PolicyError::EmptyResource { statement: 3 }
+        );
         let msg = bad("effect = \"Allow\"\naction = \"kinesisvideo\"\nresource = \"*\"").to_string();
         assert!(msg.contains("statement #3") && msg.contains("'kinesisvideo'"), "{msg}");
     }

@@ -228,9 +228,8 @@ pub fn parse(req: &Request<'_>) -> Result<SignedRequest, AuthError> {
             if auth_headers.next().is_some() {
                 return Err(AuthError::Incomplete("Found more than one Authorization header".into()));
             }
-            let value = value
-                .to_str()
-                .map_err(|_| AuthError::Incomplete("Authorization header is not valid ASCII".into()))?;
+            let value =
+                value.to_str().map_err(|_| AuthError::Incomplete("Authorization header is not valid ASCII".into()))?;
             parse_header_auth(req, value)
         }
         (None, true) => parse_query_auth(req, &query),
@@ -265,13 +264,13 @@ fn parse_header_auth(req: &Request<'_>, value: &str) -> Result<SignedRequest, Au
             return Err(AuthError::Incomplete(format!("Authorization header repeats the '{}' component", name.trim())));
         }
     }
-    let missing: Vec<String> = [("Credential", &credential), ("SignedHeaders", &signed_headers), ("Signature", &signature)]
-        .into_iter()
-        .filter(|(_, v)| v.is_none_or(str::is_empty))
-        .map(|(n, _)| format!("Authorization header requires '{n}' parameter."))
-        .collect();
-    let (Some(credential), Some(signed_headers), Some(signature)) = (credential, signed_headers, signature)
-    else {
+    let missing: Vec<String> =
+        [("Credential", &credential), ("SignedHeaders", &signed_headers), ("Signature", &signature)]
+            .into_iter()
+            .filter(|(_, v)| v.is_none_or(str::is_empty))
+            .map(|(n, _)| format!("Authorization header requires '{n}' parameter."))
+            .collect();
+    let (Some(credential), Some(signed_headers), Some(signature)) = (credential, signed_headers, signature) else {
         return Err(AuthError::Incomplete(missing.join(" ")));
     };
     if !missing.is_empty() {
@@ -326,8 +325,9 @@ fn parse_query_auth(req: &Request<'_>, query: &[(Cow<'_, str>, Cow<'_, str>)]) -
     }
     let scope = CredentialScope::parse(required(param::CREDENTIAL)?)?;
     let date_text = required(param::DATE)?;
-    let date = AmzDate::parse(date_text)
-        .ok_or_else(|| AuthError::Incomplete(format!("X-Amz-Date '{date_text}' is not of the form yyyymmddTHHMMSSZ")))?;
+    let date = AmzDate::parse(date_text).ok_or_else(|| {
+        AuthError::Incomplete(format!("X-Amz-Date '{date_text}' is not of the form yyyymmddTHHMMSSZ"))
+    })?;
     let expires_text = required(param::EXPIRES)?;
     let expires: u64 = expires_text
         .parse()
@@ -474,7 +474,9 @@ fn redact_token(canonical: &str) -> String {
     canonical
         .split('\n')
         .map(|line| {
-            if line.starts_with(SECURITY_TOKEN_HEADER) && line.as_bytes().get(SECURITY_TOKEN_HEADER.len()) == Some(&b':') {
+            if line.starts_with(SECURITY_TOKEN_HEADER)
+                && line.as_bytes().get(SECURITY_TOKEN_HEADER.len()) == Some(&b':')
+            {
                 format!("{SECURITY_TOKEN_HEADER}:<redacted>")
             } else if let Some(start) = line.find(&query_param) {
                 let value_start = start + query_param.len();
@@ -582,7 +584,8 @@ fn normalize_path(path: &str) -> Cow<'_, str> {
     if path.is_empty() {
         return Cow::Borrowed("/");
     }
-    let absolute: Cow<'_, str> = if path.starts_with('/') { Cow::Borrowed(path) } else { Cow::Owned(format!("/{path}")) };
+    let absolute: Cow<'_, str> =
+        if path.starts_with('/') { Cow::Borrowed(path) } else { Cow::Owned(format!("/{path}")) };
     if !(absolute.contains('.') || absolute.contains("//")) {
         return absolute;
     }
@@ -629,7 +632,9 @@ pub fn canonical_query(query: Option<&str>, presigned: bool) -> String {
     let mut pairs: Vec<(String, String)> = decode_query(query)
         .into_iter()
         .filter(|(k, _)| !(presigned && k == param::SIGNATURE))
-        .map(|(k, v)| (utf8_percent_encode(&k, QUERY_ENCODE).to_string(), utf8_percent_encode(&v, QUERY_ENCODE).to_string()))
+        .map(|(k, v)| {
+            (utf8_percent_encode(&k, QUERY_ENCODE).to_string(), utf8_percent_encode(&v, QUERY_ENCODE).to_string())
+        })
         .collect();
     pairs.sort();
     let mut out = String::new();

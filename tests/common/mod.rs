@@ -56,6 +56,7 @@ impl Reel {
                 (Some(t), p)
             }
         };
+        std::fs::create_dir_all(&data_dir).expect("data dir");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_reel"));
         cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--data-dir").arg(&data_dir);
         if !opts.no_root_key {

@@ -208,7 +208,10 @@ fn header_signed_requests_from_aws_sigv4_verify() {
                     };
                     let r = aws_sign(&s);
                     let ok = check(&root, &r, now());
-                    assert!(ok.as_ref().is_ok_and(|p| p.root && p.access_key_id == AKID), "{method} {path_query} token={token:?}: {ok:?}");
+                    assert!(
+                        ok.as_ref().is_ok_and(|p| p.root && p.access_key_id == AKID),
+                        "{method} {path_query} token={token:?}: {ok:?}"
+                    );
                     if token.is_some() {
                         let p = check(&with_token, &r, now()).unwrap();
                         assert!(!p.root);
@@ -238,7 +241,11 @@ fn payload_variants_verify() {
     let empty = aws_sign(&Signing { body: b"", ..Signing::default() });
     check(&root, &empty, now()).unwrap();
     assert!(matches!(
-        check(&root, &signed_hash.with(|r| r.set_header("x-amz-content-sha256", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD")), now()),
+        check(
+            &root,
+            &signed_hash.with(|r| r.set_header("x-amz-content-sha256", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD")),
+            now()
+        ),
         Err(AuthError::Incomplete(_))
     ));
 }
@@ -314,7 +321,10 @@ fn session_tokens() {
     let signed_with = |token| aws_sign(&Signing { token, ..Signing::default() });
     let with_token = token_auth();
     check(&with_token, &signed_with(Some(TOKEN)), now()).unwrap();
-    assert!(matches!(check(&with_token, &signed_with(Some("other-token")), now()), Err(AuthError::InvalidSessionToken(_))));
+    assert!(matches!(
+        check(&with_token, &signed_with(Some("other-token")), now()),
+        Err(AuthError::InvalidSessionToken(_))
+    ));
     assert!(matches!(check(&with_token, &signed_with(None), now()), Err(AuthError::InvalidSessionToken(_))));
     // A key without a configured token ignores the token the client sends.
     check(&root_auth(), &signed_with(Some("whatever")), now()).unwrap();
@@ -376,10 +386,26 @@ fn tampering_with_a_presigned_url_fails() {
 
     assert_mismatch(check(&root, &base.with(|r| r.query_replace("cam-1", "cam-2")), now()), "channel ARN");
     assert_mismatch(check(&root, &base.with(|r| r.query_replace("viewer-1", "viewer-2")), now()), "client id");
-    assert_mismatch(check(&root, &base.with(|r| r.query_replace("&X-Amz-ClientId=viewer-1", "")), now()), "client id removed");
-    assert_mismatch(check(&root, &base.with(|r| r.query_replace("X-Amz-Expires=299", "X-Amz-Expires=3000")), now()), "expires");
-    assert_mismatch(check(&root, &base.with(|r| r.query_replace("X-Amz-Date=20261126T021400Z", "X-Amz-Date=20261126T021401Z")), now()), "date");
-    assert_mismatch(check(&root, &base.with(|r| r.set_uri(&format!("/other{}", &r.uri.to_string()[1..]))), now()), "path");
+    assert_mismatch(
+        check(&root, &base.with(|r| r.query_replace("&X-Amz-ClientId=viewer-1", "")), now()),
+        "client id removed",
+    );
+    assert_mismatch(
+        check(&root, &base.with(|r| r.query_replace("X-Amz-Expires=299", "X-Amz-Expires=3000")), now()),
+        "expires",
+    );
+    assert_mismatch(
+        check(
+            &root,
+            &base.with(|r| r.query_replace("X-Amz-Date=20261126T021400Z", "X-Amz-Date=20261126T021401Z")),
+            now(),
+        ),
+        "date",
+    );
+    assert_mismatch(
+        check(&root, &base.with(|r| r.set_uri(&format!("/other{}", &r.uri.to_string()[1..]))), now()),
+        "path",
+    );
     assert_mismatch(check(&root, &base.with(|r| r.method = Method::POST), now()), "method");
     assert_mismatch(check(&root, &base.with(|r| r.set_header("host", "evil.example")), now()), "host");
     let sig = base.uri.query().unwrap().split("X-Amz-Signature=").nth(1).unwrap().split('&').next().unwrap().to_owned();
@@ -414,13 +440,15 @@ fn tampering_with_a_presigned_url_fails() {
     let err = check(&root, &swapped, now()).unwrap_err();
     assert_mismatch(Err(err.clone()), "token is part of the signed query");
     let msg = err.to_string();
-    assert!(msg.contains("X-Amz-Security-Token=<redacted>&") && !msg.contains("=other"), "token values are redacted: {msg}");
+    assert!(
+        msg.contains("X-Amz-Security-Token=<redacted>&") && !msg.contains("=other"),
+        "token values are redacted: {msg}"
+    );
     assert!(matches!(check(&with_token, &base, now()), Err(AuthError::InvalidSessionToken(_))), "token required");
 }
 
 /// JavaScript `encodeURIComponent`: keeps `A-Za-z0-9 - _ . ! ~ * ' ( )`.
-const JS_URI_COMPONENT: &AsciiSet =
-    &QUERY_ENCODE.remove(b'!').remove(b'*').remove(b'\'').remove(b'(').remove(b')');
+const JS_URI_COMPONENT: &AsciiSet = &QUERY_ENCODE.remove(b'!').remove(b'*').remove(b'\'').remove(b'(').remove(b')');
 
 fn sha256(data: &[u8]) -> String {
     hex::encode(<Sha256 as Digest>::digest(data))
@@ -447,7 +475,8 @@ fn js_presign(token: Option<&str>, time: SystemTime) -> Received {
     let query: Vec<String> = params.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect();
     let query = query.join("&");
     let canonical = format!("GET\n/\n{query}\nhost:{HOST}\n\nhost\n{}", sha256(b""));
-    let sts = format!("{ALGORITHM}\n{date}\n{day}/{REGION}/kinesisvideo/aws4_request\n{}", sha256(canonical.as_bytes()));
+    let sts =
+        format!("{ALGORITHM}\n{date}\n{day}/{REGION}/kinesisvideo/aws4_request\n{}", sha256(canonical.as_bytes()));
     let key = aws_v4::generate_signing_key(SECRET, time, REGION, "kinesisvideo");
     let signature = aws_v4::calculate_signature(key, sts.as_bytes());
     let mut headers = HeaderMap::new();
@@ -484,7 +513,8 @@ fn c_sdk_request(token: &str, time: SystemTime) -> Received {
     );
     let scope = format!("{day}/{REGION}/kinesisvideo/aws4_request");
     let sts = format!("{ALGORITHM}\n{date}\n{scope}\n{}", sha256(canonical.as_bytes()));
-    let signature = aws_v4::calculate_signature(aws_v4::generate_signing_key(SECRET, time, REGION, "kinesisvideo"), sts.as_bytes());
+    let signature =
+        aws_v4::calculate_signature(aws_v4::generate_signing_key(SECRET, time, REGION, "kinesisvideo"), sts.as_bytes());
     let mut headers = HeaderMap::new();
     headers.insert("host", HeaderValue::from_static(HOST));
     headers.insert("user-agent", HeaderValue::from_static(ua));
@@ -597,7 +627,16 @@ fn amz_dates_parse_strictly() {
     assert_eq!(t, AmzDate::from_system_time(now()));
     assert_eq!(t.to_string(), "20261126T021500Z");
     assert_eq!(t.day(), "20261126");
-    for bad in ["20261126T021500", "2026-11-26T02:15:00Z", "20261301T000000Z", "20261126T250000Z", "20260230T000000Z", "2026112éT02150Z", "+0261126T021500Z", ""] {
+    for bad in [
+        "20261126T021500",
+        "2026-11-26T02:15:00Z",
+        "20261301T000000Z",
+        "20261126T250000Z",
+        "20260230T000000Z",
+        "2026112éT02150Z",
+        "+0261126T021500Z",
+        "",
+    ] {
         assert!(AmzDate::parse(bad).is_none(), "{bad}");
     }
 }
@@ -633,9 +672,15 @@ fn malformed_signatures_are_incomplete_with_precise_messages() {
     assert!(m.contains("'Signature'"), "{m}");
     let m = incomplete("Bearer abc", date);
     assert!(m.contains("Unsupported Authorization scheme 'Bearer'"), "{m}");
-    let m = incomplete(&format!("AWS4-HMAC-SHA256 Credential={AKID}/20261126/us-west-2, SignedHeaders=host, {sig}"), date);
+    let m =
+        incomplete(&format!("AWS4-HMAC-SHA256 Credential={AKID}/20261126/us-west-2, SignedHeaders=host, {sig}"), date);
     assert!(m.contains("expected 5"), "{m}");
-    let m = incomplete(&format!("AWS4-HMAC-SHA256 Credential={AKID}/2026-11-26/us-west-2/kinesisvideo/aws4_request, SignedHeaders=host, {sig}"), date);
+    let m = incomplete(
+        &format!(
+            "AWS4-HMAC-SHA256 Credential={AKID}/2026-11-26/us-west-2/kinesisvideo/aws4_request, SignedHeaders=host, {sig}"
+        ),
+        date,
+    );
     assert!(m.contains("invalid date '2026-11-26'"), "{m}");
     let m = incomplete(&format!("AWS4-HMAC-SHA256 {cred}, SignedHeaders=content-type, {sig}"), date);
     assert!(m.contains("'Host' must be a 'SignedHeader'"), "{m}");
@@ -656,7 +701,10 @@ fn scope_problems_are_invalid_signatures() {
     let root = root_auth();
     let s3 = aws_sign(&Signing { service: "s3", ..Signing::default() });
     let err = check(&root, &s3, now()).unwrap_err();
-    assert!(matches!(&err, AuthError::Invalid(m) if m.contains("scoped to correct service: 'kinesisvideo'")), "{err:?}");
+    assert!(
+        matches!(&err, AuthError::Invalid(m) if m.contains("scoped to correct service: 'kinesisvideo'")),
+        "{err:?}"
+    );
     let r = aws_sign(&Signing::default()).with(|r| r.auth_replace("/20261126/", "/20261125/"));
     let err = check(&root, &r, now()).unwrap_err();
     assert!(matches!(&err, AuthError::Invalid(m) if m.contains("Date in Credential scope does not match")), "{err:?}");
@@ -678,7 +726,10 @@ fn missing_or_ambiguous_authentication() {
     let err = check(&root, &bare, now()).unwrap_err();
     assert_eq!(err, AuthError::MissingAuthentication);
     let api = crate::error::ApiError::from(err);
-    assert_eq!((api.code, api.status.as_u16(), api.message.as_str()), ("MissingAuthenticationTokenException", 403, "Missing Authentication Token"));
+    assert_eq!(
+        (api.code, api.status.as_u16(), api.message.as_str()),
+        ("MissingAuthenticationTokenException", 403, "Missing Authentication Token")
+    );
     // A query that merely mentions a channel is not a presigned URL.
     let not_presigned = bare.with(|r| r.set_uri("/?X-Amz-ChannelARN=x"));
     assert_eq!(check(&root, &not_presigned, now()).unwrap_err(), AuthError::MissingAuthentication);

@@ -1,0 +1,189 @@
+//! The `reel serve` contract: listening line, TLS, config file + environment, generated
+//! root key, metrics, audit log and graceful shutdown.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+use common::{Options, Reel, write_file};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+}
+
+#[test]
+fn sdk_talks_to_self_signed_tls_with_generated_ca_trusted() {
+    let reel = Reel::start_with(Options { args: vec!["--tls-self-signed".into()], ..Default::default() });
+    assert!(reel.url.starts_with("https://127.0.0.1:"), "url {}", reel.url);
+    assert!(reel.ca_path().exists(), "CA certificate written to the data dir");
+    rt().block_on(async {
+        let kvs = reel.kvs();
+        let arn =
+            kvs.create_signaling_channel().channel_name("tls-cam").send().await.expect("create over TLS").channel_arn;
+        let endpoints = kvs
+            .get_signaling_channel_endpoint()
+            .channel_arn(arn.clone().expect("arn"))
+            .single_master_channel_endpoint_configuration(
+                aws_sdk_kinesisvideo::types::SingleMasterChannelEndpointConfiguration::builder()
+                    .protocols(aws_sdk_kinesisvideo::types::ChannelProtocol::Wss)
+                    .protocols(aws_sdk_kinesisvideo::types::ChannelProtocol::Https)
+                    .role(aws_sdk_kinesisvideo::types::ChannelRole::Master)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("endpoints");
+        let urls: Vec<String> = endpoints
+            .resource_endpoint_list()
+            .iter()
+            .filter_map(|e| e.resource_endpoint().map(str::to_owned))
+            .collect();
+        assert!(urls.iter().any(|u| u.starts_with("wss://")), "TLS advertises wss://: {urls:?}");
+        assert!(urls.iter().any(|u| u.starts_with("https://")), "TLS advertises https://: {urls:?}");
+    });
+    // A client that does not trust the CA must fail the handshake.
+    let untrusted = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &format!("{}/metrics", reel.url)])
+        .output()
+        .expect("curl");
+    assert_ne!(String::from_utf8_lossy(&untrusted.stdout), "200", "untrusted client must not connect");
+}
+
+#[test]
+fn config_file_and_environment_are_merged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_file(dir.path(), "reel.toml", "region = \"eu-central-1\"\naccount_id = \"000000000042\"\n");
+    let reel = Reel::start_with(Options {
+        args: vec!["--config".into(), cfg.display().to_string()],
+        // The environment beats the file.
+        env: vec![("REEL_ACCOUNT_ID".into(), "999999999999".into())],
+        ..Default::default()
+    });
+    rt().block_on(async {
+        let arn = reel.kvs().create_signaling_channel().channel_name("cfg").send().await.expect("create").channel_arn;
+        let arn = arn.expect("arn");
+        assert!(arn.starts_with("arn:aws:kinesisvideo:eu-central-1:999999999999:channel/cfg/"), "{arn}");
+    });
+}
+
+#[test]
+fn first_start_generates_and_persists_a_root_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let opts = Options { data_dir: Some(data.clone()), no_root_key: true, ..Default::default() };
+    let reel = Reel::start_with(opts.clone());
+    let find = |prefix: &str| {
+        reel.preamble
+            .iter()
+            .find_map(|l| l.strip_prefix(prefix).map(str::to_owned))
+            .unwrap_or_else(|| panic!("no {prefix} in {:?}", reel.preamble))
+    };
+    let (id, secret) = (find("export AWS_ACCESS_KEY_ID="), find("export AWS_SECRET_ACCESS_KEY="));
+    let stored: Vec<_> = std::fs::read_dir(&data)
+        .expect("data dir")
+        .filter_map(Result::ok)
+        .filter(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains(&secret)))
+        .collect();
+    assert_eq!(stored.len(), 1, "the generated secret is stored in exactly one file");
+    let mode = stored[0].metadata().expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "generated credentials are private");
+    rt().block_on(async {
+        reel.kvs_as(&id, &secret).list_signaling_channels().send().await.expect("generated key works");
+    });
+    assert!(reel.stop());
+    // The second start reuses the key and prints nothing about it.
+    let again = Reel::start_with(opts);
+    assert!(again.preamble.iter().all(|l| !l.contains("AWS_SECRET_ACCESS_KEY")), "{:?}", again.preamble);
+    rt().block_on(async {
+        again.kvs_as(&id, &secret).list_signaling_channels().send().await.expect("persisted key works");
+    });
+}
+
+#[test]
+fn metrics_and_audit_log_record_each_call() {
+    let reel = Reel::start();
+    rt().block_on(async {
+        let kvs = reel.kvs();
+        kvs.create_signaling_channel().channel_name("audited").send().await.expect("create");
+        let missing = kvs.describe_signaling_channel().channel_name("missing").send().await;
+        assert!(missing.is_err());
+    });
+    let metrics =
+        std::process::Command::new("curl").args(["-s", &format!("{}/metrics", reel.url)]).output().expect("curl");
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        metrics.contains("reel_requests_total{operation=\"CreateSignalingChannel\",outcome=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("reel_failure_total{operation=\"DescribeSignalingChannel\"} 1"), "{metrics}");
+    assert!(metrics.contains("reel_latency_ms_bucket{operation=\"CreateSignalingChannel\""), "{metrics}");
+    // The audit writer is asynchronous; give it a moment.
+    let mut lines = Vec::new();
+    for _ in 0..50 {
+        lines = std::fs::read_to_string(reel.data_dir.join("audit.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        if lines.len() >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let events: Vec<serde_json::Value> = lines.iter().map(|l| serde_json::from_str(l).expect("json line")).collect();
+    let create = events.iter().find(|e| e["operation"] == "CreateSignalingChannel").expect("create audited");
+    assert_eq!(create["access_key_id"], common::ROOT_KEY_ID);
+    assert_eq!(create["source_ip"], "127.0.0.1");
+    assert_eq!(create["request_parameters"]["ChannelName"], "audited");
+    assert_eq!(create["outcome"], "Success");
+    assert!(create["request_id"].as_str().is_some_and(|s| !s.is_empty()));
+    let failed = events.iter().find(|e| e["operation"] == "DescribeSignalingChannel").expect("failure audited");
+    assert_eq!(failed["outcome"], "ResourceNotFoundException");
+    assert_eq!(failed["status"], 404);
+}
+
+#[test]
+fn listening_line_is_printed_once_and_sigterm_exits_zero() {
+    let reel = Reel::start();
+    assert!(reel.preamble.iter().all(|l| !l.starts_with("reel listening on")));
+    assert!(reel.stop(), "exit status 0 after SIGTERM");
+}
+
+#[test]
+fn invalid_settings_fail_with_a_clear_message() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_reel"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--account-id", "12ab"])
+        .output()
+        .expect("run reel");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("account-id"), "{err}");
+}
+
+#[test]
+fn tls_from_pem_files() {
+    // Produce a certificate chain and key with the self-signed mode, then serve them as files.
+    let first = Reel::start_with(Options { args: vec!["--tls-self-signed".into()], ..Default::default() });
+    let tls_dir = tempfile::tempdir().expect("tempdir");
+    for f in ["cert.pem", "key.pem", "ca.pem"] {
+        std::fs::copy(first.data_dir.join("tls").join(f), tls_dir.path().join(f)).expect("copy pem");
+    }
+    drop(first);
+    let reel = Reel::start_with(Options {
+        args: vec![
+            "--tls-cert".into(),
+            tls_dir.path().join("cert.pem").display().to_string(),
+            "--tls-key".into(),
+            tls_dir.path().join("key.pem").display().to_string(),
+        ],
+        ..Default::default()
+    });
+    assert!(reel.url.starts_with("https://"), "{}", reel.url);
+    let ok = std::process::Command::new("curl")
+        .args(["-s", "--cacert"])
+        .arg(tls_dir.path().join("ca.pem"))
+        .args(["-o", "/dev/null", "-w", "%{http_code}", &format!("{}/metrics", reel.url)])
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&ok.stdout), "200");
+}

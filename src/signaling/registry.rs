@@ -180,6 +180,8 @@ pub trait SignalingBus: Send + Sync + fmt::Debug {
     fn broadcast(&self, event: ServiceEvent) -> usize;
     /// Close every connection and detach every storage peer (shutdown).
     fn close_all(&self);
+    /// Close every connection of one channel and forget its state (DeleteSignalingChannel).
+    fn close_channel(&self, channel_arn: &str);
     /// Connected clients.
     fn counts(&self) -> ConnectedCounts;
     /// Forget expired held messages and idle channels.
@@ -404,10 +406,11 @@ impl SignalingBus for LocalBus {
             .entry(channel.arn.clone())
             .or_insert_with(|| ChannelState::new(channel.message_ttl, &self.limits, now));
         ch.message_ttl = channel.message_ttl;
-        if let Party::Viewer(id) = &role {
-            if !ch.viewers.contains_key(id) && ch.viewers.len() >= self.limits.max_viewers_per_channel {
-                return Err(ConnectError::TooManyViewers(self.limits.max_viewers_per_channel));
-            }
+        if let Party::Viewer(id) = &role
+            && !ch.viewers.contains_key(id)
+            && ch.viewers.len() >= self.limits.max_viewers_per_channel
+        {
+            return Err(ConnectError::TooManyViewers(self.limits.max_viewers_per_channel));
         }
         if !ch.connects.try_take(1.0, now) {
             return Err(ConnectError::RateExceeded(self.limits.connect_tps_per_channel));
@@ -459,18 +462,18 @@ impl SignalingBus for LocalBus {
                     },
                 },
                 Some(to) => {
-                    if !ch.viewers.contains_key(&to) {
-                        if let Some(waiter) = ch.alexa.remove(&to) {
-                            // An Alexa offer waits for exactly one answer; candidates are
-                            // not part of that exchange.
-                            if message.message.kind == MessageKind::SdpAnswer {
-                                let _ = waiter.tx.send(message.message.payload);
-                                transferred(arn);
-                            } else {
-                                ch.alexa.insert(to, waiter);
-                            }
-                            return Ok(());
+                    if !ch.viewers.contains_key(&to)
+                        && let Some(waiter) = ch.alexa.remove(&to)
+                    {
+                        // An Alexa offer waits for exactly one answer; candidates are
+                        // not part of that exchange.
+                        if message.message.kind == MessageKind::SdpAnswer {
+                            let _ = waiter.tx.send(message.message.payload);
+                            transferred(arn);
+                        } else {
+                            ch.alexa.insert(to, waiter);
                         }
+                        return Ok(());
                     }
                     self.deliver(arn, ch, Party::Viewer(to), None, message.message, now)
                 }
@@ -533,10 +536,10 @@ impl SignalingBus for LocalBus {
 
     fn detach_storage_peer(&self, channel_arn: &str, attachment: u64) {
         let mut map = self.lock();
-        if let Some(ch) = map.get_mut(channel_arn) {
-            if ch.storage_peer.as_ref().map(|s| s.attachment) == Some(attachment) {
-                ch.storage_peer = None;
-            }
+        if let Some(ch) = map.get_mut(channel_arn)
+            && ch.storage_peer.as_ref().map(|s| s.attachment) == Some(attachment)
+        {
+            ch.storage_peer = None;
         }
     }
 
@@ -559,10 +562,10 @@ impl SignalingBus for LocalBus {
 
     fn cancel_alexa(&self, channel_arn: &str, sender_client_id: &str, waiter: u64) {
         let mut map = self.lock();
-        if let Some(ch) = map.get_mut(channel_arn) {
-            if ch.alexa.get(sender_client_id).is_some_and(|w| w.id == waiter) {
-                ch.alexa.remove(sender_client_id);
-            }
+        if let Some(ch) = map.get_mut(channel_arn)
+            && ch.alexa.get(sender_client_id).is_some_and(|w| w.id == waiter)
+        {
+            ch.alexa.remove(sender_client_id);
         }
     }
 
@@ -587,6 +590,16 @@ impl SignalingBus for LocalBus {
             }
             ch.storage_peer = None;
             ch.alexa.clear();
+        }
+        Self::publish_counts(&map);
+    }
+
+    fn close_channel(&self, channel_arn: &str) {
+        let mut map = self.lock();
+        if let Some(mut ch) = map.remove(channel_arn) {
+            for client in ch.master.take().into_iter().chain(ch.viewers.drain().map(|(_, c)| c)) {
+                let _ = client.tx.try_send(Outbound::Close(CloseReason::Shutdown));
+            }
         }
         Self::publish_counts(&map);
     }
@@ -819,6 +832,19 @@ mod tests {
         assert_eq!(bus.counts(), ConnectedCounts::default());
         bus.sweep(t + Duration::from_secs(1));
         assert!(bus.lock().is_empty(), "idle channels are forgotten");
+    }
+
+    #[test]
+    fn close_channel_closes_only_that_channel() {
+        let bus = LocalBus::new(limits());
+        let t = Instant::now();
+        let mut m = bus.connect(&channel(), Party::Master, t).expect("m");
+        let other = ChannelInfo { arn: format!("{ARN}0"), ..channel() };
+        let mut o = bus.connect(&other, Party::Master, t).expect("o");
+        bus.close_channel(ARN);
+        assert_eq!(m.outbound.try_recv(), Ok(Outbound::Close(CloseReason::Shutdown)));
+        assert!(o.outbound.try_recv().is_err());
+        assert_eq!(bus.counts().masters, 1);
     }
 
     #[test]

@@ -104,10 +104,10 @@ where
             frame = socket.next() => match frame {
                 Some(InFrame::Text(text)) => {
                     idle_deadline = Instant::now() + limits.idle_timeout;
-                    if let Some(reply) = handle_text(&text, &conn, bus.as_ref(), &mut quota, &limits) {
-                        if socket.send(OutFrame::Text(reply.to_json())).await.is_err() {
-                            break SessionEnd::ClientClosed;
-                        }
+                    if let Some(reply) = handle_text(&text, &conn, bus.as_ref(), &mut quota, &limits)
+                        && socket.send(OutFrame::Text(reply.to_json())).await.is_err()
+                    {
+                        break SessionEnd::ClientClosed;
                     }
                 }
                 Some(InFrame::Other) => idle_deadline = Instant::now() + limits.idle_timeout,

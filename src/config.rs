@@ -4,7 +4,7 @@
 //! `--config` > built-in default. Every flag of `reel serve` has a config-file key of
 //! the same name with dashes turned into underscores.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -82,6 +82,17 @@ pub struct ServeArgs {
     /// Log format: text or json.
     #[arg(long, env = "REEL_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Run the embedded STUN/TURN server. Default true.
+    #[arg(long, env = "REEL_TURN_ENABLED", num_args = 0..=1, default_missing_value = "true")]
+    pub turn_enabled: Option<bool>,
+    /// UDP (and TCP) address of the STUN/TURN server. Default: the --listen IP, port 3478
+    /// (port 0 when --listen uses port 0, so test servers never collide).
+    #[arg(long, env = "REEL_TURN_LISTEN")]
+    pub turn_listen: Option<SocketAddr>,
+    /// IP advertised in TURN URIs and relayed addresses. Default: the --public-url host when
+    /// it is an IP, else the --turn-listen IP (127.0.0.1 when that is unspecified).
+    #[arg(long, env = "REEL_TURN_PUBLIC_IP")]
+    pub turn_public_ip: Option<IpAddr>,
     /// Quotas; only settable in the config file (`[limits]` table).
     #[arg(skip)]
     #[serde(default)]
@@ -113,7 +124,23 @@ pub struct Config {
     pub credentials_file: Option<PathBuf>,
     pub log_format: LogFormat,
     pub limits: Limits,
+    /// The embedded STUN/TURN server.
+    pub turn: TurnSettings,
 }
+
+/// Where and whether the embedded STUN/TURN server runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnSettings {
+    /// `false` = no TURN server and no TURN URIs in GetIceServerConfig.
+    pub enabled: bool,
+    /// UDP listen address; TCP listens on the same address (another free port when 0).
+    pub listen: SocketAddr,
+    /// Explicit advertised IP (`--turn-public-ip`).
+    pub public_ip: Option<IpAddr>,
+}
+
+/// Default TURN/STUN port (IANA).
+pub const DEFAULT_TURN_PORT: u16 = 3478;
 
 /// How the listener speaks TLS.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,7 +194,16 @@ impl Config {
                 ));
             }
         };
+        let turn = TurnSettings {
+            enabled: m.pick(|a| a.turn_enabled).unwrap_or(true),
+            listen: m.pick(|a| a.turn_listen).unwrap_or_else(|| {
+                let port = if listen.port() == 0 { 0 } else { DEFAULT_TURN_PORT };
+                SocketAddr::new(listen.ip(), port)
+            }),
+            public_ip: m.pick(|a| a.turn_public_ip),
+        };
         Ok(Self {
+            turn,
             listen,
             data_dir: m.pick(|a| a.data_dir.clone()).unwrap_or_else(|| PathBuf::from("./reel-data")),
             region,
@@ -211,6 +247,27 @@ mod tests {
         assert_eq!(c.account_id, "123456789012");
         assert_eq!(c.tls, TlsMode::Off);
         assert_eq!(c.limits.max_storage_enabled_channels, 100);
+        assert!(c.turn.enabled);
+        assert_eq!(c.turn.listen, "127.0.0.1:3478".parse().expect("addr"));
+    }
+
+    #[test]
+    fn turn_follows_an_ephemeral_listen_port_and_file_settings() {
+        let c = Config::resolve(ServeArgs { listen: Some("127.0.0.1:0".parse().expect("addr")), ..Default::default() })
+            .expect("valid");
+        assert_eq!(c.turn.listen, "127.0.0.1:0".parse().expect("addr"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("reel.toml");
+        std::fs::write(
+            &path,
+            "turn_listen = \"0.0.0.0:3479\"\nturn_public_ip = \"192.0.2.7\"\n[limits.signaling]\nmax_viewers_per_channel = 3\n",
+        )
+        .expect("write");
+        let c = Config::resolve(ServeArgs { config: Some(path), ..Default::default() }).expect("valid");
+        assert_eq!(c.turn.listen, "0.0.0.0:3479".parse().expect("addr"));
+        assert_eq!(c.turn.public_ip, Some("192.0.2.7".parse().expect("ip")));
+        assert_eq!(c.limits.signaling.max_viewers_per_channel, 3);
+        assert_eq!(c.limits.signaling.sdp_tps_per_connection, 5.0);
     }
 
     #[test]

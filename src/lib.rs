@@ -7,6 +7,7 @@
 //! - [`meta`]: durable metadata (channels, streams, tags, storage mappings).
 //! - [`control`]: the KVS control-plane operations, one file per operation group.
 //! - [`observe`]: metrics and the audit log.
+//! - [`signaling`]: WebSocket signaling, the signaling HTTPS API and the STUN/TURN server.
 //! - [`error`]: the KVS error shape every API answers with.
 #![forbid(unsafe_code)]
 
@@ -20,6 +21,7 @@ pub mod limits;
 pub mod meta;
 pub mod observe;
 pub mod server;
+pub mod signaling;
 pub mod state;
 pub mod throttle;
 pub mod tls;

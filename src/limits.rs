@@ -46,6 +46,8 @@ pub struct Limits {
     pub max_clock_skew_secs: u64,
     /// Longest `X-Amz-Expires` accepted on a presigned URL, in seconds (KVS: 604800).
     pub max_presign_expires_secs: u64,
+    /// Signaling WebSocket, signaling HTTPS API and TURN quotas (`[limits.signaling]`).
+    pub signaling: SignalingLimits,
 }
 
 impl Default for Limits {
@@ -87,6 +89,7 @@ impl Default for Limits {
             max_request_body_bytes: 1 << 20,
             max_clock_skew_secs: 15 * 60,
             max_presign_expires_secs: 604_800,
+            signaling: SignalingLimits::default(),
         }
     }
 }
@@ -95,5 +98,68 @@ impl Limits {
     /// The rate quota of one control-plane operation.
     pub fn control_plane(&self, operation: &str) -> TpsLimit {
         self.control_plane_tps.get(operation).copied().unwrap_or(self.default_control_plane_tps)
+    }
+}
+
+/// Quotas of the signaling service and the embedded TURN server (PRODUCT.md "Limits").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignalingLimits {
+    /// ConnectAsMaster + ConnectAsViewer per channel, per second (KVS: 3).
+    pub connect_tps_per_channel: f64,
+    /// Concurrent viewers per channel (KVS soft limit: 10).
+    pub max_viewers_per_channel: usize,
+    /// SDP offers + answers per WebSocket connection, per second (KVS: 5).
+    pub sdp_tps_per_connection: f64,
+    /// ICE candidates per WebSocket connection, per second (KVS: 20).
+    pub ice_tps_per_connection: f64,
+    /// Longest `messagePayload` (base64 text) a client may send, in bytes (KVS: 10 KB).
+    pub max_message_payload_bytes: usize,
+    /// A connection with no frame from the client for this long is closed (KVS: 10 min).
+    pub idle_timeout_secs: u64,
+    /// Longest life of one WebSocket connection (KVS: 1 h).
+    pub max_connection_secs: u64,
+    /// `GO_AWAY` is sent this long before a connection reaches its maximum life (KVS: 1 min).
+    pub go_away_before_close_secs: u64,
+    /// On graceful shutdown, connections close this long after their `GO_AWAY` (reel's choice:
+    /// short, so a restart is quick; clients reconnect on `GO_AWAY` anyway).
+    pub shutdown_go_away_grace_ms: u64,
+    /// Undelivered messages held per absent recipient (reel's bound on memory; KVS holds
+    /// them for the channel's MessageTtlSeconds).
+    pub max_pending_messages_per_recipient: usize,
+    /// Events queued towards one connection before further ones fail (reel's bound on memory).
+    pub outbound_queue_per_connection: usize,
+    /// GetIceServerConfig per channel, per second (KVS: 5).
+    pub get_ice_server_config_tps_per_channel: f64,
+    /// SendAlexaOfferToMaster per channel, per second (KVS: 5).
+    pub send_alexa_offer_tps_per_channel: f64,
+    /// Lifetime of issued TURN credentials, the `Ttl` of GetIceServerConfig (KVS: 300 s).
+    pub turn_credential_ttl_secs: u64,
+    /// Concurrent TURN allocations per channel (KVS: 50).
+    pub turn_max_allocations_per_channel: usize,
+    /// Relayed bandwidth per TURN allocation and direction, bits per second (KVS: 5 Mbps).
+    pub turn_bandwidth_bps_per_allocation: u64,
+}
+
+impl Default for SignalingLimits {
+    fn default() -> Self {
+        Self {
+            connect_tps_per_channel: 3.0,
+            max_viewers_per_channel: 10,
+            sdp_tps_per_connection: 5.0,
+            ice_tps_per_connection: 20.0,
+            max_message_payload_bytes: 10 * 1024,
+            idle_timeout_secs: 10 * 60,
+            max_connection_secs: 60 * 60,
+            go_away_before_close_secs: 60,
+            shutdown_go_away_grace_ms: 1_000,
+            max_pending_messages_per_recipient: 64,
+            outbound_queue_per_connection: 256,
+            get_ice_server_config_tps_per_channel: 5.0,
+            send_alexa_offer_tps_per_channel: 5.0,
+            turn_credential_ttl_secs: 300,
+            turn_max_allocations_per_channel: 50,
+            turn_bandwidth_bps_per_allocation: 5_000_000,
+        }
     }
 }

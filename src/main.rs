@@ -10,7 +10,13 @@ fn main() -> anyhow::Result<()> {
             let config = Config::resolve(args)?;
             init_tracing(config.log_format);
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            if let Err(e) = runtime.block_on(reel::server::serve(config, shutdown_signal())) {
+            let result = runtime.block_on(async {
+                // Register the handlers before serving, so that a signal arriving right
+                // after the listening line is never the default (fatal) action.
+                let shutdown = shutdown_signal()?;
+                reel::server::serve(config, shutdown).await.map_err(anyhow::Error::from)
+            });
+            if let Err(e) = result {
                 tracing::error!(error = %e, "reel failed");
                 eprintln!("reel: {e}");
                 std::process::exit(1);
@@ -30,18 +36,12 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+/// A future that resolves on SIGINT or SIGTERM; the handlers are installed at once.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    })
 }

@@ -38,6 +38,8 @@ pub enum ServeError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("tls: {0}")]
     Tls(#[from] TlsError),
+    #[error("signaling: {0}")]
+    Signaling(#[from] crate::signaling::SignalingError),
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -73,6 +75,8 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
         hosts.push(host);
     }
     let tls_config = tls::server_config(&config.tls, &data_dir, &hosts)?;
+    let signaling = crate::signaling::Signaling::start(&config, &data_dir, &base).await?;
+    signaling.spawn_sighup_rotation();
 
     let state = AppState {
         auth: Arc::new(Authenticator::new(store, &config.limits)),
@@ -81,6 +85,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
         audit,
         throttle: Arc::new(Throttle::default()),
         urls: Arc::new(urls),
+        signaling: signaling.clone(),
     };
     let app = router(state, prometheus).into_make_service_with_connect_info::<SocketAddr>();
 
@@ -89,6 +94,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutdown requested; draining connections");
+        signaling.shutdown().await;
         stopper.graceful_shutdown(Some(SHUTDOWN_GRACE));
     });
 
@@ -107,7 +113,9 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
 
 /// Every route of the server.
 pub fn router(state: AppState, prometheus: metrics_exporter_prometheus::PrometheusHandle) -> Router {
-    let signed = crate::control::router().layer(axum::middleware::from_fn_with_state(state.clone(), edge::signed_api));
+    let signed = crate::control::router()
+        .merge(crate::signaling::router())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), edge::signed_api));
     Router::new()
         .route("/metrics", get(move || std::future::ready(prometheus.render())))
         .merge(signed)

@@ -23,6 +23,8 @@ pub struct AppState {
     pub throttle: Arc<Throttle>,
     /// The URLs this server advertises in endpoint responses.
     pub urls: Arc<PublicUrls>,
+    /// Signaling registry (incl. the storage-peer seam), TURN secret and TURN server.
+    pub signaling: crate::signaling::Signaling,
 }
 
 /// Base URLs reel hands to clients (no trailing slash).

@@ -318,7 +318,6 @@ async fn presigned_control_plane_call_verifies_and_tampering_is_refused() {
 }
 
 #[tokio::test]
-#[ignore = "needs the signaling WebSocket route (issue 3): until then GET / is not a signed route"]
 async fn presigned_websocket_url_tampered_is_refused() {
     let reel = start();
     create_channels(&reel, &["cam-1"]).await;

@@ -170,6 +170,9 @@ impl Authenticator {
 }
 
 #[cfg(test)]
+pub mod test_signing;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::auth::policy::{Effect, Statement};

@@ -1,0 +1,112 @@
+//! Token buckets with time passed in: the per-connection message quotas, the per-channel
+//! connect quota and the TURN bandwidth cap all use them.
+
+use std::time::Instant;
+
+use super::message::MessageKind;
+
+/// A token bucket: `rate` tokens per second, holding at most `burst`.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub fn new(rate: f64, burst: f64, now: Instant) -> Self {
+        let burst = burst.max(0.0);
+        Self { rate: rate.max(0.0), burst, tokens: burst, last: now }
+    }
+
+    /// A bucket for a TPS quota (burst = rate, at least one call).
+    pub fn per_second(rate: f64, now: Instant) -> Self {
+        Self::new(rate, rate.max(1.0), now)
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.last = self.last.max(now);
+    }
+
+    /// Take `n` tokens if they are there; a refusal takes nothing.
+    pub fn try_take(&mut self, n: f64, now: Instant) -> bool {
+        self.refill(now);
+        if self.tokens >= n {
+            self.tokens -= n;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether the bucket is full at `now` (an idle key can be forgotten).
+    pub fn is_full(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        self.tokens >= self.burst
+    }
+}
+
+/// The message quotas of one WebSocket connection: SDP offers/answers and ICE candidates.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionQuota {
+    sdp: TokenBucket,
+    ice: TokenBucket,
+}
+
+impl ConnectionQuota {
+    /// Buckets for `sdp_tps` and `ice_tps`, full at `now`.
+    pub fn new(sdp_tps: f64, ice_tps: f64, now: Instant) -> Self {
+        Self { sdp: TokenBucket::per_second(sdp_tps, now), ice: TokenBucket::per_second(ice_tps, now) }
+    }
+
+    /// Take one message of `kind`; `false` = throttled.
+    pub fn admit(&mut self, kind: MessageKind, now: Instant) -> bool {
+        let bucket = if kind.is_sdp() { &mut self.sdp } else { &mut self.ice };
+        bucket.try_take(1.0, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn sdp_and_ice_have_separate_budgets() {
+        let t0 = Instant::now();
+        let mut q = ConnectionQuota::new(5.0, 20.0, t0);
+        for _ in 0..5 {
+            assert!(q.admit(MessageKind::SdpOffer, t0));
+        }
+        assert!(!q.admit(MessageKind::SdpAnswer, t0));
+        for _ in 0..20 {
+            assert!(q.admit(MessageKind::IceCandidate, t0));
+        }
+        assert!(!q.admit(MessageKind::IceCandidate, t0));
+        let t1 = t0 + Duration::from_millis(200);
+        assert!(q.admit(MessageKind::SdpOffer, t1), "one SDP token refills in 200 ms");
+        assert!(!q.admit(MessageKind::SdpOffer, t1));
+        assert!(q.admit(MessageKind::IceCandidate, t1));
+        assert!(q.admit(MessageKind::IceCandidate, t1));
+        assert!(q.admit(MessageKind::IceCandidate, t1));
+        assert!(q.admit(MessageKind::IceCandidate, t1));
+        assert!(!q.admit(MessageKind::IceCandidate, t1));
+    }
+
+    #[test]
+    fn bucket_caps_at_burst_and_tolerates_time_going_backwards() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(1000.0, 1500.0, t0);
+        assert!(b.try_take(1500.0, t0));
+        assert!(!b.try_take(1.0, t0));
+        let later = t0 + Duration::from_secs(60);
+        assert!(b.is_full(later));
+        assert!(!b.try_take(1501.0, later));
+        assert!(b.try_take(1500.0, t0), "an earlier instant neither refills nor panics");
+        assert!(!b.try_take(1.0, t0));
+    }
+}

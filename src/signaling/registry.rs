@@ -1,0 +1,908 @@
+//! Who is connected to which channel, and the routing rules between them.
+//!
+//! [`SignalingBus`] is the seam for deployments: [`LocalBus`] routes within this process;
+//! a multi-node deployment implements the same trait by keeping a `LocalBus` for its own
+//! sockets and forwarding messages for parties connected elsewhere over a bus such as
+//! NATS (subject per channel ARN), with channel ownership (which node holds the master)
+//! published there. Handlers only ever see [`Registry`], a cheap clonable handle.
+//!
+//! Routing rules (kvs-api §3.3, PRODUCT.md):
+//! - a viewer's message goes to the master (its `recipientClientId` is ignored), carrying
+//!   `senderClientId` = the viewer's ClientId;
+//! - a master's message goes to the viewer named by `recipientClientId`; with no recipient
+//!   (JS omits it, the C SDK sends `""`) it goes to the channel's **storage peer**, and is a
+//!   routing error when none is attached; a viewer never reaches another viewer;
+//! - a message for a party that is not connected is held for the channel's
+//!   `MessageTtlSeconds` and delivered when it connects (see [`super::pending`]);
+//! - a newer master replaces the older connection; a viewer reconnecting with the same
+//!   ClientId replaces its older connection; at most `max_viewers_per_channel` viewers;
+//!   connects are limited to `connect_tps_per_channel`.
+//!
+//! # The storage-peer seam
+//! The media peer (WebRTC ingestion) joins a channel as an in-process participant:
+//! [`Registry::attach_storage_peer`] returns a [`StoragePeerHandle`] whose
+//! [`send_to_master`](StoragePeerHandle::send_to_master) delivers to the master **without**
+//! `senderClientId` (as the KVS storage session does, kvs-api §4.3) and whose
+//! [`recv`](StoragePeerHandle::recv) yields every master message that named no recipient.
+//! One storage peer per channel: attaching again detaches the older handle (its `recv`
+//! returns `None`); dropping the handle detaches it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::message::{ClientMessage, MessageKind, ServiceEvent, SignalingMessage};
+use super::pending::{Held, Party, PendingQueue};
+use super::quota::TokenBucket;
+use crate::limits::SignalingLimits;
+
+/// Prometheus counter: messages delivered, per channel (KVS `MessagesTransferred.Count`).
+pub const MESSAGES_TRANSFERRED: &str = "reel_signaling_messages_transferred_total";
+/// Prometheus gauge: connected clients by role (`master` / `viewer`).
+pub const CONNECTED_CLIENTS: &str = "reel_signaling_connected_clients";
+
+/// What the registry needs to know about a channel when someone connects to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelInfo {
+    /// The channel ARN (the routing key).
+    pub arn: String,
+    /// `MessageTtlSeconds`: how long undelivered messages are held.
+    pub message_ttl: Duration,
+}
+
+/// One registered WebSocket connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Channel ARN.
+    pub channel_arn: String,
+    /// Master or viewer (with its ClientId).
+    pub role: Party,
+    /// Distinguishes this connection from an older/newer one with the same role.
+    pub conn_id: u64,
+}
+
+/// What the registry asks a connection to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outbound {
+    /// Send this event as a text frame.
+    Event(ServiceEvent),
+    /// Close the socket.
+    Close(CloseReason),
+}
+
+/// Why the registry closes a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// A newer connection took this role (newer master, or same viewer ClientId).
+    Replaced,
+    /// The server is shutting down (after its GO_AWAY grace).
+    Shutdown,
+}
+
+/// A newly registered connection: its identity and the queue of what to send it.
+#[derive(Debug)]
+pub struct Connection {
+    /// Identity to pass back to [`SignalingBus::route`] and [`SignalingBus::disconnect`].
+    pub endpoint: Endpoint,
+    /// Events and close requests for this socket, held messages first.
+    pub outbound: mpsc::Receiver<Outbound>,
+}
+
+/// Refusals of ConnectAsMaster / ConnectAsViewer (both `ClientLimitExceededException`).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connect rate for this channel exceeded (limit {0} per second)")]
+    RateExceeded(f64),
+    #[error("the channel already has the maximum of {0} viewers connected")]
+    TooManyViewers(usize),
+}
+
+/// Why a message could not be routed (answered with `STATUS_RESPONSE` when correlated).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("recipientClientId is required: no storage session is attached to this channel")]
+    NoRecipient,
+    #[error("recipient {0} is not accepting messages right now")]
+    RecipientBusy(String),
+    #[error("this connection is no longer registered (replaced by a newer one)")]
+    NotConnected,
+}
+
+impl RouteError {
+    /// KVS error name for `STATUS_RESPONSE.errorType`.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::NoRecipient => "InvalidArgumentException",
+            Self::RecipientBusy(_) => "ClientLimitExceededException",
+            Self::NotConnected => "InvalidClientException",
+        }
+    }
+}
+
+/// What the storage peer receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoragePeerEvent {
+    /// A master message that named no recipient (answer or candidate for the storage session).
+    Message(SignalingMessage),
+    /// The master connection went away (closed, timed out, or replaced by a newer master,
+    /// which is reported as this event followed by nothing: the new master must join again).
+    MasterDisconnected,
+}
+
+/// Why the storage peer could not send.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoragePeerError {
+    #[error("no master is connected to the channel")]
+    NoMaster,
+    #[error("the master is not accepting messages right now")]
+    MasterBusy,
+    #[error("this storage peer was detached (a newer one attached, or the server is shutting down)")]
+    Detached,
+}
+
+/// Connected masters and viewers, for metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectedCounts {
+    /// Channels with a master connected.
+    pub masters: usize,
+    /// Viewers connected, all channels.
+    pub viewers: usize,
+}
+
+/// The signaling routing fabric; see the module docs.
+pub trait SignalingBus: Send + Sync + fmt::Debug {
+    /// Register a WebSocket connection (after auth and channel lookup), replacing an older
+    /// one with the same role; held messages for it are queued first.
+    fn connect(&self, channel: &ChannelInfo, role: Party, now: Instant) -> Result<Connection, ConnectError>;
+    /// Route one message from a registered connection.
+    fn route(&self, from: &Endpoint, message: ClientMessage, now: Instant) -> Result<(), RouteError>;
+    /// Forget a connection (no-op if a newer one already replaced it).
+    fn disconnect(&self, endpoint: &Endpoint);
+    /// Attach the channel's storage peer; returns its attachment id and inbound queue.
+    fn attach_storage_peer(&self, channel_arn: &str) -> (u64, mpsc::Receiver<StoragePeerEvent>);
+    /// Send from the storage peer `attachment` to the master (no `senderClientId`).
+    fn storage_peer_send(
+        &self,
+        channel_arn: &str,
+        attachment: u64,
+        message: SignalingMessage,
+    ) -> Result<(), StoragePeerError>;
+    /// Whether a master is connected to the channel.
+    fn master_connected(&self, channel_arn: &str) -> bool;
+    /// Detach the storage peer `attachment` (no-op if a newer one replaced it).
+    fn detach_storage_peer(&self, channel_arn: &str, attachment: u64);
+    /// SendAlexaOfferToMaster: deliver `offer` to the master as if from viewer
+    /// `sender_client_id`; the receiver yields the master's SDP answer payload.
+    fn alexa_offer(
+        &self,
+        channel: &ChannelInfo,
+        sender_client_id: &str,
+        offer: String,
+        now: Instant,
+    ) -> (u64, oneshot::Receiver<String>);
+    /// Drop an Alexa waiter that timed out.
+    fn cancel_alexa(&self, channel_arn: &str, sender_client_id: &str, waiter: u64);
+    /// Send `event` to every connected client (GO_AWAY, RECONNECT_ICE_SERVER).
+    fn broadcast(&self, event: ServiceEvent) -> usize;
+    /// Close every connection and detach every storage peer (shutdown).
+    fn close_all(&self);
+    /// Close every connection of one channel and forget its state (DeleteSignalingChannel).
+    fn close_channel(&self, channel_arn: &str);
+    /// Connected clients.
+    fn counts(&self) -> ConnectedCounts;
+    /// Forget expired held messages and idle channels.
+    fn sweep(&self, now: Instant);
+}
+
+/// Clonable handle to the signaling bus, as kept in `AppState`.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    bus: Arc<dyn SignalingBus>,
+}
+
+impl Registry {
+    /// In-process routing with the given quotas.
+    pub fn local(limits: SignalingLimits) -> Self {
+        Self::new(Arc::new(LocalBus::new(limits)))
+    }
+
+    /// Wrap any bus implementation (e.g. a NATS-backed one).
+    pub fn new(bus: Arc<dyn SignalingBus>) -> Self {
+        Self { bus }
+    }
+
+    /// The underlying bus.
+    pub fn bus(&self) -> &Arc<dyn SignalingBus> {
+        &self.bus
+    }
+
+    /// Attach the storage peer of `channel_arn` (the media-peer seam; see module docs).
+    /// Call it when JoinStorageSession starts a session; any older handle is detached.
+    pub fn attach_storage_peer(&self, channel_arn: &str) -> StoragePeerHandle {
+        let (attachment, events) = self.bus.attach_storage_peer(channel_arn);
+        StoragePeerHandle { registry: self.clone(), channel_arn: channel_arn.to_string(), attachment, events }
+    }
+}
+
+/// The storage peer's place in one channel (see the module docs). Dropping it detaches.
+#[derive(Debug)]
+pub struct StoragePeerHandle {
+    registry: Registry,
+    channel_arn: String,
+    attachment: u64,
+    events: mpsc::Receiver<StoragePeerEvent>,
+}
+
+impl StoragePeerHandle {
+    /// The channel this peer is attached to.
+    pub fn channel_arn(&self) -> &str {
+        &self.channel_arn
+    }
+
+    /// Deliver `message` (normally the storage session's SDP_OFFER, then ICE_CANDIDATEs) to
+    /// the channel's master, with no `senderClientId`. Not held when no master is connected:
+    /// the caller learns [`StoragePeerError::NoMaster`] at once.
+    pub fn send_to_master(&self, message: SignalingMessage) -> Result<(), StoragePeerError> {
+        self.registry.bus.storage_peer_send(&self.channel_arn, self.attachment, message)
+    }
+
+    /// Whether a master is connected right now.
+    pub fn master_connected(&self) -> bool {
+        self.registry.bus.master_connected(&self.channel_arn)
+    }
+
+    /// The next master message without recipient (or master departure); `None` once
+    /// detached (a newer storage peer attached, or shutdown).
+    pub async fn recv(&mut self) -> Option<StoragePeerEvent> {
+        self.events.recv().await
+    }
+
+    /// Non-blocking [`recv`](Self::recv).
+    pub fn try_recv(&mut self) -> Result<StoragePeerEvent, mpsc::error::TryRecvError> {
+        self.events.try_recv()
+    }
+}
+
+impl Drop for StoragePeerHandle {
+    fn drop(&mut self) {
+        self.registry.bus.detach_storage_peer(&self.channel_arn, self.attachment);
+    }
+}
+
+/// Capacity of the storage peer's inbound queue.
+pub const STORAGE_PEER_QUEUE: usize = 256;
+
+/// [`SignalingBus`] within one process.
+#[derive(Debug)]
+pub struct LocalBus {
+    limits: SignalingLimits,
+    channels: Mutex<HashMap<String, ChannelState>>,
+    next_id: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Client {
+    conn_id: u64,
+    tx: mpsc::Sender<Outbound>,
+}
+
+#[derive(Debug)]
+struct StorageSlot {
+    attachment: u64,
+    tx: mpsc::Sender<StoragePeerEvent>,
+}
+
+#[derive(Debug)]
+struct AlexaWaiter {
+    id: u64,
+    tx: oneshot::Sender<String>,
+}
+
+#[derive(Debug)]
+struct ChannelState {
+    message_ttl: Duration,
+    connects: TokenBucket,
+    master: Option<Client>,
+    viewers: HashMap<String, Client>,
+    storage_peer: Option<StorageSlot>,
+    alexa: HashMap<String, AlexaWaiter>,
+    pending: PendingQueue,
+}
+
+impl ChannelState {
+    fn new(message_ttl: Duration, limits: &SignalingLimits, now: Instant) -> Self {
+        Self {
+            message_ttl,
+            connects: TokenBucket::per_second(limits.connect_tps_per_channel, now),
+            master: None,
+            viewers: HashMap::new(),
+            storage_peer: None,
+            alexa: HashMap::new(),
+            pending: PendingQueue::default(),
+        }
+    }
+
+    fn is_idle(&mut self, now: Instant) -> bool {
+        self.master.is_none()
+            && self.viewers.is_empty()
+            && self.storage_peer.is_none()
+            && self.alexa.is_empty()
+            && self.pending.is_empty()
+            && self.connects.is_full(now)
+    }
+
+    fn client(&self, party: &Party) -> Option<&Client> {
+        match party {
+            Party::Master => self.master.as_ref(),
+            Party::Viewer(id) => self.viewers.get(id),
+        }
+    }
+}
+
+/// Outcome of trying to put an event on a connection's queue.
+enum Push {
+    Sent,
+    Gone,
+    Full,
+}
+
+fn push(client: Option<&Client>, event: ServiceEvent) -> Push {
+    match client {
+        None => Push::Gone,
+        Some(c) => match c.tx.try_send(Outbound::Event(event)) {
+            Ok(()) => Push::Sent,
+            Err(mpsc::error::TrySendError::Full(_)) => Push::Full,
+            Err(mpsc::error::TrySendError::Closed(_)) => Push::Gone,
+        },
+    }
+}
+
+fn transferred(channel_arn: &str) {
+    metrics::counter!(MESSAGES_TRANSFERRED, "channel" => channel_arn.to_string()).increment(1);
+}
+
+impl LocalBus {
+    /// An empty registry with these quotas.
+    pub fn new(limits: SignalingLimits) -> Self {
+        Self { limits, channels: Mutex::new(HashMap::new()), next_id: AtomicU64::new(1) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ChannelState>> {
+        // A panic while holding the lock cannot leave a channel half-updated in a way that
+        // breaks routing invariants worse than dropping the state, so keep serving.
+        self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Deliver to `to` now, or hold it; `sender` is the viewer id (None = master).
+    fn deliver(
+        &self,
+        arn: &str,
+        ch: &mut ChannelState,
+        to: Party,
+        sender: Option<String>,
+        msg: SignalingMessage,
+        now: Instant,
+    ) -> Result<(), RouteError> {
+        let event = ServiceEvent::relay(sender.clone(), &msg);
+        match push(ch.client(&to), event) {
+            Push::Sent => {
+                transferred(arn);
+                Ok(())
+            }
+            Push::Full => Err(RouteError::RecipientBusy(match &to {
+                Party::Master => "master".into(),
+                Party::Viewer(id) => id.clone(),
+            })),
+            Push::Gone => {
+                let held = Held { sender, message: msg, expires: now + ch.message_ttl };
+                ch.pending.push(to, held, self.limits.max_pending_messages_per_recipient, now);
+                Ok(())
+            }
+        }
+    }
+
+    fn publish_counts(map: &HashMap<String, ChannelState>) {
+        let masters = map.values().filter(|c| c.master.is_some()).count();
+        let viewers: usize = map.values().map(|c| c.viewers.len()).sum();
+        metrics::gauge!(CONNECTED_CLIENTS, "role" => "master").set(masters as f64);
+        metrics::gauge!(CONNECTED_CLIENTS, "role" => "viewer").set(viewers as f64);
+    }
+}
+
+impl SignalingBus for LocalBus {
+    fn connect(&self, channel: &ChannelInfo, role: Party, now: Instant) -> Result<Connection, ConnectError> {
+        let mut map = self.lock();
+        let ch =
+            map.entry(channel.arn.clone()).or_insert_with(|| ChannelState::new(channel.message_ttl, &self.limits, now));
+        ch.message_ttl = channel.message_ttl;
+        if let Party::Viewer(id) = &role
+            && !ch.viewers.contains_key(id)
+            && ch.viewers.len() >= self.limits.max_viewers_per_channel
+        {
+            return Err(ConnectError::TooManyViewers(self.limits.max_viewers_per_channel));
+        }
+        if !ch.connects.try_take(1.0, now) {
+            return Err(ConnectError::RateExceeded(self.limits.connect_tps_per_channel));
+        }
+        let conn_id = self.id();
+        let (tx, outbound) = mpsc::channel(self.limits.outbound_queue_per_connection.max(1));
+        let client = Client { conn_id, tx };
+        let old = match &role {
+            Party::Master => ch.master.replace(client),
+            Party::Viewer(id) => ch.viewers.insert(id.clone(), client),
+        };
+        if let Some(old) = old {
+            // Full queue: dropping the sender still ends the old session once it drains.
+            let _ = old.tx.try_send(Outbound::Close(CloseReason::Replaced));
+            if let (Party::Master, Some(sp)) = (&role, &ch.storage_peer) {
+                // The storage session belonged to the replaced master.
+                let _ = sp.tx.try_send(StoragePeerEvent::MasterDisconnected);
+            }
+        }
+        for held in ch.pending.take(&role, now) {
+            if matches!(push(ch.client(&role), ServiceEvent::relay(held.sender, &held.message)), Push::Sent) {
+                transferred(&channel.arn);
+            }
+        }
+        Self::publish_counts(&map);
+        Ok(Connection { endpoint: Endpoint { channel_arn: channel.arn.clone(), role, conn_id }, outbound })
+    }
+
+    fn route(&self, from: &Endpoint, message: ClientMessage, now: Instant) -> Result<(), RouteError> {
+        let mut map = self.lock();
+        let Some(ch) = map.get_mut(&from.channel_arn) else { return Err(RouteError::NotConnected) };
+        if ch.client(&from.role).map(|c| c.conn_id) != Some(from.conn_id) {
+            return Err(RouteError::NotConnected);
+        }
+        let arn = from.channel_arn.as_str();
+        match &from.role {
+            // A viewer always talks to the master; its recipientClientId is ignored.
+            Party::Viewer(id) => self.deliver(arn, ch, Party::Master, Some(id.clone()), message.message, now),
+            Party::Master => match message.recipient {
+                None => match &ch.storage_peer {
+                    None => Err(RouteError::NoRecipient),
+                    Some(sp) => match sp.tx.try_send(StoragePeerEvent::Message(message.message)) {
+                        Ok(()) => {
+                            transferred(arn);
+                            Ok(())
+                        }
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            Err(RouteError::RecipientBusy("storage session".into()))
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => Err(RouteError::NoRecipient),
+                    },
+                },
+                Some(to) => {
+                    if !ch.viewers.contains_key(&to)
+                        && let Some(waiter) = ch.alexa.remove(&to)
+                    {
+                        // An Alexa offer waits for exactly one answer; candidates are
+                        // not part of that exchange.
+                        if message.message.kind == MessageKind::SdpAnswer {
+                            let _ = waiter.tx.send(message.message.payload);
+                            transferred(arn);
+                        } else {
+                            ch.alexa.insert(to, waiter);
+                        }
+                        return Ok(());
+                    }
+                    self.deliver(arn, ch, Party::Viewer(to), None, message.message, now)
+                }
+            },
+        }
+    }
+
+    fn disconnect(&self, endpoint: &Endpoint) {
+        let mut map = self.lock();
+        let Some(ch) = map.get_mut(&endpoint.channel_arn) else { return };
+        if ch.client(&endpoint.role).map(|c| c.conn_id) != Some(endpoint.conn_id) {
+            return;
+        }
+        match &endpoint.role {
+            Party::Master => {
+                ch.master = None;
+                if let Some(sp) = &ch.storage_peer {
+                    let _ = sp.tx.try_send(StoragePeerEvent::MasterDisconnected);
+                }
+            }
+            Party::Viewer(id) => {
+                ch.viewers.remove(id);
+            }
+        }
+        Self::publish_counts(&map);
+    }
+
+    fn attach_storage_peer(&self, channel_arn: &str) -> (u64, mpsc::Receiver<StoragePeerEvent>) {
+        let now = Instant::now();
+        let attachment = self.id();
+        let (tx, rx) = mpsc::channel(STORAGE_PEER_QUEUE);
+        let mut map = self.lock();
+        let ch = map
+            .entry(channel_arn.to_string())
+            .or_insert_with(|| ChannelState::new(Duration::from_secs(60), &self.limits, now));
+        // Replacing the slot drops the older sender: the older handle's recv ends.
+        ch.storage_peer = Some(StorageSlot { attachment, tx });
+        (attachment, rx)
+    }
+
+    fn storage_peer_send(
+        &self,
+        channel_arn: &str,
+        attachment: u64,
+        message: SignalingMessage,
+    ) -> Result<(), StoragePeerError> {
+        let map = self.lock();
+        let Some(ch) = map.get(channel_arn) else { return Err(StoragePeerError::Detached) };
+        if ch.storage_peer.as_ref().map(|s| s.attachment) != Some(attachment) {
+            return Err(StoragePeerError::Detached);
+        }
+        match push(ch.master.as_ref(), ServiceEvent::relay(None, &message)) {
+            Push::Sent => {
+                transferred(channel_arn);
+                Ok(())
+            }
+            Push::Full => Err(StoragePeerError::MasterBusy),
+            Push::Gone => Err(StoragePeerError::NoMaster),
+        }
+    }
+
+    fn master_connected(&self, channel_arn: &str) -> bool {
+        self.lock().get(channel_arn).is_some_and(|c| c.master.as_ref().is_some_and(|m| !m.tx.is_closed()))
+    }
+
+    fn detach_storage_peer(&self, channel_arn: &str, attachment: u64) {
+        let mut map = self.lock();
+        if let Some(ch) = map.get_mut(channel_arn)
+            && ch.storage_peer.as_ref().map(|s| s.attachment) == Some(attachment)
+        {
+            ch.storage_peer = None;
+        }
+    }
+
+    fn alexa_offer(
+        &self,
+        channel: &ChannelInfo,
+        sender_client_id: &str,
+        offer: String,
+        now: Instant,
+    ) -> (u64, oneshot::Receiver<String>) {
+        let id = self.id();
+        let (tx, rx) = oneshot::channel();
+        let mut map = self.lock();
+        let ch =
+            map.entry(channel.arn.clone()).or_insert_with(|| ChannelState::new(channel.message_ttl, &self.limits, now));
+        ch.message_ttl = channel.message_ttl;
+        // A newer offer from the same sender supersedes the older wait (its receiver errors).
+        ch.alexa.insert(sender_client_id.to_string(), AlexaWaiter { id, tx });
+        let msg = SignalingMessage { kind: MessageKind::SdpOffer, payload: offer };
+        if self.deliver(&channel.arn, ch, Party::Master, Some(sender_client_id.to_string()), msg, now).is_err() {
+            ch.alexa.remove(sender_client_id);
+        }
+        (id, rx)
+    }
+
+    fn cancel_alexa(&self, channel_arn: &str, sender_client_id: &str, waiter: u64) {
+        let mut map = self.lock();
+        if let Some(ch) = map.get_mut(channel_arn)
+            && ch.alexa.get(sender_client_id).is_some_and(|w| w.id == waiter)
+        {
+            ch.alexa.remove(sender_client_id);
+        }
+    }
+
+    fn broadcast(&self, event: ServiceEvent) -> usize {
+        let map = self.lock();
+        let mut sent = 0;
+        for ch in map.values() {
+            for client in ch.master.iter().chain(ch.viewers.values()) {
+                if client.tx.try_send(Outbound::Event(event.clone())).is_ok() {
+                    sent += 1;
+                }
+            }
+        }
+        sent
+    }
+
+    fn close_all(&self) {
+        let mut map = self.lock();
+        for ch in map.values_mut() {
+            for client in ch.master.take().into_iter().chain(ch.viewers.drain().map(|(_, c)| c)) {
+                let _ = client.tx.try_send(Outbound::Close(CloseReason::Shutdown));
+            }
+            ch.storage_peer = None;
+            ch.alexa.clear();
+        }
+        Self::publish_counts(&map);
+    }
+
+    fn close_channel(&self, channel_arn: &str) {
+        let mut map = self.lock();
+        if let Some(mut ch) = map.remove(channel_arn) {
+            for client in ch.master.take().into_iter().chain(ch.viewers.drain().map(|(_, c)| c)) {
+                let _ = client.tx.try_send(Outbound::Close(CloseReason::Shutdown));
+            }
+        }
+        Self::publish_counts(&map);
+    }
+
+    fn counts(&self) -> ConnectedCounts {
+        let map = self.lock();
+        ConnectedCounts {
+            masters: map.values().filter(|c| c.master.is_some()).count(),
+            viewers: map.values().map(|c| c.viewers.len()).sum(),
+        }
+    }
+
+    fn sweep(&self, now: Instant) {
+        let mut map = self.lock();
+        map.retain(|_, ch| {
+            ch.pending.sweep(now);
+            ch.alexa.retain(|_, w| !w.tx.is_closed());
+            !ch.is_idle(now)
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signaling::message::EventType;
+
+    const ARN: &str = "arn:aws:kinesisvideo:us-west-2:123456789012:channel/c/1";
+
+    fn channel() -> ChannelInfo {
+        ChannelInfo { arn: ARN.into(), message_ttl: Duration::from_secs(60) }
+    }
+
+    fn limits() -> SignalingLimits {
+        SignalingLimits { connect_tps_per_channel: 1000.0, ..SignalingLimits::default() }
+    }
+
+    fn msg(kind: MessageKind, payload: &str, recipient: Option<&str>) -> ClientMessage {
+        ClientMessage {
+            message: SignalingMessage { kind, payload: payload.into() },
+            recipient: recipient.map(str::to_string),
+            correlation_id: None,
+        }
+    }
+
+    fn viewer(id: &str) -> Party {
+        Party::Viewer(id.into())
+    }
+
+    fn next_event(c: &mut Connection) -> ServiceEvent {
+        match c.outbound.try_recv() {
+            Ok(Outbound::Event(e)) => e,
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn viewer_to_master_carries_sender_and_ignores_recipient() {
+        let bus = LocalBus::new(limits());
+        let t = Instant::now();
+        let mut master = bus.connect(&channel(), Party::Master, t).expect("master");
+        let mut v1 = bus.connect(&channel(), viewer("v1"), t).expect("v1");
+        let mut v2 = bus.connect(&channel(), viewer("v2"), t).expect("v2");
+        bus.route(&v1.endpoint, msg(MessageKind::SdpOffer, "b2Zm", Some("v2")), t).expect("routed");
+        let e = next_event(&mut master);
+        assert_eq!(
+            (e.sender_client_id.as_deref(), e.message_type, e.message_payload.as_deref()),
+            (Some("v1"), EventType::SdpOffer, Some("b2Zm"))
+        );
+        assert!(v2.outbound.try_recv().is_err(), "viewers never reach each other");
+        bus.route(&master.endpoint, msg(MessageKind::SdpAnswer, "YW5z", Some("v1")), t).expect("routed");
+        let e = next_event(&mut v1);
+        assert_eq!((e.sender_client_id, e.message_type), (None, EventType::SdpAnswer));
+        assert!(v2.outbound.try_recv().is_err());
+        assert_eq!(bus.counts(), ConnectedCounts { masters: 1, viewers: 2 });
+    }
+
+    #[test]
+    fn master_without_recipient_needs_a_storage_peer() {
+        let bus = LocalBus::new(limits());
+        let t = Instant::now();
+        let master = bus.connect(&channel(), Party::Master, t).expect("master");
+        assert_eq!(
+            bus.route(&master.endpoint, msg(MessageKind::SdpAnswer, "YQ==", None), t),
+            Err(RouteError::NoRecipient)
+        );
+    }
+
+    #[test]
+    fn held_until_ttl_then_delivered_on_connect() {
+        let bus = LocalBus::new(limits());
+        let t = Instant::now();
+        let v1 = bus.connect(&channel(), viewer("v1"), t).expect("v1");
+        bus.route(&v1.endpoint, msg(MessageKind::SdpOffer, "b2Zm", None), t).expect("held");
+        bus.route(&v1.endpoint, msg(MessageKind::IceCandidate, "Yw==", None), t).expect("held");
+        let mut master = bus.connect(&channel(), Party::Master, t + Duration::from_secs(59)).expect("master");
+        assert_eq!(next_event(&mut master).message_type, EventType::SdpOffer);
+        assert_eq!(next_event(&mut master).message_type, EventType::IceCandidate);
+        // To a viewer that connects too late: dropped.
+        bus.route(&master.endpoint, msg(MessageKind::SdpAnswer, "YQ==", Some("late")), t + Duration::from_secs(59))
+            .expect("held");
+        let mut late = bus.connect(&channel(), viewer("late"), t + Duration::from_secs(120)).expect("late");
+        assert!(late.outbound.try_recv().is_err());
+    }
+
+    #[test]
+    fn newer_master_replaces_older_and_old_connection_cannot_send() {
+        let bus = LocalBus::new(limits());
+        let t = Instant::now();
+        let mut m1 = bus.connect(&channel(), Party::Master, t).expect("m1");
+        let mut m2 = bus.connect(&channel(), Party::Master, t).expect("m2");
+        assert_eq!(m1.outbound.try_recv(), Ok(Outbound::Close(CloseReason::Replaced)));
+        let v = bus.connect(&channel(), viewer("v"), t).expect("v");
+        bus.route(&v.endpoint, msg(MessageKind::SdpOffer, "bw==", None), t).expect("routed");
+        assert_eq!(next_event(&mut m2).message_type, EventType::SdpOffer);
+        assert_eq!(
+            bus.route(&m1.endpoint, msg(MessageKind::SdpAnswer, "YQ==", Some("v")), t),
+            Err(RouteError::NotConnected)
+        );
+        bus.disconnect(&m1.endpoint); // stale: must not remove m2
+        assert!(bus.master_connected(ARN));
+        bus.disconnect(&m2.endpoint);
+        assert!(!bus.master_connected(ARN));
+    }
+
+    #[test]
+    fn viewer_limit_and_same_id_replacement() {
+        let bus = LocalBus::new(SignalingLimits { max_viewers_per_channel: 2, ..limits() });
+        let t = Instant::now();
+        let _a = bus.connect(&channel(), viewer("a"), t).expect("a");
+        let mut b = bus.connect(&channel(), viewer("b"), t).expect("b");
+        assert_eq!(bus.connect(&channel(), viewer("c"), t).err(), Some(ConnectError::TooManyViewers(2)));
+        let _b2 = bus.connect(&channel(), viewer("b"), t).expect("same id replaces");
+        assert_eq!(b.outbound.try_recv(), Ok(Outbound::Close(CloseReason::Replaced)));
+        assert_eq!(bus.counts().viewers, 2);
+        let _m = bus.connect(&channel(), Party::Master, t).expect("the master is not a viewer");
+    }
+
+    #[test]
+    fn connect_rate_per_channel() {
+        let bus = LocalBus::new(SignalingLimits::default());
+        let t = Instant::now();
+        let mut conns = Vec::new();
+        for i in 0..3 {
+            conns.push(bus.connect(&channel(), viewer(&format!("v{i}")), t).expect("within 3 TPS"));
+        }
+        assert_eq!(bus.connect(&channel(), viewer("v3"), t).err(), Some(ConnectError::RateExceeded(3.0)));
+        let other = ChannelInfo { arn: format!("{ARN}0"), ..channel() };
+        assert!(bus.connect(&other, Party::Master, t).is_ok(), "quota is per channel");
+        assert!(bus.connect(&channel(), viewer("v3"), t + Duration::from_millis(400)).is_ok());
+    }
+
+    #[test]
+    fn storage_peer_seam() {
+        let registry = Registry::local(limits());
+        let bus = registry.bus().clone();
+        let t = Instant::now();
+        let mut sp = registry.attach_storage_peer(ARN);
+        assert_eq!(sp.channel_arn(), ARN);
+        let offer = SignalingMessage::from_payload_bytes(MessageKind::SdpOffer, br#"{"type":"offer","sdp":"v=0"}"#);
+        assert_eq!(sp.send_to_master(offer.clone()), Err(StoragePeerError::NoMaster));
+        assert!(!sp.master_connected());
+
+        let mut master = bus.connect(&channel(), Party::Master, t).expect("master");
+        let _v = bus.connect(&channel(), viewer("v"), t).expect("viewer");
+        assert!(sp.master_connected());
+        sp.send_to_master(offer.clone()).expect("sent");
+        let e = next_event(&mut master);
+        assert_eq!(
+            (e.sender_client_id, e.message_type, e.message_payload),
+            (None, EventType::SdpOffer, Some(offer.payload.clone()))
+        );
+
+        // Recipient-less master messages reach the storage peer; addressed ones do not.
+        bus.route(&master.endpoint, msg(MessageKind::SdpAnswer, "YQ==", None), t).expect("to storage");
+        bus.route(&master.endpoint, msg(MessageKind::IceCandidate, "Yw==", Some("v")), t).expect("to viewer");
+        assert_eq!(
+            sp.try_recv(),
+            Ok(StoragePeerEvent::Message(SignalingMessage { kind: MessageKind::SdpAnswer, payload: "YQ==".into() }))
+        );
+        assert!(sp.try_recv().is_err());
+
+        // The master leaving is reported.
+        bus.disconnect(&master.endpoint);
+        assert_eq!(sp.try_recv(), Ok(StoragePeerEvent::MasterDisconnected));
+
+        // A newer attachment detaches the older one.
+        let mut sp2 = registry.attach_storage_peer(ARN);
+        assert_eq!(sp.try_recv(), Err(mpsc::error::TryRecvError::Disconnected));
+        assert_eq!(sp.send_to_master(offer.clone()), Err(StoragePeerError::Detached));
+        drop(sp); // dropping the stale handle must not detach the new one
+        let master = bus.connect(&channel(), Party::Master, t).expect("master again");
+        bus.route(&master.endpoint, msg(MessageKind::IceCandidate, "Yw==", None), t).expect("to storage 2");
+        assert!(matches!(sp2.try_recv(), Ok(StoragePeerEvent::Message(_))));
+
+        // Dropping the handle detaches: recipient-less messages are routing errors again.
+        drop(sp2);
+        assert_eq!(
+            bus.route(&master.endpoint, msg(MessageKind::IceCandidate, "Yw==", None), t),
+            Err(RouteError::NoRecipient)
+        );
+    }
+
+    #[tokio::test]
+    async fn storage_peer_recv_is_async_and_ends_on_shutdown() {
+        let registry = Registry::local(limits());
+        let bus = registry.bus().clone();
+        let t = Instant::now();
+        let mut sp = registry.attach_storage_peer(ARN);
+        let master = bus.connect(&channel(), Party::Master, t).expect("master");
+        bus.route(&master.endpoint, msg(MessageKind::SdpAnswer, "YQ==", None), t).expect("to storage");
+        assert!(matches!(sp.recv().await, Some(StoragePeerEvent::Message(_))));
+        bus.close_all();
+        assert_eq!(sp.recv().await, None);
+    }
+
+    #[test]
+    fn alexa_offer_gets_the_masters_answer() {
+        let bus = LocalBus::new(limits());
+        let t = Instant::now();
+        let (_id, mut answer) = bus.alexa_offer(&channel(), "alexa-1", "b2Zm".into(), t);
+        let mut master = bus.connect(&channel(), Party::Master, t).expect("master");
+        let e = next_event(&mut master);
+        assert_eq!((e.sender_client_id.as_deref(), e.message_type), (Some("alexa-1"), EventType::SdpOffer));
+        bus.route(&master.endpoint, msg(MessageKind::IceCandidate, "Yw==", Some("alexa-1")), t).expect("ignored");
+        assert!(answer.try_recv().is_err());
+        bus.route(&master.endpoint, msg(MessageKind::SdpAnswer, "YW5z", Some("alexa-1")), t).expect("answered");
+        assert_eq!(answer.try_recv(), Ok("YW5z".to_string()));
+        let (id, _rx) = bus.alexa_offer(&channel(), "alexa-2", "b2Zm".into(), t);
+        bus.cancel_alexa(ARN, "alexa-2", id);
+        bus.route(&master.endpoint, msg(MessageKind::SdpAnswer, "YW5z", Some("alexa-2")), t)
+            .expect("held for a viewer now");
+    }
+
+    #[test]
+    fn broadcast_close_all_and_sweep() {
+        let bus = LocalBus::new(limits());
+        let t = Instant::now();
+        let mut m = bus.connect(&channel(), Party::Master, t).expect("m");
+        let mut v = bus.connect(&channel(), viewer("v"), t).expect("v");
+        assert_eq!(bus.broadcast(ServiceEvent::go_away()), 2);
+        assert_eq!(next_event(&mut m).message_type, EventType::GoAway);
+        assert_eq!(next_event(&mut v).message_type, EventType::GoAway);
+        bus.close_all();
+        assert_eq!(m.outbound.try_recv(), Ok(Outbound::Close(CloseReason::Shutdown)));
+        assert_eq!(v.outbound.try_recv(), Ok(Outbound::Close(CloseReason::Shutdown)));
+        assert_eq!(bus.counts(), ConnectedCounts::default());
+        bus.sweep(t + Duration::from_secs(1));
+        assert!(bus.lock().is_empty(), "idle channels are forgotten");
+    }
+
+    #[test]
+    fn close_channel_closes_only_that_channel() {
+        let bus = LocalBus::new(limits());
+        let t = Instant::now();
+        let mut m = bus.connect(&channel(), Party::Master, t).expect("m");
+        let other = ChannelInfo { arn: format!("{ARN}0"), ..channel() };
+        let mut o = bus.connect(&other, Party::Master, t).expect("o");
+        bus.close_channel(ARN);
+        assert_eq!(m.outbound.try_recv(), Ok(Outbound::Close(CloseReason::Shutdown)));
+        assert!(o.outbound.try_recv().is_err());
+        assert_eq!(bus.counts().masters, 1);
+    }
+
+    #[test]
+    fn full_outbound_queue_is_a_busy_recipient() {
+        let bus = LocalBus::new(SignalingLimits { outbound_queue_per_connection: 1, ..limits() });
+        let t = Instant::now();
+        let _m = bus.connect(&channel(), Party::Master, t).expect("m");
+        let v = bus.connect(&channel(), viewer("v"), t).expect("v");
+        bus.route(&v.endpoint, msg(MessageKind::IceCandidate, "Yw==", None), t).expect("first fits");
+        assert_eq!(
+            bus.route(&v.endpoint, msg(MessageKind::IceCandidate, "Yw==", None), t),
+            Err(RouteError::RecipientBusy("master".into()))
+        );
+    }
+}

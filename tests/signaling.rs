@@ -1,0 +1,366 @@
+//! Signaling end to end through the real binary: channels made with the official
+//! `aws-sdk-kinesisvideo`, WebSocket connects presigned like the JS SDK (SigV4 query,
+//! service `kinesisvideo`, `X-Amz-Expires=299`, built with `aws-sigv4`), GetIceServerConfig
+//! through the official `aws-sdk-kinesisvideosignaling`, and TURN allocations with the
+//! `turn` crate's client.
+//!
+//! These need the control plane and the metadata store (CreateSignalingChannel)
+//! (they run against the merged control plane and metadata store).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_kinesisvideo::types::{ChannelProtocol, ChannelRole, SingleMasterChannelEndpointConfiguration};
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use common::{Options, REGION, ROOT_KEY_ID, ROOT_SECRET, Reel};
+use futures::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Create a channel and return (ARN, WSS endpoint, HTTPS endpoint).
+async fn channel(reel: &Reel, name: &str) -> (String, String, String) {
+    let kvs = reel.kvs();
+    let arn = kvs
+        .create_signaling_channel()
+        .channel_name(name)
+        .send()
+        .await
+        .expect("CreateSignalingChannel")
+        .channel_arn()
+        .expect("ChannelARN")
+        .to_string();
+    let endpoints = kvs
+        .get_signaling_channel_endpoint()
+        .channel_arn(&arn)
+        .single_master_channel_endpoint_configuration(
+            SingleMasterChannelEndpointConfiguration::builder()
+                .protocols(ChannelProtocol::Wss)
+                .protocols(ChannelProtocol::Https)
+                .role(ChannelRole::Master)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("GetSignalingChannelEndpoint");
+    let find = |p: ChannelProtocol| {
+        endpoints
+            .resource_endpoint_list()
+            .iter()
+            .find(|e| e.protocol() == Some(&p))
+            .and_then(|e| e.resource_endpoint())
+            .unwrap_or_else(|| panic!("no {p:?} endpoint"))
+            .to_string()
+    };
+    (arn, find(ChannelProtocol::Wss), find(ChannelProtocol::Https))
+}
+
+fn rfc3986(s: &str) -> String {
+    const SET: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    percent_encoding::utf8_percent_encode(s, SET).to_string()
+}
+
+/// A presigned ConnectAsMaster/ConnectAsViewer URL, as the JS SDK builds it.
+fn presign(wss_endpoint: &str, arn: &str, client_id: Option<&str>, key: (&str, &str)) -> String {
+    let base = if wss_endpoint.ends_with('/') { wss_endpoint.to_string() } else { format!("{wss_endpoint}/") };
+    let mut url = format!("{base}?X-Amz-ChannelARN={}", rfc3986(arn));
+    if let Some(id) = client_id {
+        url.push_str(&format!("&X-Amz-ClientId={}", rfc3986(id)));
+    }
+    let identity = aws_credential_types::Credentials::new(key.0, key.1, None, None, "test").into();
+    let mut settings = SigningSettings::default();
+    settings.signature_location = SignatureLocation::QueryParams;
+    settings.expires_in = Some(Duration::from_secs(299));
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(REGION)
+        .name("kinesisvideo")
+        .time(SystemTime::now())
+        .settings(settings)
+        .build()
+        .expect("signing params")
+        .into();
+    let signable = SignableRequest::new("GET", &url, std::iter::empty(), SignableBody::Bytes(&[])).expect("signable");
+    let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
+    for (name, value) in instructions.params() {
+        url.push_str(&format!("&{name}={}", rfc3986(value)));
+    }
+    url
+}
+
+async fn try_connect(
+    url: &str,
+    subprotocol: bool,
+) -> Result<(Ws, http::Response<Option<Vec<u8>>>), tungstenite::Error> {
+    let mut req = url.into_client_request().expect("request");
+    if subprotocol {
+        req.headers_mut().insert("sec-websocket-protocol", "wss".parse().expect("header"));
+    }
+    tokio_tungstenite::connect_async(req).await
+}
+
+async fn connect(wss: &str, arn: &str, client_id: Option<&str>) -> Ws {
+    try_connect(&presign(wss, arn, client_id, (ROOT_KEY_ID, ROOT_SECRET)), false).await.expect("connect").0
+}
+
+async fn refused(url: &str) -> (u16, String) {
+    match try_connect(url, false).await {
+        Err(tungstenite::Error::Http(res)) => {
+            let body: serde_json::Value =
+                serde_json::from_slice(&res.body().clone().unwrap_or_default()).unwrap_or_default();
+            (res.status().as_u16(), body["__type"].as_str().unwrap_or_default().to_string())
+        }
+        Err(e) => panic!("expected an HTTP refusal, got {e}"),
+        Ok(_) => panic!("expected an HTTP refusal, got an upgrade"),
+    }
+}
+
+async fn recv_json(ws: &mut Ws) -> serde_json::Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("timely")
+            .expect("open")
+            .expect("frame");
+        match msg {
+            Message::Text(t) => return serde_json::from_str(t.as_str()).expect("json"),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, json: serde_json::Value) {
+    ws.send(Message::Text(json.to_string().into())).await.expect("send");
+}
+
+async fn assert_closed(ws: &mut Ws) {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("timely") {
+            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(other)) => panic!("expected the connection to close, got {other:?}"),
+        }
+    }
+}
+
+/// Nothing arrives within a short window (used only to show a message was NOT routed).
+async fn assert_silent(ws: &mut Ws) {
+    if let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(Duration::from_millis(300), ws.next()).await {
+        panic!("unexpected message {t}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_and_viewers_exchange_offers_answers_and_candidates() {
+    let reel = Reel::start();
+    let (arn, wss, _) = channel(&reel, "exchange").await;
+    let (mut master, res) =
+        try_connect(&presign(&wss, &arn, None, (ROOT_KEY_ID, ROOT_SECRET)), true).await.expect("master");
+    assert_eq!(res.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()), Some("wss"));
+    let mut v1 = connect(&wss, &arn, Some("viewer-1")).await;
+    let mut v2 = connect(&wss, &arn, Some("viewer-2")).await;
+
+    // JS-style viewer offer; naming another viewer does not reach it.
+    send(&mut v1, serde_json::json!({"action":"SDP_OFFER","recipientClientId":"viewer-2","messagePayload":"b2ZmZXI=","correlationId":"o1"})).await;
+    assert_eq!(
+        recv_json(&mut master).await,
+        serde_json::json!({"senderClientId":"viewer-1","messageType":"SDP_OFFER","messagePayload":"b2ZmZXI="})
+    );
+    assert_silent(&mut v2).await;
+
+    // C SDK-style master answer and candidates (PascalCase keys).
+    send(&mut master, serde_json::json!({"action":"SDP_ANSWER","RecipientClientId":"viewer-1","MessagePayload":"YW5zd2Vy","CorrelationId":"a1"})).await;
+    assert_eq!(recv_json(&mut v1).await, serde_json::json!({"messageType":"SDP_ANSWER","messagePayload":"YW5zd2Vy"}));
+    send(&mut master, serde_json::json!({"action":"ICE_CANDIDATE","RecipientClientId":"viewer-1","MessagePayload":"bWFzdGVyLWNhbmQ="})).await;
+    assert_eq!(recv_json(&mut v1).await["messagePayload"], "bWFzdGVyLWNhbmQ=");
+    send(
+        &mut v1,
+        serde_json::json!({"action":"ICE_CANDIDATE","RecipientClientId":"","MessagePayload":"dmlld2VyLWNhbmQ="}),
+    )
+    .await;
+    let e = recv_json(&mut master).await;
+    assert_eq!((e["senderClientId"].as_str(), e["messageType"].as_str()), (Some("viewer-1"), Some("ICE_CANDIDATE")));
+    send(&mut v2, serde_json::json!({"action":"ICE_CANDIDATE","messagePayload":"djI="})).await;
+    assert_eq!(recv_json(&mut master).await["senderClientId"], "viewer-2");
+    assert_silent(&mut v1).await;
+
+    // STATUS_RESPONSE for a bad message only when it carries a correlationId.
+    send(&mut v1, serde_json::json!({"action":"SDP_OFFER","messagePayload":"not base64!","correlationId":"bad-1"}))
+        .await;
+    let e = recv_json(&mut v1).await;
+    assert_eq!(e["messageType"], "STATUS_RESPONSE");
+    assert_eq!(e["statusResponse"]["correlationId"], "bad-1");
+    assert_eq!(e["statusResponse"]["errorType"], "InvalidArgumentException");
+    send(&mut v1, serde_json::json!({"action":"SDP_OFFER","messagePayload":"not base64!"})).await;
+    assert_silent(&mut v1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_refusals_viewer_limit_and_master_replacement() {
+    let reel = Reel::start();
+    let (arn, wss, _) = channel(&reel, "limits").await;
+    let bad_arn = "arn:aws:kinesisvideo:us-west-2:123456789012:channel/no-version";
+    assert_eq!(
+        refused(&presign(&wss, bad_arn, None, (ROOT_KEY_ID, ROOT_SECRET))).await,
+        (400, "InvalidArgumentException".into())
+    );
+    assert_eq!(
+        refused(&presign(&wss, &arn, Some("AWS_x"), (ROOT_KEY_ID, ROOT_SECRET))).await,
+        (400, "InvalidArgumentException".into())
+    );
+    assert_eq!(
+        refused(&presign(&wss, &arn, Some("no spaces"), (ROOT_KEY_ID, ROOT_SECRET))).await,
+        (400, "InvalidArgumentException".into())
+    );
+    let unknown = format!("{}9", arn);
+    assert_eq!(
+        refused(&presign(&wss, &unknown, None, (ROOT_KEY_ID, ROOT_SECRET))).await,
+        (404, "ResourceNotFoundException".into())
+    );
+    assert_eq!(refused(&presign(&wss, &arn, None, (ROOT_KEY_ID, "wrong-secret"))).await.0, 403, "bad signature");
+
+    // Ten viewers connect (3 per second per channel), the 11th is refused.
+    let mut viewers = Vec::new();
+    for i in 0..10 {
+        if i > 0 && i % 3 == 0 {
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+        }
+        viewers.push(connect(&wss, &arn, Some(&format!("viewer-{i}"))).await);
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        refused(&presign(&wss, &arn, Some("viewer-10"), (ROOT_KEY_ID, ROOT_SECRET))).await,
+        (400, "ClientLimitExceededException".into())
+    );
+
+    // The newest master wins; the older socket is closed.
+    let mut m1 = connect(&wss, &arn, None).await;
+    let mut m2 = connect(&wss, &arn, None).await;
+    assert_closed(&mut m1).await;
+    send(&mut viewers[0], serde_json::json!({"action":"SDP_OFFER","messagePayload":"b2ZmZXI="})).await;
+    assert_eq!(recv_json(&mut m2).await["senderClientId"], "viewer-0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_message_delivered_on_late_connect_and_go_away_on_shutdown() {
+    let reel = Reel::start();
+    let (arn, wss, _) = channel(&reel, "held").await;
+    let mut viewer = connect(&wss, &arn, Some("early")).await;
+    send(&mut viewer, serde_json::json!({"action":"SDP_OFFER","messagePayload":"aGVsZA=="})).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut master = connect(&wss, &arn, None).await;
+    let e = recv_json(&mut master).await;
+    assert_eq!((e["senderClientId"].as_str(), e["messagePayload"].as_str()), (Some("early"), Some("aGVsZA==")));
+
+    let stopped = tokio::task::spawn_blocking(move || reel.stop());
+    assert_eq!(recv_json(&mut master).await["messageType"], "GO_AWAY");
+    assert_eq!(recv_json(&mut viewer).await["messageType"], "GO_AWAY");
+    assert_closed(&mut master).await;
+    assert_closed(&mut viewer).await;
+    assert!(stopped.await.expect("join"), "reel exits 0 after closing signaling");
+}
+
+fn signaling_client(reel: &Reel, https: &str) -> aws_sdk_kinesisvideosignaling::Client {
+    aws_sdk_kinesisvideosignaling::Client::from_conf(
+        aws_sdk_kinesisvideosignaling::Config::builder()
+            .behavior_version(aws_sdk_kinesisvideosignaling::config::BehaviorVersion::latest())
+            .region(aws_sdk_kinesisvideosignaling::config::Region::new(REGION))
+            .endpoint_url(https)
+            .credentials_provider(aws_credential_types::Credentials::new(
+                ROOT_KEY_ID,
+                ROOT_SECRET,
+                None,
+                None,
+                "reel-test",
+            ))
+            .http_client(reel.http_client())
+            .build(),
+    )
+}
+
+/// (username, password, first turn: UDP address) of a GetIceServerConfig answer.
+async fn ice_config(reel: &Reel, arn: &str, https: &str) -> (String, String, std::net::SocketAddr, i32) {
+    let out = signaling_client(reel, https)
+        .get_ice_server_config()
+        .channel_arn(arn)
+        .client_id("ProducerMaster")
+        .service(aws_sdk_kinesisvideosignaling::types::Service::Turn)
+        .send()
+        .await
+        .expect("GetIceServerConfig");
+    let server = out.ice_server_list().first().expect("one ICE server");
+    assert!(server.uris().len() <= 4 && out.ice_server_list().len() <= 5);
+    let udp = server
+        .uris()
+        .iter()
+        .find_map(|u| u.strip_prefix("turn:").and_then(|r| r.strip_suffix("?transport=udp")))
+        .expect("a turn: UDP URI");
+    assert!(server.uris().iter().any(|u| u.starts_with("turn:") && u.ends_with("?transport=tcp")));
+    let ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    let (user, pass) = (server.username().expect("username"), server.password().expect("password"));
+    assert!(ok(user) && ok(pass), "credentials stay in the model's alphabet");
+    (user.into(), pass.into(), udp.parse().expect("host:port"), server.ttl().expect("Ttl"))
+}
+
+async fn allocate(server: std::net::SocketAddr, user: &str, pass: &str) -> Result<(), turn::Error> {
+    let conn = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let client = turn::client::Client::new(turn::client::ClientConfig {
+        stun_serv_addr: server.to_string(),
+        turn_serv_addr: server.to_string(),
+        username: user.into(),
+        password: pass.into(),
+        realm: "reel".into(),
+        software: String::new(),
+        rto_in_ms: 0,
+        conn: Arc::new(conn),
+        vnet: None,
+    })
+    .await?;
+    client.listen().await?;
+    let result = client.allocate().await.map(|_| ());
+    let _ = client.close().await;
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_ice_server_config_and_turn_allocations() {
+    let reel = Reel::start();
+    let (arn, _, https) = channel(&reel, "ice").await;
+    let (user, pass, turn_addr, ttl) = ice_config(&reel, &arn, &https).await;
+    assert_eq!(ttl, 300);
+    allocate(turn_addr, &user, &pass).await.expect("issued credentials allocate");
+    assert!(allocate(turn_addr, &user, "bogus-password").await.is_err(), "wrong password refused");
+    assert!(
+        allocate(turn_addr, "1700000000.0123456789abcdef.00000000", "x").await.is_err(),
+        "foreign username refused"
+    );
+
+    // Unknown channel.
+    let err = signaling_client(&reel, &https)
+        .get_ice_server_config()
+        .channel_arn(format!("{arn}9"))
+        .send()
+        .await
+        .expect_err("404");
+    assert_eq!(err.into_service_error().meta().code(), Some("ResourceNotFoundException"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_turn_credentials_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = common::write_file(dir.path(), "reel.toml", "[limits.signaling]\nturn_credential_ttl_secs = 2\n");
+    let reel =
+        Reel::start_with(Options { args: vec!["--config".into(), config.display().to_string()], ..Default::default() });
+    let (arn, _, https) = channel(&reel, "expiry").await;
+    let (user, pass, turn_addr, ttl) = ice_config(&reel, &arn, &https).await;
+    assert_eq!(ttl, 2);
+    // Wait out the configured 2 s lifetime (a correctness wait, not a timing assertion).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(allocate(turn_addr, &user, &pass).await.is_err(), "expired credentials refused");
+}

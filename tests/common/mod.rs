@@ -106,6 +106,11 @@ impl Reel {
         self.terminate()
     }
 
+    /// Like [`Reel::stop`] but keeps the handle, so its data dir and log outlive the exit.
+    pub fn sigterm(&mut self) -> bool {
+        self.terminate()
+    }
+
     fn terminate(&mut self) -> bool {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();

@@ -599,7 +599,9 @@ fn recover_stream(dir: &Path, report: &mut RecoveryReport, max_counter: &mut u64
                         report.problems.push(format!("{}: {why}; {} bytes after it are unreadable", log.display(), file_len - scan.valid_len));
                     }
                 }
-                if scan.fragments.is_empty() && scan.valid_len <= EMPTY_SEGMENT_LEN {
+                // An empty tail segment (crash while creating it) is removed; a damaged
+                // older one is kept for inspection even if nothing in it is readable.
+                if scan.fragments.is_empty() && scan.valid_len <= EMPTY_SEGMENT_LEN && (Some(seq) == last || file_len <= EMPTY_SEGMENT_LEN) {
                     std::fs::remove_file(&log).map_err(io(&log))?;
                     let _ = std::fs::remove_file(&idx_path);
                     continue;

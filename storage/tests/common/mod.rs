@@ -155,26 +155,9 @@ impl Harness {
         drop(old);
     }
 
-    /// Drops the store without sealing (like a crash of the process, minus torn writes),
-    /// then opens it again.
-    pub async fn crash_and_reopen(&mut self, tweak: impl Fn(&mut StoreConfig)) {
-        let config = Self::config_for(self.dir.path(), &self.s3, &self.clock, &tweak);
-        let old = std::mem::replace(&mut self.store, placeholder().await);
-        drop(old);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        self.store = Store::open(config).await.unwrap();
-    }
-
     pub fn store_root(&self) -> PathBuf {
         self.dir.path().join("store")
     }
-}
-
-async fn placeholder() -> Store {
-    let d = tempfile::tempdir().unwrap().keep();
-    let mut c = StoreConfig::new(d);
-    c.retention_sweep_interval = None;
-    Store::open(c).await.unwrap()
 }
 
 /// Deterministic chunk bytes for (stream, fragment index, chunk index).

@@ -93,6 +93,27 @@ pub struct ServeArgs {
     /// it is an IP, else the --turn-listen IP (127.0.0.1 when that is unspecified).
     #[arg(long, env = "REEL_TURN_PUBLIC_IP")]
     pub turn_public_ip: Option<IpAddr>,
+    /// Keep closed media segments in this S3 bucket (S3 or any S3-compatible server).
+    #[arg(long, env = "REEL_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// Object key prefix inside --s3-bucket.
+    #[arg(long, env = "REEL_S3_PREFIX")]
+    pub s3_prefix: Option<String>,
+    /// S3 endpoint URL (for S3-compatible servers); default: AWS for --s3-region.
+    #[arg(long, env = "REEL_S3_ENDPOINT_URL")]
+    pub s3_endpoint_url: Option<String>,
+    /// Region of --s3-bucket. Default: --region.
+    #[arg(long, env = "REEL_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// Use path-style bucket addressing (most S3-compatible servers need it).
+    #[arg(long, env = "REEL_S3_PATH_STYLE", num_args = 0..=1, default_missing_value = "true")]
+    pub s3_path_style: Option<bool>,
+    /// Access key for S3 (default: AWS_ACCESS_KEY_ID).
+    #[arg(long, env = "REEL_S3_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+    /// Secret key for S3 (default: AWS_SECRET_ACCESS_KEY).
+    #[arg(long, env = "REEL_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
     /// Quotas; only settable in the config file (`[limits]` table).
     #[arg(skip)]
     #[serde(default)]
@@ -126,6 +147,20 @@ pub struct Config {
     pub limits: Limits,
     /// The embedded STUN/TURN server.
     pub turn: TurnSettings,
+    /// Where closed media segments are kept besides the local disk; `None` = local only.
+    pub s3: Option<S3Settings>,
+}
+
+/// The S3 backend of the media store (`--s3-*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Settings {
+    pub bucket: String,
+    pub prefix: String,
+    pub endpoint_url: Option<String>,
+    pub region: String,
+    pub path_style: bool,
+    pub access_key_id: String,
+    pub secret_access_key: String,
 }
 
 /// Where and whether the embedded STUN/TURN server runs.
@@ -202,7 +237,30 @@ impl Config {
             }),
             public_ip: m.pick(|a| a.turn_public_ip),
         };
+        let s3 = match m.pick(|a| a.s3_bucket.clone()) {
+            None => None,
+            Some(bucket) => {
+                let env = |k: &str| std::env::var(k).ok();
+                let access_key_id = m.pick(|a| a.s3_access_key_id.clone()).or_else(|| env("AWS_ACCESS_KEY_ID"));
+                let secret = m.pick(|a| a.s3_secret_access_key.clone()).or_else(|| env("AWS_SECRET_ACCESS_KEY"));
+                let (Some(access_key_id), Some(secret_access_key)) = (access_key_id, secret) else {
+                    return Err(ConfigError::Invalid(
+                        "--s3-bucket needs --s3-access-key-id and --s3-secret-access-key (or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)".into(),
+                    ));
+                };
+                Some(S3Settings {
+                    bucket,
+                    prefix: m.pick(|a| a.s3_prefix.clone()).unwrap_or_default(),
+                    endpoint_url: m.pick(|a| a.s3_endpoint_url.clone()),
+                    region: m.pick(|a| a.s3_region.clone()).unwrap_or_else(|| region.clone()),
+                    path_style: m.pick(|a| a.s3_path_style).unwrap_or(false),
+                    access_key_id,
+                    secret_access_key,
+                })
+            }
+        };
         Ok(Self {
+            s3,
             turn,
             listen,
             data_dir: m.pick(|a| a.data_dir.clone()).unwrap_or_else(|| PathBuf::from("./reel-data")),

@@ -85,6 +85,25 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<reel_storage::StoreError> for ApiError {
+    /// Media store failures as the API reports them: missing things are 404, a deleted
+    /// stream is `ResourceNotFoundException`, server-side faults (disk, S3, corruption) are
+    /// 500 so clients retry instead of blaming their request.
+    fn from(e: reel_storage::StoreError) -> Self {
+        use reel_storage::StoreError as E;
+        match &e {
+            E::StreamNotFound { .. } | E::StreamDeleted { .. } => ApiError::not_found(e.to_string()),
+            E::FragmentNotFound { .. } => ApiError::not_found(e.to_string()),
+            E::InvalidArgument(_) => ApiError::invalid_argument(e.to_string()),
+            E::FragmentInProgress { .. } => ApiError::resource_in_use(e.to_string()),
+            _ => {
+                tracing::error!(error = %e, "media store failure");
+                ApiError::internal(e.to_string())
+            }
+        }
+    }
+}
+
 /// Result alias for handlers.
 pub type ApiResult<T> = Result<T, ApiError>;
 

@@ -38,6 +38,8 @@ pub enum ServeError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("tls: {0}")]
     Tls(#[from] TlsError),
+    #[error("media store: {0}")]
+    Store(#[from] reel_storage::StoreError),
     #[error("signaling: {0}")]
     Signaling(#[from] crate::signaling::SignalingError),
     #[error("server failed: {0}")]
@@ -51,7 +53,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     std::fs::create_dir_all(&data_dir).map_err(|source| ServeError::DataDir { path: data_dir.clone(), source })?;
 
     let meta = meta::open(&data_dir).await?;
-    let (store, generated) =
+    let (keys, generated) =
         CredentialStore::load(config.root_key.clone(), config.credentials_file.as_deref(), &data_dir)?;
     if let Some(key) = generated {
         println!("# reel generated a root access key (stored in {}):", data_dir.display());
@@ -59,6 +61,9 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
         println!("export AWS_SECRET_ACCESS_KEY={}", key.secret_access_key);
     }
     let audit = AuditLog::open(&data_dir).await.map_err(ServeError::Audit)?;
+    let media = reel_storage::Store::open(media_store_config(&config)).await?;
+    let recovered = media.recovery_report();
+    tracing::info!(report = ?recovered, "media store opened");
     let prometheus = metrics::install();
 
     let listener = std::net::TcpListener::bind(config.listen)
@@ -79,13 +84,14 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     signaling.spawn_sighup_rotation();
 
     let state = AppState {
-        auth: Arc::new(Authenticator::new(store, &config.limits)),
+        auth: Arc::new(Authenticator::new(keys, &config.limits)),
         config: Arc::new(config),
         meta,
         audit,
         throttle: Arc::new(Throttle::default()),
         urls: Arc::new(urls),
         signaling: signaling.clone(),
+        store: media.clone(),
     };
     let app = router(state, prometheus).into_make_service_with_connect_info::<SocketAddr>();
 
@@ -107,8 +113,23 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
         }
         None => axum_server::from_tcp(listener)?.handle(handle).serve(app).await?,
     }
+    // Close open segments so the next start has nothing to recover.
+    media.seal_all().await;
     tracing::info!("reel stopped");
     Ok(())
+}
+
+/// The media store's configuration: `<data-dir>/media`, plus S3 when configured.
+fn media_store_config(config: &Config) -> reel_storage::StoreConfig {
+    let mut store = reel_storage::StoreConfig::new(config.data_dir.join("media"));
+    store.s3 = config.s3.as_ref().map(|s| {
+        let mut s3 = reel_storage::S3Config::new(&s.bucket, &s.region, &s.access_key_id, &s.secret_access_key);
+        s3.prefix = s.prefix.clone();
+        s3.endpoint_url = s.endpoint_url.clone();
+        s3.force_path_style = s.path_style;
+        s3
+    });
+    store
 }
 
 /// Every route of the server.

@@ -25,6 +25,8 @@ pub struct AppState {
     pub urls: Arc<PublicUrls>,
     /// Signaling registry (incl. the storage-peer seam), TURN secret and TURN server.
     pub signaling: crate::signaling::Signaling,
+    /// The retained-stream store (media fragments), keyed by stream ARN.
+    pub store: reel_storage::Store,
 }
 
 /// Base URLs reel hands to clients (no trailing slash).

@@ -187,3 +187,32 @@ fn tls_from_pem_files() {
         .expect("curl");
     assert_eq!(String::from_utf8_lossy(&ok.stdout), "200");
 }
+
+#[test]
+fn streams_own_media_directories_that_delete_stream_removes() {
+    let reel = Reel::start();
+    let media_dirs = || -> usize {
+        std::fs::read_dir(reel.data_dir.join("media").join("streams"))
+            .map(|d| {
+                d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().starts_with("stream-")).count()
+            })
+            .unwrap_or(0)
+    };
+    rt().block_on(async {
+        let kvs = reel.kvs();
+        let arn = kvs
+            .create_stream()
+            .stream_name("cam")
+            .data_retention_in_hours(24)
+            .send()
+            .await
+            .expect("create")
+            .stream_arn
+            .expect("arn");
+        assert_eq!(media_dirs(), 1, "CreateStream makes the stream's media directory");
+        let version =
+            kvs.describe_stream().stream_arn(&arn).send().await.expect("describe").stream_info.expect("info").version;
+        kvs.delete_stream().stream_arn(&arn).set_current_version(version).send().await.expect("delete");
+        assert_eq!(media_dirs(), 0, "DeleteStream removes the stream's media");
+    });
+}

@@ -226,6 +226,7 @@ pub async fn create(
         version: meta::new_version(),
     };
     st.meta.create_stream(&record, &tags, limits.max_streams_per_account).await.map_err(meta_error)?;
+    st.store.open_or_create_stream(&record.arn, record.data_retention_in_hours).await?;
     tracing::info!(arn = %record.arn, retention_hours = record.data_retention_in_hours, "stream created");
     Ok(Json(serde_json::json!({ "StreamARN": record.arn })))
 }
@@ -378,6 +379,10 @@ pub async fn delete(
     let stream =
         resolve(&st, &principal, "DeleteStream", DENY, None, Some(&arn), ArnFormatError::InvalidArgument).await?;
     st.meta.delete_stream(&stream.arn, input.current_version.as_deref()).await.map_err(meta_error)?;
+    match st.store.delete_stream(&stream.arn).await {
+        Ok(()) | Err(reel_storage::StoreError::StreamNotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
     tracing::info!("stream deleted");
     Ok(empty())
 }
@@ -446,6 +451,7 @@ pub async fn update_data_retention(
     let hours = apply_retention_change(stream.data_retention_in_hours, operation, change)?;
     let update = StreamUpdate { data_retention_in_hours: Some(hours), ..Default::default() };
     st.meta.update_stream(&stream.arn, &current_version, &update, &meta::new_version()).await.map_err(meta_error)?;
+    st.store.open_or_create_stream(&stream.arn, hours).await?.set_retention_hours(hours).await?;
     tracing::info!(retention_hours = hours, "stream data retention updated");
     Ok(empty())
 }

@@ -68,6 +68,9 @@ async fn harness(tweak: impl FnOnce(&mut Config)) -> Harness {
         throttle: Arc::new(Throttle::default()),
         urls: Arc::new(PublicUrls::from_base(&format!("http://{addr}"))),
         signaling: signaling.clone(),
+        store: reel_storage::Store::open(reel_storage::StoreConfig::new(dir.path().join("media")))
+            .await
+            .expect("store"),
     };
     let app = crate::server::router(state, crate::observe::metrics::install());
     tokio::spawn(async move {

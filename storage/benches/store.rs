@@ -54,7 +54,14 @@ async fn store_append(dir: &Path, total: usize, chunk: usize) -> (Duration, Stor
     let mut written = 0;
     let mut ts = 1_700_000_000_000u64;
     while written < total {
-        let mut w = s.begin_fragment(FragmentStart { producer_ts_ms: ts, server_ts_ms: ts, header: Bytes::from_static(b"tracks") }).await.unwrap();
+        let mut w = s
+            .begin_fragment(FragmentStart {
+                producer_ts_ms: ts,
+                server_ts_ms: ts,
+                header: Bytes::from_static(b"tracks"),
+            })
+            .await
+            .unwrap();
         for c in 0..50u32 {
             w.append_chunk((c + 1) * 40, data.clone()).await.unwrap();
             written += chunk;
@@ -66,7 +73,9 @@ async fn store_append(dir: &Path, total: usize, chunk: usize) -> (Duration, Stor
 }
 
 async fn append_vs_raw(dir: &Path) -> (Store, Vec<FragmentInfo>) {
-    println!("== append throughput (1 stream, 2 s fragments of 50 chunks; store fsyncs via group commit, raw fsyncs once) ==");
+    println!(
+        "== append throughput (1 stream, 2 s fragments of 50 chunks; store fsyncs via group commit, raw fsyncs once) =="
+    );
     let total = 256 << 20;
     let mut kept = None;
     for chunk in [16 << 10, 256 << 10] {
@@ -94,7 +103,12 @@ async fn concurrent_streams(dir: &Path, syncfs_threshold: usize, label: &str) {
     let store = Store::open(c).await.unwrap();
     let mut streams = Vec::new();
     for i in 0..STREAMS {
-        streams.push(store.create_stream(&format!("arn:aws:kinesisvideo:us-east-1:000000000000:stream/s{i}/1"), 24).await.unwrap());
+        streams.push(
+            store
+                .create_stream(&format!("arn:aws:kinesisvideo:us-east-1:000000000000:stream/s{i}/1"), 24)
+                .await
+                .unwrap(),
+        );
     }
     let data = payload(4096);
     let batches_before = store.commit_stats().batches;
@@ -105,7 +119,14 @@ async fn concurrent_streams(dir: &Path, syncfs_threshold: usize, label: &str) {
         tasks.push(tokio::spawn(async move {
             let mut ts = 1_700_000_000_000u64;
             for _ in 0..FRAGMENTS {
-                let mut w = s.begin_fragment(FragmentStart { producer_ts_ms: ts, server_ts_ms: ts, header: Bytes::from_static(b"tracks") }).await.unwrap();
+                let mut w = s
+                    .begin_fragment(FragmentStart {
+                        producer_ts_ms: ts,
+                        server_ts_ms: ts,
+                        header: Bytes::from_static(b"tracks"),
+                    })
+                    .await
+                    .unwrap();
                 for c in 0..5u32 {
                     w.append_chunk((c + 1) * 40, data.clone()).await.unwrap();
                 }
@@ -161,8 +182,14 @@ async fn read_vs_cat(store: &Store, infos: &[FragmentInfo], root: &Path) {
     assert!(st.success());
     let d3 = t3.elapsed();
     println!("read_fragment + payload() (CRC check + concat copy): {:>7.1} MB/s", bytes as f64 / MIB / d.as_secs_f64());
-    println!("live tail from Earliest (CRC check, zero-copy chunks):{:>7.1} MB/s", tail_bytes as f64 / MIB / d2.as_secs_f64());
-    println!("cat of the segment files:                              {:>7.1} MB/s", seg_bytes as f64 / MIB / d3.as_secs_f64());
+    println!(
+        "live tail from Earliest (CRC check, zero-copy chunks):{:>7.1} MB/s",
+        tail_bytes as f64 / MIB / d2.as_secs_f64()
+    );
+    println!(
+        "cat of the segment files:                              {:>7.1} MB/s",
+        seg_bytes as f64 / MIB / d3.as_secs_f64()
+    );
 }
 
 async fn recovery(dir: &Path) {
@@ -178,7 +205,14 @@ async fn recovery(dir: &Path) {
         tasks.push(tokio::spawn(async move {
             let data = payload(200);
             for f in 0..1000u64 {
-                let mut w = s.begin_fragment(FragmentStart { producer_ts_ms: f, server_ts_ms: f, header: Bytes::from_static(b"h") }).await.unwrap();
+                let mut w = s
+                    .begin_fragment(FragmentStart {
+                        producer_ts_ms: f,
+                        server_ts_ms: f,
+                        header: Bytes::from_static(b"h"),
+                    })
+                    .await
+                    .unwrap();
                 w.append_chunk(40, data.clone()).await.unwrap();
                 w.finish(40).await.unwrap();
             }
@@ -187,7 +221,11 @@ async fn recovery(dir: &Path) {
     for t in tasks {
         t.await.unwrap();
     }
-    println!("(writing them took {:.1} s: {:.0} persisted fragments/s over 100 streams)", t.elapsed().as_secs_f64(), 100_000.0 / t.elapsed().as_secs_f64());
+    println!(
+        "(writing them took {:.1} s: {:.0} persisted fragments/s over 100 streams)",
+        t.elapsed().as_secs_f64(),
+        100_000.0 / t.elapsed().as_secs_f64()
+    );
     // Crash: drop without sealing, so the active segments have no sidecar index.
     drop(store);
     let t = Instant::now();
@@ -212,9 +250,24 @@ async fn recovery(dir: &Path) {
     let store = Store::open(c).await.unwrap();
     let d_scan = t.elapsed();
     let scan_rep = store.recovery_report().clone();
-    println!("after a crash (active segments rescanned): {:>7.3} s  ({} fragments, {} segments scanned)", d_crash.as_secs_f64(), rep.fragments, rep.segments_scanned);
-    println!("clean reopen (sidecar indexes):            {:>7.3} s  ({} fragments, {} segments scanned)", d_clean.as_secs_f64(), clean_rep.fragments, clean_rep.segments_scanned);
-    println!("every index lost (full rescan):            {:>7.3} s  ({} fragments, {} segments scanned)", d_scan.as_secs_f64(), scan_rep.fragments, scan_rep.segments_scanned);
+    println!(
+        "after a crash (active segments rescanned): {:>7.3} s  ({} fragments, {} segments scanned)",
+        d_crash.as_secs_f64(),
+        rep.fragments,
+        rep.segments_scanned
+    );
+    println!(
+        "clean reopen (sidecar indexes):            {:>7.3} s  ({} fragments, {} segments scanned)",
+        d_clean.as_secs_f64(),
+        clean_rep.fragments,
+        clean_rep.segments_scanned
+    );
+    println!(
+        "every index lost (full rescan):            {:>7.3} s  ({} fragments, {} segments scanned)",
+        d_scan.as_secs_f64(),
+        scan_rep.fragments,
+        scan_rep.segments_scanned
+    );
 }
 
 fn main() {

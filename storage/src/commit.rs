@@ -88,7 +88,11 @@ impl Committer {
     pub(crate) fn mark_dirty(&self, id: u64, file: &Arc<File>, path: &Path) {
         let mut st = self.shared.lock();
         let newly = st.dirty.is_empty();
-        st.dirty.entry(id).or_insert_with(|| DirtyFile { file: file.clone(), path: path.to_path_buf(), waiters: Vec::new() });
+        st.dirty.entry(id).or_insert_with(|| DirtyFile {
+            file: file.clone(),
+            path: path.to_path_buf(),
+            waiters: Vec::new(),
+        });
         if st.oldest.is_none() {
             st.oldest = Some(Instant::now());
         }
@@ -114,7 +118,9 @@ impl Committer {
             }
         }
         self.shared.wake.notify_one();
-        rx.await.unwrap_or_else(|_| Err(StoreError::Io { path: path.to_path_buf(), message: "commit thread stopped".into() }))
+        rx.await.unwrap_or_else(|_| {
+            Err(StoreError::Io { path: path.to_path_buf(), message: "commit thread stopped".into() })
+        })
     }
 
     /// Batches run so far.

@@ -49,9 +49,7 @@ impl StoreError {
         let path = path.to_path_buf();
         match (err.kind(), err.raw_os_error()) {
             (_, Some(ENOSPC | EDQUOT)) | (io::ErrorKind::StorageFull, _) => StoreError::DiskFull { path },
-            (io::ErrorKind::PermissionDenied, _) | (_, Some(30 /* EROFS */)) => {
-                StoreError::PermissionDenied { path }
-            }
+            (io::ErrorKind::PermissionDenied, _) | (_, Some(30 /* EROFS */)) => StoreError::PermissionDenied { path },
             _ => StoreError::Io { path, message: err.to_string() },
         }
     }

@@ -218,7 +218,10 @@ mod tests {
 
     #[test]
     fn token_round_trips_and_rejects_tampering() {
-        let t = PageToken { range: TimestampRange { kind: TimestampKind::Server, start_ms: 5, end_ms: 9 }, after_counter: 77 };
+        let t = PageToken {
+            range: TimestampRange { kind: TimestampKind::Server, start_ms: 5, end_ms: 9 },
+            after_counter: 77,
+        };
         let s = t.to_string();
         assert!(s.bytes().all(|b| b.is_ascii_hexdigit()));
         assert_eq!(s.parse::<PageToken>().unwrap(), t);

@@ -69,7 +69,9 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use commit::CommitStats;
 pub use error::{Result, StoreError};
 pub use fault::{Fault, FaultInjector};
-pub use fragment::{Chunk, Fragment, FragmentInfo, FragmentPage, FragmentStart, PageToken, TimestampKind, TimestampRange};
+pub use fragment::{
+    Chunk, Fragment, FragmentInfo, FragmentPage, FragmentStart, PageToken, TimestampKind, TimestampRange,
+};
 pub use number::{COUNTER_DIGITS, FRAGMENT_NUMBER_PREFIX, FragmentNumber};
 pub use remote::S3Config;
 pub use store::{RecoveryReport, RetentionReport, Store, StoreConfig};

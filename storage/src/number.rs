@@ -145,7 +145,9 @@ mod tests {
 
     #[test]
     fn rejects_foreign_numbers() {
-        for bad in ["", "12", "91343852333181432x00000000000000000000000001", "9134385233318143200000000000000000000000000001"] {
+        for bad in
+            ["", "12", "91343852333181432x00000000000000000000000001", "9134385233318143200000000000000000000000000001"]
+        {
             assert!(matches!(bad.parse::<FragmentNumber>(), Err(StoreError::InvalidArgument(_))), "{bad}");
         }
     }

@@ -144,7 +144,8 @@ struct Fields<'a> {
 
 impl Fields<'_> {
     fn take(&mut self, n: usize) -> Result<&[u8], DecodeError> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.body.len()).ok_or(DecodeError::BadBody("short field"))?;
+        let end =
+            self.pos.checked_add(n).filter(|&e| e <= self.body.len()).ok_or(DecodeError::BadBody("short field"))?;
         let s = &self.body[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -187,12 +188,9 @@ fn parse_body(body: &Bytes) -> Result<Record, DecodeError> {
             let end_offset_ms = f.u32()?;
             Record::Chunk { counter, end_offset_ms, data: f.rest() }
         }
-        KIND_FINISH => Record::Finish {
-            counter: f.u64()?,
-            duration_ms: f.u32()?,
-            chunk_count: f.u32()?,
-            payload_bytes: f.u64()?,
-        },
+        KIND_FINISH => {
+            Record::Finish { counter: f.u64()?, duration_ms: f.u32()?, chunk_count: f.u32()?, payload_bytes: f.u64()? }
+        }
         _ => return Err(DecodeError::BadBody("unknown record kind")),
     };
     f.end()?;

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_s3::config::{
-    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
-    retry::RetryConfig, timeout::TimeoutConfig,
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation, retry::RetryConfig,
+    timeout::TimeoutConfig,
 };
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
@@ -50,7 +50,12 @@ pub struct S3Config {
 
 impl S3Config {
     /// A config with defaults: 1 GiB cache, 4 GiB pending-upload limit, 3 attempts, 30 s timeout.
-    pub fn new(bucket: impl Into<String>, region: impl Into<String>, access_key_id: impl Into<String>, secret_access_key: impl Into<String>) -> Self {
+    pub fn new(
+        bucket: impl Into<String>,
+        region: impl Into<String>,
+        access_key_id: impl Into<String>,
+        secret_access_key: impl Into<String>,
+    ) -> Self {
         S3Config {
             endpoint_url: None,
             region: region.into(),
@@ -152,7 +157,11 @@ impl Remote {
             })?;
         let bytes = out.body.collect().await.map_err(|e| unavailable("GetObject body", key, &e))?.into_bytes();
         if bytes.len() as u64 != len {
-            return Err(StoreError::corrupt(std::path::Path::new(key), offset, format!("ranged GET returned {} of {len} bytes", bytes.len())));
+            return Err(StoreError::corrupt(
+                std::path::Path::new(key),
+                offset,
+                format!("ranged GET returned {} of {len} bytes", bytes.len()),
+            ));
         }
         Ok(bytes)
     }

@@ -257,14 +257,25 @@ pub(crate) mod tests {
     pub(crate) fn image(frags: &[(u64, &[u32], bool)]) -> Vec<u8> {
         let mut v = SEGMENT_MAGIC.to_vec();
         for (counter, ends, finished) in frags {
-            Record::Begin { counter: *counter, producer_ts_ms: counter * 1000, server_ts_ms: counter * 1000 + 5, header: Bytes::from_static(b"hdr") }
-                .encode_into(&mut v);
+            Record::Begin {
+                counter: *counter,
+                producer_ts_ms: counter * 1000,
+                server_ts_ms: counter * 1000 + 5,
+                header: Bytes::from_static(b"hdr"),
+            }
+            .encode_into(&mut v);
             for (i, end) in ends.iter().enumerate() {
-                Record::Chunk { counter: *counter, end_offset_ms: *end, data: Bytes::from(vec![i as u8; 10]) }.encode_into(&mut v);
+                Record::Chunk { counter: *counter, end_offset_ms: *end, data: Bytes::from(vec![i as u8; 10]) }
+                    .encode_into(&mut v);
             }
             if *finished {
-                Record::Finish { counter: *counter, duration_ms: 2000, chunk_count: ends.len() as u32, payload_bytes: 10 * ends.len() as u64 }
-                    .encode_into(&mut v);
+                Record::Finish {
+                    counter: *counter,
+                    duration_ms: 2000,
+                    chunk_count: ends.len() as u32,
+                    payload_bytes: 10 * ends.len() as u64,
+                }
+                .encode_into(&mut v);
             }
         }
         v

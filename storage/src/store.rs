@@ -174,7 +174,8 @@ impl Store {
             blocking(move || recover(&root)).await?
         };
         let numbers = NumberAllocator::open(&root.join("counter"), max_counter + 1)?;
-        let committer = Committer::start(&root, config.commit_interval, config.syncfs_threshold, config.fault_injector.clone())?;
+        let committer =
+            Committer::start(&root, config.commit_interval, config.syncfs_threshold, config.fault_injector.clone())?;
         let (upload_tx, upload_rx) = mpsc::unbounded_channel();
         let ctx = Arc::new(Ctx {
             root: root.clone(),
@@ -189,7 +190,15 @@ impl Store {
         });
         let mut streams = HashMap::new();
         for r in found {
-            let s = StreamInner::new(ctx.clone(), r.id.clone(), r.dir, r.dir_name, r.retention_hours, r.index, r.next_segment);
+            let s = StreamInner::new(
+                ctx.clone(),
+                r.id.clone(),
+                r.dir,
+                r.dir_name,
+                r.retention_hours,
+                r.index,
+                r.next_segment,
+            );
             for seg in s.write_index().segments.values_mut() {
                 seg.sealed_order = ctx.seal_order.fetch_add(1, Ordering::Relaxed);
             }
@@ -205,8 +214,13 @@ impl Store {
         if ctx.remote.is_some() {
             let streams: Vec<Arc<StreamInner>> = inner.lock_streams().values().cloned().collect();
             for s in streams {
-                let segs: Vec<(u64, u64)> =
-                    s.read_index().segments.iter().filter(|(_, m)| !m.uploaded && m.local).map(|(k, m)| (*k, m.len)).collect();
+                let segs: Vec<(u64, u64)> = s
+                    .read_index()
+                    .segments
+                    .iter()
+                    .filter(|(_, m)| !m.uploaded && m.local)
+                    .map(|(k, m)| (*k, m.len))
+                    .collect();
                 for (seq, len) in segs {
                     s.queue_upload(seq, len);
                 }
@@ -232,7 +246,13 @@ impl Store {
         }
         let store = Store { inner };
         let r = store.recovery_report();
-        tracing::info!(streams = r.streams, fragments = r.fragments, scanned = r.segments_scanned, problems = r.problems.len(), "store opened");
+        tracing::info!(
+            streams = r.streams,
+            fragments = r.fragments,
+            scanned = r.segments_scanned,
+            problems = r.problems.len(),
+            "store opened"
+        );
         Ok(store)
     }
 
@@ -268,7 +288,15 @@ impl Store {
             })
             .await?;
         }
-        let s = StreamInner::new(self.inner.ctx.clone(), id.to_string(), dir, dir_name, retention_hours, StreamIndex::default(), 0);
+        let s = StreamInner::new(
+            self.inner.ctx.clone(),
+            id.to_string(),
+            dir,
+            dir_name,
+            retention_hours,
+            StreamIndex::default(),
+            0,
+        );
         self.inner.lock_streams().insert(id.to_string(), s.clone());
         Ok(Stream { inner: s })
     }
@@ -302,7 +330,11 @@ impl Store {
     /// Deletes a stream and all its data (local files and S3 objects). Its writers then get
     /// [`StoreError::StreamDeleted`]; its live readers end. The id can be created again.
     pub async fn delete_stream(&self, id: &str) -> Result<()> {
-        let s = self.inner.lock_streams().remove(id).ok_or_else(|| StoreError::StreamNotFound { stream: id.to_string() })?;
+        let s = self
+            .inner
+            .lock_streams()
+            .remove(id)
+            .ok_or_else(|| StoreError::StreamNotFound { stream: id.to_string() })?;
         s.mark_deleted();
         let uploaded: Vec<u64> = s.read_index().segments.iter().filter(|(_, m)| m.uploaded).map(|(k, _)| *k).collect();
         let trash = self.inner.ctx.root.join("trash").join(&s.dir_name);
@@ -474,7 +506,9 @@ fn read_stream_meta(path: &Path) -> Result<(String, u32)> {
     if lines.next() != Some(META_MAGIC) {
         return Err(bad("unknown format"));
     }
-    let field = |line: Option<&str>, name: &str| line.and_then(|l| l.strip_prefix(name)).map(str::to_string).ok_or_else(|| bad("missing field"));
+    let field = |line: Option<&str>, name: &str| {
+        line.and_then(|l| l.strip_prefix(name)).map(str::to_string).ok_or_else(|| bad("missing field"))
+    };
     let id_hex = field(lines.next(), "stream-id-hex ")?;
     let id = hex::decode(&id_hex).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(|| bad("bad stream id"))?;
     let hours = field(lines.next(), "retention-hours ")?.parse().map_err(|_| bad("bad retention"))?;
@@ -511,7 +545,8 @@ fn recover(root: &Path) -> Result<(Vec<RecoveredStream>, RecoveryReport, u64)> {
     let mut report = RecoveryReport::default();
     let mut max_counter = 0u64;
     let mut out = Vec::new();
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&streams_dir).map_err(io(&streams_dir))?.flatten().map(|e| e.path()).collect();
+    let mut dirs: Vec<PathBuf> =
+        std::fs::read_dir(&streams_dir).map_err(io(&streams_dir))?.flatten().map(|e| e.path()).collect();
     dirs.sort();
     for dir in dirs {
         let Some(dir_name) = dir.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
@@ -559,11 +594,15 @@ fn recover_stream(dir: &Path, report: &mut RecoveryReport, max_counter: &mut u64
         };
         let from_idx = match std::fs::read(&idx_path) {
             Ok(b) => match decode_index(&b) {
-                Ok((len, entries)) if log_len.map_or(uploaded, |l| l >= len) && entries.iter().all(|e| e.segment == seq) => {
+                Ok((len, entries))
+                    if log_len.map_or(uploaded, |l| l >= len) && entries.iter().all(|e| e.segment == seq) =>
+                {
                     Some((len, entries))
                 }
                 Ok(_) => {
-                    report.problems.push(format!("{}: index does not match its segment; rebuilding", idx_path.display()));
+                    report
+                        .problems
+                        .push(format!("{}: index does not match its segment; rebuilding", idx_path.display()));
                     None
                 }
                 Err(why) => {
@@ -587,7 +626,10 @@ fn recover_stream(dir: &Path, report: &mut RecoveryReport, max_counter: &mut u64
                 report.torn_fragments_dropped += scan.torn_dropped;
                 *max_counter = (*max_counter).max(scan.max_counter);
                 if scan.valid_len < file_len {
-                    let why = scan.stopped.as_ref().map_or("trailing bytes".to_string(), |(off, r)| format!("{r} at offset {off}"));
+                    let why = scan
+                        .stopped
+                        .as_ref()
+                        .map_or("trailing bytes".to_string(), |(off, r)| format!("{r} at offset {off}"));
                     if Some(seq) == last {
                         tracing::warn!(path = %log.display(), bytes = file_len - scan.valid_len, %why, "truncating torn segment tail");
                         let f = std::fs::OpenOptions::new().write(true).open(&log).map_err(io(&log))?;
@@ -596,12 +638,19 @@ fn recover_stream(dir: &Path, report: &mut RecoveryReport, max_counter: &mut u64
                         report.bytes_truncated += file_len - scan.valid_len;
                     } else {
                         tracing::error!(path = %log.display(), %why, "damaged sealed segment: keeping its valid prefix");
-                        report.problems.push(format!("{}: {why}; {} bytes after it are unreadable", log.display(), file_len - scan.valid_len));
+                        report.problems.push(format!(
+                            "{}: {why}; {} bytes after it are unreadable",
+                            log.display(),
+                            file_len - scan.valid_len
+                        ));
                     }
                 }
                 // An empty tail segment (crash while creating it) is removed; a damaged
                 // older one is kept for inspection even if nothing in it is readable.
-                if scan.fragments.is_empty() && scan.valid_len <= EMPTY_SEGMENT_LEN && (Some(seq) == last || file_len <= EMPTY_SEGMENT_LEN) {
+                if scan.fragments.is_empty()
+                    && scan.valid_len <= EMPTY_SEGMENT_LEN
+                    && (Some(seq) == last || file_len <= EMPTY_SEGMENT_LEN)
+                {
                     std::fs::remove_file(&log).map_err(io(&log))?;
                     let _ = std::fs::remove_file(&idx_path);
                     continue;
@@ -610,7 +659,8 @@ fn recover_stream(dir: &Path, report: &mut RecoveryReport, max_counter: &mut u64
                 (scan.valid_len, scan.fragments)
             }
         };
-        let newest_end_ms = entries.iter().map(|e: &IndexEntry| e.server_ts_ms.saturating_add(e.duration_ms as u64)).max().unwrap_or(0);
+        let newest_end_ms =
+            entries.iter().map(|e: &IndexEntry| e.server_ts_ms.saturating_add(e.duration_ms as u64)).max().unwrap_or(0);
         if let Some(e) = entries.last() {
             *max_counter = (*max_counter).max(e.counter);
         }

@@ -18,7 +18,9 @@ use bytes::Bytes;
 use tokio::sync::{OwnedMutexGuard, watch};
 
 use crate::error::{Result, StoreError};
-use crate::fragment::{Chunk, Fragment, FragmentInfo, FragmentPage, FragmentStart, PageToken, TimestampRange, select_page};
+use crate::fragment::{
+    Chunk, Fragment, FragmentInfo, FragmentPage, FragmentStart, PageToken, TimestampRange, select_page,
+};
 use crate::number::{FragmentNumber, sync_dir, write_atomically};
 use crate::record::{MAX_RECORD_BODY_BYTES, Record, SEGMENT_MAGIC};
 use crate::segment::{IndexEntry, decode_fragment, encode_index};
@@ -144,7 +146,15 @@ pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + 
 }
 
 impl StreamInner {
-    pub(crate) fn new(ctx: Arc<Ctx>, id: String, dir: PathBuf, dir_name: String, retention_hours: u32, index: StreamIndex, next_segment: u64) -> Arc<Self> {
+    pub(crate) fn new(
+        ctx: Arc<Ctx>,
+        id: String,
+        dir: PathBuf,
+        dir_name: String,
+        retention_hours: u32,
+        index: StreamIndex,
+        next_segment: u64,
+    ) -> Arc<Self> {
         let last_counter = index.entries.last().map_or(0, |e| e.counter);
         Arc::new(StreamInner {
             ctx,
@@ -206,7 +216,8 @@ impl StreamInner {
     /// Reads and verifies one indexed fragment, from the local file or S3.
     pub(crate) async fn read_entry(&self, entry: &IndexEntry) -> Result<Fragment> {
         self.check_alive()?;
-        let not_found = || StoreError::FragmentNotFound { number: FragmentNumber::from_counter(entry.counter).to_string() };
+        let not_found =
+            || StoreError::FragmentNotFound { number: FragmentNumber::from_counter(entry.counter).to_string() };
         let seg = self.read_index().segments.get(&entry.segment).copied().ok_or_else(not_found)?;
         let path = segment_path(&self.dir, entry.segment);
         let remote = self.ctx.remote.as_ref().filter(|_| seg.uploaded);
@@ -244,7 +255,8 @@ impl StreamInner {
             }
             (None, None) => return Err(not_found()),
         };
-        let decoded = decode_fragment(&bytes, entry).map_err(|(off, reason)| StoreError::corrupt(&source, offset + off, reason))?;
+        let decoded = decode_fragment(&bytes, entry)
+            .map_err(|(off, reason)| StoreError::corrupt(&source, offset + off, reason))?;
         Ok(Fragment {
             info: FragmentInfo::from_entry(entry),
             header: decoded.header,
@@ -330,7 +342,8 @@ impl StreamInner {
             Some(a) => {
                 state.broken
                     || a.len >= cfg.segment_max_bytes
-                    || (a.good_len > EMPTY_SEGMENT_LEN && now.saturating_sub(a.created_ms) >= cfg.segment_max_age.as_millis() as u64)
+                    || (a.good_len > EMPTY_SEGMENT_LEN
+                        && now.saturating_sub(a.created_ms) >= cfg.segment_max_age.as_millis() as u64)
             }
         };
         if !roll {
@@ -363,7 +376,14 @@ impl StreamInner {
         .await?;
         self.write_index().segments.insert(
             seq,
-            SegmentMeta { len: EMPTY_SEGMENT_LEN, sealed: false, local: true, uploaded: false, newest_end_ms: 0, sealed_order: 0 },
+            SegmentMeta {
+                len: EMPTY_SEGMENT_LEN,
+                sealed: false,
+                local: true,
+                uploaded: false,
+                newest_end_ms: 0,
+                sealed_order: 0,
+            },
         );
         state.active = Some(ActiveSegment {
             seq,
@@ -451,8 +471,12 @@ impl StreamInner {
         }
         let removed: Vec<(u64, SegmentMeta, usize)> = {
             let mut idx = self.write_index();
-            let expired: Vec<(u64, SegmentMeta)> =
-                idx.segments.iter().filter(|(_, s)| s.sealed && s.newest_end_ms < cutoff).map(|(k, s)| (*k, *s)).collect();
+            let expired: Vec<(u64, SegmentMeta)> = idx
+                .segments
+                .iter()
+                .filter(|(_, s)| s.sealed && s.newest_end_ms < cutoff)
+                .map(|(k, s)| (*k, *s))
+                .collect();
             expired
                 .into_iter()
                 .map(|(seq, meta)| {
@@ -522,7 +546,10 @@ impl Stream {
         let inner = &self.inner;
         inner.check_alive()?;
         if start.header.len() + 64 > MAX_RECORD_BODY_BYTES {
-            return Err(StoreError::InvalidArgument(format!("fragment header of {} bytes is too large", start.header.len())));
+            return Err(StoreError::InvalidArgument(format!(
+                "fragment header of {} bytes is too large",
+                start.header.len()
+            )));
         }
         let mut state = inner
             .writer

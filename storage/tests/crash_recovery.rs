@@ -67,7 +67,14 @@ async fn golden(dir: &Path, torn_chunks: u64, finish_last: bool) -> (PathBuf, Ve
     for f in 0..3 {
         infos.push(write_fragment(&s, 1, f, T0 + f * 1000, T0 + f * 1000, 3, CHUNK).await);
     }
-    let mut w = s.begin_fragment(FragmentStart { producer_ts_ms: T0 + 3000, server_ts_ms: T0 + 3000, header: "header 1/3".into() }).await.unwrap();
+    let mut w = s
+        .begin_fragment(FragmentStart {
+            producer_ts_ms: T0 + 3000,
+            server_ts_ms: T0 + 3000,
+            header: "header 1/3".into(),
+        })
+        .await
+        .unwrap();
     let n = w.number();
     for c in 0..torn_chunks {
         w.append_chunk(((c + 1) * 40) as u32, chunk_bytes(1, 3, c, CHUNK)).await.unwrap();
@@ -114,7 +121,11 @@ async fn truncation_at_every_offset_of_the_torn_fragment() {
         let complete_chunks = offs[17..=19].iter().filter(|&&o| o <= cut).count() as u32;
         let s = store.stream("cam").unwrap();
         let rep = store.recovery_report();
-        assert_eq!(rep.bytes_truncated, (cut - offs.iter().copied().filter(|&o| o <= cut).max().unwrap()) as u64, "cut {cut}");
+        assert_eq!(
+            rep.bytes_truncated,
+            (cut - offs.iter().copied().filter(|&o| o <= cut).max().unwrap()) as u64,
+            "cut {cut}"
+        );
         if complete_chunks == 0 {
             assert!(matches!(s.read_fragment(torn).await, Err(StoreError::FragmentNotFound { .. })), "cut {cut}");
             assert_eq!(s.latest_fragments(10).len(), 3);
@@ -184,7 +195,8 @@ async fn flipped_bytes_in_the_active_segment_are_never_served() {
     let image = std::fs::read(&seg).unwrap();
     let offs = record_offsets(&image);
     // Every byte of the last two records and a sample through the rest of the file.
-    let positions: Vec<usize> = (offs[offs.len() - 3]..image.len()).chain((8..offs[offs.len() - 3]).step_by(37)).collect();
+    let positions: Vec<usize> =
+        (offs[offs.len() - 3]..image.len()).chain((8..offs[offs.len() - 3]).step_by(37)).collect();
     for pos in positions {
         let case = dir.path().join(format!("flip-{pos}"));
         copy_dir(&root, &case);
@@ -195,7 +207,10 @@ async fn flipped_bytes_in_the_active_segment_are_never_served() {
         let s = store.stream("cam").unwrap();
         let kept = s.latest_fragments(100);
         for info in &kept {
-            let f = s.read_fragment(info.number).await.unwrap_or_else(|e| panic!("flip {pos}: kept fragment unreadable: {e}"));
+            let f = s
+                .read_fragment(info.number)
+                .await
+                .unwrap_or_else(|e| panic!("flip {pos}: kept fragment unreadable: {e}"));
             let f_idx = (info.producer_ts_ms - T0) / 1000;
             for (c, ch) in f.chunks.iter().enumerate() {
                 assert_eq!(ch.data, chunk_bytes(1, f_idx, c as u64, CHUNK), "flip {pos}: served wrong bytes");

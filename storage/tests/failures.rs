@@ -37,7 +37,10 @@ async fn disk_full_mid_fragment_aborts_it_and_keeps_persisted_data() {
         Err(StoreError::DiskFull { path }) => assert!(path.to_string_lossy().contains("seg-"), "{path:?}"),
         other => panic!("expected DiskFull, got {other:?}"),
     }
-    assert!(matches!(w.append_chunk(120, Bytes::from_static(b"z")).await, Err(StoreError::DiskFull { .. })), "the error sticks");
+    assert!(
+        matches!(w.append_chunk(120, Bytes::from_static(b"z")).await, Err(StoreError::DiskFull { .. })),
+        "the error sticks"
+    );
     assert!(matches!(w.finish(120).await, Err(StoreError::DiskFull { .. })));
     for (f, i) in good.iter().enumerate() {
         assert_fragment(&s.read_fragment(i.number).await.unwrap(), 1, f as u64, 100);

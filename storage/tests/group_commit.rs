@@ -13,7 +13,8 @@ use reel_storage::*;
 async fn unfinished_chunks_are_committed_by_the_interval() {
     let h = Harness::with(Backend::Fs, |c| c.commit_interval = Duration::from_millis(100)).await;
     let s = h.store.create_stream("cam", 24).await.unwrap();
-    let mut w = s.begin_fragment(FragmentStart { producer_ts_ms: T0, server_ts_ms: T0, header: Bytes::new() }).await.unwrap();
+    let mut w =
+        s.begin_fragment(FragmentStart { producer_ts_ms: T0, server_ts_ms: T0, header: Bytes::new() }).await.unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
     let before = h.store.commit_stats().batches;
     w.append_chunk(40, Bytes::from_static(b"frame")).await.unwrap();
@@ -33,7 +34,10 @@ async fn concurrent_finishes_share_fsync_batches() {
     let mut writers = Vec::new();
     for i in 0..STREAMS {
         let s = h.store.create_stream(&format!("s{i}"), 24).await.unwrap();
-        let mut w = s.begin_fragment(FragmentStart { producer_ts_ms: T0, server_ts_ms: T0, header: Bytes::new() }).await.unwrap();
+        let mut w = s
+            .begin_fragment(FragmentStart { producer_ts_ms: T0, server_ts_ms: T0, header: Bytes::new() })
+            .await
+            .unwrap();
         w.append_chunk(40, Bytes::from_static(b"frame")).await.unwrap();
         writers.push(w);
     }

@@ -47,7 +47,10 @@ async fn check(store: &Store, model: &[Vec<Expect>], numbers: &[Vec<FragmentNumb
         for (i, (info, e)) in infos.iter().zip(exp).enumerate() {
             assert_eq!(info.number, numbers[si][i]);
             assert!(seen.insert(info.number), "duplicate number across streams");
-            assert_eq!((info.producer_ts_ms, info.server_ts_ms, info.chunk_count as u64, info.truncated), (e.producer, e.server, e.chunks, e.truncated));
+            assert_eq!(
+                (info.producer_ts_ms, info.server_ts_ms, info.chunk_count as u64, info.truncated),
+                (e.producer, e.server, e.chunks, e.truncated)
+            );
             let f = s.read_fragment(info.number).await.unwrap();
             assert_eq!(f.header, Bytes::from(format!("header {si}/{}", e.key)));
             for (c, ch) in f.chunks.iter().enumerate() {

@@ -46,7 +46,10 @@ async fn child_writer() {
             let mut frag_ts = T0 + round * 10_000_000;
             while started.elapsed() < Duration::from_secs(60) {
                 let header = Bytes::from(format!("header {st}/{frag_ts}"));
-                let mut w = s.begin_fragment(FragmentStart { producer_ts_ms: frag_ts, server_ts_ms: frag_ts, header }).await.unwrap();
+                let mut w = s
+                    .begin_fragment(FragmentStart { producer_ts_ms: frag_ts, server_ts_ms: frag_ts, header })
+                    .await
+                    .unwrap();
                 for c in 0..CHUNKS_PER_FRAGMENT {
                     tokio::time::sleep(Duration::from_millis(CHUNK_MS)).await;
                     let end = ((c + 1) * CHUNK_MS) as u32;
@@ -85,7 +88,8 @@ async fn sigkill_mid_append() {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || BufReader::new(stdout).lines().map_while(Result::ok).collect::<Vec<String>>());
+        let reader =
+            std::thread::spawn(move || BufReader::new(stdout).lines().map_while(Result::ok).collect::<Vec<String>>());
         tokio::time::sleep(run_for).await;
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -107,7 +111,10 @@ async fn sigkill_mid_append() {
         let store = Store::open(config(&root)).await.unwrap();
         for (number, (st, chunks)) in &persisted {
             let s = store.stream(&format!("stream-{st}")).unwrap();
-            let f = s.read_fragment(*number).await.unwrap_or_else(|e| panic!("round {round}: persisted {number} lost: {e}"));
+            let f = s
+                .read_fragment(*number)
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: persisted {number} lost: {e}"));
             assert_eq!(f.info.chunk_count, *chunks);
             assert!(!f.info.truncated);
         }
@@ -115,10 +122,17 @@ async fn sigkill_mid_append() {
             let Ok(s) = store.stream(&format!("stream-{st}")) else { continue };
             let mut recovered_end = 0;
             for info in s.latest_fragments(usize::MAX) {
-                let f = s.read_fragment(info.number).await.unwrap_or_else(|e| panic!("round {round}: corrupt fragment served: {e}"));
+                let f = s
+                    .read_fragment(info.number)
+                    .await
+                    .unwrap_or_else(|e| panic!("round {round}: corrupt fragment served: {e}"));
                 assert_eq!(f.header, Bytes::from(format!("header {st}/{}", info.producer_ts_ms)));
                 for (c, ch) in f.chunks.iter().enumerate() {
-                    assert_eq!(ch.data, chunk_bytes(st, info.producer_ts_ms, c as u64, CHUNK_LEN), "round {round}: wrong bytes");
+                    assert_eq!(
+                        ch.data,
+                        chunk_bytes(st, info.producer_ts_ms, c as u64, CHUNK_LEN),
+                        "round {round}: wrong bytes"
+                    );
                 }
                 recovered_end = recovered_end.max(info.producer_ts_ms + info.duration_ms as u64);
             }

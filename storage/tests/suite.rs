@@ -13,7 +13,12 @@ async fn ordering_and_uniqueness(backend: Backend) {
     let mut h = Harness::new(backend).await;
     let streams: Vec<Stream> = futures_join((0..3).map(|i| {
         let store = h.store.clone();
-        async move { store.create_stream(&format!("arn:aws:kinesisvideo:us-east-1:000000000000:stream/s{i}/1"), 24).await.unwrap() }
+        async move {
+            store
+                .create_stream(&format!("arn:aws:kinesisvideo:us-east-1:000000000000:stream/s{i}/1"), 24)
+                .await
+                .unwrap()
+        }
     }))
     .await;
     // Three writers in parallel.
@@ -77,7 +82,9 @@ async fn range_scans_and_page_tokens(backend: Backend) {
         infos.push(write_fragment(&s, 1, f, producer, T0 + f * 1000, 1, 50).await);
     }
     for kind in [TimestampKind::Server, TimestampKind::Producer] {
-        for (start, end) in [(0u64, u64::MAX), (T0 + 5000, T0 + 17_000), (T0 + 17_000, T0 + 17_000), (T0 + 31_000, T0 + 40_000)] {
+        for (start, end) in
+            [(0u64, u64::MAX), (T0 + 5000, T0 + 17_000), (T0 + 17_000, T0 + 17_000), (T0 + 31_000, T0 + 40_000)]
+        {
             let range = TimestampRange { kind, start_ms: start, end_ms: end };
             let expected: Vec<FragmentNumber> = infos
                 .iter()
@@ -102,7 +109,10 @@ async fn range_scans_and_page_tokens(backend: Backend) {
     let bad = TimestampRange { kind: TimestampKind::Server, start_ms: 5, end_ms: 4 };
     assert!(matches!(s.list_fragments(bad, 10), Err(StoreError::InvalidArgument(_))));
     assert!(matches!("not-a-token".parse::<PageToken>(), Err(StoreError::InvalidArgument(_))));
-    assert_eq!(s.latest_fragments(3).iter().map(|i| i.number).collect::<Vec<_>>(), infos[27..].iter().map(|i| i.number).collect::<Vec<_>>());
+    assert_eq!(
+        s.latest_fragments(3).iter().map(|i| i.number).collect::<Vec<_>>(),
+        infos[27..].iter().map(|i| i.number).collect::<Vec<_>>()
+    );
     let missing = FragmentNumber::from_counter(infos.last().unwrap().number.counter() + 1000);
     assert!(matches!(s.read_fragment(missing).await, Err(StoreError::FragmentNotFound { .. })));
     assert!(matches!(s.fragment_info(missing), Err(StoreError::FragmentNotFound { .. })));
@@ -131,7 +141,11 @@ async fn live_tail_under_concurrent_appends(backend: Backend) {
         handles.push(tokio::spawn(async move {
             let mut got = Vec::new();
             while got.len() < want {
-                let f = tokio::time::timeout(Duration::from_secs(20), r.next()).await.expect("tail stalled").unwrap().unwrap();
+                let f = tokio::time::timeout(Duration::from_secs(20), r.next())
+                    .await
+                    .expect("tail stalled")
+                    .unwrap()
+                    .unwrap();
                 assert_fragment(&f, 2, f.info.producer_ts_ms.saturating_sub(T0) / 1000, 200);
                 got.push(f.info.number);
                 if n == 0 {
@@ -231,7 +245,8 @@ async fn delete_semantics(backend: Backend) {
     h.store.wait_for_uploads().await;
     let mut tail = s.subscribe(StartPosition::Now).unwrap();
     let waiting = tokio::spawn(async move { tail.next().await });
-    let mut w = s.begin_fragment(FragmentStart { producer_ts_ms: T0, server_ts_ms: T0, header: Bytes::new() }).await.unwrap();
+    let mut w =
+        s.begin_fragment(FragmentStart { producer_ts_ms: T0, server_ts_ms: T0, header: Bytes::new() }).await.unwrap();
     w.append_chunk(40, Bytes::from_static(b"x")).await.unwrap();
     h.store.delete_stream(&id).await.unwrap();
     assert!(matches!(w.append_chunk(80, Bytes::from_static(b"y")).await, Err(StoreError::StreamDeleted { .. })));
@@ -260,7 +275,10 @@ async fn delete_semantics(backend: Backend) {
 async fn abandoned_fragment_keeps_prefix(backend: Backend) {
     let mut h = Harness::new(backend).await;
     let s = h.store.create_stream("abandon", 24).await.unwrap();
-    let mut w = s.begin_fragment(FragmentStart { producer_ts_ms: T0, server_ts_ms: T0, header: "header 7/0".into() }).await.unwrap();
+    let mut w = s
+        .begin_fragment(FragmentStart { producer_ts_ms: T0, server_ts_ms: T0, header: "header 7/0".into() })
+        .await
+        .unwrap();
     let number = w.number();
     for c in 0..3u64 {
         w.append_chunk(((c + 1) * 40) as u32, chunk_bytes(7, 0, c, 100)).await.unwrap();
@@ -272,7 +290,8 @@ async fn abandoned_fragment_keeps_prefix(backend: Backend) {
     ));
     drop(w);
     // An empty abandoned fragment is dropped entirely.
-    let empty = s.begin_fragment(FragmentStart { producer_ts_ms: T0, server_ts_ms: T0, header: Bytes::new() }).await.unwrap();
+    let empty =
+        s.begin_fragment(FragmentStart { producer_ts_ms: T0, server_ts_ms: T0, header: Bytes::new() }).await.unwrap();
     let empty_number = empty.number();
     assert!(empty_number > number);
     drop(empty);

@@ -56,7 +56,8 @@ impl S3Server {
                 let Ok((socket, _)) = listener.accept().await else { continue };
                 let service = service.clone();
                 conns.spawn(async move {
-                    let _ = ConnBuilder::new(TokioExecutor::new()).serve_connection(TokioIo::new(socket), service).await;
+                    let _ =
+                        ConnBuilder::new(TokioExecutor::new()).serve_connection(TokioIo::new(socket), service).await;
                 });
             }
         });
@@ -136,7 +137,12 @@ impl Harness {
         Harness { backend, dir, s3, clock, store }
     }
 
-    fn config_for(dir: &Path, s3: &Option<S3Server>, clock: &ManualClock, tweak: &dyn Fn(&mut StoreConfig)) -> StoreConfig {
+    fn config_for(
+        dir: &Path,
+        s3: &Option<S3Server>,
+        clock: &ManualClock,
+        tweak: &dyn Fn(&mut StoreConfig),
+    ) -> StoreConfig {
         let mut c = StoreConfig::new(dir.join("store"));
         c.clock = Arc::new(clock.clone());
         c.retention_sweep_interval = None;
@@ -175,7 +181,15 @@ pub fn chunk_bytes(tag: u64, frag: u64, chunk: u64, len: usize) -> Bytes {
 }
 
 /// Writes one whole fragment of `chunks` chunks of `chunk_len` bytes, 40 ms apart.
-pub async fn write_fragment(stream: &Stream, tag: u64, frag: u64, producer_ts_ms: u64, server_ts_ms: u64, chunks: u64, chunk_len: usize) -> FragmentInfo {
+pub async fn write_fragment(
+    stream: &Stream,
+    tag: u64,
+    frag: u64,
+    producer_ts_ms: u64,
+    server_ts_ms: u64,
+    chunks: u64,
+    chunk_len: usize,
+) -> FragmentInfo {
     let header = Bytes::from(format!("header {tag}/{frag}"));
     let mut w = stream.begin_fragment(FragmentStart { producer_ts_ms, server_ts_ms, header }).await.unwrap();
     for c in 0..chunks {
@@ -212,11 +226,7 @@ pub fn local_segment_files(root: &Path) -> usize {
                 rd.flatten()
                     .map(|e| {
                         let p = e.path();
-                        if p.is_dir() {
-                            walk(&p)
-                        } else {
-                            usize::from(p.extension().is_some_and(|x| x == "log"))
-                        }
+                        if p.is_dir() { walk(&p) } else { usize::from(p.extension().is_some_and(|x| x == "log")) }
                     })
                     .sum()
             })

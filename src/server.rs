@@ -136,10 +136,14 @@ fn media_store_config(config: &Config) -> reel_storage::StoreConfig {
 pub fn router(state: AppState, prometheus: metrics_exporter_prometheus::PrometheusHandle) -> Router {
     let signed = crate::control::router()
         .merge(crate::signaling::router())
+        .merge(crate::peer::router())
+        .merge(crate::playback::router())
+        .merge(crate::streaming::router())
         .layer(axum::middleware::from_fn_with_state(state.clone(), edge::signed_api));
     Router::new()
         .route("/metrics", get(move || std::future::ready(prometheus.render())))
         .merge(signed)
+        .merge(crate::streaming::public_router())
         .fallback(unknown_operation)
         .layer(axum::middleware::from_fn(edge::stamp))
         .with_state(state)

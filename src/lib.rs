@@ -16,6 +16,7 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod limits;
+pub mod media;
 pub mod meta;
 pub mod observe;
 pub mod server;

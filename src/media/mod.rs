@@ -15,6 +15,8 @@
 //! polled out, so every module is unit-tested and every parser is fuzzed (`fuzz/`).
 
 pub mod bits;
+pub mod fragmenter;
 pub mod h264;
 pub mod mkv;
 pub mod opus;
+pub mod timing;

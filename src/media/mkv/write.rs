@@ -71,7 +71,10 @@ pub struct SimpleTag {
 impl SimpleTag {
     /// A tag from anything string-like.
     pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Self { name: name.into(), value: value.into() }
+        Self {
+            name: name.into(),
+            value: value.into(),
+        }
     }
 }
 
@@ -113,10 +116,17 @@ impl FragmentDocument<'_> {
     /// With `chunks_len = Some(n)` (the total bytes of the chunks that follow) the Cluster
     /// gets its exact size; with `None` (a fragment still being written) it gets the unknown
     /// size marker and ends where the trailing tags or the next document begin.
-    pub fn write_prelude(&self, chunks_len: Option<u64>, out: &mut Vec<u8>) -> Result<(), MkvError> {
+    pub fn write_prelude(
+        &self,
+        chunks_len: Option<u64>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), MkvError> {
         let tracks = ebml::read_header(self.header)?;
         if tracks.id != id::TRACKS {
-            return Err(MkvError::UnexpectedElement { expected: id::TRACKS, found: tracks.id });
+            return Err(MkvError::UnexpectedElement {
+                expected: id::TRACKS,
+                found: tracks.id,
+            });
         }
         write_master(out, id::EBML, |o| {
             write_uint(o, id::EBML_VERSION, 1);

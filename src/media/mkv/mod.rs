@@ -26,7 +26,8 @@ pub use read::{
 };
 pub use tracks::{AudioSettings, TrackEntry, TrackType, VideoSettings, write_tracks};
 pub use write::{
-    FragmentDocument, SimpleTag, kvs_timestamp, simple_block_len, tag, write_simple_block,
+    FragmentDocument, SimpleTag, kvs_timestamp, simple_block_len, tag, write_cluster_start,
+    write_segment_start, write_simple_block,
 };
 
 #[cfg(test)]

@@ -96,6 +96,59 @@ fn write_tags(out: &mut Vec<u8>, tags: &[SimpleTag]) {
     });
 }
 
+/// Appends an EBML header, the start of an unknown-size Segment, `Info`, the stored `Tracks`
+/// header and (if any) `tags`: the beginning of every MKV document reel serves. Clusters
+/// ([`write_cluster_start`] + chunks) follow; one header followed by the clusters of many
+/// fragments with the same header is a continuous MKV file (a clip, or a PutMedia stream).
+pub fn write_segment_start(
+    header: &[u8],
+    tags: &[SimpleTag],
+    out: &mut Vec<u8>,
+) -> Result<(), MkvError> {
+    let tracks = ebml::read_header(header)?;
+    if tracks.id != id::TRACKS {
+        return Err(MkvError::UnexpectedElement {
+            expected: id::TRACKS,
+            found: tracks.id,
+        });
+    }
+    write_master(out, id::EBML, |o| {
+        write_uint(o, id::EBML_VERSION, 1);
+        write_uint(o, id::EBML_READ_VERSION, 1);
+        write_uint(o, id::EBML_MAX_ID_LENGTH, 4);
+        write_uint(o, id::EBML_MAX_SIZE_LENGTH, 8);
+        write_str(o, id::DOC_TYPE, "matroska");
+        // CodecDelay and SeekPreRoll are DocTypeVersion 4 elements.
+        write_uint(o, id::DOC_TYPE_VERSION, 4);
+        write_uint(o, id::DOC_TYPE_READ_VERSION, 2);
+    });
+    ebml::write_id(out, id::SEGMENT);
+    out.extend_from_slice(&UNKNOWN_SIZE);
+    write_master(out, id::INFO, |o| {
+        write_uint(o, id::TIMECODE_SCALE, TIMECODE_SCALE_NS);
+        write_str(o, id::MUXING_APP, "reel");
+        write_str(o, id::WRITING_APP, "reel");
+    });
+    out.extend_from_slice(header);
+    write_tags(out, tags);
+    Ok(())
+}
+
+/// Appends a Cluster header and its `Timecode` (absolute ms). `chunks_len` is the total size
+/// of the stored chunks that follow, or `None` for an unknown-size (still growing) cluster.
+pub fn write_cluster_start(timecode_ms: u64, chunks_len: Option<u64>, out: &mut Vec<u8>) {
+    let mut timecode = Vec::with_capacity(10);
+    write_uint(&mut timecode, id::TIMECODE, timecode_ms);
+    match chunks_len {
+        Some(n) => write_header(out, id::CLUSTER, timecode.len() as u64 + n),
+        None => {
+            ebml::write_id(out, id::CLUSTER);
+            out.extend_from_slice(&UNKNOWN_SIZE);
+        }
+    }
+    out.extend_from_slice(&timecode);
+}
+
 /// One stored fragment presented as the self-contained MKV document KVS GetMedia emits:
 /// EBML header, Segment (unknown size), Info, Tracks, Tags, Cluster, trailing Tags.
 #[derive(Debug, Clone, Copy)]
@@ -121,42 +174,8 @@ impl FragmentDocument<'_> {
         chunks_len: Option<u64>,
         out: &mut Vec<u8>,
     ) -> Result<(), MkvError> {
-        let tracks = ebml::read_header(self.header)?;
-        if tracks.id != id::TRACKS {
-            return Err(MkvError::UnexpectedElement {
-                expected: id::TRACKS,
-                found: tracks.id,
-            });
-        }
-        write_master(out, id::EBML, |o| {
-            write_uint(o, id::EBML_VERSION, 1);
-            write_uint(o, id::EBML_READ_VERSION, 1);
-            write_uint(o, id::EBML_MAX_ID_LENGTH, 4);
-            write_uint(o, id::EBML_MAX_SIZE_LENGTH, 8);
-            write_str(o, id::DOC_TYPE, "matroska");
-            // CodecDelay and SeekPreRoll are DocTypeVersion 4 elements.
-            write_uint(o, id::DOC_TYPE_VERSION, 4);
-            write_uint(o, id::DOC_TYPE_READ_VERSION, 2);
-        });
-        ebml::write_id(out, id::SEGMENT);
-        out.extend_from_slice(&UNKNOWN_SIZE);
-        write_master(out, id::INFO, |o| {
-            write_uint(o, id::TIMECODE_SCALE, TIMECODE_SCALE_NS);
-            write_str(o, id::MUXING_APP, "reel");
-            write_str(o, id::WRITING_APP, "reel");
-        });
-        out.extend_from_slice(self.header);
-        write_tags(out, self.tags);
-        let mut timecode = Vec::with_capacity(10);
-        write_uint(&mut timecode, id::TIMECODE, self.start_ms);
-        match chunks_len {
-            Some(n) => write_header(out, id::CLUSTER, timecode.len() as u64 + n),
-            None => {
-                ebml::write_id(out, id::CLUSTER);
-                out.extend_from_slice(&UNKNOWN_SIZE);
-            }
-        }
-        out.extend_from_slice(&timecode);
+        write_segment_start(self.header, self.tags, out)?;
+        write_cluster_start(self.start_ms, chunks_len, out);
         Ok(())
     }
 

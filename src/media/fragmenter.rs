@@ -78,8 +78,8 @@ pub struct FragmenterConfig {
     pub audio_chunk_frames: usize,
     /// The Opus track's header; `None` for a video-only session.
     pub audio: Option<OpusHead>,
-    /// Sender clocks further than this from arrival time are ignored, in µs.
-    pub max_producer_skew_us: i64,
+    /// Sender clocks further than this from arrival time are ignored, in ms.
+    pub max_producer_skew_ms: u32,
 }
 
 impl Default for FragmenterConfig {
@@ -92,7 +92,7 @@ impl Default for FragmenterConfig {
             continuity_tolerance_ms: DEFAULT_CONTINUITY_TOLERANCE_MS,
             audio_chunk_frames: DEFAULT_AUDIO_CHUNK_FRAMES,
             audio: Some(OpusHead::default()),
-            max_producer_skew_us: timing::DEFAULT_MAX_PRODUCER_SKEW_US,
+            max_producer_skew_ms: (timing::DEFAULT_MAX_PRODUCER_SKEW_US / 1_000) as u32,
         }
     }
 }
@@ -312,8 +312,8 @@ pub struct Fragmenter {
     codec: Option<Arc<Codec>>,
     /// Input side: drop non-IDR video until an IDR arrives.
     gate_closed: bool,
-    /// An IDR is wanted (for any reason): keep asking every interval.
-    want_keyframe: bool,
+    /// An IDR is wanted, and why: keep asking every interval.
+    want_keyframe: Option<KeyframeReason>,
     last_request_us: Option<i64>,
     video_q: VecDeque<Queued>,
     audio_q: VecDeque<Queued>,
@@ -333,13 +333,13 @@ impl Fragmenter {
     pub fn new(cfg: FragmenterConfig, now_unix_us: i64) -> Result<Self, ConfigError> {
         cfg.validate()?;
         let mut f = Self {
-            timing: TimingModel::new(cfg.max_producer_skew_us),
+            timing: TimingModel::new(i64::from(cfg.max_producer_skew_ms) * 1_000),
             cfg,
             params: ParameterSets::default(),
             params_dirty: false,
             codec: None,
             gate_closed: true,
-            want_keyframe: true,
+            want_keyframe: None,
             last_request_us: None,
             video_q: VecDeque::new(),
             audio_q: VecDeque::new(),
@@ -363,6 +363,17 @@ impl Fragmenter {
         }
     }
 
+    /// Continues a stream written by an earlier session: the first fragment will not start
+    /// before `producer_end_ms` (KVS requires fragment timestamps to increase), and starts
+    /// exactly there if the sender's clock puts it within the continuity tolerance.
+    pub fn set_previous_end(&mut self, producer_end_ms: u64) {
+        let end_us = i64::try_from(producer_end_ms)
+            .unwrap_or(i64::MAX / 1_000)
+            .saturating_mul(1_000);
+        self.prev_end_producer_us =
+            Some(self.prev_end_producer_us.map_or(end_us, |p| p.max(end_us)));
+    }
+
     /// True while a fragment is open.
     pub fn in_fragment(&self) -> bool {
         self.open.is_some()
@@ -376,6 +387,9 @@ impl Fragmenter {
     /// Feeds one frame.
     pub fn push(&mut self, frame: MediaFrame) {
         self.now_us = self.now_us.max(frame.arrival_unix_us);
+        if frame.kind == MediaKind::Audio && self.cfg.audio.is_none() {
+            return;
+        }
         if let Some(sr) = frame.sender_report {
             self.timing.sender_report(frame.kind, sr);
         }
@@ -431,8 +445,8 @@ impl Fragmenter {
             .min();
         let ask = self
             .want_keyframe
-            .then(|| self.last_request_us.map(|t| t + self.interval_us()))
-            .flatten();
+            .and(self.last_request_us)
+            .map(|t| t + self.interval_us());
         release.into_iter().chain(ask).min()
     }
 
@@ -455,7 +469,7 @@ impl Fragmenter {
         {
             return;
         }
-        self.want_keyframe = true;
+        self.want_keyframe = Some(reason);
         self.last_request_us = Some(self.now_us);
         self.stats.keyframe_requests += 1;
         self.events
@@ -463,8 +477,13 @@ impl Fragmenter {
     }
 
     fn keep_asking(&mut self) {
-        if self.want_keyframe {
-            self.request_keyframe(KeyframeReason::Waiting, false);
+        if let Some(reason) = self.want_keyframe {
+            let repeat = if reason == KeyframeReason::LongGop {
+                reason
+            } else {
+                KeyframeReason::Waiting
+            };
+            self.request_keyframe(repeat, false);
         }
     }
 
@@ -519,7 +538,7 @@ impl Fragmenter {
                 }
             }
             self.gate_closed = false;
-            self.want_keyframe = false;
+            self.want_keyframe = None;
             let item = Item::Video {
                 idr,
                 codec: self.codec.clone(),

@@ -296,7 +296,10 @@ fn long_gop_gets_keyframe_requests_and_a_hard_cap() {
             .is_some_and(|t| (T0 + 2_000_000..T0 + 2_100_000).contains(t)),
         "{long_gop:?}"
     );
-    assert!(long_gop.windows(2).all(|w| w[1] - w[0] >= 1_000_000));
+    // Repeated once per second until the hard cap at 10 s forces one more.
+    let before_cap: Vec<_> = long_gop.iter().filter(|&&t| t < T0 + 9_950_000).collect();
+    assert!(before_cap.windows(2).all(|w| w[1] - w[0] >= 1_000_000), "{long_gop:?}");
+    assert!(before_cap.len() >= 7, "{long_gop:?}");
     assert_eq!(h.frags.len(), 2);
     assert!(h.frags[0].duration_ms.unwrap() <= 10_000);
     assert!(h.frags[0].duration_ms.unwrap() >= 9_900);
@@ -549,6 +552,33 @@ fn sender_reports_set_producer_time_and_drift_is_smoothed() {
     }
     assert!(h.frags[0].server_ms >= T0 as u64 / 1_000);
     assert_eq!(h.f.stats().timing.untrusted_sender_reports, 0);
+}
+
+#[test]
+fn a_new_session_never_starts_before_the_previous_one_ended() {
+    let mut h = Harness::new(cfg());
+    let previous_end_ms = T0 as u64 / 1_000 + 5_000; // the last session's clock ran ahead
+    h.f.set_previous_end(previous_end_ms);
+    h.run(90, 0, 0, |i| i % 30 == 0);
+    h.finish();
+    assert_eq!(h.frags[0].producer_ms, previous_end_ms);
+    assert_eq!(h.frags[1].producer_ms, previous_end_ms + 2_000);
+    assert_eq!(h.f.stats().clock_backwards, 2, "both fragments of this session were moved");
+}
+
+#[test]
+fn video_only_sessions_need_no_audio() {
+    let mut h = Harness::new(FragmenterConfig {
+        audio: None,
+        ..cfg()
+    });
+    h.run(90, 0, 0, |i| i % 30 == 0);
+    // Video is written at once: nothing waits for audio to interleave.
+    assert_eq!(h.frags.len(), 2);
+    assert_eq!(h.frags[1].video().len(), 30);
+    h.finish();
+    assert_eq!(parse_tracks(&h.frags[0].header).unwrap().len(), 1);
+    assert!(h.frags.iter().all(|f| f.audio().is_empty()));
 }
 
 #[test]

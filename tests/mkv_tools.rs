@@ -61,7 +61,7 @@ fn fragment_fixtures() -> Vec<Fragment> {
     let audio = packets(&fixture("test-opus.packets"));
     let mut f = Fragmenter::new(FragmenterConfig::default(), T0_US).unwrap();
     let mut frags: Vec<Fragment> = vec![];
-    let mut drain = |f: &mut Fragmenter, frags: &mut Vec<Fragment>| {
+    let drain = |f: &mut Fragmenter, frags: &mut Vec<Fragment>| {
         while let Some(ev) = f.poll() {
             match ev {
                 FragmentEvent::BeginFragment {

@@ -102,7 +102,11 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     };
-    while let Ok(fr) = frame(&mut u, &mut state) {
+    // Unstructured keeps yielding defaults once empty, so stop when the input is used up.
+    while !u.is_empty() {
+        let Ok(fr) = frame(&mut u, &mut state) else {
+            break;
+        };
         f.push(fr);
         check(&mut f, &mut open);
         if u.ratio(1, 16).unwrap_or(false) {

@@ -5,10 +5,12 @@ use libfuzzer_sys::fuzz_target;
 use reel_fuzz::media::mkv::{FragmentDocument, parse_document, parse_stored, parse_tracks};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&split, rest)) = data.split_first() else {
+    // Input: u16 BE header length, header bytes, chunk bytes.
+    let Some(([hi, lo], rest)) = data.split_first_chunk::<2>() else {
         return;
     };
-    let (header, chunk) = rest.split_at(usize::from(split).min(rest.len()));
+    let split = usize::from(u16::from_be_bytes([*hi, *lo]));
+    let (header, chunk) = rest.split_at(split.min(rest.len()));
     let _ = parse_tracks(header);
     let Ok(stored) = parse_stored(header, [chunk], 1_000) else {
         return;

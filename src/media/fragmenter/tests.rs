@@ -298,7 +298,10 @@ fn long_gop_gets_keyframe_requests_and_a_hard_cap() {
     );
     // Repeated once per second until the hard cap at 10 s forces one more.
     let before_cap: Vec<_> = long_gop.iter().filter(|&&t| t < T0 + 9_950_000).collect();
-    assert!(before_cap.windows(2).all(|w| w[1] - w[0] >= 1_000_000), "{long_gop:?}");
+    assert!(
+        before_cap.windows(2).all(|w| w[1] - w[0] >= 1_000_000),
+        "{long_gop:?}"
+    );
     assert!(before_cap.len() >= 7, "{long_gop:?}");
     assert_eq!(h.frags.len(), 2);
     assert!(h.frags[0].duration_ms.unwrap() <= 10_000);
@@ -563,7 +566,11 @@ fn a_new_session_never_starts_before_the_previous_one_ended() {
     h.finish();
     assert_eq!(h.frags[0].producer_ms, previous_end_ms);
     assert_eq!(h.frags[1].producer_ms, previous_end_ms + 2_000);
-    assert_eq!(h.f.stats().clock_backwards, 2, "both fragments of this session were moved");
+    assert_eq!(
+        h.f.stats().clock_backwards,
+        2,
+        "both fragments of this session were moved"
+    );
 }
 
 #[test]

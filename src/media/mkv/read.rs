@@ -62,14 +62,22 @@ pub struct StoredFragment<'a> {
 
 /// Parses a stored header: one complete `Tracks` element.
 pub fn parse_tracks(header: &[u8]) -> Result<Vec<TrackEntry>, MkvError> {
-    let (h, payload, _) = ebml::next_element(header)?;
+    tracks_payload(tracks_element(header)?)
+}
+
+/// The payload of a header that must be exactly one `Tracks` element (nothing after it).
+pub(super) fn tracks_element(header: &[u8]) -> Result<&[u8], MkvError> {
+    let (h, payload, rest) = ebml::next_element(header)?;
     if h.id != id::TRACKS {
         return Err(MkvError::UnexpectedElement {
             expected: id::TRACKS,
             found: h.id,
         });
     }
-    tracks_payload(payload)
+    if !rest.is_empty() {
+        return Err(MkvError::BadValue("bytes after the Tracks element"));
+    }
+    Ok(payload)
 }
 
 fn tracks_payload(payload: &[u8]) -> Result<Vec<TrackEntry>, MkvError> {
@@ -114,7 +122,14 @@ pub fn parse_blocks<'a>(
 ) -> Result<(), MkvError> {
     for child in ebml::children(chunk) {
         let (cid, v) = child?;
-        block_element(cid, v, i128::from(cluster_ms), TIMECODE_SCALE_NS, out)?;
+        match cid {
+            id::SIMPLE_BLOCK | id::BLOCK_GROUP => {
+                block_element(cid, v, i128::from(cluster_ms), TIMECODE_SCALE_NS, out)?
+            }
+            id::VOID | id::CRC32 => {}
+            // Anything else would change the meaning of the cluster it is served in.
+            _ => return Err(MkvError::BadBlock("chunk holds a non-block element")),
+        }
     }
     Ok(())
 }

@@ -49,6 +49,17 @@ fn tracks_header_round_trips() {
         parse_tracks(&chunks()[0]),
         Err(MkvError::UnexpectedElement { .. })
     ));
+    // A header is exactly one Tracks element: trailing bytes would corrupt served documents.
+    let mut junk = header.clone();
+    junk.push(0x80);
+    assert!(parse_tracks(&junk).is_err());
+    let doc = FragmentDocument {
+        header: &junk,
+        start_ms: 0,
+        tags: &[],
+        trailing_tags: &[],
+    };
+    assert!(doc.compose([]).is_err());
 }
 
 #[test]
@@ -87,6 +98,10 @@ fn blocks_round_trip_with_relative_timecodes() {
         parse_blocks(&laced, 0, &mut out),
         Err(MkvError::LacingUnsupported)
     );
+    // Chunks hold blocks only: a Timecode in a chunk would move its cluster.
+    let mut timecode = vec![];
+    ebml::write_uint(&mut timecode, id::TIMECODE, 5);
+    assert!(matches!(parse_blocks(&timecode, 0, &mut out), Err(MkvError::BadBlock(_))));
 }
 
 #[test]

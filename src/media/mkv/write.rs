@@ -105,13 +105,7 @@ pub fn write_segment_start(
     tags: &[SimpleTag],
     out: &mut Vec<u8>,
 ) -> Result<(), MkvError> {
-    let tracks = ebml::read_header(header)?;
-    if tracks.id != id::TRACKS {
-        return Err(MkvError::UnexpectedElement {
-            expected: id::TRACKS,
-            found: tracks.id,
-        });
-    }
+    super::read::tracks_element(header)?;
     write_master(out, id::EBML, |o| {
         write_uint(o, id::EBML_VERSION, 1);
         write_uint(o, id::EBML_READ_VERSION, 1);

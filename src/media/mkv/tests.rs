@@ -101,7 +101,10 @@ fn blocks_round_trip_with_relative_timecodes() {
     // Chunks hold blocks only: a Timecode in a chunk would move its cluster.
     let mut timecode = vec![];
     ebml::write_uint(&mut timecode, id::TIMECODE, 5);
-    assert!(matches!(parse_blocks(&timecode, 0, &mut out), Err(MkvError::BadBlock(_))));
+    assert!(matches!(
+        parse_blocks(&timecode, 0, &mut out),
+        Err(MkvError::BadBlock(_))
+    ));
 }
 
 #[test]

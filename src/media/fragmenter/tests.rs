@@ -731,3 +731,41 @@ pub(crate) mod fixture {
         out
     }
 }
+
+#[test]
+fn late_but_recovered_video_loses_nothing() {
+    // Frame 10 is lost and recovered by NACK 300 ms later: frames 10..=19 are released by
+    // the jitter buffer together, all contiguous, while audio kept flowing on time.
+    let mut h = Harness::new(cfg());
+    let mut next_audio = 0u32;
+    for i in 0..60u32 {
+        let t_us = i64::from(i) * 1_000_000 / 30;
+        while i64::from(next_audio) * 20_000 <= t_us {
+            h.audio(next_audio * 960, T0 + i64::from(next_audio) * 20_000);
+            next_audio += 1;
+        }
+        if (10..20).contains(&i) {
+            continue;
+        }
+        if i == 20 {
+            for late in 10..20u32 {
+                h.video(
+                    late * 3_000,
+                    T0 + i64::from(late) * 33_333 + 300_000,
+                    p_au(late),
+                );
+            }
+        }
+        let data = if i == 0 { idr_au(SPS, i) } else { p_au(i) };
+        h.video(i * 3_000, T0 + t_us, data);
+    }
+    h.finish();
+    let s = h.f.stats();
+    assert_eq!(s.dropped, DropCounts::default());
+    assert_eq!(s.video_out, 60);
+    assert_eq!(h.frags.len(), 1);
+    let v = h.frags[0].video();
+    assert!(v.windows(2).all(|w| w[0].timestamp_ms < w[1].timestamp_ms));
+    let a = h.frags[0].audio();
+    assert!(a.windows(2).all(|w| w[0].timestamp_ms < w[1].timestamp_ms));
+}

@@ -78,6 +78,16 @@ async fn filled_stream(server: &InProcess, name: &str) -> (String, Vec<FragmentI
 async fn get_media_from_earliest_then_follows_the_tail() {
     let server = InProcess::start(None).await;
     let (arn, mut stored) = filled_stream(&server, "earliest").await;
+    // Applications find the media endpoint with GetDataEndpoint: it is this server.
+    let endpoint = server
+        .kvs()
+        .get_data_endpoint()
+        .stream_arn(&arn)
+        .api_name(aws_sdk_kinesisvideo::types::ApiName::GetMedia)
+        .send()
+        .await
+        .expect("GetDataEndpoint");
+    assert_eq!(endpoint.data_endpoint(), Some(server.url.as_str()));
     let out = server
         .media()
         .get_media()
@@ -98,7 +108,7 @@ async fn get_media_from_earliest_then_follows_the_tail() {
         let t = Instant::now();
         stored.push(append(&stream, &f).await);
         read_until(&mut payload, &mut buf, stored.len(), Duration::from_secs(1)).await;
-        println!("live fragment seen {:?} after it was persisted", t.elapsed());
+        println!("live fragment seen {:?} after its append began", t.elapsed());
     }
     check_get_media_docs(&buf, &stored);
 }
@@ -132,6 +142,19 @@ async fn get_media_from_now_sees_only_new_fragments_and_disconnect_frees_the_rea
         assert!(Instant::now() < deadline, "reader still open after the client went away");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+#[tokio::test]
+async fn deleting_the_stream_ends_get_media() {
+    let server = InProcess::start(None).await;
+    let (arn, _) = filled_stream(&server, "doomed").await;
+    let now = StartSelector::builder().start_selector_type(StartSelectorType::Now).build().expect("sel");
+    let out = server.media().get_media().stream_arn(&arn).start_selector(now).send().await.expect("GetMedia");
+    let mut payload = out.payload;
+    server.kvs().delete_stream().stream_arn(&arn).send().await.expect("DeleteStream");
+    let end = tokio::time::timeout(Duration::from_secs(5), payload.next()).await.expect("body ends");
+    assert!(end.is_none(), "no document after deletion");
+    assert_eq!(reel::playback::live_readers(&arn), 0);
 }
 
 #[tokio::test]

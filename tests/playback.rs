@@ -21,10 +21,10 @@ use reel_storage::FragmentInfo;
 async fn read_until(payload: &mut ByteStream, buf: &mut Vec<u8>, want: usize, limit: Duration) {
     let deadline = Instant::now() + limit;
     loop {
-        if let Ok(doc) = mkv::parse_document(buf) {
-            if doc.tags.iter().filter(|t| t.name == tag::FRAGMENT_NUMBER).count() >= want {
-                return;
-            }
+        if let Ok(doc) = mkv::parse_document(buf)
+            && doc.tags.iter().filter(|t| t.name == tag::FRAGMENT_NUMBER).count() >= want
+        {
+            return;
         }
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, payload.next()).await {
@@ -175,9 +175,23 @@ async fn get_media_start_selectors() {
     };
     let sel = |t: StartSelectorType| StartSelector::builder().start_selector_type(t);
 
-    let buf = first_docs(sel(StartSelectorType::FragmentNumber).after_fragment_number(stored[0].number.to_string()).build().expect("sel"), 2).await;
+    let buf = first_docs(
+        sel(StartSelectorType::FragmentNumber)
+            .after_fragment_number(stored[0].number.to_string())
+            .build()
+            .expect("sel"),
+        2,
+    )
+    .await;
     check_get_media_docs(&buf, &stored[1..]);
-    let buf = first_docs(sel(StartSelectorType::ContinuationToken).continuation_token(stored[1].number.to_string()).build().expect("sel"), 1).await;
+    let buf = first_docs(
+        sel(StartSelectorType::ContinuationToken)
+            .continuation_token(stored[1].number.to_string())
+            .build()
+            .expect("sel"),
+        1,
+    )
+    .await;
     check_get_media_docs(&buf, &stored[2..]);
     let ts = aws_sdk_kinesisvideomedia::primitives::DateTime::from_millis(stored[1].server_ts_ms as i64 + 500);
     let buf = first_docs(sel(StartSelectorType::ServerTimestamp).start_timestamp(ts).build().expect("sel"), 2).await;
@@ -193,17 +207,27 @@ async fn get_media_errors() {
     let (arn, _) = filled_stream(&server, "errs").await;
     let earliest = StartSelector::builder().start_selector_type(StartSelectorType::Earliest).build().expect("sel");
 
-    let err = server.media().get_media().stream_name("no-such-stream").start_selector(earliest.clone()).send().await.expect_err("404");
+    let err = server
+        .media()
+        .get_media()
+        .stream_name("no-such-stream")
+        .start_selector(earliest.clone())
+        .send()
+        .await
+        .expect_err("404");
     assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(404));
     assert!(err.into_service_error().is_resource_not_found_exception());
 
-    let no_number = StartSelector::builder().start_selector_type(StartSelectorType::FragmentNumber).build().expect("sel");
+    let no_number =
+        StartSelector::builder().start_selector_type(StartSelectorType::FragmentNumber).build().expect("sel");
     let err = server.media().get_media().stream_arn(&arn).start_selector(no_number).send().await.expect_err("400");
     assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(400));
     assert!(err.into_service_error().is_invalid_argument_exception());
 
-    let ts_without_time = StartSelector::builder().start_selector_type(StartSelectorType::ServerTimestamp).build().expect("sel");
-    let err = server.media().get_media().stream_arn(&arn).start_selector(ts_without_time).send().await.expect_err("400");
+    let ts_without_time =
+        StartSelector::builder().start_selector_type(StartSelectorType::ServerTimestamp).build().expect("sel");
+    let err =
+        server.media().get_media().stream_arn(&arn).start_selector(ts_without_time).send().await.expect_err("400");
     assert!(err.into_service_error().is_invalid_argument_exception());
 
     let err = server
@@ -266,7 +290,14 @@ async fn list_fragments_by_both_timestamps_with_pagination() {
             .expect("ListFragments");
         assert_eq!(first.fragments().len(), 4);
         let token = first.next_token().expect("more pages").to_string();
-        let second = client.list_fragments().stream_name("listing").max_results(4).next_token(token).send().await.expect("page 2");
+        let second = client
+            .list_fragments()
+            .stream_name("listing")
+            .max_results(4)
+            .next_token(token)
+            .send()
+            .await
+            .expect("page 2");
         assert!(second.next_token().is_none());
         let listed: Vec<_> = first.fragments().iter().chain(second.fragments()).collect();
         assert_eq!(listed.len(), 6);
@@ -285,7 +316,11 @@ async fn list_fragments_by_both_timestamps_with_pagination() {
     let out = client
         .list_fragments()
         .stream_arn(&arn)
-        .fragment_selector(selector(FragmentSelectorType::ProducerTimestamp, stored[3].producer_ts_ms, u64::MAX / 2_000))
+        .fragment_selector(selector(
+            FragmentSelectorType::ProducerTimestamp,
+            stored[3].producer_ts_ms,
+            u64::MAX / 2_000,
+        ))
         .send()
         .await
         .expect("ListFragments");
@@ -294,9 +329,11 @@ async fn list_fragments_by_both_timestamps_with_pagination() {
     assert_eq!(numbers, want);
 
     // The restricted key may list; errors keep the model's shapes.
-    let listed = server.archived_as(VIEWER_KEY, VIEWER_SECRET).list_fragments().stream_arn(&arn).send().await.expect("allowed");
+    let listed =
+        server.archived_as(VIEWER_KEY, VIEWER_SECRET).list_fragments().stream_arn(&arn).send().await.expect("allowed");
     assert_eq!(listed.fragments().len(), 6);
-    let err = client.list_fragments().stream_arn(&arn).next_token("bm90LWEtdG9rZW4=").send().await.expect_err("bad token");
+    let err =
+        client.list_fragments().stream_arn(&arn).next_token("bm90LWEtdG9rZW4=").send().await.expect_err("bad token");
     assert!(err.into_service_error().is_invalid_argument_exception());
     let err = client.list_fragments().stream_name("missing").send().await.expect_err("404");
     assert!(err.into_service_error().is_resource_not_found_exception());
@@ -380,7 +417,8 @@ async fn get_media_for_fragment_list_returns_named_fragments_and_error_tags() {
     assert!(err.into_service_error().is_invalid_argument_exception());
     let err = client.get_media_for_fragment_list().stream_arn(&arn).send().await.expect_err("no fragments");
     assert!(err.into_service_error().is_invalid_argument_exception());
-    let err = client.get_media_for_fragment_list().stream_name("gone").fragments(missing).send().await.expect_err("404");
+    let err =
+        client.get_media_for_fragment_list().stream_name("gone").fragments(missing).send().await.expect_err("404");
     assert!(err.into_service_error().is_resource_not_found_exception());
     let err = server
         .archived_as(VIEWER_KEY, VIEWER_SECRET)

@@ -98,13 +98,9 @@ pub fn fragments(video: &[u8], audio: &[u8], start_unix_us: i64) -> Result<Vec<F
 fn drain(f: &mut Fragmenter, out: &mut Vec<FixtureFragment>) {
     while let Some(ev) = f.poll() {
         match ev {
-            FragmentEvent::BeginFragment { producer_ts_ms, server_ts_ms, header } => out.push(FixtureFragment {
-                producer_ts_ms,
-                server_ts_ms,
-                header,
-                chunks: Vec::new(),
-                duration_ms: 0,
-            }),
+            FragmentEvent::BeginFragment { producer_ts_ms, server_ts_ms, header } => {
+                out.push(FixtureFragment { producer_ts_ms, server_ts_ms, header, chunks: Vec::new(), duration_ms: 0 })
+            }
             FragmentEvent::Chunk { bytes, media_end_ms } => {
                 if let Some(frag) = out.last_mut() {
                     frag.chunks.push((media_end_ms, Bytes::from(bytes)));

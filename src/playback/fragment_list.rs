@@ -15,7 +15,7 @@ use axum::extract::{Extension, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures::stream;
-use reel_storage::{FragmentNumber, Stream, StoreError};
+use reel_storage::{FragmentNumber, StoreError, Stream};
 use serde::Deserialize;
 
 use super::mkv_out::{self, ERROR_INTERNAL};
@@ -40,7 +40,11 @@ struct Input {
 }
 
 /// Handles `POST /getMediaForFragmentList`.
-pub async fn handle(State(st): State<AppState>, Extension(principal): Extension<Principal>, raw: Bytes) -> ApiResult<Response> {
+pub async fn handle(
+    State(st): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    raw: Bytes,
+) -> ApiResult<Response> {
     let input: Input = body::parse(&raw)?;
     let fragments = validate::required(input.fragments, "Fragments")?;
     validate::count(fragments.len(), "Fragments", 1, MAX_FRAGMENTS)?;

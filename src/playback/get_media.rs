@@ -62,12 +62,17 @@ struct StartSelector {
 }
 
 /// Handles `POST /getMedia`.
-pub async fn handle(State(st): State<AppState>, Extension(principal): Extension<Principal>, raw: Bytes) -> ApiResult<Response> {
+pub async fn handle(
+    State(st): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    raw: Bytes,
+) -> ApiResult<Response> {
     let input: Input = body::parse(&raw)?;
     let selector = validate::required(input.start, "StartSelector")?;
     let kind = validate::required(selector.kind.as_deref(), "StartSelector.StartSelectorType")?;
     let kind = validate::one_of(kind, "StartSelector.StartSelectorType", START_SELECTOR_TYPES)?;
-    let (record, stream) = open_stream(&st, &principal, "GetMedia", input.name.as_deref(), input.arn.as_deref()).await?;
+    let (record, stream) =
+        open_stream(&st, &principal, "GetMedia", input.name.as_deref(), input.arn.as_deref()).await?;
     st.throttle.check_resource("GetMedia", st.config.limits.playback.get_media_tps_per_stream, &record.arn)?;
     let position = match kind {
         "EARLIEST" => StartPosition::Earliest,

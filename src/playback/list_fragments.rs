@@ -96,9 +96,14 @@ impl From<&FragmentInfo> for FragmentOut {
 }
 
 /// Handles `POST /listFragments`.
-pub async fn handle(State(st): State<AppState>, Extension(principal): Extension<Principal>, raw: Bytes) -> ApiResult<Json<Output>> {
+pub async fn handle(
+    State(st): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    raw: Bytes,
+) -> ApiResult<Json<Output>> {
     let input: Input = body::parse(&raw)?;
-    let limit = validate::range(input.max_results.unwrap_or(DEFAULT_MAX_RESULTS), "MaxResults", 1, MAX_RESULTS)? as usize;
+    let limit =
+        validate::range(input.max_results.unwrap_or(DEFAULT_MAX_RESULTS), "MaxResults", 1, MAX_RESULTS)? as usize;
     let token = match input.next_token.as_deref() {
         Some(t) => Some(parse_token(t)?),
         None => None,
@@ -108,7 +113,8 @@ pub async fn handle(State(st): State<AppState>, Extension(principal): Extension<
         (None, Some(sel)) => Some(selector_range(sel)?),
         (None, None) => Some(TimestampRange { kind: TimestampKind::Server, start_ms: 0, end_ms: u64::MAX }),
     };
-    let (_, stream) = open_stream(&st, &principal, "ListFragments", input.name.as_deref(), input.arn.as_deref()).await?;
+    let (_, stream) =
+        open_stream(&st, &principal, "ListFragments", input.name.as_deref(), input.arn.as_deref()).await?;
     let page = match (token, range) {
         (Some(token), _) => stream.list_fragments_after(&token, limit)?,
         (None, Some(range)) => stream.list_fragments(range, limit)?,
@@ -128,7 +134,11 @@ fn parse_token(t: &str) -> ApiResult<PageToken> {
         && !body.is_empty()
         && body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/');
     if !pattern_ok {
-        return Err(validate::invalid(t, "NextToken", "Member must satisfy regular expression pattern: [a-zA-Z0-9+/]+={0,2}"));
+        return Err(validate::invalid(
+            t,
+            "NextToken",
+            "Member must satisfy regular expression pattern: [a-zA-Z0-9+/]+={0,2}",
+        ));
     }
     t.parse::<PageToken>().map_err(|_| ApiError::invalid_argument("NextToken is not a token returned by ListFragments"))
 }

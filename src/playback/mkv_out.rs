@@ -13,7 +13,11 @@ pub(crate) const ERROR_INTERNAL: u32 = 5000;
 
 /// A stored fragment as one self-contained document with `tags` before its cluster and
 /// `trailing_tags` after it.
-pub(crate) fn fragment_document(f: &Fragment, tags: &[SimpleTag], trailing_tags: &[SimpleTag]) -> Result<Bytes, MkvError> {
+pub(crate) fn fragment_document(
+    f: &Fragment,
+    tags: &[SimpleTag],
+    trailing_tags: &[SimpleTag],
+) -> Result<Bytes, MkvError> {
     let doc = FragmentDocument { header: &f.header, start_ms: f.info.producer_ts_ms, tags, trailing_tags };
     doc.compose(f.chunks.iter().map(|c| c.data.as_ref())).map(Bytes::from)
 }

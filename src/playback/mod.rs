@@ -62,8 +62,7 @@ async fn open_stream(
     name: Option<&str>,
     arn: Option<&str>,
 ) -> ApiResult<(StreamRecord, reel_storage::Stream)> {
-    let record = streams::resolve(st, principal, op, streams::DENY, name, arn, ArnFormatError::InvalidArgument)
-        .await?;
+    let record = streams::resolve(st, principal, op, streams::DENY, name, arn, ArnFormatError::InvalidArgument).await?;
     let stream = match st.store.stream(&record.arn) {
         Ok(s) => s,
         // Known to the metadata store but never written (e.g. created before the media store

@@ -49,12 +49,9 @@ impl InProcess {
         })
         .expect("config");
         let meta = reel::meta::sqlite::SqliteStore::open(dir.path()).await.expect("meta");
-        let (keys, _) = CredentialStore::load(
-            Some((ROOT_KEY_ID.into(), ROOT_SECRET.into())),
-            cred_path.as_deref(),
-            dir.path(),
-        )
-        .expect("keys");
+        let (keys, _) =
+            CredentialStore::load(Some((ROOT_KEY_ID.into(), ROOT_SECRET.into())), cred_path.as_deref(), dir.path())
+                .expect("keys");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let signaling = Signaling::start(&config, dir.path(), &url).await.expect("signaling");
@@ -176,8 +173,5 @@ pub async fn append(stream: &reel_storage::Stream, f: &FixtureFragment) -> Fragm
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as u64
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64
 }

@@ -158,6 +158,35 @@ async fn deleting_the_stream_ends_get_media() {
 }
 
 #[tokio::test]
+async fn get_media_is_rate_limited_per_stream() {
+    let server = InProcess::start_with(None, |c| c.limits.playback.get_media_tps_per_stream = 1.0).await;
+    let (arn, _) = filled_stream(&server, "busy").await;
+    let (other, _) = filled_stream(&server, "quiet").await;
+    let earliest = StartSelector::builder().start_selector_type(StartSelectorType::Earliest).build().expect("sel");
+    let call = |arn: &str| server.media().get_media().stream_arn(arn).start_selector(earliest.clone()).send();
+    let _first = call(&arn).await.expect("first call");
+    let err = call(&arn).await.expect_err("second call in the same second");
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(400));
+    assert!(err.into_service_error().is_client_limit_exceeded_exception());
+    let _other = call(&other).await.expect("another stream has its own quota");
+}
+
+#[tokio::test]
+async fn get_media_works_without_retention() {
+    let server = InProcess::start(None).await;
+    let arn = server.create_stream("live-only", 0).await;
+    let now = StartSelector::builder().start_selector_type(StartSelectorType::Now).build().expect("sel");
+    let out = server.media().get_media().stream_arn(&arn).start_selector(now).send().await.expect("GetMedia");
+    let mut payload = out.payload;
+    let stream = server.stream(&arn);
+    let frags = fixture_fragments(now_ms());
+    let info = append(&stream, &frags[0]).await;
+    let mut buf = Vec::new();
+    read_until(&mut payload, &mut buf, 1, Duration::from_secs(1)).await;
+    check_get_media_docs(&buf, &[info]);
+}
+
+#[tokio::test]
 async fn get_media_start_selectors() {
     let server = InProcess::start(None).await;
     let (arn, stored) = filled_stream(&server, "selectors").await;

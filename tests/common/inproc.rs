@@ -36,18 +36,24 @@ pub struct InProcess {
 impl InProcess {
     /// Starts a server; `credentials_toml` adds keys (the `--credentials-file` format).
     pub async fn start(credentials_toml: Option<&str>) -> Self {
+        Self::start_with(credentials_toml, |_| {}).await
+    }
+
+    /// As [`InProcess::start`], letting the test adjust the resolved configuration (limits…).
+    pub async fn start_with(credentials_toml: Option<&str>, tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let cred_path = credentials_toml.map(|t| {
             let p = dir.path().join("credentials.toml");
             std::fs::write(&p, t).expect("credentials file");
             p
         });
-        let config = Config::resolve(ServeArgs {
+        let mut config = Config::resolve(ServeArgs {
             listen: Some("127.0.0.1:0".parse().expect("addr")),
             data_dir: Some(dir.path().to_path_buf()),
             ..Default::default()
         })
         .expect("config");
+        tweak(&mut config);
         let meta = reel::meta::sqlite::SqliteStore::open(dir.path()).await.expect("meta");
         let (keys, _) =
             CredentialStore::load(Some((ROOT_KEY_ID.into(), ROOT_SECRET.into())), cred_path.as_deref(), dir.path())

@@ -46,10 +46,10 @@ pub fn manifest(
     );
     let dynamic = !complete && s.mode != Mode::OnDemand;
     if dynamic {
-        let _ = write!(
+        let _ = writeln!(
             out,
             " type=\"dynamic\" availabilityStartTime=\"1970-01-01T00:00:00Z\" publishTime=\"{}\" \
-             minimumUpdatePeriod=\"PT1S\" timeShiftBufferDepth=\"{}\" suggestedPresentationDelay=\"{}\">\n",
+             minimumUpdatePeriod=\"PT1S\" timeShiftBufferDepth=\"{}\" suggestedPresentationDelay=\"{}\">",
             iso_time(now_ms),
             iso_duration(total.max(max_d)),
             iso_duration(max_d * 3)

@@ -508,3 +508,91 @@ async fn session_tokens_and_errors() {
     let e = c.get_hls_streaming_session_url().stream_name("nokeep").send().await.expect_err("no retention");
     assert_eq!(code(e).as_deref(), Some("NoDataRetentionException"));
 }
+
+/// Appends the fixture clip again and again in real time (each fragment once its media has
+/// "happened"), like a live camera, until the returned task is aborted.
+fn feed_live(h: &Harness) -> tokio::task::JoinHandle<()> {
+    let stream = h.state.store.stream(STREAM).expect("stream");
+    tokio::spawn(async move {
+        let mut t0_ms = super::now_ms();
+        loop {
+            let frags = fragment_fixture(t0_ms as i64 * 1000);
+            let Some(last) = frags.last() else { return };
+            let next = last.producer_ms + u64::from(last.duration_ms);
+            for f in frags {
+                let due = f.producer_ms + u64::from(f.duration_ms);
+                tokio::time::sleep(std::time::Duration::from_millis(due.saturating_sub(super::now_ms()))).await;
+                let Ok(mut w) = stream
+                    .begin_fragment(reel_storage::FragmentStart {
+                        producer_ts_ms: f.producer_ms,
+                        server_ts_ms: super::now_ms(),
+                        header: f.header.clone().into(),
+                    })
+                    .await
+                else {
+                    return;
+                };
+                for (end, bytes) in &f.chunks {
+                    let _ = w.append_chunk(*end, bytes.clone().into()).await;
+                }
+                let _ = w.finish(f.duration_ms).await;
+            }
+            t0_ms = next;
+        }
+    })
+}
+
+/// Runs tests/viewer/play.mjs (playwright-core + Debian chromium); `None` = skipped.
+async fn run_viewer(h: &Harness, mode: &str, range: (u64, u64), shot: &str) -> Option<serde_json::Value> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("viewer");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !node || !Path::new(&chromium).exists() {
+        eprintln!("SKIP: the viewer test needs `node` and Chromium ({chromium})");
+        return None;
+    }
+    if !dir.join("node_modules/playwright-core/package.json").is_file() {
+        let ok = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "npm ci in tests/viewer failed");
+    }
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(dir.join("play.mjs"))
+        .env("VIEWER_URL", format!("http://{}/viewer", h.addr))
+        .env("KEY_ID", KEY_ID)
+        .env("SECRET", SECRET)
+        .env("REGION", "us-west-2")
+        .env("STREAM", "cam")
+        .env("MODE", mode)
+        .env("START_MS", range.0.to_string())
+        .env("END_MS", range.1.to_string())
+        .env("SCREENSHOT", target.join(shot))
+        .env("CHROMIUM", chromium)
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(90), cmd.output())
+        .await
+        .expect("viewer script timed out")
+        .expect("node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(line)
+        .unwrap_or_else(|_| panic!("viewer script output: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    Some(v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewer_plays_live_and_on_demand_in_chromium() {
+    let h = harness().await;
+    let range = fill(&h, 8_000).await;
+    let feeder = feed_live(&h);
+    let Some(live) = run_viewer(&h, "LIVE", range, "viewer-live.png").await else { return };
+    assert_eq!(live["ok"], true, "live playback in the viewer: {live}");
+    let on_demand = run_viewer(&h, "ON_DEMAND", range, "viewer-on-demand.png").await.expect("ran once already");
+    assert_eq!(on_demand["ok"], true, "on-demand playback in the viewer: {on_demand}");
+    eprintln!("viewer: live {live}\nviewer: on demand {on_demand}");
+    feeder.abort();
+}

@@ -153,7 +153,7 @@ pub fn segment(parsed: &Parsed<'_>) -> Result<Vec<u8>, String> {
                 }
                 for nal in h264::LengthPrefixedNals::new(sample.data, cfg.nal_length_size).map_err(|e| e.to_string())? {
                     let nal = nal.map_err(|e| e.to_string())?;
-                    if matches!(h264::nal_type_of(nal), Some(7 | 8 | 9)) && sample.keyframe
+                    if matches!(h264::nal_type_of(nal), Some(7..=9)) && sample.keyframe
                         || h264::nal_type_of(nal) == Some(9)
                     {
                         continue;

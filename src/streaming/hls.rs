@@ -43,18 +43,18 @@ fn date_time(ms: u64) -> String {
 }
 
 /// The media playlist of a session over `frags` (oldest first). `complete` adds
-/// `#EXT-X-ENDLIST` (ON_DEMAND, or LIVE_REPLAY whose range has ended).
-pub fn media(token: &str, s: &Session, frags: &[FragmentInfo], complete: bool) -> String {
+/// `#EXT-X-ENDLIST` (ON_DEMAND, or LIVE_REPLAY whose range has ended); `sequence` is the
+/// media sequence number of the first fragment (see [`super::session::media_sequence`]).
+pub fn media(token: &str, s: &Session, frags: &[FragmentInfo], sequence: u64, complete: bool) -> String {
     let target = frags.iter().map(|f| u64::from(f.duration_ms).div_ceil(1000)).max().unwrap_or(1).max(1);
-    let first = frags.first().map_or(0, |f| f.number.counter());
     let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n");
     let _ = writeln!(out, "#EXT-X-TARGETDURATION:{target}");
-    let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{first}");
+    let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{sequence}");
     if s.mode != Mode::Live && complete {
         out.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n");
     }
     if s.discontinuity == Discontinuity::Always && s.mode == Mode::Live {
-        let _ = writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{first}");
+        let _ = writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{sequence}");
     }
     let map = |out: &mut String, f: &FragmentInfo| {
         if s.container == Container::Fmp4 {

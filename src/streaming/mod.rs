@@ -117,6 +117,11 @@ async fn start_session(st: &AppState, principal: &Principal, body: &[u8], protoc
     s.arn = record.arn;
     let stream = open_stream(st, &s.arn)?;
     session::check_stream(&stream, &s, now, limits).await?;
+    s.anchor_ms = match s.mode {
+        Mode::Live => session::window(&stream, &s, now, limits)?.first().map(|f| f.server_ts_ms),
+        Mode::LiveReplay => s.start_ms,
+        Mode::OnDemand => None,
+    };
     Ok(token::issue(&signing_key(st)?, &s))
 }
 
@@ -200,7 +205,11 @@ async fn hls_media(State(st): State<AppState>, Query(q): Params) -> ApiResult<Re
     let o = open(&st, &q, Protocol::Hls)?;
     let now = now_ms();
     let frags = session::window(&o.stream, &o.session, now, &st.config.limits.streaming)?;
-    let body = hls::media(&o.token, &o.session, &frags, complete(&o.session, now));
+    let sequence = match frags.first() {
+        Some(first) => session::media_sequence(&o.stream, &o.session, first)?,
+        None => 0,
+    };
+    let body = hls::media(&o.token, &o.session, &frags, sequence, complete(&o.session, now));
     Ok(reply("application/x-mpegURL", body))
 }
 

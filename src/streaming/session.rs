@@ -206,6 +206,7 @@ pub fn validate(
         show_fn,
         max_results,
         issued_ms: now_ms,
+        anchor_ms: None,
         expires_at: now_ms / 1000 + u64::try_from(expires).unwrap_or(0),
     })
 }
@@ -291,4 +292,20 @@ pub async fn check_stream(
     };
     let fragment = stream.read_fragment(info.number).await?;
     Ok(source::tracks(&fragment.header)?)
+}
+
+/// The media sequence number of `first` within a session: how many fragments of the stream
+/// lie between the session's anchor and `first`. Stable across playlist reloads even when
+/// fragment numbers of several streams interleave (HLS needs +1 per segment).
+pub fn media_sequence(stream: &Stream, s: &Session, first: &FragmentInfo) -> ApiResult<u64> {
+    let Some(anchor) = s.anchor_ms else { return Ok(0) };
+    let (kind, ts) = match s.mode {
+        Mode::Live => (TimestampKind::Server, first.server_ts_ms),
+        _ => (kind(s.producer), if s.producer { first.producer_ts_ms } else { first.server_ts_ms }),
+    };
+    if ts <= anchor {
+        return Ok(0);
+    }
+    let range = TimestampRange { kind, start_ms: anchor, end_ms: ts - 1 };
+    Ok(stream.list_fragments(range, usize::MAX)?.fragments.len() as u64)
 }

@@ -183,10 +183,15 @@ fn fragment_fixture(t0_us: i64) -> Vec<Frag> {
 /// Appends the fixture clip to the stream, starting `ago_ms` before now; returns the
 /// producer time range it covers.
 async fn fill(h: &Harness, ago_ms: u64) -> (u64, u64) {
+    fill_into(h, STREAM, ago_ms).await
+}
+
+/// [`fill`] for any stream of the store.
+async fn fill_into(h: &Harness, arn: &str, ago_ms: u64) -> (u64, u64) {
     let t0_us = (super::now_ms() - ago_ms) as i64 * 1000;
     let frags = fragment_fixture(t0_us);
     assert!(frags.len() >= 2, "fixture gives several fragments");
-    let stream = h.state.store.stream(STREAM).expect("stream");
+    let stream = h.state.store.stream(arn).expect("stream");
     for f in &frags {
         let mut w = stream
             .begin_fragment(reel_storage::FragmentStart {
@@ -404,7 +409,14 @@ async fn live_playlist_follows_the_tail() {
     assert!(!before.contains("#EXT-X-ENDLIST"), "{before}");
     let count = |p: &str| p.lines().filter(|l| l.starts_with("#EXTINF")).count();
     assert!(count(&before) <= 3 && count(&before) >= 1, "{before}");
+    // Another stream ingesting at the same time takes fragment numbers in between.
+    let other = "arn:aws:kinesisvideo:us-west-2:123456789012:stream/other/1700000000002";
+    h.state.store.create_stream(other, 1).await.expect("other stream");
+    let shown = count(&before) as u64;
+    let total_before = h.state.store.stream(STREAM).expect("s").latest_fragments(1000).len() as u64;
+    fill_into(&h, other, 7_000).await;
     fill(&h, 7_000).await;
+    let total_after = h.state.store.stream(STREAM).expect("s").latest_fragments(1000).len() as u64;
     let after = reqwest::get(&media_url).await.expect("media").text().await.expect("text");
     let seq = |p: &str| {
         p.lines()
@@ -412,7 +424,12 @@ async fn live_playlist_follows_the_tail() {
             .and_then(|v| v.parse::<u64>().ok())
             .expect("seq")
     };
-    assert!(seq(&after) > seq(&before), "the window moved forward:\n{before}\n{after}");
+    assert_eq!(seq(&before), 0, "{before}");
+    assert_eq!(
+        seq(&after),
+        (total_after - 3) - (total_before - shown),
+        "the sequence advances by one per fragment the window moved:\n{before}\n{after}"
+    );
     assert_eq!(count(&after), 3, "{after}");
     if tools() {
         // The newest fragment of the live playlist decodes.

@@ -85,6 +85,9 @@ pub struct Session {
     pub max_results: u32,
     /// When the session was issued, ms since the Unix epoch (LIVE_REPLAY advances from it).
     pub issued_ms: u64,
+    /// Where playlist sequence numbers count from (LIVE: server timestamp of the first
+    /// fragment shown at issue; LIVE_REPLAY: the start timestamp); `None` for ON_DEMAND.
+    pub anchor_ms: Option<u64>,
     /// Expiry, seconds since the Unix epoch.
     pub expires_at: u64,
 }
@@ -188,6 +191,7 @@ mod tests {
             show_fn: false,
             max_results: 1000,
             issued_ms: 0,
+            anchor_ms: None,
             expires_at: 1000,
         }
     }

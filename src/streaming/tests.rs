@@ -487,6 +487,32 @@ async fn session_tokens_and_errors() {
     );
     assert_eq!(mode & 0o777, 0o600);
 
+    // LIVE_REPLAY from the first fragment advances in real time from there: right after
+    // issue it shows the first fragment only, and no ENDLIST.
+    let replay = c
+        .get_hls_streaming_session_url()
+        .stream_name("cam")
+        .playback_mode(am::types::HlsPlaybackMode::LiveReplay)
+        .hls_fragment_selector(
+            am::types::HlsFragmentSelector::builder()
+                .fragment_selector_type(am::types::HlsFragmentSelectorType::ProducerTimestamp)
+                .timestamp_range(am::types::HlsTimestampRange::builder().start_timestamp(secs(start)).build())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("LIVE_REPLAY")
+        .hls_streaming_session_url
+        .expect("url");
+    let playlist = reqwest::get(replay.replace("getHLSMasterPlaylist", "getHLSMediaPlaylist"))
+        .await
+        .expect("replay playlist")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(playlist.lines().filter(|l| l.starts_with("#EXTINF")).count(), 1, "{playlist}");
+    assert!(!playlist.contains("#EXT-X-ENDLIST"), "{playlist}");
+
     let code = |e: am::error::SdkError<
         am::operation::get_hls_streaming_session_url::GetHLSStreamingSessionURLError,
     >| { e.as_service_error().and_then(|s| s.meta().code().map(str::to_string)) };

@@ -24,6 +24,8 @@ use crate::throttle::Throttle;
 
 const KEY_ID: &str = "AKIAREELUNITTEST0001";
 const SECRET: &str = "secret";
+/// A key whose policy allows GetClip only.
+const CLIP_ONLY: &str = "AKIAREELCLIPONLY0001";
 const STREAM: &str = "arn:aws:kinesisvideo:us-west-2:123456789012:stream/cam/1700000000000";
 const NO_RETENTION: &str = "arn:aws:kinesisvideo:us-west-2:123456789012:stream/nokeep/1700000000001";
 
@@ -58,7 +60,16 @@ async fn harness() -> Harness {
     let meta = crate::meta::sqlite::SqliteStore::open(dir.path()).await.expect("meta");
     meta.create_stream(&record("cam", STREAM, 24), &Default::default(), 100).await.expect("stream");
     meta.create_stream(&record("nokeep", NO_RETENTION, 0), &Default::default(), 100).await.expect("stream");
-    let (keys, _) = CredentialStore::load(Some((KEY_ID.into(), SECRET.into())), None, dir.path()).expect("keys");
+    let file = dir.path().join("credentials.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[key]]\naccess_key_id = \"{CLIP_ONLY}\"\nsecret_access_key = \"{SECRET}\"\n\
+             [[key.statement]]\neffect = \"Allow\"\naction = \"kinesisvideo:GetClip\"\nresource = \"*\"\n"
+        ),
+    )
+    .expect("credentials file");
+    let (keys, _) = CredentialStore::load(Some((KEY_ID.into(), SECRET.into())), Some(&file), dir.path()).expect("keys");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let signaling = Signaling::start(&config, dir.path(), &format!("http://{addr}")).await.expect("signaling");
@@ -83,12 +94,16 @@ async fn harness() -> Harness {
 }
 
 fn client(h: &Harness) -> am::Client {
+    client_as(h, KEY_ID)
+}
+
+fn client_as(h: &Harness, key_id: &str) -> am::Client {
     am::Client::from_conf(
         am::Config::builder()
             .behavior_version(am::config::BehaviorVersion::latest())
             .region(am::config::Region::new("us-west-2"))
             .endpoint_url(format!("http://{}", h.addr))
-            .credentials_provider(aws_credential_types::Credentials::new(KEY_ID, SECRET, None, None, "test"))
+            .credentials_provider(aws_credential_types::Credentials::new(key_id, SECRET, None, None, "test"))
             .build(),
     )
 }
@@ -550,6 +565,10 @@ async fn session_tokens_and_errors() {
     assert_eq!(code(e).as_deref(), Some("ResourceNotFoundException"));
     let e = c.get_hls_streaming_session_url().stream_name("nokeep").send().await.expect_err("no retention");
     assert_eq!(code(e).as_deref(), Some("NoDataRetentionException"));
+    // The policy check names the operation: a GetClip-only key may not open HLS sessions.
+    let e =
+        client_as(&h, CLIP_ONLY).get_hls_streaming_session_url().stream_name("cam").send().await.expect_err("denied");
+    assert_eq!(code(e).as_deref(), Some("NotAuthorizedException"));
 }
 
 /// Appends the fixture clip again and again in real time (each fragment once its media has

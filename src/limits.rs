@@ -50,6 +50,8 @@ pub struct Limits {
     pub signaling: SignalingLimits,
     /// GetMedia quotas (`[limits.playback]`).
     pub playback: PlaybackLimits,
+    /// HLS/DASH sessions and GetClip (kvs-api §5.4–5.6).
+    pub streaming: StreamingLimits,
 }
 
 impl Default for Limits {
@@ -93,6 +95,7 @@ impl Default for Limits {
             max_presign_expires_secs: 604_800,
             signaling: SignalingLimits::default(),
             playback: PlaybackLimits::default(),
+            streaming: StreamingLimits::default(),
         }
     }
 }
@@ -177,6 +180,43 @@ impl Default for SignalingLimits {
             turn_credential_ttl_secs: 300,
             turn_max_allocations_per_channel: 50,
             turn_bandwidth_bps_per_allocation: 5_000_000,
+        }
+    }
+}
+
+/// Quotas of HLS/DASH streaming sessions and GetClip (kvs-api §5.4–5.6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamingLimits {
+    /// Shortest session lifetime, seconds (`Expires` minimum, KVS: 300).
+    pub min_session_expires_s: u32,
+    /// Longest session lifetime, seconds (`Expires` maximum, KVS: 43,200).
+    pub max_session_expires_s: u32,
+    /// Session lifetime when `Expires` is absent (KVS: 300).
+    pub default_session_expires_s: u32,
+    /// Most fragments in one playlist/manifest (KVS: 5,000).
+    pub max_playlist_fragments: u32,
+    /// Longest timestamp range of a session or clip, ms (KVS: 24 h).
+    pub max_range_ms: u64,
+    /// LIVE needs a fragment ingested within this many ms (KVS: 30 s).
+    pub live_window_ms: u64,
+    /// Most fragments in one GetClip (KVS: 200).
+    pub max_clip_fragments: usize,
+    /// Most media bytes in one GetClip (KVS: 100 MB).
+    pub max_clip_bytes: u64,
+}
+
+impl Default for StreamingLimits {
+    fn default() -> Self {
+        Self {
+            min_session_expires_s: 300,
+            max_session_expires_s: 43_200,
+            default_session_expires_s: 300,
+            max_playlist_fragments: 5_000,
+            max_range_ms: 24 * 3_600_000,
+            live_window_ms: 30_000,
+            max_clip_fragments: 200,
+            max_clip_bytes: 100 * 1024 * 1024,
         }
     }
 }

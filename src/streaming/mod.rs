@@ -1,16 +1,290 @@
 //! Streaming sessions for ordinary players: HLS and DASH session URLs and their
 //! playlists/fragments, GetClip, and the `/viewer` web page.
+//!
+//! | file | job |
+//! |---|---|
+//! | [`session`] | session input validation, stream checks, the fragment window |
+//! | [`token`] | signed, expiring session tokens (no server-side session table) |
+//! | [`source`] | stored fragment → tracks and timed samples |
+//! | [`fmp4`] | init and media segments (fragmented MP4, by hand) |
+//! | [`ts`] | MPEG-TS segments |
+//! | [`hls`] / [`dash`] | playlists / manifests |
+//! | [`clip`] | GetClip |
+//!
+//! The signed operations go through the auth layer; the sub-resources under `/hls/v1` and
+//! `/dash/v1` are plain GETs authorized by their `SessionToken` alone, as in KVS.
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Extension, Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
+use axum::routing::{get, post};
 
+use crate::auth::Principal;
+use crate::control::streams::{ArnFormatError, resolve};
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use reel_storage::{FragmentNumber, StoreError, Stream};
+use token::{Mode, Protocol, Session};
+
+pub mod clip;
+pub mod dash;
+pub mod fmp4;
+pub mod hls;
+pub mod session;
+pub mod source;
+pub mod token;
+pub mod ts;
+pub mod viewer;
+
+#[cfg(test)]
+mod tests;
 
 /// Signed routes (GetHLSStreamingSessionURL, GetDASHStreamingSessionURL, GetClip).
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/getHLSStreamingSessionURL", post(get_hls_url))
+        .route("/getDASHStreamingSessionURL", post(get_dash_url))
+        .route("/getClip", post(clip::get_clip))
 }
 
 /// Routes authorized by a session token or public (HLS/DASH sub-resources, `/viewer`).
 pub fn public_router() -> Router<AppState> {
     Router::new()
+        .route("/hls/v1/getHLSMasterPlaylist.m3u8", get(hls_master))
+        .route("/hls/v1/getHLSMediaPlaylist.m3u8", get(hls_media))
+        .route("/hls/v1/getMP4InitFragment.mp4", get(init_fragment_hls))
+        .route("/hls/v1/getMP4MediaFragment.mp4", get(media_fragment_hls))
+        .route("/hls/v1/getTSFragment.ts", get(ts_fragment))
+        .route("/dash/v1/getDASHManifest.mpd", get(dash_manifest))
+        .route("/dash/v1/getMP4InitFragment.mp4", get(init_fragment_dash))
+        .route("/dash/v1/getMP4MediaFragment.mp4", get(media_fragment_dash))
+        .merge(viewer::router())
+}
+
+/// Current time in ms since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The session-token signing key of this server's data directory.
+fn signing_key(st: &AppState) -> ApiResult<[u8; 32]> {
+    token::key_for(&st.config.data_dir).map_err(|e| {
+        tracing::error!(error = %e, "cannot load the streaming session key");
+        ApiError::internal("cannot load the session signing key")
+    })
+}
+
+/// The stream of `arn` in the store; a stream that never received media has no fragments.
+pub(crate) fn open_stream(st: &AppState, arn: &str) -> ApiResult<Stream> {
+    st.store.stream(arn).map_err(|e| match e {
+        StoreError::StreamNotFound { .. } => ApiError::not_found("No fragments found in the stream"),
+        e => e.into(),
+    })
+}
+
+/// Shared steps of both session operations: parse, validate, resolve and authorize the
+/// stream, check retention/fragments/codecs, sign the token.
+async fn start_session(st: &AppState, principal: &Principal, body: &[u8], protocol: Protocol) -> ApiResult<String> {
+    let input: session::SessionInput = crate::control::body::parse(body)?;
+    let now = now_ms();
+    let limits = &st.config.limits.streaming;
+    let mut s = session::validate(&input, protocol, limits, "", now)?;
+    let op = match protocol {
+        Protocol::Hls => "GetHLSStreamingSessionURL",
+        Protocol::Dash => "GetDASHStreamingSessionURL",
+    };
+    let record = resolve(
+        st,
+        principal,
+        op,
+        ApiError::not_authorized,
+        input.stream_name.as_deref(),
+        input.stream_arn.as_deref(),
+        ArnFormatError::InvalidArgument,
+    )
+    .await?;
+    if record.data_retention_in_hours == 0 {
+        return Err(crate::control::no_data_retention(format!(
+            "The stream {} has no data retention (DataRetentionInHours is 0)",
+            record.name
+        )));
+    }
+    s.arn = record.arn;
+    let stream = open_stream(st, &s.arn)?;
+    session::check_stream(&stream, &s, now, limits).await?;
+    s.anchor_ms = match s.mode {
+        Mode::Live => session::window(&stream, &s, now, limits)?.first().map(|f| f.server_ts_ms),
+        Mode::LiveReplay => s.start_ms,
+        Mode::OnDemand => None,
+    };
+    Ok(token::issue(&signing_key(st)?, &s))
+}
+
+async fn get_hls_url(
+    State(st): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    body: Bytes,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    let token = start_session(&st, &principal, &body, Protocol::Hls).await?;
+    let url = format!("{}/hls/v1/getHLSMasterPlaylist.m3u8?SessionToken={token}", st.urls.https);
+    Ok(axum::Json(serde_json::json!({ "HLSStreamingSessionURL": url })))
+}
+
+async fn get_dash_url(
+    State(st): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    body: Bytes,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    let token = start_session(&st, &principal, &body, Protocol::Dash).await?;
+    let url = format!("{}/dash/v1/getDASHManifest.mpd?SessionToken={token}", st.urls.https);
+    Ok(axum::Json(serde_json::json!({ "DASHStreamingSessionURL": url })))
+}
+
+/// A sub-resource request's verified session, its stream, and the token to repeat in URLs.
+struct Opened {
+    session: Session,
+    stream: Stream,
+    token: String,
+}
+
+type Params = Query<HashMap<String, String>>;
+
+fn open(st: &AppState, q: &HashMap<String, String>, protocol: Protocol) -> ApiResult<Opened> {
+    let token = q.get("SessionToken").ok_or_else(|| ApiError::invalid_argument("SessionToken is required"))?;
+    let session = token::verify(&signing_key(st)?, token, protocol, now_ms() / 1000)?;
+    let stream = open_stream(st, &session.arn)?;
+    Ok(Opened { session, stream, token: token.clone() })
+}
+
+fn fragment_number(q: &HashMap<String, String>) -> ApiResult<Option<FragmentNumber>> {
+    q.get("FragmentNumber").map(|n| n.parse::<FragmentNumber>().map_err(ApiError::from)).transpose()
+}
+
+fn track_number(q: &HashMap<String, String>) -> ApiResult<Option<u64>> {
+    q.get("TrackNumber")
+        .map(|n| n.parse::<u64>().map_err(|_| ApiError::invalid_argument("TrackNumber must be a positive integer")))
+        .transpose()
+}
+
+/// A response with `content_type`, no caching of live resources, and CORS open to any
+/// page (the token is the authorization, as in KVS).
+fn reply(content_type: &'static str, body: impl Into<axum::body::Body>) -> Response {
+    let mut res = Response::new(body.into());
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    res
+}
+
+/// Whether a session's playlist is final (ON_DEMAND, or LIVE_REPLAY past its end).
+fn complete(s: &Session, now: u64) -> bool {
+    match s.mode {
+        Mode::OnDemand => true,
+        Mode::Live => false,
+        Mode::LiveReplay => s.end_ms.is_some_and(|e| s.start_ms.unwrap_or(0) + now.saturating_sub(s.issued_ms) > e),
+    }
+}
+
+async fn hls_master(State(st): State<AppState>, Query(q): Params) -> ApiResult<Response> {
+    let o = open(&st, &q, Protocol::Hls)?;
+    let frags = session::window(&o.stream, &o.session, now_ms(), &st.config.limits.streaming)?;
+    let Some(first) = frags.first() else { return Err(ApiError::not_found("No fragments found in the stream")) };
+    let fragment = o.stream.read_fragment(first.number).await?;
+    let tracks = source::tracks(&fragment.header)?;
+    let body = hls::master(&o.token, &tracks, hls::peak_bandwidth(&frags));
+    Ok(reply("application/x-mpegURL", body))
+}
+
+async fn hls_media(State(st): State<AppState>, Query(q): Params) -> ApiResult<Response> {
+    let o = open(&st, &q, Protocol::Hls)?;
+    let now = now_ms();
+    let frags = session::window(&o.stream, &o.session, now, &st.config.limits.streaming)?;
+    let sequence = match frags.first() {
+        Some(first) => session::media_sequence(&o.stream, &o.session, first)?,
+        None => 0,
+    };
+    let body = hls::media(&o.token, &o.session, &frags, sequence, complete(&o.session, now));
+    Ok(reply("application/x-mpegURL", body))
+}
+
+/// Init segment from the header of the given fragment (or the newest one).
+async fn init_fragment(st: &AppState, q: &HashMap<String, String>, protocol: Protocol) -> ApiResult<Response> {
+    let o = open(st, q, protocol)?;
+    let number = match fragment_number(q)? {
+        Some(n) => n,
+        None => {
+            let frags = session::window(&o.stream, &o.session, now_ms(), &st.config.limits.streaming)?;
+            frags.first().map(|f| f.number).ok_or_else(|| ApiError::not_found("No fragments found in the stream"))?
+        }
+    };
+    let fragment = o.stream.read_fragment(number).await?;
+    let mut tracks = source::tracks(&fragment.header)?;
+    if let Some(t) = track_number(q)? {
+        tracks.retain(|x| x.number == t);
+        if tracks.is_empty() {
+            return Err(ApiError::invalid_argument(format!("the stream has no track {t}")));
+        }
+    }
+    Ok(reply("video/mp4", fmp4::init_segment(&tracks, None)))
+}
+
+async fn init_fragment_hls(State(st): State<AppState>, Query(q): Params) -> ApiResult<Response> {
+    init_fragment(&st, &q, Protocol::Hls).await
+}
+
+async fn init_fragment_dash(State(st): State<AppState>, Query(q): Params) -> ApiResult<Response> {
+    init_fragment(&st, &q, Protocol::Dash).await
+}
+
+async fn media_fragment(o: &Opened, number: FragmentNumber, track: Option<u64>) -> ApiResult<Response> {
+    let fragment = o.stream.read_fragment(number).await?;
+    let parsed = source::parse(&fragment)?;
+    let seq = u32::try_from(number.counter() & 0xffff_ffff).unwrap_or(0);
+    Ok(reply("video/mp4", fmp4::media_segment_bytes(&parsed, track, seq, 0)))
+}
+
+async fn media_fragment_hls(State(st): State<AppState>, Query(q): Params) -> ApiResult<Response> {
+    let o = open(&st, &q, Protocol::Hls)?;
+    let number = fragment_number(&q)?.ok_or_else(|| ApiError::invalid_argument("FragmentNumber is required"))?;
+    media_fragment(&o, number, track_number(&q)?).await
+}
+
+async fn ts_fragment(State(st): State<AppState>, Query(q): Params) -> ApiResult<Response> {
+    let o = open(&st, &q, Protocol::Hls)?;
+    let number = fragment_number(&q)?.ok_or_else(|| ApiError::invalid_argument("FragmentNumber is required"))?;
+    let fragment = o.stream.read_fragment(number).await?;
+    let parsed = source::parse(&fragment)?;
+    let body = ts::segment(&parsed)
+        .map_err(|e| ApiError::new("InvalidMediaFrameException", http::StatusCode::BAD_REQUEST, e))?;
+    Ok(reply("video/mp2t", body))
+}
+
+async fn dash_manifest(State(st): State<AppState>, Query(q): Params) -> ApiResult<Response> {
+    let o = open(&st, &q, Protocol::Dash)?;
+    let now = now_ms();
+    let frags = session::window(&o.stream, &o.session, now, &st.config.limits.streaming)?;
+    let Some(first) = frags.first() else { return Err(ApiError::not_found("No fragments found in the stream")) };
+    let fragment = o.stream.read_fragment(first.number).await?;
+    let tracks = source::tracks(&fragment.header)?;
+    let body = dash::manifest(&o.token, &o.session, &tracks, &frags, complete(&o.session, now), now);
+    Ok(reply("application/dash+xml", body))
+}
+
+async fn media_fragment_dash(State(st): State<AppState>, Query(q): Params) -> ApiResult<Response> {
+    let o = open(&st, &q, Protocol::Dash)?;
+    let number = match (fragment_number(&q)?, q.get("Time")) {
+        (Some(n), _) => n,
+        (None, Some(t)) => {
+            let t: u64 = t.parse().map_err(|_| ApiError::invalid_argument("Time must be an integer"))?;
+            dash::fragment_at(&o.stream, t)?
+        }
+        (None, None) => return Err(ApiError::invalid_argument("FragmentNumber or Time is required")),
+    };
+    media_fragment(&o, number, track_number(&q)?).await
 }

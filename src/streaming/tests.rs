@@ -1,0 +1,660 @@
+//! In-process end-to-end tests of HLS, DASH and GetClip: the real router on a loopback
+//! socket, the real SQLite metadata and media store, a stream filled with the fixture clip
+//! (H.264 + Opus, 6 s) run through reel's fragmenter, the official
+//! `aws-sdk-kinesisvideoarchivedmedia` client for the signed calls, and `ffprobe`/`ffmpeg`
+//! as ordinary players (skipped with a message when not installed).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use am::primitives::DateTime;
+use aws_sdk_kinesisvideoarchivedmedia as am;
+
+use crate::auth::{Authenticator, CredentialStore};
+use crate::config::{Config, ServeArgs};
+use crate::media::fragmenter::{FragmentEvent, Fragmenter, FragmenterConfig, MediaFrame};
+use crate::media::timing::MediaKind;
+use crate::meta::{MetaStore, StreamRecord};
+use crate::observe::audit::AuditLog;
+use crate::signaling::Signaling;
+use crate::state::{AppState, PublicUrls};
+use crate::throttle::Throttle;
+
+const KEY_ID: &str = "AKIAREELUNITTEST0001";
+const SECRET: &str = "secret";
+/// A key whose policy allows GetClip only.
+const CLIP_ONLY: &str = "AKIAREELCLIPONLY0001";
+const STREAM: &str = "arn:aws:kinesisvideo:us-west-2:123456789012:stream/cam/1700000000000";
+const NO_RETENTION: &str = "arn:aws:kinesisvideo:us-west-2:123456789012:stream/nokeep/1700000000001";
+
+struct Harness {
+    addr: SocketAddr,
+    state: AppState,
+    dir: tempfile::TempDir,
+}
+
+fn record(name: &str, arn: &str, hours: u32) -> StreamRecord {
+    StreamRecord {
+        name: name.into(),
+        arn: arn.into(),
+        device_name: None,
+        media_type: Some("video/h264,audio/opus".into()),
+        kms_key_id: None,
+        status: "ACTIVE".into(),
+        creation_time: 1_700_000_000.0,
+        data_retention_in_hours: hours,
+        version: "1".into(),
+    }
+}
+
+async fn harness() -> Harness {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config::resolve(ServeArgs {
+        listen: Some("127.0.0.1:0".parse().expect("addr")),
+        data_dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    })
+    .expect("config");
+    let meta = crate::meta::sqlite::SqliteStore::open(dir.path()).await.expect("meta");
+    meta.create_stream(&record("cam", STREAM, 24), &Default::default(), 100).await.expect("stream");
+    meta.create_stream(&record("nokeep", NO_RETENTION, 0), &Default::default(), 100).await.expect("stream");
+    let file = dir.path().join("credentials.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[key]]\naccess_key_id = \"{CLIP_ONLY}\"\nsecret_access_key = \"{SECRET}\"\n\
+             [[key.statement]]\neffect = \"Allow\"\naction = \"kinesisvideo:GetClip\"\nresource = \"*\"\n"
+        ),
+    )
+    .expect("credentials file");
+    let (keys, _) = CredentialStore::load(Some((KEY_ID.into(), SECRET.into())), Some(&file), dir.path()).expect("keys");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let signaling = Signaling::start(&config, dir.path(), &format!("http://{addr}")).await.expect("signaling");
+    let store =
+        reel_storage::Store::open(reel_storage::StoreConfig::new(dir.path().join("media"))).await.expect("store");
+    store.create_stream(STREAM, 24).await.expect("store stream");
+    let state = AppState {
+        auth: Arc::new(Authenticator::new(keys, &config.limits)),
+        config: Arc::new(config),
+        meta: Arc::new(meta),
+        audit: AuditLog::open(dir.path()).await.expect("audit"),
+        throttle: Arc::new(Throttle::default()),
+        urls: Arc::new(PublicUrls::from_base(&format!("http://{addr}"))),
+        signaling,
+        store,
+    };
+    let app = crate::server::router(state.clone(), crate::observe::metrics::install());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await;
+    });
+    Harness { addr, state, dir }
+}
+
+fn client(h: &Harness) -> am::Client {
+    client_as(h, KEY_ID)
+}
+
+fn client_as(h: &Harness, key_id: &str) -> am::Client {
+    am::Client::from_conf(
+        am::Config::builder()
+            .behavior_version(am::config::BehaviorVersion::latest())
+            .region(am::config::Region::new("us-west-2"))
+            .endpoint_url(format!("http://{}", h.addr))
+            .credentials_provider(aws_credential_types::Credentials::new(key_id, SECRET, None, None, "test"))
+            .build(),
+    )
+}
+
+/// A fragment as the fragmenter emitted it.
+struct Frag {
+    producer_ms: u64,
+    server_ms: u64,
+    header: Vec<u8>,
+    chunks: Vec<(u32, Vec<u8>)>,
+    duration_ms: u32,
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)).expect("fixture")
+}
+
+fn access_units(data: &[u8]) -> Vec<Vec<u8>> {
+    let starts: Vec<usize> = (0..data.len().saturating_sub(4))
+        .filter(|&i| data[i..i + 4] == [0, 0, 0, 1] && data[i + 4] & 0x1f == 9)
+        .collect();
+    starts.iter().enumerate().map(|(n, &s)| data[s..*starts.get(n + 1).unwrap_or(&data.len())].to_vec()).collect()
+}
+
+fn packets(mut data: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = vec![];
+    while data.len() >= 4 {
+        let len = u32::from_be_bytes([data[0], data[1], data[2], data[3]]) as usize;
+        out.push(data[4..4 + len].to_vec());
+        data = &data[4 + len..];
+    }
+    out
+}
+
+/// The fixture clip (6 s, 30 fps H.264 + 20 ms Opus) fragmented as if it arrived from `t0_us`.
+fn fragment_fixture(t0_us: i64) -> Vec<Frag> {
+    let video = access_units(&fixture("test-h264-baseline.h264"));
+    let audio = packets(&fixture("test-opus.packets"));
+    let mut f = Fragmenter::new(FragmenterConfig::default(), t0_us).expect("fragmenter");
+    let mut frags: Vec<Frag> = vec![];
+    let drain = |f: &mut Fragmenter, frags: &mut Vec<Frag>| {
+        while let Some(ev) = f.poll() {
+            match ev {
+                FragmentEvent::BeginFragment { producer_ts_ms, server_ts_ms, header } => frags.push(Frag {
+                    producer_ms: producer_ts_ms,
+                    server_ms: server_ts_ms,
+                    header: header.to_vec(),
+                    chunks: vec![],
+                    duration_ms: 0,
+                }),
+                FragmentEvent::Chunk { bytes, media_end_ms } => {
+                    frags.last_mut().expect("open").chunks.push((media_end_ms, bytes))
+                }
+                FragmentEvent::EndFragment { duration_ms } => frags.last_mut().expect("open").duration_ms = duration_ms,
+                FragmentEvent::RequestKeyframe { .. } => {}
+            }
+        }
+    };
+    let (mut vi, mut ai) = (0usize, 0usize);
+    while vi < video.len() || ai < audio.len() {
+        let v_us = vi as i64 * 1_000_000 / 30;
+        let a_us = ai as i64 * 20_000;
+        let frame = if ai < audio.len() && (vi >= video.len() || a_us <= v_us) {
+            ai += 1;
+            MediaFrame {
+                kind: MediaKind::Audio,
+                rtp_timestamp: 1_234 + (ai as u32 - 1) * 960,
+                arrival_unix_us: t0_us + a_us,
+                contiguous: true,
+                data: audio[ai - 1].clone(),
+                sender_report: None,
+            }
+        } else {
+            vi += 1;
+            MediaFrame {
+                kind: MediaKind::Video,
+                rtp_timestamp: 99 + (vi as u32 - 1) * 3_000,
+                arrival_unix_us: t0_us + v_us,
+                contiguous: true,
+                data: video[vi - 1].clone(),
+                sender_report: None,
+            }
+        };
+        f.push(frame);
+        drain(&mut f, &mut frags);
+    }
+    f.finish(t0_us + 7_000_000);
+    drain(&mut f, &mut frags);
+    frags
+}
+
+/// Appends the fixture clip to the stream, starting `ago_ms` before now; returns the
+/// producer time range it covers.
+async fn fill(h: &Harness, ago_ms: u64) -> (u64, u64) {
+    fill_into(h, STREAM, ago_ms).await
+}
+
+/// [`fill`] for any stream of the store.
+async fn fill_into(h: &Harness, arn: &str, ago_ms: u64) -> (u64, u64) {
+    let t0_us = (super::now_ms() - ago_ms) as i64 * 1000;
+    let frags = fragment_fixture(t0_us);
+    assert!(frags.len() >= 2, "fixture gives several fragments");
+    let stream = h.state.store.stream(arn).expect("stream");
+    for f in &frags {
+        let mut w = stream
+            .begin_fragment(reel_storage::FragmentStart {
+                producer_ts_ms: f.producer_ms,
+                server_ts_ms: f.server_ms,
+                header: f.header.clone().into(),
+            })
+            .await
+            .expect("begin");
+        for (end, bytes) in &f.chunks {
+            w.append_chunk(*end, bytes.clone().into()).await.expect("chunk");
+        }
+        w.finish(f.duration_ms).await.expect("finish");
+    }
+    let last = frags.last().expect("frags");
+    (frags[0].producer_ms, last.producer_ms + u64::from(last.duration_ms))
+}
+
+fn secs(ms: u64) -> DateTime {
+    DateTime::from_millis(ms as i64)
+}
+
+fn tools() -> bool {
+    let ok = ["ffmpeg", "ffprobe"]
+        .iter()
+        .all(|t| Command::new(t).arg("-version").output().is_ok_and(|o| o.status.success()));
+    if !ok {
+        eprintln!("SKIP: ffmpeg/ffprobe not installed");
+    }
+    ok
+}
+
+/// `ffmpeg -v error -i <input> -f null -`: (stderr, duration from ffprobe).
+async fn play(input: String) -> (String, f64) {
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-i", &input, "-f", "null", "-"])
+            .output()
+            .expect("ffmpeg");
+        let errors = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "ffmpeg failed on {input}: {errors}");
+        let probe = Command::new("ffprobe")
+            .args(["-v", "error", "-show_entries", "format=duration", "-of", "default=nw=1:nk=1", &input])
+            .output()
+            .expect("ffprobe");
+        let text = String::from_utf8_lossy(&probe.stdout).trim().to_string();
+        let duration = text.parse::<f64>().unwrap_or_else(|_| panic!("ffprobe duration of {input}: {text:?}"));
+        eprintln!("ffprobe: {duration} s for {}", input.split('?').next().unwrap_or_default());
+        (errors, duration)
+    })
+    .await
+    .expect("join")
+}
+
+/// Streams ffprobe reports: `codec_name` per stream.
+async fn codecs(input: String) -> Vec<String> {
+    tokio::task::spawn_blocking(move || {
+        let probe = Command::new("ffprobe")
+            .args(["-v", "error", "-show_entries", "stream=codec_name", "-of", "default=nw=1:nk=1", &input])
+            .output()
+            .expect("ffprobe");
+        String::from_utf8_lossy(&probe.stdout).lines().map(str::to_string).collect()
+    })
+    .await
+    .expect("join")
+}
+
+async fn hls_url(c: &am::Client, format: am::types::ContainerFormat, start: u64, end: u64) -> String {
+    c.get_hls_streaming_session_url()
+        .stream_name("cam")
+        .playback_mode(am::types::HlsPlaybackMode::OnDemand)
+        .container_format(format)
+        .display_fragment_timestamp(am::types::HlsDisplayFragmentTimestamp::Always)
+        .hls_fragment_selector(
+            am::types::HlsFragmentSelector::builder()
+                .fragment_selector_type(am::types::HlsFragmentSelectorType::ProducerTimestamp)
+                .timestamp_range(
+                    am::types::HlsTimestampRange::builder()
+                        .start_timestamp(secs(start))
+                        .end_timestamp(secs(end))
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("GetHLSStreamingSessionURL")
+        .hls_streaming_session_url
+        .expect("url")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hls_on_demand_fmp4_and_ts_play_in_ffmpeg() {
+    let h = harness().await;
+    let (start, end) = fill(&h, 20_000).await;
+    let c = client(&h);
+    let url = hls_url(&c, am::types::ContainerFormat::FragmentedMp4, start, end).await;
+    assert!(url.starts_with(&format!("http://{}/hls/v1/getHLSMasterPlaylist.m3u8?SessionToken=", h.addr)), "{url}");
+    let master = reqwest::get(&url).await.expect("master").text().await.expect("text");
+    assert!(master.contains("CODECS=\"avc1.42e01f,opus\""), "{master}");
+    assert!(master.contains("RESOLUTION=640x360"), "{master}");
+    let media_url = url.replace("getHLSMasterPlaylist", "getHLSMediaPlaylist");
+    let media = reqwest::get(&media_url).await.expect("media").text().await.expect("text");
+    for needle in
+        ["#EXT-X-VERSION:7", "#EXT-X-TARGETDURATION:", "#EXT-X-MAP:URI=", "#EXT-X-PROGRAM-DATE-TIME:", "#EXT-X-ENDLIST"]
+    {
+        assert!(media.contains(needle), "{needle} missing in\n{media}");
+    }
+    if !tools() {
+        return;
+    }
+    let expected = (end - start) as f64 / 1000.0;
+    let (errors, duration) = play(url.clone()).await;
+    assert!(errors.is_empty(), "ffmpeg errors on HLS fMP4: {errors}");
+    assert!((duration - expected).abs() <= 0.5, "HLS fMP4 duration {duration}, expected {expected}");
+    let found = codecs(url).await;
+    assert!(found.contains(&"h264".to_string()) && found.contains(&"opus".to_string()), "{found:?}");
+
+    let ts = hls_url(&c, am::types::ContainerFormat::MpegTs, start, end).await;
+    let (errors, duration) = play(ts.clone()).await;
+    assert!(errors.is_empty(), "ffmpeg errors on HLS TS: {errors}");
+    assert!((duration - expected).abs() <= 0.5, "HLS TS duration {duration}, expected {expected}");
+    let found = codecs(ts).await;
+    assert!(found.contains(&"h264".to_string()) && found.contains(&"opus".to_string()), "{found:?}");
+    drop(h.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dash_and_clip_play_in_ffmpeg() {
+    let h = harness().await;
+    let (start, end) = fill(&h, 20_000).await;
+    let c = client(&h);
+    let range = am::types::DashTimestampRange::builder().start_timestamp(secs(start)).end_timestamp(secs(end)).build();
+    let url = c
+        .get_dash_streaming_session_url()
+        .stream_arn(STREAM)
+        .playback_mode(am::types::DashPlaybackMode::OnDemand)
+        .display_fragment_number(am::types::DashDisplayFragmentNumber::Always)
+        .display_fragment_timestamp(am::types::DashDisplayFragmentTimestamp::Always)
+        .dash_fragment_selector(
+            am::types::DashFragmentSelector::builder()
+                .fragment_selector_type(am::types::DashFragmentSelectorType::ProducerTimestamp)
+                .timestamp_range(range)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("GetDASHStreamingSessionURL")
+        .dash_streaming_session_url
+        .expect("url");
+    assert!(url.contains("/dash/v1/getDASHManifest.mpd?SessionToken="), "{url}");
+    let mpd = reqwest::get(&url).await.expect("mpd").text().await.expect("text");
+    assert!(mpd.contains("kvs:fn=\"") && mpd.contains("kvs:ts=\"") && mpd.contains("<SegmentTimeline>"), "{mpd}");
+
+    let clip = c
+        .get_clip()
+        .stream_name("cam")
+        .clip_fragment_selector(
+            am::types::ClipFragmentSelector::builder()
+                .fragment_selector_type(am::types::ClipFragmentSelectorType::ProducerTimestamp)
+                .timestamp_range(
+                    am::types::ClipTimestampRange::builder()
+                        .start_timestamp(secs(start))
+                        .end_timestamp(secs(end))
+                        .build()
+                        .expect("range"),
+                )
+                .build()
+                .expect("selector"),
+        )
+        .send()
+        .await
+        .expect("GetClip");
+    assert_eq!(clip.content_type.as_deref(), Some("video/mp4"));
+    let bytes = clip.payload.collect().await.expect("body").into_bytes();
+    assert_eq!(&bytes[4..8], b"ftyp");
+    let moov = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+    assert_eq!(&bytes[moov + 4..moov + 8], b"moov", "moov right after ftyp (faststart)");
+    let path = h.dir.path().join("clip.mp4");
+    std::fs::write(&path, &bytes).expect("write clip");
+    if !tools() {
+        return;
+    }
+    let expected = (end - start) as f64 / 1000.0;
+    let (errors, duration) = play(url).await;
+    assert!(errors.is_empty(), "ffmpeg errors on DASH: {errors}");
+    assert!((duration - expected).abs() <= 0.5, "DASH duration {duration}, expected {expected}");
+    let clip_path = path.to_string_lossy().to_string();
+    let (errors, duration) = play(clip_path.clone()).await;
+    assert!(errors.is_empty(), "ffmpeg errors on the clip: {errors}");
+    assert!((duration - expected).abs() <= 0.5, "clip duration {duration}, expected {expected}");
+    let found = codecs(clip_path).await;
+    assert_eq!(found, vec!["h264".to_string(), "opus".to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_playlist_follows_the_tail() {
+    let h = harness().await;
+    let c = client(&h);
+    let live = || async {
+        c.get_hls_streaming_session_url()
+            .stream_name("cam")
+            .playback_mode(am::types::HlsPlaybackMode::Live)
+            .max_media_playlist_fragment_results(3)
+            .send()
+            .await
+    };
+    // Nothing ingested yet: no fragments in the last 30 s.
+    let err = live().await.expect_err("empty stream");
+    assert_eq!(err.as_service_error().and_then(|e| e.meta().code()), Some("ResourceNotFoundException"));
+    fill(&h, 14_000).await;
+    let url = live().await.expect("live session").hls_streaming_session_url.expect("url");
+    let media_url = url.replace("getHLSMasterPlaylist", "getHLSMediaPlaylist");
+    let before = reqwest::get(&media_url).await.expect("media").text().await.expect("text");
+    assert!(!before.contains("#EXT-X-ENDLIST"), "{before}");
+    let count = |p: &str| p.lines().filter(|l| l.starts_with("#EXTINF")).count();
+    assert!(count(&before) <= 3 && count(&before) >= 1, "{before}");
+    // Another stream ingesting at the same time takes fragment numbers in between.
+    let other = "arn:aws:kinesisvideo:us-west-2:123456789012:stream/other/1700000000002";
+    h.state.store.create_stream(other, 1).await.expect("other stream");
+    let shown = count(&before) as u64;
+    let total_before = h.state.store.stream(STREAM).expect("s").latest_fragments(1000).len() as u64;
+    fill_into(&h, other, 7_000).await;
+    fill(&h, 7_000).await;
+    let total_after = h.state.store.stream(STREAM).expect("s").latest_fragments(1000).len() as u64;
+    let after = reqwest::get(&media_url).await.expect("media").text().await.expect("text");
+    let seq = |p: &str| {
+        p.lines()
+            .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+            .and_then(|v| v.parse::<u64>().ok())
+            .expect("seq")
+    };
+    assert_eq!(seq(&before), 0, "{before}");
+    assert_eq!(
+        seq(&after),
+        (total_after - 3) - (total_before - shown),
+        "the sequence advances by one per fragment the window moved:\n{before}\n{after}"
+    );
+    assert_eq!(count(&after), 3, "{after}");
+    if tools() {
+        // The newest fragment of the live playlist decodes.
+        let newest = after.lines().rev().find(|l| l.starts_with("getMP4MediaFragment")).expect("segment");
+        let init = after.lines().find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\"")).expect("map").trim_end_matches('"');
+        let base = format!("http://{}/hls/v1/", h.addr);
+        let mut file = reqwest::get(format!("{base}{init}")).await.expect("init").bytes().await.expect("b").to_vec();
+        file.extend_from_slice(&reqwest::get(format!("{base}{newest}")).await.expect("seg").bytes().await.expect("b"));
+        let path = h.dir.path().join("live.mp4");
+        std::fs::write(&path, file).expect("write");
+        let (errors, duration) = play(path.to_string_lossy().to_string()).await;
+        assert!(errors.is_empty(), "{errors}");
+        assert!(duration > 0.5, "{duration}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_tokens_and_errors() {
+    let h = harness().await;
+    let (start, end) = fill(&h, 20_000).await;
+    let c = client(&h);
+    let url = hls_url(&c, am::types::ContainerFormat::FragmentedMp4, start, end).await;
+    // Forged: flip a character of the signature.
+    let mut forged = url.clone();
+    let last = forged.pop().expect("char");
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    let res = reqwest::get(&forged).await.expect("forged");
+    assert_eq!(res.status(), 401);
+    assert_eq!(res.headers()["x-amzn-ErrorType"], "NotAuthorizedException");
+    // Expired: a correctly signed token whose expiry has passed.
+    let key = super::token::key_for(h.dir.path()).expect("key");
+    let token = url.split_once("SessionToken=").expect("token").1;
+    let body = token.split_once('.').expect("dot").0;
+    use base64::Engine;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(body).expect("b64");
+    let mut session: super::token::Session = serde_json::from_slice(&json).expect("json");
+    session.expires_at = super::now_ms() / 1000 - 1;
+    let expired = super::token::issue(&key, &session);
+    let res = reqwest::get(format!("http://{}/hls/v1/getHLSMediaPlaylist.m3u8?SessionToken={expired}", h.addr))
+        .await
+        .expect("expired");
+    assert_eq!(res.status(), 401);
+    assert!(res.text().await.expect("text").contains("expired"));
+    // A DASH token is not an HLS token.
+    session.protocol = super::token::Protocol::Dash;
+    session.expires_at += 600;
+    let dash = super::token::issue(&key, &session);
+    let res = reqwest::get(format!("http://{}/hls/v1/getHLSMediaPlaylist.m3u8?SessionToken={dash}", h.addr))
+        .await
+        .expect("dash");
+    assert_eq!(res.status(), 401);
+    // The key file is private.
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(h.dir.path().join(super::token::KEY_FILE)).expect("key file").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+
+    // LIVE_REPLAY from the first fragment advances in real time from there: right after
+    // issue it shows the first fragment only, and no ENDLIST.
+    let replay = c
+        .get_hls_streaming_session_url()
+        .stream_name("cam")
+        .playback_mode(am::types::HlsPlaybackMode::LiveReplay)
+        .hls_fragment_selector(
+            am::types::HlsFragmentSelector::builder()
+                .fragment_selector_type(am::types::HlsFragmentSelectorType::ProducerTimestamp)
+                .timestamp_range(am::types::HlsTimestampRange::builder().start_timestamp(secs(start)).build())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("LIVE_REPLAY")
+        .hls_streaming_session_url
+        .expect("url");
+    let playlist = reqwest::get(replay.replace("getHLSMasterPlaylist", "getHLSMediaPlaylist"))
+        .await
+        .expect("replay playlist")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(playlist.lines().filter(|l| l.starts_with("#EXTINF")).count(), 1, "{playlist}");
+    assert!(!playlist.contains("#EXT-X-ENDLIST"), "{playlist}");
+
+    let code = |e: am::error::SdkError<
+        am::operation::get_hls_streaming_session_url::GetHLSStreamingSessionURLError,
+    >| { e.as_service_error().and_then(|s| s.meta().code().map(str::to_string)) };
+    let range = |s: u64, e: u64| {
+        am::types::HlsFragmentSelector::builder()
+            .fragment_selector_type(am::types::HlsFragmentSelectorType::ServerTimestamp)
+            .timestamp_range(
+                am::types::HlsTimestampRange::builder().start_timestamp(secs(s)).end_timestamp(secs(e)).build(),
+            )
+            .build()
+    };
+    let on_demand =
+        || c.get_hls_streaming_session_url().stream_name("cam").playback_mode(am::types::HlsPlaybackMode::OnDemand);
+    // No fragments in the range.
+    let e = on_demand().hls_fragment_selector(range(1_000_000, 2_000_000)).send().await.expect_err("empty range");
+    assert_eq!(code(e).as_deref(), Some("ResourceNotFoundException"));
+    // Range longer than 24 h.
+    let e =
+        on_demand().hls_fragment_selector(range(1_000_000, 1_000_000 + 25 * 3_600_000)).send().await.expect_err("long");
+    assert_eq!(code(e).as_deref(), Some("InvalidArgumentException"));
+    // ON_DEMAND without a range; LIVE with one; Expires out of bounds; unknown stream; no retention.
+    let e = on_demand().send().await.expect_err("no range");
+    assert_eq!(code(e).as_deref(), Some("InvalidArgumentException"));
+    let e = c
+        .get_hls_streaming_session_url()
+        .stream_name("cam")
+        .hls_fragment_selector(range(start, end))
+        .send()
+        .await
+        .expect_err("live with range");
+    assert_eq!(code(e).as_deref(), Some("InvalidArgumentException"));
+    let e = c.get_hls_streaming_session_url().stream_name("cam").expires(299).send().await.expect_err("expires");
+    assert_eq!(code(e).as_deref(), Some("InvalidArgumentException"));
+    let e = c.get_hls_streaming_session_url().stream_name("nope").send().await.expect_err("unknown");
+    assert_eq!(code(e).as_deref(), Some("ResourceNotFoundException"));
+    let e = c.get_hls_streaming_session_url().stream_name("nokeep").send().await.expect_err("no retention");
+    assert_eq!(code(e).as_deref(), Some("NoDataRetentionException"));
+    // The policy check names the operation: a GetClip-only key may not open HLS sessions.
+    let e =
+        client_as(&h, CLIP_ONLY).get_hls_streaming_session_url().stream_name("cam").send().await.expect_err("denied");
+    assert_eq!(code(e).as_deref(), Some("NotAuthorizedException"));
+}
+
+/// Appends the fixture clip again and again in real time (each fragment once its media has
+/// "happened"), like a live camera, until the returned task is aborted.
+fn feed_live(h: &Harness) -> tokio::task::JoinHandle<()> {
+    let stream = h.state.store.stream(STREAM).expect("stream");
+    tokio::spawn(async move {
+        let mut t0_ms = super::now_ms();
+        loop {
+            let frags = fragment_fixture(t0_ms as i64 * 1000);
+            let Some(last) = frags.last() else { return };
+            let next = last.producer_ms + u64::from(last.duration_ms);
+            for f in frags {
+                let due = f.producer_ms + u64::from(f.duration_ms);
+                tokio::time::sleep(std::time::Duration::from_millis(due.saturating_sub(super::now_ms()))).await;
+                let Ok(mut w) = stream
+                    .begin_fragment(reel_storage::FragmentStart {
+                        producer_ts_ms: f.producer_ms,
+                        server_ts_ms: super::now_ms(),
+                        header: f.header.clone().into(),
+                    })
+                    .await
+                else {
+                    return;
+                };
+                for (end, bytes) in &f.chunks {
+                    let _ = w.append_chunk(*end, bytes.clone().into()).await;
+                }
+                let _ = w.finish(f.duration_ms).await;
+            }
+            t0_ms = next;
+        }
+    })
+}
+
+/// Runs tests/viewer/play.mjs (playwright-core + Debian chromium); `None` = skipped.
+async fn run_viewer(h: &Harness, mode: &str, range: (u64, u64), shot: &str) -> Option<serde_json::Value> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("viewer");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !node || !Path::new(&chromium).exists() {
+        eprintln!("SKIP: the viewer test needs `node` and Chromium ({chromium})");
+        return None;
+    }
+    if !dir.join("node_modules/playwright-core/package.json").is_file() {
+        let ok = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "npm ci in tests/viewer failed");
+    }
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(dir.join("play.mjs"))
+        .env("VIEWER_URL", format!("http://{}/viewer", h.addr))
+        .env("KEY_ID", KEY_ID)
+        .env("SECRET", SECRET)
+        .env("REGION", "us-west-2")
+        .env("STREAM", "cam")
+        .env("MODE", mode)
+        .env("START_MS", range.0.to_string())
+        .env("END_MS", range.1.to_string())
+        .env("SCREENSHOT", target.join(shot))
+        .env("CHROMIUM", chromium)
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(90), cmd.output())
+        .await
+        .expect("viewer script timed out")
+        .expect("node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(line)
+        .unwrap_or_else(|_| panic!("viewer script output: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    Some(v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewer_plays_live_and_on_demand_in_chromium() {
+    let h = harness().await;
+    let range = fill(&h, 8_000).await;
+    let feeder = feed_live(&h);
+    let Some(live) = run_viewer(&h, "LIVE", range, "viewer-live.png").await else { return };
+    assert_eq!(live["ok"], true, "live playback in the viewer: {live}");
+    let on_demand = run_viewer(&h, "ON_DEMAND", range, "viewer-on-demand.png").await.expect("ran once already");
+    assert_eq!(on_demand["ok"], true, "on-demand playback in the viewer: {on_demand}");
+    eprintln!("viewer: live {live}\nviewer: on demand {on_demand}");
+    feeder.abort();
+}

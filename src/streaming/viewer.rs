@@ -1,0 +1,30 @@
+//! The media viewer: one HTML page at `/viewer` with hls.js, both embedded in the binary.
+//!
+//! The page signs ListStreams / GetHLSStreamingSessionURL / ListFragments requests in the
+//! browser (SigV4 with WebCrypto) from credentials the user enters, or plays a session URL
+//! given directly (`/viewer#<url-encoded HLS session URL>`).
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
+use axum::routing::get;
+
+use crate::state::AppState;
+
+/// The page.
+const INDEX_HTML: &str = include_str!("viewer/index.html");
+/// hls.js 1.7.4 light build (Apache-2.0, see `viewer/hls.LICENSE`), checked in minified.
+const HLS_JS: &str = include_str!("viewer/hls.light.min.js");
+
+/// `/viewer` and its script.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/viewer", get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }))
+        .route("/viewer/hls.light.min.js", get(|| async { asset("text/javascript; charset=utf-8", HLS_JS) }))
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let mut res = Response::new(body.into());
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    res
+}

@@ -111,3 +111,27 @@ async fn run(ns: Netns) {
         "stored audio lasts {audio:.3} s, the master streamed {streamed:.3} s (±{DURATION_TOLERANCE_S} s)"
     );
 }
+
+/// The harness itself, independent of reel's media peer: gst_master.py's WebRTC half answers
+/// a stand-in storage peer (a second webrtcbin offering recvonly H.264 + Opus, wired
+/// in-process by tests/e2e/selftest_gst_master.py) inside a namespace, and RTP of both kinds
+/// flows. When this passes and the test above fails after the offer, look at reel.
+#[test]
+fn gst_master_answers_a_recvonly_offer() {
+    if netns::enter("gst_master_answers_a_recvonly_offer").is_none() {
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/selftest_gst_master.py");
+    let out = std::process::Command::new("/usr/bin/python3").arg(&script).output().expect("run selftest_gst_master.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    let last: Value = stdout.lines().rev().find_map(|l| serde_json::from_str(l).ok()).unwrap_or(Value::Null);
+    assert!(
+        out.status.success() && last["ok"] == true,
+        "gst_master.py streams to a recvonly webrtcbin: {last}\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for kind in ["video", "audio"] {
+        assert!(last["rtp_buffers"][kind].as_u64().unwrap_or(0) > 10, "{kind} RTP reached the peer: {last}");
+    }
+}

@@ -21,6 +21,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True
 import gst_master  # noqa: E402
 from gst_master import Gst, GstSdp, GstWebRTC  # noqa: E402
 

@@ -18,6 +18,7 @@ pub mod control;
 pub mod edge;
 pub mod error;
 pub mod limits;
+pub mod media;
 pub mod meta;
 pub mod observe;
 pub mod peer;

@@ -1,0 +1,22 @@
+//! The sans-IO media path of the storage peer: depacketized WebRTC frames in, MKV fragments out.
+//!
+//! Data flows one way through small modules, each with one job:
+//! - [`h264`]: Annex-B access units → NAL units, parameter sets (SPS/PPS), the AVCC
+//!   `AVCDecoderConfigurationRecord`, and length-prefixed sample data.
+//! - [`opus`]: the `OpusHead` codec private and packet durations from the TOC byte.
+//! - [`mkv`]: a minimal EBML/Matroska writer (track header, SimpleBlocks, whole KVS-style
+//!   fragment documents) and a reader that turns them back into typed tracks and frames.
+//! - [`timing`]: the one timing model (RTP media time, producer time from RTCP sender
+//!   reports, server time from arrival).
+//! - [`fragmenter`]: the state machine that cuts keyframe-aligned fragments and asks for
+//!   keyframes.
+//!
+//! Nothing here touches a socket, a file or a clock: bytes and times are passed in, events are
+//! polled out, so every module is unit-tested and every parser is fuzzed (`fuzz/`).
+
+pub mod bits;
+pub mod fragmenter;
+pub mod h264;
+pub mod mkv;
+pub mod opus;
+pub mod timing;

@@ -10,6 +10,7 @@ use aws_sdk_kinesisvideo::types::{
     ChannelProtocol, ChannelRole, MediaStorageConfiguration, MediaStorageConfigurationStatus,
     SingleMasterChannelEndpointConfiguration,
 };
+use reel::media::mkv;
 use serde_json::Value;
 
 use super::Reel;
@@ -116,8 +117,9 @@ pub struct StoredMedia {
 }
 
 /// Open reel's media store under `data_dir` (reel must have exited), read every fragment of
-/// `stream_arn` and write them to `out` as one MKV: EBML header, Segment, Info, the track
-/// header (all fragments must share it), then one Cluster per fragment.
+/// `stream_arn` and write them to `out` as one MKV with `reel::media::mkv`: EBML header,
+/// Segment, Info, the track header (all fragments must share it), then one Cluster per
+/// fragment (Timecode = the fragment's producer timestamp).
 pub async fn assemble_mkv(data_dir: &Path, stream_arn: &str, out: &Path) -> StoredMedia {
     use reel_storage::{Store, StoreConfig, TimestampKind, TimestampRange};
     let store = Store::open(StoreConfig::new(data_dir.join("media"))).await.expect("open the media store");
@@ -141,7 +143,7 @@ pub async fn assemble_mkv(data_dir: &Path, stream_arn: &str, out: &Path) -> Stor
         let frag = stream.read_fragment(info.number).await.expect("read_fragment");
         match &header {
             None => {
-                mkv::segment_start(&frag.header, &mut doc);
+                mkv::write_segment_start(&frag.header, &[], &mut doc).expect("the stored header is a Tracks element");
                 header = Some(frag.header.clone());
             }
             Some(h) => assert_eq!(
@@ -151,8 +153,12 @@ pub async fn assemble_mkv(data_dir: &Path, stream_arn: &str, out: &Path) -> Stor
             ),
         }
         let payload = frag.payload();
-        starts_with_keyframe.push(mkv::first_video_block_is_keyframe(&payload));
-        mkv::cluster(info.producer_ts_ms, &payload, &mut doc);
+        let parsed = mkv::parse_stored(&frag.header, [payload.as_ref()], info.producer_ts_ms as i64)
+            .unwrap_or_else(|e| panic!("fragment {:?} does not parse: {e}", info.number));
+        let first_video = parsed.frames.iter().find(|f| f.track == mkv::VIDEO_TRACK);
+        starts_with_keyframe.push(first_video.is_some_and(|f| f.keyframe));
+        mkv::write_cluster_start(info.producer_ts_ms, Some(payload.len() as u64), &mut doc);
+        doc.extend_from_slice(&payload);
         stored_ms += u64::from(info.duration_ms);
     }
     std::fs::write(out, &doc).expect("write the assembled MKV");
@@ -221,103 +227,4 @@ pub fn probe(file: &Path) -> Probe {
         decode_errors.push_str(&format!("\nffmpeg exited with {}", dec.status));
     }
     Probe { codecs, durations, decode_errors }
-}
-
-/// Just enough Matroska to wrap stored fragments for ffmpeg (the stored header is a complete
-/// `Tracks` element and the chunks are SimpleBlocks relative to the fragment start).
-mod mkv {
-    const UNKNOWN_SIZE: [u8; 8] = [0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF];
-
-    fn id(out: &mut Vec<u8>, id: u32) {
-        let b = id.to_be_bytes();
-        let skip = b.iter().position(|&x| x != 0).unwrap_or(3);
-        out.extend_from_slice(&b[skip..]);
-    }
-
-    fn size(out: &mut Vec<u8>, n: u64) {
-        // Always 8 bytes: 0x01 marker then 7 bytes of length.
-        let mut b = n.to_be_bytes();
-        b[0] = 0x01;
-        out.extend_from_slice(&b);
-    }
-
-    fn uint(out: &mut Vec<u8>, el: u32, v: u64) {
-        id(out, el);
-        size(out, 8);
-        out.extend_from_slice(&v.to_be_bytes());
-    }
-
-    fn string(out: &mut Vec<u8>, el: u32, v: &str) {
-        id(out, el);
-        size(out, v.len() as u64);
-        out.extend_from_slice(v.as_bytes());
-    }
-
-    fn master(out: &mut Vec<u8>, el: u32, body: &[u8]) {
-        id(out, el);
-        size(out, body.len() as u64);
-        out.extend_from_slice(body);
-    }
-
-    /// EBML header, unknown-size Segment, Info (1 ms timecodes), then the stored `Tracks`.
-    pub fn segment_start(tracks: &[u8], out: &mut Vec<u8>) {
-        let mut ebml = Vec::new();
-        uint(&mut ebml, 0x4286, 1);
-        uint(&mut ebml, 0x42F7, 1);
-        uint(&mut ebml, 0x42F2, 4);
-        uint(&mut ebml, 0x42F3, 8);
-        string(&mut ebml, 0x4282, "matroska");
-        uint(&mut ebml, 0x4287, 4);
-        uint(&mut ebml, 0x4285, 2);
-        master(out, 0x1A45_DFA3, &ebml);
-        id(out, 0x1853_8067);
-        out.extend_from_slice(&UNKNOWN_SIZE);
-        let mut info = Vec::new();
-        uint(&mut info, 0x2A_D7B1, 1_000_000);
-        string(&mut info, 0x4D80, "reel-e2e");
-        string(&mut info, 0x5741, "reel-e2e");
-        master(out, 0x1549_A966, &info);
-        out.extend_from_slice(tracks);
-    }
-
-    /// One Cluster: `Timecode` = the fragment's start in ms, then its SimpleBlocks.
-    pub fn cluster(timecode_ms: u64, blocks: &[u8], out: &mut Vec<u8>) {
-        let mut body = Vec::with_capacity(blocks.len() + 16);
-        uint(&mut body, 0xE7, timecode_ms);
-        body.extend_from_slice(blocks);
-        master(out, 0x1F43_B675, &body);
-    }
-
-    /// Reads an EBML variable-length number: (value with the marker removed, length).
-    fn vint(data: &[u8]) -> Option<(u64, usize)> {
-        let first = *data.first()?;
-        let len = first.leading_zeros() as usize + 1;
-        if len > 8 || data.len() < len {
-            return None;
-        }
-        let mut v = u64::from(first) & (0xFF >> len);
-        for b in &data[1..len] {
-            v = (v << 8) | u64::from(*b);
-        }
-        Some((v, len))
-    }
-
-    /// Whether the first SimpleBlock of track 1 (video) in `blocks` has the keyframe flag.
-    pub fn first_video_block_is_keyframe(mut blocks: &[u8]) -> bool {
-        while !blocks.is_empty() {
-            let Some((el, id_len)) = vint(blocks).map(|(_, l)| (&blocks[..l], l)) else { return false };
-            let Some((len, size_len)) = vint(&blocks[id_len..]) else { return false };
-            let start = id_len + size_len;
-            let Some(body) = blocks.get(start..start + len as usize) else { return false };
-            if el == [0xA3] {
-                if let Some((track, tl)) = vint(body) {
-                    if track == 1 {
-                        return body.get(tl + 2).is_some_and(|flags| flags & 0x80 != 0);
-                    }
-                }
-            }
-            blocks = &blocks[start + len as usize..];
-        }
-        false
-    }
 }

@@ -95,7 +95,7 @@ async fn run(ns: Netns) {
     let offer = events.iter().find(|v| v["event"] == "sdp_offer");
     let offer = offer.unwrap_or_else(|| panic!("no SDP_OFFER received from the storage peer\n{}", summary()));
     assert!(offer["sender"].is_null(), "the storage offer carries no senderClientId: {offer}");
-    let done = events.last().filter(|v| v["event"] == "done");
+    let done = events.iter().find(|v| v["event"] == "done");
     let done = done.unwrap_or_else(|| panic!("the page did not finish streaming\n{}", summary()));
     assert!(out.status.success(), "run.mjs exit status {}\n{}", out.status, summary());
     println!("streamed {} s", done["streamed_s"]);

@@ -44,7 +44,8 @@ async fn run(ns: Netns) {
         .args(["--wss-endpoint", &ch.wss, "--webrtc-endpoint", &ch.webrtc, "--channel-arn", &ch.channel_arn])
         .args(["--region", REGION, "--access-key-id", ROOT_KEY_ID, "--secret-access-key", ROOT_SECRET])
         .args(["--seconds", &STREAM_SECONDS.to_string(), "--timeout", &MASTER_TIMEOUT.as_secs().to_string()])
-        .env("GST_DEBUG", "*:1")
+        .arg("--log-sdp")
+        .env("GST_DEBUG", "*:1,webrtcbin:2")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -81,7 +82,7 @@ async fn run(ns: Netns) {
     let offer = events.iter().find(|v| v["event"] == "sdp_offer");
     let offer = offer.unwrap_or_else(|| panic!("no SDP_OFFER received from the storage peer\n{}", summary()));
     assert!(offer["sender"].is_null(), "the storage offer carries no senderClientId: {offer}");
-    let done = events.last().filter(|v| v["event"] == "done");
+    let done = events.iter().find(|v| v["event"] == "done");
     let done = done.unwrap_or_else(|| panic!("the master did not finish streaming\n{}", summary()));
     assert!(out.status.success(), "gst_master exit status {}\n{}", out.status, summary());
     let streamed = done["streamed_s"].as_f64().expect("streamed_s");

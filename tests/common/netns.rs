@@ -30,6 +30,8 @@ use super::{Options, ROOT_KEY_ID, ROOT_SECRET, Reel};
 pub const REEL_IP: &str = "198.18.0.1";
 /// Address of the master's end of the veth pair.
 pub const MASTER_IP: &str = "198.18.0.2";
+/// Overrides the `reel` binary the namespaced tests start (e.g. a release build).
+pub const BIN_ENV: &str = "REEL_E2E_BIN";
 /// Set in the re-executed test process; its presence means "already inside".
 const INNER_ENV: &str = "REEL_E2E_IN_NETNS";
 
@@ -119,12 +121,14 @@ fn setup_links() {
 }
 
 /// Start `reel serve --listen <ip>:0` with the test root key, `opts.args` and the
-/// namespace's media peer flags (like [`Reel::start_with`], but on the veth address).
+/// namespace's media peer flags (like [`Reel::start_with`], but on the veth address; the
+/// binary is this build's unless [`BIN_ENV`] names another).
 pub fn start_reel(ns: &Netns, opts: Options) -> Reel {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data_dir: PathBuf = opts.data_dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     std::fs::create_dir_all(&data_dir).expect("data dir");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reel"));
+    let bin = std::env::var_os(BIN_ENV).unwrap_or_else(|| env!("CARGO_BIN_EXE_reel").into());
+    let mut cmd = Command::new(bin);
     cmd.arg("serve")
         .arg("--listen")
         .arg(format!("{}:0", ns.reel_ip))

@@ -234,6 +234,8 @@ class Master:
                     emit("extra_offer_ignored", sender=msg.get("senderClientId"))
                     continue
                 emit("sdp_offer", sender=msg.get("senderClientId"), chars=len(payload["sdp"]))
+                if self.args.log_sdp:
+                    emit("sdp_offer_text", sdp=payload["sdp"])
                 self.offer_sdp = payload["sdp"]
                 self.offer_event.set()
                 self.on_offer(payload["sdp"])
@@ -301,6 +303,10 @@ class Master:
 
     def on_remote_set(self, promise, _data):
         promise.wait()
+        reply = promise.get_reply()
+        if reply is not None and reply.has_field("error"):
+            self.call(self.fail, f"set-remote-description(offer) failed: {reply.get_value('error')}")
+            return
         for c in self.pending_remote:
             self.add_remote(c)
         self.pending_remote = []

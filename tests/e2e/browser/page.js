@@ -108,10 +108,7 @@ async function main() {
     joinLoop();
   });
   signaling.on('error', (e) => emit('signaling_error', { error: String(e?.message ?? e) }));
-  signaling.on('close', () => {
-    emit('signaling_closed');
-    finish('error', { error: 'signaling closed' });
-  });
+  signaling.on('close', () => finish('error', { error: 'signaling closed' }));
   signaling.on('statusResponse', (s) => emit('status_response', { status: s }));
 
   signaling.on('sdpOffer', async (offer, remoteClientId) => {

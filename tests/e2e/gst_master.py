@@ -29,7 +29,9 @@ import hmac
 import json
 import re
 import ssl
+import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -120,6 +122,29 @@ def signed_post(url, body, region, akid, secret, ssl_ctx, timeout=6.0):
         return e.code, e.read().decode(errors="replace")
 
 
+# ---------------------------------------------------------------- DTLS certificate
+
+def ecdsa_pem():
+    """A fresh self-signed ECDSA P-256 certificate + key (PEM), made with the openssl CLI.
+
+    GStreamer 1.22 generates RSA-2048 DTLS certificates; browsers and the KVS C SDK use ECDSA
+    by default, and reel's DTLS stack (str0m/dimpl) supports ECDSA only.
+    """
+    with tempfile.TemporaryDirectory() as d:
+        key, cert = f"{d}/key.pem", f"{d}/cert.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=gst-master"],
+                       check=True, capture_output=True)
+        return open(cert).read() + open(key).read()
+
+
+def pem_fingerprint(pem):
+    """SDP fingerprint (sha-256, colon-separated upper hex) of the certificate in `pem`."""
+    b64 = re.search(r"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", pem, re.S).group(1)
+    digest = hashlib.sha256(base64.b64decode("".join(b64.split()))).hexdigest().upper()
+    return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
+
+
 # ---------------------------------------------------------------- SDP helpers
 
 def payload_types(sdp_text):
@@ -157,6 +182,9 @@ class Master:
         self.pending_remote = []  # candidates received before the pipeline exists
         self.sent_candidates = 0
         self.recv_candidates = 0
+        # Made up front: on_offer must reach set-remote-description quickly once the pipeline
+        # plays (webrtcbin 1.22 asserts if RTP reaches it before the offer created its streams).
+        self.dtls_pem = ecdsa_pem() if args.dtls_cert == "ecdsa" else None
         self.ssl_ctx = None
         if args.ca_file:
             self.ssl_ctx = ssl.create_default_context(cafile=args.ca_file)
@@ -281,18 +309,31 @@ class Master:
             f"! videoconvert ! queue ! x264enc tune=zerolatency speed-preset=ultrafast bitrate={a.video_kbps} "
             f"key-int-max={a.key_int} ! video/x-h264,profile=constrained-baseline ! h264parse "
             f"! rtph264pay config-interval=-1 aggregate-mode=zero-latency "
-            f"! application/x-rtp,media=video,encoding-name=H264,payload={h264_pt},clock-rate=90000 ! webrtc. "
+            f"! application/x-rtp,media=video,encoding-name=H264,payload={h264_pt},clock-rate=90000,"
+            f"packetization-mode=(string)1,profile-level-id=(string){a.profile_level_id} ! webrtc. "
             f"audiotestsrc is-live=true wave=sine freq=440 ! audioconvert ! audioresample ! queue "
             f"! opusenc bitrate=32000 ! rtpopuspay "
             f"! application/x-rtp,media=audio,encoding-name=OPUS,payload={opus_pt},clock-rate=48000 ! webrtc. "
         )
         emit("pipeline", h264_pt=h264_pt, opus_pt=opus_pt)
         self.pipe = Gst.parse_launch(desc)
+        if self.args.dtls_cert == "ecdsa":
+            # webrtcbin 1.22 has no certificate setting: give the DTLS decoder (which owns the
+            # connection's certificate) our PEM as it is created, and announce the matching
+            # fingerprint in the answer (webrtcbin would announce its own RSA one).
+            def on_element(_bin, _sub, element):
+                factory = element.get_factory()
+                if factory is not None and factory.get_name() == "dtlssrtpdec":
+                    element.set_property("pem", self.dtls_pem)
+
+            self.pipe.connect("deep-element-added", on_element)
         self.webrtc = self.pipe.get_by_name("webrtc")
         self.webrtc.connect("on-ice-candidate", self.on_ice_candidate)
         self.webrtc.connect("notify::connection-state", self.on_connection_state)
         self.webrtc.connect("notify::ice-connection-state", self.on_ice_state)
-        self.pipe.set_state(Gst.State.PLAYING)
+        # Live sources produce nothing before PLAYING: start only once the offer has created
+        # webrtcbin's streams (webrtcbin 1.22 asserts if RTP arrives before that).
+        self.pipe.set_state(Gst.State.PAUSED)
         ok, sdpmsg = GstSdp.SDPMessage.new_from_text(sdp_text)
         if ok != GstSdp.SDPResult.OK:
             self.fail("cannot parse the offer SDP")
@@ -307,9 +348,19 @@ class Master:
         if reply is not None and reply.has_field("error"):
             self.call(self.fail, f"set-remote-description(offer) failed: {reply.get_value('error')}")
             return
+        self.pipe.set_state(Gst.State.PLAYING)
         for c in self.pending_remote:
             self.add_remote(c)
         self.pending_remote = []
+        # Answer once RTP caps (with SSRC and, for H.264, sprop-parameter-sets) reached
+        # webrtcbin: an answer without a=ssrc lines leaves a receiver that does not use the mid
+        # header extension unable to demultiplex the bundle.
+        deadline = time.monotonic() + (5 if self.args.answer_after_caps else 0)
+        while time.monotonic() < deadline:
+            caps = [p.get_current_caps() for p in self.webrtc.sinkpads]
+            if caps and all(c is not None and c.get_structure(0).has_field("ssrc") for c in caps):
+                break
+            time.sleep(0.02)
         self.webrtc.emit("create-answer", None, Gst.Promise.new_with_change_func(self.on_answer, None))
 
     def on_answer(self, promise, _data):
@@ -322,6 +373,8 @@ class Master:
             return
         self.webrtc.emit("set-local-description", answer, Gst.Promise.new())
         text = answer.sdp.as_text()
+        if self.dtls_pem is not None:
+            text = re.sub(r"a=fingerprint:[^\r\n]+", "a=fingerprint:sha-256 " + pem_fingerprint(self.dtls_pem), text)
         if self.args.log_sdp:
             emit("sdp_answer_text", sdp=text)
         self.call(lambda: asyncio.ensure_future(self.send("SDP_ANSWER", {"type": "answer", "sdp": text})))
@@ -386,7 +439,14 @@ def main():
     p.add_argument("--fps", type=int, default=30)
     p.add_argument("--key-int", type=int, default=15, help="frames between IDRs")
     p.add_argument("--video-kbps", type=int, default=600)
+    p.add_argument("--profile-level-id", default="42c01e",
+                   help="what x264enc's constrained-baseline SPS says for the size/rate (level 3.0 for 640x480@30); "
+                        "announced in the answer since the pipeline only plays once the offer is applied")
     p.add_argument("--log-sdp", action="store_true")
+    p.add_argument("--no-answer-after-caps", dest="answer_after_caps", action="store_false",
+                   help="answer at once instead of after RTP caps (and so a=ssrc lines) are known")
+    p.add_argument("--dtls-cert", choices=["ecdsa", "gstreamer"], default="ecdsa",
+                   help="ecdsa: a P-256 certificate like browsers use; gstreamer: GStreamer's own (RSA in 1.22)")
     args = p.parse_args()
     Gst.init(None)
     missing = [e for e in ("webrtcbin", "x264enc", "opusenc", "rtph264pay", "rtpopuspay", "nicesrc", "dtlssrtpenc")

@@ -7,7 +7,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 debs=(
-  iproute2 util-linux ffmpeg chromium nodejs npm
+  iproute2 util-linux openssl ffmpeg chromium nodejs npm
   python3 python3-gi python3-websockets
   gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad

@@ -29,7 +29,12 @@ H264_PT, OPUS_PT = 102, 111
 
 
 class Peer:
-    """The stand-in storage peer: offers recvonly H.264 + Opus and counts received RTP."""
+    """The stand-in storage peer: offers recvonly H.264 + Opus and counts received RTP.
+
+    It offers the profile-level-id the master's x264 stream carries (42c01e): webrtcbin 1.22 as
+    offerer aborts (`_connect_input_stream: assertion failed`) on an answer whose H.264
+    profile-level-id differs from its offer, which reel's offer (42e01f and others) tolerates.
+    """
 
     def __init__(self):
         self.pipe = Gst.Pipeline.new("peer")
@@ -41,7 +46,7 @@ class Peer:
         self.webrtc.connect("pad-added", self.on_pad)
         for caps in (
             f"application/x-rtp,media=video,encoding-name=H264,payload={H264_PT},clock-rate=90000,"
-            "packetization-mode=(string)1,profile-level-id=(string)42e01f",
+            "packetization-mode=(string)1,profile-level-id=(string)42c01e",
             f"application/x-rtp,media=audio,encoding-name=OPUS,payload={OPUS_PT},clock-rate=48000,"
             "encoding-params=(string)2",
         ):
@@ -117,8 +122,10 @@ class FakeWs:
 async def main():
     Gst.init(None)
     loop = asyncio.get_running_loop()
-    args = argparse.Namespace(width=320, height=240, fps=30, key_int=15, video_kbps=300, seconds=3.0,
-                              log_sdp=False, ca_file=None)
+    args = argparse.Namespace(width=640, height=480, fps=30, profile_level_id="42c01e",
+                              answer_after_caps=True, key_int=15, video_kbps=300, seconds=3.0,
+                              log_sdp=False, ca_file=None,
+                              dtls_cert=os.environ.get("GST_MASTER_DTLS_CERT", "ecdsa"))
     master = gst_master.Master(args, loop)
     peer = Peer()
     master.ws = FakeWs(peer)

@@ -16,6 +16,11 @@ tests/ingest_gstreamer.rs. It follows the KVS master flow for WebRTC ingestion
    that arrive before the offer).
 4. Stream for --seconds after webrtcbin reports connection-state "connected", then exit 0.
 
+GStreamer 1.22 specifics handled here: the pipeline plays only after the offer is applied
+(webrtcbin asserts if RTP arrives first), the answer waits for RTP caps (so it carries a=ssrc
+and the SPS's profile-level-id), and the DTLS certificate is ECDSA P-256 (--dtls-cert) like
+browsers', since GStreamer's default is RSA.
+
 Progress goes to stdout as one JSON object per line ({"event": ...}); the last line is
 {"event":"done",...} on success or {"event":"error","error":...} (exit status 1).
 """

@@ -48,6 +48,8 @@ pub struct Limits {
     pub max_presign_expires_secs: u64,
     /// Signaling WebSocket, signaling HTTPS API and TURN quotas (`[limits.signaling]`).
     pub signaling: SignalingLimits,
+    /// GetMedia quotas (`[limits.playback]`).
+    pub playback: PlaybackLimits,
 }
 
 impl Default for Limits {
@@ -90,6 +92,7 @@ impl Default for Limits {
             max_clock_skew_secs: 15 * 60,
             max_presign_expires_secs: 604_800,
             signaling: SignalingLimits::default(),
+            playback: PlaybackLimits::default(),
         }
     }
 }
@@ -98,6 +101,20 @@ impl Limits {
     /// The rate quota of one control-plane operation.
     pub fn control_plane(&self, operation: &str) -> TpsLimit {
         self.control_plane_tps.get(operation).copied().unwrap_or(self.default_control_plane_tps)
+    }
+}
+
+/// Quotas of the playback APIs (kvs-api §5.1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlaybackLimits {
+    /// GetMedia calls per second per stream (KVS: 5).
+    pub get_media_tps_per_stream: f64,
+}
+
+impl Default for PlaybackLimits {
+    fn default() -> Self {
+        Self { get_media_tps_per_stream: 5.0 }
     }
 }
 

@@ -16,7 +16,7 @@ use crate::edge;
 use crate::error::ApiError;
 use crate::meta::{self, MetaError};
 use crate::observe::{audit::AuditLog, metrics};
-use crate::state::{AppState, PublicUrls};
+use crate::state::{AppState, PublicUrls, url_host};
 use crate::throttle::Throttle;
 use crate::tls::{self, TlsError};
 
@@ -155,26 +155,4 @@ async fn unknown_operation(State(_): State<AppState>, req: axum::extract::Reques
         http::StatusCode::NOT_FOUND,
         format!("no operation at {} {}", req.method(), req.uri().path()),
     )
-}
-
-fn url_host(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split('/').next()?;
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next()?,
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    };
-    (!host.is_empty()).then(|| host.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::url_host;
-
-    #[test]
-    fn hosts_from_urls() {
-        assert_eq!(url_host("https://reel.example:8443/x").as_deref(), Some("reel.example"));
-        assert_eq!(url_host("https://[::1]:443").as_deref(), Some("::1"));
-        assert_eq!(url_host("http://10.0.0.1").as_deref(), Some("10.0.0.1"));
-    }
 }

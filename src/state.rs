@@ -54,9 +54,27 @@ impl PublicUrls {
     }
 }
 
+/// The host part of a URL (`https://[::1]:443/x` → `::1`), or `None` if it has none.
+pub fn url_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    (!host.is_empty()).then(|| host.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_from_urls() {
+        assert_eq!(url_host("https://reel.example:8443/x").as_deref(), Some("reel.example"));
+        assert_eq!(url_host("https://[::1]:443").as_deref(), Some("::1"));
+        assert_eq!(url_host("http://10.0.0.1").as_deref(), Some("10.0.0.1"));
+    }
 
     #[test]
     fn websocket_url_follows_scheme() {

@@ -10,11 +10,14 @@
 //!   reports, server time from arrival).
 //! - [`fragmenter`]: the state machine that cuts keyframe-aligned fragments and asks for
 //!   keyframes.
+//! - [`fixture`]: the repository's H.264/Opus fixture files run through the fragmenter, for
+//!   tests and tools that need real stored media.
 //!
 //! Nothing here touches a socket, a file or a clock: bytes and times are passed in, events are
 //! polled out, so every module is unit-tested and every parser is fuzzed (`fuzz/`).
 
 pub mod bits;
+pub mod fixture;
 pub mod fragmenter;
 pub mod h264;
 pub mod mkv;

@@ -39,6 +39,7 @@ use self::credentials::TurnSecret;
 use self::message::ServiceEvent;
 use self::registry::Registry;
 use self::turn::{TurnOptions, TurnServer};
+use crate::state::url_host;
 use crate::config::Config;
 use crate::limits::SignalingLimits;
 use crate::state::AppState;
@@ -208,16 +209,6 @@ pub fn turn_uris(host: &str, udp: SocketAddr, tcp: SocketAddr) -> Vec<String> {
         format!("turn:{host}:{}?transport=udp", udp.port()),
         format!("turn:{host}:{}?transport=tcp", tcp.port()),
     ]
-}
-
-fn url_host(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split('/').next()?;
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next()?,
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    };
-    (!host.is_empty()).then(|| host.to_string())
 }
 
 #[cfg(test)]

@@ -1,0 +1,183 @@
+//! An in-process reel for data-plane tests: the real router, SQLite metadata and media store
+//! in a temp dir, served on 127.0.0.1:0, with its `AppState` in reach so a test can append
+//! real H.264/Opus fragments (from the fixture files, via `reel::media::fixture`) straight
+//! into the store while official SDK clients read them back.
+//!
+//! Use from a test file with `#[path = "common/inproc.rs"] mod inproc;`.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use reel::auth::{Authenticator, CredentialStore};
+use reel::config::{Config, ServeArgs};
+use reel::media::fixture::{self, FixtureFragment};
+use reel::observe::audit::AuditLog;
+use reel::signaling::Signaling;
+use reel::state::{AppState, PublicUrls};
+use reel::throttle::Throttle;
+use reel_storage::{FragmentInfo, FragmentStart};
+
+/// Root key of the in-process server.
+pub const ROOT_KEY_ID: &str = "AKIAREELINPROCROOT01";
+/// Secret of [`ROOT_KEY_ID`].
+pub const ROOT_SECRET: &str = "reel-inproc-root-secret-00000000000000000";
+/// Region every client signs for.
+pub const REGION: &str = "us-west-2";
+
+/// A running in-process server.
+pub struct InProcess {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// Its state (store, metadata…).
+    pub state: AppState,
+    _dir: tempfile::TempDir,
+}
+
+impl InProcess {
+    /// Starts a server; `credentials_toml` adds keys (the `--credentials-file` format).
+    pub async fn start(credentials_toml: Option<&str>) -> Self {
+        Self::start_with(credentials_toml, |_| {}).await
+    }
+
+    /// As [`InProcess::start`], letting the test adjust the resolved configuration (limits…).
+    pub async fn start_with(credentials_toml: Option<&str>, tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cred_path = credentials_toml.map(|t| {
+            let p = dir.path().join("credentials.toml");
+            std::fs::write(&p, t).expect("credentials file");
+            p
+        });
+        let mut config = Config::resolve(ServeArgs {
+            listen: Some("127.0.0.1:0".parse().expect("addr")),
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        })
+        .expect("config");
+        tweak(&mut config);
+        let meta = reel::meta::sqlite::SqliteStore::open(dir.path()).await.expect("meta");
+        let (keys, _) =
+            CredentialStore::load(Some((ROOT_KEY_ID.into(), ROOT_SECRET.into())), cred_path.as_deref(), dir.path())
+                .expect("keys");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let signaling = Signaling::start(&config, dir.path(), &url).await.expect("signaling");
+        let state = AppState {
+            auth: Arc::new(Authenticator::new(keys, &config.limits)),
+            config: Arc::new(config),
+            meta: Arc::new(meta),
+            audit: AuditLog::open(dir.path()).await.expect("audit"),
+            throttle: Arc::new(Throttle::default()),
+            urls: Arc::new(PublicUrls::from_base(&url)),
+            signaling,
+            store: reel_storage::Store::open(reel_storage::StoreConfig::new(dir.path().join("media")))
+                .await
+                .expect("store"),
+        };
+        let app = reel::server::router(state.clone(), reel::observe::metrics::install());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        InProcess { url, state, _dir: dir }
+    }
+
+    fn creds(key_id: &str, secret: &str) -> aws_credential_types::Credentials {
+        aws_credential_types::Credentials::new(key_id, secret, None, None, "reel-test")
+    }
+
+    /// Control-plane client (root key).
+    pub fn kvs(&self) -> aws_sdk_kinesisvideo::Client {
+        use aws_sdk_kinesisvideo::config::{BehaviorVersion, Region};
+        aws_sdk_kinesisvideo::Client::from_conf(
+            aws_sdk_kinesisvideo::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new(REGION))
+                .endpoint_url(&self.url)
+                .credentials_provider(Self::creds(ROOT_KEY_ID, ROOT_SECRET))
+                .build(),
+        )
+    }
+
+    /// `kinesis-video-media` client signed with the given key.
+    pub fn media_as(&self, key_id: &str, secret: &str) -> aws_sdk_kinesisvideomedia::Client {
+        use aws_sdk_kinesisvideomedia::config::{BehaviorVersion, Region};
+        aws_sdk_kinesisvideomedia::Client::from_conf(
+            aws_sdk_kinesisvideomedia::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new(REGION))
+                .endpoint_url(&self.url)
+                .credentials_provider(Self::creds(key_id, secret))
+                .build(),
+        )
+    }
+
+    /// `kinesis-video-media` client (root key).
+    pub fn media(&self) -> aws_sdk_kinesisvideomedia::Client {
+        self.media_as(ROOT_KEY_ID, ROOT_SECRET)
+    }
+
+    /// `kinesis-video-archived-media` client signed with the given key.
+    pub fn archived_as(&self, key_id: &str, secret: &str) -> aws_sdk_kinesisvideoarchivedmedia::Client {
+        use aws_sdk_kinesisvideoarchivedmedia::config::{BehaviorVersion, Region};
+        aws_sdk_kinesisvideoarchivedmedia::Client::from_conf(
+            aws_sdk_kinesisvideoarchivedmedia::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new(REGION))
+                .endpoint_url(&self.url)
+                .credentials_provider(Self::creds(key_id, secret))
+                .build(),
+        )
+    }
+
+    /// `kinesis-video-archived-media` client (root key).
+    pub fn archived(&self) -> aws_sdk_kinesisvideoarchivedmedia::Client {
+        self.archived_as(ROOT_KEY_ID, ROOT_SECRET)
+    }
+
+    /// Creates a stream through the control plane; returns its ARN.
+    pub async fn create_stream(&self, name: &str, retention_hours: i32) -> String {
+        let out = self
+            .kvs()
+            .create_stream()
+            .stream_name(name)
+            .data_retention_in_hours(retention_hours)
+            .send()
+            .await
+            .expect("CreateStream");
+        out.stream_arn().expect("StreamARN").to_string()
+    }
+
+    /// The store handle of a stream.
+    pub fn stream(&self, arn: &str) -> reel_storage::Stream {
+        self.state.store.stream(arn).expect("stream in store")
+    }
+}
+
+/// The fixture media (6 s of H.264 + Opus) as three 2 s fragments whose first frame
+/// arrives at `start_unix_ms`.
+pub fn fixture_fragments(start_unix_ms: u64) -> Vec<FixtureFragment> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
+    let video = std::fs::read(format!("{dir}/test-h264-baseline.h264")).expect("video fixture");
+    let audio = std::fs::read(format!("{dir}/test-opus.packets")).expect("audio fixture");
+    fixture::fragments(&video, &audio, start_unix_ms as i64 * 1_000).expect("fragmenter")
+}
+
+/// Writes one fragment to the store the way the media peer does; resolves once persisted.
+pub async fn append(stream: &reel_storage::Stream, f: &FixtureFragment) -> FragmentInfo {
+    let mut w = stream
+        .begin_fragment(FragmentStart {
+            producer_ts_ms: f.producer_ts_ms,
+            server_ts_ms: f.server_ts_ms,
+            header: f.header.clone(),
+        })
+        .await
+        .expect("begin fragment");
+    for (end_ms, chunk) in &f.chunks {
+        w.append_chunk(*end_ms, chunk.clone()).await.expect("append chunk");
+    }
+    w.finish(f.duration_ms).await.expect("finish fragment")
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64
+}

@@ -176,3 +176,6 @@ pub fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
     std::fs::write(&p, contents).expect("write file");
     p
 }
+
+pub mod ingest;
+pub mod netns;

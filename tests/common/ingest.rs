@@ -1,0 +1,230 @@
+//! Shared steps of the WebRTC ingestion tests (tests/ingest_*.rs): the storage-enabled
+//! channel set up with the official Rust SDK, and the checks on what reel stored — read
+//! straight from the media store, written out as one MKV (the track header followed by every
+//! fragment as a Cluster) and judged by `ffprobe`/`ffmpeg`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use aws_sdk_kinesisvideo::types::{
+    ChannelProtocol, ChannelRole, MediaStorageConfiguration, MediaStorageConfigurationStatus,
+    SingleMasterChannelEndpointConfiguration,
+};
+use reel::media::mkv;
+use serde_json::Value;
+
+use super::Reel;
+
+/// A channel mapped to a stream with media storage enabled, and its master endpoints.
+#[derive(Debug, Clone)]
+pub struct StorageChannel {
+    pub channel_arn: String,
+    pub stream_arn: String,
+    /// `WSS` endpoint (ConnectAsMaster).
+    pub wss: String,
+    /// `HTTPS` endpoint (GetIceServerConfig).
+    pub https: String,
+    /// `WEBRTC` endpoint (JoinStorageSession).
+    pub webrtc: String,
+}
+
+/// PRODUCT.md "Ingestion flow" steps 1–3: CreateSignalingChannel, CreateStream (retention
+/// 24 h), UpdateMediaStorageConfiguration(ENABLED), then GetSignalingChannelEndpoint for
+/// WSS/HTTPS/WEBRTC as MASTER.
+pub async fn storage_channel(reel: &Reel, name: &str) -> StorageChannel {
+    let kvs = reel.kvs();
+    let channel_arn = kvs
+        .create_signaling_channel()
+        .channel_name(format!("{name}-channel"))
+        .send()
+        .await
+        .expect("CreateSignalingChannel")
+        .channel_arn()
+        .expect("ChannelARN")
+        .to_string();
+    let stream_arn = kvs
+        .create_stream()
+        .stream_name(format!("{name}-stream"))
+        .data_retention_in_hours(24)
+        .send()
+        .await
+        .expect("CreateStream")
+        .stream_arn()
+        .expect("StreamARN")
+        .to_string();
+    kvs.update_media_storage_configuration()
+        .channel_arn(&channel_arn)
+        .media_storage_configuration(
+            MediaStorageConfiguration::builder()
+                .stream_arn(&stream_arn)
+                .status(MediaStorageConfigurationStatus::Enabled)
+                .build()
+                .expect("MediaStorageConfiguration"),
+        )
+        .send()
+        .await
+        .expect("UpdateMediaStorageConfiguration");
+    let endpoints = kvs
+        .get_signaling_channel_endpoint()
+        .channel_arn(&channel_arn)
+        .single_master_channel_endpoint_configuration(
+            SingleMasterChannelEndpointConfiguration::builder()
+                .protocols(ChannelProtocol::Wss)
+                .protocols(ChannelProtocol::Https)
+                .protocols(ChannelProtocol::Webrtc)
+                .role(ChannelRole::Master)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("GetSignalingChannelEndpoint");
+    let endpoint = |p: ChannelProtocol| {
+        endpoints
+            .resource_endpoint_list()
+            .iter()
+            .find(|e| e.protocol() == Some(&p))
+            .and_then(|e| e.resource_endpoint())
+            .unwrap_or_else(|| panic!("no {p:?} endpoint in {endpoints:?}"))
+            .to_string()
+    };
+    StorageChannel {
+        wss: endpoint(ChannelProtocol::Wss),
+        https: endpoint(ChannelProtocol::Https),
+        webrtc: endpoint(ChannelProtocol::Webrtc),
+        channel_arn,
+        stream_arn,
+    }
+}
+
+/// `target/e2e/<name>` (created), where the tests leave the MKV and logs for inspection.
+pub fn artifact_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("e2e");
+    std::fs::create_dir_all(&dir).expect("create target/e2e");
+    dir
+}
+
+/// What was read from the store for one stream.
+#[derive(Debug)]
+pub struct StoredMedia {
+    /// Where the assembled MKV was written.
+    pub mkv: PathBuf,
+    /// Number of fragments.
+    pub fragments: usize,
+    /// Per fragment: whether its first video block is a keyframe.
+    pub starts_with_keyframe: Vec<bool>,
+    /// Sum of the fragments' durations as the store recorded them, in seconds.
+    pub stored_duration_s: f64,
+}
+
+/// Open reel's media store under `data_dir` (reel must have exited), read every fragment of
+/// `stream_arn` and write them to `out` as one MKV with `reel::media::mkv`: EBML header,
+/// Segment, Info, the track header (all fragments must share it), then one Cluster per
+/// fragment (Timecode = the fragment's producer timestamp).
+pub async fn assemble_mkv(data_dir: &Path, stream_arn: &str, out: &Path) -> StoredMedia {
+    use reel_storage::{Store, StoreConfig, TimestampKind, TimestampRange};
+    let store = Store::open(StoreConfig::new(data_dir.join("media"))).await.expect("open the media store");
+    let stream = store.stream(stream_arn).expect("the stream exists in the store");
+    let mut infos = Vec::new();
+    let mut page = stream
+        .list_fragments(TimestampRange { kind: TimestampKind::Server, start_ms: 0, end_ms: u64::MAX }, 1000)
+        .expect("list_fragments");
+    loop {
+        infos.extend(page.fragments.iter().copied());
+        match &page.next_token {
+            Some(t) => page = stream.list_fragments_after(t, 1000).expect("list_fragments_after"),
+            None => break,
+        }
+    }
+    let mut doc = Vec::new();
+    let mut header: Option<bytes::Bytes> = None;
+    let mut starts_with_keyframe = Vec::new();
+    let mut stored_ms = 0u64;
+    for info in &infos {
+        let frag = stream.read_fragment(info.number).await.expect("read_fragment");
+        match &header {
+            None => {
+                mkv::write_segment_start(&frag.header, &[], &mut doc).expect("the stored header is a Tracks element");
+                header = Some(frag.header.clone());
+            }
+            Some(h) => assert_eq!(
+                h, &frag.header,
+                "fragment {:?} has a different track header (codec change); cannot concatenate",
+                info.number
+            ),
+        }
+        let payload = frag.payload();
+        let parsed = mkv::parse_stored(&frag.header, [payload.as_ref()], info.producer_ts_ms as i64)
+            .unwrap_or_else(|e| panic!("fragment {:?} does not parse: {e}", info.number));
+        let first_video = parsed.frames.iter().find(|f| f.track == mkv::VIDEO_TRACK);
+        starts_with_keyframe.push(first_video.is_some_and(|f| f.keyframe));
+        mkv::write_cluster_start(info.producer_ts_ms, Some(payload.len() as u64), &mut doc);
+        doc.extend_from_slice(&payload);
+        stored_ms += u64::from(info.duration_ms);
+    }
+    std::fs::write(out, &doc).expect("write the assembled MKV");
+    StoredMedia {
+        mkv: out.to_path_buf(),
+        fragments: infos.len(),
+        starts_with_keyframe,
+        stored_duration_s: stored_ms as f64 / 1000.0,
+    }
+}
+
+/// What `ffprobe`/`ffmpeg` say about an MKV file.
+#[derive(Debug)]
+pub struct Probe {
+    /// `codec_name` of each stream, e.g. `["h264", "opus"]`.
+    pub codecs: Vec<String>,
+    /// Per codec: last packet end minus first packet start, in seconds.
+    pub durations: Vec<(String, f64)>,
+    /// Everything `ffmpeg -v error -i f -f null -` printed (must be empty).
+    pub decode_errors: String,
+}
+
+impl Probe {
+    /// The measured duration of the stream with this codec.
+    pub fn duration(&self, codec: &str) -> Option<f64> {
+        self.durations.iter().find(|(c, _)| c == codec).map(|(_, d)| *d)
+    }
+}
+
+/// Run `ffprobe` (streams and packets) and a full `ffmpeg` decode of `file`.
+pub fn probe(file: &Path) -> Probe {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=index,codec_name:packet=stream_index,pts_time,duration_time"])
+        .args(["-of", "json"])
+        .arg(file)
+        .output()
+        .expect("run ffprobe (package ffmpeg)");
+    assert!(out.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("ffprobe JSON");
+    let streams = v["streams"].as_array().cloned().unwrap_or_default();
+    let codecs: Vec<String> =
+        streams.iter().map(|s| s["codec_name"].as_str().unwrap_or("?").to_string()).collect();
+    let mut durations = Vec::new();
+    for s in &streams {
+        let index = s["index"].as_i64().unwrap_or(-1);
+        let (mut first, mut last) = (f64::MAX, f64::MIN);
+        for p in v["packets"].as_array().into_iter().flatten().filter(|p| p["stream_index"].as_i64() == Some(index)) {
+            let pts: f64 = p["pts_time"].as_str().and_then(|t| t.parse().ok()).unwrap_or(f64::NAN);
+            let dur: f64 = p["duration_time"].as_str().and_then(|t| t.parse().ok()).unwrap_or(0.0);
+            if pts.is_finite() {
+                first = first.min(pts);
+                last = last.max(pts + dur);
+            }
+        }
+        let d = if last >= first { last - first } else { 0.0 };
+        durations.push((s["codec_name"].as_str().unwrap_or("?").to_string(), d));
+    }
+    let dec = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(file)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("run ffmpeg");
+    let mut decode_errors = String::from_utf8_lossy(&dec.stderr).into_owned();
+    if !dec.status.success() {
+        decode_errors.push_str(&format!("\nffmpeg exited with {}", dec.status));
+    }
+    Probe { codecs, durations, decode_errors }
+}

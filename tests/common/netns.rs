@@ -1,0 +1,175 @@
+//! Private network namespaces for the WebRTC end-to-end tests.
+//!
+//! WebRTC stacks (Chromium, libnice) gather no ICE candidates on loopback alone, so each
+//! ingest test re-runs itself under `unshare -n` in a namespace of its own: `lo` up plus a
+//! veth pair [`REEL_IP`]/24 ↔ [`MASTER_IP`]/24, reel listening on the veth address, the
+//! master running beside it. Traffic never leaves loopback and 198.18.0.0/24 (RFC 2544
+//! benchmarking range), and parallel tests never share a namespace.
+//!
+//! Use:
+//! ```ignore
+//! #[test]
+//! fn my_test() {
+//!     let Some(ns) = netns::enter("my_test") else { return };
+//!     // … runs only inside the namespace …
+//! }
+//! ```
+//! Outside, [`enter`] re-executes the test binary for exactly that test inside a fresh
+//! namespace, streams its output, fails if the inner run failed (or ran no test) and returns
+//! `None`. It prints a `SKIP` line and returns `None` only when namespaces are unavailable.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use super::{Options, ROOT_KEY_ID, ROOT_SECRET, Reel};
+
+/// Address of reel's end of the veth pair (HTTP/WSS listener, TURN, media host candidate).
+pub const REEL_IP: &str = "198.18.0.1";
+/// Address of the master's end of the veth pair.
+pub const MASTER_IP: &str = "198.18.0.2";
+/// Overrides the `reel` binary the namespaced tests start (e.g. a release build).
+pub const BIN_ENV: &str = "REEL_E2E_BIN";
+/// Set in the re-executed test process; its presence means "already inside".
+const INNER_ENV: &str = "REEL_E2E_IN_NETNS";
+
+/// Extra `reel serve` flags for the media peer inside the namespace: the one place to
+/// adapt when the peer's flags change (its host-candidate address follows `--listen` by
+/// default; an explicit flag goes here).
+pub fn media_peer_args(ns: &Netns) -> Vec<String> {
+    let _ = ns;
+    Vec::new()
+}
+
+/// The namespace a test runs in (only constructed inside it).
+#[derive(Debug, Clone)]
+pub struct Netns {
+    /// [`REEL_IP`].
+    pub reel_ip: &'static str,
+    /// [`MASTER_IP`].
+    pub master_ip: &'static str,
+}
+
+/// Inside the namespace: set it up and return it. Outside: run `test_name` in a fresh
+/// namespace (asserting that it passed) and return `None`.
+pub fn enter(test_name: &str) -> Option<Netns> {
+    if std::env::var_os(INNER_ENV).is_some() {
+        setup_links();
+        return Some(Netns { reel_ip: REEL_IP, master_ip: MASTER_IP });
+    }
+    match Command::new("unshare").args(["-n", "true"]).output() {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => {
+            println!(
+                "SKIP {test_name}: network namespaces are unavailable (`unshare -n true` failed: {})",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return None;
+        }
+        Err(e) => {
+            println!("SKIP {test_name}: network namespaces are unavailable (cannot run `unshare`: {e})");
+            return None;
+        }
+    }
+    let exe = std::env::current_exe().expect("current test executable");
+    let mut child = Command::new("unshare")
+        .arg("-n")
+        .arg("--")
+        .arg(&exe)
+        .args(["--exact", test_name, "--nocapture", "--test-threads=1", "--include-ignored"])
+        .env(INNER_ENV, "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn the test binary under unshare -n");
+    let stdout = child.stdout.take().expect("child stdout");
+    let mut ran_one = false;
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        if line.contains("test result: ok. 1 passed") {
+            ran_one = true;
+        }
+        println!("[netns] {line}");
+    }
+    let status = child.wait().expect("wait for the namespaced test");
+    assert!(status.success(), "{test_name} failed inside its network namespace ({status})");
+    assert!(ran_one, "{test_name}: the namespaced run did not run exactly this one test");
+    None
+}
+
+/// `ip` with arguments; panics with its stderr on failure.
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run `ip` (package iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Loopback up, and the veth pair with both ends addressed and up.
+fn setup_links() {
+    ip(&["link", "set", "lo", "up"]);
+    ip(&["link", "add", "reel0", "type", "veth", "peer", "name", "master0"]);
+    ip(&["addr", "add", &format!("{REEL_IP}/24"), "dev", "reel0"]);
+    ip(&["addr", "add", &format!("{MASTER_IP}/24"), "dev", "master0"]);
+    ip(&["link", "set", "reel0", "up"]);
+    ip(&["link", "set", "master0", "up"]);
+}
+
+/// Start `reel serve --listen <ip>:0` with the test root key, `opts.args` and the
+/// namespace's media peer flags (like [`Reel::start_with`], but on the veth address; the
+/// binary is this build's unless [`BIN_ENV`] names another).
+pub fn start_reel(ns: &Netns, opts: Options) -> Reel {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data_dir: PathBuf = opts.data_dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    std::fs::create_dir_all(&data_dir).expect("data dir");
+    let bin = std::env::var_os(BIN_ENV).unwrap_or_else(|| env!("CARGO_BIN_EXE_reel").into());
+    let mut cmd = Command::new(bin);
+    cmd.arg("serve")
+        .arg("--listen")
+        .arg(format!("{}:0", ns.reel_ip))
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args(["--access-key-id", ROOT_KEY_ID, "--secret-access-key", ROOT_SECRET])
+        .args(&opts.args)
+        .args(media_peer_args(ns));
+    for (k, v) in &opts.env {
+        cmd.env(k, v);
+    }
+    let log = std::fs::File::create(data_dir.join("reel-test.log")).expect("log file");
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .env("RUST_LOG", "info,reel=debug")
+        .env("REEL_LOG_SDP", "1");
+    let mut child = cmd.spawn().expect("spawn reel");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut preamble = Vec::new();
+    let url = loop {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => match line.strip_prefix("reel listening on ") {
+                Some(url) => break url.to_string(),
+                None => preamble.push(line),
+            },
+            Err(_) => {
+                let _ = child.kill();
+                let log = std::fs::read_to_string(data_dir.join("reel-test.log")).unwrap_or_default();
+                panic!("reel did not print its listening line; stdout so far: {preamble:?}\nlog:\n{log}");
+            }
+        }
+    };
+    let tmp = if opts.data_dir.is_some() { None } else { Some(tmp) };
+    Reel { child, url, data_dir, _tmp: tmp, preamble }
+}

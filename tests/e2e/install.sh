@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what the WebRTC ingestion tests (tests/ingest_gstreamer.rs, tests/ingest_browser.rs)
+# need: iproute2 + unshare for the private network namespace, GStreamer webrtcbin with x264 and
+# Opus for the system Python, ffmpeg/ffprobe for checking the stored media, Chromium and the
+# browser page's npm packages. Idempotent and quick when everything is already there.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+debs=(
+  iproute2 util-linux openssl ffmpeg chromium nodejs npm
+  python3 python3-gi python3-websockets
+  gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly gstreamer1.0-nice gstreamer1.0-tools
+)
+missing=()
+for p in "${debs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# Node may come from elsewhere than Debian; only install the Debian one when none is on PATH.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  filtered=()
+  for p in "${missing[@]}"; do [[ "$p" == nodejs || "$p" == npm ]] || filtered+=("$p"); done
+  missing=("${filtered[@]}")
+fi
+if ((${#missing[@]})); then
+  echo "tests/e2e/install.sh: apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The browser master's packages, exactly as locked.
+browser="$here/browser"
+if ! cmp -s "$browser/package-lock.json" "$browser/node_modules/.reel-installed-lock.json"; then
+  (cd "$browser" && npm ci --loglevel=error)
+  cp "$browser/package-lock.json" "$browser/node_modules/.reel-installed-lock.json"
+fi

@@ -1,0 +1,139 @@
+//! WebRTC ingestion from a real second WebRTC stack: a GStreamer `webrtcbin` master
+//! (tests/e2e/gst_master.py, system `/usr/bin/python3` with python3-gi) sends
+//! videotestsrc/audiotestsrc as H.264 constrained baseline + Opus through reel's signaling
+//! and JoinStorageSession. The stored fragments, concatenated behind the track header, must
+//! form an MKV that ffprobe reports as H.264 + Opus of the streamed duration (±0.5 s), that
+//! ffmpeg decodes without errors, and whose fragments each start with a keyframe.
+//!
+//! Runs in a private network namespace (tests/common/netns.rs); needs the packages from
+//! tests/e2e/install.sh.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::netns::{self, Netns};
+use common::{Options, REGION, ROOT_KEY_ID, ROOT_SECRET, ingest};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// How long the master streams after its peer connection reports `connected`.
+const STREAM_SECONDS: f64 = 10.0;
+/// Allowed difference between the streamed and the stored duration (issue 5, "Show it").
+const DURATION_TOLERANCE_S: f64 = 0.5;
+/// Longest the master may run in total (signaling, offer wait, streaming).
+const MASTER_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[test]
+#[ignore = "needs the storage media peer (issue 5): JoinStorageSession is not routed on main yet; run with --ignored"]
+fn gstreamer_master_ingests_h264_and_opus() {
+    let Some(ns) = netns::enter("gstreamer_master_ingests_h264_and_opus") else { return };
+    tokio::runtime::Runtime::new().expect("runtime").block_on(run(ns));
+}
+
+async fn run(ns: Netns) {
+    let mut reel = netns::start_reel(&ns, Options::default());
+    assert!(reel.url.contains(ns.reel_ip), "reel listens on the veth address: {}", reel.url);
+    let ch = ingest::storage_channel(&reel, "gst").await;
+    println!("channel {} → stream {}; endpoints wss={} webrtc={}", ch.channel_arn, ch.stream_arn, ch.wss, ch.webrtc);
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/gst_master.py");
+    let mut cmd = tokio::process::Command::new("/usr/bin/python3");
+    cmd.arg(&script)
+        .args(["--wss-endpoint", &ch.wss, "--webrtc-endpoint", &ch.webrtc, "--channel-arn", &ch.channel_arn])
+        .args(["--region", REGION, "--access-key-id", ROOT_KEY_ID, "--secret-access-key", ROOT_SECRET])
+        .args(["--seconds", &STREAM_SECONDS.to_string(), "--timeout", &MASTER_TIMEOUT.as_secs().to_string()])
+        .arg("--log-sdp")
+        .env("GST_DEBUG", "*:1,webrtcbin:2")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if reel.url.starts_with("https://") {
+        cmd.arg("--ca-file").arg(reel.ca_path());
+    }
+    let mut child = cmd.spawn().expect("spawn /usr/bin/python3 tests/e2e/gst_master.py");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut events: Vec<Value> = Vec::new();
+    let read = async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            println!("[gst_master] {line}");
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                events.push(v);
+            }
+        }
+    };
+    tokio::time::timeout(MASTER_TIMEOUT + Duration::from_secs(10), read).await.expect("gst_master finished in time");
+    let out = child.wait_with_output().await.expect("wait for gst_master");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let has = |e: &str| events.iter().any(|v| v["event"] == e);
+    let summary = || format!("master events: {events:#?}\nmaster stderr:\n{stderr}\nreel log:\n{}", reel.log());
+
+    // Everything up to the offer: signaling connect and JoinStorageSession accepted.
+    assert!(has("signaling_connected"), "the master connected to signaling\n{}", summary());
+    let joins: Vec<&Value> = events.iter().filter(|v| v["event"] == "join_storage_session").collect();
+    assert!(!joins.is_empty(), "the master called JoinStorageSession\n{}", summary());
+    assert!(
+        joins.iter().all(|j| j["status"] == 200),
+        "JoinStorageSession returned 200 every time\n{}",
+        summary()
+    );
+    let offer = events.iter().find(|v| v["event"] == "sdp_offer");
+    let offer = offer.unwrap_or_else(|| panic!("no SDP_OFFER received from the storage peer\n{}", summary()));
+    assert!(offer["sender"].is_null(), "the storage offer carries no senderClientId: {offer}");
+    let done = events.iter().find(|v| v["event"] == "done");
+    let done = done.unwrap_or_else(|| panic!("the master did not finish streaming\n{}", summary()));
+    assert!(out.status.success(), "gst_master exit status {}\n{}", out.status, summary());
+    let streamed = done["streamed_s"].as_f64().expect("streamed_s");
+
+    assert!(reel.sigterm(), "reel exits cleanly on SIGTERM\n{}", reel.log());
+    let mkv_path = ingest::artifact_dir().join("ingest_gstreamer.mkv");
+    std::fs::write(ingest::artifact_dir().join("ingest_gstreamer.reel.log"), reel.log()).ok();
+    let stored = ingest::assemble_mkv(&reel.data_dir, &ch.stream_arn, &mkv_path).await;
+    println!("stored: {stored:?}");
+    assert!(stored.fragments > 0, "the stream holds fragments\n{}", reel.log());
+    for (i, k) in stored.starts_with_keyframe.iter().enumerate() {
+        assert!(*k, "fragment {i} of {} starts with a keyframe", stored.fragments);
+    }
+    let probe = ingest::probe(&mkv_path);
+    println!("probe: {probe:?}");
+    assert!(probe.codecs.iter().any(|c| c == "h264"), "ffprobe sees H.264: {probe:?}");
+    assert!(probe.codecs.iter().any(|c| c == "opus"), "ffprobe sees Opus: {probe:?}");
+    assert!(probe.decode_errors.trim().is_empty(), "ffmpeg decodes without errors:\n{}", probe.decode_errors);
+    let video = probe.duration("h264").expect("video duration");
+    assert!(
+        (video - streamed).abs() <= DURATION_TOLERANCE_S,
+        "stored video lasts {video:.3} s, the master streamed {streamed:.3} s (±{DURATION_TOLERANCE_S} s)"
+    );
+    let audio = probe.duration("opus").expect("audio duration");
+    assert!(
+        (audio - streamed).abs() <= DURATION_TOLERANCE_S,
+        "stored audio lasts {audio:.3} s, the master streamed {streamed:.3} s (±{DURATION_TOLERANCE_S} s)"
+    );
+}
+
+/// The harness itself, independent of reel's media peer: gst_master.py's WebRTC half answers
+/// a stand-in storage peer (a second webrtcbin offering recvonly H.264 + Opus, wired
+/// in-process by tests/e2e/selftest_gst_master.py) inside a namespace, and RTP of both kinds
+/// flows. When this passes and the test above fails after the offer, look at reel.
+#[test]
+fn gst_master_answers_a_recvonly_offer() {
+    if netns::enter("gst_master_answers_a_recvonly_offer").is_none() {
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/selftest_gst_master.py");
+    let out = std::process::Command::new("/usr/bin/python3").arg(&script).output().expect("run selftest_gst_master.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    let last: Value = stdout.lines().rev().find_map(|l| serde_json::from_str(l).ok()).unwrap_or(Value::Null);
+    assert!(
+        out.status.success() && last["ok"] == true,
+        "gst_master.py streams to a recvonly webrtcbin: {last}\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for kind in ["video", "audio"] {
+        assert!(last["rtp_buffers"][kind].as_u64().unwrap_or(0) > 10, "{kind} RTP reached the peer: {last}");
+    }
+}

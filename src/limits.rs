@@ -48,6 +48,8 @@ pub struct Limits {
     pub max_presign_expires_secs: u64,
     /// Signaling WebSocket, signaling HTTPS API and TURN quotas (`[limits.signaling]`).
     pub signaling: SignalingLimits,
+    /// WebRTC storage sessions (`[limits.storage_session]`).
+    pub storage_session: StorageSessionLimits,
 }
 
 impl Default for Limits {
@@ -90,6 +92,7 @@ impl Default for Limits {
             max_clock_skew_secs: 15 * 60,
             max_presign_expires_secs: 604_800,
             signaling: SignalingLimits::default(),
+            storage_session: StorageSessionLimits::default(),
         }
     }
 }
@@ -160,6 +163,34 @@ impl Default for SignalingLimits {
             turn_credential_ttl_secs: 300,
             turn_max_allocations_per_channel: 50,
             turn_bandwidth_bps_per_allocation: 5_000_000,
+        }
+    }
+}
+
+/// Quotas of the storage media peer (PRODUCT.md "Limits", kvs-api §4.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSessionLimits {
+    /// Longest life of one storage session, in seconds (KVS: 1 h).
+    pub max_session_secs: u64,
+    /// A session without media for this long ends, in seconds (reel: 3 min).
+    pub idle_timeout_secs: u64,
+    /// Bitrate advertised to the sender per session, bits per second (reel: 1 Mbps).
+    pub bitrate_bps: u64,
+    /// JoinStorageSession calls per second across the account (KVS: 50).
+    pub join_tps_account: f64,
+    /// JoinStorageSession calls per second on one channel (KVS: 2).
+    pub join_tps_per_channel: f64,
+}
+
+impl Default for StorageSessionLimits {
+    fn default() -> Self {
+        Self {
+            max_session_secs: 60 * 60,
+            idle_timeout_secs: 3 * 60,
+            bitrate_bps: 1_000_000,
+            join_tps_account: 50.0,
+            join_tps_per_channel: 2.0,
         }
     }
 }

@@ -23,7 +23,15 @@ const KEY: (&str, &str) = (ROOT_KEY_ID, ROOT_SECRET);
 /// stream ARN, WSS endpoint, WEBRTC endpoint).
 async fn setup(reel: &Reel, name: &str, storage: bool) -> (String, String, String, String) {
     let kvs = reel.kvs();
-    let arn = kvs.create_signaling_channel().channel_name(name).send().await.expect("channel").channel_arn().expect("arn").to_string();
+    let arn = kvs
+        .create_signaling_channel()
+        .channel_name(name)
+        .send()
+        .await
+        .expect("channel")
+        .channel_arn()
+        .expect("arn")
+        .to_string();
     let stream = kvs
         .create_stream()
         .stream_name(format!("{name}-stream"))
@@ -98,7 +106,8 @@ async fn master_streams_into_keyframe_aligned_fragments() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(reel.sigterm(), "reel did not stop cleanly:\n{}", reel.log());
 
-    let store = reel_storage::Store::open(reel_storage::StoreConfig::new(reel.data_dir.join("media"))).await.expect("store");
+    let store =
+        reel_storage::Store::open(reel_storage::StoreConfig::new(reel.data_dir.join("media"))).await.expect("store");
     let stream = store.stream(&stream_arn).expect("stream exists in the store");
     let infos = stream.latest_fragments(100);
     assert!(infos.len() >= 2, "expected ≥ 2 fragments, got {infos:?}\n{}", reel.log());
@@ -132,7 +141,8 @@ async fn master_streams_into_keyframe_aligned_fragments() {
         .output()
         .expect("ffprobe");
     let v: serde_json::Value = serde_json::from_slice(&probe.stdout).expect("ffprobe json");
-    let codecs: Vec<&str> = v["streams"].as_array().expect("streams").iter().filter_map(|s| s["codec_name"].as_str()).collect();
+    let codecs: Vec<&str> =
+        v["streams"].as_array().expect("streams").iter().filter_map(|s| s["codec_name"].as_str()).collect();
     assert!(codecs.contains(&"h264") && codecs.contains(&"opus"), "{codecs:?}");
     // The composed file is a live-style MKV without Info/Duration: measure the packets.
     let pts: Vec<f64> = v["packets"]
@@ -143,7 +153,12 @@ async fn master_streams_into_keyframe_aligned_fragments() {
         .collect();
     let span = pts.iter().cloned().fold(f64::MIN, f64::max) - pts.iter().cloned().fold(f64::MAX, f64::min);
     assert!((span - total_ms as f64 / 1000.0).abs() <= 0.5, "ffprobe packets span {span} s vs stored {total_ms} ms");
-    let decode = Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&path).args(["-f", "null", "-"]).output().expect("ffmpeg");
+    let decode = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&path)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg");
     assert!(decode.stderr.is_empty(), "ffmpeg errors: {}", String::from_utf8_lossy(&decode.stderr));
 }
 

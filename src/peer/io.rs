@@ -94,6 +94,8 @@ struct Session {
     packets: u64,
     bytes: u64,
     plis: u64,
+    /// The last logged selected candidate pair.
+    selected_pair: Option<String>,
 }
 
 /// The loop's state: sessions, demux tables and the deadline set.
@@ -217,6 +219,7 @@ impl Loop {
                 packets: 0,
                 bytes: 0,
                 plis: 0,
+                selected_pair: None,
             },
         );
         self.drive(id, now);
@@ -389,7 +392,24 @@ fn handle_event(s: &mut Session, ev: Event, anchor: &ClockAnchor) -> Option<EndR
             }
         }
         Event::PeerStats(stats) => {
-            tracing::debug!(session = s.id, ?stats, "peer stats");
+            let pair = stats.selected_candidate_pair.as_ref().map(|p| format!("{:?} -> {:?}", p.local, p.remote));
+            if pair != s.selected_pair {
+                tracing::info!(session = s.id, pair = ?pair, rtt = ?stats.rtt, "selected candidate pair");
+                s.selected_pair = pair;
+            } else {
+                tracing::debug!(session = s.id, rtt = ?stats.rtt, loss = ?stats.ingress_loss_fraction, "peer stats");
+            }
+        }
+        Event::MediaIngressStats(m) => {
+            let labels = [("session", s.id.to_string()), ("mid", m.mid.to_string())];
+            metrics::counter!("reel_storage_session_rx_packets", &labels).absolute(m.packets);
+            metrics::counter!("reel_storage_session_rx_bytes", &labels).absolute(m.bytes);
+            metrics::counter!("reel_storage_session_nacks", &labels).absolute(m.nacks);
+            metrics::counter!("reel_storage_session_plis", &labels).absolute(m.plis);
+            metrics::gauge!("reel_storage_session_jitter", &labels).set(f64::from(m.jitter));
+            if let Some(loss) = m.loss {
+                metrics::gauge!("reel_storage_session_loss_fraction", &labels).set(f64::from(loss));
+            }
         }
         _ => {}
     }

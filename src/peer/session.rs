@@ -15,6 +15,9 @@ use super::{ingest, sdp};
 use crate::signaling::message::{MessageKind, SignalingMessage};
 use crate::signaling::registry::{StoragePeerEvent, StoragePeerHandle};
 
+/// How often str0m reports peer and ingress stats (selected pair, RTT, NACKs, loss, jitter).
+pub const STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What a session needs besides its channel and stream.
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
@@ -41,7 +44,7 @@ struct CandidatePayload {
 /// Builds the offerer `Rtc`: recvonly H.264 (packetization-mode 1, the profiles KVS
 /// masters send) and recvonly Opus, no data channel.
 pub fn build_rtc(candidate: SocketAddr) -> Result<Offerer, String> {
-    let mut cfg = RtcConfig::new().clear_codecs().enable_opus(true, false);
+    let mut cfg = RtcConfig::new().clear_codecs().enable_opus(true, false).set_stats_interval(Some(STATS_INTERVAL));
     let codecs = cfg.codec_config();
     for (pt, rtx, profile) in [
         (108u8, 109u8, 0x42e01f_u32),

@@ -93,8 +93,8 @@ pub async fn join_storage_session(webrtc: &str, arn: &str, region: &str, key: (&
     let identity = aws_credential_types::Credentials::new(key.0, key.1, None, None, "test").into();
     let params = signing_params(&identity, region, SigningSettings::default());
     let headers = [("host", host.as_str()), ("content-type", "application/json")];
-    let signable =
-        SignableRequest::new("POST", &url, headers.iter().copied(), SignableBody::Bytes(body.as_bytes())).expect("signable");
+    let signable = SignableRequest::new("POST", &url, headers.iter().copied(), SignableBody::Bytes(body.as_bytes()))
+        .expect("signable");
     let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
     let mut req = reqwest::Client::new().post(&url).header("content-type", "application/json").body(body);
     for (name, value) in instructions.headers() {

@@ -417,11 +417,11 @@ fn handle_event(s: &mut Session, ev: Event, anchor: &ClockAnchor) -> Option<EndR
 }
 
 fn request_pli(s: &mut Session) {
-    if let Some(mut w) = s.rtc.writer(s.video) {
-        if w.request_keyframe(None, KeyframeRequestKind::Pli).is_ok() {
-            s.plis += 1;
-            metrics::counter!("reel_storage_session_plis_total").increment(1);
-        }
+    if let Some(mut w) = s.rtc.writer(s.video)
+        && w.request_keyframe(None, KeyframeRequestKind::Pli).is_ok()
+    {
+        s.plis += 1;
+        metrics::counter!("reel_storage_session_plis_total").increment(1);
     }
 }
 

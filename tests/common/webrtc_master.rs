@@ -158,10 +158,10 @@ impl Master {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let msg = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()??.ok()?;
-            if let Some((kind, payload)) = parse_event(&msg) {
-                if kind == "SDP_OFFER" {
-                    return payload["sdp"].as_str().map(str::to_owned);
-                }
+            if let Some((kind, payload)) = parse_event(&msg)
+                && kind == "SDP_OFFER"
+            {
+                return payload["sdp"].as_str().map(str::to_owned);
             }
         }
     }
@@ -252,23 +252,23 @@ impl Master {
             let sleep = tokio::time::sleep_until(wake.into());
             tokio::select! {
                 r = socket.recv_from(&mut buf) => {
-                    if let Ok((n, source)) = r {
-                        if let Ok(contents) = buf[..n].try_into() {
-                            let input = Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination: local, contents });
-                            let _ = rtc.handle_input(input);
-                        }
+                    if let Ok((n, source)) = r
+                        && let Ok(contents) = buf[..n].try_into()
+                    {
+                        let input = Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination: local, contents });
+                        let _ = rtc.handle_input(input);
                     }
                 }
                 msg = self.ws.next() => {
-                    if let Some(Ok(msg)) = msg {
-                        if let Some((kind, payload)) = parse_event(&msg) {
-                            if kind == "ICE_CANDIDATE" {
-                                if let Some(c) = payload["candidate"].as_str().and_then(|c| Candidate::from_sdp_string(c).ok()) {
-                                    rtc.add_remote_candidate(c);
-                                }
-                            } else if kind == "SDP_OFFER" {
-                                report.offers += 1;
+                    if let Some(Ok(msg)) = msg
+                        && let Some((kind, payload)) = parse_event(&msg)
+                    {
+                        if kind == "ICE_CANDIDATE" {
+                            if let Some(c) = payload["candidate"].as_str().and_then(|c| Candidate::from_sdp_string(c).ok()) {
+                                rtc.add_remote_candidate(c);
                             }
+                        } else if kind == "SDP_OFFER" {
+                            report.offers += 1;
                         }
                     }
                 }

@@ -203,3 +203,22 @@ async fn join_errors_supersede_and_bad_answer() {
     let report = master.answer_and_publish(&third, AnswerMode::Normal, Duration::from_secs(3)).await;
     assert!(report.connected, "session after a failed one did not connect:\n{}", reel.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_without_media_ends_at_the_idle_timeout() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = common::write_file(dir.path(), "reel.toml", "[limits.storage_session]\nidle_timeout_secs = 2\n");
+    let reel = Reel::start_with(common::Options {
+        args: vec!["--config".into(), cfg.display().to_string(), "--log-sdp".into()],
+        ..Default::default()
+    });
+    let (arn, _, wss, webrtc) = setup(&reel, "peer-idle", true).await;
+    let mut master = Master::connect(&wss, &webrtc, &arn, REGION, KEY).await;
+    assert_eq!(master.join().await.0, 200);
+    let offer = master.next_offer(Duration::from_secs(6)).await.expect("offer");
+    let report = master.answer_and_publish(&offer, AnswerMode::Silent, Duration::from_secs(4)).await;
+    assert!(report.connected);
+    let log = reel.log();
+    assert!(log.contains("storage session ended") && log.contains("Idle"), "session did not end as idle:\n{log}");
+    assert!(log.contains("storage session offer") && log.contains("storage session answer"), "--log-sdp logs both");
+}

@@ -25,6 +25,8 @@ pub enum AnswerMode {
     Normal,
     /// The audio codec renamed so the answer carries no Opus.
     WithoutOpus,
+    /// A normal answer, then no media at all (idle sessions).
+    Silent,
 }
 
 /// What a run saw.
@@ -218,7 +220,7 @@ impl Master {
                 break;
             }
             // Publish what is due.
-            if let (Some(t0), Some(vm), Some(am)) = (started, vmid, amid) {
+            if let (Some(t0), Some(vm), Some(am), false) = (started, vmid, amid, mode == AnswerMode::Silent) {
                 let elapsed = now.duration_since(t0);
                 while report.video_frames < video.len()
                     && Duration::from_micros(report.video_frames as u64 * 33_333) <= elapsed

@@ -93,6 +93,17 @@ pub struct ServeArgs {
     /// it is an IP, else the --turn-listen IP (127.0.0.1 when that is unspecified).
     #[arg(long, env = "REEL_TURN_PUBLIC_IP")]
     pub turn_public_ip: Option<IpAddr>,
+    /// UDP address of the WebRTC media socket shared by all storage sessions.
+    /// Default: the --listen IP, port 0.
+    #[arg(long, env = "REEL_WEBRTC_LISTEN")]
+    pub webrtc_listen: Option<SocketAddr>,
+    /// IP advertised in the storage peer's host candidate (1:1 NAT). Default: the
+    /// --webrtc-listen IP (or the --public-url host when that is unspecified).
+    #[arg(long, env = "REEL_WEBRTC_PUBLIC_IP")]
+    pub webrtc_public_ip: Option<IpAddr>,
+    /// Log every SDP offer and answer of storage sessions.
+    #[arg(long, env = "REEL_LOG_SDP", num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub log_sdp: Option<bool>,
     /// Keep closed media segments in this S3 bucket (S3 or any S3-compatible server).
     #[arg(long, env = "REEL_S3_BUCKET")]
     pub s3_bucket: Option<String>,
@@ -149,6 +160,19 @@ pub struct Config {
     pub turn: TurnSettings,
     /// Where closed media segments are kept besides the local disk; `None` = local only.
     pub s3: Option<S3Settings>,
+    /// The storage peer's WebRTC media socket.
+    pub webrtc: WebRtcSettings,
+}
+
+/// The storage peer's UDP media socket and what it advertises (`--webrtc-*`, `--log-sdp`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebRtcSettings {
+    /// Where the one shared UDP socket binds.
+    pub listen: SocketAddr,
+    /// Explicit advertised IP (`--webrtc-public-ip`).
+    pub public_ip: Option<IpAddr>,
+    /// Log offers and answers (`--log-sdp`, `REEL_LOG_SDP=1`).
+    pub log_sdp: bool,
 }
 
 /// The S3 backend of the media store (`--s3-*`).
@@ -259,7 +283,13 @@ impl Config {
                 })
             }
         };
+        let webrtc = WebRtcSettings {
+            listen: m.pick(|a| a.webrtc_listen).unwrap_or_else(|| SocketAddr::new(listen.ip(), 0)),
+            public_ip: m.pick(|a| a.webrtc_public_ip),
+            log_sdp: m.pick(|a| a.log_sdp).unwrap_or(false),
+        };
         Ok(Self {
+            webrtc,
             s3,
             turn,
             listen,

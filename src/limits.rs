@@ -52,6 +52,8 @@ pub struct Limits {
     pub playback: PlaybackLimits,
     /// HLS/DASH sessions and GetClip (kvs-api §5.4–5.6).
     pub streaming: StreamingLimits,
+    /// WebRTC storage sessions (`[limits.storage_session]`).
+    pub storage_session: StorageSessionLimits,
 }
 
 impl Default for Limits {
@@ -96,6 +98,7 @@ impl Default for Limits {
             signaling: SignalingLimits::default(),
             playback: PlaybackLimits::default(),
             streaming: StreamingLimits::default(),
+            storage_session: StorageSessionLimits::default(),
         }
     }
 }
@@ -217,6 +220,34 @@ impl Default for StreamingLimits {
             live_window_ms: 30_000,
             max_clip_fragments: 200,
             max_clip_bytes: 100 * 1024 * 1024,
+        }
+    }
+}
+
+/// Quotas of the storage media peer (PRODUCT.md "Limits", kvs-api §4.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSessionLimits {
+    /// Longest life of one storage session, in seconds (KVS: 1 h).
+    pub max_session_secs: u64,
+    /// A session without media for this long ends, in seconds (reel: 3 min).
+    pub idle_timeout_secs: u64,
+    /// Bitrate advertised to the sender per session, bits per second (reel: 1 Mbps).
+    pub bitrate_bps: u64,
+    /// JoinStorageSession calls per second across the account (KVS: 50).
+    pub join_tps_account: f64,
+    /// JoinStorageSession calls per second on one channel (KVS: 2).
+    pub join_tps_per_channel: f64,
+}
+
+impl Default for StorageSessionLimits {
+    fn default() -> Self {
+        Self {
+            max_session_secs: 60 * 60,
+            idle_timeout_secs: 3 * 60,
+            bitrate_bps: 1_000_000,
+            join_tps_account: 50.0,
+            join_tps_per_channel: 2.0,
         }
     }
 }

@@ -83,7 +83,11 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     let signaling = crate::signaling::Signaling::start(&config, &data_dir, &base).await?;
     signaling.spawn_sighup_rotation();
 
+    let fallback_ip = url_host(&base).and_then(|h| h.parse().ok()).or(Some(local.ip()));
+    let peers = crate::peer::Peers::start(&config.webrtc, &config.limits.storage_session, fallback_ip)
+        .map_err(|source| ServeError::Bind { addr: config.webrtc.listen, source })?;
     let state = AppState {
+        peers: peers.clone(),
         auth: Arc::new(Authenticator::new(keys, &config.limits)),
         config: Arc::new(config),
         meta,
@@ -101,6 +105,8 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
         shutdown.await;
         tracing::info!("shutdown requested; draining connections");
         signaling.shutdown().await;
+        // Sessions end and their open fragments are finished before the store is sealed.
+        peers.shutdown().await;
         stopper.graceful_shutdown(Some(SHUTDOWN_GRACE));
     });
 

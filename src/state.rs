@@ -27,6 +27,8 @@ pub struct AppState {
     pub signaling: crate::signaling::Signaling,
     /// The retained-stream store (media fragments), keyed by stream ARN.
     pub store: reel_storage::Store,
+    /// The storage media peer (JoinStorageSession sessions and their UDP I/O loop).
+    pub peers: crate::peer::Peers,
 }
 
 /// Base URLs reel hands to clients (no trailing slash).

@@ -31,7 +31,6 @@ fn browser_dir() -> PathBuf {
 }
 
 #[test]
-#[ignore = "needs the storage media peer (issue 5): JoinStorageSession is not routed on main yet; run with --ignored"]
 fn browser_master_ingests_h264_and_opus() {
     let Some(ns) = netns::enter("browser_master_ingests_h264_and_opus") else { return };
     tokio::runtime::Runtime::new().expect("runtime").block_on(run(ns));

@@ -27,7 +27,6 @@ const DURATION_TOLERANCE_S: f64 = 0.5;
 const MASTER_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[test]
-#[ignore = "needs the storage media peer (issue 5): JoinStorageSession is not routed on main yet; run with --ignored"]
 fn gstreamer_master_ingests_h264_and_opus() {
     let Some(ns) = netns::enter("gstreamer_master_ingests_h264_and_opus") else { return };
     tokio::runtime::Runtime::new().expect("runtime").block_on(run(ns));

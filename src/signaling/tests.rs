@@ -60,7 +60,9 @@ async fn harness(tweak: impl FnOnce(&mut Config)) -> Harness {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let signaling = Signaling::start(&config, dir.path(), &format!("http://{addr}")).await.expect("signaling");
+    let peers = crate::peer::Peers::start(&config.webrtc, &config.limits.storage_session, None).expect("peers");
     let state = AppState {
+        peers,
         auth: Arc::new(Authenticator::new(store, &config.limits)),
         config: Arc::new(config),
         meta: Arc::new(meta),

@@ -76,7 +76,9 @@ async fn harness() -> Harness {
     let store =
         reel_storage::Store::open(reel_storage::StoreConfig::new(dir.path().join("media"))).await.expect("store");
     store.create_stream(STREAM, 24).await.expect("store stream");
+    let peers = crate::peer::Peers::start(&config.webrtc, &config.limits.storage_session, None).expect("peers");
     let state = AppState {
+        peers,
         auth: Arc::new(Authenticator::new(keys, &config.limits)),
         config: Arc::new(config),
         meta: Arc::new(meta),

@@ -61,7 +61,9 @@ impl InProcess {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let signaling = Signaling::start(&config, dir.path(), &url).await.expect("signaling");
+        let peers = reel::peer::Peers::start(&config.webrtc, &config.limits.storage_session, None).expect("peers");
         let state = AppState {
+            peers,
             auth: Arc::new(Authenticator::new(keys, &config.limits)),
             config: Arc::new(config),
             meta: Arc::new(meta),

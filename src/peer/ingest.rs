@@ -1,0 +1,165 @@
+//! From str0m media to stored fragments: [`media_frame`] maps a `MediaData` onto the
+//! fragmenter's input, and [`spawn_writer`] runs the per-session store writer task that
+//! turns fragment events into store calls without blocking the I/O loop.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use reel_storage::{FragmentStart, FragmentWriter, StoreError, Stream};
+use str0m::media::{MediaData, Mid};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::media::fragmenter::{FragmentEvent, MediaFrame};
+use crate::media::timing::{MediaKind, SenderReport};
+
+/// Store events queued per session before the I/O loop starts dropping (and counting) them.
+pub const WRITER_QUEUE: usize = 4096;
+/// How long a new session's first fragment waits for the superseded session's writer.
+const BEGIN_RETRY_FOR: Duration = Duration::from_secs(3);
+
+/// Pairs an `Instant` with the wall clock once, so str0m's `Instant`s become Unix µs.
+#[derive(Debug, Clone, Copy)]
+pub struct ClockAnchor {
+    instant: Instant,
+    unix_us: i64,
+}
+
+impl ClockAnchor {
+    /// The anchor for "now".
+    pub fn now() -> Self {
+        Self { instant: Instant::now(), unix_us: unix_us(SystemTime::now()) }
+    }
+
+    /// `t` as µs since the Unix epoch.
+    pub fn unix_us(&self, t: Instant) -> i64 {
+        match t.checked_duration_since(self.instant) {
+            Some(d) => self.unix_us + d.as_micros() as i64,
+            None => self.unix_us - self.instant.duration_since(t).as_micros() as i64,
+        }
+    }
+
+    /// The `Instant` of Unix time `us` (clamped to the anchor's past).
+    pub fn instant(&self, us: i64) -> Instant {
+        let delta = us - self.unix_us;
+        if delta >= 0 {
+            self.instant + Duration::from_micros(delta as u64)
+        } else {
+            self.instant.checked_sub(Duration::from_micros(delta.unsigned_abs())).unwrap_or(self.instant)
+        }
+    }
+}
+
+fn unix_us(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
+/// The fragmenter input for one depacketized str0m frame (`None` for another mid).
+pub fn media_frame(md: &MediaData, video: Mid, audio: Mid, anchor: &ClockAnchor) -> Option<MediaFrame> {
+    let kind = if md.mid == video {
+        MediaKind::Video
+    } else if md.mid == audio {
+        MediaKind::Audio
+    } else {
+        return None;
+    };
+    Some(MediaFrame {
+        kind,
+        rtp_timestamp: md.time.numer() as u32,
+        arrival_unix_us: anchor.unix_us(md.network_time),
+        contiguous: md.contiguous,
+        sender_report: md
+            .last_sender_info
+            .map(|sr| SenderReport { ntp_unix_us: unix_us(sr.ntp_time), rtp_timestamp: sr.rtp_time.numer() as u32 }),
+        data: md.data.to_vec(),
+    })
+}
+
+/// Runs the store side of one session: `BeginFragment` → `begin_fragment`, `Chunk` →
+/// `append_chunk`, `EndFragment` → `finish`. When the queue closes, an open fragment is
+/// finished with the end of its last chunk, so no accepted media is lost.
+pub fn spawn_writer(session: u64, stream: Stream, mut rx: mpsc::Receiver<FragmentEvent>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut open: Option<(FragmentWriter, u32)> = None;
+        // After a failed begin, drop chunks until the next fragment.
+        let mut skipping = false;
+        while let Some(ev) = rx.recv().await {
+            match ev {
+                FragmentEvent::BeginFragment { producer_ts_ms, server_ts_ms, header } => {
+                    if let Some((w, end)) = open.take() {
+                        finish(session, w, end).await;
+                    }
+                    let start = FragmentStart { producer_ts_ms, server_ts_ms, header };
+                    match begin(&stream, start).await {
+                        Ok(w) => {
+                            skipping = false;
+                            open = Some((w, 0));
+                        }
+                        Err(e) => {
+                            tracing::error!(session, error = %e, "cannot begin fragment; dropping it");
+                            metrics::counter!("reel_storage_session_fragment_errors_total").increment(1);
+                            skipping = true;
+                        }
+                    }
+                }
+                FragmentEvent::Chunk { bytes, media_end_ms } => {
+                    if skipping {
+                        continue;
+                    }
+                    if let Some((w, end)) = open.as_mut() {
+                        if let Err(e) = w.append_chunk(media_end_ms, Bytes::from(bytes)).await {
+                            tracing::error!(session, error = %e, "cannot append chunk");
+                        }
+                        *end = (*end).max(media_end_ms);
+                    }
+                }
+                FragmentEvent::EndFragment { duration_ms } => {
+                    if let Some((w, _)) = open.take() {
+                        finish(session, w, duration_ms).await;
+                    }
+                }
+                FragmentEvent::RequestKeyframe { .. } => {}
+            }
+        }
+        if let Some((w, end)) = open.take() {
+            finish(session, w, end).await;
+        }
+    })
+}
+
+/// `begin_fragment`, retrying while the previous session of the stream still holds its writer.
+async fn begin(stream: &Stream, start: FragmentStart) -> Result<FragmentWriter, StoreError> {
+    let deadline = Instant::now() + BEGIN_RETRY_FOR;
+    loop {
+        match stream.begin_fragment(start.clone()).await {
+            Err(StoreError::FragmentInProgress { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn finish(session: u64, w: FragmentWriter, duration_ms: u32) {
+    match w.finish(duration_ms).await {
+        Ok(info) => {
+            metrics::counter!("reel_storage_session_fragments_total").increment(1);
+            tracing::debug!(session, fragment = ?info.number, duration_ms, "fragment stored");
+        }
+        Err(e) => tracing::error!(session, error = %e, "cannot finish fragment"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anchor_round_trips() {
+        let a = ClockAnchor::now();
+        let later = a.instant + Duration::from_millis(1500);
+        let us = a.unix_us(later);
+        assert_eq!(us - a.unix_us, 1_500_000);
+        assert_eq!(a.instant(us), later);
+    }
+}

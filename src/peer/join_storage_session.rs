@@ -1,0 +1,108 @@
+//! `POST /joinStorageSession` (kvs-api §4.1): check the channel, its storage mapping and
+//! its master, answer 200 at once, and start a storage session that offers to the master.
+
+use axum::Extension;
+use axum::extract::State;
+use axum::http::StatusCode;
+use bytes::Bytes;
+use serde::Deserialize;
+
+use crate::auth::Principal;
+use crate::control::meta_error;
+use crate::edge::authorize;
+use crate::error::{ApiError, ApiResult};
+use crate::limits::TpsLimit;
+use crate::state::AppState;
+
+/// The KVS operation name (throttle and policy action).
+pub const OPERATION: &str = "JoinStorageSession";
+
+#[derive(Debug, Deserialize)]
+struct Input {
+    #[serde(rename = "channelArn")]
+    channel_arn: Option<String>,
+}
+
+fn access_denied(message: String) -> ApiError {
+    ApiError::new("AccessDeniedException", StatusCode::FORBIDDEN, message)
+}
+
+/// Checks the model's `channelArn` pattern
+/// `^arn:(aws[a-zA-Z-]*):kinesisvideo:[a-z0-9-]+:[0-9]+:[a-z]+/[a-zA-Z0-9_.-]+/[0-9]+$`.
+pub fn valid_channel_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let [arn_s, partition, service, region, account, resource] = parts.as_slice() else { return false };
+    let res: Vec<&str> = resource.split('/').collect();
+    *arn_s == "arn"
+        && partition.strip_prefix("aws").is_some_and(|r| r.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-'))
+        && *service == "kinesisvideo"
+        && !region.is_empty()
+        && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !account.is_empty()
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && matches!(res.as_slice(), [kind, name, ts]
+            if !kind.is_empty() && kind.bytes().all(|b| b.is_ascii_lowercase())
+            && !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+            && !ts.is_empty() && ts.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// `POST /joinStorageSession {"channelArn"}` → 200 with an empty body.
+#[tracing::instrument(name = "JoinStorageSession", skip_all, fields(channel = tracing::field::Empty))]
+pub async fn handle(
+    State(st): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let input: Input = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid_argument(format!("the request body is not valid: {e}")))?;
+    let Some(arn) = input.channel_arn else {
+        return Err(ApiError::invalid_argument("1 validation error detected: channelArn must not be null"));
+    };
+    if !valid_channel_arn(&arn) {
+        return Err(ApiError::invalid_argument(format!("channelArn {arn:?} does not match the channel ARN pattern")));
+    }
+    tracing::Span::current().record("channel", arn.as_str());
+    authorize(&principal, "kinesisvideo:JoinStorageSession", &arn, access_denied)?;
+    let lim = &st.config.limits.storage_session;
+    st.throttle.check(
+        OPERATION,
+        TpsLimit { account: lim.join_tps_account, resource: Some(lim.join_tps_per_channel) },
+        Some(&arn),
+    )?;
+    if st.meta.channel_by_arn(&arn).await.map_err(meta_error)?.is_none() {
+        return Err(ApiError::not_found(format!("the channel {arn} was not found")));
+    }
+    let storage = st.meta.media_storage(&arn).await.map_err(meta_error)?;
+    let stream_arn = match (storage.enabled, storage.stream_arn) {
+        (true, Some(s)) => s,
+        _ => return Err(ApiError::invalid_argument(format!("media storage is not enabled for the channel {arn}"))),
+    };
+    let Some(stream) = st.meta.stream_by_arn(&stream_arn).await.map_err(meta_error)? else {
+        return Err(ApiError::not_found(format!("the stream {stream_arn} mapped to the channel was not found")));
+    };
+    if stream.data_retention_in_hours == 0 {
+        return Err(ApiError::invalid_argument(format!("the stream {stream_arn} has no data retention")));
+    }
+    if !st.signaling.registry.bus().master_connected(&arn) {
+        return Err(ApiError::invalid_argument(format!("no master is connected to the channel {arn}")));
+    }
+    let store = st.store.open_or_create_stream(&stream_arn, stream.data_retention_in_hours).await?;
+    let handle = st.signaling.registry.attach_storage_peer(&arn);
+    let id = st.peers.start_session(handle, store);
+    tracing::info!(session = id, stream = %stream_arn, "storage session starting");
+    Ok(StatusCode::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_channel_arn;
+
+    #[test]
+    fn channel_arn_pattern() {
+        assert!(valid_channel_arn("arn:aws:kinesisvideo:us-west-2:123456789012:channel/my-ch_1.x/1700000000000"));
+        assert!(!valid_channel_arn("arn:aws:kinesisvideo:us-west-2:123456789012:channel/my ch/1"));
+        assert!(!valid_channel_arn("arn:aws:s3:us-west-2:123456789012:channel/c/1"));
+        assert!(!valid_channel_arn("not-an-arn"));
+        assert!(!valid_channel_arn("arn:aws:kinesisvideo:us-west-2:123456789012:channel/c"));
+    }
+}

@@ -1,0 +1,224 @@
+//! The storage media peer end to end on loopback: a Rust str0m master (tests/common/
+//! webrtc_master.rs) connects, calls JoinStorageSession, answers reel's offer and streams
+//! the fixtures; the stream then holds keyframe-aligned fragments that compose into an MKV
+//! ffprobe/ffmpeg accept. Plus JoinStorageSession's errors, superseding and a bad answer.
+
+mod common;
+#[path = "common/webrtc_master.rs"]
+mod webrtc_master_mod;
+
+use std::process::Command;
+use std::time::Duration;
+
+use aws_sdk_kinesisvideo::types::{
+    ChannelProtocol, ChannelRole, MediaStorageConfiguration, MediaStorageConfigurationStatus,
+    SingleMasterChannelEndpointConfiguration,
+};
+use common::{REGION, ROOT_KEY_ID, ROOT_SECRET, Reel};
+use webrtc_master_mod::{AnswerMode, Master, join_storage_session};
+
+const KEY: (&str, &str) = (ROOT_KEY_ID, ROOT_SECRET);
+
+/// Creates a channel (and, when `storage`, a stream mapped to it); returns (channel ARN,
+/// stream ARN, WSS endpoint, WEBRTC endpoint).
+async fn setup(reel: &Reel, name: &str, storage: bool) -> (String, String, String, String) {
+    let kvs = reel.kvs();
+    let arn = kvs
+        .create_signaling_channel()
+        .channel_name(name)
+        .send()
+        .await
+        .expect("channel")
+        .channel_arn()
+        .expect("arn")
+        .to_string();
+    let stream = kvs
+        .create_stream()
+        .stream_name(format!("{name}-stream"))
+        .data_retention_in_hours(24)
+        .send()
+        .await
+        .expect("stream")
+        .stream_arn()
+        .expect("stream arn")
+        .to_string();
+    if storage {
+        kvs.update_media_storage_configuration()
+            .channel_arn(&arn)
+            .media_storage_configuration(
+                MediaStorageConfiguration::builder()
+                    .stream_arn(&stream)
+                    .status(MediaStorageConfigurationStatus::Enabled)
+                    .build()
+                    .expect("config"),
+            )
+            .send()
+            .await
+            .expect("UpdateMediaStorageConfiguration");
+    }
+    let mut protocols = vec![ChannelProtocol::Wss, ChannelProtocol::Https];
+    if storage {
+        protocols.push(ChannelProtocol::Webrtc);
+    }
+    let endpoints = kvs
+        .get_signaling_channel_endpoint()
+        .channel_arn(&arn)
+        .single_master_channel_endpoint_configuration(
+            SingleMasterChannelEndpointConfiguration::builder()
+                .set_protocols(Some(protocols))
+                .role(ChannelRole::Master)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("GetSignalingChannelEndpoint");
+    let find = |p: ChannelProtocol| {
+        endpoints
+            .resource_endpoint_list()
+            .iter()
+            .find(|e| e.protocol() == Some(&p))
+            .and_then(|e| e.resource_endpoint())
+            .map(str::to_owned)
+    };
+    let wss = find(ChannelProtocol::Wss).expect("wss");
+    let webrtc = find(ChannelProtocol::Webrtc).unwrap_or_else(|| reel.url.clone());
+    (arn, stream, wss, webrtc)
+}
+
+fn tool(name: &str) -> bool {
+    Command::new(name).arg("-version").output().is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_streams_into_keyframe_aligned_fragments() {
+    let mut reel = Reel::start();
+    let (arn, stream_arn, wss, webrtc) = setup(&reel, "peer-ingest", true).await;
+    let mut master = Master::connect(&wss, &webrtc, &arn, REGION, KEY).await;
+    let (status, body) = master.join().await;
+    assert_eq!(status, 200, "JoinStorageSession: {body}");
+    let offer = master.next_offer(Duration::from_secs(6)).await.expect("storage offer within 6 s");
+    assert_eq!(offer.lines().filter(|l| l.starts_with("a=fingerprint:")).count(), 1, "{offer}");
+    assert!(offer.contains("a=ice-options:trickle"));
+    let report = master.answer_and_publish(&offer, AnswerMode::Normal, Duration::from_secs(6)).await;
+    assert!(report.connected, "ICE/DTLS never connected; reel log:\n{}", reel.log());
+    assert!(report.video_frames > 100, "{report:?}");
+    master.close().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(reel.sigterm(), "reel did not stop cleanly:\n{}", reel.log());
+
+    let store =
+        reel_storage::Store::open(reel_storage::StoreConfig::new(reel.data_dir.join("media"))).await.expect("store");
+    let stream = store.stream(&stream_arn).expect("stream exists in the store");
+    let infos = stream.latest_fragments(100);
+    assert!(infos.len() >= 2, "expected ≥ 2 fragments, got {infos:?}\n{}", reel.log());
+    let mut clip = Vec::new();
+    let mut total_ms = 0u64;
+    for (i, info) in infos.iter().enumerate() {
+        let f = stream.read_fragment(info.number).await.expect("read fragment");
+        let payload = f.payload();
+        let mut frames = Vec::new();
+        reel::media::mkv::parse_blocks(&payload, 0, &mut frames).expect("blocks parse");
+        let first_video = frames.iter().find(|fr| fr.track == 1).expect("video in fragment");
+        assert!(first_video.keyframe, "fragment {i} does not start with a keyframe");
+        if i == 0 {
+            reel::media::mkv::write_segment_start(&f.header, &[], &mut clip).expect("segment start");
+        }
+        reel::media::mkv::write_cluster_start(info.producer_ts_ms, Some(payload.len() as u64), &mut clip);
+        clip.extend_from_slice(&payload);
+        total_ms += u64::from(info.duration_ms);
+    }
+    assert!((4_000..=7_000).contains(&total_ms), "stored {total_ms} ms");
+    if !tool("ffprobe") || !tool("ffmpeg") {
+        eprintln!("SKIP ffprobe/ffmpeg checks: tools not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("ingest.mkv");
+    std::fs::write(&path, &clip).expect("write mkv");
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=codec_name:packet=pts_time", "-of", "json"])
+        .arg(&path)
+        .output()
+        .expect("ffprobe");
+    let v: serde_json::Value = serde_json::from_slice(&probe.stdout).expect("ffprobe json");
+    let codecs: Vec<&str> =
+        v["streams"].as_array().expect("streams").iter().filter_map(|s| s["codec_name"].as_str()).collect();
+    assert!(codecs.contains(&"h264") && codecs.contains(&"opus"), "{codecs:?}");
+    // The composed file is a live-style MKV without Info/Duration: measure the packets.
+    let pts: Vec<f64> = v["packets"]
+        .as_array()
+        .expect("packets")
+        .iter()
+        .filter_map(|p| p["pts_time"].as_str().and_then(|t| t.parse().ok()))
+        .collect();
+    let span = pts.iter().cloned().fold(f64::MIN, f64::max) - pts.iter().cloned().fold(f64::MAX, f64::min);
+    assert!((span - total_ms as f64 / 1000.0).abs() <= 0.5, "ffprobe packets span {span} s vs stored {total_ms} ms");
+    let decode = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&path)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg");
+    assert!(decode.stderr.is_empty(), "ffmpeg errors: {}", String::from_utf8_lossy(&decode.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_errors_supersede_and_bad_answer() {
+    let reel = Reel::start();
+    // Unknown channel → 404.
+    let missing = "arn:aws:kinesisvideo:us-west-2:123456789012:channel/nope/1700000000000";
+    let (status, body) = join_storage_session(&reel.url, missing, REGION, KEY).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("ResourceNotFoundException"), "{body}");
+    // Malformed ARN → 400 InvalidArgument.
+    let (status, body) = join_storage_session(&reel.url, "bad", REGION, KEY).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("InvalidArgumentException"));
+    // Storage disabled → 400 InvalidArgument.
+    let (plain, _, _, _) = setup(&reel, "peer-plain", false).await;
+    let (status, body) = join_storage_session(&reel.url, &plain, REGION, KEY).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("InvalidArgumentException"), "{body}");
+    // Storage enabled but no master → 400 InvalidArgument.
+    let (arn, _, wss, webrtc) = setup(&reel, "peer-join", true).await;
+    let (status, body) = join_storage_session(&webrtc, &arn, REGION, KEY).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("no master"), "{body}");
+
+    let mut master = Master::connect(&wss, &webrtc, &arn, REGION, KEY).await;
+    // A second JoinStorageSession supersedes the first with a new offer.
+    assert_eq!(master.join().await.0, 200);
+    let first = master.next_offer(Duration::from_secs(6)).await.expect("first offer");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(master.join().await.0, 200);
+    let second = master.next_offer(Duration::from_secs(6)).await.expect("second offer");
+    assert_ne!(first, second, "each JoinStorageSession makes a new offer");
+    // An answer without Opus fails the session; the next join still works.
+    let report = master.answer_and_publish(&second, AnswerMode::WithoutOpus, Duration::from_secs(2)).await;
+    assert!(!report.connected, "a session without Opus must not connect");
+    assert!(reel.log().contains("no accepted Opus"), "reel log lacks the reason:\n{}", reel.log());
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(master.join().await.0, 200);
+    let third = master.next_offer(Duration::from_secs(6)).await.expect("offer after a failed session");
+    let report = master.answer_and_publish(&third, AnswerMode::Normal, Duration::from_secs(3)).await;
+    assert!(report.connected, "session after a failed one did not connect:\n{}", reel.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_without_media_ends_at_the_idle_timeout() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = common::write_file(dir.path(), "reel.toml", "[limits.storage_session]\nidle_timeout_secs = 2\n");
+    let reel = Reel::start_with(common::Options {
+        args: vec!["--config".into(), cfg.display().to_string(), "--log-sdp".into()],
+        ..Default::default()
+    });
+    let (arn, _, wss, webrtc) = setup(&reel, "peer-idle", true).await;
+    let mut master = Master::connect(&wss, &webrtc, &arn, REGION, KEY).await;
+    assert_eq!(master.join().await.0, 200);
+    let offer = master.next_offer(Duration::from_secs(6)).await.expect("offer");
+    let report = master.answer_and_publish(&offer, AnswerMode::Silent, Duration::from_secs(4)).await;
+    assert!(report.connected);
+    let log = reel.log();
+    assert!(log.contains("storage session ended") && log.contains("Idle"), "session did not end as idle:\n{log}");
+    assert!(log.contains("storage session offer") && log.contains("storage session answer"), "--log-sdp logs both");
+}

@@ -459,12 +459,12 @@ impl MetaStore for SqliteStore {
         let mut tx = self.begin().await?;
         let current = current_version(&mut tx, "SELECT version FROM streams WHERE arn = ?1", arn, "stream").await?;
         check_version(&current, Some(expected_version), arn)?;
-        if update.data_retention_in_hours == Some(0) {
-            if let Some(channel) = storage_holder(&mut tx, arn).await? {
-                return Err(MetaError::InUse(format!(
-                    "stream {arn} stores the media of channel {channel}; disable its media storage before removing retention"
-                )));
-            }
+        if update.data_retention_in_hours == Some(0)
+            && let Some(channel) = storage_holder(&mut tx, arn).await?
+        {
+            return Err(MetaError::InUse(format!(
+                "stream {arn} stores the media of channel {channel}; disable its media storage before removing retention"
+            )));
         }
         let row = sqlx::query(concat!(
             "UPDATE streams SET device_name = COALESCE(?2, device_name), media_type = COALESCE(?3, media_type), \

@@ -8,15 +8,17 @@
 //! (they run against the merged control plane and metadata store).
 
 mod common;
+#[allow(dead_code)]
+#[path = "../src/auth/test_signing.rs"]
+mod test_signing;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use aws_sdk_kinesisvideo::types::{ChannelProtocol, ChannelRole, SingleMasterChannelEndpointConfiguration};
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign};
-use aws_sigv4::sign::v4;
 use common::{Options, REGION, ROOT_KEY_ID, ROOT_SECRET, Reel};
 use futures::{SinkExt, StreamExt};
+use test_signing::{presign_url, rfc3986};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 
@@ -59,12 +61,6 @@ async fn channel(reel: &Reel, name: &str) -> (String, String, String) {
     (arn, find(ChannelProtocol::Wss), find(ChannelProtocol::Https))
 }
 
-fn rfc3986(s: &str) -> String {
-    const SET: &percent_encoding::AsciiSet =
-        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
-    percent_encoding::utf8_percent_encode(s, SET).to_string()
-}
-
 /// A presigned ConnectAsMaster/ConnectAsViewer URL, as the JS SDK builds it.
 fn presign(wss_endpoint: &str, arn: &str, client_id: Option<&str>, key: (&str, &str)) -> String {
     let base = if wss_endpoint.ends_with('/') { wss_endpoint.to_string() } else { format!("{wss_endpoint}/") };
@@ -72,25 +68,7 @@ fn presign(wss_endpoint: &str, arn: &str, client_id: Option<&str>, key: (&str, &
     if let Some(id) = client_id {
         url.push_str(&format!("&X-Amz-ClientId={}", rfc3986(id)));
     }
-    let identity = aws_credential_types::Credentials::new(key.0, key.1, None, None, "test").into();
-    let mut settings = SigningSettings::default();
-    settings.signature_location = SignatureLocation::QueryParams;
-    settings.expires_in = Some(Duration::from_secs(299));
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(REGION)
-        .name("kinesisvideo")
-        .time(SystemTime::now())
-        .settings(settings)
-        .build()
-        .expect("signing params")
-        .into();
-    let signable = SignableRequest::new("GET", &url, std::iter::empty(), SignableBody::Bytes(&[])).expect("signable");
-    let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
-    for (name, value) in instructions.params() {
-        url.push_str(&format!("&{name}={}", rfc3986(value)));
-    }
-    url
+    presign_url(&url, key.0, key.1)
 }
 
 async fn try_connect(

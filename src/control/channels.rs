@@ -260,6 +260,21 @@ pub(crate) fn name_prefix(cond: Option<NameCondition>, member: &str) -> ApiResul
     Ok(cond.value)
 }
 
+/// The [`ListQuery`] of a `List…` request: `MaxResults` checked against the operation's
+/// `(default, max)` page sizes, decoded `NextToken` and the `member` name condition's prefix.
+pub(crate) fn list_query(
+    (default_size, max_size): (usize, usize),
+    max_results: Option<i64>,
+    next_token: Option<&str>,
+    condition: Option<NameCondition>,
+    member: &str,
+) -> ApiResult<ListQuery> {
+    let limit = pagination::page_size(max_results, default_size, max_size)?;
+    let after = pagination::decode(next_token)?;
+    let name_prefix = name_prefix(condition, member)?;
+    Ok(ListQuery { name_prefix, after, limit })
+}
+
 /// `ListSignalingChannels` input.
 #[derive(Debug, Deserialize)]
 pub struct ListInput {
@@ -288,11 +303,15 @@ pub async fn list(
     body: Bytes,
 ) -> ApiResult<Json<ListOutput>> {
     let input: ListInput = body::parse(&body)?;
-    let limit = pagination::page_size(input.max_results, DEFAULT_LIST_SIZE, MAX_LIST_SIZE)?;
-    let after = pagination::decode(input.next_token.as_deref())?;
-    let name_prefix = name_prefix(input.condition, "ChannelNameCondition")?;
+    let query = list_query(
+        (DEFAULT_LIST_SIZE, MAX_LIST_SIZE),
+        input.max_results,
+        input.next_token.as_deref(),
+        input.condition,
+        "ChannelNameCondition",
+    )?;
     authorize(&principal, "ListSignalingChannels", "*", DENY)?;
-    let page = st.meta.list_channels(&ListQuery { name_prefix, after, limit }).await.map_err(meta_error)?;
+    let page = st.meta.list_channels(&query).await.map_err(meta_error)?;
     Ok(Json(ListOutput {
         channels: page.items.into_iter().map(ChannelInfo::from).collect(),
         next_token: page.next_after.as_deref().map(pagination::encode),

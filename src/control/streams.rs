@@ -21,10 +21,10 @@ use tracing::Span;
 use crate::arn::ResourceArn;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::meta::{self, ListQuery, StreamRecord, StreamUpdate, Tags};
+use crate::meta::{self, StreamRecord, StreamUpdate, Tags};
 use crate::state::AppState;
 
-use super::channels::{NameCondition, name_prefix};
+use super::channels::{NameCondition, list_query};
 use super::{Deny, authorize, body, empty, meta_error, pagination, throttle, validate};
 
 /// Stream operations refuse unauthorized callers with 401 `NotAuthorizedException`.
@@ -96,6 +96,18 @@ pub(crate) async fn resolve(
             Err(ApiError::not_found("The requested stream is not found or not active"))
         }
     }
+}
+
+/// [`resolve`] for the stream operations of this module: an IAM deny is [`DENY`]
+/// and a malformed ARN is an `InvalidArgumentException`.
+async fn resolve_denying(
+    st: &AppState,
+    principal: &Principal,
+    op: &str,
+    name: Option<&str>,
+    arn: Option<&str>,
+) -> ApiResult<StreamRecord> {
+    resolve(st, principal, op, DENY, name, arn, ArnFormatError::InvalidArgument).await
 }
 
 /// Check a stream `Tags` map (model: 1–50 entries) and collect it.
@@ -255,16 +267,8 @@ pub async fn describe(
     body: Bytes,
 ) -> ApiResult<Json<DescribeOutput>> {
     let input: StreamRef = body::parse(&body)?;
-    let stream = resolve(
-        &st,
-        &principal,
-        "DescribeStream",
-        DENY,
-        input.name.as_deref(),
-        input.arn.as_deref(),
-        ArnFormatError::InvalidArgument,
-    )
-    .await?;
+    let stream =
+        resolve_denying(&st, &principal, "DescribeStream", input.name.as_deref(), input.arn.as_deref()).await?;
     Ok(Json(DescribeOutput { info: stream.into() }))
 }
 
@@ -296,11 +300,15 @@ pub async fn list(
     body: Bytes,
 ) -> ApiResult<Json<ListOutput>> {
     let input: ListInput = body::parse(&body)?;
-    let limit = pagination::page_size(input.max_results, DEFAULT_LIST_SIZE, MAX_LIST_SIZE)?;
-    let after = pagination::decode(input.next_token.as_deref())?;
-    let name_prefix = name_prefix(input.condition, "StreamNameCondition")?;
+    let query = list_query(
+        (DEFAULT_LIST_SIZE, MAX_LIST_SIZE),
+        input.max_results,
+        input.next_token.as_deref(),
+        input.condition,
+        "StreamNameCondition",
+    )?;
     authorize(&principal, "ListStreams", "*", DENY)?;
-    let page = st.meta.list_streams(&ListQuery { name_prefix, after, limit }).await.map_err(meta_error)?;
+    let page = st.meta.list_streams(&query).await.map_err(meta_error)?;
     Ok(Json(ListOutput {
         streams: page.items.into_iter().map(StreamInfo::from).collect(),
         next_token: page.next_after.as_deref().map(pagination::encode),
@@ -338,16 +346,7 @@ pub async fn update(
     if let Some(m) = &input.media_type {
         validate::media_type(m, "MediaType")?;
     }
-    let stream = resolve(
-        &st,
-        &principal,
-        "UpdateStream",
-        DENY,
-        input.name.as_deref(),
-        input.arn.as_deref(),
-        ArnFormatError::InvalidArgument,
-    )
-    .await?;
+    let stream = resolve_denying(&st, &principal, "UpdateStream", input.name.as_deref(), input.arn.as_deref()).await?;
     let update =
         StreamUpdate { device_name: input.device_name, media_type: input.media_type, data_retention_in_hours: None };
     st.meta.update_stream(&stream.arn, &current_version, &update, &meta::new_version()).await.map_err(meta_error)?;
@@ -376,8 +375,7 @@ pub async fn delete(
     if let Some(v) = &input.current_version {
         validate::version(v, "CurrentVersion")?;
     }
-    let stream =
-        resolve(&st, &principal, "DeleteStream", DENY, None, Some(&arn), ArnFormatError::InvalidArgument).await?;
+    let stream = resolve_denying(&st, &principal, "DeleteStream", None, Some(&arn)).await?;
     st.meta.delete_stream(&stream.arn, input.current_version.as_deref()).await.map_err(meta_error)?;
     match st.store.delete_stream(&stream.arn).await {
         Ok(()) | Err(reel_storage::StoreError::StreamNotFound { .. }) => {}
@@ -433,16 +431,8 @@ pub async fn update_data_retention(
     let operation = validate::one_of(&operation, "Operation", RETENTION_OPERATIONS)?;
     let change = validate::required(input.change_in_hours, "DataRetentionChangeInHours")?;
     let change = validate::range(change, "DataRetentionChangeInHours", 1, i64::MAX)?;
-    let stream = resolve(
-        &st,
-        &principal,
-        "UpdateDataRetention",
-        DENY,
-        input.name.as_deref(),
-        input.arn.as_deref(),
-        ArnFormatError::InvalidArgument,
-    )
-    .await?;
+    let stream =
+        resolve_denying(&st, &principal, "UpdateDataRetention", input.name.as_deref(), input.arn.as_deref()).await?;
     // The new value is computed from the version the caller saw; the store's
     // compare-and-set on that version makes the read-modify-write atomic.
     if stream.version != current_version {

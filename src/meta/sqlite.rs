@@ -231,6 +231,56 @@ async fn current_version(
         .ok_or_else(|| MetaError::NotFound(format!("{what} {arn}")))
 }
 
+/// The rows of a `SELECT … WHERE name-prefix/after … LIMIT ?3` listing as one page in name order.
+async fn list_page<T>(
+    readers: &SqlitePool,
+    sql: &'static str,
+    q: &ListQuery,
+    row: fn(&SqliteRow) -> Result<T, sqlx::Error>,
+    name: fn(&T) -> &str,
+) -> Result<Page<T>, MetaError> {
+    let rows = sqlx::query(sql)
+        .bind(q.name_prefix.as_deref())
+        .bind(q.after.as_deref())
+        .bind(list_limit(q))
+        .fetch_all(readers)
+        .await
+        .map_err(db_err)?;
+    let items = rows.iter().map(row).collect::<Result<Vec<_>, _>>().map_err(db_err)?;
+    Ok(page(items, q.limit.max(1), name))
+}
+
+/// The record an `UPDATE … WHERE version = expected RETURNING …` gave back; no row means
+/// the version moved on in between ([`MetaError::VersionMismatch`]).
+fn updated_record<T>(
+    row: Option<SqliteRow>,
+    parse: fn(&SqliteRow) -> Result<T, sqlx::Error>,
+    arn: &str,
+    expected_version: &str,
+) -> Result<T, MetaError> {
+    row.as_ref()
+        .map(parse)
+        .transpose()
+        .map_err(db_err)?
+        .ok_or_else(|| MetaError::VersionMismatch { resource: arn.into(), given: expected_version.into() })
+}
+
+/// Delete a channel or stream row (`sql` binds its ARN as ?1) and its tags, then commit.
+async fn delete_resource(mut tx: Transaction<'static, Sqlite>, sql: &'static str, arn: &str) -> Result<(), MetaError> {
+    sqlx::query(sql).bind(arn).execute(&mut *tx).await.map_err(db_err)?;
+    sqlx::query("DELETE FROM tags WHERE resource_arn = ?1").bind(arn).execute(&mut *tx).await.map_err(db_err)?;
+    tx.commit().await.map_err(db_err)
+}
+
+/// The channel whose media this stream stores, if any.
+async fn storage_holder(tx: &mut Transaction<'static, Sqlite>, stream_arn: &str) -> Result<Option<String>, MetaError> {
+    sqlx::query_scalar("SELECT channel_arn FROM storage_mappings WHERE stream_arn = ?1")
+        .bind(stream_arn)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_err)
+}
+
 fn check_version(current: &str, expected: Option<&str>, arn: &str) -> Result<(), MetaError> {
     match expected {
         Some(given) if given != current => {
@@ -318,20 +368,13 @@ impl MetaStore for SqliteStore {
     }
 
     async fn list_channels(&self, q: &ListQuery) -> Result<Page<ChannelRecord>, MetaError> {
-        let rows = sqlx::query(concat!(
+        const SQL: &str = concat!(
             "SELECT ",
             channel_cols!(),
             " FROM channels WHERE (?1 IS NULL OR substr(name, 1, length(?1)) = ?1) AND (?2 IS NULL OR name > ?2) \
              ORDER BY name LIMIT ?3"
-        ))
-        .bind(q.name_prefix.as_deref())
-        .bind(q.after.as_deref())
-        .bind(list_limit(q))
-        .fetch_all(&self.readers)
-        .await
-        .map_err(db_err)?;
-        let items = rows.iter().map(channel_row).collect::<Result<Vec<_>, _>>().map_err(db_err)?;
-        Ok(page(items, q.limit.max(1), |c| &c.name))
+        );
+        list_page(&self.readers, SQL, q, channel_row, |c| &c.name).await
     }
 
     async fn update_channel(
@@ -356,12 +399,7 @@ impl MetaStore for SqliteStore {
         .fetch_optional(&mut *tx)
         .await
         .map_err(db_err)?;
-        let record = row
-            .as_ref()
-            .map(channel_row)
-            .transpose()
-            .map_err(db_err)?
-            .ok_or_else(|| MetaError::VersionMismatch { resource: arn.into(), given: expected_version.into() })?;
+        let record = updated_record(row, channel_row, arn, expected_version)?;
         tx.commit().await.map_err(db_err)?;
         Ok(record)
     }
@@ -371,9 +409,7 @@ impl MetaStore for SqliteStore {
         let current = current_version(&mut tx, "SELECT version FROM channels WHERE arn = ?1", arn, "channel").await?;
         check_version(&current, expected_version, arn)?;
         // The storage mapping goes with the channel (ON DELETE CASCADE).
-        sqlx::query("DELETE FROM channels WHERE arn = ?1").bind(arn).execute(&mut *tx).await.map_err(db_err)?;
-        sqlx::query("DELETE FROM tags WHERE resource_arn = ?1").bind(arn).execute(&mut *tx).await.map_err(db_err)?;
-        tx.commit().await.map_err(db_err)
+        delete_resource(tx, "DELETE FROM channels WHERE arn = ?1", arn).await
     }
 
     async fn create_stream(&self, s: &StreamRecord, tags: &Tags, max_streams: u64) -> Result<(), MetaError> {
@@ -404,20 +440,13 @@ impl MetaStore for SqliteStore {
     }
 
     async fn list_streams(&self, q: &ListQuery) -> Result<Page<StreamRecord>, MetaError> {
-        let rows = sqlx::query(concat!(
+        const SQL: &str = concat!(
             "SELECT ",
             stream_cols!(),
             " FROM streams WHERE (?1 IS NULL OR substr(name, 1, length(?1)) = ?1) AND (?2 IS NULL OR name > ?2) \
              ORDER BY name LIMIT ?3"
-        ))
-        .bind(q.name_prefix.as_deref())
-        .bind(q.after.as_deref())
-        .bind(list_limit(q))
-        .fetch_all(&self.readers)
-        .await
-        .map_err(db_err)?;
-        let items = rows.iter().map(stream_row).collect::<Result<Vec<_>, _>>().map_err(db_err)?;
-        Ok(page(items, q.limit.max(1), |s| &s.name))
+        );
+        list_page(&self.readers, SQL, q, stream_row, |s| &s.name).await
     }
 
     async fn update_stream(
@@ -430,18 +459,12 @@ impl MetaStore for SqliteStore {
         let mut tx = self.begin().await?;
         let current = current_version(&mut tx, "SELECT version FROM streams WHERE arn = ?1", arn, "stream").await?;
         check_version(&current, Some(expected_version), arn)?;
-        if update.data_retention_in_hours == Some(0) {
-            let channel: Option<String> =
-                sqlx::query_scalar("SELECT channel_arn FROM storage_mappings WHERE stream_arn = ?1")
-                    .bind(arn)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-            if let Some(channel) = channel {
-                return Err(MetaError::InUse(format!(
-                    "stream {arn} stores the media of channel {channel}; disable its media storage before removing retention"
-                )));
-            }
+        if update.data_retention_in_hours == Some(0)
+            && let Some(channel) = storage_holder(&mut tx, arn).await?
+        {
+            return Err(MetaError::InUse(format!(
+                "stream {arn} stores the media of channel {channel}; disable its media storage before removing retention"
+            )));
         }
         let row = sqlx::query(concat!(
             "UPDATE streams SET device_name = COALESCE(?2, device_name), media_type = COALESCE(?3, media_type), \
@@ -458,12 +481,7 @@ impl MetaStore for SqliteStore {
         .fetch_optional(&mut *tx)
         .await
         .map_err(db_err)?;
-        let record = row
-            .as_ref()
-            .map(stream_row)
-            .transpose()
-            .map_err(db_err)?
-            .ok_or_else(|| MetaError::VersionMismatch { resource: arn.into(), given: expected_version.into() })?;
+        let record = updated_record(row, stream_row, arn, expected_version)?;
         tx.commit().await.map_err(db_err)?;
         Ok(record)
     }
@@ -472,20 +490,12 @@ impl MetaStore for SqliteStore {
         let mut tx = self.begin().await?;
         let current = current_version(&mut tx, "SELECT version FROM streams WHERE arn = ?1", arn, "stream").await?;
         check_version(&current, expected_version, arn)?;
-        let channel: Option<String> =
-            sqlx::query_scalar("SELECT channel_arn FROM storage_mappings WHERE stream_arn = ?1")
-                .bind(arn)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        if let Some(channel) = channel {
+        if let Some(channel) = storage_holder(&mut tx, arn).await? {
             return Err(MetaError::InUse(format!(
                 "stream {arn} stores the media of channel {channel}; disable its media storage first"
             )));
         }
-        sqlx::query("DELETE FROM streams WHERE arn = ?1").bind(arn).execute(&mut *tx).await.map_err(db_err)?;
-        sqlx::query("DELETE FROM tags WHERE resource_arn = ?1").bind(arn).execute(&mut *tx).await.map_err(db_err)?;
-        tx.commit().await.map_err(db_err)
+        delete_resource(tx, "DELETE FROM streams WHERE arn = ?1", arn).await
     }
 
     async fn set_media_storage(
@@ -514,13 +524,7 @@ impl MetaStore for SqliteStore {
             Some(0) => return Err(MetaError::NoDataRetention(stream_arn.into())),
             Some(_) => {}
         }
-        let holder: Option<String> =
-            sqlx::query_scalar("SELECT channel_arn FROM storage_mappings WHERE stream_arn = ?1")
-                .bind(stream_arn)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        match holder {
+        match storage_holder(&mut tx, stream_arn).await? {
             Some(holder) if holder == channel_arn => return tx.commit().await.map_err(db_err),
             Some(holder) => {
                 return Err(MetaError::InUse(format!(

@@ -44,6 +44,13 @@ fn raw_write(dir: &Path, total: usize, chunk: usize) -> Duration {
     d
 }
 
+/// Open a fragment on `s` with both timestamps `ts` and a static `header`.
+async fn begin(s: &Stream, ts: u64, header: &'static [u8]) -> FragmentWriter {
+    s.begin_fragment(FragmentStart { producer_ts_ms: ts, server_ts_ms: ts, header: Bytes::from_static(header) })
+        .await
+        .unwrap()
+}
+
 /// One stream, fragments of 50 chunks, `total` payload bytes.
 async fn store_append(dir: &Path, total: usize, chunk: usize) -> (Duration, Store, Vec<FragmentInfo>) {
     let store = Store::open(config(&dir.join("append"))).await.unwrap();
@@ -54,14 +61,7 @@ async fn store_append(dir: &Path, total: usize, chunk: usize) -> (Duration, Stor
     let mut written = 0;
     let mut ts = 1_700_000_000_000u64;
     while written < total {
-        let mut w = s
-            .begin_fragment(FragmentStart {
-                producer_ts_ms: ts,
-                server_ts_ms: ts,
-                header: Bytes::from_static(b"tracks"),
-            })
-            .await
-            .unwrap();
+        let mut w = begin(&s, ts, b"tracks").await;
         for c in 0..50u32 {
             w.append_chunk((c + 1) * 40, data.clone()).await.unwrap();
             written += chunk;
@@ -119,14 +119,7 @@ async fn concurrent_streams(dir: &Path, syncfs_threshold: usize, label: &str) {
         tasks.push(tokio::spawn(async move {
             let mut ts = 1_700_000_000_000u64;
             for _ in 0..FRAGMENTS {
-                let mut w = s
-                    .begin_fragment(FragmentStart {
-                        producer_ts_ms: ts,
-                        server_ts_ms: ts,
-                        header: Bytes::from_static(b"tracks"),
-                    })
-                    .await
-                    .unwrap();
+                let mut w = begin(&s, ts, b"tracks").await;
                 for c in 0..5u32 {
                     w.append_chunk((c + 1) * 40, data.clone()).await.unwrap();
                 }
@@ -205,14 +198,7 @@ async fn recovery(dir: &Path) {
         tasks.push(tokio::spawn(async move {
             let data = payload(200);
             for f in 0..1000u64 {
-                let mut w = s
-                    .begin_fragment(FragmentStart {
-                        producer_ts_ms: f,
-                        server_ts_ms: f,
-                        header: Bytes::from_static(b"h"),
-                    })
-                    .await
-                    .unwrap();
+                let mut w = begin(&s, f, b"h").await;
                 w.append_chunk(40, data.clone()).await.unwrap();
                 w.finish(40).await.unwrap();
             }

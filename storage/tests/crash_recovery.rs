@@ -227,21 +227,26 @@ async fn flipped_bytes_in_the_active_segment_are_never_served() {
     }
 }
 
-/// A flipped byte in a sealed segment (trusted sidecar index) is caught on read: that one
-/// fragment is a `Corrupt` error naming the file; its neighbours are fine.
-#[tokio::test]
-async fn flipped_byte_in_a_sealed_segment_fails_only_that_read() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("store");
-    let store = Store::open(config(&root)).await.unwrap();
+/// A store at `root` whose stream `cam` holds three whole fragments in a sealed segment;
+/// the store is closed again before returning.
+async fn three_sealed_fragments(root: &Path) -> Vec<FragmentInfo> {
+    let store = Store::open(config(root)).await.unwrap();
     let s = store.create_stream("cam", 24).await.unwrap();
     let mut infos = Vec::new();
     for f in 0..3 {
         infos.push(write_fragment(&s, 1, f, T0 + f * 1000, T0 + f * 1000, 3, CHUNK).await);
     }
     store.seal_all().await;
-    drop(s);
-    drop(store);
+    infos
+}
+
+/// A flipped byte in a sealed segment (trusted sidecar index) is caught on read: that one
+/// fragment is a `Corrupt` error naming the file; its neighbours are fine.
+#[tokio::test]
+async fn flipped_byte_in_a_sealed_segment_fails_only_that_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let infos = three_sealed_fragments(&root).await;
     let seg = segments(&root).pop().unwrap();
     let mut image = std::fs::read(&seg).unwrap();
     let offs = record_offsets(&image);
@@ -268,15 +273,7 @@ async fn flipped_byte_in_a_sealed_segment_fails_only_that_read() {
 async fn damaged_index_is_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("store");
-    let store = Store::open(config(&root)).await.unwrap();
-    let s = store.create_stream("cam", 24).await.unwrap();
-    let mut infos = Vec::new();
-    for f in 0..3 {
-        infos.push(write_fragment(&s, 1, f, T0 + f * 1000, T0 + f * 1000, 3, CHUNK).await);
-    }
-    store.seal_all().await;
-    drop(s);
-    drop(store);
+    let infos = three_sealed_fragments(&root).await;
     let idx = segments(&root).pop().unwrap().with_extension("idx");
     let mut b = std::fs::read(&idx).unwrap();
     b[30] ^= 0xff;

@@ -12,8 +12,8 @@ use reel::media::timing::MediaKind;
 
 const T0_US: i64 = 1_700_000_000_000_000;
 const SPS: &[u8] = &[
-    0x67, 0x42, 0xe0, 0x1f, 0xd9, 0x00, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00, 0x01,
-    0x00, 0x00, 0x03, 0x00, 0x3c, 0x0f, 0x18, 0x32, 0x48,
+    0x67, 0x42, 0xe0, 0x1f, 0xd9, 0x00, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00, 0x01, 0x00, 0x00, 0x03,
+    0x00, 0x3c, 0x0f, 0x18, 0x32, 0x48,
 ];
 const PPS: &[u8] = &[0x68, 0xcb, 0x8c, 0xb2];
 /// 1 Mbps video at 30 fps: the session quota.
@@ -76,8 +76,7 @@ fn session_frames(secs: usize) -> Vec<MediaFrame> {
 
 /// Runs frames through a fragmenter; returns (fragments, chunk bytes).
 fn fragment(frames: Vec<MediaFrame>) -> (usize, usize) {
-    let mut f =
-        Fragmenter::new(FragmenterConfig::default(), T0_US).expect("default config is valid");
+    let mut f = Fragmenter::new(FragmenterConfig::default(), T0_US).expect("default config is valid");
     let (mut frags, mut bytes) = (0, 0);
     let mut drain = |f: &mut Fragmenter| {
         while let Some(ev) = f.poll() {
@@ -105,27 +104,15 @@ fn bench_fragmenter(c: &mut Criterion) {
     g.sample_size(50);
     g.throughput(Throughput::Elements(count));
     g.bench_function("10s_1mbps_30fps_av_frames", |b| {
-        b.iter_batched(
-            || frames.clone(),
-            |fr| black_box(fragment(fr)),
-            criterion::BatchSize::LargeInput,
-        )
+        b.iter_batched(|| frames.clone(), |fr| black_box(fragment(fr)), criterion::BatchSize::LargeInput)
     });
     g.throughput(Throughput::Bytes(input as u64));
     g.bench_function("10s_1mbps_30fps_av_bytes", |b| {
-        b.iter_batched(
-            || frames.clone(),
-            |fr| black_box(fragment(fr)),
-            criterion::BatchSize::LargeInput,
-        )
+        b.iter_batched(|| frames.clone(), |fr| black_box(fragment(fr)), criterion::BatchSize::LargeInput)
     });
     g.finish();
 
-    let idr = &frames
-        .iter()
-        .find(|f| f.kind == MediaKind::Video)
-        .expect("has video")
-        .data;
+    let idr = &frames.iter().find(|f| f.kind == MediaKind::Video).expect("has video").data;
     let mut g = c.benchmark_group("h264");
     g.throughput(Throughput::Bytes(idr.len() as u64));
     g.bench_function("idr_access_unit_to_avcc_sample", |b| {
@@ -141,18 +128,15 @@ fn bench_fragmenter(c: &mut Criterion) {
 
 fn bench_documents(c: &mut Criterion) {
     // The first 2 s fragment at 1 Mbps, as the store holds it.
-    let mut f =
-        Fragmenter::new(FragmenterConfig::default(), T0_US).expect("default config is valid");
+    let mut f = Fragmenter::new(FragmenterConfig::default(), T0_US).expect("default config is valid");
     let mut frags: Vec<(u64, bytes::Bytes, Vec<Vec<u8>>)> = vec![];
     for frame in session_frames(3) {
         f.push(frame);
         while let Some(ev) = f.poll() {
             match ev {
-                FragmentEvent::BeginFragment {
-                    header,
-                    producer_ts_ms,
-                    ..
-                } => frags.push((producer_ts_ms, header, vec![])),
+                FragmentEvent::BeginFragment { header, producer_ts_ms, .. } => {
+                    frags.push((producer_ts_ms, header, vec![]))
+                }
                 FragmentEvent::Chunk { bytes, .. } => {
                     if let Some(last) = frags.last_mut() {
                         last.2.push(bytes)
@@ -164,37 +148,19 @@ fn bench_documents(c: &mut Criterion) {
     }
     let (start_ms, header, chunks) = frags.swap_remove(0);
     let tags = [
-        SimpleTag::new(
-            tag::FRAGMENT_NUMBER,
-            "91343852333181432392682062607743920146264157",
-        ),
+        SimpleTag::new(tag::FRAGMENT_NUMBER, "91343852333181432392682062607743920146264157"),
         SimpleTag::new(tag::PRODUCER_TIMESTAMP, mkv::kvs_timestamp(start_ms)),
     ];
-    let doc = FragmentDocument {
-        header: &header,
-        start_ms,
-        tags: &tags,
-        trailing_tags: &[],
-    };
-    let whole = doc
-        .compose(chunks.iter().map(Vec::as_slice))
-        .expect("header is a Tracks element");
+    let doc = FragmentDocument { header: &header, start_ms, tags: &tags, trailing_tags: &[] };
+    let whole = doc.compose(chunks.iter().map(Vec::as_slice)).expect("header is a Tracks element");
 
     let mut g = c.benchmark_group("mkv");
     g.throughput(Throughput::Bytes(whole.len() as u64));
     g.bench_function("compose_2s_fragment", |b| {
-        b.iter(|| {
-            doc.compose(chunks.iter().map(Vec::as_slice))
-                .expect("valid header")
-        })
+        b.iter(|| doc.compose(chunks.iter().map(Vec::as_slice)).expect("valid header"))
     });
     g.bench_function("parse_2s_fragment_document", |b| {
-        b.iter(|| {
-            mkv::parse_document(black_box(&whole))
-                .expect("valid document")
-                .frames
-                .len()
-        })
+        b.iter(|| mkv::parse_document(black_box(&whole)).expect("valid document").frames.len())
     });
     g.bench_function("parse_2s_stored_fragment", |b| {
         b.iter(|| {
@@ -205,11 +171,7 @@ fn bench_documents(c: &mut Criterion) {
         })
     });
     g.finish();
-    eprintln!(
-        "fragment: {} chunks, {} bytes as a GetMedia document",
-        chunks.len(),
-        whole.len()
-    );
+    eprintln!("fragment: {} chunks, {} bytes as a GetMedia document", chunks.len(), whole.len());
 }
 
 criterion_group!(benches, bench_fragmenter, bench_documents);

@@ -116,6 +116,9 @@ async fn run(ns: Netns) {
     assert!(probe.decode_errors.trim().is_empty(), "ffmpeg decodes without errors:\n{}", probe.decode_errors);
     for codec in ["h264", "opus"] {
         let d = probe.duration(codec).expect("duration");
-        assert!(d >= MIN_STORED_S, "stored {codec} lasts {d:.3} s, want ≥ {MIN_STORED_S} s of a {STREAM_SECONDS} s stream");
+        assert!(
+            d >= MIN_STORED_S,
+            "stored {codec} lasts {d:.3} s, want ≥ {MIN_STORED_S} s of a {STREAM_SECONDS} s stream"
+        );
     }
 }

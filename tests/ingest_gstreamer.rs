@@ -74,11 +74,7 @@ async fn run(ns: Netns) {
     assert!(has("signaling_connected"), "the master connected to signaling\n{}", summary());
     let joins: Vec<&Value> = events.iter().filter(|v| v["event"] == "join_storage_session").collect();
     assert!(!joins.is_empty(), "the master called JoinStorageSession\n{}", summary());
-    assert!(
-        joins.iter().all(|j| j["status"] == 200),
-        "JoinStorageSession returned 200 every time\n{}",
-        summary()
-    );
+    assert!(joins.iter().all(|j| j["status"] == 200), "JoinStorageSession returned 200 every time\n{}", summary());
     let offer = events.iter().find(|v| v["event"] == "sdp_offer");
     let offer = offer.unwrap_or_else(|| panic!("no SDP_OFFER received from the storage peer\n{}", summary()));
     assert!(offer["sender"].is_null(), "the storage offer carries no senderClientId: {offer}");

@@ -24,12 +24,7 @@ struct Fragment {
 }
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("fixtures")
-            .join(name),
-    )
-    .unwrap()
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)).unwrap()
 }
 
 /// Access units of an Annex-B file written with access unit delimiters.
@@ -37,11 +32,7 @@ fn access_units(data: &[u8]) -> Vec<Vec<u8>> {
     let starts: Vec<usize> = (0..data.len().saturating_sub(4))
         .filter(|&i| data[i..i + 4] == [0, 0, 0, 1] && data[i + 4] & 0x1f == 9)
         .collect();
-    starts
-        .iter()
-        .enumerate()
-        .map(|(n, &s)| data[s..*starts.get(n + 1).unwrap_or(&data.len())].to_vec())
-        .collect()
+    starts.iter().enumerate().map(|(n, &s)| data[s..*starts.get(n + 1).unwrap_or(&data.len())].to_vec()).collect()
 }
 
 /// Packets of a file of 4-byte big-endian length-prefixed packets.
@@ -64,11 +55,7 @@ fn fragment_fixtures() -> Vec<Fragment> {
     let drain = |f: &mut Fragmenter, frags: &mut Vec<Fragment>| {
         while let Some(ev) = f.poll() {
             match ev {
-                FragmentEvent::BeginFragment {
-                    producer_ts_ms,
-                    server_ts_ms,
-                    header,
-                } => frags.push(Fragment {
+                FragmentEvent::BeginFragment { producer_ts_ms, server_ts_ms, header } => frags.push(Fragment {
                     producer_ms: producer_ts_ms,
                     server_ms: server_ts_ms,
                     header: header.to_vec(),
@@ -76,9 +63,7 @@ fn fragment_fixtures() -> Vec<Fragment> {
                     duration_ms: 0,
                 }),
                 FragmentEvent::Chunk { bytes, .. } => frags.last_mut().unwrap().chunks.push(bytes),
-                FragmentEvent::EndFragment { duration_ms } => {
-                    frags.last_mut().unwrap().duration_ms = duration_ms
-                }
+                FragmentEvent::EndFragment { duration_ms } => frags.last_mut().unwrap().duration_ms = duration_ms,
                 FragmentEvent::RequestKeyframe { .. } => {}
             }
         }
@@ -117,14 +102,8 @@ fn fragment_fixtures() -> Vec<Fragment> {
 }
 
 fn tool(name: &str) -> bool {
-    let ok = Command::new(name)
-        .arg("-version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-        || Command::new(name)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
+    let ok = Command::new(name).arg("-version").output().is_ok_and(|o| o.status.success())
+        || Command::new(name).arg("--version").output().is_ok_and(|o| o.status.success());
     if !ok {
         eprintln!("SKIP: `{name}` not found; install ffmpeg and mkvtoolnix to run this check");
     }
@@ -133,10 +112,8 @@ fn tool(name: &str) -> bool {
 
 fn run(cmd: &mut Command) -> (String, String) {
     let out = cmd.output().unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
     assert!(out.status.success(), "{cmd:?} failed: {stderr}");
     (stdout, stderr)
 }
@@ -144,24 +121,13 @@ fn run(cmd: &mut Command) -> (String, String) {
 /// `(stream index, pts seconds, keyframe)` of every packet ffprobe sees.
 fn packets_of(path: &Path) -> Vec<(u32, f64, bool)> {
     let (out, _) = run(Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "packet=stream_index,pts_time,flags",
-            "-of",
-            "csv=p=0",
-        ])
+        .args(["-v", "error", "-show_entries", "packet=stream_index,pts_time,flags", "-of", "csv=p=0"])
         .arg(path));
     out.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
             let f: Vec<&str> = l.split(',').collect();
-            (
-                f[0].parse().unwrap(),
-                f[1].parse().unwrap(),
-                f[2].contains('K'),
-            )
+            (f[0].parse().unwrap(), f[1].parse().unwrap(), f[2].contains('K'))
         })
         .collect()
 }
@@ -192,10 +158,7 @@ fn fragments_concatenated_behind_the_header_are_a_valid_mkv() {
     let mut clip = vec![];
     mkv::write_segment_start(&frags[0].header, &[], &mut clip).unwrap();
     for f in &frags {
-        assert_eq!(
-            f.header, frags[0].header,
-            "one codec configuration throughout"
-        );
+        assert_eq!(f.header, frags[0].header, "one codec configuration throughout");
         let len: usize = f.chunks.iter().map(Vec::len).sum();
         mkv::write_cluster_start(f.producer_ms, Some(len as u64), &mut clip);
         f.chunks.iter().for_each(|c| clip.extend_from_slice(c));
@@ -204,19 +167,12 @@ fn fragments_concatenated_behind_the_header_are_a_valid_mkv() {
 
     let streams = streams_of(&path);
     assert!(
-        streams.contains("codec_name=h264")
-            && streams.contains("width=640")
-            && streams.contains("height=360"),
+        streams.contains("codec_name=h264") && streams.contains("width=640") && streams.contains("height=360"),
         "{streams}"
     );
+    assert!(streams.contains("profile=Constrained Baseline"), "{streams}");
     assert!(
-        streams.contains("profile=Constrained Baseline"),
-        "{streams}"
-    );
-    assert!(
-        streams.contains("codec_name=opus")
-            && streams.contains("sample_rate=48000")
-            && streams.contains("channels=2"),
+        streams.contains("codec_name=opus") && streams.contains("sample_rate=48000") && streams.contains("channels=2"),
         "{streams}"
     );
 
@@ -233,24 +189,15 @@ fn fragments_concatenated_behind_the_header_are_a_valid_mkv() {
     // Fragments start every 2 s, each with a keyframe.
     for f in &frags {
         let t = (f.producer_ms - frags[0].producer_ms) as f64 / 1_000.0 + start;
-        let first = video
-            .iter()
-            .find(|p| (p.1 - t).abs() < 0.0015)
-            .unwrap_or_else(|| panic!("no frame at {t}"));
+        let first = video.iter().find(|p| (p.1 - t).abs() < 0.0015).unwrap_or_else(|| panic!("no frame at {t}"));
         assert!(first.2, "fragment at {t} s starts with a keyframe");
     }
 
-    let (_, errors) = run(Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(&path)
-        .args(["-f", "null", "-"]));
+    let (_, errors) = run(Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&path).args(["-f", "null", "-"]));
     assert_eq!(errors.trim(), "", "decoding reported errors");
 
     let (info, _) = run(Command::new("mkvinfo").arg(&path));
-    assert!(
-        info.contains("V_MPEG4/ISO/AVC") && info.contains("A_OPUS"),
-        "{info}"
-    );
+    assert!(info.contains("V_MPEG4/ISO/AVC") && info.contains("A_OPUS"), "{info}");
 }
 
 #[test]
@@ -258,35 +205,21 @@ fn each_fragment_as_a_getmedia_document_stands_alone() {
     let frags = fragment_fixtures();
     for (n, f) in frags.iter().enumerate() {
         let tags = [
-            SimpleTag::new(
-                tag::FRAGMENT_NUMBER,
-                format!("9134385233318143239268206260774392014626415{n}"),
-            ),
+            SimpleTag::new(tag::FRAGMENT_NUMBER, format!("9134385233318143239268206260774392014626415{n}")),
             SimpleTag::new(tag::SERVER_TIMESTAMP, mkv::kvs_timestamp(f.server_ms)),
             SimpleTag::new(tag::PRODUCER_TIMESTAMP, mkv::kvs_timestamp(f.producer_ms)),
         ];
-        let trailing = [
-            SimpleTag::new(tag::MILLIS_BEHIND_NOW, "0"),
-            SimpleTag::new(tag::CONTINUATION_TOKEN, "x"),
-        ];
-        let doc = FragmentDocument {
-            header: &f.header,
-            start_ms: f.producer_ms,
-            tags: &tags,
-            trailing_tags: &trailing,
-        }
-        .compose(f.chunks.iter().map(Vec::as_slice))
-        .unwrap();
+        let trailing = [SimpleTag::new(tag::MILLIS_BEHIND_NOW, "0"), SimpleTag::new(tag::CONTINUATION_TOKEN, "x")];
+        let doc =
+            FragmentDocument { header: &f.header, start_ms: f.producer_ms, tags: &tags, trailing_tags: &trailing }
+                .compose(f.chunks.iter().map(Vec::as_slice))
+                .unwrap();
         let parsed = mkv::parse_document(&doc).unwrap();
         assert_eq!(parsed.clusters.len(), 1);
         assert_eq!(parsed.clusters[0].timecode_ms, f.producer_ms as i64);
         assert!(parsed.frames[0].keyframe && parsed.frames.iter().any(|x| x.track == 2));
         assert_eq!(
-            parsed
-                .tags
-                .iter()
-                .map(|t| t.name.as_str())
-                .collect::<Vec<_>>(),
+            parsed.tags.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
             [
                 tag::FRAGMENT_NUMBER,
                 tag::SERVER_TIMESTAMP,
@@ -304,19 +237,13 @@ fn each_fragment_as_a_getmedia_document_stands_alone() {
         let path = dir.path().join(format!("fragment-{n}.mkv"));
         std::fs::write(&path, &doc).unwrap();
         let streams = streams_of(&path);
-        assert!(
-            streams.contains("codec_name=h264") && streams.contains("codec_name=opus"),
-            "{streams}"
-        );
+        assert!(streams.contains("codec_name=h264") && streams.contains("codec_name=opus"), "{streams}");
         let pkts = packets_of(&path);
         let video: Vec<_> = pkts.iter().filter(|p| p.0 == 0).collect();
         assert_eq!(video.len(), 60);
         assert!(video[0].2, "starts with a keyframe");
         // -v: mkvinfo stops at the first Cluster unless asked to read on.
         let (info, _) = run(Command::new("mkvinfo").arg("-v").arg(&path));
-        assert!(
-            info.contains(tag::FRAGMENT_NUMBER) && info.contains(tag::CONTINUATION_TOKEN),
-            "{info}"
-        );
+        assert!(info.contains(tag::FRAGMENT_NUMBER) && info.contains(tag::CONTINUATION_TOKEN), "{info}");
     }
 }

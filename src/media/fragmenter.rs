@@ -117,15 +117,10 @@ impl FragmenterConfig {
         if !(1..=MAX_TARGET_DURATION_MS).contains(&self.target_duration_ms) {
             return Err(ConfigError::Target);
         }
-        if self.max_duration_ms < self.target_duration_ms
-            || self.max_duration_ms > MAX_DURATION_LIMIT_MS
-        {
+        if self.max_duration_ms < self.target_duration_ms || self.max_duration_ms > MAX_DURATION_LIMIT_MS {
             return Err(ConfigError::Max);
         }
-        if self.keyframe_request_interval_ms == 0
-            || self.interleave_window_ms == 0
-            || self.audio_chunk_frames == 0
-        {
+        if self.keyframe_request_interval_ms == 0 || self.interleave_window_ms == 0 || self.audio_chunk_frames == 0 {
             return Err(ConfigError::Zero);
         }
         Ok(())
@@ -372,21 +367,15 @@ impl Fragmenter {
 
     /// Counters so far.
     pub fn stats(&self) -> FragmenterStats {
-        FragmenterStats {
-            timing: self.timing.stats(),
-            ..self.stats
-        }
+        FragmenterStats { timing: self.timing.stats(), ..self.stats }
     }
 
     /// Continues a stream written by an earlier session: the first fragment will not start
     /// before `producer_end_ms` (KVS requires fragment timestamps to increase), and starts
     /// exactly there if the sender's clock puts it within the continuity tolerance.
     pub fn set_previous_end(&mut self, producer_end_ms: u64) {
-        let end_us = i64::try_from(producer_end_ms)
-            .unwrap_or(i64::MAX / 1_000)
-            .saturating_mul(1_000);
-        self.prev_end_producer_us =
-            Some(self.prev_end_producer_us.map_or(end_us, |p| p.max(end_us)));
+        let end_us = i64::try_from(producer_end_ms).unwrap_or(i64::MAX / 1_000).saturating_mul(1_000);
+        self.prev_end_producer_us = Some(self.prev_end_producer_us.map_or(end_us, |p| p.max(end_us)));
     }
 
     /// True while a fragment is open.
@@ -412,9 +401,7 @@ impl Fragmenter {
             MediaKind::Video => self.stats.video_in += 1,
             MediaKind::Audio => self.stats.audio_in += 1,
         }
-        let ticks =
-            self.timing
-                .observe_ticks(frame.kind, frame.rtp_timestamp, frame.arrival_unix_us);
+        let ticks = self.timing.observe_ticks(frame.kind, frame.rtp_timestamp, frame.arrival_unix_us);
         match (frame.kind, self.timing.session_us(frame.kind, ticks)) {
             (MediaKind::Video, Some(session_us)) => {
                 // The session timeline exists now: place audio that came before it.
@@ -425,17 +412,14 @@ impl Fragmenter {
                 }
                 self.push_video(frame, session_us);
             }
-            (MediaKind::Audio, Some(session_us)) => {
-                self.push_audio(frame.data, session_us, frame.arrival_unix_us)
-            }
+            (MediaKind::Audio, Some(session_us)) => self.push_audio(frame.data, session_us, frame.arrival_unix_us),
             (_, None) => {
                 // Audio before the first video packet: keep it until the timeline starts.
                 if self.pre_origin.len() >= MAX_QUEUED_FRAMES {
                     self.pre_origin.pop_front();
                     self.stats.dropped.no_fragment += 1;
                 }
-                self.pre_origin
-                    .push_back((ticks, frame.arrival_unix_us, frame.data));
+                self.pre_origin.push_back((ticks, frame.arrival_unix_us, frame.data));
             }
         }
         self.pump(false);
@@ -453,15 +437,9 @@ impl Fragmenter {
     /// When [`Fragmenter::handle_timeout`] should next be called (µs since the Unix epoch).
     pub fn poll_timeout(&self) -> Option<i64> {
         let window = i64::from(self.cfg.interleave_window_ms) * 1_000;
-        let release = [self.video_q.front(), self.audio_q.front()]
-            .into_iter()
-            .flatten()
-            .map(|q| q.arrival_us + window)
-            .min();
-        let ask = self
-            .want_keyframe
-            .and(self.last_request_us)
-            .map(|t| t + self.interval_us());
+        let release =
+            [self.video_q.front(), self.audio_q.front()].into_iter().flatten().map(|q| q.arrival_us + window).min();
+        let ask = self.want_keyframe.and(self.last_request_us).map(|t| t + self.interval_us());
         release.into_iter().chain(ask).min()
     }
 
@@ -477,27 +455,18 @@ impl Fragmenter {
     }
 
     fn request_keyframe(&mut self, reason: KeyframeReason, force: bool) {
-        if !force
-            && self
-                .last_request_us
-                .is_some_and(|t| self.now_us - t < self.interval_us())
-        {
+        if !force && self.last_request_us.is_some_and(|t| self.now_us - t < self.interval_us()) {
             return;
         }
         self.want_keyframe = Some(reason);
         self.last_request_us = Some(self.now_us);
         self.stats.keyframe_requests += 1;
-        self.events
-            .push_back(FragmentEvent::RequestKeyframe { reason });
+        self.events.push_back(FragmentEvent::RequestKeyframe { reason });
     }
 
     fn keep_asking(&mut self) {
         if let Some(reason) = self.want_keyframe {
-            let repeat = if reason == KeyframeReason::LongGop {
-                reason
-            } else {
-                KeyframeReason::Waiting
-            };
+            let repeat = if reason == KeyframeReason::LongGop { reason } else { KeyframeReason::Waiting };
             self.request_keyframe(repeat, false);
         }
     }
@@ -506,11 +475,7 @@ impl Fragmenter {
     fn video_break(&mut self, session_us: i64, arrival_us: i64, reason: KeyframeReason) {
         if !self.gate_closed {
             self.gate_closed = true;
-            self.enqueue_video(Queued {
-                session_us,
-                arrival_us,
-                item: Item::Break,
-            });
+            self.enqueue_video(Queued { session_us, arrival_us, item: Item::Break });
         }
         self.request_keyframe(reason, true);
     }
@@ -554,17 +519,8 @@ impl Fragmenter {
             }
             self.gate_closed = false;
             self.want_keyframe = None;
-            let item = Item::Video {
-                idr,
-                codec: self.codec.clone(),
-                discontinuity: !frame.contiguous,
-                sample,
-            };
-            self.enqueue_video(Queued {
-                session_us,
-                arrival_us,
-                item,
-            });
+            let item = Item::Video { idr, codec: self.codec.clone(), discontinuity: !frame.contiguous, sample };
+            self.enqueue_video(Queued { session_us, arrival_us, item });
             return;
         }
         if !frame.contiguous {
@@ -579,17 +535,8 @@ impl Fragmenter {
             self.stats.dropped.waiting_for_keyframe += 1;
             return;
         }
-        let item = Item::Video {
-            idr: false,
-            codec: None,
-            discontinuity: false,
-            sample,
-        };
-        self.enqueue_video(Queued {
-            session_us,
-            arrival_us,
-            item,
-        });
+        let item = Item::Video { idr: false, codec: None, discontinuity: false, sample };
+        self.enqueue_video(Queued { session_us, arrival_us, item });
     }
 
     fn push_audio(&mut self, packet: Vec<u8>, session_us: i64, arrival_us: i64) {
@@ -599,15 +546,8 @@ impl Fragmenter {
         match PacketInfo::parse(&packet) {
             Ok(info) => {
                 let duration_us = info.duration_us() as i64;
-                let item = Item::Audio {
-                    packet,
-                    duration_us,
-                };
-                self.audio_q.push_back(Queued {
-                    session_us,
-                    arrival_us,
-                    item,
-                });
+                let item = Item::Audio { packet, duration_us };
+                self.audio_q.push_back(Queued { session_us, arrival_us, item });
             }
             Err(_) => self.stats.dropped.malformed += 1,
         }
@@ -618,9 +558,7 @@ impl Fragmenter {
         if let Some(head) = &self.cfg.audio {
             tracks.push(TrackEntry::opus(mkv::AUDIO_TRACK, head));
         }
-        Codec {
-            header: Bytes::from(mkv::write_tracks(&tracks)),
-        }
+        Codec { header: Bytes::from(mkv::write_tracks(&tracks)) }
     }
 
     /// Writes queued frames in session-time order, as far as interleaving allows.
@@ -656,11 +594,7 @@ impl Fragmenter {
                 }
                 (None, None) => break,
             };
-            let q = if take_video {
-                self.video_q.pop_front()
-            } else {
-                self.audio_q.pop_front()
-            };
+            let q = if take_video { self.video_q.pop_front() } else { self.audio_q.pop_front() };
             if let Some(q) = q {
                 self.release(q);
             }
@@ -670,23 +604,10 @@ impl Fragmenter {
     fn release(&mut self, q: Queued) {
         match q.item {
             Item::Break => self.end_fragment(None),
-            Item::Video {
-                idr,
-                codec,
-                discontinuity,
-                sample,
-            } => self.release_video(
-                q.session_us,
-                q.arrival_us,
-                idr,
-                codec,
-                discontinuity,
-                sample,
-            ),
-            Item::Audio {
-                packet,
-                duration_us,
-            } => self.release_audio(q.session_us, duration_us, packet),
+            Item::Video { idr, codec, discontinuity, sample } => {
+                self.release_video(q.session_us, q.arrival_us, idr, codec, discontinuity, sample)
+            }
+            Item::Audio { packet, duration_us } => self.release_audio(q.session_us, duration_us, packet),
         }
     }
 
@@ -791,10 +712,7 @@ impl Fragmenter {
 
     fn begin_fragment(&mut self, session_us: i64, arrival_us: i64, codec: Arc<Codec>) {
         let tolerance = i64::from(self.cfg.continuity_tolerance_ms) * 1_000;
-        let mapped = self
-            .timing
-            .producer_unix_us(session_us)
-            .unwrap_or(arrival_us);
+        let mapped = self.timing.producer_unix_us(session_us).unwrap_or(arrival_us);
         let start_producer_us = match self.prev_end_producer_us {
             Some(end) if mapped < end - tolerance => {
                 self.stats.clock_backwards += 1;
@@ -844,10 +762,7 @@ impl Fragmenter {
         open.pending_audio = 0;
         self.stats.bytes_out += bytes.len() as u64;
         let media_end_ms = Self::media_end_ms(open, open.media_end_us, false);
-        self.events.push_back(FragmentEvent::Chunk {
-            bytes,
-            media_end_ms,
-        });
+        self.events.push_back(FragmentEvent::Chunk { bytes, media_end_ms });
     }
 
     /// Closes the open fragment; `end_rel_us` is its exact end (the next IDR) when known.
@@ -857,8 +772,7 @@ impl Fragmenter {
         let end = end_rel_us.unwrap_or(open.media_end_us).max(0);
         self.prev_end_producer_us = Some(open.start_producer_us + end);
         let duration_ms = Self::media_end_ms(&open, end, end_rel_us.is_some());
-        self.events
-            .push_back(FragmentEvent::EndFragment { duration_ms });
+        self.events.push_back(FragmentEvent::EndFragment { duration_ms });
     }
 }
 

@@ -110,10 +110,7 @@ impl<'a> AnnexBNals<'a> {
         if data[..sc].iter().any(|&b| b != 0) {
             return Err(H264Error::NoStartCode);
         }
-        Ok(Self {
-            data,
-            next: Some(payload),
-        })
+        Ok(Self { data, next: Some(payload) })
     }
 }
 
@@ -153,10 +150,7 @@ impl<'a> AccessUnit<'a> {
         if nals.is_empty() {
             return Err(H264Error::Empty);
         }
-        if nals
-            .iter()
-            .any(|n| n.first().is_some_and(|h| h & 0x80 != 0))
-        {
+        if nals.iter().any(|n| n.first().is_some_and(|h| h & 0x80 != 0)) {
             return Err(H264Error::ForbiddenBit);
         }
         Ok(Self { nals })
@@ -169,35 +163,23 @@ impl<'a> AccessUnit<'a> {
 
     /// True when the access unit holds at least one coded slice (types 1–5).
     pub fn has_slices(&self) -> bool {
-        self.nals
-            .iter()
-            .any(|n| matches!(nal_type_of(n), Some(1..=5)))
+        self.nals.iter().any(|n| matches!(nal_type_of(n), Some(1..=5)))
     }
 
     /// The NAL units of one type, in order.
     pub fn of_type(&self, t: u8) -> impl Iterator<Item = &'a [u8]> + '_ {
-        self.nals
-            .iter()
-            .copied()
-            .filter(move |n| nal_type_of(n) == Some(t))
+        self.nals.iter().copied().filter(move |n| nal_type_of(n) == Some(t))
     }
 
     /// Length of the sample [`write_sample`] produces for this access unit.
     pub fn sample_len(&self) -> usize {
-        self.nals
-            .iter()
-            .filter(|n| keep_in_sample(n))
-            .map(|n| n.len() + 4)
-            .sum()
+        self.nals.iter().filter(|n| keep_in_sample(n)).map(|n| n.len() + 4).sum()
     }
 }
 
 /// Whether a NAL unit belongs in sample data (parameter sets live in avcC; AUD and filler go).
 fn keep_in_sample(nal: &[u8]) -> bool {
-    !matches!(
-        nal_type_of(nal),
-        Some(nal_type::SPS | nal_type::PPS | nal_type::AUD | nal_type::FILLER) | None
-    )
+    !matches!(nal_type_of(nal), Some(nal_type::SPS | nal_type::PPS | nal_type::AUD | nal_type::FILLER) | None)
 }
 
 /// Appends the access unit as 4-byte length-prefixed NAL units without SPS, PPS, AUD or filler.
@@ -227,10 +209,7 @@ impl<'a> LengthPrefixedNals<'a> {
         if !matches!(length_size, 1 | 2 | 4) {
             return Err(H264Error::InvalidAvcc("NAL length size must be 1, 2 or 4"));
         }
-        Ok(Self {
-            data,
-            length_size: usize::from(length_size),
-        })
+        Ok(Self { data, length_size: usize::from(length_size) })
     }
 }
 
@@ -245,9 +224,7 @@ impl<'a> Iterator for LengthPrefixedNals<'a> {
             self.data = &[];
             return Some(Err(H264Error::InvalidAvcc("truncated NAL length")));
         };
-        let len = len_bytes
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        let len = len_bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
         let Some((nal, rest)) = rest.split_at_checked(len) else {
             self.data = &[];
             return Some(Err(H264Error::InvalidAvcc("NAL length exceeds sample")));
@@ -306,10 +283,7 @@ pub struct Sps {
 
 /// Profiles whose SPS carries chroma format and bit depth fields (H.264 7.3.2.1.1).
 fn has_chroma_info(profile_idc: u8) -> bool {
-    matches!(
-        profile_idc,
-        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
-    )
+    matches!(profile_idc, 100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135)
 }
 
 /// Skips a `scaling_list()` of `size` coefficients.
@@ -332,10 +306,7 @@ impl Sps {
     pub fn parse(nal: &[u8]) -> Result<Self, H264Error> {
         let found = nal_type_of(nal).ok_or(H264Error::Empty)?;
         if found != nal_type::SPS {
-            return Err(H264Error::WrongNalType {
-                expected: nal_type::SPS,
-                found,
-            });
+            return Err(H264Error::WrongNalType { expected: nal_type::SPS, found });
         }
         let data = rbsp(nal.get(1..).unwrap_or(&[]));
         let mut r = BitReader::new(&data);
@@ -411,11 +382,7 @@ impl Sps {
         }
         // H.264 7.4.2.1.1: crop units depend on ChromaArrayType and field coding.
         let field_factor = if frame_mbs_only { 1 } else { 2 };
-        let chroma_array_type = if separate_colour_plane {
-            0
-        } else {
-            chroma_format_idc
-        };
+        let chroma_array_type = if separate_colour_plane { 0 } else { chroma_format_idc };
         let (crop_x, crop_y) = match chroma_array_type {
             0 => (1, field_factor),
             1 => (2, 2 * field_factor),
@@ -431,9 +398,7 @@ impl Sps {
         let height = coded_h
             .checked_sub((crop_t + crop_b) * crop_y)
             .filter(|h| (1..=u64::from(MAX_DIMENSION)).contains(h))
-            .ok_or(H264Error::InvalidParameterSet(
-                "picture height out of range",
-            ))?;
+            .ok_or(H264Error::InvalidParameterSet("picture height out of range"))?;
         Ok(Self {
             profile_idc,
             constraint_flags,
@@ -450,10 +415,7 @@ impl Sps {
 
     /// The RFC 6381 codec string for HLS/DASH, e.g. `avc1.42e01f`.
     pub fn codec_string(&self) -> String {
-        format!(
-            "avc1.{:02x}{:02x}{:02x}",
-            self.profile_idc, self.constraint_flags, self.level_idc
-        )
+        format!("avc1.{:02x}{:02x}{:02x}", self.profile_idc, self.constraint_flags, self.level_idc)
     }
 }
 
@@ -471,10 +433,7 @@ impl Pps {
     pub fn parse(nal: &[u8]) -> Result<Self, H264Error> {
         let found = nal_type_of(nal).ok_or(H264Error::Empty)?;
         if found != nal_type::PPS {
-            return Err(H264Error::WrongNalType {
-                expected: nal_type::PPS,
-                found,
-            });
+            return Err(H264Error::WrongNalType { expected: nal_type::PPS, found });
         }
         let data = rbsp(nal.get(1..).unwrap_or(&[]));
         let mut r = BitReader::new(&data);
@@ -533,12 +492,7 @@ impl ParameterSets {
         let primary = self.primary_sps.and_then(|id| self.sps.get(&id));
         let sps = primary
             .into_iter()
-            .chain(
-                self.sps
-                    .iter()
-                    .filter(|(id, _)| Some(**id) != self.primary_sps)
-                    .map(|(_, v)| v),
-            )
+            .chain(self.sps.iter().filter(|(id, _)| Some(**id) != self.primary_sps).map(|(_, v)| v))
             .cloned()
             .collect();
         AvcConfig::new(sps, self.pps.values().cloned().collect())
@@ -575,12 +529,7 @@ impl AvcConfig {
             }
         }
         let info = Sps::parse(first)?;
-        Ok(Self {
-            sps,
-            pps,
-            nal_length_size: NAL_LENGTH_SIZE,
-            info,
-        })
+        Ok(Self { sps, pps, nal_length_size: NAL_LENGTH_SIZE, info })
     }
 
     /// Picture width in pixels (from the first SPS).
@@ -600,14 +549,7 @@ impl AvcConfig {
 
     /// Serializes the record.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            11 + self
-                .sps
-                .iter()
-                .chain(&self.pps)
-                .map(|p| p.len() + 2)
-                .sum::<usize>(),
-        );
+        let mut out = Vec::with_capacity(11 + self.sps.iter().chain(&self.pps).map(|p| p.len() + 2).sum::<usize>());
         out.push(1); // configurationVersion
         out.push(self.info.profile_idc);
         out.push(self.info.constraint_flags);
@@ -635,9 +577,7 @@ impl AvcConfig {
     /// Parses a record (as found in MKV `CodecPrivate` or an MP4 avcC box).
     pub fn parse(data: &[u8]) -> Result<Self, H264Error> {
         fn take<'a>(d: &mut &'a [u8], n: usize) -> Result<&'a [u8], H264Error> {
-            let (head, rest) = d
-                .split_at_checked(n)
-                .ok_or(H264Error::InvalidAvcc("record truncated"))?;
+            let (head, rest) = d.split_at_checked(n).ok_or(H264Error::InvalidAvcc("record truncated"))?;
             *d = rest;
             Ok(head)
         }
@@ -674,35 +614,21 @@ mod tests {
 
     /// SPS of the 640x360 constrained-baseline fixture (42e01f, 368 coded lines cropped to 360).
     pub(crate) const SPS_640X360: &[u8] = &[
-        0x67, 0x42, 0xe0, 0x1f, 0xd9, 0x00, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00,
-        0x01, 0x00, 0x00, 0x03, 0x00, 0x3c, 0x0f, 0x18, 0x32, 0x48,
+        0x67, 0x42, 0xe0, 0x1f, 0xd9, 0x00, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00, 0x01, 0x00, 0x00,
+        0x03, 0x00, 0x3c, 0x0f, 0x18, 0x32, 0x48,
     ];
     /// The fixture's PPS.
     pub(crate) const PPS: &[u8] = &[0x68, 0xcb, 0x8c, 0xb2];
 
     #[test]
     fn splits_annex_b_with_3_and_4_byte_start_codes() {
-        let data = [
-            0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 0, 1, 0x65, 4, 0,
-        ];
+        let data = [0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 0, 1, 0x65, 4, 0];
         let nals: Vec<_> = AnnexBNals::new(&data).unwrap().collect();
         assert_eq!(nals, vec![&[0x67, 1, 2][..], &[0x68, 3], &[0x65, 4]]);
-        assert_eq!(
-            AnnexBNals::new(&[1, 0, 0, 1, 5]).err(),
-            Some(H264Error::NoStartCode)
-        );
-        assert_eq!(
-            AnnexBNals::new(&[0x65, 1]).err(),
-            Some(H264Error::NoStartCode)
-        );
-        assert_eq!(
-            AccessUnit::parse(&[0, 0, 1, 0, 0, 1]).err(),
-            Some(H264Error::Empty)
-        );
-        assert_eq!(
-            AccessUnit::parse(&[0, 0, 1, 0xe5]).err(),
-            Some(H264Error::ForbiddenBit)
-        );
+        assert_eq!(AnnexBNals::new(&[1, 0, 0, 1, 5]).err(), Some(H264Error::NoStartCode));
+        assert_eq!(AnnexBNals::new(&[0x65, 1]).err(), Some(H264Error::NoStartCode));
+        assert_eq!(AccessUnit::parse(&[0, 0, 1, 0, 0, 1]).err(), Some(H264Error::Empty));
+        assert_eq!(AccessUnit::parse(&[0, 0, 1, 0xe5]).err(), Some(H264Error::ForbiddenBit));
     }
 
     #[test]
@@ -720,46 +646,28 @@ mod tests {
         let mut out = vec![];
         let n = write_sample(&parsed, &mut out).unwrap();
         assert_eq!(n, out.len());
-        assert_eq!(
-            out,
-            vec![0, 0, 0, 4, 0x06, 5, 1, 0x80, 0, 0, 0, 3, 0x65, 0x88, 0x84]
-        );
+        assert_eq!(out, vec![0, 0, 0, 4, 0x06, 5, 1, 0x80, 0, 0, 0, 3, 0x65, 0x88, 0x84]);
         assert_eq!(parsed.sample_len(), out.len());
-        let nals: Vec<_> = LengthPrefixedNals::new(&out, 4)
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
+        let nals: Vec<_> = LengthPrefixedNals::new(&out, 4).unwrap().map(Result::unwrap).collect();
         assert_eq!(nals, vec![&[0x06, 5, 1, 0x80][..], &[0x65, 0x88, 0x84]]);
         let mut ps = ParameterSets::default();
         assert!(ps.update(&parsed).unwrap());
-        assert!(
-            !ps.update(&parsed).unwrap(),
-            "same parameter sets again are not a change"
-        );
+        assert!(!ps.update(&parsed).unwrap(), "same parameter sets again are not a change");
         let cfg = ps.config().unwrap();
         let mut annexb = vec![];
         sample_to_annex_b(&out, 4, Some(&cfg), &mut annexb).unwrap();
         let back = AccessUnit::parse(&annexb).unwrap();
-        assert_eq!(
-            back.nals,
-            vec![SPS_640X360, PPS, &[0x06, 5, 1, 0x80], &[0x65, 0x88, 0x84]]
-        );
+        assert_eq!(back.nals, vec![SPS_640X360, PPS, &[0x06, 5, 1, 0x80], &[0x65, 0x88, 0x84]]);
     }
 
     #[test]
     fn parses_sps_with_cropping() {
         let sps = Sps::parse(SPS_640X360).unwrap();
-        assert_eq!(
-            (sps.profile_idc, sps.constraint_flags, sps.level_idc),
-            (66, 0xe0, 31)
-        );
+        assert_eq!((sps.profile_idc, sps.constraint_flags, sps.level_idc), (66, 0xe0, 31));
         assert_eq!((sps.width, sps.height), (640, 360));
         assert!(sps.frame_mbs_only);
         assert_eq!(sps.codec_string(), "avc1.42e01f");
-        assert!(matches!(
-            Sps::parse(PPS),
-            Err(H264Error::WrongNalType { .. })
-        ));
+        assert!(matches!(Sps::parse(PPS), Err(H264Error::WrongNalType { .. })));
         // The fields reel needs end inside byte 10 (the VUI after them is not read).
         for cut in 0..SPS_640X360.len() {
             let parsed = Sps::parse(&SPS_640X360[..cut]);
@@ -781,10 +689,7 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(AvcConfig::parse(&bytes[..cut]).is_err());
         }
-        assert_eq!(
-            AvcConfig::new(vec![SPS_640X360.to_vec()], vec![]),
-            Err(H264Error::MissingParameterSets)
-        );
+        assert_eq!(AvcConfig::new(vec![SPS_640X360.to_vec()], vec![]), Err(H264Error::MissingParameterSets));
     }
 
     #[test]
@@ -797,9 +702,6 @@ mod tests {
         let au2 = [&[0, 0, 0, 1][..], &pps2].concat();
         assert!(ps.update(&AccessUnit::parse(&au2).unwrap()).unwrap());
         assert_eq!(ps.config().unwrap().pps, vec![pps2]);
-        assert_eq!(
-            ParameterSets::default().config(),
-            Err(H264Error::MissingParameterSets)
-        );
+        assert_eq!(ParameterSets::default().config(), Err(H264Error::MissingParameterSets));
     }
 }

@@ -50,12 +50,7 @@ pub struct OpusHead {
 impl Default for OpusHead {
     /// What WebRTC negotiates: 48 kHz stereo, libopus' usual pre-skip.
     fn default() -> Self {
-        Self {
-            channels: 2,
-            pre_skip: DEFAULT_PRE_SKIP,
-            input_sample_rate: SAMPLE_RATE,
-            output_gain: 0,
-        }
+        Self { channels: 2, pre_skip: DEFAULT_PRE_SKIP, input_sample_rate: SAMPLE_RATE, output_gain: 0 }
     }
 }
 
@@ -78,10 +73,8 @@ impl OpusHead {
 
     /// Parses an `OpusHead` with channel mapping family 0 (mono/stereo).
     pub fn parse(data: &[u8]) -> Result<Self, OpusError> {
-        let head: &[u8; Self::LEN] = data
-            .get(..Self::LEN)
-            .and_then(|d| d.try_into().ok())
-            .ok_or(OpusError::BadHead("shorter than 19 bytes"))?;
+        let head: &[u8; Self::LEN] =
+            data.get(..Self::LEN).and_then(|d| d.try_into().ok()).ok_or(OpusError::BadHead("shorter than 19 bytes"))?;
         if &head[..8] != b"OpusHead" {
             return Err(OpusError::BadHead("missing OpusHead magic"));
         }
@@ -149,12 +142,7 @@ impl PacketInfo {
         if u32::from(frames) * frame_samples > MAX_PACKET_SAMPLES {
             return Err(OpusError::TooLong);
         }
-        Ok(Self {
-            config,
-            stereo: toc & 0x04 != 0,
-            frames,
-            frame_samples,
-        })
+        Ok(Self { config, stereo: toc & 0x04 != 0, frames, frame_samples })
     }
 
     /// Packet duration in 48 kHz samples.
@@ -178,10 +166,7 @@ mod tests {
         let bytes = head.to_bytes();
         assert_eq!(
             bytes,
-            [
-                b'O', b'p', b'u', b's', b'H', b'e', b'a', b'd', 1, 2, 0x38, 0x01, 0x80, 0xbb, 0, 0,
-                0, 0, 0
-            ]
+            [b'O', b'p', b'u', b's', b'H', b'e', b'a', b'd', 1, 2, 0x38, 0x01, 0x80, 0xbb, 0, 0, 0, 0, 0]
         );
         assert_eq!(OpusHead::parse(&bytes), Ok(head));
         assert_eq!(head.codec_delay_ns(), 6_500_000);
@@ -198,17 +183,11 @@ mod tests {
     fn toc_gives_durations() {
         // config 31 (CELT 20 ms), stereo, code 0 — what libopus sends for music at 20 ms.
         let p = PacketInfo::parse(&[0xfc, 1, 2]).unwrap();
-        assert_eq!(
-            (p.config, p.stereo, p.frames, p.duration_us()),
-            (31, true, 1, 20_000)
-        );
+        assert_eq!((p.config, p.stereo, p.frames, p.duration_us()), (31, true, 1, 20_000));
         // config 1 (SILK 20 ms) code 1: two frames, 40 ms.
         assert_eq!(PacketInfo::parse(&[0x09]).unwrap().duration_us(), 40_000);
         // config 16 (CELT 2.5 ms) code 3 with 3 frames: 7.5 ms.
-        assert_eq!(
-            PacketInfo::parse(&[0x83, 3]).unwrap().duration_samples(),
-            360
-        );
+        assert_eq!(PacketInfo::parse(&[0x83, 3]).unwrap().duration_samples(), 360);
         // config 3 (SILK 60 ms) code 3 with 3 frames: 180 ms is illegal.
         assert_eq!(PacketInfo::parse(&[0x1b, 3]), Err(OpusError::TooLong));
         assert_eq!(PacketInfo::parse(&[0x1b, 0]), Err(OpusError::BadFrameCount));

@@ -73,15 +73,11 @@ impl RtpExtender {
             return CYCLE + u64::from(ts);
         };
         let candidate = (highest & !(CYCLE - 1)) | u64::from(ts);
-        [
-            candidate.checked_sub(CYCLE),
-            Some(candidate),
-            candidate.checked_add(CYCLE),
-        ]
-        .into_iter()
-        .flatten()
-        .min_by_key(|c| c.abs_diff(highest))
-        .unwrap_or(candidate)
+        [candidate.checked_sub(CYCLE), Some(candidate), candidate.checked_add(CYCLE)]
+            .into_iter()
+            .flatten()
+            .min_by_key(|c| c.abs_diff(highest))
+            .unwrap_or(candidate)
     }
 
     /// Extends `ts` and records it.
@@ -117,10 +113,7 @@ impl SenderReport {
     pub fn from_ntp(ntp: u64, rtp_timestamp: u32) -> Self {
         let secs = (ntp >> 32) as i64 - NTP_UNIX_OFFSET_SECS as i64;
         let frac_us = ((ntp & 0xffff_ffff) * 1_000_000) >> 32;
-        Self {
-            ntp_unix_us: secs * 1_000_000 + frac_us as i64,
-            rtp_timestamp,
-        }
+        Self { ntp_unix_us: secs * 1_000_000 + frac_us as i64, rtp_timestamp }
     }
 }
 
@@ -168,14 +161,7 @@ struct TrackClock {
 
 impl TrackClock {
     fn new(rate: u32) -> Self {
-        Self {
-            rate,
-            extender: RtpExtender::new(),
-            first: None,
-            anchor: None,
-            pending: None,
-            last_report: None,
-        }
+        Self { rate, extender: RtpExtender::new(), first: None, anchor: None, pending: None, last_report: None }
     }
 
     /// µs of media time from the first packet to `ticks`.
@@ -248,10 +234,7 @@ impl TimingModel {
         let max_skew = self.max_skew_us;
         let track = self.track(kind);
         let ticks = track.extender.peek(report.rtp_timestamp);
-        let previous = track.anchor.replace(Anchor {
-            ticks,
-            ntp_unix_us: report.ntp_unix_us,
-        });
+        let previous = track.anchor.replace(Anchor { ticks, ntp_unix_us: report.ntp_unix_us });
         let plausible = match (track.epoch(), track.first) {
             (Some(epoch), Some((_, arrival))) => (epoch - arrival).abs() <= max_skew,
             _ => false,
@@ -267,19 +250,10 @@ impl TimingModel {
     /// Places one frame (its RTP timestamp's low 32 bits and its arrival time) on the
     /// timelines. Returns `None` for audio that arrives before any video: the session
     /// timeline starts with the first video packet.
-    pub fn observe(
-        &mut self,
-        kind: MediaKind,
-        rtp_timestamp: u32,
-        arrival_unix_us: i64,
-    ) -> Option<FrameTime> {
+    pub fn observe(&mut self, kind: MediaKind, rtp_timestamp: u32, arrival_unix_us: i64) -> Option<FrameTime> {
         let media_ticks = self.observe_ticks(kind, rtp_timestamp, arrival_unix_us);
         let session_us = self.session_us(kind, media_ticks)?;
-        Some(FrameTime {
-            media_ticks,
-            session_us,
-            arrival_unix_us,
-        })
+        Some(FrameTime { media_ticks, session_us, arrival_unix_us })
     }
 
     /// Session time of an extended media time already observed on `kind`; `None` for audio
@@ -287,20 +261,13 @@ impl TimingModel {
     pub fn session_us(&self, kind: MediaKind, media_ticks: u64) -> Option<i64> {
         match kind {
             MediaKind::Video => self.video.since_first_us(media_ticks),
-            MediaKind::Audio => {
-                Some(self.audio.since_first_us(media_ticks)? + self.audio_offset_us()?)
-            }
+            MediaKind::Audio => Some(self.audio.since_first_us(media_ticks)? + self.audio_offset_us()?),
         }
     }
 
     /// Extends and records an RTP timestamp like [`TimingModel::observe`], returning only the
     /// extended media time (for frames that may have no session time yet).
-    pub fn observe_ticks(
-        &mut self,
-        kind: MediaKind,
-        rtp_timestamp: u32,
-        arrival_unix_us: i64,
-    ) -> u64 {
+    pub fn observe_ticks(&mut self, kind: MediaKind, rtp_timestamp: u32, arrival_unix_us: i64) -> u64 {
         let track = self.track(kind);
         let media_ticks = track.extender.extend(rtp_timestamp);
         if track.first.is_none() {
@@ -353,17 +320,9 @@ mod tests {
         let base = x.extend(u32::MAX - 10);
         assert_eq!(base, CYCLE + u64::from(u32::MAX - 10));
         assert_eq!(x.extend(5), base + 16, "forward across the wrap");
-        assert_eq!(
-            x.extend(u32::MAX - 2),
-            base + 8,
-            "late packet from before the wrap"
-        );
+        assert_eq!(x.extend(u32::MAX - 2), base + 8, "late packet from before the wrap");
         assert_eq!(x.extend(100), base + 111);
-        assert_eq!(
-            x.peek(u32::MAX - 20),
-            base - 10,
-            "older than the first packet"
-        );
+        assert_eq!(x.peek(u32::MAX - 20), base - 10, "older than the first packet");
         // A long run across several wraps stays monotonic.
         let mut y = RtpExtender::new();
         let mut prev = y.extend(0);
@@ -400,13 +359,9 @@ mod tests {
         assert_eq!(v.session_us, 0);
         // Audio's first packet arrived 10 ms before video's: offset -10 ms.
         assert_eq!(m.audio_offset_us(), Some(-10_000));
-        let a = m
-            .observe(MediaKind::Audio, 1_000 + 4_800, T0 + 110_000)
-            .unwrap();
+        let a = m.observe(MediaKind::Audio, 1_000 + 4_800, T0 + 110_000).unwrap();
         assert_eq!(a.session_us, 90_000);
-        let v = m
-            .observe(MediaKind::Video, 50_000 + 9_000, T0 + 110_000)
-            .unwrap();
+        let v = m.observe(MediaKind::Video, 50_000 + 9_000, T0 + 110_000).unwrap();
         assert_eq!(v.session_us, 100_000);
         assert_eq!(m.producer_unix_us(v.session_us), Some(T0 + 110_000));
     }
@@ -419,38 +374,14 @@ mod tests {
         m.observe(MediaKind::Video, 10_000, T0 + 50_000).unwrap();
         m.observe(MediaKind::Audio, 70_000, T0 + 20_000).unwrap();
         assert_eq!(m.audio_offset_us(), Some(-30_000), "arrival-based at first");
-        m.sender_report(
-            MediaKind::Video,
-            SenderReport {
-                ntp_unix_us: sender + 1_000_000,
-                rtp_timestamp: 100_000,
-            },
-        );
-        m.sender_report(
-            MediaKind::Audio,
-            SenderReport {
-                ntp_unix_us: sender + 1_000_000,
-                rtp_timestamp: 118_000,
-            },
-        );
-        m.sender_report(
-            MediaKind::Audio,
-            SenderReport {
-                ntp_unix_us: sender + 1_000_000,
-                rtp_timestamp: 118_000,
-            },
-        );
+        m.sender_report(MediaKind::Video, SenderReport { ntp_unix_us: sender + 1_000_000, rtp_timestamp: 100_000 });
+        m.sender_report(MediaKind::Audio, SenderReport { ntp_unix_us: sender + 1_000_000, rtp_timestamp: 118_000 });
+        m.sender_report(MediaKind::Audio, SenderReport { ntp_unix_us: sender + 1_000_000, rtp_timestamp: 118_000 });
         assert_eq!(m.stats().sender_reports, 2, "a repeated report counts once");
-        assert_eq!(
-            m.audio_offset_us(),
-            Some(0),
-            "captured together, so aligned"
-        );
+        assert_eq!(m.audio_offset_us(), Some(0), "captured together, so aligned");
         assert_eq!(m.producer_epoch_us(), Some(sender));
         // Audio captured 500 ms after the start sits at session 500 ms.
-        let a = m
-            .observe(MediaKind::Audio, 70_000 + 24_000, T0 + 540_000)
-            .unwrap();
+        let a = m.observe(MediaKind::Audio, 70_000 + 24_000, T0 + 540_000).unwrap();
         assert_eq!(a.session_us, 500_000);
         assert_eq!(m.producer_unix_us(a.session_us), Some(sender + 500_000));
     }
@@ -463,20 +394,10 @@ mod tests {
         assert_eq!(m.stats().untrusted_sender_reports, 1);
         assert_eq!(m.producer_epoch_us(), Some(T0));
         // A report that arrives before the track's first packet is applied with it.
-        m.sender_report(
-            MediaKind::Audio,
-            SenderReport {
-                ntp_unix_us: T0 - 5_000,
-                rtp_timestamp: 480,
-            },
-        );
+        m.sender_report(MediaKind::Audio, SenderReport { ntp_unix_us: T0 - 5_000, rtp_timestamp: 480 });
         m.observe(MediaKind::Audio, 480, T0 + 1_000).unwrap();
         assert_eq!(m.stats().sender_reports, 1);
-        assert_eq!(
-            m.producer_epoch_us(),
-            Some(T0 - 5_000 - 1_000),
-            "audio report, arrival offset"
-        );
+        assert_eq!(m.producer_epoch_us(), Some(T0 - 5_000 - 1_000), "audio report, arrival offset");
     }
 
     #[test]
@@ -485,18 +406,9 @@ mod tests {
         let start = u32::MAX - 45_000; // wraps after half a second
         let mut last = -1;
         for i in 0..90u32 {
-            let t = m
-                .observe(
-                    MediaKind::Video,
-                    start.wrapping_add(i * 3_000),
-                    T0 + i64::from(i) * 33_333,
-                )
-                .unwrap();
+            let t = m.observe(MediaKind::Video, start.wrapping_add(i * 3_000), T0 + i64::from(i) * 33_333).unwrap();
             assert!(t.session_us > last);
-            assert_eq!(
-                t.session_us,
-                ticks_to_us(i64::from(i) * 3_000, VIDEO_CLOCK_RATE)
-            );
+            assert_eq!(t.session_us, ticks_to_us(i64::from(i) * 3_000, VIDEO_CLOCK_RATE));
             last = t.session_us;
         }
     }

@@ -39,10 +39,10 @@ use self::credentials::TurnSecret;
 use self::message::ServiceEvent;
 use self::registry::Registry;
 use self::turn::{TurnOptions, TurnServer};
-use crate::state::url_host;
 use crate::config::Config;
 use crate::limits::SignalingLimits;
 use crate::state::AppState;
+use crate::state::url_host;
 
 pub use self::message::{MessageKind, SignalingMessage};
 pub use self::registry::{StoragePeerError, StoragePeerEvent, StoragePeerHandle};

@@ -199,8 +199,7 @@ pub fn probe(file: &Path) -> Probe {
     assert!(out.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).expect("ffprobe JSON");
     let streams = v["streams"].as_array().cloned().unwrap_or_default();
-    let codecs: Vec<String> =
-        streams.iter().map(|s| s["codec_name"].as_str().unwrap_or("?").to_string()).collect();
+    let codecs: Vec<String> = streams.iter().map(|s| s["codec_name"].as_str().unwrap_or("?").to_string()).collect();
     let mut durations = Vec::new();
     for s in &streams {
         let index = s["index"].as_i64().unwrap_or(-1);

@@ -102,12 +102,7 @@ pub fn enter(test_name: &str) -> Option<Netns> {
 /// `ip` with arguments; panics with its stderr on failure.
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("run `ip` (package iproute2)");
-    assert!(
-        out.status.success(),
-        "ip {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "ip {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
 }
 
 /// Loopback up, and the veth pair with both ends addressed and up.
@@ -141,10 +136,7 @@ pub fn start_reel(ns: &Netns, opts: Options) -> Reel {
         cmd.env(k, v);
     }
     let log = std::fs::File::create(data_dir.join("reel-test.log")).expect("log file");
-    cmd.stdout(Stdio::piped())
-        .stderr(Stdio::from(log))
-        .env("RUST_LOG", "info,reel=debug")
-        .env("REEL_LOG_SDP", "1");
+    cmd.stdout(Stdio::piped()).stderr(Stdio::from(log)).env("RUST_LOG", "info,reel=debug").env("REEL_LOG_SDP", "1");
     let mut child = cmd.spawn().expect("spawn reel");
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = mpsc::channel();

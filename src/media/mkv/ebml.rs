@@ -89,10 +89,7 @@ pub fn read_id(data: &[u8]) -> Result<(u32, usize), MkvError> {
         return Err(MkvError::BadVint);
     }
     let bytes = data.get(..n).ok_or(MkvError::Truncated)?;
-    Ok((
-        bytes.iter().fold(0u32, |acc, &b| (acc << 8) | u32::from(b)),
-        n,
-    ))
+    Ok((bytes.iter().fold(0u32, |acc, &b| (acc << 8) | u32::from(b)), n))
 }
 
 /// Reads a variable-length integer (1–8 bytes): (value without marker, length, all value bits set).
@@ -112,11 +109,7 @@ pub fn read_vint(data: &[u8]) -> Result<(u64, usize, bool), MkvError> {
 pub fn read_header(data: &[u8]) -> Result<Header, MkvError> {
     let (id, id_len) = read_id(data)?;
     let (size, size_len, unknown) = read_vint(data.get(id_len..).unwrap_or(&[]))?;
-    Ok(Header {
-        id,
-        size: (!unknown).then_some(size),
-        len: id_len + size_len,
-    })
+    Ok(Header { id, size: (!unknown).then_some(size), len: id_len + size_len })
 }
 
 /// Splits the next complete (known-size) element off `data`: (header, payload, rest).
@@ -153,18 +146,14 @@ pub fn read_uint(payload: &[u8]) -> Result<u64, MkvError> {
     if payload.len() > 8 {
         return Err(MkvError::BadValue("integer longer than 8 bytes"));
     }
-    Ok(payload
-        .iter()
-        .fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
+    Ok(payload.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
 }
 
 /// Decodes a float payload (0, 4 or 8 bytes).
 pub fn read_float(payload: &[u8]) -> Result<f64, MkvError> {
     match payload.len() {
         0 => Ok(0.0),
-        4 => Ok(f64::from(f32::from_be_bytes([
-            payload[0], payload[1], payload[2], payload[3],
-        ]))),
+        4 => Ok(f64::from(f32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]))),
         8 => {
             let mut b = [0u8; 8];
             b.copy_from_slice(payload);
@@ -176,12 +165,8 @@ pub fn read_float(payload: &[u8]) -> Result<f64, MkvError> {
 
 /// Decodes a string payload (UTF-8; trailing NUL padding is dropped).
 pub fn read_str(payload: &[u8]) -> Result<String, MkvError> {
-    let end = payload
-        .iter()
-        .position(|&b| b == 0)
-        .unwrap_or(payload.len());
-    String::from_utf8(payload[..end].to_vec())
-        .map_err(|_| MkvError::BadValue("string is not UTF-8"))
+    let end = payload.iter().position(|&b| b == 0).unwrap_or(payload.len());
+    String::from_utf8(payload[..end].to_vec()).map_err(|_| MkvError::BadValue("string is not UTF-8"))
 }
 
 #[cfg(test)]
@@ -227,10 +212,7 @@ mod tests {
         assert_eq!(read_str(kids[2].1).unwrap(), "A_OPUS");
         assert_eq!(read_float(kids[3].1), Ok(48_000.0));
         assert_eq!(kids[4].0, 0xE0);
-        assert_eq!(
-            read_uint(children(kids[4].1).next().unwrap().unwrap().1),
-            Ok(640)
-        );
+        assert_eq!(read_uint(children(kids[4].1).next().unwrap().unwrap().1), Ok(640));
         assert!(children(&out[..out.len() - 1]).any(|r| r == Err(MkvError::Truncated)));
     }
 }

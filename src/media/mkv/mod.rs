@@ -21,13 +21,12 @@ mod tracks;
 mod write;
 
 pub use read::{
-    ClusterSpan, Document, Frame, StoredFragment, parse_blocks, parse_document, parse_stored,
-    parse_tracks,
+    ClusterSpan, Document, Frame, StoredFragment, parse_blocks, parse_document, parse_stored, parse_tracks,
 };
 pub use tracks::{AudioSettings, TrackEntry, TrackType, VideoSettings, write_tracks};
 pub use write::{
-    FragmentDocument, SimpleTag, kvs_timestamp, simple_block_len, tag, write_cluster_start,
-    write_segment_start, write_simple_block,
+    FragmentDocument, SimpleTag, kvs_timestamp, simple_block_len, tag, write_cluster_start, write_segment_start,
+    write_simple_block,
 };
 
 #[cfg(test)]

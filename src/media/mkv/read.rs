@@ -69,10 +69,7 @@ pub fn parse_tracks(header: &[u8]) -> Result<Vec<TrackEntry>, MkvError> {
 pub(super) fn tracks_element(header: &[u8]) -> Result<&[u8], MkvError> {
     let (h, payload, rest) = ebml::next_element(header)?;
     if h.id != id::TRACKS {
-        return Err(MkvError::UnexpectedElement {
-            expected: id::TRACKS,
-            found: h.id,
-        });
+        return Err(MkvError::UnexpectedElement { expected: id::TRACKS, found: h.id });
     }
     if !rest.is_empty() {
         return Err(MkvError::BadValue("bytes after the Tracks element"));
@@ -94,16 +91,13 @@ fn tracks_payload(payload: &[u8]) -> Result<Vec<TrackEntry>, MkvError> {
 /// Converts a timecode in `scale_ns` units to ms, saturating.
 fn to_ms(timecode: i128, scale_ns: u64) -> i64 {
     let ns = timecode.saturating_mul(i128::from(scale_ns));
-    ns.div_euclid(1_000_000)
-        .clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+    ns.div_euclid(1_000_000).clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
 }
 
 /// Decodes a (Simple)Block payload: (track, relative timecode, flags, frame data).
 fn block_parts(payload: &[u8]) -> Result<(u64, i16, u8, &[u8]), MkvError> {
     let (track, n, _) = ebml::read_vint(payload)?;
-    let rest = payload
-        .get(n..)
-        .ok_or(MkvError::BadBlock("truncated header"))?;
+    let rest = payload.get(n..).ok_or(MkvError::BadBlock("truncated header"))?;
     let [t0, t1, flags, data @ ..] = rest else {
         return Err(MkvError::BadBlock("truncated header"));
     };
@@ -115,11 +109,7 @@ fn block_parts(payload: &[u8]) -> Result<(u64, i16, u8, &[u8]), MkvError> {
 
 /// Reads a sequence of `SimpleBlock`/`BlockGroup` elements (a stored chunk) whose cluster
 /// timecode is `cluster_ms` and `TimecodeScale` 1 ms; appends the frames to `out`.
-pub fn parse_blocks<'a>(
-    chunk: &'a [u8],
-    cluster_ms: i64,
-    out: &mut Vec<Frame<'a>>,
-) -> Result<(), MkvError> {
+pub fn parse_blocks<'a>(chunk: &'a [u8], cluster_ms: i64, out: &mut Vec<Frame<'a>>) -> Result<(), MkvError> {
     for child in ebml::children(chunk) {
         let (cid, v) = child?;
         match cid {
@@ -164,22 +154,13 @@ fn block_element<'a>(
         _ => return Ok(()),
     };
     let (track, rel, _, data) = block;
-    out.push(Frame {
-        track,
-        timestamp_ms: to_ms(cluster_tc + i128::from(rel), scale_ns),
-        keyframe,
-        data,
-    });
+    out.push(Frame { track, timestamp_ms: to_ms(cluster_tc + i128::from(rel), scale_ns), keyframe, data });
     Ok(())
 }
 
 /// Parses a stored fragment: its header (`Tracks`), its chunks in order, and its start time
 /// (the producer timestamp in ms that becomes the cluster timecode).
-pub fn parse_stored<'a, I>(
-    header: &[u8],
-    chunks: I,
-    start_ms: i64,
-) -> Result<StoredFragment<'a>, MkvError>
+pub fn parse_stored<'a, I>(header: &[u8], chunks: I, start_ms: i64) -> Result<StoredFragment<'a>, MkvError>
 where
     I: IntoIterator<Item = &'a [u8]>,
 {
@@ -351,9 +332,7 @@ fn cluster<'a>(body: &'a [u8], unknown: bool, doc: &mut Document<'a>) -> Result<
         pos += h.len + payload.len();
     }
     let timecode = timecode.ok_or(MkvError::Missing("cluster Timecode"))?;
-    doc.clusters.push(ClusterSpan {
-        timecode_ms: to_ms(timecode, doc.timecode_scale_ns),
-        frames: first..doc.frames.len(),
-    });
+    doc.clusters
+        .push(ClusterSpan { timecode_ms: to_ms(timecode, doc.timecode_scale_ns), frames: first..doc.frames.len() });
     Ok(if unknown { pos } else { body.len() })
 }

@@ -94,10 +94,7 @@ impl TrackEntry {
             default_duration_ns: None,
             codec_delay_ns: 0,
             seek_pre_roll_ns: 0,
-            video: Some(VideoSettings {
-                width: config.width(),
-                height: config.height(),
-            }),
+            video: Some(VideoSettings { width: config.width(), height: config.height() }),
             audio: None,
         }
     }
@@ -191,15 +188,11 @@ impl TrackEntry {
                 id::CODEC_DELAY => t.codec_delay_ns = ebml::read_uint(v)?,
                 id::SEEK_PRE_ROLL => t.seek_pre_roll_ns = ebml::read_uint(v)?,
                 id::VIDEO => {
-                    let mut s = VideoSettings {
-                        width: 0,
-                        height: 0,
-                    };
+                    let mut s = VideoSettings { width: 0, height: 0 };
                     for c in ebml::children(v) {
                         let (cid, v) = c?;
                         let n = || -> Result<u32, MkvError> {
-                            u32::try_from(ebml::read_uint(v)?)
-                                .map_err(|_| MkvError::BadValue("pixel size too large"))
+                            u32::try_from(ebml::read_uint(v)?).map_err(|_| MkvError::BadValue("pixel size too large"))
                         };
                         match cid {
                             id::PIXEL_WIDTH => s.width = n()?,
@@ -210,16 +203,11 @@ impl TrackEntry {
                     t.video = Some(s);
                 }
                 id::AUDIO => {
-                    let mut s = AudioSettings {
-                        sampling_frequency: 8000.0,
-                        channels: 1,
-                        bit_depth: None,
-                    };
+                    let mut s = AudioSettings { sampling_frequency: 8000.0, channels: 1, bit_depth: None };
                     for c in ebml::children(v) {
                         let (cid, v) = c?;
                         let n = || -> Result<u32, MkvError> {
-                            u32::try_from(ebml::read_uint(v)?)
-                                .map_err(|_| MkvError::BadValue("audio field too large"))
+                            u32::try_from(ebml::read_uint(v)?).map_err(|_| MkvError::BadValue("audio field too large"))
                         };
                         match cid {
                             id::SAMPLING_FREQUENCY => s.sampling_frequency = ebml::read_float(v)?,

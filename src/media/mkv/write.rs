@@ -71,10 +71,7 @@ pub struct SimpleTag {
 impl SimpleTag {
     /// A tag from anything string-like.
     pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            value: value.into(),
-        }
+        Self { name: name.into(), value: value.into() }
     }
 }
 
@@ -100,11 +97,7 @@ fn write_tags(out: &mut Vec<u8>, tags: &[SimpleTag]) {
 /// header and (if any) `tags`: the beginning of every MKV document reel serves. Clusters
 /// ([`write_cluster_start`] + chunks) follow; one header followed by the clusters of many
 /// fragments with the same header is a continuous MKV file (a clip, or a PutMedia stream).
-pub fn write_segment_start(
-    header: &[u8],
-    tags: &[SimpleTag],
-    out: &mut Vec<u8>,
-) -> Result<(), MkvError> {
+pub fn write_segment_start(header: &[u8], tags: &[SimpleTag], out: &mut Vec<u8>) -> Result<(), MkvError> {
     super::read::tracks_element(header)?;
     write_master(out, id::EBML, |o| {
         write_uint(o, id::EBML_VERSION, 1);
@@ -163,11 +156,7 @@ impl FragmentDocument<'_> {
     /// With `chunks_len = Some(n)` (the total bytes of the chunks that follow) the Cluster
     /// gets its exact size; with `None` (a fragment still being written) it gets the unknown
     /// size marker and ends where the trailing tags or the next document begin.
-    pub fn write_prelude(
-        &self,
-        chunks_len: Option<u64>,
-        out: &mut Vec<u8>,
-    ) -> Result<(), MkvError> {
+    pub fn write_prelude(&self, chunks_len: Option<u64>, out: &mut Vec<u8>) -> Result<(), MkvError> {
         write_segment_start(self.header, self.tags, out)?;
         write_cluster_start(self.start_ms, chunks_len, out);
         Ok(())

@@ -684,12 +684,14 @@ impl Fragmenter {
             self.stats.dropped.too_long += 1;
             return;
         }
-        if let Some(last) = open.last_audio_rel_us.filter(|&last| rel < last) {
+        // Audio blocks must have strictly increasing timestamps (players reject equal DTS):
+        // a small step back (or a repeat) is moved to 1 ms after the previous frame.
+        if let Some(last) = open.last_audio_rel_us.filter(|&last| rel < last + 1_000) {
             if last - rel > AUDIO_CLAMP_US {
                 self.stats.dropped.non_monotonic += 1;
                 return;
             }
-            rel = last;
+            rel = last + 1_000;
             self.stats.audio_clamped += 1;
         }
         open.last_audio_rel_us = Some(rel);

@@ -388,7 +388,8 @@ fn reordered_audio_is_clamped_or_dropped() {
     assert_eq!(s.audio_clamped, 1);
     let a = h.frags[0].audio();
     assert_eq!(a.len(), 2);
-    assert!(a[0].timestamp_ms <= a[1].timestamp_ms);
+    // Strictly increasing: players reject equal audio DTS.
+    assert!(a[0].timestamp_ms < a[1].timestamp_ms, "{:?} then {:?}", a[0].timestamp_ms, a[1].timestamp_ms);
 }
 
 #[test]

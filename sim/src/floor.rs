@@ -1,0 +1,1 @@
+//! The physical-cost floor: receive, SRTP-decrypt and append, nothing else.

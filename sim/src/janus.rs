@@ -1,0 +1,1 @@
+//! Janus VideoRoom (recording on) as the side-by-side baseline recorder.

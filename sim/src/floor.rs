@@ -101,9 +101,15 @@ pub fn fixture_frame_sizes(path: impl AsRef<Path>) -> io::Result<Vec<usize>> {
 /// starts with its AUD. Bytes before the first AUD (if any) form the first part.
 pub fn split_access_units(data: &[u8]) -> Vec<&[u8]> {
     const AUD: [u8; 5] = [0, 0, 0, 1, 9];
-    let mut starts: Vec<usize> = data.windows(AUD.len()).enumerate().filter(|(_, w)| *w == AUD).map(|(i, _)| i).collect();
+    let mut starts: Vec<usize> =
+        data.windows(AUD.len()).enumerate().filter(|(_, w)| *w == AUD).map(|(i, _)| i).collect();
     if starts.first() != Some(&0) {
         starts.insert(0, 0);
     }
-    starts.iter().enumerate().map(|(k, &s)| &data[s..starts.get(k + 1).copied().unwrap_or(data.len())]).filter(|p| !p.is_empty()).collect()
+    starts
+        .iter()
+        .enumerate()
+        .map(|(k, &s)| &data[s..starts.get(k + 1).copied().unwrap_or(data.len())])
+        .filter(|p| !p.is_empty())
+        .collect()
 }

@@ -98,6 +98,28 @@ fn lib_dir() -> PathBuf {
     std::env::var_os(JANUS_LIB_DIR_ENV).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(JANUS_LIB_DIR))
 }
 
+/// Inside a private network namespace whose veth pair has both ends local (as in the
+/// end-to-end tests): let packets with a local source address arrive on a veth device.
+///
+/// Janus (libnice) sends out of its ICE interface, so its packets reach the publisher's
+/// veth end carrying a source address that is local to the namespace, and Linux drops
+/// them as martians unless `accept_local` is on (and `rp_filter` off). Symptom without it:
+/// Janus answers STUN checks but the publisher never sees a reply; ICE stays `Checking`.
+/// Sets `net.ipv4.conf.{all,default,<every device>}.accept_local=1, rp_filter=0` — only
+/// in a non-initial network namespace: refuses (error) when run in the host's namespace.
+pub fn netns_accept_local() -> std::io::Result<()> {
+    let own = std::fs::read_link("/proc/self/ns/net")?;
+    if std::fs::read_link("/proc/1/ns/net").is_ok_and(|init| init == own) {
+        return Err(std::io::Error::other("refusing to change sysctls of the initial network namespace"));
+    }
+    for entry in std::fs::read_dir("/proc/sys/net/ipv4/conf")? {
+        let dir = entry?.path();
+        std::fs::write(dir.join("accept_local"), "1")?;
+        std::fs::write(dir.join("rp_filter"), "0")?;
+    }
+    Ok(())
+}
+
 /// A running Janus with the baseline configuration. Killed on drop.
 pub struct Janus {
     child: Child,

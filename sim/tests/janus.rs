@@ -39,13 +39,8 @@ fn enter_netns(test: &str) -> bool {
             let out = Command::new("ip").args(args).output().expect("run `ip` (iproute2)");
             assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         }
-        // Both veth ends are local addresses of this namespace. Janus (libnice) sends out
-        // of the janus0 device, so its packets arrive on pub0 with a local source address,
-        // which Linux drops as martians unless accept_local is on (namespace-local sysctls).
-        for dev in ["all", "default", "janus0", "pub0"] {
-            let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{dev}/accept_local"), "1");
-            let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{dev}/rp_filter"), "0");
-        }
+        // Both veth ends are local here: let Janus's replies in (see the function's doc).
+        janus::netns_accept_local().expect("accept_local in the test namespace");
         // veth carrier comes up asynchronously; Janus picks its addresses once at start.
         let up = Instant::now();
         while std::fs::read_to_string("/sys/class/net/janus0/operstate").unwrap_or_default().trim() != "up"

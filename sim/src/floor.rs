@@ -2,7 +2,8 @@
 //!
 //! What no ingest server can avoid for a WebRTC camera: take the packets off the socket
 //! (batched `recvmmsg`), authenticate and decrypt them with the suite the camera
-//! negotiated (SRTP AEAD_AES_128_GCM, RFC 7714, via aws-lc-rs as str0m uses), and append
+//! negotiated (SRTP AEAD-AES-GCM, RFC 7714, via aws-lc-rs as str0m uses; 256-bit keys by
+//! default as str0m negotiates them, 128-bit on request), and append
 //! the media payload to storage (one buffered file per session). reel's CPU per
 //! session-second divided by the floor's says how far reel is above the physical cost.
 //!
@@ -38,18 +39,21 @@ use std::path::Path;
 
 pub use receiver::{FloorReport, Receiver, RunningReceiver, session_path};
 pub use sender::{AUDIO_PAYLOAD, FPS, MAX_PACKET, MAX_PAYLOAD, Sender, SenderReport, payload_byte};
+pub use srtp::SrtpSuite;
 
-/// One session's SRTP parameters: its two SSRCs and the AEAD_AES_128_GCM session key and
-/// salt (already derived, as after DTLS-SRTP + the RFC 3711 KDF). Both SSRCs share them,
-/// as in a WebRTC session.
+/// One session's SRTP parameters: its two SSRCs, the suite, and the session key and salt
+/// (already derived, as after DTLS-SRTP + the RFC 3711 KDF). Both SSRCs share them, as in
+/// a WebRTC session.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SessionKeys {
     /// SSRC of the H.264 stream (also names the session's output file).
     pub video_ssrc: u32,
     /// SSRC of the Opus stream.
     pub audio_ssrc: u32,
-    /// SRTP session encryption key.
-    pub key: [u8; srtp::KEY_LEN],
+    /// The AEAD suite (decides the key length).
+    pub suite: SrtpSuite,
+    /// SRTP session encryption key ([`SrtpSuite::key_len`] bytes).
+    pub key: Vec<u8>,
     /// SRTP session salt.
     pub salt: [u8; srtp::SALT_LEN],
 }
@@ -59,13 +63,14 @@ impl std::fmt::Debug for SessionKeys {
         f.debug_struct("SessionKeys")
             .field("video_ssrc", &format_args!("{:08x}", self.video_ssrc))
             .field("audio_ssrc", &format_args!("{:08x}", self.audio_ssrc))
+            .field("suite", &self.suite)
             .finish_non_exhaustive()
     }
 }
 
 impl SessionKeys {
-    /// Fresh random keys and two SSRCs not yet in `taken` (which records them).
-    pub fn random(taken: &mut HashSet<u32>) -> io::Result<SessionKeys> {
+    /// Fresh random keys for `suite` and two SSRCs not yet in `taken` (which records them).
+    pub fn random(suite: SrtpSuite, taken: &mut HashSet<u32>) -> io::Result<SessionKeys> {
         let mut ssrc = || -> io::Result<u32> {
             loop {
                 let mut b = [0u8; 4];
@@ -77,11 +82,11 @@ impl SessionKeys {
             }
         };
         let (video_ssrc, audio_ssrc) = (ssrc()?, ssrc()?);
-        let mut key = [0u8; srtp::KEY_LEN];
+        let mut key = vec![0u8; suite.key_len()];
         let mut salt = [0u8; srtp::SALT_LEN];
         fill_random(&mut key)?;
         fill_random(&mut salt)?;
-        Ok(SessionKeys { video_ssrc, audio_ssrc, key, salt })
+        Ok(SessionKeys { video_ssrc, audio_ssrc, suite, key, salt })
     }
 }
 

@@ -31,6 +31,9 @@ pub const JANUS_LIB_DIR: &str = "/usr/lib/x86_64-linux-gnu/janus";
 pub const JANUS_LIB_DIR_ENV: &str = "REEL_JANUS_LIB_DIR";
 /// Overrides Janus's log level (0-7, default 4) in the generated config.
 pub const DEBUG_LEVEL_ENV: &str = "REEL_JANUS_DEBUG_LEVEL";
+/// Sets Janus's `event_loops` (a fixed pool of ICE/media threads) in the generated config;
+/// unset, Janus's default applies: one thread per handle (per publisher).
+pub const EVENT_LOOPS_ENV: &str = "REEL_JANUS_EVENT_LOOPS";
 /// How long [`Janus::start`] waits for the HTTP API to answer.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long [`Janus::publish`] waits for the SDP answer event.
@@ -447,6 +450,11 @@ fn write_config(workdir: &Path, http_port: u16, bind_ip: IpAddr) -> std::io::Res
     }
     let w = workdir.display();
     let debug_level: u8 = std::env::var(DEBUG_LEVEL_ENV).ok().and_then(|v| v.parse().ok()).unwrap_or(4);
+    let event_loops = std::env::var(EVENT_LOOPS_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .map(|n| format!("\tevent_loops = {n}\n"))
+        .unwrap_or_default();
     std::fs::write(
         workdir.join("conf/janus.jcfg"),
         format!(
@@ -460,7 +468,7 @@ fn write_config(workdir: &Path, http_port: u16, bind_ip: IpAddr) -> std::io::Res
 	debug_level = {debug_level}
 	session_timeout = 60
 	hide_dependencies = true
-}}
+{event_loops}}}
 certificates: {{
 }}
 media: {{

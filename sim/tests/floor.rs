@@ -5,7 +5,7 @@ use std::net::UdpSocket;
 use std::time::Duration;
 
 use reel_sim::floor::srtp::{SrtpAead, SrtpError};
-use reel_sim::floor::{Receiver, Sender, SessionKeys, payload_byte};
+use reel_sim::floor::{Receiver, Sender, SessionKeys, SrtpSuite, payload_byte};
 
 fn hex(s: &str) -> Vec<u8> {
     let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
@@ -14,6 +14,11 @@ fn hex(s: &str) -> Vec<u8> {
 
 /// RFC 7714 §16.1.1 (AEAD_AES_128_GCM, session key and salt given directly, ROC 0).
 const KEY: &str = "000102030405060708090a0b0c0d0e0f";
+/// RFC 7714 §16.2.1 (AEAD_AES_256_GCM): same packet, salt and IV, a 32-byte key.
+const KEY_256: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+const PROTECTED_256: &str = "8040f17b 8041f8d3 5501a0b2 32b1de78 a822fe12 ef9f78fa 332e33aa
+                             b1801238 9a58e2f3 b50b2a02 76ffae0f 1ba63799 b87b7aa3 db36dfff
+                             d6b0f9bb 7878d7a7 6c13";
 const SALT: &str = "517569642070726f2071756f";
 const PLAIN: &str = "8040f17b 8041f8d3 5501a0b2 47616c6c 69612065 7374206f 6d6e6973
                      20646976 69736120 696e2070 61727465 73207472 6573";
@@ -22,20 +27,23 @@ const PROTECTED: &str = "8040f17b 8041f8d3 5501a0b2 f24de3a3 fb34de6c acba861c 9
                          6a9152cf 765ee439 0cce";
 
 fn rfc_aead() -> SrtpAead {
-    SrtpAead::new(hex(KEY).as_slice().try_into().unwrap(), hex(SALT).as_slice().try_into().unwrap())
+    SrtpAead::new(SrtpSuite::AeadAes128Gcm, &hex(KEY), hex(SALT).as_slice().try_into().unwrap()).unwrap()
 }
 
 #[test]
-fn rfc7714_vector_encrypts_and_decrypts() {
-    let aead = rfc_aead();
-    let mut packet = hex(PLAIN);
-    aead.protect(0, &mut packet).unwrap();
-    assert_eq!(packet, hex(PROTECTED), "protect must reproduce RFC 7714 §16.1.1");
+fn rfc7714_vectors_encrypt_and_decrypt() {
+    let aead_256 =
+        SrtpAead::new(SrtpSuite::AeadAes256Gcm, &hex(KEY_256), hex(SALT).as_slice().try_into().unwrap()).unwrap();
+    for (name, aead, protected) in [("§16.1.1", rfc_aead(), PROTECTED), ("§16.2.1", aead_256, PROTECTED_256)] {
+        let mut packet = hex(PLAIN);
+        aead.protect(0, &mut packet).unwrap();
+        assert_eq!(packet, hex(protected), "protect must reproduce RFC 7714 {name}");
 
-    let mut packet = hex(PROTECTED);
-    let payload = aead.unprotect(0, &mut packet).unwrap().to_vec();
-    assert_eq!(payload, &hex(PLAIN)[12..]);
-    assert_eq!(payload, b"Gallia est omnis divisa in partes tres");
+        let mut packet = hex(protected);
+        let payload = aead.unprotect(0, &mut packet).unwrap().to_vec();
+        assert_eq!(payload, &hex(PLAIN)[12..]);
+        assert_eq!(payload, b"Gallia est omnis divisa in partes tres");
+    }
 }
 
 #[test]
@@ -58,20 +66,30 @@ fn tampered_or_misindexed_packets_are_rejected() {
 
 #[test]
 fn two_sessions_over_loopback_arrive_complete() {
+    loopback_run(SrtpSuite::DEFAULT);
+}
+
+#[test]
+fn aes_128_sessions_over_loopback_arrive_complete() {
+    loopback_run(SrtpSuite::AeadAes128Gcm);
+}
+
+/// 2 sessions × 2 s over 127.0.0.1, plus one forged packet; everything accounted for.
+fn loopback_run(suite: SrtpSuite) {
     let dir = tempfile::tempdir().unwrap();
     let mut rx = Receiver::bind("127.0.0.1:0".parse().unwrap(), dir.path()).unwrap();
     let target = rx.local_addr().unwrap();
-    let mut tx = Sender::new(target, 2, 1_000_000).unwrap();
+    let mut tx = Sender::new_with_suite(target, 2, 1_000_000, suite).unwrap();
     let keys = tx.keys();
     let paths: Vec<_> = keys.iter().map(|k| rx.add_session(k.clone()).unwrap()).collect();
     let rx = rx.spawn().unwrap();
 
     // One forged packet first: a known SSRC under a key the receiver does not hold.
-    let forged_keys = SessionKeys { key: [7; 16], ..keys[0].clone() };
+    let forged_keys = SessionKeys { key: vec![7; suite.key_len()], ..keys[0].clone() };
     let mut forged = vec![0x80, 96, 0, 1, 0, 0, 0, 1];
     forged.extend_from_slice(&forged_keys.video_ssrc.to_be_bytes());
     forged.extend_from_slice(&[1, 2, 3, 4]);
-    SrtpAead::new(&forged_keys.key, &forged_keys.salt).protect(0, &mut forged).unwrap();
+    SrtpAead::new(suite, &forged_keys.key, &forged_keys.salt).unwrap().protect(0, &mut forged).unwrap();
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.send_to(&forged, target).unwrap();
 

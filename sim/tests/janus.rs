@@ -204,6 +204,10 @@ async fn publish_and_record() {
     // The fixture alone carries ~250 kbps: 1.5 s of it is well above 20 kB.
     assert!(end_bytes - mid_bytes > 20_000, "recordings grew by only {} bytes", end_bytes - mid_bytes);
 
+    // The SRTP profile Janus negotiated (logged at REEL_JANUS_DEBUG_LEVEL ≥ 5).
+    for line in janus.log_tail(2000).lines().filter(|l| l.to_ascii_lowercase().contains("srtp")).take(6) {
+        println!("janus: {line}");
+    }
     publisher.unpublish().await.expect("unpublish");
     janus.stop().expect("stop janus");
 }

@@ -123,7 +123,8 @@ impl Session {
     fn create(out_dir: &Path, keys: SessionKeys) -> io::Result<(Session, PathBuf)> {
         let path = session_path(out_dir, &keys);
         let file = BufWriter::with_capacity(FILE_BUFFER_BYTES, File::create(&path)?);
-        let aead = SrtpAead::new(&keys.key, &keys.salt);
+        let aead = SrtpAead::new(keys.suite, &keys.key, &keys.salt)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         Ok((Session { keys, aead, video: ReplayState::default(), audio: ReplayState::default(), file }, path))
     }
 }

@@ -10,7 +10,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use super::SessionKeys;
-use super::srtp::{SrtpAead, TAG_LEN};
+use super::srtp::{SrtpAead, SrtpSuite, TAG_LEN};
 
 /// Largest SRTP packet sent (RTP header + payload + tag), like WebRTC senders' ~1200-byte MTU budget.
 pub const MAX_PACKET: usize = 1200;
@@ -82,19 +82,31 @@ pub fn payload_byte(session: usize, offset: u64) -> u8 {
 
 impl Sender {
     /// `sessions` sessions sending to `target`, video payload at `bitrate_bps` in
-    /// constant-size frames (see [`Sender::with_frame_sizes`]). Binds one ephemeral UDP
-    /// socket per session and draws fresh SSRCs and session keys.
+    /// constant-size frames (see [`Sender::with_frame_sizes`]), encrypted with
+    /// [`SrtpSuite::DEFAULT`]. Binds one ephemeral UDP socket per session and draws fresh
+    /// SSRCs and session keys.
     pub fn new(target: SocketAddr, sessions: usize, bitrate_bps: u64) -> io::Result<Sender> {
+        Sender::new_with_suite(target, sessions, bitrate_bps, SrtpSuite::DEFAULT)
+    }
+
+    /// Like [`Sender::new`], with an explicit SRTP suite.
+    pub fn new_with_suite(
+        target: SocketAddr,
+        sessions: usize,
+        bitrate_bps: u64,
+        suite: SrtpSuite,
+    ) -> io::Result<Sender> {
         let bind: SocketAddr = if target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
         let mut ssrcs = HashSet::new();
         let mut out = Vec::with_capacity(sessions);
         for _ in 0..sessions {
-            let keys = SessionKeys::random(&mut ssrcs)?;
+            let keys = SessionKeys::random(suite, &mut ssrcs)?;
             let socket = UdpSocket::bind(bind)?;
             socket.connect(target)?;
             let mut r = [0u8; 12];
             super::fill_random(&mut r)?;
-            let aead = SrtpAead::new(&keys.key, &keys.salt);
+            let aead = SrtpAead::new(suite, &keys.key, &keys.salt)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
             let video = RtpStream::new(keys.video_ssrc, PT_VIDEO, &r[0..6]);
             let audio = RtpStream::new(keys.audio_ssrc, PT_AUDIO, &r[6..12]);
             out.push(SendSession { keys, socket, aead, video, audio, offset: 0, payload_bytes: 0 });

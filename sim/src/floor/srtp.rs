@@ -1,4 +1,5 @@
-//! SRTP with AEAD_AES_128_GCM exactly as RFC 7714 specifies it, sans-IO.
+//! SRTP with the AEAD suites (AEAD_AES_128_GCM, AEAD_AES_256_GCM) exactly as RFC 7714
+//! specifies them, sans-IO.
 //!
 //! Packet layout (RFC 7714 §5): `RTP header || AES-GCM(payload) || 16-byte tag`, where the
 //! whole RTP header (fixed part, CSRCs and header extension) is the additional
@@ -10,12 +11,33 @@
 //! Also here: the RTP header length parser and the RFC 3711 Appendix A rollover-counter
 //! estimate with a 64-packet replay window, the two bits of state every SRTP receiver keeps.
 
-use aws_lc_rs::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::aead::{AES_128_GCM, AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 
 /// Bytes of the GCM authentication tag appended to every packet (RFC 7714 §7).
 pub const TAG_LEN: usize = 16;
-/// Bytes of an AES-128 session key.
-pub const KEY_LEN: usize = 16;
+/// An SRTP AEAD protection profile (RFC 7714 §14). Both use a 12-byte salt and 16-byte tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SrtpSuite {
+    /// SRTP_AEAD_AES_128_GCM: 16-byte session key.
+    AeadAes128Gcm,
+    /// SRTP_AEAD_AES_256_GCM: 32-byte session key.
+    AeadAes256Gcm,
+}
+
+impl SrtpSuite {
+    /// What str0m 0.25 negotiates by default (its first preference, which str0m peers and
+    /// Janus/libsrtp 2.5 both accept): the suite reel's publishers end up using.
+    pub const DEFAULT: SrtpSuite = SrtpSuite::AeadAes256Gcm;
+
+    /// Session key length in bytes.
+    pub fn key_len(self) -> usize {
+        match self {
+            SrtpSuite::AeadAes128Gcm => 16,
+            SrtpSuite::AeadAes256Gcm => 32,
+        }
+    }
+}
+
 /// Bytes of an SRTP session salt for the AEAD suites (RFC 7714 §12).
 pub const SALT_LEN: usize = 12;
 /// Packets behind the highest index still accepted (once each).
@@ -33,20 +55,29 @@ pub enum SrtpError {
     /// The packet's index was already received or is older than the replay window.
     #[error("SRTP replay")]
     Replay,
+    /// The session key's length does not match the suite.
+    #[error("SRTP session key has the wrong length for the suite")]
+    BadKey,
 }
 
-/// One SRTP session key + salt for AEAD_AES_128_GCM, used for protecting or unprotecting.
+/// One SRTP session key + salt for an AEAD suite, used for protecting or unprotecting.
 pub struct SrtpAead {
     key: LessSafeKey,
     salt: [u8; SALT_LEN],
 }
 
 impl SrtpAead {
-    /// Wrap a session key and salt.
-    pub fn new(key: &[u8; KEY_LEN], salt: &[u8; SALT_LEN]) -> Self {
-        // AES_128_GCM accepts exactly 16 key bytes, which the array type guarantees.
-        let unbound = UnboundKey::new(&AES_128_GCM, key).unwrap_or_else(|_| unreachable!("16-byte AES-128 key"));
-        SrtpAead { key: LessSafeKey::new(unbound), salt: *salt }
+    /// Wrap a session key (16 or 32 bytes, per `suite`) and salt.
+    pub fn new(suite: SrtpSuite, key: &[u8], salt: &[u8; SALT_LEN]) -> Result<Self, SrtpError> {
+        let alg = match suite {
+            SrtpSuite::AeadAes128Gcm => &AES_128_GCM,
+            SrtpSuite::AeadAes256Gcm => &AES_256_GCM,
+        };
+        if key.len() != suite.key_len() {
+            return Err(SrtpError::BadKey);
+        }
+        let unbound = UnboundKey::new(alg, key).map_err(|_| SrtpError::BadKey)?;
+        Ok(SrtpAead { key: LessSafeKey::new(unbound), salt: *salt })
     }
 
     /// The RFC 7714 §8.1 IV for one packet.
@@ -226,7 +257,9 @@ mod tests {
 
     #[test]
     fn rfc7714_iv() {
-        let a = SrtpAead::new(&[0; 16], hex("517569642070726f2071756f").as_slice().try_into().unwrap());
+        let salt = hex("517569642070726f2071756f");
+        let a = SrtpAead::new(SrtpSuite::AeadAes128Gcm, &[0; 16], salt.as_slice().try_into().unwrap()).unwrap();
+        assert_eq!(SrtpAead::new(SrtpSuite::AeadAes256Gcm, &[0; 16], &[0; 12]).err(), Some(SrtpError::BadKey));
         assert_eq!(a.iv(0x5501a0b2, 0, 0xf17b).to_vec(), hex("51753c6580c2726f20718414"));
     }
 }

@@ -38,6 +38,8 @@ pub const EVENT_LOOPS_ENV: &str = "REEL_JANUS_EVENT_LOOPS";
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long [`Janus::publish`] waits for the SDP answer event.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long [`Janus::stop`] waits after SIGTERM before SIGKILL.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Keepalive period of each publisher's Janus session (Janus times sessions out at 60 s).
 pub const KEEPALIVE_PERIOD: Duration = Duration::from_secs(25);
 
@@ -257,8 +259,23 @@ impl Janus {
         Ok(JanusPublisher { api, session, handle, room, publisher_id, answer, keepalive })
     }
 
-    /// Stop Janus (SIGKILL; recordings written so far stay on disk) and wait for it.
+    /// Stop Janus: SIGTERM (Janus closes its recordings and exits), SIGKILL after
+    /// [`STOP_TIMEOUT`]; waits for the process either way.
     pub fn stop(mut self) -> Result<()> {
+        if self.child.try_wait()?.is_some() {
+            return Ok(());
+        }
+        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: kill(2) with the pid of our own child, not yet reaped (so not reused).
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let deadline = std::time::Instant::now() + STOP_TIMEOUT;
+        while std::time::Instant::now() < deadline {
+            if self.child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         self.child.kill()?;
         self.child.wait()?;
         Ok(())

@@ -91,7 +91,8 @@ pub struct RunningReceiver {
     counters: Arc<Counters>,
     started: Instant,
     added: Vec<Instant>,
-    thread: JoinHandle<io::Result<()>>,
+    /// `Some` until [`RunningReceiver::stop`] joins it.
+    thread: Option<JoinHandle<io::Result<()>>>,
 }
 
 /// One session's receive side: its key, per-SSRC replay state and output file.
@@ -164,7 +165,16 @@ impl Receiver {
         let thread = std::thread::Builder::new()
             .name("floor-recv".into())
             .spawn(move || receive_loop(&socket, pending, &added_rx, &t_stop, &t_counters))?;
-        Ok(RunningReceiver { local_addr, out_dir: self.out_dir, add, stop, counters, started, added, thread })
+        Ok(RunningReceiver {
+            local_addr,
+            out_dir: self.out_dir,
+            add,
+            stop,
+            counters,
+            started,
+            added,
+            thread: Some(thread),
+        })
     }
 
     /// Receive for `duration` and return the report (blocks the caller).
@@ -200,21 +210,23 @@ impl RunningReceiver {
             auth_failures: c.auth_failures.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
             batches: c.batches.load(Ordering::Relaxed),
-            cpu_ms: thread_cpu_ms(&self.thread),
+            cpu_ms: self.thread.as_ref().map_or(0.0, thread_cpu_ms),
             session_seconds: self.added.iter().map(|t| now.duration_since(*t).as_secs_f64()).sum(),
             wall_seconds: now.duration_since(self.started).as_secs_f64(),
         }
     }
 
     /// Stop, flush every session file and return the whole-run report.
-    pub fn stop(self) -> io::Result<FloorReport> {
+    pub fn stop(mut self) -> io::Result<FloorReport> {
         // Measure before the thread exits (its CPU clock goes with it); the final flush
         // is the only work after this point.
         let report = self.snapshot();
         self.stop.store(true, Ordering::Relaxed);
-        match self.thread.join() {
-            Ok(result) => result?,
-            Err(_) => return Err(io::Error::other("floor receiver thread panicked")),
+        if let Some(thread) = self.thread.take() {
+            match thread.join() {
+                Ok(result) => result?,
+                Err(_) => return Err(io::Error::other("floor receiver thread panicked")),
+            }
         }
         let c = &self.counters;
         Ok(FloorReport {
@@ -226,6 +238,13 @@ impl RunningReceiver {
             batches: c.batches.load(Ordering::Relaxed),
             ..report
         })
+    }
+}
+
+impl Drop for RunningReceiver {
+    /// Dropped without [`RunningReceiver::stop`]: tell the thread to flush and exit.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 

@@ -171,3 +171,14 @@ fn floor_figures() {
     );
     assert_eq!(all.auth_failures, 0);
 }
+
+/// reel-load moves these across threads and tasks.
+#[test]
+fn public_types_are_send() {
+    fn send<T: Send>() {}
+    send::<Sender>();
+    send::<Receiver>();
+    send::<reel_sim::floor::RunningReceiver>();
+    send::<reel_sim::janus::Janus>();
+    send::<reel_sim::janus::JanusPublisher>();
+}

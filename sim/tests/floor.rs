@@ -136,6 +136,10 @@ fn floor_figures() {
     let (sessions, secs) = (env("REEL_FLOOR_SESSIONS", 100) as usize, env("REEL_FLOOR_SECONDS", 10).max(4));
     let dir = tempfile::tempdir().unwrap();
     let mut rx = Receiver::bind("127.0.0.1:0".parse().unwrap(), dir.path()).unwrap();
+    let delay_us = env("REEL_FLOOR_BATCH_DELAY_US", 0);
+    if delay_us > 0 {
+        rx.set_batch_delay(Some(Duration::from_micros(delay_us)));
+    }
     let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/test-h264-baseline.h264");
     let sizes = reel_sim::floor::fixture_frame_sizes(fixture).unwrap();
     let mut tx = Sender::new(rx.local_addr().unwrap(), sessions, 1_000_000).unwrap().with_frame_sizes(&sizes);
@@ -152,7 +156,7 @@ fn floor_figures() {
     std::thread::sleep(Duration::from_millis(300));
     let all = rx.stop().unwrap();
     let steady = b.since(&a);
-    println!("floor: {sessions} sessions × {secs} s at 1 Mbps (fixture frame sizes)");
+    println!("floor: {sessions} sessions × {secs} s at 1 Mbps (fixture frame sizes), batch delay {delay_us} µs");
     println!("  sent {} packets / {} bytes (max lateness {:?})", sent.packets, sent.bytes, sent.max_lateness);
     println!(
         "  received {} packets ({} unaccounted), {} auth failures, {} dropped, {:.1} packets per recvmmsg",

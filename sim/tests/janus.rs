@@ -62,7 +62,7 @@ fn enter_netns(test: &str) -> bool {
         .arg("-n")
         .arg("--")
         .arg(exe)
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .args(["--exact", test, "--nocapture", "--test-threads=1", "--include-ignored"])
         .env(INNER_ENV, "1")
         .stdout(Stdio::piped())
         .spawn()
@@ -249,4 +249,192 @@ fn write_due(
         w.write(pt, now, MediaTime::new(*sent as u64 * ticks, freq), data).expect("write media");
         *sent += 1;
     }
+}
+
+/// Figures, not a check: `REEL_JANUS_PUBLISHERS` (default 20) str0m publishers at
+/// `REEL_JANUS_BITRATE` (default 1 Mbps: fixture frames padded with H.264 filler NAL
+/// units) for `REEL_JANUS_SECONDS` (default 20), printing Janus's CPU ms per
+/// session-second and RSS over the steady window (all publishers connected, +2 s).
+/// `cargo test --release -p reel-sim --test janus -- --ignored --nocapture janus_figures`
+/// (the publishers share this process's cores with Janus: keep N modest on 2 cores).
+#[test]
+#[ignore = "benchmark: prints figures, run it with --release"]
+fn janus_figures() {
+    if let Err(why) = janus::installed() {
+        println!("SKIP janus_figures: {why}");
+        return;
+    }
+    if !enter_netns("janus_figures") {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    rt.block_on(figures());
+}
+
+async fn figures() {
+    let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let (n, secs, bitrate) = (
+        env("REEL_JANUS_PUBLISHERS", 20) as usize,
+        env("REEL_JANUS_SECONDS", 20).max(6),
+        env("REEL_JANUS_BITRATE", 1_000_000),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let janus =
+        std::sync::Arc::new(Janus::start(dir.path(), JANUS_IP.parse::<IpAddr>().unwrap()).await.expect("start"));
+    let h264 = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/test-h264-baseline.h264")).unwrap();
+    let frames = std::sync::Arc::new(pad_to_bitrate(split_access_units(&h264), bitrate));
+    let opus = std::sync::Arc::new(opus_packets());
+    let start = Instant::now();
+    let end = start + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let (janus, frames, opus) = (janus.clone(), frames.clone(), opus.clone());
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50 * i as u64)).await;
+            stream_until(&janus, &frames, &opus, end).await
+        }));
+    }
+    // Steady window: from 2 s after the last publisher started, to 1 s before the end.
+    let window_start = start + Duration::from_millis(50 * n as u64) + Duration::from_secs(2);
+    tokio::time::sleep_until(window_start.into()).await;
+    let (cpu_a, t_a) = (process_cpu_ms(janus.pid()), Instant::now());
+    tokio::time::sleep_until((end - Duration::from_secs(1)).into()).await;
+    let (cpu_b, t_b) = (process_cpu_ms(janus.pid()), Instant::now());
+    let rss_kb = process_rss_kb(janus.pid());
+    let mut connected = 0;
+    let mut frames_sent = 0;
+    for t in tasks {
+        if let Ok(Some(sent)) = t.await {
+            connected += 1;
+            frames_sent += sent;
+        }
+    }
+    let session_seconds = connected as f64 * (t_b - t_a).as_secs_f64();
+    println!("\njanus: {n} publishers × {secs} s at {bitrate} bps (fixture + filler NALs), {connected} connected");
+    println!("  {frames_sent} frames sent; {} bytes of .mjr recorded", janus.recorded_bytes());
+    println!(
+        "  janus cpu ms per session-second (steady window {:.1} s): {:.3}; RSS {} kB ({:.0} kB per session)",
+        (t_b - t_a).as_secs_f64(),
+        (cpu_b - cpu_a) / session_seconds.max(1e-9),
+        rss_kb,
+        rss_kb as f64 / connected.max(1) as f64
+    );
+}
+
+/// One publisher: offer, publish, connect, then send frames and Opus in real time until
+/// `end`. Returns the video frames sent, or `None` if it never connected.
+async fn stream_until(janus: &Janus, frames: &[Vec<u8>], opus: &[Vec<u8>], end: Instant) -> Option<usize> {
+    let socket = tokio::net::UdpSocket::bind((PUBLISHER_IP, 0)).await.ok()?;
+    let local = socket.local_addr().ok()?;
+    let mut rtc = Rtc::new(Instant::now());
+    rtc.add_local_candidate(Candidate::host(local, "udp").ok()?);
+    let mut api = rtc.sdp_api();
+    let vmid = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+    let amid = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+    let (offer, pending) = api.apply()?;
+    let publisher = janus.publish(&offer.to_sdp_string()).await.ok()?;
+    rtc.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(publisher.answer_sdp()).ok()?).ok()?;
+    let mut connected_at: Option<Instant> = None;
+    let (mut video_sent, mut audio_sent) = (0usize, 0usize);
+    let mut buf = vec![0u8; 2000];
+    loop {
+        let timeout = loop {
+            match rtc.poll_output().ok()? {
+                Output::Transmit(t) => {
+                    let _ = socket.send_to(&t.contents, t.destination).await;
+                }
+                Output::Timeout(t) => break t,
+                Output::Event(Event::Connected) => {
+                    connected_at.get_or_insert_with(Instant::now);
+                }
+                Output::Event(_) => {}
+            }
+        };
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        if let Some(t0) = connected_at {
+            let el = now - t0;
+            write_due(
+                &mut rtc,
+                vmid,
+                Codec::H264,
+                frames,
+                &mut video_sent,
+                el,
+                33_333,
+                3000,
+                Frequency::NINETY_KHZ,
+                now,
+            );
+            write_due(
+                &mut rtc,
+                amid,
+                Codec::Opus,
+                opus,
+                &mut audio_sent,
+                el,
+                20_000,
+                960,
+                Frequency::FORTY_EIGHT_KHZ,
+                now,
+            );
+        }
+        let wake = timeout.min(now + Duration::from_millis(5)).min(end);
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => {
+                if let Ok((n, source)) = r
+                    && let Ok(contents) = buf[..n].try_into()
+                {
+                    let _ = rtc.handle_input(Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination: local, contents }));
+                }
+            }
+            () = tokio::time::sleep_until(wake.into()) => {
+                let _ = rtc.handle_input(Input::Timeout(Instant::now()));
+            }
+        }
+    }
+    let _ = publisher.unpublish().await;
+    connected_at.map(|_| video_sent)
+}
+
+/// Access units padded with filler-data NAL units (type 12) so the mean frame carries
+/// `bitrate / 8 / 30` bytes; keeps the fixture's I/P size ratio.
+fn pad_to_bitrate(aus: Vec<&[u8]>, bitrate: u64) -> Vec<Vec<u8>> {
+    let mean = aus.iter().map(|a| a.len()).sum::<usize>() as f64 / aus.len().max(1) as f64;
+    let scale = (bitrate as f64 / 8.0 / 30.0) / mean;
+    aus.into_iter()
+        .map(|au| {
+            let mut v = au.to_vec();
+            let target = (au.len() as f64 * scale) as usize;
+            if target > v.len() + 6 {
+                v.extend_from_slice(&[0, 0, 0, 1, 0x0c]);
+                v.resize(target - 1, 0xff);
+                v.push(0x80);
+            }
+            v
+        })
+        .collect()
+}
+
+/// utime + stime of a process, in ms (from /proc/<pid>/stat).
+fn process_cpu_ms(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
+    let f: Vec<u64> = after.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    ticks as f64 * 1000.0 / hz
+}
+
+/// VmRSS of a process in kB.
+fn process_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }

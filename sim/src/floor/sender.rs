@@ -103,12 +103,13 @@ impl Sender {
             let keys = SessionKeys::random(suite, &mut ssrcs)?;
             let socket = UdpSocket::bind(bind)?;
             socket.connect(target)?;
-            let mut r = [0u8; 12];
-            super::fill_random(&mut r)?;
+            let (mut rv, mut ra) = ([0u8; 6], [0u8; 6]);
+            super::fill_random(&mut rv)?;
+            super::fill_random(&mut ra)?;
             let aead = SrtpAead::new(suite, &keys.key, &keys.salt)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-            let video = RtpStream::new(keys.video_ssrc, PT_VIDEO, &r[0..6]);
-            let audio = RtpStream::new(keys.audio_ssrc, PT_AUDIO, &r[6..12]);
+            let video = RtpStream::new(keys.video_ssrc, PT_VIDEO, rv);
+            let audio = RtpStream::new(keys.audio_ssrc, PT_AUDIO, ra);
             out.push(SendSession { keys, socket, aead, video, audio, offset: 0, payload_bytes: 0 });
         }
         let frame = (bitrate_bps / 8 / u64::from(FPS)).max(1) as usize;
@@ -162,7 +163,8 @@ impl Sender {
             }
             let Some(s) = self.sessions.get_mut(i) else { continue };
             if is_video {
-                let size = self.frame_sizes[(s.video.count as usize) % self.frame_sizes.len()];
+                let at = (s.video.count as usize) % self.frame_sizes.len().max(1);
+                let size = self.frame_sizes.get(at).copied().unwrap_or(1);
                 s.send_video_frame(size, i, &mut packet, &mut report);
                 queue.push(Reverse((due + frame_interval, i, true)));
             } else {
@@ -177,9 +179,10 @@ impl Sender {
 }
 
 impl RtpStream {
-    fn new(ssrc: u32, pt: u8, random: &[u8]) -> RtpStream {
-        let seq = u16::from_be_bytes([random[0], random[1]]);
-        let ts_base = u32::from_be_bytes([random[2], random[3], random[4], random[5]]);
+    fn new(ssrc: u32, pt: u8, random: [u8; 6]) -> RtpStream {
+        let [s0, s1, t0, t1, t2, t3] = random;
+        let seq = u16::from_be_bytes([s0, s1]);
+        let ts_base = u32::from_be_bytes([t0, t1, t2, t3]);
         RtpStream { ssrc, pt, seq, roc: 0, ts_base, count: 0 }
     }
 

@@ -95,7 +95,7 @@ impl SrtpAead {
     /// Encrypt `packet` (a plain RTP packet) in place and append the tag.
     pub fn protect(&self, roc: u32, packet: &mut Vec<u8>) -> Result<(), SrtpError> {
         let header_len = rtp_header_len(packet).ok_or(SrtpError::Malformed)?;
-        let (ssrc, seq) = ssrc_seq(packet);
+        let (ssrc, seq) = ssrc_seq(packet)?;
         let nonce = Nonce::assume_unique_for_key(self.iv(ssrc, roc, seq));
         let (header, payload) = packet.split_at_mut(header_len);
         let tag = self
@@ -113,8 +113,8 @@ impl SrtpAead {
         if packet.len() < header_len + TAG_LEN {
             return Err(SrtpError::Malformed);
         }
-        let (ssrc, seq) = ssrc_seq(packet);
-        let padded = packet[0] & 0x20 != 0;
+        let (ssrc, seq) = ssrc_seq(packet)?;
+        let padded = packet.first().is_some_and(|b| b & 0x20 != 0);
         let nonce = Nonce::assume_unique_for_key(self.iv(ssrc, roc, seq));
         let (header, rest) = packet.split_at_mut(header_len);
         let plain = self.key.open_in_place(nonce, Aad::from(&*header), rest).map_err(|_| SrtpError::AuthFailed)?;
@@ -130,9 +130,9 @@ impl SrtpAead {
     }
 }
 
-/// SSRC and sequence number of a packet already checked by [`rtp_header_len`].
-fn ssrc_seq(packet: &[u8]) -> (u32, u16) {
-    (u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]), u16::from_be_bytes([packet[2], packet[3]]))
+/// SSRC and sequence number of an RTP packet.
+fn ssrc_seq(packet: &[u8]) -> Result<(u32, u16), SrtpError> {
+    Ok((rtp_ssrc(packet).ok_or(SrtpError::Malformed)?, rtp_seq(packet).ok_or(SrtpError::Malformed)?))
 }
 
 /// SSRC of an RTP packet (`None` if shorter than the fixed header).

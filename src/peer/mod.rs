@@ -3,15 +3,21 @@
 //!
 //! - [`join_storage_session`]: the API operation (checks, then starts a session).
 //! - [`session`]: one session's signaling with the master (offer, answer, candidates).
-//! - [`io`]: the single UDP socket and event loop that drives every session's `Rtc`.
+//! - [`hub`]: the sans-IO core: every session's `Rtc`, demux and deadlines, time passed in.
+//! - [`io`]: the tokio driver of the hub: one UDP socket, one task.
 //! - [`ingest`]: str0m frames → fragmenter → the per-session store writer task.
 //! - [`sdp`]: offer touch-ups and answer validation (sans-IO).
 
 pub mod ingest;
+pub mod hub;
 pub mod io;
 pub mod join_storage_session;
 pub mod sdp;
 pub mod session;
+#[cfg(test)]
+mod scenarios;
+#[cfg(test)]
+pub mod testkit;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;

@@ -49,6 +49,49 @@ pub fn fixture_media() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     (v, a)
 }
 
+/// `aus` with every SPS replaced by `sps` (a parameter-set change for the same slices).
+pub fn with_sps(aus: &[Vec<u8>], sps: &[u8]) -> Vec<Vec<u8>> {
+    aus.iter()
+        .map(|au| {
+            let Ok(nals) = crate::media::h264::AnnexBNals::new(au) else { return au.clone() };
+            nals.flat_map(|n| {
+                let nal = if n.first().is_some_and(|h| h & 0x1f == 7) { sps } else { n };
+                [&[0u8, 0, 0, 1][..], nal].concat()
+            })
+            .collect()
+        })
+        .collect()
+}
+
+/// A tiny deterministic PRNG (xorshift64*) for floods and loss patterns.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded generator (a zero seed is replaced).
+    pub fn new(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A value in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// `len` random bytes.
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next_u64() as u8).collect()
+    }
+}
+
 /// What a master publishes once connected.
 #[derive(Debug, Clone)]
 pub struct MediaPlan {
@@ -200,6 +243,8 @@ pub struct Peer {
     pub events: Vec<FragmentEvent>,
     /// How the hub ended the session.
     pub ended: Option<Ended>,
+    /// When (since the simulation start) the hub ended it.
+    pub ended_at: Option<Duration>,
 }
 
 /// The simulation: fake clock, network, hub and masters.
@@ -312,6 +357,7 @@ impl Sim {
             writer_paused: false,
             events: Vec::new(),
             ended: None,
+            ended_at: None,
         });
         self.settle();
         Ok(index)
@@ -453,6 +499,7 @@ impl Sim {
         while let Some(e) = self.hub.poll_ended() {
             if let Some(p) = self.peers.iter_mut().find(|p| p.session == e.id) {
                 p.ended = Some(e);
+                p.ended_at = Some(now - self.start);
             }
         }
         for p in &mut self.peers {
@@ -555,6 +602,8 @@ impl Peer {
 pub struct StoredFrag {
     /// Producer timestamp of its start, ms.
     pub producer_ts_ms: u64,
+    /// Server (arrival) timestamp of its start, ms.
+    pub server_ts_ms: u64,
     /// The `Tracks` header.
     pub header: Bytes,
     /// Chunks in order.
@@ -572,9 +621,10 @@ pub fn assemble(events: &[FragmentEvent]) -> Vec<StoredFrag> {
     let mut open = false;
     for ev in events {
         match ev {
-            FragmentEvent::BeginFragment { producer_ts_ms, header, .. } => {
+            FragmentEvent::BeginFragment { producer_ts_ms, server_ts_ms, header } => {
                 out.push(StoredFrag {
                     producer_ts_ms: *producer_ts_ms,
+                    server_ts_ms: *server_ts_ms,
                     header: header.clone(),
                     chunks: Vec::new(),
                     duration_ms: 0,
@@ -620,6 +670,12 @@ pub struct Verdicts {
     pub max_video_gap_ms: i64,
     /// Largest gap between consecutive audio frames inside a fragment, ms.
     pub max_audio_gap_ms: i64,
+    /// Producer time of every stored video frame, ms since the Unix epoch.
+    pub video_ts_ms: Vec<i64>,
+    /// Producer time of every stored audio frame, ms since the Unix epoch.
+    pub audio_ts_ms: Vec<i64>,
+    /// Producer minus server timestamp of each fragment's start, ms.
+    pub skews_ms: Vec<i64>,
 }
 
 /// Checks stored fragments the way the store and a player rely on them; `Err` says what broke.
@@ -677,6 +733,9 @@ pub fn judge(frags: &[StoredFrag], max_duration_ms: u32, max_video_gap_ms: i64) 
         v.fragments += 1;
         v.video_frames += frames.iter().filter(|fr| fr.track == 1).count();
         v.audio_frames += frames.iter().filter(|fr| fr.track == 2).count();
+        v.video_ts_ms.extend(frames.iter().filter(|fr| fr.track == 1).map(|fr| fr.timestamp_ms));
+        v.audio_ts_ms.extend(frames.iter().filter(|fr| fr.track == 2).map(|fr| fr.timestamp_ms));
+        v.skews_ms.push(f.producer_ts_ms as i64 - f.server_ts_ms as i64);
         v.sizes.push(size);
         v.durations_ms.push(f.duration_ms);
         v.starts_ms.push(f.producer_ts_ms);

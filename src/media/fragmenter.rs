@@ -627,7 +627,11 @@ impl Fragmenter {
             let backwards = open.last_video_rel_us.is_some_and(|last| rel < last);
             let new_codec = codec.as_ref().is_some_and(|c| !Arc::ptr_eq(c, &open.codec));
             if idr && (discontinuity || new_codec || backwards || rel >= target_us) {
-                self.end_fragment((!backwards && !discontinuity).then_some(rel));
+                // The fragment lasts up to this IDR unless the video paused before it: then
+                // it ends with its last frame, never stretched across the pause.
+                let tolerance_us = i64::from(self.cfg.continuity_tolerance_ms) * 1_000;
+                let paused = rel - open.media_end_us > tolerance_us;
+                self.end_fragment((!backwards && !discontinuity && !paused).then_some(rel));
             } else if backwards {
                 self.stats.dropped.non_monotonic += 1;
                 self.end_fragment(None);

@@ -109,13 +109,15 @@ fn nack_recovers_lost_video_packets() {
     let rtx: Shared<usize> = shared();
     let dropped: Shared<Vec<u16>> = shared();
     let (r, d) = (rtx.clone(), dropped.clone());
+    let mut n = 0u32;
     sim.uplink = Box::new(move |u| {
         if u.is_video_rtx() {
             *r.borrow_mut() += 1;
         }
         let Some(h) = u.rtp.filter(|_| u.is_video()) else { return Verdict::Deliver };
-        // Lose every 25th video packet once, between 1 s and 4 s.
-        if (S(1)..S(4)).contains(&u.at) && h.seq % 25 == 0 && !d.borrow().contains(&h.seq) {
+        n += 1;
+        // Lose every 10th original video packet once, between 1 s and 4 s.
+        if (S(1)..S(4)).contains(&u.at) && n % 10 == 0 {
             d.borrow_mut().push(h.seq);
             return Verdict::Drop;
         }
@@ -207,4 +209,212 @@ fn sender_clock_drift_does_not_blow_up_timestamps() {
     let worst = v.skews_ms.iter().map(|s| (s - v.skews_ms[0]).abs()).max().unwrap_or(0);
     assert!(worst <= 250, "skews {:?}", v.skews_ms);
     assert!(v.durations_ms.iter().all(|&d| d <= 3_100), "{:?}", v.durations_ms);
+}
+
+/// Closes every live session and settles.
+fn close_all(sim: &mut Sim) {
+    for id in sim.hub.session_ids() {
+        sim.hub.close(id, EndReason::Closed("test over".into()), sim.now);
+    }
+    sim.run_for(MS(1));
+}
+
+#[test]
+fn shared_socket_demuxes_sessions_and_counts_strangers() {
+    let mut sim = sim();
+    let sent: Shared<[u64; 2]> = shared();
+    let s = sent.clone();
+    sim.uplink = Box::new(move |u| {
+        s.borrow_mut()[u.master] += u.data.len() as u64;
+        Verdict::Deliver
+    });
+    let a = sim.add_master(MediaPlan::fixture(S(6))).expect("a");
+    sim.run_for(MS(500));
+    let b = sim.add_master(MediaPlan::fixture(S(6))).expect("b");
+    for n in 0..20u16 {
+        let stranger = std::net::SocketAddr::from(([127, 0, 0, 1], 50_000 + n));
+        sim.inject(stranger, vec![0x80, 0x60, 0, n as u8, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6]);
+    }
+    sim.run_for(S(8));
+    close_all(&mut sim);
+    assert!(sim.hub.stats().unknown_datagrams >= 20, "{:?}", sim.hub.stats());
+    for (i, p) in [a, b].into_iter().map(|i| (i, &sim.peers[i])) {
+        let v = p.judged().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(v.video_frames, 180, "peer {i}: {v:?}");
+        // Every byte a master sent reached its own session, none another's.
+        let stats = p.ended.as_ref().expect("ended").stats;
+        assert_eq!(stats.bytes, sent.borrow()[i], "peer {i}");
+    }
+    assert!(sim.hub.is_empty());
+}
+
+/// Runs two sessions; with `flood`, thousands of bad datagrams hit the hub meanwhile.
+/// Returns the sim (sessions still live) and the number of stranger datagrams sent.
+fn flood_run(flood: bool) -> (Sim, u64) {
+    let mut sim = sim();
+    let captured: Shared<Vec<Vec<u8>>> = shared();
+    let c = captured.clone();
+    sim.uplink = Box::new(move |u| {
+        if u.master == 0 && c.borrow().len() < 200 {
+            c.borrow_mut().push(u.data.to_vec());
+        }
+        Verdict::Deliver
+    });
+    let victim = sim.add_master(MediaPlan::fixture(S(12))).expect("victim");
+    sim.add_master(MediaPlan::fixture(S(12))).expect("bystander");
+    sim.run_for(S(2));
+    let mut rng = super::testkit::Rng::new(0x5eed);
+    let mut strangers = 0;
+    let victim_addr = sim.peers[victim].addr;
+    // 6 s of flood: 40 datagrams every 10 ms = 24 000 datagrams.
+    let per_tick = if flood { 40 } else { 0 };
+    for _ in 0..600 {
+        for _ in 0..per_tick {
+            let kind = rng.below(6);
+            let mut data = match kind {
+                // Truncated or garbled copies of the victim's real datagrams.
+                0 | 1 => {
+                    let cap = captured.borrow();
+                    let mut d = cap.get(rng.below(cap.len() as u64) as usize).cloned().unwrap_or_default();
+                    if kind == 0 {
+                        d.truncate(rng.below(d.len() as u64 + 1) as usize);
+                    } else {
+                        for _ in 0..4 {
+                            let n = rng.below(d.len().max(1) as u64) as usize;
+                            if let Some(b) = d.get_mut(n) {
+                                *b ^= rng.next_u64() as u8 | 1;
+                            }
+                        }
+                    }
+                    d
+                }
+                _ => {
+                    let len = rng.below(1_400) as usize;
+                    rng.bytes(len)
+                }
+            };
+            // Make random ones look like STUN, DTLS, RTP or RTCP to reach deep into str0m.
+            if kind >= 2
+                && let Some(b) = data.first_mut()
+            {
+                *b = [0x00, 0x16, 0x80, 0x81][(kind - 2) as usize];
+            }
+            if rng.below(2) == 0 {
+                sim.inject(victim_addr, data);
+            } else {
+                strangers += 1;
+                let port = 50_000 + rng.below(1_000) as u16;
+                sim.inject(std::net::SocketAddr::from(([127, 0, 0, 1], port)), data);
+            }
+        }
+        sim.run_for(MS(10));
+    }
+    sim.run_for(S(6));
+    (sim, strangers)
+}
+
+#[test]
+fn malformed_flood_leaves_other_sessions_untouched() {
+    let (mut calm, _) = flood_run(false);
+    let (mut flooded, strangers) = flood_run(true);
+    let unknown = flooded.hub.stats().unknown_datagrams;
+    close_all(&mut calm);
+    close_all(&mut flooded);
+    assert!(unknown >= strangers, "{unknown} unknown < {strangers} strangers");
+    let calm_bystander = calm.peers[1].judged().unwrap_or_else(|e| panic!("{e}"));
+    let bystander = flooded.peers[1].judged().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(bystander.video_frames, calm_bystander.video_frames);
+    assert_eq!(bystander.video_frames, 360, "{bystander:?}");
+    assert_eq!(bystander.fragments, calm_bystander.fragments);
+    // The victim either survived and kept storing whole fragments, or ended cleanly.
+    let victim = &flooded.peers[0];
+    let v = victim.judged().unwrap_or_else(|e| panic!("victim: {e}"));
+    match &victim.ended.as_ref().expect("ended").reason {
+        EndReason::Closed(_) => assert!(v.video_frames >= 300, "victim stored {v:?}"),
+        other => assert!(v.fragments > 0, "victim ended with {other:?}"),
+    }
+}
+
+#[test]
+fn idle_session_ends_after_three_minutes_and_flushes() {
+    let mut plan = MediaPlan::fixture(S(600));
+    plan.active = vec![(Duration::ZERO, S(5))];
+    let mut sim = sim();
+    let i = sim.add_master(plan).expect("master");
+    sim.run_for(S(200));
+    let p = &sim.peers[i];
+    assert_eq!(p.ended.as_ref().map(|e| e.reason.clone()), Some(EndReason::Idle));
+    let at = p.ended_at.expect("ended").as_secs();
+    assert!((184..=186).contains(&at), "ended at {at} s");
+    assert!(matches!(p.events.last(), Some(crate::media::fragmenter::FragmentEvent::EndFragment { .. })));
+    let v = p.judged().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(v.video_frames, 150, "{v:?}");
+}
+
+#[test]
+fn session_ends_at_its_maximum_life_with_the_open_fragment_finished() {
+    let mut plan = MediaPlan::fixture(S(3_700));
+    // Media at the start, a few frames every 2 min (under the idle timeout), then steady
+    // media across the 1 h mark.
+    plan.active = (1..30).map(|k| (S(k * 120), S(k * 120) + MS(100))).collect();
+    plan.active.push((Duration::ZERO, S(3)));
+    plan.active.push((S(3_590), S(3_700)));
+    let mut sim = sim();
+    let i = sim.add_master(plan).expect("master");
+    sim.run_for(S(3_610));
+    let p = &sim.peers[i];
+    assert_eq!(p.ended.as_ref().map(|e| e.reason.clone()), Some(EndReason::MaxLife));
+    let at = p.ended_at.expect("ended").as_secs();
+    assert!((3_599..=3_601).contains(&at), "ended at {at} s");
+    assert!(matches!(p.events.last(), Some(crate::media::fragmenter::FragmentEvent::EndFragment { .. })));
+    let frags = super::testkit::assemble(&p.events);
+    assert!(frags.last().is_some_and(|f| f.ended));
+    let v = p.judged().unwrap_or_else(|e| panic!("{e}"));
+    // The last fragment holds media from just before the end.
+    let last = v.video_ts_ms.last().copied().unwrap_or(0) - v.video_ts_ms.first().copied().unwrap_or(0);
+    assert!(last > 3_595_000, "last stored frame at {last} ms");
+}
+
+#[test]
+fn superseded_session_flushes_its_open_fragment() {
+    let mut plan = MediaPlan::fixture(S(600));
+    plan.active = vec![(Duration::ZERO, MS(3_500))];
+    let mut sim = sim();
+    let i = sim.add_master(plan).expect("master");
+    sim.run_for(S(4));
+    assert!(sim.peers[i].ended.is_none());
+    let id = sim.peers[i].session;
+    sim.hub.close(id, EndReason::Closed("superseded by a newer session".into()), sim.now);
+    sim.run_for(MS(1));
+    let p = &sim.peers[i];
+    assert!(matches!(p.ended.as_ref().map(|e| &e.reason), Some(EndReason::Closed(r)) if r.contains("superseded")));
+    assert!(matches!(p.events.last(), Some(crate::media::fragmenter::FragmentEvent::EndFragment { .. })));
+    let v = p.judged().unwrap_or_else(|e| panic!("{e}"));
+    // Every frame sent (3.5 s at 30 fps) is stored, the open second fragment included.
+    assert_eq!(v.video_frames, p.video_sent, "{v:?}");
+    assert_eq!(v.video_frames, 105);
+    assert_eq!(v.fragments, 2, "{v:?}");
+}
+
+#[test]
+fn writer_queue_overflow_drops_the_rest_of_the_fragment_consistently() {
+    let mut sim = sim();
+    sim.writer_queue = 16;
+    let i = sim.add_master(MediaPlan::fixture(S(10))).expect("master");
+    sim.run_for(MS(2_500));
+    sim.peers[i].writer_paused = true;
+    let requests = sim.peers[i].keyframe_requests;
+    sim.run_for(S(1));
+    sim.peers[i].writer_paused = false;
+    sim.run_for(S(9));
+    close_all(&mut sim);
+    let p = &sim.peers[i];
+    let stats = p.ended.as_ref().expect("ended").stats;
+    assert!(stats.aborted_fragments >= 1 && stats.dropped_events > 0, "{stats:?}");
+    assert!(p.keyframe_requests > requests, "no PLI after the overflow");
+    // No fragment has a hole: the cut one is a shorter, whole prefix.
+    let v = p.judged().unwrap_or_else(|e| panic!("{e}"));
+    assert!(v.video_frames < 300 && v.video_frames > 200, "{v:?}");
+    let t0 = v.video_ts_ms[0];
+    assert!(v.video_ts_ms.iter().any(|t| t - t0 > 9_000), "storing resumed: {v:?}");
 }

@@ -86,6 +86,8 @@ pub struct SessionStats {
     pub bytes: u64,
     /// PLIs sent.
     pub plis: u64,
+    /// NACKs sent (as of str0m's latest stats report).
+    pub nacks: u64,
     /// Fragment events not queued because the writer queue was full (or closed).
     pub dropped_events: u64,
     /// Fragments cut short because the writer queue was full.
@@ -469,6 +471,7 @@ fn handle_event(s: &mut Session, ev: Event, anchor: &ClockAnchor, now: Instant) 
         }
         Event::MediaIngressStats(m) => {
             let last = s.nacks_seen.insert(m.mid, m.nacks).unwrap_or(0);
+            s.stats.nacks += m.nacks.saturating_sub(last);
             // Jitter comes in RTP ticks: 90 kHz for H.264, 48 kHz for Opus.
             let rate = if m.mid == s.video { 90.0 } else { 48.0 };
             obs::record_ingress(

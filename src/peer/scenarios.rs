@@ -123,13 +123,23 @@ fn nack_recovers_lost_video_packets() {
         }
         Verdict::Deliver
     });
-    let (sim, v) = run_one(sim, MediaPlan::fixture(S(6)), S(8));
+    let i = sim.add_master(MediaPlan::fixture(S(6))).expect("master");
+    sim.run_for(S(8));
+    let id = sim.peers[i].session;
+    // str0m reported ingress stats (every 5 s): the session has its labelled series...
+    assert_eq!(crate::observe::metrics::session_series_count(id), 2);
+    sim.hub.close(id, EndReason::Closed("test over".into()), sim.now);
+    sim.run_for(MS(1));
+    // ...and they are gone once it ended.
+    assert_eq!(crate::observe::metrics::session_series_count(id), 0);
+    let v = sim.peers[i].judged().unwrap_or_else(|e| panic!("{e}"));
     assert!(dropped.borrow().len() >= 5, "dropped {:?}", dropped.borrow());
     assert!(*rtx.borrow() >= dropped.borrow().len(), "{} retransmissions", rtx.borrow());
     assert_eq!(v.video_frames, 180, "{v:?}");
     assert_eq!(v.fragments, 3, "{v:?}");
     let stats = sim.peers[0].ended.as_ref().expect("ended").stats;
     assert_eq!(stats.fragmenter.dropped.loss, 0, "{stats:?}");
+    assert!(stats.nacks > 0, "{stats:?}");
 }
 
 #[test]

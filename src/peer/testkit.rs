@@ -39,6 +39,8 @@ pub const LATENCY: Duration = Duration::from_millis(10);
 /// Unix time the fake clock starts at, µs.
 pub const T0_UNIX_US: i64 = 1_800_000_000_000_000;
 
+static NEXT_SESSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// The fixture clip: H.264 access units and Opus packets.
 pub fn fixture_media() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
@@ -265,7 +267,6 @@ pub struct Sim {
     net_seq: u64,
     /// Writer queue capacity for new sessions.
     pub writer_queue: usize,
-    next_session: u64,
     /// Datagrams the hub sent that reached no master.
     pub undeliverable: u64,
 }
@@ -293,7 +294,6 @@ impl Sim {
             net: BinaryHeap::new(),
             net_seq: 0,
             writer_queue: super::ingest::WRITER_QUEUE,
-            next_session: 1,
             undeliverable: 0,
         }
     }
@@ -306,8 +306,8 @@ impl Sim {
     /// Starts a session for a new master publishing `plan`; returns the peer index.
     pub fn add_master(&mut self, plan: MediaPlan) -> Result<usize, String> {
         let index = self.peers.len();
-        let id = self.next_session;
-        self.next_session += 1;
+        // Unique across the process: per-session metric series are global.
+        let id = NEXT_SESSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let addr = SocketAddr::from(([127, 0, 0, 1], 41000 + index as u16));
         let hub_addr = self.hub.local();
         let offerer = session::build_rtc_at(hub_addr, self.now)?;

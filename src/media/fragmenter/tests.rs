@@ -590,3 +590,21 @@ fn late_but_recovered_video_loses_nothing() {
     let a = h.frags[0].audio();
     assert!(a.windows(2).all(|w| w[0].timestamp_ms < w[1].timestamp_ms));
 }
+
+#[test]
+fn a_fragment_cut_after_a_video_pause_is_not_stretched_across_it() {
+    let mut h = Harness::new(cfg());
+    // 2.5 s of video (IDR every second), 60 s of nothing, then an IDR.
+    for i in 0..75u32 {
+        let data = if i % 30 == 0 { idr_au(SPS, i) } else { p_au(i) };
+        h.video(i * 3_000, T0 + i64::from(i) * 33_333, data);
+    }
+    let i = 75 + 60 * 30;
+    h.video(i * 3_000, T0 + i64::from(i) * 33_333, idr_au(SPS, i));
+    h.finish();
+    assert_eq!(h.frags.len(), 3, "{:?}", h.frags.iter().map(|f| f.duration_ms).collect::<Vec<_>>());
+    // The second fragment (2 s .. 2.5 s) ends with its last frame, not 60 s later.
+    let d = h.frags[1].duration_ms.expect("ended");
+    assert!((490..=540).contains(&d), "second fragment lasts {d} ms");
+    assert!(h.frags[2].producer_ms >= h.frags[1].producer_ms + u64::from(d));
+}

@@ -117,7 +117,7 @@ fn nack_recovers_lost_video_packets() {
         let Some(h) = u.rtp.filter(|_| u.is_video()) else { return Verdict::Deliver };
         n += 1;
         // Lose every 10th original video packet once, between 1 s and 4 s.
-        if (S(1)..S(4)).contains(&u.at) && n % 10 == 0 {
+        if (S(1)..S(4)).contains(&u.at) && n.is_multiple_of(10) {
             d.borrow_mut().push(h.seq);
             return Verdict::Drop;
         }

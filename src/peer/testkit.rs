@@ -587,10 +587,10 @@ impl Peer {
             let data = self.plan.audio[i % self.plan.audio.len()].clone();
             if let Some(w) = self.rtc.writer(am) {
                 let pt = w.payload_params().find(|p| p.spec().codec == Codec::Opus).map(|p| p.pt());
-                if let Some(pt) = pt {
-                    if w.write(pt, now, MediaTime::new(ticks, Frequency::FORTY_EIGHT_KHZ), data).is_ok() {
-                        self.audio_sent += 1;
-                    }
+                if let Some(pt) = pt
+                    && w.write(pt, now, MediaTime::new(ticks, Frequency::FORTY_EIGHT_KHZ), data).is_ok()
+                {
+                    self.audio_sent += 1;
                 }
             }
         }

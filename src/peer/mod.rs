@@ -7,6 +7,7 @@
 //! - [`io`]: the tokio driver of the hub: one UDP socket, one task.
 //! - [`ingest`]: str0m frames → fragmenter → the per-session store writer task.
 //! - [`sdp`]: offer touch-ups and answer validation (sans-IO).
+//! - `testkit` (tests, feature `testkit`): the hub with in-memory str0m masters on fake time.
 
 pub mod ingest;
 pub mod hub;
@@ -16,7 +17,7 @@ pub mod sdp;
 pub mod session;
 #[cfg(test)]
 mod scenarios;
-#[cfg(test)]
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -428,3 +428,4 @@ fn writer_queue_overflow_drops_the_rest_of_the_fragment_consistently() {
     let t0 = v.video_ts_ms[0];
     assert!(v.video_ts_ms.iter().any(|t| t - t0 > 9_000), "storing resumed: {v:?}");
 }
+

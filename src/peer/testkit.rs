@@ -10,6 +10,10 @@
 //!
 //! Time is simulated event by event: [`Sim::run_for`] jumps to the next due event (a
 //! str0m timeout, a datagram delivery, a media frame), so an hour of session is cheap.
+//!
+//! Benches (feature `testkit`): run a [`Sim`] with some masters, then divide
+//! [`Sim::hub_busy`] (real time spent inside the hub only) by the frames stored
+//! ([`Peer::judged`]) or by [`Sim::hub_datagrams`].
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -269,6 +273,11 @@ pub struct Sim {
     pub writer_queue: usize,
     /// Datagrams the hub sent that reached no master.
     pub undeliverable: u64,
+    /// Datagrams handed to [`Hub::receive`].
+    pub hub_datagrams: u64,
+    /// Real (wall-clock) time spent inside the hub's `receive` and `timeout`: the cost of
+    /// "encrypted datagram → fragment events" without the masters' side, for benches.
+    pub hub_busy: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -295,6 +304,8 @@ impl Sim {
             net_seq: 0,
             writer_queue: super::ingest::WRITER_QUEUE,
             undeliverable: 0,
+            hub_datagrams: 0,
+            hub_busy: Duration::ZERO,
         }
     }
 
@@ -428,7 +439,10 @@ impl Sim {
         while self.net.peek().is_some_and(|Reverse((t, _, _))| *t <= now) {
             let Some(Reverse((_, _, f))) = self.net.pop() else { break };
             if f.to == self.hub.local() {
+                let started = Instant::now();
                 self.hub.receive(now, f.from, &f.data);
+                self.hub_busy += started.elapsed();
+                self.hub_datagrams += 1;
             } else if let Some(p) = self.peers.iter_mut().find(|p| p.addr == f.to && p.rtc.is_alive()) {
                 if let Ok(contents) = f.data.as_slice().try_into() {
                     let input =
@@ -440,7 +454,9 @@ impl Sim {
             }
         }
         if self.hub.next_deadline().is_some_and(|t| t <= now) {
+            let started = Instant::now();
             self.hub.timeout(now);
+            self.hub_busy += started.elapsed();
         }
         for p in &mut self.peers {
             if p.rtc.is_alive() {

@@ -179,6 +179,8 @@ pub enum KeyframeReason {
     ParameterSetChange,
     /// An access unit could not be parsed, or video time went backwards.
     BadVideo,
+    /// The owner abandoned the open fragment ([`Fragmenter::restart_at_keyframe`]).
+    Restart,
 }
 
 /// What the fragmenter asks its owner to do.
@@ -441,6 +443,21 @@ impl Fragmenter {
             [self.video_q.front(), self.audio_q.front()].into_iter().flatten().map(|q| q.arrival_us + window).min();
         let ask = self.want_keyframe.and(self.last_request_us).map(|t| t + self.interval_us());
         release.into_iter().chain(ask).min()
+    }
+
+    /// Abandons the open fragment: it ends after the video already queued, video is then
+    /// dropped until the next IDR (which starts a new fragment, whatever the target), and a
+    /// keyframe is requested. For an owner that could not keep the fragment's events, e.g.
+    /// because its store queue overflowed.
+    pub fn restart_at_keyframe(&mut self) {
+        match self.video_q.back().map(|q| (q.session_us, q.arrival_us)) {
+            Some((session_us, arrival_us)) => self.video_break(session_us, arrival_us, KeyframeReason::Restart),
+            None => {
+                self.gate_closed = true;
+                self.end_fragment(None);
+                self.request_keyframe(KeyframeReason::Restart, true);
+            }
+        }
     }
 
     /// Ends the session: writes everything queued and closes the open fragment.

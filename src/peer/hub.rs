@@ -14,9 +14,9 @@
 //!
 //! Writer queue overflow: if the store writer falls behind and its queue is full, the rest
 //! of the current fragment is dropped consistently — nothing more of it is queued (the
-//! writer finishes the shorter fragment at the end of its last complete chunk), a keyframe
-//! is requested, and queuing resumes with the next `BeginFragment`. The store never sees a
-//! fragment with a hole inside.
+//! writer finishes the shorter fragment at the end of its last complete chunk), the
+//! fragmenter restarts at the next IDR (requested with a PLI), and queuing resumes with the
+//! next `BeginFragment`. The store never sees a fragment with a hole inside.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -524,6 +524,10 @@ fn drain_fragmenter(s: &mut Session) {
                     Err(_) => {
                         s.stats.dropped_events += 1;
                         metrics::counter!("reel_storage_session_dropped_events_total").increment(1);
+                        if s.dropping && begin {
+                            // Still full at the next fragment: try again at the IDR after it.
+                            s.fragmenter.restart_at_keyframe();
+                        }
                         if !s.dropping {
                             s.dropping = true;
                             s.stats.aborted_fragments += 1;
@@ -532,7 +536,8 @@ fn drain_fragmenter(s: &mut Session) {
                                 session = s.id,
                                 "store writer queue full; dropping the rest of the fragment"
                             );
-                            request_pli(s);
+                            // End it and start again at the next IDR (asked for with a PLI).
+                            s.fragmenter.restart_at_keyframe();
                         }
                     }
                 }

@@ -36,6 +36,11 @@ impl ClockAnchor {
         Self { instant, unix_us }
     }
 
+    /// The `Instant` this anchor pairs with the wall clock.
+    pub fn instant_of_anchor(&self) -> Instant {
+        self.instant
+    }
+
     /// `t` as µs since the Unix epoch.
     pub fn unix_us(&self, t: Instant) -> i64 {
         match t.checked_duration_since(self.instant) {

@@ -40,8 +40,6 @@ use crate::media::mkv::{parse_stored, parse_tracks};
 pub const HUB_ADDR: &str = "127.0.0.1:40000";
 /// One-way network latency by default.
 pub const LATENCY: Duration = Duration::from_millis(10);
-/// Unix time the fake clock starts at, µs.
-pub const T0_UNIX_US: i64 = 1_800_000_000_000_000;
 
 static NEXT_SESSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -290,8 +288,11 @@ struct Flight {
 impl Sim {
     /// A hub with `limits` at [`HUB_ADDR`] and no masters.
     pub fn new(limits: StorageSessionLimits) -> Self {
-        let now = Instant::now();
-        let anchor = ClockAnchor::at(now, T0_UNIX_US);
+        // The fake clock starts at the real now: str0m maps `Instant`s to NTP time for
+        // sender reports with its own real-time epoch, and the timing model only trusts
+        // reports close to arrival time.
+        let anchor = ClockAnchor::now();
+        let now = anchor.instant_of_anchor();
         let local = HUB_ADDR.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 40000)));
         Self {
             now,

@@ -545,3 +545,83 @@ fn drain_fragmenter(s: &mut Session) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peer::session::build_rtc_at;
+
+    fn hub(now: Instant) -> Hub {
+        let local = SocketAddr::from(([127, 0, 0, 1], 40_000));
+        Hub::new(local, StorageSessionLimits::default(), ClockAnchor::at(now, 1_800_000_000_000_000))
+    }
+
+    fn session(id: u64, now: Instant) -> (HubSession, mpsc::Receiver<FragmentEvent>) {
+        let o = build_rtc_at(SocketAddr::from(([127, 0, 0, 1], 40_000)), now).expect("rtc");
+        let (tx, rx) = mpsc::channel(8);
+        let s = HubSession {
+            id,
+            channel_arn: "arn:test".into(),
+            rtc: o.rtc,
+            pending: o.pending,
+            video: o.video,
+            audio: o.audio,
+            writer_tx: tx,
+        };
+        (s, rx)
+    }
+
+    #[test]
+    fn an_empty_hub_counts_strangers_and_waits_for_nothing() {
+        let now = Instant::now();
+        let mut h = hub(now);
+        assert_eq!(h.next_deadline(), None);
+        h.receive(now, SocketAddr::from(([127, 0, 0, 1], 9)), &[0x80, 0x60, 0, 1]);
+        h.receive(now, SocketAddr::from(([127, 0, 0, 1], 9)), &[]);
+        assert_eq!(h.stats().unknown_datagrams, 2);
+        assert!(h.poll_transmit().is_none() && h.poll_ended().is_none() && h.is_empty());
+        // Calls for sessions that do not exist are no-ops.
+        h.close(7, EndReason::Shutdown, now);
+        h.timeout(now + Duration::from_secs(10));
+        assert!(h.poll_ended().is_none());
+    }
+
+    #[test]
+    fn close_ends_the_session_and_closes_its_writer_queue() {
+        let now = Instant::now();
+        let mut h = hub(now);
+        let (s, mut rx) = session(1, now);
+        h.add(now, s);
+        assert_eq!(h.session_ids(), vec![1]);
+        assert!(h.next_deadline().is_some_and(|t| t <= now + Duration::from_secs(180)));
+        h.close(1, EndReason::Closed("superseded".into()), now + Duration::from_millis(5));
+        let e = h.poll_ended().expect("ended");
+        assert_eq!((e.id, e.reason), (1, EndReason::Closed("superseded".into())));
+        assert!(h.is_empty() && h.next_deadline().is_none());
+        assert!(matches!(rx.try_recv(), Err(mpsc::error::TryRecvError::Disconnected)));
+        assert_eq!(h.stats().sessions_ended, 1);
+    }
+
+    #[test]
+    fn a_session_without_media_ends_idle_on_fake_time() {
+        let now = Instant::now();
+        let mut h = hub(now);
+        let (s, _rx) = session(1, now);
+        h.add(now, s);
+        h.timeout(now + Duration::from_secs(179));
+        assert!(h.poll_ended().is_none(), "not idle yet");
+        h.timeout(now + Duration::from_secs(180));
+        assert_eq!(h.poll_ended().map(|e| e.reason), Some(EndReason::Idle));
+    }
+
+    #[test]
+    fn a_bad_fragmenter_config_ends_the_session_at_once() {
+        let now = Instant::now();
+        let mut h = hub(now);
+        h.set_fragmenter_config(FragmenterConfig { target_duration_ms: 0, ..FragmenterConfig::default() });
+        let (s, _rx) = session(3, now);
+        h.add(now, s);
+        assert!(matches!(h.poll_ended(), Some(Ended { id: 3, reason: EndReason::Rtc(_), .. })));
+        assert!(h.is_empty());
+    }
+}

@@ -296,7 +296,9 @@ impl Config {
         };
         let workers = m.pick(|a| a.webrtc_workers).unwrap_or(DEFAULT_WEBRTC_WORKERS);
         if !(1..=MAX_WEBRTC_WORKERS).contains(&workers) {
-            return Err(ConfigError::Invalid(format!("--webrtc-workers must be 1..={MAX_WEBRTC_WORKERS}, got {workers}")));
+            return Err(ConfigError::Invalid(format!(
+                "--webrtc-workers must be 1..={MAX_WEBRTC_WORKERS}, got {workers}"
+            )));
         }
         let webrtc = WebRtcSettings {
             listen: m.pick(|a| a.webrtc_listen).unwrap_or_else(|| SocketAddr::new(listen.ip(), 0)),

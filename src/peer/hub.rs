@@ -368,9 +368,9 @@ impl Hub {
         let rtc_deadline = loop {
             let deadline = loop {
                 match s.rtc.poll_output() {
-                    Ok(Output::Transmit(t)) => self
-                        .transmits
-                        .push_back(Transmit { destination: t.destination, contents: t.contents.to_vec() }),
+                    Ok(Output::Transmit(t)) => {
+                        self.transmits.push_back(Transmit { destination: t.destination, contents: t.contents.to_vec() })
+                    }
                     Ok(Output::Timeout(t)) => break t,
                     Ok(Output::Event(ev)) => {
                         if let Some(reason) = handle_event(s, ev, &self.anchor, now) {

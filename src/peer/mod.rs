@@ -9,14 +9,14 @@
 //! - [`sdp`]: offer touch-ups and answer validation (sans-IO).
 //! - `testkit` (tests, feature `testkit`): the hub with in-memory str0m masters on fake time.
 
-pub mod ingest;
 pub mod hub;
+pub mod ingest;
 pub mod io;
 pub mod join_storage_session;
-pub mod sdp;
-pub mod session;
 #[cfg(test)]
 mod scenarios;
+pub mod sdp;
+pub mod session;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 

@@ -209,7 +209,8 @@ fn reordered_packets_are_stored_in_order() {
 #[test]
 fn duplicated_packets_are_stored_once() {
     let mut sim = sim();
-    sim.uplink = Box::new(|u| if u.rtp.is_some_and(|h| h.seq % 3 == 0) { Verdict::Duplicate } else { Verdict::Deliver });
+    sim.uplink =
+        Box::new(|u| if u.rtp.is_some_and(|h| h.seq % 3 == 0) { Verdict::Duplicate } else { Verdict::Deliver });
     let (_, v) = run_one(sim, MediaPlan::fixture(S(6)), S(8));
     assert_eq!(v.video_frames, 180, "{v:?}");
     assert!((295..=300).contains(&v.audio_frames), "{v:?}");
@@ -439,4 +440,3 @@ fn writer_queue_overflow_drops_the_rest_of_the_fragment_consistently() {
     assert!(resumed.is_some_and(|r| r <= 5_100), "storing resumed at {resumed:?} ms");
     assert!(v.video_ts_ms.iter().any(|t| t - t0 > 9_000), "{v:?}");
 }
-

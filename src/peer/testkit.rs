@@ -446,8 +446,10 @@ impl Sim {
                 self.hub_datagrams += 1;
             } else if let Some(p) = self.peers.iter_mut().find(|p| p.addr == f.to && p.rtc.is_alive()) {
                 if let Ok(contents) = f.data.as_slice().try_into() {
-                    let input =
-                        Input::Receive(now, Receive { proto: Protocol::Udp, source: f.from, destination: f.to, contents });
+                    let input = Input::Receive(
+                        now,
+                        Receive { proto: Protocol::Udp, source: f.from, destination: f.to, contents },
+                    );
                     let _ = p.rtc.handle_input(input);
                 }
             } else {

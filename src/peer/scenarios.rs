@@ -440,3 +440,19 @@ fn writer_queue_overflow_drops_the_rest_of_the_fragment_consistently() {
     assert!(resumed.is_some_and(|r| r <= 5_100), "storing resumed at {resumed:?} ms");
     assert!(v.video_ts_ms.iter().any(|t| t - t0 > 9_000), "{v:?}");
 }
+
+#[test]
+fn network_partition_ends_the_session_and_flushes() {
+    let mut sim = sim();
+    sim.uplink = Box::new(|u| if u.at >= MS(3_500) { Verdict::Drop } else { Verdict::Deliver });
+    let i = sim.add_master(MediaPlan::fixture(S(600))).expect("master");
+    sim.run_for(S(200));
+    let p = &sim.peers[i];
+    let ended = p.ended.as_ref().expect("ended");
+    // ICE notices the silence long before the idle timeout would.
+    assert_eq!(ended.reason, EndReason::Disconnected, "after {:?}", p.ended_at);
+    assert!(p.ended_at.is_some_and(|t| t < S(60)), "{:?}", p.ended_at);
+    assert!(matches!(p.events.last(), Some(crate::media::fragmenter::FragmentEvent::EndFragment { .. })));
+    let v = p.judged().unwrap_or_else(|e| panic!("{e}"));
+    assert!((100..=106).contains(&v.video_frames), "{v:?}");
+}

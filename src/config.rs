@@ -101,6 +101,10 @@ pub struct ServeArgs {
     /// --webrtc-listen IP (or the --public-url host when that is unspecified).
     #[arg(long, env = "REEL_WEBRTC_PUBLIC_IP")]
     pub webrtc_public_ip: Option<IpAddr>,
+    /// WebRTC media workers: each has its own UDP socket (port --webrtc-listen + k when
+    /// that port is not 0) and I/O task; sessions are assigned round-robin. Default 1.
+    #[arg(long, env = "REEL_WEBRTC_WORKERS")]
+    pub webrtc_workers: Option<usize>,
     /// Log every SDP offer and answer of storage sessions.
     #[arg(long, env = "REEL_LOG_SDP", num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub log_sdp: Option<bool>,
@@ -173,7 +177,14 @@ pub struct WebRtcSettings {
     pub public_ip: Option<IpAddr>,
     /// Log offers and answers (`--log-sdp`, `REEL_LOG_SDP=1`).
     pub log_sdp: bool,
+    /// Media workers, each with its own socket and task (`--webrtc-workers`).
+    pub workers: usize,
 }
+
+/// Default number of WebRTC media workers.
+pub const DEFAULT_WEBRTC_WORKERS: usize = 1;
+/// Most WebRTC media workers accepted.
+pub const MAX_WEBRTC_WORKERS: usize = 64;
 
 /// The S3 backend of the media store (`--s3-*`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -283,10 +294,17 @@ impl Config {
                 })
             }
         };
+        let workers = m.pick(|a| a.webrtc_workers).unwrap_or(DEFAULT_WEBRTC_WORKERS);
+        if !(1..=MAX_WEBRTC_WORKERS).contains(&workers) {
+            return Err(ConfigError::Invalid(format!(
+                "--webrtc-workers must be 1..={MAX_WEBRTC_WORKERS}, got {workers}"
+            )));
+        }
         let webrtc = WebRtcSettings {
             listen: m.pick(|a| a.webrtc_listen).unwrap_or_else(|| SocketAddr::new(listen.ip(), 0)),
             public_ip: m.pick(|a| a.webrtc_public_ip),
             log_sdp: m.pick(|a| a.log_sdp).unwrap_or(false),
+            workers,
         };
         Ok(Self {
             webrtc,
@@ -381,5 +399,7 @@ mod tests {
         assert!(matches!(Config::resolve(bad), Err(ConfigError::Invalid(_))));
         let half_key = ServeArgs { access_key_id: Some("AKID".into()), ..Default::default() };
         assert!(matches!(Config::resolve(half_key), Err(ConfigError::Invalid(_))));
+        let no_workers = ServeArgs { webrtc_workers: Some(0), ..Default::default() };
+        assert!(matches!(Config::resolve(no_workers), Err(ConfigError::Invalid(_))));
     }
 }

@@ -147,7 +147,7 @@ pub fn router(state: AppState, prometheus: metrics_exporter_prometheus::Promethe
         .merge(crate::streaming::router())
         .layer(axum::middleware::from_fn_with_state(state.clone(), edge::signed_api));
     Router::new()
-        .route("/metrics", get(move || std::future::ready(prometheus.render())))
+        .route("/metrics", get(move || std::future::ready(metrics::render(&prometheus))))
         .merge(signed)
         .merge(crate::streaming::public_router())
         .fallback(unknown_operation)

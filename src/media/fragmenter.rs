@@ -179,6 +179,8 @@ pub enum KeyframeReason {
     ParameterSetChange,
     /// An access unit could not be parsed, or video time went backwards.
     BadVideo,
+    /// The owner abandoned the open fragment ([`Fragmenter::restart_at_keyframe`]).
+    Restart,
 }
 
 /// What the fragmenter asks its owner to do.
@@ -443,6 +445,21 @@ impl Fragmenter {
         release.into_iter().chain(ask).min()
     }
 
+    /// Abandons the open fragment: it ends after the video already queued, video is then
+    /// dropped until the next IDR (which starts a new fragment, whatever the target), and a
+    /// keyframe is requested. For an owner that could not keep the fragment's events, e.g.
+    /// because its store queue overflowed.
+    pub fn restart_at_keyframe(&mut self) {
+        match self.video_q.back().map(|q| (q.session_us, q.arrival_us)) {
+            Some((session_us, arrival_us)) => self.video_break(session_us, arrival_us, KeyframeReason::Restart),
+            None => {
+                self.gate_closed = true;
+                self.end_fragment(None);
+                self.request_keyframe(KeyframeReason::Restart, true);
+            }
+        }
+    }
+
     /// Ends the session: writes everything queued and closes the open fragment.
     pub fn finish(&mut self, now_unix_us: i64) {
         self.now_us = self.now_us.max(now_unix_us);
@@ -627,7 +644,11 @@ impl Fragmenter {
             let backwards = open.last_video_rel_us.is_some_and(|last| rel < last);
             let new_codec = codec.as_ref().is_some_and(|c| !Arc::ptr_eq(c, &open.codec));
             if idr && (discontinuity || new_codec || backwards || rel >= target_us) {
-                self.end_fragment((!backwards && !discontinuity).then_some(rel));
+                // The fragment lasts up to this IDR unless the video paused before it: then
+                // it ends with its last frame, never stretched across the pause.
+                let tolerance_us = i64::from(self.cfg.continuity_tolerance_ms) * 1_000;
+                let paused = rel - open.media_end_us > tolerance_us;
+                self.end_fragment((!backwards && !discontinuity && !paused).then_some(rel));
             } else if backwards {
                 self.stats.dropped.non_monotonic += 1;
                 self.end_fragment(None);

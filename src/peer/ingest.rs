@@ -31,6 +31,16 @@ impl ClockAnchor {
         Self { instant: Instant::now(), unix_us: unix_us(SystemTime::now()) }
     }
 
+    /// An anchor pairing `instant` with `unix_us` (fake clocks in tests and benches).
+    pub fn at(instant: Instant, unix_us: i64) -> Self {
+        Self { instant, unix_us }
+    }
+
+    /// The `Instant` this anchor pairs with the wall clock.
+    pub fn instant_of_anchor(&self) -> Instant {
+        self.instant
+    }
+
     /// `t` as µs since the Unix epoch.
     pub fn unix_us(&self, t: Instant) -> i64 {
         match t.checked_duration_since(self.instant) {

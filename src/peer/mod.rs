@@ -3,19 +3,26 @@
 //!
 //! - [`join_storage_session`]: the API operation (checks, then starts a session).
 //! - [`session`]: one session's signaling with the master (offer, answer, candidates).
-//! - [`io`]: the single UDP socket and event loop that drives every session's `Rtc`.
+//! - [`hub`]: the sans-IO core: every session's `Rtc`, demux and deadlines, time passed in.
+//! - [`io`]: the tokio driver of the hub: one UDP socket, one task.
 //! - [`ingest`]: str0m frames → fragmenter → the per-session store writer task.
 //! - [`sdp`]: offer touch-ups and answer validation (sans-IO).
+//! - `testkit` (tests, feature `testkit`): the hub with in-memory str0m masters on fake time.
 
+pub mod hub;
 pub mod ingest;
 pub mod io;
 pub mod join_storage_session;
+#[cfg(test)]
+mod scenarios;
 pub mod sdp;
 pub mod session;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use axum::Router;
 use axum::routing::post;
@@ -30,17 +37,25 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/joinStorageSession", post(join_storage_session::handle))
 }
 
-/// Handle to the running media peer: its I/O loop and the settings new sessions use.
+/// Handle to the running media peer: its I/O workers and the settings new sessions use.
 #[derive(Clone, Debug)]
 pub struct Peers {
     inner: Arc<Inner>,
 }
 
+/// One media worker: a UDP socket with its own I/O task and hub.
+#[derive(Debug)]
+struct Worker {
+    io: mpsc::Sender<io::Command>,
+    candidate: SocketAddr,
+}
+
 #[derive(Debug)]
 struct Inner {
-    io: mpsc::Sender<io::Command>,
+    workers: Vec<Worker>,
     settings: session::SessionSettings,
     next_id: AtomicU64,
+    next_worker: AtomicUsize,
 }
 
 impl std::fmt::Debug for io::Command {
@@ -50,58 +65,111 @@ impl std::fmt::Debug for io::Command {
 }
 
 impl Peers {
-    /// Binds the shared UDP socket and starts the I/O loop (inside a tokio runtime).
+    /// Binds the workers' UDP sockets and starts their I/O loops (inside a tokio runtime).
+    ///
+    /// Worker k binds the `--webrtc-listen` port + k (any free port when that port is 0).
     pub fn start(
         webrtc: &WebRtcSettings,
         limits: &StorageSessionLimits,
         fallback_ip: Option<IpAddr>,
     ) -> std::io::Result<Self> {
-        let std_socket = std::net::UdpSocket::bind(webrtc.listen)?;
-        std_socket.set_nonblocking(true)?;
-        let socket = tokio::net::UdpSocket::from_std(std_socket)?;
-        let local = socket.local_addr()?;
-        let ip = webrtc
-            .public_ip
-            .or_else(|| (!local.ip().is_unspecified()).then_some(local.ip()))
-            .or(fallback_ip.filter(|ip| !ip.is_unspecified()))
-            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-        let candidate = SocketAddr::new(ip, local.port());
-        tracing::info!(%local, %candidate, "webrtc media socket bound");
-        let io = io::spawn(socket, limits.clone())?;
+        let mut workers = Vec::new();
+        for k in 0..webrtc.workers.max(1) {
+            let mut listen = webrtc.listen;
+            if listen.port() != 0 {
+                let port = u16::try_from(usize::from(listen.port()) + k)
+                    .map_err(|_| std::io::Error::other("--webrtc-listen port + workers exceeds 65535"))?;
+                listen.set_port(port);
+            }
+            let std_socket = std::net::UdpSocket::bind(listen)?;
+            std_socket.set_nonblocking(true)?;
+            let socket = tokio::net::UdpSocket::from_std(std_socket)?;
+            let local = socket.local_addr()?;
+            let ip = webrtc
+                .public_ip
+                .or_else(|| (!local.ip().is_unspecified()).then_some(local.ip()))
+                .or(fallback_ip.filter(|ip| !ip.is_unspecified()))
+                .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+            let candidate = SocketAddr::new(ip, local.port());
+            tracing::info!(worker = k, %local, %candidate, "webrtc media socket bound");
+            let io = io::spawn(socket, limits.clone())?;
+            workers.push(Worker { io, candidate });
+        }
+        let candidate = workers.first().map(|w| w.candidate).unwrap_or(webrtc.listen);
         Ok(Self {
             inner: Arc::new(Inner {
-                io,
+                workers,
                 settings: session::SessionSettings {
                     candidate,
                     log_sdp: webrtc.log_sdp,
                     bitrate_bps: limits.bitrate_bps,
                 },
                 next_id: AtomicU64::new(1),
+                next_worker: AtomicUsize::new(0),
             }),
         })
     }
 
-    /// The host candidate sessions advertise.
+    /// The host candidate of the first worker.
     pub fn candidate(&self) -> SocketAddr {
         self.inner.settings.candidate
     }
 
-    /// Starts a session on an attached storage peer; it supersedes the channel's previous one.
+    /// The host candidates of all workers.
+    pub fn candidates(&self) -> Vec<SocketAddr> {
+        self.inner.workers.iter().map(|w| w.candidate).collect()
+    }
+
+    /// Starts a session on an attached storage peer (on the next worker, round-robin); it
+    /// supersedes the channel's previous one.
     pub fn start_session(
         &self,
         handle: crate::signaling::registry::StoragePeerHandle,
         stream: reel_storage::Stream,
     ) -> u64 {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(session::run(id, handle, stream, self.inner.settings.clone(), self.inner.io.clone()));
+        let n = self.inner.next_worker.fetch_add(1, Ordering::Relaxed);
+        let Some(worker) = self.inner.workers.get(n % self.inner.workers.len().max(1)) else { return id };
+        let settings = session::SessionSettings { candidate: worker.candidate, ..self.inner.settings.clone() };
+        tokio::spawn(session::run(id, handle, stream, settings, worker.io.clone()));
         id
     }
 
     /// Ends every session, flushing open fragments to the store.
     pub async fn shutdown(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.inner.io.send(io::Command::Shutdown(tx)).await.is_ok() {
-            let _ = rx.await;
+        let mut acks = Vec::new();
+        for w in &self.inner.workers {
+            let (tx, rx) = oneshot::channel();
+            if w.io.send(io::Command::Shutdown(tx)).await.is_ok() {
+                acks.push(rx);
+            }
         }
+        for ack in acks {
+            let _ = ack.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn workers_get_their_own_sockets() {
+        let webrtc = WebRtcSettings {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            public_ip: None,
+            log_sdp: false,
+            workers: 3,
+        };
+        let peers = Peers::start(&webrtc, &StorageSessionLimits::default(), None).expect("peers");
+        let mut ports: Vec<u16> = peers.candidates().iter().map(SocketAddr::port).collect();
+        assert!(peers.candidates().iter().all(|c| c.ip() == IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), 3);
+        assert!(ports.iter().all(|&p| p != 0));
+        assert_eq!(peers.candidate(), peers.candidates()[0]);
+        peers.shutdown().await;
     }
 }

@@ -44,6 +44,11 @@ struct CandidatePayload {
 /// Builds the offerer `Rtc`: recvonly H.264 (packetization-mode 1, the profiles KVS
 /// masters send) and recvonly Opus, no data channel.
 pub fn build_rtc(candidate: SocketAddr) -> Result<Offerer, String> {
+    build_rtc_at(candidate, std::time::Instant::now())
+}
+
+/// [`build_rtc`] with the peer connection's clock starting at `now` (sans-IO drivers).
+pub fn build_rtc_at(candidate: SocketAddr, now: std::time::Instant) -> Result<Offerer, String> {
     let mut cfg = RtcConfig::new().clear_codecs().enable_opus(true, false).set_stats_interval(Some(STATS_INTERVAL));
     let codecs = cfg.codec_config();
     for (pt, rtx, profile) in [
@@ -55,7 +60,7 @@ pub fn build_rtc(candidate: SocketAddr) -> Result<Offerer, String> {
     ] {
         codecs.add_h264(pt.into(), Some(rtx.into()), true, profile);
     }
-    let mut rtc = cfg.build(std::time::Instant::now());
+    let mut rtc = cfg.build(now);
     let cand = Candidate::host(candidate, "udp").map_err(|e| e.to_string())?;
     rtc.add_local_candidate(cand);
     let mut api = rtc.sdp_api();

@@ -590,3 +590,48 @@ fn late_but_recovered_video_loses_nothing() {
     let a = h.frags[0].audio();
     assert!(a.windows(2).all(|w| w[0].timestamp_ms < w[1].timestamp_ms));
 }
+
+#[test]
+fn a_fragment_cut_after_a_video_pause_is_not_stretched_across_it() {
+    let mut h = Harness::new(cfg());
+    // 2.5 s of video (IDR every second), 60 s of nothing, then an IDR.
+    for i in 0..75u32 {
+        let data = if i % 30 == 0 { idr_au(SPS, i) } else { p_au(i) };
+        h.video(i * 3_000, T0 + i64::from(i) * 33_333, data);
+    }
+    let i = 75 + 60 * 30;
+    h.video(i * 3_000, T0 + i64::from(i) * 33_333, idr_au(SPS, i));
+    h.finish();
+    assert_eq!(h.frags.len(), 3, "{:?}", h.frags.iter().map(|f| f.duration_ms).collect::<Vec<_>>());
+    // The second fragment (2 s .. 2.5 s) ends with its last frame, not 60 s later.
+    let d = h.frags[1].duration_ms.expect("ended");
+    assert!((490..=540).contains(&d), "second fragment lasts {d} ms");
+    assert!(h.frags[2].producer_ms >= h.frags[1].producer_ms + u64::from(d));
+}
+
+#[test]
+fn restart_at_keyframe_ends_the_fragment_and_starts_at_the_next_idr() {
+    let mut h = Harness::new(cfg());
+    // 0.5 s of video (IDR at 0), then the owner abandons the fragment.
+    for i in 0..15u32 {
+        let data = if i % 30 == 0 { idr_au(SPS, i) } else { p_au(i) };
+        h.video(i * 3_000, T0 + i64::from(i) * 33_333, data);
+    }
+    h.f.restart_at_keyframe();
+    h.drain();
+    assert!(h.requests.iter().any(|r| r.1 == KeyframeReason::Restart), "{:?}", h.requests);
+    // P frames until the next IDR are dropped; the IDR at 1 s starts a new fragment even
+    // though the 2 s target is not reached.
+    for i in 15..45u32 {
+        let data = if i % 30 == 0 { idr_au(SPS, i) } else { p_au(i) };
+        h.video(i * 3_000, T0 + i64::from(i) * 33_333, data);
+    }
+    h.finish();
+    assert_eq!(h.frags.len(), 2);
+    assert_eq!(h.frags[0].video().len(), 15);
+    assert!(h.frags[0].duration_ms.is_some_and(|d| d <= 520), "{:?}", h.frags[0].duration_ms);
+    assert_eq!(h.frags[1].video().len(), 15);
+    assert!(h.frags[1].video()[0].keyframe);
+    assert_eq!(h.frags[1].producer_ms, T0 as u64 / 1_000 + 1_000);
+    assert_eq!(h.f.stats().dropped.waiting_for_keyframe, 15);
+}

@@ -11,6 +11,7 @@
 pub mod floor;
 pub mod janus;
 pub mod kvs;
+pub mod load;
 pub mod netns;
 pub mod publisher;
 pub mod signaling;

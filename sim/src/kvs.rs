@@ -238,10 +238,21 @@ impl KvsClient {
         Ok(MasterEndpoints { wss: find("WSS")?, https: find("HTTPS")?, webrtc: find("WEBRTC")? })
     }
 
-    /// JoinStorageSession on the `WEBRTC` endpoint (no retry: each call supersedes).
+    /// JoinStorageSession on the `WEBRTC` endpoint. A throttled call did nothing and is
+    /// retried with backoff, as camera SDKs do; any other error is returned.
     pub async fn join_storage_session(&self, webrtc: &str, channel_arn: &str) -> Result<(), ApiError> {
-        self.post(webrtc, "/joinStorageSession", &json!({ "channelArn": channel_arn }), Some(CALL_TIMEOUT)).await?;
-        Ok(())
+        let body = json!({ "channelArn": channel_arn });
+        let (mut backoff, mut attempt) = (FIRST_BACKOFF, 0);
+        loop {
+            attempt += 1;
+            match self.post(webrtc, "/joinStorageSession", &body, Some(CALL_TIMEOUT)).await {
+                Err(e) if e.code() == Some("ClientLimitExceededException") && attempt < THROTTLE_RETRIES => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                r => return r.map(|_| ()),
+            }
+        }
     }
 
     /// GetDataEndpoint for `api_name` (e.g. `LIST_FRAGMENTS`).

@@ -240,6 +240,7 @@ fn load_generator_runs_two_sessions_in_a_namespace() {
         target: reel_sim::load::Target::Reel,
         reel: reel_sim::load::ReelProcess::Spawn { bin: bin.into(), listen_ip: ns.reel_ip.parse().expect("ip") },
         bind_ip: ns.master_ip.parse().expect("ip"),
+        recorder_ip: ns.reel_ip.parse().expect("ip"),
         access_key_id: ROOT_KEY_ID.into(),
         secret_access_key: ROOT_SECRET.into(),
         region: REGION.into(),

@@ -72,6 +72,9 @@ pub enum PublisherError {
     /// A KVS API call failed.
     #[error(transparent)]
     Api(#[from] ApiError),
+    /// A baseline recorder (Janus) refused or failed the publish.
+    #[error("recorder: {0}")]
+    Recorder(String),
 }
 
 impl PublisherError {
@@ -88,6 +91,7 @@ impl PublisherError {
             PublisherError::Signaling(SignalingError::NoOffer(_)) => "no_offer".into(),
             PublisherError::Signaling(_) => "signaling".into(),
             PublisherError::Api(e) => format!("api:{}", e.code().unwrap_or("transport")),
+            PublisherError::Recorder(_) => "recorder".into(),
         }
     }
 }

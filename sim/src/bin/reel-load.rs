@@ -35,9 +35,10 @@ struct Args {
     /// Payload bitrate per camera (bits/s; k and M suffixes allowed).
     #[arg(long, default_value = "1M", value_parser = parse_bitrate)]
     bitrate: u64,
-    /// The recorder the cameras publish to.
-    #[arg(long, value_enum, default_value_t = Target::Reel)]
-    target: Target,
+    /// The recorders the cameras publish to, one after the other with the same settings
+    /// (e.g. `reel,janus,floor`; CPU ratios against reel are printed).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "reel")]
+    target: Vec<Target>,
     /// A running reel's base URL (plain HTTP).
     #[arg(long, conflicts_with = "reel_bin")]
     endpoint: Option<String>,
@@ -53,7 +54,8 @@ struct Args {
     /// Address the publishers bind (default: 198.18.0.2 with --netns, else 127.0.0.1).
     #[arg(long)]
     bind_ip: Option<IpAddr>,
-    /// Address a spawned reel listens on (default: 198.18.0.1 with --netns, else 127.0.0.1).
+    /// Address a spawned reel, Janus and the floor listen on (default: 198.18.0.1 with
+    /// --netns, else 127.0.0.1).
     #[arg(long)]
     listen_ip: Option<IpAddr>,
     /// Access key id (default: the key a spawned reel gets).
@@ -145,6 +147,8 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     let default_ip = |ns: &str| -> IpAddr {
         if inside { ns.parse().unwrap_or(IpAddr::from([127, 0, 0, 1])) } else { IpAddr::from([127, 0, 0, 1]) }
     };
+    let wants_reel = args.target.contains(&Target::Reel);
+    let listen_ip = args.listen_ip.unwrap_or_else(|| default_ip(netns::REEL_IP));
     let reel = match (&args.endpoint, &args.reel_bin) {
         (Some(url), _) => {
             anyhow::ensure!(!inside, "--netns runs in a fresh namespace: use --reel-bin, not --endpoint");
@@ -152,25 +156,30 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         (None, Some(bin)) => {
             let bin = std::fs::canonicalize(bin).map_err(|e| anyhow::anyhow!("--reel-bin {}: {e}", bin.display()))?;
-            ReelProcess::Spawn { bin, listen_ip: args.listen_ip.unwrap_or_else(|| default_ip(netns::REEL_IP)) }
+            ReelProcess::Spawn { bin, listen_ip }
         }
-        (None, None) => anyhow::bail!("give --endpoint (with --pid) or --reel-bin"),
+        (None, None) if wants_reel => anyhow::bail!("give --endpoint (with --pid) or --reel-bin"),
+        // Baselines only: no reel involved.
+        (None, None) => ReelProcess::Endpoint { url: String::new(), pid: None },
     };
     let spawn = matches!(reel, ReelProcess::Spawn { .. });
     let key_id = args.access_key_id.clone().or_else(|| spawn.then(|| SPAWN_KEY_ID.to_string()));
     let secret = args.secret_access_key.clone().or_else(|| spawn.then(|| SPAWN_SECRET.to_string()));
-    let (Some(access_key_id), Some(secret_access_key)) = (key_id, secret) else {
-        anyhow::bail!("--access-key-id and --secret-access-key are needed with --endpoint");
+    let (access_key_id, secret_access_key) = match (key_id, secret) {
+        (Some(k), Some(s)) => (k, s),
+        _ if !wants_reel => (SPAWN_KEY_ID.to_string(), SPAWN_SECRET.to_string()),
+        _ => anyhow::bail!("--access-key-id and --secret-access-key are needed with --endpoint"),
     };
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let cfg = LoadConfig {
+    let base = LoadConfig {
         sessions: args.sessions,
         ramp_per_sec: args.ramp,
         duration: Duration::from_secs_f64(args.duration.max(0.0)),
         bitrate_bps: args.bitrate,
-        target: args.target,
+        target: Target::Reel,
         reel,
         bind_ip: args.bind_ip.unwrap_or_else(|| default_ip(netns::MASTER_IP)),
+        recorder_ip: listen_ip,
         access_key_id,
         secret_access_key,
         region: args.region.clone(),
@@ -178,14 +187,29 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         name_prefix: format!("load-{stamp}"),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let report = rt.block_on(load::run(cfg))?;
-    let table = report.table();
-    let json = serde_json::to_string_pretty(&report)?;
+    let mut reports = Vec::new();
+    for &target in &args.target {
+        let cfg = LoadConfig { target, ..base.clone() };
+        let report = rt.block_on(load::run(cfg))?;
+        if args.json {
+            eprint!("{}", report.table());
+        } else {
+            print!("{}", report.table());
+        }
+        reports.push(report);
+    }
+    let ratios = load::report::cpu_ratios(&reports);
+    let mut table: String = reports.iter().map(|r| r.table()).collect::<Vec<_>>().join("\n");
+    table.push_str(&ratios_text(&ratios));
+    let json = if reports.len() == 1 {
+        serde_json::to_string_pretty(&reports[0])?
+    } else {
+        serde_json::to_string_pretty(&serde_json::json!({ "runs": reports, "cpu_ratios": ratios }))?
+    };
     if args.json {
-        eprint!("{table}");
         println!("{json}");
     } else {
-        print!("{table}");
+        print!("{}", ratios_text(&ratios));
     }
     if let Some(out) = &args.out {
         if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -194,7 +218,11 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         std::fs::write(out.with_extension("json"), format!("{json}\n"))?;
         std::fs::write(out.with_extension("txt"), &table)?;
     }
-    Ok(if report.sessions_failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(3) })
+    Ok(if reports.iter().all(|r| r.sessions_failed == 0) { ExitCode::SUCCESS } else { ExitCode::from(3) })
+}
+
+fn ratios_text(ratios: &std::collections::BTreeMap<String, f64>) -> String {
+    ratios.iter().map(|(name, r)| format!("CPU per session-second, {name}: {r:.2}\n")).collect()
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@
 //!   sample byte rate (what a recorder must keep: video NAL units without SPS/PPS/AUD/filler,
 //!   plus Opus).
 
+mod baselines;
 pub mod procstat;
 pub mod reel_process;
 pub mod report;
@@ -120,6 +121,9 @@ pub struct LoadConfig {
     pub reel: ReelProcess,
     /// Address the publishers bind.
     pub bind_ip: IpAddr,
+    /// Address the baseline recorders (Janus, floor) listen on; Janus needs a non-loopback
+    /// address (inside `--netns`: the reel end of the veth pair).
+    pub recorder_ip: IpAddr,
     /// Access key (root key when reel is spawned).
     pub access_key_id: String,
     /// Secret key.
@@ -149,9 +153,9 @@ pub enum LoadError {
         /// The call that failed.
         source: ApiError,
     },
-    /// This target is not available in this build.
-    #[error("target {0:?} is not available yet: {1}")]
-    TargetUnavailable(Target, &'static str),
+    /// A baseline recorder could not be started or used.
+    #[error("{0:?} baseline: {1}")]
+    Baseline(Target, String),
     /// Bad configuration.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -182,15 +186,15 @@ impl ProbeLog {
     }
 }
 
-/// Runs one load test and returns its report.
+/// Runs one load test against `cfg.target` and returns its report.
 pub async fn run(cfg: LoadConfig) -> Result<LoadReport, LoadError> {
-    match cfg.target {
-        Target::Reel => {}
-        Target::Janus => return Err(LoadError::TargetUnavailable(Target::Janus, "reel_sim::janus is not merged")),
-        Target::Floor => return Err(LoadError::TargetUnavailable(Target::Floor, "reel_sim::floor is not merged")),
-    }
     if cfg.sessions == 0 || cfg.ramp_per_sec <= 0.0 || cfg.duration.is_zero() {
         return Err(LoadError::Config("sessions, ramp and duration must be positive".into()));
+    }
+    match cfg.target {
+        Target::Reel => {}
+        Target::Janus => return baselines::run_janus(&cfg).await,
+        Target::Floor => return baselines::run_floor(&cfg).await,
     }
     let mut spawned = None;
     let (url, pid) = match &cfg.reel {
@@ -284,35 +288,7 @@ async fn run_against(cfg: &LoadConfig, url: &str, pid: Option<u32>) -> Result<Lo
     }
 
     // 4. The steady window.
-    tokio::time::sleep_until(ramp_end.into()).await;
-    let connect_deadline =
-        ramp_end + crate::publisher::DEFAULT_CONNECT_TIMEOUT + crate::publisher::DEFAULT_OFFER_TIMEOUT;
-    while Instant::now() < connect_deadline && !stats.iter().all(|s| settled(s)) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(SETTLE).await;
-    let steady_end = until.checked_sub(STEADY_END_MARGIN).unwrap_or(until);
-    let me = std::process::id();
-    let steady = if Instant::now() + Duration::from_secs(1) < steady_end {
-        let a_t = Instant::now();
-        let a_cpu = pid.and_then(|p| procstat::cpu_ms(p, ticks).ok());
-        let a_self = procstat::cpu_ms(me, ticks).ok();
-        let active_a = stats.iter().filter(|s| active(s)).count();
-        tokio::time::sleep_until(steady_end.into()).await;
-        let b_t = Instant::now();
-        let b_cpu = pid.and_then(|p| procstat::cpu_ms(p, ticks).ok());
-        let b_self = procstat::cpu_ms(me, ticks).ok();
-        let active_b = stats.iter().filter(|s| active(s)).count();
-        let rss_b = pid.and_then(|p| procstat::rss_kib(p).ok());
-        let secs = (b_t - a_t).as_secs_f64();
-        let active = active_a.min(active_b);
-        let cpu = a_cpu.zip(b_cpu).map(|(a, b)| b - a);
-        let own = a_self.zip(b_self).map(|(a, b)| b - a);
-        (Some(Steady::new(secs, active, cpu, own)), rss_b)
-    } else {
-        (None, None)
-    };
-    let (steady, rss_steady) = steady;
+    let (steady, rss_steady) = steady_window(&stats, ramp_end, until, pid, ticks).await;
     let active_sessions = steady.as_ref().map_or(0, |s| s.active_sessions);
 
     // 5. Stop, drain, read back.
@@ -355,16 +331,7 @@ async fn run_against(cfg: &LoadConfig, url: &str, pid: Option<u32>) -> Result<Lo
         }
     }
     storage.finish(source.sample_bytes_per_sec(), snaps.iter().map(|s| s.sample_bytes).sum());
-    let mut failures: BTreeMap<String, usize> = BTreeMap::new();
-    let mut failure_examples = Vec::new();
-    for s in &snaps {
-        if let Some(kind) = &s.failure_kind {
-            *failures.entry(kind.clone()).or_default() += 1;
-            if failure_examples.len() < 5 {
-                failure_examples.push(s.failure.clone().unwrap_or_default());
-            }
-        }
-    }
+    let (failures, failure_examples) = tally_failures(&snaps);
     let packets =
         Packets::new(snaps.iter().map(|s| s.packets_sent).sum(), metrics_before.as_deref(), metrics_after.as_deref());
     let hls_samples: Vec<f64> = probes.hls_lag.iter().map(|(_, l)| *l).collect();
@@ -401,6 +368,59 @@ async fn run_against(cfg: &LoadConfig, url: &str, pid: Option<u32>) -> Result<Lo
         max_publisher_lateness_ms: snaps.iter().map(|s| s.max_lateness_us).max().unwrap_or(0) as f64 / 1000.0,
         notes,
     })
+}
+
+/// Waits for the steady window (ramp over, every session connected or failed, [`SETTLE`]),
+/// and measures the recorder's CPU (and ours) over it; returns it with the recorder's RSS at
+/// its end. `None` when the window would be shorter than a second.
+async fn steady_window(
+    stats: &[Arc<PublisherStats>],
+    ramp_end: Instant,
+    until: Instant,
+    pid: Option<u32>,
+    ticks: u64,
+) -> (Option<Steady>, Option<u64>) {
+    tokio::time::sleep_until(ramp_end.into()).await;
+    let connect_deadline =
+        ramp_end + crate::publisher::DEFAULT_CONNECT_TIMEOUT + crate::publisher::DEFAULT_OFFER_TIMEOUT;
+    while Instant::now() < connect_deadline && !stats.iter().all(|s| settled(s)) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(SETTLE).await;
+    let steady_end = until.checked_sub(STEADY_END_MARGIN).unwrap_or(until);
+    if Instant::now() + Duration::from_secs(1) >= steady_end {
+        return (None, None);
+    }
+    let me = std::process::id();
+    let a_t = Instant::now();
+    let a_cpu = pid.and_then(|p| procstat::cpu_ms(p, ticks).ok());
+    let a_self = procstat::cpu_ms(me, ticks).ok();
+    let active_a = stats.iter().filter(|s| active(s)).count();
+    tokio::time::sleep_until(steady_end.into()).await;
+    let b_t = Instant::now();
+    let b_cpu = pid.and_then(|p| procstat::cpu_ms(p, ticks).ok());
+    let b_self = procstat::cpu_ms(me, ticks).ok();
+    let active_b = stats.iter().filter(|s| active(s)).count();
+    let rss_b = pid.and_then(|p| procstat::rss_kib(p).ok());
+    let secs = (b_t - a_t).as_secs_f64();
+    let cpu = a_cpu.zip(b_cpu).map(|(a, b)| b - a);
+    let own = a_self.zip(b_self).map(|(a, b)| b - a);
+    (Some(Steady::new(secs, active_a.min(active_b), cpu, own)), rss_b)
+}
+
+/// Failure kind → count, and the first few messages.
+fn tally_failures(snaps: &[crate::publisher::StatsSnapshot]) -> (BTreeMap<String, usize>, Vec<String>) {
+    let mut failures: BTreeMap<String, usize> = BTreeMap::new();
+    let mut examples = Vec::new();
+    for s in snaps {
+        if let Some(kind) = &s.failure_kind {
+            *failures.entry(kind.clone()).or_default() += 1;
+            if examples.len() < 5 {
+                examples.push(s.failure.clone().unwrap_or_default());
+            }
+        }
+    }
+    (failures, examples)
 }
 
 /// Connected or failed (no longer starting up).

@@ -253,6 +253,19 @@ impl LoadReport {
             p.unaccounted.map_or("n/a".into(), |v| v.to_string()),
             opt(p.unaccounted_pct, 3)
         );
+        if self.target != Target::Reel {
+            let s = &self.storage;
+            let _ = writeln!(
+                o,
+                "  recorded bytes / media bytes sent            {}   ({} B)",
+                opt(s.stored_per_sample_sent, 4),
+                s.stored_bytes
+            );
+            for n in &self.notes {
+                let _ = writeln!(o, "  note: {n}");
+            }
+            return o;
+        }
         pct_row(&mut o, "join → first frame stored (ms)", &self.join_to_first_frame_stored_ms);
         pct_row(&mut o, "join → first fragment closed (ms)", &self.join_to_first_fragment_closed_ms);
         pct_row(&mut o, "join → first fragment readable, GetMedia (ms)", &self.join_to_first_fragment_readable_ms);
@@ -279,6 +292,23 @@ impl LoadReport {
         }
         o
     }
+}
+
+/// reel's CPU per session-second divided by each other target's in `reports`
+/// (`"reel/janus"`, `"reel/floor"`); targets without the figure are left out.
+pub fn cpu_ratios(reports: &[LoadReport]) -> BTreeMap<String, f64> {
+    let per = |r: &LoadReport| r.steady.as_ref().and_then(|s| s.cpu_ms_per_session_s);
+    let Some(reel) = reports.iter().find(|r| r.target == Target::Reel).and_then(per) else {
+        return BTreeMap::new();
+    };
+    reports
+        .iter()
+        .filter(|r| r.target != Target::Reel)
+        .filter_map(|r| {
+            let other = per(r).filter(|&o| o > 0.0)?;
+            Some((format!("reel/{}", format!("{:?}", r.target).to_lowercase()), reel / other))
+        })
+        .collect()
 }
 
 #[cfg(test)]

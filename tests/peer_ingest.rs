@@ -1,7 +1,8 @@
 //! The storage media peer end to end on loopback: a Rust str0m master (tests/common/
-//! webrtc_master.rs) connects, calls JoinStorageSession, answers reel's offer and streams
-//! the fixtures; the stream then holds keyframe-aligned fragments that compose into an MKV
-//! ffprobe/ffmpeg accept. Plus JoinStorageSession's errors, superseding and a bad answer.
+//! webrtc_master.rs over `reel_sim::publisher`) connects, calls JoinStorageSession, answers
+//! reel's offer and streams the fixtures; the stream then holds keyframe-aligned fragments
+//! that compose into an MKV ffprobe/ffmpeg accept. Plus JoinStorageSession's errors,
+//! superseding, a bad answer, and a two-session `reel-load` run in a network namespace.
 
 mod common;
 #[path = "common/webrtc_master.rs"]
@@ -221,4 +222,38 @@ async fn session_without_media_ends_at_the_idle_timeout() {
     let log = reel.log();
     assert!(log.contains("storage session ended") && log.contains("Idle"), "session did not end as idle:\n{log}");
     assert!(log.contains("storage session offer") && log.contains("storage session answer"), "--log-sdp logs both");
+}
+
+/// `reel-load` (its library entry, the same code path as the binary) drives two simulated
+/// cameras for 5 s against this build's reel inside a private network namespace: both
+/// sessions connect, none fails, and each stream holds fragments.
+#[test]
+fn load_generator_runs_two_sessions_in_a_namespace() {
+    let test = "load_generator_runs_two_sessions_in_a_namespace";
+    let Some(ns) = common::netns::enter(test) else { return };
+    let bin = std::env::var_os(common::netns::BIN_ENV).unwrap_or_else(|| env!("CARGO_BIN_EXE_reel").into());
+    let cfg = reel_sim::load::LoadConfig {
+        sessions: 2,
+        ramp_per_sec: 2.0,
+        duration: Duration::from_secs(5),
+        bitrate_bps: 1_000_000,
+        target: reel_sim::load::Target::Reel,
+        reel: reel_sim::load::ReelProcess::Spawn { bin: bin.into(), listen_ip: ns.reel_ip.parse().expect("ip") },
+        bind_ip: ns.master_ip.parse().expect("ip"),
+        recorder_ip: ns.reel_ip.parse().expect("ip"),
+        access_key_id: ROOT_KEY_ID.into(),
+        secret_access_key: ROOT_SECRET.into(),
+        region: REGION.into(),
+        probe_streams: 1,
+        name_prefix: "it-load".into(),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let report = rt.block_on(reel_sim::load::run(cfg)).expect("load run");
+    println!("{}", report.table());
+    assert_eq!(report.sessions_failed, 0, "{:?}", report.failure_examples);
+    assert_eq!(report.sessions_connected, 2);
+    assert!(report.storage.fragments >= 4, "expected ≥ 2 fragments per stream: {:?}", report.storage);
+    assert!(report.packets.reel_session_packets.is_some_and(|p| p > 0), "{:?}", report.packets);
+    assert!(report.join_to_first_fragment_closed_ms.is_some_and(|p| p.n == 2), "both first fragments were listed");
+    assert!(report.steady.as_ref().is_some_and(|s| s.recorder_cpu_ms.is_some()), "CPU was sampled from /proc");
 }

@@ -1,9 +1,18 @@
 //! reel-sim: simulated KVS camera masters and the tools that measure reel with them.
 //!
-//! - [`publisher`]: one simulated camera (str0m) publishing the fixture H.264 + Opus in real time.
+//! - [`publisher`]: one simulated camera (str0m) publishing the fixture H.264 + Opus in real
+//!   time, as a KVS storage master ([`publisher::run_camera`]) or as an offerer (recorders).
+//! - [`kvs`], [`signaling`], [`sigv4`]: the light KVS client a camera needs (no AWS SDK).
+//! - [`netns`]: the private network namespace the WebRTC tests and `reel-load` run in.
+//! - [`load`]: the `reel-load` generator (sessions, ramp, measurements, report).
 //! - [`floor`]: the physical-cost floor receiver (batched receive, SRTP decrypt, append).
 //! - [`janus`]: the Janus VideoRoom recorder baseline, driven through its HTTP API.
 
 pub mod floor;
 pub mod janus;
+pub mod kvs;
+pub mod load;
+pub mod netns;
 pub mod publisher;
+pub mod signaling;
+pub mod sigv4;

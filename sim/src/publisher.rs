@@ -1,1 +1,825 @@
-//! One simulated camera: a str0m peer publishing the fixture H.264 + Opus in real time.
+//! One simulated camera: a str0m peer publishing the embedded H.264 + Opus clip in real time
+//! (looped, padded to a target bitrate; see [`source`]).
+//!
+//! Two ways to drive it:
+//! - **KVS storage master** ([`publish_to_storage`], or [`run_camera`] which also creates the
+//!   channel and stream): ConnectAsMaster, JoinStorageSession, *answer* the storage peer's
+//!   offer, trickle the host candidate, publish.
+//! - **Offerer** (recorders such as Janus VideoRoom): [`Publisher::create_offer`], hand the
+//!   SDP to the recorder, [`Publisher::accept_answer`], then [`Publisher::run`].
+//!
+//! Every publisher counts what it does in a shared [`PublisherStats`] (packets/bytes sent as
+//! str0m's transmit outputs, frames written with their send instants, connect time, failure
+//! reason), readable while it runs.
+
+pub mod source;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcError};
+
+use crate::kvs::{ApiError, KvsClient, MasterEndpoints};
+use crate::signaling::{MasterConnection, SignalingError, SignalingEvent};
+use crate::sigv4::Signer;
+pub use source::{DEFAULT_BITRATE_BPS, MediaSource, SourceError};
+
+/// How long ICE + DTLS may take after the SDP exchange.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long to wait for the storage peer's offer after JoinStorageSession.
+pub const DEFAULT_OFFER_TIMEOUT: Duration = Duration::from_secs(15);
+/// Retention of streams [`run_camera`] creates (hours).
+pub const DEFAULT_RETENTION_HOURS: u32 = 24;
+/// Longest idle wait of the run loop (bounds timer drift; media deadlines come sooner).
+const MAX_IDLE_WAIT: Duration = Duration::from_millis(100);
+/// Largest UDP datagram read.
+const RECV_BUF: usize = 2_048;
+
+/// Why a publisher stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum PublisherError {
+    /// Socket failure.
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+    /// The embedded media is unusable.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The remote SDP was rejected.
+    #[error("SDP: {0}")]
+    Sdp(String),
+    /// str0m failed.
+    #[error("rtc: {0}")]
+    Rtc(#[from] RtcError),
+    /// ICE/DTLS did not connect in time.
+    #[error("ICE/DTLS not connected within {0:?}")]
+    ConnectTimeout(Duration),
+    /// The connection died after connecting (ICE disconnected, DTLS closed).
+    #[error("connection lost after {0:?}")]
+    Disconnected(Duration),
+    /// The answer accepted no H.264 or no Opus.
+    #[error("the negotiated session has no {0} sender")]
+    MissingMedia(&'static str),
+    /// A signaling failure.
+    #[error(transparent)]
+    Signaling(#[from] SignalingError),
+    /// A KVS API call failed.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// A baseline recorder (Janus) refused or failed the publish.
+    #[error("recorder: {0}")]
+    Recorder(String),
+}
+
+impl PublisherError {
+    /// A short, stable category for tallying failures (`connect_timeout`, `api:Code`, …).
+    pub fn kind(&self) -> String {
+        match self {
+            PublisherError::Io(_) => "io".into(),
+            PublisherError::Source(_) => "source".into(),
+            PublisherError::Sdp(_) => "sdp".into(),
+            PublisherError::Rtc(_) => "rtc".into(),
+            PublisherError::ConnectTimeout(_) => "connect_timeout".into(),
+            PublisherError::Disconnected(_) => "disconnected".into(),
+            PublisherError::MissingMedia(m) => format!("missing_{m}"),
+            PublisherError::Signaling(SignalingError::NoOffer(_)) => "no_offer".into(),
+            PublisherError::Signaling(_) => "signaling".into(),
+            PublisherError::Api(e) => format!("api:{}", e.code().unwrap_or("transport")),
+            PublisherError::Recorder(_) => "recorder".into(),
+        }
+    }
+}
+
+/// Settings of one publisher.
+#[derive(Debug, Clone)]
+pub struct PublisherConfig {
+    /// Address to bind the UDP socket to (its host candidate).
+    pub bind_ip: IpAddr,
+    /// The media to loop (share one across publishers).
+    pub source: Arc<MediaSource>,
+    /// Send no media at all after connecting (idle-session tests).
+    pub send_media: bool,
+    /// Record every video frame's send instant, not only keyframes.
+    pub record_all_frames: bool,
+    /// ICE + DTLS deadline after the SDP exchange.
+    pub connect_timeout: Duration,
+    /// Wait for the storage peer's offer after JoinStorageSession.
+    pub offer_timeout: Duration,
+}
+
+impl PublisherConfig {
+    /// Defaults: media on, keyframes recorded, [`DEFAULT_CONNECT_TIMEOUT`], [`DEFAULT_OFFER_TIMEOUT`].
+    pub fn new(bind_ip: IpAddr, source: Arc<MediaSource>) -> Self {
+        Self {
+            bind_ip,
+            source,
+            send_media: true,
+            record_all_frames: false,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            offer_timeout: DEFAULT_OFFER_TIMEOUT,
+        }
+    }
+}
+
+/// A video frame as written to str0m.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FrameSent {
+    /// Frame index since the start (0 = first IDR).
+    pub index: u64,
+    /// RTP media time, 90 kHz ticks (`index * 3000`).
+    pub rtp_ticks: u64,
+    /// Whether it was an IDR.
+    pub keyframe: bool,
+    /// Wall clock when it was written, µs since the Unix epoch.
+    pub sent_unix_us: i64,
+}
+
+/// Live counters of one publisher (shared; every field readable while it runs).
+#[derive(Debug, Default)]
+pub struct PublisherStats {
+    /// UDP datagrams sent (str0m transmit outputs: STUN, DTLS, SRTP, SRTCP).
+    pub packets_sent: AtomicU64,
+    /// Bytes of those datagrams.
+    pub bytes_sent: AtomicU64,
+    /// UDP datagrams received.
+    pub packets_received: AtomicU64,
+    /// Video frames written.
+    pub video_frames: AtomicU64,
+    /// Opus packets written.
+    pub audio_packets: AtomicU64,
+    /// Media bytes handed to the packetizers (video Annex-B incl. filler, plus Opus).
+    pub media_bytes: AtomicU64,
+    /// Bytes a recorder must keep of those (video samples without SPS/PPS/AUD/filler, plus Opus).
+    pub sample_bytes: AtomicU64,
+    /// Keyframe requests (PLI/FIR) received.
+    pub keyframe_requests: AtomicU64,
+    /// SDP offers seen on the signaling channel while publishing.
+    pub offers_while_running: AtomicU64,
+    /// Most a media write ran behind its schedule, µs.
+    pub max_lateness_us: AtomicU64,
+    /// Milestones, µs since the Unix epoch.
+    pub times: Milestones,
+    /// Keyframes (or every frame with [`PublisherConfig::record_all_frames`]) as sent.
+    pub frames: Mutex<Vec<FrameSent>>,
+    /// Why it failed, once it has.
+    pub failure: Mutex<Option<String>>,
+    /// [`PublisherError::kind`] of the failure.
+    pub failure_kind: Mutex<Option<String>>,
+}
+
+/// Milestones of a session, each µs since the Unix epoch, set once.
+#[derive(Debug, Default)]
+pub struct Milestones {
+    /// ConnectAsMaster opened.
+    pub ws_open: OnceLock<i64>,
+    /// JoinStorageSession sent.
+    pub join_sent: OnceLock<i64>,
+    /// JoinStorageSession answered 200.
+    pub join_ok: OnceLock<i64>,
+    /// SDP offer received (or, as offerer, answer accepted).
+    pub sdp_done: OnceLock<i64>,
+    /// ICE + DTLS connected.
+    pub connected: OnceLock<i64>,
+    /// First video frame written.
+    pub first_frame: OnceLock<i64>,
+    /// Publishing stopped.
+    pub ended: OnceLock<i64>,
+}
+
+/// Wall clock now, µs since the Unix epoch.
+pub fn unix_us() -> i64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
+impl PublisherStats {
+    /// A fresh, shareable set of counters.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Records the failure (first one wins) and returns the error.
+    pub fn fail(&self, e: PublisherError) -> PublisherError {
+        if let Ok(mut f) = self.failure.lock()
+            && f.is_none()
+        {
+            *f = Some(e.to_string());
+            if let Ok(mut k) = self.failure_kind.lock() {
+                *k = Some(e.kind());
+            }
+        }
+        e
+    }
+
+    /// A plain copy of the counters.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let t = |o: &OnceLock<i64>| o.get().copied();
+        StatsSnapshot {
+            packets_sent: ld(&self.packets_sent),
+            bytes_sent: ld(&self.bytes_sent),
+            packets_received: ld(&self.packets_received),
+            video_frames: ld(&self.video_frames),
+            audio_packets: ld(&self.audio_packets),
+            media_bytes: ld(&self.media_bytes),
+            sample_bytes: ld(&self.sample_bytes),
+            keyframe_requests: ld(&self.keyframe_requests),
+            offers_while_running: ld(&self.offers_while_running),
+            max_lateness_us: ld(&self.max_lateness_us),
+            ws_open_us: t(&self.times.ws_open),
+            join_sent_us: t(&self.times.join_sent),
+            join_ok_us: t(&self.times.join_ok),
+            sdp_done_us: t(&self.times.sdp_done),
+            connected_us: t(&self.times.connected),
+            first_frame_us: t(&self.times.first_frame),
+            ended_us: t(&self.times.ended),
+            failure: self.failure.lock().ok().and_then(|f| f.clone()),
+            failure_kind: self.failure_kind.lock().ok().and_then(|f| f.clone()),
+        }
+    }
+
+    fn mark(slot: &OnceLock<i64>) {
+        let _ = slot.set(unix_us());
+    }
+}
+
+/// A copy of [`PublisherStats`] at one moment.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StatsSnapshot {
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+    pub packets_received: u64,
+    pub video_frames: u64,
+    pub audio_packets: u64,
+    pub media_bytes: u64,
+    pub sample_bytes: u64,
+    pub keyframe_requests: u64,
+    pub offers_while_running: u64,
+    pub max_lateness_us: u64,
+    pub ws_open_us: Option<i64>,
+    pub join_sent_us: Option<i64>,
+    pub join_ok_us: Option<i64>,
+    pub sdp_done_us: Option<i64>,
+    pub connected_us: Option<i64>,
+    pub first_frame_us: Option<i64>,
+    pub ended_us: Option<i64>,
+    pub failure: Option<String>,
+    pub failure_kind: Option<String>,
+}
+
+/// What the run loop hears from signaling while publishing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signal {
+    /// A trickled remote candidate (`candidate:…`).
+    RemoteCandidate(String),
+    /// Another SDP offer arrived (counted, otherwise ignored).
+    Offer,
+    /// Stop publishing now (a clean end).
+    Stop,
+}
+
+/// A source of [`Signal`]s for [`Publisher::run`]; `None` means "no more" (not an error).
+pub trait Signals {
+    /// The next signal. Must be cancel-safe (it is polled inside `select!`).
+    fn next_signal(&mut self) -> impl std::future::Future<Output = Option<Signal>> + Send;
+}
+
+/// No signals at all (candidates came in the SDP).
+#[derive(Debug, Default)]
+pub struct NoSignals;
+
+impl Signals for NoSignals {
+    async fn next_signal(&mut self) -> Option<Signal> {
+        None
+    }
+}
+
+impl Signals for tokio::sync::mpsc::UnboundedReceiver<Signal> {
+    async fn next_signal(&mut self) -> Option<Signal> {
+        self.recv().await
+    }
+}
+
+impl Signals for MasterConnection {
+    async fn next_signal(&mut self) -> Option<Signal> {
+        loop {
+            match self.next_event().await {
+                Ok(SignalingEvent::Candidate { candidate, .. }) => return Some(Signal::RemoteCandidate(candidate)),
+                Ok(SignalingEvent::Offer { .. }) => return Some(Signal::Offer),
+                Ok(SignalingEvent::Other(_)) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+/// How [`Publisher::run`] ended without error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    /// The `until` instant passed.
+    Deadline,
+    /// [`Signal::Stop`].
+    Stopped,
+}
+
+/// One str0m peer that sends the looped media once connected.
+pub struct Publisher {
+    rtc: Rtc,
+    socket: tokio::net::UdpSocket,
+    local: SocketAddr,
+    candidate: Candidate,
+    cfg: PublisherConfig,
+    stats: Arc<PublisherStats>,
+    pending: Option<SdpPendingOffer>,
+    /// (video, audio) mids this peer offered.
+    offered: Option<(Mid, Mid)>,
+}
+
+impl Publisher {
+    /// Binds a UDP socket on `cfg.bind_ip` (port 0) and creates the peer with its host candidate.
+    pub async fn bind(cfg: PublisherConfig, stats: Arc<PublisherStats>) -> Result<Self, PublisherError> {
+        let socket = tokio::net::UdpSocket::bind(SocketAddr::new(cfg.bind_ip, 0)).await?;
+        let local = socket.local_addr()?;
+        let mut rtc = Rtc::builder().clear_codecs().enable_h264(true).enable_opus(true, false).build(Instant::now());
+        let candidate = Candidate::host(local, "udp").map_err(|e| PublisherError::Sdp(e.to_string()))?;
+        rtc.add_local_candidate(candidate.clone());
+        Ok(Self { rtc, socket, local, candidate, cfg, stats, pending: None, offered: None })
+    }
+
+    /// The shared counters.
+    pub fn stats(&self) -> Arc<PublisherStats> {
+        self.stats.clone()
+    }
+
+    /// The host candidate as an `a=candidate` value (`candidate:…`), for trickling.
+    pub fn local_candidate(&self) -> String {
+        self.candidate.to_sdp_string()
+    }
+
+    /// The bound UDP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Answer role: accepts the remote offer and returns the SDP answer.
+    pub fn accept_offer(&mut self, offer: &str) -> Result<String, PublisherError> {
+        let offer = SdpOffer::from_sdp_string(offer).map_err(|e| PublisherError::Sdp(e.to_string()))?;
+        let answer = self.rtc.sdp_api().accept_offer(offer)?;
+        StatsMark::sdp_done(&self.stats);
+        Ok(answer.to_sdp_string())
+    }
+
+    /// Offer role: a sendonly H.264 + Opus offer (with the host candidate in it).
+    pub fn create_offer(&mut self) -> Result<String, PublisherError> {
+        let mut api = self.rtc.sdp_api();
+        let video = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let audio = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        // str0m reports MediaAdded only for media the remote side adds.
+        self.offered = Some((video, audio));
+        let (offer, pending) = api.apply().ok_or_else(|| PublisherError::Sdp("no changes to offer".into()))?;
+        self.pending = Some(pending);
+        Ok(offer.to_sdp_string())
+    }
+
+    /// Offer role: accepts the remote answer to [`Publisher::create_offer`].
+    pub fn accept_answer(&mut self, answer: &str) -> Result<(), PublisherError> {
+        let pending = self.pending.take().ok_or_else(|| PublisherError::Sdp("no offer is pending".into()))?;
+        let answer = SdpAnswer::from_sdp_string(answer).map_err(|e| PublisherError::Sdp(e.to_string()))?;
+        self.rtc.sdp_api().accept_answer(pending, answer)?;
+        StatsMark::sdp_done(&self.stats);
+        Ok(())
+    }
+
+    /// Adds a trickled remote candidate (`candidate:…` or `a=candidate:…`); bad ones are ignored.
+    pub fn add_remote_candidate(&mut self, candidate: &str) {
+        let c = candidate.trim().trim_start_matches("a=");
+        if let Ok(c) = Candidate::from_sdp_string(c) {
+            self.rtc.add_remote_candidate(c);
+        }
+    }
+
+    /// Runs the peer until `until`, a [`Signal::Stop`] or an error: connects, then writes video
+    /// frame `i` at `t0 + i/30 s` (RTP `i * 3000`) and Opus packet `j` at `t0 + j * 20 ms`
+    /// (RTP `j * 960`) where `t0` is the moment it connected. Falling behind (a starved task)
+    /// sends the overdue frames at once. Errors are also recorded in the stats.
+    pub async fn run<S: Signals>(&mut self, signals: &mut S, until: Instant) -> Result<RunEnd, PublisherError> {
+        let result = self.run_inner(signals, until).await;
+        StatsMark::ended(&self.stats);
+        result.map_err(|e| self.stats.fail(e))
+    }
+
+    async fn run_inner<S: Signals>(&mut self, signals: &mut S, until: Instant) -> Result<RunEnd, PublisherError> {
+        let connect_deadline = Instant::now() + self.cfg.connect_timeout;
+        let mut media = MediaClock::default();
+        if let Some((video, audio)) = self.offered {
+            media.video = Some((video, None));
+            media.audio = Some((audio, None));
+        }
+        let mut buf = vec![0u8; RECV_BUF];
+        let mut signals_open = true;
+        loop {
+            let rtc_timeout = self.drain(&mut media).await?;
+            let now = Instant::now();
+            if now >= until {
+                return Ok(RunEnd::Deadline);
+            }
+            if !self.rtc.is_alive() {
+                return Err(match media.t0 {
+                    Some(t0) => PublisherError::Disconnected(now - t0),
+                    None => PublisherError::ConnectTimeout(self.cfg.connect_timeout),
+                });
+            }
+            if let Some(t0) = media.t0 {
+                if media.disconnected {
+                    return Err(PublisherError::Disconnected(now - t0));
+                }
+                if self.cfg.send_media {
+                    self.write_due(&mut media, t0, now)?;
+                    // Frames were queued: hand their packets to the socket before sleeping.
+                    if media.wrote {
+                        media.wrote = false;
+                        continue;
+                    }
+                }
+            } else if now >= connect_deadline {
+                return Err(PublisherError::ConnectTimeout(self.cfg.connect_timeout));
+            }
+            let mut wake = rtc_timeout.min(until).min(now + MAX_IDLE_WAIT);
+            match media.t0 {
+                Some(t0) if self.cfg.send_media => wake = wake.min(media.next_due(t0)),
+                Some(_) => {}
+                None => wake = wake.min(connect_deadline),
+            }
+            tokio::select! {
+                r = self.socket.recv_from(&mut buf) => {
+                    let (n, source) = r?;
+                    self.stats.packets_received.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(contents) = buf[..n].try_into() {
+                        let input = Input::Receive(
+                            Instant::now(),
+                            Receive { proto: Protocol::Udp, source, destination: self.local, contents },
+                        );
+                        // A datagram str0m rejects (stray, late) is not fatal.
+                        let _ = self.rtc.handle_input(input);
+                    }
+                }
+                s = signals.next_signal(), if signals_open => match s {
+                    Some(Signal::RemoteCandidate(c)) => self.add_remote_candidate(&c),
+                    Some(Signal::Offer) => {
+                        self.stats.offers_while_running.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some(Signal::Stop) => return Ok(RunEnd::Stopped),
+                    None => signals_open = false,
+                },
+                () = tokio::time::sleep_until(wake.into()) => {
+                    self.rtc.handle_input(Input::Timeout(Instant::now()))?;
+                }
+            }
+        }
+    }
+
+    /// Polls str0m until it wants a timeout: sends transmits, handles events.
+    async fn drain(&mut self, media: &mut MediaClock) -> Result<Instant, PublisherError> {
+        loop {
+            match self.rtc.poll_output()? {
+                Output::Timeout(t) => return Ok(t),
+                Output::Transmit(t) => {
+                    self.stats.packets_sent.fetch_add(1, Ordering::Relaxed);
+                    self.stats.bytes_sent.fetch_add(t.contents.len() as u64, Ordering::Relaxed);
+                    // A full socket buffer drops the datagram like a network would.
+                    let _ = self.socket.send_to(&t.contents, t.destination).await;
+                }
+                Output::Event(ev) => match ev {
+                    Event::Connected if media.t0.is_none() => {
+                        media.t0 = Some(Instant::now());
+                        StatsMark::connected(&self.stats);
+                    }
+                    Event::IceConnectionStateChange(IceConnectionState::Disconnected) if media.t0.is_some() => {
+                        media.disconnected = true;
+                    }
+                    Event::MediaAdded(m) => match m.kind {
+                        MediaKind::Video => media.video = Some((m.mid, None)),
+                        MediaKind::Audio => media.audio = Some((m.mid, None)),
+                    },
+                    Event::KeyframeRequest(_) => {
+                        self.stats.keyframe_requests.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {}
+                },
+            }
+        }
+    }
+
+    /// Writes every frame and packet due by `now`.
+    fn write_due(&mut self, media: &mut MediaClock, t0: Instant, now: Instant) -> Result<(), PublisherError> {
+        let video_pt =
+            self.payload_type(media.video.as_mut(), Codec::H264).ok_or(PublisherError::MissingMedia("H.264"))?;
+        let audio_pt =
+            self.payload_type(media.audio.as_mut(), Codec::Opus).ok_or(PublisherError::MissingMedia("Opus"))?;
+        let source = self.cfg.source.clone();
+        while media.video_due(t0) <= now {
+            let i = media.video_next;
+            let due = media.video_due(t0);
+            let frame = source.video_frame(i);
+            let ts = MediaTime::new(i * source::VIDEO_TICKS_PER_FRAME, Frequency::NINETY_KHZ);
+            if let Some(w) = self.rtc.writer(video_pt.0) {
+                w.write(video_pt.1, due, ts, frame.data.clone())?;
+            }
+            let sent = unix_us();
+            if i == 0 {
+                let _ = self.stats.times.first_frame.set(sent);
+            }
+            if frame.keyframe || self.cfg.record_all_frames {
+                let rec = FrameSent {
+                    index: i,
+                    rtp_ticks: i * source::VIDEO_TICKS_PER_FRAME,
+                    keyframe: frame.keyframe,
+                    sent_unix_us: sent,
+                };
+                if let Ok(mut f) = self.stats.frames.lock() {
+                    f.push(rec);
+                }
+            }
+            self.stats.video_frames.fetch_add(1, Ordering::Relaxed);
+            self.stats.media_bytes.fetch_add(frame.data.len() as u64, Ordering::Relaxed);
+            self.stats.sample_bytes.fetch_add(frame.sample_bytes as u64, Ordering::Relaxed);
+            self.stats.max_lateness_us.fetch_max(now.duration_since(due).as_micros() as u64, Ordering::Relaxed);
+            media.video_next += 1;
+            media.wrote = true;
+        }
+        while media.audio_due(t0) <= now {
+            let j = media.audio_next;
+            let due = media.audio_due(t0);
+            let packet = source.audio_packet(j);
+            let ts = MediaTime::new(j * source::AUDIO_TICKS_PER_PACKET, Frequency::FORTY_EIGHT_KHZ);
+            if let Some(w) = self.rtc.writer(audio_pt.0) {
+                w.write(audio_pt.1, due, ts, packet.to_vec())?;
+            }
+            self.stats.audio_packets.fetch_add(1, Ordering::Relaxed);
+            self.stats.media_bytes.fetch_add(packet.len() as u64, Ordering::Relaxed);
+            self.stats.sample_bytes.fetch_add(packet.len() as u64, Ordering::Relaxed);
+            media.audio_next += 1;
+            media.wrote = true;
+        }
+        Ok(())
+    }
+
+    /// The (mid, payload type) for `codec` on a track, looked up once.
+    fn payload_type(&mut self, track: Option<&mut (Mid, Option<Pt>)>, codec: Codec) -> Option<(Mid, Pt)> {
+        let (mid, pt) = track?;
+        if pt.is_none() {
+            let w = self.rtc.writer(*mid)?;
+            *pt = w.payload_params().find(|p| p.spec().codec == codec).map(|p| p.pt());
+        }
+        Some((*mid, (*pt)?))
+    }
+
+    /// Ends the DTLS/ICE session (the remote sees the peer leave).
+    pub fn disconnect(&mut self) {
+        self.rtc.disconnect();
+    }
+}
+
+/// Milestone setters.
+struct StatsMark;
+
+impl StatsMark {
+    fn sdp_done(s: &PublisherStats) {
+        PublisherStats::mark(&s.times.sdp_done);
+    }
+    fn connected(s: &PublisherStats) {
+        PublisherStats::mark(&s.times.connected);
+    }
+    fn ended(s: &PublisherStats) {
+        PublisherStats::mark(&s.times.ended);
+    }
+}
+
+/// The media schedule of one run.
+#[derive(Debug, Default)]
+struct MediaClock {
+    /// When it connected (media time zero).
+    t0: Option<Instant>,
+    video: Option<(Mid, Option<Pt>)>,
+    audio: Option<(Mid, Option<Pt>)>,
+    video_next: u64,
+    audio_next: u64,
+    wrote: bool,
+    disconnected: bool,
+}
+
+impl MediaClock {
+    fn video_due(&self, t0: Instant) -> Instant {
+        t0 + Duration::from_micros(self.video_next * 1_000_000 / source::FPS)
+    }
+    fn audio_due(&self, t0: Instant) -> Instant {
+        t0 + source::AUDIO_PACKET * self.audio_next as u32
+    }
+    fn next_due(&self, t0: Instant) -> Instant {
+        self.video_due(t0).min(self.audio_due(t0))
+    }
+}
+
+/// A signaling channel with media storage enabled, and its master endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageChannel {
+    /// ChannelARN.
+    pub channel_arn: String,
+    /// StreamARN of the mapped stream.
+    pub stream_arn: String,
+    /// GetSignalingChannelEndpoint (MASTER) answer.
+    pub endpoints: MasterEndpoints,
+}
+
+/// The ingestion set-up (PRODUCT.md "Ingestion flow" 1–3): CreateSignalingChannel
+/// `channel_name`, CreateStream `stream_name` (retention `retention_hours`),
+/// UpdateMediaStorageConfiguration ENABLED, GetSignalingChannelEndpoint (WSS, HTTPS, WEBRTC;
+/// MASTER). Existing channel/stream names are reused.
+pub async fn provision_storage_channel(
+    client: &KvsClient,
+    channel_name: &str,
+    stream_name: &str,
+    retention_hours: u32,
+) -> Result<StorageChannel, ApiError> {
+    let channel_arn = client.create_signaling_channel(channel_name).await?;
+    let stream_arn = client.create_stream(stream_name, retention_hours).await?;
+    client.enable_media_storage(&channel_arn, &stream_arn).await?;
+    let endpoints = client.master_endpoints(&channel_arn).await?;
+    Ok(StorageChannel { channel_arn, stream_arn, endpoints })
+}
+
+/// One storage session as a KVS master does it: ConnectAsMaster, JoinStorageSession, answer
+/// the storage peer's offer, trickle the host candidate, then publish until `until`.
+/// Milestones and the failure reason land in `stats`.
+pub async fn publish_to_storage(
+    client: &KvsClient,
+    channel: &StorageChannel,
+    cfg: PublisherConfig,
+    stats: Arc<PublisherStats>,
+    until: Instant,
+) -> Result<RunEnd, PublisherError> {
+    let result = async {
+        let mut conn = MasterConnection::connect(&client.signer, &channel.endpoints.wss, &channel.channel_arn).await?;
+        PublisherStats::mark(&stats.times.ws_open);
+        PublisherStats::mark(&stats.times.join_sent);
+        client.join_storage_session(&channel.endpoints.webrtc, &channel.channel_arn).await?;
+        PublisherStats::mark(&stats.times.join_ok);
+        let offer_timeout = cfg.offer_timeout;
+        let (offer, sender) = conn.next_offer(offer_timeout).await?;
+        let mut publisher = Publisher::bind(cfg, stats.clone()).await?;
+        let answer = publisher.accept_offer(&offer)?;
+        conn.send_answer(&answer, sender.as_deref()).await?;
+        conn.send_candidate(&publisher.local_candidate(), sender.as_deref()).await?;
+        let end = publisher.run(&mut conn, until).await;
+        publisher.disconnect();
+        conn.close().await;
+        end
+    }
+    .await;
+    result.map_err(|e| stats.fail(e))
+}
+
+/// A simulated camera for `reel demo` and friends.
+#[derive(Debug, Clone)]
+pub struct CameraConfig {
+    /// reel's base URL (control plane), e.g. `http://127.0.0.1:8080`.
+    pub endpoint: String,
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+    /// Region reel runs as.
+    pub region: String,
+    /// Signaling channel name (created if missing).
+    pub channel_name: String,
+    /// Stream name (created if missing) that storage writes to.
+    pub stream_name: String,
+    /// Payload bitrate, bits/s.
+    pub bitrate_bps: u64,
+    /// UDP bind address; `None`: the endpoint's IP (loopback for host names).
+    pub bind_ip: Option<IpAddr>,
+    /// Publish for this long; `None`: until the task is dropped.
+    pub duration: Option<Duration>,
+}
+
+impl CameraConfig {
+    /// A camera publishing 1 Mbps into `channel_name` (stream `<channel_name>-stream`) on reel at
+    /// `endpoint`, us-west-2, forever.
+    pub fn new(endpoint: &str, access_key_id: &str, secret_access_key: &str, channel_name: &str) -> Self {
+        Self {
+            endpoint: endpoint.to_string(),
+            access_key_id: access_key_id.to_string(),
+            secret_access_key: secret_access_key.to_string(),
+            region: "us-west-2".into(),
+            channel_name: channel_name.to_string(),
+            stream_name: format!("{channel_name}-stream"),
+            bitrate_bps: DEFAULT_BITRATE_BPS,
+            bind_ip: None,
+            duration: None,
+        }
+    }
+}
+
+/// What a camera run did.
+#[derive(Debug, Clone)]
+pub struct CameraReport {
+    /// The channel and stream it published into.
+    pub channel: StorageChannel,
+    /// Its counters at the end.
+    pub stats: StatsSnapshot,
+}
+
+/// The one-call simulated camera: provisions a storage-enabled channel (see
+/// [`provision_storage_channel`]) and publishes into it (see [`publish_to_storage`]) for
+/// `cfg.duration` (or until the future is dropped). `on_ready` is called with the channel
+/// once it exists (e.g. to print a viewer URL).
+pub async fn run_camera(
+    cfg: CameraConfig,
+    on_ready: impl FnOnce(&StorageChannel),
+) -> Result<CameraReport, PublisherError> {
+    let signer = Signer::new(&cfg.access_key_id, &cfg.secret_access_key, &cfg.region);
+    let client = KvsClient::new(&cfg.endpoint, signer);
+    let channel =
+        provision_storage_channel(&client, &cfg.channel_name, &cfg.stream_name, DEFAULT_RETENTION_HOURS).await?;
+    on_ready(&channel);
+    let bind_ip = cfg.bind_ip.unwrap_or_else(|| endpoint_ip(&cfg.endpoint));
+    let source = Arc::new(MediaSource::new(cfg.bitrate_bps)?);
+    let stats = PublisherStats::new();
+    // "Forever" is a century: Instant arithmetic needs an end.
+    let until = Instant::now() + cfg.duration.unwrap_or(Duration::from_secs(100 * 365 * 86_400));
+    publish_to_storage(&client, &channel, PublisherConfig::new(bind_ip, source), stats.clone(), until).await?;
+    Ok(CameraReport { channel, stats: stats.snapshot() })
+}
+
+/// The IP of an endpoint URL's host, or loopback when it is a name.
+pub fn endpoint_ip(url: &str) -> IpAddr {
+    let host = crate::sigv4::host_of(url).unwrap_or("127.0.0.1");
+    let bare = match host.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => host,
+    };
+    bare.trim_start_matches('[').trim_end_matches(']').parse().unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_ips() {
+        assert_eq!(endpoint_ip("http://198.18.0.1:4000"), "198.18.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(endpoint_ip("http://localhost:4000/"), "127.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(endpoint_ip("http://[::1]:4000"), "::1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn media_clock_schedules_30fps_and_20ms() {
+        let t0 = Instant::now();
+        let mut m = MediaClock { video_next: 30, audio_next: 50, ..Default::default() };
+        assert_eq!(m.video_due(t0), t0 + Duration::from_secs(1));
+        assert_eq!(m.audio_due(t0), t0 + Duration::from_secs(1));
+        m.video_next = 1;
+        assert_eq!(m.next_due(t0), t0 + Duration::from_micros(33_333));
+    }
+
+    #[test]
+    fn failure_kinds_are_stable() {
+        let s = PublisherStats::new();
+        s.fail(PublisherError::ConnectTimeout(Duration::from_secs(1)));
+        s.fail(PublisherError::MissingMedia("Opus"));
+        let snap = s.snapshot();
+        assert_eq!(snap.failure_kind.as_deref(), Some("connect_timeout"), "the first failure wins");
+    }
+
+    #[tokio::test]
+    async fn two_publishers_connect_offer_to_answer_and_send_media() {
+        let source = Arc::new(MediaSource::new(500_000).unwrap());
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let (sa, sb) = (PublisherStats::new(), PublisherStats::new());
+        let mut a = Publisher::bind(PublisherConfig::new(ip, source.clone()), sa.clone()).await.unwrap();
+        let mut b_cfg = PublisherConfig::new(ip, source);
+        b_cfg.send_media = false;
+        let mut b = Publisher::bind(b_cfg, sb.clone()).await.unwrap();
+        let offer = a.create_offer().unwrap();
+        assert!(offer.contains("H264") && offer.contains("opus"), "{offer}");
+        let answer = b.accept_offer(&offer).unwrap();
+        a.accept_answer(&answer).unwrap();
+        let until = Instant::now() + Duration::from_millis(1500);
+        let (mut na, mut nb) = (NoSignals, NoSignals);
+        let (ra, rb) = tokio::join!(a.run(&mut na, until), b.run(&mut nb, until));
+        assert_eq!(ra.unwrap(), RunEnd::Deadline);
+        assert_eq!(rb.unwrap(), RunEnd::Deadline);
+        let s = sa.snapshot();
+        assert!(s.connected_us.is_some(), "{s:?}");
+        assert!(s.video_frames >= 20, "{s:?}");
+        assert!(s.packets_sent > s.video_frames, "{s:?}");
+        assert!(sb.snapshot().packets_received > s.video_frames, "the answerer got the media");
+        let frames = sa.frames.lock().unwrap();
+        assert_eq!(frames.first().map(|f| (f.index, f.keyframe)), Some((0, true)));
+    }
+}

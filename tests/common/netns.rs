@@ -26,14 +26,9 @@ use std::time::Duration;
 
 use super::{Options, ROOT_KEY_ID, ROOT_SECRET, Reel};
 
-/// Address of reel's end of the veth pair (HTTP/WSS listener, TURN, media host candidate).
-pub const REEL_IP: &str = "198.18.0.1";
-/// Address of the master's end of the veth pair.
-pub const MASTER_IP: &str = "198.18.0.2";
+pub use reel_sim::netns::{MASTER_IP, REEL_IP};
 /// Overrides the `reel` binary the namespaced tests start (e.g. a release build).
 pub const BIN_ENV: &str = "REEL_E2E_BIN";
-/// Set in the re-executed test process; its presence means "already inside".
-const INNER_ENV: &str = "REEL_E2E_IN_NETNS";
 
 /// Extra `reel serve` flags for the media peer inside the namespace: the one place to
 /// adapt when the peer's flags change (its host-candidate address follows `--listen` by
@@ -55,35 +50,23 @@ pub struct Netns {
 /// Inside the namespace: set it up and return it. Outside: run `test_name` in a fresh
 /// namespace (asserting that it passed) and return `None`.
 pub fn enter(test_name: &str) -> Option<Netns> {
-    if std::env::var_os(INNER_ENV).is_some() {
-        setup_links();
+    if reel_sim::netns::inside() {
+        reel_sim::netns::setup_links().expect("set up the namespace's links");
         return Some(Netns { reel_ip: REEL_IP, master_ip: MASTER_IP });
     }
-    match Command::new("unshare").args(["-n", "true"]).output() {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => {
-            println!(
-                "SKIP {test_name}: network namespaces are unavailable (`unshare -n true` failed: {})",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-            return None;
-        }
-        Err(e) => {
-            println!("SKIP {test_name}: network namespaces are unavailable (cannot run `unshare`: {e})");
-            return None;
-        }
+    if let Err(e) = reel_sim::netns::probe() {
+        println!("SKIP {test_name}: {e}");
+        return None;
     }
     let exe = std::env::current_exe().expect("current test executable");
-    let mut child = Command::new("unshare")
-        .arg("-n")
-        .arg("--")
-        .arg(&exe)
-        .args(["--exact", test_name, "--nocapture", "--test-threads=1", "--include-ignored"])
-        .env(INNER_ENV, "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn the test binary under unshare -n");
+    let mut child = reel_sim::netns::reexec_command(
+        &exe,
+        ["--exact", test_name, "--nocapture", "--test-threads=1", "--include-ignored"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit())
+    .spawn()
+    .expect("spawn the test binary under unshare -n");
     let stdout = child.stdout.take().expect("child stdout");
     let mut ran_one = false;
     for line in BufReader::new(stdout).lines() {
@@ -97,22 +80,6 @@ pub fn enter(test_name: &str) -> Option<Netns> {
     assert!(status.success(), "{test_name} failed inside its network namespace ({status})");
     assert!(ran_one, "{test_name}: the namespaced run did not run exactly this one test");
     None
-}
-
-/// `ip` with arguments; panics with its stderr on failure.
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run `ip` (package iproute2)");
-    assert!(out.status.success(), "ip {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-}
-
-/// Loopback up, and the veth pair with both ends addressed and up.
-fn setup_links() {
-    ip(&["link", "set", "lo", "up"]);
-    ip(&["link", "add", "reel0", "type", "veth", "peer", "name", "master0"]);
-    ip(&["addr", "add", &format!("{REEL_IP}/24"), "dev", "reel0"]);
-    ip(&["addr", "add", &format!("{MASTER_IP}/24"), "dev", "master0"]);
-    ip(&["link", "set", "reel0", "up"]);
-    ip(&["link", "set", "master0", "up"]);
 }
 
 /// Start `reel serve --listen <ip>:0` with the test root key, `opts.args` and the

@@ -1,0 +1,613 @@
+//! The `reel-load` generator: N simulated cameras against one recorder, and what it cost.
+//!
+//! A run: provision N storage-enabled channels (control plane, before anything is measured),
+//! start a session every `1/ramp` s (ConnectAsMaster → JoinStorageSession → answer → ICE/DTLS →
+//! publish, see [`crate::publisher::publish_to_storage`]), keep all of them publishing until
+//! `ramp end + duration`, then read back what was stored.
+//!
+//! Measured (see [`report::LoadReport`] for every field):
+//! - **CPU per session-second**: `utime+stime` of the recorder (`/proc/<pid>/stat`) over the
+//!   *steady window*, which opens once the ramp is over, every session has connected or
+//!   failed, and [`SETTLE`] has passed, and closes [`STEADY_END_MARGIN`] before publishers stop.
+//! - **RSS per session**: `VmRSS` at the end of the steady window minus before the first session.
+//! - **Packets**: datagrams the publishers sent (str0m transmit outputs) vs reel's
+//!   `reel_storage_session_packets_total` + `reel_webrtc_unknown_datagrams_total` (deltas).
+//! - **Join → first frame stored**: the first fragment's server timestamp (reel's arrival time of
+//!   the first stored IDR; chunks are appended to the store as frames arrive) minus the instant
+//!   JoinStorageSession was sent; **→ first fragment closed**: that plus the fragment's
+//!   length (it closes when the next IDR arrives); **→ readable**: the first
+//!   `AWS_KINESISVIDEO_FRAGMENT_NUMBER` tag on a GetMedia `EARLIEST` body opened beforehand.
+//! - **Close → visible** (probe streams): a fragment's close is estimated as
+//!   `ServerTimestamp + FragmentLengthInMilliseconds` (the arrival of the IDR that cut it);
+//!   ListFragments is polled every [`FAST_POLL`] around each predicted close (else every
+//!   [`SLOW_POLL`]); visible = send time of the first poll whose answer lists it. GetMedia
+//!   visibility is the arrival of its document on a live `EARLIEST` reader.
+//! - **HLS lag**: `now − (last #EXT-X-PROGRAM-DATE-TIME + #EXTINF)` of a LIVE media playlist
+//!   (producer timestamps, i.e. the publisher's clock), fetched every [`HLS_POLL`].
+//! - **Stored / payload**: ListFragments sizes over the stored media duration × the source's
+//!   sample byte rate (what a recorder must keep: video NAL units without SPS/PPS/AUD/filler,
+//!   plus Opus).
+
+mod baselines;
+pub mod procstat;
+pub mod reel_process;
+pub mod report;
+pub mod stats;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+
+use crate::kvs::{ApiError, FragmentMeta, KvsClient};
+use crate::publisher::{
+    MediaSource, PublisherConfig, PublisherStats, StorageChannel, provision_storage_channel, publish_to_storage,
+    unix_us,
+};
+use crate::sigv4::Signer;
+use report::{LoadReport, Packets, Rss, Steady, Storage};
+use stats::{Percentiles, TagScanner};
+
+/// Wait after the ramp (and after every session has connected) before the steady window.
+pub const SETTLE: Duration = Duration::from_secs(2);
+/// The steady window closes this long before the publishers stop.
+pub const STEADY_END_MARGIN: Duration = Duration::from_millis(500);
+/// ListFragments poll interval around a predicted fragment close.
+pub const FAST_POLL: Duration = Duration::from_millis(10);
+/// ListFragments poll interval otherwise.
+pub const SLOW_POLL: Duration = Duration::from_millis(200);
+/// Fast polling starts this long before a predicted close…
+const FAST_BEFORE: Duration = Duration::from_millis(40);
+/// …and lasts at most this long after it.
+const FAST_AFTER: Duration = Duration::from_millis(300);
+/// HLS media playlist fetch interval (players reload about every second).
+pub const HLS_POLL: Duration = Duration::from_millis(500);
+/// Wait after publishers stop before reading counters and stored fragments back.
+pub const DRAIN: Duration = Duration::from_secs(3);
+/// Control-plane set-up calls in flight at once.
+const PROVISION_CONCURRENCY: usize = 8;
+/// Tag that marks each GetMedia document.
+const FRAGMENT_NUMBER_TAG: &str = "AWS_KINESISVIDEO_FRAGMENT_NUMBER";
+
+/// What the publishers record into (the seam for the side-by-side baselines).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// reel: KVS storage sessions (the publishers answer reel's offers).
+    Reel,
+    /// Janus VideoRoom with recording on (the publishers offer; `reel_sim::janus`).
+    Janus,
+    /// The floor receiver: recvmmsg + SRTP decrypt + append (`reel_sim::floor`).
+    Floor,
+}
+
+/// Where reel runs.
+#[derive(Debug, Clone)]
+pub enum ReelProcess {
+    /// Already running at `url`; CPU/RSS need its `pid`.
+    Endpoint {
+        /// Base URL (plain HTTP).
+        url: String,
+        /// Its process id, for `/proc`.
+        pid: Option<u32>,
+    },
+    /// Start `bin` on `listen_ip` with a temporary data directory.
+    Spawn {
+        /// Path of the `reel` binary.
+        bin: PathBuf,
+        /// Address to listen on.
+        listen_ip: IpAddr,
+    },
+}
+
+/// One load run.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// Concurrent sessions.
+    pub sessions: usize,
+    /// Sessions started per second.
+    pub ramp_per_sec: f64,
+    /// Publishing time after the ramp ends.
+    pub duration: Duration,
+    /// Payload bitrate per camera.
+    pub bitrate_bps: u64,
+    /// The recorder.
+    pub target: Target,
+    /// Where reel is.
+    pub reel: ReelProcess,
+    /// Address the publishers bind.
+    pub bind_ip: IpAddr,
+    /// Address the baseline recorders (Janus, floor) listen on; Janus needs a non-loopback
+    /// address (inside `--netns`: the reel end of the veth pair).
+    pub recorder_ip: IpAddr,
+    /// Access key (root key when reel is spawned).
+    pub access_key_id: String,
+    /// Secret key.
+    pub secret_access_key: String,
+    /// Region.
+    pub region: String,
+    /// Sessions that also get the close→visible and HLS probes (0 disables them).
+    pub probe_streams: usize,
+    /// Prefix of channel and stream names (unique per run).
+    pub name_prefix: String,
+}
+
+/// Why a run could not happen at all (per-session failures are counted, not raised).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// reel could not be started.
+    #[error(transparent)]
+    Spawn(#[from] reel_process::SpawnError),
+    /// The embedded media is unusable.
+    #[error(transparent)]
+    Source(#[from] crate::publisher::SourceError),
+    /// Channel set-up failed.
+    #[error("provisioning session {index}: {source}")]
+    Provision {
+        /// Which session.
+        index: usize,
+        /// The call that failed.
+        source: ApiError,
+    },
+    /// A baseline recorder could not be started or used.
+    #[error("{0:?} baseline: {1}")]
+    Baseline(Target, String),
+    /// Bad configuration.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// Everything the sampled probe tasks collect.
+#[derive(Debug, Default)]
+struct ProbeLog {
+    /// Per session: first GetMedia document arrival (µs since epoch).
+    first_readable_us: BTreeMap<usize, i64>,
+    /// (session, fragment number) → GetMedia document arrival (µs), probe streams only.
+    get_media_arrivals: BTreeMap<(usize, String), i64>,
+    /// ListFragments close→visible samples (ms).
+    list_visible_ms: Vec<f64>,
+    /// HLS lag samples: (sample time µs, lag ms).
+    hls_lag: Vec<(i64, f64)>,
+    /// Probe requests made (ListFragments + HLS playlists).
+    probe_requests: u64,
+    /// Probe errors (first few).
+    errors: Vec<String>,
+}
+
+impl ProbeLog {
+    fn error(&mut self, e: String) {
+        if self.errors.len() < 5 {
+            self.errors.push(e);
+        }
+    }
+}
+
+/// Runs one load test against `cfg.target` and returns its report.
+pub async fn run(cfg: LoadConfig) -> Result<LoadReport, LoadError> {
+    if cfg.sessions == 0 || cfg.ramp_per_sec <= 0.0 || cfg.duration.is_zero() {
+        return Err(LoadError::Config("sessions, ramp and duration must be positive".into()));
+    }
+    match cfg.target {
+        Target::Reel => {}
+        Target::Janus => return baselines::run_janus(&cfg).await,
+        Target::Floor => return baselines::run_floor(&cfg).await,
+    }
+    let mut spawned = None;
+    let (url, pid) = match &cfg.reel {
+        ReelProcess::Endpoint { url, pid } => (url.clone(), *pid),
+        ReelProcess::Spawn { bin, listen_ip } => {
+            let r = reel_process::SpawnedReel::start(
+                bin,
+                *listen_ip,
+                (&cfg.access_key_id, &cfg.secret_access_key),
+                &cfg.region,
+                cfg.sessions,
+            )?;
+            let out = (r.url.clone(), Some(r.pid));
+            spawned = Some(r);
+            out
+        }
+    };
+    tracing::info!(%url, ?pid, "recorder ready");
+    let result = run_against(&cfg, &url, pid).await;
+    if let (Err(_), Some(r)) = (&result, &spawned) {
+        tracing::warn!(log = %r.log_tail(3_000), "reel log tail");
+    }
+    if let Some(mut r) = spawned {
+        let clean = r.stop();
+        if !clean {
+            tracing::warn!("reel did not exit cleanly on SIGTERM");
+        }
+    }
+    result
+}
+
+async fn run_against(cfg: &LoadConfig, url: &str, pid: Option<u32>) -> Result<LoadReport, LoadError> {
+    let signer = Signer::new(&cfg.access_key_id, &cfg.secret_access_key, &cfg.region);
+    let client = Arc::new(KvsClient::new(url, signer));
+    let source = Arc::new(MediaSource::new(cfg.bitrate_bps)?);
+    let ticks = procstat::clock_ticks_per_sec();
+
+    // 1. Provision every channel before anything is measured.
+    let t_prov = Instant::now();
+    let channels = provision(cfg, &client).await?;
+    let data_endpoint = client
+        .data_endpoint(&channels[0].stream_arn, "GET_MEDIA")
+        .await
+        .map_err(|source| LoadError::Provision { index: 0, source })?;
+    let provision_s = t_prov.elapsed().as_secs_f64();
+    tracing::info!(sessions = channels.len(), secs = provision_s, "channels provisioned");
+
+    // 2. Baselines.
+    let metrics_url = format!("{}/metrics", url.trim_end_matches('/'));
+    let metrics_before = client.get_text(&metrics_url).await.ok();
+    let rss_before = pid.and_then(|p| procstat::rss_kib(p).ok());
+
+    // 3. Sessions, ramped.
+    let stats: Vec<Arc<PublisherStats>> = (0..cfg.sessions).map(|_| PublisherStats::new()).collect();
+    let probes = Arc::new(Mutex::new(ProbeLog::default()));
+    let start = Instant::now() + Duration::from_millis(200);
+    let ramp = Duration::from_secs_f64(cfg.sessions as f64 / cfg.ramp_per_sec);
+    let ramp_end = start + ramp;
+    let until = ramp_end + cfg.duration;
+    let mut tasks = Vec::new();
+    for (i, channel) in channels.iter().enumerate() {
+        let at = start + Duration::from_secs_f64(i as f64 / cfg.ramp_per_sec);
+        let mut pcfg = PublisherConfig::new(cfg.bind_ip, source.clone());
+        pcfg.record_all_frames = false;
+        let (c, ch, st) = (client.clone(), channel.clone(), stats[i].clone());
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep_until(at.into()).await;
+            let _ = publish_to_storage(&c, &ch, pcfg, st, until).await;
+        }));
+        let probe_all = i < cfg.probe_streams;
+        let (c, arn, log, ep) = (client.clone(), channel.stream_arn.clone(), probes.clone(), data_endpoint.clone());
+        tasks.push(tokio::spawn(async move {
+            // Opened just before the session starts: EARLIEST waits for the first fragment.
+            tokio::time::sleep_until((at - Duration::from_millis(100)).into()).await;
+            get_media_probe(&c, &ep, &arn, i, probe_all, until + DRAIN, &log).await;
+        }));
+        if probe_all {
+            let (c, arn, log, ep) = (client.clone(), channel.stream_arn.clone(), probes.clone(), data_endpoint.clone());
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep_until(at.into()).await;
+                list_fragments_probe(&c, &ep, &arn, until, &log).await;
+            }));
+        }
+        if i == 0 && cfg.probe_streams > 0 {
+            let (c, arn, log) = (client.clone(), channel.stream_arn.clone(), probes.clone());
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep_until(at.into()).await;
+                hls_probe(&c, &arn, until, &log).await;
+            }));
+        }
+    }
+
+    // 4. The steady window.
+    let (steady, rss_steady) = steady_window(&stats, ramp_end, until, pid, ticks).await;
+    let active_sessions = steady.as_ref().map_or(0, |s| s.active_sessions);
+
+    // 5. Stop, drain, read back.
+    for t in tasks {
+        let _ = t.await;
+    }
+    tokio::time::sleep(DRAIN).await;
+    let metrics_after = client.get_text(&metrics_url).await.ok();
+    let listings = list_all(&client, &data_endpoint, &channels).await;
+
+    // 6. Figures.
+    let snaps: Vec<_> = stats.iter().map(|s| s.snapshot()).collect();
+    let probes = std::mem::take(&mut *probes.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut join_first_frame = Vec::new();
+    let mut join_first_closed = Vec::new();
+    let mut join_readable = Vec::new();
+    let mut close_get_media = Vec::new();
+    let mut storage = Storage::default();
+    for (i, snap) in snaps.iter().enumerate() {
+        let frags = match &listings[i] {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(session = i, error = %e, "ListFragments failed");
+                continue;
+            }
+        };
+        storage.add(frags);
+        let Some(join_us) = snap.join_sent_us else { continue };
+        if let Some(first) = frags.first() {
+            join_first_frame.push(first.server_ms as f64 - join_us as f64 / 1000.0);
+            join_first_closed.push((first.server_ms + first.length_ms) as f64 - join_us as f64 / 1000.0);
+        }
+        if let Some(&at) = probes.first_readable_us.get(&i) {
+            join_readable.push((at - join_us) as f64 / 1000.0);
+        }
+        for f in frags.iter().skip(1) {
+            if let Some(&at) = probes.get_media_arrivals.get(&(i, f.number.clone())) {
+                close_get_media.push(at as f64 / 1000.0 - (f.server_ms + f.length_ms) as f64);
+            }
+        }
+    }
+    storage.finish(source.sample_bytes_per_sec(), snaps.iter().map(|s| s.sample_bytes).sum());
+    let (failures, failure_examples) = tally_failures(&snaps);
+    let packets =
+        Packets::new(snaps.iter().map(|s| s.packets_sent).sum(), metrics_before.as_deref(), metrics_after.as_deref());
+    let hls_samples: Vec<f64> = probes.hls_lag.iter().map(|(_, l)| *l).collect();
+    let run_secs = (until - start).as_secs_f64();
+    let mut notes = probes.errors.clone();
+    if pid.is_none() {
+        notes.push("no --pid: CPU and RSS of the recorder were not measured".into());
+    }
+    Ok(LoadReport {
+        target: cfg.target,
+        sessions: cfg.sessions,
+        ramp_per_sec: cfg.ramp_per_sec,
+        duration_s: cfg.duration.as_secs_f64(),
+        bitrate_bps: cfg.bitrate_bps,
+        source_bitrate_bps: source.sent_bytes_per_sec() * 8.0,
+        recorder_pid: pid,
+        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        provision_s,
+        sessions_connected: snaps.iter().filter(|s| s.connected_us.is_some()).count(),
+        sessions_failed: snaps.iter().filter(|s| s.failure_kind.is_some()).count(),
+        failures,
+        failure_examples,
+        steady,
+        rss: Rss::new(rss_before, rss_steady, active_sessions),
+        packets,
+        join_to_first_frame_stored_ms: Percentiles::of(&join_first_frame),
+        join_to_first_fragment_closed_ms: Percentiles::of(&join_first_closed),
+        join_to_first_fragment_readable_ms: Percentiles::of(&join_readable),
+        close_to_list_fragments_ms: Percentiles::of(&probes.list_visible_ms),
+        close_to_get_media_ms: Percentiles::of(&close_get_media),
+        hls_lag_ms: Percentiles::of(&hls_samples),
+        storage,
+        probe_requests_per_sec: probes.probe_requests as f64 / run_secs.max(1.0),
+        max_publisher_lateness_ms: snaps.iter().map(|s| s.max_lateness_us).max().unwrap_or(0) as f64 / 1000.0,
+        notes,
+    })
+}
+
+/// Waits for the steady window (ramp over, every session connected or failed, [`SETTLE`]),
+/// and measures the recorder's CPU (and ours) over it; returns it with the recorder's RSS at
+/// its end. `None` when the window would be shorter than a second.
+async fn steady_window(
+    stats: &[Arc<PublisherStats>],
+    ramp_end: Instant,
+    until: Instant,
+    pid: Option<u32>,
+    ticks: u64,
+) -> (Option<Steady>, Option<u64>) {
+    tokio::time::sleep_until(ramp_end.into()).await;
+    let connect_deadline =
+        ramp_end + crate::publisher::DEFAULT_CONNECT_TIMEOUT + crate::publisher::DEFAULT_OFFER_TIMEOUT;
+    while Instant::now() < connect_deadline && !stats.iter().all(|s| settled(s)) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(SETTLE).await;
+    let steady_end = until.checked_sub(STEADY_END_MARGIN).unwrap_or(until);
+    if Instant::now() + Duration::from_secs(1) >= steady_end {
+        return (None, None);
+    }
+    let me = std::process::id();
+    let a_t = Instant::now();
+    let a_cpu = pid.and_then(|p| procstat::cpu_ms(p, ticks).ok());
+    let a_self = procstat::cpu_ms(me, ticks).ok();
+    let active_a = stats.iter().filter(|s| active(s)).count();
+    tokio::time::sleep_until(steady_end.into()).await;
+    let b_t = Instant::now();
+    let b_cpu = pid.and_then(|p| procstat::cpu_ms(p, ticks).ok());
+    let b_self = procstat::cpu_ms(me, ticks).ok();
+    let active_b = stats.iter().filter(|s| active(s)).count();
+    let rss_b = pid.and_then(|p| procstat::rss_kib(p).ok());
+    let secs = (b_t - a_t).as_secs_f64();
+    let cpu = a_cpu.zip(b_cpu).map(|(a, b)| b - a);
+    let own = a_self.zip(b_self).map(|(a, b)| b - a);
+    (Some(Steady::new(secs, active_a.min(active_b), cpu, own)), rss_b)
+}
+
+/// Failure kind → count, and the first few messages.
+fn tally_failures(snaps: &[crate::publisher::StatsSnapshot]) -> (BTreeMap<String, usize>, Vec<String>) {
+    let mut failures: BTreeMap<String, usize> = BTreeMap::new();
+    let mut examples = Vec::new();
+    for s in snaps {
+        if let Some(kind) = &s.failure_kind {
+            *failures.entry(kind.clone()).or_default() += 1;
+            if examples.len() < 5 {
+                examples.push(s.failure.clone().unwrap_or_default());
+            }
+        }
+    }
+    (failures, examples)
+}
+
+/// Connected or failed (no longer starting up).
+fn settled(s: &PublisherStats) -> bool {
+    s.times.connected.get().is_some() || s.failure_kind.lock().map(|f| f.is_some()).unwrap_or(true)
+}
+
+/// Connected and not failed.
+fn active(s: &PublisherStats) -> bool {
+    s.times.connected.get().is_some() && s.failure_kind.lock().map(|f| f.is_none()).unwrap_or(false)
+}
+
+/// Creates `cfg.sessions` storage-enabled channels, a few calls in flight at a time.
+async fn provision(cfg: &LoadConfig, client: &Arc<KvsClient>) -> Result<Vec<StorageChannel>, LoadError> {
+    let mut out: Vec<Option<StorageChannel>> = vec![None; cfg.sessions];
+    let mut pending = FuturesUnordered::new();
+    let mut next = 0;
+    loop {
+        while next < cfg.sessions && pending.len() < PROVISION_CONCURRENCY {
+            let i = next;
+            next += 1;
+            let name = format!("{}-{i:04}", cfg.name_prefix);
+            let client = client.clone();
+            pending.push(async move {
+                let r = provision_storage_channel(&client, &name, &format!("{name}-stream"), 24).await;
+                (i, r)
+            });
+        }
+        match pending.next().await {
+            Some((i, Ok(ch))) => out[i] = Some(ch),
+            Some((index, Err(source))) => return Err(LoadError::Provision { index, source }),
+            None => break,
+        }
+    }
+    Ok(out.into_iter().flatten().collect())
+}
+
+/// GetMedia `EARLIEST` on one stream: records the first document's arrival, and with `all`
+/// every document's (by fragment number) until `until`.
+async fn get_media_probe(
+    client: &KvsClient,
+    ep: &str,
+    stream_arn: &str,
+    session: usize,
+    all: bool,
+    until: Instant,
+    log: &Mutex<ProbeLog>,
+) {
+    let mut res = match client.get_media(ep, stream_arn, "EARLIEST").await {
+        Ok(r) => r,
+        Err(e) => {
+            lock(log).error(format!("GetMedia {session}: {e}"));
+            return;
+        }
+    };
+    let mut scanner = TagScanner::new(FRAGMENT_NUMBER_TAG);
+    let mut first = true;
+    loop {
+        let chunk = match tokio::time::timeout_at(until.into(), res.chunk()).await {
+            Ok(Ok(Some(c))) => c,
+            _ => return,
+        };
+        let now = unix_us();
+        for number in scanner.push(&chunk) {
+            let mut l = lock(log);
+            if first {
+                l.first_readable_us.insert(session, now);
+                first = false;
+            }
+            if all {
+                l.get_media_arrivals.insert((session, number), now);
+            }
+        }
+        if !first && !all {
+            return;
+        }
+    }
+}
+
+/// Polls ListFragments around each predicted fragment close; records close → visible.
+async fn list_fragments_probe(client: &KvsClient, ep: &str, stream_arn: &str, until: Instant, log: &Mutex<ProbeLog>) {
+    let mut seen: BTreeMap<String, ()> = BTreeMap::new();
+    // Predicted close of the next fragment (ms since epoch), once one fragment is known.
+    let mut predicted_ms: Option<i64> = None;
+    while Instant::now() < until {
+        let sent_us = unix_us();
+        let result = client.list_fragments(ep, stream_arn).await;
+        lock(log).probe_requests += 1;
+        match result {
+            Ok(frags) => {
+                let first_listing = seen.is_empty();
+                for f in &frags {
+                    if seen.insert(f.number.clone(), ()).is_some() {
+                        continue;
+                    }
+                    // Fragments already there at the first successful listing have no
+                    // meaningful visibility time; neither has one found by a slow poll.
+                    let close_ms = (f.server_ms + f.length_ms) as i64;
+                    if !first_listing && predicted_ms.is_some() {
+                        lock(log).list_visible_ms.push(sent_us as f64 / 1000.0 - close_ms as f64);
+                    }
+                    // The next fragment should be as long as this one.
+                    predicted_ms = Some(close_ms + f.length_ms.max(1) as i64);
+                }
+            }
+            Err(e) => lock(log).error(format!("ListFragments: {e}")),
+        }
+        let now_ms = unix_us() / 1000;
+        let wait = match predicted_ms {
+            Some(p) if now_ms >= p - FAST_BEFORE.as_millis() as i64 && now_ms <= p + FAST_AFTER.as_millis() as i64 => {
+                FAST_POLL
+            }
+            Some(p) if now_ms < p - FAST_BEFORE.as_millis() as i64 => {
+                Duration::from_millis((p - FAST_BEFORE.as_millis() as i64 - now_ms) as u64).min(SLOW_POLL)
+            }
+            _ => SLOW_POLL,
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Fetches the LIVE HLS media playlist every [`HLS_POLL`]; records how far its newest
+/// segment's end is behind the wall clock.
+async fn hls_probe(client: &KvsClient, stream_arn: &str, until: Instant, log: &Mutex<ProbeLog>) {
+    let media_url = loop {
+        if Instant::now() >= until {
+            return;
+        }
+        match hls_media_url(client, stream_arn).await {
+            Ok(u) => break u,
+            // Before the first fragment LIVE has nothing: retry.
+            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    };
+    while Instant::now() < until {
+        let r = client.get_text(&media_url).await;
+        let now_us = unix_us();
+        let end_ms = r.ok().as_deref().and_then(stats::newest_segment_end_ms);
+        {
+            let mut l = lock(log);
+            l.probe_requests += 1;
+            match end_ms {
+                Some(end_ms) => l.hls_lag.push((now_us, now_us as f64 / 1000.0 - end_ms as f64)),
+                None => l.error("HLS media playlist without a program date-time".into()),
+            }
+        }
+        tokio::time::sleep(HLS_POLL).await;
+    }
+}
+
+async fn hls_media_url(client: &KvsClient, stream_arn: &str) -> Result<String, ApiError> {
+    let ep = client.data_endpoint(stream_arn, "GET_HLS_STREAMING_SESSION_URL").await?;
+    let master = client.hls_live_url(&ep, stream_arn).await?;
+    let text = client.get_text(&master).await?;
+    let uri = stats::first_uri(&text)
+        .ok_or_else(|| ApiError::BadResponse { path: master.clone(), detail: "no media playlist".into() })?;
+    Ok(stats::resolve(&master, uri))
+}
+
+/// ListFragments of every stream, a few in flight at a time.
+async fn list_all(
+    client: &KvsClient,
+    ep: &str,
+    channels: &[StorageChannel],
+) -> Vec<Result<Vec<FragmentMeta>, ApiError>> {
+    let mut out: Vec<Option<Result<Vec<FragmentMeta>, ApiError>>> = (0..channels.len()).map(|_| None).collect();
+    let mut pending = FuturesUnordered::new();
+    let mut next = 0;
+    loop {
+        while next < channels.len() && pending.len() < PROVISION_CONCURRENCY {
+            let i = next;
+            next += 1;
+            let arn = channels[i].stream_arn.clone();
+            pending.push(async move { (i, client.list_fragments(ep, &arn).await) });
+        }
+        match pending.next().await {
+            Some((i, r)) => out[i] = Some(r),
+            None => break,
+        }
+    }
+    out.into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| Err(ApiError::BadResponse { path: "/listFragments".into(), detail: "not run".into() }))
+        })
+        .collect()
+}
+
+fn lock(log: &Mutex<ProbeLog>) -> std::sync::MutexGuard<'_, ProbeLog> {
+    log.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,75 @@
+//! Process CPU time and resident memory from `/proc` (Linux), parsed sans-IO.
+
+use std::io;
+
+/// Clock ticks per second of `/proc/<pid>/stat` times (`sysconf(_SC_CLK_TCK)`, 100 on Linux
+/// for every mainstream architecture; `getconf CLK_TCK` overrides when it says otherwise).
+pub fn clock_ticks_per_sec() -> u64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|&t| t > 0)
+        .unwrap_or(100)
+}
+
+/// `utime + stime` in clock ticks from the text of `/proc/<pid>/stat`.
+///
+/// The command name (field 2) is in parentheses and may itself contain spaces and `)`, so
+/// fields are counted after the *last* `)`: `state` is field 3, `utime` 14, `stime` 15.
+pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest[0] is field 3 (state) → field n is rest[n - 3].
+    let utime: u64 = fields.get(14 - 3)?.parse().ok()?;
+    let stime: u64 = fields.get(15 - 3)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// `VmRSS` in KiB from the text of `/proc/<pid>/status`.
+pub fn parse_vm_rss_kib(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A process's CPU time so far, in ms.
+pub fn cpu_ms(pid: u32, ticks_per_sec: u64) -> io::Result<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let ticks = parse_cpu_ticks(&text).ok_or_else(|| io::Error::other("unparsable /proc/<pid>/stat"))?;
+    Ok(ticks as f64 * 1000.0 / ticks_per_sec as f64)
+}
+
+/// A process's resident set size, in KiB.
+pub fn rss_kib(pid: u32) -> io::Result<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    parse_vm_rss_kib(&text).ok_or_else(|| io::Error::other("no VmRSS in /proc/<pid>/status"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_count_after_the_last_paren() {
+        let stat = "4242 (re el) x) S 1 4242 4242 0 -1 4194560 1234 0 0 0 731 269 0 0 20 0 9 0 100 1000 300 1844 0";
+        assert_eq!(parse_cpu_ticks(stat), Some(731 + 269));
+        assert_eq!(parse_cpu_ticks("1 (x) S 1"), None);
+        assert_eq!(parse_cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn rss_from_status() {
+        let status = "Name:\treel\nVmPeak:\t  99 kB\nVmRSS:\t   52340 kB\nThreads:\t9\n";
+        assert_eq!(parse_vm_rss_kib(status), Some(52_340));
+        assert_eq!(parse_vm_rss_kib("Name: x\n"), None);
+    }
+
+    #[test]
+    fn reads_our_own_process() {
+        let me = std::process::id();
+        assert!(cpu_ms(me, clock_ticks_per_sec()).unwrap() >= 0.0);
+        assert!(rss_kib(me).unwrap() > 0);
+    }
+}

@@ -1,0 +1,348 @@
+//! The figures of one load run: serialisable (`--json`) and printable as a table.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::Target;
+use super::stats::{Percentiles, prometheus_sum};
+use crate::kvs::FragmentMeta;
+
+/// reel's counter of datagrams routed to a storage session.
+pub const METRIC_SESSION_PACKETS: &str = "reel_storage_session_packets_total";
+/// reel's counter of datagrams no session accepted.
+pub const METRIC_UNKNOWN_DATAGRAMS: &str = "reel_webrtc_unknown_datagrams_total";
+
+/// The recorder's CPU over the steady window.
+#[derive(Debug, Clone, Serialize)]
+pub struct Steady {
+    /// Window length.
+    pub seconds: f64,
+    /// Sessions connected and not failed throughout.
+    pub active_sessions: usize,
+    /// Recorder CPU (user + system) in the window, ms.
+    pub recorder_cpu_ms: Option<f64>,
+    /// Recorder CPU ms per session-second.
+    pub cpu_ms_per_session_s: Option<f64>,
+    /// Recorder CPU as % of one core.
+    pub recorder_core_pct: Option<f64>,
+    /// The generator's own CPU (user + system) in the window, ms.
+    pub generator_cpu_ms: Option<f64>,
+    /// The generator's own CPU ms per session-second (publishers + probes).
+    pub generator_cpu_ms_per_session_s: Option<f64>,
+}
+
+impl Steady {
+    /// From the window's length, session count and CPU deltas (ms).
+    pub fn new(seconds: f64, active_sessions: usize, cpu_ms: Option<f64>, generator_cpu_ms: Option<f64>) -> Self {
+        let per = |ms: f64| (active_sessions > 0 && seconds > 0.0).then(|| ms / (seconds * active_sessions as f64));
+        Self {
+            seconds,
+            active_sessions,
+            recorder_cpu_ms: cpu_ms,
+            cpu_ms_per_session_s: cpu_ms.and_then(per),
+            recorder_core_pct: cpu_ms.map(|ms| ms / (seconds * 10.0)),
+            generator_cpu_ms,
+            generator_cpu_ms_per_session_s: generator_cpu_ms.and_then(per),
+        }
+    }
+}
+
+/// Recorder memory.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Rss {
+    /// VmRSS before the first session, KiB.
+    pub before_kib: Option<u64>,
+    /// VmRSS at the end of the steady window, KiB.
+    pub steady_kib: Option<u64>,
+    /// (steady − before) / active sessions, KiB.
+    pub per_session_kib: Option<f64>,
+}
+
+impl Rss {
+    /// From the two readings and the active session count.
+    pub fn new(before_kib: Option<u64>, steady_kib: Option<u64>, sessions: usize) -> Self {
+        let per_session_kib =
+            before_kib.zip(steady_kib).filter(|_| sessions > 0).map(|(b, s)| (s as f64 - b as f64) / sessions as f64);
+        Self { before_kib, steady_kib, per_session_kib }
+    }
+}
+
+/// Publisher datagrams vs what reel counted.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Packets {
+    /// Datagrams the publishers sent.
+    pub sent: u64,
+    /// Δ `reel_storage_session_packets_total` (None without `/metrics`).
+    pub reel_session_packets: Option<u64>,
+    /// Δ `reel_webrtc_unknown_datagrams_total`.
+    pub reel_unknown_datagrams: Option<u64>,
+    /// sent − session packets − unknown.
+    pub unaccounted: Option<i64>,
+    /// unaccounted / sent, %.
+    pub unaccounted_pct: Option<f64>,
+}
+
+impl Packets {
+    /// From the publishers' total and two `/metrics` scrapes.
+    pub fn new(sent: u64, before: Option<&str>, after: Option<&str>) -> Self {
+        let delta = |name: &str| {
+            let (b, a) = (before?, after?);
+            Some((prometheus_sum(a, name) - prometheus_sum(b, name)).max(0.0) as u64)
+        };
+        let session = delta(METRIC_SESSION_PACKETS);
+        let unknown = delta(METRIC_UNKNOWN_DATAGRAMS);
+        let unaccounted = session.zip(unknown).map(|(s, u)| sent as i64 - s as i64 - u as i64);
+        let unaccounted_pct = unaccounted.filter(|_| sent > 0).map(|u| u as f64 * 100.0 / sent as f64);
+        Self { sent, reel_session_packets: session, reel_unknown_datagrams: unknown, unaccounted, unaccounted_pct }
+    }
+}
+
+/// What was stored.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Storage {
+    /// Fragments listed over all streams.
+    pub fragments: usize,
+    /// Σ FragmentSizeInBytes.
+    pub stored_bytes: u64,
+    /// Σ FragmentLengthInMilliseconds / 1000.
+    pub stored_media_s: f64,
+    /// stored media seconds × the source's sample byte rate.
+    pub payload_bytes: f64,
+    /// stored_bytes / payload_bytes.
+    pub stored_per_payload: Option<f64>,
+    /// Sample bytes the publishers sent (incl. any tail not yet in a closed fragment).
+    pub sample_bytes_sent: u64,
+    /// stored_bytes / sample_bytes_sent.
+    pub stored_per_sample_sent: Option<f64>,
+}
+
+impl Storage {
+    /// Adds one stream's fragments.
+    pub fn add(&mut self, frags: &[FragmentMeta]) {
+        self.fragments += frags.len();
+        self.stored_bytes += frags.iter().map(|f| f.size).sum::<u64>();
+        self.stored_media_s += frags.iter().map(|f| f.length_ms).sum::<u64>() as f64 / 1000.0;
+    }
+
+    /// Computes the ratios.
+    pub fn finish(&mut self, sample_bytes_per_sec: f64, sample_bytes_sent: u64) {
+        self.payload_bytes = self.stored_media_s * sample_bytes_per_sec;
+        self.stored_per_payload = (self.payload_bytes > 0.0).then(|| self.stored_bytes as f64 / self.payload_bytes);
+        self.sample_bytes_sent = sample_bytes_sent;
+        self.stored_per_sample_sent =
+            (sample_bytes_sent > 0).then(|| self.stored_bytes as f64 / sample_bytes_sent as f64);
+    }
+}
+
+/// Everything one run measured (see the module docs of [`super`] for the method).
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadReport {
+    pub target: Target,
+    pub sessions: usize,
+    pub ramp_per_sec: f64,
+    pub duration_s: f64,
+    pub bitrate_bps: u64,
+    /// What the padded source really sends (video Annex-B + Opus), bits/s.
+    pub source_bitrate_bps: f64,
+    pub recorder_pid: Option<u32>,
+    pub cores: usize,
+    /// Control-plane set-up of all channels, s (not part of any other figure).
+    pub provision_s: f64,
+    pub sessions_connected: usize,
+    pub sessions_failed: usize,
+    /// Failure kind → count.
+    pub failures: BTreeMap<String, usize>,
+    pub failure_examples: Vec<String>,
+    pub steady: Option<Steady>,
+    pub rss: Rss,
+    pub packets: Packets,
+    pub join_to_first_frame_stored_ms: Option<Percentiles>,
+    pub join_to_first_fragment_closed_ms: Option<Percentiles>,
+    pub join_to_first_fragment_readable_ms: Option<Percentiles>,
+    pub close_to_list_fragments_ms: Option<Percentiles>,
+    pub close_to_get_media_ms: Option<Percentiles>,
+    pub hls_lag_ms: Option<Percentiles>,
+    pub storage: Storage,
+    /// ListFragments/HLS probe requests per second sent to the recorder during the run.
+    pub probe_requests_per_sec: f64,
+    /// Most any publisher's media write ran behind schedule (generator saturation), ms.
+    pub max_publisher_lateness_ms: f64,
+    pub notes: Vec<String>,
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("n/a".into(), |x| format!("{x:.digits$}"))
+}
+
+fn pct_row(out: &mut String, label: &str, p: &Option<Percentiles>) {
+    match p {
+        Some(p) => {
+            let _ = writeln!(
+                out,
+                "  {label:<44} p50 {:>8.1}  p95 {:>8.1}  p99 {:>8.1}  max {:>8.1}  (n={})",
+                p.p50, p.p95, p.p99, p.max, p.n
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  {label:<44} n/a");
+        }
+    }
+}
+
+impl LoadReport {
+    /// The human-readable table.
+    pub fn table(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "reel-load: target {:?}, {} sessions, ramp {}/s, {} s steady publishing, {:.0} kbps/camera (source sends {:.0} kbps), {} cores",
+            self.target,
+            self.sessions,
+            self.ramp_per_sec,
+            self.duration_s,
+            self.bitrate_bps as f64 / 1000.0,
+            self.source_bitrate_bps / 1000.0,
+            self.cores
+        );
+        let _ = writeln!(
+            o,
+            "  sessions connected / failed                  {} / {}   (channels provisioned in {:.1} s)",
+            self.sessions_connected, self.sessions_failed, self.provision_s
+        );
+        for (k, n) in &self.failures {
+            let _ = writeln!(o, "    failed: {k} × {n}");
+        }
+        for e in &self.failure_examples {
+            let _ = writeln!(o, "      e.g. {e}");
+        }
+        match &self.steady {
+            Some(s) => {
+                let _ = writeln!(
+                    o,
+                    "  steady window                                {:.1} s, {} active sessions",
+                    s.seconds, s.active_sessions
+                );
+                let _ = writeln!(
+                    o,
+                    "  recorder CPU per session-second              {} ms   ({} % of one core; generator {} ms)",
+                    opt(s.cpu_ms_per_session_s, 3),
+                    opt(s.recorder_core_pct, 1),
+                    opt(s.generator_cpu_ms_per_session_s, 3)
+                );
+            }
+            None => {
+                let _ = writeln!(o, "  steady window                                too short (raise --duration)");
+            }
+        }
+        let _ = writeln!(
+            o,
+            "  recorder RSS per session                     {} KiB   (before {} KiB, steady {} KiB)",
+            opt(self.rss.per_session_kib, 1),
+            self.rss.before_kib.map_or("n/a".into(), |v| v.to_string()),
+            self.rss.steady_kib.map_or("n/a".into(), |v| v.to_string())
+        );
+        let p = &self.packets;
+        let _ = writeln!(
+            o,
+            "  packets sent / reel session / unknown        {} / {} / {}   unaccounted {} ({} %)",
+            p.sent,
+            p.reel_session_packets.map_or("n/a".into(), |v| v.to_string()),
+            p.reel_unknown_datagrams.map_or("n/a".into(), |v| v.to_string()),
+            p.unaccounted.map_or("n/a".into(), |v| v.to_string()),
+            opt(p.unaccounted_pct, 3)
+        );
+        if self.target != Target::Reel {
+            let s = &self.storage;
+            let _ = writeln!(
+                o,
+                "  recorded bytes / media bytes sent            {}   ({} B)",
+                opt(s.stored_per_sample_sent, 4),
+                s.stored_bytes
+            );
+            for n in &self.notes {
+                let _ = writeln!(o, "  note: {n}");
+            }
+            return o;
+        }
+        pct_row(&mut o, "join → first frame stored (ms)", &self.join_to_first_frame_stored_ms);
+        pct_row(&mut o, "join → first fragment closed (ms)", &self.join_to_first_fragment_closed_ms);
+        pct_row(&mut o, "join → first fragment readable, GetMedia (ms)", &self.join_to_first_fragment_readable_ms);
+        pct_row(&mut o, "fragment close → ListFragments (ms)", &self.close_to_list_fragments_ms);
+        pct_row(&mut o, "fragment close → GetMedia (ms)", &self.close_to_get_media_ms);
+        pct_row(&mut o, "live HLS lag behind publisher (ms)", &self.hls_lag_ms);
+        let s = &self.storage;
+        let _ = writeln!(
+            o,
+            "  stored bytes / payload                       {}   ({} fragments, {} B over {:.1} s of media; vs samples sent {})",
+            opt(s.stored_per_payload, 4),
+            s.fragments,
+            s.stored_bytes,
+            s.stored_media_s,
+            opt(s.stored_per_sample_sent, 4)
+        );
+        let _ = writeln!(
+            o,
+            "  probe requests to the recorder               {:.1}/s;  worst publisher lateness {:.1} ms",
+            self.probe_requests_per_sec, self.max_publisher_lateness_ms
+        );
+        for n in &self.notes {
+            let _ = writeln!(o, "  note: {n}");
+        }
+        o
+    }
+}
+
+/// reel's CPU per session-second divided by each other target's in `reports`
+/// (`"reel/janus"`, `"reel/floor"`); targets without the figure are left out.
+pub fn cpu_ratios(reports: &[LoadReport]) -> BTreeMap<String, f64> {
+    let per = |r: &LoadReport| r.steady.as_ref().and_then(|s| s.cpu_ms_per_session_s);
+    let Some(reel) = reports.iter().find(|r| r.target == Target::Reel).and_then(per) else {
+        return BTreeMap::new();
+    };
+    reports
+        .iter()
+        .filter(|r| r.target != Target::Reel)
+        .filter_map(|r| {
+            let other = per(r).filter(|&o| o > 0.0)?;
+            Some((format!("reel/{}", format!("{:?}", r.target).to_lowercase()), reel / other))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packets_from_scrapes() {
+        let before = "reel_storage_session_packets_total 100\nreel_webrtc_unknown_datagrams_total 1\n";
+        let after = "reel_storage_session_packets_total 1090\nreel_webrtc_unknown_datagrams_total 6\n";
+        let p = Packets::new(1000, Some(before), Some(after));
+        assert_eq!((p.reel_session_packets, p.reel_unknown_datagrams, p.unaccounted), (Some(990), Some(5), Some(5)));
+        assert_eq!(p.unaccounted_pct, Some(0.5));
+        assert_eq!(Packets::new(10, None, Some(after)).unaccounted, None);
+    }
+
+    #[test]
+    fn steady_and_rss_per_session() {
+        let s = Steady::new(10.0, 20, Some(400.0), Some(100.0));
+        assert_eq!(s.cpu_ms_per_session_s, Some(2.0));
+        assert_eq!(s.recorder_core_pct, Some(4.0));
+        assert_eq!(s.generator_cpu_ms_per_session_s, Some(0.5));
+        assert_eq!(Steady::new(10.0, 0, Some(1.0), None).cpu_ms_per_session_s, None);
+        assert_eq!(Rss::new(Some(1000), Some(3000), 4).per_session_kib, Some(500.0));
+    }
+
+    #[test]
+    fn storage_ratio() {
+        let f = |size, len| FragmentMeta { number: "1".into(), size, producer_ms: 0, server_ms: 0, length_ms: len };
+        let mut s = Storage::default();
+        s.add(&[f(1010, 2000), f(1010, 2000)]);
+        s.finish(500.0, 2000);
+        assert_eq!(s.payload_bytes, 2000.0);
+        assert_eq!(s.stored_per_payload, Some(1.01));
+        assert_eq!(s.stored_per_sample_sent, Some(1.01));
+    }
+}

@@ -1,0 +1,166 @@
+//! The master side of KVS WebRTC signaling: `ConnectAsMaster` over a presigned WebSocket
+//! (kvs-api.md §3), sending `SDP_ANSWER`/`ICE_CANDIDATE` and reading service events.
+//! Plain `ws://` endpoints only.
+
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::sigv4::{SignError, Signer};
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Why signaling failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignalingError {
+    /// The URL could not be presigned.
+    #[error(transparent)]
+    Sign(#[from] SignError),
+    /// The WebSocket could not be opened or used.
+    #[error("signaling WebSocket: {0}")]
+    WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
+    /// The service closed the WebSocket.
+    #[error("signaling WebSocket closed")]
+    Closed,
+    /// No SDP offer came in time.
+    #[error("no SDP_OFFER within {0:?}")]
+    NoOffer(Duration),
+}
+
+/// A service → master event (payload decoded).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SignalingEvent {
+    /// `SDP_OFFER` (from a viewer or the storage peer).
+    Offer {
+        /// The SDP.
+        sdp: String,
+        /// `senderClientId`, if any.
+        sender: Option<String>,
+    },
+    /// `ICE_CANDIDATE`: an `a=candidate` value (`candidate:…`).
+    Candidate {
+        /// The candidate line.
+        candidate: String,
+        /// `senderClientId`, if any.
+        sender: Option<String>,
+    },
+    /// `GO_AWAY`, `RECONNECT_ICE_SERVER`, `STATUS_RESPONSE` or anything else, by type.
+    Other(String),
+}
+
+/// An open `ConnectAsMaster` WebSocket.
+pub struct MasterConnection {
+    ws: Ws,
+    /// The channel it is master of.
+    pub channel_arn: String,
+}
+
+impl MasterConnection {
+    /// Opens `ConnectAsMaster` on the `WSS` endpoint.
+    pub async fn connect(signer: &Signer, wss: &str, channel_arn: &str) -> Result<Self, SignalingError> {
+        let url = signer.presign_connect_as_master(wss, channel_arn, SystemTime::now())?;
+        let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+        Ok(Self { ws, channel_arn: channel_arn.to_string() })
+    }
+
+    /// Sends `{action, messagePayload: base64(payload)}` (and `recipientClientId`).
+    pub async fn send(&mut self, action: &str, payload: &Value, recipient: Option<&str>) -> Result<(), SignalingError> {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(payload.to_string());
+        let mut msg = json!({ "action": action, "messagePayload": b64 });
+        if let Some(r) = recipient {
+            msg["recipientClientId"] = json!(r);
+        }
+        self.ws.send(Message::text(msg.to_string())).await?;
+        Ok(())
+    }
+
+    /// Sends an `SDP_ANSWER`.
+    pub async fn send_answer(&mut self, sdp: &str, recipient: Option<&str>) -> Result<(), SignalingError> {
+        self.send("SDP_ANSWER", &json!({ "type": "answer", "sdp": sdp }), recipient).await
+    }
+
+    /// Sends an `ICE_CANDIDATE` (`candidate:…` line, for m-line 0).
+    pub async fn send_candidate(&mut self, candidate: &str, recipient: Option<&str>) -> Result<(), SignalingError> {
+        let payload = json!({ "candidate": candidate, "sdpMid": "0", "sdpMLineIndex": 0 });
+        self.send("ICE_CANDIDATE", &payload, recipient).await
+    }
+
+    /// The next service event; `Err(Closed)` once the socket is gone. Cancel-safe.
+    pub async fn next_event(&mut self) -> Result<SignalingEvent, SignalingError> {
+        loop {
+            let msg = match self.ws.next().await {
+                None => return Err(SignalingError::Closed),
+                Some(msg) => msg?,
+            };
+            match msg {
+                Message::Close(_) => return Err(SignalingError::Closed),
+                Message::Text(_) => {
+                    if let Some(ev) = parse_event(msg.to_text().unwrap_or_default()) {
+                        return Ok(ev);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Waits up to `wait` for the next `SDP_OFFER`, skipping other events.
+    pub async fn next_offer(&mut self, wait: Duration) -> Result<(String, Option<String>), SignalingError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.next_event()).await {
+                Err(_) => return Err(SignalingError::NoOffer(wait)),
+                Ok(Ok(SignalingEvent::Offer { sdp, sender })) => return Ok((sdp, sender)),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// Closes the WebSocket (the service sees the master leave).
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
+
+/// A service event from a text frame: `{messageType, messagePayload: base64(JSON), senderClientId?}`.
+pub fn parse_event(text: &str) -> Option<SignalingEvent> {
+    let v: Value = serde_json::from_str(text).ok()?;
+    let kind = v["messageType"].as_str()?;
+    let sender = v["senderClientId"].as_str().filter(|s| !s.is_empty()).map(str::to_owned);
+    let payload = || -> Option<Value> {
+        let raw = base64::engine::general_purpose::STANDARD.decode(v["messagePayload"].as_str()?).ok()?;
+        serde_json::from_slice(&raw).ok()
+    };
+    Some(match kind {
+        "SDP_OFFER" => SignalingEvent::Offer { sdp: payload()?["sdp"].as_str()?.to_string(), sender },
+        "ICE_CANDIDATE" => {
+            SignalingEvent::Candidate { candidate: payload()?["candidate"].as_str()?.to_string(), sender }
+        }
+        other => SignalingEvent::Other(other.to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: &str, payload: &Value) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(payload.to_string());
+        json!({ "messageType": kind, "messagePayload": b64, "senderClientId": "peer" }).to_string()
+    }
+
+    #[test]
+    fn parses_offers_candidates_and_others() {
+        let offer = event("SDP_OFFER", &json!({ "type": "offer", "sdp": "v=0" }));
+        assert_eq!(parse_event(&offer), Some(SignalingEvent::Offer { sdp: "v=0".into(), sender: Some("peer".into()) }));
+        let cand = event("ICE_CANDIDATE", &json!({ "candidate": "candidate:1 1 udp 1 1.2.3.4 5 typ host" }));
+        assert!(matches!(parse_event(&cand), Some(SignalingEvent::Candidate { .. })));
+        let status = json!({ "messageType": "STATUS_RESPONSE", "statusResponse": {} }).to_string();
+        assert_eq!(parse_event(&status), Some(SignalingEvent::Other("STATUS_RESPONSE".into())));
+        assert_eq!(parse_event("not json"), None);
+    }
+}

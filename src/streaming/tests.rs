@@ -7,20 +7,15 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 
 use am::primitives::DateTime;
 use aws_sdk_kinesisvideoarchivedmedia as am;
 
-use crate::auth::{Authenticator, CredentialStore};
 use crate::config::{Config, ServeArgs};
 use crate::media::fragmenter::{FragmentEvent, Fragmenter, FragmenterConfig, MediaFrame};
 use crate::media::timing::MediaKind;
-use crate::meta::{MetaStore, StreamRecord};
-use crate::observe::audit::AuditLog;
-use crate::signaling::Signaling;
-use crate::state::{AppState, PublicUrls};
-use crate::throttle::Throttle;
+use crate::meta::StreamRecord;
+use crate::state::AppState;
 
 const KEY_ID: &str = "AKIAREELUNITTEST0001";
 const SECRET: &str = "secret";
@@ -51,15 +46,12 @@ fn record(name: &str, arn: &str, hours: u32) -> StreamRecord {
 
 async fn harness() -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = Config::resolve(ServeArgs {
+    let mut config = Config::resolve(ServeArgs {
         listen: Some("127.0.0.1:0".parse().expect("addr")),
         data_dir: Some(dir.path().to_path_buf()),
         ..Default::default()
     })
     .expect("config");
-    let meta = crate::meta::sqlite::SqliteStore::open(dir.path()).await.expect("meta");
-    meta.create_stream(&record("cam", STREAM, 24), &Default::default(), 100).await.expect("stream");
-    meta.create_stream(&record("nokeep", NO_RETENTION, 0), &Default::default(), 100).await.expect("stream");
     let file = dir.path().join("credentials.toml");
     std::fs::write(
         &file,
@@ -69,29 +61,12 @@ async fn harness() -> Harness {
         ),
     )
     .expect("credentials file");
-    let (keys, _) = CredentialStore::load(Some((KEY_ID.into(), SECRET.into())), Some(&file), dir.path()).expect("keys");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let signaling = Signaling::start(&config, dir.path(), &format!("http://{addr}")).await.expect("signaling");
-    let store =
-        reel_storage::Store::open(reel_storage::StoreConfig::new(dir.path().join("media"))).await.expect("store");
-    store.create_stream(STREAM, 24).await.expect("store stream");
-    let peers = crate::peer::Peers::start(&config.webrtc, &config.limits.storage_session, None).expect("peers");
-    let state = AppState {
-        peers,
-        auth: Arc::new(Authenticator::new(keys, &config.limits)),
-        config: Arc::new(config),
-        meta: Arc::new(meta),
-        audit: AuditLog::open(dir.path()).await.expect("audit"),
-        throttle: Arc::new(Throttle::default()),
-        urls: Arc::new(PublicUrls::from_base(&format!("http://{addr}"))),
-        signaling,
-        store,
-    };
-    let app = crate::server::router(state.clone(), crate::observe::metrics::install());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await;
-    });
+    config.root_key = Some((KEY_ID.into(), SECRET.into()));
+    config.credentials_file = Some(file);
+    let (addr, state) = crate::server::spawn(config).await.expect("in-process server");
+    state.meta.create_stream(&record("cam", STREAM, 24), &Default::default(), 100).await.expect("stream");
+    state.meta.create_stream(&record("nokeep", NO_RETENTION, 0), &Default::default(), 100).await.expect("stream");
+    state.store.create_stream(STREAM, 24).await.expect("store stream");
     Harness { addr, state, dir }
 }
 

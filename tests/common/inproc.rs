@@ -6,15 +6,9 @@
 //! Use from a test file with `#[path = "common/inproc.rs"] mod inproc;`.
 #![allow(dead_code)]
 
-use std::sync::Arc;
-
-use reel::auth::{Authenticator, CredentialStore};
 use reel::config::{Config, ServeArgs};
 use reel::media::fixture::{self, FixtureFragment};
-use reel::observe::audit::AuditLog;
-use reel::signaling::Signaling;
-use reel::state::{AppState, PublicUrls};
-use reel::throttle::Throttle;
+use reel::state::AppState;
 use reel_storage::{FragmentInfo, FragmentStart};
 
 /// Root key of the in-process server.
@@ -42,44 +36,21 @@ impl InProcess {
     /// As [`InProcess::start`], letting the test adjust the resolved configuration (limits…).
     pub async fn start_with(credentials_toml: Option<&str>, tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let cred_path = credentials_toml.map(|t| {
-            let p = dir.path().join("credentials.toml");
-            std::fs::write(&p, t).expect("credentials file");
-            p
-        });
         let mut config = Config::resolve(ServeArgs {
             listen: Some("127.0.0.1:0".parse().expect("addr")),
             data_dir: Some(dir.path().to_path_buf()),
             ..Default::default()
         })
         .expect("config");
-        tweak(&mut config);
-        let meta = reel::meta::sqlite::SqliteStore::open(dir.path()).await.expect("meta");
-        let (keys, _) =
-            CredentialStore::load(Some((ROOT_KEY_ID.into(), ROOT_SECRET.into())), cred_path.as_deref(), dir.path())
-                .expect("keys");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let signaling = Signaling::start(&config, dir.path(), &url).await.expect("signaling");
-        let peers = reel::peer::Peers::start(&config.webrtc, &config.limits.storage_session, None).expect("peers");
-        let state = AppState {
-            peers,
-            auth: Arc::new(Authenticator::new(keys, &config.limits)),
-            config: Arc::new(config),
-            meta: Arc::new(meta),
-            audit: AuditLog::open(dir.path()).await.expect("audit"),
-            throttle: Arc::new(Throttle::default()),
-            urls: Arc::new(PublicUrls::from_base(&url)),
-            signaling,
-            store: reel_storage::Store::open(reel_storage::StoreConfig::new(dir.path().join("media")))
-                .await
-                .expect("store"),
-        };
-        let app = reel::server::router(state.clone(), reel::observe::metrics::install());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+        config.root_key = Some((ROOT_KEY_ID.into(), ROOT_SECRET.into()));
+        config.credentials_file = credentials_toml.map(|t| {
+            let p = dir.path().join("credentials.toml");
+            std::fs::write(&p, t).expect("credentials file");
+            p
         });
-        InProcess { url, state, _dir: dir }
+        tweak(&mut config);
+        let (addr, state) = reel::server::spawn(config).await.expect("in-process server");
+        InProcess { url: format!("http://{addr}"), state, _dir: dir }
     }
 
     fn creds(key_id: &str, secret: &str) -> aws_credential_types::Credentials {

@@ -7,9 +7,9 @@
 #![allow(dead_code)]
 
 use reel::config::{Config, ServeArgs};
-use reel::media::fixture::{self, FixtureFragment};
+use reel::media::fixture::FixtureFragment;
 use reel::state::AppState;
-use reel_storage::{FragmentInfo, FragmentStart};
+use reel_storage::FragmentInfo;
 
 /// Root key of the in-process server.
 pub const ROOT_KEY_ID: &str = "AKIAREELINPROCROOT01";
@@ -125,29 +125,15 @@ impl InProcess {
     }
 }
 
-/// The fixture media (6 s of H.264 + Opus) as three 2 s fragments whose first frame
-/// arrives at `start_unix_ms`.
+/// The fixture media as three 2 s fragments whose first frame arrives at `start_unix_ms`
+/// ([`reel::testkit::fixture_fragments`]).
 pub fn fixture_fragments(start_unix_ms: u64) -> Vec<FixtureFragment> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
-    let video = std::fs::read(format!("{dir}/test-h264-baseline.h264")).expect("video fixture");
-    let audio = std::fs::read(format!("{dir}/test-opus.packets")).expect("audio fixture");
-    fixture::fragments(&video, &audio, start_unix_ms as i64 * 1_000).expect("fragmenter")
+    reel::testkit::fixture_fragments(start_unix_ms as i64 * 1_000).expect("fixture files")
 }
 
-/// Writes one fragment to the store the way the media peer does; resolves once persisted.
+/// Writes one fragment to the store ([`reel::testkit::append`]); resolves once persisted.
 pub async fn append(stream: &reel_storage::Stream, f: &FixtureFragment) -> FragmentInfo {
-    let mut w = stream
-        .begin_fragment(FragmentStart {
-            producer_ts_ms: f.producer_ts_ms,
-            server_ts_ms: f.server_ts_ms,
-            header: f.header.clone(),
-        })
-        .await
-        .expect("begin fragment");
-    for (end_ms, chunk) in &f.chunks {
-        w.append_chunk(*end_ms, chunk.clone()).await.expect("append chunk");
-    }
-    w.finish(f.duration_ms).await.expect("finish fragment")
+    reel::testkit::append(stream, f).await.expect("append fragment")
 }
 
 /// Milliseconds since the Unix epoch, now.

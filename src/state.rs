@@ -36,6 +36,8 @@ pub struct AppState {
     pub store: reel_storage::Store,
     /// The storage media peer (JoinStorageSession sessions and their UDP I/O loop).
     pub peers: crate::peer::Peers,
+    /// Open GetMedia readers per stream (the per-stream connection cap).
+    pub playback: crate::playback::Readers,
 }
 
 /// Why [`AppState::build`] failed.
@@ -99,6 +101,7 @@ impl AppState {
             signaling,
             store,
             peers,
+            playback: Default::default(),
         };
         Ok(Built { state, generated_key })
     }

@@ -14,10 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::ingest::{self, MasterRun};
 use common::netns::{self, Netns};
-use common::{Options, REGION, ROOT_KEY_ID, ROOT_SECRET, ingest};
-use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use common::{Options, REGION, ROOT_KEY_ID, ROOT_SECRET};
 
 /// How long the page streams after its PeerConnection is connected.
 const STREAM_SECONDS: u64 = 10;
@@ -54,7 +53,7 @@ async fn run(ns: Netns) {
     assert!(ch.wss.starts_with("wss://"), "the JS SDK needs a wss:// endpoint: {}", ch.wss);
     println!("channel {} → stream {}; endpoints wss={} webrtc={}", ch.channel_arn, ch.stream_arn, ch.wss, ch.webrtc);
 
-    let mut child = tokio::process::Command::new("node")
+    let child = tokio::process::Command::new("node")
         .arg(dir.join("run.mjs"))
         .current_dir(&dir)
         .env("REEL_ENDPOINT", &reel.url)
@@ -69,27 +68,14 @@ async fn run(ns: Netns) {
         .kill_on_drop(true)
         .spawn()
         .expect("spawn node tests/e2e/browser/run.mjs");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let mut events: Vec<Value> = Vec::new();
-    let read = async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            println!("[browser] {line}");
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                events.push(v);
-            }
-        }
-    };
-    tokio::time::timeout(PAGE_TIMEOUT, read).await.expect("the browser master finished in time");
-    let out = child.wait_with_output().await.expect("wait for run.mjs");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let MasterRun { events, status, stderr } = ingest::run_master(child, "browser", PAGE_TIMEOUT).await;
     let has = |e: &str| events.iter().any(|v| v["event"] == e);
     let summary = || format!("page events: {events:#?}\nrun.mjs stderr:\n{stderr}\nreel log:\n{}", reel.log());
 
     assert!(has("media_storage"), "the page read the media storage configuration\n{}", summary());
     assert!(has("local_media"), "getUserMedia gave fake camera + microphone\n{}", summary());
     let done = ingest::check_master_events(&events, "the page", &summary);
-    assert!(out.status.success(), "run.mjs exit status {}\n{}", out.status, summary());
+    assert!(status.success(), "run.mjs exit status {}\n{}", status, summary());
     println!("streamed {} s", done["streamed_s"]);
 
     let probe = ingest::check_stored_media(&mut reel, &ch.stream_arn, "ingest_browser").await;

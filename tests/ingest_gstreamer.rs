@@ -14,10 +14,10 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::ingest::{self, MasterRun};
 use common::netns::{self, Netns};
-use common::{Options, REGION, ROOT_KEY_ID, ROOT_SECRET, ingest};
+use common::{Options, REGION, ROOT_KEY_ID, ROOT_SECRET};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// How long the master streams after its peer connection reports `connected`.
 const STREAM_SECONDS: f64 = 10.0;
@@ -52,26 +52,14 @@ async fn run(ns: Netns) {
     if reel.url.starts_with("https://") {
         cmd.arg("--ca-file").arg(reel.ca_path());
     }
-    let mut child = cmd.spawn().expect("spawn /usr/bin/python3 tests/e2e/gst_master.py");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let mut events: Vec<Value> = Vec::new();
-    let read = async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            println!("[gst_master] {line}");
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                events.push(v);
-            }
-        }
-    };
-    tokio::time::timeout(MASTER_TIMEOUT + Duration::from_secs(10), read).await.expect("gst_master finished in time");
-    let out = child.wait_with_output().await.expect("wait for gst_master");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let child = cmd.spawn().expect("spawn /usr/bin/python3 tests/e2e/gst_master.py");
+    let MasterRun { events, status, stderr } =
+        ingest::run_master(child, "gst_master", MASTER_TIMEOUT + Duration::from_secs(10)).await;
     let summary = || format!("master events: {events:#?}\nmaster stderr:\n{stderr}\nreel log:\n{}", reel.log());
 
     // Everything up to the offer: signaling connect and JoinStorageSession accepted.
     let done = ingest::check_master_events(&events, "the master", &summary);
-    assert!(out.status.success(), "gst_master exit status {}\n{}", out.status, summary());
+    assert!(status.success(), "gst_master exit status {}\n{}", status, summary());
     let streamed = done["streamed_s"].as_f64().expect("streamed_s");
 
     let probe = ingest::check_stored_media(&mut reel, &ch.stream_arn, "ingest_gstreamer").await;

@@ -1,6 +1,6 @@
-//! The GetMedia per-session rate cap (KVS: 25 MB/s): a token bucket that paces a response
-//! body. [`TokenBucket`] is sans-IO (time passed in); [`paced`] applies it to a stream of
-//! documents with `tokio::time`, so tests run it on paused time.
+//! The GetMedia per-session rate cap (KVS: 25 MB/s): the shared sans-IO [`TokenBucket`]
+//! (time passed in) as a pacer over a response body. [`paced`] takes its time from
+//! `tokio::time`, so tests run it on paused time.
 
 use std::time::Duration;
 
@@ -8,32 +8,12 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 
-/// A token bucket over bytes: `rate` tokens per second, at most `burst` saved up.
-#[derive(Debug, Clone)]
-pub struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
+use crate::signaling::quota::TokenBucket;
 
-impl TokenBucket {
-    /// A full bucket refilling at `bytes_per_sec` and holding one second's worth.
-    pub fn new(bytes_per_sec: u64, now: Instant) -> Self {
-        let rate = bytes_per_sec.max(1) as f64;
-        Self { rate, burst: rate, tokens: rate, last: now }
-    }
-
-    /// Takes `n` bytes' worth of tokens at `now` and returns how long the sender must wait
-    /// before sending them (zero while the bucket covers them). A send larger than what is
-    /// saved goes into debt that later sends wait off, so the long-run rate never exceeds
-    /// `bytes_per_sec` whatever the document sizes.
-    pub fn take(&mut self, n: usize, now: Instant) -> Duration {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now.max(self.last);
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst) - n as f64;
-        if self.tokens >= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(-self.tokens / self.rate) }
-    }
+/// A full bucket of one second's worth of bytes, refilling at `bytes_per_sec`.
+fn full_bucket(bytes_per_sec: u64, now: Instant) -> TokenBucket {
+    let rate = bytes_per_sec as f64;
+    TokenBucket::new(rate, rate, now.into_std())
 }
 
 /// `body` sent no faster than `bytes_per_sec` (0 = unpaced): each document waits until the
@@ -42,9 +22,10 @@ pub fn paced<S>(body: S, bytes_per_sec: u64) -> impl Stream<Item = Bytes> + Send
 where
     S: Stream<Item = Bytes> + Send + 'static,
 {
-    let bucket = (bytes_per_sec > 0).then(|| TokenBucket::new(bytes_per_sec, Instant::now()));
+    let bucket = (bytes_per_sec > 0).then(|| full_bucket(bytes_per_sec, Instant::now()));
     body.scan(bucket, |bucket, doc| {
-        let wait = bucket.as_mut().map_or(Duration::ZERO, |b| b.take(doc.len(), Instant::now()));
+        let wait =
+            bucket.as_mut().map_or(Duration::ZERO, |b| b.take_paced(doc.len() as f64, Instant::now().into_std()));
         async move {
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
@@ -63,15 +44,16 @@ mod tests {
     #[test]
     fn bucket_allows_a_burst_then_the_rate() {
         let t0 = Instant::now();
-        let mut b = TokenBucket::new(2 * MB as u64, t0);
-        assert_eq!(b.take(2 * MB, t0), Duration::ZERO, "one second's worth goes at once");
-        assert_eq!(b.take(MB, t0), Duration::from_millis(500), "then 1 MB waits 0.5 s at 2 MB/s");
+        let mut b = full_bucket(2 * MB as u64, t0);
+        let take = |b: &mut TokenBucket, n: usize, at: Instant| b.take_paced(n as f64, at.into_std());
+        assert_eq!(take(&mut b, 2 * MB, t0), Duration::ZERO, "one second's worth goes at once");
+        assert_eq!(take(&mut b, MB, t0), Duration::from_millis(500), "then 1 MB waits 0.5 s at 2 MB/s");
         // After waiting it off, the next 1 MB waits another 0.5 s.
-        assert_eq!(b.take(MB, t0 + Duration::from_millis(500)), Duration::from_millis(500));
+        assert_eq!(take(&mut b, MB, t0 + Duration::from_millis(500)), Duration::from_millis(500));
         // Idle time refills the bucket, but never beyond one second's worth.
         let later = t0 + Duration::from_secs(60);
-        assert_eq!(b.take(2 * MB, later), Duration::ZERO);
-        assert!(b.take(1, later) > Duration::ZERO);
+        assert_eq!(take(&mut b, 2 * MB, later), Duration::ZERO);
+        assert!(take(&mut b, 1, later) > Duration::ZERO);
     }
 
     /// Virtual seconds `paced` takes to pass `docs` documents of `size` bytes at `rate`.

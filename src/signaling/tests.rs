@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::auth::test_signing::{presign_url, rfc3986, signed_post_headers};
-use crate::config::{Config, ServeArgs};
+use crate::config::Config;
 use crate::meta::ChannelRecord;
 use crate::signaling::Signaling;
 
@@ -42,12 +42,7 @@ struct Harness {
 
 async fn harness(tweak: impl FnOnce(&mut Config)) -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = Config::resolve(ServeArgs {
-        listen: Some("127.0.0.1:0".parse().expect("addr")),
-        data_dir: Some(dir.path().to_path_buf()),
-        ..Default::default()
-    })
-    .expect("config");
+    let mut config = crate::testkit::loopback_config(dir.path()).expect("config");
     config.root_key = Some((KEY_ID.into(), SECRET.into()));
     config.limits.signaling.connect_tps_per_channel = 1000.0;
     tweak(&mut config);

@@ -11,7 +11,6 @@ use std::process::Command;
 use am::primitives::DateTime;
 use aws_sdk_kinesisvideoarchivedmedia as am;
 
-use crate::config::{Config, ServeArgs};
 use crate::media::fixture::FixtureFragment;
 use crate::meta::StreamRecord;
 use crate::state::AppState;
@@ -46,12 +45,7 @@ fn record(name: &str, arn: &str, hours: u32) -> StreamRecord {
 
 async fn harness() -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = Config::resolve(ServeArgs {
-        listen: Some("127.0.0.1:0".parse().expect("addr")),
-        data_dir: Some(dir.path().to_path_buf()),
-        ..Default::default()
-    })
-    .expect("config");
+    let mut config = crate::testkit::loopback_config(dir.path()).expect("config");
     let file = dir.path().join("credentials.toml");
     std::fs::write(
         &file,

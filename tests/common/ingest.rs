@@ -170,6 +170,37 @@ pub async fn assemble_mkv(data_dir: &Path, stream_arn: &str, out: &Path) -> Stor
     }
 }
 
+/// What a master process (gst_master.py, the browser's run.mjs) reported and how it ended.
+#[derive(Debug)]
+pub struct MasterRun {
+    /// Every stdout line that parsed as JSON, in order (`{"event": …}`).
+    pub events: Vec<Value>,
+    /// Its exit status.
+    pub status: std::process::ExitStatus,
+    /// Everything it wrote to stderr.
+    pub stderr: String,
+}
+
+/// Waits for a spawned master (stdout and stderr piped) to finish within `timeout`, echoing
+/// its stdout as `[name] …` and collecting the JSON event lines.
+pub async fn run_master(mut child: tokio::process::Child, name: &str, timeout: std::time::Duration) -> MasterRun {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let stdout = child.stdout.take().expect("the master's stdout is piped");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut events: Vec<Value> = Vec::new();
+    let read = async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            println!("[{name}] {line}");
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                events.push(v);
+            }
+        }
+    };
+    tokio::time::timeout(timeout, read).await.unwrap_or_else(|_| panic!("{name} finished within {timeout:?}"));
+    let out = child.wait_with_output().await.unwrap_or_else(|e| panic!("wait for {name}: {e}"));
+    MasterRun { events, status: out.status, stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+}
+
 /// The checks every ingest test makes on its master's JSON event lines: it connected to
 /// signaling, called JoinStorageSession and got 200 every time, received the storage peer's
 /// SDP offer (which carries no senderClientId) and finished streaming. `who` names the

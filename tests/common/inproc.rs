@@ -6,7 +6,7 @@
 //! Use from a test file with `#[path = "common/inproc.rs"] mod inproc;`.
 #![allow(dead_code)]
 
-use reel::config::{Config, ServeArgs};
+use reel::config::Config;
 use reel::media::fixture::FixtureFragment;
 use reel::state::AppState;
 use reel_storage::FragmentInfo;
@@ -36,12 +36,7 @@ impl InProcess {
     /// As [`InProcess::start`], letting the test adjust the resolved configuration (limits…).
     pub async fn start_with(credentials_toml: Option<&str>, tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = Config::resolve(ServeArgs {
-            listen: Some("127.0.0.1:0".parse().expect("addr")),
-            data_dir: Some(dir.path().to_path_buf()),
-            ..Default::default()
-        })
-        .expect("config");
+        let mut config = reel::testkit::loopback_config(dir.path()).expect("config");
         config.root_key = Some((ROOT_KEY_ID.into(), ROOT_SECRET.into()));
         config.credentials_file = credentials_toml.map(|t| {
             let p = dir.path().join("credentials.toml");

@@ -1,6 +1,8 @@
-//! Media path throughput: frames through the fragmenter into MKV chunks, and whole-fragment
-//! MKV composition and parsing. Run with `cargo bench --bench media`; criterion prints the
-//! figures (time per iteration and throughput).
+//! Media path throughput: frames through the fragmenter into MKV chunks, whole-fragment MKV
+//! composition and parsing, fMP4 media segments (HLS/DASH/GetClip) from a stored fragment,
+//! and the GetMedia read path (stored fragments read back from a media store on disk and
+//! composed into response documents). Run with `cargo bench --bench media`; criterion
+//! prints the figures (time per iteration and throughput).
 
 use std::hint::black_box;
 
@@ -9,6 +11,8 @@ use reel::media::fragmenter::{FragmentEvent, Fragmenter, FragmenterConfig, Media
 use reel::media::h264::{AccessUnit, write_sample};
 use reel::media::mkv::{self, FragmentDocument, SimpleTag, tag};
 use reel::media::timing::MediaKind;
+use reel::streaming::{fmp4, source};
+use reel::testkit;
 
 const T0_US: i64 = 1_700_000_000_000_000;
 const SPS: &[u8] = &[
@@ -174,5 +178,94 @@ fn bench_documents(c: &mut Criterion) {
     eprintln!("fragment: {} chunks, {} bytes as a GetMedia document", chunks.len(), whole.len());
 }
 
-criterion_group!(benches, bench_fragmenter, bench_documents);
+/// Fixture media (H.264 640x360 + Opus) written to a fresh media store in a temp dir:
+/// `repeats` × 6 s, i.e. 3 × `repeats` fragments of 2 s, segments sealed so reads go to disk.
+fn fixture_store(rt: &tokio::runtime::Runtime, repeats: usize) -> (tempfile::TempDir, reel_storage::Stream) {
+    const ARN: &str = "arn:aws:kinesisvideo:us-west-2:123456789012:stream/bench/1700000000000";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stream = rt.block_on(async {
+        let store = reel_storage::Store::open(reel_storage::StoreConfig::new(dir.path().join("media")))
+            .await
+            .expect("open store");
+        let stream = store.create_stream(ARN, 24).await.expect("create stream");
+        for k in 0..repeats {
+            for f in testkit::fixture_fragments(T0_US + k as i64 * 6_000_000).expect("fixture files") {
+                testkit::append(&stream, &f).await.expect("append");
+            }
+        }
+        store.seal_all().await;
+        stream
+    });
+    (dir, stream)
+}
+
+fn bench_fmp4(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let (_dir, stream) = fixture_store(&rt, 1);
+    let first = stream.latest_fragments(3).into_iter().min_by_key(|f| f.number).expect("stored fragments");
+    let fragment = rt.block_on(stream.read_fragment(first.number)).expect("read fragment");
+    let stored = fragment.payload().len();
+    let segment = fmp4::media_segment_bytes(&source::parse(&fragment).expect("parse"), None, 1, 0);
+    eprintln!(
+        "fMP4: 2 s fixture fragment, {stored} stored bytes -> {} byte moof+mdat ({} ms)",
+        segment.len(),
+        first.duration_ms
+    );
+
+    let mut g = c.benchmark_group("fmp4");
+    g.throughput(Throughput::Bytes(stored as u64));
+    g.bench_function("media_segment_2s_fixture_fragment", |b| {
+        b.iter(|| {
+            let parsed = source::parse(black_box(&fragment)).expect("parse");
+            fmp4::media_segment_bytes(&parsed, None, 1, 0).len()
+        })
+    });
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("init_segment", |b| {
+        let tracks = source::tracks(&fragment.header).expect("tracks");
+        b.iter(|| fmp4::init_segment(black_box(&tracks), None).len())
+    });
+    g.finish();
+}
+
+/// Reads `n` fragments from the start of `stream` the way a GetMedia response does (a tail
+/// reader from EARLIEST) and composes each into its response document; returns the bytes.
+async fn get_media_read(stream: &reel_storage::Stream, n: usize) -> usize {
+    let mut reader = stream.subscribe(reel_storage::StartPosition::Earliest).expect("subscribe");
+    let mut sent = 0;
+    for _ in 0..n {
+        let f = reader.next().await.expect("read").expect("stream alive");
+        let number = f.info.number.to_string();
+        let tags = [
+            SimpleTag::new(tag::FRAGMENT_NUMBER, number.clone()),
+            SimpleTag::new(tag::SERVER_TIMESTAMP, mkv::kvs_timestamp(f.info.server_ts_ms)),
+            SimpleTag::new(tag::PRODUCER_TIMESTAMP, mkv::kvs_timestamp(f.info.producer_ts_ms)),
+        ];
+        let trailing = [SimpleTag::new(tag::CONTINUATION_TOKEN, number), SimpleTag::new(tag::MILLIS_BEHIND_NOW, "0")];
+        let doc = FragmentDocument {
+            header: &f.header,
+            start_ms: f.info.producer_ts_ms,
+            tags: &tags,
+            trailing_tags: &trailing,
+        };
+        sent += doc.compose(f.chunks.iter().map(|c| c.data.as_ref())).expect("valid header").len();
+    }
+    sent
+}
+
+fn bench_get_media_read(c: &mut Criterion) {
+    const REPEATS: usize = 20;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let (_dir, stream) = fixture_store(&rt, REPEATS);
+    let n = REPEATS * 3;
+    let bytes = rt.block_on(get_media_read(&stream, n));
+    eprintln!("GetMedia read: {n} stored fragments (2 s each) -> {bytes} response bytes");
+
+    let mut g = c.benchmark_group("get_media");
+    g.throughput(Throughput::Bytes(bytes as u64));
+    g.bench_function(format!("read_and_compose_{n}_fragments"), |b| b.iter(|| rt.block_on(get_media_read(&stream, n))));
+    g.finish();
+}
+
+criterion_group!(benches, bench_fragmenter, bench_documents, bench_fmp4, bench_get_media_read);
 criterion_main!(benches);

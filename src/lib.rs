@@ -9,6 +9,7 @@
 //! - [`observe`]: metrics and the audit log.
 //! - [`signaling`]: WebSocket signaling, the signaling HTTPS API and the STUN/TURN server.
 //! - [`error`]: the KVS error shape every API answers with.
+//! - [`testkit`]: fixture media and ffprobe/ffmpeg probing for tests, benches and tools.
 #![forbid(unsafe_code)]
 
 pub mod arn;
@@ -27,5 +28,6 @@ pub mod server;
 pub mod signaling;
 pub mod state;
 pub mod streaming;
+pub mod testkit;
 pub mod throttle;
 pub mod tls;

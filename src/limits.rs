@@ -116,11 +116,27 @@ impl Limits {
 pub struct PlaybackLimits {
     /// GetMedia calls per second per stream (KVS: 5).
     pub get_media_tps_per_stream: f64,
+    /// GetMedia responses open at once on one stream; one more is refused with
+    /// `ConnectionLimitExceededException` until a reader goes away. KVS documents the
+    /// exception but not the number (kvs-api §5.1), so this is reel's choice: 10.
+    pub max_get_media_connections_per_stream: usize,
+    /// Highest rate one GetMedia response body is sent at, in bytes per second (KVS: 25 MB/s,
+    /// i.e. 200 Mbps); 0 = no cap. Bursts of up to one second's worth go out at once.
+    pub get_media_max_bytes_per_sec: u64,
 }
+
+/// KVS's GetMedia session rate: 25 MB/s (200 Mbps).
+pub const GET_MEDIA_MAX_BYTES_PER_SEC: u64 = 25_000_000;
+/// reel's default cap of concurrent GetMedia responses per stream.
+pub const MAX_GET_MEDIA_CONNECTIONS_PER_STREAM: usize = 10;
 
 impl Default for PlaybackLimits {
     fn default() -> Self {
-        Self { get_media_tps_per_stream: 5.0 }
+        Self {
+            get_media_tps_per_stream: 5.0,
+            max_get_media_connections_per_stream: MAX_GET_MEDIA_CONNECTIONS_PER_STREAM,
+            get_media_max_bytes_per_sec: GET_MEDIA_MAX_BYTES_PER_SEC,
+        }
     }
 }
 

@@ -14,10 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::ingest::{self, MasterRun};
 use common::netns::{self, Netns};
-use common::{Options, REGION, ROOT_KEY_ID, ROOT_SECRET, ingest};
-use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use common::{Options, REGION, ROOT_KEY_ID, ROOT_SECRET};
 
 /// How long the page streams after its PeerConnection is connected.
 const STREAM_SECONDS: u64 = 10;
@@ -54,7 +53,7 @@ async fn run(ns: Netns) {
     assert!(ch.wss.starts_with("wss://"), "the JS SDK needs a wss:// endpoint: {}", ch.wss);
     println!("channel {} → stream {}; endpoints wss={} webrtc={}", ch.channel_arn, ch.stream_arn, ch.wss, ch.webrtc);
 
-    let mut child = tokio::process::Command::new("node")
+    let child = tokio::process::Command::new("node")
         .arg(dir.join("run.mjs"))
         .current_dir(&dir)
         .env("REEL_ENDPOINT", &reel.url)
@@ -69,53 +68,19 @@ async fn run(ns: Netns) {
         .kill_on_drop(true)
         .spawn()
         .expect("spawn node tests/e2e/browser/run.mjs");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let mut events: Vec<Value> = Vec::new();
-    let read = async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            println!("[browser] {line}");
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                events.push(v);
-            }
-        }
-    };
-    tokio::time::timeout(PAGE_TIMEOUT, read).await.expect("the browser master finished in time");
-    let out = child.wait_with_output().await.expect("wait for run.mjs");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let MasterRun { events, status, stderr } = ingest::run_master(child, "browser", PAGE_TIMEOUT).await;
     let has = |e: &str| events.iter().any(|v| v["event"] == e);
     let summary = || format!("page events: {events:#?}\nrun.mjs stderr:\n{stderr}\nreel log:\n{}", reel.log());
 
     assert!(has("media_storage"), "the page read the media storage configuration\n{}", summary());
     assert!(has("local_media"), "getUserMedia gave fake camera + microphone\n{}", summary());
-    assert!(has("signaling_connected"), "the page connected to signaling as master\n{}", summary());
-    let joins: Vec<&Value> = events.iter().filter(|v| v["event"] == "join_storage_session").collect();
-    assert!(!joins.is_empty(), "the page called JoinStorageSession\n{}", summary());
-    assert!(joins.iter().all(|j| j["status"] == 200), "JoinStorageSession returned 200 every time\n{}", summary());
-    let offer = events.iter().find(|v| v["event"] == "sdp_offer");
-    let offer = offer.unwrap_or_else(|| panic!("no SDP_OFFER received from the storage peer\n{}", summary()));
-    assert!(offer["sender"].is_null(), "the storage offer carries no senderClientId: {offer}");
-    let done = events.iter().find(|v| v["event"] == "done");
-    let done = done.unwrap_or_else(|| panic!("the page did not finish streaming\n{}", summary()));
-    assert!(out.status.success(), "run.mjs exit status {}\n{}", out.status, summary());
+    let done = ingest::check_master_events(&events, "the page", &summary);
+    assert!(status.success(), "run.mjs exit status {}\n{}", status, summary());
     println!("streamed {} s", done["streamed_s"]);
 
-    assert!(reel.sigterm(), "reel exits cleanly on SIGTERM\n{}", reel.log());
-    let mkv_path = ingest::artifact_dir().join("ingest_browser.mkv");
-    std::fs::write(ingest::artifact_dir().join("ingest_browser.reel.log"), reel.log()).ok();
-    let stored = ingest::assemble_mkv(&reel.data_dir, &ch.stream_arn, &mkv_path).await;
-    println!("stored: {stored:?}");
-    assert!(stored.fragments > 0, "the stream holds fragments\n{}", reel.log());
-    for (i, k) in stored.starts_with_keyframe.iter().enumerate() {
-        assert!(*k, "fragment {i} of {} starts with a keyframe", stored.fragments);
-    }
-    let probe = ingest::probe(&mkv_path);
-    println!("probe: {probe:?}");
-    assert!(probe.codecs.iter().any(|c| c == "h264"), "ffprobe sees H.264: {probe:?}");
-    assert!(probe.codecs.iter().any(|c| c == "opus"), "ffprobe sees Opus: {probe:?}");
-    assert!(probe.decode_errors.trim().is_empty(), "ffmpeg decodes without errors:\n{}", probe.decode_errors);
+    let probe = ingest::check_stored_media(&mut reel, &ch.stream_arn, "ingest_browser").await;
     for codec in ["h264", "opus"] {
-        let d = probe.duration(codec).expect("duration");
+        let d = probe.codec_duration(codec).expect("duration");
         assert!(
             d >= MIN_STORED_S,
             "stored {codec} lasts {d:.3} s, want ≥ {MIN_STORED_S} s of a {STREAM_SECONDS} s stream"

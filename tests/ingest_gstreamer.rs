@@ -14,10 +14,10 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::ingest::{self, MasterRun};
 use common::netns::{self, Netns};
-use common::{Options, REGION, ROOT_KEY_ID, ROOT_SECRET, ingest};
+use common::{Options, REGION, ROOT_KEY_ID, ROOT_SECRET};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// How long the master streams after its peer connection reports `connected`.
 const STREAM_SECONDS: f64 = 10.0;
@@ -52,57 +52,23 @@ async fn run(ns: Netns) {
     if reel.url.starts_with("https://") {
         cmd.arg("--ca-file").arg(reel.ca_path());
     }
-    let mut child = cmd.spawn().expect("spawn /usr/bin/python3 tests/e2e/gst_master.py");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let mut events: Vec<Value> = Vec::new();
-    let read = async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            println!("[gst_master] {line}");
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                events.push(v);
-            }
-        }
-    };
-    tokio::time::timeout(MASTER_TIMEOUT + Duration::from_secs(10), read).await.expect("gst_master finished in time");
-    let out = child.wait_with_output().await.expect("wait for gst_master");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let has = |e: &str| events.iter().any(|v| v["event"] == e);
+    let child = cmd.spawn().expect("spawn /usr/bin/python3 tests/e2e/gst_master.py");
+    let MasterRun { events, status, stderr } =
+        ingest::run_master(child, "gst_master", MASTER_TIMEOUT + Duration::from_secs(10)).await;
     let summary = || format!("master events: {events:#?}\nmaster stderr:\n{stderr}\nreel log:\n{}", reel.log());
 
     // Everything up to the offer: signaling connect and JoinStorageSession accepted.
-    assert!(has("signaling_connected"), "the master connected to signaling\n{}", summary());
-    let joins: Vec<&Value> = events.iter().filter(|v| v["event"] == "join_storage_session").collect();
-    assert!(!joins.is_empty(), "the master called JoinStorageSession\n{}", summary());
-    assert!(joins.iter().all(|j| j["status"] == 200), "JoinStorageSession returned 200 every time\n{}", summary());
-    let offer = events.iter().find(|v| v["event"] == "sdp_offer");
-    let offer = offer.unwrap_or_else(|| panic!("no SDP_OFFER received from the storage peer\n{}", summary()));
-    assert!(offer["sender"].is_null(), "the storage offer carries no senderClientId: {offer}");
-    let done = events.iter().find(|v| v["event"] == "done");
-    let done = done.unwrap_or_else(|| panic!("the master did not finish streaming\n{}", summary()));
-    assert!(out.status.success(), "gst_master exit status {}\n{}", out.status, summary());
+    let done = ingest::check_master_events(&events, "the master", &summary);
+    assert!(status.success(), "gst_master exit status {}\n{}", status, summary());
     let streamed = done["streamed_s"].as_f64().expect("streamed_s");
 
-    assert!(reel.sigterm(), "reel exits cleanly on SIGTERM\n{}", reel.log());
-    let mkv_path = ingest::artifact_dir().join("ingest_gstreamer.mkv");
-    std::fs::write(ingest::artifact_dir().join("ingest_gstreamer.reel.log"), reel.log()).ok();
-    let stored = ingest::assemble_mkv(&reel.data_dir, &ch.stream_arn, &mkv_path).await;
-    println!("stored: {stored:?}");
-    assert!(stored.fragments > 0, "the stream holds fragments\n{}", reel.log());
-    for (i, k) in stored.starts_with_keyframe.iter().enumerate() {
-        assert!(*k, "fragment {i} of {} starts with a keyframe", stored.fragments);
-    }
-    let probe = ingest::probe(&mkv_path);
-    println!("probe: {probe:?}");
-    assert!(probe.codecs.iter().any(|c| c == "h264"), "ffprobe sees H.264: {probe:?}");
-    assert!(probe.codecs.iter().any(|c| c == "opus"), "ffprobe sees Opus: {probe:?}");
-    assert!(probe.decode_errors.trim().is_empty(), "ffmpeg decodes without errors:\n{}", probe.decode_errors);
-    let video = probe.duration("h264").expect("video duration");
+    let probe = ingest::check_stored_media(&mut reel, &ch.stream_arn, "ingest_gstreamer").await;
+    let video = probe.codec_duration("h264").expect("video duration");
     assert!(
         (video - streamed).abs() <= DURATION_TOLERANCE_S,
         "stored video lasts {video:.3} s, the master streamed {streamed:.3} s (±{DURATION_TOLERANCE_S} s)"
     );
-    let audio = probe.duration("opus").expect("audio duration");
+    let audio = probe.codec_duration("opus").expect("audio duration");
     assert!(
         (audio - streamed).abs() <= DURATION_TOLERANCE_S,
         "stored audio lasts {audio:.3} s, the master streamed {streamed:.3} s (±{DURATION_TOLERANCE_S} s)"

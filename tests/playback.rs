@@ -125,7 +125,7 @@ async fn get_media_from_now_sees_only_new_fragments_and_disconnect_frees_the_rea
         .send()
         .await
         .expect("GetMedia");
-    assert_eq!(reel::playback::live_readers(&arn), 1);
+    assert_eq!(server.state.playback.live(&arn), 1);
     let mut payload = out.payload;
     let stream = server.stream(&arn);
     let mut new = Vec::new();
@@ -138,7 +138,7 @@ async fn get_media_from_now_sees_only_new_fragments_and_disconnect_frees_the_rea
 
     drop(payload);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while reel::playback::live_readers(&arn) != 0 {
+    while server.state.playback.live(&arn) != 0 {
         assert!(Instant::now() < deadline, "reader still open after the client went away");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -154,7 +154,7 @@ async fn deleting_the_stream_ends_get_media() {
     server.kvs().delete_stream().stream_arn(&arn).send().await.expect("DeleteStream");
     let end = tokio::time::timeout(Duration::from_secs(5), payload.next()).await.expect("body ends");
     assert!(end.is_none(), "no document after deletion");
-    assert_eq!(reel::playback::live_readers(&arn), 0);
+    assert_eq!(server.state.playback.live(&arn), 0);
 }
 
 #[tokio::test]
@@ -169,6 +169,48 @@ async fn get_media_is_rate_limited_per_stream() {
     assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(400));
     assert!(err.into_service_error().is_client_limit_exceeded_exception());
     let _other = call(&other).await.expect("another stream has its own quota");
+}
+
+#[tokio::test]
+async fn get_media_connections_per_stream_are_capped() {
+    const MAX: usize = 3;
+    let server = InProcess::start_with(None, |c| {
+        c.limits.playback.max_get_media_connections_per_stream = MAX;
+        c.limits.playback.get_media_tps_per_stream = 1_000.0;
+    })
+    .await;
+    let (arn, _) = filled_stream(&server, "popular").await;
+    let (other, _) = filled_stream(&server, "other").await;
+    let now = StartSelector::builder().start_selector_type(StartSelectorType::Now).build().expect("sel");
+    let call = |arn: &str| server.media().get_media().stream_arn(arn).start_selector(now.clone()).send();
+    let mut open = Vec::new();
+    for n in 0..MAX {
+        open.push(call(&arn).await.unwrap_or_else(|e| panic!("GetMedia {n}: {e:?}")).payload);
+    }
+    assert_eq!(server.state.playback.live(&arn), MAX);
+
+    let err = call(&arn).await.expect_err("one connection too many");
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(400));
+    let err = err.into_service_error();
+    assert!(err.is_connection_limit_exceeded_exception(), "{err:?}");
+    assert!(err.meta().message().is_some_and(|m| m.contains("popular")), "{err:?}");
+    let _elsewhere = call(&other).await.expect("another stream has its own connections");
+
+    // Closing one response frees its slot for the next caller.
+    drop(open.pop());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.state.playback.live(&arn) != MAX - 1 {
+        assert!(Instant::now() < deadline, "the closed response still holds its slot");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut again = call(&arn).await.expect("the freed slot").payload;
+    assert!(call(&arn).await.expect_err("full again").into_service_error().is_connection_limit_exceeded_exception());
+
+    // The new reader is a working one: it gets the next fragment.
+    let info = append(&server.stream(&arn), &fixture_fragments(now_ms())[0]).await;
+    let mut buf = Vec::new();
+    read_until(&mut again, &mut buf, 1, Duration::from_secs(5)).await;
+    check_get_media_docs(&buf, &[info]);
 }
 
 #[tokio::test]

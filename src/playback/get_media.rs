@@ -11,25 +11,32 @@
 //! (4000 not found, 5000 internal) and the stream continues after it. The body ends when
 //! the stream is deleted.
 //!
+//! At most `max_get_media_connections_per_stream` responses are open per stream (one more is
+//! refused with `ConnectionLimitExceededException`), and each body is paced to
+//! `get_media_max_bytes_per_sec` ([`super::pacing`]).
+//!
 //! Start selectors: `EARLIEST`, `NOW` (only fragments persisted after the call),
 //! `FRAGMENT_NUMBER` (the fragments after `AfterFragmentNumber`, which must exist),
 //! `SERVER_TIMESTAMP`/`PRODUCER_TIMESTAMP` (from the first fragment whose span reaches
 //! `StartTimestamp`), `CONTINUATION_TOKEN` (after the fragment a previous reader last got).
 
+use std::convert::Infallible;
+
 use axum::body::{Body, Bytes};
 use axum::extract::{Extension, State};
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures::stream;
+use futures::{StreamExt, stream};
 use reel_storage::{Fragment, FragmentNumber, StartPosition, Stream, TailReader};
 use serde::Deserialize;
 
 use super::mkv_out::{self, ERROR_INTERNAL};
+use super::pacing::paced;
 use super::sessions::ReaderGuard;
 use super::{MKV_CONTENT_TYPE, fragment_number_syntax, open_stream, timestamp_ms};
 use crate::auth::Principal;
 use crate::control::{body, validate};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::media::mkv::{SimpleTag, kvs_timestamp, tag};
 use crate::state::AppState;
 
@@ -106,13 +113,19 @@ pub async fn handle(
             }
         }
     };
+    let limits = &st.config.limits.playback;
+    let guard = st.playback.open(&record.arn, limits.max_get_media_connections_per_stream).map_err(|e| {
+        ApiError::new(
+            "ConnectionLimitExceededException",
+            StatusCode::BAD_REQUEST,
+            format!("Stream {} already has the maximum of {} GetMedia connections", record.name, e.max),
+        )
+    })?;
     let reader = stream.subscribe(position)?;
     tracing::info!(stream = %record.name, start = kind, "GetMedia reader opened");
-    let session = Session { reader, stream, _guard: ReaderGuard::new(&record.arn) };
-    let body = Body::from_stream(stream::unfold(session, |mut s| async move {
-        let doc = s.next_document().await?;
-        Some((Ok::<_, std::convert::Infallible>(doc), s))
-    }));
+    let session = Session { reader, stream, _guard: guard };
+    let documents = stream::unfold(session, |mut s| async move { Some((s.next_document().await?, s)) });
+    let body = Body::from_stream(paced(documents, limits.get_media_max_bytes_per_sec).map(Ok::<_, Infallible>));
     Ok(([(header::CONTENT_TYPE, MKV_CONTENT_TYPE)], body).into_response())
 }
 

@@ -13,6 +13,11 @@
 //! streams ([`axum::body::Body::from_stream`]) that read one fragment at a time, so memory
 //! per reader is one fragment and a client that disconnects drops its reader at once.
 //!
+//! GetMedia quotas (`[limits.playback]`): calls per second per stream
+//! (`ClientLimitExceededException`), concurrent responses per stream ([`Readers`];
+//! `ConnectionLimitExceededException`, 400) and the per-session send rate ([`pacing`], a
+//! token bucket; KVS: 25 MB/s).
+//!
 //! Decisions where KVS documentation is silent or reel differs:
 //! - Retention 0: GetMedia still works (KVS serves such streams live from its buffer); reel
 //!   delivers what its store holds, i.e. fragments persisted since the last retention sweep.
@@ -25,6 +30,7 @@ pub mod fragment_list;
 pub mod get_media;
 pub mod list_fragments;
 mod mkv_out;
+pub mod pacing;
 mod sessions;
 
 use axum::Router;
@@ -37,7 +43,7 @@ use crate::error::ApiResult;
 use crate::meta::StreamRecord;
 use crate::state::AppState;
 
-pub use sessions::live_readers;
+pub use sessions::{ConnectionLimitExceeded, Readers};
 
 /// Signed data-plane routes of this module.
 pub fn router() -> Router<AppState> {

@@ -43,6 +43,19 @@ impl TokenBucket {
         }
     }
 
+    /// Take `n` tokens whether or not they are there and return how long the caller must wait
+    /// before using them (zero while the bucket covers them): a pacer. A take beyond what is
+    /// saved leaves a debt that later takes wait off, so the long-run rate stays `rate`.
+    pub fn take_paced(&mut self, n: f64, now: Instant) -> std::time::Duration {
+        self.refill(now);
+        self.tokens -= n;
+        if self.tokens >= 0.0 || self.rate <= 0.0 {
+            std::time::Duration::ZERO
+        } else {
+            std::time::Duration::from_secs_f64(-self.tokens / self.rate)
+        }
+    }
+
     /// Whether the bucket is full at `now` (an idle key can be forgotten).
     pub fn is_full(&mut self, now: Instant) -> bool {
         self.refill(now);

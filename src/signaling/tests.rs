@@ -14,13 +14,9 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::auth::test_signing::{presign_url, rfc3986, signed_post_headers};
-use crate::auth::{Authenticator, CredentialStore};
-use crate::config::{Config, ServeArgs};
-use crate::meta::{ChannelRecord, MetaStore};
-use crate::observe::audit::AuditLog;
+use crate::config::Config;
+use crate::meta::ChannelRecord;
 use crate::signaling::Signaling;
-use crate::state::{AppState, PublicUrls};
-use crate::throttle::Throttle;
 
 const KEY_ID: &str = "AKIAREELUNITTEST0001";
 const SECRET: &str = "secret";
@@ -46,39 +42,13 @@ struct Harness {
 
 async fn harness(tweak: impl FnOnce(&mut Config)) -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = Config::resolve(ServeArgs {
-        listen: Some("127.0.0.1:0".parse().expect("addr")),
-        data_dir: Some(dir.path().to_path_buf()),
-        ..Default::default()
-    })
-    .expect("config");
+    let mut config = crate::testkit::loopback_config(dir.path()).expect("config");
+    config.root_key = Some((KEY_ID.into(), SECRET.into()));
     config.limits.signaling.connect_tps_per_channel = 1000.0;
     tweak(&mut config);
-    let meta = crate::meta::sqlite::SqliteStore::open(dir.path()).await.expect("meta");
-    meta.create_channel(&channel_record(CHANNEL, 60), &Default::default(), 5000).await.expect("channel");
-    let (store, _) = CredentialStore::load(Some((KEY_ID.into(), SECRET.into())), None, dir.path()).expect("keys");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let signaling = Signaling::start(&config, dir.path(), &format!("http://{addr}")).await.expect("signaling");
-    let peers = crate::peer::Peers::start(&config.webrtc, &config.limits.storage_session, None).expect("peers");
-    let state = AppState {
-        peers,
-        auth: Arc::new(Authenticator::new(store, &config.limits)),
-        config: Arc::new(config),
-        meta: Arc::new(meta),
-        audit: AuditLog::open(dir.path()).await.expect("audit"),
-        throttle: Arc::new(Throttle::default()),
-        urls: Arc::new(PublicUrls::from_base(&format!("http://{addr}"))),
-        signaling: signaling.clone(),
-        store: reel_storage::Store::open(reel_storage::StoreConfig::new(dir.path().join("media")))
-            .await
-            .expect("store"),
-    };
-    let app = crate::server::router(state, crate::observe::metrics::install());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Harness { addr, signaling, _dir: dir }
+    let (addr, state) = crate::server::spawn(config).await.expect("in-process server");
+    state.meta.create_channel(&channel_record(CHANNEL, 60), &Default::default(), 5000).await.expect("channel");
+    Harness { addr, signaling: state.signaling, _dir: dir }
 }
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;

@@ -7,20 +7,14 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 
 use am::primitives::DateTime;
 use aws_sdk_kinesisvideoarchivedmedia as am;
 
-use crate::auth::{Authenticator, CredentialStore};
-use crate::config::{Config, ServeArgs};
-use crate::media::fragmenter::{FragmentEvent, Fragmenter, FragmenterConfig, MediaFrame};
-use crate::media::timing::MediaKind;
-use crate::meta::{MetaStore, StreamRecord};
-use crate::observe::audit::AuditLog;
-use crate::signaling::Signaling;
-use crate::state::{AppState, PublicUrls};
-use crate::throttle::Throttle;
+use crate::media::fixture::FixtureFragment;
+use crate::meta::StreamRecord;
+use crate::state::AppState;
+use crate::testkit::{self, probe};
 
 const KEY_ID: &str = "AKIAREELUNITTEST0001";
 const SECRET: &str = "secret";
@@ -51,15 +45,7 @@ fn record(name: &str, arn: &str, hours: u32) -> StreamRecord {
 
 async fn harness() -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = Config::resolve(ServeArgs {
-        listen: Some("127.0.0.1:0".parse().expect("addr")),
-        data_dir: Some(dir.path().to_path_buf()),
-        ..Default::default()
-    })
-    .expect("config");
-    let meta = crate::meta::sqlite::SqliteStore::open(dir.path()).await.expect("meta");
-    meta.create_stream(&record("cam", STREAM, 24), &Default::default(), 100).await.expect("stream");
-    meta.create_stream(&record("nokeep", NO_RETENTION, 0), &Default::default(), 100).await.expect("stream");
+    let mut config = crate::testkit::loopback_config(dir.path()).expect("config");
     let file = dir.path().join("credentials.toml");
     std::fs::write(
         &file,
@@ -69,29 +55,12 @@ async fn harness() -> Harness {
         ),
     )
     .expect("credentials file");
-    let (keys, _) = CredentialStore::load(Some((KEY_ID.into(), SECRET.into())), Some(&file), dir.path()).expect("keys");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let signaling = Signaling::start(&config, dir.path(), &format!("http://{addr}")).await.expect("signaling");
-    let store =
-        reel_storage::Store::open(reel_storage::StoreConfig::new(dir.path().join("media"))).await.expect("store");
-    store.create_stream(STREAM, 24).await.expect("store stream");
-    let peers = crate::peer::Peers::start(&config.webrtc, &config.limits.storage_session, None).expect("peers");
-    let state = AppState {
-        peers,
-        auth: Arc::new(Authenticator::new(keys, &config.limits)),
-        config: Arc::new(config),
-        meta: Arc::new(meta),
-        audit: AuditLog::open(dir.path()).await.expect("audit"),
-        throttle: Arc::new(Throttle::default()),
-        urls: Arc::new(PublicUrls::from_base(&format!("http://{addr}"))),
-        signaling,
-        store,
-    };
-    let app = crate::server::router(state.clone(), crate::observe::metrics::install());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await;
-    });
+    config.root_key = Some((KEY_ID.into(), SECRET.into()));
+    config.credentials_file = Some(file);
+    let (addr, state) = crate::server::spawn(config).await.expect("in-process server");
+    state.meta.create_stream(&record("cam", STREAM, 24), &Default::default(), 100).await.expect("stream");
+    state.meta.create_stream(&record("nokeep", NO_RETENTION, 0), &Default::default(), 100).await.expect("stream");
+    state.store.create_stream(STREAM, 24).await.expect("store stream");
     Harness { addr, state, dir }
 }
 
@@ -110,91 +79,9 @@ fn client_as(h: &Harness, key_id: &str) -> am::Client {
     )
 }
 
-/// A fragment as the fragmenter emitted it.
-struct Frag {
-    producer_ms: u64,
-    server_ms: u64,
-    header: Vec<u8>,
-    chunks: Vec<(u32, Vec<u8>)>,
-    duration_ms: u32,
-}
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)).expect("fixture")
-}
-
-fn access_units(data: &[u8]) -> Vec<Vec<u8>> {
-    let starts: Vec<usize> = (0..data.len().saturating_sub(4))
-        .filter(|&i| data[i..i + 4] == [0, 0, 0, 1] && data[i + 4] & 0x1f == 9)
-        .collect();
-    starts.iter().enumerate().map(|(n, &s)| data[s..*starts.get(n + 1).unwrap_or(&data.len())].to_vec()).collect()
-}
-
-fn packets(mut data: &[u8]) -> Vec<Vec<u8>> {
-    let mut out = vec![];
-    while data.len() >= 4 {
-        let len = u32::from_be_bytes([data[0], data[1], data[2], data[3]]) as usize;
-        out.push(data[4..4 + len].to_vec());
-        data = &data[4 + len..];
-    }
-    out
-}
-
 /// The fixture clip (6 s, 30 fps H.264 + 20 ms Opus) fragmented as if it arrived from `t0_us`.
-fn fragment_fixture(t0_us: i64) -> Vec<Frag> {
-    let video = access_units(&fixture("test-h264-baseline.h264"));
-    let audio = packets(&fixture("test-opus.packets"));
-    let mut f = Fragmenter::new(FragmenterConfig::default(), t0_us).expect("fragmenter");
-    let mut frags: Vec<Frag> = vec![];
-    let drain = |f: &mut Fragmenter, frags: &mut Vec<Frag>| {
-        while let Some(ev) = f.poll() {
-            match ev {
-                FragmentEvent::BeginFragment { producer_ts_ms, server_ts_ms, header } => frags.push(Frag {
-                    producer_ms: producer_ts_ms,
-                    server_ms: server_ts_ms,
-                    header: header.to_vec(),
-                    chunks: vec![],
-                    duration_ms: 0,
-                }),
-                FragmentEvent::Chunk { bytes, media_end_ms } => {
-                    frags.last_mut().expect("open").chunks.push((media_end_ms, bytes))
-                }
-                FragmentEvent::EndFragment { duration_ms } => frags.last_mut().expect("open").duration_ms = duration_ms,
-                FragmentEvent::RequestKeyframe { .. } => {}
-            }
-        }
-    };
-    let (mut vi, mut ai) = (0usize, 0usize);
-    while vi < video.len() || ai < audio.len() {
-        let v_us = vi as i64 * 1_000_000 / 30;
-        let a_us = ai as i64 * 20_000;
-        let frame = if ai < audio.len() && (vi >= video.len() || a_us <= v_us) {
-            ai += 1;
-            MediaFrame {
-                kind: MediaKind::Audio,
-                rtp_timestamp: 1_234 + (ai as u32 - 1) * 960,
-                arrival_unix_us: t0_us + a_us,
-                contiguous: true,
-                data: audio[ai - 1].clone(),
-                sender_report: None,
-            }
-        } else {
-            vi += 1;
-            MediaFrame {
-                kind: MediaKind::Video,
-                rtp_timestamp: 99 + (vi as u32 - 1) * 3_000,
-                arrival_unix_us: t0_us + v_us,
-                contiguous: true,
-                data: video[vi - 1].clone(),
-                sender_report: None,
-            }
-        };
-        f.push(frame);
-        drain(&mut f, &mut frags);
-    }
-    f.finish(t0_us + 7_000_000);
-    drain(&mut f, &mut frags);
-    frags
+fn fragment_fixture(t0_us: i64) -> Vec<FixtureFragment> {
+    testkit::fixture_fragments(t0_us).expect("fixture files")
 }
 
 /// Appends the fixture clip to the stream, starting `ago_ms` before now; returns the
@@ -210,21 +97,10 @@ async fn fill_into(h: &Harness, arn: &str, ago_ms: u64) -> (u64, u64) {
     assert!(frags.len() >= 2, "fixture gives several fragments");
     let stream = h.state.store.stream(arn).expect("stream");
     for f in &frags {
-        let mut w = stream
-            .begin_fragment(reel_storage::FragmentStart {
-                producer_ts_ms: f.producer_ms,
-                server_ts_ms: f.server_ms,
-                header: f.header.clone().into(),
-            })
-            .await
-            .expect("begin");
-        for (end, bytes) in &f.chunks {
-            w.append_chunk(*end, bytes.clone().into()).await.expect("chunk");
-        }
-        w.finish(f.duration_ms).await.expect("finish");
+        testkit::append(&stream, f).await.expect("append fragment");
     }
     let last = frags.last().expect("frags");
-    (frags[0].producer_ms, last.producer_ms + u64::from(last.duration_ms))
+    (frags[0].producer_ts_ms, last.producer_ts_ms + u64::from(last.duration_ms))
 }
 
 fn secs(ms: u64) -> DateTime {
@@ -232,30 +108,14 @@ fn secs(ms: u64) -> DateTime {
 }
 
 fn tools() -> bool {
-    let ok = ["ffmpeg", "ffprobe"]
-        .iter()
-        .all(|t| Command::new(t).arg("-version").output().is_ok_and(|o| o.status.success()));
-    if !ok {
-        eprintln!("SKIP: ffmpeg/ffprobe not installed");
-    }
-    ok
+    probe::available(&["ffmpeg", "ffprobe"])
 }
 
-/// `ffmpeg -v error -i <input> -f null -`: (stderr, duration from ffprobe).
+/// Decodes `input` with ffmpeg: (errors it reported, duration from ffprobe).
 async fn play(input: String) -> (String, f64) {
     tokio::task::spawn_blocking(move || {
-        let out = Command::new("ffmpeg")
-            .args(["-nostdin", "-v", "error", "-i", &input, "-f", "null", "-"])
-            .output()
-            .expect("ffmpeg");
-        let errors = String::from_utf8_lossy(&out.stderr).to_string();
-        assert!(out.status.success(), "ffmpeg failed on {input}: {errors}");
-        let probe = Command::new("ffprobe")
-            .args(["-v", "error", "-show_entries", "format=duration", "-of", "default=nw=1:nk=1", &input])
-            .output()
-            .expect("ffprobe");
-        let text = String::from_utf8_lossy(&probe.stdout).trim().to_string();
-        let duration = text.parse::<f64>().unwrap_or_else(|_| panic!("ffprobe duration of {input}: {text:?}"));
+        let errors = probe::decode_errors(&input).expect("ffmpeg");
+        let duration = probe::duration(&input).expect("ffprobe duration");
         eprintln!("ffprobe: {duration} s for {}", input.split('?').next().unwrap_or_default());
         (errors, duration)
     })
@@ -265,15 +125,7 @@ async fn play(input: String) -> (String, f64) {
 
 /// Streams ffprobe reports: `codec_name` per stream.
 async fn codecs(input: String) -> Vec<String> {
-    tokio::task::spawn_blocking(move || {
-        let probe = Command::new("ffprobe")
-            .args(["-v", "error", "-show_entries", "stream=codec_name", "-of", "default=nw=1:nk=1", &input])
-            .output()
-            .expect("ffprobe");
-        String::from_utf8_lossy(&probe.stdout).lines().map(str::to_string).collect()
-    })
-    .await
-    .expect("join")
+    tokio::task::spawn_blocking(move || probe::streams(&input).expect("ffprobe").codecs).await.expect("join")
 }
 
 async fn hls_url(c: &am::Client, format: am::types::ContainerFormat, start: u64, end: u64) -> String {
@@ -582,24 +434,14 @@ fn feed_live(h: &Harness) -> tokio::task::JoinHandle<()> {
         loop {
             let frags = fragment_fixture(t0_ms as i64 * 1000);
             let Some(last) = frags.last() else { return };
-            let next = last.producer_ms + u64::from(last.duration_ms);
-            for f in frags {
-                let due = f.producer_ms + u64::from(f.duration_ms);
+            let next = last.producer_ts_ms + u64::from(last.duration_ms);
+            for mut f in frags {
+                let due = f.producer_ts_ms + u64::from(f.duration_ms);
                 tokio::time::sleep(std::time::Duration::from_millis(due.saturating_sub(super::now_ms()))).await;
-                let Ok(mut w) = stream
-                    .begin_fragment(reel_storage::FragmentStart {
-                        producer_ts_ms: f.producer_ms,
-                        server_ts_ms: super::now_ms(),
-                        header: f.header.clone().into(),
-                    })
-                    .await
-                else {
+                f.server_ts_ms = super::now_ms();
+                if testkit::append(&stream, &f).await.is_err() {
                     return;
-                };
-                for (end, bytes) in &f.chunks {
-                    let _ = w.append_chunk(*end, bytes.clone().into()).await;
                 }
-                let _ = w.finish(f.duration_ms).await;
             }
             t0_ms = next;
         }

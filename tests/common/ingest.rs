@@ -1,16 +1,16 @@
 //! Shared steps of the WebRTC ingestion tests (tests/ingest_*.rs): the storage-enabled
 //! channel set up with the official Rust SDK, and the checks on what reel stored — read
 //! straight from the media store, written out as one MKV (the track header followed by every
-//! fragment as a Cluster) and judged by `ffprobe`/`ffmpeg`.
+//! fragment as a Cluster) and judged by `ffprobe`/`ffmpeg` ([`reel::testkit::probe`]).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use aws_sdk_kinesisvideo::types::{
     ChannelProtocol, ChannelRole, MediaStorageConfiguration, MediaStorageConfigurationStatus,
     SingleMasterChannelEndpointConfiguration,
 };
 use reel::media::mkv;
+use reel::testkit::probe;
 use serde_json::Value;
 
 use super::Reel;
@@ -170,60 +170,75 @@ pub async fn assemble_mkv(data_dir: &Path, stream_arn: &str, out: &Path) -> Stor
     }
 }
 
-/// What `ffprobe`/`ffmpeg` say about an MKV file.
+/// What a master process (gst_master.py, the browser's run.mjs) reported and how it ended.
 #[derive(Debug)]
-pub struct Probe {
-    /// `codec_name` of each stream, e.g. `["h264", "opus"]`.
-    pub codecs: Vec<String>,
-    /// Per codec: last packet end minus first packet start, in seconds.
-    pub durations: Vec<(String, f64)>,
-    /// Everything `ffmpeg -v error -i f -f null -` printed (must be empty).
-    pub decode_errors: String,
+pub struct MasterRun {
+    /// Every stdout line that parsed as JSON, in order (`{"event": …}`).
+    pub events: Vec<Value>,
+    /// Its exit status.
+    pub status: std::process::ExitStatus,
+    /// Everything it wrote to stderr.
+    pub stderr: String,
 }
 
-impl Probe {
-    /// The measured duration of the stream with this codec.
-    pub fn duration(&self, codec: &str) -> Option<f64> {
-        self.durations.iter().find(|(c, _)| c == codec).map(|(_, d)| *d)
-    }
-}
-
-/// Run `ffprobe` (streams and packets) and a full `ffmpeg` decode of `file`.
-pub fn probe(file: &Path) -> Probe {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "stream=index,codec_name:packet=stream_index,pts_time,duration_time"])
-        .args(["-of", "json"])
-        .arg(file)
-        .output()
-        .expect("run ffprobe (package ffmpeg)");
-    assert!(out.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&out.stderr));
-    let v: Value = serde_json::from_slice(&out.stdout).expect("ffprobe JSON");
-    let streams = v["streams"].as_array().cloned().unwrap_or_default();
-    let codecs: Vec<String> = streams.iter().map(|s| s["codec_name"].as_str().unwrap_or("?").to_string()).collect();
-    let mut durations = Vec::new();
-    for s in &streams {
-        let index = s["index"].as_i64().unwrap_or(-1);
-        let (mut first, mut last) = (f64::MAX, f64::MIN);
-        for p in v["packets"].as_array().into_iter().flatten().filter(|p| p["stream_index"].as_i64() == Some(index)) {
-            let pts: f64 = p["pts_time"].as_str().and_then(|t| t.parse().ok()).unwrap_or(f64::NAN);
-            let dur: f64 = p["duration_time"].as_str().and_then(|t| t.parse().ok()).unwrap_or(0.0);
-            if pts.is_finite() {
-                first = first.min(pts);
-                last = last.max(pts + dur);
+/// Waits for a spawned master (stdout and stderr piped) to finish within `timeout`, echoing
+/// its stdout as `[name] …` and collecting the JSON event lines.
+pub async fn run_master(mut child: tokio::process::Child, name: &str, timeout: std::time::Duration) -> MasterRun {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let stdout = child.stdout.take().expect("the master's stdout is piped");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut events: Vec<Value> = Vec::new();
+    let read = async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            println!("[{name}] {line}");
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                events.push(v);
             }
         }
-        let d = if last >= first { last - first } else { 0.0 };
-        durations.push((s["codec_name"].as_str().unwrap_or("?").to_string(), d));
+    };
+    tokio::time::timeout(timeout, read).await.unwrap_or_else(|_| panic!("{name} finished within {timeout:?}"));
+    let out = child.wait_with_output().await.unwrap_or_else(|e| panic!("wait for {name}: {e}"));
+    MasterRun { events, status: out.status, stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+}
+
+/// The checks every ingest test makes on its master's JSON event lines: it connected to
+/// signaling, called JoinStorageSession and got 200 every time, received the storage peer's
+/// SDP offer (which carries no senderClientId) and finished streaming. `who` names the
+/// master in messages ("the page"); `summary` describes the run for failure messages.
+/// Returns the `done` event.
+pub fn check_master_events<'a>(events: &'a [Value], who: &str, summary: &dyn Fn() -> String) -> &'a Value {
+    let has = |e: &str| events.iter().any(|v| v["event"] == e);
+    assert!(has("signaling_connected"), "{who} connected to signaling as master\n{}", summary());
+    let joins: Vec<&Value> = events.iter().filter(|v| v["event"] == "join_storage_session").collect();
+    assert!(!joins.is_empty(), "{who} called JoinStorageSession\n{}", summary());
+    assert!(joins.iter().all(|j| j["status"] == 200), "JoinStorageSession returned 200 every time\n{}", summary());
+    let offer = events.iter().find(|v| v["event"] == "sdp_offer");
+    let offer = offer.unwrap_or_else(|| panic!("no SDP_OFFER received from the storage peer\n{}", summary()));
+    assert!(offer["sender"].is_null(), "the storage offer carries no senderClientId: {offer}");
+    let done = events.iter().find(|v| v["event"] == "done");
+    done.unwrap_or_else(|| panic!("{who} did not finish streaming\n{}", summary()))
+}
+
+/// Stops `reel` (it must exit cleanly), writes what it stored for `stream_arn` to
+/// `target/e2e/<name>.mkv` (its log beside it) and checks it: at least one fragment, each
+/// starting with a keyframe; ffprobe sees H.264 and Opus; ffmpeg decodes it without errors.
+/// Returns what ffprobe demuxed, for the caller's duration checks.
+pub async fn check_stored_media(reel: &mut Reel, stream_arn: &str, name: &str) -> probe::Streams {
+    assert!(reel.sigterm(), "reel exits cleanly on SIGTERM\n{}", reel.log());
+    let mkv_path = artifact_dir().join(format!("{name}.mkv"));
+    std::fs::write(artifact_dir().join(format!("{name}.reel.log")), reel.log()).ok();
+    let stored = assemble_mkv(&reel.data_dir, stream_arn, &mkv_path).await;
+    println!("stored: {stored:?}");
+    assert!(stored.fragments > 0, "the stream holds fragments\n{}", reel.log());
+    for (i, k) in stored.starts_with_keyframe.iter().enumerate() {
+        assert!(*k, "fragment {i} of {} starts with a keyframe", stored.fragments);
     }
-    let dec = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-i"])
-        .arg(file)
-        .args(["-f", "null", "-"])
-        .output()
-        .expect("run ffmpeg");
-    let mut decode_errors = String::from_utf8_lossy(&dec.stderr).into_owned();
-    if !dec.status.success() {
-        decode_errors.push_str(&format!("\nffmpeg exited with {}", dec.status));
-    }
-    Probe { codecs, durations, decode_errors }
+    let streams = probe::streams(&mkv_path).expect("ffprobe (package ffmpeg)");
+    let durations: Vec<_> = streams.codecs.iter().map(|c| (c, streams.codec_duration(c))).collect();
+    println!("ffprobe: {durations:?}");
+    assert!(streams.codecs.iter().any(|c| c == "h264"), "ffprobe sees H.264: {:?}", streams.codecs);
+    assert!(streams.codecs.iter().any(|c| c == "opus"), "ffprobe sees Opus: {:?}", streams.codecs);
+    let errors = probe::decode_errors(&mkv_path).expect("ffmpeg");
+    assert!(errors.trim().is_empty(), "ffmpeg decodes without errors:\n{errors}");
+    streams
 }

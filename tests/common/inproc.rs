@@ -6,16 +6,10 @@
 //! Use from a test file with `#[path = "common/inproc.rs"] mod inproc;`.
 #![allow(dead_code)]
 
-use std::sync::Arc;
-
-use reel::auth::{Authenticator, CredentialStore};
-use reel::config::{Config, ServeArgs};
-use reel::media::fixture::{self, FixtureFragment};
-use reel::observe::audit::AuditLog;
-use reel::signaling::Signaling;
-use reel::state::{AppState, PublicUrls};
-use reel::throttle::Throttle;
-use reel_storage::{FragmentInfo, FragmentStart};
+use reel::config::Config;
+use reel::media::fixture::FixtureFragment;
+use reel::state::AppState;
+use reel_storage::FragmentInfo;
 
 /// Root key of the in-process server.
 pub const ROOT_KEY_ID: &str = "AKIAREELINPROCROOT01";
@@ -42,44 +36,16 @@ impl InProcess {
     /// As [`InProcess::start`], letting the test adjust the resolved configuration (limits…).
     pub async fn start_with(credentials_toml: Option<&str>, tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let cred_path = credentials_toml.map(|t| {
+        let mut config = reel::testkit::loopback_config(dir.path()).expect("config");
+        config.root_key = Some((ROOT_KEY_ID.into(), ROOT_SECRET.into()));
+        config.credentials_file = credentials_toml.map(|t| {
             let p = dir.path().join("credentials.toml");
             std::fs::write(&p, t).expect("credentials file");
             p
         });
-        let mut config = Config::resolve(ServeArgs {
-            listen: Some("127.0.0.1:0".parse().expect("addr")),
-            data_dir: Some(dir.path().to_path_buf()),
-            ..Default::default()
-        })
-        .expect("config");
         tweak(&mut config);
-        let meta = reel::meta::sqlite::SqliteStore::open(dir.path()).await.expect("meta");
-        let (keys, _) =
-            CredentialStore::load(Some((ROOT_KEY_ID.into(), ROOT_SECRET.into())), cred_path.as_deref(), dir.path())
-                .expect("keys");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let signaling = Signaling::start(&config, dir.path(), &url).await.expect("signaling");
-        let peers = reel::peer::Peers::start(&config.webrtc, &config.limits.storage_session, None).expect("peers");
-        let state = AppState {
-            peers,
-            auth: Arc::new(Authenticator::new(keys, &config.limits)),
-            config: Arc::new(config),
-            meta: Arc::new(meta),
-            audit: AuditLog::open(dir.path()).await.expect("audit"),
-            throttle: Arc::new(Throttle::default()),
-            urls: Arc::new(PublicUrls::from_base(&url)),
-            signaling,
-            store: reel_storage::Store::open(reel_storage::StoreConfig::new(dir.path().join("media")))
-                .await
-                .expect("store"),
-        };
-        let app = reel::server::router(state.clone(), reel::observe::metrics::install());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        InProcess { url, state, _dir: dir }
+        let (addr, state) = reel::server::spawn(config).await.expect("in-process server");
+        InProcess { url: format!("http://{addr}"), state, _dir: dir }
     }
 
     fn creds(key_id: &str, secret: &str) -> aws_credential_types::Credentials {
@@ -154,29 +120,15 @@ impl InProcess {
     }
 }
 
-/// The fixture media (6 s of H.264 + Opus) as three 2 s fragments whose first frame
-/// arrives at `start_unix_ms`.
+/// The fixture media as three 2 s fragments whose first frame arrives at `start_unix_ms`
+/// ([`reel::testkit::fixture_fragments`]).
 pub fn fixture_fragments(start_unix_ms: u64) -> Vec<FixtureFragment> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
-    let video = std::fs::read(format!("{dir}/test-h264-baseline.h264")).expect("video fixture");
-    let audio = std::fs::read(format!("{dir}/test-opus.packets")).expect("audio fixture");
-    fixture::fragments(&video, &audio, start_unix_ms as i64 * 1_000).expect("fragmenter")
+    reel::testkit::fixture_fragments(start_unix_ms as i64 * 1_000).expect("fixture files")
 }
 
-/// Writes one fragment to the store the way the media peer does; resolves once persisted.
+/// Writes one fragment to the store ([`reel::testkit::append`]); resolves once persisted.
 pub async fn append(stream: &reel_storage::Stream, f: &FixtureFragment) -> FragmentInfo {
-    let mut w = stream
-        .begin_fragment(FragmentStart {
-            producer_ts_ms: f.producer_ts_ms,
-            server_ts_ms: f.server_ts_ms,
-            header: f.header.clone(),
-        })
-        .await
-        .expect("begin fragment");
-    for (end_ms, chunk) in &f.chunks {
-        w.append_chunk(*end_ms, chunk.clone()).await.expect("append chunk");
-    }
-    w.finish(f.duration_ms).await.expect("finish fragment")
+    reel::testkit::append(stream, f).await.expect("append fragment")
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -1,0 +1,151 @@
+//! What real players make of a media file or URL: one wrapper around `ffprobe`, `ffmpeg`
+//! and `mkvinfo` for every test that judges reel's output with them. Blocking (runs the
+//! tools as child processes); async tests call it from `spawn_blocking`.
+
+use std::ffi::OsStr;
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Why a tool could not give an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("cannot run {tool}: {source}")]
+    Spawn { tool: &'static str, source: std::io::Error },
+    #[error("{tool} failed: {stderr}")]
+    Failed { tool: &'static str, stderr: String },
+    #[error("{tool} printed something unexpected: {output}")]
+    Output { tool: &'static str, output: String },
+}
+
+/// Whether every tool in `tools` runs (`-version` or `--version`). Prints a `SKIP:` line
+/// naming the missing one, so a test that returns early says why.
+pub fn available(tools: &[&str]) -> bool {
+    let runs = |t: &str, flag: &str| Command::new(t).arg(flag).output().is_ok_and(|o| o.status.success());
+    match tools.iter().find(|t| !runs(t, "-version") && !runs(t, "--version")) {
+        Some(missing) => {
+            eprintln!("SKIP: `{missing}` not found; install ffmpeg and mkvtoolnix to run this check");
+            false
+        }
+        None => true,
+    }
+}
+
+/// Runs `tool` with `args`; its stdout, or its stderr as the error when it fails.
+fn run(tool: &'static str, args: &[&OsStr]) -> Result<String, ProbeError> {
+    let out = Command::new(tool).args(args).output().map_err(|source| ProbeError::Spawn { tool, source })?;
+    if !out.status.success() {
+        return Err(ProbeError::Failed { tool, stderr: String::from_utf8_lossy(&out.stderr).into_owned() });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `ffprobe -v error -show_entries <entries> -of <format> <input>`.
+fn ffprobe(entries: &str, format: &str, input: &OsStr) -> Result<String, ProbeError> {
+    let args = ["-v", "error", "-show_entries", entries, "-of", format].map(OsStr::new);
+    run("ffprobe", &[&args[..], &[input]].concat())
+}
+
+/// Decodes all of `input` with `ffmpeg -v error … -f null -`: everything ffmpeg reported
+/// (empty for a clean file), plus the exit status when it failed.
+pub fn decode_errors(input: impl AsRef<OsStr>) -> Result<String, ProbeError> {
+    let tool = "ffmpeg";
+    let out = Command::new(tool)
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(input)
+        .args(["-f", "null", "-"])
+        .output()
+        .map_err(|source| ProbeError::Spawn { tool, source })?;
+    let mut errors = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        errors.push_str(&format!("\nffmpeg exited with {}", out.status));
+    }
+    Ok(errors)
+}
+
+/// The container duration ffprobe reports (`format=duration`), in seconds.
+pub fn duration(input: impl AsRef<OsStr>) -> Result<f64, ProbeError> {
+    let text = ffprobe("format=duration", "default=nw=1:nk=1", input.as_ref())?;
+    text.trim().parse().map_err(|_| ProbeError::Output { tool: "ffprobe", output: text })
+}
+
+/// `ffprobe -show_entries stream=…` in `compact` form: one line per stream with its codec,
+/// profile, picture size, sample rate and channels.
+pub fn stream_summary(input: impl AsRef<OsStr>) -> Result<String, ProbeError> {
+    ffprobe("stream=index,codec_name,width,height,sample_rate,channels,profile", "compact", input.as_ref())
+}
+
+/// `mkvinfo [-v] <path>` output (`verbose` reads past the first Cluster).
+pub fn mkvinfo(path: impl AsRef<OsStr>, verbose: bool) -> Result<String, ProbeError> {
+    let (flag, path) = (OsStr::new("-v"), path.as_ref());
+    let args: &[&OsStr] = if verbose { &[flag, path] } else { &[path] };
+    run("mkvinfo", args)
+}
+
+/// One packet as ffprobe demuxes it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Packet {
+    /// Index of its stream.
+    pub stream: u32,
+    /// Presentation time, s (NaN when ffprobe gives none).
+    pub pts: f64,
+    /// Duration, s (0 when ffprobe gives none).
+    pub duration: f64,
+    /// A keyframe (`K` flag).
+    pub keyframe: bool,
+}
+
+/// What ffprobe demuxes from a file or URL.
+#[derive(Debug, Clone, Default)]
+pub struct Streams {
+    /// `codec_name` of each stream by index, e.g. `["h264", "opus"]`.
+    pub codecs: Vec<String>,
+    /// Every packet, in file order.
+    pub packets: Vec<Packet>,
+}
+
+impl Streams {
+    /// The packets of the stream with this index.
+    pub fn of_stream(&self, index: u32) -> Vec<Packet> {
+        self.packets.iter().filter(|p| p.stream == index).copied().collect()
+    }
+
+    /// Last packet end minus first packet start of the stream with this codec, in s.
+    pub fn codec_duration(&self, codec: &str) -> Option<f64> {
+        let index = self.codecs.iter().position(|c| c == codec)?;
+        let (mut first, mut last) = (f64::MAX, f64::MIN);
+        for p in self.of_stream(index as u32).iter().filter(|p| p.pts.is_finite()) {
+            first = first.min(p.pts);
+            last = last.max(p.pts + p.duration);
+        }
+        Some(if last >= first { last - first } else { 0.0 })
+    }
+}
+
+/// Codecs and packets of `input` (`ffprobe -show_entries stream=…:packet=… -of json`).
+pub fn streams(input: impl AsRef<OsStr>) -> Result<Streams, ProbeError> {
+    let entries = "stream=index,codec_name:packet=stream_index,pts_time,duration_time,flags";
+    let out = ffprobe(entries, "json", input.as_ref())?;
+    let v: Value =
+        serde_json::from_str(&out).map_err(|_| ProbeError::Output { tool: "ffprobe", output: out.clone() })?;
+    let time = |p: &Value, key: &str| p[key].as_str().and_then(|t| t.parse::<f64>().ok());
+    let mut streams: Vec<(i64, String)> = v["streams"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| (s["index"].as_i64().unwrap_or(-1), s["codec_name"].as_str().unwrap_or("?").to_string()))
+        .collect();
+    streams.sort_by_key(|(i, _)| *i);
+    let packets = v["packets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| Packet {
+            stream: p["stream_index"].as_u64().unwrap_or(u64::MAX) as u32,
+            pts: time(p, "pts_time").unwrap_or(f64::NAN),
+            duration: time(p, "duration_time").unwrap_or(0.0),
+            keyframe: p["flags"].as_str().is_some_and(|f| f.contains('K')),
+        })
+        .collect();
+    Ok(Streams { codecs: streams.into_iter().map(|(_, c)| c).collect(), packets })
+}

@@ -25,6 +25,22 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Run the server plus one simulated camera streaming into a storage-enabled channel,
+    /// and print the /viewer URL where it plays live.
+    Demo(DemoArgs),
+}
+
+/// Flags of `reel demo`: every `reel serve` flag, plus the camera's.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Signaling channel the camera publishes into (stream `<name>-stream`).
+    #[arg(long, default_value = "demo-camera")]
+    pub channel_name: String,
+    /// Camera payload bitrate in bits per second.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub bitrate: u64,
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 /// Log output format.

@@ -16,6 +16,7 @@ pub mod arn;
 pub mod auth;
 pub mod config;
 pub mod control;
+pub mod demo;
 pub mod edge;
 pub mod error;
 pub mod limits;

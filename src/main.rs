@@ -8,22 +8,40 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let config = Config::resolve(args)?;
-            init_tracing(config.log_format);
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            let result = runtime.block_on(async {
-                // Register the handlers before serving, so that a signal arriving right
-                // after the listening line is never the default (fatal) action.
-                let shutdown = shutdown_signal()?;
+            run(config.log_format, |shutdown| async move {
                 reel::server::serve(config, shutdown).await.map_err(anyhow::Error::from)
-            });
-            if let Err(e) = result {
-                tracing::error!(error = %e, "reel failed");
-                eprintln!("reel: {e}");
-                std::process::exit(1);
-            }
-            Ok(())
+            })
+        }
+        Command::Demo(args) => {
+            let config = Config::resolve(args.serve)?;
+            let options = reel::demo::DemoOptions { channel_name: args.channel_name, bitrate_bps: args.bitrate };
+            run(config.log_format, |shutdown| async move {
+                reel::demo::run(config, options, shutdown).await.map_err(anyhow::Error::from)
+            })
         }
     }
+}
+
+/// Sets up logging and the runtime, runs `body` until it ends; exits 1 on error.
+fn run<F, Fut>(format: LogFormat, body: F) -> anyhow::Result<()>
+where
+    F: FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    init_tracing(format);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let result = runtime.block_on(async {
+        // Register the handlers before serving, so that a signal arriving right
+        // after the listening line is never the default (fatal) action.
+        let shutdown = shutdown_signal()?;
+        body(Box::pin(shutdown)).await
+    });
+    if let Err(e) = result {
+        tracing::error!(error = %e, "reel failed");
+        eprintln!("reel: {e}");
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 fn init_tracing(format: LogFormat) {

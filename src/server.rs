@@ -35,6 +35,16 @@ pub enum ServeError {
 /// Start reel, print `reel listening on <url>` once connections are accepted, and run
 /// until `shutdown` resolves.
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+    serve_with(config, shutdown, |_| {}).await
+}
+
+/// [`serve`], calling `on_listening` with the listener's URL right after the listening line
+/// (for tools that run beside the server, such as `reel demo`).
+pub async fn serve_with(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_listening: impl FnOnce(&str),
+) -> Result<(), ServeError> {
     let listener = std::net::TcpListener::bind(config.listen)
         .map_err(|source| ServeError::Bind { addr: config.listen, source })?;
     listener.set_nonblocking(true)?;
@@ -71,6 +81,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     let tls_on = tls_config.is_some();
     let scheme = if tls_on { "https" } else { "http" };
     println!("reel listening on {scheme}://{local}");
+    on_listening(&format!("{scheme}://{local}"));
     tracing::info!(%local, public_url = %base, tls = tls_on, "reel listening");
     match tls_config {
         Some(cfg) => {

@@ -296,6 +296,12 @@ impl CredentialStore {
         Ok(())
     }
 
+    /// A root key (the one with the smallest id when several are defined), for tools that
+    /// act as the operator, such as `reel demo`'s camera.
+    pub fn root_key(&self) -> Option<&AccessKey> {
+        self.keys.values().filter(|k| k.root).min_by(|a, b| a.access_key_id.cmp(&b.access_key_id))
+    }
+
     /// The key with this id.
     pub fn get(&self, access_key_id: &str) -> Option<&AccessKey> {
         self.keys.get(access_key_id)

@@ -254,6 +254,13 @@ pub struct StorageSessionLimits {
     pub join_tps_account: f64,
     /// JoinStorageSession calls per second on one channel (KVS: 2).
     pub join_tps_per_channel: f64,
+    /// Media reaches the store writer at least this often, in ms: frames in between are
+    /// coalesced into one chunk (one queue hand-off and one store append instead of one per
+    /// frame). A fragment's end is always handed over at once (reel: 100 ms).
+    pub chunk_flush_ms: u64,
+    /// Session timers are rounded up to this grid, in ms, so one wakeup serves every
+    /// session due in the same tick (reel: 10 ms; 0 = exact).
+    pub timer_tick_ms: u64,
 }
 
 impl Default for StorageSessionLimits {
@@ -264,6 +271,8 @@ impl Default for StorageSessionLimits {
             bitrate_bps: 1_000_000,
             join_tps_account: 50.0,
             join_tps_per_channel: 2.0,
+            chunk_flush_ms: 100,
+            timer_tick_ms: 10,
         }
     }
 }

@@ -134,11 +134,23 @@ struct Session {
     stats: SessionStats,
     /// The writer queue overflowed: drop events until the next `BeginFragment` is queued.
     dropping: bool,
+    /// Chunks not yet handed to the writer (coalesced up to `chunk_flush_ms`).
+    chunk: Option<PendingChunk>,
     /// Last absolute NACK count per mid (to add deltas to the cross-session total).
     nacks_seen: HashMap<Mid, u64>,
     /// The last logged selected candidate pair.
     selected_pair: Option<String>,
 }
+
+/// Fragment bytes collected for one hand-off to the store writer.
+struct PendingChunk {
+    bytes: Vec<u8>,
+    media_end_ms: u32,
+    since: Instant,
+}
+
+/// Coalesced chunks are handed over early once they reach this size.
+const MAX_PENDING_CHUNK: usize = 256 * 1024;
 
 /// All sessions of one UDP socket, their demux tables and deadlines (sans-IO).
 pub struct Hub {
@@ -152,6 +164,25 @@ pub struct Hub {
     transmits: VecDeque<Transmit>,
     ended: VecDeque<Ended>,
     stats: HubStats,
+    /// Registered on first use: the exporter is installed after the hub starts.
+    counters: Option<Counters>,
+}
+
+/// Per-datagram counters, registered once (a registry lookup per packet is measurable).
+struct Counters {
+    packets: metrics::Counter,
+    bytes: metrics::Counter,
+    unknown: metrics::Counter,
+}
+
+impl Counters {
+    fn register() -> Self {
+        Self {
+            packets: metrics::counter!("reel_storage_session_packets_total"),
+            bytes: metrics::counter!("reel_storage_session_bytes_total"),
+            unknown: metrics::counter!("reel_webrtc_unknown_datagrams_total"),
+        }
+    }
 }
 
 impl Hub {
@@ -168,6 +199,7 @@ impl Hub {
             transmits: VecDeque::new(),
             ended: VecDeque::new(),
             stats: HubStats::default(),
+            counters: None,
         }
     }
 
@@ -238,6 +270,7 @@ impl Hub {
                 deadline: None,
                 stats: SessionStats::default(),
                 dropping: false,
+                chunk: None,
                 nacks_seen: HashMap::new(),
                 selected_pair: None,
             },
@@ -295,6 +328,9 @@ impl Hub {
             self.unknown();
             return;
         };
+        let counters = self.counters.get_or_insert_with(Counters::register);
+        counters.packets.increment(1);
+        counters.bytes.increment(data.len() as u64);
         let Some(s) = self.sessions.get_mut(&id) else { return };
         if mapped.is_none() && !s.remotes.contains(&source) {
             s.remotes.push(source);
@@ -302,8 +338,6 @@ impl Hub {
         }
         s.stats.packets += 1;
         s.stats.bytes += data.len() as u64;
-        metrics::counter!("reel_storage_session_packets_total").increment(1);
-        metrics::counter!("reel_storage_session_bytes_total").increment(data.len() as u64);
         if let Err(e) = s.rtc.handle_input(input) {
             tracing::debug!(session = id, error = %e, "rtc input error");
         }
@@ -358,7 +392,7 @@ impl Hub {
 
     fn unknown(&mut self) {
         self.stats.unknown_datagrams += 1;
-        metrics::counter!("reel_webrtc_unknown_datagrams_total").increment(1);
+        self.counters.get_or_insert_with(Counters::register).unknown.increment(1);
     }
 
     /// Polls the session's `Rtc` until it waits, queuing transmits, ingesting and rescheduling.
@@ -384,7 +418,7 @@ impl Hub {
                 }
             };
             let plis = s.stats.plis;
-            drain_fragmenter(s);
+            drain_fragmenter(s, now);
             // A PLI requested while draining is sent right away: poll the `Rtc` again.
             if s.stats.plis == plis || end.is_some() {
                 break deadline;
@@ -394,12 +428,20 @@ impl Hub {
             self.end(id, reason, now);
             return;
         }
+        let flush_after = Duration::from_millis(self.limits.chunk_flush_ms);
+        if s.chunk.as_ref().is_some_and(|p| now.saturating_duration_since(p.since) >= flush_after) {
+            flush_pending(s);
+        }
         let mut next = rtc_deadline
             .min(s.started + Duration::from_secs(self.limits.max_session_secs))
             .min(s.last_media + Duration::from_secs(self.limits.idle_timeout_secs));
         if let Some(t) = s.fragmenter.poll_timeout() {
             next = next.min(self.anchor.instant(t));
         }
+        if let Some(p) = &s.chunk {
+            next = next.min(p.since + flush_after);
+        }
+        let next = on_tick(next, self.anchor.instant_of_anchor(), self.limits.timer_tick_ms);
         if let Some(old) = s.deadline.replace(next) {
             self.deadlines.remove(&(old, id));
         }
@@ -419,7 +461,8 @@ impl Hub {
         }
         s.rtc.disconnect();
         s.fragmenter.finish(self.anchor.unix_us(now));
-        drain_fragmenter(&mut s);
+        drain_fragmenter(&mut s, now);
+        flush_pending(&mut s);
         let stats = s.stats();
         tracing::info!(
             session = id, channel = %s.channel_arn, ?reason, packets = stats.packets, bytes = stats.bytes,
@@ -502,45 +545,81 @@ fn request_pli(s: &mut Session) {
     }
 }
 
-/// Hands fragment events to the writer queue and turns keyframe requests into PLIs.
-///
-/// On a full queue the rest of the fragment is dropped (see the module docs).
-fn drain_fragmenter(s: &mut Session) {
+/// Rounds `t` up to the timer grid (`tick_ms` after `base`), so sessions due in the same
+/// tick are served by one wakeup. Timers only ever fire late by less than a tick.
+fn on_tick(t: Instant, base: Instant, tick_ms: u64) -> Instant {
+    let Some(since) = t.checked_duration_since(base) else { return t };
+    let tick = u128::from(tick_ms) * 1_000_000;
+    if tick == 0 {
+        return t;
+    }
+    let nanos = since.as_nanos().div_ceil(tick) * tick;
+    base + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+}
+
+/// Collects fragment events for the writer queue and turns keyframe requests into PLIs.
+/// Chunks are coalesced in `pending` (handed over by `drive` once `chunk_flush_ms` old or
+/// large); fragment boundaries flush them and go to the writer at once.
+fn drain_fragmenter(s: &mut Session, now: Instant) {
     while let Some(ev) = s.fragmenter.poll() {
         match ev {
             FragmentEvent::RequestKeyframe { reason } => {
                 tracing::debug!(session = s.id, ?reason, "keyframe requested");
                 request_pli(s);
             }
+            FragmentEvent::Chunk { bytes, media_end_ms } if !s.dropping => {
+                let p = s.chunk.get_or_insert_with(|| PendingChunk { bytes: Vec::new(), media_end_ms, since: now });
+                if p.bytes.is_empty() {
+                    p.bytes = bytes;
+                } else {
+                    p.bytes.extend_from_slice(&bytes);
+                }
+                p.media_end_ms = p.media_end_ms.max(media_end_ms);
+                if p.bytes.len() >= MAX_PENDING_CHUNK {
+                    flush_pending(s);
+                }
+            }
             ev => {
-                let begin = matches!(ev, FragmentEvent::BeginFragment { .. });
-                if s.dropping && !begin {
-                    s.stats.dropped_events += 1;
-                    metrics::counter!("reel_storage_session_dropped_events_total").increment(1);
-                    continue;
-                }
-                match s.writer_tx.try_send(ev) {
-                    Ok(()) => s.dropping = false,
-                    Err(_) => {
-                        s.stats.dropped_events += 1;
-                        metrics::counter!("reel_storage_session_dropped_events_total").increment(1);
-                        if s.dropping && begin {
-                            // Still full at the next fragment: try again at the IDR after it.
-                            s.fragmenter.restart_at_keyframe();
-                        }
-                        if !s.dropping {
-                            s.dropping = true;
-                            s.stats.aborted_fragments += 1;
-                            metrics::counter!("reel_storage_session_aborted_fragments_total").increment(1);
-                            tracing::warn!(
-                                session = s.id,
-                                "store writer queue full; dropping the rest of the fragment"
-                            );
-                            // End it and start again at the next IDR (asked for with a PLI).
-                            s.fragmenter.restart_at_keyframe();
-                        }
-                    }
-                }
+                flush_pending(s);
+                queue(s, ev);
+            }
+        }
+    }
+}
+
+/// Hands the coalesced chunk (if any) to the writer queue.
+fn flush_pending(s: &mut Session) {
+    if let Some(p) = s.chunk.take() {
+        queue(s, FragmentEvent::Chunk { bytes: p.bytes, media_end_ms: p.media_end_ms });
+    }
+}
+
+/// Queues one event for the writer. On a full queue the rest of the fragment is dropped
+/// (see the module docs).
+fn queue(s: &mut Session, ev: FragmentEvent) {
+    let begin = matches!(ev, FragmentEvent::BeginFragment { .. });
+    if s.dropping && !begin {
+        s.stats.dropped_events += 1;
+        metrics::counter!("reel_storage_session_dropped_events_total").increment(1);
+        return;
+    }
+    match s.writer_tx.try_send(ev) {
+        Ok(()) => s.dropping = false,
+        Err(_) => {
+            s.stats.dropped_events += 1;
+            metrics::counter!("reel_storage_session_dropped_events_total").increment(1);
+            if s.dropping && begin {
+                // Still full at the next fragment: try again at the IDR after it.
+                s.fragmenter.restart_at_keyframe();
+            }
+            if !s.dropping {
+                s.dropping = true;
+                s.chunk = None;
+                s.stats.aborted_fragments += 1;
+                metrics::counter!("reel_storage_session_aborted_fragments_total").increment(1);
+                tracing::warn!(session = s.id, "store writer queue full; dropping the rest of the fragment");
+                // End it and start again at the next IDR (asked for with a PLI).
+                s.fragmenter.restart_at_keyframe();
             }
         }
     }

@@ -444,9 +444,11 @@ impl Publisher {
                 }
                 if self.cfg.send_media {
                     self.write_due(&mut media, t0, now)?;
-                    // Frames were queued: hand their packets to the socket before sleeping.
+                    // A frame was queued: let str0m packetize it now (it does so on input, and a
+                    // starved task catching up never reaches the timer below), then drain.
                     if media.wrote {
                         media.wrote = false;
+                        self.rtc.handle_input(Input::Timeout(Instant::now()))?;
                         continue;
                     }
                 }

@@ -45,8 +45,8 @@ use futures::stream::FuturesUnordered;
 
 use crate::kvs::{ApiError, FragmentMeta, KvsClient};
 use crate::publisher::{
-    MediaSource, endpoint_ip, PublisherConfig, PublisherStats, StorageChannel, provision_storage_channel, publish_to_storage,
-    unix_us,
+    MediaSource, PublisherConfig, PublisherStats, StorageChannel, endpoint_ip, provision_storage_channel,
+    publish_to_storage, unix_us,
 };
 use crate::sigv4::Signer;
 use report::{LoadReport, Packets, Rss, Steady, Storage};

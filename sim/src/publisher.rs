@@ -147,6 +147,8 @@ pub struct PublisherStats {
     pub packets_sent: AtomicU64,
     /// Bytes of those datagrams.
     pub bytes_sent: AtomicU64,
+    /// Datagrams the socket refused (not counted as sent).
+    pub send_errors: AtomicU64,
     /// UDP datagrams received.
     pub packets_received: AtomicU64,
     /// Video frames written.
@@ -223,6 +225,7 @@ impl PublisherStats {
         StatsSnapshot {
             packets_sent: ld(&self.packets_sent),
             bytes_sent: ld(&self.bytes_sent),
+            send_errors: ld(&self.send_errors),
             packets_received: ld(&self.packets_received),
             video_frames: ld(&self.video_frames),
             audio_packets: ld(&self.audio_packets),
@@ -253,6 +256,7 @@ impl PublisherStats {
 pub struct StatsSnapshot {
     pub packets_sent: u64,
     pub bytes_sent: u64,
+    pub send_errors: u64,
     pub packets_received: u64,
     pub video_frames: u64,
     pub audio_packets: u64,
@@ -440,9 +444,11 @@ impl Publisher {
                 }
                 if self.cfg.send_media {
                     self.write_due(&mut media, t0, now)?;
-                    // Frames were queued: hand their packets to the socket before sleeping.
+                    // A frame was queued: let str0m packetize it now (it does so on input, and a
+                    // starved task catching up never reaches the timer below), then drain.
                     if media.wrote {
                         media.wrote = false;
+                        self.rtc.handle_input(Input::Timeout(Instant::now()))?;
                         continue;
                     }
                 }
@@ -488,12 +494,16 @@ impl Publisher {
         loop {
             match self.rtc.poll_output()? {
                 Output::Timeout(t) => return Ok(t),
-                Output::Transmit(t) => {
-                    self.stats.packets_sent.fetch_add(1, Ordering::Relaxed);
-                    self.stats.bytes_sent.fetch_add(t.contents.len() as u64, Ordering::Relaxed);
-                    // A full socket buffer drops the datagram like a network would.
-                    let _ = self.socket.send_to(&t.contents, t.destination).await;
-                }
+                Output::Transmit(t) => match self.socket.send_to(&t.contents, t.destination).await {
+                    Ok(_) => {
+                        self.stats.packets_sent.fetch_add(1, Ordering::Relaxed);
+                        self.stats.bytes_sent.fetch_add(t.contents.len() as u64, Ordering::Relaxed);
+                    }
+                    // A refused datagram is lost like on a network; counted apart.
+                    Err(_) => {
+                        self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                },
                 Output::Event(ev) => match ev {
                     Event::Connected if media.t0.is_none() => {
                         media.t0 = Some(Instant::now());
@@ -515,14 +525,16 @@ impl Publisher {
         }
     }
 
-    /// Writes every frame and packet due by `now`.
+    /// Writes the earliest frame or packet due by `now` — one only: str0m needs
+    /// `poll_output` between two writes, so the run loop drains and comes back for the next.
     fn write_due(&mut self, media: &mut MediaClock, t0: Instant, now: Instant) -> Result<(), PublisherError> {
         let video_pt =
             self.payload_type(media.video.as_mut(), Codec::H264).ok_or(PublisherError::MissingMedia("H.264"))?;
         let audio_pt =
             self.payload_type(media.audio.as_mut(), Codec::Opus).ok_or(PublisherError::MissingMedia("Opus"))?;
         let source = self.cfg.source.clone();
-        while media.video_due(t0) <= now {
+        let (video_due, audio_due) = (media.video_due(t0), media.audio_due(t0));
+        if video_due <= now && video_due <= audio_due {
             let i = media.video_next;
             let due = media.video_due(t0);
             let frame = source.video_frame(i);
@@ -551,8 +563,7 @@ impl Publisher {
             self.stats.max_lateness_us.fetch_max(now.duration_since(due).as_micros() as u64, Ordering::Relaxed);
             media.video_next += 1;
             media.wrote = true;
-        }
-        while media.audio_due(t0) <= now {
+        } else if audio_due <= now {
             let j = media.audio_next;
             let due = media.audio_due(t0);
             let packet = source.audio_packet(j);

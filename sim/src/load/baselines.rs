@@ -62,6 +62,7 @@ pub(super) async fn run_janus(cfg: &LoadConfig) -> Result<LoadReport, LoadError>
     let pid = Some(janus.pid());
     let ticks = procstat::clock_ticks_per_sec();
     let rss_before = pid.and_then(|p| procstat::rss_kib(p).ok());
+    let drops_before = procstat::udp_drops(cfg.recorder_ip);
     let stats: Vec<Arc<PublisherStats>> = (0..cfg.sessions).map(|_| PublisherStats::new()).collect();
     let start = Instant::now() + Duration::from_millis(200);
     let ramp_end = start + Duration::from_secs_f64(cfg.sessions as f64 / cfg.ramp_per_sec);
@@ -81,6 +82,7 @@ pub(super) async fn run_janus(cfg: &LoadConfig) -> Result<LoadReport, LoadError>
     }
     tokio::time::sleep(DRAIN).await;
     let recorded = janus.recorded_bytes();
+    let drops_after = procstat::udp_drops(cfg.recorder_ip);
     let log_tail = janus.log_tail(20);
     match Arc::try_unwrap(janus) {
         Ok(j) => {
@@ -96,7 +98,12 @@ pub(super) async fn run_janus(cfg: &LoadConfig) -> Result<LoadReport, LoadError>
     let active = steady.as_ref().map_or(0, |s| s.active_sessions);
     r.steady = steady;
     r.rss = Rss::new(rss_before, rss_steady, active);
-    r.packets = Packets { sent: snaps.iter().map(|s| s.packets_sent).sum(), ..Default::default() };
+    r.packets = Packets {
+        sent: snaps.iter().map(|s| s.packets_sent).sum(),
+        send_errors: snaps.iter().map(|s| s.send_errors).sum(),
+        recorder_socket_drops: drops_before.zip(drops_after).map(|(b, a)| a.saturating_sub(b)),
+        ..Default::default()
+    };
     let media_sent: u64 = snaps.iter().map(|s| s.media_bytes).sum();
     r.storage = Storage {
         stored_bytes: recorded,
@@ -186,6 +193,8 @@ pub(super) async fn run_floor(cfg: &LoadConfig) -> Result<LoadReport, LoadError>
             (sent.packets as i64 - fin.packets as i64 - (fin.auth_failures + fin.dropped) as i64) as f64 * 100.0
                 / sent.packets as f64
         }),
+        recorder_socket_drops: None,
+        send_errors: sent.send_errors,
     };
     r.storage = Storage {
         stored_bytes: fin.payload_bytes,

@@ -45,8 +45,8 @@ use futures::stream::FuturesUnordered;
 
 use crate::kvs::{ApiError, FragmentMeta, KvsClient};
 use crate::publisher::{
-    MediaSource, PublisherConfig, PublisherStats, StorageChannel, provision_storage_channel, publish_to_storage,
-    unix_us,
+    MediaSource, PublisherConfig, PublisherStats, StorageChannel, endpoint_ip, provision_storage_channel,
+    publish_to_storage, unix_us,
 };
 use crate::sigv4::Signer;
 use report::{LoadReport, Packets, Rss, Steady, Storage};
@@ -245,6 +245,7 @@ async fn run_against(cfg: &LoadConfig, url: &str, pid: Option<u32>) -> Result<Lo
     // 2. Baselines.
     let metrics_url = format!("{}/metrics", url.trim_end_matches('/'));
     let metrics_before = client.get_text(&metrics_url).await.ok();
+    let drops_before = procstat::udp_drops(endpoint_ip(url));
     let rss_before = pid.and_then(|p| procstat::rss_kib(p).ok());
 
     // 3. Sessions, ramped.
@@ -297,6 +298,7 @@ async fn run_against(cfg: &LoadConfig, url: &str, pid: Option<u32>) -> Result<Lo
     }
     tokio::time::sleep(DRAIN).await;
     let metrics_after = client.get_text(&metrics_url).await.ok();
+    let drops_after = procstat::udp_drops(endpoint_ip(url));
     let listings = list_all(&client, &data_endpoint, &channels).await;
 
     // 6. Figures.
@@ -332,8 +334,10 @@ async fn run_against(cfg: &LoadConfig, url: &str, pid: Option<u32>) -> Result<Lo
     }
     storage.finish(source.sample_bytes_per_sec(), snaps.iter().map(|s| s.sample_bytes).sum());
     let (failures, failure_examples) = tally_failures(&snaps);
-    let packets =
+    let mut packets =
         Packets::new(snaps.iter().map(|s| s.packets_sent).sum(), metrics_before.as_deref(), metrics_after.as_deref());
+    packets.recorder_socket_drops = drops_before.zip(drops_after).map(|(b, a)| a.saturating_sub(b));
+    packets.send_errors = snaps.iter().map(|s| s.send_errors).sum();
     let hls_samples: Vec<f64> = probes.hls_lag.iter().map(|(_, l)| *l).collect();
     let run_secs = (until - start).as_secs_f64();
     let mut notes = probes.errors.clone();

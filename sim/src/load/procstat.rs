@@ -47,6 +47,28 @@ pub fn rss_kib(pid: u32) -> io::Result<u64> {
     parse_vm_rss_kib(&text).ok_or_else(|| io::Error::other("no VmRSS in /proc/<pid>/status"))
 }
 
+/// Sum of the `drops` column of `/proc/net/udp` over sockets bound to `ip` (IPv4): datagrams
+/// the kernel discarded because a socket's receive buffer was full. Per network namespace.
+pub fn parse_udp_drops(proc_net_udp: &str, ip: std::net::Ipv4Addr) -> u64 {
+    // Addresses are the IP's bytes in host order (little-endian on x86/arm), as hex.
+    let want = format!("{:08X}", u32::from_le_bytes(ip.octets()));
+    proc_net_udp
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let local = f.get(1)?;
+            (local.split(':').next()? == want).then(|| f.last()?.parse::<u64>().ok())?
+        })
+        .sum()
+}
+
+/// [`parse_udp_drops`] of this namespace's `/proc/net/udp`.
+pub fn udp_drops(ip: std::net::IpAddr) -> Option<u64> {
+    let std::net::IpAddr::V4(v4) = ip else { return None };
+    std::fs::read_to_string("/proc/net/udp").ok().map(|t| parse_udp_drops(&t, v4))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,6 +86,17 @@ mod tests {
         let status = "Name:\treel\nVmPeak:\t  99 kB\nVmRSS:\t   52340 kB\nThreads:\t9\n";
         assert_eq!(parse_vm_rss_kib(status), Some(52_340));
         assert_eq!(parse_vm_rss_kib("Name: x\n"), None);
+    }
+
+    #[test]
+    fn udp_drops_of_one_address() {
+        let t = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+            1: 010012C6:A1B2 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0000000000000000 1234\n\
+            2: 010012C6:0050 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0000000000000000 6\n\
+            3: 020012C6:0050 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0000000000000000 99\n";
+        assert_eq!(parse_udp_drops(t, "198.18.0.1".parse().unwrap()), 1240);
+        assert_eq!(parse_udp_drops(t, "198.18.0.2".parse().unwrap()), 99);
+        assert_eq!(parse_udp_drops(t, "10.0.0.1".parse().unwrap()), 0);
     }
 
     #[test]

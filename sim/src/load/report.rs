@@ -82,6 +82,11 @@ pub struct Packets {
     pub unaccounted: Option<i64>,
     /// unaccounted / sent, %.
     pub unaccounted_pct: Option<f64>,
+    /// Δ kernel drops (full receive buffer) of UDP sockets on the recorder's address
+    /// (`/proc/net/udp`; meaningful inside `--netns`, where only this run's sockets exist).
+    pub recorder_socket_drops: Option<u64>,
+    /// Datagrams the publishers' sockets refused (not in `sent`).
+    pub send_errors: u64,
 }
 
 impl Packets {
@@ -95,7 +100,14 @@ impl Packets {
         let unknown = delta(METRIC_UNKNOWN_DATAGRAMS);
         let unaccounted = session.zip(unknown).map(|(s, u)| sent as i64 - s as i64 - u as i64);
         let unaccounted_pct = unaccounted.filter(|_| sent > 0).map(|u| u as f64 * 100.0 / sent as f64);
-        Self { sent, reel_session_packets: session, reel_unknown_datagrams: unknown, unaccounted, unaccounted_pct }
+        Self {
+            sent,
+            reel_session_packets: session,
+            reel_unknown_datagrams: unknown,
+            unaccounted,
+            unaccounted_pct,
+            ..Default::default()
+        }
     }
 }
 
@@ -252,6 +264,12 @@ impl LoadReport {
             p.reel_unknown_datagrams.map_or("n/a".into(), |v| v.to_string()),
             p.unaccounted.map_or("n/a".into(), |v| v.to_string()),
             opt(p.unaccounted_pct, 3)
+        );
+        let _ = writeln!(
+            o,
+            "  kernel drops at the recorder's sockets       {}   (publisher send errors {})",
+            p.recorder_socket_drops.map_or("n/a".into(), |v| v.to_string()),
+            p.send_errors
         );
         if self.target != Target::Reel {
             let s = &self.storage;

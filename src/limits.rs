@@ -258,6 +258,10 @@ pub struct StorageSessionLimits {
     /// coalesced into one chunk (one queue hand-off and one store append instead of one per
     /// frame). A fragment's end is always handed over at once (reel: 100 ms).
     pub chunk_flush_ms: u64,
+    /// Receive buffer asked for on each media UDP socket, in bytes (reel: 8 MiB). Bursts
+    /// from many cameras overflow the kernel's default (~208 KiB) while the loop is busy;
+    /// beyond `net.core.rmem_max` it takes CAP_NET_ADMIN (SO_RCVBUFFORCE).
+    pub recv_buffer_bytes: usize,
     /// Session timers are rounded up to this grid, in ms, so one wakeup serves every
     /// session due in the same tick (reel: 10 ms; 0 = exact).
     pub timer_tick_ms: u64,
@@ -272,6 +276,7 @@ impl Default for StorageSessionLimits {
             join_tps_account: 50.0,
             join_tps_per_channel: 2.0,
             chunk_flush_ms: 100,
+            recv_buffer_bytes: 8 * 1024 * 1024,
             timer_tick_ms: 10,
         }
     }

@@ -64,6 +64,34 @@ impl std::fmt::Debug for io::Command {
     }
 }
 
+/// Binds one non-blocking media socket with a receive buffer of (up to) `recv_buffer` bytes.
+fn bind_media_socket(listen: SocketAddr, recv_buffer: usize) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(listen), Type::DGRAM, Some(Protocol::UDP))?;
+    if recv_buffer > 0 {
+        // Capped by net.core.rmem_max; the forced variant lifts the cap where permitted.
+        let _ = socket.set_recv_buffer_size(recv_buffer);
+        let forced = i32::try_from(recv_buffer).unwrap_or(i32::MAX) as usize;
+        let _ = nix::sys::socket::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            nix::sys::socket::sockopt::RcvBufForce,
+            &forced,
+        );
+        let got = socket.recv_buffer_size().unwrap_or(0);
+        // Linux reports twice the requested size (bookkeeping overhead included).
+        if got < recv_buffer {
+            tracing::warn!(
+                requested = recv_buffer,
+                granted = got,
+                "media socket receive buffer is smaller than asked; raise net.core.rmem_max"
+            );
+        }
+    }
+    socket.bind(&listen.into())?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
 impl Peers {
     /// Binds the workers' UDP sockets and starts their I/O loops (inside a tokio runtime).
     ///
@@ -81,8 +109,7 @@ impl Peers {
                     .map_err(|_| std::io::Error::other("--webrtc-listen port + workers exceeds 65535"))?;
                 listen.set_port(port);
             }
-            let std_socket = std::net::UdpSocket::bind(listen)?;
-            std_socket.set_nonblocking(true)?;
+            let std_socket = bind_media_socket(listen, limits.recv_buffer_bytes)?;
             let socket = tokio::net::UdpSocket::from_std(std_socket)?;
             let local = socket.local_addr()?;
             let ip = webrtc

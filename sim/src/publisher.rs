@@ -149,6 +149,9 @@ pub struct PublisherStats {
     pub bytes_sent: AtomicU64,
     /// Datagrams the socket refused (not counted as sent).
     pub send_errors: AtomicU64,
+    /// Frames and packets dropped because str0m's send queue was full (a starved publisher
+    /// catching up); video then skips to the next keyframe, as an overloaded camera does.
+    pub frames_dropped: AtomicU64,
     /// UDP datagrams received.
     pub packets_received: AtomicU64,
     /// Video frames written.
@@ -226,6 +229,7 @@ impl PublisherStats {
             packets_sent: ld(&self.packets_sent),
             bytes_sent: ld(&self.bytes_sent),
             send_errors: ld(&self.send_errors),
+            frames_dropped: ld(&self.frames_dropped),
             packets_received: ld(&self.packets_received),
             video_frames: ld(&self.video_frames),
             audio_packets: ld(&self.audio_packets),
@@ -257,6 +261,7 @@ pub struct StatsSnapshot {
     pub packets_sent: u64,
     pub bytes_sent: u64,
     pub send_errors: u64,
+    pub frames_dropped: u64,
     pub packets_received: u64,
     pub video_frames: u64,
     pub audio_packets: u64,
@@ -539,8 +544,22 @@ impl Publisher {
             let due = media.video_due(t0);
             let frame = source.video_frame(i);
             let ts = MediaTime::new(i * source::VIDEO_TICKS_PER_FRAME, Frequency::NINETY_KHZ);
+            if media.skip_video && !frame.keyframe {
+                self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                media.video_next += 1;
+                return Ok(());
+            }
             if let Some(w) = self.rtc.writer(video_pt.0) {
-                w.write(video_pt.1, due, ts, frame.data.clone())?;
+                match w.write(video_pt.1, due, ts, frame.data.clone()) {
+                    Ok(()) => media.skip_video = false,
+                    Err(RtcError::WriteWithoutPoll) => {
+                        self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                        media.skip_video = true;
+                        media.video_next += 1;
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             let sent = unix_us();
             if i == 0 {
@@ -569,7 +588,15 @@ impl Publisher {
             let packet = source.audio_packet(j);
             let ts = MediaTime::new(j * source::AUDIO_TICKS_PER_PACKET, Frequency::FORTY_EIGHT_KHZ);
             if let Some(w) = self.rtc.writer(audio_pt.0) {
-                w.write(audio_pt.1, due, ts, packet.to_vec())?;
+                match w.write(audio_pt.1, due, ts, packet.to_vec()) {
+                    Ok(()) => {}
+                    Err(RtcError::WriteWithoutPoll) => {
+                        self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                        media.audio_next += 1;
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             self.stats.audio_packets.fetch_add(1, Ordering::Relaxed);
             self.stats.media_bytes.fetch_add(packet.len() as u64, Ordering::Relaxed);
@@ -622,6 +649,8 @@ struct MediaClock {
     audio_next: u64,
     wrote: bool,
     disconnected: bool,
+    /// A video frame was dropped: skip to the next keyframe.
+    skip_video: bool,
 }
 
 impl MediaClock {

@@ -101,6 +101,7 @@ pub(super) async fn run_janus(cfg: &LoadConfig) -> Result<LoadReport, LoadError>
     r.packets = Packets {
         sent: snaps.iter().map(|s| s.packets_sent).sum(),
         send_errors: snaps.iter().map(|s| s.send_errors).sum(),
+        frames_dropped: snaps.iter().map(|s| s.frames_dropped).sum(),
         recorder_socket_drops: drops_before.zip(drops_after).map(|(b, a)| a.saturating_sub(b)),
         ..Default::default()
     };
@@ -195,6 +196,7 @@ pub(super) async fn run_floor(cfg: &LoadConfig) -> Result<LoadReport, LoadError>
         }),
         recorder_socket_drops: None,
         send_errors: sent.send_errors,
+        frames_dropped: 0,
     };
     r.storage = Storage {
         stored_bytes: fin.payload_bytes,

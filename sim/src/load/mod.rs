@@ -338,6 +338,7 @@ async fn run_against(cfg: &LoadConfig, url: &str, pid: Option<u32>) -> Result<Lo
         Packets::new(snaps.iter().map(|s| s.packets_sent).sum(), metrics_before.as_deref(), metrics_after.as_deref());
     packets.recorder_socket_drops = drops_before.zip(drops_after).map(|(b, a)| a.saturating_sub(b));
     packets.send_errors = snaps.iter().map(|s| s.send_errors).sum();
+    packets.frames_dropped = snaps.iter().map(|s| s.frames_dropped).sum();
     let hls_samples: Vec<f64> = probes.hls_lag.iter().map(|(_, l)| *l).collect();
     let run_secs = (until - start).as_secs_f64();
     let mut notes = probes.errors.clone();

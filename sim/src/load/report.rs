@@ -87,6 +87,8 @@ pub struct Packets {
     pub recorder_socket_drops: Option<u64>,
     /// Datagrams the publishers' sockets refused (not in `sent`).
     pub send_errors: u64,
+    /// Frames the publishers dropped because they fell behind (CPU-starved generator).
+    pub frames_dropped: u64,
 }
 
 impl Packets {
@@ -267,9 +269,10 @@ impl LoadReport {
         );
         let _ = writeln!(
             o,
-            "  kernel drops at the recorder's sockets       {}   (publisher send errors {})",
+            "  kernel drops at the recorder's sockets       {}   (publisher send errors {}, frames dropped {})",
             p.recorder_socket_drops.map_or("n/a".into(), |v| v.to_string()),
-            p.send_errors
+            p.send_errors,
+            p.frames_dropped
         );
         if self.target != Target::Reel {
             let s = &self.storage;

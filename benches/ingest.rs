@@ -21,11 +21,8 @@ fn one_session() -> (Duration, u64, u64) {
         panic!("master: {e}");
     }
     sim.run_for(Duration::from_secs(SECS + 2));
-    let frames = sim
-        .peers
-        .first()
-        .and_then(|p| p.judged().ok())
-        .map_or(0, |v| (v.video_frames + v.audio_frames) as u64);
+    let frames =
+        sim.peers.first().and_then(|p| p.judged().ok()).map_or(0, |v| (v.video_frames + v.audio_frames) as u64);
     (sim.hub_busy, frames, sim.hub_datagrams)
 }
 

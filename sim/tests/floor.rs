@@ -125,57 +125,6 @@ fn frame_sizes_scale_to_the_bitrate() {
     assert!(sizes[0] > 3 * sizes[1], "the first access unit is an IDR, larger than a P frame");
 }
 
-/// Figures, not a check: `REEL_FLOOR_SESSIONS` (default 100) sessions at 1 Mbps for
-/// `REEL_FLOOR_SECONDS` (default 10), printing the receiver's CPU per session-second over
-/// the whole run and over the steady window (after 2 s, until 1 s before the end).
-/// `cargo test --release -p reel-sim --test floor -- --ignored --nocapture floor_figures`
-#[test]
-#[ignore = "benchmark: prints figures, run it with --release"]
-fn floor_figures() {
-    let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
-    let (sessions, secs) = (env("REEL_FLOOR_SESSIONS", 100) as usize, env("REEL_FLOOR_SECONDS", 10).max(4));
-    let dir = tempfile::tempdir().unwrap();
-    let mut rx = Receiver::bind("127.0.0.1:0".parse().unwrap(), dir.path()).unwrap();
-    let delay_us = env("REEL_FLOOR_BATCH_DELAY_US", 0);
-    if delay_us > 0 {
-        rx.set_batch_delay(Some(Duration::from_micros(delay_us)));
-    }
-    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/test-h264-baseline.h264");
-    let sizes = reel_sim::floor::fixture_frame_sizes(fixture).unwrap();
-    let mut tx = Sender::new(rx.local_addr().unwrap(), sessions, 1_000_000).unwrap().with_frame_sizes(&sizes);
-    for k in tx.keys() {
-        rx.add_session(k).unwrap();
-    }
-    let rx = rx.spawn().unwrap();
-    let sender = std::thread::spawn(move || tx.run_for(Duration::from_secs(secs)).unwrap());
-    std::thread::sleep(Duration::from_secs(2));
-    let a = rx.snapshot();
-    std::thread::sleep(Duration::from_secs(secs - 3));
-    let b = rx.snapshot();
-    let sent = sender.join().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let all = rx.stop().unwrap();
-    let steady = b.since(&a);
-    println!("floor: {sessions} sessions × {secs} s at 1 Mbps (fixture frame sizes), batch delay {delay_us} µs");
-    println!("  sent {} packets / {} bytes (max lateness {:?})", sent.packets, sent.bytes, sent.max_lateness);
-    println!(
-        "  received {} packets ({} unaccounted), {} auth failures, {} dropped, {:.1} packets per recvmmsg",
-        all.packets,
-        sent.packets.saturating_sub(all.packets),
-        all.auth_failures,
-        all.dropped,
-        all.packets as f64 / all.batches.max(1) as f64
-    );
-    println!(
-        "  cpu ms per session-second: whole run {:.4}, steady window {:.4} ({:.1} ms cpu over {:.1} session-s)",
-        all.cpu_ms_per_session_second().unwrap_or(0.0),
-        steady.cpu_ms_per_session_second().unwrap_or(0.0),
-        steady.cpu_ms,
-        steady.session_seconds
-    );
-    assert_eq!(all.auth_failures, 0);
-}
-
 /// reel-load moves these across threads and tasks.
 #[test]
 fn public_types_are_send() {

@@ -127,27 +127,8 @@ impl FragmenterConfig {
     }
 }
 
-/// One depacketized frame, as the WebRTC stack hands it over.
-///
-/// From str0m 0.25's `MediaData` (`anchor` pairs an `Instant` with the wall clock, taken
-/// once per session):
-///
-/// ```ignore
-/// let us = |t: std::time::SystemTime| {
-///     t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
-/// };
-/// MediaFrame {
-///     kind: if md.mid == video_mid { MediaKind::Video } else { MediaKind::Audio },
-///     rtp_timestamp: md.time.numer() as u32,
-///     arrival_unix_us: anchor.unix_us + (md.network_time - anchor.instant).as_micros() as i64,
-///     contiguous: md.contiguous,
-///     sender_report: md.last_sender_info.map(|sr| SenderReport {
-///         ntp_unix_us: us(sr.ntp_time),
-///         rtp_timestamp: sr.rtp_time.numer() as u32,
-///     }),
-///     data: md.data,
-/// }
-/// ```
+/// One depacketized frame, as the WebRTC stack hands it over
+/// ([`crate::peer::ingest::media_frame`] builds it from str0m's `MediaData`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaFrame {
     /// Video (an Annex-B H.264 access unit) or audio (one Opus packet).

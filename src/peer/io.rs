@@ -10,9 +10,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use str0m::change::{SdpAnswer, SdpPendingOffer};
-use str0m::media::Mid;
-use str0m::{Candidate, Rtc};
+use str0m::Candidate;
+use str0m::change::SdpAnswer;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -21,27 +20,15 @@ pub use super::hub::EndReason;
 use super::hub::{Hub, HubSession};
 use super::ingest::ClockAnchor;
 use crate::limits::StorageSessionLimits;
-use crate::media::fragmenter::FragmentEvent;
 
 /// Datagrams read per socket wakeup before the loop sends and checks timers.
 pub const RECV_BATCH: usize = 64;
 
-/// A session handed to the loop by its control task.
+/// A session handed to the loop by its control task: what the hub drives, plus what the
+/// loop keeps beside it.
 pub struct NewSession {
-    /// Session id (unique per process).
-    pub id: u64,
-    /// Channel, for logs.
-    pub channel_arn: String,
-    /// The peer connection, with our offer applied locally.
-    pub rtc: Rtc,
-    /// The offer waiting for the master's answer.
-    pub pending: SdpPendingOffer,
-    /// Mid of the recvonly H.264 section.
-    pub video: Mid,
-    /// Mid of the recvonly Opus section.
-    pub audio: Mid,
-    /// Queue of the session's store writer task.
-    pub writer_tx: mpsc::Sender<FragmentEvent>,
+    /// The session for the hub.
+    pub session: HubSession,
     /// The writer task (awaited on shutdown so open fragments are flushed).
     pub writer_task: JoinHandle<()>,
     /// Told when the loop ends the session.
@@ -143,18 +130,9 @@ impl Driver {
         let now = Instant::now();
         match cmd {
             Command::Add(s) => {
-                let s = *s;
-                self.sessions.insert(s.id, Control { writer_task: s.writer_task, ended: s.ended });
-                let hs = HubSession {
-                    id: s.id,
-                    channel_arn: s.channel_arn,
-                    rtc: s.rtc,
-                    pending: s.pending,
-                    video: s.video,
-                    audio: s.audio,
-                    writer_tx: s.writer_tx,
-                };
-                self.hub.add(now, hs);
+                let NewSession { session, writer_task, ended } = *s;
+                self.sessions.insert(session.id, Control { writer_task, ended });
+                self.hub.add(now, session);
             }
             Command::Answer { id, answer } => self.hub.answer(id, answer, now),
             Command::Candidate { id, candidate } => self.hub.candidate(id, candidate, now),

@@ -10,6 +10,7 @@ use str0m::media::{Direction, MediaKind};
 use str0m::{Candidate, RtcConfig};
 use tokio::sync::{mpsc, oneshot};
 
+use super::hub::HubSession;
 use super::io::{Command, EndReason, NewSession};
 use super::{ingest, sdp};
 use crate::signaling::message::{MessageKind, SignalingMessage};
@@ -108,13 +109,7 @@ pub async fn run(
     let writer_task = ingest::spawn_writer(id, stream, writer_rx);
     let (ended_tx, mut ended_rx) = oneshot::channel();
     let new = NewSession {
-        id,
-        channel_arn: channel.clone(),
-        rtc,
-        pending,
-        video,
-        audio,
-        writer_tx,
+        session: HubSession { id, channel_arn: channel.clone(), rtc, pending, video, audio, writer_tx },
         writer_task,
         ended: ended_tx,
     };

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the WebRTC ingestion tests (tests/ingest_gstreamer.rs, tests/ingest_browser.rs)
+# and the Janus baseline test (sim/tests/janus.rs)
 # need: iproute2 + unshare for the private network namespace, GStreamer webrtcbin with x264 and
 # Opus for the system Python, ffmpeg/ffprobe for checking the stored media, Chromium and the
 # browser page's npm packages. Idempotent and quick when everything is already there.
@@ -12,6 +13,7 @@ debs=(
   gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-nice gstreamer1.0-tools
+  janus
 )
 missing=()
 for p in "${debs[@]}"; do

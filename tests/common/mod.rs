@@ -66,6 +66,12 @@ impl Reel {
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
+        Self::launch(cmd, data_dir, tmp)
+    }
+
+    /// Spawns a prepared `reel serve` command (logging to `<data_dir>/reel-test.log`) and
+    /// waits for its `reel listening on` line; panics with the log if it never comes.
+    pub fn launch(mut cmd: Command, data_dir: PathBuf, tmp: Option<tempfile::TempDir>) -> Self {
         let log = std::fs::File::create(data_dir.join("reel-test.log")).expect("log file");
         cmd.stdout(Stdio::piped()).stderr(Stdio::from(log)).env("RUST_LOG", "info,reel=debug");
         let mut child = cmd.spawn().expect("spawn reel");

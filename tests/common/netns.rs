@@ -21,8 +21,6 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
 
 use super::{Options, ROOT_KEY_ID, ROOT_SECRET, Reel};
 
@@ -102,33 +100,7 @@ pub fn start_reel(ns: &Netns, opts: Options) -> Reel {
     for (k, v) in &opts.env {
         cmd.env(k, v);
     }
-    let log = std::fs::File::create(data_dir.join("reel-test.log")).expect("log file");
-    cmd.stdout(Stdio::piped()).stderr(Stdio::from(log)).env("RUST_LOG", "info,reel=debug").env("REEL_LOG_SDP", "1");
-    let mut child = cmd.spawn().expect("spawn reel");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut preamble = Vec::new();
-    let url = loop {
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(line) => match line.strip_prefix("reel listening on ") {
-                Some(url) => break url.to_string(),
-                None => preamble.push(line),
-            },
-            Err(_) => {
-                let _ = child.kill();
-                let log = std::fs::read_to_string(data_dir.join("reel-test.log")).unwrap_or_default();
-                panic!("reel did not print its listening line; stdout so far: {preamble:?}\nlog:\n{log}");
-            }
-        }
-    };
+    cmd.env("REEL_LOG_SDP", "1");
     let tmp = if opts.data_dir.is_some() { None } else { Some(tmp) };
-    Reel { child, url, data_dir, _tmp: tmp, preamble }
+    Reel::launch(cmd, data_dir, tmp)
 }

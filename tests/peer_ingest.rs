@@ -11,10 +11,7 @@ mod webrtc_master_mod;
 use std::process::Command;
 use std::time::Duration;
 
-use aws_sdk_kinesisvideo::types::{
-    ChannelProtocol, ChannelRole, MediaStorageConfiguration, MediaStorageConfigurationStatus,
-    SingleMasterChannelEndpointConfiguration,
-};
+use aws_sdk_kinesisvideo::types::{ChannelProtocol, MediaStorageConfiguration, MediaStorageConfigurationStatus};
 use common::{REGION, ROOT_KEY_ID, ROOT_SECRET, Reel};
 use webrtc_master_mod::{AnswerMode, Master, join_storage_session};
 
@@ -61,28 +58,9 @@ async fn setup(reel: &Reel, name: &str, storage: bool) -> (String, String, Strin
     if storage {
         protocols.push(ChannelProtocol::Webrtc);
     }
-    let endpoints = kvs
-        .get_signaling_channel_endpoint()
-        .channel_arn(&arn)
-        .single_master_channel_endpoint_configuration(
-            SingleMasterChannelEndpointConfiguration::builder()
-                .set_protocols(Some(protocols))
-                .role(ChannelRole::Master)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("GetSignalingChannelEndpoint");
-    let find = |p: ChannelProtocol| {
-        endpoints
-            .resource_endpoint_list()
-            .iter()
-            .find(|e| e.protocol() == Some(&p))
-            .and_then(|e| e.resource_endpoint())
-            .map(str::to_owned)
-    };
-    let wss = find(ChannelProtocol::Wss).expect("wss");
-    let webrtc = find(ChannelProtocol::Webrtc).unwrap_or_else(|| reel.url.clone());
+    let mut endpoints = common::master_endpoints(&kvs, &arn, &protocols).await;
+    let wss = endpoints.remove(&ChannelProtocol::Wss).expect("wss");
+    let webrtc = endpoints.remove(&ChannelProtocol::Webrtc).unwrap_or_else(|| reel.url.clone());
     (arn, stream, wss, webrtc)
 }
 

@@ -15,7 +15,7 @@ mod test_signing;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_kinesisvideo::types::{ChannelProtocol, ChannelRole, SingleMasterChannelEndpointConfiguration};
+use aws_sdk_kinesisvideo::types::ChannelProtocol;
 use common::{Options, REGION, ROOT_KEY_ID, ROOT_SECRET, Reel};
 use futures::{SinkExt, StreamExt};
 use test_signing::{presign_url, rfc3986};
@@ -36,29 +36,10 @@ async fn channel(reel: &Reel, name: &str) -> (String, String, String) {
         .channel_arn()
         .expect("ChannelARN")
         .to_string();
-    let endpoints = kvs
-        .get_signaling_channel_endpoint()
-        .channel_arn(&arn)
-        .single_master_channel_endpoint_configuration(
-            SingleMasterChannelEndpointConfiguration::builder()
-                .protocols(ChannelProtocol::Wss)
-                .protocols(ChannelProtocol::Https)
-                .role(ChannelRole::Master)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("GetSignalingChannelEndpoint");
-    let find = |p: ChannelProtocol| {
-        endpoints
-            .resource_endpoint_list()
-            .iter()
-            .find(|e| e.protocol() == Some(&p))
-            .and_then(|e| e.resource_endpoint())
-            .unwrap_or_else(|| panic!("no {p:?} endpoint"))
-            .to_string()
-    };
-    (arn, find(ChannelProtocol::Wss), find(ChannelProtocol::Https))
+    let mut endpoints = common::master_endpoints(&kvs, &arn, &[ChannelProtocol::Wss, ChannelProtocol::Https]).await;
+    let mut take = |p: ChannelProtocol| endpoints.remove(&p).unwrap_or_else(|| panic!("no {p:?} endpoint"));
+    let (wss, https) = (take(ChannelProtocol::Wss), take(ChannelProtocol::Https));
+    (arn, wss, https)
 }
 
 /// A presigned ConnectAsMaster/ConnectAsViewer URL, as the JS SDK builds it.

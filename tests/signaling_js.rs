@@ -14,7 +14,7 @@ use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use aws_sdk_kinesisvideo::types::{ChannelProtocol, ChannelRole, SingleMasterChannelEndpointConfiguration};
+use aws_sdk_kinesisvideo::types::ChannelProtocol;
 use common::{Options, REGION, ROOT_KEY_ID, ROOT_SECRET, Reel};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
@@ -83,25 +83,10 @@ async fn channel(reel: &Reel, name: &str) -> (String, String) {
         .channel_arn()
         .expect("ChannelARN")
         .to_string();
-    let endpoints = kvs
-        .get_signaling_channel_endpoint()
-        .channel_arn(&arn)
-        .single_master_channel_endpoint_configuration(
-            SingleMasterChannelEndpointConfiguration::builder()
-                .protocols(ChannelProtocol::Wss)
-                .role(ChannelRole::Master)
-                .build(),
-        )
-        .send()
+    let wss = common::master_endpoints(&kvs, &arn, &[ChannelProtocol::Wss])
         .await
-        .expect("GetSignalingChannelEndpoint");
-    let wss = endpoints
-        .resource_endpoint_list()
-        .iter()
-        .find(|e| e.protocol() == Some(&ChannelProtocol::Wss))
-        .and_then(|e| e.resource_endpoint())
-        .expect("a WSS endpoint")
-        .to_string();
+        .remove(&ChannelProtocol::Wss)
+        .expect("a WSS endpoint");
     assert!(wss.starts_with("wss://"), "the JS SDK signer needs a wss:// endpoint, got {wss}");
     (arn, wss)
 }

@@ -5,10 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use aws_sdk_kinesisvideo::types::{
-    ChannelProtocol, ChannelRole, MediaStorageConfiguration, MediaStorageConfigurationStatus,
-    SingleMasterChannelEndpointConfiguration,
-};
+use aws_sdk_kinesisvideo::types::{ChannelProtocol, MediaStorageConfiguration, MediaStorageConfigurationStatus};
 use reel::media::mkv;
 use reel::testkit::probe;
 use serde_json::Value;
@@ -64,29 +61,10 @@ pub async fn storage_channel(reel: &Reel, name: &str) -> StorageChannel {
         .send()
         .await
         .expect("UpdateMediaStorageConfiguration");
-    let endpoints = kvs
-        .get_signaling_channel_endpoint()
-        .channel_arn(&channel_arn)
-        .single_master_channel_endpoint_configuration(
-            SingleMasterChannelEndpointConfiguration::builder()
-                .protocols(ChannelProtocol::Wss)
-                .protocols(ChannelProtocol::Https)
-                .protocols(ChannelProtocol::Webrtc)
-                .role(ChannelRole::Master)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("GetSignalingChannelEndpoint");
-    let endpoint = |p: ChannelProtocol| {
-        endpoints
-            .resource_endpoint_list()
-            .iter()
-            .find(|e| e.protocol() == Some(&p))
-            .and_then(|e| e.resource_endpoint())
-            .unwrap_or_else(|| panic!("no {p:?} endpoint in {endpoints:?}"))
-            .to_string()
-    };
+    let protocols = [ChannelProtocol::Wss, ChannelProtocol::Https, ChannelProtocol::Webrtc];
+    let endpoints = super::master_endpoints(&kvs, &channel_arn, &protocols).await;
+    let endpoint =
+        |p: ChannelProtocol| endpoints.get(&p).cloned().unwrap_or_else(|| panic!("no {p:?} endpoint in {endpoints:?}"));
     StorageChannel {
         wss: endpoint(ChannelProtocol::Wss),
         https: endpoint(ChannelProtocol::Https),

@@ -185,3 +185,29 @@ pub fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
 
 pub mod ingest;
 pub mod netns;
+
+/// The endpoints GetSignalingChannelEndpoint returns for a MASTER of `arn`, by protocol.
+pub async fn master_endpoints(
+    kvs: &aws_sdk_kinesisvideo::Client,
+    arn: &str,
+    protocols: &[aws_sdk_kinesisvideo::types::ChannelProtocol],
+) -> std::collections::HashMap<aws_sdk_kinesisvideo::types::ChannelProtocol, String> {
+    use aws_sdk_kinesisvideo::types::{ChannelRole, SingleMasterChannelEndpointConfiguration};
+    let endpoints = kvs
+        .get_signaling_channel_endpoint()
+        .channel_arn(arn)
+        .single_master_channel_endpoint_configuration(
+            SingleMasterChannelEndpointConfiguration::builder()
+                .set_protocols(Some(protocols.to_vec()))
+                .role(ChannelRole::Master)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("GetSignalingChannelEndpoint");
+    endpoints
+        .resource_endpoint_list()
+        .iter()
+        .filter_map(|e| Some((e.protocol()?.clone(), e.resource_endpoint()?.to_string())))
+        .collect()
+}

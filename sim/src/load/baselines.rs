@@ -17,7 +17,7 @@ use crate::publisher::{
 };
 
 /// A report with the fields every target shares; the rest empty.
-fn base_report(cfg: &LoadConfig, source: &MediaSource, pid: Option<u32>) -> LoadReport {
+pub(super) fn base_report(cfg: &LoadConfig, source: &MediaSource, pid: Option<u32>) -> LoadReport {
     LoadReport {
         target: cfg.target,
         sessions: cfg.sessions,

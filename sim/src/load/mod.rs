@@ -346,14 +346,6 @@ async fn run_against(cfg: &LoadConfig, url: &str, pid: Option<u32>) -> Result<Lo
         notes.push("no --pid: CPU and RSS of the recorder were not measured".into());
     }
     Ok(LoadReport {
-        target: cfg.target,
-        sessions: cfg.sessions,
-        ramp_per_sec: cfg.ramp_per_sec,
-        duration_s: cfg.duration.as_secs_f64(),
-        bitrate_bps: cfg.bitrate_bps,
-        source_bitrate_bps: source.sent_bytes_per_sec() * 8.0,
-        recorder_pid: pid,
-        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
         provision_s,
         sessions_connected: snaps.iter().filter(|s| s.connected_us.is_some()).count(),
         sessions_failed: snaps.iter().filter(|s| s.failure_kind.is_some()).count(),
@@ -372,6 +364,7 @@ async fn run_against(cfg: &LoadConfig, url: &str, pid: Option<u32>) -> Result<Lo
         probe_requests_per_sec: probes.probe_requests as f64 / run_secs.max(1.0),
         max_publisher_lateness_ms: snaps.iter().map(|s| s.max_lateness_us).max().unwrap_or(0) as f64 / 1000.0,
         notes,
+        ..baselines::base_report(cfg, &source, pid)
     })
 }
 

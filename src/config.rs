@@ -118,7 +118,8 @@ pub struct ServeArgs {
     #[arg(long, env = "REEL_WEBRTC_PUBLIC_IP")]
     pub webrtc_public_ip: Option<IpAddr>,
     /// WebRTC media workers: each has its own UDP socket (port --webrtc-listen + k when
-    /// that port is not 0) and I/O task; sessions are assigned round-robin. Default 1.
+    /// that port is not 0) and I/O task; sessions are assigned round-robin. Default: one per
+    /// CPU the process may use.
     #[arg(long, env = "REEL_WEBRTC_WORKERS")]
     pub webrtc_workers: Option<usize>,
     /// Log every SDP offer and answer of storage sessions.
@@ -197,8 +198,11 @@ pub struct WebRtcSettings {
     pub workers: usize,
 }
 
-/// Default number of WebRTC media workers.
-pub const DEFAULT_WEBRTC_WORKERS: usize = 1;
+/// Default number of WebRTC media workers: one per CPU the process may use (at most
+/// [`MAX_WEBRTC_WORKERS`]), so ingest scales with the machine.
+pub fn default_webrtc_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from).clamp(1, MAX_WEBRTC_WORKERS)
+}
 /// Most WebRTC media workers accepted.
 pub const MAX_WEBRTC_WORKERS: usize = 64;
 
@@ -310,7 +314,7 @@ impl Config {
                 })
             }
         };
-        let workers = m.pick(|a| a.webrtc_workers).unwrap_or(DEFAULT_WEBRTC_WORKERS);
+        let workers = m.pick(|a| a.webrtc_workers).unwrap_or_else(default_webrtc_workers);
         if !(1..=MAX_WEBRTC_WORKERS).contains(&workers) {
             return Err(ConfigError::Invalid(format!(
                 "--webrtc-workers must be 1..={MAX_WEBRTC_WORKERS}, got {workers}"

@@ -265,6 +265,11 @@ pub struct StorageSessionLimits {
     /// Session timers are rounded up to this grid, in ms, so one wakeup serves every
     /// session due in the same tick (reel: 10 ms; 0 = exact).
     pub timer_tick_ms: u64,
+    /// After a wakeup that read datagrams, the media loop waits this long before reading
+    /// again, so one wakeup (and one `recvmmsg`) serves a batch of datagrams from many
+    /// sessions instead of one each. It delays each datagram by at most this much
+    /// (reel: 2 ms; 0 = read as soon as the socket is readable).
+    pub recv_coalesce_ms: u64,
 }
 
 impl Default for StorageSessionLimits {
@@ -278,6 +283,7 @@ impl Default for StorageSessionLimits {
             chunk_flush_ms: 100,
             recv_buffer_bytes: 8 * 1024 * 1024,
             timer_tick_ms: 10,
+            recv_coalesce_ms: 2,
         }
     }
 }

@@ -216,7 +216,11 @@ fn load_generator_runs_two_sessions_in_a_namespace() {
         duration: Duration::from_secs(5),
         bitrate_bps: 1_000_000,
         target: reel_sim::load::Target::Reel,
-        reel: reel_sim::load::ReelProcess::Spawn { bin: bin.into(), listen_ip: ns.reel_ip.parse().expect("ip") },
+        reel: reel_sim::load::ReelProcess::Spawn {
+            bin: bin.into(),
+            listen_ip: ns.reel_ip.parse().expect("ip"),
+            extra_config: String::new(),
+        },
         bind_ip: ns.master_ip.parse().expect("ip"),
         recorder_ip: ns.reel_ip.parse().expect("ip"),
         access_key_id: ROOT_KEY_ID.into(),

@@ -1,17 +1,23 @@
-//! The tokio driver of the media peer: one UDP socket, one [`Hub`], one task.
+//! The driver of one media worker: one UDP socket, one [`Hub`], one thread.
 //!
-//! All protocol state (sessions' str0m `Rtc`s, demux, deadlines) lives in the sans-IO
-//! [`Hub`]; this loop only moves bytes and time: on socket readiness it drains up to
-//! [`RECV_BATCH`] datagrams with `try_recv_from` before sending what the hub wants sent,
-//! sleeps until the hub's next deadline, and relays session control [`Command`]s. There is
-//! no task, timer or socket per session on the media path.
+//! Each worker runs on its own OS thread with a single-threaded tokio runtime that also
+//! hosts its sessions' store writer tasks, so the hub hands media to a writer without
+//! waking another thread. All protocol state (sessions' str0m `Rtc`s, demux, deadlines) lives in the sans-IO
+//! [`Hub`]; this loop only moves bytes and time. On socket readiness it drains the socket
+//! with batched `recvmmsg` ([`quinn_udp`]), sends what the hub wants sent, and then waits
+//! `recv_coalesce_ms` before it reads again, so that one wakeup serves a batch of datagrams
+//! from many sessions. Otherwise it sleeps until the hub's next deadline or a session
+//! control [`Command`]. There is no task, timer or socket per session on the media path.
 
 use std::collections::HashMap;
+use std::io::IoSliceMut;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use quinn_udp::{RecvMeta, UdpSocketState};
 use str0m::Candidate;
 use str0m::change::SdpAnswer;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -21,18 +27,28 @@ use super::hub::{Hub, HubSession};
 use super::ingest::ClockAnchor;
 use crate::limits::StorageSessionLimits;
 
-/// Datagrams read per socket wakeup before the loop sends and checks timers.
-pub const RECV_BATCH: usize = 64;
+/// Most datagrams read per wakeup before the loop sends, checks timers and commands.
+pub const MAX_READ_PER_WAKEUP: usize = 1024;
+/// Largest UDP payload a receive slot holds without GRO.
+const MAX_DATAGRAM: usize = 2048;
 
 /// A session handed to the loop by its control task: what the hub drives, plus what the
 /// loop keeps beside it.
 pub struct NewSession {
     /// The session for the hub.
     pub session: HubSession,
-    /// The writer task (awaited on shutdown so open fragments are flushed).
-    pub writer_task: JoinHandle<()>,
+    /// What the session's store writer task (started on the worker's runtime) consumes.
+    pub writer: WriterInput,
     /// Told when the loop ends the session.
     pub ended: oneshot::Sender<EndReason>,
+}
+
+/// The store writer of one session: the stream it writes and the hub's events for it.
+pub struct WriterInput {
+    /// The stream mapped to the channel.
+    pub stream: reel_storage::Stream,
+    /// Fragment events from the hub (the other end is `HubSession::writer_tx`).
+    pub events: mpsc::Receiver<crate::media::fragmenter::FragmentEvent>,
 }
 
 /// Requests from session control tasks and the server.
@@ -49,17 +65,21 @@ pub enum Command {
     Shutdown(oneshot::Sender<()>),
 }
 
-/// Spawns the loop on `socket`; returns its command queue.
-pub fn spawn(socket: UdpSocket, limits: StorageSessionLimits) -> std::io::Result<mpsc::Sender<Command>> {
-    let local = socket.local_addr()?;
+/// Starts worker `index` on `socket` (a thread named `reel-media-<index>` with its own
+/// single-threaded runtime); returns its command queue.
+pub fn spawn(
+    index: usize,
+    socket: std::net::UdpSocket,
+    limits: StorageSessionLimits,
+) -> std::io::Result<mpsc::Sender<Command>> {
     let (tx, rx) = mpsc::channel(1024);
-    let driver = Driver {
-        socket: Arc::new(socket),
-        hub: Hub::new(local, limits, ClockAnchor::now()),
-        sessions: HashMap::new(),
-        writers: Vec::new(),
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // The socket registers with the worker's reactor, so build the driver inside it.
+    let driver = {
+        let _inside = runtime.enter();
+        Driver::new(socket, limits)?
     };
-    tokio::spawn(driver.run(rx));
+    std::thread::Builder::new().name(format!("reel-media-{index}")).spawn(move || runtime.block_on(driver.run(rx)))?;
     Ok(tx)
 }
 
@@ -69,8 +89,43 @@ struct Control {
     ended: oneshot::Sender<EndReason>,
 }
 
+/// Batched receive: `recvmmsg` into a fixed set of slots (each big enough for a GRO batch).
+struct Receiver {
+    state: UdpSocketState,
+    /// `quinn_udp::BATCH_SIZE` slots of `slot` bytes each.
+    bufs: Vec<u8>,
+    slot: usize,
+    meta: Vec<RecvMeta>,
+}
+
+impl Receiver {
+    fn new(socket: &UdpSocket) -> std::io::Result<Self> {
+        let state = UdpSocketState::new(socket.into())?;
+        let slot = MAX_DATAGRAM * state.gro_segments().max(1);
+        let slots = quinn_udp::BATCH_SIZE.max(1);
+        Ok(Self { state, bufs: vec![0; slot * slots], slot, meta: vec![RecvMeta::default(); slots] })
+    }
+
+    /// One `recvmmsg` without waiting: the number of slots filled.
+    fn recv(&mut self, socket: &UdpSocket) -> std::io::Result<usize> {
+        let mut slices: Vec<IoSliceMut<'_>> = self.bufs.chunks_mut(self.slot).map(IoSliceMut::new).collect();
+        let (state, meta) = (&self.state, &mut self.meta);
+        socket.try_io(Interest::READABLE, || state.recv(socket.into(), &mut slices, meta))
+    }
+
+    /// The datagrams of slot `i` (several when the kernel coalesced them with GRO).
+    fn datagrams(&self, i: usize) -> impl Iterator<Item = (std::net::SocketAddr, &[u8])> {
+        let meta = self.meta.get(i).copied().unwrap_or_default();
+        let data = self.bufs.get(i * self.slot..).and_then(|b| b.get(..meta.len.min(self.slot))).unwrap_or_default();
+        data.chunks(meta.stride.max(1)).map(move |d| (meta.addr, d))
+    }
+}
+
 struct Driver {
     socket: Arc<UdpSocket>,
+    recv: Receiver,
+    /// Wait after a wakeup that read datagrams (`recv_coalesce_ms`).
+    coalesce: Duration,
     hub: Hub,
     sessions: HashMap<u64, Control>,
     /// Writers of sessions ended during shutdown, awaited so open fragments are flushed.
@@ -78,8 +133,22 @@ struct Driver {
 }
 
 impl Driver {
+    /// Registers `socket` with the current (worker) runtime.
+    fn new(socket: std::net::UdpSocket, limits: StorageSessionLimits) -> std::io::Result<Self> {
+        let socket = UdpSocket::from_std(socket)?;
+        let local = socket.local_addr()?;
+        let recv = Receiver::new(&socket)?;
+        Ok(Self {
+            socket: Arc::new(socket),
+            recv,
+            coalesce: Duration::from_millis(limits.recv_coalesce_ms),
+            hub: Hub::new(local, limits, ClockAnchor::now()),
+            sessions: HashMap::new(),
+            writers: Vec::new(),
+        })
+    }
+
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        let mut buf = vec![0u8; 2000];
         let socket = self.socket.clone();
         loop {
             let next = self.hub.next_deadline();
@@ -89,6 +158,7 @@ impl Driver {
                     None => std::future::pending().await,
                 }
             };
+            let mut read = 0;
             tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(Command::Shutdown(ack)) => {
@@ -103,34 +173,56 @@ impl Driver {
                     }
                 },
                 res = socket.readable() => match res {
-                    Ok(()) => self.read_batch(&mut buf),
+                    Ok(()) => read = self.read_batch(),
                     Err(e) => tracing::debug!(error = %e, "webrtc socket readiness error"),
                 },
                 () = sleep => self.hub.timeout(Instant::now()),
             }
+            if read > 0 {
+                // Timers that fell due while reading run before the loop rests.
+                self.hub.timeout(Instant::now());
+            }
             self.flush();
+            if read > 0 && !self.coalesce.is_zero() {
+                tokio::time::sleep(self.coalesce).await;
+            }
         }
     }
 
-    /// Reads up to [`RECV_BATCH`] datagrams without waiting.
-    fn read_batch(&mut self, buf: &mut [u8]) {
-        for _ in 0..RECV_BATCH {
-            match self.socket.try_recv_from(buf) {
-                Ok((n, source)) => self.hub.receive(Instant::now(), source, buf.get(..n).unwrap_or_default()),
+    /// Reads what the socket holds (up to [`MAX_READ_PER_WAKEUP`] datagrams) without
+    /// waiting; returns how many datagrams it read.
+    fn read_batch(&mut self) -> usize {
+        let mut read = 0;
+        while read < MAX_READ_PER_WAKEUP {
+            let filled = match self.recv.recv(&self.socket) {
+                Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => {
                     tracing::debug!(error = %e, "webrtc socket receive error");
                     break;
                 }
+            };
+            // One clock read per batch: every datagram in it was waiting in the socket.
+            let now = Instant::now();
+            for i in 0..filled {
+                for (source, data) in self.recv.datagrams(i) {
+                    self.hub.receive(now, source, data);
+                    read += 1;
+                }
+            }
+            if filled == 0 {
+                break;
             }
         }
+        read
     }
 
     fn command(&mut self, cmd: Command) {
         let now = Instant::now();
         match cmd {
             Command::Add(s) => {
-                let NewSession { session, writer_task, ended } = *s;
+                let NewSession { session, writer, ended } = *s;
+                let writer_task = super::ingest::spawn_writer(session.id, writer.stream, writer.events);
                 self.sessions.insert(session.id, Control { writer_task, ended });
                 self.hub.add(now, session);
             }

@@ -4,7 +4,7 @@
 //! - [`join_storage_session`]: the API operation (checks, then starts a session).
 //! - [`session`]: one session's signaling with the master (offer, answer, candidates).
 //! - [`hub`]: the sans-IO core: every session's `Rtc`, demux and deadlines, time passed in.
-//! - [`io`]: the tokio driver of the hub: one UDP socket, one task.
+//! - [`io`]: the driver of a hub: one UDP socket, one thread with its own runtime.
 //! - [`ingest`]: str0m frames → fragmenter → the per-session store writer task.
 //! - [`sdp`]: offer touch-ups and answer validation (sans-IO).
 //! - `testkit` (tests, feature `testkit`): the hub with in-memory str0m masters on fake time.
@@ -43,7 +43,7 @@ pub struct Peers {
     inner: Arc<Inner>,
 }
 
-/// One media worker: a UDP socket with its own I/O task and hub.
+/// One media worker: a UDP socket with its own thread, runtime and hub.
 #[derive(Debug)]
 struct Worker {
     io: mpsc::Sender<io::Command>,
@@ -109,8 +109,7 @@ impl Peers {
                     .map_err(|_| std::io::Error::other("--webrtc-listen port + workers exceeds 65535"))?;
                 listen.set_port(port);
             }
-            let std_socket = bind_media_socket(listen, limits.recv_buffer_bytes)?;
-            let socket = tokio::net::UdpSocket::from_std(std_socket)?;
+            let socket = bind_media_socket(listen, limits.recv_buffer_bytes)?;
             let local = socket.local_addr()?;
             let ip = webrtc
                 .public_ip
@@ -119,7 +118,7 @@ impl Peers {
                 .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
             let candidate = SocketAddr::new(ip, local.port());
             tracing::info!(worker = k, %local, %candidate, "webrtc media socket bound");
-            let io = io::spawn(socket, limits.clone())?;
+            let io = io::spawn(k, socket, limits.clone())?;
             workers.push(Worker { io, candidate });
         }
         let candidate = workers.first().map(|w| w.candidate).unwrap_or(webrtc.listen);

@@ -11,7 +11,7 @@ use str0m::{Candidate, RtcConfig};
 use tokio::sync::{mpsc, oneshot};
 
 use super::hub::HubSession;
-use super::io::{Command, EndReason, NewSession};
+use super::io::{Command, EndReason, NewSession, WriterInput};
 use super::{ingest, sdp};
 use crate::signaling::message::{MessageKind, SignalingMessage};
 use crate::signaling::registry::{StoragePeerEvent, StoragePeerHandle};
@@ -106,11 +106,10 @@ pub async fn run(
         tracing::info!(session = id, channel = %channel, sdp = %offer_sdp, "storage session offer");
     }
     let (writer_tx, writer_rx) = mpsc::channel(ingest::WRITER_QUEUE);
-    let writer_task = ingest::spawn_writer(id, stream, writer_rx);
     let (ended_tx, mut ended_rx) = oneshot::channel();
     let new = NewSession {
         session: HubSession { id, channel_arn: channel.clone(), rtc, pending, video, audio, writer_tx },
-        writer_task,
+        writer: WriterInput { stream, events: writer_rx },
         ended: ended_tx,
     };
     if io.send(Command::Add(Box::new(new))).await.is_err() {

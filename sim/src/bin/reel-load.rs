@@ -48,6 +48,10 @@ struct Args {
     /// Start this reel binary (temporary data dir, quotas raised to --sessions).
     #[arg(long)]
     reel_bin: Option<PathBuf>,
+    /// TOML appended to the spawned reel's config file, e.g.
+    /// `'[limits.storage_session]\nrecv_coalesce_ms = 0'`.
+    #[arg(long, requires = "reel_bin", default_value = "")]
+    reel_config: String,
     /// Re-run inside a private network namespace (veth 198.18.0.1 ↔ 198.18.0.2); needs --reel-bin.
     #[arg(long)]
     netns: bool,
@@ -156,7 +160,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         (None, Some(bin)) => {
             let bin = std::fs::canonicalize(bin).map_err(|e| anyhow::anyhow!("--reel-bin {}: {e}", bin.display()))?;
-            ReelProcess::Spawn { bin, listen_ip }
+            ReelProcess::Spawn { bin, listen_ip, extra_config: args.reel_config.clone() }
         }
         (None, None) if wants_reel => anyhow::bail!("give --endpoint (with --pid) or --reel-bin"),
         // Baselines only: no reel involved.

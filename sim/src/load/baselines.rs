@@ -76,7 +76,7 @@ pub(super) async fn run_janus(cfg: &LoadConfig) -> Result<LoadReport, LoadError>
             let _ = publish_to_janus(&janus, pcfg, st, until).await;
         }));
     }
-    let (steady, rss_steady) = steady_window(&stats, ramp_end, until, pid, ticks).await;
+    let (steady, rss_steady) = steady_window(&stats, ramp_end, until, pid, cfg.recorder_ip, ticks).await;
     for t in tasks {
         let _ = t.await;
     }

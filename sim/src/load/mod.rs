@@ -101,6 +101,8 @@ pub enum ReelProcess {
         bin: PathBuf,
         /// Address to listen on.
         listen_ip: IpAddr,
+        /// TOML appended to its generated config file (e.g. `[limits.storage_session]` knobs).
+        extra_config: String,
     },
 }
 
@@ -199,10 +201,11 @@ pub async fn run(cfg: LoadConfig) -> Result<LoadReport, LoadError> {
     let mut spawned = None;
     let (url, pid) = match &cfg.reel {
         ReelProcess::Endpoint { url, pid } => (url.clone(), *pid),
-        ReelProcess::Spawn { bin, listen_ip } => {
+        ReelProcess::Spawn { bin, listen_ip, extra_config } => {
             let r = reel_process::SpawnedReel::start(
                 bin,
                 *listen_ip,
+                extra_config,
                 (&cfg.access_key_id, &cfg.secret_access_key),
                 &cfg.region,
                 cfg.sessions,
@@ -289,7 +292,7 @@ async fn run_against(cfg: &LoadConfig, url: &str, pid: Option<u32>) -> Result<Lo
     }
 
     // 4. The steady window.
-    let (steady, rss_steady) = steady_window(&stats, ramp_end, until, pid, ticks).await;
+    let (steady, rss_steady) = steady_window(&stats, ramp_end, until, pid, endpoint_ip(url), ticks).await;
     let active_sessions = steady.as_ref().map_or(0, |s| s.active_sessions);
 
     // 5. Stop, drain, read back.
@@ -370,12 +373,14 @@ async fn run_against(cfg: &LoadConfig, url: &str, pid: Option<u32>) -> Result<Lo
 
 /// Waits for the steady window (ramp over, every session connected or failed, [`SETTLE`]),
 /// and measures the recorder's CPU (and ours) over it; returns it with the recorder's RSS at
-/// its end. `None` when the window would be shorter than a second.
+/// its end. `None` when the window would be shorter than a second. Kernel drops are
+/// counted at the sockets bound to `recorder_ip`.
 async fn steady_window(
     stats: &[Arc<PublisherStats>],
     ramp_end: Instant,
     until: Instant,
     pid: Option<u32>,
+    recorder_ip: IpAddr,
     ticks: u64,
 ) -> (Option<Steady>, Option<u64>) {
     tokio::time::sleep_until(ramp_end.into()).await;
@@ -394,7 +399,9 @@ async fn steady_window(
     let a_cpu = pid.and_then(|p| procstat::cpu_ms(p, ticks).ok());
     let a_self = procstat::cpu_ms(me, ticks).ok();
     let active_a = stats.iter().filter(|s| active(s)).count();
+    let drops_a = procstat::udp_drops(recorder_ip);
     tokio::time::sleep_until(steady_end.into()).await;
+    let drops_b = procstat::udp_drops(recorder_ip);
     let b_t = Instant::now();
     let b_cpu = pid.and_then(|p| procstat::cpu_ms(p, ticks).ok());
     let b_self = procstat::cpu_ms(me, ticks).ok();
@@ -403,7 +410,9 @@ async fn steady_window(
     let secs = (b_t - a_t).as_secs_f64();
     let cpu = a_cpu.zip(b_cpu).map(|(a, b)| b - a);
     let own = a_self.zip(b_self).map(|(a, b)| b - a);
-    (Some(Steady::new(secs, active_a.min(active_b), cpu, own)), rss_b)
+    let mut steady = Steady::new(secs, active_a.min(active_b), cpu, own);
+    steady.recorder_socket_drops = drops_a.zip(drops_b).map(|(a, b)| b.saturating_sub(a));
+    (Some(steady), rss_b)
 }
 
 /// Failure kind → count, and the first few messages.

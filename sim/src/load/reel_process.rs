@@ -43,11 +43,21 @@ pub struct SpawnedReel {
 
 impl SpawnedReel {
     /// Starts `bin serve --listen <ip>:0` with a fresh data directory, `key` as root key and
-    /// `[limits] max_storage_enabled_channels = sessions + 16`.
-    pub fn start(bin: &Path, ip: IpAddr, key: (&str, &str), region: &str, sessions: usize) -> Result<Self, SpawnError> {
+    /// `[limits] max_storage_enabled_channels = sessions + 16`, then `extra_config`.
+    pub fn start(
+        bin: &Path,
+        ip: IpAddr,
+        extra_config: &str,
+        key: (&str, &str),
+        region: &str,
+        sessions: usize,
+    ) -> Result<Self, SpawnError> {
         let dir = tempfile::Builder::new().prefix("reel-load-").tempdir()?;
         let config = dir.path().join("reel-load.toml");
-        std::fs::write(&config, format!("[limits]\nmax_storage_enabled_channels = {}\n", sessions + CHANNEL_HEADROOM))?;
+        std::fs::write(
+            &config,
+            format!("[limits]\nmax_storage_enabled_channels = {}\n{extra_config}\n", sessions + CHANNEL_HEADROOM),
+        )?;
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data)?;
         let log = std::fs::File::create(dir.path().join("reel.log"))?;

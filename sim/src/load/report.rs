@@ -31,6 +31,9 @@ pub struct Steady {
     pub generator_cpu_ms: Option<f64>,
     /// The generator's own CPU ms per session-second (publishers + probes).
     pub generator_cpu_ms_per_session_s: Option<f64>,
+    /// Datagrams the kernel dropped at the recorder's sockets within the window (the
+    /// run's total also counts the ramp, when handshakes compete with media).
+    pub recorder_socket_drops: Option<u64>,
 }
 
 impl Steady {
@@ -45,6 +48,7 @@ impl Steady {
             recorder_core_pct: cpu_ms.map(|ms| ms / (seconds * 10.0)),
             generator_cpu_ms,
             generator_cpu_ms_per_session_s: generator_cpu_ms.and_then(per),
+            recorder_socket_drops: None,
         }
     }
 }
@@ -269,8 +273,9 @@ impl LoadReport {
         );
         let _ = writeln!(
             o,
-            "  kernel drops at the recorder's sockets       {}   (publisher send errors {}, frames dropped {})",
+            "  kernel drops at the recorder's sockets       {} ({} in the steady window)   (publisher send errors {}, frames dropped {})",
             p.recorder_socket_drops.map_or("n/a".into(), |v| v.to_string()),
+            self.steady.as_ref().and_then(|s| s.recorder_socket_drops).map_or("n/a".into(), |v| v.to_string()),
             p.send_errors,
             p.frames_dropped
         );

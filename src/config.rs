@@ -203,6 +203,9 @@ pub struct WebRtcSettings {
 pub fn default_webrtc_workers() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from).clamp(1, MAX_WEBRTC_WORKERS)
 }
+/// Longest receive coalescing accepted, in ms: beyond it, batching delays RTCP feedback
+/// and distorts arrival times (the sender's bandwidth estimate) for little CPU saved.
+pub const MAX_RECV_COALESCE_MS: u64 = 20;
 /// Most WebRTC media workers accepted.
 pub const MAX_WEBRTC_WORKERS: usize = 64;
 
@@ -320,6 +323,13 @@ impl Config {
                 "--webrtc-workers must be 1..={MAX_WEBRTC_WORKERS}, got {workers}"
             )));
         }
+        let limits: Limits = m.pick(|a| a.limits.clone()).unwrap_or_default();
+        let coalesce = limits.storage_session.recv_coalesce_ms;
+        if coalesce > MAX_RECV_COALESCE_MS {
+            return Err(ConfigError::Invalid(format!(
+                "[limits.storage_session] recv_coalesce_ms must be at most {MAX_RECV_COALESCE_MS}, got {coalesce}"
+            )));
+        }
         let webrtc = WebRtcSettings {
             listen: m.pick(|a| a.webrtc_listen).unwrap_or_else(|| SocketAddr::new(listen.ip(), 0)),
             public_ip: m.pick(|a| a.webrtc_public_ip),
@@ -339,7 +349,7 @@ impl Config {
             root_key,
             credentials_file: m.pick(|a| a.credentials_file.clone()),
             log_format: m.pick(|a| a.log_format).unwrap_or_default(),
-            limits: m.pick(|a| a.limits.clone()).unwrap_or_default(),
+            limits,
         })
     }
 }
@@ -421,5 +431,16 @@ mod tests {
         assert!(matches!(Config::resolve(half_key), Err(ConfigError::Invalid(_))));
         let no_workers = ServeArgs { webrtc_workers: Some(0), ..Default::default() };
         assert!(matches!(Config::resolve(no_workers), Err(ConfigError::Invalid(_))));
+        let mut limits = Limits::default();
+        limits.storage_session.recv_coalesce_ms = MAX_RECV_COALESCE_MS + 1;
+        let slow = ServeArgs { limits: Some(limits), ..Default::default() };
+        assert!(matches!(Config::resolve(slow), Err(ConfigError::Invalid(m)) if m.contains("recv_coalesce_ms")));
+    }
+
+    #[test]
+    fn one_media_worker_per_cpu_by_default() {
+        let c = Config::resolve(ServeArgs::default()).expect("valid");
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(c.webrtc.workers, cpus.clamp(1, MAX_WEBRTC_WORKERS));
     }
 }

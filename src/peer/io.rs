@@ -258,3 +258,45 @@ impl Driver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn batched_reads_return_every_datagram_with_its_source() {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let to = socket.local_addr().expect("addr");
+        let mut recv = Receiver::new(&socket).expect("receiver");
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a");
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind b");
+        // More than one recvmmsg batch, from two sources, same-size runs (GRO candidates)
+        // and odd sizes.
+        let mut sent = Vec::new();
+        for i in 0..(2 * quinn_udp::BATCH_SIZE as u8 + 5) {
+            let (from, len) = if i % 3 == 0 { (&b, 100 + usize::from(i)) } else { (&a, 1200) };
+            let data = vec![i; len];
+            from.send_to(&data, to).expect("send");
+            sent.push((from.local_addr().expect("addr"), data));
+        }
+        let mut got = Vec::new();
+        let read_all = async {
+            while got.len() < sent.len() {
+                socket.readable().await.expect("readable");
+                match recv.recv(&socket) {
+                    Ok(filled) => {
+                        for i in 0..filled {
+                            got.extend(recv.datagrams(i).map(|(src, d)| (src, d.to_vec())));
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("recv: {e}"),
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), read_all).await.expect("every datagram arrives");
+        got.sort();
+        sent.sort();
+        assert_eq!(got, sent);
+    }
+}

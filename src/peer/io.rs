@@ -2,8 +2,8 @@
 //!
 //! Each worker runs on its own OS thread with a single-threaded tokio runtime that also
 //! hosts its sessions' store writer tasks, so the hub hands media to a writer without
-//! waking another thread. All protocol state (sessions' str0m `Rtc`s, demux, deadlines) lives in the sans-IO
-//! [`Hub`]; this loop only moves bytes and time. On socket readiness it drains the socket
+//! waking another thread. All protocol state (sessions' str0m `Rtc`s, demux, deadlines)
+//! lives in the sans-IO [`Hub`]; this loop only moves bytes and time. On socket readiness it drains the socket
 //! with batched `recvmmsg` ([`quinn_udp`]), sends what the hub wants sent, and then waits
 //! `recv_coalesce_ms` before it reads again, so that one wakeup serves a batch of datagrams
 //! from many sessions. Otherwise it sleeps until the hub's next deadline or a session

@@ -31,6 +31,8 @@ use crate::limits::StorageSessionLimits;
 pub const MAX_READ_PER_WAKEUP: usize = 1024;
 /// Largest UDP payload a receive slot holds without GRO.
 const MAX_DATAGRAM: usize = 2048;
+/// Largest batch the kernel coalesces with GRO (its 64 KiB cap on one aggregated datagram).
+const MAX_GRO_BATCH: usize = 64 * 1024;
 
 /// A session handed to the loop by its control task: what the hub drives, plus what the
 /// loop keeps beside it.
@@ -101,7 +103,7 @@ struct Receiver {
 impl Receiver {
     fn new(socket: &UdpSocket) -> std::io::Result<Self> {
         let state = UdpSocketState::new(socket.into())?;
-        let slot = MAX_DATAGRAM * state.gro_segments().max(1);
+        let slot = (MAX_DATAGRAM * state.gro_segments().max(1)).clamp(MAX_DATAGRAM, MAX_GRO_BATCH);
         let slots = quinn_udp::BATCH_SIZE.max(1);
         Ok(Self { state, bufs: vec![0; slot * slots], slot, meta: vec![RecvMeta::default(); slots] })
     }

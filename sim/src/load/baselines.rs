@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::report::{LoadReport, Packets, Rss, Steady, Storage};
-use super::{DRAIN, LoadConfig, LoadError, SETTLE, STEADY_END_MARGIN, Target, procstat, steady_window, tally_failures};
+use super::{
+    DRAIN, LoadConfig, LoadError, SETTLE, STEADY_END_MARGIN, Target, procstat, run_drops, steady_window, tally_failures,
+};
 use crate::janus::Janus;
 use crate::publisher::{
     MediaSource, NoSignals, Publisher, PublisherConfig, PublisherError, PublisherStats, StatsSnapshot, unix_us,
@@ -102,12 +104,7 @@ pub(super) async fn run_janus(cfg: &LoadConfig) -> Result<LoadReport, LoadError>
         sent: snaps.iter().map(|s| s.packets_sent).sum(),
         send_errors: snaps.iter().map(|s| s.send_errors).sum(),
         frames_dropped: snaps.iter().map(|s| s.frames_dropped).sum(),
-        // Janus binds one socket per session and closes it at hang-up, taking its drop
-        // count along: the run's total is at least what the steady window saw.
-        recorder_socket_drops: drops_before
-            .zip(drops_after)
-            .map(|(b, a)| a.saturating_sub(b))
-            .max(r.steady.as_ref().and_then(|s| s.recorder_socket_drops)),
+        recorder_socket_drops: run_drops(drops_before, drops_after, r.steady.as_ref()),
         ..Default::default()
     };
     let media_sent: u64 = snaps.iter().map(|s| s.media_bytes).sum();

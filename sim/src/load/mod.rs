@@ -339,7 +339,7 @@ async fn run_against(cfg: &LoadConfig, url: &str, pid: Option<u32>) -> Result<Lo
     let (failures, failure_examples) = tally_failures(&snaps);
     let mut packets =
         Packets::new(snaps.iter().map(|s| s.packets_sent).sum(), metrics_before.as_deref(), metrics_after.as_deref());
-    packets.recorder_socket_drops = drops_before.zip(drops_after).map(|(b, a)| a.saturating_sub(b));
+    packets.recorder_socket_drops = run_drops(drops_before, drops_after, steady.as_ref());
     packets.send_errors = snaps.iter().map(|s| s.send_errors).sum();
     packets.frames_dropped = snaps.iter().map(|s| s.frames_dropped).sum();
     let hls_samples: Vec<f64> = probes.hls_lag.iter().map(|(_, l)| *l).collect();
@@ -413,6 +413,13 @@ async fn steady_window(
     let mut steady = Steady::new(secs, active_a.min(active_b), cpu, own);
     steady.recorder_socket_drops = drops_a.zip(drops_b).map(|(a, b)| b.saturating_sub(a));
     (Some(steady), rss_b)
+}
+
+/// Kernel drops at the recorder's sockets over the whole run: the counter's growth, but at
+/// least what the steady window saw (a recorder that closes its sockets, like Janus at
+/// hang-up, takes their counts along).
+fn run_drops(before: Option<u64>, after: Option<u64>, steady: Option<&Steady>) -> Option<u64> {
+    before.zip(after).map(|(b, a)| a.saturating_sub(b)).max(steady.and_then(|s| s.recorder_socket_drops))
 }
 
 /// Failure kind → count, and the first few messages.

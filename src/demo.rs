@@ -3,13 +3,18 @@
 //! The camera is the load generator's publisher ([`reel_sim::publisher::run_camera`]): it
 //! creates a storage-enabled channel through reel's own control plane, connects as the
 //! KVS master, calls JoinStorageSession and streams the fixture H.264 + Opus in real time.
-//! Once the first fragment is stored, the demo prints a `/viewer` URL that plays the live
-//! stream through a LIVE HLS session.
+//! Once the camera's first fragment is stored, the demo prints a `/viewer` URL that plays the
+//! live stream through a LIVE HLS session.
+//!
+//! The channel is reused when it exists (a second `reel demo` on the same data directory):
+//! its stream then already holds fragments of earlier runs, so the demo waits for a *fresh*
+//! one, whose server timestamp is not before the moment this demo's camera started (reel and
+//! the camera share this process's clock).
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use reel_sim::kvs::{ApiError as KvsError, KvsClient};
+use reel_sim::kvs::{ApiError as KvsError, FragmentMeta, KvsClient};
 use reel_sim::publisher::{CameraConfig, StorageChannel};
 use reel_sim::sigv4::Signer;
 use tokio::sync::oneshot;
@@ -22,6 +27,8 @@ use crate::server::{self, ServeError};
 const VIEWER_SESSION_SECS: u64 = 43_200;
 /// How long the demo waits for the camera's first stored fragment.
 const FIRST_FRAGMENT_WAIT: Duration = Duration::from_secs(30);
+/// ListFragments poll interval while waiting for it.
+const FIRST_FRAGMENT_POLL: Duration = Duration::from_millis(250);
 
 /// What the demo camera publishes into.
 #[derive(Debug, Clone)]
@@ -103,6 +110,7 @@ pub async fn run(
     camera.region = region.clone();
     camera.bitrate_bps = options.bitrate_bps;
     let (channel_tx, channel_rx) = oneshot::channel::<StorageChannel>();
+    let camera_started = SystemTime::now();
     let camera_task = tokio::spawn(async move {
         let result = reel_sim::publisher::run_camera(camera, move |channel| {
             let _ = channel_tx.send(channel.clone());
@@ -116,7 +124,7 @@ pub async fn run(
         let Ok(channel) = channel_rx.await else { return Ok(()) };
         println!("# demo camera publishing into {}", channel.stream_arn);
         let client = KvsClient::new(&url, Signer::new(&key_id, &secret, &region));
-        let session = live_session_url(&client, &channel.stream_arn).await?;
+        let session = live_session_url(&client, &channel.stream_arn, camera_started).await?;
         let encoded = percent_encode(&session);
         println!("# watch it live:");
         println!("{}/viewer#{encoded}", url.trim_end_matches('/'));
@@ -135,16 +143,14 @@ pub async fn run(
     }
 }
 
-/// Waits for the stream's first fragment, then opens a LIVE HLS session on it.
-async fn live_session_url(client: &KvsClient, stream_arn: &str) -> Result<String, DemoError> {
-    let endpoint = client.data_endpoint(stream_arn, "LIST_FRAGMENTS").await?;
-    let deadline = tokio::time::Instant::now() + FIRST_FRAGMENT_WAIT;
-    while client.list_fragments(&endpoint, stream_arn).await?.is_empty() {
-        if tokio::time::Instant::now() >= deadline {
-            return Err(DemoError::NoFragment(FIRST_FRAGMENT_WAIT));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+/// Waits for the camera's first fragment (stored since `camera_started`), then opens a LIVE
+/// HLS session on the stream.
+async fn live_session_url(
+    client: &KvsClient,
+    stream_arn: &str,
+    camera_started: SystemTime,
+) -> Result<String, DemoError> {
+    wait_for_fresh_fragment(client, stream_arn, camera_started).await?;
     let endpoint = client.data_endpoint(stream_arn, "GET_HLS_STREAMING_SESSION_URL").await?;
     let body = serde_json::json!({
         "StreamARN": stream_arn,
@@ -159,6 +165,34 @@ async fn live_session_url(client: &KvsClient, stream_arn: &str) -> Result<String
             detail: "no HLSStreamingSessionURL".into(),
         })
     })
+}
+
+/// Polls ListFragments (from `since` on) until a fragment whose server timestamp is not
+/// before `since` is listed; fragments of earlier runs on a reused stream do not count.
+async fn wait_for_fresh_fragment(client: &KvsClient, stream_arn: &str, since: SystemTime) -> Result<(), DemoError> {
+    let endpoint = client.data_endpoint(stream_arn, "LIST_FRAGMENTS").await?;
+    let since_ms = unix_ms(since);
+    let deadline = tokio::time::Instant::now() + FIRST_FRAGMENT_WAIT;
+    loop {
+        let fragments = client.list_fragments_since(&endpoint, stream_arn, since).await?;
+        if fragments.iter().any(|f| is_fresh(f, since_ms)) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(DemoError::NoFragment(FIRST_FRAGMENT_WAIT));
+        }
+        tokio::time::sleep(FIRST_FRAGMENT_POLL).await;
+    }
+}
+
+/// Whether a fragment was stored at or after `since_ms` (ms since the Unix epoch).
+fn is_fresh(fragment: &FragmentMeta, since_ms: u64) -> bool {
+    fragment.server_ms >= since_ms
+}
+
+/// `t` in ms since the Unix epoch (0 before it).
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// `encodeURIComponent`, which the viewer page reverses on its `#fragment`.
@@ -179,6 +213,17 @@ fn percent_encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_fragments_stored_since_the_camera_started_are_fresh() {
+        let f = |server_ms| FragmentMeta { number: "1".into(), size: 1, producer_ms: 0, server_ms, length_ms: 2000 };
+        let started = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_500);
+        let since = unix_ms(started);
+        assert!(!is_fresh(&f(1_700_000_000_000), since), "an earlier run's fragment");
+        assert!(is_fresh(&f(1_700_000_000_500), since));
+        assert!(is_fresh(&f(1_700_000_003_000), since));
+        assert_eq!(unix_ms(SystemTime::UNIX_EPOCH - Duration::from_secs(1)), 0);
+    }
 
     #[test]
     fn viewer_fragment_is_uri_component_encoded() {

@@ -16,18 +16,19 @@ impl Drop for KillOnDrop {
     }
 }
 
-#[tokio::test]
-async fn demo_prints_a_viewer_url_that_plays_the_live_camera() {
-    let dir = tempfile::tempdir().expect("tempdir");
+/// Starts `reel demo` on `data_dir` (with `extra` flags); returns it (killed on drop), the
+/// `/viewer#…` line and the lines printed before it.
+fn start_demo(data_dir: &std::path::Path, extra: &[&std::ffi::OsStr]) -> (KillOnDrop, String, Vec<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_reel"))
         .args(["demo", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
+        .arg(data_dir)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn reel demo");
     let stdout = child.stdout.take().expect("stdout");
-    let _guard = KillOnDrop(child);
+    let guard = KillOnDrop(child);
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -44,6 +45,13 @@ async fn demo_prints_a_viewer_url_that_plays_the_live_camera() {
         }
         lines.push(line);
     };
+    (guard, viewer, lines)
+}
+
+#[tokio::test]
+async fn demo_prints_a_viewer_url_that_plays_the_live_camera() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_guard, viewer, lines) = start_demo(dir.path(), &[]);
     assert!(lines.iter().any(|l| l.starts_with("reel listening on http://127.0.0.1:")), "{lines:#?}");
     assert!(lines.iter().any(|l| l.starts_with("export AWS_ACCESS_KEY_ID=AKIA")), "{lines:#?}");
 
@@ -73,6 +81,29 @@ async fn demo_prints_a_viewer_url_that_plays_the_live_camera() {
     let segment = http.get(join(&media_url, &first[0])).send().await.expect("segment");
     assert!(segment.status().is_success(), "segment: {}", segment.status());
     assert!(segment.bytes().await.expect("bytes").len() > 10_000, "segment too small");
+}
+
+/// A second `reel demo` on the same data directory reuses the channel, whose stream already
+/// holds the first run's fragments: it waits for its own camera's first fragment instead of
+/// opening the LIVE session too early ("No fragments found … for the last N seconds"). The
+/// LIVE window is cut to 5 s so the first run's fragments age out of it quickly.
+#[tokio::test]
+async fn demo_on_a_reused_channel_waits_for_a_fresh_fragment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("demo.toml");
+    std::fs::write(&config, "[limits.streaming]\nlive_window_ms = 5000\n").expect("config");
+    let data = dir.path().join("data");
+    let flags = [std::ffi::OsStr::new("--config"), config.as_os_str()];
+    let (first, _, _) = start_demo(&data, &flags);
+    drop(first);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (_second, viewer, lines) = start_demo(&data, &flags);
+    let (page, fragment) = viewer.split_once('#').expect("fragment");
+    let session = percent_encoding::percent_decode_str(fragment).decode_utf8().expect("utf8").to_string();
+    let http = reqwest::Client::new();
+    let master = http.get(&session).send().await.expect("master playlist");
+    assert!(master.status().is_success(), "LIVE session of the second run: {} ({lines:#?})", master.status());
+    assert!(session.starts_with(page.trim_end_matches("/viewer")), "{session}");
 }
 
 /// The media segment URIs of a playlist.

@@ -2,7 +2,8 @@
 //! webrtc_master.rs over `reel_sim::publisher`) connects, calls JoinStorageSession, answers
 //! reel's offer and streams the fixtures; the stream then holds keyframe-aligned fragments
 //! that compose into an MKV ffprobe/ffmpeg accept. Plus JoinStorageSession's errors,
-//! superseding, a bad answer, and a two-session `reel-load` run in a network namespace.
+//! superseding, a bad answer, a recording that outlives the master's signaling connection,
+//! and a two-session `reel-load` run in a network namespace.
 
 mod common;
 #[path = "common/webrtc_master.rs"]
@@ -200,6 +201,90 @@ async fn session_without_media_ends_at_the_idle_timeout() {
     let log = reel.log();
     assert!(log.contains("storage session ended") && log.contains("Idle"), "session did not end as idle:\n{log}");
     assert!(log.contains("storage session offer") && log.contains("storage session answer"), "--log-sdp logs both");
+}
+
+/// A recording outlives its signaling connection: 4 s into a 10 s session the master closes
+/// its signaling WebSocket, connects as master again 0.5 s later on a new one (trickling its
+/// candidate there, for the storage session) and keeps publishing on the same peer
+/// connection. reel keeps the one session and stores the whole run: every frame sent (but
+/// the last in flight), no hole around the reconnect, fragments back to back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_outlives_the_masters_signaling_connection() {
+    let mut reel = Reel::start();
+    let (arn, stream_arn, wss, webrtc) = setup(&reel, "peer-reconnect", true).await;
+    let mut master = Master::connect(&wss, &webrtc, &arn, REGION, KEY).await;
+    assert_eq!(master.join().await.0, 200);
+    let offer = master.next_offer(Duration::from_secs(6)).await.expect("storage offer");
+    let report = master
+        .answer_and_publish_reconnecting(
+            &offer,
+            Duration::from_secs(10),
+            Duration::from_secs(4),
+            Duration::from_millis(500),
+        )
+        .await;
+    println!(
+        "master: connected {}, {} video frames, {} Opus packets, {} offers, failure {:?}",
+        report.connected, report.video_frames, report.audio_packets, report.offers, report.failure
+    );
+    assert!(report.connected, "ICE/DTLS never connected; reel log:\n{}", reel.log());
+    assert_eq!(report.failure, None, "the publisher failed; reel log:\n{}", reel.log());
+    assert_eq!(report.offers, 1, "reel made no new offer (the session was not restarted)");
+    assert!(report.video_frames >= 250, "published about 10 s of video: {report:?}");
+
+    // What reel logged and counted while the session ran (checked after the media).
+    let log = reel.log();
+    let metrics = reqwest::get(format!("{}/metrics", reel.url)).await.expect("GET /metrics");
+    let metrics = metrics.text().await.expect("metrics text");
+
+    master.close().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(reel.sigterm(), "reel did not stop cleanly:\n{}", reel.log());
+    let mkv = common::ingest::artifact_dir().join("peer-reconnect.mkv");
+    let stored = common::ingest::assemble_mkv(&reel.data_dir, &stream_arn, &mkv).await;
+    println!(
+        "stored: {} fragments, {} video / {} audio frames, {:.2} s, max video gap {} ms, fragment gaps {:?}",
+        stored.fragments,
+        stored.video_frames(),
+        stored.audio_frames,
+        stored.stored_duration_s,
+        stored.max_video_gap_ms(),
+        stored.fragment_gaps_ms()
+    );
+    assert!(stored.starts_with_keyframe.iter().all(|k| *k), "every fragment starts with a keyframe: {stored:?}");
+    // Nothing lost: at most a few frames in flight when the publisher stopped.
+    let sent = report.video_frames;
+    assert!(
+        stored.video_frames() <= sent && stored.video_frames() + 6 >= sent,
+        "stored {} of {sent} video frames\n{}",
+        stored.video_frames(),
+        reel.log()
+    );
+    assert!(
+        stored.audio_frames + 10 >= report.audio_packets,
+        "stored {} of {} Opus packets",
+        stored.audio_frames,
+        report.audio_packets
+    );
+    assert!(stored.video_increases(), "video timestamps increase over the whole stream");
+    assert!(stored.max_video_gap_ms() <= 100, "a hole in the recording: {} ms", stored.max_video_gap_ms());
+    assert!(
+        stored.fragment_gaps_ms().iter().all(|g| (-1..=40).contains(g)),
+        "fragments are back to back: {:?}",
+        stored.fragment_gaps_ms()
+    );
+    assert!((9.0..=10.5).contains(&stored.stored_duration_s), "stored {} s of a 10 s run", stored.stored_duration_s);
+
+    assert!(log.contains("master signaling closed; media continues"), "no disconnect event:\n{log}");
+    assert!(log.contains("master signaling reconnected"), "no reconnect event:\n{log}");
+    assert!(!log.contains("ending storage session"), "reel ended the session itself:\n{log}");
+    assert_eq!(log.matches("storage session connected").count(), 1, "one session, connected once:\n{log}");
+    for line in [
+        "reel_storage_session_signaling_disconnects_total{state=\"answered\"} 1",
+        "reel_storage_session_signaling_reconnects_total 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "/metrics lacks {line:?}:\n{metrics}");
+    }
 }
 
 /// `reel-load` (its library entry, the same code path as the binary) drives two simulated

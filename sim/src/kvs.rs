@@ -1,6 +1,7 @@
 //! A light KVS API client: SigV4-signed JSON POSTs over a plain HTTP client, for the calls a
 //! camera master and the load generator make (control plane, JoinStorageSession, and the
-//! read side: GetDataEndpoint, ListFragments, GetMedia, GetHLSStreamingSessionURL).
+//! read side: GetDataEndpoint, ListFragments, GetMedia, GetMediaForFragmentList,
+//! GetHLSStreamingSessionURL).
 //!
 //! Shapes follow the service models (kvs-api.md §2, §4, §5). Errors come back as
 //! [`ApiError::Service`] with the `x-amzn-ErrorType` code, like the official parsers read it.
@@ -21,6 +22,8 @@ pub const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Request timeout for unary calls.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Request timeout for reading media back (GetMediaForFragmentList).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What a KVS call returned instead of success.
 #[derive(Debug, thiserror::Error)]
@@ -265,14 +268,26 @@ impl KvsClient {
 
     /// Every fragment of the stream (ListFragments by server timestamp 0…now+1 day, paged).
     pub async fn list_fragments(&self, data_endpoint: &str, stream_arn: &str) -> Result<Vec<FragmentMeta>, ApiError> {
+        self.list_fragments_since(data_endpoint, stream_arn, SystemTime::UNIX_EPOCH).await
+    }
+
+    /// The fragments with a server timestamp from `since` to now + 1 day (paged), in
+    /// fragment-number order.
+    pub async fn list_fragments_since(
+        &self,
+        data_endpoint: &str,
+        stream_arn: &str,
+        since: SystemTime,
+    ) -> Result<Vec<FragmentMeta>, ApiError> {
         let path = "/listFragments";
-        let end = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()) + 86_400.0;
+        let secs = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        let end = secs(SystemTime::now()) + 86_400.0;
         let mut body = json!({
             "StreamARN": stream_arn,
             "MaxResults": 1000,
             "FragmentSelector": {
                 "FragmentSelectorType": "SERVER_TIMESTAMP",
-                "TimestampRange": { "StartTimestamp": 0.0, "EndTimestamp": end },
+                "TimestampRange": { "StartTimestamp": secs(since), "EndTimestamp": end },
             },
         });
         let mut out = Vec::new();
@@ -305,6 +320,21 @@ impl KvsClient {
     ) -> Result<reqwest::Response, ApiError> {
         let body = json!({ "StreamARN": stream_arn, "StartSelector": { "StartSelectorType": start } });
         self.post(data_endpoint, "/getMedia", &body, None).await
+    }
+
+    /// GetMediaForFragmentList: the whole MKV body for `fragments` (at most 1000 numbers),
+    /// one document per fragment in the order given.
+    pub async fn get_media_for_fragment_list(
+        &self,
+        data_endpoint: &str,
+        stream_arn: &str,
+        fragments: &[String],
+    ) -> Result<Vec<u8>, ApiError> {
+        let path = "/getMediaForFragmentList";
+        let body = json!({ "StreamARN": stream_arn, "Fragments": fragments });
+        let res = self.post(data_endpoint, path, &body, Some(READ_TIMEOUT)).await?;
+        let bytes = res.bytes().await.map_err(|source| ApiError::Http { path: path.into(), source })?;
+        Ok(bytes.to_vec())
     }
 
     /// GetHLSStreamingSessionURL, LIVE, fragmented MP4, `#EXT-X-PROGRAM-DATE-TIME` on

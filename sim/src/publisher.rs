@@ -9,9 +9,13 @@
 //!   SDP to the recorder, [`Publisher::accept_answer`], then [`Publisher::run`].
 //!
 //! Every publisher counts what it does in a shared [`PublisherStats`] (packets/bytes sent as
-//! str0m's transmit outputs, frames written with their send instants, connect time, failure
-//! reason), readable while it runs.
+//! str0m's transmit outputs, frames written per track with their send instants, connect
+//! time, failure reason), readable while it runs.
+//!
+//! A [`SenderProfile`] (see [`profile`]) makes it misbehave like real masters: drifting
+//! send rates, RTCP sender reports that follow the wall clock, NTP steps, muted tracks.
 
+pub mod profile;
 pub mod source;
 
 use std::net::{IpAddr, SocketAddr};
@@ -29,6 +33,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcError};
 use crate::kvs::{ApiError, KvsClient, MasterEndpoints};
 use crate::signaling::{MasterConnection, SignalingError, SignalingEvent};
 use crate::sigv4::Signer;
+pub use profile::{MuteWindow, ProfileError, SenderProfile, SrJump};
 pub use source::{DEFAULT_BITRATE_BPS, MediaSource, SourceError};
 
 /// How long ICE + DTLS may take after the SDP exchange.
@@ -111,6 +116,11 @@ pub struct PublisherConfig {
     pub connect_timeout: Duration,
     /// Wait for the storage peer's offer after JoinStorageSession.
     pub offer_timeout: Duration,
+    /// Clock behaviour (drift, SR mapping, mutes); default: a perfect sender.
+    pub profile: SenderProfile,
+    /// Record every Opus packet's send instant in [`PublisherStats::audio_sends`] (grows by
+    /// 50 entries a second: for bounded runs such as reel-load's).
+    pub record_audio_sends: bool,
 }
 
 impl PublisherConfig {
@@ -123,6 +133,8 @@ impl PublisherConfig {
             record_all_frames: false,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             offer_timeout: DEFAULT_OFFER_TIMEOUT,
+            profile: SenderProfile::default(),
+            record_audio_sends: false,
         }
     }
 }
@@ -130,8 +142,10 @@ impl PublisherConfig {
 /// A video frame as written to str0m.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct FrameSent {
-    /// Frame index since the start (0 = first IDR).
+    /// Frame index since the start (0 = first IDR); muted and dropped frames count too.
     pub index: u64,
+    /// Frames of the track written before this one: the n-th frame a recorder stores.
+    pub seq: u64,
     /// RTP media time, 90 kHz ticks (`index * 3000`).
     pub rtp_ticks: u64,
     /// Whether it was an IDR.
@@ -158,6 +172,13 @@ pub struct PublisherStats {
     pub video_frames: AtomicU64,
     /// Opus packets written.
     pub audio_packets: AtomicU64,
+    /// Video frames not sent because the track was muted (or waited for a keyframe after).
+    pub video_frames_muted: AtomicU64,
+    /// Opus packets not sent because the track was muted.
+    pub audio_packets_muted: AtomicU64,
+    /// Writes whose wallclock would have been ahead of the write and was clamped (their SRs
+    /// follow the packets; see [`profile`]).
+    pub sr_wallclock_clamped: AtomicU64,
     /// Media bytes handed to the packetizers (video Annex-B incl. filler, plus Opus).
     pub media_bytes: AtomicU64,
     /// Bytes a recorder must keep of those (video samples without SPS/PPS/AUD/filler, plus Opus).
@@ -172,6 +193,9 @@ pub struct PublisherStats {
     pub times: Milestones,
     /// Keyframes (or every frame with [`PublisherConfig::record_all_frames`]) as sent.
     pub frames: Mutex<Vec<FrameSent>>,
+    /// With [`PublisherConfig::record_audio_sends`]: send instant (µs since the Unix epoch)
+    /// of every Opus packet written, in order (entry n is the n-th packet written).
+    pub audio_sends: Mutex<Vec<i64>>,
     /// Why it failed, once it has.
     pub failure: Mutex<Option<String>>,
     /// [`PublisherError::kind`] of the failure.
@@ -233,6 +257,9 @@ impl PublisherStats {
             packets_received: ld(&self.packets_received),
             video_frames: ld(&self.video_frames),
             audio_packets: ld(&self.audio_packets),
+            video_frames_muted: ld(&self.video_frames_muted),
+            audio_packets_muted: ld(&self.audio_packets_muted),
+            sr_wallclock_clamped: ld(&self.sr_wallclock_clamped),
             media_bytes: ld(&self.media_bytes),
             sample_bytes: ld(&self.sample_bytes),
             keyframe_requests: ld(&self.keyframe_requests),
@@ -265,6 +292,9 @@ pub struct StatsSnapshot {
     pub packets_received: u64,
     pub video_frames: u64,
     pub audio_packets: u64,
+    pub video_frames_muted: u64,
+    pub audio_packets_muted: u64,
+    pub sr_wallclock_clamped: u64,
     pub media_bytes: u64,
     pub sample_bytes: u64,
     pub keyframe_requests: u64,
@@ -414,8 +444,9 @@ impl Publisher {
 
     /// Runs the peer until `until`, a [`Signal::Stop`] or an error: connects, then writes video
     /// frame `i` at `t0 + i/30 s` (RTP `i * 3000`) and Opus packet `j` at `t0 + j * 20 ms`
-    /// (RTP `j * 960`) where `t0` is the moment it connected. Falling behind (a starved task)
-    /// sends the overdue frames at once. Errors are also recorded in the stats.
+    /// (RTP `j * 960`) where `t0` is the moment it connected — send times divided by the
+    /// profile's rates, mute windows skipped (see [`profile`]). Falling behind (a starved
+    /// task) sends the overdue frames at once. Errors are also recorded in the stats.
     pub async fn run<S: Signals>(&mut self, signals: &mut S, until: Instant) -> Result<RunEnd, PublisherError> {
         let result = self.run_inner(signals, until).await;
         StatsMark::ended(&self.stats);
@@ -424,7 +455,7 @@ impl Publisher {
 
     async fn run_inner<S: Signals>(&mut self, signals: &mut S, until: Instant) -> Result<RunEnd, PublisherError> {
         let connect_deadline = Instant::now() + self.cfg.connect_timeout;
-        let mut media = MediaClock::default();
+        let mut media = MediaClock { profile: self.cfg.profile, ..Default::default() };
         if let Some((video, audio)) = self.offered {
             media.video = Some((video, None));
             media.audio = Some((audio, None));
@@ -537,74 +568,124 @@ impl Publisher {
             self.payload_type(media.video.as_mut(), Codec::H264).ok_or(PublisherError::MissingMedia("H.264"))?;
         let audio_pt =
             self.payload_type(media.audio.as_mut(), Codec::Opus).ok_or(PublisherError::MissingMedia("Opus"))?;
-        let source = self.cfg.source.clone();
         let (video_due, audio_due) = (media.video_due(t0), media.audio_due(t0));
         if video_due <= now && video_due <= audio_due {
-            let i = media.video_next;
-            let due = media.video_due(t0);
-            let frame = source.video_frame(i);
-            let ts = MediaTime::new(i * source::VIDEO_TICKS_PER_FRAME, Frequency::NINETY_KHZ);
-            if media.skip_video && !frame.keyframe {
-                self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
-                media.video_next += 1;
-                return Ok(());
-            }
-            if let Some(w) = self.rtc.writer(video_pt.0) {
-                match w.write(video_pt.1, due, ts, frame.data.clone()) {
-                    Ok(()) => media.skip_video = false,
-                    Err(RtcError::WriteWithoutPoll) => {
-                        self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
-                        media.skip_video = true;
-                        media.video_next += 1;
-                        return Ok(());
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            let sent = unix_us();
-            if i == 0 {
-                let _ = self.stats.times.first_frame.set(sent);
-            }
-            if frame.keyframe || self.cfg.record_all_frames {
-                let rec = FrameSent {
-                    index: i,
-                    rtp_ticks: i * source::VIDEO_TICKS_PER_FRAME,
-                    keyframe: frame.keyframe,
-                    sent_unix_us: sent,
-                };
-                if let Ok(mut f) = self.stats.frames.lock() {
-                    f.push(rec);
-                }
-            }
-            self.stats.video_frames.fetch_add(1, Ordering::Relaxed);
-            self.stats.media_bytes.fetch_add(frame.data.len() as u64, Ordering::Relaxed);
-            self.stats.sample_bytes.fetch_add(frame.sample_bytes as u64, Ordering::Relaxed);
-            self.stats.max_lateness_us.fetch_max(now.duration_since(due).as_micros() as u64, Ordering::Relaxed);
-            media.video_next += 1;
-            media.wrote = true;
+            self.write_video(media, video_pt, t0, now)
         } else if audio_due <= now {
-            let j = media.audio_next;
-            let due = media.audio_due(t0);
-            let packet = source.audio_packet(j);
-            let ts = MediaTime::new(j * source::AUDIO_TICKS_PER_PACKET, Frequency::FORTY_EIGHT_KHZ);
-            if let Some(w) = self.rtc.writer(audio_pt.0) {
-                match w.write(audio_pt.1, due, ts, packet.to_vec()) {
-                    Ok(()) => {}
-                    Err(RtcError::WriteWithoutPoll) => {
-                        self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
-                        media.audio_next += 1;
-                        return Ok(());
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            self.stats.audio_packets.fetch_add(1, Ordering::Relaxed);
-            self.stats.media_bytes.fetch_add(packet.len() as u64, Ordering::Relaxed);
-            self.stats.sample_bytes.fetch_add(packet.len() as u64, Ordering::Relaxed);
-            media.audio_next += 1;
-            media.wrote = true;
+            self.write_audio(media, audio_pt, t0, now)
+        } else {
+            Ok(())
         }
+    }
+
+    /// Writes (or mutes, or drops) video frame `media.video_next`.
+    fn write_video(
+        &mut self,
+        media: &mut MediaClock,
+        (mid, pt): (Mid, Pt),
+        t0: Instant,
+        now: Instant,
+    ) -> Result<(), PublisherError> {
+        let i = media.video_next;
+        let due = media.video_due(t0);
+        media.video_next += 1;
+        let source = self.cfg.source.clone();
+        let frame = source.video_frame(i);
+        let send_offset = media.profile.video_send_offset(i);
+        if media.video_held(send_offset, frame.keyframe) {
+            self.stats.video_frames_muted.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        if media.skip_video && !frame.keyframe {
+            self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        let (wallclock, clamped) = media.profile.str0m_wallclock(t0, profile::video_media_offset(i), send_offset, now);
+        let ts = MediaTime::new(i * source::VIDEO_TICKS_PER_FRAME, Frequency::NINETY_KHZ);
+        if let Some(w) = self.rtc.writer(mid) {
+            match w.write(pt, wallclock, ts, frame.data.clone()) {
+                Ok(()) => media.skip_video = false,
+                Err(RtcError::WriteWithoutPoll) => {
+                    self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                    media.skip_video = true;
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let sent = unix_us();
+        if media.video_seq == 0 {
+            let _ = self.stats.times.first_frame.set(sent);
+        }
+        if frame.keyframe || self.cfg.record_all_frames {
+            let rec = FrameSent {
+                index: i,
+                seq: media.video_seq,
+                rtp_ticks: i * source::VIDEO_TICKS_PER_FRAME,
+                keyframe: frame.keyframe,
+                sent_unix_us: sent,
+            };
+            if let Ok(mut f) = self.stats.frames.lock() {
+                f.push(rec);
+            }
+        }
+        media.video_seq += 1;
+        self.count_write(frame.data.len(), frame.sample_bytes, clamped, now.duration_since(due));
+        self.stats.video_frames.fetch_add(1, Ordering::Relaxed);
+        media.wrote = true;
         Ok(())
+    }
+
+    /// Writes (or mutes, or drops) Opus packet `media.audio_next`.
+    fn write_audio(
+        &mut self,
+        media: &mut MediaClock,
+        (mid, pt): (Mid, Pt),
+        t0: Instant,
+        now: Instant,
+    ) -> Result<(), PublisherError> {
+        let j = media.audio_next;
+        let due = media.audio_due(t0);
+        media.audio_next += 1;
+        let send_offset = media.profile.audio_send_offset(j);
+        if media.profile.audio_muted(send_offset) {
+            self.stats.audio_packets_muted.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        let source = self.cfg.source.clone();
+        let packet = source.audio_packet(j);
+        let (wallclock, clamped) = media.profile.str0m_wallclock(t0, profile::audio_media_offset(j), send_offset, now);
+        let ts = MediaTime::new(j * source::AUDIO_TICKS_PER_PACKET, Frequency::FORTY_EIGHT_KHZ);
+        if let Some(w) = self.rtc.writer(mid) {
+            match w.write(pt, wallclock, ts, packet.to_vec()) {
+                Ok(()) => {}
+                Err(RtcError::WriteWithoutPoll) => {
+                    self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if self.cfg.record_audio_sends
+            && let Ok(mut a) = self.stats.audio_sends.lock()
+        {
+            a.push(unix_us());
+        }
+        self.count_write(packet.len(), packet.len(), clamped, now.duration_since(due));
+        self.stats.audio_packets.fetch_add(1, Ordering::Relaxed);
+        media.wrote = true;
+        Ok(())
+    }
+
+    /// Counts one successful media write of `bytes` (`sample_bytes` kept by a recorder),
+    /// `late` behind its schedule.
+    fn count_write(&self, bytes: usize, sample_bytes: usize, clamped: bool, late: Duration) {
+        self.stats.media_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.stats.sample_bytes.fetch_add(sample_bytes as u64, Ordering::Relaxed);
+        if clamped {
+            self.stats.sr_wallclock_clamped.fetch_add(1, Ordering::Relaxed);
+        }
+        self.stats.max_lateness_us.fetch_max(late.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// The (mid, payload type) for `codec` on a track, looked up once.
@@ -643,22 +724,43 @@ impl StatsMark {
 struct MediaClock {
     /// When it connected (media time zero).
     t0: Option<Instant>,
+    /// Rates and mute windows.
+    profile: SenderProfile,
     video: Option<(Mid, Option<Pt>)>,
     audio: Option<(Mid, Option<Pt>)>,
+    /// Index (media time) of the next video frame due.
     video_next: u64,
+    /// Index (media time) of the next Opus packet due.
     audio_next: u64,
+    /// Video frames written so far.
+    video_seq: u64,
     wrote: bool,
     disconnected: bool,
     /// A video frame was dropped: skip to the next keyframe.
     skip_video: bool,
+    /// Video was muted: send nothing until the next keyframe.
+    video_resuming: bool,
 }
 
 impl MediaClock {
     fn video_due(&self, t0: Instant) -> Instant {
-        t0 + Duration::from_micros(self.video_next * 1_000_000 / source::FPS)
+        t0 + self.profile.video_send_offset(self.video_next)
     }
     fn audio_due(&self, t0: Instant) -> Instant {
-        t0 + source::AUDIO_PACKET * self.audio_next as u32
+        t0 + self.profile.audio_send_offset(self.audio_next)
+    }
+    /// Whether the video frame scheduled `send_offset` after `t0` stays unsent: inside the
+    /// mute window, or after it until a keyframe (a camera resumes with an IDR).
+    fn video_held(&mut self, send_offset: Duration, keyframe: bool) -> bool {
+        if self.profile.video_muted(send_offset) {
+            self.video_resuming = true;
+            return true;
+        }
+        if self.video_resuming && !keyframe {
+            return true;
+        }
+        self.video_resuming = false;
+        false
     }
     fn next_due(&self, t0: Instant) -> Instant {
         self.video_due(t0).min(self.audio_due(t0))
@@ -745,6 +847,8 @@ pub struct CameraConfig {
     pub bind_ip: Option<IpAddr>,
     /// Publish for this long; `None`: until the task is dropped.
     pub duration: Option<Duration>,
+    /// Clock behaviour of the camera (drift, SR mapping, mutes); default: a perfect one.
+    pub profile: SenderProfile,
 }
 
 impl CameraConfig {
@@ -761,6 +865,7 @@ impl CameraConfig {
             bitrate_bps: DEFAULT_BITRATE_BPS,
             bind_ip: None,
             duration: None,
+            profile: SenderProfile::default(),
         }
     }
 }
@@ -792,7 +897,9 @@ pub async fn run_camera(
     let stats = PublisherStats::new();
     // "Forever" is a century: Instant arithmetic needs an end.
     let until = Instant::now() + cfg.duration.unwrap_or(Duration::from_secs(100 * 365 * 86_400));
-    publish_to_storage(&client, &channel, PublisherConfig::new(bind_ip, source), stats.clone(), until).await?;
+    let mut pcfg = PublisherConfig::new(bind_ip, source);
+    pcfg.profile = cfg.profile;
+    publish_to_storage(&client, &channel, pcfg, stats.clone(), until).await?;
     Ok(CameraReport { channel, stats: stats.snapshot() })
 }
 
@@ -861,5 +968,144 @@ mod tests {
         assert!(sb.snapshot().packets_received > s.video_frames, "the answerer got the media");
         let frames = sa.frames.lock().unwrap();
         assert_eq!(frames.first().map(|f| (f.index, f.keyframe)), Some((0, true)));
+    }
+
+    /// What a bare str0m answerer saw of a publisher's media.
+    #[derive(Debug, Default)]
+    struct Received {
+        /// (kind, RTP ticks, arrival) per frame.
+        frames: Vec<(MediaKind, u64, Instant)>,
+        /// (kind, SR NTP time, SR RTP ticks) per sender report.
+        reports: Vec<(MediaKind, SystemTime, u64)>,
+    }
+
+    impl Received {
+        fn frames(&self, kind: MediaKind) -> Vec<(u64, Instant)> {
+            self.frames.iter().filter(|f| f.0 == kind).map(|f| (f.1, f.2)).collect()
+        }
+
+        /// RTP seconds per NTP second between the first and last SR carrying an RTP time.
+        fn sr_slope(&self, kind: MediaKind, clock_rate: f64) -> f64 {
+            let srs: Vec<_> = self.reports.iter().filter(|r| r.0 == kind && r.2 > 0).collect();
+            let (a, b) = (srs.first().expect("an SR"), srs.last().expect("an SR"));
+            let ntp = b.1.duration_since(a.1).expect("NTP moves forward").as_secs_f64();
+            assert!(ntp >= 1.5, "SRs span only {ntp} s: {srs:?}");
+            (b.2 - a.2) as f64 / clock_rate / ntp
+        }
+    }
+
+    /// Answers `offer` with a receive-only str0m peer and records what arrives until `until`.
+    async fn record_media(offer: &str, until: Instant) -> (String, tokio::task::JoinHandle<Received>) {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let local = socket.local_addr().unwrap();
+        let mut rtc = Rtc::builder().clear_codecs().enable_h264(true).enable_opus(true, false).build(Instant::now());
+        rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
+        let answer = rtc.sdp_api().accept_offer(SdpOffer::from_sdp_string(offer).unwrap()).unwrap();
+        let task = tokio::spawn(async move {
+            let (mut got, mut kinds, mut buf) = (Received::default(), Vec::new(), vec![0u8; RECV_BUF]);
+            loop {
+                let timeout = loop {
+                    match rtc.poll_output().unwrap() {
+                        Output::Timeout(t) => break t,
+                        Output::Transmit(t) => {
+                            let _ = socket.send_to(&t.contents, t.destination).await;
+                        }
+                        Output::Event(Event::MediaAdded(m)) => kinds.push((m.mid, m.kind)),
+                        Output::Event(Event::MediaData(d)) => {
+                            let kind = kinds.iter().find(|k| k.0 == d.mid).unwrap().1;
+                            got.frames.push((kind, d.time.numer(), d.network_time));
+                        }
+                        Output::Event(Event::SenderFeedback(f)) => {
+                            let kind = kinds.iter().find(|k| k.0 == f.mid).unwrap().1;
+                            got.reports.push((kind, f.sender_info.ntp_time, f.sender_info.rtp_time.numer()));
+                        }
+                        Output::Event(_) => {}
+                    }
+                };
+                if Instant::now() >= until {
+                    return got;
+                }
+                tokio::select! {
+                    r = socket.recv_from(&mut buf) => {
+                        let (n, source) = r.unwrap();
+                        let receive = Receive { proto: Protocol::Udp, source, destination: local, contents: buf[..n].try_into().unwrap() };
+                        let _ = rtc.handle_input(Input::Receive(Instant::now(), receive));
+                    }
+                    () = tokio::time::sleep_until(timeout.min(until).into()) => {
+                        rtc.handle_input(Input::Timeout(Instant::now())).unwrap();
+                    }
+                }
+            }
+        });
+        (answer.to_sdp_string(), task)
+    }
+
+    /// Publishes with `profile` for `secs` into a recording answerer.
+    async fn publish_into_recorder(profile: SenderProfile, secs: f64) -> (Received, StatsSnapshot, Vec<i64>) {
+        let source = Arc::new(MediaSource::new(300_000).unwrap());
+        let mut cfg = PublisherConfig::new("127.0.0.1".parse().unwrap(), source);
+        (cfg.profile, cfg.record_audio_sends) = (profile, true);
+        let stats = PublisherStats::new();
+        let mut publisher = Publisher::bind(cfg, stats.clone()).await.unwrap();
+        let until = Instant::now() + Duration::from_secs_f64(secs);
+        let (answer, recorder) = record_media(&publisher.create_offer().unwrap(), until).await;
+        publisher.accept_answer(&answer).unwrap();
+        assert_eq!(publisher.run(&mut NoSignals, until).await.unwrap(), RunEnd::Deadline);
+        let sends = stats.audio_sends.lock().unwrap().clone();
+        (recorder.await.unwrap(), stats.snapshot(), sends)
+    }
+
+    /// Mean spacing of `instants`, ms.
+    fn mean_spacing_ms(instants: &[Instant]) -> f64 {
+        let span = instants.last().unwrap().duration_since(instants[0]).as_secs_f64() * 1000.0;
+        span / (instants.len() - 1) as f64
+    }
+
+    #[tokio::test]
+    async fn slow_audio_keeps_960_ticks_per_packet_sent_every_20_6_ms_and_srs_follow_the_wall_clock() {
+        let profile = SenderProfile { audio_rate: 0.97, video_rate: 0.97, sr_wall_clock: true, ..Default::default() };
+        let (got, snap, sends) = publish_into_recorder(profile, 4.0).await;
+        let audio = got.frames(MediaKind::Audio);
+        assert!(audio.len() > 100, "{} audio frames", audio.len());
+        assert!(audio.windows(2).all(|w| w[1].0 - w[0].0 == 960), "RTP advances 960 ticks per packet");
+        let arrivals: Vec<Instant> = audio.iter().map(|a| a.1).collect();
+        let spacing = mean_spacing_ms(&arrivals);
+        assert!((spacing - 20.62).abs() < 0.25, "audio arrives every {spacing:.3} ms");
+        let video = got.frames(MediaKind::Video);
+        assert!(video.windows(2).all(|w| w[1].0 - w[0].0 == 3000), "RTP advances 3000 ticks per frame");
+        // The publisher's own record agrees: one send instant per packet written, 20.6 ms apart.
+        assert_eq!(sends.len() as u64, snap.audio_packets);
+        let sent_ms = (sends[sends.len() - 1] - sends[0]) as f64 / 1000.0 / (sends.len() - 1) as f64;
+        assert!((sent_ms - 20.62).abs() < 0.25, "sent every {sent_ms:.3} ms");
+        // Video SRs (1 s apart): RTP time advances with the wall clock, not with the packets.
+        let slope = got.sr_slope(MediaKind::Video, 90_000.0);
+        assert!((slope - 1.0).abs() < 0.004, "SR RTP/NTP slope {slope}");
+        assert_eq!(snap.sr_wallclock_clamped, 0);
+    }
+
+    #[tokio::test]
+    async fn by_default_srs_of_a_slow_sender_follow_its_packets() {
+        let profile = SenderProfile { video_rate: 0.97, ..Default::default() };
+        let (got, _, _) = publish_into_recorder(profile, 4.0).await;
+        let slope = got.sr_slope(MediaKind::Video, 90_000.0);
+        assert!((slope - 0.97).abs() < 0.004, "SR RTP/NTP slope {slope}");
+    }
+
+    #[tokio::test]
+    async fn muted_audio_sends_nothing_in_its_window_and_resumes_with_rtp_time_advanced() {
+        let mute = MuteWindow { at: Duration::from_millis(500), len: Duration::from_millis(1000) };
+        let video_mute = MuteWindow { at: Duration::from_millis(200), len: Duration::from_millis(300) };
+        let profile = SenderProfile { audio_mute: Some(mute), video_mute: Some(video_mute), ..Default::default() };
+        let (got, snap, _) = publish_into_recorder(profile, 2.5).await;
+        let audio = got.frames(MediaKind::Audio);
+        let gap = audio.windows(2).find(|w| w[1].0 - w[0].0 > 960).expect("a gap in the audio");
+        // 50 packets (1 s) were not sent: RTP jumps by 51 packets across the window.
+        assert_eq!(gap[1].0 - gap[0].0, 51 * 960);
+        assert_eq!(snap.audio_packets_muted, 50);
+        // Video: 9 frames muted (200–500 ms), then held until the IDR at frame 60 (2 s).
+        let video = got.frames(MediaKind::Video);
+        let vgap = video.windows(2).find(|w| w[1].0 - w[0].0 > 3000).expect("a gap in the video");
+        assert_eq!((vgap[0].0 - video[0].0, vgap[1].0 - video[0].0), (5 * 3000, 60 * 3000));
+        assert_eq!(snap.video_frames_muted, 54);
     }
 }

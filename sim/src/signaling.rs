@@ -1,8 +1,17 @@
 //! The master side of KVS WebRTC signaling: `ConnectAsMaster` over a presigned WebSocket
 //! (kvs-api.md §3), sending `SDP_ANSWER`/`ICE_CANDIDATE` and reading service events.
 //! Plain `ws://` endpoints only.
+//!
+//! Like the KVS C SDK, the connection sends a WebSocket ping every [`PING_INTERVAL`]: the
+//! service (and reel) closes signaling connections that stay idle for 10 minutes, and a
+//! camera that only publishes media never sends a text frame. Pings go out while
+//! [`MasterConnection::next_event`] (or [`MasterConnection::next_offer`]) is being awaited,
+//! which a publishing camera does all the time; a ping interrupted by cancellation stays
+//! queued in the socket and is flushed by the next send.
 
 use std::time::{Duration, SystemTime};
+
+use tokio::time::{Interval, MissedTickBehavior};
 
 use base64::Engine;
 use futures::{SinkExt, StreamExt};
@@ -12,6 +21,9 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::sigv4::{SignError, Signer};
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// How often a master pings the service (the KVS C SDK's keep-alive).
+pub const PING_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Why signaling failed.
 #[derive(Debug, thiserror::Error)]
@@ -54,16 +66,37 @@ pub enum SignalingEvent {
 /// An open `ConnectAsMaster` WebSocket.
 pub struct MasterConnection {
     ws: Ws,
+    /// Keep-alive ping schedule.
+    ping: Interval,
+    /// Pings sent so far.
+    pings_sent: u64,
     /// The channel it is master of.
     pub channel_arn: String,
 }
 
 impl MasterConnection {
-    /// Opens `ConnectAsMaster` on the `WSS` endpoint.
+    /// Opens `ConnectAsMaster` on the `WSS` endpoint (pinging every [`PING_INTERVAL`]).
     pub async fn connect(signer: &Signer, wss: &str, channel_arn: &str) -> Result<Self, SignalingError> {
+        Self::connect_with_ping(signer, wss, channel_arn, PING_INTERVAL).await
+    }
+
+    /// [`MasterConnection::connect`] with another ping interval (tests; must not be zero).
+    pub async fn connect_with_ping(
+        signer: &Signer,
+        wss: &str,
+        channel_arn: &str,
+        ping_every: Duration,
+    ) -> Result<Self, SignalingError> {
         let url = signer.presign_connect_as_master(wss, channel_arn, SystemTime::now())?;
         let (ws, _) = tokio_tungstenite::connect_async(url).await?;
-        Ok(Self { ws, channel_arn: channel_arn.to_string() })
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Ok(Self { ws, ping, pings_sent: 0, channel_arn: channel_arn.to_string() })
+    }
+
+    /// Keep-alive pings sent so far.
+    pub fn pings_sent(&self) -> u64 {
+        self.pings_sent
     }
 
     /// Sends `{action, messagePayload: base64(payload)}` (and `recipientClientId`).
@@ -88,10 +121,19 @@ impl MasterConnection {
         self.send("ICE_CANDIDATE", &payload, recipient).await
     }
 
-    /// The next service event; `Err(Closed)` once the socket is gone. Cancel-safe.
+    /// The next service event; `Err(Closed)` once the socket is gone. Sends the keep-alive
+    /// pings while it waits. Cancel-safe.
     pub async fn next_event(&mut self) -> Result<SignalingEvent, SignalingError> {
         loop {
-            let msg = match self.ws.next().await {
+            let next = tokio::select! {
+                next = self.ws.next() => next,
+                _ = self.ping.tick() => {
+                    self.ws.send(Message::Ping(Default::default())).await?;
+                    self.pings_sent += 1;
+                    continue;
+                }
+            };
+            let msg = match next {
                 None => return Err(SignalingError::Closed),
                 Some(msg) => msg?,
             };
@@ -162,5 +204,63 @@ mod tests {
         let status = json!({ "messageType": "STATUS_RESPONSE", "statusResponse": {} }).to_string();
         assert_eq!(parse_event(&status), Some(SignalingEvent::Other("STATUS_RESPONSE".into())));
         assert_eq!(parse_event("not json"), None);
+    }
+
+    /// A local WebSocket server that counts the pings it gets and, after `want`, sends an
+    /// SDP offer; returns its `ws://` URL and the task yielding the count.
+    async fn ping_counting_server(want: u64) -> (String, tokio::task::JoinHandle<u64>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            let mut pings = 0;
+            while let Some(Ok(msg)) = ws.next().await {
+                match msg {
+                    Message::Ping(_) => {
+                        pings += 1;
+                        if pings == want {
+                            let offer = event("SDP_OFFER", &json!({ "type": "offer", "sdp": "v=0" }));
+                            ws.send(Message::text(offer)).await.unwrap();
+                        }
+                    }
+                    Message::Close(_) => break,
+                    _ => {}
+                }
+            }
+            pings
+        });
+        (url, task)
+    }
+
+    #[tokio::test]
+    async fn pings_the_service_while_waiting_for_events() {
+        let (url, server) = ping_counting_server(3).await;
+        let signer = Signer::new("AKIDEXAMPLE", "secret", "us-west-2");
+        let arn = "arn:aws:kinesisvideo:us-west-2:123456789012:channel/c/1";
+        let every = Duration::from_millis(40);
+        let mut conn = MasterConnection::connect_with_ping(&signer, &url, arn, every).await.unwrap();
+        let started = std::time::Instant::now();
+        // The server answers the third ping with an offer: waiting for it needs the pings.
+        let (sdp, _) = conn.next_offer(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(sdp, "v=0");
+        assert!(started.elapsed() >= 3 * every, "pings came too early: {:?}", started.elapsed());
+        assert_eq!(conn.pings_sent(), 3);
+        conn.close().await;
+        assert_eq!(server.await.unwrap(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pings_every_ten_seconds_like_the_c_sdk() {
+        let (url, server) = ping_counting_server(u64::MAX).await;
+        let signer = Signer::new("AKIDEXAMPLE", "secret", "us-west-2");
+        let arn = "arn:aws:kinesisvideo:us-west-2:123456789012:channel/c/1";
+        let mut conn = MasterConnection::connect(&signer, &url, arn).await.unwrap();
+        // 25 s (of paused, auto-advancing time) without a single event: pings at 10 and 20 s.
+        let waited = tokio::time::timeout(Duration::from_secs(25), conn.next_event()).await;
+        assert!(waited.is_err(), "no event expected: {waited:?}");
+        assert_eq!(conn.pings_sent(), 2);
+        conn.close().await;
+        assert_eq!(server.await.unwrap(), 2, "the server got both");
     }
 }

@@ -101,7 +101,7 @@ fn drain(f: &mut Fragmenter, out: &mut Vec<FixtureFragment>) {
             FragmentEvent::BeginFragment { producer_ts_ms, server_ts_ms, header } => {
                 out.push(FixtureFragment { producer_ts_ms, server_ts_ms, header, chunks: Vec::new(), duration_ms: 0 })
             }
-            FragmentEvent::Chunk { bytes, media_end_ms } => {
+            FragmentEvent::Chunk { bytes, media_end_ms, .. } => {
                 if let Some(frag) = out.last_mut() {
                     frag.chunks.push((media_end_ms, Bytes::from(bytes)));
                 }

@@ -19,11 +19,15 @@
 //! - Loss (a non-contiguous video frame from the jitter buffer), an unparsable access unit
 //!   or video time running backwards ends the fragment, requests a keyframe, and drops
 //!   video until the next IDR. A non-contiguous IDR simply starts a new fragment.
-//! - Audio and video are interleaved by session time (see [`crate::media::timing`]) in a
+//! - Audio and video are interleaved by session time (see [`crate::media::timing`], which
+//!   keeps both tracks locked to their arrival even when the sender's clocks drift) in a
 //!   small window, so audio lands in the fragment its timestamp belongs to, also around
 //!   cuts. Audio gaps (DTX) are normal. Within a fragment each track's timestamps never go
-//!   back and never precede the fragment start: small audio steps back are clamped, the
-//!   rest dropped, all counted in [`FragmenterStats`].
+//!   back and never precede the fragment start: audio up to 40 ms before the fragment or
+//!   behind the previous frame is moved forward (1 ms after it), anything further dropped.
+//! - Nothing is dropped silently: every frame pushed is stored, parameter sets only (kept as
+//!   codec private data), or counted under a [`DropReason`] per track
+//!   ([`FragmenterStats::unaccounted`] is 0 once finished).
 //! - Consecutive fragments are contiguous in producer time unless the sender's clock
 //!   disagrees by more than `continuity_tolerance`; a fragment never starts before the
 //!   previous one ended.
@@ -42,8 +46,10 @@ use super::timing::{self, MediaKind, SenderReport, TimingModel, TimingStats};
 pub const DEFAULT_TARGET_DURATION_MS: u32 = 2_000;
 /// Largest configurable target duration, in ms (issue 5: 10 s).
 pub const MAX_TARGET_DURATION_MS: u32 = 10_000;
-/// Default hard cap on a fragment's length when no IDR comes, in ms.
-pub const DEFAULT_MAX_DURATION_MS: u32 = 10_000;
+/// Default hard cap on a fragment's length when no IDR comes, in ms: 20 % above the 10 s
+/// GOP of senders that ignore keyframe requests (the KVS C SDK's GStreamer sample), so a GOP
+/// that a slow clock or jitter stretches a little past 10 s is not cut short.
+pub const DEFAULT_MAX_DURATION_MS: u32 = 12_000;
 /// Largest allowed hard cap: SimpleBlock offsets are signed 16-bit ms.
 pub const MAX_DURATION_LIMIT_MS: u32 = 30_000;
 /// Default spacing of repeated keyframe requests, in ms.
@@ -56,6 +62,9 @@ pub const DEFAULT_CONTINUITY_TOLERANCE_MS: u32 = 50;
 pub const DEFAULT_AUDIO_CHUNK_FRAMES: usize = 10;
 /// Largest backward step of audio time that is clamped rather than dropped, in µs.
 const AUDIO_CLAMP_US: i64 = 40_000;
+/// How much of the interleave window a sender-report lip sync may not use, µs: audio held
+/// back by lip sync must still arrive within the window to be interleaved.
+const LIP_SYNC_MARGIN_US: i64 = 100_000;
 /// Frames a queue may hold regardless of timing (guards memory against absurd timestamps).
 const MAX_QUEUED_FRAMES: usize = 1_000;
 /// Assumed video frame duration until two frames have been seen, in µs (30 fps).
@@ -183,6 +192,8 @@ pub enum FragmentEvent {
         bytes: Vec<u8>,
         /// The fragment's duration if it ended after this chunk, ms.
         media_end_ms: u32,
+        /// Frames in `bytes`, so an owner that cannot store the chunk can count them.
+        frames: ChunkFrames,
     },
     /// The open fragment is complete.
     EndFragment {
@@ -194,6 +205,80 @@ pub enum FragmentEvent {
         /// Why.
         reason: KeyframeReason,
     },
+}
+
+/// Frames carried by one [`FragmentEvent::Chunk`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChunkFrames {
+    /// Video frames.
+    pub video: u32,
+    /// Audio frames.
+    pub audio: u32,
+}
+
+impl ChunkFrames {
+    /// Adds another chunk's frames.
+    pub fn add(&mut self, other: ChunkFrames) {
+        self.video = self.video.saturating_add(other.video);
+        self.audio = self.audio.saturating_add(other.audio);
+    }
+}
+
+/// Why a frame that arrived was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Video before the first IDR, or after loss until the next IDR.
+    WaitingForKeyframe,
+    /// Non-contiguous (lost-before) non-IDR video.
+    Loss,
+    /// Unparsable access units or Opus packets.
+    Malformed,
+    /// IDRs without any SPS/PPS to describe them.
+    MissingParameterSets,
+    /// Non-IDR frames carrying a parameter set change.
+    ParameterSetChange,
+    /// Audio with no open fragment (before the first IDR, or between loss and the next IDR).
+    NoFragment,
+    /// Audio older than the fragment it would belong to.
+    Late,
+    /// Frames whose time went backwards within a fragment.
+    NonMonotonic,
+    /// Frames beyond the fragment's maximum duration.
+    TooLong,
+    /// Audio in a session that negotiated no audio track.
+    NoAudioTrack,
+}
+
+impl DropReason {
+    /// Every reason, in a stable order (for metrics and logs).
+    pub const ALL: [DropReason; 10] = [
+        DropReason::WaitingForKeyframe,
+        DropReason::Loss,
+        DropReason::Malformed,
+        DropReason::MissingParameterSets,
+        DropReason::ParameterSetChange,
+        DropReason::NoFragment,
+        DropReason::Late,
+        DropReason::NonMonotonic,
+        DropReason::TooLong,
+        DropReason::NoAudioTrack,
+    ];
+
+    /// The reason as a metric label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::WaitingForKeyframe => "waiting_for_keyframe",
+            DropReason::Loss => "loss",
+            DropReason::Malformed => "malformed",
+            DropReason::MissingParameterSets => "missing_parameter_sets",
+            DropReason::ParameterSetChange => "parameter_set_change",
+            DropReason::NoFragment => "no_fragment",
+            DropReason::Late => "late",
+            DropReason::NonMonotonic => "non_monotonic",
+            DropReason::TooLong => "too_long",
+            DropReason::NoAudioTrack => "no_audio_track",
+        }
+    }
 }
 
 /// Frames dropped, by reason.
@@ -217,6 +302,56 @@ pub struct DropCounts {
     pub non_monotonic: u64,
     /// Frames beyond the fragment's maximum duration.
     pub too_long: u64,
+    /// Audio in a session that negotiated no audio track.
+    pub no_audio_track: u64,
+}
+
+impl DropCounts {
+    /// The counter of `reason`.
+    pub fn get(&self, reason: DropReason) -> u64 {
+        match reason {
+            DropReason::WaitingForKeyframe => self.waiting_for_keyframe,
+            DropReason::Loss => self.loss,
+            DropReason::Malformed => self.malformed,
+            DropReason::MissingParameterSets => self.missing_parameter_sets,
+            DropReason::ParameterSetChange => self.parameter_set_change,
+            DropReason::NoFragment => self.no_fragment,
+            DropReason::Late => self.late,
+            DropReason::NonMonotonic => self.non_monotonic,
+            DropReason::TooLong => self.too_long,
+            DropReason::NoAudioTrack => self.no_audio_track,
+        }
+    }
+
+    fn slot(&mut self, reason: DropReason) -> &mut u64 {
+        match reason {
+            DropReason::WaitingForKeyframe => &mut self.waiting_for_keyframe,
+            DropReason::Loss => &mut self.loss,
+            DropReason::Malformed => &mut self.malformed,
+            DropReason::MissingParameterSets => &mut self.missing_parameter_sets,
+            DropReason::ParameterSetChange => &mut self.parameter_set_change,
+            DropReason::NoFragment => &mut self.no_fragment,
+            DropReason::Late => &mut self.late,
+            DropReason::NonMonotonic => &mut self.non_monotonic,
+            DropReason::TooLong => &mut self.too_long,
+            DropReason::NoAudioTrack => &mut self.no_audio_track,
+        }
+    }
+
+    /// All drops.
+    pub fn total(&self) -> u64 {
+        DropReason::ALL.iter().map(|&r| self.get(r)).sum()
+    }
+
+    /// The non-zero counters as `reason=count` pairs (for the session-end log line).
+    pub fn summary(&self) -> String {
+        let parts: Vec<String> = DropReason::ALL
+            .iter()
+            .filter(|&&r| self.get(r) > 0)
+            .map(|&r| format!("{}={}", r.label(), self.get(r)))
+            .collect();
+        if parts.is_empty() { "none".into() } else { parts.join(",") }
+    }
 }
 
 /// Counters for `/metrics`.
@@ -243,10 +378,33 @@ pub struct FragmenterStats {
     /// Fragments whose start was moved to the previous end because the sender's clock said
     /// they began earlier.
     pub clock_backwards: u64,
-    /// Frames dropped, by reason.
+    /// Frames dropped, by reason (both tracks).
     pub dropped: DropCounts,
+    /// Video frames dropped, by reason.
+    pub video_dropped: DropCounts,
+    /// Audio frames dropped, by reason.
+    pub audio_dropped: DropCounts,
+    /// Video access units with parameter sets only: kept as codec private data, not frames.
+    pub video_parameter_sets_only: u64,
+    /// Audio frames placed at the start of their fragment because they were up to 40 ms
+    /// before it.
+    pub audio_late_clamped: u64,
     /// The timing model's counters.
     pub timing: TimingStats,
+}
+
+impl FragmenterStats {
+    /// Frames of `kind` that arrived but are neither stored, still queued, nor counted as
+    /// dropped. Zero once the fragmenter finished; anything else is a bug.
+    pub fn unaccounted(&self, kind: MediaKind) -> i64 {
+        let (input, out, dropped) = match kind {
+            MediaKind::Video => {
+                (self.video_in, self.video_out + self.video_parameter_sets_only, self.video_dropped.total())
+            }
+            MediaKind::Audio => (self.audio_in, self.audio_out, self.audio_dropped.total()),
+        };
+        input as i64 - out as i64 - dropped as i64
+    }
 }
 
 /// A video codec configuration and the fragment header built from it.
@@ -288,6 +446,7 @@ struct Open {
     /// Blocks not yet handed out as a chunk.
     pending: Vec<u8>,
     pending_audio: usize,
+    pending_video: usize,
     last_video_rel_us: Option<i64>,
     last_audio_rel_us: Option<i64>,
     /// End of the latest frame written, relative to the start, µs.
@@ -326,7 +485,8 @@ impl Fragmenter {
     pub fn new(cfg: FragmenterConfig, now_unix_us: i64) -> Result<Self, ConfigError> {
         cfg.validate()?;
         let mut f = Self {
-            timing: TimingModel::new(i64::from(cfg.max_producer_skew_ms) * 1_000),
+            timing: TimingModel::new(i64::from(cfg.max_producer_skew_ms) * 1_000)
+                .with_max_lip_sync(i64::from(cfg.interleave_window_ms) * 1_000 - LIP_SYNC_MARGIN_US),
             cfg,
             params: ParameterSets::default(),
             params_dirty: false,
@@ -374,23 +534,24 @@ impl Fragmenter {
     /// Feeds one frame.
     pub fn push(&mut self, frame: MediaFrame) {
         self.now_us = self.now_us.max(frame.arrival_unix_us);
-        if frame.kind == MediaKind::Audio && self.cfg.audio.is_none() {
-            return;
-        }
-        if let Some(sr) = frame.sender_report {
-            self.timing.sender_report(frame.kind, sr);
-        }
         match frame.kind {
             MediaKind::Video => self.stats.video_in += 1,
             MediaKind::Audio => self.stats.audio_in += 1,
+        }
+        if frame.kind == MediaKind::Audio && self.cfg.audio.is_none() {
+            return self.drop_frame(MediaKind::Audio, DropReason::NoAudioTrack);
+        }
+        if let Some(sr) = frame.sender_report {
+            self.timing.sender_report(frame.kind, sr);
         }
         let ticks = self.timing.observe_ticks(frame.kind, frame.rtp_timestamp, frame.arrival_unix_us);
         match (frame.kind, self.timing.session_us(frame.kind, ticks)) {
             (MediaKind::Video, Some(session_us)) => {
                 // The session timeline exists now: place audio that came before it.
                 for (ticks, arrival_us, packet) in std::mem::take(&mut self.pre_origin) {
-                    if let Some(session_us) = self.timing.session_us(MediaKind::Audio, ticks) {
-                        self.push_audio(packet, session_us, arrival_us);
+                    match self.timing.session_us(MediaKind::Audio, ticks) {
+                        Some(session_us) => self.push_audio(packet, session_us, arrival_us),
+                        None => self.drop_frame(MediaKind::Audio, DropReason::NoFragment),
                     }
                 }
                 self.push_video(frame, session_us);
@@ -400,7 +561,7 @@ impl Fragmenter {
                 // Audio before the first video packet: keep it until the timeline starts.
                 if self.pre_origin.len() >= MAX_QUEUED_FRAMES {
                     self.pre_origin.pop_front();
-                    self.stats.dropped.no_fragment += 1;
+                    self.drop_frame(MediaKind::Audio, DropReason::NoFragment);
                 }
                 self.pre_origin.push_back((ticks, frame.arrival_unix_us, frame.data));
             }
@@ -446,6 +607,18 @@ impl Fragmenter {
         self.now_us = self.now_us.max(now_unix_us);
         self.pump(true);
         self.end_fragment(None);
+        for _ in std::mem::take(&mut self.pre_origin) {
+            self.drop_frame(MediaKind::Audio, DropReason::NoFragment);
+        }
+    }
+
+    /// Counts one frame of `kind` that will not be stored.
+    fn drop_frame(&mut self, kind: MediaKind, reason: DropReason) {
+        *self.stats.dropped.slot(reason) += 1;
+        match kind {
+            MediaKind::Video => *self.stats.video_dropped.slot(reason) += 1,
+            MediaKind::Audio => *self.stats.audio_dropped.slot(reason) += 1,
+        }
     }
 
     fn interval_us(&self) -> i64 {
@@ -493,13 +666,14 @@ impl Fragmenter {
         let (idr, has_slices, changed, sample) = match parsed {
             Ok(p) => p,
             Err(_) => {
-                self.stats.dropped.malformed += 1;
+                self.drop_frame(MediaKind::Video, DropReason::Malformed);
                 return self.video_break(session_us, arrival_us, KeyframeReason::BadVideo);
             }
         };
         self.params_dirty |= changed;
         if !has_slices {
-            return; // parameter sets only: recorded above
+            self.stats.video_parameter_sets_only += 1;
+            return; // recorded above, stored as codec private data
         }
         if idr {
             if self.params_dirty || self.codec.is_none() {
@@ -510,7 +684,7 @@ impl Fragmenter {
                         self.params_dirty = false;
                     }
                     Err(_) => {
-                        self.stats.dropped.missing_parameter_sets += 1;
+                        self.drop_frame(MediaKind::Video, DropReason::MissingParameterSets);
                         return self.video_break(session_us, arrival_us, KeyframeReason::BadVideo);
                     }
                 }
@@ -522,16 +696,15 @@ impl Fragmenter {
             return;
         }
         if !frame.contiguous {
-            self.stats.dropped.loss += 1;
+            self.drop_frame(MediaKind::Video, DropReason::Loss);
             return self.video_break(session_us, arrival_us, KeyframeReason::Loss);
         }
         if self.params_dirty {
-            self.stats.dropped.parameter_set_change += 1;
+            self.drop_frame(MediaKind::Video, DropReason::ParameterSetChange);
             return self.video_break(session_us, arrival_us, KeyframeReason::ParameterSetChange);
         }
         if self.gate_closed {
-            self.stats.dropped.waiting_for_keyframe += 1;
-            return;
+            return self.drop_frame(MediaKind::Video, DropReason::WaitingForKeyframe);
         }
         let item = Item::Video { idr: false, codec: None, discontinuity: false, sample };
         self.enqueue_video(Queued { session_us, arrival_us, item });
@@ -547,7 +720,7 @@ impl Fragmenter {
                 let item = Item::Audio { packet, duration_us };
                 self.audio_q.push_back(Queued { session_us, arrival_us, item });
             }
-            Err(_) => self.stats.dropped.malformed += 1,
+            Err(_) => self.drop_frame(MediaKind::Audio, DropReason::Malformed),
         }
     }
 
@@ -631,11 +804,11 @@ impl Fragmenter {
                 let paused = rel - open.media_end_us > tolerance_us;
                 self.end_fragment((!backwards && !discontinuity && !paused).then_some(rel));
             } else if backwards {
-                self.stats.dropped.non_monotonic += 1;
+                self.drop_frame(MediaKind::Video, DropReason::NonMonotonic);
                 self.end_fragment(None);
                 return self.request_keyframe(KeyframeReason::BadVideo, true);
             } else if rel >= max_us {
-                self.stats.dropped.too_long += 1;
+                self.drop_frame(MediaKind::Video, DropReason::TooLong);
                 self.end_fragment(None);
                 return self.request_keyframe(KeyframeReason::LongGop, true);
             } else if rel >= target_us && !idr {
@@ -645,10 +818,7 @@ impl Fragmenter {
         if self.open.is_none() {
             match (idr, codec) {
                 (true, Some(codec)) => self.begin_fragment(session_us, arrival_us, codec),
-                _ => {
-                    self.stats.dropped.waiting_for_keyframe += 1;
-                    return;
-                }
+                _ => return self.drop_frame(MediaKind::Video, DropReason::WaitingForKeyframe),
             }
         }
         let frame_us = self.video_frame_us;
@@ -666,6 +836,7 @@ impl Fragmenter {
         open.media_end_us = open.media_end_us.max(rel + frame_us);
         let rel_ms = Self::block_offset(open, rel);
         mkv::write_simple_block(&mut open.pending, mkv::VIDEO_TRACK, rel_ms, idr, &sample);
+        open.pending_video += 1;
         self.stats.video_out += 1;
         self.flush_chunk();
     }
@@ -673,29 +844,33 @@ impl Fragmenter {
     fn release_audio(&mut self, session_us: i64, duration_us: i64, packet: Vec<u8>) {
         let max_us = i64::from(self.cfg.max_duration_ms) * 1_000;
         let chunk_frames = self.cfg.audio_chunk_frames;
-        let Some(open) = self.open.as_mut() else {
-            self.stats.dropped.no_fragment += 1;
-            return;
+        let Some((start_session_us, last_audio)) =
+            self.open.as_ref().map(|o| (o.start_session_us, o.last_audio_rel_us))
+        else {
+            return self.drop_frame(MediaKind::Audio, DropReason::NoFragment);
         };
-        let mut rel = session_us - open.start_session_us;
-        if rel < 0 {
-            self.stats.dropped.late += 1;
-            return;
+        let mut rel = session_us - start_session_us;
+        if rel < -AUDIO_CLAMP_US {
+            return self.drop_frame(MediaKind::Audio, DropReason::Late);
         }
         if rel >= max_us {
-            self.stats.dropped.too_long += 1;
-            return;
+            return self.drop_frame(MediaKind::Audio, DropReason::TooLong);
+        }
+        if rel < 0 {
+            // Just before the cut: the start of this fragment is the nearest place left.
+            rel = 0;
+            self.stats.audio_late_clamped += 1;
         }
         // Audio blocks must have strictly increasing timestamps (players reject equal DTS):
         // a small step back (or a repeat) is moved to 1 ms after the previous frame.
-        if let Some(last) = open.last_audio_rel_us.filter(|&last| rel < last + 1_000) {
+        if let Some(last) = last_audio.filter(|&last| rel < last + 1_000) {
             if last - rel > AUDIO_CLAMP_US {
-                self.stats.dropped.non_monotonic += 1;
-                return;
+                return self.drop_frame(MediaKind::Audio, DropReason::NonMonotonic);
             }
             rel = last + 1_000;
             self.stats.audio_clamped += 1;
         }
+        let Some(open) = self.open.as_mut() else { return };
         open.last_audio_rel_us = Some(rel);
         open.media_end_us = open.media_end_us.max(rel + duration_us);
         let rel_ms = Self::block_offset(open, rel);
@@ -740,6 +915,7 @@ impl Fragmenter {
             codec,
             pending: Vec::new(),
             pending_audio: 0,
+            pending_video: 0,
             last_video_rel_us: None,
             last_audio_rel_us: None,
             media_end_us: 0,
@@ -763,10 +939,13 @@ impl Fragmenter {
             return;
         }
         let bytes = std::mem::take(&mut open.pending);
-        open.pending_audio = 0;
+        let frames = ChunkFrames {
+            video: u32::try_from(std::mem::take(&mut open.pending_video)).unwrap_or(u32::MAX),
+            audio: u32::try_from(std::mem::take(&mut open.pending_audio)).unwrap_or(u32::MAX),
+        };
         self.stats.bytes_out += bytes.len() as u64;
         let media_end_ms = Self::media_end_ms(open, open.media_end_us, false);
-        self.events.push_back(FragmentEvent::Chunk { bytes, media_end_ms });
+        self.events.push_back(FragmentEvent::Chunk { bytes, media_end_ms, frames });
     }
 
     /// Closes the open fragment; `end_rel_us` is its exact end (the next IDR) when known.

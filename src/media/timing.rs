@@ -10,28 +10,47 @@
 //!    so even a packet reordered before the very first one stays representable.
 //!
 //! 2. **Session time** — one timeline in µs shared by both tracks, used to order and
-//!    offset frames inside a fragment. Session time 0 is the first video packet; video
-//!    session time is exact video media time since then. Audio session time is audio media
-//!    time since the first audio packet plus the *audio offset*, which aligns the tracks:
-//!    - once both tracks have (trusted) RTCP sender reports, the offset makes frames that
-//!      the sender captured at the same NTP instant share the same session time (lip sync
-//!      as the sender meant it);
-//!    - before that, the offset is the difference of the two tracks' first arrival times.
+//!    offset frames inside a fragment. Session time 0 is the first video packet. Each track's
+//!    session time is its media time since its first packet, plus the track's *correction*:
+//!    - **Drift.** Senders' media clocks are not reel's clock: a cheap device's audio thread
+//!      that sleeps 20 ms per 20 ms frame sends 3 % less media than real time, and its RTCP
+//!      sender reports map RTP time to the wall clock, so by them every frame is later than
+//!      the last. Each track is therefore kept locked to its *arrival* timeline by a
+//!      [`drift::DriftCorrector`]: the minimum of (arrival − media time) over the last second
+//!      of arrivals, against the same minimum over the track's first 0.5 s, is the drift; the
+//!      correction follows it, untouched within ±20 ms, slewed at most 10 % of media time
+//!      (never reordering frames), stepped at 250 ms or more (a clock that jumped, a track
+//!      that resumed without advancing its RTP clock) but never backwards past the track's
+//!      previous frame. A sender on time is never corrected, so its timestamps are its RTP
+//!      timestamps exactly.
+//!    - **Alignment.** Audio starts at the difference of the two tracks' first arrival times.
+//!      Once both tracks have a trusted sender report, the first such pair says which RTP
+//!      times the sender captured at the same instant; the difference to the arrival-based
+//!      alignment (lip sync as the sender meant it, e.g. a video encoder's delay) is added to
+//!      audio's wanted correction, once, if it is within a bound (1 s by default; the
+//!      fragmenter uses its interleave window less 100 ms) — else it is ignored and counted.
 //!
-//!    A new sender report can move the audio offset by a few ms (clock drift) or, at the
-//!    first report pair, by the difference between arrival-based and sender-based
-//!    alignment; the fragmenter keeps each track's timestamps monotonic within a fragment.
+//!    Later sender reports do not move the timeline: drift is already followed on arrival,
+//!    and reports that jump (a sender whose NTP clock stepped) are only counted. Bounds: with
+//!    a steady drift of d (3 % = 0.03) a track's stored time stays within 20 ms + d × 1 s +
+//!    the arrival jitter's minimum spread of its arrival time; so A/V stay within what a
+//!    live viewer hears.
 //!
 //! 3. **Producer time** — wall-clock µs since the Unix epoch as the *sender* saw it:
-//!    session time plus an epoch. With a trusted video sender report the epoch comes from
-//!    its NTP↔RTP pair; else from a trusted audio report; until any report arrives it is the
-//!    arrival time of the first video packet (so producer time ≈ server time at first).
-//!    A report is trusted when the NTP time it implies for the track's first packet is
-//!    within `max_producer_skew` of that packet's arrival; senders with unset or broken
-//!    clocks (NTP 0, 1900) are thereby ignored and counted.
+//!    session time plus an epoch. The epoch is the arrival time of the first video packet
+//!    until the first trusted sender report (video's, else audio's), then the capture time
+//!    that report gives the track's first packet, and it never moves again (so fragments stay
+//!    contiguous whatever later reports say). A report is trusted when the NTP time it
+//!    implies for the track's first packet is within `max_producer_skew` of that packet's
+//!    arrival; senders with unset or broken clocks (NTP 0, 1900) are thereby ignored and
+//!    counted.
 //!
 //! **Server time** is simply the arrival time the caller passes in with each frame (its own
 //! wall clock when the first packet of the frame arrived). Nothing here reads a clock.
+
+pub mod drift;
+
+use drift::{Adjustment, DriftCorrector};
 
 /// RTP clock rate of H.264 video.
 pub const VIDEO_CLOCK_RATE: u32 = 90_000;
@@ -131,18 +150,28 @@ pub struct FrameTime {
 /// Counters of the timing model.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TimingStats {
-    /// Sender reports applied.
+    /// Trusted sender reports seen.
     pub sender_reports: u64,
     /// Sender reports ignored because their clock was implausible.
     pub untrusted_sender_reports: u64,
+    /// Trusted sender reports whose mapping jumped more than 1 s from the previous one.
+    pub sender_report_jumps: u64,
+    /// Sender-report lip sync beyond its bound (default 1 s) from arrival alignment, ignored.
+    pub lip_sync_rejected: u64,
+    /// Frames whose track correction was slewed.
+    pub slewed_frames: u64,
+    /// Track corrections stepped at once.
+    pub steps: u64,
+    /// The video track's correction now, µs (+ = media clock slow).
+    pub video_correction_us: i64,
+    /// The audio track's correction now, µs (drift and lip sync).
+    pub audio_correction_us: i64,
 }
 
-/// An NTP↔media-time anchor from a trusted sender report.
-#[derive(Debug, Clone, Copy)]
-struct Anchor {
-    ticks: u64,
-    ntp_unix_us: i64,
-}
+/// Default largest sender-report lip-sync offset applied, µs.
+pub const DEFAULT_MAX_LIP_SYNC_US: i64 = 1_000_000;
+/// A trusted report whose first-packet capture time moves more than this is a jump, µs.
+const REPORT_JUMP_US: i64 = 1_000_000;
 
 /// Timing state of one track.
 #[derive(Debug, Clone)]
@@ -151,29 +180,35 @@ struct TrackClock {
     extender: RtpExtender,
     /// Media time and arrival of the track's first packet.
     first: Option<(u64, i64)>,
-    /// Latest trusted sender report.
-    anchor: Option<Anchor>,
+    /// Capture time of the first packet by the first trusted sender report.
+    epoch: Option<i64>,
+    /// The same by the latest trusted report (to notice jumps).
+    last_epoch: Option<i64>,
     /// A report received before the first packet, applied once that arrives.
     pending: Option<SenderReport>,
     /// Last report seen (reports repeat on every frame; each is applied once).
     last_report: Option<SenderReport>,
+    drift: DriftCorrector,
 }
 
 impl TrackClock {
     fn new(rate: u32) -> Self {
-        Self { rate, extender: RtpExtender::new(), first: None, anchor: None, pending: None, last_report: None }
+        Self {
+            rate,
+            extender: RtpExtender::new(),
+            first: None,
+            epoch: None,
+            last_epoch: None,
+            pending: None,
+            last_report: None,
+            drift: DriftCorrector::default(),
+        }
     }
 
     /// µs of media time from the first packet to `ticks`.
     fn since_first_us(&self, ticks: u64) -> Option<i64> {
         let (first, _) = self.first?;
         Some(ticks_to_us(ticks as i64 - first as i64, self.rate))
-    }
-
-    /// Wall-clock time of the first packet according to the sender's reports.
-    fn epoch(&self) -> Option<i64> {
-        let a = self.anchor?;
-        Some(a.ntp_unix_us - self.since_first_us(a.ticks)?)
     }
 }
 
@@ -183,6 +218,12 @@ pub struct TimingModel {
     video: TrackClock,
     audio: TrackClock,
     max_skew_us: i64,
+    /// Largest lip-sync offset applied, µs.
+    max_lip_sync_us: i64,
+    /// Sender-report lip sync added to audio, once decided.
+    lip_sync_us: Option<i64>,
+    /// Producer time of session time 0, once a trusted report fixed it.
+    epoch: Option<i64>,
     stats: TimingStats,
 }
 
@@ -200,13 +241,27 @@ impl TimingModel {
             video: TrackClock::new(VIDEO_CLOCK_RATE),
             audio: TrackClock::new(AUDIO_CLOCK_RATE),
             max_skew_us: max_producer_skew_us,
+            max_lip_sync_us: DEFAULT_MAX_LIP_SYNC_US,
+            lip_sync_us: None,
+            epoch: None,
             stats: TimingStats::default(),
         }
     }
 
+    /// Bounds the sender-report lip sync to ±`us` (a fragmenter that interleaves tracks
+    /// within a window cannot hold one track back by more than that window).
+    pub fn with_max_lip_sync(mut self, us: i64) -> Self {
+        self.max_lip_sync_us = us.max(0);
+        self
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> TimingStats {
-        self.stats
+        TimingStats {
+            video_correction_us: self.video.drift.correction_us(),
+            audio_correction_us: self.audio.drift.correction_us(),
+            ..self.stats
+        }
     }
 
     fn track(&mut self, kind: MediaKind) -> &mut TrackClock {
@@ -234,16 +289,42 @@ impl TimingModel {
         let max_skew = self.max_skew_us;
         let track = self.track(kind);
         let ticks = track.extender.peek(report.rtp_timestamp);
-        let previous = track.anchor.replace(Anchor { ticks, ntp_unix_us: report.ntp_unix_us });
-        let plausible = match (track.epoch(), track.first) {
-            (Some(epoch), Some((_, arrival))) => (epoch - arrival).abs() <= max_skew,
-            _ => false,
-        };
-        if plausible {
-            self.stats.sender_reports += 1;
-        } else {
-            self.track(kind).anchor = previous;
+        let (Some(since), Some((_, arrival))) = (track.since_first_us(ticks), track.first) else { return };
+        let epoch = report.ntp_unix_us - since;
+        if (epoch - arrival).abs() > max_skew {
             self.stats.untrusted_sender_reports += 1;
+            return;
+        }
+        track.epoch.get_or_insert(epoch);
+        let jumped = track.last_epoch.replace(epoch).is_some_and(|prev| (epoch - prev).abs() > REPORT_JUMP_US);
+        if jumped {
+            self.stats.sender_report_jumps += 1;
+        } else {
+            self.stats.sender_reports += 1;
+        }
+        self.settle();
+    }
+
+    /// Fixes the lip sync and the producer epoch as soon as what they need is known.
+    fn settle(&mut self) {
+        if self.lip_sync_us.is_none()
+            && let (Some(v), Some(a), Some(arrival_offset)) =
+                (self.video.epoch, self.audio.epoch, self.audio_offset_us())
+        {
+            let lip_sync = (a - v) - arrival_offset;
+            if lip_sync.abs() <= self.max_lip_sync_us {
+                self.lip_sync_us = Some(lip_sync);
+            } else {
+                self.lip_sync_us = Some(0);
+                self.stats.lip_sync_rejected += 1;
+            }
+        }
+        if self.epoch.is_none() {
+            self.epoch = match (self.video.epoch, self.audio.epoch, self.audio_offset_us()) {
+                (Some(v), _, _) => Some(v),
+                (None, Some(a), Some(offset)) => Some(a - offset),
+                _ => None,
+            };
         }
     }
 
@@ -256,17 +337,21 @@ impl TimingModel {
         Some(FrameTime { media_ticks, session_us, arrival_unix_us })
     }
 
-    /// Session time of an extended media time already observed on `kind`; `None` for audio
-    /// while no video has been seen (callers may keep such audio and ask again later).
+    /// Session time of an extended media time on `kind` with the track's current
+    /// correction; `None` for audio while no video has been seen (callers may keep such
+    /// audio and ask again later).
     pub fn session_us(&self, kind: MediaKind, media_ticks: u64) -> Option<i64> {
         match kind {
-            MediaKind::Video => self.video.since_first_us(media_ticks),
-            MediaKind::Audio => Some(self.audio.since_first_us(media_ticks)? + self.audio_offset_us()?),
+            MediaKind::Video => Some(self.video.since_first_us(media_ticks)? + self.video.drift.correction_us()),
+            MediaKind::Audio => Some(
+                self.audio.since_first_us(media_ticks)? + self.audio_offset_us()? + self.audio.drift.correction_us(),
+            ),
         }
     }
 
-    /// Extends and records an RTP timestamp like [`TimingModel::observe`], returning only the
-    /// extended media time (for frames that may have no session time yet).
+    /// Extends and records an RTP timestamp like [`TimingModel::observe`], updating the
+    /// track's drift correction, and returns only the extended media time (for frames that
+    /// may have no session time yet).
     pub fn observe_ticks(&mut self, kind: MediaKind, rtp_timestamp: u32, arrival_unix_us: i64) -> u64 {
         let track = self.track(kind);
         let media_ticks = track.extender.extend(rtp_timestamp);
@@ -275,31 +360,42 @@ impl TimingModel {
             if let Some(report) = track.pending.take() {
                 self.apply_report(kind, report);
             }
+            self.settle();
+        }
+        let extra = match kind {
+            MediaKind::Video => 0,
+            MediaKind::Audio => self.lip_sync_us.unwrap_or(0),
+        };
+        let track = self.track(kind);
+        let (Some(media_us), Some((_, first_arrival))) = (track.since_first_us(media_ticks), track.first) else {
+            return media_ticks;
+        };
+        match track.drift.observe(media_us, arrival_unix_us - first_arrival, extra) {
+            Adjustment::None => {}
+            Adjustment::Slewed => self.stats.slewed_frames += 1,
+            Adjustment::Stepped => self.stats.steps += 1,
         }
         media_ticks
     }
 
-    /// Session time of the first audio packet: how audio is aligned to video (see module docs).
+    /// Session time of the first audio packet before corrections: the difference of the two
+    /// tracks' first arrivals.
     pub fn audio_offset_us(&self) -> Option<i64> {
         let (_, v_arrival) = self.video.first?;
         let (_, a_arrival) = self.audio.first?;
-        Some(match (self.video.epoch(), self.audio.epoch()) {
-            (Some(v), Some(a)) => a - v,
-            _ => a_arrival - v_arrival,
-        })
+        Some(a_arrival - v_arrival)
+    }
+
+    /// The lip sync taken from the first pair of trusted sender reports, once decided.
+    pub fn lip_sync_us(&self) -> Option<i64> {
+        self.lip_sync_us
     }
 
     /// Wall-clock time (µs since the Unix epoch) of session time 0, as the sender's clock
     /// has it; `None` before the first video packet.
     pub fn producer_epoch_us(&self) -> Option<i64> {
         let (_, v_arrival) = self.video.first?;
-        if let Some(v) = self.video.epoch() {
-            return Some(v);
-        }
-        if let (Some(a), Some(offset)) = (self.audio.epoch(), self.audio_offset_us()) {
-            return Some(a - offset);
-        }
-        Some(v_arrival)
+        Some(self.epoch.unwrap_or(v_arrival))
     }
 
     /// Producer time (µs since the Unix epoch) of a session time.
@@ -373,12 +469,12 @@ mod tests {
         // Video RTP 10_000 and audio RTP 70_000 were both captured at `sender`.
         m.observe(MediaKind::Video, 10_000, T0 + 50_000).unwrap();
         m.observe(MediaKind::Audio, 70_000, T0 + 20_000).unwrap();
-        assert_eq!(m.audio_offset_us(), Some(-30_000), "arrival-based at first");
+        assert_eq!(m.audio_offset_us(), Some(-30_000), "arrival-based");
         m.sender_report(MediaKind::Video, SenderReport { ntp_unix_us: sender + 1_000_000, rtp_timestamp: 100_000 });
         m.sender_report(MediaKind::Audio, SenderReport { ntp_unix_us: sender + 1_000_000, rtp_timestamp: 118_000 });
         m.sender_report(MediaKind::Audio, SenderReport { ntp_unix_us: sender + 1_000_000, rtp_timestamp: 118_000 });
         assert_eq!(m.stats().sender_reports, 2, "a repeated report counts once");
-        assert_eq!(m.audio_offset_us(), Some(0), "captured together, so aligned");
+        assert_eq!(m.lip_sync_us(), Some(30_000), "captured together: undo the 30 ms arrival difference");
         assert_eq!(m.producer_epoch_us(), Some(sender));
         // Audio captured 500 ms after the start sits at session 500 ms.
         let a = m.observe(MediaKind::Audio, 70_000 + 24_000, T0 + 540_000).unwrap();

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::media::fragmenter::{ChunkFrames, DropCounts, DropReason, FragmenterStats};
+
 /// Requests per operation and outcome (`ok` / error code).
 pub const REQUESTS: &str = "reel_requests_total";
 /// KVS `Failure`: failed calls per operation (Failure = failures / requests).
@@ -26,6 +28,12 @@ pub const NACKS_TOTAL: &str = "reel_storage_nacks_total";
 pub const JITTER_MS: &str = "reel_storage_jitter_ms";
 /// Fraction of packets lost per report of any storage session's stream (histogram).
 pub const LOSS_FRACTION: &str = "reel_storage_loss_fraction";
+/// Frames depacketized by all storage sessions, per `track`.
+pub const FRAMES_RECEIVED: &str = "reel_storage_frames_received_total";
+/// Frames received but not stored, per `track` and `reason` (alert on any increase).
+pub const FRAMES_DROPPED: &str = "reel_storage_frames_dropped_total";
+/// The `reason` of frames lost because the store writer's queue was full.
+pub const QUEUE_OVERFLOW: &str = "queue_overflow";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -83,6 +91,74 @@ pub struct IngressSample {
 
 static SESSIONS: Mutex<BTreeMap<(u64, String), IngressSample>> = Mutex::new(BTreeMap::new());
 
+/// One track's frame counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrackLedger {
+    /// Frames received (depacketized).
+    pub received: u64,
+    /// Frames dropped by the fragmenter, by reason.
+    pub dropped: DropCounts,
+    /// Frames lost because the store writer's queue was full.
+    pub queue_overflow: u64,
+}
+
+impl TrackLedger {
+    /// Every dropped frame, whatever the reason.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.total() + self.queue_overflow
+    }
+}
+
+/// A storage session's frame counts, as last exported.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FrameLedger {
+    /// Video.
+    pub video: TrackLedger,
+    /// Audio.
+    pub audio: TrackLedger,
+}
+
+impl FrameLedger {
+    /// The counts of a session's fragmenter plus its writer-queue losses.
+    pub fn of(f: &FragmenterStats, overflow: ChunkFrames) -> Self {
+        Self {
+            video: TrackLedger {
+                received: f.video_in,
+                dropped: f.video_dropped,
+                queue_overflow: u64::from(overflow.video),
+            },
+            audio: TrackLedger {
+                received: f.audio_in,
+                dropped: f.audio_dropped,
+                queue_overflow: u64::from(overflow.audio),
+            },
+        }
+    }
+}
+
+static FRAMES: Mutex<BTreeMap<u64, FrameLedger>> = Mutex::new(BTreeMap::new());
+
+/// Adds a session's frame counts since `before` to the totals ([`FRAMES_RECEIVED`],
+/// [`FRAMES_DROPPED`]) and keeps `now` as its per-session series.
+pub fn record_frames(session: u64, before: &FrameLedger, now: &FrameLedger) {
+    for (track, b, n) in [("video", &before.video, &now.video), ("audio", &before.audio, &now.audio)] {
+        metrics::counter!(FRAMES_RECEIVED, "track" => track).increment(n.received.saturating_sub(b.received));
+        for reason in DropReason::ALL {
+            let delta = n.dropped.get(reason).saturating_sub(b.dropped.get(reason));
+            if delta > 0 {
+                metrics::counter!(FRAMES_DROPPED, "track" => track, "reason" => reason.label()).increment(delta);
+            }
+        }
+        let delta = n.queue_overflow.saturating_sub(b.queue_overflow);
+        if delta > 0 {
+            metrics::counter!(FRAMES_DROPPED, "track" => track, "reason" => QUEUE_OVERFLOW).increment(delta);
+        }
+    }
+    if let Ok(mut t) = FRAMES.lock() {
+        t.insert(session, *now);
+    }
+}
+
 /// Records a session stream's stats: its per-session series, and the totals (`new_nacks`
 /// NACKs since its previous report, jitter and loss histograms).
 pub fn record_ingress(session: u64, mid: &str, sample: IngressSample, new_nacks: u64) {
@@ -101,6 +177,9 @@ pub fn remove_session(session: u64) {
     if let Ok(mut t) = SESSIONS.lock() {
         t.retain(|(s, _), _| *s != session);
     }
+    if let Ok(mut t) = FRAMES.lock() {
+        t.remove(&session);
+    }
 }
 
 /// Number of sessions with per-session series (for tests).
@@ -111,6 +190,7 @@ pub fn session_series_count(session: u64) -> usize {
 /// The exporter's output followed by the live sessions' series.
 pub fn render(handle: &PrometheusHandle) -> String {
     let mut out = handle.render();
+    render_frames(&mut out);
     let Ok(t) = SESSIONS.lock() else { return out };
     if t.is_empty() {
         return out;
@@ -135,6 +215,27 @@ pub fn render(handle: &PrometheusHandle) -> String {
     out
 }
 
+/// Appends the live sessions' frame series.
+fn render_frames(out: &mut String) {
+    let Ok(t) = FRAMES.lock() else { return };
+    if t.is_empty() {
+        return;
+    }
+    type Field = fn(&TrackLedger) -> u64;
+    let fields: [(&str, &str, Field); 2] = [
+        ("reel_storage_session_frames_received", "frames received", |l| l.received),
+        ("reel_storage_session_frames_dropped", "frames received but not stored", TrackLedger::dropped_total),
+    ];
+    for (name, help, get) in fields {
+        let _ = writeln!(out, "# HELP {name} Per storage session: {help}.\n# TYPE {name} gauge");
+        for (session, l) in t.iter() {
+            for (track, tl) in [("video", &l.video), ("audio", &l.audio)] {
+                let _ = writeln!(out, "{name}{{session=\"{session}\",track=\"{track}\"}} {}", get(tl));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +251,31 @@ mod tests {
         remove_session(id);
         assert_eq!(session_series_count(id), 0);
         assert!(!render(&install()).contains(&format!("session=\"{id}\"")));
+    }
+
+    #[test]
+    fn dropped_frames_are_exported_by_track_and_reason_and_per_session() {
+        let id = 9_000_002;
+        let handle = install();
+        let dropped = DropCounts { late: 3, ..Default::default() };
+        let before = FrameLedger::default();
+        let now = FrameLedger {
+            video: TrackLedger { received: 10, ..Default::default() },
+            audio: TrackLedger { received: 20, dropped, queue_overflow: 2 },
+        };
+        record_frames(id, &before, &now);
+        let text = render(&handle);
+        let late = text
+            .lines()
+            .find(|l| l.starts_with(FRAMES_DROPPED) && l.contains("reason=\"late\"") && l.contains("track=\"audio\""))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(late.trim_end().split(' ').next_back().and_then(|v| v.parse::<f64>().ok()).is_some_and(|v| v >= 3.0));
+        assert!(text.contains("reason=\"queue_overflow\""), "{text}");
+        assert!(text.contains(&format!("reel_storage_session_frames_dropped{{session=\"{id}\",track=\"audio\"}} 5")));
+        assert!(text.contains(&format!("reel_storage_session_frames_received{{session=\"{id}\",track=\"video\"}} 10")));
+        // A second export adds only the difference.
+        record_frames(id, &now, &now);
+        remove_session(id);
+        assert!(!render(&handle).contains(&format!("session=\"{id}\"")));
     }
 }

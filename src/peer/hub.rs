@@ -30,7 +30,8 @@ use tokio::sync::mpsc;
 
 use super::ingest::{self, ClockAnchor};
 use crate::limits::StorageSessionLimits;
-use crate::media::fragmenter::{FragmentEvent, Fragmenter, FragmenterConfig, FragmenterStats};
+use crate::media::fragmenter::{ChunkFrames, FragmentEvent, Fragmenter, FragmenterConfig, FragmenterStats};
+use crate::media::timing::MediaKind as Track;
 use crate::observe::metrics as obs;
 
 /// Why a session ended (logged, and told to its control task).
@@ -42,7 +43,7 @@ pub enum EndReason {
     Idle,
     /// The session reached its maximum life.
     MaxLife,
-    /// The control task ended it (superseded, master left, bad answer).
+    /// The control task ended it (superseded, never answered, bad answer).
     Closed(String),
     /// str0m reported an error.
     Rtc(String),
@@ -92,8 +93,29 @@ pub struct SessionStats {
     pub dropped_events: u64,
     /// Fragments cut short because the writer queue was full.
     pub aborted_fragments: u64,
+    /// Frames the fragmenter wrote whose chunks were dropped because the writer queue was
+    /// full.
+    pub queue_overflow: ChunkFrames,
     /// The fragmenter's counters.
     pub fragmenter: FragmenterStats,
+}
+
+impl SessionStats {
+    /// Frames of `track` received but not handed to the store, whatever the reason.
+    pub fn frames_dropped(&self, track: Track) -> u64 {
+        match track {
+            Track::Video => self.fragmenter.video_dropped.total() + u64::from(self.queue_overflow.video),
+            Track::Audio => self.fragmenter.audio_dropped.total() + u64::from(self.queue_overflow.audio),
+        }
+    }
+
+    /// Frames of `track` received (depacketized).
+    pub fn frames_received(&self, track: Track) -> u64 {
+        match track {
+            Track::Video => self.fragmenter.video_in,
+            Track::Audio => self.fragmenter.audio_in,
+        }
+    }
 }
 
 /// A session the hub ended, for its driver.
@@ -140,12 +162,15 @@ struct Session {
     nacks_seen: HashMap<Mid, u64>,
     /// The last logged selected candidate pair.
     selected_pair: Option<String>,
+    /// Frame counters already added to the process-wide metrics.
+    exported: obs::FrameLedger,
 }
 
 /// Fragment bytes collected for one hand-off to the store writer.
 struct PendingChunk {
     bytes: Vec<u8>,
     media_end_ms: u32,
+    frames: ChunkFrames,
     since: Instant,
 }
 
@@ -273,6 +298,7 @@ impl Hub {
                 chunk: None,
                 nacks_seen: HashMap::new(),
                 selected_pair: None,
+                exported: obs::FrameLedger::default(),
             },
         );
         self.drive(id, now);
@@ -464,10 +490,20 @@ impl Hub {
         drain_fragmenter(&mut s, now);
         flush_pending(&mut s);
         let stats = s.stats();
+        export_frames(&mut s);
+        let f = &stats.fragmenter;
         tracing::info!(
             session = id, channel = %s.channel_arn, ?reason, packets = stats.packets, bytes = stats.bytes,
-            plis = stats.plis, fragments = stats.fragmenter.fragments, video_frames = stats.fragmenter.video_out,
-            audio_frames = stats.fragmenter.audio_out, dropped_events = stats.dropped_events,
+            plis = stats.plis, fragments = f.fragments,
+            video_received = f.video_in, video_frames = f.video_out,
+            video_dropped = stats.frames_dropped(Track::Video), video_drops = %f.video_dropped.summary(),
+            audio_received = f.audio_in, audio_frames = f.audio_out,
+            audio_dropped = stats.frames_dropped(Track::Audio), audio_drops = %f.audio_dropped.summary(),
+            queue_overflow_video = stats.queue_overflow.video, queue_overflow_audio = stats.queue_overflow.audio,
+            dropped_events = stats.dropped_events,
+            video_correction_ms = f.timing.video_correction_us / 1_000,
+            audio_correction_ms = f.timing.audio_correction_us / 1_000,
+            timing_steps = f.timing.steps, sender_report_jumps = f.timing.sender_report_jumps,
             "storage session ended"
         );
         metrics::gauge!("reel_storage_sessions_active").decrement(1.0);
@@ -504,6 +540,7 @@ fn handle_event(s: &mut Session, ev: Event, anchor: &ClockAnchor, now: Instant) 
             }
         }
         Event::PeerStats(stats) => {
+            export_frames(s);
             let pair = stats.selected_candidate_pair.as_ref().map(|p| format!("{:?} -> {:?}", p.local, p.remote));
             if pair != s.selected_pair {
                 tracing::info!(session = s.id, pair = ?pair, rtt = ?stats.rtt, "selected candidate pair");
@@ -545,6 +582,22 @@ fn request_pli(s: &mut Session) {
     }
 }
 
+/// Counts the frames of a chunk the writer queue could not take.
+fn count_overflow(s: &mut Session, ev: &FragmentEvent) {
+    if let FragmentEvent::Chunk { frames, .. } = ev {
+        s.stats.queue_overflow.add(*frames);
+    }
+}
+
+/// Adds what the session received and dropped since the last export to the process-wide
+/// frame counters, and refreshes its per-session series.
+fn export_frames(s: &mut Session) {
+    let stats = s.stats();
+    let now = obs::FrameLedger::of(&stats.fragmenter, stats.queue_overflow);
+    obs::record_frames(s.id, &s.exported, &now);
+    s.exported = now;
+}
+
 /// Rounds `t` up to the timer grid (`tick_ms` after `base`), so sessions due in the same
 /// tick are served by one wakeup. Timers only ever fire late by less than a tick.
 fn on_tick(t: Instant, base: Instant, tick_ms: u64) -> Instant {
@@ -567,14 +620,20 @@ fn drain_fragmenter(s: &mut Session, now: Instant) {
                 tracing::debug!(session = s.id, ?reason, "keyframe requested");
                 request_pli(s);
             }
-            FragmentEvent::Chunk { bytes, media_end_ms } if !s.dropping => {
-                let p = s.chunk.get_or_insert_with(|| PendingChunk { bytes: Vec::new(), media_end_ms, since: now });
+            FragmentEvent::Chunk { bytes, media_end_ms, frames } if !s.dropping => {
+                let p = s.chunk.get_or_insert_with(|| PendingChunk {
+                    bytes: Vec::new(),
+                    media_end_ms,
+                    frames: ChunkFrames::default(),
+                    since: now,
+                });
                 if p.bytes.is_empty() {
                     p.bytes = bytes;
                 } else {
                     p.bytes.extend_from_slice(&bytes);
                 }
                 p.media_end_ms = p.media_end_ms.max(media_end_ms);
+                p.frames.add(frames);
                 if p.bytes.len() >= MAX_PENDING_CHUNK {
                     flush_pending(s);
                 }
@@ -590,7 +649,7 @@ fn drain_fragmenter(s: &mut Session, now: Instant) {
 /// Hands the coalesced chunk (if any) to the writer queue.
 fn flush_pending(s: &mut Session) {
     if let Some(p) = s.chunk.take() {
-        queue(s, FragmentEvent::Chunk { bytes: p.bytes, media_end_ms: p.media_end_ms });
+        queue(s, FragmentEvent::Chunk { bytes: p.bytes, media_end_ms: p.media_end_ms, frames: p.frames });
     }
 }
 
@@ -601,11 +660,16 @@ fn queue(s: &mut Session, ev: FragmentEvent) {
     if s.dropping && !begin {
         s.stats.dropped_events += 1;
         metrics::counter!("reel_storage_session_dropped_events_total").increment(1);
+        count_overflow(s, &ev);
         return;
     }
     match s.writer_tx.try_send(ev) {
         Ok(()) => s.dropping = false,
-        Err(_) => {
+        Err(e) => {
+            let ev = match e {
+                mpsc::error::TrySendError::Full(ev) | mpsc::error::TrySendError::Closed(ev) => ev,
+            };
+            count_overflow(s, &ev);
             s.stats.dropped_events += 1;
             metrics::counter!("reel_storage_session_dropped_events_total").increment(1);
             if s.dropping && begin {
@@ -614,7 +678,9 @@ fn queue(s: &mut Session, ev: FragmentEvent) {
             }
             if !s.dropping {
                 s.dropping = true;
-                s.chunk = None;
+                if let Some(p) = s.chunk.take() {
+                    s.stats.queue_overflow.add(p.frames);
+                }
                 s.stats.aborted_fragments += 1;
                 metrics::counter!("reel_storage_session_aborted_fragments_total").increment(1);
                 tracing::warn!(session = s.id, "store writer queue full; dropping the rest of the fragment");

@@ -10,7 +10,7 @@ use str0m::media::{MediaData, Mid};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::media::fragmenter::{FragmentEvent, MediaFrame};
+use crate::media::fragmenter::{ChunkFrames, FragmentEvent, MediaFrame};
 use crate::media::timing::{MediaKind, SenderReport};
 
 /// Store events queued per session before the I/O loop starts dropping (and counting) them.
@@ -112,13 +112,15 @@ pub fn spawn_writer(session: u64, stream: Stream, mut rx: mpsc::Receiver<Fragmen
                         }
                     }
                 }
-                FragmentEvent::Chunk { bytes, media_end_ms } => {
+                FragmentEvent::Chunk { bytes, media_end_ms, frames } => {
                     if skipping {
+                        count_store_errors(frames);
                         continue;
                     }
                     if let Some((w, end)) = open.as_mut() {
                         if let Err(e) = w.append_chunk(media_end_ms, Bytes::from(bytes)).await {
                             tracing::error!(session, error = %e, "cannot append chunk");
+                            count_store_errors(frames);
                         }
                         *end = (*end).max(media_end_ms);
                     }
@@ -135,6 +137,16 @@ pub fn spawn_writer(session: u64, stream: Stream, mut rx: mpsc::Receiver<Fragmen
             finish(session, w, end).await;
         }
     })
+}
+
+/// Counts frames the store refused (`reel_storage_frames_dropped_total{reason="store_error"}`).
+fn count_store_errors(frames: ChunkFrames) {
+    for (track, n) in [("video", frames.video), ("audio", frames.audio)] {
+        if n > 0 {
+            metrics::counter!(crate::observe::metrics::FRAMES_DROPPED, "track" => track, "reason" => "store_error")
+                .increment(u64::from(n));
+        }
+    }
 }
 
 /// `begin_fragment`, retrying while the previous session of the stream still holds its writer.

@@ -15,6 +15,8 @@ pub mod io;
 pub mod join_storage_session;
 #[cfg(test)]
 mod scenarios;
+#[cfg(test)]
+mod scenarios_drift;
 pub mod sdp;
 pub mod session;
 #[cfg(any(test, feature = "testkit"))]

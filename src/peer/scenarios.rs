@@ -222,11 +222,14 @@ fn sender_clock_drift_does_not_blow_up_timestamps() {
     plan.rtp_rate = 1.005;
     let (_, v) = run_one(sim(), plan, S(32));
     assert_eq!(v.video_frames, 900, "{v:?}");
-    assert!(v.fragments >= 14, "{v:?}");
-    // Producer time follows the sender (its reports), server time the arrival: 0.5 % of
-    // 30 s is 150 ms at most, never a growing blow-up.
+    // Stored time follows arrival (the drift is corrected), so 60 frames of a clock 0.5 %
+    // fast may span just under the 2 s target: fragments last 2 or 3 s (1 s GOP).
+    assert!(v.fragments >= 10, "{} fragments, {:?}", v.fragments, v.durations_ms);
+    // Producer time and server time stay a constant distance apart: 0.5 % of 30 s is
+    // 150 ms at most, never a growing blow-up.
     let worst = v.skews_ms.iter().map(|s| (s - v.skews_ms[0]).abs()).max().unwrap_or(0);
     assert!(worst <= 250, "skews {:?}", v.skews_ms);
+    assert!(worst <= 60, "the corrected timeline follows arrival: skews {:?}", v.skews_ms);
     assert!(v.durations_ms.iter().all(|&d| d <= 3_100), "{:?}", v.durations_ms);
 }
 

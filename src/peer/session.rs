@@ -1,7 +1,30 @@
 //! The control side of one storage session: signaling with the master (offer, answer,
 //! trickled candidates) as a small async task feeding commands to the I/O loop.
+//!
+//! # When a session ends
+//! A recording outlives the signaling connection that negotiated it. The media loop ends a
+//! session on ICE disconnect or consent failure, after `idle_timeout_secs` without media
+//! (also counted from the start, so a session that never connects ends too), and at
+//! `max_session_secs` (see [`super::hub`]). This task ends it only when
+//! - a newer JoinStorageSession for the channel superseded it (the handle is detached, and
+//!   so are the sessions of a deleted channel and all sessions at shutdown);
+//! - the master's answer is unusable;
+//! - the master's signaling connection closed before its answer arrived and no answer came
+//!   within [`MASTER_RECONNECT_GRACE`] (over a new connection of the channel's master).
+//!
+//! The master's signaling connection closing — the 10-minute idle timeout, `GO_AWAY` and
+//! the connection cap, a network blip — does not end a session that has its answer: the
+//! peer connection is negotiated, ICE needs no more signaling (the master's checks reach
+//! our host candidate, which was in the offer), and media goes on. It is logged as
+//! "master signaling closed; media continues" and counted in [`SIGNALING_DISCONNECTS`].
+//! When the master connects again (or a newer master connection replaces the old one),
+//! the handle routes over the new connection, its recipient-less answer and candidates come
+//! to this session, and [`SIGNALING_RECONNECTS`] counts it. A session without an answer
+//! has nothing to keep yet, so it waits at most the grace for the answer; a master that
+//! lost the offer with its connection calls JoinStorageSession again, which supersedes it.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use reel_storage::Stream;
 use serde::Deserialize;
@@ -17,7 +40,20 @@ use crate::signaling::message::{MessageKind, SignalingMessage};
 use crate::signaling::registry::{StoragePeerEvent, StoragePeerHandle};
 
 /// How often str0m reports peer and ingress stats (selected pair, RTT, NACKs, loss, jitter).
-pub const STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+pub const STATS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long a session still waiting for the master's answer survives the master's
+/// signaling connection closing (or being replaced): the answer may come over the master's
+/// next connection. Answered sessions do not depend on signaling at all.
+pub const MASTER_RECONNECT_GRACE: Duration = Duration::from_secs(30);
+
+/// Prometheus counter: the master's signaling connection closed while a storage session of
+/// the channel was running, by `state`: `answered` (media continues) or `unanswered` (the
+/// session waits [`MASTER_RECONNECT_GRACE`] for the answer).
+pub const SIGNALING_DISCONNECTS: &str = "reel_storage_session_signaling_disconnects_total";
+/// Prometheus counter: a master connected to the channel again (after a close, or replacing
+/// its older connection) while a storage session of the channel was running.
+pub const SIGNALING_RECONNECTS: &str = "reel_storage_session_signaling_reconnects_total";
 
 /// What a session needs besides its channel and stream.
 #[derive(Debug, Clone)]
@@ -88,7 +124,7 @@ pub struct Offerer {
 /// Runs one session until it ends; `handle` is already attached to the channel.
 pub async fn run(
     id: u64,
-    mut handle: StoragePeerHandle,
+    handle: StoragePeerHandle,
     stream: Stream,
     settings: SessionSettings,
     io: mpsc::Sender<Command>,
@@ -106,7 +142,7 @@ pub async fn run(
         tracing::info!(session = id, channel = %channel, sdp = %offer_sdp, "storage session offer");
     }
     let (writer_tx, writer_rx) = mpsc::channel(ingest::WRITER_QUEUE);
-    let (ended_tx, mut ended_rx) = oneshot::channel();
+    let (ended_tx, ended_rx) = oneshot::channel();
     let new = NewSession {
         session: HubSession { id, channel_arn: channel.clone(), rtc, pending, video, audio, writer_tx },
         writer: WriterInput { stream, events: writer_rx },
@@ -134,25 +170,83 @@ pub async fn run(
         let _ = handle.send_to_master(SignalingMessage::from_payload_bytes(MessageKind::IceCandidate, cand.as_bytes()));
     }
     tracing::info!(session = id, channel = %channel, candidate = %settings.candidate, "storage offer sent");
-    let reason = loop {
+    if let Some(reason) = control(id, handle, &settings, &io, ended_rx).await {
+        tracing::info!(session = id, channel = %channel, ?reason, "ending storage session");
+        close(reason).await;
+    }
+}
+
+/// The session's signaling after its offer went out (see the module docs for the rules):
+/// forwards the master's answer and candidates to the I/O loop until the session must end.
+/// Returns why this task ends it, or `None` when the media loop ended it (`ended`).
+async fn control(
+    id: u64,
+    mut handle: StoragePeerHandle,
+    settings: &SessionSettings,
+    io: &mpsc::Sender<Command>,
+    mut ended: oneshot::Receiver<EndReason>,
+) -> Option<EndReason> {
+    let channel = handle.channel_arn().to_string();
+    let mut answered = false;
+    // While unanswered and the master's connection that got the offer is gone: the latest
+    // moment the answer may arrive.
+    let mut grace: Option<tokio::time::Instant> = None;
+    let start_grace = |grace: &mut Option<tokio::time::Instant>| {
+        grace.get_or_insert_with(|| tokio::time::Instant::now() + MASTER_RECONNECT_GRACE);
+    };
+    loop {
+        let grace_over = async {
+            match grace {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            ended = &mut ended_rx => {
+            ended = &mut ended => {
                 tracing::debug!(session = id, reason = ?ended, "session ended by the media loop");
-                return;
+                return None;
+            }
+            () = grace_over => {
+                return Some(EndReason::Closed(format!(
+                    "master signaling closed before answering; no answer within {}s",
+                    MASTER_RECONNECT_GRACE.as_secs()
+                )));
             }
             ev = handle.recv() => match ev {
-                None => break EndReason::Closed("superseded by a newer session".into()),
-                Some(StoragePeerEvent::MasterDisconnected) => break EndReason::Closed("master disconnected".into()),
+                None => return Some(EndReason::Closed("superseded by a newer session".into())),
+                Some(StoragePeerEvent::MasterDisconnected) => {
+                    let state = if answered { "answered" } else { "unanswered" };
+                    metrics::counter!(SIGNALING_DISCONNECTS, "state" => state).increment(1);
+                    if answered {
+                        tracing::info!(session = id, channel = %channel, "master signaling closed; media continues");
+                    } else {
+                        start_grace(&mut grace);
+                        tracing::info!(
+                            session = id, channel = %channel, grace_secs = MASTER_RECONNECT_GRACE.as_secs(),
+                            "master signaling closed before its answer; waiting for it to reconnect"
+                        );
+                    }
+                }
+                Some(StoragePeerEvent::MasterConnected) => {
+                    metrics::counter!(SIGNALING_RECONNECTS).increment(1);
+                    if !answered {
+                        // The connection that got the offer is gone (closed or replaced).
+                        start_grace(&mut grace);
+                    }
+                    tracing::info!(session = id, channel = %channel, answered, "master signaling reconnected");
+                }
                 Some(StoragePeerEvent::Message(m)) => {
-                    if let Err(reason) = on_message(id, &m, &settings, &io).await {
-                        break EndReason::Closed(reason);
+                    if let Err(reason) = on_message(id, &m, settings, io).await {
+                        return Some(EndReason::Closed(reason));
+                    }
+                    if m.kind == MessageKind::SdpAnswer {
+                        answered = true;
+                        grace = None;
                     }
                 }
             },
         }
-    };
-    tracing::info!(session = id, channel = %channel, ?reason, "ending storage session");
-    close(reason).await;
+    }
 }
 
 /// One master message: the answer or a candidate. `Err` ends the session.
@@ -199,7 +293,151 @@ async fn on_message(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
+    use tokio::task::JoinHandle;
+
     use super::*;
+    use crate::limits::SignalingLimits;
+    use crate::signaling::message::ClientMessage;
+    use crate::signaling::pending::Party;
+    use crate::signaling::registry::{ChannelInfo, Connection, Registry};
+
+    const ARN: &str = "arn:aws:kinesisvideo:us-west-2:123456789012:channel/c/1";
+
+    /// A channel with a master connection and a session's control task running on a
+    /// storage peer handle, with a fake I/O loop (its command queue) and media loop (`ended`).
+    struct Harness {
+        registry: Registry,
+        master: Connection,
+        io: mpsc::Receiver<Command>,
+        ended: Option<oneshot::Sender<EndReason>>,
+        task: JoinHandle<Option<EndReason>>,
+        offer: String,
+    }
+
+    impl Harness {
+        fn start() -> Self {
+            let limits = SignalingLimits { connect_tps_per_channel: 1000.0, ..SignalingLimits::default() };
+            let registry = Registry::local(limits);
+            let master = Self::connect_master(&registry);
+            let handle = registry.attach_storage_peer(ARN);
+            let candidate: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+            let offerer = build_rtc(candidate).expect("rtc");
+            let offer = sdp::finish_offer(&offerer.offer_sdp, 1_000_000);
+            let settings = SessionSettings { candidate, log_sdp: false, bitrate_bps: 1_000_000 };
+            let (io_tx, io) = mpsc::channel(16);
+            let (ended_tx, ended) = oneshot::channel();
+            let task = tokio::spawn(async move { control(1, handle, &settings, &io_tx, ended).await });
+            Self { registry, master, io, ended: Some(ended_tx), task, offer }
+        }
+
+        fn connect_master(registry: &Registry) -> Connection {
+            let channel = ChannelInfo { arn: ARN.into(), message_ttl: Duration::from_secs(60) };
+            registry.bus().connect(&channel, Party::Master, Instant::now()).expect("ConnectAsMaster")
+        }
+
+        /// The master sends `message` without recipient (for the storage peer).
+        fn master_sends(&self, kind: MessageKind, payload: &[u8]) {
+            let message = ClientMessage {
+                message: SignalingMessage::from_payload_bytes(kind, payload),
+                recipient: None,
+                correlation_id: None,
+            };
+            self.registry.bus().route(&self.master.endpoint, message, Instant::now()).expect("routed to storage");
+        }
+
+        /// A str0m master's answer to the session's offer.
+        fn answer(&self) {
+            let mut rtc = str0m::Rtc::new(Instant::now());
+            rtc.add_local_candidate(Candidate::host("127.0.0.1:6000".parse().expect("addr"), "udp").expect("cand"));
+            let offer = str0m::change::SdpOffer::from_sdp_string(&self.offer).expect("offer parses");
+            let answer = rtc.sdp_api().accept_offer(offer).expect("answer").to_sdp_string();
+            let json = serde_json::json!({ "type": "answer", "sdp": answer }).to_string();
+            self.master_sends(MessageKind::SdpAnswer, json.as_bytes());
+        }
+
+        fn candidate(&self) {
+            let json = serde_json::json!({ "candidate": "candidate:1 1 udp 2130706431 127.0.0.1 6001 typ host" });
+            self.master_sends(MessageKind::IceCandidate, json.to_string().as_bytes());
+        }
+
+        /// The next command the control task sent to the I/O loop.
+        async fn next_command(&mut self) -> Command {
+            tokio::time::timeout(Duration::from_secs(1), self.io.recv()).await.expect("a command").expect("io open")
+        }
+
+        /// Lets the control task run; asserts it is still going.
+        async fn still_running_after(&mut self, d: Duration) {
+            tokio::time::sleep(d).await;
+            assert!(!self.task.is_finished(), "the session ended: {:?}", (&mut self.task).await);
+            assert!(self.io.try_recv().is_err(), "no command while nothing happens");
+        }
+
+        async fn end_reason(self) -> Option<EndReason> {
+            tokio::time::timeout(Duration::from_secs(1), self.task).await.expect("the task ends").expect("no panic")
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answered_session_outlives_the_masters_signaling_connection() {
+        let mut h = Harness::start();
+        h.answer();
+        assert!(matches!(h.next_command().await, Command::Answer { id: 1, .. }));
+        // The master's WebSocket closes (idle timeout, GO_AWAY, a blip…): media continues.
+        h.registry.bus().disconnect(&h.master.endpoint);
+        h.still_running_after(MASTER_RECONNECT_GRACE * 20).await;
+        // It connects again: its recipient-less candidates reach this session.
+        h.master = Harness::connect_master(&h.registry);
+        h.candidate();
+        assert!(matches!(h.next_command().await, Command::Candidate { id: 1, .. }));
+        // A newer master connection replacing that one changes nothing either.
+        h.master = Harness::connect_master(&h.registry);
+        h.still_running_after(MASTER_RECONNECT_GRACE * 2).await;
+        // A newer JoinStorageSession supersedes it.
+        let _newer = h.registry.attach_storage_peer(ARN);
+        assert_eq!(h.end_reason().await, Some(EndReason::Closed("superseded by a newer session".into())));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unanswered_session_ends_after_the_grace_when_its_master_left() {
+        let mut h = Harness::start();
+        h.still_running_after(MASTER_RECONNECT_GRACE * 2).await;
+        h.candidate(); // candidates alone do not make it answered
+        assert!(matches!(h.next_command().await, Command::Candidate { .. }));
+        h.registry.bus().disconnect(&h.master.endpoint);
+        h.still_running_after(MASTER_RECONNECT_GRACE - Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(
+            matches!(h.end_reason().await, Some(EndReason::Closed(r)) if r.contains("before answering")),
+            "ends once the grace is over"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_over_the_masters_next_connection_within_the_grace_keeps_the_session() {
+        let mut h = Harness::start();
+        h.registry.bus().disconnect(&h.master.endpoint);
+        tokio::time::sleep(MASTER_RECONNECT_GRACE / 2).await;
+        h.master = Harness::connect_master(&h.registry);
+        h.answer();
+        assert!(matches!(h.next_command().await, Command::Answer { id: 1, .. }));
+        h.still_running_after(MASTER_RECONNECT_GRACE * 4).await;
+        // The media loop ends it (ICE disconnect, idle, max life): nothing more to close.
+        if let Some(ended) = h.ended.take() {
+            let _ = ended.send(EndReason::Idle);
+        }
+        assert_eq!(h.end_reason().await, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unanswered_session_whose_master_connection_was_replaced_waits_the_grace() {
+        let mut h = Harness::start();
+        h.master = Harness::connect_master(&h.registry); // newest master wins; the offer went to the old one
+        h.still_running_after(MASTER_RECONNECT_GRACE - Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(matches!(h.end_reason().await, Some(EndReason::Closed(r)) if r.contains("before answering")));
+    }
 
     #[test]
     fn offer_meets_kvs_master_needs() {

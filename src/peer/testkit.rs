@@ -11,6 +11,15 @@
 //! Time is simulated event by event: [`Sim::run_for`] jumps to the next due event (a
 //! str0m timeout, a datagram delivery, a media frame), so an hour of session is cheap.
 //!
+//! Drifting senders (issue 13): a plan can produce a track slower or faster than real time
+//! while its RTP time advances nominally ([`MediaPlan::audio_rate`], [`MediaPlan::video_rate`]),
+//! map RTP time to the wall clock in its sender reports like the KVS C SDK
+//! ([`MediaPlan::sr_wall_clock`]), step its clock ([`MediaPlan::sr_jump`]) and mute either
+//! track. Every frame's send instant is kept ([`Peer::video_sent_at`], [`Peer::audio_sent_at`])
+//! so stored frame n can be compared with sent frame n ([`Paired`]): A/V skew per fragment
+//! ([`av_skew`]), stored vs sent spacing ([`gap_mismatch`]), whole-stream monotonicity
+//! ([`strictly_increasing`]).
+//!
 //! Benches (feature `testkit`): run a [`Sim`] with some masters, then divide
 //! [`Sim::hub_busy`] (real time spent inside the hub only) by the frames stored
 //! ([`Peer::judged`]) or by [`Sim::hub_datagrams`].
@@ -115,8 +124,28 @@ pub struct MediaPlan {
     pub duration: Duration,
     /// No audio in this window (relative to the media start): DTX.
     pub audio_pause: Option<(Duration, Duration)>,
+    /// No video in this window (relative to the media start): a muted camera sends nothing.
+    pub video_pause: Option<(Duration, Duration)>,
     /// Only send media in these windows (relative to the media start); all the time if empty.
     pub active: Vec<(Duration, Duration)>,
+    /// Audio production speed relative to real time (1.0 = real time, 0.97 = 3 % slow):
+    /// packets are *sent* every 20 ms / `audio_rate` while each one's RTP time still
+    /// advances by its nominal 960 ticks, like the KVS C SDK's audio thread that sleeps a
+    /// fixed 20 ms per frame on top of its own work. (`rtp_rate` scales the ticks instead.)
+    pub audio_rate: f64,
+    /// Video production speed relative to real time, like `audio_rate` (frames sent every
+    /// 33.3 ms / `video_rate`, each advancing 3000 ticks).
+    pub video_rate: f64,
+    /// Map RTP time to the wall clock in the sender reports, like the KVS C SDK (SR rtp =
+    /// base + (now − first frame's wall clock) × rate, ntp = now) instead of following the
+    /// packets. str0m computes an SR as rtp = last written rtp + (now − its wallclock) ×
+    /// rate with ntp = now, so the harness passes each frame's `wallclock` as the media
+    /// start plus its RTP time since the base (minus [`MediaPlan::sr_headroom`]).
+    pub sr_wall_clock: bool,
+    /// `(at, jump)`: frames sent from `at` (relative to the media start) on are written with
+    /// their wallclock shifted by `+jump`, so the sender's SR mapping steps: an RTP time
+    /// maps to an NTP time `jump` later than before (the sender's clock stepped). Both tracks.
+    pub sr_jump: Option<(Duration, Duration)>,
 }
 
 impl MediaPlan {
@@ -132,13 +161,55 @@ impl MediaPlan {
             start_after_connect: Duration::ZERO,
             duration,
             audio_pause: None,
+            video_pause: None,
             active: Vec::new(),
+            audio_rate: 1.0,
+            video_rate: 1.0,
+            sr_wall_clock: false,
+            sr_jump: None,
         }
     }
 
     fn is_active(&self, at: Duration) -> bool {
         at < self.duration && (self.active.is_empty() || self.active.iter().any(|(a, b)| (*a..*b).contains(&at)))
     }
+
+    /// How far every `wallclock` handed to str0m is moved into the past (zero unless needed).
+    ///
+    /// str0m only extrapolates its SR from a wallclock at or before `now`; a wallclock in
+    /// the future makes it report RTP time 0 (a bogus mapping). A fast sender with
+    /// `sr_wall_clock` (RTP time running ahead of the send time) or a forward `sr_jump`
+    /// would write such wallclocks, so the whole mapping is moved back by the largest lead
+    /// the plan can reach (plus 1 ms for rounding). The SR then maps RTP time to "wall clock
+    /// − headroom", as if the first frame had been captured `headroom` before it was sent: a
+    /// constant sender clock offset, the same on both tracks, so A/V sync by sender reports
+    /// is unchanged and the offset stays far under reel's 10 min trust bound.
+    pub fn sr_headroom(&self) -> Duration {
+        let jump = self.sr_jump.map_or(Duration::ZERO, |(_, j)| j);
+        let lead = |rate: f64| {
+            if self.sr_wall_clock { self.duration.as_secs_f64() * (rate * self.rtp_rate - 1.0).max(0.0) } else { 0.0 }
+        };
+        let lead = lead(self.audio_rate).max(lead(self.video_rate));
+        let rounding = self.sr_wall_clock && self.rtp_rate != 1.0;
+        if lead <= 0.0 && jump.is_zero() && !rounding {
+            return Duration::ZERO;
+        }
+        Duration::from_secs_f64(lead) + jump + Duration::from_millis(1)
+    }
+}
+
+/// Send instant (since the media start) of frame slot `i` of a track with a frame every
+/// `num / den` µs, produced at `rate` × real time.
+fn slot_at(i: usize, num: u64, den: u64, rate: f64) -> Duration {
+    if rate == 1.0 || rate.is_nan() || rate <= 0.0 {
+        return Duration::from_micros(i as u64 * num / den);
+    }
+    Duration::from_nanos((i as f64 * (num * 1_000) as f64 / den as f64 / rate) as u64)
+}
+
+/// Whether `at` lies in the half-open window `w`.
+fn within(w: Option<(Duration, Duration)>, at: Duration) -> bool {
+    w.is_some_and(|(a, b)| (a..b).contains(&at))
 }
 
 /// An RTP packet's cleartext header fields (SRTP leaves the header in the clear).
@@ -233,6 +304,15 @@ pub struct Peer {
     pub video_sent: usize,
     /// Audio packets written.
     pub audio_sent: usize,
+    /// Send instant (since the media start) of every video frame written, in order.
+    pub video_sent_at: Vec<Duration>,
+    /// Send instant (since the media start) of every audio packet written, in order.
+    pub audio_sent_at: Vec<Duration>,
+    /// Frames written with a wallclock after their send instant. str0m would then put RTP
+    /// time 0 in its next sender report; [`MediaPlan::sr_headroom`] keeps this at 0.
+    pub future_wallclocks: usize,
+    /// [`MediaPlan::sr_headroom`] of `plan`, computed once.
+    sr_headroom: Duration,
     /// Index of the next video frame slot (sent or skipped).
     video_slot: usize,
     /// Index of the next audio packet slot (sent or skipped).
@@ -337,40 +417,11 @@ impl Sim {
                 writer_tx: tx,
             },
         );
-        let mut rtc = Rtc::new(self.now);
-        let cand = Candidate::host(addr, "udp").map_err(|e| e.to_string())?;
-        rtc.add_local_candidate(cand);
-        let offer = SdpOffer::from_sdp_string(&offer_sdp).map_err(|e| e.to_string())?;
-        let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| e.to_string())?;
-        let answer_sdp = answer.to_sdp_string();
-        sdp::validate_answer(&answer_sdp).map_err(|e| e.to_string())?;
-        let answer = SdpAnswer::from_sdp_string(&answer_sdp).map_err(|e| e.to_string())?;
+        let (rtc, answer) = master_rtc(addr, hub_addr, &offer_sdp, self.now)?;
         self.hub.answer(id, answer, self.now);
         let remote = Candidate::host(addr, "udp").map_err(|e| e.to_string())?;
         self.hub.candidate(id, remote, self.now);
-        rtc.add_remote_candidate(Candidate::host(hub_addr, "udp").map_err(|e| e.to_string())?);
-        self.peers.push(Peer {
-            session: id,
-            addr,
-            rtc,
-            timeout: self.now,
-            video_mid: None,
-            audio_mid: None,
-            video_pt: None,
-            video_rtx_pt: None,
-            connected: None,
-            plan,
-            video_sent: 0,
-            audio_sent: 0,
-            video_slot: 0,
-            audio_slot: 0,
-            keyframe_requests: 0,
-            rx,
-            writer_paused: false,
-            events: Vec::new(),
-            ended: None,
-            ended_at: None,
-        });
+        self.peers.push(Peer::new(id, addr, rtc, self.now, plan, rx));
         self.settle();
         Ok(index)
     }
@@ -531,7 +582,64 @@ impl Sim {
     }
 }
 
+/// A master's peer connection answering `offer_sdp` (from the storage peer at `hub_addr`)
+/// with sendonly H.264 + Opus, and its validated answer.
+fn master_rtc(
+    addr: SocketAddr,
+    hub_addr: SocketAddr,
+    offer_sdp: &str,
+    now: Instant,
+) -> Result<(Rtc, SdpAnswer), String> {
+    let mut rtc = Rtc::new(now);
+    let cand = Candidate::host(addr, "udp").map_err(|e| e.to_string())?;
+    rtc.add_local_candidate(cand);
+    let offer = SdpOffer::from_sdp_string(offer_sdp).map_err(|e| e.to_string())?;
+    let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| e.to_string())?;
+    let answer_sdp = answer.to_sdp_string();
+    sdp::validate_answer(&answer_sdp).map_err(|e| e.to_string())?;
+    let answer = SdpAnswer::from_sdp_string(&answer_sdp).map_err(|e| e.to_string())?;
+    rtc.add_remote_candidate(Candidate::host(hub_addr, "udp").map_err(|e| e.to_string())?);
+    Ok((rtc, answer))
+}
+
 impl Peer {
+    fn new(
+        session: u64,
+        addr: SocketAddr,
+        rtc: Rtc,
+        now: Instant,
+        plan: MediaPlan,
+        rx: mpsc::Receiver<FragmentEvent>,
+    ) -> Self {
+        let sr_headroom = plan.sr_headroom();
+        Self {
+            session,
+            addr,
+            rtc,
+            timeout: now,
+            video_mid: None,
+            audio_mid: None,
+            video_pt: None,
+            video_rtx_pt: None,
+            connected: None,
+            plan,
+            video_sent: 0,
+            audio_sent: 0,
+            video_sent_at: Vec::new(),
+            audio_sent_at: Vec::new(),
+            future_wallclocks: 0,
+            sr_headroom,
+            video_slot: 0,
+            audio_slot: 0,
+            keyframe_requests: 0,
+            rx,
+            writer_paused: false,
+            events: Vec::new(),
+            ended: None,
+            ended_at: None,
+        }
+    }
+
     fn event(&mut self, ev: Event, now: Instant) {
         match ev {
             Event::Connected => self.connected = Some(now),
@@ -549,11 +657,11 @@ impl Peer {
     }
 
     fn video_at(&self, i: usize) -> Duration {
-        Duration::from_micros(i as u64 * 1_000_000 / 30)
+        slot_at(i, 1_000_000, 30, self.plan.video_rate)
     }
 
     fn audio_at(&self, i: usize) -> Duration {
-        Duration::from_millis(i as u64 * 20)
+        slot_at(i, 20_000, 1, self.plan.audio_rate)
     }
 
     /// When the next frame is due.
@@ -567,6 +675,26 @@ impl Peer {
         Some(v.min(a))
     }
 
+    /// The `wallclock` to hand str0m for a frame sent at `at` (since `t0`, the media start)
+    /// whose RTP time is `ticks` past the track's base at `rate` Hz (see [`MediaPlan`]).
+    fn wallclock(&mut self, t0: Instant, now: Instant, at: Duration, ticks: u64, rate: u64) -> Instant {
+        let mut w = if self.plan.sr_wall_clock {
+            t0 + Duration::from_micros((u128::from(ticks) * 1_000_000 / u128::from(rate.max(1))) as u64)
+        } else {
+            now
+        };
+        if let Some((when, jump)) = self.plan.sr_jump
+            && at >= when
+        {
+            w += jump;
+        }
+        let w = w.checked_sub(self.sr_headroom).unwrap_or(w);
+        if w > now {
+            self.future_wallclocks += 1;
+        }
+        w
+    }
+
     /// Writes every frame due at `now`.
     fn publish(&mut self, now: Instant) {
         let (Some(t0), Some(vm), Some(am)) = (self.media_start(), self.video_mid, self.audio_mid) else { return };
@@ -578,18 +706,21 @@ impl Peer {
             let i = self.video_slot;
             self.video_slot += 1;
             let at = self.video_at(i);
-            if !self.plan.is_active(at) {
+            if within(self.plan.video_pause, at) || !self.plan.is_active(at) {
                 continue;
             }
-            let ticks = self.plan.video_rtp_base + (i as f64 * 3000.0 * self.plan.rtp_rate).round() as u64;
+            let since_base = (i as f64 * 3000.0 * self.plan.rtp_rate).round() as u64;
+            let ticks = self.plan.video_rtp_base + since_base;
+            let wallclock = self.wallclock(t0, now, at, since_base, 90_000);
             let data = self.plan.video[i % self.plan.video.len()].clone();
             if let Some(w) = self.rtc.writer(vm) {
                 let param = w.payload_params().find(|p| p.spec().codec == Codec::H264).copied();
                 if let Some(p) = param {
                     self.video_pt = Some(*p.pt());
                     self.video_rtx_pt = p.resend().map(|r| *r);
-                    if w.write(p.pt(), now, MediaTime::new(ticks, Frequency::NINETY_KHZ), data).is_ok() {
+                    if w.write(p.pt(), wallclock, MediaTime::new(ticks, Frequency::NINETY_KHZ), data).is_ok() {
                         self.video_sent += 1;
+                        self.video_sent_at.push(elapsed);
                     }
                 }
             }
@@ -598,18 +729,20 @@ impl Peer {
             let i = self.audio_slot;
             self.audio_slot += 1;
             let at = self.audio_at(i);
-            let paused = self.plan.audio_pause.is_some_and(|(a, b)| (a..b).contains(&at));
-            if paused || !self.plan.is_active(at) {
+            if within(self.plan.audio_pause, at) || !self.plan.is_active(at) {
                 continue;
             }
-            let ticks = self.plan.audio_rtp_base + (i as f64 * 960.0 * self.plan.rtp_rate).round() as u64;
+            let since_base = (i as f64 * 960.0 * self.plan.rtp_rate).round() as u64;
+            let ticks = self.plan.audio_rtp_base + since_base;
+            let wallclock = self.wallclock(t0, now, at, since_base, 48_000);
             let data = self.plan.audio[i % self.plan.audio.len()].clone();
             if let Some(w) = self.rtc.writer(am) {
                 let pt = w.payload_params().find(|p| p.spec().codec == Codec::Opus).map(|p| p.pt());
                 if let Some(pt) = pt
-                    && w.write(pt, now, MediaTime::new(ticks, Frequency::FORTY_EIGHT_KHZ), data).is_ok()
+                    && w.write(pt, wallclock, MediaTime::new(ticks, Frequency::FORTY_EIGHT_KHZ), data).is_ok()
                 {
                     self.audio_sent += 1;
+                    self.audio_sent_at.push(elapsed);
                 }
             }
         }
@@ -651,7 +784,7 @@ pub fn assemble(events: &[FragmentEvent]) -> Vec<StoredFrag> {
                 });
                 open = true;
             }
-            FragmentEvent::Chunk { bytes, media_end_ms } => {
+            FragmentEvent::Chunk { bytes, media_end_ms, .. } => {
                 if let (true, Some(f)) = (open, out.last_mut()) {
                     f.chunks.push(bytes.clone());
                     f.duration_ms = f.duration_ms.max(*media_end_ms);
@@ -695,6 +828,8 @@ pub struct Verdicts {
     pub audio_ts_ms: Vec<i64>,
     /// Producer minus server timestamp of each fragment's start, ms.
     pub skews_ms: Vec<i64>,
+    /// Index in `video_ts_ms` of each fragment's first video frame (its keyframe).
+    pub fragment_first_video: Vec<usize>,
 }
 
 /// Checks stored fragments the way the store and a player rely on them; `Err` says what broke.
@@ -750,6 +885,7 @@ pub fn judge(frags: &[StoredFrag], max_duration_ms: u32, max_video_gap_ms: i64) 
             return Err(format!("fragment {n}: a {} ms hole in the video", v.max_video_gap_ms));
         }
         v.fragments += 1;
+        v.fragment_first_video.push(v.video_ts_ms.len());
         v.video_frames += frames.iter().filter(|fr| fr.track == 1).count();
         v.audio_frames += frames.iter().filter(|fr| fr.track == 2).count();
         v.video_ts_ms.extend(frames.iter().filter(|fr| fr.track == 1).map(|fr| fr.timestamp_ms));
@@ -767,5 +903,428 @@ impl Peer {
     /// (10 s fragments, no video hole over 100 ms).
     pub fn judged(&self) -> Result<Verdicts, String> {
         judge(&assemble(&self.events), 10_000, 100)
+    }
+}
+
+/// One track's stored frames paired with the frames its master sent: stored frame n is sent
+/// frame n. That only holds when nothing was lost, so [`Paired::new`] insists on equal counts.
+#[derive(Debug, Clone, Copy)]
+pub struct Paired<'a> {
+    /// Producer time of every stored frame, ms (a track of [`Verdicts`]).
+    pub stored_ms: &'a [i64],
+    /// Send instant of every frame written, in order (a track of [`Peer`]).
+    pub sent_at: &'a [Duration],
+}
+
+impl<'a> Paired<'a> {
+    /// Pairs `stored_ms` with `sent_at`; `Err` (naming `track`) when the counts differ.
+    pub fn new(track: &str, stored_ms: &'a [i64], sent_at: &'a [Duration]) -> Result<Self, String> {
+        if stored_ms.len() != sent_at.len() {
+            return Err(format!("{track}: {} frames stored, {} sent", stored_ms.len(), sent_at.len()));
+        }
+        Ok(Self { stored_ms, sent_at })
+    }
+
+    /// The stored video of `v` paired with what `p` sent.
+    pub fn video(v: &'a Verdicts, p: &'a Peer) -> Result<Self, String> {
+        Self::new("video", &v.video_ts_ms, &p.video_sent_at)
+    }
+
+    /// The stored audio of `v` paired with what `p` sent.
+    pub fn audio(v: &'a Verdicts, p: &'a Peer) -> Result<Self, String> {
+        Self::new("audio", &v.audio_ts_ms, &p.audio_sent_at)
+    }
+}
+
+/// Signed µs → ms, rounded to nearest.
+fn round_ms(us: i64) -> i64 {
+    (us as f64 / 1_000.0).round() as i64
+}
+
+/// Signed µs of `a − b`.
+fn diff_us(a: Duration, b: Duration) -> i64 {
+    a.as_micros() as i64 - b.as_micros() as i64
+}
+
+/// [`av_skew`] skips a fragment when no audio was sent this close to its first video frame.
+pub const SKEW_AUDIO_WINDOW: Duration = Duration::from_millis(100);
+
+/// A/V skew of the stored stream at each fragment start, from [`av_skew`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Skew {
+    /// `(fragment, skew in ms)` of every fragment checked, in order.
+    pub at: Vec<(usize, i64)>,
+    /// Fragments skipped: no audio sent within [`SKEW_AUDIO_WINDOW`] of their first video frame.
+    pub skipped: usize,
+}
+
+impl Skew {
+    /// The checked fragment with the largest |skew|, as `(fragment, skew ms)`.
+    pub fn worst(&self) -> Option<(usize, i64)> {
+        self.at.iter().copied().max_by_key(|(_, s)| s.abs())
+    }
+
+    /// The largest |skew| in ms (0 when nothing was checked).
+    pub fn max_abs_ms(&self) -> i64 {
+        self.worst().map_or(0, |(_, s)| s.abs())
+    }
+
+    /// The first fragment whose |skew| exceeds `limit_ms`.
+    pub fn first_over(&self, limit_ms: i64) -> Option<(usize, i64)> {
+        self.at.iter().copied().find(|(_, s)| s.abs() > limit_ms)
+    }
+}
+
+/// A/V skew of the stored stream at every fragment: for the fragment's first video frame
+/// (stored at Vs, sent at Vt) and the audio frame sent nearest to Vt (stored at As, sent at
+/// At), skew = (As − Vs) − (At − Vt): how much further apart the store put them than the
+/// sender captured them. Fragments without audio sent within [`SKEW_AUDIO_WINDOW`] of Vt
+/// (a mute) are skipped. Needs every frame of both tracks stored (`Err` otherwise, see
+/// [`Paired::new`]); `audio_sent_at` must be in send order.
+pub fn av_skew(v: &Verdicts, video_sent_at: &[Duration], audio_sent_at: &[Duration]) -> Result<Skew, String> {
+    let video = Paired::new("video", &v.video_ts_ms, video_sent_at)?;
+    let audio = Paired::new("audio", &v.audio_ts_ms, audio_sent_at)?;
+    let mut out = Skew::default();
+    for (n, &vi) in v.fragment_first_video.iter().enumerate() {
+        let (Some(&vs), Some(&vt)) = (video.stored_ms.get(vi), video.sent_at.get(vi)) else {
+            return Err(format!("fragment {n}: no video frame {vi}"));
+        };
+        let after = audio.sent_at.partition_point(|&t| t < vt);
+        let nearest = [after.checked_sub(1), Some(after)]
+            .into_iter()
+            .flatten()
+            .filter(|&i| i < audio.sent_at.len())
+            .min_by_key(|&i| diff_us(audio.sent_at[i], vt).abs());
+        let Some(ai) = nearest.filter(|&i| diff_us(audio.sent_at[i], vt).unsigned_abs() <= 100_000) else {
+            out.skipped += 1;
+            continue;
+        };
+        let (as_, at) = (audio.stored_ms[ai], audio.sent_at[ai]);
+        out.at.push((n, round_ms((as_ - vs) * 1_000 - diff_us(at, vt))));
+    }
+    Ok(out)
+}
+
+/// How one track's stored spacing compares with its send spacing, from [`gap_mismatch`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Gaps {
+    /// Stored gap minus send gap (ms) of the consecutive pair where it is largest in size.
+    pub worst_ms: i64,
+    /// Index n of that pair (frames n and n + 1).
+    pub worst_at: usize,
+    /// Pairs whose mismatch exceeds the tolerance.
+    pub over: usize,
+}
+
+/// For consecutive stored frames n, n + 1 of `track`: (stored gap) − (send gap). A hole the
+/// store made where the sender sent media shows up as a large positive value, a mute (no
+/// media sent) does not, since its send gap is as long as its stored gap.
+pub fn gap_mismatch(track: Paired<'_>, tolerance_ms: i64) -> Gaps {
+    let mut g = Gaps::default();
+    for n in 0..track.stored_ms.len().saturating_sub(1) {
+        let stored_us = (track.stored_ms[n + 1] - track.stored_ms[n]) * 1_000;
+        let d = round_ms(stored_us - diff_us(track.sent_at[n + 1], track.sent_at[n]));
+        if d.abs() > tolerance_ms {
+            g.over += 1;
+        }
+        if d.abs() > g.worst_ms.abs() {
+            g.worst_ms = d;
+            g.worst_at = n;
+        }
+    }
+    g
+}
+
+/// `Err` naming `track`, the first offending frame and the number of offences unless `ts`
+/// strictly increases over the whole stream (across fragments too, unlike [`judge`]).
+pub fn strictly_increasing(track: &str, ts: &[i64]) -> Result<(), String> {
+    let bad: Vec<usize> = (1..ts.len()).filter(|&i| ts[i] <= ts[i - 1]).collect();
+    match bad.first() {
+        None => Ok(()),
+        Some(&i) => Err(format!(
+            "{track}: frame {i} at {} ms after {} ms ({} non-increasing steps)",
+            ts[i],
+            ts[i - 1],
+            bad.len()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+
+    const S: fn(u64) -> Duration = Duration::from_secs;
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    /// A sender report as the receiving side saw it (`MediaData::last_sender_info`).
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    struct SeenSr {
+        kind: MediaKind,
+        rtp: u32,
+        ntp_unix_us: i64,
+    }
+
+    /// Runs a master publishing `plan` for `run` against a bare str0m receiver built like a
+    /// storage session (the hub's offer; no hub, no fragmenter) and collects every distinct
+    /// sender report the receiver attached to its media. Returns the master, the Unix time
+    /// of its media start and the reports.
+    fn probe_sender_reports(plan: MediaPlan, run: Duration) -> (Peer, i64, Vec<SeenSr>) {
+        let anchor = ClockAnchor::now();
+        let start = anchor.instant_of_anchor();
+        let mut now = start;
+        let hub_addr: SocketAddr = HUB_ADDR.parse().expect("hub addr");
+        let addr = SocketAddr::from(([127, 0, 0, 1], 41_000));
+        let off = session::build_rtc_at(hub_addr, now).expect("offerer");
+        let offer_sdp = sdp::finish_offer(&off.offer_sdp, 1_000_000);
+        let (rtc, answer) = master_rtc(addr, hub_addr, &offer_sdp, now).expect("master");
+        let mut rx = off.rtc;
+        rx.sdp_api().accept_answer(off.pending, answer).expect("answer");
+        rx.add_remote_candidate(Candidate::host(addr, "udp").expect("candidate"));
+        let (_tx, queue) = mpsc::channel(1);
+        let mut peer = Peer::new(1, addr, rtc, now, plan, queue);
+        let mut rx_timeout = now;
+        // Constant latency both ways: a FIFO is time-ordered. (deliver at, to the master?, data)
+        let mut net: VecDeque<(Instant, bool, Vec<u8>)> = VecDeque::new();
+        let mut seen: Vec<SeenSr> = Vec::new();
+        let until = start + run;
+        let mut stuck = 0u32;
+        while now < until {
+            while let Ok(out) = rx.poll_output() {
+                match out {
+                    Output::Transmit(t) => net.push_back((now + LATENCY, true, t.contents.to_vec())),
+                    Output::Timeout(t) => {
+                        rx_timeout = t;
+                        break;
+                    }
+                    Output::Event(Event::MediaData(md)) => {
+                        let kind = if md.mid == off.video { MediaKind::Video } else { MediaKind::Audio };
+                        if let Some(sr) = md.last_sender_info {
+                            let ntp = sr.ntp_time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
+                            let s = SeenSr { kind, rtp: sr.rtp_time.numer() as u32, ntp_unix_us: ntp };
+                            if !seen.iter().rev().filter(|x| x.kind == kind).take(1).any(|x| *x == s) {
+                                seen.push(s);
+                            }
+                        }
+                    }
+                    Output::Event(_) => {}
+                }
+            }
+            while peer.rtc.is_alive() {
+                match peer.rtc.poll_output() {
+                    Ok(Output::Transmit(t)) => net.push_back((now + LATENCY, false, t.contents.to_vec())),
+                    Ok(Output::Timeout(t)) => {
+                        peer.timeout = t;
+                        break;
+                    }
+                    Ok(Output::Event(ev)) => peer.event(ev, now),
+                    Err(_) => break,
+                }
+            }
+            let mut next = rx_timeout.min(peer.timeout).min(until);
+            if let Some((t, _, _)) = net.front() {
+                next = next.min(*t);
+            }
+            if let Some(t) = peer.next_media(now) {
+                next = next.min(t);
+            }
+            if next > now {
+                now = next;
+                stuck = 0;
+            } else {
+                stuck += 1;
+                if stuck > 1_000 {
+                    now += MS(1);
+                    stuck = 0;
+                }
+            }
+            while net.front().is_some_and(|(t, _, _)| *t <= now) {
+                let Some((_, to_master, data)) = net.pop_front() else { break };
+                let (source, destination) = if to_master { (hub_addr, addr) } else { (addr, hub_addr) };
+                let Ok(contents) = data.as_slice().try_into() else { continue };
+                let input = Input::Receive(now, Receive { proto: Protocol::Udp, source, destination, contents });
+                let _ = if to_master { peer.rtc.handle_input(input) } else { rx.handle_input(input) };
+            }
+            if rx_timeout <= now {
+                let _ = rx.handle_input(Input::Timeout(now));
+            }
+            if peer.timeout <= now {
+                let _ = peer.rtc.handle_input(Input::Timeout(now));
+            }
+            peer.publish(now);
+        }
+        let t0 = peer.media_start().expect("the master connected");
+        let t0_unix = anchor.unix_us(t0);
+        (peer, t0_unix, seen)
+    }
+
+    /// RTP time in µs (since the base) minus NTP time since the media start, per report:
+    /// constant when the reports map RTP time to the wall clock.
+    fn offsets_us(seen: &[SeenSr], kind: MediaKind, t0_unix: i64) -> Vec<(i64, i64)> {
+        let rate = if kind == MediaKind::Video { 90_000 } else { 48_000 };
+        seen.iter()
+            .filter(|s| s.kind == kind && s.ntp_unix_us > t0_unix)
+            .map(|s| {
+                let rtp_us = i64::from(s.rtp) * 1_000_000 / rate;
+                (s.ntp_unix_us - t0_unix, rtp_us - (s.ntp_unix_us - t0_unix))
+            })
+            .collect()
+    }
+
+    /// Checks every report maps RTP time to "wall clock − `headroom`" (RTP time 0 at the
+    /// media start − headroom, so RTP time runs `headroom` ahead of the time since the media
+    /// start): the offset is +headroom, within 1 ms between reports (one clock) and 20 ms
+    /// absolute (str0m pairs `Instant` and NTP with its own real-time epoch).
+    fn assert_wall_clock_mapping(offsets: &[(i64, i64)], headroom: Duration, what: &str) {
+        // str0m reports every 5 s on audio, every second on video.
+        assert!(offsets.len() >= 5, "{what}: only {} reports", offsets.len());
+        let first = offsets[0].1;
+        let want = headroom.as_micros() as i64;
+        assert!((first - want).abs() <= 20_000, "{what}: offset {first} µs, want {want} µs");
+        for &(at, o) in offsets {
+            assert!((o - first).abs() <= 1_000, "{what}: report at {at} µs: offset {o} µs, first {first} µs");
+        }
+    }
+
+    #[test]
+    fn sender_reports_map_rtp_time_to_the_wall_clock() {
+        // 3 % slow audio: the packets' RTP time falls 1.8 s behind in 60 s; the reports don't.
+        let mut plan = MediaPlan::fixture(S(60));
+        plan.audio_rate = 0.97;
+        plan.sr_wall_clock = true;
+        assert_eq!(plan.sr_headroom(), Duration::ZERO);
+        let (peer, t0, seen) = probe_sender_reports(plan, S(61));
+        assert_eq!(peer.future_wallclocks, 0);
+        let audio_sent = peer.audio_sent_at.len();
+        assert!((2_905..=2_915).contains(&audio_sent), "{audio_sent} audio packets in 60 s at 97 %");
+        let last = peer.audio_sent_at.last().copied().unwrap_or_default();
+        assert!(last > MS(59_900), "last audio sent at {last:?}");
+        assert_wall_clock_mapping(&offsets_us(&seen, MediaKind::Audio, t0), Duration::ZERO, "audio");
+        assert_wall_clock_mapping(&offsets_us(&seen, MediaKind::Video, t0), Duration::ZERO, "video");
+
+        // Control: without the knob the audio reports follow the packets and drift 3 %.
+        let mut plan = MediaPlan::fixture(S(60));
+        plan.audio_rate = 0.97;
+        let (_, t0, seen) = probe_sender_reports(plan, S(61));
+        let offsets = offsets_us(&seen, MediaKind::Audio, t0);
+        let (first, last) = (offsets.first().expect("reports"), offsets.last().expect("reports"));
+        let drift = (first.1 - last.1) as f64 / (last.0 - first.0) as f64;
+        assert!((0.025..0.035).contains(&drift), "audio reports drift {drift} (offsets {offsets:?})");
+    }
+
+    #[test]
+    fn fast_sender_reports_stay_on_the_wall_clock_with_headroom() {
+        // 3 % fast audio would write wallclocks in the future, for which str0m reports RTP
+        // time 0; the headroom moves the whole mapping back instead.
+        let mut plan = MediaPlan::fixture(S(60));
+        plan.audio_rate = 1.03;
+        plan.sr_wall_clock = true;
+        let headroom = plan.sr_headroom();
+        assert_eq!(headroom, MS(1_801));
+        let (peer, t0, seen) = probe_sender_reports(plan, S(61));
+        assert_eq!(peer.future_wallclocks, 0);
+        assert!((3_085..=3_095).contains(&peer.audio_sent), "{} audio packets", peer.audio_sent);
+        assert_wall_clock_mapping(&offsets_us(&seen, MediaKind::Audio, t0), headroom, "audio");
+        assert_wall_clock_mapping(&offsets_us(&seen, MediaKind::Video, t0), headroom, "video");
+    }
+
+    #[test]
+    fn sender_report_jump_steps_the_mapping() {
+        let mut plan = MediaPlan::fixture(S(60));
+        plan.sr_wall_clock = true;
+        plan.sr_jump = Some((S(30), S(5)));
+        let headroom = plan.sr_headroom();
+        assert_eq!(headroom, S(5) + MS(1));
+        let (peer, t0, seen) = probe_sender_reports(plan, S(61));
+        assert_eq!(peer.future_wallclocks, 0);
+        for kind in [MediaKind::Audio, MediaKind::Video] {
+            let offsets = offsets_us(&seen, kind, t0);
+            let before: Vec<_> = offsets.iter().copied().filter(|(at, _)| *at < 29_950_000).collect();
+            let after: Vec<_> = offsets.iter().copied().filter(|(at, _)| *at > 30_050_000).collect();
+            assert_wall_clock_mapping(&before, headroom, &format!("{kind:?} before"));
+            // After the step an RTP time maps to an NTP time 5 s later.
+            assert_wall_clock_mapping(&after, headroom - S(5), &format!("{kind:?} after"));
+        }
+    }
+
+    #[test]
+    fn send_instants_follow_the_production_rate() {
+        assert_eq!(slot_at(3, 1_000_000, 30, 1.0), Duration::from_micros(100_000));
+        assert_eq!(slot_at(100, 20_000, 1, 0.5), S(4));
+        let mut plan = MediaPlan::fixture(S(60));
+        assert_eq!(plan.sr_headroom(), Duration::ZERO, "default plans pass `now` as wallclock");
+        plan.sr_jump = Some((S(1), S(2)));
+        assert_eq!(plan.sr_headroom(), S(2) + MS(1));
+    }
+
+    fn verdicts(video: Vec<i64>, audio: Vec<i64>, firsts: Vec<usize>) -> Verdicts {
+        Verdicts { video_ts_ms: video, audio_ts_ms: audio, fragment_first_video: firsts, ..Verdicts::default() }
+    }
+
+    fn at_ms(ms: &[u64]) -> Vec<Duration> {
+        ms.iter().map(|&m| MS(m)).collect()
+    }
+
+    #[test]
+    fn paired_tracks_need_equal_counts() {
+        let sent = at_ms(&[0, 20]);
+        assert!(Paired::new("audio", &[1, 2], &sent).is_ok());
+        let e = Paired::new("audio", &[1], &sent).expect_err("counts differ");
+        assert_eq!(e, "audio: 1 frames stored, 2 sent");
+    }
+
+    #[test]
+    fn av_skew_compares_stored_and_sent_offsets() {
+        // Video at 0 and 1000 ms (fragment starts), audio every 20 ms from 10 ms.
+        let video_sent = at_ms(&[0, 1_000]);
+        let audio_sent: Vec<Duration> = (0..60).map(|i| MS(10 + 20 * i)).collect();
+        // Stored: the second fragment's audio is stored 150 ms later than sent.
+        let mut audio_ts: Vec<i64> = (0..60).map(|i| 5_010 + 20 * i).collect();
+        for t in &mut audio_ts[45..] {
+            *t += 150;
+        }
+        let v = verdicts(vec![5_000, 6_000], audio_ts, vec![0, 1]);
+        let skew = av_skew(&v, &video_sent, &audio_sent).expect("paired");
+        // Fragment 0: nearest audio sent at 10 ms (stored 5010): skew 0.
+        // Fragment 1: nearest audio sent at 990 (stored 6140): (140) − (−10) = 150.
+        assert_eq!(skew.at, vec![(0, 0), (1, 150)]);
+        assert_eq!(skew.max_abs_ms(), 150);
+        assert_eq!(skew.first_over(100), Some((1, 150)));
+        assert_eq!(skew.skipped, 0);
+        // No audio within 100 ms of a fragment start: skipped.
+        let v = verdicts(vec![5_000, 8_000], (0..60).map(|i| 5_010 + 20 * i).collect(), vec![0, 1]);
+        let skew = av_skew(&v, &at_ms(&[0, 3_000]), &audio_sent).expect("paired");
+        assert_eq!((skew.at.len(), skew.skipped), (1, 1));
+        // Lost audio: no pairing.
+        let v = verdicts(vec![5_000, 6_000], vec![5_010], vec![0, 1]);
+        assert!(av_skew(&v, &video_sent, &audio_sent).is_err());
+    }
+
+    #[test]
+    fn gap_mismatch_finds_holes_but_not_mutes() {
+        // Sent every 20 ms with a 2 s mute after frame 2; stored likewise.
+        let sent = at_ms(&[0, 20, 40, 2_040, 2_060]);
+        let stored = [100, 120, 140, 2_140, 2_160];
+        let g = gap_mismatch(Paired::new("audio", &stored, &sent).expect("paired"), 50);
+        assert_eq!(g, Gaps { worst_ms: 0, worst_at: 0, over: 0 });
+        // A 20.6 ms send spacing stored at 20 ms: tiny mismatches only.
+        let sent: Vec<Duration> = (0..5).map(|i| Duration::from_micros(20_600 * i)).collect();
+        let g = gap_mismatch(Paired::new("audio", &[0, 20, 40, 60, 80], &sent).expect("paired"), 50);
+        assert_eq!((g.worst_ms, g.over), (-1, 0));
+        // A hole the store made (sent continuously, stored 300 ms apart).
+        let sent = at_ms(&[0, 20, 40, 60]);
+        let g = gap_mismatch(Paired::new("audio", &[0, 20, 320, 340], &sent).expect("paired"), 50);
+        assert_eq!(g, Gaps { worst_ms: 280, worst_at: 1, over: 1 });
+    }
+
+    #[test]
+    fn strictly_increasing_spans_fragments() {
+        assert!(strictly_increasing("video", &[1, 2, 3]).is_ok());
+        assert!(strictly_increasing("video", &[]).is_ok());
+        let e = strictly_increasing("audio", &[1, 2, 2, 5, 4]).expect_err("repeats");
+        assert_eq!(e, "audio: frame 2 at 2 ms after 2 ms (2 non-increasing steps)");
     }
 }

@@ -26,6 +26,18 @@
 //! [`recv`](StoragePeerHandle::recv) yields every master message that named no recipient.
 //! One storage peer per channel: attaching again detaches the older handle (its `recv`
 //! returns `None`); dropping the handle detaches it.
+//!
+//! The storage peer belongs to the **channel**, not to the master connection that was
+//! there when it attached: signaling connections end for ordinary reasons (the idle
+//! timeout, `GO_AWAY` before the connection cap, a network blip) while the media
+//! connection they negotiated carries on. So the master's connection closing only reports
+//! [`StoragePeerEvent::MasterDisconnected`], and a master connecting again (after a close,
+//! or replacing the older connection: newest master wins) reports
+//! [`StoragePeerEvent::MasterConnected`]; the handle stays attached either way. Its
+//! `send_to_master` always goes to the channel's current master connection, and the
+//! recipient-less messages of whichever master is connected come to it. Whether the
+//! session goes on is the storage session's decision (see `crate::peer::session`); only a
+//! newer attachment, [`SignalingBus::close_channel`] or [`SignalingBus::close_all`] detach it.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -128,9 +140,16 @@ impl RouteError {
 pub enum StoragePeerEvent {
     /// A master message that named no recipient (answer or candidate for the storage session).
     Message(SignalingMessage),
-    /// The master connection went away (closed, timed out, or replaced by a newer master,
-    /// which is reported as this event followed by nothing: the new master must join again).
+    /// The master's signaling connection closed (the client closed it, it timed out, hit
+    /// the connection cap, or failed). The storage peer stays attached: the master may
+    /// reconnect ([`StoragePeerEvent::MasterConnected`]) and its media connection, if any,
+    /// is not affected.
     MasterDisconnected,
+    /// A master connected to the channel on a new signaling connection, after the previous
+    /// one closed or replacing it (newest master wins; a replacement is reported as this
+    /// event alone). Messages to the master now go over it, and its recipient-less
+    /// messages come to this storage peer.
+    MasterConnected,
 }
 
 /// Why the storage peer could not send.
@@ -156,11 +175,14 @@ pub struct ConnectedCounts {
 /// The signaling routing fabric; see the module docs.
 pub trait SignalingBus: Send + Sync + fmt::Debug {
     /// Register a WebSocket connection (after auth and channel lookup), replacing an older
-    /// one with the same role; held messages for it are queued first.
+    /// one with the same role; held messages for it are queued first. A master's connection
+    /// is reported to the channel's storage peer ([`StoragePeerEvent::MasterConnected`]).
     fn connect(&self, channel: &ChannelInfo, role: Party, now: Instant) -> Result<Connection, ConnectError>;
     /// Route one message from a registered connection.
     fn route(&self, from: &Endpoint, message: ClientMessage, now: Instant) -> Result<(), RouteError>;
-    /// Forget a connection (no-op if a newer one already replaced it).
+    /// Forget a connection (no-op if a newer one already replaced it). The master's is
+    /// reported to the channel's storage peer ([`StoragePeerEvent::MasterDisconnected`]),
+    /// which stays attached.
     fn disconnect(&self, endpoint: &Endpoint);
     /// Attach the channel's storage peer; returns its attachment id and inbound queue.
     fn attach_storage_peer(&self, channel_arn: &str) -> (u64, mpsc::Receiver<StoragePeerEvent>);
@@ -244,8 +266,9 @@ impl StoragePeerHandle {
     }
 
     /// Deliver `message` (normally the storage session's SDP_OFFER, then ICE_CANDIDATEs) to
-    /// the channel's master, with no `senderClientId`. Not held when no master is connected:
-    /// the caller learns [`StoragePeerError::NoMaster`] at once.
+    /// the channel's master — its current connection, whichever that is — with no
+    /// `senderClientId`. Not held when no master is connected: the caller learns
+    /// [`StoragePeerError::NoMaster`] at once.
     pub fn send_to_master(&self, message: SignalingMessage) -> Result<(), StoragePeerError> {
         self.registry.bus.storage_peer_send(&self.channel_arn, self.attachment, message)
     }
@@ -255,8 +278,8 @@ impl StoragePeerHandle {
         self.registry.bus.master_connected(&self.channel_arn)
     }
 
-    /// The next master message without recipient (or master departure); `None` once
-    /// detached (a newer storage peer attached, or shutdown).
+    /// The next master message without recipient, or master departure / arrival; `None`
+    /// once detached (a newer storage peer attached, the channel was deleted, or shutdown).
     pub async fn recv(&mut self) -> Option<StoragePeerEvent> {
         self.events.recv().await
     }
@@ -442,10 +465,10 @@ impl SignalingBus for LocalBus {
         if let Some(old) = old {
             // Full queue: dropping the sender still ends the old session once it drains.
             let _ = old.tx.try_send(Outbound::Close(CloseReason::Replaced));
-            if let (Party::Master, Some(sp)) = (&role, &ch.storage_peer) {
-                // The storage session belonged to the replaced master.
-                let _ = sp.tx.try_send(StoragePeerEvent::MasterDisconnected);
-            }
+        }
+        if let (Party::Master, Some(sp)) = (&role, &ch.storage_peer) {
+            // The storage session belongs to the channel: it carries on with this connection.
+            let _ = sp.tx.try_send(StoragePeerEvent::MasterConnected);
         }
         for held in ch.pending.take(&role, now) {
             if matches!(push(ch.client(&role), ServiceEvent::relay(held.sender, &held.message)), Push::Sent) {
@@ -793,6 +816,7 @@ mod tests {
         assert!(!sp.master_connected());
 
         let mut master = bus.connect(&channel(), Party::Master, t).expect("master");
+        assert_eq!(sp.try_recv(), Ok(StoragePeerEvent::MasterConnected));
         let _v = bus.connect(&channel(), viewer("v"), t).expect("viewer");
         assert!(sp.master_connected());
         sp.send_to_master(offer.clone()).expect("sent");
@@ -821,6 +845,7 @@ mod tests {
         assert_eq!(sp.send_to_master(offer.clone()), Err(StoragePeerError::Detached));
         drop(sp); // dropping the stale handle must not detach the new one
         let master = bus.connect(&channel(), Party::Master, t).expect("master again");
+        assert_eq!(sp2.try_recv(), Ok(StoragePeerEvent::MasterConnected));
         bus.route(&master.endpoint, msg(MessageKind::IceCandidate, "Yw==", None), t).expect("to storage 2");
         assert!(matches!(sp2.try_recv(), Ok(StoragePeerEvent::Message(_))));
 
@@ -832,6 +857,71 @@ mod tests {
         );
     }
 
+    #[test]
+    fn storage_peer_outlives_master_connections() {
+        let registry = Registry::local(limits());
+        let bus = registry.bus().clone();
+        let t = Instant::now();
+        let mut m1 = bus.connect(&channel(), Party::Master, t).expect("m1");
+        let mut sp = registry.attach_storage_peer(ARN);
+        let offer = SignalingMessage::from_payload_bytes(MessageKind::SdpOffer, br#"{"type":"offer","sdp":"v=0"}"#);
+        sp.send_to_master(offer.clone()).expect("offer to m1");
+        assert_eq!(next_event(&mut m1).message_type, EventType::SdpOffer);
+
+        // The master's connection closes: reported, but the storage peer stays attached.
+        bus.disconnect(&m1.endpoint);
+        assert_eq!(sp.try_recv(), Ok(StoragePeerEvent::MasterDisconnected));
+        assert_eq!(sp.try_recv(), Err(mpsc::error::TryRecvError::Empty), "still attached");
+        let cand = SignalingMessage::from_payload_bytes(MessageKind::IceCandidate, br#"{"candidate":""}"#);
+        assert_eq!(sp.send_to_master(cand.clone()), Err(StoragePeerError::NoMaster), "not detached");
+
+        // It reconnects: reported; both directions use the new connection.
+        let mut m2 = bus.connect(&channel(), Party::Master, t).expect("m2");
+        assert_eq!(sp.try_recv(), Ok(StoragePeerEvent::MasterConnected));
+        sp.send_to_master(cand.clone()).expect("to m2");
+        assert_eq!(next_event(&mut m2).message_type, EventType::IceCandidate);
+        bus.route(&m2.endpoint, msg(MessageKind::IceCandidate, "Yw==", None), t).expect("m2 to storage");
+        assert_eq!(
+            sp.try_recv(),
+            Ok(StoragePeerEvent::Message(SignalingMessage { kind: MessageKind::IceCandidate, payload: "Yw==".into() }))
+        );
+
+        // A newer master replaces m2 (newest wins): one MasterConnected, no disconnect.
+        let mut m3 = bus.connect(&channel(), Party::Master, t).expect("m3");
+        assert_eq!(m2.outbound.try_recv(), Ok(Outbound::Close(CloseReason::Replaced)));
+        assert_eq!(sp.try_recv(), Ok(StoragePeerEvent::MasterConnected));
+        bus.disconnect(&m2.endpoint); // the replaced socket's late close is stale
+        assert_eq!(sp.try_recv(), Err(mpsc::error::TryRecvError::Empty));
+        assert_eq!(
+            bus.route(&m2.endpoint, msg(MessageKind::SdpAnswer, "YQ==", None), t),
+            Err(RouteError::NotConnected),
+            "the replaced connection no longer reaches the storage peer"
+        );
+        sp.send_to_master(cand).expect("to m3");
+        assert_eq!(next_event(&mut m3).message_type, EventType::IceCandidate);
+        bus.route(&m3.endpoint, msg(MessageKind::SdpAnswer, "YQ==", None), t).expect("m3 to storage");
+        assert!(matches!(sp.try_recv(), Ok(StoragePeerEvent::Message(m)) if m.kind == MessageKind::SdpAnswer));
+
+        // Viewers coming and going are not the storage peer's business.
+        let v = bus.connect(&channel(), viewer("v"), t).expect("viewer");
+        bus.disconnect(&v.endpoint);
+        assert_eq!(sp.try_recv(), Err(mpsc::error::TryRecvError::Empty));
+
+        // Only a newer attachment ends it.
+        let _sp2 = registry.attach_storage_peer(ARN);
+        assert_eq!(sp.try_recv(), Err(mpsc::error::TryRecvError::Disconnected));
+    }
+
+    #[test]
+    fn deleting_the_channel_detaches_its_storage_peer() {
+        let registry = Registry::local(limits());
+        let bus = registry.bus().clone();
+        let _m = bus.connect(&channel(), Party::Master, Instant::now()).expect("master");
+        let mut sp = registry.attach_storage_peer(ARN);
+        bus.close_channel(ARN);
+        assert_eq!(sp.try_recv(), Err(mpsc::error::TryRecvError::Disconnected));
+    }
+
     #[tokio::test]
     async fn storage_peer_recv_is_async_and_ends_on_shutdown() {
         let registry = Registry::local(limits());
@@ -839,6 +929,7 @@ mod tests {
         let t = Instant::now();
         let mut sp = registry.attach_storage_peer(ARN);
         let master = bus.connect(&channel(), Party::Master, t).expect("master");
+        assert_eq!(sp.recv().await, Some(StoragePeerEvent::MasterConnected));
         bus.route(&master.endpoint, msg(MessageKind::SdpAnswer, "YQ==", None), t).expect("to storage");
         assert!(matches!(sp.recv().await, Some(StoragePeerEvent::Message(_))));
         bus.close_all();

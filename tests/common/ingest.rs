@@ -92,6 +92,36 @@ pub struct StoredMedia {
     pub starts_with_keyframe: Vec<bool>,
     /// Sum of the fragments' durations as the store recorded them, in seconds.
     pub stored_duration_s: f64,
+    /// Per fragment: (producer start, duration), ms, as the store recorded them.
+    pub spans_ms: Vec<(u64, u32)>,
+    /// Producer timestamp of every stored video frame, in stream order, ms.
+    pub video_ts_ms: Vec<i64>,
+    /// Audio frames stored.
+    pub audio_frames: usize,
+}
+
+impl StoredMedia {
+    /// Video frames stored.
+    pub fn video_frames(&self) -> usize {
+        self.video_ts_ms.len()
+    }
+
+    /// Largest step between consecutive stored video frames over the whole stream (across
+    /// fragment boundaries), ms: a hole in the recording shows here.
+    pub fn max_video_gap_ms(&self) -> i64 {
+        self.video_ts_ms.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0)
+    }
+
+    /// Whether video timestamps strictly increase over the whole stream.
+    pub fn video_increases(&self) -> bool {
+        self.video_ts_ms.windows(2).all(|w| w[1] > w[0])
+    }
+
+    /// Per fragment after the first: its start minus the previous fragment's end, ms
+    /// (0 = contiguous, > 0 = a hole, < 0 = an overlap).
+    pub fn fragment_gaps_ms(&self) -> Vec<i64> {
+        self.spans_ms.windows(2).map(|w| w[1].0 as i64 - (w[0].0 as i64 + i64::from(w[0].1))).collect()
+    }
 }
 
 /// Open reel's media store under `data_dir` (reel must have exited), read every fragment of
@@ -117,6 +147,8 @@ pub async fn assemble_mkv(data_dir: &Path, stream_arn: &str, out: &Path) -> Stor
     let mut header: Option<bytes::Bytes> = None;
     let mut starts_with_keyframe = Vec::new();
     let mut stored_ms = 0u64;
+    let mut video_ts_ms = Vec::new();
+    let mut audio_frames = 0;
     for info in &infos {
         let frag = stream.read_fragment(info.number).await.expect("read_fragment");
         match &header {
@@ -135,6 +167,8 @@ pub async fn assemble_mkv(data_dir: &Path, stream_arn: &str, out: &Path) -> Stor
             .unwrap_or_else(|e| panic!("fragment {:?} does not parse: {e}", info.number));
         let first_video = parsed.frames.iter().find(|f| f.track == mkv::VIDEO_TRACK);
         starts_with_keyframe.push(first_video.is_some_and(|f| f.keyframe));
+        video_ts_ms.extend(parsed.frames.iter().filter(|f| f.track == mkv::VIDEO_TRACK).map(|f| f.timestamp_ms));
+        audio_frames += parsed.frames.iter().filter(|f| f.track == mkv::AUDIO_TRACK).count();
         mkv::write_cluster_start(info.producer_ts_ms, Some(payload.len() as u64), &mut doc);
         doc.extend_from_slice(&payload);
         stored_ms += u64::from(info.duration_ms);
@@ -145,6 +179,9 @@ pub async fn assemble_mkv(data_dir: &Path, stream_arn: &str, out: &Path) -> Stor
         fragments: infos.len(),
         starts_with_keyframe,
         stored_duration_s: stored_ms as f64 / 1000.0,
+        spans_ms: infos.iter().map(|i| (i.producer_ts_ms, i.duration_ms)).collect(),
+        video_ts_ms,
+        audio_frames,
     }
 }
 

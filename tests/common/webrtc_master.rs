@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reel_sim::kvs::{ApiError, KvsClient};
-use reel_sim::publisher::{MediaSource, Publisher, PublisherConfig, PublisherStats};
-use reel_sim::signaling::MasterConnection;
+use reel_sim::publisher::{MediaSource, Publisher, PublisherConfig, PublisherError, PublisherStats, RunEnd, Signal};
+use reel_sim::signaling::{MasterConnection, SignalingEvent};
 use reel_sim::sigv4::Signer;
+use tokio::sync::{mpsc, oneshot};
 
 /// How the master answers (to exercise reel's answer validation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,9 +54,11 @@ pub async fn join_storage_session(webrtc: &str, arn: &str, region: &str, key: (&
 
 /// A connected master.
 pub struct Master {
-    conn: MasterConnection,
+    /// The signaling connection (`None` only while it is being replaced).
+    conn: Option<MasterConnection>,
     client: KvsClient,
     pub arn: String,
+    wss: String,
     webrtc: String,
 }
 
@@ -64,7 +67,12 @@ impl Master {
     pub async fn connect(wss: &str, webrtc: &str, arn: &str, region: &str, key: (&str, &str)) -> Self {
         let signer = Signer::new(key.0, key.1, region);
         let conn = MasterConnection::connect(&signer, wss, arn).await.expect("ConnectAsMaster");
-        Self { conn, client: KvsClient::new(webrtc, signer), arn: arn.into(), webrtc: webrtc.into() }
+        let client = KvsClient::new(webrtc, signer);
+        Self { conn: Some(conn), client, arn: arn.into(), wss: wss.into(), webrtc: webrtc.into() }
+    }
+
+    fn conn(&mut self) -> &mut MasterConnection {
+        self.conn.as_mut().expect("the master's signaling connection")
     }
 
     /// Calls JoinStorageSession for this master's channel.
@@ -80,11 +88,56 @@ impl Master {
 
     /// Waits up to `wait` for the next SDP_OFFER; returns its SDP.
     pub async fn next_offer(&mut self, wait: Duration) -> Option<String> {
-        self.conn.next_offer(wait).await.ok().map(|(sdp, _)| sdp)
+        self.conn().next_offer(wait).await.ok().map(|(sdp, _)| sdp)
     }
 
     /// Answers `offer` and publishes the fixtures for `duration` (media starts once connected).
     pub async fn answer_and_publish(&mut self, offer: &str, mode: AnswerMode, duration: Duration) -> MasterReport {
+        let (mut publisher, stats) = self.answer(offer, mode, duration).await;
+        let end = publisher.run(self.conn(), Instant::now() + duration).await;
+        publisher.disconnect();
+        report(offer, &stats, end)
+    }
+
+    /// Like [`Master::answer_and_publish`] (normal answer), but `reconnect_at` after the
+    /// answer the master closes its signaling WebSocket and, `gap` later, connects as master
+    /// again on a new one, where it trickles its host candidate once more (recipient-less:
+    /// for the storage session). The peer connection and its media carry on untouched.
+    pub async fn answer_and_publish_reconnecting(
+        &mut self,
+        offer: &str,
+        duration: Duration,
+        reconnect_at: Duration,
+        gap: Duration,
+    ) -> MasterReport {
+        let (mut publisher, stats) = self.answer(offer, AnswerMode::Normal, duration).await;
+        let candidate = publisher.local_candidate();
+        let (signals, mut signals_rx) = mpsc::unbounded_channel();
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        let publish = async {
+            let end = publisher.run(&mut signals_rx, Instant::now() + duration).await;
+            let _ = stop.send(());
+            end
+        };
+        let signaling = async {
+            let mut conn = self.conn.take().expect("the master's signaling connection");
+            forward_signals(&mut conn, &signals, tokio::time::sleep(reconnect_at)).await;
+            conn.close().await;
+            tokio::time::sleep(gap).await;
+            let mut conn = MasterConnection::connect(&self.client.signer, &self.wss, &self.arn)
+                .await
+                .expect("ConnectAsMaster again");
+            conn.send_candidate(&candidate, None).await.expect("send ICE_CANDIDATE on the new connection");
+            forward_signals(&mut conn, &signals, async { _ = (&mut stopped).await }).await;
+            self.conn = Some(conn);
+        };
+        let (end, ()) = tokio::join!(publish, signaling);
+        publisher.disconnect();
+        report(offer, &stats, end)
+    }
+
+    /// A publisher that answered `offer` over signaling (answer, then its host candidate).
+    async fn answer(&mut self, offer: &str, mode: AnswerMode, duration: Duration) -> (Publisher, Arc<PublisherStats>) {
         let ip: IpAddr = reel_sim::publisher::endpoint_ip(&self.webrtc);
         let source = Arc::new(MediaSource::new(reel_sim::publisher::DEFAULT_BITRATE_BPS).expect("fixtures"));
         let mut cfg = PublisherConfig::new(ip, source);
@@ -96,23 +149,48 @@ impl Master {
         if mode == AnswerMode::WithoutOpus {
             sdp = sdp.replace("opus/48000/2", "PCMU/8000");
         }
-        self.conn.send_answer(&sdp, None).await.expect("send SDP_ANSWER");
-        self.conn.send_candidate(&publisher.local_candidate(), None).await.expect("send ICE_CANDIDATE");
-        let end = publisher.run(&mut self.conn, Instant::now() + duration).await;
-        publisher.disconnect();
-        let s = stats.snapshot();
-        MasterReport {
-            offers: 1 + s.offers_while_running as usize,
-            last_offer: offer.to_string(),
-            connected: s.connected_us.is_some(),
-            video_frames: s.video_frames as usize,
-            audio_packets: s.audio_packets as usize,
-            failure: end.err().map(|e| e.to_string()),
-        }
+        let conn = self.conn();
+        conn.send_answer(&sdp, None).await.expect("send SDP_ANSWER");
+        conn.send_candidate(&publisher.local_candidate(), None).await.expect("send ICE_CANDIDATE");
+        (publisher, stats)
     }
 
     /// Closes the WebSocket (reel sees the master disconnect).
-    pub async fn close(self) {
-        self.conn.close().await;
+    pub async fn close(mut self) {
+        if let Some(conn) = self.conn.take() {
+            conn.close().await;
+        }
+    }
+}
+
+/// Passes `conn`'s candidates and offers on to a running publisher until `until` resolves.
+async fn forward_signals(
+    conn: &mut MasterConnection,
+    signals: &mpsc::UnboundedSender<Signal>,
+    until: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(until);
+    loop {
+        tokio::select! {
+            () = &mut until => return,
+            ev = conn.next_event() => match ev {
+                Ok(SignalingEvent::Candidate { candidate, .. }) => _ = signals.send(Signal::RemoteCandidate(candidate)),
+                Ok(SignalingEvent::Offer { .. }) => _ = signals.send(Signal::Offer),
+                Ok(SignalingEvent::Other(_)) => {}
+                Err(_) => return until.await,
+            },
+        }
+    }
+}
+
+fn report(offer: &str, stats: &PublisherStats, end: Result<RunEnd, PublisherError>) -> MasterReport {
+    let s = stats.snapshot();
+    MasterReport {
+        offers: 1 + s.offers_while_running as usize,
+        last_offer: offer.to_string(),
+        connected: s.connected_us.is_some(),
+        video_frames: s.video_frames as usize,
+        audio_packets: s.audio_packets as usize,
+        failure: end.err().map(|e| e.to_string()),
     }
 }

@@ -3,6 +3,7 @@
 //! ```text
 //! reel-load --netns --reel-bin target/release/reel --sessions 200 --ramp 20 --duration 60
 //! reel-load --endpoint http://127.0.0.1:8080 --pid $(pidof reel) --access-key-id … --secret-access-key …
+//! reel-load --reel-bin target/release/reel --sessions 2 --duration 60 --audio-drift-pct -3 --sr-wall-clock
 //! ```
 //! See `reel_sim::load` for what is measured and how.
 
@@ -12,8 +13,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use reel_sim::load::{self, LoadConfig, ReelProcess, Target};
+use reel_sim::load::{self, LoadConfig, ReelProcess, RunOptions, Target};
 use reel_sim::netns;
+use reel_sim::publisher::profile::rate_from_drift_pct;
+use reel_sim::publisher::{MuteWindow, SenderProfile, SrJump};
 
 /// Access key of a reel that reel-load starts itself.
 const SPAWN_KEY_ID: &str = "AKIAREELLOADROOT0001";
@@ -80,6 +83,74 @@ struct Args {
     /// Also write the report to <OUT>.json and <OUT>.txt.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Audio produced this many % off real time, like a drifting KVS C SDK master: at −3 an
+    /// Opus packet goes out every 20.6 ms while its RTP time still advances 20 ms.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    audio_drift_pct: f64,
+    /// Video produced this many % off real time (RTP still advances 3000 ticks a frame).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    video_drift_pct: f64,
+    /// RTCP sender reports map RTP time to the wall clock, like the C SDK (`false`: they
+    /// follow the packets). Default: on when a drift is set, else off.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    sr_wall_clock: Option<bool>,
+    /// Seconds after connecting at which the sender's NTP clock steps by --sr-jump-ms.
+    #[arg(long, requires = "sr_jump_ms")]
+    sr_jump_at: Option<f64>,
+    /// The NTP step, ms (positive: forward; see `reel_sim::publisher::profile` for when a
+    /// forward step is clamped).
+    #[arg(long, requires = "sr_jump_at", allow_negative_numbers = true)]
+    sr_jump_ms: Option<i64>,
+    /// Seconds after connecting at which audio goes silent (nothing sent) …
+    #[arg(long, requires = "mute_audio_for")]
+    mute_audio_at: Option<f64>,
+    /// … for this many seconds.
+    #[arg(long, requires = "mute_audio_at")]
+    mute_audio_for: Option<f64>,
+    /// Seconds after connecting at which video stops (it resumes on the next keyframe) …
+    #[arg(long, requires = "mute_video_for")]
+    mute_video_at: Option<f64>,
+    /// … for this many seconds.
+    #[arg(long, requires = "mute_video_at")]
+    mute_video_for: Option<f64>,
+    /// Do not read the streams back (no stored/sent frame counts, no A/V skew).
+    #[arg(long)]
+    no_media_readback: bool,
+}
+
+/// `secs` as a duration, for flag `name`.
+fn secs(name: &str, secs: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("--{name} {secs}: {e}"))
+}
+
+/// A mute window from its two flags.
+fn mute(name: &str, at: Option<f64>, len: Option<f64>) -> Result<Option<MuteWindow>, String> {
+    match (at, len) {
+        (Some(at), Some(len)) => Ok(Some(MuteWindow {
+            at: secs(&format!("mute-{name}-at"), at)?,
+            len: secs(&format!("mute-{name}-for"), len)?,
+        })),
+        _ => Ok(None),
+    }
+}
+
+/// The publishers' [`SenderProfile`] from the drift, SR and mute flags.
+fn sender_profile(args: &Args) -> Result<SenderProfile, String> {
+    let audio_rate = rate_from_drift_pct("audio", args.audio_drift_pct).map_err(|e| e.to_string())?;
+    let video_rate = rate_from_drift_pct("video", args.video_drift_pct).map_err(|e| e.to_string())?;
+    let drifting = audio_rate != 1.0 || video_rate != 1.0;
+    let sr_jump = match (args.sr_jump_at, args.sr_jump_ms) {
+        (Some(at), Some(shift_ms)) => Some(SrJump { at: secs("sr-jump-at", at)?, shift_ms }),
+        _ => None,
+    };
+    Ok(SenderProfile {
+        audio_rate,
+        video_rate,
+        sr_wall_clock: args.sr_wall_clock.unwrap_or(drifting),
+        sr_jump,
+        audio_mute: mute("audio", args.mute_audio_at, args.mute_audio_for)?,
+        video_mute: mute("video", args.mute_video_at, args.mute_video_for)?,
+    })
 }
 
 fn parse_bitrate(s: &str) -> Result<u64, String> {
@@ -148,6 +219,10 @@ fn reexec_in_netns() -> ExitCode {
 
 fn run(args: Args) -> anyhow::Result<ExitCode> {
     let inside = args.netns;
+    let opts = RunOptions {
+        sender: sender_profile(&args).map_err(anyhow::Error::msg)?,
+        media_readback: !args.no_media_readback,
+    };
     let default_ip = |ns: &str| -> IpAddr {
         if inside { ns.parse().unwrap_or(IpAddr::from([127, 0, 0, 1])) } else { IpAddr::from([127, 0, 0, 1]) }
     };
@@ -194,7 +269,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut reports = Vec::new();
     for &target in &args.target {
         let cfg = LoadConfig { target, ..base.clone() };
-        let report = rt.block_on(load::run(cfg))?;
+        let report = rt.block_on(load::run_with(cfg, opts))?;
         if args.json {
             eprint!("{}", report.table());
         } else {
@@ -241,5 +316,41 @@ mod tests {
         assert_eq!(parse_bitrate("64000"), Ok(64_000));
         assert!(parse_bitrate("0").is_err());
         assert!(parse_bitrate("fast").is_err());
+    }
+
+    fn profile(args: &[&str]) -> Result<SenderProfile, String> {
+        let args = Args::try_parse_from(["reel-load"].iter().chain(args)).map_err(|e| e.to_string())?;
+        sender_profile(&args)
+    }
+
+    #[test]
+    fn sender_flags() {
+        assert_eq!(profile(&[]), Ok(SenderProfile::default()));
+        let slow = profile(&["--audio-drift-pct", "-3"]).unwrap();
+        assert_eq!((slow.audio_rate, slow.video_rate, slow.sr_wall_clock), (0.97, 1.0, true), "wall clock by default");
+        let follow = profile(&["--audio-drift-pct", "-3", "--sr-wall-clock", "false"]).unwrap();
+        assert!(!follow.sr_wall_clock);
+        assert!(profile(&["--sr-wall-clock"]).unwrap().sr_wall_clock);
+        let jump = profile(&["--sr-jump-at", "30", "--sr-jump-ms", "-500"]).unwrap();
+        assert_eq!(jump.sr_jump, Some(SrJump { at: Duration::from_secs(30), shift_ms: -500 }));
+        let muted = profile(&[
+            "--mute-audio-at",
+            "10",
+            "--mute-audio-for",
+            "2.5",
+            "--mute-video-at",
+            "1",
+            "--mute-video-for",
+            "1",
+        ])
+        .unwrap();
+        assert_eq!(
+            muted.audio_mute,
+            Some(MuteWindow { at: Duration::from_secs(10), len: Duration::from_millis(2500) })
+        );
+        assert_eq!(muted.video_mute.map(|w| w.at), Some(Duration::from_secs(1)));
+        assert!(profile(&["--mute-audio-at", "10"]).is_err(), "needs --mute-audio-for");
+        assert!(profile(&["--audio-drift-pct", "-60"]).is_err());
+        assert!(profile(&["--mute-video-at", "-1", "--mute-video-for", "1"]).is_err());
     }
 }

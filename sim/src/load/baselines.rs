@@ -15,7 +15,8 @@ use super::{
 };
 use crate::janus::Janus;
 use crate::publisher::{
-    MediaSource, NoSignals, Publisher, PublisherConfig, PublisherError, PublisherStats, StatsSnapshot, unix_us,
+    MediaSource, NoSignals, Publisher, PublisherConfig, PublisherError, PublisherStats, SenderProfile, StatsSnapshot,
+    unix_us,
 };
 
 /// A report with the fields every target shares; the rest empty.
@@ -46,12 +47,13 @@ pub(super) fn base_report(cfg: &LoadConfig, source: &MediaSource, pid: Option<u3
         storage: Storage::default(),
         probe_requests_per_sec: 0.0,
         max_publisher_lateness_ms: 0.0,
+        media: None,
         notes: Vec::new(),
     }
 }
 
-/// The publishers against Janus VideoRoom (recording on).
-pub(super) async fn run_janus(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
+/// The publishers (behaving as `sender` says) against Janus VideoRoom (recording on).
+pub(super) async fn run_janus(cfg: &LoadConfig, sender: SenderProfile) -> Result<LoadReport, LoadError> {
     let fail = |e: String| LoadError::Baseline(Target::Janus, e);
     crate::janus::installed().map_err(fail)?;
     if crate::netns::inside() {
@@ -72,7 +74,8 @@ pub(super) async fn run_janus(cfg: &LoadConfig) -> Result<LoadReport, LoadError>
     let mut tasks = Vec::new();
     for (i, st) in stats.iter().enumerate() {
         let at = start + Duration::from_secs_f64(i as f64 / cfg.ramp_per_sec);
-        let (janus, st, pcfg) = (janus.clone(), st.clone(), PublisherConfig::new(cfg.bind_ip, source.clone()));
+        let (janus, st, mut pcfg) = (janus.clone(), st.clone(), PublisherConfig::new(cfg.bind_ip, source.clone()));
+        pcfg.profile = sender;
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep_until(at.into()).await;
             let _ = publish_to_janus(&janus, pcfg, st, until).await;

@@ -27,8 +27,18 @@
 //! - **Stored / payload**: ListFragments sizes over the stored media duration × the source's
 //!   sample byte rate (what a recorder must keep: video NAL units without SPS/PPS/AUD/filler,
 //!   plus Opus).
+//! - **Stored / sent frames per track, A/V skew** ([`media`]): every stream is read back with
+//!   GetMediaForFragmentList after the run ([`READBACK_BATCH`] fragments a call) and its
+//!   blocks counted per track ([`mkv`]) against the frames each publisher wrote; the skew
+//!   compares stored audio/video timestamps with the frames' send instants.
+//!
+//! The publishers can be made to misbehave like real cameras (drifting clocks, wall-clock
+//! RTCP sender reports, NTP steps, muted tracks): see [`RunOptions::sender`] and
+//! [`crate::publisher::profile`].
 
 mod baselines;
+pub mod media;
+pub mod mkv;
 pub mod procstat;
 pub mod reel_process;
 pub mod report;
@@ -45,10 +55,12 @@ use futures::stream::FuturesUnordered;
 
 use crate::kvs::{ApiError, FragmentMeta, KvsClient};
 use crate::publisher::{
-    MediaSource, PublisherConfig, PublisherStats, StorageChannel, endpoint_ip, provision_storage_channel,
-    publish_to_storage, unix_us,
+    MediaSource, PublisherConfig, PublisherStats, SenderProfile, StorageChannel, endpoint_ip,
+    provision_storage_channel, publish_to_storage, unix_us,
 };
 use crate::sigv4::Signer;
+use media::{MediaReport, SentLog};
+use mkv::StoredStream;
 use report::{LoadReport, Packets, Rss, Steady, Storage};
 use stats::{Percentiles, TagScanner};
 
@@ -70,6 +82,10 @@ pub const HLS_POLL: Duration = Duration::from_millis(500);
 pub const DRAIN: Duration = Duration::from_secs(3);
 /// Control-plane set-up calls in flight at once.
 const PROVISION_CONCURRENCY: usize = 8;
+/// Fragments per GetMediaForFragmentList call when reading streams back.
+pub const READBACK_BATCH: usize = 100;
+/// Streams read back at once.
+const READBACK_CONCURRENCY: usize = 4;
 /// Tag that marks each GetMedia document.
 const FRAGMENT_NUMBER_TAG: &str = "AWS_KINESISVIDEO_FRAGMENT_NUMBER";
 
@@ -138,6 +154,22 @@ pub struct LoadConfig {
     pub name_prefix: String,
 }
 
+/// How the publishers of a run behave beyond [`LoadConfig`], and what is read back.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunOptions {
+    /// Clock behaviour of every publisher (drift, SR mapping, mutes).
+    pub sender: SenderProfile,
+    /// Read every stream back at the end and count stored frames per track (reel only).
+    pub media_readback: bool,
+}
+
+impl Default for RunOptions {
+    /// Perfect senders, streams read back.
+    fn default() -> Self {
+        Self { sender: SenderProfile::default(), media_readback: true }
+    }
+}
+
 /// Why a run could not happen at all (per-session failures are counted, not raised).
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -188,14 +220,20 @@ impl ProbeLog {
     }
 }
 
-/// Runs one load test against `cfg.target` and returns its report.
+/// Runs one load test against `cfg.target` with [`RunOptions::default`] and returns its report.
 pub async fn run(cfg: LoadConfig) -> Result<LoadReport, LoadError> {
+    run_with(cfg, RunOptions::default()).await
+}
+
+/// Runs one load test against `cfg.target` with `opts` and returns its report. The floor
+/// baseline has its own sender and ignores `opts.sender`.
+pub async fn run_with(cfg: LoadConfig, opts: RunOptions) -> Result<LoadReport, LoadError> {
     if cfg.sessions == 0 || cfg.ramp_per_sec <= 0.0 || cfg.duration.is_zero() {
         return Err(LoadError::Config("sessions, ramp and duration must be positive".into()));
     }
     match cfg.target {
         Target::Reel => {}
-        Target::Janus => return baselines::run_janus(&cfg).await,
+        Target::Janus => return baselines::run_janus(&cfg, opts.sender).await,
         Target::Floor => return baselines::run_floor(&cfg).await,
     }
     let mut spawned = None;
@@ -216,7 +254,7 @@ pub async fn run(cfg: LoadConfig) -> Result<LoadReport, LoadError> {
         }
     };
     tracing::info!(%url, ?pid, "recorder ready");
-    let result = run_against(&cfg, &url, pid).await;
+    let result = run_against(&cfg, opts, &url, pid).await;
     if let (Err(_), Some(r)) = (&result, &spawned) {
         tracing::warn!(log = %r.log_tail(3_000), "reel log tail");
     }
@@ -229,7 +267,7 @@ pub async fn run(cfg: LoadConfig) -> Result<LoadReport, LoadError> {
     result
 }
 
-async fn run_against(cfg: &LoadConfig, url: &str, pid: Option<u32>) -> Result<LoadReport, LoadError> {
+async fn run_against(cfg: &LoadConfig, opts: RunOptions, url: &str, pid: Option<u32>) -> Result<LoadReport, LoadError> {
     let signer = Signer::new(&cfg.access_key_id, &cfg.secret_access_key, &cfg.region);
     let client = Arc::new(KvsClient::new(url, signer));
     let source = Arc::new(MediaSource::new(cfg.bitrate_bps)?);
@@ -263,6 +301,8 @@ async fn run_against(cfg: &LoadConfig, url: &str, pid: Option<u32>) -> Result<Lo
         let at = start + Duration::from_secs_f64(i as f64 / cfg.ramp_per_sec);
         let mut pcfg = PublisherConfig::new(cfg.bind_ip, source.clone());
         pcfg.record_all_frames = false;
+        pcfg.record_audio_sends = opts.media_readback;
+        pcfg.profile = opts.sender;
         let (c, ch, st) = (client.clone(), channel.clone(), stats[i].clone());
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep_until(at.into()).await;
@@ -300,9 +340,18 @@ async fn run_against(cfg: &LoadConfig, url: &str, pid: Option<u32>) -> Result<Lo
         let _ = t.await;
     }
     tokio::time::sleep(DRAIN).await;
+    if opts.media_readback {
+        // The last fragment of each session closes when reel ends the session (ICE
+        // disconnect after the publisher stops): read back only once it has.
+        wait_sessions_ended(&client, &metrics_url, SESSION_END_WAIT).await;
+    }
     let metrics_after = client.get_text(&metrics_url).await.ok();
     let drops_after = procstat::udp_drops(endpoint_ip(url));
     let listings = list_all(&client, &data_endpoint, &channels).await;
+    let stored = match opts.media_readback {
+        true => Some(read_back_all(&client, &data_endpoint, &channels, &listings).await),
+        false => None,
+    };
 
     // 6. Figures.
     let snaps: Vec<_> = stats.iter().map(|s| s.snapshot()).collect();
@@ -348,6 +397,14 @@ async fn run_against(cfg: &LoadConfig, url: &str, pid: Option<u32>) -> Result<Lo
     if pid.is_none() {
         notes.push("no --pid: CPU and RSS of the recorder were not measured".into());
     }
+    let media = stored.map(|stored| media_report(opts.sender, &stats, &snaps, stored));
+    if let Some(m) = media.as_ref().filter(|m| m.sessions_paired_exactly < m.sessions.len()) {
+        notes.push(format!(
+            "A/V skew: {} of {} sessions lost or gained frames; their stored frames were paired with sent ones by order, which may be off by the difference",
+            m.sessions.len() - m.sessions_paired_exactly,
+            m.sessions.len()
+        ));
+    }
     Ok(LoadReport {
         provision_s,
         sessions_connected: snaps.iter().filter(|s| s.connected_us.is_some()).count(),
@@ -366,6 +423,7 @@ async fn run_against(cfg: &LoadConfig, url: &str, pid: Option<u32>) -> Result<Lo
         storage,
         probe_requests_per_sec: probes.probe_requests as f64 / run_secs.max(1.0),
         max_publisher_lateness_ms: snaps.iter().map(|s| s.max_lateness_us).max().unwrap_or(0) as f64 / 1000.0,
+        media,
         notes,
         ..baselines::base_report(cfg, &source, pid)
     })
@@ -620,6 +678,103 @@ async fn list_all(
             r.unwrap_or_else(|| Err(ApiError::BadResponse { path: "/listFragments".into(), detail: "not run".into() }))
         })
         .collect()
+}
+
+/// How long the read-back waits for reel to end the stopped sessions.
+const SESSION_END_WAIT: Duration = Duration::from_secs(60);
+
+/// Polls `/metrics` until `reel_storage_sessions_active` is 0 (or absent), at most `wait`.
+async fn wait_sessions_ended(client: &KvsClient, metrics_url: &str, wait: Duration) {
+    let deadline = tokio::time::Instant::now() + wait;
+    while tokio::time::Instant::now() < deadline {
+        let active = client.get_text(metrics_url).await.ok().and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("reel_storage_sessions_active "))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        });
+        if active.is_none_or(|n| n <= 0.0) {
+            return;
+        }
+        tokio::time::sleep(SLOW_POLL).await;
+    }
+    tracing::warn!(secs = wait.as_secs(), "sessions still active; reading back what is stored");
+}
+
+/// Every stream read back (see [`read_back`]), a few at a time; a failed listing is an error.
+async fn read_back_all(
+    client: &KvsClient,
+    ep: &str,
+    channels: &[StorageChannel],
+    listings: &[Result<Vec<FragmentMeta>, ApiError>],
+) -> Vec<Result<StoredStream, String>> {
+    let mut out: Vec<Option<Result<StoredStream, String>>> = (0..channels.len()).map(|_| None).collect();
+    let mut pending = FuturesUnordered::new();
+    let mut next = 0;
+    loop {
+        while next < channels.len() && pending.len() < READBACK_CONCURRENCY {
+            let i = next;
+            next += 1;
+            let arn = channels[i].stream_arn.clone();
+            let listing = &listings[i];
+            pending.push(async move {
+                let r = match listing {
+                    Ok(frags) => read_back(client, ep, &arn, frags).await,
+                    Err(e) => Err(format!("ListFragments: {e}")),
+                };
+                (i, r)
+            });
+        }
+        match pending.next().await {
+            Some((i, r)) => out[i] = Some(r),
+            None => break,
+        }
+    }
+    out.into_iter().map(|r| r.unwrap_or_else(|| Err("not read".into()))).collect()
+}
+
+/// One stream's fragments through GetMediaForFragmentList, [`READBACK_BATCH`] at a time.
+async fn read_back(
+    client: &KvsClient,
+    ep: &str,
+    stream_arn: &str,
+    frags: &[FragmentMeta],
+) -> Result<StoredStream, String> {
+    let mut stored = StoredStream::default();
+    for batch in frags.chunks(READBACK_BATCH) {
+        let numbers: Vec<String> = batch.iter().map(|f| f.number.clone()).collect();
+        let body = client
+            .get_media_for_fragment_list(ep, stream_arn, &numbers)
+            .await
+            .map_err(|e| format!("GetMediaForFragmentList: {e}"))?;
+        stored.push_body(&body).map_err(|e| format!("reading the MKV back: {e}"))?;
+    }
+    Ok(stored)
+}
+
+/// Stored vs sent per session and in total, from the read-back streams.
+fn media_report(
+    sender: SenderProfile,
+    stats: &[Arc<PublisherStats>],
+    snaps: &[crate::publisher::StatsSnapshot],
+    stored: Vec<Result<StoredStream, String>>,
+) -> MediaReport {
+    let sessions = stored
+        .into_iter()
+        .enumerate()
+        .map(|(i, stream)| {
+            let keyframes = stats[i].frames.lock().map(|f| f.clone()).unwrap_or_default();
+            let audio_sends = stats[i].audio_sends.lock().map(|a| a.clone()).unwrap_or_default();
+            let sent = SentLog {
+                video_frames: snaps[i].video_frames,
+                audio_packets: snaps[i].audio_packets,
+                keyframes: &keyframes,
+                audio_sends_us: &audio_sends,
+            };
+            media::session_media(i, stream.as_ref().map_err(Clone::clone), &sent)
+        })
+        .collect();
+    MediaReport::new(sender, sessions, snaps)
 }
 
 fn lock(log: &Mutex<ProbeLog>) -> std::sync::MutexGuard<'_, ProbeLog> {

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::Target;
+use super::media::MediaReport;
 use super::stats::{Percentiles, prometheus_sum};
 use crate::kvs::FragmentMeta;
 
@@ -187,6 +188,8 @@ pub struct LoadReport {
     pub probe_requests_per_sec: f64,
     /// Most any publisher's media write ran behind schedule (generator saturation), ms.
     pub max_publisher_lateness_ms: f64,
+    /// Stored vs sent frames per track and the stored A/V skew (reel, when read back).
+    pub media: Option<MediaReport>,
     pub notes: Vec<String>,
 }
 
@@ -313,11 +316,53 @@ impl LoadReport {
             "  probe requests to the recorder               {:.1}/s;  worst publisher lateness {:.1} ms",
             self.probe_requests_per_sec, self.max_publisher_lateness_ms
         );
+        if let Some(m) = &self.media {
+            media_rows(&mut o, m);
+        }
         for n in &self.notes {
             let _ = writeln!(o, "  note: {n}");
         }
         o
     }
+}
+
+/// The stored-vs-sent rows: totals, then one line per session.
+fn media_rows(o: &mut String, m: &MediaReport) {
+    let _ = writeln!(o, "  senders                                      {}", m.sender);
+    if m.video_frames_muted + m.audio_packets_muted + m.sr_wallclock_clamped > 0 {
+        let _ = writeln!(
+            o,
+            "    muted video frames {}, muted audio packets {}, SR wallclocks clamped {}",
+            m.video_frames_muted, m.audio_packets_muted, m.sr_wallclock_clamped
+        );
+    }
+    let _ = writeln!(o, "  video frames stored / sent                   {}", m.video.text());
+    let _ = writeln!(o, "  audio frames stored / sent                   {}", m.audio.text());
+    let _ = writeln!(
+        o,
+        "  stored A/V skew vs send times (ms)           {}   (pairing exact in {} of {} sessions)",
+        skew_text(m.av_skew_ms.as_ref()),
+        m.sessions_paired_exactly,
+        m.sessions.len()
+    );
+    for s in &m.sessions {
+        let _ = writeln!(
+            o,
+            "    session {:>4}: video {}  audio {}  skew {}  pairing {:?}{}",
+            s.session,
+            s.video.text(),
+            s.audio.text(),
+            skew_text(s.av_skew_ms.as_ref()),
+            s.pairing,
+            s.error.as_deref().map_or(String::new(), |e| format!("  ({e})"))
+        );
+    }
+}
+
+fn skew_text(s: Option<&super::media::SkewStats>) -> String {
+    s.map_or("n/a".into(), |s| {
+        format!("p95 |x| {:.1}  max |x| {:.1}  last {:+.1}  (n={})", s.p95_abs_ms, s.max_abs_ms, s.last_ms, s.n)
+    })
 }
 
 /// reel's CPU per session-second divided by each other target's in `reports`

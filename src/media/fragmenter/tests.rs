@@ -78,7 +78,7 @@ impl Harness {
                         ..Frag::default()
                     })
                 }
-                FragmentEvent::Chunk { bytes, media_end_ms } => {
+                FragmentEvent::Chunk { bytes, media_end_ms, .. } => {
                     let f = self.frags.last_mut().expect("chunk outside a fragment");
                     assert!(f.duration_ms.is_none(), "chunk after EndFragment");
                     f.chunks.push(bytes);
@@ -223,19 +223,19 @@ fn cuts_at_keyframes_once_the_target_is_reached() {
 #[test]
 fn long_gop_gets_keyframe_requests_and_a_hard_cap() {
     let mut h = Harness::new(cfg());
-    // IDR every 12 s: PLIs from 2 s on, the fragment ends at 10 s, video waits for 12 s.
-    h.run(30 * 14, 0, 0, |i| i % 360 == 0);
+    // IDR every 14 s: PLIs from 2 s on, the fragment ends at the 12 s cap, video waits for 14 s.
+    h.run(30 * 16, 0, 0, |i| i % 420 == 0);
     h.finish();
     let long_gop: Vec<_> = h.requests.iter().filter(|r| r.1 == KeyframeReason::LongGop).map(|r| r.0).collect();
     assert!(long_gop.first().is_some_and(|t| (T0 + 2_000_000..T0 + 2_100_000).contains(t)), "{long_gop:?}");
-    // Repeated once per second until the hard cap at 10 s forces one more.
-    let before_cap: Vec<_> = long_gop.iter().filter(|&&t| t < T0 + 9_950_000).collect();
+    // Repeated once per second until the hard cap at 12 s forces one more.
+    let before_cap: Vec<_> = long_gop.iter().filter(|&&t| t < T0 + 11_950_000).collect();
     assert!(before_cap.windows(2).all(|w| w[1] - w[0] >= 1_000_000), "{long_gop:?}");
-    assert!(before_cap.len() >= 7, "{long_gop:?}");
+    assert!(before_cap.len() >= 9, "{long_gop:?}");
     assert_eq!(h.frags.len(), 2);
-    assert!(h.frags[0].duration_ms.unwrap() <= 10_000);
-    assert!(h.frags[0].duration_ms.unwrap() >= 9_900);
-    assert_eq!(h.frags[1].producer_ms, T0 as u64 / 1_000 + 12_000);
+    assert!(h.frags[0].duration_ms.unwrap() <= 12_000);
+    assert!(h.frags[0].duration_ms.unwrap() >= 11_900);
+    assert_eq!(h.frags[1].producer_ms, T0 as u64 / 1_000 + 14_000);
     let s = h.f.stats();
     assert!(s.dropped.too_long > 0);
     assert!(s.dropped.waiting_for_keyframe > 0);
@@ -634,4 +634,148 @@ fn restart_at_keyframe_ends_the_fragment_and_starts_at_the_next_idr() {
     assert!(h.frags[1].video()[0].keyframe);
     assert_eq!(h.frags[1].producer_ms, T0 as u64 / 1_000 + 1_000);
     assert_eq!(h.f.stats().dropped.waiting_for_keyframe, 15);
+}
+
+/// A sender like the KVS C SDK samples: each track's frames carry nominal RTP steps (3000
+/// per video frame, 960 per 20 ms of audio) but are sent at `rate` × real time, and its
+/// sender reports map RTP time to the wall clock. Arrival = send + 30 ms + up to 15 ms jitter.
+struct Drifting {
+    secs: i64,
+    video_rate: f64,
+    audio_rate: f64,
+    /// From this send time on, the sender's NTP clock reads `jump` µs later.
+    sr_jump: Option<(i64, i64)>,
+    /// No audio sent in this window of send time (RTP time goes on, as with DTX).
+    audio_mute: Option<(i64, i64)>,
+    /// Video frames per GOP (the sender ignores keyframe requests).
+    gop: u32,
+}
+
+impl Drifting {
+    fn new(secs: i64) -> Self {
+        Self { secs, video_rate: 1.0, audio_rate: 1.0, sr_jump: None, audio_mute: None, gop: 30 }
+    }
+
+    /// Runs it; returns the harness (finished) and the send times of the frames sent.
+    fn run(&self) -> (Harness, Vec<i64>, Vec<i64>) {
+        let mut h = Harness::new(cfg());
+        let end = self.secs * 1_000_000;
+        let sender_clock = T0 - 2_000_000;
+        let (mut vi, mut ai) = (0u32, 0u32);
+        let (mut v_sent, mut a_sent) = (Vec::new(), Vec::new());
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        loop {
+            let v_at = (f64::from(vi) * 1_000_000.0 / 30.0 / self.video_rate) as i64;
+            let a_at = (f64::from(ai) * 20_000.0 / self.audio_rate) as i64;
+            let at = v_at.min(a_at);
+            if at >= end {
+                break;
+            }
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let arrival = T0 + at + 30_000 + (rng % 15_000) as i64;
+            let ntp = sender_clock + at + self.sr_jump.filter(|&(t, _)| at >= t).map_or(0, |(_, j)| j);
+            let kind = if v_at <= a_at { MediaKind::Video } else { MediaKind::Audio };
+            let (rate, ticks) = if kind == MediaKind::Video { (90_000, vi * 3_000) } else { (48_000, ai * 960) };
+            let sr = SenderReport { ntp_unix_us: ntp, rtp_timestamp: (at as i128 * rate / 1_000_000) as u32 };
+            if kind == MediaKind::Video {
+                let data = if vi % self.gop == 0 { idr_au(SPS, vi) } else { p_au(vi) };
+                h.push(kind, ticks, arrival, true, data, Some(sr));
+                v_sent.push(at);
+                vi += 1;
+            } else {
+                if !self.audio_mute.is_some_and(|(a, b)| (a..b).contains(&at)) {
+                    h.push(kind, ticks, arrival, true, vec![0xfc, 0xff, 0xfe], Some(sr));
+                    a_sent.push(at);
+                }
+                ai += 1;
+            }
+        }
+        h.finish();
+        (h, v_sent, a_sent)
+    }
+}
+
+/// Checks a drifting run: every frame stored, per-track timestamps strictly increasing,
+/// stored audio as continuous as sent, A/V skew ≤ 100 ms at every fragment.
+fn judge_drift(h: &Harness, v_sent: &[i64], a_sent: &[i64]) -> i64 {
+    let s = h.f.stats();
+    assert_eq!(s.video_out as usize, v_sent.len(), "{s:?}");
+    assert_eq!(s.audio_out as usize, a_sent.len(), "{s:?}");
+    assert_eq!((s.unaccounted(MediaKind::Video), s.unaccounted(MediaKind::Audio)), (0, 0));
+    let video: Vec<i64> = h.frags.iter().flat_map(|f| f.video()).map(|f| f.timestamp_ms).collect();
+    let audio: Vec<i64> = h.frags.iter().flat_map(|f| f.audio()).map(|f| f.timestamp_ms).collect();
+    assert!(video.windows(2).all(|w| w[1] > w[0]), "video timestamps must increase");
+    assert!(audio.windows(2).all(|w| w[1] > w[0]), "audio timestamps must increase");
+    for (n, w) in audio.windows(2).enumerate() {
+        let sent_gap = (a_sent[n + 1] - a_sent[n]) / 1_000;
+        assert!((w[1] - w[0] - sent_gap).abs() <= 50, "audio frame {n}: stored gap {} vs sent {sent_gap}", w[1] - w[0]);
+    }
+    let mut worst = 0;
+    let mut first_video = 0;
+    for f in &h.frags {
+        let (vs, vt) = (f.video()[0].timestamp_ms, v_sent[first_video] / 1_000);
+        first_video += f.video().len();
+        let Some(j) = (0..a_sent.len()).min_by_key(|&j| (a_sent[j] / 1_000 - vt).abs()) else { continue };
+        if (a_sent[j] / 1_000 - vt).abs() > 100 {
+            continue; // no audio sent around here (mute)
+        }
+        let skew = (audio[j] - vs) - (a_sent[j] / 1_000 - vt);
+        assert!(skew.abs() <= 100, "fragment at {vs}: A/V skew {skew} ms");
+        worst = worst.max(skew.abs());
+    }
+    worst
+}
+
+#[test]
+fn audio_three_percent_slow_with_wall_clock_reports_is_stored_whole_and_in_sync() {
+    let (h, v, a) = Drifting { audio_rate: 0.97, ..Drifting::new(600) }.run();
+    let worst = judge_drift(&h, &v, &a);
+    assert!(h.f.stats().timing.audio_correction_us > 17_000_000, "{:?}", h.f.stats().timing);
+    assert!(worst <= 100);
+}
+
+#[test]
+fn audio_three_percent_fast_is_stored_whole_and_in_sync() {
+    let (h, v, a) = Drifting { audio_rate: 1.03, ..Drifting::new(600) }.run();
+    judge_drift(&h, &v, &a);
+    assert!(h.f.stats().timing.audio_correction_us < -17_000_000, "{:?}", h.f.stats().timing);
+}
+
+#[test]
+fn video_one_percent_slow_keeps_producer_time_on_the_wall_clock() {
+    let (h, v, a) = Drifting { video_rate: 0.99, ..Drifting::new(600) }.run();
+    judge_drift(&h, &v, &a);
+    // Fragments stay contiguous and their producer time follows the sender's wall clock.
+    let last = h.frags.last().expect("fragments");
+    let sender_end_ms = (T0 - 2_000_000 + 600_000_000) / 1_000;
+    assert!((last.producer_ms as i64 + i64::from(last.duration_ms.unwrap_or(0)) - sender_end_ms).abs() < 500);
+}
+
+#[test]
+fn a_two_minute_audio_mute_leaves_exactly_that_gap() {
+    let (h, v, a) = Drifting { audio_mute: Some((200_000_000, 320_000_000)), ..Drifting::new(600) }.run();
+    judge_drift(&h, &v, &a);
+    assert_eq!(h.f.stats().dropped, DropCounts::default());
+}
+
+#[test]
+fn a_sender_report_jump_is_counted_and_moves_nothing() {
+    let (h, v, a) = Drifting { sr_jump: Some((180_000_000, 5_000_000)), ..Drifting::new(600) }.run();
+    judge_drift(&h, &v, &a);
+    let t = h.f.stats().timing;
+    assert!(t.sender_report_jumps >= 2, "{t:?}");
+    for w in h.frags.windows(2) {
+        assert_eq!(w[1].producer_ms, w[0].producer_ms + u64::from(w[0].duration_ms.unwrap_or(0)), "contiguous");
+    }
+}
+
+#[test]
+fn ten_second_gops_make_ten_second_fragments_even_on_a_slow_clock() {
+    let (h, v, a) = Drifting { gop: 300, video_rate: 0.99, ..Drifting::new(120) }.run();
+    judge_drift(&h, &v, &a);
+    assert_eq!(h.f.stats().dropped, DropCounts::default());
+    let durations: Vec<u32> = h.frags.iter().filter_map(|f| f.duration_ms).collect();
+    assert!(durations[..durations.len() - 1].iter().all(|&d| (9_900..=10_200).contains(&d)), "{durations:?}");
 }

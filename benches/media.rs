@@ -7,12 +7,12 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use reel::media::fragmenter::{FragmentEvent, Fragmenter, FragmenterConfig, MediaFrame};
-use reel::media::h264::{AccessUnit, write_sample};
-use reel::media::mkv::{self, FragmentDocument, SimpleTag, tag};
-use reel::media::timing::MediaKind;
-use reel::streaming::{fmp4, source};
 use reel::testkit;
+use reel_media::fragmenter::{FragmentEvent, Fragmenter, FragmenterConfig, MediaFrame};
+use reel_media::h264::{AccessUnit, write_sample};
+use reel_media::mkv::{self, FragmentDocument, SimpleTag, tag};
+use reel_media::timing::MediaKind;
+use reel_media::{fmp4, source};
 
 const T0_US: i64 = 1_700_000_000_000_000;
 const SPS: &[u8] = &[
@@ -205,7 +205,7 @@ fn bench_fmp4(c: &mut Criterion) {
     let first = stream.latest_fragments(3).into_iter().min_by_key(|f| f.number).expect("stored fragments");
     let fragment = rt.block_on(stream.read_fragment(first.number)).expect("read fragment");
     let stored = fragment.payload().len();
-    let segment = fmp4::media_segment_bytes(&source::parse(&fragment).expect("parse"), None, 1, 0);
+    let segment = fmp4::media_segment_bytes(&reel::streaming::parse_fragment(&fragment).expect("parse"), None, 1, 0);
     eprintln!(
         "fMP4: 2 s fixture fragment, {stored} stored bytes -> {} byte moof+mdat ({} ms)",
         segment.len(),
@@ -216,7 +216,7 @@ fn bench_fmp4(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(stored as u64));
     g.bench_function("media_segment_2s_fixture_fragment", |b| {
         b.iter(|| {
-            let parsed = source::parse(black_box(&fragment)).expect("parse");
+            let parsed = reel::streaming::parse_fragment(black_box(&fragment)).expect("parse");
             fmp4::media_segment_bytes(&parsed, None, 1, 0).len()
         })
     });

@@ -20,7 +20,6 @@ pub mod demo;
 pub mod edge;
 pub mod error;
 pub mod limits;
-pub mod media;
 pub mod meta;
 pub mod observe;
 pub mod peer;

@@ -6,9 +6,9 @@
 //! right durations, keyframe-aligned fragments and KVS tags. Skips (with a message) when the
 //! tools are not installed; `.ci/run` installs them.
 
-use reel::media::fixture::FixtureFragment;
-use reel::media::mkv::{self, FragmentDocument, SimpleTag, tag};
 use reel::testkit::{self, probe};
+use reel_media::fixture::FixtureFragment;
+use reel_media::mkv::{self, FragmentDocument, SimpleTag, tag};
 
 const T0_US: i64 = 1_700_000_000_000_000;
 

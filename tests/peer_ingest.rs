@@ -97,13 +97,13 @@ async fn master_streams_into_keyframe_aligned_fragments() {
         let f = stream.read_fragment(info.number).await.expect("read fragment");
         let payload = f.payload();
         let mut frames = Vec::new();
-        reel::media::mkv::parse_blocks(&payload, 0, &mut frames).expect("blocks parse");
+        reel_media::mkv::parse_blocks(&payload, 0, &mut frames).expect("blocks parse");
         let first_video = frames.iter().find(|fr| fr.track == 1).expect("video in fragment");
         assert!(first_video.keyframe, "fragment {i} does not start with a keyframe");
         if i == 0 {
-            reel::media::mkv::write_segment_start(&f.header, &[], &mut clip).expect("segment start");
+            reel_media::mkv::write_segment_start(&f.header, &[], &mut clip).expect("segment start");
         }
-        reel::media::mkv::write_cluster_start(info.producer_ts_ms, Some(payload.len() as u64), &mut clip);
+        reel_media::mkv::write_cluster_start(info.producer_ts_ms, Some(payload.len() as u64), &mut clip);
         clip.extend_from_slice(&payload);
         total_ms += u64::from(info.duration_ms);
     }

@@ -14,7 +14,7 @@ use aws_sdk_kinesisvideoarchivedmedia::types::{FragmentSelector, FragmentSelecto
 use aws_sdk_kinesisvideomedia::primitives::ByteStream;
 use aws_sdk_kinesisvideomedia::types::{StartSelector, StartSelectorType};
 use inproc::{InProcess, append, fixture_fragments, now_ms};
-use reel::media::mkv::{self, SimpleTag, kvs_timestamp, tag};
+use reel_media::mkv::{self, SimpleTag, kvs_timestamp, tag};
 use reel_storage::FragmentInfo;
 
 /// Reads the body until the documents in `buf` carry `want` fragment-number tags.

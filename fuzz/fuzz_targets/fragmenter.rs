@@ -5,9 +5,9 @@
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use reel_fuzz::media::fragmenter::{FragmentEvent, Fragmenter, FragmenterConfig, MediaFrame};
-use reel_fuzz::media::mkv::parse_stored;
-use reel_fuzz::media::timing::{MediaKind, SenderReport};
+use reel_media::fragmenter::{FragmentEvent, Fragmenter, FragmenterConfig, MediaFrame};
+use reel_media::mkv::parse_stored;
+use reel_media::timing::{MediaKind, SenderReport};
 
 const T0: i64 = 1_700_000_000_000_000;
 const SPS: &[u8] = &[

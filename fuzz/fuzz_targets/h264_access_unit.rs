@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use reel_fuzz::media::h264::{
+use reel_media::h264::{
     AccessUnit, LengthPrefixedNals, ParameterSets, Pps, Sps, nal_type, sample_to_annex_b,
     write_sample,
 };

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use reel_fuzz::media::h264::{AvcConfig, LengthPrefixedNals};
+use reel_media::h264::{AvcConfig, LengthPrefixedNals};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(cfg) = AvcConfig::parse(data) {

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use reel_fuzz::media::mkv::parse_document;
+use reel_media::mkv::parse_document;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(doc) = parse_document(data) {

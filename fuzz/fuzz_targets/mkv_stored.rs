@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use reel_fuzz::media::mkv::{FragmentDocument, parse_document, parse_stored, parse_tracks};
+use reel_media::mkv::{FragmentDocument, parse_document, parse_stored, parse_tracks};
 
 fuzz_target!(|data: &[u8]| {
     // Input: u16 BE header length, header bytes, chunk bytes.

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use reel_fuzz::media::opus::{MAX_PACKET_SAMPLES, OpusHead, PacketInfo};
+use reel_media::opus::{MAX_PACKET_SAMPLES, OpusHead, PacketInfo};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(p) = PacketInfo::parse(data) {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::media::fragmenter::{ChunkFrames, DropCounts, DropReason, FragmenterStats};
+use reel_media::fragmenter::{ChunkFrames, DropCounts, DropReason, FragmenterStats};
 
 /// Requests per operation and outcome (`ok` / error code).
 pub const REQUESTS: &str = "reel_requests_total";

@@ -30,9 +30,9 @@ use tokio::sync::mpsc;
 
 use super::ingest::{self, ClockAnchor};
 use crate::limits::StorageSessionLimits;
-use crate::media::fragmenter::{ChunkFrames, FragmentEvent, Fragmenter, FragmenterConfig, FragmenterStats};
-use crate::media::timing::MediaKind as Track;
 use crate::observe::metrics as obs;
+use reel_media::fragmenter::{ChunkFrames, FragmentEvent, Fragmenter, FragmenterConfig, FragmenterStats};
+use reel_media::timing::MediaKind as Track;
 
 /// Why a session ended (logged, and told to its control task).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,8 +10,8 @@ use str0m::media::{MediaData, Mid};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::media::fragmenter::{ChunkFrames, FragmentEvent, MediaFrame};
-use crate::media::timing::{MediaKind, SenderReport};
+use reel_media::fragmenter::{ChunkFrames, FragmentEvent, MediaFrame};
+use reel_media::timing::{MediaKind, SenderReport};
 
 /// Store events queued per session before the I/O loop starts dropping (and counting) them.
 pub const WRITER_QUEUE: usize = 4096;

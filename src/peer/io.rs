@@ -50,7 +50,7 @@ pub struct WriterInput {
     /// The stream mapped to the channel.
     pub stream: reel_storage::Stream,
     /// Fragment events from the hub (the other end is `HubSession::writer_tx`).
-    pub events: mpsc::Receiver<crate::media::fragmenter::FragmentEvent>,
+    pub events: mpsc::Receiver<reel_media::fragmenter::FragmentEvent>,
 }
 
 /// Requests from session control tasks and the server.

@@ -368,7 +368,7 @@ fn idle_session_ends_after_three_minutes_and_flushes() {
     assert_eq!(p.ended.as_ref().map(|e| e.reason.clone()), Some(EndReason::Idle));
     let at = p.ended_at.expect("ended").as_secs();
     assert!((184..=186).contains(&at), "ended at {at} s");
-    assert!(matches!(p.events.last(), Some(crate::media::fragmenter::FragmentEvent::EndFragment { .. })));
+    assert!(matches!(p.events.last(), Some(reel_media::fragmenter::FragmentEvent::EndFragment { .. })));
     let v = p.judged().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(v.video_frames, 150, "{v:?}");
 }
@@ -388,7 +388,7 @@ fn session_ends_at_its_maximum_life_with_the_open_fragment_finished() {
     assert_eq!(p.ended.as_ref().map(|e| e.reason.clone()), Some(EndReason::MaxLife));
     let at = p.ended_at.expect("ended").as_secs();
     assert!((3_599..=3_601).contains(&at), "ended at {at} s");
-    assert!(matches!(p.events.last(), Some(crate::media::fragmenter::FragmentEvent::EndFragment { .. })));
+    assert!(matches!(p.events.last(), Some(reel_media::fragmenter::FragmentEvent::EndFragment { .. })));
     let frags = super::testkit::assemble(&p.events);
     assert!(frags.last().is_some_and(|f| f.ended));
     let v = p.judged().unwrap_or_else(|e| panic!("{e}"));
@@ -410,7 +410,7 @@ fn superseded_session_flushes_its_open_fragment() {
     sim.run_for(MS(1));
     let p = &sim.peers[i];
     assert!(matches!(p.ended.as_ref().map(|e| &e.reason), Some(EndReason::Closed(r)) if r.contains("superseded")));
-    assert!(matches!(p.events.last(), Some(crate::media::fragmenter::FragmentEvent::EndFragment { .. })));
+    assert!(matches!(p.events.last(), Some(reel_media::fragmenter::FragmentEvent::EndFragment { .. })));
     let v = p.judged().unwrap_or_else(|e| panic!("{e}"));
     // Every frame sent (3.5 s at 30 fps) is stored, the open second fragment included.
     assert_eq!(v.video_frames, p.video_sent, "{v:?}");
@@ -455,7 +455,7 @@ fn network_partition_ends_the_session_and_flushes() {
     // ICE notices the silence long before the idle timeout would.
     assert_eq!(ended.reason, EndReason::Disconnected, "after {:?}", p.ended_at);
     assert!(p.ended_at.is_some_and(|t| t < S(60)), "{:?}", p.ended_at);
-    assert!(matches!(p.events.last(), Some(crate::media::fragmenter::FragmentEvent::EndFragment { .. })));
+    assert!(matches!(p.events.last(), Some(reel_media::fragmenter::FragmentEvent::EndFragment { .. })));
     let v = p.judged().unwrap_or_else(|e| panic!("{e}"));
     assert!((100..=106).contains(&v.video_frames), "{v:?}");
 }

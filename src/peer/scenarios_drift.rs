@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use super::hub::EndReason;
 use super::testkit::{self, MediaPlan, Paired, Sim, Verdicts};
 use crate::limits::StorageSessionLimits;
-use crate::media::timing::MediaKind;
+use reel_media::timing::MediaKind;
 
 const S: fn(u64) -> Duration = Duration::from_secs;
 const MS: fn(u64) -> Duration = Duration::from_millis;

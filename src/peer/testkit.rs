@@ -41,9 +41,9 @@ use super::hub::{Ended, Hub, HubSession};
 use super::ingest::ClockAnchor;
 use super::{sdp, session};
 use crate::limits::StorageSessionLimits;
-use crate::media::fixture;
-use crate::media::fragmenter::FragmentEvent;
-use crate::media::mkv::{parse_stored, parse_tracks};
+use reel_media::fixture;
+use reel_media::fragmenter::FragmentEvent;
+use reel_media::mkv::{parse_stored, parse_tracks};
 
 /// The hub's address in the simulation (nothing is ever sent on a real socket).
 pub const HUB_ADDR: &str = "127.0.0.1:40000";
@@ -66,7 +66,7 @@ pub fn fixture_media() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
 pub fn with_sps(aus: &[Vec<u8>], sps: &[u8]) -> Vec<Vec<u8>> {
     aus.iter()
         .map(|au| {
-            let Ok(nals) = crate::media::h264::AnnexBNals::new(au) else { return au.clone() };
+            let Ok(nals) = reel_media::h264::AnnexBNals::new(au) else { return au.clone() };
             nals.flat_map(|n| {
                 let nal = if n.first().is_some_and(|h| h & 0x1f == 7) { sps } else { n };
                 [&[0u8, 0, 0, 1][..], nal].concat()

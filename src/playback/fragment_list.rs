@@ -23,8 +23,8 @@ use super::{MKV_CONTENT_TYPE, fragment_number_syntax, open_stream};
 use crate::auth::Principal;
 use crate::control::{body, validate};
 use crate::error::ApiResult;
-use crate::media::mkv::{SimpleTag, kvs_timestamp, tag};
 use crate::state::AppState;
+use reel_media::mkv::{SimpleTag, kvs_timestamp, tag};
 
 /// Most fragments one request may name (model: 1–1000).
 pub const MAX_FRAGMENTS: usize = 1_000;

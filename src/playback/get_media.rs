@@ -37,8 +37,8 @@ use super::{MKV_CONTENT_TYPE, fragment_number_syntax, open_stream, timestamp_ms}
 use crate::auth::Principal;
 use crate::control::{body, validate};
 use crate::error::{ApiError, ApiResult};
-use crate::media::mkv::{SimpleTag, kvs_timestamp, tag};
 use crate::state::AppState;
+use reel_media::mkv::{SimpleTag, kvs_timestamp, tag};
 
 /// `StartSelectorType` values.
 pub const START_SELECTOR_TYPES: &[&str] =

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use reel_storage::{Fragment, StoreError};
 
-use crate::media::mkv::{FragmentDocument, MkvError, SimpleTag, ebml, id};
+use reel_media::mkv::{FragmentDocument, MkvError, SimpleTag, ebml, id};
 
 /// KVS GetMedia error id: the fragment could not be found (or read).
 pub(crate) const ERROR_FRAGMENT_NOT_FOUND: u32 = 4000;
@@ -62,7 +62,7 @@ pub(crate) fn error_id(e: &StoreError) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::mkv::{parse_document, tag};
+    use reel_media::mkv::{parse_document, tag};
 
     #[test]
     fn tags_document_parses_back() {

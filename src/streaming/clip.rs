@@ -13,11 +13,11 @@ use futures::StreamExt;
 use serde::Deserialize;
 
 use super::session::{self, Selector};
-use super::{fmp4, source};
 use crate::auth::Principal;
 use crate::control::streams::{ArnFormatError, resolve};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use reel_media::{fmp4, source};
 use reel_storage::{TimestampKind, TimestampRange};
 
 /// `GetClip` input.
@@ -102,7 +102,7 @@ pub async fn get_clip(
         async move {
             let info = *frags.get(i)?;
             let out = match stream.read_fragment(info.number).await {
-                Ok(f) => match source::parse(&f) {
+                Ok(f) => match super::parse_fragment(&f) {
                     Ok(p) if p.tracks.iter().map(|t| t.number).eq(track_numbers.iter().copied()) => {
                         Ok(Bytes::from(fmp4::media_segment_bytes(&p, None, i as u32 + 1, origin)))
                     }

@@ -8,9 +8,9 @@
 use std::fmt::Write;
 
 use super::hls::peak_bandwidth;
-use super::source::{Codec, Track};
 use super::token::{Mode, Session};
 use crate::error::{ApiError, ApiResult};
+use reel_media::source::{Codec, Track};
 use reel_storage::{FragmentInfo, FragmentNumber, Stream, TimestampKind, TimestampRange};
 
 /// XML namespace of the `kvs:ts` / `kvs:fn` attributes.

@@ -7,8 +7,8 @@
 
 use std::fmt::Write;
 
-use super::source::{Codec, Track};
 use super::token::{Container, Discontinuity, Mode, Session};
+use reel_media::source::{Codec, Track};
 use reel_storage::FragmentInfo;
 
 /// Gap or overlap (ms) between fragments that ON_DISCONTINUITY marks.

@@ -5,11 +5,11 @@
 //! |---|---|
 //! | [`session`] | session input validation, stream checks, the fragment window |
 //! | [`token`] | signed, expiring session tokens (no server-side session table) |
-//! | [`source`] | stored fragment → tracks and timed samples |
-//! | [`fmp4`] | init and media segments (fragmented MP4, by hand) |
-//! | [`ts`] | MPEG-TS segments |
 //! | [`hls`] / [`dash`] | playlists / manifests |
 //! | [`clip`] | GetClip |
+//!
+//! The containers (stored fragment → timed samples, fMP4 and MPEG-TS segments) are sans-IO
+//! and live in `reel_media::{source, fmp4, ts}`; [`parse_fragment`] is the glue to the store.
 //!
 //! The signed operations go through the auth layer; the sub-resources under `/hls/v1` and
 //! `/dash/v1` are plain GETs authorized by their `SessionToken` alone, as in KVS.
@@ -28,21 +28,44 @@ use crate::auth::Principal;
 use crate::control::streams::{ArnFormatError, resolve};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use reel_media::source::SourceError;
+use reel_media::{fmp4, source, ts};
 use reel_storage::{FragmentNumber, StoreError, Stream};
 use token::{Mode, Protocol, Session};
 
 pub mod clip;
 pub mod dash;
-pub mod fmp4;
 pub mod hls;
 pub mod session;
-pub mod source;
 pub mod token;
-pub mod ts;
 pub mod viewer;
 
 #[cfg(test)]
 mod tests;
+
+/// A stored fragment as timed samples per track ([`reel_media::source::parse`]).
+pub fn parse_fragment(f: &reel_storage::Fragment) -> Result<reel_media::source::Parsed<'_>, SourceError> {
+    reel_media::source::parse(
+        &f.header,
+        f.chunks.iter().map(|c| &c.data[..]),
+        f.info.producer_ts_ms,
+        f.info.duration_ms,
+    )
+}
+
+/// Stored media a player cannot be given, as the modeled KVS error.
+impl From<SourceError> for ApiError {
+    fn from(e: SourceError) -> Self {
+        use http::StatusCode as S;
+        let code = match e {
+            SourceError::Unsupported(_) => "UnsupportedStreamMediaTypeException",
+            SourceError::MissingCodecPrivate(_) => "MissingCodecPrivateDataException",
+            SourceError::InvalidCodecPrivate { .. } => "InvalidCodecPrivateDataException",
+            SourceError::Corrupt(_) => "InvalidMediaFrameException",
+        };
+        ApiError::new(code, S::BAD_REQUEST, e.to_string())
+    }
+}
 
 /// Signed routes (GetHLSStreamingSessionURL, GetDASHStreamingSessionURL, GetClip).
 pub fn router() -> Router<AppState> {
@@ -244,7 +267,7 @@ async fn init_fragment_dash(State(st): State<AppState>, Query(q): Params) -> Api
 
 async fn media_fragment(o: &Opened, number: FragmentNumber, track: Option<u64>) -> ApiResult<Response> {
     let fragment = o.stream.read_fragment(number).await?;
-    let parsed = source::parse(&fragment)?;
+    let parsed = parse_fragment(&fragment)?;
     let seq = u32::try_from(number.counter() & 0xffff_ffff).unwrap_or(0);
     Ok(reply("video/mp4", fmp4::media_segment_bytes(&parsed, track, seq, 0)))
 }
@@ -259,7 +282,7 @@ async fn ts_fragment(State(st): State<AppState>, Query(q): Params) -> ApiResult<
     let o = open(&st, &q, Protocol::Hls)?;
     let number = fragment_number(&q)?.ok_or_else(|| ApiError::invalid_argument("FragmentNumber is required"))?;
     let fragment = o.stream.read_fragment(number).await?;
-    let parsed = source::parse(&fragment)?;
+    let parsed = parse_fragment(&fragment)?;
     let body = ts::segment(&parsed)
         .map_err(|e| ApiError::new("InvalidMediaFrameException", http::StatusCode::BAD_REQUEST, e))?;
     Ok(reply("video/mp2t", body))

@@ -4,10 +4,10 @@
 
 use serde::Deserialize;
 
-use super::source;
 use super::token::{Container, Discontinuity, Mode, Protocol, Session};
 use crate::error::{ApiError, ApiResult};
 use crate::limits::StreamingLimits;
+use reel_media::source;
 use reel_storage::{FragmentInfo, Stream, TimestampKind, TimestampRange};
 
 /// `HLSFragmentSelector` / `DASHFragmentSelector` / `ClipFragmentSelector`.

@@ -11,10 +11,10 @@ use std::process::Command;
 use am::primitives::DateTime;
 use aws_sdk_kinesisvideoarchivedmedia as am;
 
-use crate::media::fixture::FixtureFragment;
 use crate::meta::StreamRecord;
 use crate::state::AppState;
 use crate::testkit::{self, probe};
+use reel_media::fixture::FixtureFragment;
 
 const KEY_ID: &str = "AKIAREELUNITTEST0001";
 const SECRET: &str = "secret";

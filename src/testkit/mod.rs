@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use reel_storage::{FragmentInfo, FragmentStart, StoreError};
 
 use crate::config::{Config, ConfigError, ServeArgs};
-use crate::media::fixture::{self, FixtureFragment};
+use reel_media::fixture::{self, FixtureFragment};
 
 /// Annex-B H.264 fixture (640x360, 30 fps, 6 s, access unit delimiters).
 pub const VIDEO_FIXTURE: &str = "test-h264-baseline.h264";

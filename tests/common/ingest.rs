@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use aws_sdk_kinesisvideo::types::{ChannelProtocol, MediaStorageConfiguration, MediaStorageConfigurationStatus};
-use reel::media::mkv;
 use reel::testkit::probe;
+use reel_media::mkv;
 use serde_json::Value;
 
 use super::Reel;
@@ -125,7 +125,7 @@ impl StoredMedia {
 }
 
 /// Open reel's media store under `data_dir` (reel must have exited), read every fragment of
-/// `stream_arn` and write them to `out` as one MKV with `reel::media::mkv`: EBML header,
+/// `stream_arn` and write them to `out` as one MKV with `reel_media::mkv`: EBML header,
 /// Segment, Info, the track header (all fragments must share it), then one Cluster per
 /// fragment (Timecode = the fragment's producer timestamp).
 pub async fn assemble_mkv(data_dir: &Path, stream_arn: &str, out: &Path) -> StoredMedia {

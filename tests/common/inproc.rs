@@ -1,14 +1,14 @@
 //! An in-process reel for data-plane tests: the real router, SQLite metadata and media store
 //! in a temp dir, served on 127.0.0.1:0, with its `AppState` in reach so a test can append
-//! real H.264/Opus fragments (from the fixture files, via `reel::media::fixture`) straight
+//! real H.264/Opus fragments (from the fixture files, via `reel_media::fixture`) straight
 //! into the store while official SDK clients read them back.
 //!
 //! Use from a test file with `#[path = "common/inproc.rs"] mod inproc;`.
 #![allow(dead_code)]
 
 use reel::config::Config;
-use reel::media::fixture::FixtureFragment;
 use reel::state::AppState;
+use reel_media::fixture::FixtureFragment;
 use reel_storage::FragmentInfo;
 
 /// Root key of the in-process server.

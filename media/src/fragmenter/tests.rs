@@ -1,8 +1,8 @@
 //! Scenario tests on fake time: one scenario per test, on the harness below.
 
 use super::*;
-use crate::media::h264::AvcConfig;
-use crate::media::mkv::{Frame, parse_stored, parse_tracks};
+use crate::h264::AvcConfig;
+use crate::mkv::{Frame, parse_stored, parse_tracks};
 
 /// Session start, µs since the Unix epoch.
 const T0: i64 = 1_700_000_000_000_000;

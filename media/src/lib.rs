@@ -1,4 +1,5 @@
-//! The sans-IO media path of the storage peer: depacketized WebRTC frames in, MKV fragments out.
+//! reel-media: the sans-IO media path of reel — depacketized WebRTC frames in, MKV fragments
+//! out, and stored fragments back out as the containers players need.
 //!
 //! Data flows one way through small modules, each with one job:
 //! - [`h264`]: Annex-B access units → NAL units, parameter sets (SPS/PPS), the AVCC
@@ -10,16 +11,24 @@
 //!   reports, server time from arrival).
 //! - [`fragmenter`]: the state machine that cuts keyframe-aligned fragments and asks for
 //!   keyframes.
-//! - [`fixture`]: the repository's H.264/Opus fixture files run through the fragmenter, for
-//!   tests and tools that need real stored media.
+//! - [`source`]: a stored fragment's bytes → tracks and timed samples for players.
+//! - [`fmp4`] / [`ts`]: fragmented-MP4 (init and media segments) and MPEG-TS segments.
+//! - [`fixture`] (feature `fixture`): the repository's H.264/Opus fixture files run through
+//!   the fragmenter, for tests and tools that need real stored media.
 //!
 //! Nothing here touches a socket, a file or a clock: bytes and times are passed in, events are
 //! polled out, so every module is unit-tested and every parser is fuzzed (`fuzz/`).
 
+#![forbid(unsafe_code)]
+
 pub mod bits;
+#[cfg(any(test, feature = "fixture"))]
 pub mod fixture;
+pub mod fmp4;
 pub mod fragmenter;
 pub mod h264;
 pub mod mkv;
 pub mod opus;
+pub mod source;
 pub mod timing;
+pub mod ts;

@@ -19,7 +19,7 @@
 //! - Loss (a non-contiguous video frame from the jitter buffer), an unparsable access unit
 //!   or video time running backwards ends the fragment, requests a keyframe, and drops
 //!   video until the next IDR. A non-contiguous IDR simply starts a new fragment.
-//! - Audio and video are interleaved by session time (see [`crate::media::timing`], which
+//! - Audio and video are interleaved by session time (see [`crate::timing`], which
 //!   keeps both tracks locked to their arrival even when the sender's clocks drift) in a
 //!   small window, so audio lands in the fragment its timestamp belongs to, also around
 //!   cuts. Audio gaps (DTX) are normal. Within a fragment each track's timestamps never go

@@ -2,7 +2,7 @@
 //! with `avc1`/`avcC` and `Opus`/`dOps` sample entries) and one media segment (`moof` +
 //! `mdat`) per stored fragment. No re-encoding: samples are copied as stored.
 
-use super::source::{Codec, Parsed, Track};
+use crate::source::{Codec, Parsed, Track};
 
 /// Appends a box: 32-bit size, type, then whatever `body` writes.
 fn bx(out: &mut Vec<u8>, kind: &[u8; 4], body: impl FnOnce(&mut Vec<u8>)) {

@@ -6,8 +6,8 @@
 //! descriptor `Opus`, an extension descriptor (0x7F, tag 0x80) with the channel
 //! configuration, and each packet prefixed by the `0x7FE0` control header and its size.
 
-use super::source::{Codec, Parsed};
-use crate::media::h264;
+use crate::h264;
+use crate::source::{Codec, Parsed};
 
 /// TS packet length.
 const PACKET: usize = 188;

@@ -133,7 +133,7 @@ mod tests {
             assert!(f.duration_ms >= 2_000);
             let blocks: Vec<u8> = f.chunks.iter().flat_map(|(_, c)| c.iter().copied()).collect();
             let mut frames = Vec::new();
-            crate::media::mkv::parse_blocks(&blocks, 0, &mut frames).expect("blocks");
+            crate::mkv::parse_blocks(&blocks, 0, &mut frames).expect("blocks");
             assert!(frames.first().is_some_and(|fr| fr.keyframe && fr.track == 1));
         }
     }

@@ -1,11 +1,12 @@
 //! Stored fragments as players need them: the supported track layout (H.264 video on track
 //! 1, optional Opus audio on track 2) and per-track samples with decode times and durations.
 //!
-//! Sans-IO: works on a [`reel_storage::Fragment`] already read from the store.
+//! Sans-IO: works on a stored fragment's bytes (its `Tracks` header and chunks of
+//! SimpleBlocks) already read from the store.
 
-use crate::media::h264::AvcConfig;
-use crate::media::mkv::{self, TrackEntry, TrackType};
-use crate::media::opus::{OpusHead, PacketInfo};
+use crate::h264::AvcConfig;
+use crate::mkv::{self, TrackEntry, TrackType};
+use crate::opus::{OpusHead, PacketInfo};
 
 /// Matroska codec id of H.264 as KVS producers write it (and the doc's misspelling).
 const CODEC_AVC: [&str; 2] = ["V_MPEG4/ISO/AVC", "V_MPEG/ISO/AVC"];
@@ -34,19 +35,6 @@ pub enum SourceError {
     /// The stored fragment does not parse.
     #[error("stored fragment is unreadable: {0}")]
     Corrupt(String),
-}
-
-impl From<SourceError> for crate::error::ApiError {
-    fn from(e: SourceError) -> Self {
-        use http::StatusCode as S;
-        let code = match e {
-            SourceError::Unsupported(_) => "UnsupportedStreamMediaTypeException",
-            SourceError::MissingCodecPrivate(_) => "MissingCodecPrivateDataException",
-            SourceError::InvalidCodecPrivate { .. } => "InvalidCodecPrivateDataException",
-            SourceError::Corrupt(_) => "InvalidMediaFrameException",
-        };
-        crate::error::ApiError::new(code, S::BAD_REQUEST, e.to_string())
-    }
 }
 
 /// The codec of one output track.
@@ -152,11 +140,15 @@ pub struct Parsed<'a> {
 
 /// Parses a stored fragment into per-track samples. Durations come from the next sample of
 /// the same track, the Opus TOC, or the fragment's end.
-pub fn parse(fragment: &reel_storage::Fragment) -> Result<Parsed<'_>, SourceError> {
-    let start_ms = i64::try_from(fragment.info.producer_ts_ms).unwrap_or(i64::MAX);
-    let end_ms = start_ms.saturating_add(i64::from(fragment.info.duration_ms));
-    let stored = mkv::parse_stored(&fragment.header, fragment.chunks.iter().map(|c| &c.data[..]), start_ms)
-        .map_err(|e| SourceError::Corrupt(e.to_string()))?;
+pub fn parse<'a>(
+    header: &'a [u8],
+    chunks: impl IntoIterator<Item = &'a [u8]>,
+    producer_ts_ms: u64,
+    duration_ms: u32,
+) -> Result<Parsed<'a>, SourceError> {
+    let start_ms = i64::try_from(producer_ts_ms).unwrap_or(i64::MAX);
+    let end_ms = start_ms.saturating_add(i64::from(duration_ms));
+    let stored = mkv::parse_stored(header, chunks, start_ms).map_err(|e| SourceError::Corrupt(e.to_string()))?;
     let tracks = layout(&stored.tracks)?;
     let mut samples = Vec::with_capacity(tracks.len());
     for t in &tracks {

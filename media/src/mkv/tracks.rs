@@ -2,8 +2,8 @@
 
 use super::ebml::{self, write_bytes, write_float, write_master, write_str, write_uint};
 use super::{CODEC_H264, CODEC_OPUS, MkvError, id};
-use crate::media::h264::AvcConfig;
-use crate::media::opus::{self, OpusHead};
+use crate::h264::AvcConfig;
+use crate::opus::{self, OpusHead};
 
 /// Matroska `TrackType`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 use super::*;
-use crate::media::h264::AvcConfig;
-use crate::media::opus::OpusHead;
+use crate::h264::AvcConfig;
+use crate::opus::OpusHead;
 
 const SPS: &[u8] = &[
     0x67, 0x42, 0xe0, 0x1f, 0xd9, 0x00, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00, 0x01, 0x00, 0x00, 0x03,
@@ -134,7 +134,7 @@ fn reads_an_ffmpeg_written_file() {
     assert!(vframes.windows(2).all(|w| w[0].timestamp_ms < w[1].timestamp_ms));
     for f in &vframes {
         let nals: Result<Vec<_>, _> =
-            crate::media::h264::LengthPrefixedNals::new(f.data, avc.nal_length_size).unwrap().collect();
+            crate::h264::LengthPrefixedNals::new(f.data, avc.nal_length_size).unwrap().collect();
         assert!(!nals.unwrap().is_empty());
     }
     let aframes = doc.frames.iter().filter(|f| f.track == audio.number).count();

@@ -330,6 +330,11 @@ impl Config {
                 "[limits.storage_session] recv_coalesce_ms must be at most {MAX_RECV_COALESCE_MS}, got {coalesce}"
             )));
         }
+        if let Err(e) = limits.storage_session.fragmenter_config().validate() {
+            return Err(ConfigError::Invalid(format!(
+                "[limits.storage_session] fragment_target_ms / fragment_max_ms: {e}"
+            )));
+        }
         let webrtc = WebRtcSettings {
             listen: m.pick(|a| a.webrtc_listen).unwrap_or_else(|| SocketAddr::new(listen.ip(), 0)),
             public_ip: m.pick(|a| a.webrtc_public_ip),
@@ -435,6 +440,16 @@ mod tests {
         limits.storage_session.recv_coalesce_ms = MAX_RECV_COALESCE_MS + 1;
         let slow = ServeArgs { limits: Some(limits), ..Default::default() };
         assert!(matches!(Config::resolve(slow), Err(ConfigError::Invalid(m)) if m.contains("recv_coalesce_ms")));
+        for (target, max) in [(0, 12_000), (4_000, 3_000), (11_000, 12_000), (2_000, 31_000)] {
+            let mut limits = Limits::default();
+            limits.storage_session.fragment_target_ms = target;
+            limits.storage_session.fragment_max_ms = max;
+            let args = ServeArgs { limits: Some(limits), ..Default::default() };
+            assert!(
+                matches!(Config::resolve(args), Err(ConfigError::Invalid(m)) if m.contains("fragment_target_ms")),
+                "{target}/{max}"
+            );
+        }
     }
 
     #[test]

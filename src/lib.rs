@@ -1,15 +1,21 @@
 //! reel: a self-hosted, wire-compatible Kinesis Video Streams WebRTC server.
 //!
-//! Module map (one owner per concern; data flows one way):
-//! - [`config`] / [`limits`]: every setting and every KVS quota, in one place.
-//! - [`server`]: the one HTTP(S) listener that serves every API, and shutdown.
-//! - [`auth`]: SigV4 verification and IAM-style policy evaluation.
-//! - [`meta`]: durable metadata (channels, streams, tags, storage mappings).
-//! - [`control`]: the KVS control-plane operations, one file per operation group.
-//! - [`observe`]: metrics and the audit log.
-//! - [`signaling`]: WebSocket signaling, the signaling HTTPS API and the STUN/TURN server.
-//! - [`error`]: the KVS error shape every API answers with.
-//! - [`testkit`]: fixture media and ffprobe/ffmpeg probing for tests, benches and tools.
+//! Module map, bottom layer first: the intended layering, where a module uses only those
+//! listed before it (one exception remains: the operation areas take the shared
+//! [`state::AppState`], which is built from them; see ARCHITECTURE.md). The media path is the
+//! separate `reel-media` crate, the store `reel-storage`.
+//! - Foundations: [`config`] / [`limits`] (every setting and KVS quota), [`arn`], [`error`]
+//!   (the KVS error shape), [`throttle`] (request-rate token buckets), [`tls`].
+//! - Services the API stands on: [`auth`] (SigV4 and IAM-style policies), [`meta`] (durable
+//!   metadata: channels, streams, tags, storage mappings), [`observe`] (metrics, audit log).
+//! - Operation areas, one per KVS service: [`control`] (control plane), [`signaling`]
+//!   (WebSocket signaling, its HTTPS API, STUN/TURN), [`peer`] (JoinStorageSession and the
+//!   server-side media peer), [`playback`] (GetMedia, ListFragments,
+//!   GetMediaForFragmentList), [`streaming`] (HLS, DASH, GetClip, `/viewer`).
+//! - Top: [`edge`] (what every request passes through), [`state`] (the shared handler
+//!   state and its builder), [`server`] (the one listener, startup and shutdown), [`demo`]
+//!   (`reel demo`).
+//! - [`testkit`]: fixture fragments and ffprobe/ffmpeg probing for tests, benches and tools.
 #![forbid(unsafe_code)]
 
 pub mod arn;

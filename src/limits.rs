@@ -3,6 +3,7 @@
 //! Operators override any of them in the `[limits]` table of the TOML config file;
 //! handlers read them from here and never hard-code a number.
 
+use reel_media::fragmenter::{self, FragmenterConfig};
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -270,6 +271,25 @@ pub struct StorageSessionLimits {
     /// sessions instead of one each. It delays each datagram by at most this much
     /// (reel: 2 ms; 0 = read as soon as the socket is readable).
     pub recv_coalesce_ms: u64,
+    /// A fragment is cut at the first keyframe once it lasts this long, in ms (reel: 2 s,
+    /// at most 10 s; keyframes are requested from then on). It is also the shortest regular
+    /// fragment: only loss, a codec change or the session's end cut one earlier, so there is
+    /// no separate minimum.
+    pub fragment_target_ms: u32,
+    /// A fragment without a keyframe ends at this length, in ms, and video waits for the
+    /// next keyframe (reel: 12 s, ≥ the target, at most 30 s).
+    pub fragment_max_ms: u32,
+}
+
+impl StorageSessionLimits {
+    /// The fragmenter settings these limits ask for (checked by [`FragmenterConfig::validate`]).
+    pub fn fragmenter_config(&self) -> FragmenterConfig {
+        FragmenterConfig {
+            target_duration_ms: self.fragment_target_ms,
+            max_duration_ms: self.fragment_max_ms,
+            ..FragmenterConfig::default()
+        }
+    }
 }
 
 impl Default for StorageSessionLimits {
@@ -284,6 +304,8 @@ impl Default for StorageSessionLimits {
             recv_buffer_bytes: 8 * 1024 * 1024,
             timer_tick_ms: 10,
             recv_coalesce_ms: 2,
+            fragment_target_ms: fragmenter::DEFAULT_TARGET_DURATION_MS,
+            fragment_max_ms: fragmenter::DEFAULT_MAX_DURATION_MS,
         }
     }
 }

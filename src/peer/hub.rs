@@ -215,9 +215,9 @@ impl Hub {
     pub fn new(local: SocketAddr, limits: StorageSessionLimits, anchor: ClockAnchor) -> Self {
         Self {
             local,
+            fragmenter: limits.fragmenter_config(),
             limits,
             anchor,
-            fragmenter: FragmenterConfig::default(),
             sessions: HashMap::new(),
             by_remote: HashMap::new(),
             deadlines: BTreeSet::new(),

@@ -233,6 +233,17 @@ fn sender_clock_drift_does_not_blow_up_timestamps() {
     assert!(v.durations_ms.iter().all(|&d| d <= 3_100), "{:?}", v.durations_ms);
 }
 
+#[test]
+fn configured_fragment_target_is_used() {
+    let limits = StorageSessionLimits { fragment_target_ms: 4_000, ..StorageSessionLimits::default() };
+    let (_, v) = run_one(Sim::new(limits), MediaPlan::fixture(S(12)), S(14));
+    assert_eq!(v.video_frames, 360, "{} fragments {:?}", v.fragments, v.durations_ms);
+    // 1 s GOP: cut at the first IDR at or after 4 s; the last one ends with the session.
+    let (last, full) = v.durations_ms.split_last().expect("fragments");
+    assert!(full.iter().all(|&d| (4_000..4_100).contains(&d)), "{:?}", v.durations_ms);
+    assert!(*last <= 4_100 && v.fragments == 3, "{:?}", v.durations_ms);
+}
+
 /// Closes every live session and settles.
 fn close_all(sim: &mut Sim) {
     for id in sim.hub.session_ids() {

@@ -122,7 +122,7 @@ mod tests {
 
     #[test]
     fn fixture_files_make_three_keyframe_fragments() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
         let video = std::fs::read(format!("{dir}/test-h264-baseline.h264")).expect("video");
         let audio = std::fs::read(format!("{dir}/test-opus.packets")).expect("audio");
         let t0 = 1_700_000_000_000_000;

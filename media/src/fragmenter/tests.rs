@@ -494,7 +494,7 @@ fn idle_streams_are_released_by_timeout() {
 
 #[test]
 fn fragments_the_fixture_files() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
     let video = std::fs::read(format!("{dir}/test-h264-baseline.h264")).unwrap();
     let audio = std::fs::read(format!("{dir}/test-opus.packets")).unwrap();
     let aus = fixture::access_units(&video);

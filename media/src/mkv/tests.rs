@@ -120,7 +120,7 @@ fn kvs_timestamps_have_millisecond_fractions() {
 
 #[test]
 fn reads_an_ffmpeg_written_file() {
-    let data = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/ffmpeg-h264-opus.mkv")).unwrap();
+    let data = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/ffmpeg-h264-opus.mkv")).unwrap();
     let doc = parse_document(&data).unwrap();
     let video = doc.tracks.iter().find(|t| t.codec_id == CODEC_H264).unwrap();
     let audio = doc.tracks.iter().find(|t| t.codec_id == CODEC_OPUS).unwrap();

@@ -119,6 +119,10 @@ async function main() {
     offerReceived = true;
     emit('sdp_offer', { sender: remoteClientId ?? null, chars: offer.sdp.length });
     pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle' });
+    // A camera keeps its resolution: under CPU load Chromium would otherwise scale the picture
+    // down, which changes the SPS (a new fragment header) mid-test. 'detail' maps to
+    // maintain-resolution degradation.
+    localStream.getVideoTracks().forEach((track) => { track.contentHint = 'detail'; });
     localStream.getTracks().forEach((track) => pc.addTrack(track, localStream));
     pc.onicecandidate = ({ candidate }) => {
       if (!candidate) return;

@@ -338,6 +338,15 @@ impl DropCounts {
         }
     }
 
+    /// Both counts added, reason by reason.
+    pub fn plus(&self, other: &DropCounts) -> DropCounts {
+        let mut sum = *self;
+        for reason in DropReason::ALL {
+            *sum.slot(reason) += other.get(reason);
+        }
+        sum
+    }
+
     /// All drops.
     pub fn total(&self) -> u64 {
         DropReason::ALL.iter().map(|&r| self.get(r)).sum()
@@ -378,7 +387,8 @@ pub struct FragmenterStats {
     /// Fragments whose start was moved to the previous end because the sender's clock said
     /// they began earlier.
     pub clock_backwards: u64,
-    /// Frames dropped, by reason (both tracks).
+    /// Frames dropped, by reason (both tracks; the sum of the two below, filled in by
+    /// [`Fragmenter::stats`]).
     pub dropped: DropCounts,
     /// Video frames dropped, by reason.
     pub video_dropped: DropCounts,
@@ -510,7 +520,8 @@ impl Fragmenter {
 
     /// Counters so far.
     pub fn stats(&self) -> FragmenterStats {
-        FragmenterStats { timing: self.timing.stats(), ..self.stats }
+        let dropped = self.stats.video_dropped.plus(&self.stats.audio_dropped);
+        FragmenterStats { timing: self.timing.stats(), dropped, ..self.stats }
     }
 
     /// Continues a stream written by an earlier session: the first fragment will not start
@@ -614,7 +625,6 @@ impl Fragmenter {
 
     /// Counts one frame of `kind` that will not be stored.
     fn drop_frame(&mut self, kind: MediaKind, reason: DropReason) {
-        *self.stats.dropped.slot(reason) += 1;
         match kind {
             MediaKind::Video => *self.stats.video_dropped.slot(reason) += 1,
             MediaKind::Audio => *self.stats.audio_dropped.slot(reason) += 1,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use reel::limits::StorageSessionLimits;
-use reel::peer::testkit::{MediaPlan, Sim};
+use reel::peer::harness::{MediaPlan, Sim};
 
 /// Seconds of fixture media (640x360 30 fps + 20 ms Opus) one iteration publishes.
 const SECS: u64 = 10;

@@ -1,4 +1,4 @@
-//! ARNs of channels and streams (kvs-api §1.4).
+//! ARNs of channels and streams (docs/kvs-wire.md §1.4).
 //!
 //! `arn:aws:kinesisvideo:<region>:<account>:channel/<name>/<creation millis>` and the same
 //! with `stream/`. Parsing follows the model's pattern

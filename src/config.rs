@@ -26,11 +26,13 @@ pub enum Command {
     /// Run the server.
     Serve(ServeArgs),
     /// Run the server plus one simulated camera streaming into a storage-enabled channel,
-    /// and print the /viewer URL where it plays live.
+    /// and print the /viewer URL where it plays live (cargo feature `demo`, on by default).
+    #[cfg(feature = "demo")]
     Demo(DemoArgs),
 }
 
 /// Flags of `reel demo`: every `reel serve` flag, plus the camera's.
+#[cfg(feature = "demo")]
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
     /// Signaling channel the camera publishes into (stream `<name>-stream`).

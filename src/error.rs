@@ -2,7 +2,7 @@
 //!
 //! Every API answers failures as restJson1 errors: the model's HTTP status, an
 //! `x-amzn-ErrorType` header, an `x-amzn-RequestId` header and a JSON body
-//! `{"__type","message","Message"}` (kvs-api §1.2). Libraries return their own typed
+//! `{"__type","message","Message"}` (docs/kvs-wire.md §1.2). Libraries return their own typed
 //! errors; handlers map them into [`ApiError`] here, and nowhere else.
 
 use axum::http::{HeaderValue, StatusCode};

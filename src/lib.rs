@@ -1,39 +1,43 @@
 //! reel: a self-hosted, wire-compatible Kinesis Video Streams WebRTC server.
 //!
-//! Module map, bottom layer first: the intended layering, where a module uses only those
-//! listed before it (one exception remains: the operation areas take the shared
-//! [`state::AppState`], which is built from them; see ARCHITECTURE.md). The media path is the
-//! separate `reel-media` crate, the store `reel-storage`.
+//! Module map, bottom layer first: a module uses only those listed before it (see
+//! ARCHITECTURE.md). The media path is the separate `reel-media` crate, the store
+//! `reel-storage`.
 //! - Foundations: [`config`] / [`limits`] (every setting and KVS quota), [`arn`], [`error`]
-//!   (the KVS error shape), [`throttle`] (request-rate token buckets), [`tls`].
+//!   (the KVS error shape), [`rate`] (the token bucket), [`throttle`] (request-rate quotas),
+//!   [`tls`].
 //! - Services the API stands on: [`auth`] (SigV4 and IAM-style policies), [`meta`] (durable
 //!   metadata: channels, streams, tags, storage mappings), [`observe`] (metrics, audit log).
+//! - [`api`]: the toolkit every operation uses ([`api::Core`], the request edge, body
+//!   parsing, validation, pagination, resource resolution, error mapping, stream reading).
 //! - Operation areas, one per KVS service: [`control`] (control plane), [`signaling`]
 //!   (WebSocket signaling, its HTTPS API, STUN/TURN), [`peer`] (JoinStorageSession and the
 //!   server-side media peer), [`playback`] (GetMedia, ListFragments,
 //!   GetMediaForFragmentList), [`streaming`] (HLS, DASH, GetClip, `/viewer`).
-//! - Top: [`edge`] (what every request passes through), [`state`] (the shared handler
-//!   state and its builder), [`server`] (the one listener, startup and shutdown), [`demo`]
-//!   (`reel demo`).
-//! - [`testkit`]: fixture fragments and ffprobe/ffmpeg probing for tests, benches and tools.
+//! - Top: [`server`] (the shared state and its builder, the router, the one listener,
+//!   startup and shutdown), `demo` (`reel demo`, feature `demo`).
+//! - `testkit` (tests and feature `testkit` only): fixture fragments, an in-process server
+//!   config and ffprobe/ffmpeg probing for tests, benches and tools.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod arn;
 pub mod auth;
 pub mod config;
 pub mod control;
+#[cfg(feature = "demo")]
 pub mod demo;
-pub mod edge;
 pub mod error;
 pub mod limits;
 pub mod meta;
 pub mod observe;
 pub mod peer;
 pub mod playback;
+pub mod rate;
 pub mod server;
 pub mod signaling;
-pub mod state;
 pub mod streaming;
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod throttle;
 pub mod tls;

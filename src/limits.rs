@@ -37,7 +37,7 @@ pub struct Limits {
     pub max_storage_enabled_channels: u64,
     /// Tags per channel or stream (KVS: 50).
     pub max_tags_per_resource: usize,
-    /// Control-plane request rates keyed by operation name (kvs-api §2.2).
+    /// Control-plane request rates keyed by operation name (docs/kvs-wire.md §2.2).
     pub control_plane_tps: BTreeMap<String, TpsLimit>,
     /// Control-plane operations not listed in `control_plane_tps` get this rate.
     pub default_control_plane_tps: TpsLimit,
@@ -51,7 +51,7 @@ pub struct Limits {
     pub signaling: SignalingLimits,
     /// GetMedia quotas (`[limits.playback]`).
     pub playback: PlaybackLimits,
-    /// HLS/DASH sessions and GetClip (kvs-api §5.4–5.6).
+    /// HLS/DASH sessions and GetClip (docs/kvs-wire.md §5.4–5.6).
     pub streaming: StreamingLimits,
     /// WebRTC storage sessions (`[limits.storage_session]`).
     pub storage_session: StorageSessionLimits,
@@ -111,7 +111,7 @@ impl Limits {
     }
 }
 
-/// Quotas of the playback APIs (kvs-api §5.1).
+/// Quotas of the playback APIs (docs/kvs-wire.md §5.1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PlaybackLimits {
@@ -119,7 +119,7 @@ pub struct PlaybackLimits {
     pub get_media_tps_per_stream: f64,
     /// GetMedia responses open at once on one stream; one more is refused with
     /// `ConnectionLimitExceededException` until a reader goes away. KVS documents the
-    /// exception but not the number (kvs-api §5.1), so this is reel's choice: 10.
+    /// exception but not the number (docs/kvs-wire.md §5.1), so this is reel's choice: 10.
     pub max_get_media_connections_per_stream: usize,
     /// Highest rate one GetMedia response body is sent at, in bytes per second (KVS: 25 MB/s,
     /// i.e. 200 Mbps); 0 = no cap. Bursts of up to one second's worth go out at once.
@@ -141,7 +141,7 @@ impl Default for PlaybackLimits {
     }
 }
 
-/// Quotas of the signaling service and the embedded TURN server (PRODUCT.md "Limits").
+/// Quotas of the signaling service and the embedded TURN server (docs/kvs-wire.md "Limits").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SignalingLimits {
@@ -204,7 +204,7 @@ impl Default for SignalingLimits {
     }
 }
 
-/// Quotas of HLS/DASH streaming sessions and GetClip (kvs-api §5.4–5.6).
+/// Quotas of HLS/DASH streaming sessions and GetClip (docs/kvs-wire.md §5.4–5.6).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StreamingLimits {
@@ -241,7 +241,7 @@ impl Default for StreamingLimits {
     }
 }
 
-/// Quotas of the storage media peer (PRODUCT.md "Limits", kvs-api §4.2).
+/// Quotas of the storage media peer (docs/kvs-wire.md "Limits", docs/kvs-wire.md §4.2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageSessionLimits {

@@ -12,6 +12,7 @@ fn main() -> anyhow::Result<()> {
                 reel::server::serve(config, shutdown).await.map_err(anyhow::Error::from)
             })
         }
+        #[cfg(feature = "demo")]
         Command::Demo(args) => {
             let config = Config::resolve(args.serve)?;
             let options = reel::demo::DemoOptions { channel_name: args.channel_name, bitrate_bps: args.bitrate };

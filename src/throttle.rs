@@ -1,4 +1,5 @@
-//! Request-rate quotas as token buckets (burst = rate), keyed by operation and scope.
+//! Request-rate quotas as token buckets ([`TokenBucket::per_second`]: burst = rate),
+//! keyed by operation and scope.
 //!
 //! Throttled calls fail with `ClientLimitExceededException`, as KVS does.
 
@@ -8,17 +9,12 @@ use std::time::Instant;
 
 use crate::error::ApiError;
 use crate::limits::TpsLimit;
+use crate::rate::TokenBucket;
 
 /// One bucket per (operation, scope) key.
 #[derive(Debug, Default)]
 pub struct Throttle {
-    buckets: Mutex<HashMap<String, Bucket>>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    last: Instant,
+    buckets: Mutex<HashMap<String, TokenBucket>>,
 }
 
 impl Throttle {
@@ -60,15 +56,13 @@ impl Throttle {
         // Check every scope before taking tokens so a refused call costs nothing.
         let mut updated = Vec::with_capacity(keys.len());
         for (key, rate) in keys {
-            let b = buckets.get(&key).copied().unwrap_or(Bucket { tokens: rate, last: now });
-            let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
-            let tokens = (b.tokens + elapsed * rate).min(rate.max(1.0));
-            if tokens < 1.0 {
+            let mut bucket = buckets.get(&key).copied().unwrap_or_else(|| TokenBucket::per_second(rate, now));
+            if !bucket.try_take(1.0, now) {
                 return Err(ApiError::client_limit(format!(
                     "Rate exceeded for {operation}: limit is {rate} requests per second"
                 )));
             }
-            updated.push((key, Bucket { tokens: tokens - 1.0, last: now }));
+            updated.push((key, bucket));
         }
         for (key, bucket) in updated {
             buckets.insert(key, bucket);

@@ -1,4 +1,4 @@
-//! The AWS CLI (botocore) against reel: PRODUCT.md "Ingestion flow" steps 1–3 plus
+//! The AWS CLI (botocore) against reel: docs/kvs-wire.md "Ingestion flow" steps 1–3 plus
 //! describe / list / get-signaling-channel-endpoint / describe-media-storage-configuration,
 //! checking the parsed JSON output.
 //!

@@ -20,7 +20,7 @@ use common::{Options, REGION, ROOT_KEY_ID, ROOT_SECRET};
 
 /// How long the page streams after its PeerConnection is connected.
 const STREAM_SECONDS: u64 = 10;
-/// Least stored media duration accepted for that (issue 5, "Show it").
+/// Least stored media duration accepted for that.
 const MIN_STORED_S: f64 = 8.0;
 /// Longest the page may take in total (bundling, browser start, offer wait, streaming).
 const PAGE_TIMEOUT: Duration = Duration::from_secs(150);

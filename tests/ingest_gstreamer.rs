@@ -21,7 +21,7 @@ use serde_json::Value;
 
 /// How long the master streams after its peer connection reports `connected`.
 const STREAM_SECONDS: f64 = 10.0;
-/// Allowed difference between the streamed and the stored duration (issue 5, "Show it").
+/// Allowed difference between the streamed and the stored duration.
 const DURATION_TOLERANCE_S: f64 = 0.5;
 /// Longest the master may run in total (signaling, offer wait, streaming).
 const MASTER_TIMEOUT: Duration = Duration::from_secs(120);

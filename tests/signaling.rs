@@ -8,21 +8,14 @@
 //! (they run against the merged control plane and metadata store).
 
 mod common;
-#[allow(dead_code)]
-#[path = "../src/auth/test_signing.rs"]
-mod test_signing;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_kinesisvideo::types::ChannelProtocol;
+use common::signing::{presign_url, rfc3986};
+use common::ws::{self, Ws, assert_closed, assert_silent, recv_json, send, try_connect};
 use common::{Options, REGION, ROOT_KEY_ID, ROOT_SECRET, Reel};
-use futures::{SinkExt, StreamExt};
-use test_signing::{presign_url, rfc3986};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::{self, Message};
-
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Create a channel and return (ARN, WSS endpoint, HTTPS endpoint).
 async fn channel(reel: &Reel, name: &str) -> (String, String, String) {
@@ -52,67 +45,14 @@ fn presign(wss_endpoint: &str, arn: &str, client_id: Option<&str>, key: (&str, &
     presign_url(&url, key.0, key.1)
 }
 
-async fn try_connect(
-    url: &str,
-    subprotocol: bool,
-) -> Result<(Ws, http::Response<Option<Vec<u8>>>), tungstenite::Error> {
-    let mut req = url.into_client_request().expect("request");
-    if subprotocol {
-        req.headers_mut().insert("sec-websocket-protocol", "wss".parse().expect("header"));
-    }
-    tokio_tungstenite::connect_async(req).await
-}
-
 async fn connect(wss: &str, arn: &str, client_id: Option<&str>) -> Ws {
-    try_connect(&presign(wss, arn, client_id, (ROOT_KEY_ID, ROOT_SECRET)), false).await.expect("connect").0
+    ws::connect(&presign(wss, arn, client_id, (ROOT_KEY_ID, ROOT_SECRET))).await
 }
 
+/// Status and error type of a refused connect.
 async fn refused(url: &str) -> (u16, String) {
-    match try_connect(url, false).await {
-        Err(tungstenite::Error::Http(res)) => {
-            let body: serde_json::Value =
-                serde_json::from_slice(&res.body().clone().unwrap_or_default()).unwrap_or_default();
-            (res.status().as_u16(), body["__type"].as_str().unwrap_or_default().to_string())
-        }
-        Err(e) => panic!("expected an HTTP refusal, got {e}"),
-        Ok(_) => panic!("expected an HTTP refusal, got an upgrade"),
-    }
-}
-
-async fn recv_json(ws: &mut Ws) -> serde_json::Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("timely")
-            .expect("open")
-            .expect("frame");
-        match msg {
-            Message::Text(t) => return serde_json::from_str(t.as_str()).expect("json"),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("expected a text frame, got {other:?}"),
-        }
-    }
-}
-
-async fn send(ws: &mut Ws, json: serde_json::Value) {
-    ws.send(Message::Text(json.to_string().into())).await.expect("send");
-}
-
-async fn assert_closed(ws: &mut Ws) {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("timely") {
-            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(other)) => panic!("expected the connection to close, got {other:?}"),
-        }
-    }
-}
-
-/// Nothing arrives within a short window (used only to show a message was NOT routed).
-async fn assert_silent(ws: &mut Ws) {
-    if let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(Duration::from_millis(300), ws.next()).await {
-        panic!("unexpected message {t}");
-    }
+    let (status, body) = ws::refused(url).await;
+    (status, body["__type"].as_str().unwrap_or_default().to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

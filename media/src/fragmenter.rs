@@ -42,9 +42,9 @@ use super::mkv::{self, TrackEntry};
 use super::opus::{OpusHead, PacketInfo};
 use super::timing::{self, MediaKind, SenderReport, TimingModel, TimingStats};
 
-/// Default fragment length to aim for, in ms (issue 5: 2 s).
+/// Default fragment length to aim for, in ms (2 s, what KVS producers use).
 pub const DEFAULT_TARGET_DURATION_MS: u32 = 2_000;
-/// Largest configurable target duration, in ms (issue 5: 10 s).
+/// Largest configurable target duration, in ms (10 s).
 pub const MAX_TARGET_DURATION_MS: u32 = 10_000;
 /// Default hard cap on a fragment's length when no IDR comes, in ms: 20 % above the 10 s
 /// GOP of senders that ignore keyframe requests (the KVS C SDK's GStreamer sample), so a GOP

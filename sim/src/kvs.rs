@@ -3,7 +3,7 @@
 //! read side: GetDataEndpoint, ListFragments, GetMedia, GetMediaForFragmentList,
 //! GetHLSStreamingSessionURL).
 //!
-//! Shapes follow the service models (kvs-api.md §2, §4, §5). Errors come back as
+//! Shapes follow the service models (docs/kvs-wire.md §2, §4, §5). Errors come back as
 //! [`ApiError::Service`] with the `x-amzn-ErrorType` code, like the official parsers read it.
 //! Throttled control-plane calls (`ClientLimitExceededException`) are retried with backoff.
 //! Plain `http://` endpoints only (no TLS stack here).

@@ -11,6 +11,7 @@
 pub mod floor;
 pub mod janus;
 pub mod kvs;
+pub mod launcher;
 pub mod load;
 pub mod netns;
 pub mod publisher;

@@ -778,7 +778,7 @@ pub struct StorageChannel {
     pub endpoints: MasterEndpoints,
 }
 
-/// The ingestion set-up (PRODUCT.md "Ingestion flow" 1–3): CreateSignalingChannel
+/// The ingestion set-up (docs/kvs-wire.md "Ingestion flow" 1–3): CreateSignalingChannel
 /// `channel_name`, CreateStream `stream_name` (retention `retention_hours`),
 /// UpdateMediaStorageConfiguration ENABLED, GetSignalingChannelEndpoint (WSS, HTTPS, WEBRTC;
 /// MASTER). Existing channel/stream names are reused.

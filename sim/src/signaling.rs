@@ -1,5 +1,5 @@
 //! The master side of KVS WebRTC signaling: `ConnectAsMaster` over a presigned WebSocket
-//! (kvs-api.md §3), sending `SDP_ANSWER`/`ICE_CANDIDATE` and reading service events.
+//! (docs/kvs-wire.md §3), sending `SDP_ANSWER`/`ICE_CANDIDATE` and reading service events.
 //! Plain `ws://` endpoints only.
 //!
 //! Like the KVS C SDK, the connection sends a WebSocket ping every [`PING_INTERVAL`]: the

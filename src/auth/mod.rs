@@ -5,7 +5,7 @@
 //! - [`policy`]: statements, wildcard matching, explicit-deny-wins evaluation.
 //! - [`credentials`]: the access keys (flags, credentials file, generated root key).
 //!
-//! The edge ([`crate::edge::signed_api`]) calls [`Authenticator::authenticate`] for every
+//! The edge ([`crate::api::edge::signed_api`]) calls [`Authenticator::authenticate`] for every
 //! signed request with the buffered body; handlers then call [`Principal::is_allowed`]
 //! (through `edge::authorize`) with the operation's action and resource ARN. Auth failures
 //! become KVS/AWS error shapes in exactly one place: `impl From<AuthError> for ApiError`.
@@ -168,9 +168,6 @@ impl Authenticator {
         })
     }
 }
-
-#[cfg(test)]
-pub mod test_signing;
 
 #[cfg(test)]
 mod tests {

@@ -10,16 +10,16 @@ use axum::extract::{Extension, State};
 use serde::{Deserialize, Serialize};
 use tracing::Span;
 
+use crate::api::Core;
 use crate::arn::ResourceArn;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::meta::{self, ChannelRecord, ListQuery, Tags};
-use crate::state::AppState;
 
-use super::{Deny, authorize, body, empty, meta_error, pagination, throttle, validate};
-
-/// Channel operations refuse unauthorized callers with 401 `AccessDeniedException`.
-pub(crate) const DENY: Deny = ApiError::access_denied;
+use super::empty;
+use crate::api::access::authorize;
+use crate::api::resolve::{self, CHANNEL_DENY};
+use crate::api::{body, pagination, validate};
 
 /// `ChannelType` values of the model.
 pub const CHANNEL_TYPES: &[&str] = &["SINGLE_MASTER", "FULL_MESH"];
@@ -112,48 +112,6 @@ fn message_ttl(cfg: Option<&SingleMasterConfiguration>) -> ApiResult<Option<u32>
     }
 }
 
-/// Find the channel a request names by `ChannelARN` or `ChannelName`, check that the
-/// caller may run `op` on it, and take its per-channel rate token.
-pub(crate) async fn resolve(
-    st: &AppState,
-    principal: &Principal,
-    op: &str,
-    name: Option<&str>,
-    arn: Option<&str>,
-) -> ApiResult<ChannelRecord> {
-    if let Some(arn) = arn {
-        validate::resource_arn(arn, "ChannelARN")?;
-    }
-    if let Some(name) = name {
-        validate::name(name, "ChannelName")?;
-    }
-    let found = match (arn, name) {
-        (Some(arn), _) => st.meta.channel_by_arn(arn).await,
-        (None, Some(name)) => st.meta.channel_by_name(name).await,
-        (None, None) => return Err(ApiError::invalid_argument("Either ChannelName or ChannelARN must be specified")),
-    }
-    .map_err(meta_error)?;
-    match found {
-        Some(channel) => {
-            Span::current().record("channel", channel.name.as_str());
-            authorize(principal, op, &channel.arn, DENY)?;
-            if name.is_some_and(|n| n != channel.name) {
-                return Err(ApiError::invalid_argument("ChannelName and ChannelARN name different channels"));
-            }
-            throttle(st, op, &channel.arn)?;
-            Ok(channel)
-        }
-        None => {
-            let resource = match (arn, name) {
-                (Some(arn), _) => arn.to_string(),
-                (None, name) => super::missing_resource_arn(st, "channel", name.unwrap_or_default()),
-            };
-            authorize(principal, op, &resource, DENY)?;
-            Err(ApiError::not_found("The requested channel is not found or not active"))
-        }
-    }
-}
-
 /// `CreateSignalingChannel` input.
 #[derive(Debug, Deserialize)]
 pub struct CreateInput {
@@ -170,7 +128,7 @@ pub struct CreateInput {
 /// `POST /createSignalingChannel` → `{ChannelARN}`.
 #[tracing::instrument(name = "CreateSignalingChannel", skip_all, fields(channel = tracing::field::Empty))]
 pub async fn create(
-    State(st): State<AppState>,
+    State(st): State<Core>,
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
@@ -190,12 +148,12 @@ pub async fn create(
     let tags = tag_list(input.tags.unwrap_or_default(), "Tags", 0)?;
     let limits = &st.config.limits;
     if tags.len() > limits.max_tags_per_resource {
-        return Err(super::tags_limit(limits.max_tags_per_resource));
+        return Err(crate::api::errors::tags_limit(limits.max_tags_per_resource));
     }
 
     let millis = super::creation_millis();
     let arn = ResourceArn::channel(&st.config.region, &st.config.account_id, &name, millis).to_string();
-    authorize(&principal, OP, &arn, DENY)?;
+    authorize(&principal, OP, &arn, CHANNEL_DENY)?;
     let record = ChannelRecord {
         name,
         arn,
@@ -205,7 +163,7 @@ pub async fn create(
         message_ttl_seconds: ttl,
         version: meta::new_version(),
     };
-    st.meta.create_channel(&record, &tags, limits.max_channels_per_account).await.map_err(meta_error)?;
+    st.meta.create_channel(&record, &tags, limits.max_channels_per_account).await?;
     tracing::info!(arn = %record.arn, "signaling channel created");
     Ok(Json(serde_json::json!({ "ChannelARN": record.arn })))
 }
@@ -229,13 +187,14 @@ pub struct DescribeOutput {
 /// `POST /describeSignalingChannel` → `{ChannelInfo}` (404 if missing: the C SDK then creates it).
 #[tracing::instrument(name = "DescribeSignalingChannel", skip_all, fields(channel = tracing::field::Empty))]
 pub async fn describe(
-    State(st): State<AppState>,
+    State(st): State<Core>,
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<DescribeOutput>> {
     let input: DescribeInput = body::parse(&body)?;
     let channel =
-        resolve(&st, &principal, "DescribeSignalingChannel", input.name.as_deref(), input.arn.as_deref()).await?;
+        resolve::channel(&st, &principal, "DescribeSignalingChannel", input.name.as_deref(), input.arn.as_deref())
+            .await?;
     Ok(Json(DescribeOutput { info: channel.into() }))
 }
 
@@ -298,7 +257,7 @@ pub struct ListOutput {
 /// `POST /listSignalingChannels` → `{ChannelInfoList, NextToken?}` in name order.
 #[tracing::instrument(name = "ListSignalingChannels", skip_all)]
 pub async fn list(
-    State(st): State<AppState>,
+    State(st): State<Core>,
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<ListOutput>> {
@@ -310,8 +269,8 @@ pub async fn list(
         input.condition,
         "ChannelNameCondition",
     )?;
-    authorize(&principal, "ListSignalingChannels", "*", DENY)?;
-    let page = st.meta.list_channels(&query).await.map_err(meta_error)?;
+    authorize(&principal, "ListSignalingChannels", "*", CHANNEL_DENY)?;
+    let page = st.meta.list_channels(&query).await?;
     Ok(Json(ListOutput {
         channels: page.items.into_iter().map(ChannelInfo::from).collect(),
         next_token: page.next_after.as_deref().map(pagination::encode),
@@ -332,7 +291,7 @@ pub struct UpdateInput {
 /// `POST /updateSignalingChannel` → `{}`; new TTL, new version.
 #[tracing::instrument(name = "UpdateSignalingChannel", skip_all, fields(channel = tracing::field::Empty))]
 pub async fn update(
-    State(st): State<AppState>,
+    State(st): State<Core>,
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
@@ -341,9 +300,8 @@ pub async fn update(
     let current_version = validate::required(input.current_version, "CurrentVersion")?;
     validate::version(&current_version, "CurrentVersion")?;
     let ttl = message_ttl(input.single_master.as_ref())?;
-    let channel = resolve(&st, &principal, "UpdateSignalingChannel", None, Some(&arn)).await?;
-    let updated =
-        st.meta.update_channel(&channel.arn, &current_version, ttl, &meta::new_version()).await.map_err(meta_error)?;
+    let channel = resolve::channel(&st, &principal, "UpdateSignalingChannel", None, Some(&arn)).await?;
+    let updated = st.meta.update_channel(&channel.arn, &current_version, ttl, &meta::new_version()).await?;
     tracing::info!(version = %updated.version, ttl = updated.message_ttl_seconds, "signaling channel updated");
     Ok(empty())
 }
@@ -360,7 +318,7 @@ pub struct DeleteInput {
 /// `POST /deleteSignalingChannel` → `{}`; removes the channel, its tags and its storage mapping.
 #[tracing::instrument(name = "DeleteSignalingChannel", skip_all, fields(channel = tracing::field::Empty))]
 pub async fn delete(
-    State(st): State<AppState>,
+    State(st): State<Core>,
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
@@ -369,8 +327,8 @@ pub async fn delete(
     if let Some(v) = &input.current_version {
         validate::version(v, "CurrentVersion")?;
     }
-    let channel = resolve(&st, &principal, "DeleteSignalingChannel", None, Some(&arn)).await?;
-    st.meta.delete_channel(&channel.arn, input.current_version.as_deref()).await.map_err(meta_error)?;
+    let channel = resolve::channel(&st, &principal, "DeleteSignalingChannel", None, Some(&arn)).await?;
+    st.meta.delete_channel(&channel.arn, input.current_version.as_deref()).await?;
     tracing::info!("signaling channel deleted");
     Ok(empty())
 }

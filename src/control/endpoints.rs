@@ -9,12 +9,13 @@ use axum::body::Bytes;
 use axum::extract::{Extension, State};
 use serde::{Deserialize, Serialize};
 
+use crate::api::Core;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 
-use super::streams::ArnFormatError;
-use super::{body, channels, meta_error, streams, validate};
+use crate::api::resolve::ArnFormatError;
+use crate::api::resolve::{self, STREAM_DENY};
+use crate::api::{body, validate};
 
 /// `Protocols` values.
 pub const PROTOCOLS: &[&str] = &["WSS", "HTTPS", "WEBRTC"];
@@ -90,7 +91,7 @@ fn requested_protocols(config: Option<&EndpointConfiguration>) -> ApiResult<Vec<
 /// `WEBRTC` is only offered when the channel's media storage is enabled.
 #[tracing::instrument(name = "GetSignalingChannelEndpoint", skip_all, fields(channel = tracing::field::Empty))]
 pub async fn get_signaling_channel_endpoint(
-    State(st): State<AppState>,
+    State(st): State<Core>,
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<SignalingEndpointOutput>> {
@@ -100,8 +101,8 @@ pub async fn get_signaling_channel_endpoint(
     if let Some(role) = input.config.as_ref().and_then(|c| c.role.as_deref()) {
         validate::one_of(role, "SingleMasterChannelEndpointConfiguration.Role", ROLES)?;
     }
-    let channel = channels::resolve(&st, &principal, "GetSignalingChannelEndpoint", None, Some(&arn)).await?;
-    if protocols.contains(&"WEBRTC") && !st.meta.media_storage(&channel.arn).await.map_err(meta_error)?.enabled {
+    let channel = resolve::channel(&st, &principal, "GetSignalingChannelEndpoint", None, Some(&arn)).await?;
+    if protocols.contains(&"WEBRTC") && !st.meta.media_storage(&channel.arn).await?.enabled {
         return Err(ApiError::invalid_argument(
             "The WEBRTC protocol is only available for channels with media storage enabled",
         ));
@@ -130,18 +131,18 @@ pub struct DataEndpointInput {
 /// `POST /getDataEndpoint` → `{DataEndpoint}`, this server's HTTPS base URL.
 #[tracing::instrument(name = "GetDataEndpoint", skip_all, fields(stream = tracing::field::Empty))]
 pub async fn get_data_endpoint(
-    State(st): State<AppState>,
+    State(st): State<Core>,
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
     let input: DataEndpointInput = body::parse(&body)?;
     let api_name = validate::required(input.api_name, "APIName")?;
     validate::one_of(&api_name, "APIName", DATA_API_NAMES)?;
-    streams::resolve(
+    resolve::stream(
         &st,
         &principal,
         "GetDataEndpoint",
-        streams::DENY,
+        STREAM_DENY,
         input.name.as_deref(),
         input.arn.as_deref(),
         ArnFormatError::InvalidArgument,

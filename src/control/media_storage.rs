@@ -2,11 +2,11 @@
 //! DescribeMappedResourceConfiguration.
 //!
 //! A channel with storage `ENABLED` has its master's media ingested into one stream.
-//! Rules (kvs-api §2.1), enforced atomically by the store: the stream must exist and
+//! Rules (docs/kvs-wire.md §2.1), enforced atomically by the store: the stream must exist and
 //! keep data (`NoDataRetentionException`), may take the media of one channel only
 //! (`ResourceInUseException`), and at most `limits.max_storage_enabled_channels`
 //! channels may be enabled (`ClientLimitExceededException`, see
-//! [`super::meta_error`]). `DISABLED` removes the mapping; its `StreamARN` (the JS
+//! the `From<MetaError>` mapping in [`crate::api::errors`]). `DISABLED` removes the mapping; its `StreamARN` (the JS
 //! examples send `null`) is only checked for form.
 
 use axum::Json;
@@ -14,17 +14,19 @@ use axum::body::Bytes;
 use axum::extract::{Extension, State};
 use serde::{Deserialize, Serialize};
 
+use crate::api::Core;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 
-use super::streams::ArnFormatError;
-use super::{body, channels, empty, meta_error, pagination, streams, validate};
+use super::empty;
+use crate::api::resolve;
+use crate::api::resolve::ArnFormatError;
+use crate::api::{body, pagination, validate};
 
 /// `MediaStorageConfiguration.Status` values.
 pub const STATUSES: &[&str] = &["ENABLED", "DISABLED"];
 /// `Type` of the channel entry in `MappedResourceConfigurationList`. The model does not
-/// enumerate the values and AWS's exact string was not found (kvs-api §7.10) [U].
+/// enumerate the values and AWS's exact string was not found (docs/kvs-wire.md §7.10; unverified).
 pub const MAPPED_CHANNEL_TYPE: &str = "SIGNALING_CHANNEL";
 
 /// `MediaStorageConfiguration` (request and response).
@@ -48,7 +50,7 @@ pub struct UpdateInput {
 /// `POST /updateMediaStorageConfiguration` → `{}`.
 #[tracing::instrument(name = "UpdateMediaStorageConfiguration", skip_all, fields(channel = tracing::field::Empty))]
 pub async fn update(
-    State(st): State<AppState>,
+    State(st): State<Core>,
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
@@ -70,9 +72,9 @@ pub async fn update(
         _ => None,
     };
     let channel =
-        channels::resolve(&st, &principal, "UpdateMediaStorageConfiguration", None, Some(&channel_arn)).await?;
+        resolve::channel(&st, &principal, "UpdateMediaStorageConfiguration", None, Some(&channel_arn)).await?;
     let max = st.config.limits.max_storage_enabled_channels;
-    st.meta.set_media_storage(&channel.arn, stream_arn.as_deref(), max).await.map_err(meta_error)?;
+    st.meta.set_media_storage(&channel.arn, stream_arn.as_deref(), max).await?;
     tracing::info!(status, stream = stream_arn.as_deref().unwrap_or(""), "media storage configuration updated");
     Ok(empty())
 }
@@ -97,12 +99,12 @@ pub struct DescribeOutput {
 /// `POST /describeMediaStorageConfiguration` → `{MediaStorageConfiguration{Status, StreamARN?}}`.
 #[tracing::instrument(name = "DescribeMediaStorageConfiguration", skip_all, fields(channel = tracing::field::Empty))]
 pub async fn describe(
-    State(st): State<AppState>,
+    State(st): State<Core>,
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<DescribeOutput>> {
     let input: DescribeInput = body::parse(&body)?;
-    let channel = channels::resolve(
+    let channel = resolve::channel(
         &st,
         &principal,
         "DescribeMediaStorageConfiguration",
@@ -110,7 +112,7 @@ pub async fn describe(
         input.arn.as_deref(),
     )
     .await?;
-    let cfg = st.meta.media_storage(&channel.arn).await.map_err(meta_error)?;
+    let cfg = st.meta.media_storage(&channel.arn).await?;
     let status = if cfg.enabled { "ENABLED" } else { "DISABLED" };
     Ok(Json(DescribeOutput {
         config: MediaStorageConfiguration { stream_arn: cfg.stream_arn, status: Some(status.into()) },
@@ -149,7 +151,7 @@ pub struct MappedOutput {
 /// `POST /describeMappedResourceConfiguration` → the channel whose storage writes into the stream.
 #[tracing::instrument(name = "DescribeMappedResourceConfiguration", skip_all, fields(stream = tracing::field::Empty))]
 pub async fn describe_mapped_resource(
-    State(st): State<AppState>,
+    State(st): State<Core>,
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<MappedOutput>> {
@@ -160,7 +162,7 @@ pub async fn describe_mapped_resource(
         return Err(ApiError::invalid_argument("The NextToken is not a token this server issued"));
     }
     // The model lists AccessDeniedException (not NotAuthorized) for this operation.
-    let stream = streams::resolve(
+    let stream = resolve::stream(
         &st,
         &principal,
         "DescribeMappedResourceConfiguration",
@@ -170,7 +172,7 @@ pub async fn describe_mapped_resource(
         ArnFormatError::InvalidArgument,
     )
     .await?;
-    let channel = st.meta.channel_for_stream(&stream.arn).await.map_err(meta_error)?;
+    let channel = st.meta.channel_for_stream(&stream.arn).await?;
     let list = channel.into_iter().map(|c| MappedResource { kind: MAPPED_CHANNEL_TYPE, arn: c.arn }).collect();
     Ok(Json(MappedOutput { list }))
 }

@@ -4,7 +4,7 @@
 //! Delete compare `CurrentVersion` with it. Refusals by policy are
 //! `NotAuthorizedException`, as the model lists for stream operations.
 //!
-//! Decisions where the documentation is silent (kvs-api §2.1):
+//! Decisions where the documentation is silent (docs/kvs-wire.md §2.1):
 //! - `DeleteStream` of a stream a storage-enabled channel writes into is
 //!   `ResourceInUseException` (the model lists it for DeleteStream): deleting it would
 //!   leave the channel's ingestion pointing nowhere. Disable storage first.
@@ -18,17 +18,17 @@ use axum::extract::{Extension, State};
 use serde::{Deserialize, Serialize};
 use tracing::Span;
 
+use crate::api::Core;
 use crate::arn::ResourceArn;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::meta::{self, StreamRecord, StreamUpdate, Tags};
-use crate::state::AppState;
 
 use super::channels::{NameCondition, list_query};
-use super::{Deny, authorize, body, empty, meta_error, pagination, throttle, validate};
-
-/// Stream operations refuse unauthorized callers with 401 `NotAuthorizedException`.
-pub(crate) const DENY: Deny = ApiError::not_authorized;
+use super::empty;
+use crate::api::access::authorize;
+use crate::api::resolve::{self, ArnFormatError, STREAM_DENY};
+use crate::api::{body, pagination, validate};
 
 /// Longest retention the documentation allows (ten years).
 pub const MAX_DATA_RETENTION_HOURS: i64 = 87_600;
@@ -41,73 +41,16 @@ pub const STORAGE_TIERS: &[&str] = &["HOT", "WARM"];
 /// `UpdateDataRetention.Operation` values.
 pub const RETENTION_OPERATIONS: &[&str] = &["INCREASE_DATA_RETENTION", "DECREASE_DATA_RETENTION"];
 
-/// How a bad `StreamARN` is refused: most operations say `InvalidArgumentException`;
-/// Tag/Untag/ListTagsForStream model `InvalidResourceFormatException` for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ArnFormatError {
-    InvalidArgument,
-    InvalidResourceFormat,
-}
-
-/// Find the stream a request names by `StreamARN` or `StreamName`, check that the
-/// caller may run `op` on it (`deny` builds the refusal), and take its rate token.
-pub(crate) async fn resolve(
-    st: &AppState,
-    principal: &Principal,
-    op: &str,
-    deny: Deny,
-    name: Option<&str>,
-    arn: Option<&str>,
-    arn_error: ArnFormatError,
-) -> ApiResult<StreamRecord> {
-    if let Some(arn) = arn {
-        validate::resource_arn(arn, "StreamARN").map_err(|e| match arn_error {
-            ArnFormatError::InvalidArgument => e,
-            ArnFormatError::InvalidResourceFormat => {
-                ApiError::new("InvalidResourceFormatException", http::StatusCode::BAD_REQUEST, e.message)
-            }
-        })?;
-    }
-    if let Some(name) = name {
-        validate::name(name, "StreamName")?;
-    }
-    let found = match (arn, name) {
-        (Some(arn), _) => st.meta.stream_by_arn(arn).await,
-        (None, Some(name)) => st.meta.stream_by_name(name).await,
-        (None, None) => return Err(ApiError::invalid_argument("Either StreamName or StreamARN must be specified")),
-    }
-    .map_err(meta_error)?;
-    match found {
-        Some(stream) => {
-            Span::current().record("stream", stream.name.as_str());
-            authorize(principal, op, &stream.arn, deny)?;
-            if name.is_some_and(|n| n != stream.name) {
-                return Err(ApiError::invalid_argument("StreamName and StreamARN name different streams"));
-            }
-            throttle(st, op, &stream.arn)?;
-            Ok(stream)
-        }
-        None => {
-            let resource = match (arn, name) {
-                (Some(arn), _) => arn.to_string(),
-                (None, name) => super::missing_resource_arn(st, "stream", name.unwrap_or_default()),
-            };
-            authorize(principal, op, &resource, deny)?;
-            Err(ApiError::not_found("The requested stream is not found or not active"))
-        }
-    }
-}
-
-/// [`resolve`] for the stream operations of this module: an IAM deny is [`DENY`]
+/// [`resolve::stream`] for the stream operations of this module: an IAM deny is [`STREAM_DENY`]
 /// and a malformed ARN is an `InvalidArgumentException`.
 async fn resolve_denying(
-    st: &AppState,
+    st: &Core,
     principal: &Principal,
     op: &str,
     name: Option<&str>,
     arn: Option<&str>,
 ) -> ApiResult<StreamRecord> {
-    resolve(st, principal, op, DENY, name, arn, ArnFormatError::InvalidArgument).await
+    resolve::stream(st, principal, op, STREAM_DENY, name, arn, ArnFormatError::InvalidArgument).await
 }
 
 /// Check a stream `Tags` map (model: 1–50 entries) and collect it.
@@ -189,7 +132,7 @@ pub struct CreateInput {
 /// `POST /createStream` → `{StreamARN}`.
 #[tracing::instrument(name = "CreateStream", skip_all, fields(stream = tracing::field::Empty))]
 pub async fn create(
-    State(st): State<AppState>,
+    State(st): State<Core>,
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
@@ -220,12 +163,12 @@ pub async fn create(
     };
     let limits = &st.config.limits;
     if tags.len() > limits.max_tags_per_resource {
-        return Err(super::tags_limit(limits.max_tags_per_resource));
+        return Err(crate::api::errors::tags_limit(limits.max_tags_per_resource));
     }
 
     let millis = super::creation_millis();
     let arn = ResourceArn::stream(&st.config.region, &st.config.account_id, &name, millis).to_string();
-    authorize(&principal, "CreateStream", &arn, DENY)?;
+    authorize(&principal, "CreateStream", &arn, STREAM_DENY)?;
     let record = StreamRecord {
         name,
         arn,
@@ -237,7 +180,7 @@ pub async fn create(
         data_retention_in_hours: u32::try_from(retention).unwrap_or(0),
         version: meta::new_version(),
     };
-    st.meta.create_stream(&record, &tags, limits.max_streams_per_account).await.map_err(meta_error)?;
+    st.meta.create_stream(&record, &tags, limits.max_streams_per_account).await?;
     st.store.open_or_create_stream(&record.arn, record.data_retention_in_hours).await?;
     tracing::info!(arn = %record.arn, retention_hours = record.data_retention_in_hours, "stream created");
     Ok(Json(serde_json::json!({ "StreamARN": record.arn })))
@@ -262,7 +205,7 @@ pub struct DescribeOutput {
 /// `POST /describeStream` → `{StreamInfo}`.
 #[tracing::instrument(name = "DescribeStream", skip_all, fields(stream = tracing::field::Empty))]
 pub async fn describe(
-    State(st): State<AppState>,
+    State(st): State<Core>,
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<DescribeOutput>> {
@@ -295,7 +238,7 @@ pub struct ListOutput {
 /// `POST /listStreams` → `{StreamInfoList, NextToken?}` in name order.
 #[tracing::instrument(name = "ListStreams", skip_all)]
 pub async fn list(
-    State(st): State<AppState>,
+    State(st): State<Core>,
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<ListOutput>> {
@@ -307,8 +250,8 @@ pub async fn list(
         input.condition,
         "StreamNameCondition",
     )?;
-    authorize(&principal, "ListStreams", "*", DENY)?;
-    let page = st.meta.list_streams(&query).await.map_err(meta_error)?;
+    authorize(&principal, "ListStreams", "*", STREAM_DENY)?;
+    let page = st.meta.list_streams(&query).await?;
     Ok(Json(ListOutput {
         streams: page.items.into_iter().map(StreamInfo::from).collect(),
         next_token: page.next_after.as_deref().map(pagination::encode),
@@ -333,7 +276,7 @@ pub struct UpdateInput {
 /// `POST /updateStream` → `{}`; new device name / media type, new version.
 #[tracing::instrument(name = "UpdateStream", skip_all, fields(stream = tracing::field::Empty))]
 pub async fn update(
-    State(st): State<AppState>,
+    State(st): State<Core>,
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
@@ -349,7 +292,7 @@ pub async fn update(
     let stream = resolve_denying(&st, &principal, "UpdateStream", input.name.as_deref(), input.arn.as_deref()).await?;
     let update =
         StreamUpdate { device_name: input.device_name, media_type: input.media_type, data_retention_in_hours: None };
-    st.meta.update_stream(&stream.arn, &current_version, &update, &meta::new_version()).await.map_err(meta_error)?;
+    st.meta.update_stream(&stream.arn, &current_version, &update, &meta::new_version()).await?;
     tracing::info!("stream updated");
     Ok(empty())
 }
@@ -366,7 +309,7 @@ pub struct DeleteInput {
 /// `POST /deleteStream` → `{}`; refused while a storage-enabled channel writes into it.
 #[tracing::instrument(name = "DeleteStream", skip_all, fields(stream = tracing::field::Empty))]
 pub async fn delete(
-    State(st): State<AppState>,
+    State(st): State<Core>,
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
@@ -376,7 +319,7 @@ pub async fn delete(
         validate::version(v, "CurrentVersion")?;
     }
     let stream = resolve_denying(&st, &principal, "DeleteStream", None, Some(&arn)).await?;
-    st.meta.delete_stream(&stream.arn, input.current_version.as_deref()).await.map_err(meta_error)?;
+    st.meta.delete_stream(&stream.arn, input.current_version.as_deref()).await?;
     match st.store.delete_stream(&stream.arn).await {
         Ok(()) | Err(reel_storage::StoreError::StreamNotFound { .. }) => {}
         Err(e) => return Err(e.into()),
@@ -420,7 +363,7 @@ pub fn apply_retention_change(current: u32, operation: &str, change: i64) -> Api
 /// `POST /updateDataRetention` → `{}`; retention ± change, new version.
 #[tracing::instrument(name = "UpdateDataRetention", skip_all, fields(stream = tracing::field::Empty))]
 pub async fn update_data_retention(
-    State(st): State<AppState>,
+    State(st): State<Core>,
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
@@ -436,11 +379,11 @@ pub async fn update_data_retention(
     // The new value is computed from the version the caller saw; the store's
     // compare-and-set on that version makes the read-modify-write atomic.
     if stream.version != current_version {
-        return Err(meta_error(meta::MetaError::VersionMismatch { resource: stream.arn, given: current_version }));
+        return Err(ApiError::from(meta::MetaError::VersionMismatch { resource: stream.arn, given: current_version }));
     }
     let hours = apply_retention_change(stream.data_retention_in_hours, operation, change)?;
     let update = StreamUpdate { data_retention_in_hours: Some(hours), ..Default::default() };
-    st.meta.update_stream(&stream.arn, &current_version, &update, &meta::new_version()).await.map_err(meta_error)?;
+    st.meta.update_stream(&stream.arn, &current_version, &update, &meta::new_version()).await?;
     st.store.open_or_create_stream(&stream.arn, hours).await?.set_retention_hours(hours).await?;
     tracing::info!(retention_hours = hours, "stream data retention updated");
     Ok(empty())

@@ -15,14 +15,18 @@ use axum::extract::{Extension, State};
 use serde::{Deserialize, Serialize};
 use tracing::Span;
 
+use crate::api::Core;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::meta::{MetaError, Quota, Tags};
-use crate::state::AppState;
 
 use super::channels::{self, TagEntry};
-use super::streams::{self, ArnFormatError};
-use super::{authorize, body, empty, meta_error, pagination, throttle, validate};
+use super::empty;
+use super::streams;
+use crate::api::access::{authorize, throttle};
+use crate::api::resolve::ArnFormatError;
+use crate::api::resolve::{self, CHANNEL_DENY, STREAM_DENY};
+use crate::api::{body, pagination, validate};
 
 /// `ListTagsFor*` output.
 #[derive(Debug, Serialize)]
@@ -44,19 +48,19 @@ fn check_no_token(token: Option<&str>) -> ApiResult<()> {
     }
 }
 
-async fn add_tags(st: &AppState, arn: &str, tags: &Tags) -> ApiResult<()> {
+async fn add_tags(st: &Core, arn: &str, tags: &Tags) -> ApiResult<()> {
     let max = st.config.limits.max_tags_per_resource;
     st.meta.tag(arn, tags, max).await.map_err(|e| match e {
-        MetaError::QuotaExceeded(Quota::Tags(max)) => super::tags_limit(max),
-        other => meta_error(other),
+        MetaError::QuotaExceeded(Quota::Tags(max)) => crate::api::errors::tags_limit(max),
+        other => ApiError::from(other),
     })
 }
 
 /// Authorize a by-ARN tag operation on the resource and take its rate token.
-fn by_arn(st: &AppState, principal: &Principal, op: &str, arn: &str) -> ApiResult<()> {
+fn by_arn(st: &Core, principal: &Principal, op: &str, arn: &str) -> ApiResult<()> {
     validate::resource_arn(arn, "ResourceARN")?;
     Span::current().record("resource", arn);
-    authorize(principal, op, arn, channels::DENY)?;
+    authorize(principal, op, arn, CHANNEL_DENY)?;
     throttle(st, op, arn)
 }
 
@@ -72,7 +76,7 @@ pub struct TagResourceInput {
 /// `POST /TagResource` → `{}`.
 #[tracing::instrument(name = "TagResource", skip_all, fields(resource = tracing::field::Empty))]
 pub async fn tag_resource(
-    State(st): State<AppState>,
+    State(st): State<Core>,
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
@@ -96,7 +100,7 @@ pub struct UntagResourceInput {
 /// `POST /UntagResource` → `{}`.
 #[tracing::instrument(name = "UntagResource", skip_all, fields(resource = tracing::field::Empty))]
 pub async fn untag_resource(
-    State(st): State<AppState>,
+    State(st): State<Core>,
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
@@ -105,7 +109,7 @@ pub async fn untag_resource(
     let keys = validate::required(input.keys, "TagKeyList")?;
     check_keys(&keys)?;
     by_arn(&st, &principal, "UntagResource", &arn)?;
-    st.meta.untag(&arn, &keys).await.map_err(meta_error)?;
+    st.meta.untag(&arn, &keys).await?;
     Ok(empty())
 }
 
@@ -121,7 +125,7 @@ pub struct ListTagsForResourceInput {
 /// `POST /ListTagsForResource` → `{Tags}`.
 #[tracing::instrument(name = "ListTagsForResource", skip_all, fields(resource = tracing::field::Empty))]
 pub async fn list_tags_for_resource(
-    State(st): State<AppState>,
+    State(st): State<Core>,
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<ListTagsOutput>> {
@@ -129,7 +133,7 @@ pub async fn list_tags_for_resource(
     let arn = validate::required(input.arn, "ResourceARN")?;
     check_no_token(input.next_token.as_deref())?;
     by_arn(&st, &principal, "ListTagsForResource", &arn)?;
-    let tags = st.meta.tags(&arn).await.map_err(meta_error)?;
+    let tags = st.meta.tags(&arn).await?;
     Ok(Json(ListTagsOutput { tags }))
 }
 
@@ -147,17 +151,17 @@ pub struct TagStreamInput {
 /// `POST /tagStream` → `{}`.
 #[tracing::instrument(name = "TagStream", skip_all, fields(stream = tracing::field::Empty))]
 pub async fn tag_stream(
-    State(st): State<AppState>,
+    State(st): State<Core>,
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
     let input: TagStreamInput = body::parse(&body)?;
     let tags = streams::tag_map(validate::required(input.tags, "Tags")?, "Tags")?;
-    let stream = streams::resolve(
+    let stream = resolve::stream(
         &st,
         &principal,
         "TagStream",
-        streams::DENY,
+        STREAM_DENY,
         input.name.as_deref(),
         input.arn.as_deref(),
         ArnFormatError::InvalidResourceFormat,
@@ -181,24 +185,24 @@ pub struct UntagStreamInput {
 /// `POST /untagStream` → `{}`.
 #[tracing::instrument(name = "UntagStream", skip_all, fields(stream = tracing::field::Empty))]
 pub async fn untag_stream(
-    State(st): State<AppState>,
+    State(st): State<Core>,
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
     let input: UntagStreamInput = body::parse(&body)?;
     let keys = validate::required(input.keys, "TagKeyList")?;
     check_keys(&keys)?;
-    let stream = streams::resolve(
+    let stream = resolve::stream(
         &st,
         &principal,
         "UntagStream",
-        streams::DENY,
+        STREAM_DENY,
         input.name.as_deref(),
         input.arn.as_deref(),
         ArnFormatError::InvalidResourceFormat,
     )
     .await?;
-    st.meta.untag(&stream.arn, &keys).await.map_err(meta_error)?;
+    st.meta.untag(&stream.arn, &keys).await?;
     Ok(empty())
 }
 
@@ -216,22 +220,22 @@ pub struct ListTagsForStreamInput {
 /// `POST /listTagsForStream` → `{Tags}`.
 #[tracing::instrument(name = "ListTagsForStream", skip_all, fields(stream = tracing::field::Empty))]
 pub async fn list_tags_for_stream(
-    State(st): State<AppState>,
+    State(st): State<Core>,
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<ListTagsOutput>> {
     let input: ListTagsForStreamInput = body::parse(&body)?;
     check_no_token(input.next_token.as_deref())?;
-    let stream = streams::resolve(
+    let stream = resolve::stream(
         &st,
         &principal,
         "ListTagsForStream",
-        streams::DENY,
+        STREAM_DENY,
         input.name.as_deref(),
         input.arn.as_deref(),
         ArnFormatError::InvalidResourceFormat,
     )
     .await?;
-    let tags = st.meta.tags(&stream.arn).await.map_err(meta_error)?;
+    let tags = st.meta.tags(&stream.arn).await?;
     Ok(Json(ListTagsOutput { tags }))
 }

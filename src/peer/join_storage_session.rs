@@ -1,4 +1,4 @@
-//! `POST /joinStorageSession` (kvs-api §4.1): check the channel, its storage mapping and
+//! `POST /joinStorageSession` (docs/kvs-wire.md §4.1): check the channel, its storage mapping and
 //! its master, answer 200 at once, and start a storage session that offers to the master.
 
 use axum::Extension;
@@ -7,12 +7,13 @@ use axum::http::StatusCode;
 use bytes::Bytes;
 use serde::Deserialize;
 
+use super::Peers;
+use crate::api::Core;
+use crate::api::access::authorize_action as authorize;
 use crate::auth::Principal;
-use crate::control::meta_error;
-use crate::edge::authorize;
 use crate::error::{ApiError, ApiResult};
 use crate::limits::TpsLimit;
-use crate::state::AppState;
+use crate::signaling::Signaling;
 
 /// The KVS operation name (throttle and policy action).
 pub const OPERATION: &str = "JoinStorageSession";
@@ -49,7 +50,9 @@ pub fn valid_channel_arn(arn: &str) -> bool {
 /// `POST /joinStorageSession {"channelArn"}` → 200 with an empty body.
 #[tracing::instrument(name = "JoinStorageSession", skip_all, fields(channel = tracing::field::Empty))]
 pub async fn handle(
-    State(st): State<AppState>,
+    State(st): State<Core>,
+    State(signaling): State<Signaling>,
+    State(peers): State<Peers>,
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
@@ -69,26 +72,26 @@ pub async fn handle(
         TpsLimit { account: lim.join_tps_account, resource: Some(lim.join_tps_per_channel) },
         Some(&arn),
     )?;
-    if st.meta.channel_by_arn(&arn).await.map_err(meta_error)?.is_none() {
+    if st.meta.channel_by_arn(&arn).await?.is_none() {
         return Err(ApiError::not_found(format!("the channel {arn} was not found")));
     }
-    let storage = st.meta.media_storage(&arn).await.map_err(meta_error)?;
+    let storage = st.meta.media_storage(&arn).await?;
     let stream_arn = match (storage.enabled, storage.stream_arn) {
         (true, Some(s)) => s,
         _ => return Err(ApiError::invalid_argument(format!("media storage is not enabled for the channel {arn}"))),
     };
-    let Some(stream) = st.meta.stream_by_arn(&stream_arn).await.map_err(meta_error)? else {
+    let Some(stream) = st.meta.stream_by_arn(&stream_arn).await? else {
         return Err(ApiError::not_found(format!("the stream {stream_arn} mapped to the channel was not found")));
     };
     if stream.data_retention_in_hours == 0 {
         return Err(ApiError::invalid_argument(format!("the stream {stream_arn} has no data retention")));
     }
-    if !st.signaling.registry.bus().master_connected(&arn) {
+    if !signaling.registry.bus().master_connected(&arn) {
         return Err(ApiError::invalid_argument(format!("no master is connected to the channel {arn}")));
     }
     let store = st.store.open_or_create_stream(&stream_arn, stream.data_retention_in_hours).await?;
-    let handle = st.signaling.registry.attach_storage_peer(&arn);
-    let id = st.peers.start_session(handle, store);
+    let handle = signaling.registry.attach_storage_peer(&arn);
+    let id = peers.start_session(handle, store);
     tracing::info!(session = id, stream = %stream_arn, "storage session starting");
     Ok(StatusCode::OK)
 }

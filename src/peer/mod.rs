@@ -7,8 +7,10 @@
 //! - [`io`]: the driver of a hub: one UDP socket, one thread with its own runtime.
 //! - [`ingest`]: str0m frames → fragmenter → the per-session store writer task.
 //! - [`sdp`]: offer touch-ups and answer validation (sans-IO).
-//! - `testkit` (tests, feature `testkit`): the hub with in-memory str0m masters on fake time.
+//! - `harness` (tests, feature `testkit`): the hub with in-memory str0m masters on fake time.
 
+#[cfg(any(test, feature = "testkit"))]
+pub mod harness;
 pub mod hub;
 pub mod ingest;
 pub mod io;
@@ -19,23 +21,29 @@ mod scenarios;
 mod scenarios_drift;
 pub mod sdp;
 pub mod session;
-#[cfg(any(test, feature = "testkit"))]
-pub mod testkit;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use axum::Router;
+use axum::extract::FromRef;
 use axum::routing::post;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::api::Core;
 use crate::config::WebRtcSettings;
 use crate::limits::StorageSessionLimits;
-use crate::state::AppState;
+use crate::signaling::Signaling;
 
 /// Signed routes (`POST /joinStorageSession`).
-pub fn router() -> Router<AppState> {
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Core: FromRef<S>,
+    Signaling: FromRef<S>,
+    Peers: FromRef<S>,
+{
     Router::new().route("/joinStorageSession", post(join_storage_session::handle))
 }
 

@@ -1,10 +1,10 @@
-//! Scenario tests of the media peer on the deterministic harness ([`super::testkit`]):
+//! Scenario tests of the media peer on the deterministic harness ([`super::harness`]):
 //! real str0m on both ends, fake time, a simulated network.
 
 use std::time::Duration;
 
+use super::harness::{MediaPlan, Sim, Verdict, Verdicts};
 use super::hub::EndReason;
-use super::testkit::{MediaPlan, Sim, Verdict, Verdicts};
 use crate::limits::StorageSessionLimits;
 
 const S: fn(u64) -> Duration = Duration::from_secs;
@@ -92,7 +92,7 @@ fn dtx_pause_leaves_an_audio_gap_and_keeps_storing() {
 fn sps_change_starts_a_fragment_with_new_codec_private_data() {
     let mut plan = MediaPlan::fixture(S(12));
     let first = plan.video.clone();
-    plan.video = [first.clone(), super::testkit::with_sps(&first, SPS_720P)].concat();
+    plan.video = [first.clone(), super::harness::with_sps(&first, SPS_720P)].concat();
     let (_, v) = run_one(sim(), plan, S(14));
     assert_eq!(v.video_frames, 360, "{v:?}");
     let switch = v.sizes.iter().position(|&s| s == (1280, 720)).expect("a 720p fragment");
@@ -296,7 +296,7 @@ fn flood_run(flood: bool) -> (Sim, u64) {
     let victim = sim.add_master(MediaPlan::fixture(S(12))).expect("victim");
     sim.add_master(MediaPlan::fixture(S(12))).expect("bystander");
     sim.run_for(S(2));
-    let mut rng = super::testkit::Rng::new(0x5eed);
+    let mut rng = super::harness::Rng::new(0x5eed);
     let mut strangers = 0;
     let victim_addr = sim.peers[victim].addr;
     // 6 s of flood: 40 datagrams every 10 ms = 24 000 datagrams.
@@ -400,7 +400,7 @@ fn session_ends_at_its_maximum_life_with_the_open_fragment_finished() {
     let at = p.ended_at.expect("ended").as_secs();
     assert!((3_599..=3_601).contains(&at), "ended at {at} s");
     assert!(matches!(p.events.last(), Some(reel_media::fragmenter::FragmentEvent::EndFragment { .. })));
-    let frags = super::testkit::assemble(&p.events);
+    let frags = super::harness::assemble(&p.events);
     assert!(frags.last().is_some_and(|f| f.ended));
     let v = p.judged().unwrap_or_else(|e| panic!("{e}"));
     // The last fragment holds media from just before the end.

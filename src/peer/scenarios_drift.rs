@@ -1,5 +1,5 @@
-//! Issue 13, "no silent media loss under sender clock drift": hour-long sessions of masters
-//! that behave like the KVS C SDK on the deterministic harness ([`super::testkit`]).
+//! No silent media loss under sender clock drift: hour-long sessions of masters
+//! that behave like the KVS C SDK on the deterministic harness ([`super::harness`]).
 //!
 //! The C SDK's media threads sleep a fixed frame duration per frame on top of their own
 //! work, so a track is *produced* a few percent slower (or, with a coarse sleep, faster)
@@ -9,13 +9,13 @@
 //! the sender's clock may step ([`MediaPlan::sr_jump`]).
 //!
 //! Every scenario publishes one hour of fixture media (fake time) into 2 s fragments and
-//! requires, beyond [`testkit::judge`]'s checks:
+//! requires, beyond [`harness::judge`]'s checks:
 //! - every frame sent is stored, per track, and the fragmenter accounts for every frame it
 //!   received (`FragmenterStats::unaccounted` is 0);
 //! - stored audio is continuous: consecutive stored audio frames are as far apart as they
-//!   were sent, ±50 ms ([`testkit::gap_mismatch`]), so the only audio gap is a mute;
+//!   were sent, ±50 ms ([`harness::gap_mismatch`]), so the only audio gap is a mute;
 //! - A/V skew of the stored stream stays within 100 ms at every fragment
-//!   ([`testkit::av_skew`]);
+//!   ([`harness::av_skew`]);
 //! - each track's timestamps strictly increase over the whole stream.
 //!
 //! Each scenario prints a report of its figures (`-- --nocapture`) and then fails with the
@@ -25,8 +25,8 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use super::harness::{self, MediaPlan, Paired, Sim, Verdicts};
 use super::hub::EndReason;
-use super::testkit::{self, MediaPlan, Paired, Sim, Verdicts};
 use crate::limits::StorageSessionLimits;
 use reel_media::timing::MediaKind;
 
@@ -119,8 +119,8 @@ fn run_hour(name: &str, plan: MediaPlan) -> Outcome {
             failures.push(format!("{kind:?}: {n} frames unaccounted for"));
         }
     }
-    let frags = testkit::assemble(&p.events);
-    let verdicts = match testkit::judge(&frags, MAX_FRAGMENT_MS, MAX_VIDEO_GAP_MS) {
+    let frags = harness::assemble(&p.events);
+    let verdicts = match harness::judge(&frags, MAX_FRAGMENT_MS, MAX_VIDEO_GAP_MS) {
         Ok(v) => Some(v),
         Err(e) => {
             failures.push(format!("judge: {e}"));
@@ -152,13 +152,13 @@ fn run_hour(name: &str, plan: MediaPlan) -> Outcome {
             failures.push(format!("audio: {} frames stored, {} sent", v.audio_frames, p.audio_sent));
         }
         for (track, ts) in [("video", &v.video_ts_ms), ("audio", &v.audio_ts_ms)] {
-            if let Err(e) = testkit::strictly_increasing(track, ts) {
+            if let Err(e) = harness::strictly_increasing(track, ts) {
                 failures.push(e);
             }
         }
         match Paired::audio(v, p) {
             Ok(audio) => {
-                let g = testkit::gap_mismatch(audio, GAP_TOLERANCE_MS);
+                let g = harness::gap_mismatch(audio, GAP_TOLERANCE_MS);
                 let sent = |n: usize| p.audio_sent_at.get(n).copied().unwrap_or_default();
                 let _ = writeln!(
                     report,
@@ -183,7 +183,7 @@ fn run_hour(name: &str, plan: MediaPlan) -> Outcome {
                 let _ = writeln!(report, "audio gaps: not checked ({e})");
             }
         }
-        match testkit::av_skew(v, &p.video_sent_at, &p.audio_sent_at) {
+        match harness::av_skew(v, &p.video_sent_at, &p.audio_sent_at) {
             Ok(skew) => {
                 let _ = writeln!(
                     report,

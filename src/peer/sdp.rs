@@ -1,7 +1,7 @@
 //! Text-level SDP checks and touch-ups the storage peer applies (sans-IO).
 //!
 //! str0m builds and parses the SDP; this module only enforces what KVS masters need from
-//! the offer (kvs-api §4.3b) and what reel needs from the answer (issue 5: H.264 + Opus).
+//! the offer (docs/kvs-wire.md §4.3b) and what reel needs from the answer (H.264 + Opus).
 
 /// Why a master's answer cannot start an ingestion session.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -19,11 +19,11 @@ use reel_storage::{FragmentNumber, StoreError, Stream};
 use serde::Deserialize;
 
 use super::mkv_out::{self, ERROR_INTERNAL};
-use super::{MKV_CONTENT_TYPE, fragment_number_syntax, open_stream};
+use super::{MKV_CONTENT_TYPE, fragment_number_syntax, open_resolved};
+use crate::api::Core;
+use crate::api::{body, validate};
 use crate::auth::Principal;
-use crate::control::{body, validate};
 use crate::error::ApiResult;
-use crate::state::AppState;
 use reel_media::mkv::{SimpleTag, kvs_timestamp, tag};
 
 /// Most fragments one request may name (model: 1–1000).
@@ -41,7 +41,7 @@ struct Input {
 
 /// Handles `POST /getMediaForFragmentList`.
 pub async fn handle(
-    State(st): State<AppState>,
+    State(st): State<Core>,
     Extension(principal): Extension<Principal>,
     raw: Bytes,
 ) -> ApiResult<Response> {
@@ -52,7 +52,7 @@ pub async fn handle(
         fragment_number_syntax(f, &format!("Fragments.{}", i + 1))?;
     }
     let (record, stream) =
-        open_stream(&st, &principal, "GetMediaForFragmentList", input.name.as_deref(), input.arn.as_deref()).await?;
+        open_resolved(&st, &principal, "GetMediaForFragmentList", input.name.as_deref(), input.arn.as_deref()).await?;
     tracing::info!(stream = %record.name, fragments = fragments.len(), "GetMediaForFragmentList");
     let pending: VecDeque<String> = fragments.into();
     let body = Body::from_stream(stream::unfold((stream, pending), |(stream, mut pending)| async move {

@@ -30,14 +30,15 @@ use futures::{StreamExt, stream};
 use reel_storage::{Fragment, FragmentNumber, StartPosition, Stream, TailReader};
 use serde::Deserialize;
 
+use super::Readers;
 use super::mkv_out::{self, ERROR_INTERNAL};
 use super::pacing::paced;
 use super::sessions::ReaderGuard;
-use super::{MKV_CONTENT_TYPE, fragment_number_syntax, open_stream, timestamp_ms};
+use super::{MKV_CONTENT_TYPE, fragment_number_syntax, open_resolved, timestamp_ms};
+use crate::api::Core;
+use crate::api::{body, validate};
 use crate::auth::Principal;
-use crate::control::{body, validate};
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 use reel_media::mkv::{SimpleTag, kvs_timestamp, tag};
 
 /// `StartSelectorType` values.
@@ -70,7 +71,8 @@ struct StartSelector {
 
 /// Handles `POST /getMedia`.
 pub async fn handle(
-    State(st): State<AppState>,
+    State(st): State<Core>,
+    State(readers): State<Readers>,
     Extension(principal): Extension<Principal>,
     raw: Bytes,
 ) -> ApiResult<Response> {
@@ -79,7 +81,7 @@ pub async fn handle(
     let kind = validate::required(selector.kind.as_deref(), "StartSelector.StartSelectorType")?;
     let kind = validate::one_of(kind, "StartSelector.StartSelectorType", START_SELECTOR_TYPES)?;
     let (record, stream) =
-        open_stream(&st, &principal, "GetMedia", input.name.as_deref(), input.arn.as_deref()).await?;
+        open_resolved(&st, &principal, "GetMedia", input.name.as_deref(), input.arn.as_deref()).await?;
     st.throttle.check_resource("GetMedia", st.config.limits.playback.get_media_tps_per_stream, &record.arn)?;
     let position = match kind {
         "EARLIEST" => StartPosition::Earliest,
@@ -114,7 +116,7 @@ pub async fn handle(
         }
     };
     let limits = &st.config.limits.playback;
-    let guard = st.playback.open(&record.arn, limits.max_get_media_connections_per_stream).map_err(|e| {
+    let guard = readers.open(&record.arn, limits.max_get_media_connections_per_stream).map_err(|e| {
         ApiError::new(
             "ConnectionLimitExceededException",
             StatusCode::BAD_REQUEST,

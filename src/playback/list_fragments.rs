@@ -14,11 +14,11 @@ use axum::extract::{Extension, State};
 use reel_storage::{FragmentInfo, PageToken, TimestampKind, TimestampRange};
 use serde::{Deserialize, Serialize};
 
-use super::{epoch_secs, open_stream, timestamp_ms};
+use super::{epoch_secs, open_resolved, timestamp_ms};
+use crate::api::Core;
+use crate::api::{body, validate};
 use crate::auth::Principal;
-use crate::control::{body, validate};
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 
 /// Page size when `MaxResults` is absent (KVS documentation: 100).
 pub const DEFAULT_MAX_RESULTS: i64 = 100;
@@ -97,7 +97,7 @@ impl From<&FragmentInfo> for FragmentOut {
 
 /// Handles `POST /listFragments`.
 pub async fn handle(
-    State(st): State<AppState>,
+    State(st): State<Core>,
     Extension(principal): Extension<Principal>,
     raw: Bytes,
 ) -> ApiResult<Json<Output>> {
@@ -114,7 +114,7 @@ pub async fn handle(
         (None, None) => Some(TimestampRange { kind: TimestampKind::Server, start_ms: 0, end_ms: u64::MAX }),
     };
     let (_, stream) =
-        open_stream(&st, &principal, "ListFragments", input.name.as_deref(), input.arn.as_deref()).await?;
+        open_resolved(&st, &principal, "ListFragments", input.name.as_deref(), input.arn.as_deref()).await?;
     let page = match (token, range) {
         (Some(token), _) => stream.list_fragments_after(&token, limit)?,
         (None, Some(range)) => stream.list_fragments(range, limit)?,

@@ -7,7 +7,7 @@
 //! | [`list_fragments`] | `POST /listFragments`: fragment metadata by timestamp range, paged |
 //! | [`fragment_list`] | `POST /getMediaForFragmentList`: MKV for the fragments named |
 //!
-//! Each handler parses the body ([`crate::control::body`]), checks the model's constraints,
+//! Each handler parses the body ([`crate::api::body`]), checks the model's constraints,
 //! resolves the stream by name or ARN, authorizes `kinesisvideo:<Operation>` on its ARN
 //! (refusal: 401 `NotAuthorizedException`), then reads [`reel_storage`]. Media bodies are
 //! streams ([`axum::body::Body::from_stream`]) that read one fragment at a time, so memory
@@ -34,19 +34,26 @@ pub mod pacing;
 mod sessions;
 
 use axum::Router;
+use axum::extract::FromRef;
 use axum::routing::post;
 
+use crate::api::Core;
+use crate::api::reading::{IfAbsent, open_stream};
+use crate::api::resolve::{self, ArnFormatError, STREAM_DENY};
+use crate::api::validate;
 use crate::auth::Principal;
-use crate::control::streams::{self, ArnFormatError};
-use crate::control::validate;
 use crate::error::ApiResult;
 use crate::meta::StreamRecord;
-use crate::state::AppState;
 
 pub use sessions::{ConnectionLimitExceeded, Readers};
 
 /// Signed data-plane routes of this module.
-pub fn router() -> Router<AppState> {
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Core: FromRef<S>,
+    Readers: FromRef<S>,
+{
     Router::new()
         .route("/getMedia", post(get_media::handle))
         .route("/listFragments", post(list_fragments::handle))
@@ -61,23 +68,16 @@ const MAX_FRAGMENT_NUMBER_LEN: usize = 128;
 
 /// Finds the stream named by `StreamName`/`StreamARN`, authorizes `kinesisvideo:<op>` on it
 /// and opens it in the media store.
-async fn open_stream(
-    st: &AppState,
+async fn open_resolved(
+    st: &Core,
     principal: &Principal,
     op: &str,
     name: Option<&str>,
     arn: Option<&str>,
 ) -> ApiResult<(StreamRecord, reel_storage::Stream)> {
-    let record = streams::resolve(st, principal, op, streams::DENY, name, arn, ArnFormatError::InvalidArgument).await?;
-    let stream = match st.store.stream(&record.arn) {
-        Ok(s) => s,
-        // Known to the metadata store but never written (e.g. created before the media store
-        // existed): an empty stream, as KVS shows it.
-        Err(reel_storage::StoreError::StreamNotFound { .. }) => {
-            st.store.open_or_create_stream(&record.arn, record.data_retention_in_hours).await?
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let record = resolve::stream(st, principal, op, STREAM_DENY, name, arn, ArnFormatError::InvalidArgument).await?;
+    let if_absent = IfAbsent::Empty { retention_hours: record.data_retention_in_hours };
+    let stream = open_stream(&st.store, &record.arn, if_absent).await?;
     Ok((record, stream))
 }
 

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 
-use crate::signaling::quota::TokenBucket;
+use crate::rate::TokenBucket;
 
 /// A full bucket of one second's worth of bytes, refilling at `bytes_per_sec`.
 fn full_bucket(bytes_per_sec: u64, now: Instant) -> TokenBucket {

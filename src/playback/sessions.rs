@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Counts the GetMedia readers open on each stream; one per server, in
-/// [`crate::state::AppState`], cheap to clone.
+/// [`crate::server::AppState`], cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct Readers {
     /// Open readers per stream ARN (entries are removed when they reach 0).

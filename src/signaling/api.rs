@@ -1,4 +1,4 @@
-//! The signaling HTTPS API (service `kinesis-video-signaling`, kvs-api §3.6):
+//! The signaling HTTPS API (service `kinesis-video-signaling`, docs/kvs-wire.md §3.6):
 //! `POST /v1/get-ice-server-config` and `POST /v1/send-alexa-offer-to-master`.
 
 use std::time::{Duration, Instant, SystemTime};
@@ -9,13 +9,14 @@ use axum::body::Bytes;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
+use super::Signaling;
 use super::registry::ChannelInfo;
 use super::validate::{is_channel_arn, is_client_id};
+use crate::api::Core;
+use crate::api::access;
 use crate::auth::Principal;
-use crate::edge;
 use crate::error::{ApiError, ApiResult};
 use crate::meta::ChannelRecord;
-use crate::state::AppState;
 
 /// Longest `MessagePayload` of SendAlexaOfferToMaster (model: 10000).
 pub const MAX_ALEXA_PAYLOAD: usize = 10_000;
@@ -63,7 +64,7 @@ fn parse_body<T: for<'de> Deserialize<'de> + Default>(body: &Bytes) -> ApiResult
 
 /// Validate the ARN, find the channel, authorize and apply the per-channel rate.
 async fn channel_for(
-    st: &AppState,
+    st: &Core,
     principal: &Principal,
     arn: Option<&str>,
     operation: &'static str,
@@ -79,7 +80,7 @@ async fn channel_for(
         .await
         .map_err(|e| ApiError::internal(format!("metadata lookup failed: {e}")))?
         .ok_or_else(|| ApiError::not_found(format!("The requested channel is not found or not active: {arn}")))?;
-    edge::authorize(principal, &format!("kinesisvideo:{operation}"), &channel.arn, ApiError::not_authorized)?;
+    access::authorize_action(principal, &format!("kinesisvideo:{operation}"), &channel.arn, ApiError::not_authorized)?;
     if !st.throttle.take(&format!("{operation}|{}", channel.arn), tps) {
         return Err(ApiError::client_limit(format!(
             "Rate exceeded for {operation}: limit is {tps} requests per second per channel"
@@ -90,7 +91,8 @@ async fn channel_for(
 
 /// `POST /v1/get-ice-server-config`.
 pub async fn get_ice_server_config(
-    State(st): State<AppState>,
+    State(st): State<Core>,
+    State(signaling): State<Signaling>,
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<GetIceServerConfigResponse>> {
@@ -113,7 +115,7 @@ pub async fn get_ice_server_config(
         limits.get_ice_server_config_tps_per_channel,
     )
     .await?;
-    let ice_server_list = st.signaling.ice_servers(&channel.arn, SystemTime::now());
+    let ice_server_list = signaling.ice_servers(&channel.arn, SystemTime::now());
     Ok(Json(GetIceServerConfigResponse { ice_server_list }))
 }
 
@@ -138,7 +140,8 @@ pub struct SendAlexaOfferResponse {
 /// `POST /v1/send-alexa-offer-to-master`: waits for the master's answer up to the
 /// channel's MessageTtlSeconds.
 pub async fn send_alexa_offer_to_master(
-    State(st): State<AppState>,
+    State(st): State<Core>,
+    State(signaling): State<Signaling>,
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<SendAlexaOfferResponse>> {
@@ -167,7 +170,7 @@ pub async fn send_alexa_offer_to_master(
     .await?;
     let ttl = Duration::from_secs(channel.message_ttl_seconds.into());
     let info = ChannelInfo { arn: channel.arn.clone(), message_ttl: ttl };
-    let bus = st.signaling.registry.bus().clone();
+    let bus = signaling.registry.bus().clone();
     let (waiter, answer) = bus.alexa_offer(&info, &sender, payload, Instant::now());
     match tokio::time::timeout(ttl, answer).await {
         Ok(Ok(answer)) => Ok(Json(SendAlexaOfferResponse { answer })),

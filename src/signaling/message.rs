@@ -1,5 +1,5 @@
 //! The signaling wire format, sans-IO: client → service messages (parsed from one text
-//! frame) and service → client events (serialized to one text frame). kvs-api §3.3–§3.4.
+//! frame) and service → client events (serialized to one text frame). docs/kvs-wire.md §3.3–§3.4.
 //!
 //! Parsing is deliberately lenient where real clients differ (key casing, `""` as "no
 //! recipient", unknown keys such as the C SDK's `IceServerList`) and strict where KVS
@@ -256,7 +256,7 @@ impl From<MessageKind> for EventType {
     }
 }
 
-/// A service → client event. Field order is the wire order of kvs-api §3.4 (the C SDK
+/// A service → client event. Field order is the wire order of docs/kvs-wire.md §3.4 (the C SDK
 /// needs `statusResponse` before its nested keys); absent members are omitted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
+use axum::extract::FromRef;
 use axum::routing::{get, post};
 
 use self::api::IceServer;
@@ -39,10 +40,10 @@ use self::credentials::TurnSecret;
 use self::message::ServiceEvent;
 use self::registry::Registry;
 use self::turn::{TurnOptions, TurnServer};
+use crate::api::Core;
+use crate::api::urls::url_host;
 use crate::config::Config;
 use crate::limits::SignalingLimits;
-use crate::state::AppState;
-use crate::state::url_host;
 
 pub use self::message::{MessageKind, SignalingMessage};
 pub use self::registry::{StoragePeerError, StoragePeerEvent, StoragePeerHandle};
@@ -51,7 +52,12 @@ pub use self::registry::{StoragePeerError, StoragePeerEvent, StoragePeerHandle};
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Routes of the signaling service; mount them under the signed-API layer.
-pub fn router() -> Router<AppState> {
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Core: FromRef<S>,
+    Signaling: FromRef<S>,
+{
     Router::new()
         .route("/", get(ws::connect))
         .route("/v1/get-ice-server-config", post(api::get_ice_server_config))
@@ -210,6 +216,3 @@ pub fn turn_uris(host: &str, udp: SocketAddr, tcp: SocketAddr) -> Vec<String> {
         format!("turn:{host}:{}?transport=tcp", tcp.port()),
     ]
 }
-
-#[cfg(test)]
-mod tests;

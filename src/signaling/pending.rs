@@ -2,7 +2,7 @@
 //!
 //! KVS keeps an undelivered message for the channel's `MessageTtlSeconds` and delivers it
 //! if the recipient connects in time; a newer offer or answer from the same sender to the
-//! same recipient replaces the pending one (kvs-api §3.3). reel also drops the candidates
+//! same recipient replaces the pending one (docs/kvs-wire.md §3.3). reel also drops the candidates
 //! that sender queued before the replaced SDP: they belong to the superseded negotiation.
 
 use std::collections::{HashMap, VecDeque};

@@ -6,7 +6,7 @@
 //! NATS (subject per channel ARN), with channel ownership (which node holds the master)
 //! published there. Handlers only ever see [`Registry`], a cheap clonable handle.
 //!
-//! Routing rules (kvs-api §3.3, PRODUCT.md):
+//! Routing rules (docs/kvs-wire.md §3.3):
 //! - a viewer's message goes to the master (its `recipientClientId` is ignored), carrying
 //!   `senderClientId` = the viewer's ClientId;
 //! - a master's message goes to the viewer named by `recipientClientId`; with no recipient
@@ -22,7 +22,7 @@
 //! The media peer (WebRTC ingestion) joins a channel as an in-process participant:
 //! [`Registry::attach_storage_peer`] returns a [`StoragePeerHandle`] whose
 //! [`send_to_master`](StoragePeerHandle::send_to_master) delivers to the master **without**
-//! `senderClientId` (as the KVS storage session does, kvs-api §4.3) and whose
+//! `senderClientId` (as the KVS storage session does, docs/kvs-wire.md §4.3) and whose
 //! [`recv`](StoragePeerHandle::recv) yields every master message that named no recipient.
 //! One storage peer per channel: attaching again detaches the older handle (its `recv`
 //! returns `None`); dropping the handle detaches it.
@@ -49,8 +49,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::message::{ClientMessage, MessageKind, ServiceEvent, SignalingMessage};
 use super::pending::{Held, Party, PendingQueue};
-use super::quota::TokenBucket;
 use crate::limits::SignalingLimits;
+use crate::rate::TokenBucket;
 
 /// Prometheus counter: messages delivered, per channel (KVS `MessagesTransferred.Count`).
 pub const MESSAGES_TRANSFERRED: &str = "reel_signaling_messages_transferred_total";

@@ -37,7 +37,7 @@ use turn::server::config::{ConnConfig, ServerConfig};
 use webrtc_util::Conn;
 
 use super::credentials::TurnSecret;
-use super::quota::TokenBucket;
+use crate::rate::TokenBucket;
 
 /// TURN realm reel announces.
 pub const REALM: &str = "reel";

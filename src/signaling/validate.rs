@@ -1,4 +1,4 @@
-//! The identifier patterns signaling checks (kvs-api §1.4, PRODUCT.md "Signaling WebSocket API").
+//! The identifier patterns signaling checks (docs/kvs-wire.md §1.4 and "Signaling WebSocket API").
 
 /// Longest ClientId / correlationId / Username.
 pub const MAX_ID_LEN: usize = 256;

@@ -14,14 +14,15 @@ use futures::{Sink, Stream};
 use http::StatusCode;
 use tracing::Instrument;
 
+use super::Signaling;
 use super::pending::Party;
 use super::registry::{ChannelInfo, ConnectError};
 use super::session::{self, InFrame, OutFrame, SessionLimits};
 use super::validate::{is_channel_arn, is_viewer_client_id};
+use crate::api::Core;
+use crate::api::access;
 use crate::auth::Principal;
-use crate::edge;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// Query parameter naming the channel.
 pub const CHANNEL_ARN_PARAM: &str = "X-Amz-ChannelARN";
@@ -37,19 +38,21 @@ pub fn access_denied(message: String) -> ApiError {
 
 /// The ConnectAsMaster / ConnectAsViewer handler.
 pub async fn connect(
-    State(st): State<AppState>,
+    State(st): State<Core>,
+    State(signaling): State<Signaling>,
     principal: Option<Extension<Principal>>,
     Query(params): Query<HashMap<String, String>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    match prepare(&st, principal.map(|p| p.0), &params, upgrade).await {
+    match prepare(&st, &signaling, principal.map(|p| p.0), &params, upgrade).await {
         Ok(res) => res,
         Err(e) => e.into_response(),
     }
 }
 
 async fn prepare(
-    st: &AppState,
+    st: &Core,
+    signaling: &Signaling,
     principal: Option<Principal>,
     params: &HashMap<String, String>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -78,7 +81,7 @@ async fn prepare(
         Party::Master => ("kinesisvideo:ConnectAsMaster", "ConnectAsMaster"),
         Party::Viewer(_) => ("kinesisvideo:ConnectAsViewer", "ConnectAsViewer"),
     };
-    edge::authorize(&principal, action, &channel.arn, access_denied)?;
+    access::authorize_action(&principal, action, &channel.arn, access_denied)?;
     let upgrade =
         upgrade.map_err(|e| ApiError::invalid_argument(format!("{operation} needs a WebSocket upgrade: {e}")))?;
 
@@ -86,7 +89,7 @@ async fn prepare(
         arn: channel.arn.clone(),
         message_ttl: std::time::Duration::from_secs(channel.message_ttl_seconds.into()),
     };
-    let bus = st.signaling.registry.bus().clone();
+    let bus = signaling.registry.bus().clone();
     let conn = bus.connect(&info, role.clone(), Instant::now()).map_err(|e| match e {
         ConnectError::RateExceeded(_) | ConnectError::TooManyViewers(_) => ApiError::client_limit(e.to_string()),
     })?;

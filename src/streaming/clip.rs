@@ -13,10 +13,11 @@ use futures::StreamExt;
 use serde::Deserialize;
 
 use super::session::{self, Selector};
+use crate::api::Core;
+use crate::api::reading::{IfAbsent, open_stream};
+use crate::api::resolve::{self, ArnFormatError};
 use crate::auth::Principal;
-use crate::control::streams::{ArnFormatError, resolve};
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 use reel_media::{fmp4, source};
 use reel_storage::{TimestampKind, TimestampRange};
 
@@ -33,11 +34,11 @@ pub struct ClipInput {
 
 /// `POST /getClip` → `video/mp4` body.
 pub async fn get_clip(
-    State(st): State<AppState>,
+    State(st): State<Core>,
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let input: ClipInput = crate::control::body::parse(&body)?;
+    let input: ClipInput = crate::api::body::parse(&body)?;
     let limits = &st.config.limits.streaming;
     let selector =
         input.selector.as_ref().ok_or_else(|| ApiError::invalid_argument("ClipFragmentSelector is required"))?;
@@ -55,7 +56,7 @@ pub async fn get_clip(
     if !producer && start > super::now_ms() {
         return Err(ApiError::invalid_argument("StartTimestamp must be in the past"));
     }
-    let record = resolve(
+    let record = resolve::stream(
         &st,
         &principal,
         "GetClip",
@@ -66,9 +67,9 @@ pub async fn get_clip(
     )
     .await?;
     if record.data_retention_in_hours == 0 {
-        return Err(crate::control::no_data_retention(format!("The stream {} has no data retention", record.name)));
+        return Err(crate::api::errors::no_data_retention(format!("The stream {} has no data retention", record.name)));
     }
-    let stream = super::open_stream(&st, &record.arn)?;
+    let stream = open_stream(&st.store, &record.arn, IfAbsent::NotFound).await?;
     let kind = if producer { TimestampKind::Producer } else { TimestampKind::Server };
     let page =
         stream.list_fragments(TimestampRange { kind, start_ms: start, end_ms: end }, limits.max_clip_fragments + 1)?;

@@ -19,18 +19,20 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::FromRef;
 use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use axum::routing::{get, post};
 
+use crate::api::Core;
+use crate::api::reading::{IfAbsent, open_stream};
+use crate::api::resolve::{self, ArnFormatError};
 use crate::auth::Principal;
-use crate::control::streams::{ArnFormatError, resolve};
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 use reel_media::source::SourceError;
 use reel_media::{fmp4, source, ts};
-use reel_storage::{FragmentNumber, StoreError, Stream};
+use reel_storage::{FragmentNumber, Stream};
 use token::{Mode, Protocol, Session};
 
 pub mod clip;
@@ -39,9 +41,6 @@ pub mod hls;
 pub mod session;
 pub mod token;
 pub mod viewer;
-
-#[cfg(test)]
-mod tests;
 
 /// A stored fragment as timed samples per track ([`reel_media::source::parse`]).
 pub fn parse_fragment(f: &reel_storage::Fragment) -> Result<reel_media::source::Parsed<'_>, SourceError> {
@@ -68,7 +67,11 @@ impl From<SourceError> for ApiError {
 }
 
 /// Signed routes (GetHLSStreamingSessionURL, GetDASHStreamingSessionURL, GetClip).
-pub fn router() -> Router<AppState> {
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Core: FromRef<S>,
+{
     Router::new()
         .route("/getHLSStreamingSessionURL", post(get_hls_url))
         .route("/getDASHStreamingSessionURL", post(get_dash_url))
@@ -76,7 +79,11 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Routes authorized by a session token or public (HLS/DASH sub-resources, `/viewer`).
-pub fn public_router() -> Router<AppState> {
+pub fn public_router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Core: FromRef<S>,
+{
     Router::new()
         .route("/hls/v1/getHLSMasterPlaylist.m3u8", get(hls_master))
         .route("/hls/v1/getHLSMediaPlaylist.m3u8", get(hls_media))
@@ -90,30 +97,22 @@ pub fn public_router() -> Router<AppState> {
 }
 
 /// Current time in ms since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The session-token signing key of this server's data directory.
-fn signing_key(st: &AppState) -> ApiResult<[u8; 32]> {
+fn signing_key(st: &Core) -> ApiResult<[u8; 32]> {
     token::key_for(&st.config.data_dir).map_err(|e| {
         tracing::error!(error = %e, "cannot load the streaming session key");
         ApiError::internal("cannot load the session signing key")
     })
 }
 
-/// The stream of `arn` in the store; a stream that never received media has no fragments.
-pub(crate) fn open_stream(st: &AppState, arn: &str) -> ApiResult<Stream> {
-    st.store.stream(arn).map_err(|e| match e {
-        StoreError::StreamNotFound { .. } => ApiError::not_found("No fragments found in the stream"),
-        e => e.into(),
-    })
-}
-
 /// Shared steps of both session operations: parse, validate, resolve and authorize the
 /// stream, check retention/fragments/codecs, sign the token.
-async fn start_session(st: &AppState, principal: &Principal, body: &[u8], protocol: Protocol) -> ApiResult<String> {
-    let input: session::SessionInput = crate::control::body::parse(body)?;
+async fn start_session(st: &Core, principal: &Principal, body: &[u8], protocol: Protocol) -> ApiResult<String> {
+    let input: session::SessionInput = crate::api::body::parse(body)?;
     let now = now_ms();
     let limits = &st.config.limits.streaming;
     let mut s = session::validate(&input, protocol, limits, "", now)?;
@@ -121,7 +120,7 @@ async fn start_session(st: &AppState, principal: &Principal, body: &[u8], protoc
         Protocol::Hls => "GetHLSStreamingSessionURL",
         Protocol::Dash => "GetDASHStreamingSessionURL",
     };
-    let record = resolve(
+    let record = resolve::stream(
         st,
         principal,
         op,
@@ -132,13 +131,13 @@ async fn start_session(st: &AppState, principal: &Principal, body: &[u8], protoc
     )
     .await?;
     if record.data_retention_in_hours == 0 {
-        return Err(crate::control::no_data_retention(format!(
+        return Err(crate::api::errors::no_data_retention(format!(
             "The stream {} has no data retention (DataRetentionInHours is 0)",
             record.name
         )));
     }
     s.arn = record.arn;
-    let stream = open_stream(st, &s.arn)?;
+    let stream = open_stream(&st.store, &s.arn, IfAbsent::NotFound).await?;
     session::check_stream(&stream, &s, now, limits).await?;
     s.anchor_ms = match s.mode {
         Mode::Live => session::window(&stream, &s, now, limits)?.first().map(|f| f.server_ts_ms),
@@ -149,7 +148,7 @@ async fn start_session(st: &AppState, principal: &Principal, body: &[u8], protoc
 }
 
 async fn get_hls_url(
-    State(st): State<AppState>,
+    State(st): State<Core>,
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
@@ -159,7 +158,7 @@ async fn get_hls_url(
 }
 
 async fn get_dash_url(
-    State(st): State<AppState>,
+    State(st): State<Core>,
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
@@ -177,10 +176,10 @@ struct Opened {
 
 type Params = Query<HashMap<String, String>>;
 
-fn open(st: &AppState, q: &HashMap<String, String>, protocol: Protocol) -> ApiResult<Opened> {
+async fn open(st: &Core, q: &HashMap<String, String>, protocol: Protocol) -> ApiResult<Opened> {
     let token = q.get("SessionToken").ok_or_else(|| ApiError::invalid_argument("SessionToken is required"))?;
     let session = token::verify(&signing_key(st)?, token, protocol, now_ms() / 1000)?;
-    let stream = open_stream(st, &session.arn)?;
+    let stream = open_stream(&st.store, &session.arn, IfAbsent::NotFound).await?;
     Ok(Opened { session, stream, token: token.clone() })
 }
 
@@ -214,8 +213,8 @@ fn complete(s: &Session, now: u64) -> bool {
     }
 }
 
-async fn hls_master(State(st): State<AppState>, Query(q): Params) -> ApiResult<Response> {
-    let o = open(&st, &q, Protocol::Hls)?;
+async fn hls_master(State(st): State<Core>, Query(q): Params) -> ApiResult<Response> {
+    let o = open(&st, &q, Protocol::Hls).await?;
     let frags = session::window(&o.stream, &o.session, now_ms(), &st.config.limits.streaming)?;
     let Some(first) = frags.first() else { return Err(ApiError::not_found("No fragments found in the stream")) };
     let fragment = o.stream.read_fragment(first.number).await?;
@@ -224,8 +223,8 @@ async fn hls_master(State(st): State<AppState>, Query(q): Params) -> ApiResult<R
     Ok(reply("application/x-mpegURL", body))
 }
 
-async fn hls_media(State(st): State<AppState>, Query(q): Params) -> ApiResult<Response> {
-    let o = open(&st, &q, Protocol::Hls)?;
+async fn hls_media(State(st): State<Core>, Query(q): Params) -> ApiResult<Response> {
+    let o = open(&st, &q, Protocol::Hls).await?;
     let now = now_ms();
     let frags = session::window(&o.stream, &o.session, now, &st.config.limits.streaming)?;
     let sequence = match frags.first() {
@@ -237,8 +236,8 @@ async fn hls_media(State(st): State<AppState>, Query(q): Params) -> ApiResult<Re
 }
 
 /// Init segment from the header of the given fragment (or the newest one).
-async fn init_fragment(st: &AppState, q: &HashMap<String, String>, protocol: Protocol) -> ApiResult<Response> {
-    let o = open(st, q, protocol)?;
+async fn init_fragment(st: &Core, q: &HashMap<String, String>, protocol: Protocol) -> ApiResult<Response> {
+    let o = open(st, q, protocol).await?;
     let number = match fragment_number(q)? {
         Some(n) => n,
         None => {
@@ -257,11 +256,11 @@ async fn init_fragment(st: &AppState, q: &HashMap<String, String>, protocol: Pro
     Ok(reply("video/mp4", fmp4::init_segment(&tracks, None)))
 }
 
-async fn init_fragment_hls(State(st): State<AppState>, Query(q): Params) -> ApiResult<Response> {
+async fn init_fragment_hls(State(st): State<Core>, Query(q): Params) -> ApiResult<Response> {
     init_fragment(&st, &q, Protocol::Hls).await
 }
 
-async fn init_fragment_dash(State(st): State<AppState>, Query(q): Params) -> ApiResult<Response> {
+async fn init_fragment_dash(State(st): State<Core>, Query(q): Params) -> ApiResult<Response> {
     init_fragment(&st, &q, Protocol::Dash).await
 }
 
@@ -272,14 +271,14 @@ async fn media_fragment(o: &Opened, number: FragmentNumber, track: Option<u64>) 
     Ok(reply("video/mp4", fmp4::media_segment_bytes(&parsed, track, seq, 0)))
 }
 
-async fn media_fragment_hls(State(st): State<AppState>, Query(q): Params) -> ApiResult<Response> {
-    let o = open(&st, &q, Protocol::Hls)?;
+async fn media_fragment_hls(State(st): State<Core>, Query(q): Params) -> ApiResult<Response> {
+    let o = open(&st, &q, Protocol::Hls).await?;
     let number = fragment_number(&q)?.ok_or_else(|| ApiError::invalid_argument("FragmentNumber is required"))?;
     media_fragment(&o, number, track_number(&q)?).await
 }
 
-async fn ts_fragment(State(st): State<AppState>, Query(q): Params) -> ApiResult<Response> {
-    let o = open(&st, &q, Protocol::Hls)?;
+async fn ts_fragment(State(st): State<Core>, Query(q): Params) -> ApiResult<Response> {
+    let o = open(&st, &q, Protocol::Hls).await?;
     let number = fragment_number(&q)?.ok_or_else(|| ApiError::invalid_argument("FragmentNumber is required"))?;
     let fragment = o.stream.read_fragment(number).await?;
     let parsed = parse_fragment(&fragment)?;
@@ -288,8 +287,8 @@ async fn ts_fragment(State(st): State<AppState>, Query(q): Params) -> ApiResult<
     Ok(reply("video/mp2t", body))
 }
 
-async fn dash_manifest(State(st): State<AppState>, Query(q): Params) -> ApiResult<Response> {
-    let o = open(&st, &q, Protocol::Dash)?;
+async fn dash_manifest(State(st): State<Core>, Query(q): Params) -> ApiResult<Response> {
+    let o = open(&st, &q, Protocol::Dash).await?;
     let now = now_ms();
     let frags = session::window(&o.stream, &o.session, now, &st.config.limits.streaming)?;
     let Some(first) = frags.first() else { return Err(ApiError::not_found("No fragments found in the stream")) };
@@ -299,8 +298,8 @@ async fn dash_manifest(State(st): State<AppState>, Query(q): Params) -> ApiResul
     Ok(reply("application/dash+xml", body))
 }
 
-async fn media_fragment_dash(State(st): State<AppState>, Query(q): Params) -> ApiResult<Response> {
-    let o = open(&st, &q, Protocol::Dash)?;
+async fn media_fragment_dash(State(st): State<Core>, Query(q): Params) -> ApiResult<Response> {
+    let o = open(&st, &q, Protocol::Dash).await?;
     let number = match (fragment_number(&q)?, q.get("Time")) {
         (Some(n), _) => n,
         (None, Some(t)) => {

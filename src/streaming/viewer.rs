@@ -5,11 +5,12 @@
 //! given directly (`/viewer#<url-encoded HLS session URL>`).
 
 use axum::Router;
+use axum::extract::FromRef;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use axum::routing::get;
 
-use crate::state::AppState;
+use crate::api::Core;
 
 /// The page.
 const INDEX_HTML: &str = include_str!("viewer/index.html");
@@ -17,7 +18,11 @@ const INDEX_HTML: &str = include_str!("viewer/index.html");
 const HLS_JS: &str = include_str!("viewer/hls.light.min.js");
 
 /// `/viewer` and its script.
-pub fn router() -> Router<AppState> {
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Core: FromRef<S>,
+{
     Router::new()
         .route("/viewer", get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }))
         .route("/viewer/hls.light.min.js", get(|| async { asset("text/javascript; charset=utf-8", HLS_JS) }))

@@ -25,7 +25,7 @@ pub struct StorageChannel {
     pub webrtc: String,
 }
 
-/// PRODUCT.md "Ingestion flow" steps 1–3: CreateSignalingChannel, CreateStream (retention
+/// docs/kvs-wire.md "Ingestion flow" steps 1–3: CreateSignalingChannel, CreateStream (retention
 /// 24 h), UpdateMediaStorageConfiguration(ENABLED), then GetSignalingChannelEndpoint for
 /// WSS/HTTPS/WEBRTC as MASTER.
 pub async fn storage_channel(reel: &Reel, name: &str) -> StorageChannel {

@@ -7,7 +7,7 @@
 #![allow(dead_code)]
 
 use reel::config::Config;
-use reel::state::AppState;
+use reel::server::AppState;
 use reel_media::fixture::FixtureFragment;
 use reel_storage::FragmentInfo;
 
@@ -116,7 +116,7 @@ impl InProcess {
 
     /// The store handle of a stream.
     pub fn stream(&self, arn: &str) -> reel_storage::Stream {
-        self.state.store.stream(arn).expect("stream in store")
+        self.state.core.store.stream(arn).expect("stream in store")
     }
 }
 

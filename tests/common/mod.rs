@@ -2,11 +2,10 @@
 //! builds official AWS SDK clients pointed at it.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
+
+use reel_sim::launcher::ReelProcess;
 
 /// Root key every test server is started with.
 pub const ROOT_KEY_ID: &str = "AKIAREELTESTROOT0001";
@@ -15,9 +14,10 @@ pub const ROOT_SECRET: &str = "reel-test-root-secret-0000000000000000000";
 /// Region the test clients sign for.
 pub const REGION: &str = "us-west-2";
 
-/// A running `reel serve` child process; killed on drop.
+/// A running `reel serve` child process ([`reel_sim::launcher`]); stopped on drop.
 pub struct Reel {
-    child: Child,
+    // Dropped first, so reel has stopped before its temp data dir goes.
+    process: ReelProcess,
     /// Base URL from the `reel listening on` line.
     pub url: String,
     /// The data directory (owned by `_tmp` unless the test passed its own).
@@ -72,63 +72,25 @@ impl Reel {
     /// Spawns a prepared `reel serve` command (logging to `<data_dir>/reel-test.log`) and
     /// waits for its `reel listening on` line; panics with the log if it never comes.
     pub fn launch(mut cmd: Command, data_dir: PathBuf, tmp: Option<tempfile::TempDir>) -> Self {
-        let log = std::fs::File::create(data_dir.join("reel-test.log")).expect("log file");
-        cmd.stdout(Stdio::piped()).stderr(Stdio::from(log)).env("RUST_LOG", "info,reel=debug");
-        let mut child = cmd.spawn().expect("spawn reel");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut preamble = Vec::new();
-        let url = loop {
-            match rx.recv_timeout(Duration::from_secs(60)) {
-                Ok(line) => match line.strip_prefix("reel listening on ") {
-                    Some(url) => break url.to_string(),
-                    None => preamble.push(line),
-                },
-                Err(_) => {
-                    let _ = child.kill();
-                    let log = std::fs::read_to_string(data_dir.join("reel-test.log")).unwrap_or_default();
-                    panic!("reel did not print its listening line; stdout so far: {preamble:?}\nlog:\n{log}");
-                }
-            }
-        };
-        Self { child, url, data_dir, _tmp: tmp, preamble }
+        cmd.env("RUST_LOG", "info,reel=debug");
+        let process = ReelProcess::spawn(cmd, &data_dir.join("reel-test.log")).unwrap_or_else(|e| panic!("{e}"));
+        let (url, preamble) = (process.url.clone(), process.preamble.clone());
+        Self { process, url, data_dir, _tmp: tmp, preamble }
     }
 
     /// The server's log so far (for assertion messages).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.data_dir.join("reel-test.log")).unwrap_or_default()
+        self.process.log()
     }
 
     /// Send SIGTERM and wait for a clean exit; returns whether it exited successfully.
     pub fn stop(mut self) -> bool {
-        self.terminate()
+        self.process.stop()
     }
 
     /// Like [`Reel::stop`] but keeps the handle, so its data dir and log outlive the exit.
     pub fn sigterm(&mut self) -> bool {
-        self.terminate()
-    }
-
-    fn terminate(&mut self) -> bool {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        for _ in 0..200 {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        false
+        self.process.stop()
     }
 
     /// A control-plane client signed with the root key.
@@ -168,14 +130,6 @@ impl Reel {
     }
 }
 
-impl Drop for Reel {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            self.terminate();
-        }
-    }
-}
-
 /// Write `contents` to `dir/name` and return the path.
 pub fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
     let p = dir.join(name);
@@ -185,6 +139,8 @@ pub fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
 
 pub mod ingest;
 pub mod netns;
+pub mod signing;
+pub mod ws;
 
 /// The endpoints GetSignalingChannelEndpoint returns for a MASTER of `arn`, by protocol.
 pub async fn master_endpoints(

@@ -3,7 +3,7 @@
 
 Run with the system Python (python3-gi, python3-websockets; see tests/e2e/install.sh) by
 tests/ingest_gstreamer.rs. It follows the KVS master flow for WebRTC ingestion
-(kvs-api.md §4.3):
+(docs/kvs-wire.md §4.3):
 
 1. ConnectAsMaster: WebSocket to the WSS endpoint, SigV4 query-presigned (service
    `kinesisvideo`, X-Amz-Expires=299, SignedHeaders=host), like the JS SDK.

@@ -3,7 +3,7 @@
 use super::ebml::{self, UNKNOWN_SIZE, write_header, write_master, write_str, write_uint};
 use super::{MkvError, TIMECODE_SCALE_NS, id};
 
-/// Names of the tags KVS adds to the fragments it returns (kvs-api §5.1, §5.3).
+/// Names of the tags KVS adds to the fragments it returns (docs/kvs-wire.md §5.1, §5.3).
 pub mod tag {
     /// GetMedia / GetMediaForFragmentList: the fragment number.
     pub const FRAGMENT_NUMBER: &str = "AWS_KINESISVIDEO_FRAGMENT_NUMBER";

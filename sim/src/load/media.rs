@@ -1,4 +1,4 @@
-//! Stored vs sent frames per track, and the A/V skew of the stored stream (issue 13: no
+//! Stored vs sent frames per track, and the A/V skew of the stored stream (no
 //! silent media loss under sender clock drift). Sans-IO: the stored side comes from
 //! [`super::mkv::StoredStream`], the sent side from the publishers' records.
 //!

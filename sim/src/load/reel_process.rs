@@ -1,44 +1,27 @@
 //! Starting a `reel serve` child for a load run: a temporary data directory, the load
 //! generator's key as root key, quotas raised to the session count, and the
-//! `reel listening on <url>` line parsed from its stdout.
+//! `reel listening on <url>` line parsed from its stdout ([`crate::launcher`]).
 
-use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
 
-/// How long reel may take to print its listening line.
-pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+use crate::launcher::ReelProcess;
+pub use crate::launcher::SpawnError;
+
 /// Storage-enabled channels allowed beyond the session count (reel's default is 100).
 const CHANNEL_HEADROOM: usize = 16;
 
-/// Why reel could not be started.
-#[derive(Debug, thiserror::Error)]
-pub enum SpawnError {
-    /// Filesystem or process failure.
-    #[error("starting reel: {0}")]
-    Io(#[from] std::io::Error),
-    /// It exited or stayed silent.
-    #[error("reel did not print its listening line within {timeout:?}; log:\n{log}")]
-    NoListeningLine {
-        /// The wait.
-        timeout: Duration,
-        /// The tail of its log.
-        log: String,
-    },
-}
-
-/// A running `reel serve`; stopped (SIGTERM, then kill) and its data removed on drop.
+/// A running `reel serve` for a load run; stopped and its data removed on drop.
 #[derive(Debug)]
 pub struct SpawnedReel {
-    child: Child,
+    process: ReelProcess,
     /// Base URL from its listening line.
     pub url: String,
     /// Its process id.
     pub pid: u32,
-    dir: tempfile::TempDir,
+    // Dropped after `process`, so reel has stopped before its data directory goes.
+    _dir: tempfile::TempDir,
 }
 
 impl SpawnedReel {
@@ -60,9 +43,8 @@ impl SpawnedReel {
         )?;
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data)?;
-        let log = std::fs::File::create(dir.path().join("reel.log"))?;
-        let mut child = Command::new(bin)
-            .arg("serve")
+        let mut cmd = Command::new(bin);
+        cmd.arg("serve")
             .arg("--listen")
             .arg(format!("{ip}:0"))
             .arg("--data-dir")
@@ -70,72 +52,23 @@ impl SpawnedReel {
             .arg("--config")
             .arg(&config)
             .args(["--access-key-id", key.0, "--secret-access-key", key.1, "--region", region])
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()?;
-        let pid = child.id();
-        let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut this = Self { child, url: String::new(), pid, dir };
-        loop {
-            match rx.recv_timeout(START_TIMEOUT) {
-                Ok(line) => {
-                    if let Some(url) = line.strip_prefix("reel listening on ") {
-                        this.url = url.trim().to_string();
-                        return Ok(this);
-                    }
-                }
-                Err(_) => {
-                    return Err(SpawnError::NoListeningLine { timeout: START_TIMEOUT, log: this.log_tail(4_000) });
-                }
-            }
-        }
+            .env_remove("RUST_LOG");
+        let process = ReelProcess::spawn(cmd, &dir.path().join("reel.log"))?;
+        Ok(Self { url: process.url.clone(), pid: process.pid, process, _dir: dir })
     }
 
     /// Path of reel's log file.
     pub fn log_path(&self) -> PathBuf {
-        self.dir.path().join("reel.log")
+        self.process.log_path().to_path_buf()
     }
 
     /// The last `max` bytes of its log.
     pub fn log_tail(&self, max: usize) -> String {
-        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-        let mut start = log.len().saturating_sub(max);
-        while !log.is_char_boundary(start) {
-            start += 1;
-        }
-        log[start..].to_string()
+        self.process.log_tail(max)
     }
 
     /// SIGTERM, wait up to 10 s, then kill. Returns whether it exited cleanly.
     pub fn stop(&mut self) -> bool {
-        let _ = Command::new("kill").args(["-TERM", &self.pid.to_string()]).status();
-        for _ in 0..200 {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        false
-    }
-}
-
-impl Drop for SpawnedReel {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            self.stop();
-        }
+        self.process.stop()
     }
 }

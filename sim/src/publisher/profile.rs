@@ -1,4 +1,4 @@
-//! How a simulated sender's clocks misbehave, the way real camera masters do (issue 13).
+//! How a simulated sender's clocks misbehave, the way real camera masters do.
 //!
 //! The KVS C SDK's sample master sleeps a fixed frame duration after each frame without
 //! subtracting its own work, so its audio thread sends ≈ 48.5 Opus packets per second while

@@ -11,7 +11,7 @@
 //! Time is simulated event by event: [`Sim::run_for`] jumps to the next due event (a
 //! str0m timeout, a datagram delivery, a media frame), so an hour of session is cheap.
 //!
-//! Drifting senders (issue 13): a plan can produce a track slower or faster than real time
+//! Drifting senders: a plan can produce a track slower or faster than real time
 //! while its RTP time advances nominally ([`MediaPlan::audio_rate`], [`MediaPlan::video_rate`]),
 //! map RTP time to the wall clock in its sender reports like the KVS C SDK
 //! ([`MediaPlan::sr_wall_clock`]), step its clock ([`MediaPlan::sr_jump`]) and mute either

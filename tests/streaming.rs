@@ -11,9 +11,9 @@ use std::process::Command;
 use am::primitives::DateTime;
 use aws_sdk_kinesisvideoarchivedmedia as am;
 
-use crate::meta::StreamRecord;
-use crate::state::AppState;
-use crate::testkit::{self, probe};
+use reel::meta::StreamRecord;
+use reel::server::AppState;
+use reel::testkit::{self, probe};
 use reel_media::fixture::FixtureFragment;
 
 const KEY_ID: &str = "AKIAREELUNITTEST0001";
@@ -45,7 +45,7 @@ fn record(name: &str, arn: &str, hours: u32) -> StreamRecord {
 
 async fn harness() -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = crate::testkit::loopback_config(dir.path()).expect("config");
+    let mut config = reel::testkit::loopback_config(dir.path()).expect("config");
     let file = dir.path().join("credentials.toml");
     std::fs::write(
         &file,
@@ -57,10 +57,10 @@ async fn harness() -> Harness {
     .expect("credentials file");
     config.root_key = Some((KEY_ID.into(), SECRET.into()));
     config.credentials_file = Some(file);
-    let (addr, state) = crate::server::spawn(config).await.expect("in-process server");
-    state.meta.create_stream(&record("cam", STREAM, 24), &Default::default(), 100).await.expect("stream");
-    state.meta.create_stream(&record("nokeep", NO_RETENTION, 0), &Default::default(), 100).await.expect("stream");
-    state.store.create_stream(STREAM, 24).await.expect("store stream");
+    let (addr, state) = reel::server::spawn(config).await.expect("in-process server");
+    state.core.meta.create_stream(&record("cam", STREAM, 24), &Default::default(), 100).await.expect("stream");
+    state.core.meta.create_stream(&record("nokeep", NO_RETENTION, 0), &Default::default(), 100).await.expect("stream");
+    state.core.store.create_stream(STREAM, 24).await.expect("store stream");
     Harness { addr, state, dir }
 }
 
@@ -92,10 +92,10 @@ async fn fill(h: &Harness, ago_ms: u64) -> (u64, u64) {
 
 /// [`fill`] for any stream of the store.
 async fn fill_into(h: &Harness, arn: &str, ago_ms: u64) -> (u64, u64) {
-    let t0_us = (super::now_ms() - ago_ms) as i64 * 1000;
+    let t0_us = (reel::streaming::now_ms() - ago_ms) as i64 * 1000;
     let frags = fragment_fixture(t0_us);
     assert!(frags.len() >= 2, "fixture gives several fragments");
-    let stream = h.state.store.stream(arn).expect("stream");
+    let stream = h.state.core.store.stream(arn).expect("stream");
     for f in &frags {
         testkit::append(&stream, f).await.expect("append fragment");
     }
@@ -280,12 +280,12 @@ async fn live_playlist_follows_the_tail() {
     assert!(count(&before) <= 3 && count(&before) >= 1, "{before}");
     // Another stream ingesting at the same time takes fragment numbers in between.
     let other = "arn:aws:kinesisvideo:us-west-2:123456789012:stream/other/1700000000002";
-    h.state.store.create_stream(other, 1).await.expect("other stream");
+    h.state.core.store.create_stream(other, 1).await.expect("other stream");
     let shown = count(&before) as u64;
-    let total_before = h.state.store.stream(STREAM).expect("s").latest_fragments(1000).len() as u64;
+    let total_before = h.state.core.store.stream(STREAM).expect("s").latest_fragments(1000).len() as u64;
     fill_into(&h, other, 7_000).await;
     fill(&h, 7_000).await;
-    let total_after = h.state.store.stream(STREAM).expect("s").latest_fragments(1000).len() as u64;
+    let total_after = h.state.core.store.stream(STREAM).expect("s").latest_fragments(1000).len() as u64;
     let after = reqwest::get(&media_url).await.expect("media").text().await.expect("text");
     let seq = |p: &str| {
         p.lines()
@@ -329,30 +329,30 @@ async fn session_tokens_and_errors() {
     assert_eq!(res.status(), 401);
     assert_eq!(res.headers()["x-amzn-ErrorType"], "NotAuthorizedException");
     // Expired: a correctly signed token whose expiry has passed.
-    let key = super::token::key_for(h.dir.path()).expect("key");
+    let key = reel::streaming::token::key_for(h.dir.path()).expect("key");
     let token = url.split_once("SessionToken=").expect("token").1;
     let body = token.split_once('.').expect("dot").0;
     use base64::Engine;
     let json = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(body).expect("b64");
-    let mut session: super::token::Session = serde_json::from_slice(&json).expect("json");
-    session.expires_at = super::now_ms() / 1000 - 1;
-    let expired = super::token::issue(&key, &session);
+    let mut session: reel::streaming::token::Session = serde_json::from_slice(&json).expect("json");
+    session.expires_at = reel::streaming::now_ms() / 1000 - 1;
+    let expired = reel::streaming::token::issue(&key, &session);
     let res = reqwest::get(format!("http://{}/hls/v1/getHLSMediaPlaylist.m3u8?SessionToken={expired}", h.addr))
         .await
         .expect("expired");
     assert_eq!(res.status(), 401);
     assert!(res.text().await.expect("text").contains("expired"));
     // A DASH token is not an HLS token.
-    session.protocol = super::token::Protocol::Dash;
+    session.protocol = reel::streaming::token::Protocol::Dash;
     session.expires_at += 600;
-    let dash = super::token::issue(&key, &session);
+    let dash = reel::streaming::token::issue(&key, &session);
     let res = reqwest::get(format!("http://{}/hls/v1/getHLSMediaPlaylist.m3u8?SessionToken={dash}", h.addr))
         .await
         .expect("dash");
     assert_eq!(res.status(), 401);
     // The key file is private.
     let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(h.dir.path().join(super::token::KEY_FILE)).expect("key file").permissions(),
+        &std::fs::metadata(h.dir.path().join(reel::streaming::token::KEY_FILE)).expect("key file").permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
 
@@ -428,17 +428,18 @@ async fn session_tokens_and_errors() {
 /// Appends the fixture clip again and again in real time (each fragment once its media has
 /// "happened"), like a live camera, until the returned task is aborted.
 fn feed_live(h: &Harness) -> tokio::task::JoinHandle<()> {
-    let stream = h.state.store.stream(STREAM).expect("stream");
+    let stream = h.state.core.store.stream(STREAM).expect("stream");
     tokio::spawn(async move {
-        let mut t0_ms = super::now_ms();
+        let mut t0_ms = reel::streaming::now_ms();
         loop {
             let frags = fragment_fixture(t0_ms as i64 * 1000);
             let Some(last) = frags.last() else { return };
             let next = last.producer_ts_ms + u64::from(last.duration_ms);
             for mut f in frags {
                 let due = f.producer_ts_ms + u64::from(f.duration_ms);
-                tokio::time::sleep(std::time::Duration::from_millis(due.saturating_sub(super::now_ms()))).await;
-                f.server_ts_ms = super::now_ms();
+                tokio::time::sleep(std::time::Duration::from_millis(due.saturating_sub(reel::streaming::now_ms())))
+                    .await;
+                f.server_ts_ms = reel::streaming::now_ms();
                 if testkit::append(&stream, &f).await.is_err() {
                     return;
                 }

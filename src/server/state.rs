@@ -3,41 +3,62 @@
 //! [`AppState::build`] opens everything under the data directory (metadata, credentials,
 //! audit log, media store) and starts the signaling service and the storage media peer.
 //! `server::serve` calls it after binding its listener; in-process servers (tests, tools)
-//! call it through [`crate::server::spawn`], so every server runs on the same state.
+//! call it through [`super::spawn`], so every server runs on the same state.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use axum::extract::FromRef;
+
+use crate::api::urls::url_host;
+use crate::api::{Core, PublicUrls};
 use crate::auth::{Authenticator, CredentialStore, CredentialsError, GeneratedKey};
 use crate::config::{Config, TlsMode};
-use crate::meta::{self, MetaError, MetaStore};
+use crate::meta::{self, MetaError};
 use crate::observe::audit::AuditLog;
+use crate::peer::Peers;
+use crate::playback::Readers;
+use crate::signaling::{Signaling, SignalingError};
 use crate::throttle::Throttle;
 
-/// Everything a handler may need; cheap to clone.
+/// The server's state: the shared [`Core`] and each operation area's own service. Handlers
+/// never name it: they extract the parts they use (`State<Core>`, `State<Signaling>`, …)
+/// through the `FromRef` impls below. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AppState {
-    /// Resolved configuration, including [`crate::limits::Limits`].
-    pub config: Arc<Config>,
-    /// The metadata store (channels, streams, tags, storage mappings).
-    pub meta: Arc<dyn MetaStore>,
-    /// SigV4 verifier and key store.
-    pub auth: Arc<Authenticator>,
-    /// Control-plane audit trail.
-    pub audit: AuditLog,
-    /// Request-rate quotas.
-    pub throttle: Arc<Throttle>,
-    /// The URLs this server advertises in endpoint responses.
-    pub urls: Arc<PublicUrls>,
+    /// What every handler may need (config, metadata, auth, audit, quotas, URLs, store).
+    pub core: Core,
     /// Signaling registry (incl. the storage-peer seam), TURN secret and TURN server.
-    pub signaling: crate::signaling::Signaling,
-    /// The retained-stream store (media fragments), keyed by stream ARN.
-    pub store: reel_storage::Store,
+    pub signaling: Signaling,
     /// The storage media peer (JoinStorageSession sessions and their UDP I/O loop).
-    pub peers: crate::peer::Peers,
+    pub peers: Peers,
     /// Open GetMedia readers per stream (the per-stream connection cap).
-    pub playback: crate::playback::Readers,
+    pub playback: Readers,
+}
+
+impl FromRef<AppState> for Core {
+    fn from_ref(state: &AppState) -> Self {
+        state.core.clone()
+    }
+}
+
+impl FromRef<AppState> for Signaling {
+    fn from_ref(state: &AppState) -> Self {
+        state.signaling.clone()
+    }
+}
+
+impl FromRef<AppState> for Peers {
+    fn from_ref(state: &AppState) -> Self {
+        state.peers.clone()
+    }
+}
+
+impl FromRef<AppState> for Readers {
+    fn from_ref(state: &AppState) -> Self {
+        state.playback.clone()
+    }
 }
 
 /// Why [`AppState::build`] failed.
@@ -54,7 +75,7 @@ pub enum StateError {
     #[error("media store: {0}")]
     Store(#[from] reel_storage::StoreError),
     #[error("signaling: {0}")]
-    Signaling(#[from] crate::signaling::SignalingError),
+    Signaling(#[from] SignalingError),
     #[error("cannot listen for WebRTC media on {addr}: {source}")]
     Peers { addr: SocketAddr, source: std::io::Error },
 }
@@ -86,23 +107,21 @@ impl AppState {
 
         let scheme = if config.tls == TlsMode::Off { "http" } else { "https" };
         let base = config.public_url.clone().unwrap_or_else(|| format!("{scheme}://{local}"));
-        let signaling = crate::signaling::Signaling::start(&config, &data_dir, &base).await?;
+        let signaling = Signaling::start(&config, &data_dir, &base).await?;
         // Media candidates fall back to the public host when it is an IP, else the bound one.
         let fallback_ip = url_host(&base).and_then(|h| h.parse::<IpAddr>().ok()).unwrap_or(local.ip());
-        let peers = crate::peer::Peers::start(&config.webrtc, &config.limits.storage_session, Some(fallback_ip))
+        let peers = Peers::start(&config.webrtc, &config.limits.storage_session, Some(fallback_ip))
             .map_err(|source| StateError::Peers { addr: config.webrtc.listen, source })?;
-        let state = AppState {
+        let core = Core {
             auth: Arc::new(Authenticator::new(keys, &config.limits)),
             config: Arc::new(config),
             meta,
             audit,
             throttle: Arc::new(Throttle::default()),
             urls: Arc::new(PublicUrls::from_base(&base)),
-            signaling,
             store,
-            peers,
-            playback: Default::default(),
         };
+        let state = AppState { core, signaling, peers, playback: Readers::default() };
         Ok(Built { state, generated_key })
     }
 }
@@ -118,58 +137,4 @@ fn media_store_config(config: &Config) -> reel_storage::StoreConfig {
         s3
     });
     store
-}
-
-/// Base URLs reel hands to clients (no trailing slash).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PublicUrls {
-    /// `https://host:port` (or `http://` without TLS): control plane, HTTPS signaling,
-    /// WEBRTC storage and data-plane endpoints.
-    pub https: String,
-    /// `wss://host:port` (or `ws://` without TLS): the signaling WebSocket endpoint.
-    pub wss: String,
-}
-
-impl PublicUrls {
-    /// Derive both URLs from the HTTP(S) base URL.
-    pub fn from_base(base: &str) -> Self {
-        let base = base.trim_end_matches('/').to_string();
-        let wss = if let Some(rest) = base.strip_prefix("https://") {
-            format!("wss://{rest}")
-        } else if let Some(rest) = base.strip_prefix("http://") {
-            format!("ws://{rest}")
-        } else {
-            base.clone()
-        };
-        Self { https: base, wss }
-    }
-}
-
-/// The host part of a URL (`https://[::1]:443/x` → `::1`), or `None` if it has none.
-pub fn url_host(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split('/').next()?;
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next()?,
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    };
-    (!host.is_empty()).then(|| host.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hosts_from_urls() {
-        assert_eq!(url_host("https://reel.example:8443/x").as_deref(), Some("reel.example"));
-        assert_eq!(url_host("https://[::1]:443").as_deref(), Some("::1"));
-        assert_eq!(url_host("http://10.0.0.1").as_deref(), Some("10.0.0.1"));
-    }
-
-    #[test]
-    fn websocket_url_follows_scheme() {
-        assert_eq!(PublicUrls::from_base("https://h:1/").wss, "wss://h:1");
-        assert_eq!(PublicUrls::from_base("http://h:1").wss, "ws://h:1");
-    }
 }

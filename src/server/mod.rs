@@ -5,16 +5,19 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use crate::api::edge;
+use crate::api::urls::url_host;
 use crate::config::Config;
-use crate::edge;
 use crate::error::ApiError;
 use crate::observe::metrics;
-use crate::state::{AppState, Built, StateError, url_host};
 use crate::tls::{self, TlsError};
+
+mod state;
+
+pub use state::{AppState, Built, StateError};
 
 /// How long in-flight requests may run after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -52,19 +55,19 @@ pub async fn serve_with(
 
     let Built { state, generated_key } = AppState::build(config, local).await?;
     if let Some(key) = generated_key {
-        println!("# reel generated a root access key (stored in {}):", state.config.data_dir.display());
+        println!("# reel generated a root access key (stored in {}):", state.core.config.data_dir.display());
         println!("export AWS_ACCESS_KEY_ID={}", key.access_key_id);
         println!("export AWS_SECRET_ACCESS_KEY={}", key.secret_access_key);
     }
     let prometheus = metrics::install();
-    let base = state.urls.https.clone();
+    let base = state.core.urls.https.clone();
     let mut hosts = vec![local.ip().to_string()];
     if let Some(host) = url_host(&base) {
         hosts.push(host);
     }
-    let tls_config = tls::server_config(&state.config.tls, &state.config.data_dir, &hosts)?;
+    let tls_config = tls::server_config(&state.core.config.tls, &state.core.config.data_dir, &hosts)?;
     state.signaling.spawn_sighup_rotation();
-    let (signaling, peers, media) = (state.signaling.clone(), state.peers.clone(), state.store.clone());
+    let (signaling, peers, media) = (state.signaling.clone(), state.peers.clone(), state.core.store.clone());
     let app = router(state, prometheus).into_make_service_with_connect_info::<SocketAddr>();
 
     let handle = axum_server::Handle::new();
@@ -121,7 +124,7 @@ pub fn router(state: AppState, prometheus: metrics_exporter_prometheus::Promethe
         .merge(crate::peer::router())
         .merge(crate::playback::router())
         .merge(crate::streaming::router())
-        .layer(axum::middleware::from_fn_with_state(state.clone(), edge::signed_api));
+        .layer(axum::middleware::from_fn_with_state(state.core.clone(), edge::signed_api));
     Router::new()
         .route("/metrics", get(move || std::future::ready(metrics::render(&prometheus))))
         .merge(signed)
@@ -131,7 +134,7 @@ pub fn router(state: AppState, prometheus: metrics_exporter_prometheus::Promethe
         .with_state(state)
 }
 
-async fn unknown_operation(State(_): State<AppState>, req: axum::extract::Request) -> impl IntoResponse {
+async fn unknown_operation(req: axum::extract::Request) -> impl IntoResponse {
     ApiError::new(
         "UnknownOperationException",
         http::StatusCode::NOT_FOUND,

@@ -4,7 +4,6 @@
 //!   (the KVS C SDK computes clock skew from it).
 //! - [`signed_api`] (every SigV4-authenticated API): buffers the body, authenticates it,
 //!   applies the account-level rate quota, then records metrics and the audit line.
-//! - [`authorize`]: the per-operation policy check handlers call with the resource ARN.
 
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
@@ -15,11 +14,10 @@ use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult};
+use super::Core;
+use crate::error::ApiError;
 use crate::observe::audit::AuditEvent;
 use crate::observe::metrics;
-use crate::state::AppState;
 
 /// Per-request facts handlers and the audit log share.
 #[derive(Debug, Clone)]
@@ -53,7 +51,7 @@ pub async fn stamp(mut req: Request, next: Next) -> Response {
 }
 
 /// Layer for SigV4-authenticated APIs (control plane, signaling, storage, data plane).
-pub async fn signed_api(State(st): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn signed_api(State(st): State<Core>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let received = chrono::Utc::now();
     let ctx = req.extensions().get::<RequestContext>().cloned().unwrap_or_else(|| RequestContext {
@@ -103,19 +101,6 @@ pub async fn signed_api(State(st): State<AppState>, req: Request, next: Next) ->
         request_id: ctx.request_id,
     });
     res
-}
-
-/// Check policy for `action` (`kinesisvideo:<Operation>`) on `resource`; `deny` builds
-/// the operation's modeled refusal (AccessDenied or NotAuthorized, with its status).
-pub fn authorize(principal: &Principal, action: &str, resource: &str, deny: fn(String) -> ApiError) -> ApiResult<()> {
-    if principal.is_allowed(action, resource) {
-        Ok(())
-    } else {
-        Err(deny(format!(
-            "User: {} is not authorized to perform: {} on resource: {}",
-            principal.access_key_id, action, resource
-        )))
-    }
 }
 
 /// KVS operation name of a route: `/createStream` → `CreateStream`,

@@ -7,16 +7,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+mod common;
 
-use crate::auth::test_signing::{presign_url, rfc3986, signed_post_headers};
-use crate::config::Config;
-use crate::meta::ChannelRecord;
-use crate::signaling::Signaling;
+use futures::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+use common::signing::{presign_url, rfc3986, signed_post_headers};
+use common::ws::{Ws, assert_closed, recv_json, refused, send, try_connect};
+use reel::config::Config;
+use reel::meta::ChannelRecord;
+use reel::signaling::Signaling;
 
 const KEY_ID: &str = "AKIAREELUNITTEST0001";
 const SECRET: &str = "secret";
@@ -42,16 +42,14 @@ struct Harness {
 
 async fn harness(tweak: impl FnOnce(&mut Config)) -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = crate::testkit::loopback_config(dir.path()).expect("config");
+    let mut config = reel::testkit::loopback_config(dir.path()).expect("config");
     config.root_key = Some((KEY_ID.into(), SECRET.into()));
     config.limits.signaling.connect_tps_per_channel = 1000.0;
     tweak(&mut config);
-    let (addr, state) = crate::server::spawn(config).await.expect("in-process server");
-    state.meta.create_channel(&channel_record(CHANNEL, 60), &Default::default(), 5000).await.expect("channel");
+    let (addr, state) = reel::server::spawn(config).await.expect("in-process server");
+    state.core.meta.create_channel(&channel_record(CHANNEL, 60), &Default::default(), 5000).await.expect("channel");
     Harness { addr, signaling: state.signaling, _dir: dir }
 }
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 fn ws_url(h: &Harness, arn: &str, client_id: Option<&str>) -> String {
     let url = match client_id {
@@ -70,61 +68,6 @@ async fn signed_post(addr: SocketAddr, path: &str, body: serde_json::Value) -> r
         req = req.header(name, value);
     }
     req.send().await
-}
-
-async fn try_connect(
-    url: &str,
-    subprotocol: bool,
-) -> Result<(Ws, http::Response<Option<Vec<u8>>>), tungstenite::Error> {
-    let mut req = url.into_client_request().expect("request");
-    if subprotocol {
-        req.headers_mut().insert("sec-websocket-protocol", "wss".parse().expect("header"));
-    }
-    tokio_tungstenite::connect_async(req).await
-}
-
-async fn connect(h: &Harness, client_id: Option<&str>) -> Ws {
-    try_connect(&ws_url(h, CHANNEL, client_id), false).await.expect("connect").0
-}
-
-async fn refused(url: &str) -> (u16, serde_json::Value) {
-    match try_connect(url, false).await {
-        Err(tungstenite::Error::Http(res)) => {
-            let body = res.body().clone().unwrap_or_default();
-            (res.status().as_u16(), serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
-        }
-        Err(e) => panic!("expected an HTTP refusal, got {e}"),
-        Ok(_) => panic!("expected an HTTP refusal, got an upgrade"),
-    }
-}
-
-async fn recv_json(ws: &mut Ws) -> serde_json::Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("timely")
-            .expect("open")
-            .expect("frame");
-        match msg {
-            Message::Text(t) => return serde_json::from_str(t.as_str()).expect("json"),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("expected text, got {other:?}"),
-        }
-    }
-}
-
-async fn send(ws: &mut Ws, json: serde_json::Value) {
-    ws.send(Message::Text(json.to_string().into())).await.expect("send");
-}
-
-async fn assert_closed(ws: &mut Ws) {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("timely") {
-            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(other)) => panic!("expected close, got {other:?}"),
-        }
-    }
 }
 
 #[tokio::test]
@@ -264,7 +207,7 @@ async fn ice_config_turn_allocation_rotation_and_shutdown() {
         turn_serv_addr: udp.to_string(),
         username: username.into(),
         password: password.into(),
-        realm: super::turn::REALM.into(),
+        realm: reel::signaling::turn::REALM.into(),
         software: String::new(),
         rto_in_ms: 0,
         conn: Arc::new(conn),
@@ -338,4 +281,8 @@ async fn alexa_offer_is_answered_by_the_master() {
     let res = call.await.expect("join").expect("response");
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<serde_json::Value>().await.expect("json"), serde_json::json!({"Answer": "YW5zd2Vy"}));
+}
+
+async fn connect(h: &Harness, client_id: Option<&str>) -> Ws {
+    common::ws::connect(&ws_url(h, CHANNEL, client_id)).await
 }

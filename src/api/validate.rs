@@ -1,4 +1,4 @@
-//! Constraint checks from the service model (kvs-api Appendix A.1): required members,
+//! Constraint checks from the service model (docs/kvs-wire.md Appendix A.1): required members,
 //! lengths, patterns, ranges and enums. Each failure is a 400 `InvalidArgumentException`
 //! worded like AWS's own validation messages, naming the member and the constraint.
 //!

@@ -52,25 +52,7 @@ pub async fn stream(
         (None, Some(name)) => core.meta.stream_by_name(name).await,
         (None, None) => return Err(ApiError::invalid_argument("Either StreamName or StreamARN must be specified")),
     }?;
-    match found {
-        Some(stream) => {
-            Span::current().record("stream", stream.name.as_str());
-            authorize(principal, op, &stream.arn, deny)?;
-            if name.is_some_and(|n| n != stream.name) {
-                return Err(ApiError::invalid_argument("StreamName and StreamARN name different streams"));
-            }
-            throttle(core, op, &stream.arn)?;
-            Ok(stream)
-        }
-        None => {
-            let resource = match (arn, name) {
-                (Some(arn), _) => arn.to_string(),
-                (None, name) => missing_resource_arn(core, "stream", name.unwrap_or_default()),
-            };
-            authorize(principal, op, &resource, deny)?;
-            Err(ApiError::not_found("The requested stream is not found or not active"))
-        }
-    }
+    authorize_found(core, principal, op, deny, name, arn, found)
 }
 
 /// Find the channel a request names by `ChannelARN` or `ChannelName`, check that the
@@ -93,23 +75,70 @@ pub async fn channel(
         (None, Some(name)) => core.meta.channel_by_name(name).await,
         (None, None) => return Err(ApiError::invalid_argument("Either ChannelName or ChannelARN must be specified")),
     }?;
+    authorize_found(core, principal, op, CHANNEL_DENY, name, arn, found)
+}
+
+/// What [`authorize_found`] needs to know of a channel or stream record.
+trait Resource {
+    /// The resource kind in ARNs, spans and messages (`stream`, `channel`).
+    const KIND: &'static str;
+    /// The member prefix in messages (`Stream` of `StreamName`/`StreamARN`).
+    const MEMBER: &'static str;
+    fn name(&self) -> &str;
+    fn arn(&self) -> &str;
+}
+
+impl Resource for StreamRecord {
+    const KIND: &'static str = "stream";
+    const MEMBER: &'static str = "Stream";
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn arn(&self) -> &str {
+        &self.arn
+    }
+}
+
+impl Resource for ChannelRecord {
+    const KIND: &'static str = "channel";
+    const MEMBER: &'static str = "Channel";
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn arn(&self) -> &str {
+        &self.arn
+    }
+}
+
+/// The shared second half of [`stream`] and [`channel`]: authorize the found resource (or,
+/// when missing, the ARN it would have), check that name and ARN agree, take its rate token.
+fn authorize_found<R: Resource>(
+    core: &Core,
+    principal: &Principal,
+    op: &str,
+    deny: Deny,
+    name: Option<&str>,
+    arn: Option<&str>,
+    found: Option<R>,
+) -> ApiResult<R> {
     match found {
-        Some(channel) => {
-            Span::current().record("channel", channel.name.as_str());
-            authorize(principal, op, &channel.arn, CHANNEL_DENY)?;
-            if name.is_some_and(|n| n != channel.name) {
-                return Err(ApiError::invalid_argument("ChannelName and ChannelARN name different channels"));
+        Some(resource) => {
+            Span::current().record(R::KIND, resource.name());
+            authorize(principal, op, resource.arn(), deny)?;
+            if name.is_some_and(|n| n != resource.name()) {
+                let m = R::MEMBER;
+                return Err(ApiError::invalid_argument(format!("{m}Name and {m}ARN name different {}s", R::KIND)));
             }
-            throttle(core, op, &channel.arn)?;
-            Ok(channel)
+            throttle(core, op, resource.arn())?;
+            Ok(resource)
         }
         None => {
-            let resource = match (arn, name) {
+            let missing = match (arn, name) {
                 (Some(arn), _) => arn.to_string(),
-                (None, name) => missing_resource_arn(core, "channel", name.unwrap_or_default()),
+                (None, name) => missing_resource_arn(core, R::KIND, name.unwrap_or_default()),
             };
-            authorize(principal, op, &resource, CHANNEL_DENY)?;
-            Err(ApiError::not_found("The requested channel is not found or not active"))
+            authorize(principal, op, &missing, deny)?;
+            Err(ApiError::not_found(format!("The requested {} is not found or not active", R::KIND)))
         }
     }
 }

@@ -148,6 +148,13 @@ pub struct ServeArgs {
     /// Secret key for S3 (default: AWS_SECRET_ACCESS_KEY).
     #[arg(long, env = "REEL_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
     pub s3_secret_access_key: Option<String>,
+    /// Metadata database: a `sqlite:` path (default: `<data-dir>/meta.db`) or
+    /// `postgres://user:pass@host:port/db`, which cluster nodes share.
+    #[arg(long, env = "REEL_METADATA_URL", hide_env_values = true)]
+    pub metadata_url: Option<String>,
+    /// This node's name in a cluster (metrics label, leases, logs). Default: the hostname.
+    #[arg(long, env = "REEL_NODE_ID")]
+    pub node_id: Option<String>,
     /// Quotas; only settable in the config file (`[limits]` table).
     #[arg(skip)]
     #[serde(default)]
@@ -185,6 +192,40 @@ pub struct Config {
     pub s3: Option<S3Settings>,
     /// The storage peer's WebRTC media socket.
     pub webrtc: WebRtcSettings,
+    /// The metadata database URL (`--metadata-url`); `None` = SQLite in the data dir.
+    pub metadata_url: Option<MetadataUrl>,
+    /// This node's name (`--node-id`, default the hostname).
+    pub node_id: String,
+}
+
+/// A metadata database URL; its `Debug` hides the password so configs can be logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MetadataUrl(pub String);
+
+impl std::fmt::Debug for MetadataUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact_password(&self.0))
+    }
+}
+
+/// `scheme://user:secret@host/db` → `scheme://user:***@host/db` (other URLs unchanged).
+pub fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let Some((userinfo, host)) = rest.split_once('@') else { return url.to_string() };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+/// The machine's hostname (Linux), or `reel` when it cannot be read.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| "reel".into())
 }
 
 /// The storage peer's UDP media socket and what it advertises (`--webrtc-*`, `--log-sdp`).
@@ -337,6 +378,19 @@ impl Config {
                 "[limits.storage_session] fragment_target_ms / fragment_max_ms: {e}"
             )));
         }
+        let metadata_url = m.pick(|a| a.metadata_url.clone()).map(MetadataUrl);
+        if let Some(url) = &metadata_url {
+            let ok = ["sqlite:", "postgres://", "postgresql://"].iter().any(|p| url.0.starts_with(p));
+            if !ok {
+                return Err(ConfigError::Invalid(format!(
+                    "--metadata-url must start with sqlite:, postgres:// or postgresql://, got {url:?}"
+                )));
+            }
+        }
+        let node_id = m.pick(|a| a.node_id.clone()).unwrap_or_else(hostname);
+        if node_id.is_empty() || !node_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+            return Err(ConfigError::Invalid(format!("--node-id must match [A-Za-z0-9._-]+, got {node_id:?}")));
+        }
         let webrtc = WebRtcSettings {
             listen: m.pick(|a| a.webrtc_listen).unwrap_or_else(|| SocketAddr::new(listen.ip(), 0)),
             public_ip: m.pick(|a| a.webrtc_public_ip),
@@ -357,6 +411,8 @@ impl Config {
             credentials_file: m.pick(|a| a.credentials_file.clone()),
             log_format: m.pick(|a| a.log_format).unwrap_or_default(),
             limits,
+            metadata_url,
+            node_id,
         })
     }
 }
@@ -459,5 +515,25 @@ mod tests {
         let c = Config::resolve(ServeArgs::default()).expect("valid");
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
         assert_eq!(c.webrtc.workers, cpus.clamp(1, MAX_WEBRTC_WORKERS));
+    }
+
+    #[test]
+    fn metadata_url_and_node_id() {
+        let c = Config::resolve(ServeArgs::default()).expect("valid");
+        assert_eq!(c.metadata_url, None, "SQLite in the data dir by default");
+        assert!(!c.node_id.is_empty(), "the hostname by default");
+        let pg = ServeArgs {
+            metadata_url: Some("postgres://reel:hunter2@127.0.0.1:5432/reel".into()),
+            node_id: Some("node-1".into()),
+            ..Default::default()
+        };
+        let c = Config::resolve(pg).expect("valid");
+        assert_eq!(c.node_id, "node-1");
+        let shown = format!("{c:?}");
+        assert!(shown.contains("postgres://reel:***@127.0.0.1:5432/reel") && !shown.contains("hunter2"), "{shown}");
+        let bad = ServeArgs { metadata_url: Some("mysql://x".into()), ..Default::default() };
+        assert!(matches!(Config::resolve(bad), Err(ConfigError::Invalid(m)) if m.contains("--metadata-url")));
+        let bad = ServeArgs { node_id: Some("a b".into()), ..Default::default() };
+        assert!(matches!(Config::resolve(bad), Err(ConfigError::Invalid(m)) if m.contains("--node-id")));
     }
 }

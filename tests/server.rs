@@ -101,7 +101,7 @@ fn first_start_generates_and_persists_a_root_key() {
 
 #[test]
 fn metrics_and_audit_log_record_each_call() {
-    let reel = Reel::start();
+    let reel = Reel::start_with(Options { args: vec!["--node-id".into(), "node-a".into()], ..Default::default() });
     rt().block_on(async {
         let kvs = reel.kvs();
         kvs.create_signaling_channel().channel_name("audited").send().await.expect("create");
@@ -111,12 +111,19 @@ fn metrics_and_audit_log_record_each_call() {
     let metrics =
         std::process::Command::new("curl").args(["-s", &format!("{}/metrics", reel.url)]).output().expect("curl");
     let metrics = String::from_utf8_lossy(&metrics.stdout);
-    assert!(
-        metrics.contains("reel_requests_total{operation=\"CreateSignalingChannel\",outcome=\"ok\"} 1"),
-        "{metrics}"
-    );
-    assert!(metrics.contains("reel_failure_total{operation=\"DescribeSignalingChannel\"} 1"), "{metrics}");
-    assert!(metrics.contains("reel_latency_ms_bucket{operation=\"CreateSignalingChannel\""), "{metrics}");
+    let node = ("node", "node-a");
+    let created = [node, ("operation", "CreateSignalingChannel"), ("outcome", "ok")];
+    assert_eq!(common::metric(&metrics, "reel_requests_total", &created), Some(1.0), "{metrics}");
+    let failed = [node, ("operation", "DescribeSignalingChannel")];
+    assert_eq!(common::metric(&metrics, "reel_failure_total", &failed), Some(1.0), "{metrics}");
+    let latency = [node, ("operation", "CreateSignalingChannel"), ("le", "+Inf")];
+    assert!(common::metric(&metrics, "reel_latency_ms_bucket", &latency).is_some(), "{metrics}");
+    // Liveness for load balancers: unsigned, 200.
+    let health = std::process::Command::new("curl")
+        .args(["-s", "-w", " %{http_code}", &format!("{}/healthz", reel.url)])
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&health.stdout), "ok\n 200");
     // The audit writer is asynchronous; give it a moment.
     let mut lines = Vec::new();
     for _ in 0..50 {

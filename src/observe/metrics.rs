@@ -37,11 +37,13 @@ pub const QUEUE_OVERFLOW: &str = "queue_overflow";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
-/// Install the process-wide recorder once and return the handle that renders it.
-pub fn install() -> PrometheusHandle {
+/// Install the process-wide recorder once and return the handle that renders it; every
+/// series carries `node=<node_id>`, so a cluster's nodes can be told apart.
+pub fn install(node_id: &str) -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
+                .add_global_label("node", node_id)
                 .set_buckets_for_metric(
                     Matcher::Suffix("_ms".into()),
                     &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0],
@@ -246,17 +248,17 @@ mod tests {
         record_ingress(id, "0", IngressSample { packets: 5, jitter_ms: 1.5, ..Default::default() }, 0);
         record_ingress(id, "1", IngressSample { packets: 7, ..Default::default() }, 0);
         assert_eq!(session_series_count(id), 2);
-        let text = render(&install());
+        let text = render(&install("test-node"));
         assert!(text.contains(&format!("reel_storage_session_rx_packets{{session=\"{id}\",mid=\"1\"}} 7")), "{text}");
         remove_session(id);
         assert_eq!(session_series_count(id), 0);
-        assert!(!render(&install()).contains(&format!("session=\"{id}\"")));
+        assert!(!render(&install("test-node")).contains(&format!("session=\"{id}\"")));
     }
 
     #[test]
     fn dropped_frames_are_exported_by_track_and_reason_and_per_session() {
         let id = 9_000_002;
-        let handle = install();
+        let handle = install("test-node");
         let dropped = DropCounts { late: 3, ..Default::default() };
         let before = FrameLedger::default();
         let now = FrameLedger {

@@ -59,7 +59,7 @@ pub async fn serve_with(
         println!("export AWS_ACCESS_KEY_ID={}", key.access_key_id);
         println!("export AWS_SECRET_ACCESS_KEY={}", key.secret_access_key);
     }
-    let prometheus = metrics::install();
+    let prometheus = metrics::install(&state.core.config.node_id);
     let base = state.core.urls.https.clone();
     let mut hosts = vec![local.ip().to_string()];
     if let Some(host) = url_host(&base) {
@@ -108,7 +108,8 @@ pub async fn spawn(config: Config) -> Result<(SocketAddr, AppState), ServeError>
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
     let local = listener.local_addr()?;
     let Built { state, .. } = AppState::build(config, local).await?;
-    let app = router(state.clone(), metrics::install()).into_make_service_with_connect_info::<SocketAddr>();
+    let prometheus = metrics::install(&state.core.config.node_id);
+    let app = router(state.clone(), prometheus).into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::warn!(error = %e, "in-process server stopped");
@@ -127,6 +128,7 @@ pub fn router(state: AppState, prometheus: metrics_exporter_prometheus::Promethe
         .layer(axum::middleware::from_fn_with_state(state.core.clone(), edge::signed_api));
     Router::new()
         .route("/metrics", get(move || std::future::ready(metrics::render(&prometheus))))
+        .route("/healthz", get(|| std::future::ready("ok\n")))
         .merge(signed)
         .merge(crate::streaming::public_router())
         .fallback(unknown_operation)

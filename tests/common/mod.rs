@@ -167,3 +167,17 @@ pub async fn master_endpoints(
         .filter_map(|e| Some((e.protocol()?.clone(), e.resource_endpoint()?.to_string())))
         .collect()
 }
+
+/// The value of the Prometheus series `name` whose labels include all of `labels` (other
+/// labels, such as the global `node`, are ignored), from `/metrics` text.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (metric_name, label_text) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.strip_suffix('}')?),
+            None => (series, ""),
+        };
+        let wanted = |(k, v): &(&str, &str)| label_text.split(',').any(|kv| kv == format!("{k}=\"{v}\""));
+        (metric_name == name && labels.iter().all(wanted)).then(|| value.parse().ok()).flatten()
+    })
+}

@@ -6,12 +6,12 @@
 //! documents a constraint (actions, id patterns, payload size and alphabet).
 
 use base64::Engine;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::validate::{is_client_id, is_correlation_id};
 
 /// What a signaling message carries (the client's `action`, the service's `messageType`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum MessageKind {
     /// `SDP_OFFER`.
     SdpOffer,
@@ -58,7 +58,7 @@ impl MessageKind {
 
 /// One signaling message as routed between peers: its kind and its `messagePayload`
 /// exactly as the sender wrote it (base64 of UTF-8 JSON, relayed byte for byte).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignalingMessage {
     /// Offer, answer or candidate.
     pub kind: MessageKind,

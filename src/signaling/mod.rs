@@ -16,6 +16,9 @@
 //! [`Signaling`] ties them together and is what `AppState` holds.
 
 pub mod api;
+pub mod cluster;
+#[cfg(test)]
+mod cluster_tests;
 pub mod credentials;
 pub mod message;
 pub mod pending;

@@ -11,7 +11,7 @@ use std::time::Instant;
 use super::message::SignalingMessage;
 
 /// One end of a channel: the master or a viewer (a connection's role, a message's recipient).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Party {
     /// The channel's master.
     Master,

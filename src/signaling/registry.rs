@@ -47,6 +47,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::cluster::{Announcement, ClusterLink, Directed, Since, now_ms};
 use super::message::{ClientMessage, MessageKind, ServiceEvent, SignalingMessage};
 use super::pending::{Held, Party, PendingQueue};
 use crate::limits::SignalingLimits;
@@ -299,24 +300,74 @@ impl Drop for StoragePeerHandle {
 /// Capacity of the storage peer's inbound queue.
 pub const STORAGE_PEER_QUEUE: usize = 256;
 
-/// [`SignalingBus`] within one process.
+/// [`SignalingBus`] within one process; with a [`ClusterLink`] it also mirrors the parties
+/// of other nodes (see [`super::cluster`]) and routes to them through the link.
 #[derive(Debug)]
 pub struct LocalBus {
     limits: SignalingLimits,
     channels: Mutex<HashMap<String, ChannelState>>,
     next_id: AtomicU64,
+    link: Option<Arc<dyn ClusterLink>>,
+}
+
+/// Where a connected party's events go.
+#[derive(Debug)]
+enum Sink {
+    /// A WebSocket connection of this process.
+    Local(mpsc::Sender<Outbound>),
+    /// A connection held by another node (through the cluster link).
+    Remote(String),
 }
 
 #[derive(Debug)]
 struct Client {
     conn_id: u64,
-    tx: mpsc::Sender<Outbound>,
+    sink: Sink,
+    since: Since,
+}
+
+impl Client {
+    fn is_local(&self) -> bool {
+        matches!(self.sink, Sink::Local(_))
+    }
+
+    fn is_live(&self) -> bool {
+        match &self.sink {
+            Sink::Local(tx) => !tx.is_closed(),
+            Sink::Remote(_) => true,
+        }
+    }
+
+    fn close(&self, reason: CloseReason) {
+        if let Sink::Local(tx) = &self.sink {
+            // Full queue: dropping the sender still ends the session once it drains.
+            let _ = tx.try_send(Outbound::Close(reason));
+        }
+    }
+}
+
+/// Where the channel's storage peer runs.
+#[derive(Debug)]
+enum StorageSink {
+    Local(mpsc::Sender<StoragePeerEvent>),
+    Remote(String),
 }
 
 #[derive(Debug)]
 struct StorageSlot {
     attachment: u64,
-    tx: mpsc::Sender<StoragePeerEvent>,
+    sink: StorageSink,
+    since: Since,
+}
+
+impl StorageSlot {
+    /// Tell a storage peer of this process about the master's connection; a remote one
+    /// learns it from the announcement on its own node.
+    fn notify(&self, event: StoragePeerEvent) {
+        if let StorageSink::Local(tx) = &self.sink {
+            let _ = tx.try_send(event);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -364,34 +415,57 @@ impl ChannelState {
             Party::Viewer(id) => self.viewers.get(id),
         }
     }
+
+    /// Put `client` in `role`'s place, returning the one it replaced.
+    fn install(&mut self, role: &Party, client: Client) -> Option<Client> {
+        match role {
+            Party::Master => self.master.replace(client),
+            Party::Viewer(id) => self.viewers.insert(id.clone(), client),
+        }
+    }
+
+    /// Remove `role`'s client if `matches` accepts it.
+    fn remove_if(&mut self, role: &Party, matches: impl Fn(&Client) -> bool) -> Option<Client> {
+        match role {
+            Party::Master if self.master.as_ref().is_some_and(&matches) => self.master.take(),
+            Party::Master => None,
+            Party::Viewer(id) => match self.viewers.get(id) {
+                Some(c) if matches(c) => self.viewers.remove(id),
+                _ => None,
+            },
+        }
+    }
 }
 
-/// Outcome of trying to put an event on a connection's queue.
+/// Outcome of trying to put an event on a party's queue.
 enum Push {
     Sent,
     Gone,
     Full,
 }
 
-fn push(client: Option<&Client>, event: ServiceEvent) -> Push {
-    match client {
-        None => Push::Gone,
-        Some(c) => match c.tx.try_send(Outbound::Event(event)) {
-            Ok(()) => Push::Sent,
-            Err(mpsc::error::TrySendError::Full(_)) => Push::Full,
-            Err(mpsc::error::TrySendError::Closed(_)) => Push::Gone,
-        },
-    }
-}
-
 fn transferred(channel_arn: &str) {
     metrics::counter!(MESSAGES_TRANSFERRED, "channel" => channel_arn.to_string()).increment(1);
 }
 
+fn busy_name(to: &Party) -> String {
+    match to {
+        Party::Master => "master".into(),
+        Party::Viewer(id) => id.clone(),
+    }
+}
+
 impl LocalBus {
-    /// An empty registry with these quotas.
+    /// An empty registry with these quotas, routing within this process only.
     pub fn new(limits: SignalingLimits) -> Self {
-        Self { limits, channels: Mutex::new(HashMap::new()), next_id: AtomicU64::new(1) }
+        Self { limits, channels: Mutex::new(HashMap::new()), next_id: AtomicU64::new(1), link: None }
+    }
+
+    /// An empty registry that also reaches the other nodes of a cluster through `link`;
+    /// the transport feeds what other nodes say to [`LocalBus::apply`] and
+    /// [`LocalBus::receive`].
+    pub fn clustered(limits: SignalingLimits, link: Arc<dyn ClusterLink>) -> Self {
+        Self { link: Some(link), ..Self::new(limits) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ChannelState>> {
@@ -404,7 +478,58 @@ impl LocalBus {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
+    fn node(&self) -> &str {
+        self.link.as_ref().map_or("local", |l| l.node_id())
+    }
+
+    fn since_now(&self) -> Since {
+        Since { at_ms: now_ms(), node: self.node().to_string() }
+    }
+
+    fn announce(&self, body: Announcement) {
+        if let Some(link) = &self.link {
+            link.announce(body);
+        }
+    }
+
+    /// Relay `msg` (from `sender`; `None` = master or storage peer) to `client`.
+    fn push(
+        &self,
+        arn: &str,
+        to: &Party,
+        client: Option<&Client>,
+        sender: Option<String>,
+        msg: &SignalingMessage,
+        hops: u8,
+    ) -> Push {
+        match client.map(|c| &c.sink) {
+            None => Push::Gone,
+            Some(Sink::Local(tx)) => match tx.try_send(Outbound::Event(ServiceEvent::relay(sender, msg))) {
+                Ok(()) => Push::Sent,
+                Err(mpsc::error::TrySendError::Full(_)) => Push::Full,
+                Err(mpsc::error::TrySendError::Closed(_)) => Push::Gone,
+            },
+            // Forwarded at most once: a mirror that disagrees with ours holds it instead.
+            Some(Sink::Remote(_)) if hops > 0 => Push::Gone,
+            Some(Sink::Remote(node)) => {
+                let relay = Directed::Relay {
+                    channel: arn.to_string(),
+                    to: to.clone(),
+                    sender,
+                    message: msg.clone(),
+                    hops: hops + 1,
+                };
+                match &self.link {
+                    Some(link) if link.send(node, relay) => Push::Sent,
+                    Some(_) => Push::Full,
+                    None => Push::Gone,
+                }
+            }
+        }
+    }
+
     /// Deliver to `to` now, or hold it; `sender` is the viewer id (None = master).
+    #[allow(clippy::too_many_arguments)]
     fn deliver(
         &self,
         arn: &str,
@@ -412,18 +537,15 @@ impl LocalBus {
         to: Party,
         sender: Option<String>,
         msg: SignalingMessage,
+        hops: u8,
         now: Instant,
     ) -> Result<(), RouteError> {
-        let event = ServiceEvent::relay(sender.clone(), &msg);
-        match push(ch.client(&to), event) {
+        match self.push(arn, &to, ch.client(&to), sender.clone(), &msg, hops) {
             Push::Sent => {
                 transferred(arn);
                 Ok(())
             }
-            Push::Full => Err(RouteError::RecipientBusy(match &to {
-                Party::Master => "master".into(),
-                Party::Viewer(id) => id.clone(),
-            })),
+            Push::Full => Err(RouteError::RecipientBusy(busy_name(&to))),
             Push::Gone => {
                 let held = Held { sender, message: msg, expires: now + ch.message_ttl };
                 ch.pending.push(to, held, self.limits.max_pending_messages_per_recipient, now);
@@ -432,11 +554,172 @@ impl LocalBus {
         }
     }
 
+    /// `role` is now `client` (a local connect or a remote announcement): the replaced
+    /// local connection is closed, the channel's storage peer hears of a master, and the
+    /// messages held for `role` go to it.
+    fn take_role(&self, arn: &str, ch: &mut ChannelState, role: &Party, client: Client, now: Instant) {
+        if let Some(old) = ch.install(role, client) {
+            old.close(CloseReason::Replaced);
+        }
+        if let (Party::Master, Some(sp)) = (role, &ch.storage_peer) {
+            // The storage session belongs to the channel: it carries on with this connection.
+            sp.notify(StoragePeerEvent::MasterConnected);
+        }
+        for held in ch.pending.take(role, now) {
+            if matches!(self.push(arn, role, ch.client(role), held.sender, &held.message, 0), Push::Sent) {
+                transferred(arn);
+            }
+        }
+    }
+
+    /// `role`'s connection left: the channel's storage peer hears of the master's departure.
+    fn drop_role(ch: &mut ChannelState, role: &Party) {
+        if let (Party::Master, Some(sp)) = (role, &ch.storage_peer) {
+            sp.notify(StoragePeerEvent::MasterDisconnected);
+        }
+    }
+
     fn publish_counts(map: &HashMap<String, ChannelState>) {
-        let masters = map.values().filter(|c| c.master.is_some()).count();
-        let viewers: usize = map.values().map(|c| c.viewers.len()).sum();
+        let masters = map.values().filter(|c| c.master.as_ref().is_some_and(Client::is_local)).count();
+        let viewers: usize = map.values().map(|c| c.viewers.values().filter(|v| v.is_local()).count()).sum();
         metrics::gauge!(CONNECTED_CLIENTS, "role" => "master").set(masters as f64);
         metrics::gauge!(CONNECTED_CLIENTS, "role" => "viewer").set(viewers as f64);
+    }
+
+    /// Apply what another node announced (see [`super::cluster`]); `from` is its node id.
+    pub fn apply(&self, from: &str, body: Announcement) {
+        let now = Instant::now();
+        let mut map = self.lock();
+        match body {
+            Announcement::Connected { channel, message_ttl_ms, role, conn_id, since } => {
+                let ttl = Duration::from_millis(message_ttl_ms);
+                let ch = map.entry(channel.clone()).or_insert_with(|| ChannelState::new(ttl, &self.limits, now));
+                // Newest wins cluster-wide: an older announcement does not displace a newer holder.
+                if ch.client(&role).is_some_and(|c| c.since >= since) {
+                    return;
+                }
+                let client = Client { conn_id, sink: Sink::Remote(from.to_string()), since };
+                self.take_role(&channel, ch, &role, client, now);
+            }
+            Announcement::Disconnected { channel, role, conn_id } => {
+                let Some(ch) = map.get_mut(&channel) else { return };
+                let remote_conn = |c: &Client| c.conn_id == conn_id && matches!(&c.sink, Sink::Remote(n) if n == from);
+                if ch.remove_if(&role, remote_conn).is_some() {
+                    Self::drop_role(ch, &role);
+                }
+            }
+            Announcement::StorageAttached { channel, attachment, since } => {
+                let ch =
+                    map.entry(channel).or_insert_with(|| ChannelState::new(Duration::from_secs(60), &self.limits, now));
+                if ch.storage_peer.as_ref().is_some_and(|s| s.since >= since) {
+                    return;
+                }
+                // Replacing a local slot drops its sender: that storage session's recv ends.
+                ch.storage_peer = Some(StorageSlot { attachment, sink: StorageSink::Remote(from.to_string()), since });
+            }
+            Announcement::StorageDetached { channel, attachment } => {
+                if let Some(ch) = map.get_mut(&channel)
+                    && ch.storage_peer.as_ref().is_some_and(|s| {
+                        s.attachment == attachment && matches!(&s.sink, StorageSink::Remote(n) if n == from)
+                    })
+                {
+                    ch.storage_peer = None;
+                }
+            }
+            Announcement::ChannelClosed { channel } => Self::close_channel_locked(&mut map, &channel),
+            Announcement::Bye => Self::forget_node_locked(&mut map, from),
+            Announcement::Hello | Announcement::Heartbeat => {}
+        }
+        Self::publish_counts(&map);
+    }
+
+    /// Handle what another node sent to this one.
+    pub fn receive(&self, from: &str, body: Directed) {
+        match body {
+            Directed::Relay { channel, to, sender, message, hops } => {
+                let now = Instant::now();
+                let mut map = self.lock();
+                let ch = map
+                    .entry(channel.clone())
+                    .or_insert_with(|| ChannelState::new(Duration::from_secs(60), &self.limits, now));
+                if let Err(e) = self.deliver(&channel, ch, to, sender, message, hops, now) {
+                    tracing::debug!(channel = %channel, from, error = %e, "relayed signaling message not delivered");
+                }
+            }
+            Directed::ToStorage { channel, attachment, message } => {
+                let map = self.lock();
+                let slot = map.get(&channel).and_then(|ch| ch.storage_peer.as_ref());
+                match slot {
+                    Some(StorageSlot { attachment: a, sink: StorageSink::Local(tx), .. }) if *a == attachment => {
+                        if tx.try_send(StoragePeerEvent::Message(message)).is_ok() {
+                            transferred(&channel);
+                        }
+                    }
+                    _ => tracing::debug!(channel = %channel, from, "message for a storage peer that is gone"),
+                }
+            }
+            Directed::Resync => self.announce_state(),
+        }
+    }
+
+    /// Forget every party and storage peer of `node` (it said goodbye or stopped sending
+    /// heartbeats), as if each had disconnected.
+    pub fn forget_node(&self, node: &str) {
+        let mut map = self.lock();
+        Self::forget_node_locked(&mut map, node);
+        Self::publish_counts(&map);
+    }
+
+    fn forget_node_locked(map: &mut HashMap<String, ChannelState>, node: &str) {
+        let on_node = |c: &Client| matches!(&c.sink, Sink::Remote(n) if n == node);
+        for ch in map.values_mut() {
+            if ch.remove_if(&Party::Master, on_node).is_some() {
+                Self::drop_role(ch, &Party::Master);
+            }
+            ch.viewers.retain(|_, v| !on_node(v));
+            if ch.storage_peer.as_ref().is_some_and(|s| matches!(&s.sink, StorageSink::Remote(n) if n == node)) {
+                ch.storage_peer = None;
+            }
+        }
+    }
+
+    /// Announce every party and storage peer of this node (to a node that joined or
+    /// forgot this one).
+    pub fn announce_state(&self) {
+        let Some(link) = &self.link else { return };
+        let map = self.lock();
+        for (arn, ch) in map.iter() {
+            let ttl_ms = u64::try_from(ch.message_ttl.as_millis()).unwrap_or(u64::MAX);
+            let parties = ch
+                .master
+                .iter()
+                .map(|c| (Party::Master, c))
+                .chain(ch.viewers.iter().map(|(id, c)| (Party::Viewer(id.clone()), c)));
+            for (role, c) in parties.filter(|(_, c)| c.is_local()) {
+                link.announce(Announcement::Connected {
+                    channel: arn.clone(),
+                    message_ttl_ms: ttl_ms,
+                    role,
+                    conn_id: c.conn_id,
+                    since: c.since.clone(),
+                });
+            }
+            if let Some(sp) = ch.storage_peer.as_ref().filter(|s| matches!(s.sink, StorageSink::Local(_))) {
+                link.announce(Announcement::StorageAttached {
+                    channel: arn.clone(),
+                    attachment: sp.attachment,
+                    since: sp.since.clone(),
+                });
+            }
+        }
+    }
+
+    fn close_channel_locked(map: &mut HashMap<String, ChannelState>, channel_arn: &str) {
+        if let Some(mut ch) = map.remove(channel_arn) {
+            for client in ch.master.take().into_iter().chain(ch.viewers.drain().map(|(_, c)| c)) {
+                client.close(CloseReason::Shutdown);
+            }
+        }
     }
 }
 
@@ -446,6 +729,7 @@ impl SignalingBus for LocalBus {
         let ch =
             map.entry(channel.arn.clone()).or_insert_with(|| ChannelState::new(channel.message_ttl, &self.limits, now));
         ch.message_ttl = channel.message_ttl;
+        // Remote viewers count too: the limit is per channel, cluster-wide.
         if let Party::Viewer(id) = &role
             && !ch.viewers.contains_key(id)
             && ch.viewers.len() >= self.limits.max_viewers_per_channel
@@ -457,24 +741,20 @@ impl SignalingBus for LocalBus {
         }
         let conn_id = self.id();
         let (tx, outbound) = mpsc::channel(self.limits.outbound_queue_per_connection.max(1));
-        let client = Client { conn_id, tx };
-        let old = match &role {
-            Party::Master => ch.master.replace(client),
-            Party::Viewer(id) => ch.viewers.insert(id.clone(), client),
-        };
-        if let Some(old) = old {
-            // Full queue: dropping the sender still ends the old session once it drains.
-            let _ = old.tx.try_send(Outbound::Close(CloseReason::Replaced));
+        // Newest wins: a connect here is newer than whatever it replaces, even if that
+        // holder's node clock runs ahead of ours.
+        let mut since = self.since_now();
+        if let Some(old) = ch.client(&role) {
+            since.at_ms = since.at_ms.max(old.since.at_ms.saturating_add(1));
         }
-        if let (Party::Master, Some(sp)) = (&role, &ch.storage_peer) {
-            // The storage session belongs to the channel: it carries on with this connection.
-            let _ = sp.tx.try_send(StoragePeerEvent::MasterConnected);
-        }
-        for held in ch.pending.take(&role, now) {
-            if matches!(push(ch.client(&role), ServiceEvent::relay(held.sender, &held.message)), Push::Sent) {
-                transferred(&channel.arn);
-            }
-        }
+        self.take_role(&channel.arn, ch, &role, Client { conn_id, sink: Sink::Local(tx), since: since.clone() }, now);
+        self.announce(Announcement::Connected {
+            channel: channel.arn.clone(),
+            message_ttl_ms: u64::try_from(channel.message_ttl.as_millis()).unwrap_or(u64::MAX),
+            role: role.clone(),
+            conn_id,
+            since,
+        });
         Self::publish_counts(&map);
         Ok(Connection { endpoint: Endpoint { channel_arn: channel.arn.clone(), role, conn_id }, outbound })
     }
@@ -482,26 +762,42 @@ impl SignalingBus for LocalBus {
     fn route(&self, from: &Endpoint, message: ClientMessage, now: Instant) -> Result<(), RouteError> {
         let mut map = self.lock();
         let Some(ch) = map.get_mut(&from.channel_arn) else { return Err(RouteError::NotConnected) };
-        if ch.client(&from.role).map(|c| c.conn_id) != Some(from.conn_id) {
+        if ch.client(&from.role).filter(|c| c.is_local()).map(|c| c.conn_id) != Some(from.conn_id) {
             return Err(RouteError::NotConnected);
         }
         let arn = from.channel_arn.as_str();
         match &from.role {
             // A viewer always talks to the master; its recipientClientId is ignored.
-            Party::Viewer(id) => self.deliver(arn, ch, Party::Master, Some(id.clone()), message.message, now),
+            Party::Viewer(id) => self.deliver(arn, ch, Party::Master, Some(id.clone()), message.message, 0, now),
             Party::Master => match message.recipient {
                 None => match &ch.storage_peer {
                     None => Err(RouteError::NoRecipient),
-                    Some(sp) => match sp.tx.try_send(StoragePeerEvent::Message(message.message)) {
-                        Ok(()) => {
-                            transferred(arn);
-                            Ok(())
+                    Some(StorageSlot { sink: StorageSink::Local(tx), .. }) => {
+                        match tx.try_send(StoragePeerEvent::Message(message.message)) {
+                            Ok(()) => {
+                                transferred(arn);
+                                Ok(())
+                            }
+                            Err(mpsc::error::TrySendError::Full(_)) => {
+                                Err(RouteError::RecipientBusy("storage session".into()))
+                            }
+                            Err(mpsc::error::TrySendError::Closed(_)) => Err(RouteError::NoRecipient),
                         }
-                        Err(mpsc::error::TrySendError::Full(_)) => {
-                            Err(RouteError::RecipientBusy("storage session".into()))
+                    }
+                    Some(StorageSlot { sink: StorageSink::Remote(node), attachment, .. }) => {
+                        let body = Directed::ToStorage {
+                            channel: arn.to_string(),
+                            attachment: *attachment,
+                            message: message.message,
+                        };
+                        match &self.link {
+                            Some(link) if link.send(node, body) => {
+                                transferred(arn);
+                                Ok(())
+                            }
+                            _ => Err(RouteError::RecipientBusy("storage session".into())),
                         }
-                        Err(mpsc::error::TrySendError::Closed(_)) => Err(RouteError::NoRecipient),
-                    },
+                    }
                 },
                 Some(to) => {
                     if !ch.viewers.contains_key(&to)
@@ -517,7 +813,7 @@ impl SignalingBus for LocalBus {
                         }
                         return Ok(());
                     }
-                    self.deliver(arn, ch, Party::Viewer(to), None, message.message, now)
+                    self.deliver(arn, ch, Party::Viewer(to), None, message.message, 0, now)
                 }
             },
         }
@@ -526,20 +822,16 @@ impl SignalingBus for LocalBus {
     fn disconnect(&self, endpoint: &Endpoint) {
         let mut map = self.lock();
         let Some(ch) = map.get_mut(&endpoint.channel_arn) else { return };
-        if ch.client(&endpoint.role).map(|c| c.conn_id) != Some(endpoint.conn_id) {
+        let this_conn = |c: &Client| c.is_local() && c.conn_id == endpoint.conn_id;
+        if ch.remove_if(&endpoint.role, this_conn).is_none() {
             return;
         }
-        match &endpoint.role {
-            Party::Master => {
-                ch.master = None;
-                if let Some(sp) = &ch.storage_peer {
-                    let _ = sp.tx.try_send(StoragePeerEvent::MasterDisconnected);
-                }
-            }
-            Party::Viewer(id) => {
-                ch.viewers.remove(id);
-            }
-        }
+        Self::drop_role(ch, &endpoint.role);
+        self.announce(Announcement::Disconnected {
+            channel: endpoint.channel_arn.clone(),
+            role: endpoint.role.clone(),
+            conn_id: endpoint.conn_id,
+        });
         Self::publish_counts(&map);
     }
 
@@ -547,12 +839,14 @@ impl SignalingBus for LocalBus {
         let now = Instant::now();
         let attachment = self.id();
         let (tx, rx) = mpsc::channel(STORAGE_PEER_QUEUE);
+        let since = self.since_now();
         let mut map = self.lock();
         let ch = map
             .entry(channel_arn.to_string())
             .or_insert_with(|| ChannelState::new(Duration::from_secs(60), &self.limits, now));
         // Replacing the slot drops the older sender: the older handle's recv ends.
-        ch.storage_peer = Some(StorageSlot { attachment, tx });
+        ch.storage_peer = Some(StorageSlot { attachment, sink: StorageSink::Local(tx), since: since.clone() });
+        self.announce(Announcement::StorageAttached { channel: channel_arn.to_string(), attachment, since });
         (attachment, rx)
     }
 
@@ -564,10 +858,14 @@ impl SignalingBus for LocalBus {
     ) -> Result<(), StoragePeerError> {
         let map = self.lock();
         let Some(ch) = map.get(channel_arn) else { return Err(StoragePeerError::Detached) };
-        if ch.storage_peer.as_ref().map(|s| s.attachment) != Some(attachment) {
+        let ours = ch
+            .storage_peer
+            .as_ref()
+            .is_some_and(|s| s.attachment == attachment && matches!(s.sink, StorageSink::Local(_)));
+        if !ours {
             return Err(StoragePeerError::Detached);
         }
-        match push(ch.master.as_ref(), ServiceEvent::relay(None, &message)) {
+        match self.push(channel_arn, &Party::Master, ch.master.as_ref(), None, &message, 0) {
             Push::Sent => {
                 transferred(channel_arn);
                 Ok(())
@@ -578,15 +876,19 @@ impl SignalingBus for LocalBus {
     }
 
     fn master_connected(&self, channel_arn: &str) -> bool {
-        self.lock().get(channel_arn).is_some_and(|c| c.master.as_ref().is_some_and(|m| !m.tx.is_closed()))
+        self.lock().get(channel_arn).is_some_and(|c| c.master.as_ref().is_some_and(Client::is_live))
     }
 
     fn detach_storage_peer(&self, channel_arn: &str, attachment: u64) {
         let mut map = self.lock();
         if let Some(ch) = map.get_mut(channel_arn)
-            && ch.storage_peer.as_ref().map(|s| s.attachment) == Some(attachment)
+            && ch
+                .storage_peer
+                .as_ref()
+                .is_some_and(|s| s.attachment == attachment && matches!(s.sink, StorageSink::Local(_)))
         {
             ch.storage_peer = None;
+            self.announce(Announcement::StorageDetached { channel: channel_arn.to_string(), attachment });
         }
     }
 
@@ -606,7 +908,7 @@ impl SignalingBus for LocalBus {
         // A newer offer from the same sender supersedes the older wait (its receiver errors).
         ch.alexa.insert(sender_client_id.to_string(), AlexaWaiter { id, tx });
         let msg = SignalingMessage { kind: MessageKind::SdpOffer, payload: offer };
-        if self.deliver(&channel.arn, ch, Party::Master, Some(sender_client_id.to_string()), msg, now).is_err() {
+        if self.deliver(&channel.arn, ch, Party::Master, Some(sender_client_id.to_string()), msg, 0, now).is_err() {
             ch.alexa.remove(sender_client_id);
         }
         (id, rx)
@@ -626,7 +928,9 @@ impl SignalingBus for LocalBus {
         let mut sent = 0;
         for ch in map.values() {
             for client in ch.master.iter().chain(ch.viewers.values()) {
-                if client.tx.try_send(Outbound::Event(event.clone())).is_ok() {
+                if let Sink::Local(tx) = &client.sink
+                    && tx.try_send(Outbound::Event(event.clone())).is_ok()
+                {
                     sent += 1;
                 }
             }
@@ -638,29 +942,27 @@ impl SignalingBus for LocalBus {
         let mut map = self.lock();
         for ch in map.values_mut() {
             for client in ch.master.take().into_iter().chain(ch.viewers.drain().map(|(_, c)| c)) {
-                let _ = client.tx.try_send(Outbound::Close(CloseReason::Shutdown));
+                client.close(CloseReason::Shutdown);
             }
             ch.storage_peer = None;
             ch.alexa.clear();
         }
+        self.announce(Announcement::Bye);
         Self::publish_counts(&map);
     }
 
     fn close_channel(&self, channel_arn: &str) {
         let mut map = self.lock();
-        if let Some(mut ch) = map.remove(channel_arn) {
-            for client in ch.master.take().into_iter().chain(ch.viewers.drain().map(|(_, c)| c)) {
-                let _ = client.tx.try_send(Outbound::Close(CloseReason::Shutdown));
-            }
-        }
+        Self::close_channel_locked(&mut map, channel_arn);
+        self.announce(Announcement::ChannelClosed { channel: channel_arn.to_string() });
         Self::publish_counts(&map);
     }
 
     fn counts(&self) -> ConnectedCounts {
         let map = self.lock();
         ConnectedCounts {
-            masters: map.values().filter(|c| c.master.is_some()).count(),
-            viewers: map.values().map(|c| c.viewers.len()).sum(),
+            masters: map.values().filter(|c| c.master.as_ref().is_some_and(Client::is_local)).count(),
+            viewers: map.values().map(|c| c.viewers.values().filter(|v| v.is_local()).count()).sum(),
         }
     }
 

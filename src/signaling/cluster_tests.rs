@@ -1,0 +1,273 @@
+//! Several [`LocalBus`]es joined by an in-memory [`ClusterLink`]: the routing rules hold
+//! across nodes (the NATS transport only carries these same envelopes).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::cluster::{Announcement, ClusterLink, Directed};
+use super::message::{ClientMessage, EventType, MessageKind, ServiceEvent, SignalingMessage};
+use super::pending::Party;
+use super::registry::{
+    ChannelInfo, CloseReason, ConnectError, Connection, LocalBus, Outbound, SignalingBus, StoragePeerEvent,
+};
+use crate::limits::SignalingLimits;
+
+const ARN: &str = "arn:aws:kinesisvideo:us-west-2:123456789012:channel/c/1";
+
+enum Msg {
+    All(Announcement),
+    To(String, Directed),
+}
+
+/// Messages in flight between the nodes, delivered by [`Cluster::pump`].
+#[derive(Default)]
+struct Wire {
+    queue: Mutex<VecDeque<(String, Msg)>>,
+}
+
+impl std::fmt::Debug for Wire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Wire")
+    }
+}
+
+#[derive(Debug)]
+struct TestLink {
+    node: String,
+    wire: Arc<Wire>,
+}
+
+impl ClusterLink for TestLink {
+    fn node_id(&self) -> &str {
+        &self.node
+    }
+    fn announce(&self, body: Announcement) {
+        self.wire.queue.lock().expect("wire").push_back((self.node.clone(), Msg::All(body)));
+    }
+    fn send(&self, node: &str, body: Directed) -> bool {
+        self.wire.queue.lock().expect("wire").push_back((self.node.clone(), Msg::To(node.to_string(), body)));
+        true
+    }
+}
+
+struct Cluster {
+    wire: Arc<Wire>,
+    nodes: Vec<(String, Arc<LocalBus>)>,
+}
+
+impl Cluster {
+    fn new(n: usize, limits: SignalingLimits) -> Self {
+        let wire = Arc::new(Wire::default());
+        let nodes = (0..n)
+            .map(|i| {
+                let node = format!("n{i}");
+                let link = Arc::new(TestLink { node: node.clone(), wire: wire.clone() });
+                (node, Arc::new(LocalBus::clustered(limits.clone(), link)))
+            })
+            .collect();
+        Self { wire, nodes }
+    }
+
+    fn bus(&self, i: usize) -> &LocalBus {
+        &self.nodes[i].1
+    }
+
+    /// Deliver everything in flight (and what that causes) to the other nodes.
+    fn pump(&self) {
+        loop {
+            let next = self.wire.queue.lock().expect("wire").pop_front();
+            let Some((from, msg)) = next else { return };
+            match msg {
+                Msg::All(body) => {
+                    for (node, bus) in &self.nodes {
+                        if *node != from {
+                            bus.apply(&from, body.clone());
+                        }
+                    }
+                }
+                Msg::To(to, body) => {
+                    if let Some((_, bus)) = self.nodes.iter().find(|(n, _)| *n == to) {
+                        bus.receive(&from, body);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drop what is in flight (a partition or a dead node).
+    fn lose_in_flight(&self) {
+        self.wire.queue.lock().expect("wire").clear();
+    }
+}
+
+fn limits() -> SignalingLimits {
+    SignalingLimits { connect_tps_per_channel: 1000.0, ..SignalingLimits::default() }
+}
+
+fn channel() -> ChannelInfo {
+    ChannelInfo { arn: ARN.into(), message_ttl: Duration::from_secs(60) }
+}
+
+fn viewer(id: &str) -> Party {
+    Party::Viewer(id.into())
+}
+
+fn msg(kind: MessageKind, payload: &str, recipient: Option<&str>) -> ClientMessage {
+    ClientMessage {
+        message: SignalingMessage { kind, payload: payload.into() },
+        recipient: recipient.map(str::to_string),
+        correlation_id: None,
+    }
+}
+
+fn next_event(c: &mut Connection) -> ServiceEvent {
+    match c.outbound.try_recv() {
+        Ok(Outbound::Event(e)) => e,
+        other => panic!("expected an event, got {other:?}"),
+    }
+}
+
+#[test]
+fn master_and_viewer_on_different_nodes_exchange_offer_answer_and_candidates() {
+    let c = Cluster::new(3, limits());
+    let t = Instant::now();
+    let mut master = c.bus(0).connect(&channel(), Party::Master, t).expect("master");
+    c.pump();
+    let mut v = c.bus(2).connect(&channel(), viewer("v1"), t).expect("viewer");
+    c.pump();
+    c.bus(2).route(&v.endpoint, msg(MessageKind::SdpOffer, "b2Zm", None), t).expect("offer");
+    c.pump();
+    let e = next_event(&mut master);
+    assert_eq!((e.message_type, e.sender_client_id.as_deref()), (EventType::SdpOffer, Some("v1")));
+    c.bus(0).route(&master.endpoint, msg(MessageKind::SdpAnswer, "YW5z", Some("v1")), t).expect("answer");
+    c.bus(0).route(&master.endpoint, msg(MessageKind::IceCandidate, "Y2Fu", Some("v1")), t).expect("candidate");
+    c.pump();
+    let e = next_event(&mut v);
+    assert_eq!(
+        (e.message_type, e.sender_client_id, e.message_payload.as_deref()),
+        (EventType::SdpAnswer, None, Some("YW5z"))
+    );
+    assert_eq!(next_event(&mut v).message_type, EventType::IceCandidate);
+    // Only the owning node counts the connection as its own.
+    assert_eq!((c.bus(0).counts().masters, c.bus(0).counts().viewers), (1, 0));
+    assert_eq!((c.bus(2).counts().masters, c.bus(2).counts().viewers), (0, 1));
+    assert!(c.bus(1).master_connected(ARN), "every node knows the channel has a master");
+}
+
+#[test]
+fn newest_master_wins_cluster_wide() {
+    let c = Cluster::new(2, limits());
+    let t = Instant::now();
+    let mut old = c.bus(0).connect(&channel(), Party::Master, t).expect("master on n0");
+    c.pump();
+    std::thread::sleep(Duration::from_millis(2));
+    let mut new = c.bus(1).connect(&channel(), Party::Master, t).expect("master on n1");
+    c.pump();
+    assert_eq!(old.outbound.try_recv(), Ok(Outbound::Close(CloseReason::Replaced)));
+    assert!(new.outbound.try_recv().is_err(), "the newer master stays");
+    // The replaced connection can no longer send; its late disconnect changes nothing.
+    assert!(c.bus(0).route(&old.endpoint, msg(MessageKind::SdpAnswer, "eA==", Some("v")), t).is_err());
+    c.bus(0).disconnect(&old.endpoint);
+    c.pump();
+    assert!(c.bus(0).master_connected(ARN) && c.bus(1).master_connected(ARN));
+    // A viewer on n0 reaches the master on n1.
+    let v = c.bus(0).connect(&channel(), viewer("v"), t).expect("viewer");
+    c.pump();
+    c.bus(0).route(&v.endpoint, msg(MessageKind::SdpOffer, "b2Zm", None), t).expect("offer");
+    c.pump();
+    assert_eq!(next_event(&mut new).sender_client_id.as_deref(), Some("v"));
+}
+
+#[test]
+fn held_messages_reach_a_party_that_connects_on_another_node() {
+    let c = Cluster::new(2, limits());
+    let t = Instant::now();
+    let v = c.bus(1).connect(&channel(), viewer("v"), t).expect("viewer");
+    c.pump();
+    c.bus(1).route(&v.endpoint, msg(MessageKind::SdpOffer, "b2Zm", None), t).expect("held");
+    c.pump();
+    let mut master = c.bus(0).connect(&channel(), Party::Master, t).expect("master");
+    c.pump();
+    let e = next_event(&mut master);
+    assert_eq!((e.message_type, e.sender_client_id.as_deref()), (EventType::SdpOffer, Some("v")));
+}
+
+#[test]
+fn viewer_limit_counts_every_node() {
+    let c = Cluster::new(2, SignalingLimits { max_viewers_per_channel: 2, ..limits() });
+    let t = Instant::now();
+    let _a = c.bus(0).connect(&channel(), viewer("a"), t).expect("a");
+    c.pump();
+    let _b = c.bus(1).connect(&channel(), viewer("b"), t).expect("b");
+    c.pump();
+    assert!(matches!(c.bus(0).connect(&channel(), viewer("c"), t), Err(ConnectError::TooManyViewers(2))));
+    assert!(matches!(c.bus(1).connect(&channel(), viewer("c"), t), Err(ConnectError::TooManyViewers(2))));
+    // The same viewer id reconnecting elsewhere replaces itself, within the limit.
+    let _a2 = c.bus(1).connect(&channel(), viewer("a"), t).expect("a again on n1");
+}
+
+#[test]
+fn storage_peer_on_another_node_reaches_the_master_and_hears_it_come_and_go() {
+    let c = Cluster::new(3, limits());
+    let t = Instant::now();
+    let mut master = c.bus(0).connect(&channel(), Party::Master, t).expect("master");
+    c.pump();
+    let (attachment, mut peer) = c.bus(1).attach_storage_peer(ARN);
+    c.pump();
+    assert!(c.bus(1).master_connected(ARN));
+    // Storage peer → master (no senderClientId), master → storage peer (no recipient).
+    let offer = SignalingMessage { kind: MessageKind::SdpOffer, payload: "b2Zm".into() };
+    c.bus(1).storage_peer_send(ARN, attachment, offer).expect("to master");
+    c.pump();
+    let e = next_event(&mut master);
+    assert_eq!((e.message_type, e.sender_client_id), (EventType::SdpOffer, None));
+    c.bus(0).route(&master.endpoint, msg(MessageKind::SdpAnswer, "YW5z", None), t).expect("to storage");
+    c.pump();
+    assert!(matches!(peer.try_recv(), Ok(StoragePeerEvent::Message(m)) if m.payload == "YW5z"));
+    // The master leaves and comes back on another node: one event each, no duplicates.
+    c.bus(0).disconnect(&master.endpoint);
+    c.pump();
+    assert_eq!(peer.try_recv(), Ok(StoragePeerEvent::MasterDisconnected));
+    assert!(peer.try_recv().is_err());
+    let _again = c.bus(2).connect(&channel(), Party::Master, t).expect("master on n2");
+    c.pump();
+    assert_eq!(peer.try_recv(), Ok(StoragePeerEvent::MasterConnected));
+    assert!(peer.try_recv().is_err());
+    // A newer storage peer elsewhere replaces this one: its queue ends.
+    let (_newer, _peer2) = c.bus(2).attach_storage_peer(ARN);
+    c.pump();
+    assert!(matches!(peer.try_recv(), Err(tokio::sync::mpsc::error::TryRecvError::Disconnected)));
+}
+
+#[test]
+fn a_silent_node_is_forgotten_and_a_resync_brings_it_back() {
+    let c = Cluster::new(2, limits());
+    let t = Instant::now();
+    let _master = c.bus(0).connect(&channel(), Party::Master, t).expect("master");
+    c.pump();
+    let (_attachment, mut peer) = c.bus(1).attach_storage_peer(ARN);
+    c.pump();
+    c.bus(1).forget_node("n0");
+    assert!(!c.bus(1).master_connected(ARN));
+    assert_eq!(peer.try_recv(), Ok(StoragePeerEvent::MasterDisconnected));
+    c.bus(0).receive("n1", Directed::Resync);
+    c.pump();
+    assert!(c.bus(1).master_connected(ARN));
+    assert_eq!(peer.try_recv(), Ok(StoragePeerEvent::MasterConnected));
+    c.lose_in_flight();
+}
+
+#[test]
+fn deleting_a_channel_closes_it_on_every_node() {
+    let c = Cluster::new(2, limits());
+    let t = Instant::now();
+    let mut m = c.bus(0).connect(&channel(), Party::Master, t).expect("master");
+    let mut v = c.bus(1).connect(&channel(), viewer("v"), t).expect("viewer");
+    c.pump();
+    c.bus(0).close_channel(ARN);
+    c.pump();
+    assert_eq!(m.outbound.try_recv(), Ok(Outbound::Close(CloseReason::Shutdown)));
+    assert_eq!(v.outbound.try_recv(), Ok(Outbound::Close(CloseReason::Shutdown)));
+    assert!(!c.bus(1).master_connected(ARN));
+}

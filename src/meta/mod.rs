@@ -1,8 +1,12 @@
 //! Durable metadata: channels, streams, tags and media-storage mappings.
 //!
 //! Handlers and the other modules see only the [`MetaStore`] trait and the record types
-//! here; the SQLite backend ([`sqlite`]) is the only place that knows SQL, so a Postgres
-//! backend can be added later without touching a handler.
+//! here; the backends are the only places that know SQL:
+//!
+//! - [`sqlite`]: an embedded database in the data directory, for a single reel (the default);
+//! - [`postgres`]: a shared Postgres, for cluster mode (several reel nodes on one database).
+//!
+//! [`open_url`] picks one from the metadata URL. Both pass the same test suite.
 //!
 //! Integrity rules live in the store, where they are atomic: unique names, one stream
 //! mapped to at most one storage-enabled channel, compare-and-set on versions, and the
@@ -14,7 +18,13 @@ use std::sync::Arc;
 
 use rand::Rng;
 
+mod common;
+#[cfg(test)]
+mod pg_test_server;
+pub mod postgres;
 pub mod sqlite;
+#[cfg(test)]
+mod suite;
 
 /// File name of the metadata database inside the data directory.
 pub const DB_FILE: &str = "meta.db";
@@ -120,7 +130,8 @@ pub enum Quota {
     Tags(usize),
 }
 
-/// Metadata store operations; SQLite now, Postgres later; handlers see only this trait.
+/// Metadata store operations, implemented by the SQLite and Postgres backends; handlers see
+/// only this trait.
 ///
 /// Lookups return `Ok(None)` for a missing resource; writes return
 /// [`MetaError::NotFound`]. Writes that take an `expected_version` are compare-and-set:
@@ -228,7 +239,8 @@ pub enum MetaError {
     /// The database file is not a usable SQLite database.
     #[error("{} is corrupt or not a reel database ({detail}); move it away or restore a backup", path.display())]
     Corrupt { path: PathBuf, detail: String },
-    /// The database could not be opened or migrated.
+    /// The database could not be opened or migrated, or (Postgres) connected to; `path` is
+    /// then the URL with its password replaced by `***`.
     #[error("cannot open {}: {detail}", path.display())]
     Open { path: PathBuf, detail: String },
     /// Any other database failure.
@@ -243,6 +255,63 @@ pub enum MetaError {
 pub async fn open(data_dir: &Path) -> Result<Arc<dyn MetaStore>, MetaError> {
     let store = sqlite::SqliteStore::open(data_dir).await?;
     Ok(Arc::new(store))
+}
+
+/// Open the metadata store a metadata URL names:
+///
+/// - `None` or a `sqlite:` URL: the embedded SQLite database in `data_dir`, as [`open`]
+///   does (its file is always `<data_dir>/meta.db`; a path in the URL is ignored);
+/// - `postgres://…` or `postgresql://…`: a shared Postgres database
+///   ([`postgres::PostgresStore::connect`]);
+/// - anything else: [`MetaError::Open`] naming the (password-redacted) URL.
+pub async fn open_url(metadata_url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn MetaStore>, MetaError> {
+    let Some(url) = metadata_url else { return open(data_dir).await };
+    let (scheme, rest) = url.split_once(':').unwrap_or(("", url));
+    match scheme.to_ascii_lowercase().as_str() {
+        "sqlite" => {
+            if !rest.trim_start_matches('/').is_empty() {
+                tracing::warn!(
+                    url = %redact_url(url),
+                    "the SQLite metadata database is always {}; the path in the URL is ignored",
+                    data_dir.join(DB_FILE).display()
+                );
+            }
+            open(data_dir).await
+        }
+        "postgres" | "postgresql" if rest.starts_with("//") => {
+            Ok(Arc::new(postgres::PostgresStore::connect(url).await?))
+        }
+        _ => Err(MetaError::Open {
+            path: PathBuf::from(redact_url(url)),
+            detail: "unsupported metadata URL: use sqlite: (the database in the data directory) or \
+                     postgres://user:password@host:port/database"
+                .into(),
+        }),
+    }
+}
+
+/// `url` with the password (of the user info and of any `password=` parameter) replaced
+/// by `***`, for logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    let mut shown = url.to_string();
+    // The user info ends at the last '@' (a password may hold '/', '?' or '#' unescaped).
+    if let (Some(start), Some(at)) = (shown.find("://").map(|i| i + 3), shown.rfind('@'))
+        && start < at
+        && let Some(colon) = shown[start..at].find(':')
+    {
+        shown.replace_range(start + colon + 1..at, "***");
+    }
+    if let Some((base, query)) = shown.split_once('?') {
+        let query: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_string(),
+            })
+            .collect();
+        shown = format!("{base}?{}", query.join("&"));
+    }
+    shown
 }
 
 /// A fresh opaque version: [`VERSION_LEN`] random ASCII alphanumerics.
@@ -261,5 +330,43 @@ mod tests {
         assert_eq!(a.len(), VERSION_LEN);
         assert!(a.bytes().all(|c| c.is_ascii_alphanumeric()));
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        for (url, shown) in [
+            ("postgres://reel:secret@db:5432/reel", "postgres://reel:***@db:5432/reel"),
+            ("postgresql://reel:p/a?s#s@db/reel?sslmode=require", "postgresql://reel:***@db/reel?sslmode=require"),
+            (
+                "postgres://reel@db/reel?password=secret&sslmode=disable",
+                "postgres://reel@db/reel?password=***&sslmode=disable",
+            ),
+            ("postgres://db/reel", "postgres://db/reel"),
+            ("sqlite:", "sqlite:"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn open_url_picks_the_backend() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open_url(None, dir.path()).await.expect("default is sqlite");
+        drop(store);
+        assert!(dir.path().join(DB_FILE).exists());
+        let store = open_url(Some("sqlite:"), dir.path()).await.expect("sqlite:");
+        drop(store);
+        let store = open_url(Some("SQLite://"), dir.path()).await.expect("sqlite://");
+        drop(store);
+        for bad in ["mysql://u:secret@db/reel", "secret", "postgres:secret", ""] {
+            match open_url(Some(bad), dir.path()).await {
+                Err(e @ MetaError::Open { .. }) => {
+                    let shown = e.to_string();
+                    assert!(shown.contains("unsupported metadata URL"), "{shown}");
+                    assert!(!shown.contains("u:secret"), "{shown}");
+                }
+                other => panic!("{bad}: expected Open, got {other:?}"),
+            }
+        }
     }
 }

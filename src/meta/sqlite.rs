@@ -7,7 +7,7 @@
 //! - `<data_dir>/meta.db.lock` is locked exclusively for the life of the store, so a
 //!   second reel on the same data directory fails at startup instead of sharing the file.
 //!
-//! This is the only file that contains SQL.
+//! The SQL here is SQLite's; [`super::postgres`] holds the Postgres equivalent.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -17,8 +17,12 @@ use std::time::Duration;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 
+use super::common::{
+    channel_cols, channel_row, check_version, db_err, is_unique_violation, list_limit, millis, page, stream_cols,
+    stream_row, updated_record,
+};
 use super::{ChannelRecord, DB_FILE, ListQuery, MetaError, MetaStore, Page, Quota, StreamRecord, StreamUpdate, Tags};
 
 /// Reader connections kept for lookups.
@@ -28,17 +32,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// SQLite primary result codes that mean "this file is not a (healthy) database".
 const SQLITE_CORRUPT: &str = "11";
 const SQLITE_NOTADB: &str = "26";
-
-macro_rules! channel_cols {
-    () => {
-        "name, arn, channel_type, status, creation_millis, message_ttl_seconds, version"
-    };
-}
-macro_rules! stream_cols {
-    () => {
-        "name, arn, device_name, media_type, kms_key_id, status, creation_millis, data_retention_in_hours, version"
-    };
-}
 
 /// SQLite-backed [`MetaStore`].
 #[derive(Debug)]
@@ -129,64 +122,6 @@ fn primary_code(code: &str) -> String {
     }
 }
 
-fn db_err(e: sqlx::Error) -> MetaError {
-    MetaError::Database(e.to_string())
-}
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
-}
-
-fn secs(millis: i64) -> f64 {
-    millis as f64 / 1000.0
-}
-
-fn millis(secs: f64) -> i64 {
-    (secs * 1000.0).round() as i64
-}
-
-fn small(v: i64, what: &str) -> Result<u32, sqlx::Error> {
-    u32::try_from(v).map_err(|_| sqlx::Error::Decode(format!("{what} out of range: {v}").into()))
-}
-
-fn channel_row(row: &SqliteRow) -> Result<ChannelRecord, sqlx::Error> {
-    Ok(ChannelRecord {
-        name: row.try_get(0)?,
-        arn: row.try_get(1)?,
-        channel_type: row.try_get(2)?,
-        status: row.try_get(3)?,
-        creation_time: secs(row.try_get(4)?),
-        message_ttl_seconds: small(row.try_get(5)?, "message_ttl_seconds")?,
-        version: row.try_get(6)?,
-    })
-}
-
-fn stream_row(row: &SqliteRow) -> Result<StreamRecord, sqlx::Error> {
-    Ok(StreamRecord {
-        name: row.try_get(0)?,
-        arn: row.try_get(1)?,
-        device_name: row.try_get(2)?,
-        media_type: row.try_get(3)?,
-        kms_key_id: row.try_get(4)?,
-        status: row.try_get(5)?,
-        creation_time: secs(row.try_get(6)?),
-        data_retention_in_hours: small(row.try_get(7)?, "data_retention_in_hours")?,
-        version: row.try_get(8)?,
-    })
-}
-
-fn page<T>(mut items: Vec<T>, limit: usize, name: impl Fn(&T) -> &str) -> Page<T> {
-    let more = items.len() > limit;
-    items.truncate(limit);
-    let next_after = if more { items.last().map(|t| name(t).to_string()) } else { None };
-    Page { items, next_after }
-}
-
-fn list_limit(q: &ListQuery) -> i64 {
-    // One extra row tells whether another page follows.
-    i64::try_from(q.limit.max(1)).unwrap_or(i64::MAX - 1).saturating_add(1)
-}
-
 async fn insert_tags(tx: &mut Transaction<'static, Sqlite>, arn: &str, tags: &Tags) -> Result<(), MetaError> {
     for (k, v) in tags {
         sqlx::query("INSERT INTO tags (resource_arn, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (resource_arn, key) DO UPDATE SET value = excluded.value")
@@ -250,21 +185,6 @@ async fn list_page<T>(
     Ok(page(items, q.limit.max(1), name))
 }
 
-/// The record an `UPDATE … WHERE version = expected RETURNING …` gave back; no row means
-/// the version moved on in between ([`MetaError::VersionMismatch`]).
-fn updated_record<T>(
-    row: Option<SqliteRow>,
-    parse: fn(&SqliteRow) -> Result<T, sqlx::Error>,
-    arn: &str,
-    expected_version: &str,
-) -> Result<T, MetaError> {
-    row.as_ref()
-        .map(parse)
-        .transpose()
-        .map_err(db_err)?
-        .ok_or_else(|| MetaError::VersionMismatch { resource: arn.into(), given: expected_version.into() })
-}
-
 /// Delete a channel or stream row (`sql` binds its ARN as ?1) and its tags, then commit.
 async fn delete_resource(mut tx: Transaction<'static, Sqlite>, sql: &'static str, arn: &str) -> Result<(), MetaError> {
     sqlx::query(sql).bind(arn).execute(&mut *tx).await.map_err(db_err)?;
@@ -279,15 +199,6 @@ async fn storage_holder(tx: &mut Transaction<'static, Sqlite>, stream_arn: &str)
         .fetch_optional(&mut **tx)
         .await
         .map_err(db_err)
-}
-
-fn check_version(current: &str, expected: Option<&str>, arn: &str) -> Result<(), MetaError> {
-    match expected {
-        Some(given) if given != current => {
-            Err(MetaError::VersionMismatch { resource: arn.to_string(), given: given.to_string() })
-        }
-        _ => Ok(()),
-    }
 }
 
 #[async_trait::async_trait]
@@ -626,123 +537,16 @@ impl MetaStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::{MediaStorageConfig, new_version};
+    use crate::meta::suite::{self, channel};
 
-    fn channel(name: &str, millis: u64) -> ChannelRecord {
-        ChannelRecord {
-            name: name.into(),
-            arn: format!("arn:aws:kinesisvideo:us-west-2:123456789012:channel/{name}/{millis}"),
-            channel_type: "SINGLE_MASTER".into(),
-            status: "ACTIVE".into(),
-            creation_time: millis as f64 / 1000.0,
-            message_ttl_seconds: 60,
-            version: new_version(),
-        }
-    }
-
-    fn stream(name: &str, retention: u32) -> StreamRecord {
-        StreamRecord {
-            name: name.into(),
-            arn: format!("arn:aws:kinesisvideo:us-west-2:123456789012:stream/{name}/1700000000000"),
-            device_name: None,
-            media_type: Some("video/h264".into()),
-            kms_key_id: None,
-            status: "ACTIVE".into(),
-            creation_time: 1_700_000_000.0,
-            data_retention_in_hours: retention,
-            version: new_version(),
-        }
-    }
-
-    #[tokio::test]
-    async fn channel_lifecycle_and_version_checks() {
+    /// A fresh store in its own temporary data directory (the guard).
+    async fn fresh() -> (SqliteStore, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(dir.path()).await.expect("open");
-        let c = channel("cam", 1_700_000_000_123);
-        store.create_channel(&c, &Tags::new(), 10).await.expect("create");
-        assert_eq!(store.channel_by_name("cam").await.expect("get"), Some(c.clone()));
-        assert!(matches!(store.create_channel(&c, &Tags::new(), 10).await, Err(MetaError::AlreadyExists(_))));
-
-        let v2 = new_version();
-        assert!(matches!(
-            store.update_channel(&c.arn, "stale", Some(30), &v2).await,
-            Err(MetaError::VersionMismatch { .. })
-        ));
-        let updated = store.update_channel(&c.arn, &c.version, Some(30), &v2).await.expect("update");
-        assert_eq!((updated.message_ttl_seconds, updated.version.as_str()), (30, v2.as_str()));
-        assert!(matches!(store.delete_channel(&c.arn, Some(&c.version)).await, Err(MetaError::VersionMismatch { .. })));
-        store.delete_channel(&c.arn, Some(&v2)).await.expect("delete");
-        assert!(matches!(store.delete_channel(&c.arn, None).await, Err(MetaError::NotFound(_))));
+        (store, dir)
     }
 
-    #[tokio::test]
-    async fn quotas_are_enforced_atomically() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(dir.path()).await.expect("open");
-        store.create_channel(&channel("a", 1), &Tags::new(), 1).await.expect("first");
-        assert!(matches!(
-            store.create_channel(&channel("b", 2), &Tags::new(), 1).await,
-            Err(MetaError::QuotaExceeded(Quota::Channels(1)))
-        ));
-        let a = channel("a", 1);
-        let tags: Tags = [("k1".to_string(), "v".to_string()), ("k2".to_string(), "v".to_string())].into();
-        store.tag(&a.arn, &tags, 2).await.expect("two tags fit");
-        let more: Tags = [("k3".to_string(), "v".to_string())].into();
-        assert!(matches!(store.tag(&a.arn, &more, 2).await, Err(MetaError::QuotaExceeded(Quota::Tags(2)))));
-        assert_eq!(store.tags(&a.arn).await.expect("tags"), tags, "refused tagging leaves tags unchanged");
-    }
-
-    #[tokio::test]
-    async fn storage_mapping_rules() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(dir.path()).await.expect("open");
-        let (a, b, c) = (channel("a", 1), channel("b", 2), channel("c", 3));
-        for ch in [&a, &b, &c] {
-            store.create_channel(ch, &Tags::new(), 10).await.expect("channel");
-        }
-        let (s0, s1, s2) = (stream("s0", 0), stream("s1", 24), stream("s2", 24));
-        for s in [&s0, &s1, &s2] {
-            store.create_stream(s, &Tags::new(), 10).await.expect("stream");
-        }
-        assert!(matches!(store.set_media_storage(&a.arn, Some(&s0.arn), 1).await, Err(MetaError::NoDataRetention(_))));
-        store.set_media_storage(&a.arn, Some(&s1.arn), 1).await.expect("enable");
-        store.set_media_storage(&a.arn, Some(&s1.arn), 1).await.expect("idempotent");
-        assert!(matches!(store.set_media_storage(&b.arn, Some(&s1.arn), 5).await, Err(MetaError::InUse(_))));
-        assert!(matches!(
-            store.set_media_storage(&b.arn, Some(&s2.arn), 1).await,
-            Err(MetaError::QuotaExceeded(Quota::StorageEnabledChannels(1)))
-        ));
-        assert_eq!(
-            store.media_storage(&a.arn).await.expect("cfg"),
-            MediaStorageConfig { stream_arn: Some(s1.arn.clone()), enabled: true }
-        );
-        assert_eq!(store.channel_for_stream(&s1.arn).await.expect("mapped").map(|c| c.arn), Some(a.arn.clone()));
-        assert!(matches!(store.delete_stream(&s1.arn, None).await, Err(MetaError::InUse(_))));
-        let zero = StreamUpdate { data_retention_in_hours: Some(0), ..Default::default() };
-        assert!(matches!(store.update_stream(&s1.arn, &s1.version, &zero, "v2").await, Err(MetaError::InUse(_))));
-        // Deleting the channel removes its mapping, freeing the stream.
-        store.delete_channel(&a.arn, None).await.expect("delete channel");
-        store.delete_stream(&s1.arn, Some(&s1.version)).await.expect("delete stream");
-        assert_eq!(
-            store.media_storage(&c.arn).await.expect("never set"),
-            MediaStorageConfig { stream_arn: None, enabled: false }
-        );
-    }
-
-    #[tokio::test]
-    async fn listing_pages_by_name_with_prefix() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(dir.path()).await.expect("open");
-        for (i, name) in ["b_1", "a%1", "b_2", "b%3", "bx"].iter().enumerate() {
-            store.create_channel(&channel(name, i as u64), &Tags::new(), 10).await.expect("create");
-        }
-        let q = ListQuery { name_prefix: Some("b_".into()), after: None, limit: 1 };
-        let p1 = store.list_channels(&q).await.expect("page 1");
-        assert_eq!(p1.items.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["b_1"]);
-        let p2 = store.list_channels(&ListQuery { after: p1.next_after, ..q }).await.expect("page 2");
-        assert_eq!(p2.items.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["b_2"]);
-        assert_eq!(p2.next_after, None, "LIKE wildcards in the prefix are literal");
-    }
+    suite::backend_tests!(fresh);
 
     #[tokio::test]
     async fn second_open_is_locked_and_garbage_is_corrupt() {
@@ -760,45 +564,6 @@ mod tests {
             Err(e @ MetaError::Corrupt { .. }) => assert!(e.to_string().contains("meta.db"), "{e}"),
             other => panic!("expected Corrupt, got {other:?}"),
         }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_writers_cannot_both_win() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = std::sync::Arc::new(SqliteStore::open(dir.path()).await.expect("open"));
-        // Ten creates of one name: exactly one succeeds.
-        let creates: Vec<_> = (0..10u64)
-            .map(|i| {
-                let store = store.clone();
-                tokio::spawn(async move { store.create_channel(&channel("race", 100 + i), &Tags::new(), 100).await })
-            })
-            .collect();
-        let mut won = 0;
-        for h in creates {
-            match h.await.expect("join") {
-                Ok(()) => won += 1,
-                Err(MetaError::AlreadyExists(_)) => {}
-                Err(e) => panic!("unexpected {e:?}"),
-            }
-        }
-        assert_eq!(won, 1);
-        // Ten updates from the same version: exactly one succeeds.
-        let c = store.channel_by_name("race").await.expect("get").expect("exists");
-        let updates: Vec<_> = (0..10)
-            .map(|_| {
-                let (store, arn, v) = (store.clone(), c.arn.clone(), c.version.clone());
-                tokio::spawn(async move { store.update_channel(&arn, &v, Some(10), &new_version()).await })
-            })
-            .collect();
-        let mut won = 0;
-        for h in updates {
-            match h.await.expect("join") {
-                Ok(_) => won += 1,
-                Err(MetaError::VersionMismatch { .. }) => {}
-                Err(e) => panic!("unexpected {e:?}"),
-            }
-        }
-        assert_eq!(won, 1);
     }
 
     #[tokio::test]

@@ -1,0 +1,381 @@
+//! The backend-agnostic [`MetaStore`] checks, run against every backend.
+//!
+//! Each check takes a fresh, empty store. A backend's test module runs them all with
+//! [`backend_tests!`], so a check added here runs against SQLite and Postgres alike.
+
+use std::collections::BTreeSet;
+
+use futures::future::join_all;
+
+use super::{
+    ChannelRecord, ListQuery, MediaStorageConfig, MetaError, MetaStore, Quota, StreamRecord, StreamUpdate, Tags,
+    new_version,
+};
+
+/// Declares one `#[tokio::test]` per shared check. `$fresh` is an async fn returning
+/// `(store, guard)`: a fresh, empty store and whatever must live as long as it.
+macro_rules! backend_tests {
+    ($fresh:path) => {
+        $crate::meta::suite::backend_tests!(
+            $fresh;
+            channel_lifecycle_and_version_checks,
+            stream_lifecycle_and_version_checks,
+            quotas_are_enforced_atomically,
+            storage_mapping_rules,
+            tags_follow_their_resource,
+            listing_pages_by_name_with_prefix,
+            listing_orders_names_bytewise,
+            concurrent_writers_cannot_both_win,
+        );
+    };
+    ($fresh:path; $($check:ident),+ $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $check() {
+                let (store, _guard) = $fresh().await;
+                $crate::meta::suite::$check(&store).await;
+            }
+        )+
+    };
+}
+pub(crate) use backend_tests;
+
+/// A channel named `name` whose ARN ends in `millis` (also its creation time).
+pub fn channel(name: &str, millis: u64) -> ChannelRecord {
+    ChannelRecord {
+        name: name.into(),
+        arn: format!("arn:aws:kinesisvideo:us-west-2:123456789012:channel/{name}/{millis}"),
+        channel_type: "SINGLE_MASTER".into(),
+        status: "ACTIVE".into(),
+        creation_time: millis as f64 / 1000.0,
+        message_ttl_seconds: 60,
+        version: new_version(),
+    }
+}
+
+/// A stream named `name` keeping `retention` hours.
+pub fn stream(name: &str, retention: u32) -> StreamRecord {
+    StreamRecord {
+        name: name.into(),
+        arn: format!("arn:aws:kinesisvideo:us-west-2:123456789012:stream/{name}/1700000000000"),
+        device_name: None,
+        media_type: Some("video/h264".into()),
+        kms_key_id: None,
+        status: "ACTIVE".into(),
+        creation_time: 1_700_000_000.0,
+        data_retention_in_hours: retention,
+        version: new_version(),
+    }
+}
+
+fn tags(pairs: &[(&str, &str)]) -> Tags {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn names<T>(items: &[T], name: impl Fn(&T) -> &str) -> Vec<String> {
+    items.iter().map(|t| name(t).to_string()).collect()
+}
+
+pub async fn channel_lifecycle_and_version_checks(store: &dyn MetaStore) {
+    let c = channel("cam", 1_700_000_000_123);
+    store.create_channel(&c, &Tags::new(), 10).await.expect("create");
+    assert_eq!(store.channel_by_name("cam").await.expect("get"), Some(c.clone()));
+    assert_eq!(store.channel_by_arn(&c.arn).await.expect("get"), Some(c.clone()));
+    assert_eq!(store.channel_by_name("nope").await.expect("get"), None);
+    assert!(matches!(store.create_channel(&c, &Tags::new(), 10).await, Err(MetaError::AlreadyExists(_))));
+    let same_name = ChannelRecord { arn: format!("{}-other", c.arn), ..c.clone() };
+    assert!(matches!(store.create_channel(&same_name, &Tags::new(), 10).await, Err(MetaError::AlreadyExists(_))));
+
+    let v2 = new_version();
+    assert!(matches!(
+        store.update_channel(&c.arn, "stale", Some(30), &v2).await,
+        Err(MetaError::VersionMismatch { .. })
+    ));
+    assert!(matches!(store.update_channel("arn:missing", "v", Some(30), &v2).await, Err(MetaError::NotFound(_))));
+    let updated = store.update_channel(&c.arn, &c.version, Some(30), &v2).await.expect("update");
+    assert_eq!((updated.message_ttl_seconds, updated.version.as_str()), (30, v2.as_str()));
+    let v3 = new_version();
+    let kept = store.update_channel(&c.arn, &v2, None, &v3).await.expect("update without TTL");
+    assert_eq!((kept.message_ttl_seconds, kept.version.as_str()), (30, v3.as_str()), "None keeps the TTL");
+    assert_eq!(store.channel_by_arn(&c.arn).await.expect("get"), Some(kept));
+    assert!(matches!(store.delete_channel(&c.arn, Some(&v2)).await, Err(MetaError::VersionMismatch { .. })));
+    store.delete_channel(&c.arn, Some(&v3)).await.expect("delete");
+    assert!(matches!(store.delete_channel(&c.arn, None).await, Err(MetaError::NotFound(_))));
+    assert_eq!(store.channel_by_arn(&c.arn).await.expect("get"), None);
+}
+
+pub async fn stream_lifecycle_and_version_checks(store: &dyn MetaStore) {
+    let s = StreamRecord {
+        device_name: Some("dev".into()),
+        kms_key_id: Some("arn:aws:kms:us-west-2:123456789012:key/k".into()),
+        ..stream("cam", 24)
+    };
+    store.create_stream(&s, &tags(&[("k", "v")]), 10).await.expect("create");
+    assert_eq!(store.stream_by_name("cam").await.expect("get"), Some(s.clone()));
+    assert_eq!(store.stream_by_arn(&s.arn).await.expect("get"), Some(s.clone()));
+    assert_eq!(store.stream_by_arn("arn:missing").await.expect("get"), None);
+    assert_eq!(store.tags(&s.arn).await.expect("tags"), tags(&[("k", "v")]));
+    assert!(matches!(store.create_stream(&s, &Tags::new(), 10).await, Err(MetaError::AlreadyExists(_))));
+
+    let v2 = new_version();
+    let retention = StreamUpdate { data_retention_in_hours: Some(48), ..Default::default() };
+    assert!(matches!(
+        store.update_stream(&s.arn, "stale", &retention, &v2).await,
+        Err(MetaError::VersionMismatch { .. })
+    ));
+    assert!(matches!(store.update_stream("arn:missing", "v", &retention, &v2).await, Err(MetaError::NotFound(_))));
+    let updated = store.update_stream(&s.arn, &s.version, &retention, &v2).await.expect("update");
+    assert_eq!(updated, StreamRecord { data_retention_in_hours: 48, version: v2.clone(), ..s.clone() });
+    let v3 = new_version();
+    let media =
+        StreamUpdate { device_name: Some("dev2".into()), media_type: Some("video/h265".into()), ..Default::default() };
+    let updated = store.update_stream(&s.arn, &v2, &media, &v3).await.expect("update");
+    assert_eq!(
+        updated,
+        StreamRecord {
+            device_name: Some("dev2".into()),
+            media_type: Some("video/h265".into()),
+            data_retention_in_hours: 48,
+            version: v3.clone(),
+            ..s.clone()
+        }
+    );
+    assert_eq!(store.stream_by_name("cam").await.expect("get"), Some(updated));
+
+    assert!(matches!(store.delete_stream(&s.arn, Some(&v2)).await, Err(MetaError::VersionMismatch { .. })));
+    store.delete_stream(&s.arn, Some(&v3)).await.expect("delete");
+    assert!(matches!(store.delete_stream(&s.arn, None).await, Err(MetaError::NotFound(_))));
+    assert!(matches!(store.tags(&s.arn).await, Err(MetaError::NotFound(_))));
+}
+
+pub async fn quotas_are_enforced_atomically(store: &dyn MetaStore) {
+    store.create_channel(&channel("a", 1), &Tags::new(), 1).await.expect("first");
+    assert!(matches!(
+        store.create_channel(&channel("b", 2), &Tags::new(), 1).await,
+        Err(MetaError::QuotaExceeded(Quota::Channels(1)))
+    ));
+    store.create_stream(&stream("s", 1), &Tags::new(), 1).await.expect("first stream");
+    assert!(matches!(
+        store.create_stream(&stream("t", 1), &Tags::new(), 1).await,
+        Err(MetaError::QuotaExceeded(Quota::Streams(1)))
+    ));
+    assert_eq!(store.stream_by_name("t").await.expect("get"), None, "a refused create leaves nothing");
+
+    let a = channel("a", 1);
+    let two = tags(&[("k1", "v"), ("k2", "v")]);
+    store.tag(&a.arn, &two, 2).await.expect("two tags fit");
+    store.tag(&a.arn, &tags(&[("k1", "w")]), 2).await.expect("overwriting a key adds no tag");
+    assert!(matches!(store.tag(&a.arn, &tags(&[("k3", "v")]), 2).await, Err(MetaError::QuotaExceeded(Quota::Tags(2)))));
+    assert_eq!(
+        store.tags(&a.arn).await.expect("tags"),
+        tags(&[("k1", "w"), ("k2", "v")]),
+        "refused tagging leaves tags unchanged"
+    );
+}
+
+pub async fn storage_mapping_rules(store: &dyn MetaStore) {
+    let (a, b, c) = (channel("a", 1), channel("b", 2), channel("c", 3));
+    for ch in [&a, &b, &c] {
+        store.create_channel(ch, &Tags::new(), 10).await.expect("channel");
+    }
+    let (s0, s1, s2) = (stream("s0", 0), stream("s1", 24), stream("s2", 24));
+    for s in [&s0, &s1, &s2] {
+        store.create_stream(s, &Tags::new(), 10).await.expect("stream");
+    }
+    assert!(matches!(store.set_media_storage(&a.arn, Some(&s0.arn), 1).await, Err(MetaError::NoDataRetention(_))));
+    assert!(matches!(store.set_media_storage(&a.arn, Some("arn:missing"), 1).await, Err(MetaError::NotFound(_))));
+    assert!(matches!(store.set_media_storage("arn:missing", Some(&s1.arn), 1).await, Err(MetaError::NotFound(_))));
+    assert!(matches!(store.media_storage("arn:missing").await, Err(MetaError::NotFound(_))));
+    store.set_media_storage(&a.arn, Some(&s1.arn), 1).await.expect("enable");
+    store.set_media_storage(&a.arn, Some(&s1.arn), 1).await.expect("idempotent");
+    assert!(matches!(store.set_media_storage(&b.arn, Some(&s1.arn), 5).await, Err(MetaError::InUse(_))));
+    assert!(matches!(
+        store.set_media_storage(&b.arn, Some(&s2.arn), 1).await,
+        Err(MetaError::QuotaExceeded(Quota::StorageEnabledChannels(1)))
+    ));
+    assert_eq!(
+        store.media_storage(&a.arn).await.expect("cfg"),
+        MediaStorageConfig { stream_arn: Some(s1.arn.clone()), enabled: true }
+    );
+    assert_eq!(store.channel_for_stream(&s1.arn).await.expect("mapped").map(|c| c.arn), Some(a.arn.clone()));
+    assert_eq!(store.channel_for_stream(&s2.arn).await.expect("unmapped"), None);
+    assert!(matches!(store.delete_stream(&s1.arn, None).await, Err(MetaError::InUse(_))));
+    let zero = StreamUpdate { data_retention_in_hours: Some(0), ..Default::default() };
+    assert!(matches!(store.update_stream(&s1.arn, &s1.version, &zero, "v2").await, Err(MetaError::InUse(_))));
+    // Moving a channel to another stream frees the first one.
+    store.set_media_storage(&a.arn, Some(&s2.arn), 1).await.expect("move");
+    assert_eq!(store.channel_for_stream(&s1.arn).await.expect("freed"), None);
+    store.set_media_storage(&a.arn, None, 1).await.expect("disable");
+    assert_eq!(
+        store.media_storage(&a.arn).await.expect("cfg"),
+        MediaStorageConfig { stream_arn: None, enabled: false }
+    );
+    store.set_media_storage(&a.arn, Some(&s1.arn), 1).await.expect("enable again");
+    // Deleting the channel removes its mapping, freeing the stream.
+    store.delete_channel(&a.arn, None).await.expect("delete channel");
+    assert_eq!(store.channel_for_stream(&s1.arn).await.expect("freed"), None);
+    store.delete_stream(&s1.arn, Some(&s1.version)).await.expect("delete stream");
+    assert_eq!(
+        store.media_storage(&c.arn).await.expect("never set"),
+        MediaStorageConfig { stream_arn: None, enabled: false }
+    );
+}
+
+pub async fn tags_follow_their_resource(store: &dyn MetaStore) {
+    let c = channel("cam", 1);
+    assert!(matches!(store.tags(&c.arn).await, Err(MetaError::NotFound(_))));
+    assert!(matches!(store.tag(&c.arn, &tags(&[("k", "v")]), 50).await, Err(MetaError::NotFound(_))));
+    assert!(matches!(store.untag(&c.arn, &["k".into()]).await, Err(MetaError::NotFound(_))));
+
+    store.create_channel(&c, &tags(&[("a", "1"), ("b", "2")]), 10).await.expect("create");
+    store.tag(&c.arn, &tags(&[("b", "3"), ("ünï", "cödé ✓")]), 50).await.expect("tag");
+    assert_eq!(store.tags(&c.arn).await.expect("tags"), tags(&[("a", "1"), ("b", "3"), ("ünï", "cödé ✓")]));
+    store.untag(&c.arn, &["a".into(), "absent".into()]).await.expect("untag");
+    assert_eq!(store.tags(&c.arn).await.expect("tags"), tags(&[("b", "3"), ("ünï", "cödé ✓")]));
+
+    // Tags go with their resource: a new channel with the same ARN starts bare.
+    store.delete_channel(&c.arn, None).await.expect("delete");
+    store.create_channel(&c, &Tags::new(), 10).await.expect("recreate");
+    assert_eq!(store.tags(&c.arn).await.expect("tags"), Tags::new());
+}
+
+pub async fn listing_pages_by_name_with_prefix(store: &dyn MetaStore) {
+    for (i, name) in ["b_1", "a%1", "b_2", "b%3", "bx"].iter().enumerate() {
+        store.create_channel(&channel(name, i as u64), &Tags::new(), 10).await.expect("create");
+        store.create_stream(&stream(name, 1), &Tags::new(), 10).await.expect("create");
+    }
+    let q = ListQuery { name_prefix: Some("b_".into()), after: None, limit: 1 };
+    let p1 = store.list_channels(&q).await.expect("page 1");
+    assert_eq!(names(&p1.items, |c| &c.name), ["b_1"]);
+    let p2 = store.list_channels(&ListQuery { after: p1.next_after, ..q.clone() }).await.expect("page 2");
+    assert_eq!(names(&p2.items, |c| &c.name), ["b_2"]);
+    assert_eq!(p2.next_after, None, "LIKE wildcards in the prefix are literal");
+
+    let s1 = store.list_streams(&q).await.expect("page 1");
+    assert_eq!(names(&s1.items, |s| &s.name), ["b_1"]);
+    let s2 = store.list_streams(&ListQuery { after: s1.next_after, ..q }).await.expect("page 2");
+    assert_eq!((names(&s2.items, |s| &s.name), s2.next_after), (vec!["b_2".to_string()], None));
+
+    let all = store.list_streams(&ListQuery { name_prefix: None, after: None, limit: 100 }).await.expect("all");
+    assert_eq!(names(&all.items, |s| &s.name), ["a%1", "b%3", "b_1", "b_2", "bx"]);
+    assert_eq!(all.next_after, None);
+    let none = store.list_channels(&ListQuery { name_prefix: Some("z".into()), after: None, limit: 5 }).await;
+    assert_eq!(none.expect("empty").items, []);
+}
+
+/// Both backends order (and resume listings) by the names' bytes, whatever the locale.
+pub async fn listing_orders_names_bytewise(store: &dyn MetaStore) {
+    let given = ["b", "B", "a", "_x", "A-1", "a.b", "Z"];
+    for (i, name) in given.iter().enumerate() {
+        store.create_channel(&channel(name, i as u64), &Tags::new(), 100).await.expect("create");
+    }
+    let mut expected: Vec<String> = given.iter().map(|n| n.to_string()).collect();
+    expected.sort();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list_channels(&ListQuery { name_prefix: None, after, limit: 2 }).await.expect("page");
+        seen.extend(names(&page.items, |c| &c.name));
+        after = page.next_after;
+        if after.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen, expected);
+}
+
+pub async fn concurrent_writers_cannot_both_win(store: &dyn MetaStore) {
+    // Ten creates of one name: exactly one succeeds.
+    let creates = join_all((0..10u64).map(|i| async move {
+        let c = channel("race", 100 + i);
+        store.create_channel(&c, &Tags::new(), 100).await
+    }))
+    .await;
+    let mut won = 0;
+    for r in creates {
+        match r {
+            Ok(()) => won += 1,
+            Err(MetaError::AlreadyExists(_)) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+    // Ten updates from the same version: exactly one succeeds.
+    let c = store.channel_by_name("race").await.expect("get").expect("exists");
+    let c = &c;
+    let updates = join_all(
+        (0..10).map(|_| async move { store.update_channel(&c.arn, &c.version, Some(10), &new_version()).await }),
+    )
+    .await;
+    let mut won = 0;
+    for r in updates {
+        match r {
+            Ok(_) => won += 1,
+            Err(MetaError::VersionMismatch { .. }) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+}
+
+/// Two stores on one database (two reel nodes): concurrent creates from both never take
+/// the account past its quotas, and each sees what the other wrote.
+pub async fn quotas_hold_across_nodes(a: &dyn MetaStore, b: &dyn MetaStore) {
+    const MAX: u64 = 5;
+    const ATTEMPTS: u64 = 24;
+    let nodes = [a, b];
+    let creates = join_all((0..ATTEMPTS).map(|i| async move {
+        let node = nodes[(i % 2) as usize];
+        node.create_channel(&channel(&format!("ch{i:02}"), i), &Tags::new(), MAX).await
+    }))
+    .await;
+    let streams = join_all((0..ATTEMPTS).map(|i| async move {
+        let node = nodes[(i % 2) as usize];
+        node.create_stream(&stream(&format!("st{i:02}"), 1), &Tags::new(), MAX).await
+    }))
+    .await;
+    for (created, what) in [(&creates, "channels"), (&streams, "streams")] {
+        let mut won = 0;
+        for r in created {
+            match r {
+                Ok(()) => won += 1,
+                Err(MetaError::QuotaExceeded(Quota::Channels(MAX) | Quota::Streams(MAX))) => {}
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        assert_eq!(won, MAX, "{what}: exactly the quota succeeds");
+    }
+    let all = ListQuery { name_prefix: None, after: None, limit: 100 };
+    for node in nodes {
+        assert_eq!(node.list_channels(&all).await.expect("list").items.len() as u64, MAX);
+        assert_eq!(node.list_streams(&all).await.expect("list").items.len() as u64, MAX);
+    }
+
+    // Storage-enabled channels: every channel races to map its own stream; MAX - 2 fit.
+    let channels = a.list_channels(&all).await.expect("list").items;
+    let streams = b.list_streams(&all).await.expect("list").items;
+    let enabled = join_all(
+        channels
+            .iter()
+            .zip(&streams)
+            .enumerate()
+            .map(|(i, (c, s))| async move { nodes[i % 2].set_media_storage(&c.arn, Some(&s.arn), MAX - 2).await }),
+    )
+    .await;
+    let won = enabled.iter().filter(|r| r.is_ok()).count() as u64;
+    assert!(
+        enabled.iter().all(|r| matches!(r, Ok(()) | Err(MetaError::QuotaExceeded(Quota::StorageEnabledChannels(_))))),
+        "{enabled:?}"
+    );
+    assert_eq!(won, MAX - 2);
+
+    // Tags per resource: both nodes add distinct keys to one channel; at most 3 fit.
+    let target = &channels[0].arn;
+    let tagged =
+        join_all((0..8).map(|i| async move { nodes[i % 2].tag(target, &tags(&[(&format!("k{i}"), "v")]), 3).await }))
+            .await;
+    assert_eq!(tagged.iter().filter(|r| r.is_ok()).count(), 3, "{tagged:?}");
+    let keys: BTreeSet<String> = a.tags(target).await.expect("tags").into_keys().collect();
+    assert_eq!(keys.len(), 3);
+    assert_eq!(b.tags(target).await.expect("tags").into_keys().collect::<BTreeSet<_>>(), keys);
+}

@@ -19,8 +19,6 @@ use std::sync::Arc;
 use rand::Rng;
 
 mod common;
-#[cfg(test)]
-mod pg_test_server;
 pub mod postgres;
 pub mod sqlite;
 #[cfg(test)]

@@ -20,8 +20,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use percent_encoding::percent_decode_str;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Connection as _, Postgres, Transaction};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Transaction};
 
 use super::common::{
     channel_cols, channel_row, check_version, db_err, is_unique_violation, list_limit, millis, page, stream_cols,
@@ -76,24 +76,26 @@ impl PostgresStore {
         let fail = |detail: String| MetaError::Open { path: PathBuf::from(&shown), detail: scrub(detail, &secrets) };
         let options: PgConnectOptions = url.parse().map_err(|e| fail(format!("not a usable Postgres URL: {e}")))?;
 
-        // Migrate over a dedicated connection without the session limits: waiting for
-        // another node's migration must not trip `lock_timeout`.
-        let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
-            Ok(Ok(conn)) => conn,
+        // Migrate over a dedicated one-connection pool without the session limits: waiting
+        // for another node's migration must not trip `lock_timeout`. (A pool rather than a
+        // bare connection: `Migrator::run` on `&mut PgConnection` makes this future
+        // non-`Send` for the compiler.)
+        let migrate_pool = PgPoolOptions::new().max_connections(1).acquire_timeout(CONNECT_TIMEOUT);
+        let migrate_pool = match tokio::time::timeout(CONNECT_TIMEOUT, migrate_pool.connect_with(options.clone())).await
+        {
+            Ok(Ok(pool)) => pool,
             Ok(Err(e)) => return Err(fail(format!("cannot connect: {e}"))),
             Err(_) => return Err(fail(format!("cannot connect: no answer within {} s", CONNECT_TIMEOUT.as_secs()))),
         };
         let migrator = sqlx::migrate!("src/meta/migrations/postgres");
-        match tokio::time::timeout(MIGRATE_TIMEOUT, migrator.run(&mut conn)).await {
+        match tokio::time::timeout(MIGRATE_TIMEOUT, migrator.run(&migrate_pool)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(fail(format!("schema migration failed: {e}"))),
             Err(_) => {
                 return Err(fail(format!("schema migration did not finish within {} s", MIGRATE_TIMEOUT.as_secs())));
             }
         }
-        if let Err(e) = conn.close().await {
-            tracing::debug!(error = %scrub(e.to_string(), &secrets), "closing the migration connection");
-        }
+        migrate_pool.close().await;
 
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
@@ -577,7 +579,7 @@ impl MetaStore for PostgresStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::pg_test_server;
+    use crate::testkit::postgres as pg_test_server;
     use crate::meta::suite;
 
     /// A fresh store on its own database of the shared test server.

@@ -98,7 +98,8 @@ impl AppState {
     pub async fn build(config: Config, local: SocketAddr) -> Result<Built, StateError> {
         let data_dir = config.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|source| StateError::DataDir { path: data_dir.clone(), source })?;
-        let meta = meta::open(&data_dir).await?;
+        let metadata_url = config.metadata_url.clone().map(|u| u.0);
+        let meta = meta::open_url(metadata_url.as_deref(), &data_dir).await?;
         let (keys, generated_key) =
             CredentialStore::load(config.root_key.clone(), config.credentials_file.as_deref(), &data_dir)?;
         let audit = AuditLog::open(&data_dir).await.map_err(StateError::Audit)?;

@@ -6,6 +6,7 @@
 //! Unit tests inside the crate and the integration tests in `tests/` both reach it as
 //! `reel::testkit` (`crate::testkit`), so each helper exists once.
 
+pub mod postgres;
 pub mod probe;
 
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! A private Postgres server for the metadata tests, on 127.0.0.1 only.
+//! A private Postgres server for the metadata and cluster tests, on 127.0.0.1 only.
 //!
 //! [`fresh_database`] starts one server per test process on first use and gives each test
 //! a database of its own. [`PgTestServer::start`] starts a separate one for a test that

@@ -152,6 +152,10 @@ pub struct ServeArgs {
     /// `postgres://user:pass@host:port/db`, which cluster nodes share.
     #[arg(long, env = "REEL_METADATA_URL", hide_env_values = true)]
     pub metadata_url: Option<String>,
+    /// Cluster bus for signaling across nodes: `nats://host:port` (several comma-separated).
+    /// Default: none, signaling stays within this process.
+    #[arg(long, env = "REEL_BUS_URL")]
+    pub bus_url: Option<String>,
     /// This node's name in a cluster (metrics label, leases, logs). Default: the hostname.
     #[arg(long, env = "REEL_NODE_ID")]
     pub node_id: Option<String>,
@@ -196,6 +200,8 @@ pub struct Config {
     pub metadata_url: Option<MetadataUrl>,
     /// This node's name (`--node-id`, default the hostname).
     pub node_id: String,
+    /// The cluster bus (`--bus-url`); `None` = in-process signaling only.
+    pub bus_url: Option<String>,
 }
 
 /// A metadata database URL; its `Debug` hides the password so configs can be logged.
@@ -387,6 +393,20 @@ impl Config {
                 )));
             }
         }
+        let bus_url = m.pick(|a| a.bus_url.clone());
+        if let Some(url) = bus_url
+            .as_ref()
+            .filter(|u| !u.split(',').all(|u| ["nats://", "tls://"].iter().any(|p| u.trim().starts_with(p))))
+        {
+            return Err(ConfigError::Invalid(format!("--bus-url must be nats:// (or tls://) URLs, got {url:?}")));
+        }
+        let cluster = &limits.cluster;
+        if cluster.heartbeat_ms == 0 || cluster.node_timeout_ms < 2 * cluster.heartbeat_ms {
+            return Err(ConfigError::Invalid(format!(
+                "[limits.cluster] needs heartbeat_ms > 0 and node_timeout_ms ≥ 2 × heartbeat_ms, got {} / {}",
+                cluster.heartbeat_ms, cluster.node_timeout_ms
+            )));
+        }
         let node_id = m.pick(|a| a.node_id.clone()).unwrap_or_else(hostname);
         if node_id.is_empty() || !node_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
             return Err(ConfigError::Invalid(format!("--node-id must match [A-Za-z0-9._-]+, got {node_id:?}")));
@@ -413,6 +433,7 @@ impl Config {
             limits,
             metadata_url,
             node_id,
+            bus_url,
         })
     }
 }

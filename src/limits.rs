@@ -55,6 +55,28 @@ pub struct Limits {
     pub streaming: StreamingLimits,
     /// WebRTC storage sessions (`[limits.storage_session]`).
     pub storage_session: StorageSessionLimits,
+    /// Cluster mode: node liveness on the bus and stream writer leases (`[limits.cluster]`).
+    pub cluster: ClusterLimits,
+}
+
+/// Cluster-mode timings (only used with `--bus-url` / `--metadata-url postgres://…`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterLimits {
+    /// How often a node announces it is alive on the bus, in ms.
+    pub heartbeat_ms: u64,
+    /// After how long without a heartbeat a node is forgotten (its signaling connections
+    /// leave the other nodes' view), in ms.
+    pub node_timeout_ms: u64,
+    /// How long a stream's writer lease lasts unless renewed, in ms: a dead node's
+    /// sessions can be taken over this long after its last renewal (≤ 10 s by default).
+    pub lease_ms: u64,
+}
+
+impl Default for ClusterLimits {
+    fn default() -> Self {
+        Self { heartbeat_ms: 1_000, node_timeout_ms: 5_000, lease_ms: 10_000 }
+    }
 }
 
 impl Default for Limits {
@@ -100,6 +122,7 @@ impl Default for Limits {
             playback: PlaybackLimits::default(),
             streaming: StreamingLimits::default(),
             storage_session: StorageSessionLimits::default(),
+            cluster: ClusterLimits::default(),
         }
     }
 }

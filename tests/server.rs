@@ -168,6 +168,28 @@ fn invalid_settings_fail_with_a_clear_message() {
 }
 
 #[test]
+fn unreachable_cluster_services_fail_startup_with_a_clear_message() {
+    // Nothing listens on these ports (bound and released just now).
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let (pg_port, nats_port) = (free(), free());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |flag: &str, url: String| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_reel"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .args([flag, &url])
+            .output()
+            .expect("run reel");
+        assert!(!out.status.success(), "{flag} {url} must fail startup");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run("--metadata-url", format!("postgres://reel:sekrit@127.0.0.1:{pg_port}/reel"));
+    assert!(err.contains("cannot open postgres://reel:***@127.0.0.1") && !err.contains("sekrit"), "{err}");
+    let err = run("--bus-url", format!("nats://127.0.0.1:{nats_port}"));
+    assert!(err.contains("cannot connect to the cluster bus"), "{err}");
+}
+
+#[test]
 fn tls_from_pem_files() {
     // Produce a certificate chain and key with the self-signed mode, then serve them as files.
     let first = Reel::start_with(Options { args: vec!["--tls-self-signed".into()], ..Default::default() });

@@ -111,6 +111,12 @@ impl ReelProcess {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// SIGKILL now (a crashed node), and reap it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM, wait up to [`STOP_GRACE`], then kill. Returns whether it exited cleanly.
     pub fn stop(&mut self) -> bool {
         let _ = Command::new("kill").args(["-TERM", &self.pid.to_string()]).status();

@@ -579,8 +579,8 @@ impl MetaStore for PostgresStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::postgres as pg_test_server;
     use crate::meta::suite;
+    use crate::testkit::postgres as pg_test_server;
 
     /// A fresh store on its own database of the shared test server.
     async fn fresh() -> (PostgresStore, ()) {

@@ -21,6 +21,7 @@ pub mod cluster;
 mod cluster_tests;
 pub mod credentials;
 pub mod message;
+pub mod nats;
 pub mod pending;
 pub mod quota;
 pub mod registry;
@@ -74,6 +75,8 @@ pub enum SignalingError {
     Secret(std::io::Error),
     #[error(transparent)]
     Turn(#[from] turn::TurnError),
+    #[error(transparent)]
+    Bus(#[from] nats::BusError),
 }
 
 /// The signaling service's shared state: registry, TURN secret and server. Cheap to clone.
@@ -90,6 +93,8 @@ struct Inner {
     secret: Arc<TurnSecret>,
     turn: Option<TurnServer>,
     uris: Vec<String>,
+    /// The cluster bus, when signaling spans nodes.
+    bus: Option<nats::NatsBus>,
 }
 
 impl Signaling {
@@ -128,7 +133,21 @@ impl Signaling {
         } else {
             (None, Vec::new())
         };
-        let registry = Registry::local(limits.clone());
+        let (registry, bus) = match &config.bus_url {
+            None => (Registry::local(limits.clone()), None),
+            Some(url) => {
+                let cluster = &config.limits.cluster;
+                let options = nats::BusOptions {
+                    url: url.clone(),
+                    node_id: config.node_id.clone(),
+                    subject_prefix: "reel".into(),
+                    heartbeat: Duration::from_millis(cluster.heartbeat_ms),
+                    node_timeout: Duration::from_millis(cluster.node_timeout_ms),
+                };
+                let (bus, handle) = nats::NatsBus::start(&options, limits.clone()).await?;
+                (Registry::new(bus), Some(handle))
+            }
+        };
         let sweeper = registry.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(SWEEP_INTERVAL);
@@ -137,14 +156,14 @@ impl Signaling {
                 sweeper.bus().sweep(Instant::now());
             }
         });
-        Ok(Self { registry, inner: Arc::new(Inner { limits, secret, turn, uris }) })
+        Ok(Self { registry, inner: Arc::new(Inner { limits, secret, turn, uris, bus }) })
     }
 
     /// Signaling without a TURN server (tests, or `--turn-enabled false`).
     pub fn without_turn(limits: SignalingLimits, secret: TurnSecret) -> Self {
         Self {
             registry: Registry::local(limits.clone()),
-            inner: Arc::new(Inner { limits, secret: Arc::new(secret), turn: None, uris: Vec::new() }),
+            inner: Arc::new(Inner { limits, secret: Arc::new(secret), turn: None, uris: Vec::new(), bus: None }),
         }
     }
 
@@ -204,6 +223,10 @@ impl Signaling {
             tokio::time::sleep(Duration::from_millis(self.inner.limits.shutdown_go_away_grace_ms)).await;
         }
         bus.close_all();
+        if let Some(cluster) = &self.inner.bus {
+            // Other nodes forget this one's connections at once instead of after the timeout.
+            cluster.flush().await;
+        }
         if let Some(turn) = &self.inner.turn {
             turn.close().await;
         }

@@ -88,6 +88,11 @@ impl Reel {
         self.process.stop()
     }
 
+    /// SIGKILL (a crashed node); the handle keeps its data dir and log.
+    pub fn kill(&mut self) {
+        self.process.kill()
+    }
+
     /// Like [`Reel::stop`] but keeps the handle, so its data dir and log outlive the exit.
     pub fn sigterm(&mut self) -> bool {
         self.process.stop()
@@ -138,6 +143,7 @@ pub fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
 }
 
 pub mod ingest;
+pub mod nats;
 pub mod netns;
 pub mod signing;
 pub mod ws;

@@ -1,0 +1,125 @@
+//! Cluster mode, signaling and metadata: three reel nodes sharing a real Postgres
+//! (`--metadata-url`) and a real `nats-server` (`--bus-url`), driven by the official AWS SDK
+//! and real WebSocket clients. What one node creates, the others describe at once; a master
+//! on one node and a viewer on another exchange offer, answer and candidates; the newest
+//! master wins cluster-wide; the viewer limit counts every node; a node killed with
+//! SIGKILL drops out of the others' view after the node timeout.
+
+mod common;
+
+use std::time::Duration;
+
+use aws_sdk_kinesisvideo::types::ChannelProtocol;
+use common::nats::NatsServer;
+use common::signing::{presign_url, rfc3986};
+use common::ws::{self, Ws, assert_closed, recv_json, send};
+use common::{Options, ROOT_KEY_ID, ROOT_SECRET, Reel};
+
+/// Fast liveness so the node-loss check takes about a second.
+const CLUSTER_CONFIG: &str =
+    "[limits.cluster]\nheartbeat_ms = 200\nnode_timeout_ms = 1000\n\n[limits.signaling]\nmax_viewers_per_channel = 2\n";
+
+fn start_node(id: &str, metadata_url: &str, bus_url: &str, config: &std::path::Path) -> Reel {
+    Reel::start_with(Options {
+        args: vec![
+            "--node-id".into(),
+            id.into(),
+            "--metadata-url".into(),
+            metadata_url.into(),
+            "--bus-url".into(),
+            bus_url.into(),
+            "--config".into(),
+            config.display().to_string(),
+        ],
+        ..Default::default()
+    })
+}
+
+/// The node's presigned ConnectAsMaster/ConnectAsViewer URL for `arn`.
+async fn presigned(node: &Reel, arn: &str, client_id: Option<&str>) -> String {
+    let endpoints = common::master_endpoints(&node.kvs(), arn, &[ChannelProtocol::Wss]).await;
+    let wss = endpoints.get(&ChannelProtocol::Wss).expect("WSS endpoint");
+    let mut url = format!("{}/?X-Amz-ChannelARN={}", wss.trim_end_matches('/'), rfc3986(arn));
+    if let Some(id) = client_id {
+        url.push_str(&format!("&X-Amz-ClientId={}", rfc3986(id)));
+    }
+    presign_url(&url, ROOT_KEY_ID, ROOT_SECRET)
+}
+
+async fn connect(node: &Reel, arn: &str, client_id: Option<&str>) -> Ws {
+    ws::connect(&presigned(node, arn, client_id).await).await
+}
+
+fn payload(ev: &serde_json::Value) -> &str {
+    ev["messagePayload"].as_str().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_share_metadata_and_signaling() {
+    let nats = NatsServer::start();
+    let metadata_url = reel::testkit::postgres::fresh_database().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = common::write_file(dir.path(), "cluster.toml", CLUSTER_CONFIG);
+    let a = start_node("node-a", &metadata_url, &nats.url, &config);
+    let b = start_node("node-b", &metadata_url, &nats.url, &config);
+    let mut c = start_node("node-c", &metadata_url, &nats.url, &config);
+
+    // Metadata: created on A, described on B and C at once, names unique cluster-wide.
+    let arn = a.kvs().create_signaling_channel().channel_name("cam-1").send().await.expect("create on A");
+    let arn = arn.channel_arn().expect("ARN").to_string();
+    for node in [&b, &c] {
+        let info = node.kvs().describe_signaling_channel().channel_name("cam-1").send().await.expect("describe");
+        assert_eq!(info.channel_info().and_then(|i| i.channel_arn()), Some(arn.as_str()));
+    }
+    let again = c.kvs().create_signaling_channel().channel_name("cam-1").send().await;
+    let err = again.expect_err("duplicate name on another node");
+    assert_eq!(err.into_service_error().meta().code(), Some("ResourceInUseException"));
+
+    // Signaling: master on A, viewer on C.
+    let mut master = connect(&a, &arn, None).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut viewer = connect(&c, &arn, Some("viewer-1")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    send(&mut viewer, serde_json::json!({"action":"SDP_OFFER","messagePayload":"b2ZmZXI="})).await;
+    let offer = recv_json(&mut master).await;
+    assert_eq!(
+        (offer["messageType"].as_str(), offer["senderClientId"].as_str()),
+        (Some("SDP_OFFER"), Some("viewer-1"))
+    );
+    assert_eq!(payload(&offer), "b2ZmZXI=");
+    send(
+        &mut master,
+        serde_json::json!({"action":"SDP_ANSWER","recipientClientId":"viewer-1","messagePayload":"YW5zd2Vy"}),
+    )
+    .await;
+    send(
+        &mut master,
+        serde_json::json!({"action":"ICE_CANDIDATE","recipientClientId":"viewer-1","messagePayload":"Y2FuZA=="}),
+    )
+    .await;
+    let answer = recv_json(&mut viewer).await;
+    assert_eq!((answer["messageType"].as_str(), payload(&answer)), (Some("SDP_ANSWER"), "YW5zd2Vy"));
+    assert!(answer.get("senderClientId").is_none(), "the master's messages carry no sender: {answer}");
+    assert_eq!(recv_json(&mut viewer).await["messageType"], "ICE_CANDIDATE");
+
+    // The viewer limit (2 here) counts viewers on every node.
+    let _second = connect(&b, &arn, Some("viewer-2")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, body) = ws::refused(&presigned(&a, &arn, Some("viewer-3")).await).await;
+    assert_eq!((status, body["__type"].as_str()), (400, Some("ClientLimitExceededException")), "{body}");
+
+    // Newest master wins cluster-wide: a master on B replaces the one on A.
+    let mut master_b = connect(&b, &arn, None).await;
+    assert_closed(&mut master).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    send(&mut viewer, serde_json::json!({"action":"ICE_CANDIDATE","messagePayload":"djE="})).await;
+    let candidate = recv_json(&mut master_b).await;
+    assert_eq!((candidate["senderClientId"].as_str(), payload(&candidate)), (Some("viewer-1"), "djE="));
+
+    // A node killed with SIGKILL leaves the others' view after the node timeout: viewer-1
+    // (on C) no longer counts, so a third viewer fits again.
+    c.kill();
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    let _third = connect(&a, &arn, Some("viewer-3")).await;
+    drop(viewer);
+}

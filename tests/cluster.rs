@@ -64,6 +64,14 @@ async fn three_nodes_share_metadata_and_signaling() {
     let b = start_node("node-b", &metadata_url, &nats.url, &config);
     let mut c = start_node("node-c", &metadata_url, &nats.url, &config);
 
+    // Every node is ready: its metadata database and the bus answer.
+    for (node, id) in [(&a, "node-a"), (&b, "node-b"), (&c, "node-c")] {
+        let res = reqwest::get(format!("{}/readyz", node.url)).await.expect("readyz");
+        assert_eq!(res.status(), 200);
+        let body: serde_json::Value = res.json().await.expect("json");
+        assert_eq!(body, serde_json::json!({"ready": true, "node": id, "metadata": "ok", "bus": "ok", "s3": "off"}));
+    }
+
     // Metadata: created on A, described on B and C at once, names unique cluster-wide.
     let arn = a.kvs().create_signaling_channel().channel_name("cam-1").send().await.expect("create on A");
     let arn = arn.channel_arn().expect("ARN").to_string();

@@ -204,6 +204,9 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug {
     async fn tag(&self, arn: &str, tags: &Tags, max_tags: usize) -> Result<(), MetaError>;
     /// Remove these tag keys (absent keys are ignored).
     async fn untag(&self, arn: &str, keys: &[String]) -> Result<(), MetaError>;
+
+    /// One trivial query: whether the database answers now (readiness checks).
+    async fn ping(&self) -> Result<(), MetaError>;
 }
 
 /// Metadata failures.

@@ -561,6 +561,10 @@ impl MetaStore for PostgresStore {
         tx.commit().await.map_err(db_err)
     }
 
+    async fn ping(&self) -> Result<(), MetaError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(db_err)
+    }
+
     async fn untag(&self, arn: &str, keys: &[String]) -> Result<(), MetaError> {
         let mut tx = self.begin_write().await?;
         if !resource_exists(&mut tx, arn).await? {

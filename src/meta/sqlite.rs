@@ -517,6 +517,10 @@ impl MetaStore for SqliteStore {
         tx.commit().await.map_err(db_err)
     }
 
+    async fn ping(&self) -> Result<(), MetaError> {
+        sqlx::query("SELECT 1").execute(&self.readers).await.map(|_| ()).map_err(db_err)
+    }
+
     async fn untag(&self, arn: &str, keys: &[String]) -> Result<(), MetaError> {
         let mut tx = self.begin().await?;
         if !resource_exists(&mut tx, arn).await? {

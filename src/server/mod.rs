@@ -15,6 +15,7 @@ use crate::error::ApiError;
 use crate::observe::metrics;
 use crate::tls::{self, TlsError};
 
+mod health;
 mod state;
 
 pub use state::{AppState, Built, StateError};
@@ -128,7 +129,8 @@ pub fn router(state: AppState, prometheus: metrics_exporter_prometheus::Promethe
         .layer(axum::middleware::from_fn_with_state(state.core.clone(), edge::signed_api));
     Router::new()
         .route("/metrics", get(move || std::future::ready(metrics::render(&prometheus))))
-        .route("/healthz", get(|| std::future::ready("ok\n")))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .merge(signed)
         .merge(crate::streaming::public_router())
         .fallback(unknown_operation)

@@ -183,6 +183,11 @@ impl Signaling {
         }]
     }
 
+    /// Whether the cluster bus is connected: `None` without one (single node).
+    pub fn bus_connected(&self) -> Option<bool> {
+        self.inner.bus.as_ref().map(nats::NatsBus::connected)
+    }
+
     /// Bound UDP and TCP addresses of the TURN server, when it runs.
     pub fn turn_addrs(&self) -> Option<(SocketAddr, SocketAddr)> {
         self.inner.turn.as_ref().map(|t| (t.udp_addr, t.tcp_addr))

@@ -145,6 +145,11 @@ impl NatsBus {
         Ok((bus, Self { client }))
     }
 
+    /// Whether the NATS connection is up right now.
+    pub fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
     /// Send what is queued (e.g. this node's `Bye` at shutdown).
     pub async fn flush(&self) {
         // Let the publish task hand the last messages to the client first.

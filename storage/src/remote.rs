@@ -123,6 +123,17 @@ impl Remote {
         format!("{}{stream_dir}/seg-{seq:020}.log", self.config.prefix)
     }
 
+    /// Whether the bucket answers (HeadBucket), for readiness checks.
+    pub(crate) async fn check(&self) -> Result<()> {
+        self.client
+            .head_bucket()
+            .bucket(&self.config.bucket)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| unavailable("HeadBucket", &self.config.bucket, &DisplayErrorContext(&e)))
+    }
+
     /// Uploads a whole segment.
     pub(crate) async fn put(&self, key: &str, body: Vec<u8>) -> Result<()> {
         self.client

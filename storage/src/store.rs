@@ -256,6 +256,13 @@ impl Store {
         Ok(store)
     }
 
+    /// Whether the S3 backend answers: `None` without one, else the outcome of a
+    /// HeadBucket on it (for a load balancer's readiness check).
+    pub async fn check_remote(&self) -> Option<Result<()>> {
+        let remote = self.inner.ctx.remote.as_ref()?;
+        Some(remote.check().await)
+    }
+
     /// What recovery did when the store was opened.
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.inner.report

@@ -123,3 +123,8 @@ pub(super) fn check_version(current: &str, expected: Option<&str>, arn: &str) ->
         _ => Ok(()),
     }
 }
+
+/// A lease number (epoch or ms) as the databases' signed 64-bit integer.
+pub(super) fn lease_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}

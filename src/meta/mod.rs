@@ -18,7 +18,10 @@ use std::sync::Arc;
 
 use rand::Rng;
 
+pub use lease::Lease;
+
 mod common;
+pub mod lease;
 pub mod postgres;
 pub mod sqlite;
 #[cfg(test)]
@@ -207,6 +210,26 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug {
 
     /// One trivial query: whether the database answers now (readiness checks).
     async fn ping(&self) -> Result<(), MetaError>;
+
+    /// Take the writer lease of `stream_arn` for `node` ([`lease::take`]): a new epoch,
+    /// valid `lease_ms` from `now_ms`; [`MetaError::LeaseHeld`] while another node's runs,
+    /// [`MetaError::NotFound`] without the stream.
+    async fn acquire_lease(&self, stream_arn: &str, node: &str, now_ms: u64, lease_ms: u64)
+    -> Result<Lease, MetaError>;
+    /// Extend `node`'s lease at `epoch` ([`lease::renew`]); [`MetaError::LeaseLost`] when it
+    /// moved on: the writer must stop.
+    async fn renew_lease(
+        &self,
+        stream_arn: &str,
+        node: &str,
+        epoch: u64,
+        now_ms: u64,
+        lease_ms: u64,
+    ) -> Result<Lease, MetaError>;
+    /// Give up `node`'s lease at `epoch` (no-op if it already moved on).
+    async fn release_lease(&self, stream_arn: &str, node: &str, epoch: u64) -> Result<(), MetaError>;
+    /// The stream's lease as stored, if it ever had one.
+    async fn lease(&self, stream_arn: &str) -> Result<Option<Lease>, MetaError>;
 }
 
 /// Metadata failures.
@@ -244,6 +267,12 @@ pub enum MetaError {
     /// then the URL with its password replaced by `***`.
     #[error("cannot open {}: {detail}", path.display())]
     Open { path: PathBuf, detail: String },
+    /// Another node's writer lease of the stream runs until `expires_ms`.
+    #[error("stream {stream} is being written by node {holder} (lease until {expires_ms} ms)")]
+    LeaseHeld { stream: String, holder: String, expires_ms: u64 },
+    /// The writer lease at `epoch` was taken over or released: stop writing.
+    #[error("the writer lease of stream {stream} at epoch {epoch} was lost")]
+    LeaseLost { stream: String, epoch: u64 },
     /// Any other database failure.
     #[error("database: {0}")]
     Database(String),

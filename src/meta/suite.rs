@@ -26,6 +26,7 @@ macro_rules! backend_tests {
             listing_pages_by_name_with_prefix,
             listing_orders_names_bytewise,
             concurrent_writers_cannot_both_win,
+            leases_fence_stale_writers,
         );
     };
     ($fresh:path; $($check:ident),+ $(,)?) => {
@@ -39,6 +40,53 @@ macro_rules! backend_tests {
     };
 }
 pub(crate) use backend_tests;
+
+/// Stream writer leases on fake time: take, expiry, takeover with a larger epoch, the stale
+/// writer refused, release keeping the epoch, the lease going with its stream, and racing
+/// takes of one free stream won by exactly one node.
+pub async fn leases_fence_stale_writers(store: &dyn MetaStore) {
+    const LEASE: u64 = 10_000;
+    let s = stream("leased", 24);
+    assert!(matches!(store.acquire_lease(&s.arn, "a", 0, LEASE).await, Err(MetaError::NotFound(_))));
+    store.create_stream(&s, &Tags::new(), 10).await.expect("stream");
+    assert_eq!(store.lease(&s.arn).await.expect("lease"), None);
+    let a = store.acquire_lease(&s.arn, "a", 1_000, LEASE).await.expect("free");
+    assert_eq!((a.holder.as_str(), a.epoch, a.expires_ms), ("a", 1, 11_000));
+    let held = store.acquire_lease(&s.arn, "b", 5_000, LEASE).await;
+    assert!(
+        matches!(held, Err(MetaError::LeaseHeld { ref holder, expires_ms: 11_000, .. }) if holder == "a"),
+        "{held:?}"
+    );
+    let a = store.renew_lease(&s.arn, "a", 1, 9_000, LEASE).await.expect("renewed");
+    assert_eq!(a.expires_ms, 19_000);
+    // a goes silent; after expiry b takes over with epoch 2, and a's renewal is refused.
+    let b = store.acquire_lease(&s.arn, "b", 19_000, LEASE).await.expect("takeover");
+    assert_eq!((b.holder.as_str(), b.epoch), ("b", 2));
+    assert!(matches!(
+        store.renew_lease(&s.arn, "a", 1, 19_500, LEASE).await,
+        Err(MetaError::LeaseLost { epoch: 1, .. })
+    ));
+    // A stale release changes nothing; b's own release frees it without resetting the epoch.
+    store.release_lease(&s.arn, "a", 1).await.expect("stale release is a no-op");
+    assert_eq!(store.lease(&s.arn).await.expect("lease"), Some(b.clone()));
+    store.release_lease(&s.arn, "b", 2).await.expect("release");
+    let c = store.acquire_lease(&s.arn, "c", 20_000, LEASE).await.expect("free after release");
+    assert_eq!(c.epoch, 3);
+    // Ten nodes race for a free stream: one wins, the others see its lease.
+    let r = stream("raced", 24);
+    store.create_stream(&r, &Tags::new(), 10).await.expect("stream");
+    let takes = join_all((0..10).map(|i| {
+        let arn = r.arn.clone();
+        async move { store.acquire_lease(&arn, &format!("n{i}"), 50_000, LEASE).await }
+    }))
+    .await;
+    let won = takes.iter().filter(|t| t.is_ok()).count();
+    assert_eq!(won, 1, "{takes:?}");
+    assert!(takes.iter().all(|t| matches!(t, Ok(_) | Err(MetaError::LeaseHeld { .. }))), "{takes:?}");
+    // Deleting the stream deletes its lease.
+    store.delete_stream(&s.arn, None).await.expect("delete");
+    assert!(matches!(store.acquire_lease(&s.arn, "a", 30_000, LEASE).await, Err(MetaError::NotFound(_))));
+}
 
 /// A channel named `name` whose ARN ends in `millis` (also its creation time).
 pub fn channel(name: &str, millis: u64) -> ChannelRecord {

@@ -25,7 +25,7 @@ pub mod lease;
 pub mod postgres;
 pub mod sqlite;
 #[cfg(test)]
-mod suite;
+pub(crate) mod suite;
 
 /// File name of the metadata database inside the data directory.
 pub const DB_FILE: &str = "meta.db";

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use super::Peers;
+use super::lease_keeper::LeaseKeeper;
 use crate::api::Core;
 use crate::api::access::authorize_action as authorize;
 use crate::auth::Principal;
@@ -89,9 +90,15 @@ pub async fn handle(
     if !signaling.registry.bus().master_connected(&arn) {
         return Err(ApiError::invalid_argument(format!("no master is connected to the channel {arn}")));
     }
+    // One writer per stream: take its lease (a newer session, here or on another node,
+    // fences the older one; another node's running session is refused until it lapses).
+    let (lease, taken) =
+        LeaseKeeper::acquire(st.meta.clone(), &stream_arn, &st.config.node_id, st.config.limits.cluster.lease_ms)
+            .await?;
+    tracing::debug!(stream = %stream_arn, epoch = taken.epoch, "writer lease taken");
     let store = st.store.open_or_create_stream(&stream_arn, stream.data_retention_in_hours).await?;
     let handle = signaling.registry.attach_storage_peer(&arn);
-    let id = peers.start_session(handle, store);
+    let id = peers.start_session(handle, store, Some(lease));
     tracing::info!(session = id, stream = %stream_arn, "storage session starting");
     Ok(StatusCode::OK)
 }

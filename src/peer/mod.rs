@@ -15,6 +15,7 @@ pub mod hub;
 pub mod ingest;
 pub mod io;
 pub mod join_storage_session;
+pub mod lease_keeper;
 #[cfg(test)]
 mod scenarios;
 #[cfg(test)]
@@ -157,17 +158,19 @@ impl Peers {
     }
 
     /// Starts a session on an attached storage peer (on the next worker, round-robin); it
-    /// supersedes the channel's previous one.
+    /// supersedes the channel's previous one. With `lease`, the session ends when the
+    /// stream's writer lease is lost, and releases it when it ends.
     pub fn start_session(
         &self,
         handle: crate::signaling::registry::StoragePeerHandle,
         stream: reel_storage::Stream,
+        lease: Option<lease_keeper::LeaseKeeper>,
     ) -> u64 {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let n = self.inner.next_worker.fetch_add(1, Ordering::Relaxed);
         let Some(worker) = self.inner.workers.get(n % self.inner.workers.len().max(1)) else { return id };
         let settings = session::SessionSettings { candidate: worker.candidate, ..self.inner.settings.clone() };
-        tokio::spawn(session::run(id, handle, stream, settings, worker.io.clone()));
+        tokio::spawn(session::run(id, handle, stream, settings, worker.io.clone(), lease));
         id
     }
 

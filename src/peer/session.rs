@@ -35,6 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::hub::HubSession;
 use super::io::{Command, EndReason, NewSession, WriterInput};
+use super::lease_keeper::LeaseKeeper;
 use super::{ingest, sdp};
 use crate::signaling::message::{MessageKind, SignalingMessage};
 use crate::signaling::registry::{StoragePeerEvent, StoragePeerHandle};
@@ -128,6 +129,7 @@ pub async fn run(
     stream: Stream,
     settings: SessionSettings,
     io: mpsc::Sender<Command>,
+    mut lease: Option<LeaseKeeper>,
 ) {
     let channel = handle.channel_arn().to_string();
     let Offerer { rtc, video, audio, offer_sdp, pending } = match build_rtc(settings.candidate) {
@@ -170,7 +172,7 @@ pub async fn run(
         let _ = handle.send_to_master(SignalingMessage::from_payload_bytes(MessageKind::IceCandidate, cand.as_bytes()));
     }
     tracing::info!(session = id, channel = %channel, candidate = %settings.candidate, "storage offer sent");
-    if let Some(reason) = control(id, handle, &settings, &io, ended_rx).await {
+    if let Some(reason) = control(id, handle, &settings, &io, ended_rx, lease.as_mut()).await {
         tracing::info!(session = id, channel = %channel, ?reason, "ending storage session");
         close(reason).await;
     }
@@ -185,6 +187,7 @@ async fn control(
     settings: &SessionSettings,
     io: &mpsc::Sender<Command>,
     mut ended: oneshot::Receiver<EndReason>,
+    mut lease: Option<&mut LeaseKeeper>,
 ) -> Option<EndReason> {
     let channel = handle.channel_arn().to_string();
     let mut answered = false;
@@ -201,7 +204,16 @@ async fn control(
                 None => std::future::pending().await,
             }
         };
+        let lease_lost = async {
+            match lease.as_deref_mut() {
+                Some(keeper) => keeper.lost().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            () = lease_lost => {
+                return Some(EndReason::Closed("the stream's writer lease was lost (taken over or not renewed)".into()));
+            }
             ended = &mut ended => {
                 tracing::debug!(session = id, reason = ?ended, "session ended by the media loop");
                 return None;
@@ -328,7 +340,7 @@ mod tests {
             let settings = SessionSettings { candidate, log_sdp: false, bitrate_bps: 1_000_000 };
             let (io_tx, io) = mpsc::channel(16);
             let (ended_tx, ended) = oneshot::channel();
-            let task = tokio::spawn(async move { control(1, handle, &settings, &io_tx, ended).await });
+            let task = tokio::spawn(async move { control(1, handle, &settings, &io_tx, ended, None).await });
             Self { registry, master, io, ended: Some(ended_tx), task, offer }
         }
 

@@ -4,6 +4,7 @@
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
+use super::lease::Lease;
 use super::{ChannelRecord, ListQuery, MetaError, Page, StreamRecord};
 
 /// The columns [`channel_row`] decodes, in its order.
@@ -128,3 +129,110 @@ pub(super) fn check_version(current: &str, expected: Option<&str>, arn: &str) ->
 pub(super) fn lease_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
+
+/// A stored lease row `(holder, epoch, expires_ms)` of `stream_arn`.
+pub(super) fn lease_from_row(stream_arn: &str, (holder, epoch, expires_ms): (String, i64, i64)) -> Lease {
+    Lease {
+        stream_arn: stream_arn.to_string(),
+        holder,
+        epoch: u64::try_from(epoch).unwrap_or(0),
+        expires_ms: u64::try_from(expires_ms).unwrap_or(0),
+    }
+}
+
+/// The lease SQL, the same text for both backends (`$N` placeholders, which SQLite numbers
+/// in order of appearance).
+pub(super) const LEASE_STREAM_EXISTS: &str = "SELECT COUNT(*) FROM streams WHERE arn = $1";
+pub(super) const LEASE_SELECT: &str = "SELECT holder, epoch, expires_ms FROM stream_leases WHERE stream_arn = $1";
+pub(super) const LEASE_UPSERT: &str = "INSERT INTO stream_leases (stream_arn, holder, epoch, expires_ms) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (stream_arn) DO UPDATE SET holder = excluded.holder, \
+     epoch = excluded.epoch, expires_ms = excluded.expires_ms";
+pub(super) const LEASE_RELEASE: &str =
+    "UPDATE stream_leases SET expires_ms = 0 WHERE stream_arn = $1 AND holder = $2 AND epoch = $3";
+
+/// The lease operations of [`super::MetaStore`] as inherent methods, the same for both
+/// backends (their trait methods delegate to them: `async_trait` cannot see methods a macro
+/// makes): `$begin` opens the backend's write transaction, `$pool` is the pool plain
+/// statements use, `$conn` its connection type. The decisions are [`super::lease`]'s.
+macro_rules! lease_methods {
+    ($begin:ident, $pool:ident, $conn:ty) => {
+        async fn take_lease(
+            &self,
+            stream_arn: &str,
+            node: &str,
+            now_ms: u64,
+            lease_ms: u64,
+        ) -> Result<Lease, MetaError> {
+            use super::common::{LEASE_STREAM_EXISTS, LEASE_UPSERT, db_err, lease_i64};
+            let mut tx = self.$begin().await?;
+            let streams: i64 =
+                sqlx::query_scalar(LEASE_STREAM_EXISTS).bind(stream_arn).fetch_one(&mut *tx).await.map_err(db_err)?;
+            if streams == 0 {
+                return Err(MetaError::NotFound(format!("stream {stream_arn}")));
+            }
+            let current = Self::lease_row(&mut tx, stream_arn).await?;
+            let next = super::lease::take(stream_arn, current.as_ref(), node, now_ms, lease_ms)?;
+            sqlx::query(LEASE_UPSERT)
+                .bind(&next.stream_arn)
+                .bind(&next.holder)
+                .bind(lease_i64(next.epoch))
+                .bind(lease_i64(next.expires_ms))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            tx.commit().await.map_err(db_err)?;
+            Ok(next)
+        }
+
+        async fn extend_lease(
+            &self,
+            stream_arn: &str,
+            node: &str,
+            epoch: u64,
+            now_ms: u64,
+            lease_ms: u64,
+        ) -> Result<Lease, MetaError> {
+            use super::common::{LEASE_UPSERT, db_err, lease_i64};
+            let mut tx = self.$begin().await?;
+            let current = Self::lease_row(&mut tx, stream_arn).await?;
+            let next = super::lease::renew(current.as_ref(), stream_arn, node, epoch, now_ms, lease_ms)?;
+            sqlx::query(LEASE_UPSERT)
+                .bind(&next.stream_arn)
+                .bind(&next.holder)
+                .bind(lease_i64(next.epoch))
+                .bind(lease_i64(next.expires_ms))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            tx.commit().await.map_err(db_err)?;
+            Ok(next)
+        }
+
+        async fn give_up_lease(&self, stream_arn: &str, node: &str, epoch: u64) -> Result<(), MetaError> {
+            use super::common::{LEASE_RELEASE, db_err, lease_i64};
+            sqlx::query(LEASE_RELEASE)
+                .bind(stream_arn)
+                .bind(node)
+                .bind(lease_i64(epoch))
+                .execute(&self.$pool)
+                .await
+                .map(|_| ())
+                .map_err(db_err)
+        }
+
+        async fn stored_lease(&self, stream_arn: &str) -> Result<Option<Lease>, MetaError> {
+            let mut conn = self.$pool.acquire().await.map_err(super::common::db_err)?;
+            Self::lease_row(&mut conn, stream_arn).await
+        }
+
+        async fn lease_row(conn: &mut $conn, stream_arn: &str) -> Result<Option<Lease>, MetaError> {
+            let row: Option<(String, i64, i64)> = sqlx::query_as(super::common::LEASE_SELECT)
+                .bind(stream_arn)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(super::common::db_err)?;
+            Ok(row.map(|r| super::common::lease_from_row(stream_arn, r)))
+        }
+    };
+}
+pub(super) use lease_methods;

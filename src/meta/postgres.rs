@@ -24,10 +24,10 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Transaction};
 
 use super::common::{
-    channel_cols, channel_row, check_version, db_err, is_unique_violation, lease_i64, list_limit, millis, page,
-    stream_cols, stream_row, updated_record,
+    channel_cols, channel_row, check_version, db_err, is_unique_violation, list_limit, millis, page, stream_cols,
+    stream_row, updated_record,
 };
-use super::lease::{self, Lease};
+use super::lease::Lease;
 use super::{
     ChannelRecord, ListQuery, MediaStorageConfig, MetaError, MetaStore, Page, Quota, StreamRecord, StreamUpdate, Tags,
     redact_url,
@@ -245,36 +245,8 @@ async fn storage_holder(
         .map_err(db_err)
 }
 
-/// The stored lease of a stream, if any.
-async fn lease_row(conn: &mut sqlx::PgConnection, stream_arn: &str) -> Result<Option<Lease>, MetaError> {
-    let row: Option<(String, i64, i64)> =
-        sqlx::query_as("SELECT holder, epoch, expires_ms FROM stream_leases WHERE stream_arn = $1")
-            .bind(stream_arn)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db_err)?;
-    Ok(row.map(|(holder, epoch, expires_ms)| Lease {
-        stream_arn: stream_arn.to_string(),
-        holder,
-        epoch: u64::try_from(epoch).unwrap_or(0),
-        expires_ms: u64::try_from(expires_ms).unwrap_or(0),
-    }))
-}
-
-/// Insert or overwrite a stream's lease row.
-async fn store_lease(conn: &mut sqlx::PgConnection, lease: &Lease) -> Result<(), MetaError> {
-    sqlx::query(
-        "INSERT INTO stream_leases (stream_arn, holder, epoch, expires_ms) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (stream_arn) DO UPDATE SET holder = excluded.holder, epoch = excluded.epoch, expires_ms = excluded.expires_ms",
-    )
-    .bind(&lease.stream_arn)
-    .bind(&lease.holder)
-    .bind(lease_i64(lease.epoch))
-    .bind(lease_i64(lease.expires_ms))
-    .execute(&mut *conn)
-    .await
-    .map(|_| ())
-    .map_err(db_err)
+impl PostgresStore {
+    super::common::lease_methods!(begin_write, pool, sqlx::PgConnection);
 }
 
 #[async_trait::async_trait]
@@ -601,20 +573,7 @@ impl MetaStore for PostgresStore {
         now_ms: u64,
         lease_ms: u64,
     ) -> Result<Lease, MetaError> {
-        let mut tx = self.begin_write().await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT 1::BIGINT FROM streams WHERE arn = $1")
-            .bind(stream_arn)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        if exists.is_none() {
-            return Err(MetaError::NotFound(format!("stream {stream_arn}")));
-        }
-        let current = lease_row(&mut tx, stream_arn).await?;
-        let next = lease::take(stream_arn, current.as_ref(), node, now_ms, lease_ms)?;
-        store_lease(&mut tx, &next).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(next)
+        self.take_lease(stream_arn, node, now_ms, lease_ms).await
     }
 
     async fn renew_lease(
@@ -625,28 +584,15 @@ impl MetaStore for PostgresStore {
         now_ms: u64,
         lease_ms: u64,
     ) -> Result<Lease, MetaError> {
-        let mut tx = self.begin_write().await?;
-        let current = lease_row(&mut tx, stream_arn).await?;
-        let next = lease::renew(current.as_ref(), stream_arn, node, epoch, now_ms, lease_ms)?;
-        store_lease(&mut tx, &next).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(next)
+        self.extend_lease(stream_arn, node, epoch, now_ms, lease_ms).await
     }
 
     async fn release_lease(&self, stream_arn: &str, node: &str, epoch: u64) -> Result<(), MetaError> {
-        sqlx::query("UPDATE stream_leases SET expires_ms = 0 WHERE stream_arn = $1 AND holder = $2 AND epoch = $3")
-            .bind(stream_arn)
-            .bind(node)
-            .bind(lease_i64(epoch))
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(db_err)
+        self.give_up_lease(stream_arn, node, epoch).await
     }
 
     async fn lease(&self, stream_arn: &str) -> Result<Option<Lease>, MetaError> {
-        let mut conn = self.pool.acquire().await.map_err(db_err)?;
-        lease_row(&mut conn, stream_arn).await
+        self.stored_lease(stream_arn).await
     }
 
     async fn ping(&self) -> Result<(), MetaError> {

@@ -29,6 +29,7 @@ pub mod control;
 pub mod demo;
 pub mod error;
 pub mod limits;
+pub mod members;
 pub mod meta;
 pub mod observe;
 pub mod peer;

@@ -124,6 +124,24 @@ async fn three_nodes_share_metadata_and_signaling() {
     let candidate = recv_json(&mut master_b).await;
     assert_eq!((candidate["senderClientId"].as_str(), payload(&candidate)), (Some("viewer-1"), "djE="));
 
+    // Storage: JoinStorageSession served by A runs the storage peer there; it reaches the
+    // master on B through the bus (an SDP offer without senderClientId), A takes the stream's
+    // writer lease, and GetDataEndpoint on any node answers A's URL.
+    let stream_arn = a.kvs().create_stream().stream_name("cam-1-stream").data_retention_in_hours(1).send().await;
+    let stream_arn = stream_arn.expect("create stream").stream_arn().expect("ARN").to_string();
+    let sim = |node: &Reel| {
+        reel_sim::kvs::KvsClient::new(&node.url, reel_sim::sigv4::Signer::new(ROOT_KEY_ID, ROOT_SECRET, common::REGION))
+    };
+    sim(&a).enable_media_storage(&arn, &stream_arn).await.expect("enable storage");
+    sim(&a).join_storage_session(&a.url, &arn).await.expect("JoinStorageSession on A");
+    let offer = recv_json(&mut master_b).await;
+    assert_eq!(offer["messageType"], "SDP_OFFER", "{offer}");
+    assert!(offer.get("senderClientId").is_none(), "the storage peer's offer has no sender: {offer}");
+    for node in [&a, &b, &c] {
+        let endpoint = sim(node).data_endpoint(&stream_arn, "GET_MEDIA").await.expect("GetDataEndpoint");
+        assert_eq!(endpoint.trim_end_matches('/'), a.url.trim_end_matches('/'), "the writer's URL");
+    }
+
     // A node killed with SIGKILL leaves the others' view after the node timeout: viewer-1
     // (on C) no longer counts, so a third viewer fits again.
     c.kill();

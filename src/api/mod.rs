@@ -54,4 +54,6 @@ pub struct Core {
     pub urls: Arc<PublicUrls>,
     /// The retained-stream store (media fragments), keyed by stream ARN.
     pub store: reel_storage::Store,
+    /// The cluster's live nodes and their URLs (only this node without a bus).
+    pub members: crate::members::Members,
 }

@@ -128,7 +128,8 @@ pub struct DataEndpointInput {
     api_name: Option<String>,
 }
 
-/// `POST /getDataEndpoint` → `{DataEndpoint}`, this server's HTTPS base URL.
+/// `POST /getDataEndpoint` → `{DataEndpoint}`: the base URL of the node that writes the stream
+/// (this one on a single node).
 #[tracing::instrument(name = "GetDataEndpoint", skip_all, fields(stream = tracing::field::Empty))]
 pub async fn get_data_endpoint(
     State(st): State<Core>,
@@ -138,7 +139,7 @@ pub async fn get_data_endpoint(
     let input: DataEndpointInput = body::parse(&body)?;
     let api_name = validate::required(input.api_name, "APIName")?;
     validate::one_of(&api_name, "APIName", DATA_API_NAMES)?;
-    resolve::stream(
+    let stream = resolve::stream(
         &st,
         &principal,
         "GetDataEndpoint",
@@ -148,7 +149,21 @@ pub async fn get_data_endpoint(
         ArnFormatError::InvalidArgument,
     )
     .await?;
-    Ok(Json(serde_json::json!({ "DataEndpoint": st.urls.https })))
+    Ok(Json(serde_json::json!({ "DataEndpoint": data_endpoint(&st, &stream.arn).await })))
+}
+
+/// The node a stream's data is read from: the node that writes it (or wrote it last, which
+/// keeps its fragments) while that node is alive, else this one. As KVS answers per-stream
+/// endpoints, clients then read the live tail where it is written.
+async fn data_endpoint(st: &Core, stream_arn: &str) -> String {
+    let writer = match st.meta.lease(stream_arn).await {
+        Ok(lease) => lease.map(|l| l.holder),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the stream's writer lease; answering this node");
+            None
+        }
+    };
+    writer.and_then(|node| st.members.url(&node)).unwrap_or_else(|| st.urls.https.clone())
 }
 
 #[cfg(test)]

@@ -108,7 +108,9 @@ impl AppState {
 
         let scheme = if config.tls == TlsMode::Off { "http" } else { "https" };
         let base = config.public_url.clone().unwrap_or_else(|| format!("{scheme}://{local}"));
-        let signaling = Signaling::start(&config, &data_dir, &base).await?;
+        let urls = PublicUrls::from_base(&base);
+        let members = crate::members::Members::new(&config.node_id, &urls.https);
+        let signaling = Signaling::start(&config, &data_dir, &base, members.clone()).await?;
         // Media candidates fall back to the public host when it is an IP, else the bound one.
         let fallback_ip = url_host(&base).and_then(|h| h.parse::<IpAddr>().ok()).unwrap_or(local.ip());
         let peers = Peers::start(&config.webrtc, &config.limits.storage_session, Some(fallback_ip))
@@ -119,8 +121,9 @@ impl AppState {
             meta,
             audit,
             throttle: Arc::new(Throttle::default()),
-            urls: Arc::new(PublicUrls::from_base(&base)),
+            urls: Arc::new(urls),
             store,
+            members,
         };
         let state = AppState { core, signaling, peers, playback: Readers::default() };
         Ok(Built { state, generated_key })

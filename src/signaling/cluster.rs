@@ -35,9 +35,15 @@ pub struct Since {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Announcement {
     /// This node (re)joined: every node re-announces its own parties to it.
-    Hello,
+    Hello {
+        /// The base URL this node advertises to clients.
+        url: String,
+    },
     /// This node is alive.
-    Heartbeat,
+    Heartbeat {
+        /// The base URL this node advertises to clients.
+        url: String,
+    },
     /// This node is shutting down: forget its parties now.
     Bye,
     /// A party connected to this node.

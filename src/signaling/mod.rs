@@ -48,6 +48,7 @@ use crate::api::Core;
 use crate::api::urls::url_host;
 use crate::config::Config;
 use crate::limits::SignalingLimits;
+use crate::members::Members;
 
 pub use self::message::{MessageKind, SignalingMessage};
 pub use self::registry::{StoragePeerError, StoragePeerEvent, StoragePeerHandle};
@@ -100,7 +101,12 @@ struct Inner {
 impl Signaling {
     /// Load (or create) the TURN secret in `data_dir`, start the TURN server when enabled,
     /// and start the sweeper. `public_url` is the advertised HTTP(S) base URL.
-    pub async fn start(config: &Config, data_dir: &Path, public_url: &str) -> Result<Self, SignalingError> {
+    pub async fn start(
+        config: &Config,
+        data_dir: &Path,
+        public_url: &str,
+        members: Members,
+    ) -> Result<Self, SignalingError> {
         let limits = config.limits.signaling.clone();
         let secret = Arc::new(TurnSecret::load_or_create(data_dir).map_err(SignalingError::Secret)?);
         let (turn, uris) = if config.turn.enabled {
@@ -143,8 +149,9 @@ impl Signaling {
                     subject_prefix: "reel".into(),
                     heartbeat: Duration::from_millis(cluster.heartbeat_ms),
                     node_timeout: Duration::from_millis(cluster.node_timeout_ms),
+                    advertised_url: public_url.trim_end_matches('/').to_string(),
                 };
-                let (bus, handle) = nats::NatsBus::start(&options, limits.clone()).await?;
+                let (bus, handle) = nats::NatsBus::start(&options, limits.clone(), members).await?;
                 (Registry::new(bus), Some(handle))
             }
         };

@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 use super::cluster::{Announcement, ClusterLink, Directed, Envelope};
 use super::registry::LocalBus;
 use crate::limits::SignalingLimits;
+use crate::members::Members;
 
 /// Prometheus counter: cluster bus messages dropped because the publish queue was full.
 pub const DROPPED: &str = "reel_cluster_bus_dropped_total";
@@ -50,6 +51,8 @@ pub struct BusOptions {
     pub heartbeat: Duration,
     /// After how long without a heartbeat another node is forgotten.
     pub node_timeout: Duration,
+    /// The base URL this node advertises to clients (other nodes send clients here).
+    pub advertised_url: String,
 }
 
 /// Why the cluster bus could not start.
@@ -107,7 +110,11 @@ pub struct NatsBus {
 impl NatsBus {
     /// Connect, subscribe and announce this node; returns the registry's bus (local
     /// sockets plus the mirror of the other nodes) and the handle.
-    pub async fn start(options: &BusOptions, limits: SignalingLimits) -> Result<(Arc<LocalBus>, Self), BusError> {
+    pub async fn start(
+        options: &BusOptions,
+        limits: SignalingLimits,
+        members: Members,
+    ) -> Result<(Arc<LocalBus>, Self), BusError> {
         let connect = async_nats::ConnectOptions::new()
             .name(format!("reel {}", options.node_id))
             .connection_timeout(CONNECT_TIMEOUT)
@@ -139,8 +146,8 @@ impl NatsBus {
         let bus = Arc::new(LocalBus::clustered(limits, link.clone()));
         tokio::spawn(publish(client.clone(), rx));
         tokio::spawn(receive_directed(directed, bus.clone()));
-        tokio::spawn(receive_announcements(announcements, bus.clone(), link.clone(), options.clone()));
-        link.announce(Announcement::Hello);
+        tokio::spawn(receive_announcements(announcements, bus.clone(), link.clone(), options.clone(), members));
+        link.announce(Announcement::Hello { url: options.advertised_url.clone() });
         tracing::info!(url = %options.url, node = %options.node_id, "cluster bus connected");
         Ok((bus, Self { client }))
     }
@@ -195,6 +202,7 @@ async fn receive_announcements(
     bus: Arc<LocalBus>,
     link: Arc<NatsLink>,
     options: BusOptions,
+    members: Members,
 ) {
     let mut last_seen: HashMap<String, Instant> = HashMap::new();
     let mut tick = tokio::time::interval(options.heartbeat);
@@ -208,20 +216,27 @@ async fn receive_announcements(
                 }
                 let known = last_seen.insert(from.clone(), Instant::now()).is_some();
                 match &body {
-                    Announcement::Hello => bus.announce_state(),
+                    Announcement::Hello { url } => {
+                        members.upsert(&from, url);
+                        bus.announce_state();
+                    }
                     Announcement::Bye => {
                         last_seen.remove(&from);
+                        members.remove(&from);
                     }
-                    // A node we had forgotten (or never heard announce): ask for its state.
-                    Announcement::Heartbeat if !known => {
-                        link.send(&from, Directed::Resync);
+                    Announcement::Heartbeat { url } => {
+                        members.upsert(&from, url);
+                        // A node we had forgotten (or never heard announce): ask for its state.
+                        if !known {
+                            link.send(&from, Directed::Resync);
+                        }
                     }
                     _ => {}
                 }
                 bus.apply(&from, body);
             }
             _ = tick.tick() => {
-                link.announce(Announcement::Heartbeat);
+                link.announce(Announcement::Heartbeat { url: options.advertised_url.clone() });
                 let now = Instant::now();
                 let silent: Vec<String> = last_seen
                     .iter()
@@ -231,6 +246,7 @@ async fn receive_announcements(
                 for node in silent {
                     tracing::warn!(node = %node, timeout_ms = options.node_timeout.as_millis() as u64, "cluster node went silent; forgetting its connections");
                     last_seen.remove(&node);
+                    members.remove(&node);
                     bus.forget_node(&node);
                 }
             }

@@ -628,7 +628,7 @@ impl LocalBus {
             }
             Announcement::ChannelClosed { channel } => Self::close_channel_locked(&mut map, &channel),
             Announcement::Bye => Self::forget_node_locked(&mut map, from),
-            Announcement::Hello | Announcement::Heartbeat => {}
+            Announcement::Hello { .. } | Announcement::Heartbeat { .. } => {}
         }
         Self::publish_counts(&map);
     }

@@ -196,6 +196,16 @@ pub struct PublisherStats {
     /// With [`PublisherConfig::record_audio_sends`]: send instant (µs since the Unix epoch)
     /// of every Opus packet written, in order (entry n is the n-th packet written).
     pub audio_sends: Mutex<Vec<i64>>,
+    /// Sessions lost and started again ([`publish_with_reconnect`]).
+    pub reconnects: AtomicU64,
+    /// For each reconnect that got media flowing again: µs from the loss to the new
+    /// session's ICE + DTLS connection.
+    pub resume_gaps_us: Mutex<Vec<i64>>,
+    /// Connections established (ICE + DTLS), first session and reconnects alike.
+    pub connections: AtomicU64,
+    /// When the session in progress was lost (µs since the Unix epoch), until the next
+    /// connection turns it into a resume gap.
+    lost_at_us: Mutex<Option<i64>>,
     /// Why it failed, once it has.
     pub failure: Mutex<Option<String>>,
     /// [`PublisherError::kind`] of the failure.
@@ -265,6 +275,8 @@ impl PublisherStats {
             keyframe_requests: ld(&self.keyframe_requests),
             offers_while_running: ld(&self.offers_while_running),
             max_lateness_us: ld(&self.max_lateness_us),
+            reconnects: ld(&self.reconnects),
+            resume_gaps_us: self.resume_gaps_us.lock().map(|g| g.clone()).unwrap_or_default(),
             ws_open_us: t(&self.times.ws_open),
             join_sent_us: t(&self.times.join_sent),
             join_ok_us: t(&self.times.join_ok),
@@ -300,6 +312,8 @@ pub struct StatsSnapshot {
     pub keyframe_requests: u64,
     pub offers_while_running: u64,
     pub max_lateness_us: u64,
+    pub reconnects: u64,
+    pub resume_gaps_us: Vec<i64>,
     pub ws_open_us: Option<i64>,
     pub join_sent_us: Option<i64>,
     pub join_ok_us: Option<i64>,
@@ -712,6 +726,13 @@ impl StatsMark {
         PublisherStats::mark(&s.times.sdp_done);
     }
     fn connected(s: &PublisherStats) {
+        s.connections.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut lost) = s.lost_at_us.lock()
+            && let Some(at) = lost.take()
+            && let Ok(mut gaps) = s.resume_gaps_us.lock()
+        {
+            gaps.push(unix_us() - at);
+        }
         PublisherStats::mark(&s.times.connected);
     }
     fn ended(s: &PublisherStats) {
@@ -805,7 +826,96 @@ pub async fn publish_to_storage(
     stats: Arc<PublisherStats>,
     until: Instant,
 ) -> Result<RunEnd, PublisherError> {
-    let result = async {
+    storage_session(client, channel, cfg, stats.clone(), until).await.map_err(|e| stats.fail(e))
+}
+
+/// How a master recovers from a lost storage session. The KVS C SDK reconnects its
+/// signaling client with exponential backoff and, in storage mode, calls JoinStorageSession
+/// again once connected; the KVS JS sample does the same on its reconnect path. A load
+/// balancer may send the new connection to another node, which then runs the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconnectPolicy {
+    /// First wait after a loss.
+    pub initial_backoff: Duration,
+    /// Longest wait between attempts (the backoff doubles up to it, with jitter).
+    pub max_backoff: Duration,
+}
+
+impl Default for ReconnectPolicy {
+    fn default() -> Self {
+        Self { initial_backoff: Duration::from_millis(200), max_backoff: Duration::from_secs(5) }
+    }
+}
+
+impl ReconnectPolicy {
+    /// The wait before attempt `n` (0-based): `initial × 2ⁿ`, capped, minus up to 25 %
+    /// jitter drawn from `unit` (0..1), so a fleet that lost one node does not return in step.
+    pub fn backoff(&self, n: u32, unit: f64) -> Duration {
+        let full = self.initial_backoff.saturating_mul(1u32 << n.min(16)).min(self.max_backoff);
+        full.mul_f64(1.0 - 0.25 * unit.clamp(0.0, 1.0))
+    }
+}
+
+/// [`publish_to_storage`] that starts over after a lost session (signaling closed, media
+/// disconnected, JoinStorageSession refused while another node's session lapses), as a
+/// KVS master does: fresh endpoints, a new connection, JoinStorageSession again, a new
+/// peer connection; until `until`. Reconnects and the time media took to resume land in
+/// `stats`; it fails only when an attempt fails and no time is left for another.
+pub async fn publish_with_reconnect(
+    client: &KvsClient,
+    channel: &StorageChannel,
+    cfg: PublisherConfig,
+    stats: Arc<PublisherStats>,
+    until: Instant,
+    policy: ReconnectPolicy,
+) -> Result<RunEnd, PublisherError> {
+    let mut channel = channel.clone();
+    let mut attempt = 0u32;
+    loop {
+        let connections_before = stats.connections.load(Ordering::Relaxed);
+        let result = storage_session(client, &channel, cfg.clone(), stats.clone(), until).await;
+        match result {
+            Ok(end) => return Ok(end),
+            Err(e) => {
+                if stats.connections.load(Ordering::Relaxed) > connections_before {
+                    attempt = 0; // it had recovered: start the backoff over
+                }
+                let wait = policy.backoff(attempt, rand_unit());
+                if Instant::now() + wait >= until {
+                    return Err(stats.fail(e));
+                }
+                attempt = attempt.saturating_add(1);
+                stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(channel = %channel.channel_arn, error = %e, wait_ms = wait.as_millis() as u64, "storage session lost; reconnecting");
+                if let Ok(mut lost) = stats.lost_at_us.lock() {
+                    // A failed reconnect keeps the first loss: the gap runs from it.
+                    lost.get_or_insert_with(unix_us);
+                }
+                tokio::time::sleep(wait).await;
+                // The endpoints may now lead elsewhere (another node behind the balancer).
+                if let Ok(endpoints) = client.master_endpoints(&channel.channel_arn).await {
+                    channel.endpoints = endpoints;
+                }
+            }
+        }
+    }
+}
+
+/// A number in 0..1 for backoff jitter (no RNG dependency: the clock's sub-µs noise).
+fn rand_unit() -> f64 {
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    f64::from(nanos % 1000) / 1000.0
+}
+
+/// One storage session, without recording its failure (see [`publish_to_storage`]).
+async fn storage_session(
+    client: &KvsClient,
+    channel: &StorageChannel,
+    cfg: PublisherConfig,
+    stats: Arc<PublisherStats>,
+    until: Instant,
+) -> Result<RunEnd, PublisherError> {
+    async {
         let mut conn = MasterConnection::connect(&client.signer, &channel.endpoints.wss, &channel.channel_arn).await?;
         PublisherStats::mark(&stats.times.ws_open);
         PublisherStats::mark(&stats.times.join_sent);
@@ -822,8 +932,7 @@ pub async fn publish_to_storage(
         conn.close().await;
         end
     }
-    .await;
-    result.map_err(|e| stats.fail(e))
+    .await
 }
 
 /// A simulated camera for `reel demo` and friends.
@@ -932,6 +1041,29 @@ mod tests {
         assert_eq!(m.audio_due(t0), t0 + Duration::from_secs(1));
         m.video_next = 1;
         assert_eq!(m.next_due(t0), t0 + Duration::from_micros(33_333));
+    }
+
+    #[test]
+    fn reconnect_backoff_doubles_caps_and_jitters_down() {
+        let p = ReconnectPolicy::default();
+        assert_eq!(p.backoff(0, 0.0), Duration::from_millis(200));
+        assert_eq!(p.backoff(1, 0.0), Duration::from_millis(400));
+        assert_eq!(p.backoff(10, 0.0), Duration::from_secs(5), "capped");
+        assert_eq!(p.backoff(40, 0.0), Duration::from_secs(5), "no overflow");
+        assert_eq!(p.backoff(0, 1.0), Duration::from_millis(150), "at most 25 % jitter");
+    }
+
+    #[test]
+    fn a_connection_after_a_loss_records_the_resume_gap() {
+        let s = PublisherStats::new();
+        StatsMark::connected(&s);
+        assert!(s.snapshot().resume_gaps_us.is_empty(), "the first connection is no resume");
+        *s.lost_at_us.lock().unwrap() = Some(unix_us() - 1_500_000);
+        StatsMark::connected(&s);
+        let gaps = s.snapshot().resume_gaps_us;
+        assert_eq!(gaps.len(), 1);
+        assert!((1_500_000..2_500_000).contains(&gaps[0]), "{gaps:?}");
+        assert_eq!(s.connections.load(Ordering::Relaxed), 2);
     }
 
     #[test]

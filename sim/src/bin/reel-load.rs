@@ -16,7 +16,7 @@ use clap::Parser;
 use reel_sim::load::{self, LoadConfig, ReelProcess, RunOptions, Target};
 use reel_sim::netns;
 use reel_sim::publisher::profile::rate_from_drift_pct;
-use reel_sim::publisher::{MuteWindow, SenderProfile, SrJump};
+use reel_sim::publisher::{MuteWindow, ReconnectPolicy, SenderProfile, SrJump};
 
 /// Access key of a reel that reel-load starts itself.
 const SPAWN_KEY_ID: &str = "AKIAREELLOADROOT0001";
@@ -116,6 +116,10 @@ struct Args {
     /// Do not read the streams back (no stored/sent frame counts, no A/V skew).
     #[arg(long)]
     no_media_readback: bool,
+    /// Start a lost session over as a KVS master does (backoff, new connection, JoinStorageSession
+    /// again), instead of counting it as failed; reports reconnects and resume gaps.
+    #[arg(long)]
+    reconnect: bool,
 }
 
 /// `secs` as a duration, for flag `name`.
@@ -222,6 +226,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     let opts = RunOptions {
         sender: sender_profile(&args).map_err(anyhow::Error::msg)?,
         media_readback: !args.no_media_readback,
+        reconnect: args.reconnect.then(ReconnectPolicy::default),
     };
     let default_ip = |ns: &str| -> IpAddr {
         if inside { ns.parse().unwrap_or(IpAddr::from([127, 0, 0, 1])) } else { IpAddr::from([127, 0, 0, 1]) }

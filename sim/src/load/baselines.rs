@@ -33,6 +33,8 @@ pub(super) fn base_report(cfg: &LoadConfig, source: &MediaSource, pid: Option<u3
         provision_s: 0.0,
         sessions_connected: 0,
         sessions_failed: 0,
+        reconnects: 0,
+        resume_gap_ms: None,
         failures: Default::default(),
         failure_examples: Vec::new(),
         steady: None,

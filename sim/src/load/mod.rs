@@ -55,8 +55,8 @@ use futures::stream::FuturesUnordered;
 
 use crate::kvs::{ApiError, FragmentMeta, KvsClient};
 use crate::publisher::{
-    MediaSource, PublisherConfig, PublisherStats, SenderProfile, StorageChannel, endpoint_ip,
-    provision_storage_channel, publish_to_storage, unix_us,
+    MediaSource, PublisherConfig, PublisherStats, ReconnectPolicy, SenderProfile, StorageChannel, endpoint_ip,
+    provision_storage_channel, publish_to_storage, publish_with_reconnect, unix_us,
 };
 use crate::sigv4::Signer;
 use media::{MediaReport, SentLog};
@@ -161,12 +161,15 @@ pub struct RunOptions {
     pub sender: SenderProfile,
     /// Read every stream back at the end and count stored frames per track (reel only).
     pub media_readback: bool,
+    /// Start lost sessions over as a KVS master does ([`crate::publisher::publish_with_reconnect`]);
+    /// `None`: a lost session counts as failed.
+    pub reconnect: Option<ReconnectPolicy>,
 }
 
 impl Default for RunOptions {
     /// Perfect senders, streams read back.
     fn default() -> Self {
-        Self { sender: SenderProfile::default(), media_readback: true }
+        Self { sender: SenderProfile::default(), media_readback: true, reconnect: None }
     }
 }
 
@@ -304,9 +307,13 @@ async fn run_against(cfg: &LoadConfig, opts: RunOptions, url: &str, pid: Option<
         pcfg.record_audio_sends = opts.media_readback;
         pcfg.profile = opts.sender;
         let (c, ch, st) = (client.clone(), channel.clone(), stats[i].clone());
+        let reconnect = opts.reconnect;
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep_until(at.into()).await;
-            let _ = publish_to_storage(&c, &ch, pcfg, st, until).await;
+            let _ = match reconnect {
+                Some(policy) => publish_with_reconnect(&c, &ch, pcfg, st, until, policy).await,
+                None => publish_to_storage(&c, &ch, pcfg, st, until).await,
+            };
         }));
         let probe_all = i < cfg.probe_streams;
         let (c, arn, log, ep) = (client.clone(), channel.stream_arn.clone(), probes.clone(), data_endpoint.clone());
@@ -409,6 +416,10 @@ async fn run_against(cfg: &LoadConfig, opts: RunOptions, url: &str, pid: Option<
         provision_s,
         sessions_connected: snaps.iter().filter(|s| s.connected_us.is_some()).count(),
         sessions_failed: snaps.iter().filter(|s| s.failure_kind.is_some()).count(),
+        reconnects: snaps.iter().map(|s| s.reconnects).sum(),
+        resume_gap_ms: Percentiles::of(
+            &snaps.iter().flat_map(|s| s.resume_gaps_us.iter().map(|&us| us as f64 / 1000.0)).collect::<Vec<_>>(),
+        ),
         failures,
         failure_examples,
         steady,

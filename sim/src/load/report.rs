@@ -171,6 +171,10 @@ pub struct LoadReport {
     pub provision_s: f64,
     pub sessions_connected: usize,
     pub sessions_failed: usize,
+    /// Sessions lost and started over (with `--reconnect`).
+    pub reconnects: u64,
+    /// Loss → reconnected (ICE + DTLS up again), ms, per reconnect that recovered.
+    pub resume_gap_ms: Option<Percentiles>,
     /// Failure kind → count.
     pub failures: BTreeMap<String, usize>,
     pub failure_examples: Vec<String>,
@@ -232,6 +236,10 @@ impl LoadReport {
             "  sessions connected / failed                  {} / {}   (channels provisioned in {:.1} s)",
             self.sessions_connected, self.sessions_failed, self.provision_s
         );
+        if self.reconnects > 0 {
+            let _ = writeln!(o, "  reconnects                                   {}", self.reconnects);
+            pct_row(&mut o, "loss → reconnected (ms)", &self.resume_gap_ms);
+        }
         for (k, n) in &self.failures {
             let _ = writeln!(o, "    failed: {k} × {n}");
         }

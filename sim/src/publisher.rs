@@ -198,8 +198,9 @@ pub struct PublisherStats {
     pub audio_sends: Mutex<Vec<i64>>,
     /// Sessions lost and started again ([`publish_with_reconnect`]).
     pub reconnects: AtomicU64,
-    /// For each reconnect that got media flowing again: µs from the loss to the new
-    /// session's ICE + DTLS connection.
+    /// For each reconnect that got media flowing again: µs from the moment the loss was
+    /// detected (ICE consent failure, a refused call) to the new session's ICE + DTLS
+    /// connection.
     pub resume_gaps_us: Mutex<Vec<i64>>,
     /// Connections established (ICE + DTLS), first session and reconnects alike.
     pub connections: AtomicU64,
@@ -460,11 +461,13 @@ impl Publisher {
     /// frame `i` at `t0 + i/30 s` (RTP `i * 3000`) and Opus packet `j` at `t0 + j * 20 ms`
     /// (RTP `j * 960`) where `t0` is the moment it connected — send times divided by the
     /// profile's rates, mute windows skipped (see [`profile`]). Falling behind (a starved
-    /// task) sends the overdue frames at once. Errors are also recorded in the stats.
+    /// task) sends the overdue frames at once. The caller records errors in the stats.
     pub async fn run<S: Signals>(&mut self, signals: &mut S, until: Instant) -> Result<RunEnd, PublisherError> {
         let result = self.run_inner(signals, until).await;
         StatsMark::ended(&self.stats);
-        result.map_err(|e| self.stats.fail(e))
+        // The caller records a failure ([`PublisherStats::fail`]): a master that reconnects
+        // does not fail when one session ends.
+        result
     }
 
     async fn run_inner<S: Signals>(&mut self, signals: &mut S, until: Instant) -> Result<RunEnd, PublisherError> {

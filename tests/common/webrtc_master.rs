@@ -115,7 +115,7 @@ impl Master {
         let (signals, mut signals_rx) = mpsc::unbounded_channel();
         let (stop, mut stopped) = oneshot::channel::<()>();
         let publish = async {
-            let end = publisher.run(&mut signals_rx, Instant::now() + duration).await;
+            let end = publisher.run(&mut signals_rx, Instant::now() + duration).await.map_err(|e| stats.fail(e));
             let _ = stop.send(());
             end
         };

@@ -51,7 +51,7 @@ async fn publisher_reconnects_after_a_reel_restart_and_both_sessions_are_stored(
         let (client, channel, stats) = (client.clone(), channel.clone(), stats.clone());
         let cfg = PublisherConfig::new("127.0.0.1".parse().expect("ip"), source);
         tokio::spawn(async move {
-            publish_with_reconnect(&client, &channel, cfg, stats, until.into(), ReconnectPolicy::default()).await
+            publish_with_reconnect(&client, &channel, cfg, stats, until, ReconnectPolicy::default()).await
         })
     };
 

@@ -23,6 +23,7 @@ pub use lease::Lease;
 mod common;
 pub mod lease;
 pub mod postgres;
+mod sql;
 pub mod sqlite;
 #[cfg(test)]
 pub(crate) mod suite;

@@ -5,7 +5,7 @@
 //! Janus skips loopback interfaces when gathering ICE candidates, so the test re-runs
 //! itself under `unshare -n` in a private network namespace: `lo` up (Janus's HTTP API on
 //! 127.0.0.1) plus a veth pair 198.18.0.1/24 (Janus ICE) ↔ 198.18.0.2/24 (publisher).
-//! It prints SKIP and passes when `janus` is not installed or namespaces are unavailable.
+//! It fails with the install command when `janus` is not installed or namespaces are unavailable.
 
 use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
@@ -79,8 +79,7 @@ fn enter_netns(test: &str) -> bool {
 #[test]
 fn janus_records_a_str0m_publisher() {
     if let Err(why) = janus::installed() {
-        println!("SKIP janus_records_a_str0m_publisher: {why}");
-        return;
+        panic!("janus_records_a_str0m_publisher needs Janus: {why}; install with: bash tests/e2e/install.sh");
     }
     if !enter_netns("janus_records_a_str0m_publisher") {
         return;

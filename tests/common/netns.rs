@@ -16,7 +16,7 @@
 //! ```
 //! Outside, [`enter`] re-executes the test binary for exactly that test inside a fresh
 //! namespace, streams its output, fails if the inner run failed (or ran no test) and returns
-//! `None`. It prints a `SKIP` line and returns `None` only when namespaces are unavailable.
+//! `None`. When namespaces are unavailable it fails the test with the command that fixes it.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

@@ -24,10 +24,7 @@ impl Members {
 
     /// `node` is alive and advertises `url`.
     pub fn upsert(&self, node: &str, url: &str) {
-        let mut urls = self.urls.write().unwrap_or_else(|p| p.into_inner());
-        if urls.get(node).map(String::as_str) != Some(url) {
-            urls.insert(node.to_string(), url.to_string());
-        }
+        self.urls.write().unwrap_or_else(|p| p.into_inner()).insert(node.to_string(), url.to_string());
     }
 
     /// `node` left or went silent.

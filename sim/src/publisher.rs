@@ -918,24 +918,21 @@ async fn storage_session(
     stats: Arc<PublisherStats>,
     until: Instant,
 ) -> Result<RunEnd, PublisherError> {
-    async {
-        let mut conn = MasterConnection::connect(&client.signer, &channel.endpoints.wss, &channel.channel_arn).await?;
-        PublisherStats::mark(&stats.times.ws_open);
-        PublisherStats::mark(&stats.times.join_sent);
-        client.join_storage_session(&channel.endpoints.webrtc, &channel.channel_arn).await?;
-        PublisherStats::mark(&stats.times.join_ok);
-        let offer_timeout = cfg.offer_timeout;
-        let (offer, sender) = conn.next_offer(offer_timeout).await?;
-        let mut publisher = Publisher::bind(cfg, stats.clone()).await?;
-        let answer = publisher.accept_offer(&offer)?;
-        conn.send_answer(&answer, sender.as_deref()).await?;
-        conn.send_candidate(&publisher.local_candidate(), sender.as_deref()).await?;
-        let end = publisher.run(&mut conn, until).await;
-        publisher.disconnect();
-        conn.close().await;
-        end
-    }
-    .await
+    let mut conn = MasterConnection::connect(&client.signer, &channel.endpoints.wss, &channel.channel_arn).await?;
+    PublisherStats::mark(&stats.times.ws_open);
+    PublisherStats::mark(&stats.times.join_sent);
+    client.join_storage_session(&channel.endpoints.webrtc, &channel.channel_arn).await?;
+    PublisherStats::mark(&stats.times.join_ok);
+    let offer_timeout = cfg.offer_timeout;
+    let (offer, sender) = conn.next_offer(offer_timeout).await?;
+    let mut publisher = Publisher::bind(cfg, stats.clone()).await?;
+    let answer = publisher.accept_offer(&offer)?;
+    conn.send_answer(&answer, sender.as_deref()).await?;
+    conn.send_candidate(&publisher.local_candidate(), sender.as_deref()).await?;
+    let end = publisher.run(&mut conn, until).await;
+    publisher.disconnect();
+    conn.close().await;
+    end
 }
 
 /// A simulated camera for `reel demo` and friends.

@@ -588,6 +588,10 @@ impl LocalBus {
 
     /// Apply what another node announced (see [`super::cluster`]); `from` is its node id.
     pub fn apply(&self, from: &str, body: Announcement) {
+        if matches!(body, Announcement::Hello { .. } | Announcement::Heartbeat { .. }) {
+            // Liveness only (the transport tracks it): no routing state changes.
+            return;
+        }
         let now = Instant::now();
         let mut map = self.lock();
         match body {
@@ -628,7 +632,7 @@ impl LocalBus {
             }
             Announcement::ChannelClosed { channel } => Self::close_channel_locked(&mut map, &channel),
             Announcement::Bye => Self::forget_node_locked(&mut map, from),
-            Announcement::Hello { .. } | Announcement::Heartbeat { .. } => {}
+            Announcement::Hello { .. } | Announcement::Heartbeat { .. } => return,
         }
         Self::publish_counts(&map);
     }

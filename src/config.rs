@@ -296,6 +296,12 @@ pub enum TlsMode {
 }
 
 impl Config {
+    /// Whether this node shares its metadata with others (a Postgres `--metadata-url`):
+    /// then stream writes need leases, as several nodes could serve a stream.
+    pub fn shares_metadata(&self) -> bool {
+        self.metadata_url.as_ref().is_some_and(|u| u.0.starts_with("postgres://") || u.0.starts_with("postgresql://"))
+    }
+
     /// Merge flags (already merged with env by clap) over the config file over defaults.
     pub fn resolve(cli: ServeArgs) -> Result<Self, ConfigError> {
         let file = match &cli.config {
@@ -542,6 +548,7 @@ mod tests {
     fn metadata_url_and_node_id() {
         let c = Config::resolve(ServeArgs::default()).expect("valid");
         assert_eq!(c.metadata_url, None, "SQLite in the data dir by default");
+        assert!(!c.shares_metadata());
         assert!(!c.node_id.is_empty(), "the hostname by default");
         let pg = ServeArgs {
             metadata_url: Some("postgres://reel:hunter2@127.0.0.1:5432/reel".into()),
@@ -550,6 +557,7 @@ mod tests {
         };
         let c = Config::resolve(pg).expect("valid");
         assert_eq!(c.node_id, "node-1");
+        assert!(c.shares_metadata(), "Postgres metadata: a cluster node");
         let shown = format!("{c:?}");
         assert!(shown.contains("postgres://reel:***@127.0.0.1:5432/reel") && !shown.contains("hunter2"), "{shown}");
         let bad = ServeArgs { metadata_url: Some("mysql://x".into()), ..Default::default() };

@@ -90,15 +90,21 @@ pub async fn handle(
     if !signaling.registry.bus().master_connected(&arn) {
         return Err(ApiError::invalid_argument(format!("no master is connected to the channel {arn}")));
     }
-    // One writer per stream: take its lease (a newer session, here or on another node,
-    // fences the older one; another node's running session is refused until it lapses).
-    let (lease, taken) =
-        LeaseKeeper::acquire(st.meta.clone(), &stream_arn, &st.config.node_id, st.config.limits.cluster.lease_ms)
-            .await?;
-    tracing::debug!(stream = %stream_arn, epoch = taken.epoch, "writer lease taken");
+    // One writer per stream across nodes: take its lease (a newer session, here or on another
+    // node, fences the older one; another node's running session is refused until it
+    // lapses). A single node needs none: the newer session replaces the older in-process,
+    // and renewing leases would only add metadata writes per session.
+    let lease = if st.config.shares_metadata() {
+        let lease_ms = st.config.limits.cluster.lease_ms;
+        let (keeper, taken) = LeaseKeeper::acquire(st.meta.clone(), &stream_arn, &st.config.node_id, lease_ms).await?;
+        tracing::debug!(stream = %stream_arn, epoch = taken.epoch, "writer lease taken");
+        Some(keeper)
+    } else {
+        None
+    };
     let store = st.store.open_or_create_stream(&stream_arn, stream.data_retention_in_hours).await?;
     let handle = signaling.registry.attach_storage_peer(&arn);
-    let id = peers.start_session(handle, store, Some(lease));
+    let id = peers.start_session(handle, store, lease);
     tracing::info!(session = id, stream = %stream_arn, "storage session starting");
     Ok(StatusCode::OK)
 }

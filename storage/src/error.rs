@@ -36,6 +36,13 @@ pub enum StoreError {
     /// Another fragment is still open on this stream (one writer at a time).
     #[error("a fragment is already being written on stream {stream:?}")]
     FragmentInProgress { stream: String },
+    /// Shared mode: the writer's lease (fence) is no longer the stream's current one; the
+    /// fragment is not indexed and the writer must stop.
+    #[error("the writer lease of stream {stream:?} at epoch {epoch} is no longer current")]
+    Fenced { stream: String, epoch: u64 },
+    /// Shared mode: the fragment catalog could not be reached.
+    #[error("fragment catalog unavailable: {message}")]
+    CatalogUnavailable { message: String },
     /// The caller passed something the store cannot accept (malformed number, token, size…).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -46,12 +46,15 @@
 //! - `record` / `segment`: sans-IO on-disk format (checksummed records, scan, sidecar index).
 //! - `commit`: the group-commit fsync thread.
 //! - `remote`: the S3 backend ([`S3Config`]).
+//! - `catalog` / `shared`: shared mode, several nodes serving the same streams through one
+//!   [`Catalog`] and S3 bucket, each writer fenced by its lease ([`Fence`]).
 //! - `clock`: [`Clock`], [`SystemClock`], [`ManualClock`].
 //! - `fault`: [`FaultInjector`] for failure tests.
 //! - `error`: [`StoreError`].
 
 #![forbid(unsafe_code)]
 
+mod catalog;
 mod clock;
 mod commit;
 mod error;
@@ -61,10 +64,12 @@ mod number;
 mod record;
 mod remote;
 mod segment;
+mod shared;
 mod store;
 mod stream;
 mod tail;
 
+pub use catalog::{Catalog, CatalogChanges, CatalogEntry, CatalogError, Fence};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use commit::CommitStats;
 pub use error::{Result, StoreError};
@@ -74,6 +79,7 @@ pub use fragment::{
 };
 pub use number::{COUNTER_DIGITS, FRAGMENT_NUMBER_PREFIX, FragmentNumber};
 pub use remote::S3Config;
+pub use shared::{MAX_EPOCH, SEQ_BITS};
 pub use store::{RecoveryReport, RetentionReport, Store, StoreConfig};
 pub use stream::{FragmentWriter, Stream};
 pub use tail::{StartPosition, TailReader};

@@ -135,12 +135,12 @@ impl Remote {
     }
 
     /// Uploads a whole segment.
-    pub(crate) async fn put(&self, key: &str, body: Vec<u8>) -> Result<()> {
+    pub(crate) async fn put(&self, key: &str, body: impl Into<ByteStream>) -> Result<()> {
         self.client
             .put_object()
             .bucket(&self.config.bucket)
             .key(key)
-            .body(ByteStream::from(body))
+            .body(body.into())
             .send()
             .await
             .map(|_| ())

@@ -23,6 +23,7 @@ use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
+use crate::catalog::Catalog;
 use crate::clock::{Clock, SystemClock};
 use crate::commit::{CommitStats, Committer};
 use crate::error::{Result, StoreError};
@@ -58,11 +59,16 @@ pub struct StoreConfig {
     pub s3: Option<S3Config>,
     /// Test hook: injected I/O failures.
     pub fault_injector: Option<Arc<FaultInjector>>,
+    /// Shared mode (a cluster): the fragment index every node shares; needs [`Self::s3`].
+    /// See the `shared` module docs for what changes.
+    pub catalog: Option<Arc<dyn Catalog>>,
+    /// Shared mode: how often this node polls the catalog for other nodes' fragments.
+    pub catalog_poll_interval: Duration,
 }
 
 impl StoreConfig {
     /// Defaults: 200 ms commit interval, syncfs from 16 files, 64 MiB / 10 min segments,
-    /// 60 s retention sweeps, system clock, no S3.
+    /// 60 s retention sweeps, system clock, no S3, local mode (no catalog; 100 ms polls).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         StoreConfig {
             root: root.into(),
@@ -74,6 +80,8 @@ impl StoreConfig {
             clock: Arc::new(SystemClock),
             s3: None,
             fault_injector: None,
+            catalog: None,
+            catalog_poll_interval: Duration::from_millis(100),
         }
     }
 }
@@ -125,6 +133,8 @@ pub(crate) struct Ctx {
     pub next_file_id: AtomicU64,
     pub seal_order: AtomicU64,
     pub upload_tx: mpsc::UnboundedSender<UploadJob>,
+    /// Shared mode's catalog (a copy of the config's).
+    pub catalog: Option<Arc<dyn Catalog>>,
     /// Signalled after every finished upload job.
     pub upload_done: Notify,
 }
@@ -147,8 +157,8 @@ pub struct Store {
 }
 
 #[derive(Debug)]
-struct StoreInner {
-    ctx: Arc<Ctx>,
+pub(crate) struct StoreInner {
+    pub(crate) ctx: Arc<Ctx>,
     streams: Mutex<HashMap<String, Arc<StreamInner>>>,
     create_lock: tokio::sync::Mutex<()>,
     report: RecoveryReport,
@@ -169,6 +179,13 @@ impl Store {
     /// Fails with a typed error naming the file when data cannot be read at all.
     pub async fn open(config: StoreConfig) -> Result<Store> {
         let root = config.root.clone();
+        if config.catalog.is_some() {
+            if config.s3.is_none() {
+                return Err(StoreError::InvalidArgument("shared mode (a catalog) needs the S3 backend".into()));
+            }
+            let root = root.clone();
+            blocking(move || discard_local_streams(&root)).await?;
+        }
         let (found, report, max_counter) = {
             let root = root.clone();
             blocking(move || recover(&root)).await?
@@ -180,6 +197,7 @@ impl Store {
         let ctx = Arc::new(Ctx {
             root: root.clone(),
             remote: config.s3.clone().map(Remote::new),
+            catalog: config.catalog.clone(),
             config,
             committer,
             numbers,
@@ -226,6 +244,11 @@ impl Store {
                 }
             }
             let t = tokio::spawn(upload_loop(Arc::downgrade(&inner), upload_rx));
+            inner.lock_tasks().push(t);
+        }
+        if inner.ctx.catalog.is_some() {
+            let t =
+                tokio::spawn(crate::shared::poll_loop(Arc::downgrade(&inner), inner.ctx.config.catalog_poll_interval));
             inner.lock_tasks().push(t);
         }
         if let Some(every) = inner.ctx.config.retention_sweep_interval {
@@ -309,15 +332,27 @@ impl Store {
     }
 
     /// Returns the stream, creating it with `retention_hours` if it does not exist
-    /// (an existing stream keeps its retention).
+    /// (an existing stream keeps its retention). In shared mode a stream this node has not
+    /// opened yet is loaded from the catalog: what any node wrote is readable here.
     pub async fn open_or_create_stream(&self, id: &str, retention_hours: u32) -> Result<Stream> {
         if let Ok(s) = self.stream(id) {
             return Ok(s);
         }
-        match self.create_stream(id, retention_hours).await {
-            Err(StoreError::InvalidArgument(_)) => self.stream(id),
-            other => other,
+        let created = match self.create_stream(id, retention_hours).await {
+            Err(StoreError::InvalidArgument(_)) => return self.stream(id),
+            other => other?,
+        };
+        if let Err(e) = crate::shared::load_from_catalog(&created.inner).await {
+            // Not loaded: forget the handle so the next open tries again.
+            self.inner.lock_streams().remove(id);
+            return Err(e);
         }
+        Ok(created)
+    }
+
+    /// Whether this store shares its streams with other nodes through a catalog.
+    pub fn is_shared(&self) -> bool {
+        self.inner.ctx.catalog.is_some()
     }
 
     /// The stream with this id, or [`StoreError::StreamNotFound`].
@@ -337,11 +372,19 @@ impl Store {
     /// Deletes a stream and all its data (local files and S3 objects). Its writers then get
     /// [`StoreError::StreamDeleted`]; its live readers end. The id can be created again.
     pub async fn delete_stream(&self, id: &str) -> Result<()> {
-        let s = self
-            .inner
-            .lock_streams()
-            .remove(id)
-            .ok_or_else(|| StoreError::StreamNotFound { stream: id.to_string() })?;
+        let local = self.inner.lock_streams().remove(id);
+        if let (Some(catalog), Some(remote)) = (&self.inner.ctx.catalog, &self.inner.ctx.remote) {
+            if let Some(s) = &local {
+                s.mark_deleted();
+            }
+            for counter in catalog.remove_stream(id).await? {
+                let key = crate::shared::fragment_key(&remote.config.prefix, id, counter);
+                if let Err(e) = remote.delete(&key).await {
+                    tracing::warn!(key, error = %e, "could not delete the object of a deleted stream");
+                }
+            }
+        }
+        let s = local.ok_or_else(|| StoreError::StreamNotFound { stream: id.to_string() })?;
         s.mark_deleted();
         let uploaded: Vec<u64> = s.read_index().segments.iter().filter(|(_, m)| m.uploaded).map(|(k, _)| *k).collect();
         let trash = self.inner.ctx.root.join("trash").join(&s.dir_name);
@@ -370,6 +413,7 @@ impl Store {
         let now = self.inner.ctx.config.clock.now_ms();
         let streams: Vec<Arc<StreamInner>> = self.inner.lock_streams().values().cloned().collect();
         let mut report = RetentionReport::default();
+        report.fragments_deleted += crate::shared::expire(&self.inner.ctx, now).await?;
         for s in streams {
             let (segs, frags) = s.sweep(now).await;
             report.segments_deleted += segs;
@@ -403,6 +447,11 @@ impl Store {
 }
 
 impl StoreInner {
+    /// Every open stream.
+    pub(crate) fn stream_handles(&self) -> Vec<Arc<StreamInner>> {
+        self.lock_streams().values().cloned().collect()
+    }
+
     fn lock_streams(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<StreamInner>>> {
         self.streams.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -537,6 +586,21 @@ fn parse_seq(name: &str, ext: &str) -> Option<u64> {
 }
 
 /// Scans the whole root (blocking). Returns the streams, the report and the largest counter seen.
+/// Shared mode: a node's local streams are only write-ahead copies of what the catalog
+/// indexes (see the `shared` module), so they are removed when the store opens.
+fn discard_local_streams(root: &Path) -> Result<()> {
+    let streams = root.join("streams");
+    if !streams.exists() {
+        return Ok(());
+    }
+    let trash = root.join("trash");
+    std::fs::create_dir_all(&trash).map_err(|e| StoreError::io(&trash, &e))?;
+    let target = trash.join(format!("streams-{}", std::process::id()));
+    std::fs::rename(&streams, &target).map_err(|e| StoreError::io(&streams, &e))?;
+    tracing::info!(path = %target.display(), "shared mode: discarding this node's local write-ahead copies");
+    std::fs::remove_dir_all(&target).map_err(|e| StoreError::io(&target, &e))
+}
+
 fn recover(root: &Path) -> Result<(Vec<RecoveredStream>, RecoveryReport, u64)> {
     let io = |p: &Path| {
         let p = p.to_path_buf();

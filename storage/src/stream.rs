@@ -17,6 +17,7 @@ use std::sync::{Arc, RwLock};
 use bytes::Bytes;
 use tokio::sync::{OwnedMutexGuard, watch};
 
+use crate::catalog::Fence;
 use crate::error::{Result, StoreError};
 use crate::fragment::{
     Chunk, Fragment, FragmentInfo, FragmentPage, FragmentStart, PageToken, TimestampRange, select_page,
@@ -24,6 +25,7 @@ use crate::fragment::{
 use crate::number::{FragmentNumber, sync_dir, write_atomically};
 use crate::record::{MAX_RECORD_BODY_BYTES, Record, SEGMENT_MAGIC};
 use crate::segment::{IndexEntry, decode_fragment, encode_index};
+use crate::shared::{REMOTE_SEGMENT, SharedStream};
 use crate::store::{Ctx, UploadJob};
 use crate::tail::{StartPosition, TailReader};
 
@@ -90,6 +92,10 @@ pub(crate) struct WriterState {
     pub(crate) next_segment: u64,
     /// A write or sync failed: the active segment is sealed at `good_len` before reuse.
     broken: bool,
+    /// Shared mode: the lease this node writes under ([`Stream::set_fence`]).
+    fence: Option<crate::catalog::Fence>,
+    /// Shared mode: the sequence number of the next fragment under `fence`.
+    next_seq: u64,
 }
 
 /// Shared state of a stream; [`Stream`] and [`TailReader`] hold it.
@@ -106,6 +112,8 @@ pub(crate) struct StreamInner {
     pub writer: Arc<tokio::sync::Mutex<WriterState>>,
     pub tail: watch::Sender<TailSignal>,
     meta_write: tokio::sync::Mutex<()>,
+    /// Shared mode only: the writer's fence and the replication queue.
+    pub shared: Option<SharedStream>,
 }
 
 /// Handle to a stream of the store. Cheap to clone.
@@ -156,7 +164,14 @@ impl StreamInner {
         next_segment: u64,
     ) -> Arc<Self> {
         let last_counter = index.entries.last().map_or(0, |e| e.counter);
-        Arc::new(StreamInner {
+        let (shared, replication) = match ctx.catalog {
+            Some(_) => {
+                let (s, rx) = SharedStream::new();
+                (Some(s), Some(rx))
+            }
+            None => (None, None),
+        };
+        let inner = Arc::new(StreamInner {
             ctx,
             id,
             dir,
@@ -167,7 +182,12 @@ impl StreamInner {
             writer: Arc::new(tokio::sync::Mutex::new(WriterState { next_segment, ..WriterState::default() })),
             tail: watch::Sender::new(TailSignal { last_counter, deleted: false }),
             meta_write: tokio::sync::Mutex::new(()),
-        })
+            shared,
+        });
+        if let Some(rx) = replication {
+            tokio::spawn(crate::shared::replicate_loop(Arc::downgrade(&inner), rx));
+        }
+        inner
     }
 
     pub(crate) fn read_index(&self) -> std::sync::RwLockReadGuard<'_, StreamIndex> {
@@ -218,6 +238,9 @@ impl StreamInner {
         self.check_alive()?;
         let not_found =
             || StoreError::FragmentNotFound { number: FragmentNumber::from_counter(entry.counter).to_string() };
+        if entry.segment == REMOTE_SEGMENT {
+            return self.read_remote(entry).await;
+        }
         let seg = self.read_index().segments.get(&entry.segment).copied().ok_or_else(not_found)?;
         let path = segment_path(&self.dir, entry.segment);
         let remote = self.ctx.remote.as_ref().filter(|_| seg.uploaded);
@@ -292,23 +315,58 @@ impl StreamInner {
         }
     }
 
-    /// Adds a durable fragment to the index and wakes live readers.
+    /// Makes a durable fragment visible: in local mode at once, in shared mode once it is
+    /// in S3 and the catalog (queued for the stream's replicator).
     fn publish(&self, state: &mut WriterState, entry: IndexEntry) -> Result<()> {
         self.check_alive()?;
         let Some(a) = state.active.as_mut() else {
             return Err(StoreError::Io { path: self.dir.clone(), message: "no active segment".into() });
         };
         a.good_len = entry.offset + entry.len;
+        if let Some(seg) = self.write_index().segments.get_mut(&entry.segment) {
+            seg.len = a.good_len;
+            seg.newest_end_ms = seg.newest_end_ms.max(entry.server_ts_ms.saturating_add(entry.duration_ms as u64));
+        }
+        match (&self.shared, state.fence.clone()) {
+            (None, _) => self.publish_entry(entry),
+            (Some(_), Some(fence)) => self.queue_replication(entry, fence),
+            (Some(_), None) => {
+                return Err(StoreError::InvalidArgument("a shared stream is written only under a fence".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a fragment to the index (after any with a smaller number) and wakes live readers.
+    pub(crate) fn publish_entry(&self, entry: IndexEntry) {
         {
             let mut idx = self.write_index();
-            idx.entries.push(entry);
-            if let Some(seg) = idx.segments.get_mut(&entry.segment) {
-                seg.len = a.good_len;
-                seg.newest_end_ms = seg.newest_end_ms.max(entry.server_ts_ms.saturating_add(entry.duration_ms as u64));
+            let i = idx.entries.partition_point(|e| e.counter < entry.counter);
+            match idx.entries.get_mut(i) {
+                // Already merged from the catalog: keep the local copy (faster to read).
+                Some(e) if e.counter == entry.counter => *e = entry,
+                _ => idx.entries.insert(i, entry),
             }
         }
         self.tail.send_modify(|s| s.last_counter = s.last_counter.max(entry.counter));
-        Ok(())
+    }
+
+    /// Reads a fragment from its own S3 object (shared mode).
+    async fn read_remote(&self, entry: &IndexEntry) -> Result<Fragment> {
+        let Some(remote) = self.ctx.remote.as_ref() else {
+            return Err(StoreError::FragmentNotFound {
+                number: FragmentNumber::from_counter(entry.counter).to_string(),
+            });
+        };
+        let key = crate::shared::fragment_key(&remote.config.prefix, &self.id, entry.counter);
+        let bytes = remote.get_range(&key, 0, entry.len).await?;
+        let decoded = decode_fragment(&bytes, entry)
+            .map_err(|(off, reason)| StoreError::corrupt(Path::new(&key), off, reason))?;
+        Ok(Fragment {
+            info: FragmentInfo::from_entry(entry),
+            header: decoded.header,
+            chunks: decoded.chunks.into_iter().map(|(end_offset_ms, data)| Chunk { end_offset_ms, data }).collect(),
+        })
     }
 
     /// Publishes an abandoned fragment's complete prefix (the torn-fragment rule), if any.
@@ -409,7 +467,11 @@ impl StreamInner {
             v.reverse();
             v
         };
-        let empty = entries.is_empty();
+        // Shared mode publishes after replication, so the index may not show the segment's
+        // fragments yet: what was made durable (good_len) says whether it holds any. Its
+        // copy is only the write-ahead copy: no sidecar index, no segment upload.
+        let shared = self.shared.is_some();
+        let empty = if shared { a.good_len <= EMPTY_SEGMENT_LEN } else { entries.is_empty() };
         let (dir, seq, good_len, len, file) = (self.dir.clone(), a.seq, a.good_len, a.len, a.file.clone());
         let faults = self.ctx.config.fault_injector.clone();
         let res = blocking(move || {
@@ -422,6 +484,9 @@ impl StreamInner {
                 file.set_len(good_len).map_err(|e| StoreError::io(&log, &e))?;
             }
             file.sync_all().map_err(|e| StoreError::io(&log, &e))?;
+            if shared {
+                return Ok(());
+            }
             let idx_path = index_path(&dir, seq);
             if let Some(f) = faults {
                 f.check_write().map_err(|e| StoreError::io(&idx_path, &e))?;
@@ -444,7 +509,9 @@ impl StreamInner {
             seg.sealed_order = order;
         }
         drop(idx);
-        self.queue_upload(seq, good_len);
+        if !shared {
+            self.queue_upload(seq, good_len);
+        }
     }
 
     pub(crate) fn queue_upload(self: &Arc<Self>, seq: u64, len: u64) {
@@ -457,6 +524,9 @@ impl StreamInner {
     /// Deletes sealed segments whose newest fragment ended before the retention cutoff.
     /// Returns (segments, fragments) removed.
     pub(crate) async fn sweep(self: &Arc<Self>, now_ms: u64) -> (usize, usize) {
+        if self.shared.is_some() {
+            return (self.sweep_shared(now_ms).await, 0);
+        }
         let hours = self.retention_hours.load(Ordering::SeqCst) as u64;
         let cutoff = now_ms.saturating_sub(hours * 3_600_000);
         if let Ok(mut st) = self.writer.clone().try_lock_owned() {
@@ -492,6 +562,20 @@ impl StreamInner {
             self.remove_segment_files(*seq, meta).await;
         }
         (removed.len(), fragments)
+    }
+
+    /// Shared mode: seals an idle active segment once it is older than the segment age and
+    /// drops local segments whose fragments are all replicated (retention itself is the
+    /// catalog's). Returns the segments dropped.
+    async fn sweep_shared(self: &Arc<Self>, now_ms: u64) -> usize {
+        if let Ok(mut st) = self.writer.clone().try_lock_owned() {
+            self.finalize_abandoned(&mut st).await;
+            let max_age = self.ctx.config.segment_max_age.as_millis() as u64;
+            if st.active.as_ref().is_some_and(|a| now_ms.saturating_sub(a.created_ms) >= max_age) {
+                self.seal_active(&mut st).await;
+            }
+        }
+        self.drop_replicated_segments().await
     }
 
     async fn remove_segment_files(&self, seq: u64, meta: &SegmentMeta) {
@@ -541,10 +625,29 @@ impl Stream {
     /// Opens a new fragment. Fails with [`StoreError::FragmentInProgress`] while another
     /// [`FragmentWriter`] of this stream is alive (one writer per stream), with
     /// [`StoreError::StreamDeleted`] after deletion, and with
-    /// [`StoreError::S3Unavailable`] when too much data is waiting for upload.
+    /// [`StoreError::S3Unavailable`] when too much data is waiting for upload. A store in
+    /// shared mode is written only with [`Stream::begin_fenced_fragment`].
     pub async fn begin_fragment(&self, start: FragmentStart) -> Result<FragmentWriter> {
+        self.begin(start, None).await
+    }
+
+    /// Opens a new fragment in shared mode, written under the writer lease `fence`: its
+    /// number derives from the fence's epoch, and it becomes visible only once S3 and the
+    /// catalog accepted it under that fence. A fence older than one this stream was already
+    /// written under on this node is refused with [`StoreError::Fenced`].
+    pub async fn begin_fenced_fragment(&self, start: FragmentStart, fence: &Fence) -> Result<FragmentWriter> {
+        self.begin(start, Some(fence)).await
+    }
+
+    async fn begin(&self, start: FragmentStart, fence: Option<&Fence>) -> Result<FragmentWriter> {
         let inner = &self.inner;
         inner.check_alive()?;
+        if inner.shared.is_some() != fence.is_some() {
+            return Err(StoreError::InvalidArgument(match fence {
+                Some(_) => "a fence is only used by a store in shared mode".into(),
+                None => "a store in shared mode is written only under a writer fence".into(),
+            }));
+        }
         if start.header.len() + 64 > MAX_RECORD_BODY_BYTES {
             return Err(StoreError::InvalidArgument(format!(
                 "fragment header of {} bytes is too large",
@@ -560,8 +663,27 @@ impl Stream {
         if let Some(e) = inner.ctx.remote.as_ref().and_then(|r| r.backlog_error()) {
             return Err(e);
         }
+        if let Some(f) = fence {
+            match &state.fence {
+                Some(cur) if cur.epoch > f.epoch => {
+                    return Err(StoreError::Fenced { stream: inner.id.clone(), epoch: f.epoch });
+                }
+                Some(cur) if cur == f => {}
+                _ => {
+                    state.fence = Some(f.clone());
+                    state.next_seq = 1;
+                }
+            }
+        }
         inner.ensure_segment(&mut state).await?;
-        let counter = inner.ctx.allocate_number().await?;
+        let counter = match &state.fence {
+            Some(f) if fence.is_some() => {
+                let c = crate::shared::shared_counter(f.epoch, state.next_seq)?;
+                state.next_seq += 1;
+                c
+            }
+            _ => inner.ctx.allocate_number().await?,
+        };
         let seq = state.active.as_ref().map_or(0, |a| a.seq);
         let offset = state.active.as_ref().map_or(0, |a| a.len);
         let rec = Record::Begin {

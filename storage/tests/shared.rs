@@ -1,0 +1,289 @@
+//! Shared mode: two stores (two nodes) over one real S3-compatible server and one catalog.
+//! What one node writes under its lease is readable, listable and followable live on the
+//! other; a writer whose lease moved on is refused by the catalog and its fragments never
+//! become visible; numbers increase across writers; an unavailable catalog delays
+//! visibility without losing fragments; a restarted node reads everything back from S3.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use reel_storage::*;
+
+const STREAM: &str = "arn:aws:kinesisvideo:us-west-2:123456789012:stream/cam/1";
+
+/// The catalog in memory: rows per stream in insertion order, the current fence per stream,
+/// an "available" switch, and its own clock for polls.
+#[derive(Debug, Default)]
+struct MemCatalog {
+    state: Mutex<CatalogState>,
+}
+
+#[derive(Debug, Default)]
+struct CatalogState {
+    rows: Vec<(String, CatalogEntry, u64)>,
+    fences: HashMap<String, Fence>,
+    down: bool,
+    retention_ms: u64,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl MemCatalog {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CatalogState> {
+        self.state.lock().unwrap()
+    }
+    fn take(&self, holder: &str, epoch: u64) -> Fence {
+        let f = Fence { holder: holder.into(), epoch };
+        self.lock().fences.insert(STREAM.into(), f.clone());
+        f
+    }
+    fn check(&self) -> Result<std::sync::MutexGuard<'_, CatalogState>, CatalogError> {
+        let s = self.lock();
+        if s.down { Err(CatalogError::Unavailable("switched off".into())) } else { Ok(s) }
+    }
+}
+
+#[async_trait::async_trait]
+impl Catalog for MemCatalog {
+    async fn insert(&self, stream: &str, entry: &CatalogEntry, fence: &Fence) -> Result<(), CatalogError> {
+        let mut s = self.check()?;
+        if s.fences.get(stream) != Some(fence) {
+            return Err(CatalogError::Fenced { stream: stream.into(), epoch: fence.epoch });
+        }
+        if !s.rows.iter().any(|(id, e, _)| id == stream && e.info.number == entry.info.number) {
+            s.rows.push((stream.into(), entry.clone(), now_ms()));
+        }
+        Ok(())
+    }
+    async fn list_after(&self, stream: &str, after: u64, limit: usize) -> Result<Vec<CatalogEntry>, CatalogError> {
+        let s = self.check()?;
+        let mut v: Vec<CatalogEntry> = s
+            .rows
+            .iter()
+            .filter(|(id, e, _)| id == stream && e.info.number.counter() > after)
+            .map(|(_, e, _)| e.clone())
+            .collect();
+        v.sort_by_key(|e| e.info.number);
+        v.truncate(limit);
+        Ok(v)
+    }
+    async fn changes(&self, streams: &[String], since_ms: u64) -> Result<CatalogChanges, CatalogError> {
+        let s = self.check()?;
+        let entries = s
+            .rows
+            .iter()
+            .filter(|(id, _, t)| streams.contains(id) && *t >= since_ms)
+            .map(|(id, e, _)| (id.clone(), e.clone()))
+            .collect();
+        Ok(CatalogChanges { entries, now_ms: now_ms() })
+    }
+    async fn floors(&self, streams: &[String]) -> Result<Vec<(String, u64)>, CatalogError> {
+        let s = self.check()?;
+        let mut out: Vec<(String, u64)> = Vec::new();
+        for id in streams {
+            if let Some(min) = s.rows.iter().filter(|(i, _, _)| i == id).map(|(_, e, _)| e.info.number.counter()).min()
+            {
+                out.push((id.clone(), min));
+            }
+        }
+        Ok(out)
+    }
+    async fn expire(&self, now: u64) -> Result<Vec<(String, u64)>, CatalogError> {
+        let mut s = self.check()?;
+        let keep = s.retention_ms;
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut s.rows)
+            .into_iter()
+            .partition(|(_, e, _)| e.info.server_ts_ms + u64::from(e.info.duration_ms) + keep < now);
+        s.rows = kept;
+        Ok(gone.into_iter().map(|(id, e, _)| (id, e.info.number.counter())).collect())
+    }
+    async fn remove_stream(&self, stream: &str) -> Result<Vec<u64>, CatalogError> {
+        let mut s = self.check()?;
+        let (gone, kept): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut s.rows).into_iter().partition(|(id, _, _)| id == stream);
+        s.rows = kept;
+        Ok(gone.into_iter().map(|(_, e, _)| e.info.number.counter()).collect())
+    }
+}
+
+struct Node {
+    store: Store,
+}
+
+async fn node(dir: &std::path::Path, s3: &S3Server, catalog: &Arc<MemCatalog>, clock: &ManualClock) -> Node {
+    let mut c = StoreConfig::new(dir);
+    c.clock = Arc::new(clock.clone());
+    c.retention_sweep_interval = None;
+    c.segment_max_bytes = 4096;
+    c.s3 = Some(s3.config("reel/"));
+    c.catalog = Some(catalog.clone() as Arc<dyn Catalog>);
+    c.catalog_poll_interval = Duration::from_millis(10);
+    Node { store: Store::open(c).await.expect("open shared store") }
+}
+
+async fn write(stream: &Stream, fence: &Fence, frag: u64, ts: u64) -> Result<FragmentInfo, StoreError> {
+    let header = Bytes::from(format!("header {frag}"));
+    let mut w =
+        stream.begin_fenced_fragment(FragmentStart { producer_ts_ms: ts, server_ts_ms: ts, header }, fence).await?;
+    for c in 0..3 {
+        w.append_chunk(((c + 1) * 40) as u32, chunk_bytes(1, frag, c, 700)).await?;
+    }
+    w.finish(120).await
+}
+
+fn numbers(page: &FragmentPage) -> Vec<FragmentNumber> {
+    page.fragments.iter().map(|f| f.number).collect()
+}
+
+const ALL: TimestampRange = TimestampRange { kind: TimestampKind::Server, start_ms: 0, end_ms: u64::MAX };
+
+/// Waits until `cond` holds (polls every 10 ms, fails after 5 s).
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_streams_and_fencing_keeps_one_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(&dir.path().join("s3")).await;
+    let catalog = Arc::new(MemCatalog::default());
+    let clock = ManualClock::new(T0);
+    let a = node(&dir.path().join("a"), &s3, &catalog, &clock).await;
+    let b = node(&dir.path().join("b"), &s3, &catalog, &clock).await;
+
+    // A writes under its lease; the fragments become visible once replicated.
+    let fence_a = catalog.take("a", 5);
+    let sa = a.store.open_or_create_stream(STREAM, 24).await.unwrap();
+    assert!(
+        sa.begin_fragment(FragmentStart { producer_ts_ms: 1, server_ts_ms: 1, header: Bytes::new() }).await.is_err(),
+        "a shared store is written only under a fence"
+    );
+    let mut written = Vec::new();
+    for i in 0..4 {
+        written.push(write(&sa, &fence_a, i, T0 + i * 120).await.unwrap().number);
+    }
+    a.store.wait_for_uploads().await;
+    assert_eq!(numbers(&sa.list_fragments(ALL, 100).unwrap()), written);
+
+    // B opens the stream: everything A indexed is listed and reads back byte for byte.
+    let sb = b.store.open_or_create_stream(STREAM, 24).await.unwrap();
+    assert_eq!(numbers(&sb.list_fragments(ALL, 100).unwrap()), written);
+    for (i, n) in written.iter().enumerate() {
+        let f = sb.read_fragment(*n).await.unwrap();
+        assert_eq!(f.header, Bytes::from(format!("header {i}")));
+        assert_eq!(f.chunks[2].data, chunk_bytes(1, i as u64, 2, 700));
+    }
+
+    // B follows live: A's next fragment arrives through B's poll of the catalog.
+    let mut live = sb.subscribe(StartPosition::Now).unwrap();
+    let next = write(&sa, &fence_a, 4, T0 + 480).await.unwrap().number;
+    let got = tokio::time::timeout(Duration::from_secs(5), live.next()).await.expect("live on B").unwrap().unwrap();
+    assert_eq!(got.info.number, next);
+    written.push(next);
+
+    // B takes the stream over: A's lease is dead, so what A writes now is never indexed,
+    // and B's numbers continue above A's.
+    let fence_b = catalog.take("b", 9);
+    let stale = write(&sa, &fence_a, 5, T0 + 600).await.unwrap().number;
+    let fresh = write(&sb, &fence_b, 6, T0 + 720).await.unwrap().number;
+    assert!(fresh > next && stale > next);
+    b.store.wait_for_uploads().await;
+    a.store.wait_for_uploads().await;
+    written.push(fresh);
+    eventually("A sees B's fragment", || {
+        sa.list_fragments(ALL, 100).map(|p| numbers(&p)).ok() == Some(written.clone())
+    })
+    .await;
+    assert_eq!(numbers(&sb.list_fragments(ALL, 100).unwrap()), written);
+    assert!(matches!(sb.read_fragment(stale).await, Err(StoreError::FragmentNotFound { .. })));
+    // A stale epoch on the node that already wrote under a newer one is refused at once.
+    let old = Fence { holder: "b".into(), epoch: 3 };
+    assert!(matches!(write(&sb, &old, 7, T0 + 840).await, Err(StoreError::Fenced { epoch: 3, .. })));
+
+    // The catalog is down for a while: B keeps writing locally; nothing is visible until it
+    // returns, then everything is, in order.
+    catalog.lock().down = true;
+    let mut during = Vec::new();
+    for i in 0..3 {
+        during.push(write(&sb, &fence_b, 10 + i, T0 + 1000 + i * 120).await.unwrap().number);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(numbers(&sb.list_fragments(ALL, 100).unwrap()), written, "not visible while unindexed");
+    catalog.lock().down = false;
+    b.store.wait_for_uploads().await;
+    written.extend(&during);
+    assert_eq!(numbers(&sb.list_fragments(ALL, 100).unwrap()), written);
+    eventually("A sees them too", || sa.list_fragments(ALL, 100).map(|p| numbers(&p)).ok() == Some(written.clone()))
+        .await;
+
+    // A restarts: its local copies are discarded and everything reads back from S3.
+    drop(sa);
+    drop(a);
+    let a = node(&dir.path().join("a"), &s3, &catalog, &clock).await;
+    let sa = a.store.open_or_create_stream(STREAM, 24).await.unwrap();
+    assert_eq!(numbers(&sa.list_fragments(ALL, 100).unwrap()), written);
+    for n in &written {
+        sa.read_fragment(*n).await.unwrap();
+    }
+
+    // Retention removes rows and objects cluster-wide; both nodes' indexes follow.
+    let objects_before = s3.object_count();
+    catalog.lock().retention_ms = 0;
+    clock.advance_ms(10_000);
+    b.store.sweep_retention().await.unwrap();
+    eventually("both indexes trimmed", || {
+        sa.list_fragments(ALL, 100).unwrap().fragments.is_empty()
+            && sb.list_fragments(ALL, 100).unwrap().fragments.is_empty()
+    })
+    .await;
+    assert_eq!(s3.object_count(), objects_before - written.len(), "their objects are gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_segments_leave_the_local_disk_and_deletion_is_cluster_wide() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(&dir.path().join("s3")).await;
+    let catalog = Arc::new(MemCatalog::default());
+    let clock = ManualClock::new(T0);
+    let a = node(&dir.path().join("a"), &s3, &catalog, &clock).await;
+    let b = node(&dir.path().join("b"), &s3, &catalog, &clock).await;
+    let fence = catalog.take("a", 1);
+    let sa = a.store.open_or_create_stream(STREAM, 24).await.unwrap();
+    let mut written = Vec::new();
+    // 4 KiB segments and ~2 KiB fragments: several sealed segments.
+    for i in 0..8 {
+        written.push(write(&sa, &fence, i, T0 + i * 120).await.unwrap().number);
+    }
+    a.store.wait_for_uploads().await;
+    a.store.sweep_retention().await.unwrap();
+    let local_segments = std::fs::read_dir(dir.path().join("a/streams"))
+        .unwrap()
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
+        .filter(|f| f.file_name().to_string_lossy().ends_with(".log"))
+        .count();
+    assert!(local_segments <= 1, "only the active segment stays local, found {local_segments}");
+    for n in &written {
+        sa.read_fragment(*n).await.unwrap();
+    }
+    let sb = b.store.open_or_create_stream(STREAM, 24).await.unwrap();
+    assert_eq!(numbers(&sb.list_fragments(ALL, 100).unwrap()), written);
+    // Deleting on B removes the stream's rows and objects; A's index empties on its next floor poll.
+    b.store.delete_stream(STREAM).await.unwrap();
+    assert_eq!(s3.object_count(), 0);
+    eventually("A's index emptied", || sa.list_fragments(ALL, 100).map(|p| p.fragments.is_empty()).unwrap_or(true))
+        .await;
+}

@@ -430,8 +430,9 @@ impl Config {
             Some(bucket) => {
                 let env = |k: &str| std::env::var(k).ok();
                 let access_key_id = m.pick(|a| a.s3_access_key_id.clone()).or_else(|| env("AWS_ACCESS_KEY_ID"));
-                let secret =
-                    m.pick(|a| a.s3_secret_access_key.clone()).or_else(|| env("AWS_SECRET_ACCESS_KEY").map(Secret::from));
+                let secret = m
+                    .pick(|a| a.s3_secret_access_key.clone())
+                    .or_else(|| env("AWS_SECRET_ACCESS_KEY").map(Secret::from));
                 let (Some(access_key_id), Some(secret_access_key)) = (access_key_id, secret) else {
                     return Err(ConfigError::Invalid(
                         "--s3-bucket needs --s3-access-key-id and --s3-secret-access-key (or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)".into(),
@@ -649,7 +650,10 @@ mod tests {
             ..Default::default()
         };
         let c = Config::resolve(args).expect("valid");
-        assert_eq!(c.root_key.as_ref().map(|(id, s)| (id.as_str(), s.expose())), Some(("AKIAROOT", "from-file-secret")));
+        assert_eq!(
+            c.root_key.as_ref().map(|(id, s)| (id.as_str(), s.expose())),
+            Some(("AKIAROOT", "from-file-secret"))
+        );
         let both = ServeArgs {
             access_key_id: Some("AKIAROOT".into()),
             secret_access_key: Some("x".into()),
@@ -664,8 +668,11 @@ mod tests {
         };
         assert!(matches!(Config::resolve(missing), Err(ConfigError::Read { .. })));
         std::fs::write(&path, "\n").expect("write");
-        let empty =
-            ServeArgs { access_key_id: Some("AKIAROOT".into()), secret_access_key_file: Some(path), ..Default::default() };
+        let empty = ServeArgs {
+            access_key_id: Some("AKIAROOT".into()),
+            secret_access_key_file: Some(path),
+            ..Default::default()
+        };
         assert!(matches!(Config::resolve(empty), Err(ConfigError::Invalid(m)) if m.contains("empty")));
     }
 

@@ -203,9 +203,9 @@ async fn a_key_without_permissions_cannot_drain_the_account_quota() {
     assert_eq!(err.code(), Some("ClientLimitExceededException"), "the quota itself still applies");
     // Refusals are counted in /metrics by error code.
     let metrics = reqwest::get(format!("{}/metrics", reel.url)).await.expect("metrics").text().await.expect("text");
-    let denied = metrics.lines().find(|l| {
-        l.contains("DescribeSignalingChannel") && l.contains("AccessDeniedException") && !l.starts_with('#')
-    });
+    let denied = metrics
+        .lines()
+        .find(|l| l.contains("DescribeSignalingChannel") && l.contains("AccessDeniedException") && !l.starts_with('#'));
     assert!(denied.is_some_and(|l| l.trim_end().ends_with(" 10")), "{denied:?}\n{metrics}");
 }
 

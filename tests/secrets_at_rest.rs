@@ -18,7 +18,7 @@ async fn the_data_dir_is_created_owner_only() {
     let config = reel::testkit::loopback_config(&data_dir).expect("config");
     let (_addr, _state) = reel::server::spawn(config).await.expect("in-process server");
     assert_eq!(mode(&data_dir), 0o700, "data dir");
-    assert_eq!(mode(&data_dir.parent().expect("parent")), 0o700, "the parents it created too");
+    assert_eq!(mode(data_dir.parent().expect("parent")), 0o700, "the parents it created too");
     // TLS keys: `tls::tests::generated_keys_are_private_from_the_start`.
 }
 
@@ -37,7 +37,11 @@ async fn the_root_secret_can_come_from_a_file() {
         ],
         ..Default::default()
     });
-    reel.kvs_as("AKIAFROMFILE00000001", secret).list_signaling_channels().send().await.expect("the file's secret signs");
+    reel.kvs_as("AKIAFROMFILE00000001", secret)
+        .list_signaling_channels()
+        .send()
+        .await
+        .expect("the file's secret signs");
     let wrong = reel.kvs_as("AKIAFROMFILE00000001", "not-the-secret").list_signaling_channels().send().await;
     assert!(wrong.is_err(), "another secret does not");
     assert!(!reel.log().contains(secret), "the secret is not logged");

@@ -324,7 +324,8 @@ async fn a_session_serves_only_its_own_range() {
     // An ON_DEMAND session for the second fragment only.
     let inside = &frags[1];
     let c = client(&h);
-    let url = hls_url(&c, am::types::ContainerFormat::FragmentedMp4, inside.producer_ts_ms, inside.producer_ts_ms).await;
+    let url =
+        hls_url(&c, am::types::ContainerFormat::FragmentedMp4, inside.producer_ts_ms, inside.producer_ts_ms).await;
     let token = url.split_once("SessionToken=").expect("token").1;
     let get = |resource: &str, number: &reel_storage::FragmentNumber| {
         let url = format!("http://{}/hls/v1/{resource}?FragmentNumber={number}&SessionToken={token}", h.addr);

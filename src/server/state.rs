@@ -97,7 +97,8 @@ impl AppState {
     /// `http(s)://<local>` by the TLS mode.
     pub async fn build(config: Config, local: SocketAddr) -> Result<Built, StateError> {
         let data_dir = config.data_dir.clone();
-        crate::private_fs::create_private_dir(&data_dir).map_err(|source| StateError::DataDir { path: data_dir.clone(), source })?;
+        crate::private_fs::create_private_dir(&data_dir)
+            .map_err(|source| StateError::DataDir { path: data_dir.clone(), source })?;
         let metadata_url = config.metadata_url.clone().map(|u| u.0);
         let meta = meta::open_url(metadata_url.as_deref(), &data_dir).await?;
         let (keys, generated_key) =

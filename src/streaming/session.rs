@@ -340,7 +340,13 @@ pub fn media_sequence(stream: &Stream, s: &Session, first: &FragmentInfo) -> Api
 mod tests {
     use super::*;
 
-    fn session(mode: Mode, producer: bool, start_ms: Option<u64>, end_ms: Option<u64>, anchor_ms: Option<u64>) -> Session {
+    fn session(
+        mode: Mode,
+        producer: bool,
+        start_ms: Option<u64>,
+        end_ms: Option<u64>,
+        anchor_ms: Option<u64>,
+    ) -> Session {
         Session {
             protocol: Protocol::Hls,
             arn: "arn:aws:kinesisvideo:us-west-2:123456789012:stream/s/1".into(),

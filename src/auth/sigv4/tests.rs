@@ -239,12 +239,8 @@ fn payload_variants_verify() {
         matches!(check(&root, &unsigned, now()), Err(AuthError::Invalid(m)) if m.contains(UNSIGNED_PAYLOAD)),
         "a body the signer did not sign is refused"
     );
-    let unsigned_empty = aws_sign(&Signing {
-        content_sha256_header: true,
-        unsigned_payload: true,
-        body: b"",
-        ..Signing::default()
-    });
+    let unsigned_empty =
+        aws_sign(&Signing { content_sha256_header: true, unsigned_payload: true, body: b"", ..Signing::default() });
     check(&root, &unsigned_empty, now()).unwrap();
 
     let empty = aws_sign(&Signing { body: b"", ..Signing::default() });

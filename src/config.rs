@@ -91,9 +91,13 @@ pub struct ServeArgs {
     /// Root access key id (with --secret-access-key); root may do everything.
     #[arg(long, env = "REEL_ACCESS_KEY_ID")]
     pub access_key_id: Option<String>,
-    /// Root secret access key.
+    /// Root secret access key. Command-line flags are visible to every user of the machine
+    /// (`ps`, `/proc/<pid>/cmdline`): prefer --secret-access-key-file or the environment.
     #[arg(long, env = "REEL_SECRET_ACCESS_KEY", hide_env_values = true)]
-    pub secret_access_key: Option<String>,
+    pub secret_access_key: Option<Secret>,
+    /// File holding the root secret access key (one line; a trailing newline is ignored).
+    #[arg(long, env = "REEL_SECRET_ACCESS_KEY_FILE", conflicts_with = "secret_access_key")]
+    pub secret_access_key_file: Option<PathBuf>,
     /// TOML file with more access keys, each with IAM-style policy statements.
     #[arg(long, env = "REEL_CREDENTIALS_FILE")]
     pub credentials_file: Option<PathBuf>,
@@ -147,11 +151,11 @@ pub struct ServeArgs {
     pub s3_access_key_id: Option<String>,
     /// Secret key for S3 (default: AWS_SECRET_ACCESS_KEY).
     #[arg(long, env = "REEL_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
-    pub s3_secret_access_key: Option<String>,
+    pub s3_secret_access_key: Option<Secret>,
     /// Metadata database: a `sqlite:` path (default: `<data-dir>/meta.db`) or
     /// `postgres://user:pass@host:port/db`, which cluster nodes share.
     #[arg(long, env = "REEL_METADATA_URL", hide_env_values = true)]
-    pub metadata_url: Option<String>,
+    pub metadata_url: Option<MetadataUrl>,
     /// Cluster bus for signaling across nodes: `nats://host:port` (several comma-separated).
     /// Default: none, signaling stays within this process.
     #[arg(long, env = "REEL_BUS_URL")]
@@ -186,7 +190,8 @@ pub struct Config {
     /// Explicit public base URL (no trailing slash); `None` = derive from the bound address.
     pub public_url: Option<String>,
     pub tls: TlsMode,
-    pub root_key: Option<(String, String)>,
+    /// The root key (`--access-key-id` with `--secret-access-key[-file]`).
+    pub root_key: Option<(String, Secret)>,
     pub credentials_file: Option<PathBuf>,
     pub log_format: LogFormat,
     pub limits: Limits,
@@ -205,13 +210,67 @@ pub struct Config {
 }
 
 /// A metadata database URL; its `Debug` hides the password so configs can be logged.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
 pub struct MetadataUrl(pub String);
 
 impl std::fmt::Debug for MetadataUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&redact_password(&self.0))
     }
+}
+
+impl From<String> for MetadataUrl {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl From<&str> for MetadataUrl {
+    fn from(s: &str) -> Self {
+        Self(s.to_string())
+    }
+}
+
+/// A secret setting (secret access keys): `Debug` prints `***`, so configurations and
+/// command lines can be logged; [`Secret::expose`] gives the value to the one user.
+#[derive(Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret value.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Self(s.to_string())
+    }
+}
+
+/// Read a secret from `path`: the file's text without its trailing line break.
+fn read_secret_file(path: &Path) -> Result<Secret, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    let secret = text.trim_end_matches(['\n', '\r']);
+    if secret.is_empty() {
+        return Err(ConfigError::Invalid(format!("--secret-access-key-file {} is empty", path.display())));
+    }
+    Ok(Secret::from(secret))
 }
 
 /// `scheme://user:secret@host/db` → `scheme://user:***@host/db` (other URLs unchanged).
@@ -267,7 +326,7 @@ pub struct S3Settings {
     pub region: String,
     pub path_style: bool,
     pub access_key_id: String,
-    pub secret_access_key: String,
+    pub secret_access_key: Secret,
 }
 
 /// Where and whether the embedded STUN/TURN server runs.
@@ -296,6 +355,11 @@ pub enum TlsMode {
 }
 
 impl Config {
+    /// The root key as the credential store takes it (id, secret).
+    pub fn root_key_pair(&self) -> Option<(String, String)> {
+        self.root_key.as_ref().map(|(id, secret)| (id.clone(), secret.expose().to_string()))
+    }
+
     /// Whether this node shares its metadata with others (a Postgres `--metadata-url`):
     /// then stream writes need leases, as several nodes could serve a stream.
     pub fn shares_metadata(&self) -> bool {
@@ -333,12 +397,23 @@ impl Config {
             (None, None, Some(true)) => TlsMode::SelfSigned,
             (None, None, _) => TlsMode::Off,
         };
-        let root_key = match (m.pick(|a| a.access_key_id.clone()), m.pick(|a| a.secret_access_key.clone())) {
+        let secret = match (m.pick(|a| a.secret_access_key.clone()), m.pick(|a| a.secret_access_key_file.clone())) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "--secret-access-key and --secret-access-key-file are mutually exclusive".into(),
+                ));
+            }
+            (Some(secret), None) => Some(secret),
+            (None, Some(path)) => Some(read_secret_file(&path)?),
+            (None, None) => None,
+        };
+        let root_key = match (m.pick(|a| a.access_key_id.clone()), secret) {
             (Some(id), Some(secret)) => Some((id, secret)),
             (None, None) => None,
             _ => {
                 return Err(ConfigError::Invalid(
-                    "--access-key-id and --secret-access-key must be given together".into(),
+                    "--access-key-id and --secret-access-key (or --secret-access-key-file) must be given together"
+                        .into(),
                 ));
             }
         };
@@ -355,7 +430,9 @@ impl Config {
             Some(bucket) => {
                 let env = |k: &str| std::env::var(k).ok();
                 let access_key_id = m.pick(|a| a.s3_access_key_id.clone()).or_else(|| env("AWS_ACCESS_KEY_ID"));
-                let secret = m.pick(|a| a.s3_secret_access_key.clone()).or_else(|| env("AWS_SECRET_ACCESS_KEY"));
+                let secret = m
+                    .pick(|a| a.s3_secret_access_key.clone())
+                    .or_else(|| env("AWS_SECRET_ACCESS_KEY").map(Secret::from));
                 let (Some(access_key_id), Some(secret_access_key)) = (access_key_id, secret) else {
                     return Err(ConfigError::Invalid(
                         "--s3-bucket needs --s3-access-key-id and --s3-secret-access-key (or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)".into(),
@@ -390,7 +467,7 @@ impl Config {
                 "[limits.storage_session] fragment_target_ms / fragment_max_ms: {e}"
             )));
         }
-        let metadata_url = m.pick(|a| a.metadata_url.clone()).map(MetadataUrl);
+        let metadata_url = m.pick(|a| a.metadata_url.clone());
         if let Some(url) = &metadata_url {
             let ok = ["sqlite:", "postgres://", "postgresql://"].iter().any(|p| url.0.starts_with(p));
             if !ok {
@@ -535,6 +612,68 @@ mod tests {
                 "{target}/{max}"
             );
         }
+    }
+
+    #[test]
+    fn debug_output_redacts_secrets() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let args = ServeArgs {
+            access_key_id: Some("AKIAROOT".into()),
+            secret_access_key: Some("root-secret-value".into()),
+            s3_bucket: Some("b".into()),
+            s3_access_key_id: Some("AKIAS3".into()),
+            s3_secret_access_key: Some("s3-secret-value".into()),
+            metadata_url: Some("postgres://reel:db-password@db:5432/reel".into()),
+            data_dir: Some(dir.path().into()),
+            ..Default::default()
+        };
+        let shown_args = format!("{args:?}");
+        let config = Config::resolve(args).expect("valid");
+        let shown = format!("{config:?}");
+        for text in [&shown_args, &shown] {
+            for secret in ["root-secret-value", "s3-secret-value", "db-password"] {
+                assert!(!text.contains(secret), "{secret} leaked: {text}");
+            }
+            assert!(text.contains("AKIAROOT"), "ids stay visible: {text}");
+        }
+        assert_eq!(config.root_key.as_ref().map(|(_, s)| s.expose()), Some("root-secret-value"));
+    }
+
+    #[test]
+    fn secret_access_key_from_a_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "from-file-secret\n").expect("write");
+        let args = ServeArgs {
+            access_key_id: Some("AKIAROOT".into()),
+            secret_access_key_file: Some(path.clone()),
+            ..Default::default()
+        };
+        let c = Config::resolve(args).expect("valid");
+        assert_eq!(
+            c.root_key.as_ref().map(|(id, s)| (id.as_str(), s.expose())),
+            Some(("AKIAROOT", "from-file-secret"))
+        );
+        let both = ServeArgs {
+            access_key_id: Some("AKIAROOT".into()),
+            secret_access_key: Some("x".into()),
+            secret_access_key_file: Some(path.clone()),
+            ..Default::default()
+        };
+        assert!(matches!(Config::resolve(both), Err(ConfigError::Invalid(m)) if m.contains("mutually exclusive")));
+        let missing = ServeArgs {
+            access_key_id: Some("AKIAROOT".into()),
+            secret_access_key_file: Some(dir.path().join("nope")),
+            ..Default::default()
+        };
+        assert!(matches!(Config::resolve(missing), Err(ConfigError::Read { .. })));
+        std::fs::write(&path, "\n").expect("write");
+        let empty = ServeArgs {
+            access_key_id: Some("AKIAROOT".into()),
+            secret_access_key_file: Some(path),
+            ..Default::default()
+        };
+        assert!(matches!(Config::resolve(empty), Err(ConfigError::Invalid(m)) if m.contains("empty")));
     }
 
     #[test]

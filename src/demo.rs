@@ -82,11 +82,11 @@ pub async fn run(
     if config.tls != TlsMode::Off {
         return Err(DemoError::Tls);
     }
-    std::fs::create_dir_all(&config.data_dir)
+    crate::private_fs::create_private_dir(&config.data_dir)
         .map_err(|source| DemoError::DataDir { path: config.data_dir.clone(), source })?;
     // Load (or create) the root key first, so the camera signs with the key reel accepts.
     let (keys, _generated) =
-        CredentialStore::load(config.root_key.clone(), config.credentials_file.as_deref(), &config.data_dir)?;
+        CredentialStore::load(config.root_key_pair(), config.credentials_file.as_deref(), &config.data_dir)?;
     let root = keys.root_key().ok_or(DemoError::NoRootKey)?;
     let (key_id, secret) = (root.access_key_id.clone(), root.secret().to_string());
     let region = config.region.clone();

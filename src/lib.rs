@@ -5,7 +5,7 @@
 //! `reel-storage`.
 //! - Foundations: [`config`] / [`limits`] (every setting and KVS quota), [`arn`], [`error`]
 //!   (the KVS error shape), [`rate`] (the token bucket), [`throttle`] (request-rate quotas),
-//!   [`tls`].
+//!   [`tls`], [`private_fs`] (owner-only files and directories for secrets).
 //! - Services the API stands on: [`auth`] (SigV4 and IAM-style policies), [`meta`] (durable
 //!   metadata: channels, streams, tags, storage mappings), [`observe`] (metrics, audit log).
 //! - [`api`]: the toolkit every operation uses ([`api::Core`], the request edge, body
@@ -34,6 +34,7 @@ pub mod meta;
 pub mod observe;
 pub mod peer;
 pub mod playback;
+pub mod private_fs;
 pub mod rate;
 pub mod server;
 pub mod signaling;

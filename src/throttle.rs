@@ -2,19 +2,56 @@
 //! keyed by operation and scope.
 //!
 //! Throttled calls fail with `ClientLimitExceededException`, as KVS does.
+//!
+//! Buckets are forgotten once idle (full again), swept every [`SWEEP_INTERVAL`] or sooner
+//! when more than [`SWEEP_ABOVE`] are held, so keys named after resources do not pile up.
+//! Callers create per-resource buckets only for resources that exist.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::error::ApiError;
 use crate::limits::TpsLimit;
 use crate::rate::TokenBucket;
 
+/// How often idle buckets are swept.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// Above this many buckets, idle ones are swept every second rather than every minute.
+pub const SWEEP_ABOVE: usize = 10_000;
+
 /// One bucket per (operation, scope) key.
 #[derive(Debug, Default)]
 pub struct Throttle {
-    buckets: Mutex<HashMap<String, TokenBucket>>,
+    inner: Mutex<Buckets>,
+}
+
+#[derive(Debug, Default)]
+struct Buckets {
+    map: HashMap<String, TokenBucket>,
+    last_sweep: Option<Instant>,
+}
+
+impl Buckets {
+    /// Drop the buckets that are full again at `now` (a fresh bucket would be the same).
+    fn sweep(&mut self, now: Instant) {
+        let due = match self.last_sweep {
+            None => {
+                self.last_sweep = Some(now);
+                false
+            }
+            Some(last) => {
+                let since = now.saturating_duration_since(last);
+                since >= SWEEP_INTERVAL || (self.map.len() > SWEEP_ABOVE && since >= Duration::from_secs(1))
+            }
+        };
+        if due {
+            let before = self.map.len();
+            self.map.retain(|_, bucket| !bucket.is_full(now));
+            self.last_sweep = Some(now);
+            tracing::debug!(before, after = self.map.len(), "idle throttle buckets swept");
+        }
+    }
 }
 
 impl Throttle {
@@ -52,7 +89,9 @@ impl Throttle {
     }
 
     fn take_all(&self, operation: &str, keys: Vec<(String, f64)>, now: Instant) -> Result<(), ApiError> {
-        let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        inner.sweep(now);
+        let buckets = &mut inner.map;
         // Check every scope before taking tokens so a refused call costs nothing.
         let mut updated = Vec::with_capacity(keys.len());
         for (key, rate) in keys {
@@ -74,6 +113,11 @@ impl Throttle {
     pub fn take(&self, key: &str, rate: f64) -> bool {
         self.check(key, TpsLimit { account: rate, resource: None }, None).is_ok()
     }
+
+    /// How many buckets are held (idle ones are swept away).
+    pub fn bucket_count(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).map.len()
+    }
 }
 
 #[cfg(test)]
@@ -93,6 +137,23 @@ mod tests {
         assert!(t.check_at("Op", lim, Some("c"), t0).is_err());
         let later = t0 + Duration::from_secs(1);
         assert!(t.check_at("Op", lim, Some("a"), later).is_ok());
+    }
+
+    #[test]
+    fn idle_buckets_are_forgotten() {
+        let t = Throttle::default();
+        let t0 = Instant::now();
+        for i in 0..100 {
+            assert!(t.check_resource_at("Op", 5.0, &format!("arn-{i}"), t0).is_ok());
+        }
+        assert_eq!(t.bucket_count(), 100);
+        // A key still in use is kept; the others are full again after a sweep interval.
+        let later = t0 + SWEEP_INTERVAL;
+        for _ in 0..5 {
+            assert!(t.check_resource_at("Op", 5.0, "busy", later).is_ok());
+        }
+        assert_eq!(t.bucket_count(), 1, "only the busy bucket is left");
+        assert!(t.check_resource_at("Op", 5.0, "busy", later).is_err(), "its state survived the sweep");
     }
 
     #[test]

@@ -67,14 +67,12 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|_| TlsError::Pem { what: "private key", path: path.into() })
 }
 
+/// Write a generated file; `private` ones (keys) are created 0600 and renamed into place
+/// (see [`crate::private_fs::write_private`]), never written into a readable file first.
 fn write(path: &Path, contents: &str, private: bool) -> Result<(), TlsError> {
     let err = |source| TlsError::Write { path: path.into(), source };
-    std::fs::write(path, contents).map_err(err)?;
-    if private {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
-    }
-    Ok(())
+    if private { crate::private_fs::write_private(path, contents.as_bytes()) } else { std::fs::write(path, contents) }
+        .map_err(err)
 }
 
 /// Parameters of the generated CA (the same at every start, so a persisted CA key
@@ -92,7 +90,7 @@ fn self_signed(
     dir: &Path,
     hosts: &[String],
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
-    std::fs::create_dir_all(dir).map_err(|source| TlsError::Write { path: dir.into(), source })?;
+    crate::private_fs::create_private_dir(dir).map_err(|source| TlsError::Write { path: dir.into(), source })?;
     let ca_cert_path = dir.join(CA_FILE);
     let ca_key_path = dir.join("ca-key.pem");
     let (ca_pem, ca_key) = match (std::fs::read_to_string(&ca_cert_path), std::fs::read_to_string(&ca_key_path)) {
@@ -138,6 +136,28 @@ mod tests {
         server_config(&TlsMode::SelfSigned, dir.path(), &hosts).expect("tls again");
         let ca2 = std::fs::read(dir.path().join("tls").join(CA_FILE)).expect("ca");
         assert_eq!(ca1, ca2);
+    }
+
+    #[test]
+    fn generated_keys_are_private_from_the_start() {
+        use std::io::Read;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tls = dir.path().join("tls");
+        std::fs::create_dir(&tls).expect("tls dir");
+        // A leftover world-readable key.pem that someone holds open.
+        let key = tls.join("key.pem");
+        std::fs::write(&key, "old").expect("old key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let mut held = std::fs::File::open(&key).expect("open");
+        server_config(&TlsMode::SelfSigned, dir.path(), &["127.0.0.1".to_string()]).expect("tls");
+        let mut seen = String::new();
+        held.read_to_string(&mut seen).expect("read");
+        assert_eq!(seen, "old", "the new key was never written into the readable file");
+        for name in ["key.pem", "ca-key.pem"] {
+            let mode = std::fs::metadata(tls.join(name)).expect("key").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name}");
+        }
     }
 
     #[test]

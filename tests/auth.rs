@@ -247,8 +247,21 @@ async fn session_token_must_match() {
     assert_eq!(code, "UnrecognizedClientException");
 }
 
-/// Presign `method url` with the official signer (query-string signature).
+/// Presign `method url` with the official signer (query-string signature, `UNSIGNED-PAYLOAD`).
 fn presign(method: &str, url: &str, key: &str, secret: &str, time: SystemTime, expires: Duration) -> String {
+    presign_body(method, url, key, secret, time, expires, None)
+}
+
+/// [`presign`] signed over `body` when given.
+fn presign_body(
+    method: &str,
+    url: &str,
+    key: &str,
+    secret: &str,
+    time: SystemTime,
+    expires: Duration,
+    body: Option<&[u8]>,
+) -> String {
     let identity = aws_credential_types::Credentials::new(key, secret, None, None, "reel-test").into();
     let mut settings = SigningSettings::default();
     settings.signature_location = SignatureLocation::QueryParams;
@@ -262,8 +275,8 @@ fn presign(method: &str, url: &str, key: &str, secret: &str, time: SystemTime, e
         .build()
         .expect("signing params")
         .into();
-    let signable =
-        SignableRequest::new(method, url, std::iter::empty(), SignableBody::UnsignedPayload).expect("signable");
+    let signable_body = body.map_or(SignableBody::UnsignedPayload, SignableBody::Bytes);
+    let signable = SignableRequest::new(method, url, std::iter::empty(), signable_body).expect("signable");
     let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
     let mut req = http::Request::builder().method(method).uri(url).body(()).expect("request");
     instructions.apply_to_request_http1x(&mut req);
@@ -291,9 +304,19 @@ async fn send(method: reqwest::Method, url: &str, body: &'static str) -> (u16, S
 async fn presigned_control_plane_call_verifies_and_tampering_is_refused() {
     let reel = start();
     let url = format!("{}/listSignalingChannels", reel.url);
-    let good = presign("POST", &url, ROOT_KEY_ID, ROOT_SECRET, SystemTime::now(), Duration::from_secs(299));
+    let good =
+        presign_body("POST", &url, ROOT_KEY_ID, ROOT_SECRET, SystemTime::now(), Duration::from_secs(299), Some(b"{}"));
     let (status, code, body, _) = send(reqwest::Method::POST, &good, "{}").await;
     assert_eq!(status, 200, "{code} {body}");
+
+    // A presigned POST carries only the body its signer signed.
+    let (status, code, body, _) = send(reqwest::Method::POST, &good, r#"{"MaxResults":1}"#).await;
+    assert_eq!((status, code.as_str()), (403, "InvalidSignatureException"), "another body: {body}");
+    let unsigned = presign("POST", &url, ROOT_KEY_ID, ROOT_SECRET, SystemTime::now(), Duration::from_secs(299));
+    let (status, code, body, _) = send(reqwest::Method::POST, &unsigned, "{}").await;
+    assert_eq!((status, code.as_str()), (403, "InvalidSignatureException"), "UNSIGNED-PAYLOAD with a body: {body}");
+    let (status, code, body, _) = send(reqwest::Method::POST, &unsigned, "").await;
+    assert_eq!(status, 200, "UNSIGNED-PAYLOAD without a body: {code} {body}");
 
     let (status, code, body, has_date) = send(reqwest::Method::POST, &tamper_signature(&good), "{}").await;
     assert_eq!((status, code.as_str()), (403, "InvalidSignatureException"), "{body}");

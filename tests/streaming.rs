@@ -316,6 +316,39 @@ async fn live_playlist_follows_the_tail() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_serves_only_its_own_range() {
+    let h = harness().await;
+    fill(&h, 20_000).await;
+    let frags = h.state.core.store.stream(STREAM).expect("stream").latest_fragments(100);
+    assert!(frags.len() >= 3, "fixture gives several fragments");
+    // An ON_DEMAND session for the second fragment only.
+    let inside = &frags[1];
+    let c = client(&h);
+    let url =
+        hls_url(&c, am::types::ContainerFormat::FragmentedMp4, inside.producer_ts_ms, inside.producer_ts_ms).await;
+    let token = url.split_once("SessionToken=").expect("token").1;
+    let get = |resource: &str, number: &reel_storage::FragmentNumber| {
+        let url = format!("http://{}/hls/v1/{resource}?FragmentNumber={number}&SessionToken={token}", h.addr);
+        async move {
+            let res = reqwest::get(&url).await.expect("sub-resource");
+            let code = res.headers().get("x-amzn-ErrorType").map(|v| v.to_str().unwrap_or_default().to_owned());
+            (res.status().as_u16(), code)
+        }
+    };
+    for resource in ["getMP4MediaFragment.mp4", "getMP4InitFragment.mp4", "getTSFragment.ts"] {
+        assert_eq!(get(resource, &inside.number).await.0, 200, "{resource} of the session's fragment");
+        for outside in [&frags[0], &frags[2], frags.last().expect("last")] {
+            assert_eq!(
+                get(resource, &outside.number).await,
+                (404, Some("ResourceNotFoundException".to_owned())),
+                "{resource} of fragment {} outside the session's range",
+                outside.number
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_tokens_and_errors() {
     let h = harness().await;
     let (start, end) = fill(&h, 20_000).await;

@@ -11,6 +11,38 @@ use super::Core;
 /// choice per operation).
 pub type Deny = fn(String) -> ApiError;
 
+/// Control-plane operations whose model refuses with `NotAuthorizedException` (the stream
+/// operations); the others refuse with `AccessDeniedException`.
+const NOT_AUTHORIZED_OPS: &[&str] = &[
+    "CreateStream",
+    "DescribeStream",
+    "ListStreams",
+    "GetDataEndpoint",
+    "DeleteStream",
+    "UpdateStream",
+    "UpdateDataRetention",
+    "TagStream",
+    "UntagStream",
+    "ListTagsForStream",
+];
+
+/// The modeled refusal of control-plane operation `op` (what its handler uses).
+pub fn deny_for(op: &str) -> Deny {
+    if NOT_AUTHORIZED_OPS.contains(&op) { ApiError::not_authorized } else { ApiError::access_denied }
+}
+
+/// Refuse a caller whose policy allows `kinesisvideo:<op>` on no resource at all, before
+/// the operation takes any quota or looks anything up (so a key without permissions
+/// cannot drain the account's quotas).
+pub fn precheck(principal: &Principal, op: &str) -> ApiResult<()> {
+    let action = format!("kinesisvideo:{op}");
+    if principal.may_perform(&action) {
+        Ok(())
+    } else {
+        Err(deny_for(op)(format!("User: {} is not authorized to perform: {action}", principal.access_key_id)))
+    }
+}
+
 /// Check policy for `action` (`<service>:<Operation>`) on `resource`; `deny` builds the
 /// operation's modeled refusal.
 pub fn authorize_action(principal: &Principal, action: &str, resource: &str, deny: Deny) -> ApiResult<()> {

@@ -3,7 +3,8 @@
 //! - [`stamp`] (all routes): request id, `x-amzn-RequestId` and a correct `Date` header
 //!   (the KVS C SDK computes clock skew from it).
 //! - [`signed_api`] (every SigV4-authenticated API): buffers the body, authenticates it,
-//!   applies the account-level rate quota, then records metrics and the audit line.
+//!   refuses a caller whose policy allows the operation nowhere, applies the account-level
+//!   rate quota, then records metrics and the audit line.
 
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
@@ -14,7 +15,7 @@ use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::Core;
+use super::{Core, access};
 use crate::error::ApiError;
 use crate::observe::audit::AuditEvent;
 use crate::observe::metrics;
@@ -73,10 +74,16 @@ pub async fn signed_api(State(st): State<Core>, req: Request, next: Next) -> Res
                 (None, body, Some(ApiError::from(e).into_response()))
             }
             Ok(p) => {
-                let throttled = st.config.limits.control_plane_tps.get(&ctx.operation).and_then(|lim| {
-                    st.throttle.check(&ctx.operation, crate::limits::TpsLimit { resource: None, ..*lim }, None).err()
+                // A caller that may not run the operation on any resource is refused before
+                // it takes a token from the account-wide quota that other keys share.
+                let refused = st.config.limits.control_plane_tps.get(&ctx.operation).and_then(|lim| {
+                    access::precheck(&p, &ctx.operation).err().or_else(|| {
+                        st.throttle
+                            .check(&ctx.operation, crate::limits::TpsLimit { resource: None, ..*lim }, None)
+                            .err()
+                    })
                 });
-                (Some(p), body, throttled.map(IntoResponse::into_response))
+                (Some(p), body, refused.map(IntoResponse::into_response))
             }
         },
     };

@@ -410,7 +410,7 @@ pub fn generate_key() -> GeneratedKey {
 /// Write the generated key atomically (temp file + rename), readable by the owner only.
 fn write_generated(data_dir: &Path, path: &Path, key: &GeneratedKey) -> Result<(), CredentialsError> {
     let err = |source| CredentialsError::Write { path: path.to_owned(), source };
-    std::fs::create_dir_all(data_dir).map_err(err)?;
+    crate::private_fs::create_private_dir(data_dir).map_err(err)?;
     let contents = format!(
         "# reel root access key, generated on first start. Keep this file private.\n\
          [[key]]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nroot = true\n",

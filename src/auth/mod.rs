@@ -53,6 +53,11 @@ impl Principal {
         &self.policy
     }
 
+    /// Whether policy could allow `action` on some resource (see [`Policy::may_allow`]).
+    pub fn may_perform(&self, action: &str) -> bool {
+        self.root || self.policy.may_allow(action)
+    }
+
     /// Whether policy allows `action` (e.g. `kinesisvideo:CreateStream`) on `resource` (an
     /// ARN or `*`): root keys always; others when a statement allows it and none denies
     /// it (see [`policy`] for the matching rules).

@@ -243,6 +243,17 @@ impl Policy {
         self.statements.is_empty()
     }
 
+    /// Whether `action` may be allowed on *some* resource: an `Allow` statement names it and
+    /// no `Deny` statement refuses it on every resource. `false` means every call of the
+    /// action is refused whatever it names, so the edge can refuse it before any quota or
+    /// lookup.
+    pub fn may_allow(&self, action: &str) -> bool {
+        let names = |s: &Statement| s.actions.iter().any(|a| a.matches(action));
+        let everywhere = |s: &Statement| s.resources.iter().any(|r| r.chars.iter().all(|&c| c == '*'));
+        let denied_everywhere = self.statements.iter().any(|s| s.effect == Effect::Deny && names(s) && everywhere(s));
+        !denied_everywhere && self.statements.iter().any(|s| s.effect == Effect::Allow && names(s))
+    }
+
     /// Evaluate `action` (e.g. `kinesisvideo:CreateStream`) on `resource` (an ARN or `*`).
     pub fn evaluate(&self, action: &str, resource: &str) -> Decision {
         let mut allowed = false;
@@ -314,6 +325,25 @@ mod tests {
         )]);
         assert_eq!(narrow.evaluate("kinesisvideo:DescribeSignalingChannel", DOOR), Decision::ImplicitDeny);
         assert_eq!(narrow.evaluate("kinesisvideo:ListSignalingChannels", "*"), Decision::ImplicitDeny);
+    }
+
+    #[test]
+    fn may_allow_ignores_resources_but_honours_a_deny_everywhere() {
+        let narrow = Policy::new(vec![Statement::new(
+            Effect::Allow,
+            &["kinesisvideo:Describe*"],
+            &["arn:aws:kinesisvideo:*:*:channel/cam-*"],
+        )]);
+        assert!(narrow.may_allow("kinesisvideo:DescribeSignalingChannel"));
+        assert!(!narrow.may_allow("kinesisvideo:DeleteSignalingChannel"));
+        assert!(!Policy::default().may_allow("kinesisvideo:ListStreams"));
+        let denied = Policy::new(vec![
+            Statement::new(Effect::Allow, &["kinesisvideo:*"], &["*"]),
+            Statement::new(Effect::Deny, &["kinesisvideo:Delete*"], &["*"]),
+            Statement::new(Effect::Deny, &["kinesisvideo:Update*"], &["arn:aws:kinesisvideo:*:*:channel/cam-*"]),
+        ]);
+        assert!(!denied.may_allow("kinesisvideo:DeleteStream"));
+        assert!(denied.may_allow("kinesisvideo:UpdateSignalingChannel"), "denied on some resources only");
     }
 
     #[test]

@@ -17,9 +17,10 @@
 //!   values with surrounding spaces trimmed and runs of spaces collapsed, repeated headers
 //!   joined with `,` (so the C SDK's `host;user-agent;x-amz-date` with an unsigned
 //!   `x-amz-security-token` verifies as well as the Rust SDK's full list);
-//! - payload hash: `x-amz-content-sha256` when present (a hex digest must match the body;
-//!   `UNSIGNED-PAYLOAD` is accepted), else SHA-256 of the body; presigned URLs are signed
-//!   over SHA-256 of the empty string (JS SDK) or `UNSIGNED-PAYLOAD`, both accepted.
+//! - payload hash: `x-amz-content-sha256` (or a presigned URL's `X-Amz-Content-Sha256`) when
+//!   present (a hex digest must match the body), else SHA-256 of the body. `UNSIGNED-PAYLOAD`
+//!   and a presigned URL's SHA-256 of the empty string (JS SDK) are accepted only without a
+//!   body: a presigned POST must be signed over the body it carries.
 
 use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -55,6 +56,7 @@ mod param {
     pub const SIGNED_HEADERS: &str = "X-Amz-SignedHeaders";
     pub const SIGNATURE: &str = "X-Amz-Signature";
     pub const SECURITY_TOKEN: &str = "X-Amz-Security-Token";
+    pub const CONTENT_SHA256: &str = "X-Amz-Content-Sha256";
 }
 
 /// RFC 3986: everything except unreserved characters is percent-encoded (query parts).
@@ -490,10 +492,34 @@ fn redact_token(canonical: &str) -> String {
         .join("\n")
 }
 
-/// The payload hashes the client may have signed, in the order tried.
+/// The payload hashes the client may have signed, in the order tried. Whatever is tried
+/// covers the body as received: a carried hash must be the body's, and the hashes that
+/// do not cover it (`UNSIGNED-PAYLOAD`, a presigned URL's empty-body hash) are tried only
+/// for an empty body, so no request carries bytes its signer did not sign.
 fn payload_hashes(req: &Request<'_>, signed: &SignedRequest) -> Result<Vec<String>, AuthError> {
-    if let Some(claimed) = single_header(req.headers, CONTENT_SHA256_HEADER)? {
+    let carried = match single_header(req.headers, CONTENT_SHA256_HEADER)? {
+        Some(h) => Some(h),
+        None if signed.location == Location::Query => {
+            let query = decode_query(req.uri.query());
+            let mut values = query.iter().filter(|(k, _)| k == param::CONTENT_SHA256).map(|(_, v)| v.to_string());
+            let first = values.next();
+            if values.next().is_some() {
+                return Err(AuthError::Incomplete(format!(
+                    "Query parameter {} appears more than once",
+                    param::CONTENT_SHA256
+                )));
+            }
+            first
+        }
+        None => None,
+    };
+    if let Some(claimed) = carried {
         if claimed == UNSIGNED_PAYLOAD {
+            if !req.body.is_empty() {
+                return Err(AuthError::Invalid(format!(
+                    "{UNSIGNED_PAYLOAD} is accepted only for requests without a body; sign the body's SHA-256"
+                )));
+            }
             return Ok(vec![claimed]);
         }
         if claimed.len() == 64 && claimed.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -510,14 +536,9 @@ fn payload_hashes(req: &Request<'_>, signed: &SignedRequest) -> Result<Vec<Strin
     }
     Ok(match signed.location {
         Location::Header => vec![sha256_hex(req.body)],
-        Location::Query => {
-            let mut hashes = vec![sha256_hex(b"")];
-            if !req.body.is_empty() {
-                hashes.push(sha256_hex(req.body));
-            }
-            hashes.push(UNSIGNED_PAYLOAD.to_owned());
-            hashes
-        }
+        // A presigned URL with a body verifies only if it was signed over that body.
+        Location::Query if !req.body.is_empty() => vec![sha256_hex(req.body)],
+        Location::Query => vec![sha256_hex(b""), UNSIGNED_PAYLOAD.to_owned()],
     })
 }
 

@@ -8,6 +8,12 @@
 //! channels may be enabled (`ClientLimitExceededException`, see
 //! the `From<MetaError>` mapping in [`crate::api::errors`]). `DISABLED` removes the mapping; its `StreamARN` (the JS
 //! examples send `null`) is only checked for form.
+//!
+//! Authorization: UpdateMediaStorageConfiguration needs the operation on the channel *and*
+//! on the stream it maps (as in KVS, whose IAM resources for it are both), checked before
+//! either is looked up; otherwise a key confined to `channel/cam-*` could point its channel
+//! at any stream and write into it. The Describe operations take one resource each, as in
+//! KVS: the other side's ARN they return is an identifier, not its data.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -19,8 +25,8 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 
 use super::empty;
-use crate::api::resolve;
-use crate::api::resolve::ArnFormatError;
+use crate::api::access;
+use crate::api::resolve::{self, ArnFormatError, CHANNEL_DENY};
 use crate::api::{body, pagination, validate};
 
 /// `MediaStorageConfiguration.Status` values.
@@ -71,6 +77,11 @@ pub async fn update(
         ("ENABLED", Some(s)) => Some(s),
         _ => None,
     };
+    if let Some(stream_arn) = &stream_arn {
+        // The caller needs rights on the stream it maps as well as on the channel. Checked
+        // against the ARN as given, before any lookup: the store maps exactly that ARN.
+        access::authorize(&principal, "UpdateMediaStorageConfiguration", stream_arn, CHANNEL_DENY)?;
+    }
     let channel =
         resolve::channel(&st, &principal, "UpdateMediaStorageConfiguration", None, Some(&channel_arn)).await?;
     let max = st.config.limits.max_storage_enabled_channels;

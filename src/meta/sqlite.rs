@@ -44,7 +44,7 @@ impl SqliteStore {
     pub async fn open(data_dir: &Path) -> Result<Self, MetaError> {
         let db = data_dir.join(DB_FILE);
         let open_err = |detail: String| MetaError::Open { path: db.clone(), detail };
-        std::fs::create_dir_all(data_dir)
+        crate::private_fs::create_private_dir(data_dir)
             .map_err(|e| open_err(format!("cannot create {}: {e}", data_dir.display())))?;
 
         let lock_path = data_dir.join(format!("{DB_FILE}.lock"));

@@ -68,14 +68,13 @@ pub async fn handle(
     tracing::Span::current().record("channel", arn.as_str());
     authorize(&principal, "kinesisvideo:JoinStorageSession", &arn, access_denied)?;
     let lim = &st.config.limits.storage_session;
-    st.throttle.check(
-        OPERATION,
-        TpsLimit { account: lim.join_tps_account, resource: Some(lim.join_tps_per_channel) },
-        Some(&arn),
-    )?;
+    // The account quota before any work; the per-channel bucket only for a channel that
+    // exists (a bucket per caller-supplied ARN would let a caller grow the table at will).
+    st.throttle.check(OPERATION, TpsLimit { account: lim.join_tps_account, resource: None }, None)?;
     if st.meta.channel_by_arn(&arn).await?.is_none() {
         return Err(ApiError::not_found(format!("the channel {arn} was not found")));
     }
+    st.throttle.check_resource(OPERATION, lim.join_tps_per_channel, &arn)?;
     let storage = st.meta.media_storage(&arn).await?;
     let stream_arn = match (storage.enabled, storage.stream_arn) {
         (true, Some(s)) => s,

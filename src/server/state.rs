@@ -97,11 +97,12 @@ impl AppState {
     /// `http(s)://<local>` by the TLS mode.
     pub async fn build(config: Config, local: SocketAddr) -> Result<Built, StateError> {
         let data_dir = config.data_dir.clone();
-        std::fs::create_dir_all(&data_dir).map_err(|source| StateError::DataDir { path: data_dir.clone(), source })?;
+        crate::private_fs::create_private_dir(&data_dir)
+            .map_err(|source| StateError::DataDir { path: data_dir.clone(), source })?;
         let metadata_url = config.metadata_url.clone().map(|u| u.0);
         let meta = meta::open_url(metadata_url.as_deref(), &data_dir).await?;
         let (keys, generated_key) =
-            CredentialStore::load(config.root_key.clone(), config.credentials_file.as_deref(), &data_dir)?;
+            CredentialStore::load(config.root_key_pair(), config.credentials_file.as_deref(), &data_dir)?;
         let audit = AuditLog::open(&data_dir).await.map_err(StateError::Audit)?;
         let store = reel_storage::Store::open(media_store_config(&config)).await?;
         tracing::info!(report = ?store.recovery_report(), "media store opened");
@@ -134,7 +135,7 @@ impl AppState {
 fn media_store_config(config: &Config) -> reel_storage::StoreConfig {
     let mut store = reel_storage::StoreConfig::new(config.data_dir.join("media"));
     store.s3 = config.s3.as_ref().map(|s| {
-        let mut s3 = reel_storage::S3Config::new(&s.bucket, &s.region, &s.access_key_id, &s.secret_access_key);
+        let mut s3 = reel_storage::S3Config::new(&s.bucket, &s.region, &s.access_key_id, s.secret_access_key.expose());
         s3.prefix = s.prefix.clone();
         s3.endpoint_url = s.endpoint_url.clone();
         s3.force_path_style = s.path_style;

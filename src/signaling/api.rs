@@ -62,7 +62,7 @@ fn parse_body<T: for<'de> Deserialize<'de> + Default>(body: &Bytes) -> ApiResult
         .map_err(|e| ApiError::serialization(format!("request body is not the expected JSON: {e}")))
 }
 
-/// Validate the ARN, find the channel, authorize and apply the per-channel rate.
+/// Validate the ARN, authorize it, find the channel and apply the per-channel rate.
 async fn channel_for(
     st: &Core,
     principal: &Principal,
@@ -74,13 +74,15 @@ async fn channel_for(
     if !is_channel_arn(arn) {
         return Err(ApiError::invalid_argument("ChannelARN must be a signaling channel ARN"));
     }
+    // Authorize the ARN as given before looking it up (the lookup is by exact ARN), so a
+    // caller without rights learns nothing about whether the channel exists.
+    access::authorize_action(principal, &format!("kinesisvideo:{operation}"), arn, ApiError::not_authorized)?;
     let channel = st
         .meta
         .channel_by_arn(arn)
         .await
         .map_err(|e| ApiError::internal(format!("metadata lookup failed: {e}")))?
         .ok_or_else(|| ApiError::not_found(format!("The requested channel is not found or not active: {arn}")))?;
-    access::authorize_action(principal, &format!("kinesisvideo:{operation}"), &channel.arn, ApiError::not_authorized)?;
     if !st.throttle.take(&format!("{operation}|{}", channel.arn), tps) {
         return Err(ApiError::client_limit(format!(
             "Rate exceeded for {operation}: limit is {tps} requests per second per channel"

@@ -92,11 +92,16 @@ pub fn verify(secret: &[u8], username: &str, now: SystemTime) -> Result<Verified
     Ok(VerifiedUser { password: password_for(secret, username), channel_key: key.to_string() })
 }
 
-/// The persisted, rotatable secret.
-#[derive(Debug)]
+/// The persisted, rotatable secret (its `Debug` shows the file, not the secret).
 pub struct TurnSecret {
     current: RwLock<Vec<u8>>,
     path: PathBuf,
+}
+
+impl std::fmt::Debug for TurnSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnSecret").field("current", &"***").field("path", &self.path).finish()
+    }
 }
 
 impl TurnSecret {
@@ -214,5 +219,10 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.path().join(SECRET_FILE)).expect("meta").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+        let file = std::fs::read_to_string(dir.path().join(SECRET_FILE)).expect("secret file");
+        let shown = format!("{after:?}");
+        let bytes = format!("{:?}", hex::decode(file.trim()).expect("hex"));
+        let bytes = bytes.trim_matches(['[', ']']);
+        assert!(!shown.contains(bytes) && shown.contains("***"), "Debug hides the secret: {shown}");
     }
 }

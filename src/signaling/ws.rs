@@ -1,4 +1,4 @@
-//! `GET /` — ConnectAsMaster / ConnectAsViewer: validation, channel lookup, authorization
+//! `GET /` — ConnectAsMaster / ConnectAsViewer: validation, authorization, channel lookup
 //! and quotas as HTTP responses in the KVS error shape, then the WebSocket upgrade.
 
 use std::collections::HashMap;
@@ -70,18 +70,20 @@ async fn prepare(
             )));
         }
     };
+    let principal = principal.ok_or_else(|| ApiError::internal("request reached signaling without a principal"))?;
+    let (action, operation) = match role {
+        Party::Master => ("kinesisvideo:ConnectAsMaster", "ConnectAsMaster"),
+        Party::Viewer(_) => ("kinesisvideo:ConnectAsViewer", "ConnectAsViewer"),
+    };
+    // Authorize the ARN as given before looking it up (the lookup is by exact ARN): a caller
+    // without rights on it is refused alike whether or not the channel exists.
+    access::authorize_action(&principal, action, arn, access_denied)?;
     let channel = st
         .meta
         .channel_by_arn(arn)
         .await
         .map_err(|e| ApiError::internal(format!("metadata lookup failed: {e}")))?
         .ok_or_else(|| ApiError::not_found(format!("The requested channel is not found or not active: {arn}")))?;
-    let principal = principal.ok_or_else(|| ApiError::internal("request reached signaling without a principal"))?;
-    let (action, operation) = match role {
-        Party::Master => ("kinesisvideo:ConnectAsMaster", "ConnectAsMaster"),
-        Party::Viewer(_) => ("kinesisvideo:ConnectAsViewer", "ConnectAsViewer"),
-    };
-    access::authorize_action(&principal, action, &channel.arn, access_denied)?;
     let upgrade =
         upgrade.map_err(|e| ApiError::invalid_argument(format!("{operation} needs a WebSocket upgrade: {e}")))?;
 

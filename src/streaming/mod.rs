@@ -239,7 +239,7 @@ async fn hls_media(State(st): State<Core>, Query(q): Params) -> ApiResult<Respon
 async fn init_fragment(st: &Core, q: &HashMap<String, String>, protocol: Protocol) -> ApiResult<Response> {
     let o = open(st, q, protocol).await?;
     let number = match fragment_number(q)? {
-        Some(n) => n,
+        Some(n) => session::fragment_in_session(&o.stream, &o.session, n)?,
         None => {
             let frags = session::window(&o.stream, &o.session, now_ms(), &st.config.limits.streaming)?;
             frags.first().map(|f| f.number).ok_or_else(|| ApiError::not_found("No fragments found in the stream"))?
@@ -265,6 +265,7 @@ async fn init_fragment_dash(State(st): State<Core>, Query(q): Params) -> ApiResu
 }
 
 async fn media_fragment(o: &Opened, number: FragmentNumber, track: Option<u64>) -> ApiResult<Response> {
+    let number = session::fragment_in_session(&o.stream, &o.session, number)?;
     let fragment = o.stream.read_fragment(number).await?;
     let parsed = parse_fragment(&fragment)?;
     let seq = u32::try_from(number.counter() & 0xffff_ffff).unwrap_or(0);
@@ -280,6 +281,7 @@ async fn media_fragment_hls(State(st): State<Core>, Query(q): Params) -> ApiResu
 async fn ts_fragment(State(st): State<Core>, Query(q): Params) -> ApiResult<Response> {
     let o = open(&st, &q, Protocol::Hls).await?;
     let number = fragment_number(&q)?.ok_or_else(|| ApiError::invalid_argument("FragmentNumber is required"))?;
+    let number = session::fragment_in_session(&o.stream, &o.session, number)?;
     let fragment = o.stream.read_fragment(number).await?;
     let parsed = parse_fragment(&fragment)?;
     let body = ts::segment(&parsed)

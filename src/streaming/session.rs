@@ -8,7 +8,7 @@ use super::token::{Container, Discontinuity, Mode, Protocol, Session};
 use crate::error::{ApiError, ApiResult};
 use crate::limits::StreamingLimits;
 use reel_media::source;
-use reel_storage::{FragmentInfo, Stream, TimestampKind, TimestampRange};
+use reel_storage::{FragmentInfo, FragmentNumber, Stream, TimestampKind, TimestampRange};
 
 /// `HLSFragmentSelector` / `DASHFragmentSelector` / `ClipFragmentSelector`.
 #[derive(Debug, Default, Deserialize)]
@@ -259,6 +259,32 @@ pub fn window(stream: &Stream, s: &Session, now_ms: u64, limits: &StreamingLimit
     })
 }
 
+/// Whether session `s` may serve fragment `f`: its own time range, not the whole retained
+/// stream. ON_DEMAND and LIVE_REPLAY: a start timestamp (of the session's selector kind)
+/// within `[StartTimestamp, EndTimestamp]` (no end: open); LIVE: from the first fragment
+/// its playlist showed when it was issued on.
+pub fn covers(s: &Session, f: &FragmentInfo) -> bool {
+    match s.mode {
+        Mode::Live => s.anchor_ms.is_none_or(|anchor| f.server_ts_ms >= anchor),
+        Mode::OnDemand | Mode::LiveReplay => {
+            let ts = if s.producer { f.producer_ts_ms } else { f.server_ts_ms };
+            ts >= s.start_ms.unwrap_or(0) && s.end_ms.is_none_or(|end| ts <= end)
+        }
+    }
+}
+
+/// `number` if session `s` may serve it (see [`covers`]); a fragment outside the session
+/// is `ResourceNotFoundException`, as one that does not exist.
+pub fn fragment_in_session(stream: &Stream, s: &Session, number: FragmentNumber) -> ApiResult<FragmentNumber> {
+    let info = stream.fragment_info(number)?;
+    if covers(s, &info) {
+        Ok(number)
+    } else {
+        tracing::info!(stream = %s.arn, fragment = %number, "fragment outside the streaming session refused");
+        Err(ApiError::not_found("The requested fragment is not part of this streaming session"))
+    }
+}
+
 /// Checks done once when the session URL is requested: there are fragments to show (for
 /// LIVE: one ingested within the live window) and their codecs can be packaged.
 pub async fn check_stream(
@@ -308,4 +334,67 @@ pub fn media_sequence(stream: &Stream, s: &Session, first: &FragmentInfo) -> Api
     }
     let range = TimestampRange { kind, start_ms: anchor, end_ms: ts - 1 };
     Ok(stream.list_fragments(range, usize::MAX)?.fragments.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(
+        mode: Mode,
+        producer: bool,
+        start_ms: Option<u64>,
+        end_ms: Option<u64>,
+        anchor_ms: Option<u64>,
+    ) -> Session {
+        Session {
+            protocol: Protocol::Hls,
+            arn: "arn:aws:kinesisvideo:us-west-2:123456789012:stream/s/1".into(),
+            mode,
+            producer,
+            start_ms,
+            end_ms,
+            container: Container::Fmp4,
+            discontinuity: Discontinuity::Always,
+            show_ts: false,
+            show_fn: false,
+            max_results: 5,
+            issued_ms: 0,
+            anchor_ms,
+            expires_at: 1,
+        }
+    }
+
+    fn fragment(producer_ts_ms: u64, server_ts_ms: u64) -> FragmentInfo {
+        FragmentInfo {
+            number: FragmentNumber::from_counter(1),
+            producer_ts_ms,
+            server_ts_ms,
+            duration_ms: 2000,
+            chunk_count: 1,
+            payload_bytes: 1,
+            header_bytes: 1,
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn sessions_cover_their_own_range_only() {
+        let on_demand = session(Mode::OnDemand, true, Some(10_000), Some(20_000), None);
+        assert!(covers(&on_demand, &fragment(10_000, 0)));
+        assert!(covers(&on_demand, &fragment(20_000, 0)));
+        assert!(!covers(&on_demand, &fragment(9_999, 15_000)), "producer timestamps select");
+        assert!(!covers(&on_demand, &fragment(20_001, 15_000)));
+        let by_server = session(Mode::OnDemand, false, Some(10_000), Some(20_000), None);
+        assert!(covers(&by_server, &fragment(0, 15_000)));
+        assert!(!covers(&by_server, &fragment(15_000, 25_000)));
+        let replay = session(Mode::LiveReplay, false, Some(10_000), None, Some(10_000));
+        assert!(!covers(&replay, &fragment(0, 9_999)));
+        assert!(covers(&replay, &fragment(0, u64::MAX)), "no end: open");
+        let bounded = session(Mode::LiveReplay, false, Some(10_000), Some(12_000), Some(10_000));
+        assert!(!covers(&bounded, &fragment(0, 12_001)));
+        let live = session(Mode::Live, false, None, None, Some(50_000));
+        assert!(covers(&live, &fragment(0, 50_000)));
+        assert!(!covers(&live, &fragment(0, 49_999)), "nothing from before the live edge at issue");
+    }
 }

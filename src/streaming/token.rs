@@ -5,7 +5,6 @@
 //! Format: `<base64url(json)>.<base64url(hmac)>` (URL-safe, no padding).
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
@@ -129,14 +128,8 @@ pub fn key_for(data_dir: &Path) -> std::io::Result<[u8; 32]> {
         }
         _ => {
             let k: [u8; 32] = rand::random();
-            std::fs::create_dir_all(data_dir)?;
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-            let mut f = opts.open(&path)?;
-            f.write_all(&k)?;
-            f.sync_all()?;
+            crate::private_fs::create_private_dir(data_dir)?;
+            crate::private_fs::write_private(&path, &k)?;
             k
         }
     };

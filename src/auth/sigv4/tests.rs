@@ -235,8 +235,13 @@ fn payload_variants_verify() {
 
     let unsigned = aws_sign(&Signing { content_sha256_header: true, unsigned_payload: true, ..Signing::default() });
     assert_eq!(unsigned.headers["x-amz-content-sha256"], UNSIGNED_PAYLOAD);
-    check(&root, &unsigned, now()).unwrap();
-    check(&root, &unsigned.with(|r| r.body = b"anything".to_vec()), now()).unwrap();
+    assert!(
+        matches!(check(&root, &unsigned, now()), Err(AuthError::Invalid(m)) if m.contains(UNSIGNED_PAYLOAD)),
+        "a body the signer did not sign is refused"
+    );
+    let unsigned_empty =
+        aws_sign(&Signing { content_sha256_header: true, unsigned_payload: true, body: b"", ..Signing::default() });
+    check(&root, &unsigned_empty, now()).unwrap();
 
     let empty = aws_sign(&Signing { body: b"", ..Signing::default() });
     check(&root, &empty, now()).unwrap();
@@ -362,6 +367,48 @@ fn presigned_urls_from_aws_sigv4_verify() {
             }
         }
     }
+}
+
+#[test]
+fn presigned_requests_cover_their_body() {
+    let root = root_auth();
+    let presigned_post = |body: &'static [u8], unsigned_payload: bool| {
+        aws_sign(&Signing {
+            method: "POST",
+            path_query: "/describeSignalingChannel",
+            body,
+            presign: Some(Duration::from_secs(299)),
+            unsigned_payload,
+            ..Signing::default()
+        })
+    };
+    // Signed over its body: verifies; another body does not.
+    let signed = presigned_post(br#"{"ChannelName":"cam-1"}"#, false);
+    check(&root, &signed, now()).unwrap();
+    assert_mismatch(
+        check(&root, &signed.with(|r| r.body = br#"{"ChannelName":"cam-2"}"#.to_vec()), now()),
+        "another body",
+    );
+    // Signed over UNSIGNED-PAYLOAD, or over the empty body: good without a body only.
+    for unsigned_payload in [true, false] {
+        let bodiless = presigned_post(b"", unsigned_payload);
+        check(&root, &bodiless, now()).unwrap();
+        assert_mismatch(
+            check(&root, &bodiless.with(|r| r.body = br#"{"ChannelName":"cam-1"}"#.to_vec()), now()),
+            "a body added to a bodiless presigned URL",
+        );
+    }
+    // A hash carried in the query must be the body's.
+    let carried = signed.with(|r| {
+        let uri = format!("{}&X-Amz-Content-Sha256={}", r.uri, sha256(b"other"));
+        r.set_uri(&uri);
+    });
+    assert!(matches!(check(&root, &carried, now()), Err(AuthError::Invalid(_))));
+    let unsigned_carried = signed.with(|r| {
+        let uri = format!("{}&X-Amz-Content-Sha256=UNSIGNED-PAYLOAD", r.uri);
+        r.set_uri(&uri);
+    });
+    assert!(matches!(check(&root, &unsigned_carried, now()), Err(AuthError::Invalid(_))));
 }
 
 fn presigned_viewer(token: Option<&str>, time: SystemTime, expires: u64) -> Received {

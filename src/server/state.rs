@@ -115,6 +115,8 @@ impl AppState {
         let fallback_ip = url_host(&base).and_then(|h| h.parse::<IpAddr>().ok()).unwrap_or(local.ip());
         let peers = Peers::start(&config.webrtc, &config.limits.storage_session, Some(fallback_ip))
             .map_err(|source| StateError::Peers { addr: config.webrtc.listen, source })?;
+        // A camera behind a strict NAT reaches the storage peer through the relay.
+        signaling.exempt_turn_peers(&peers.candidates());
         let core = Core {
             auth: Arc::new(Authenticator::new(keys, &config.limits)),
             config: Arc::new(config),

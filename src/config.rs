@@ -466,8 +466,8 @@ impl Config {
         let metrics_token = match m.pick(|a| a.metrics_token_file.clone()) {
             None => None,
             Some(path) => {
-                let text =
-                    std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
                 let token = text.trim().to_string();
                 if token.len() < 16 {
                     return Err(ConfigError::Invalid(format!(
@@ -619,6 +619,29 @@ mod tests {
                 "{target}/{max}"
             );
         }
+    }
+
+    #[test]
+    fn metrics_access_follows_the_listener_and_turn_cidrs_are_checked() {
+        let c = Config::resolve(ServeArgs::default()).expect("valid");
+        assert_eq!(c.metrics.access, MetricsAccess::Open, "loopback listener");
+        assert!(!c.metrics.channel_labels);
+        let public = ServeArgs { listen: Some("0.0.0.0:8080".parse().expect("addr")), ..Default::default() };
+        assert_eq!(Config::resolve(public).expect("valid").metrics.access, MetricsAccess::Auth);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token = dir.path().join("token");
+        std::fs::write(&token, "short\n").expect("write");
+        let bad = ServeArgs { metrics_token_file: Some(token.clone()), ..Default::default() };
+        assert!(matches!(Config::resolve(bad), Err(ConfigError::Invalid(m)) if m.contains("--metrics-token-file")));
+        std::fs::write(&token, "a-long-enough-metrics-token\n").expect("write");
+        let good = ServeArgs { metrics_token_file: Some(token), ..Default::default() };
+        let c = Config::resolve(good).expect("valid");
+        assert_eq!(c.metrics.token, Some(MetricsToken("a-long-enough-metrics-token".into())));
+        assert!(!format!("{c:?}").contains("a-long-enough"), "token redacted in Debug");
+        let mut limits = Limits::default();
+        limits.turn.allowed_peer_cidrs = vec!["10.0.0.0/8".into(), "not-a-cidr".into()];
+        let bad = ServeArgs { limits: Some(limits), ..Default::default() };
+        assert!(matches!(Config::resolve(bad), Err(ConfigError::Invalid(m)) if m.contains("allowed_peer_cidrs")));
     }
 
     #[test]

@@ -91,8 +91,7 @@ async fn loopback_peers_are_refused_by_default() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_allow_listed_network_is_relayed_to() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config =
-        common::write_file(dir.path(), "reel.toml", "[limits.turn]\nallowed_peer_cidrs = [\"127.0.0.0/8\"]\n");
+    let config = common::write_file(dir.path(), "reel.toml", "[limits.turn]\nallowed_peer_cidrs = [\"127.0.0.0/8\"]\n");
     let reel =
         Reel::start_with(Options { args: vec!["--config".into(), config.display().to_string()], ..Default::default() });
     assert_eq!(relay_to_loopback(&reel, "allow").await, Ok(true), "allow-listed loopback peer receives");

@@ -210,11 +210,8 @@ mod tests {
     fn the_refusal_is_a_complete_kvs_error() {
         let text = std::str::from_utf8(REFUSAL).expect("utf8");
         let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
-        let len: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("Content-Length: "))
-            .and_then(|v| v.parse().ok())
-            .expect("length");
+        let len: usize =
+            head.lines().find_map(|l| l.strip_prefix("Content-Length: ")).and_then(|v| v.parse().ok()).expect("length");
         assert_eq!(body.len(), len);
         let json: serde_json::Value = serde_json::from_str(body.trim_end()).expect("json");
         assert_eq!(json["__type"], "ClientLimitExceededException");

@@ -11,10 +11,10 @@ use axum::routing::get;
 use crate::api::edge;
 use crate::api::urls::url_host;
 use crate::config::{Config, MetricsAccess};
-use axum::extract::State;
 use crate::error::ApiError;
 use crate::observe::metrics;
 use crate::tls::{self, TlsError};
+use axum::extract::State;
 
 mod health;
 pub mod listener;
@@ -137,8 +137,10 @@ async fn serve_on(
                 axum_server::tls_rustls::RustlsAcceptor::new(axum_server::tls_rustls::RustlsConfig::from_config(cfg))
                     .handshake_timeout(header_timeout)
                     .acceptor(listener::LimitAcceptor::new(table, false));
-            let mut server =
-                axum_server::from_tcp(listener)?.acceptor(acceptor).first_request_timeout(header_timeout).handle(handle);
+            let mut server = axum_server::from_tcp(listener)?
+                .acceptor(acceptor)
+                .first_request_timeout(header_timeout)
+                .handle(handle);
             server.http_builder().http1().header_read_timeout(header_timeout);
             server.serve(app).await
         }
@@ -164,7 +166,9 @@ pub fn router(state: AppState, prometheus: metrics_exporter_prometheus::Promethe
         .layer(axum::middleware::from_fn_with_state(state.core.clone(), edge::signed_api));
     let base = match state.core.config.metrics.access {
         MetricsAccess::Off => Router::new(),
-        MetricsAccess::Open => Router::new().route("/metrics", get(move || std::future::ready(metrics::render(&prometheus)))),
+        MetricsAccess::Open => {
+            Router::new().route("/metrics", get(move || std::future::ready(metrics::render(&prometheus))))
+        }
         MetricsAccess::Auth => Router::new().route(
             "/metrics",
             get(move |State(core): State<crate::api::Core>, req: axum::extract::Request| {

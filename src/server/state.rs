@@ -102,7 +102,8 @@ impl AppState {
         let meta = meta::open_url(metadata_url.as_deref(), &data_dir).await?;
         let (keys, generated_key) =
             CredentialStore::load(config.root_key.clone(), config.credentials_file.as_deref(), &data_dir)?;
-        let audit = AuditLog::open(&data_dir, config.limits.http.audit_queue_events).await.map_err(StateError::Audit)?;
+        let audit =
+            AuditLog::open(&data_dir, config.limits.http.audit_queue_events).await.map_err(StateError::Audit)?;
         let store = reel_storage::Store::open(media_store_config(&config)).await?;
         tracing::info!(report = ?store.recovery_report(), "media store opened");
 

@@ -117,7 +117,9 @@ fn turn_peer_policy(config: &Config, advertised_ip: IpAddr) -> turn_policy::Peer
             Vec::new()
         }
     };
-    own.extend([advertised_ip, config.turn.listen.ip(), config.listen.ip()].into_iter().filter(|ip| !ip.is_unspecified()));
+    own.extend(
+        [advertised_ip, config.turn.listen.ip(), config.listen.ip()].into_iter().filter(|ip| !ip.is_unspecified()),
+    );
     own.sort();
     own.dedup();
     turn_policy::PeerPolicy::new(allowed, own)

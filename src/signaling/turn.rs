@@ -38,8 +38,8 @@ use stun::attributes::{ATTR_MESSAGE_INTEGRITY, ATTR_NONCE, ATTR_REALM, ATTR_USER
 use stun::error_code::{CODE_FORBIDDEN, CODE_STALE_NONCE, CODE_UNAUTHORIZED, ErrorCode, ErrorCodeAttribute};
 use stun::integrity::MessageIntegrity;
 use stun::message::{
-    CLASS_ERROR_RESPONSE, CLASS_INDICATION, CLASS_REQUEST, METHOD_ALLOCATE, METHOD_CHANNEL_BIND, METHOD_CREATE_PERMISSION,
-    METHOD_REFRESH, METHOD_SEND, Message, MessageType, Setter,
+    CLASS_ERROR_RESPONSE, CLASS_INDICATION, CLASS_REQUEST, METHOD_ALLOCATE, METHOD_CHANNEL_BIND,
+    METHOD_CREATE_PERMISSION, METHOD_REFRESH, METHOD_SEND, Message, MessageType, Setter,
 };
 use stun::textattrs::TextAttribute;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -909,7 +909,8 @@ mod tests {
     #[tokio::test]
     async fn loopback_peers_are_denied_unless_allow_listed() {
         assert!(!relays_to_loopback(PeerPolicy::default()).await, "loopback denied by default");
-        let allowed = PeerPolicy::new(vec![super::super::turn_policy::parse_cidr("127.0.0.0/8").expect("cidr")], vec![]);
+        let allowed =
+            PeerPolicy::new(vec![super::super::turn_policy::parse_cidr("127.0.0.0/8").expect("cidr")], vec![]);
         assert!(relays_to_loopback(allowed).await, "allow-listed loopback relays");
     }
 

@@ -246,7 +246,8 @@ mod tests {
 
     #[test]
     fn allow_list_own_addresses_and_exemptions() {
-        let p = PeerPolicy::new(vec![parse_cidr("10.1.0.0/16").expect("cidr")], vec!["203.0.113.7".parse().expect("ip")]);
+        let p =
+            PeerPolicy::new(vec![parse_cidr("10.1.0.0/16").expect("cidr")], vec!["203.0.113.7".parse().expect("ip")]);
         assert!(p.permits(sa("10.1.2.3:5000")), "allow-listed");
         assert!(!p.permits(sa("10.2.0.1:5000")), "RFC 1918 outside the allow-list");
         assert!(!p.permits(sa("203.0.113.7:443")), "own address");

@@ -72,10 +72,12 @@ pub struct SessionLimits {
 /// `correlationId` (≤ 256 characters each), field names and JSON escapes.
 pub const WS_ENVELOPE_BYTES: usize = 2048;
 
-/// Largest WebSocket message (and frame) a client may send: the payload limit plus
-/// [`WS_ENVELOPE_BYTES`]. Anything larger is refused from its header, unread.
+/// Largest WebSocket message (and frame) a client may send: twice the payload limit plus
+/// [`WS_ENVELOPE_BYTES`]. A payload up to twice the limit is still read and answered like
+/// KVS does (`InvalidArgumentException` status response, which SDKs rely on); anything
+/// larger is refused from its frame header, unread, and the connection closes (1009).
 pub fn max_ws_message_bytes(l: &SignalingLimits) -> usize {
-    l.max_message_payload_bytes.saturating_add(WS_ENVELOPE_BYTES)
+    l.max_message_payload_bytes.saturating_mul(2).saturating_add(WS_ENVELOPE_BYTES)
 }
 
 impl From<&SignalingLimits> for SessionLimits {

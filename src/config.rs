@@ -163,6 +163,17 @@ pub struct ServeArgs {
     /// This node's name in a cluster (metrics label, leases, logs). Default: the hostname.
     #[arg(long, env = "REEL_NODE_ID")]
     pub node_id: Option<String>,
+    /// Who may read `/metrics`: `off`, `open`, or `auth` (a SigV4-signed GET by a key allowed
+    /// `reel:GetMetrics`, or the --metrics-token-file bearer token). Default: open when
+    /// --listen is a loopback address, else auth.
+    #[arg(long, env = "REEL_METRICS", value_enum)]
+    pub metrics: Option<MetricsAccess>,
+    /// File holding a bearer token that may read `/metrics` (`Authorization: Bearer …`).
+    #[arg(long, env = "REEL_METRICS_TOKEN_FILE")]
+    pub metrics_token_file: Option<PathBuf>,
+    /// Put channel ARNs in metric labels. Default false (names stay out of the scrape).
+    #[arg(long, env = "REEL_METRICS_CHANNEL_LABELS", num_args = 0..=1, default_missing_value = "true")]
+    pub metrics_channel_labels: Option<bool>,
     /// Quotas; only settable in the config file (`[limits]` table).
     #[arg(skip)]
     #[serde(default)]
@@ -207,6 +218,41 @@ pub struct Config {
     pub node_id: String,
     /// The cluster bus (`--bus-url`); `None` = in-process signaling only.
     pub bus_url: Option<String>,
+    /// Who may read `/metrics` and what its labels reveal.
+    pub metrics: MetricsSettings,
+}
+
+/// Who may read `GET /metrics` (`--metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsAccess {
+    /// Not served (404 `UnknownOperationException`).
+    Off,
+    /// Anyone who can reach the listener.
+    Open,
+    /// A SigV4-signed request by a key allowed `reel:GetMetrics`, or the bearer token.
+    Auth,
+}
+
+/// `/metrics` settings (`--metrics`, `--metrics-token-file`, `--metrics-channel-labels`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// Who may read it.
+    pub access: MetricsAccess,
+    /// Bearer token accepted in `auth` mode.
+    pub token: Option<MetricsToken>,
+    /// Whether channel ARNs appear in labels.
+    pub channel_labels: bool,
+}
+
+/// The `/metrics` bearer token; its `Debug` hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MetricsToken(pub String);
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken(***)")
+    }
 }
 
 /// A metadata database URL; its `Debug` hides the password so configs can be logged.
@@ -494,6 +540,43 @@ impl Config {
         if node_id.is_empty() || !node_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
             return Err(ConfigError::Invalid(format!("--node-id must match [A-Za-z0-9._-]+, got {node_id:?}")));
         }
+        let metrics_token = match m.pick(|a| a.metrics_token_file.clone()) {
+            None => None,
+            Some(path) => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                let token = text.trim().to_string();
+                if token.len() < 16 {
+                    return Err(ConfigError::Invalid(format!(
+                        "--metrics-token-file {} must hold a token of at least 16 characters",
+                        path.display()
+                    )));
+                }
+                Some(MetricsToken(token))
+            }
+        };
+        let metrics = MetricsSettings {
+            access: m.pick(|a| a.metrics).unwrap_or(if listen.ip().is_loopback() {
+                MetricsAccess::Open
+            } else {
+                MetricsAccess::Auth
+            }),
+            token: metrics_token,
+            channel_labels: m.pick(|a| a.metrics_channel_labels).unwrap_or(false),
+        };
+        for cidr in &limits.turn.allowed_peer_cidrs {
+            if crate::signaling::turn_policy::parse_cidr(cidr).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "[limits.turn] allowed_peer_cidrs: {cidr:?} is not a CIDR such as 10.0.0.0/8"
+                )));
+            }
+        }
+        let http = &limits.http;
+        if http.max_connections == 0 || http.max_connections_per_ip == 0 || http.audit_queue_events == 0 {
+            return Err(ConfigError::Invalid(
+                "[limits.http] max_connections, max_connections_per_ip and audit_queue_events must be > 0".into(),
+            ));
+        }
         let webrtc = WebRtcSettings {
             listen: m.pick(|a| a.webrtc_listen).unwrap_or_else(|| SocketAddr::new(listen.ip(), 0)),
             public_ip: m.pick(|a| a.webrtc_public_ip),
@@ -517,6 +600,7 @@ impl Config {
             metadata_url,
             node_id,
             bus_url,
+            metrics,
         })
     }
 }
@@ -674,6 +758,29 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(Config::resolve(empty), Err(ConfigError::Invalid(m)) if m.contains("empty")));
+    }
+
+    #[test]
+    fn metrics_access_follows_the_listener_and_turn_cidrs_are_checked() {
+        let c = Config::resolve(ServeArgs::default()).expect("valid");
+        assert_eq!(c.metrics.access, MetricsAccess::Open, "loopback listener");
+        assert!(!c.metrics.channel_labels);
+        let public = ServeArgs { listen: Some("0.0.0.0:8080".parse().expect("addr")), ..Default::default() };
+        assert_eq!(Config::resolve(public).expect("valid").metrics.access, MetricsAccess::Auth);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token = dir.path().join("token");
+        std::fs::write(&token, "short\n").expect("write");
+        let bad = ServeArgs { metrics_token_file: Some(token.clone()), ..Default::default() };
+        assert!(matches!(Config::resolve(bad), Err(ConfigError::Invalid(m)) if m.contains("--metrics-token-file")));
+        std::fs::write(&token, "a-long-enough-metrics-token\n").expect("write");
+        let good = ServeArgs { metrics_token_file: Some(token), ..Default::default() };
+        let c = Config::resolve(good).expect("valid");
+        assert_eq!(c.metrics.token, Some(MetricsToken("a-long-enough-metrics-token".into())));
+        assert!(!format!("{c:?}").contains("a-long-enough"), "token redacted in Debug");
+        let mut limits = Limits::default();
+        limits.turn.allowed_peer_cidrs = vec!["10.0.0.0/8".into(), "not-a-cidr".into()];
+        let bad = ServeArgs { limits: Some(limits), ..Default::default() };
+        assert!(matches!(Config::resolve(bad), Err(ConfigError::Invalid(m)) if m.contains("allowed_peer_cidrs")));
     }
 
     #[test]

@@ -57,6 +57,70 @@ pub struct Limits {
     pub storage_session: StorageSessionLimits,
     /// Cluster mode: node liveness on the bus and stream writer leases (`[limits.cluster]`).
     pub cluster: ClusterLimits,
+    /// The HTTP listener: connection caps, read timeouts, the audit queue (`[limits.http]`).
+    pub http: HttpLimits,
+    /// The embedded TURN server's relay policy and TCP bounds (`[limits.turn]`).
+    pub turn: TurnLimits,
+}
+
+/// Bounds of the HTTP(S) listener, so slow or numerous clients cannot exhaust file
+/// descriptors or memory (reel's choices; KVS publishes none).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpLimits {
+    /// Open connections at once; one more is closed as soon as it is accepted (default 8192).
+    pub max_connections: usize,
+    /// Open connections at once from one source IP (default 512).
+    pub max_connections_per_ip: usize,
+    /// A connection must deliver a request's headers (the first request's from the moment
+    /// it is accepted) within this many ms, or it is closed (default 10 s).
+    pub header_read_timeout_ms: u64,
+    /// A request body must arrive within this many ms of the handler starting to read it,
+    /// or the request fails with `RequestTimeoutException` (default 30 s).
+    pub body_read_timeout_ms: u64,
+    /// Audit events queued for the writer; when it is full, further events are dropped and
+    /// counted in `reel_audit_dropped_total` (default 10,000).
+    pub audit_queue_events: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 8192,
+            max_connections_per_ip: 512,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            audit_queue_events: 10_000,
+        }
+    }
+}
+
+/// The embedded TURN server's relay policy and TCP bounds (reel's choices, after coturn).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TurnLimits {
+    /// Peer networks (CIDRs, e.g. `"10.1.0.0/16"`) a relay may reach although they are
+    /// denied by default: loopback, `0.0.0.0/8`, link-local, RFC 1918, CGNAT, unique-local,
+    /// multicast, reserved ranges and the server's own addresses. Default: none.
+    pub allowed_peer_cidrs: Vec<String>,
+    /// A TURN/TCP connection that sends nothing for this many seconds is closed (default 120;
+    /// ICE consent checks arrive every few seconds on a live one).
+    pub tcp_idle_timeout_secs: u64,
+    /// TURN/TCP connections at once (default 1024).
+    pub max_tcp_connections: usize,
+    /// TURN/TCP connections at once from one source IP (default 32).
+    pub max_tcp_connections_per_ip: usize,
+}
+
+impl Default for TurnLimits {
+    fn default() -> Self {
+        Self {
+            allowed_peer_cidrs: Vec::new(),
+            tcp_idle_timeout_secs: 120,
+            max_tcp_connections: 1024,
+            max_tcp_connections_per_ip: 32,
+        }
+    }
 }
 
 /// Cluster-mode timings (only used with `--bus-url` / `--metadata-url postgres://…`).
@@ -123,6 +187,8 @@ impl Default for Limits {
             streaming: StreamingLimits::default(),
             storage_session: StorageSessionLimits::default(),
             cluster: ClusterLimits::default(),
+            http: HttpLimits::default(),
+            turn: TurnLimits::default(),
         }
     }
 }

@@ -2,9 +2,9 @@
 //!
 //! - [`stamp`] (all routes): request id, `x-amzn-RequestId` and a correct `Date` header
 //!   (the KVS C SDK computes clock skew from it).
-//! - [`signed_api`] (every SigV4-authenticated API): buffers the body, authenticates it,
-//!   refuses a caller whose policy allows the operation nowhere, applies the account-level
-//!   rate quota, then records metrics and the audit line.
+//! - [`signed_api`] (every SigV4-authenticated API): checks what it can without the body,
+//!   reads the body within its size and time limits, authenticates it, refuses a caller whose policy allows the operation
+//!   nowhere, applies the account-level rate quota, then records metrics and the (bounded) audit line.
 
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::{Core, access};
 use crate::error::ApiError;
-use crate::observe::audit::AuditEvent;
+use crate::observe::audit::{AuditEvent, bounded_reason};
 use crate::observe::metrics;
 
 /// Per-request facts handlers and the audit log share.
@@ -52,6 +52,11 @@ pub async fn stamp(mut req: Request, next: Next) -> Response {
 }
 
 /// Layer for SigV4-authenticated APIs (control plane, signaling, storage, data plane).
+///
+/// Order: everything that needs no body ([`crate::auth::Authenticator::precheck`]: claims,
+/// scope, time, key, session token) before a byte of the body is read; then the body,
+/// within `max_request_body_bytes` and `body_read_timeout_ms`; then the signature over it,
+/// the account quota and the handler. Refusals are audited without their body.
 pub async fn signed_api(State(st): State<Core>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let received = chrono::Utc::now();
@@ -61,40 +66,56 @@ pub async fn signed_api(State(st): State<Core>, req: Request, next: Next) -> Res
         operation: operation_name(req.method().as_str(), req.uri().path(), req.uri().query()),
     });
     let (mut parts, body) = req.into_parts();
-    let limit = st.config.limits.max_request_body_bytes;
-    let (principal, body, res) = match axum::body::to_bytes(body, limit).await {
-        Err(_) => (
-            None,
-            Default::default(),
-            Some(ApiError::invalid_argument(format!("request body exceeds {limit} bytes")).into_response()),
-        ),
-        Ok(body) => match st.auth.authenticate(&parts.method, &parts.uri, &parts.headers, &body, SystemTime::now()) {
-            Err(e) => {
-                tracing::info!(operation = %ctx.operation, error = %e, "authentication failed");
-                (None, body, Some(ApiError::from(e).into_response()))
-            }
-            Ok(p) => {
-                // A caller that may not run the operation on any resource is refused before
-                // it takes a token from the account-wide quota that other keys share.
-                let refused = st.config.limits.control_plane_tps.get(&ctx.operation).and_then(|lim| {
-                    access::precheck(&p, &ctx.operation).err().or_else(|| {
-                        st.throttle
-                            .check(&ctx.operation, crate::limits::TpsLimit { resource: None, ..*lim }, None)
-                            .err()
-                    })
-                });
-                (Some(p), body, refused.map(IntoResponse::into_response))
-            }
+    let now = SystemTime::now();
+    let mut principal = None;
+    let mut params = serde_json::Value::Null;
+    let refused = match st.auth.precheck(&parts.method, &parts.uri, &parts.headers, now) {
+        Err(e) => Some(auth_refusal(&ctx, e)),
+        Ok(()) => match read_body(&st, &parts.headers, body).await {
+            Err(e) => Some(e),
+            Ok(body) => match st.auth.authenticate(&parts.method, &parts.uri, &parts.headers, &body, now) {
+                Err(e) => Some(auth_refusal(&ctx, e)),
+                Ok(p) => {
+                    params = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                    // A caller that may not run the operation on any resource is refused before
+                    // it takes a token from the account-wide quota that other keys share.
+                    let throttled = st.config.limits.control_plane_tps.get(&ctx.operation).and_then(|lim| {
+                        access::precheck(&p, &ctx.operation).err().or_else(|| {
+                            st.throttle
+                                .check(&ctx.operation, crate::limits::TpsLimit { resource: None, ..*lim }, None)
+                                .err()
+                        })
+                    });
+                    principal = Some(p.clone());
+                    match throttled {
+                        Some(e) => Some(e),
+                        None => {
+                            parts.extensions.insert(p);
+                            let res = next.run(Request::from_parts(parts, Body::from(body))).await;
+                            return finish(&st, ctx, started, received, principal, params, None, res);
+                        }
+                    }
+                }
+            },
         },
     };
-    let res = match (res, &principal) {
-        (Some(res), _) => res,
-        (None, Some(p)) => {
-            parts.extensions.insert(p.clone());
-            next.run(Request::from_parts(parts, Body::from(body.clone()))).await
-        }
-        (None, None) => ApiError::internal("authentication produced no principal").into_response(),
-    };
+    let reason = refused.as_ref().map(|e| e.message.clone());
+    let res = refused.map_or_else(|| ApiError::internal("no response").into_response(), IntoResponse::into_response);
+    finish(&st, ctx, started, received, principal, params, reason, res)
+}
+
+/// Metrics and the audit line of one finished request.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    st: &Core,
+    ctx: RequestContext,
+    started: Instant,
+    received: chrono::DateTime<chrono::Utc>,
+    principal: Option<crate::auth::Principal>,
+    request_parameters: serde_json::Value,
+    reason: Option<String>,
+    res: Response,
+) -> Response {
     let error_code = res.headers().get("x-amzn-ErrorType").and_then(|v| v.to_str().ok()).map(str::to_owned);
     metrics::record_call(&ctx.operation, error_code.as_deref(), started.elapsed());
     st.audit.record(AuditEvent {
@@ -102,12 +123,39 @@ pub async fn signed_api(State(st): State<Core>, req: Request, next: Next) -> Res
         access_key_id: principal.map(|p| p.access_key_id),
         source_ip: ctx.source.map(|s| s.ip().to_string()).unwrap_or_default(),
         operation: ctx.operation,
-        request_parameters: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        request_parameters,
         status: res.status().as_u16(),
         outcome: error_code.unwrap_or_else(|| "Success".into()),
         request_id: ctx.request_id,
+        reason: reason.map(|r| bounded_reason(&r)),
     });
     res
+}
+
+fn auth_refusal(ctx: &RequestContext, e: crate::auth::AuthError) -> ApiError {
+    tracing::info!(operation = %ctx.operation, source = ?ctx.source, error = %e, "authentication failed");
+    ApiError::from(e)
+}
+
+/// The body, at most `max_request_body_bytes`, arriving within `body_read_timeout_ms`.
+async fn read_body(st: &Core, headers: &http::HeaderMap, body: Body) -> Result<bytes::Bytes, ApiError> {
+    let limits = &st.config.limits;
+    let max = limits.max_request_body_bytes;
+    let too_large = || ApiError::invalid_argument(format!("request body exceeds {max} bytes"));
+    let declared = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let timeout = std::time::Duration::from_millis(limits.http.body_read_timeout_ms);
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, max)).await {
+        Err(_) => Err(ApiError::new(
+            "RequestTimeoutException",
+            http::StatusCode::REQUEST_TIMEOUT,
+            format!("the request body did not arrive within {} ms", timeout.as_millis()),
+        )),
+        Ok(Err(_)) => Err(too_large()),
+        Ok(Ok(body)) => Ok(body),
+    }
 }
 
 /// KVS operation name of a route: `/createStream` → `CreateStream`,

@@ -142,6 +142,25 @@ impl Authenticator {
         &self.store
     }
 
+    /// What can be checked before the body is read: the signature claims parse, their scope
+    /// and time are acceptable, the key exists and the session token matches. A request
+    /// failing here is refused without reading (or buffering) its body.
+    pub fn precheck(&self, method: &Method, uri: &Uri, headers: &HeaderMap, now: SystemTime) -> Result<(), AuthError> {
+        let req = sigv4::Request { method, uri, headers, body: &[] };
+        let signed = sigv4::parse(&req)?;
+        sigv4::check_scope(&signed)?;
+        sigv4::check_time(&signed, now, self.rules)?;
+        let key_id = &signed.scope.access_key_id;
+        let key = self.store.get(key_id).ok_or_else(|| AuthError::UnknownAccessKey(key_id.clone()))?;
+        if let Some(expected) = key.session_token() {
+            let sent = signed.security_token.as_deref().unwrap_or_default();
+            if !bool::from(sent.as_bytes().ct_eq(expected.as_bytes())) {
+                return Err(AuthError::InvalidSessionToken(key_id.clone()));
+            }
+        }
+        Ok(())
+    }
+
     /// Authenticate one request from its own signature (header or presigned query): parse
     /// the claims, check scope and time, find the key, check its session token, then
     /// recompute and compare the signature.

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -36,6 +37,18 @@ pub const FRAMES_DROPPED: &str = "reel_storage_frames_dropped_total";
 pub const QUEUE_OVERFLOW: &str = "queue_overflow";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+/// Whether series may carry channel ARNs (`--metrics-channel-labels`; off by default).
+static CHANNEL_LABELS: AtomicBool = AtomicBool::new(false);
+
+/// Let series carry channel ARNs in a `channel` label (process-wide; the operator's opt-in).
+pub fn set_channel_labels(on: bool) {
+    CHANNEL_LABELS.store(on, Ordering::Relaxed);
+}
+
+/// Whether series may carry channel ARNs.
+pub fn channel_labels() -> bool {
+    CHANNEL_LABELS.load(Ordering::Relaxed)
+}
 
 /// Install the process-wide recorder once and return the handle that renders it; every
 /// series carries `node=<node_id>`, so a cluster's nodes can be told apart.

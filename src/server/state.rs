@@ -103,7 +103,8 @@ impl AppState {
         let meta = meta::open_url(metadata_url.as_deref(), &data_dir).await?;
         let (keys, generated_key) =
             CredentialStore::load(config.root_key_pair(), config.credentials_file.as_deref(), &data_dir)?;
-        let audit = AuditLog::open(&data_dir).await.map_err(StateError::Audit)?;
+        let audit =
+            AuditLog::open(&data_dir, config.limits.http.audit_queue_events).await.map_err(StateError::Audit)?;
         let store = reel_storage::Store::open(media_store_config(&config)).await?;
         tracing::info!(report = ?store.recovery_report(), "media store opened");
 
@@ -116,6 +117,8 @@ impl AppState {
         let fallback_ip = url_host(&base).and_then(|h| h.parse::<IpAddr>().ok()).unwrap_or(local.ip());
         let peers = Peers::start(&config.webrtc, &config.limits.storage_session, Some(fallback_ip))
             .map_err(|source| StateError::Peers { addr: config.webrtc.listen, source })?;
+        // A camera behind a strict NAT reaches the storage peer through the relay.
+        signaling.exempt_turn_peers(&peers.candidates());
         let core = Core {
             auth: Arc::new(Authenticator::new(keys, &config.limits)),
             config: Arc::new(config),

@@ -27,6 +27,7 @@ pub mod quota;
 pub mod registry;
 pub mod session;
 pub mod turn;
+pub mod turn_policy;
 pub mod validate;
 pub mod ws;
 
@@ -43,7 +44,7 @@ use self::api::IceServer;
 use self::credentials::TurnSecret;
 use self::message::ServiceEvent;
 use self::registry::Registry;
-use self::turn::{TurnOptions, TurnServer};
+use self::turn::{TcpBounds, TurnOptions, TurnServer};
 use crate::api::Core;
 use crate::api::urls::url_host;
 use crate::config::Config;
@@ -98,6 +99,32 @@ struct Inner {
     bus: Option<nats::NatsBus>,
 }
 
+/// The TURN peer policy of this server: the configured allow-list, and as "own"
+/// addresses every interface address plus the listen and advertised IPs.
+fn turn_peer_policy(config: &Config, advertised_ip: IpAddr) -> turn_policy::PeerPolicy {
+    let allowed = config.limits.turn.allowed_peer_cidrs.iter().filter_map(|c| turn_policy::parse_cidr(c)).collect();
+    let mut own: Vec<IpAddr> = match nix::ifaddrs::getifaddrs() {
+        Ok(addrs) => addrs
+            .filter_map(|a| a.address)
+            .filter_map(|a| {
+                a.as_sockaddr_in()
+                    .map(|v4| IpAddr::V4(v4.ip().into()))
+                    .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list interface addresses; TURN denies only the listen and advertised IPs as own");
+            Vec::new()
+        }
+    };
+    own.extend(
+        [advertised_ip, config.turn.listen.ip(), config.listen.ip()].into_iter().filter(|ip| !ip.is_unspecified()),
+    );
+    own.sort();
+    own.dedup();
+    turn_policy::PeerPolicy::new(allowed, own)
+}
+
 impl Signaling {
     /// Load (or create) the TURN secret in `data_dir`, start the TURN server when enabled,
     /// and start the sweeper. `public_url` is the advertised HTTP(S) base URL.
@@ -127,6 +154,12 @@ impl Signaling {
                 advertised_ip,
                 max_allocations_per_channel: limits.turn_max_allocations_per_channel,
                 bandwidth_bps: limits.turn_bandwidth_bps_per_allocation,
+                policy: Arc::new(turn_peer_policy(config, advertised_ip)),
+                tcp: TcpBounds {
+                    idle_timeout: Duration::from_secs(config.limits.turn.tcp_idle_timeout_secs),
+                    max_connections: config.limits.turn.max_tcp_connections,
+                    max_per_ip: config.limits.turn.max_tcp_connections_per_ip,
+                },
             };
             let server = TurnServer::start(opts, secret.clone()).await?;
             let host = match (config.turn.public_ip, url_host) {
@@ -198,6 +231,14 @@ impl Signaling {
     /// Bound UDP and TCP addresses of the TURN server, when it runs.
     pub fn turn_addrs(&self) -> Option<(SocketAddr, SocketAddr)> {
         self.inner.turn.as_ref().map(|t| (t.udp_addr, t.tcp_addr))
+    }
+
+    /// Let TURN relays reach these sockets of this host although own addresses are denied
+    /// (the storage media peer's host candidates).
+    pub fn exempt_turn_peers(&self, sockets: &[SocketAddr]) {
+        if let Some(t) = &self.inner.turn {
+            t.exempt_peers(sockets);
+        }
     }
 
     /// Rotate the TURN secret (credentials issued before stop working) and tell every

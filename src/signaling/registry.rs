@@ -445,7 +445,11 @@ enum Push {
 }
 
 fn transferred(channel_arn: &str) {
-    metrics::counter!(MESSAGES_TRANSFERRED, "channel" => channel_arn.to_string()).increment(1);
+    if crate::observe::metrics::channel_labels() {
+        metrics::counter!(MESSAGES_TRANSFERRED, "channel" => channel_arn.to_string()).increment(1);
+    } else {
+        metrics::counter!(MESSAGES_TRANSFERRED).increment(1);
+    }
 }
 
 fn busy_name(to: &Party) -> String {

@@ -26,6 +26,8 @@ pub enum InFrame {
     Other,
     /// The client closed.
     Close,
+    /// The client sent a frame or message over the size limit; it was not buffered.
+    TooLarge,
 }
 
 /// A frame to send to the client.
@@ -41,6 +43,10 @@ pub enum OutFrame {
 pub const CLOSE_NORMAL: u16 = 1000;
 /// WebSocket close code "going away" (idle timeout, maximum life, shutdown).
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// WebSocket close code "message too big" (RFC 6455 §7.4.1).
+pub const CLOSE_TOO_BIG: u16 = 1009;
+/// Prometheus counter: WebSocket frames refused for their size, before being buffered.
+pub const OVERSIZED_FRAMES: &str = "reel_signaling_oversized_frames_total";
 
 /// The timing and quota settings of one session.
 #[derive(Debug, Clone, Copy)]
@@ -57,6 +63,21 @@ pub struct SessionLimits {
     pub ice_tps: f64,
     /// Parser limits.
     pub message: MessageLimits,
+    /// Largest WebSocket frame or message read, enforced before buffering (see
+    /// [`max_ws_message_bytes`]).
+    pub max_frame_bytes: usize,
+}
+
+/// Room for the JSON envelope around a `messagePayload`: `action`, `recipientClientId` and
+/// `correlationId` (≤ 256 characters each), field names and JSON escapes.
+pub const WS_ENVELOPE_BYTES: usize = 2048;
+
+/// Largest WebSocket message (and frame) a client may send: twice the payload limit plus
+/// [`WS_ENVELOPE_BYTES`]. A payload up to twice the limit is still read and answered like
+/// KVS does (`InvalidArgumentException` status response, which SDKs rely on); anything
+/// larger is refused from its frame header, unread, and the connection closes (1009).
+pub fn max_ws_message_bytes(l: &SignalingLimits) -> usize {
+    l.max_message_payload_bytes.saturating_mul(2).saturating_add(WS_ENVELOPE_BYTES)
 }
 
 impl From<&SignalingLimits> for SessionLimits {
@@ -68,6 +89,7 @@ impl From<&SignalingLimits> for SessionLimits {
             sdp_tps: l.sdp_tps_per_connection,
             ice_tps: l.ice_tps_per_connection,
             message: MessageLimits { max_payload_bytes: l.max_message_payload_bytes },
+            max_frame_bytes: max_ws_message_bytes(l),
         }
     }
 }
@@ -77,6 +99,8 @@ impl From<&SignalingLimits> for SessionLimits {
 pub enum SessionEnd {
     /// The client closed or the socket failed.
     ClientClosed,
+    /// The client sent a frame or message over the size limit.
+    TooLarge,
     /// No frame from the client within the idle timeout.
     Idle,
     /// The maximum connection life was reached.
@@ -117,6 +141,12 @@ where
                 }
                 Some(InFrame::Other) => idle_deadline = Instant::now() + limits.idle_timeout,
                 Some(InFrame::Close) | None => break SessionEnd::ClientClosed,
+                Some(InFrame::TooLarge) => {
+                    ::metrics::counter!(OVERSIZED_FRAMES).increment(1);
+                    let reason = format!("message exceeds {} bytes", limits.max_frame_bytes);
+                    let _ = socket.send(OutFrame::Close(CLOSE_TOO_BIG, reason)).await;
+                    break SessionEnd::TooLarge;
+                }
             },
             out = conn.outbound.recv() => match out {
                 Some(Outbound::Event(event)) => {

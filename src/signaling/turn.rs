@@ -19,7 +19,14 @@
 //!   frames STUN/ChannelData messages over the stream (RFC 5766 §11.5), presenting all of
 //!   them to the crate as one packet `Conn` keyed by peer address. Relays are UDP either way.
 //!   An allocation made over TCP lives until its lifetime ends even if the TCP connection
-//!   closes first (the crate ties allocations to 5-tuples, not to connections).
+//!   closes first (the crate ties allocations to 5-tuples, not to connections). TCP clients
+//!   are capped in total and per source IP and closed when idle ([`TcpBounds`]).
+//! - **Peer addresses and nonces**: the crate relays anywhere and keeps every nonce it
+//!   issues in a map that only grows. reel runs the crate's per-datagram `Request` from its
+//!   own read loop behind a gate ([`super::turn_policy`]): requests without credentials are
+//!   challenged with stateless nonces by the gate itself, a nonce reaches the crate's map only
+//!   for the one request that carries it, and CreatePermission / ChannelBind / Send naming a
+//!   denied peer are answered 403 Forbidden (requests) or dropped (indications).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -27,16 +34,26 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
+use stun::attributes::{ATTR_MESSAGE_INTEGRITY, ATTR_NONCE, ATTR_REALM, ATTR_USERNAME};
+use stun::error_code::{CODE_FORBIDDEN, CODE_STALE_NONCE, CODE_UNAUTHORIZED, ErrorCode, ErrorCodeAttribute};
+use stun::integrity::MessageIntegrity;
+use stun::message::{
+    CLASS_ERROR_RESPONSE, CLASS_INDICATION, CLASS_REQUEST, METHOD_ALLOCATE, METHOD_CHANNEL_BIND,
+    METHOD_CREATE_PERMISSION, METHOD_REFRESH, METHOD_SEND, Message, MessageType, Setter,
+};
+use stun::textattrs::TextAttribute;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
+use turn::allocation::allocation_manager::{Manager, ManagerConfig};
 use turn::auth::{AuthHandler, generate_auth_key};
+use turn::proto::chandata::ChannelData;
 use turn::relay::RelayAddressGenerator;
-use turn::server::Server;
-use turn::server::config::{ConnConfig, ServerConfig};
+use turn::server::request::Request;
 use webrtc_util::Conn;
 
 use super::credentials::TurnSecret;
+use super::turn_policy::{NonceIssuer, PeerPolicy, xor_peer_addresses};
 use crate::rate::TokenBucket;
 
 /// TURN realm reel announces.
@@ -45,14 +62,39 @@ pub const REALM: &str = "reel";
 pub const BANDWIDTH_BURST_SECS: f64 = 0.25;
 /// The bandwidth bucket holds at least this many bytes (a few full-size datagrams).
 pub const MIN_BURST_BYTES: u64 = 16 * 1024;
-/// Concurrent TCP clients of the TURN server.
-pub const MAX_TCP_CLIENTS: usize = 1024;
 /// Largest STUN/ChannelData message accepted over TCP (the crate reads 1500-byte datagrams).
 pub const MAX_TCP_MESSAGE: usize = 1500;
+/// Largest datagram the read loops accept (the crate's inbound MTU).
+const INBOUND_MTU: usize = 1500;
 /// Prometheus counter: seconds TURN allocations were open ("connected minutes" × 60).
 pub const ALLOCATION_SECONDS: &str = "reel_turn_allocation_seconds_total";
 /// Prometheus counter: relayed datagrams dropped by the bandwidth cap.
 pub const BANDWIDTH_DROPS: &str = "reel_turn_bandwidth_dropped_total";
+/// Prometheus counter: TURN requests and connections refused, by `reason`
+/// (`peer_denied`, `stale_nonce`, `tcp_limit`, `tcp_idle`).
+pub const REFUSED: &str = "reel_turn_refused_total";
+
+/// Bounds of TURN over TCP.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpBounds {
+    /// Close a connection that sent nothing for this long.
+    pub idle_timeout: Duration,
+    /// Connections at once.
+    pub max_connections: usize,
+    /// Connections at once from one IP.
+    pub max_per_ip: usize,
+}
+
+impl Default for TcpBounds {
+    fn default() -> Self {
+        let l = crate::limits::TurnLimits::default();
+        Self {
+            idle_timeout: Duration::from_secs(l.tcp_idle_timeout_secs),
+            max_connections: l.max_tcp_connections,
+            max_per_ip: l.max_tcp_connections_per_ip,
+        }
+    }
+}
 
 /// Settings of one TURN server instance.
 #[derive(Debug, Clone)]
@@ -65,6 +107,10 @@ pub struct TurnOptions {
     pub max_allocations_per_channel: usize,
     /// Bits per second per allocation and direction.
     pub bandwidth_bps: u64,
+    /// Which peers relays may reach.
+    pub policy: Arc<PeerPolicy>,
+    /// TURN/TCP bounds.
+    pub tcp: TcpBounds,
 }
 
 /// Why the TURN server did not start.
@@ -78,14 +124,14 @@ pub enum TurnError {
 
 /// A running TURN server (UDP and TCP listeners).
 pub struct TurnServer {
-    udp: Server,
-    tcp: Server,
     /// Bound UDP address.
     pub udp_addr: SocketAddr,
     /// Bound TCP address.
     pub tcp_addr: SocketAddr,
     allocations: Arc<AllocationCounter>,
-    tcp_accept: tokio::task::JoinHandle<()>,
+    policy: Arc<PeerPolicy>,
+    managers: Vec<Arc<Manager>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for TurnServer {
@@ -112,25 +158,16 @@ impl TurnServer {
         })?;
         let tcp_addr =
             tcp_listener.local_addr().map_err(|source| TurnError::Bind { proto: "tcp", addr: tcp_want, source })?;
-        let (mux, tcp_accept) = TcpMux::start(tcp_listener, tcp_addr);
+        let (mux, tcp_accept) = TcpMux::start(tcp_listener, tcp_addr, opts.tcp);
 
         let allocations = Arc::new(AllocationCounter::default());
-        let udp = Self::server(Arc::new(udp_sock), &opts, &secret, &allocations).await?;
-        let tcp = Self::server(mux, &opts, &secret, &allocations).await?;
-        tracing::info!(%udp_addr, %tcp_addr, advertised = %opts.advertised_ip, "TURN server listening");
-        Ok(Self { udp, tcp, udp_addr, tcp_addr, allocations, tcp_accept })
-    }
-
-    async fn server(
-        conn: Arc<dyn Conn + Send + Sync>,
-        opts: &TurnOptions,
-        secret: &Arc<TurnSecret>,
-        allocations: &Arc<AllocationCounter>,
-    ) -> Result<Server, TurnError> {
-        let last_channel = Arc::new(Mutex::new(None));
-        Server::new(ServerConfig {
-            conn_configs: vec![ConnConfig {
-                conn,
+        let gate = Arc::new(Gate { policy: opts.policy.clone(), nonces: NonceIssuer::new(), secret: secret.clone() });
+        let mut managers = Vec::new();
+        let mut tasks = vec![tcp_accept];
+        let conns: [Arc<dyn Conn + Send + Sync>; 2] = [Arc::new(udp_sock), mux];
+        for conn in conns {
+            let last_channel = Arc::new(Mutex::new(None));
+            let manager = Arc::new(Manager::new(ManagerConfig {
                 relay_addr_generator: Box::new(ReelRelays {
                     bind_ip: opts.listen.ip(),
                     advertised_ip: opts.advertised_ip,
@@ -139,14 +176,14 @@ impl TurnServer {
                     max_per_channel: opts.max_allocations_per_channel,
                     bandwidth_bps: opts.bandwidth_bps,
                 }),
-            }],
-            realm: REALM.to_string(),
-            auth_handler: Arc::new(ReelAuth { secret: secret.clone(), last_channel }),
-            channel_bind_timeout: Duration::from_secs(0),
-            alloc_close_notify: None,
-        })
-        .await
-        .map_err(|e| TurnError::Server(e.to_string()))
+                alloc_close_notify: None,
+            }));
+            let auth: Arc<dyn AuthHandler + Send + Sync> = Arc::new(ReelAuth { secret: secret.clone(), last_channel });
+            tasks.push(tokio::spawn(read_loop(conn, manager.clone(), auth, gate.clone())));
+            managers.push(manager);
+        }
+        tracing::info!(%udp_addr, %tcp_addr, advertised = %opts.advertised_ip, "TURN server listening");
+        Ok(Self { udp_addr, tcp_addr, allocations, policy: opts.policy, managers, tasks })
     }
 
     /// Current allocations of the channel with this key (see [`super::credentials::channel_key`]).
@@ -154,11 +191,182 @@ impl TurnServer {
         self.allocations.count(channel_key)
     }
 
+    /// Let relays reach these exact sockets of this host (the media peer's candidates).
+    pub fn exempt_peers(&self, sockets: &[SocketAddr]) {
+        self.policy.exempt(sockets);
+    }
+
     /// Stop both listeners and every allocation.
     pub async fn close(&self) {
-        self.tcp_accept.abort();
-        let _ = self.udp.close().await;
-        let _ = self.tcp.close().await;
+        for task in &self.tasks {
+            task.abort();
+        }
+        for manager in &self.managers {
+            let _ = manager.close().await;
+        }
+    }
+}
+
+/// One listener's loop: each datagram passes the [`Gate`], then the crate handles it.
+async fn read_loop(
+    conn: Arc<dyn Conn + Send + Sync>,
+    manager: Arc<Manager>,
+    auth: Arc<dyn AuthHandler + Send + Sync>,
+    gate: Arc<Gate>,
+) {
+    // The crate looks nonces up in this map; it holds at most the current request's.
+    let nonces: Arc<tokio::sync::Mutex<HashMap<String, tokio::time::Instant>>> = Arc::default();
+    let mut buf = vec![0u8; INBOUND_MTU];
+    loop {
+        let (n, src) = match conn.recv_from(&mut buf).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::debug!(error = %e, "TURN read loop stopped");
+                break;
+            }
+        };
+        let Some(data) = buf.get(..n) else { continue };
+        let nonce = match gate.screen(&conn, src, data).await {
+            Screen::Handled => continue,
+            Screen::Pass(nonce) => nonce,
+        };
+        if let Some(nonce) = nonce {
+            nonces.lock().await.insert(nonce, tokio::time::Instant::now());
+        }
+        let mut req = Request {
+            conn: conn.clone(),
+            src_addr: src,
+            buff: data.to_vec(),
+            allocation_manager: manager.clone(),
+            nonces: nonces.clone(),
+            auth_handler: auth.clone(),
+            realm: REALM.to_string(),
+            channel_bind_timeout: turn::proto::lifetime::DEFAULT_LIFETIME,
+        };
+        if let Err(e) = req.handle_request().await {
+            tracing::debug!(%src, error = %e, "TURN request failed");
+        }
+        nonces.lock().await.clear();
+    }
+    let _ = manager.close().await;
+}
+
+/// What the gate did with a datagram.
+#[derive(Debug, PartialEq, Eq)]
+enum Screen {
+    /// Hand it to the crate, with the (verified) nonce it carries.
+    Pass(Option<String>),
+    /// Answered or dropped here.
+    Handled,
+}
+
+/// Checks the crate has no hook for: stateless nonces and the peer policy (module docs).
+struct Gate {
+    policy: Arc<PeerPolicy>,
+    nonces: NonceIssuer,
+    secret: Arc<TurnSecret>,
+}
+
+fn unix_secs() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Gate {
+    async fn screen(&self, conn: &Arc<dyn Conn + Send + Sync>, src: SocketAddr, data: &[u8]) -> Screen {
+        if ChannelData::is_channel_data(data) {
+            return Screen::Pass(None);
+        }
+        let mut m = Message::new();
+        m.raw = data.to_vec();
+        if m.decode().is_err() {
+            return Screen::Handled;
+        }
+        let method = m.typ.method;
+        if m.typ.class == CLASS_INDICATION && method == METHOD_SEND {
+            return match xor_peer_addresses(&m) {
+                Some(peers) if peers.iter().all(|p| self.policy.permits(*p)) => Screen::Pass(None),
+                _ => {
+                    metrics::counter!(REFUSED, "reason" => "peer_denied").increment(1);
+                    tracing::debug!(%src, "TURN Send to a denied peer dropped");
+                    Screen::Handled
+                }
+            };
+        }
+        let authenticated =
+            [METHOD_ALLOCATE, METHOD_REFRESH, METHOD_CREATE_PERMISSION, METHOD_CHANNEL_BIND].contains(&method);
+        if m.typ.class != CLASS_REQUEST || !authenticated {
+            return Screen::Pass(None);
+        }
+        if !m.contains(ATTR_MESSAGE_INTEGRITY) {
+            self.challenge(conn, src, &m, CODE_UNAUTHORIZED).await;
+            return Screen::Handled;
+        }
+        // Without a nonce the crate answers 400 Bad Request.
+        let Ok(nonce) = TextAttribute::get_from_as(&m, ATTR_NONCE) else { return Screen::Pass(None) };
+        if !self.nonces.check(&nonce.text, src, unix_secs()) {
+            metrics::counter!(REFUSED, "reason" => "stale_nonce").increment(1);
+            self.challenge(conn, src, &m, CODE_STALE_NONCE).await;
+            return Screen::Handled;
+        }
+        if method == METHOD_CREATE_PERMISSION || method == METHOD_CHANNEL_BIND {
+            let denied = xor_peer_addresses(&m).and_then(|peers| peers.into_iter().find(|p| !self.policy.permits(*p)));
+            // Only an authenticated request learns the policy; others get the crate's 400.
+            if let (Some(peer), Some(key)) = (denied, self.integrity_key(&m)) {
+                metrics::counter!(REFUSED, "reason" => "peer_denied").increment(1);
+                tracing::info!(%src, %peer, "TURN peer address denied");
+                let raw = build(vec![
+                    Box::new(m.transaction_id),
+                    Box::new(MessageType::new(method, CLASS_ERROR_RESPONSE)),
+                    Box::new(ErrorCodeAttribute { code: CODE_FORBIDDEN, reason: b"Forbidden".to_vec() }),
+                    Box::new(MessageIntegrity(key)),
+                ]);
+                send_raw(conn, src, raw).await;
+                return Screen::Handled;
+            }
+        }
+        Screen::Pass(Some(nonce.text))
+    }
+
+    /// The long-term key of a request's credentials if they are reel's and the request's
+    /// MESSAGE-INTEGRITY checks out with it.
+    fn integrity_key(&self, m: &Message) -> Option<Vec<u8>> {
+        let username = TextAttribute::get_from_as(m, ATTR_USERNAME).ok()?;
+        let realm = TextAttribute::get_from_as(m, ATTR_REALM).ok()?;
+        let user = self.secret.verify(&username.text, SystemTime::now()).ok()?;
+        let key = generate_auth_key(&username.text, &realm.text, &user.password);
+        MessageIntegrity(key.clone()).check(&mut m.clone()).ok()?;
+        Some(key)
+    }
+
+    /// 401 / 438 with a fresh stateless nonce and the realm.
+    async fn challenge(&self, conn: &Arc<dyn Conn + Send + Sync>, src: SocketAddr, m: &Message, code: ErrorCode) {
+        let raw = build(vec![
+            Box::new(m.transaction_id),
+            Box::new(MessageType::new(m.typ.method, CLASS_ERROR_RESPONSE)),
+            Box::new(ErrorCodeAttribute { code, reason: Vec::new() }),
+            Box::new(TextAttribute::new(ATTR_NONCE, self.nonces.issue(src, unix_secs()))),
+            Box::new(TextAttribute::new(ATTR_REALM, REALM.to_string())),
+        ]);
+        send_raw(conn, src, raw).await;
+    }
+}
+
+/// A STUN message from its setters (transaction id and type first).
+fn build(attrs: Vec<Box<dyn Setter>>) -> Option<Vec<u8>> {
+    let mut msg = Message::new();
+    match msg.build(&attrs) {
+        Ok(()) => Some(msg.raw),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot build a TURN response");
+            None
+        }
+    }
+}
+
+async fn send_raw(conn: &Arc<dyn Conn + Send + Sync>, dst: SocketAddr, raw: Option<Vec<u8>>) {
+    let Some(raw) = raw else { return };
+    if let Err(e) = conn.send_to(&raw, dst).await {
+        tracing::debug!(%dst, error = %e, "cannot send a TURN response");
     }
 }
 
@@ -396,28 +604,81 @@ pub fn next_tcp_frame(buf: &[u8]) -> Result<Option<(usize, usize)>, &'static str
 pub struct TcpMux {
     local: SocketAddr,
     inbound: tokio::sync::Mutex<mpsc::Receiver<(Vec<u8>, SocketAddr)>>,
-    writers: Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>,
+    clients: Arc<Mutex<TcpClients>>,
+}
+
+/// The connected TCP clients: where to write to each, and how many each IP holds.
+#[derive(Debug, Default)]
+pub struct TcpClients {
+    writers: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+impl TcpClients {
+    /// Register `peer` unless that exceeds `bounds`; `false` = refuse the connection.
+    pub fn admit(&mut self, peer: SocketAddr, tx: mpsc::Sender<Vec<u8>>, bounds: &TcpBounds) -> bool {
+        let from_ip = self.per_ip.get(&peer.ip()).copied().unwrap_or(0);
+        if self.writers.len() >= bounds.max_connections || from_ip >= bounds.max_per_ip {
+            return false;
+        }
+        self.writers.insert(peer, tx);
+        *self.per_ip.entry(peer.ip()).or_insert(0) += 1;
+        true
+    }
+
+    /// Forget `peer` (its connection ended).
+    pub fn remove(&mut self, peer: SocketAddr) {
+        if self.writers.remove(&peer).is_none() {
+            return;
+        }
+        if let Some(n) = self.per_ip.get_mut(&peer.ip()) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_ip.remove(&peer.ip());
+            }
+        }
+    }
+
+    /// Connected clients.
+    pub fn len(&self) -> usize {
+        self.writers.len()
+    }
+
+    /// Whether no client is connected.
+    pub fn is_empty(&self) -> bool {
+        self.writers.is_empty()
+    }
 }
 
 impl TcpMux {
-    /// Start accepting on `listener`; returns the `Conn` and the accept task.
-    pub fn start(listener: TcpListener, local: SocketAddr) -> (Arc<Self>, tokio::task::JoinHandle<()>) {
+    /// Start accepting on `listener` within `bounds`; returns the `Conn` and the accept task.
+    pub fn start(
+        listener: TcpListener,
+        local: SocketAddr,
+        bounds: TcpBounds,
+    ) -> (Arc<Self>, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(1024);
-        let writers: Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>> = Arc::default();
-        let mux = Arc::new(Self { local, inbound: tokio::sync::Mutex::new(rx), writers: writers.clone() });
+        let clients: Arc<Mutex<TcpClients>> = Arc::default();
+        let mux = Arc::new(Self { local, inbound: tokio::sync::Mutex::new(rx), clients: clients.clone() });
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, peer)) = listener.accept().await else { continue };
-                let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(256);
-                {
-                    let mut w = writers.lock().unwrap_or_else(|p| p.into_inner());
-                    if w.len() >= MAX_TCP_CLIENTS {
-                        tracing::warn!(%peer, "TURN TCP client limit reached");
+                let (stream, peer) = match listener.accept().await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        // Out of file descriptors, typically: back off instead of spinning.
+                        tracing::warn!(error = %e, "TURN TCP accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
-                    w.insert(peer, out_tx);
+                };
+                let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(256);
+                let admitted = clients.lock().unwrap_or_else(|p| p.into_inner()).admit(peer, out_tx, &bounds);
+                if !admitted {
+                    metrics::counter!(REFUSED, "reason" => "tcp_limit").increment(1);
+                    tracing::info!(%peer, "TURN TCP connection limit reached; closing");
+                    continue;
                 }
-                tokio::spawn(Self::serve(stream, peer, tx.clone(), out_rx, writers.clone()));
+                tokio::spawn(Self::serve(stream, peer, tx.clone(), out_rx, clients.clone(), bounds.idle_timeout));
             }
         });
         (mux, task)
@@ -428,7 +689,8 @@ impl TcpMux {
         peer: SocketAddr,
         inbound: mpsc::Sender<(Vec<u8>, SocketAddr)>,
         mut outbound: mpsc::Receiver<Vec<u8>>,
-        writers: Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>,
+        clients: Arc<Mutex<TcpClients>>,
+        idle_timeout: Duration,
     ) {
         let (mut reader, mut writer) = stream.into_split();
         let write = async move {
@@ -459,14 +721,19 @@ impl TcpMux {
                     }
                     Ok(None) => {}
                 }
-                match reader.read(&mut chunk).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+                match tokio::time::timeout(idle_timeout, reader.read(&mut chunk)).await {
+                    Err(_) => {
+                        metrics::counter!(REFUSED, "reason" => "tcp_idle").increment(1);
+                        tracing::debug!(%peer, "closing idle TURN TCP client");
+                        break;
+                    }
+                    Ok(Ok(0) | Err(_)) => break,
+                    Ok(Ok(n)) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
                 }
             }
         };
         tokio::select! { _ = write => {}, _ = read => {} }
-        writers.lock().unwrap_or_else(|p| p.into_inner()).remove(&peer);
+        clients.lock().unwrap_or_else(|p| p.into_inner()).remove(peer);
     }
 }
 
@@ -496,7 +763,7 @@ impl Conn for TcpMux {
     }
 
     async fn send_to(&self, buf: &[u8], target: SocketAddr) -> webrtc_util::Result<usize> {
-        let tx = self.writers.lock().unwrap_or_else(|p| p.into_inner()).get(&target).cloned();
+        let tx = self.clients.lock().unwrap_or_else(|p| p.into_inner()).writers.get(&target).cloned();
         let Some(tx) = tx else { return Err(webrtc_util::Error::ErrNoSuchUdpConn) };
         let mut frame = buf.to_vec();
         if buf.first().is_some_and(|b| b >> 6 == 0b01) {
@@ -598,6 +865,14 @@ mod tests {
     }
 
     async fn started(max: usize) -> (TurnServer, Arc<TurnSecret>, tempfile::TempDir) {
+        started_with(max, PeerPolicy::default(), TcpBounds::default()).await
+    }
+
+    async fn started_with(
+        max: usize,
+        policy: PeerPolicy,
+        tcp: TcpBounds,
+    ) -> (TurnServer, Arc<TurnSecret>, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("tempdir");
         let secret = Arc::new(TurnSecret::load_or_create(dir.path()).expect("secret"));
         let opts = TurnOptions {
@@ -605,8 +880,140 @@ mod tests {
             advertised_ip: "127.0.0.1".parse().expect("ip"),
             max_allocations_per_channel: max,
             bandwidth_bps: 5_000_000,
+            policy: Arc::new(policy),
+            tcp,
         };
         (TurnServer::start(opts, secret.clone()).await.expect("turn"), secret, dir)
+    }
+
+    /// Allocates, then relays one datagram to a UDP socket on 127.0.0.1; returns whether
+    /// the peer received it.
+    async fn relays_to_loopback(policy: PeerPolicy) -> bool {
+        let (server, secret, _dir) = started_with(5, policy, TcpBounds::default()).await;
+        let peer = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let creds = secret.issue(ARN, Duration::from_secs(300), SystemTime::now());
+        let client = turn_client(server.udp_addr, &creds.username, &creds.password).await;
+        let relay = client.allocate().await.expect("allocate");
+        // The client sends CreatePermission first; a 403 fails the send.
+        let sent = relay.send_to(b"ping", peer.local_addr().expect("addr")).await;
+        let mut buf = [0u8; 16];
+        let got = tokio::time::timeout(Duration::from_millis(500), peer.recv_from(&mut buf)).await;
+        let _ = client.close().await;
+        server.close().await;
+        if let Err(e) = &sent {
+            assert!(e.to_string().contains("403"), "refused with 403 Forbidden: {e}");
+        }
+        sent.is_ok() && got.is_ok()
+    }
+
+    #[tokio::test]
+    async fn loopback_peers_are_denied_unless_allow_listed() {
+        assert!(!relays_to_loopback(PeerPolicy::default()).await, "loopback denied by default");
+        let allowed =
+            PeerPolicy::new(vec![super::super::turn_policy::parse_cidr("127.0.0.0/8").expect("cidr")], vec![]);
+        assert!(relays_to_loopback(allowed).await, "allow-listed loopback relays");
+    }
+
+    /// Sends one STUN message over UDP and decodes the answer.
+    async fn exchange(sock: &UdpSocket, server: SocketAddr, attrs: Vec<Box<dyn Setter>>) -> Message {
+        let raw = build(attrs).expect("build");
+        sock.send_to(&raw, server).await.expect("send");
+        let mut buf = [0u8; 1500];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(2), sock.recv_from(&mut buf))
+            .await
+            .expect("timely")
+            .expect("recv");
+        let mut m = Message::new();
+        m.raw = buf[..n].to_vec();
+        m.decode().expect("decode");
+        m
+    }
+
+    fn error_code(m: &Message) -> u16 {
+        let mut e = ErrorCodeAttribute::default();
+        stun::message::Getter::get_from(&mut e, m).expect("error code");
+        e.code.0
+    }
+
+    #[tokio::test]
+    async fn nonces_are_stateless_and_bound_to_the_client() {
+        use stun::agent::TransactionId;
+        let (server, secret, _dir) = started(5).await;
+        let creds = secret.issue(ARN, Duration::from_secs(300), SystemTime::now());
+        let allocate = |nonce: Option<&str>| -> Vec<Box<dyn Setter>> {
+            let mut attrs: Vec<Box<dyn Setter>> = vec![
+                Box::new(TransactionId::new()),
+                Box::new(MessageType::new(METHOD_ALLOCATE, CLASS_REQUEST)),
+                Box::new(turn::proto::reqtrans::RequestedTransport { protocol: turn::proto::PROTO_UDP }),
+            ];
+            if let Some(n) = nonce {
+                attrs.push(Box::new(TextAttribute::new(ATTR_USERNAME, creds.username.clone())));
+                attrs.push(Box::new(TextAttribute::new(ATTR_REALM, REALM.into())));
+                attrs.push(Box::new(TextAttribute::new(ATTR_NONCE, n.into())));
+                attrs.push(Box::new(MessageIntegrity::new_long_term_integrity(
+                    creds.username.clone(),
+                    REALM.into(),
+                    creds.password.clone(),
+                )));
+            }
+            attrs
+        };
+        let a = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let b = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        // Many unauthenticated Allocates: each is challenged, by the gate, with the same
+        // nonce for the same client (nothing is stored per request).
+        let mut nonces = std::collections::HashSet::new();
+        for _ in 0..50 {
+            let res = exchange(&a, server.udp_addr, allocate(None)).await;
+            assert_eq!(error_code(&res), 401);
+            nonces.insert(TextAttribute::get_from_as(&res, ATTR_NONCE).expect("nonce").text);
+        }
+        assert_eq!(nonces.len(), 1, "one stateless nonce per client and window");
+        let nonce = nonces.into_iter().next().expect("nonce");
+        // Another client address cannot use it: 438 Stale Nonce.
+        let res = exchange(&b, server.udp_addr, allocate(Some(&nonce))).await;
+        assert_eq!(error_code(&res), 438, "a nonce is bound to the client that got it");
+        // Its own client allocates with it.
+        let res = exchange(&a, server.udp_addr, allocate(Some(&nonce))).await;
+        assert_eq!(res.typ.class, stun::message::CLASS_SUCCESS_RESPONSE, "{res}");
+        server.close().await;
+    }
+
+    #[tokio::test]
+    async fn tcp_clients_are_capped_per_ip_and_closed_when_idle() {
+        let bounds = TcpBounds { idle_timeout: Duration::from_millis(300), max_connections: 100, max_per_ip: 2 };
+        let (server, _secret, _dir) = started_with(5, PeerPolicy::default(), bounds).await;
+        let mut first = tokio::net::TcpStream::connect(server.tcp_addr).await.expect("connect");
+        let _second = tokio::net::TcpStream::connect(server.tcp_addr).await.expect("connect");
+        let mut third = tokio::net::TcpStream::connect(server.tcp_addr).await.expect("connect");
+        let mut buf = [0u8; 16];
+        // The third from the same IP is closed at once.
+        let n = tokio::time::timeout(Duration::from_millis(250), third.read(&mut buf)).await;
+        assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "third connection closed: {n:?}");
+        // The first, silent, is closed after the idle timeout.
+        let n = tokio::time::timeout(Duration::from_secs(3), first.read(&mut buf)).await;
+        assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "idle connection closed: {n:?}");
+        server.close().await;
+    }
+
+    #[test]
+    fn tcp_client_table_counts_per_ip() {
+        let bounds = TcpBounds { idle_timeout: Duration::from_secs(1), max_connections: 3, max_per_ip: 2 };
+        let mut t = TcpClients::default();
+        let (tx, _rx) = mpsc::channel(1);
+        let a1: SocketAddr = "192.0.2.1:1".parse().expect("addr");
+        let a2: SocketAddr = "192.0.2.1:2".parse().expect("addr");
+        let a3: SocketAddr = "192.0.2.1:3".parse().expect("addr");
+        let b1: SocketAddr = "192.0.2.2:1".parse().expect("addr");
+        let c1: SocketAddr = "192.0.2.3:1".parse().expect("addr");
+        assert!(t.admit(a1, tx.clone(), &bounds) && t.admit(a2, tx.clone(), &bounds));
+        assert!(!t.admit(a3, tx.clone(), &bounds), "per-IP cap");
+        assert!(t.admit(b1, tx.clone(), &bounds));
+        assert!(!t.admit(c1, tx.clone(), &bounds), "total cap");
+        t.remove(a1);
+        t.remove(a1);
+        assert!(t.admit(a3, tx.clone(), &bounds), "released");
+        assert_eq!(t.len(), 3);
     }
 
     #[tokio::test]

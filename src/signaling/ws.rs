@@ -105,6 +105,9 @@ async fn prepare(
     let limits = SessionLimits::from(&st.config.limits.signaling);
     let failed_bus = bus.clone();
     Ok(upgrade
+        // Refused from the frame header, before the payload is buffered.
+        .max_frame_size(limits.max_frame_bytes)
+        .max_message_size(limits.max_frame_bytes)
         .protocols([SUBPROTOCOL])
         .on_failed_upgrade(move |e| {
             tracing::info!(error = %e, "WebSocket upgrade failed");
@@ -126,12 +129,19 @@ impl Stream for AxumSocket {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<InFrame>> {
         Pin::new(&mut self.0).poll_next(cx).map(|item| match item {
+            Some(Err(e)) if is_capacity_error(&e) => Some(InFrame::TooLarge),
             None | Some(Err(_)) | Some(Ok(Message::Close(_))) => Some(InFrame::Close),
             Some(Ok(Message::Text(t))) => Some(InFrame::Text(t.as_str().to_string())),
             // Binary frames are not part of the protocol: activity, otherwise ignored.
             Some(Ok(Message::Binary(_) | Message::Ping(_) | Message::Pong(_))) => Some(InFrame::Other),
         })
     }
+}
+
+/// Whether a WebSocket read failed on the frame/message size limit.
+fn is_capacity_error(e: &axum::Error) -> bool {
+    let inner = std::error::Error::source(e).and_then(|s| s.downcast_ref::<tungstenite::Error>());
+    matches!(inner, Some(tungstenite::Error::Capacity(_)))
 }
 
 impl Sink<OutFrame> for AxumSocket {

@@ -102,6 +102,8 @@ pub fn start_reel(ns: &Netns, opts: Options) -> Reel {
         cmd.env(k, v);
     }
     cmd.env("REEL_LOG_SDP", "1");
+    // Tests scrape /metrics; off loopback it is signed-only unless opened.
+    cmd.env("REEL_METRICS", "open");
     let tmp = if opts.data_dir.is_some() { None } else { Some(tmp) };
     Reel::launch(cmd, data_dir, tmp)
 }

@@ -26,7 +26,8 @@ pub struct SpawnedReel {
 
 impl SpawnedReel {
     /// Starts `bin serve --listen <ip>:0` with a fresh data directory, `key` as root key and
-    /// `[limits] max_storage_enabled_channels = sessions + 16`, then `extra_config`.
+    /// `[limits] max_storage_enabled_channels = sessions + 16`, then `extra_config`, then
+    /// `[limits.http]` room for every session's connections from one IP; `/metrics` open.
     pub fn start(
         bin: &Path,
         ip: IpAddr,
@@ -39,7 +40,11 @@ impl SpawnedReel {
         let config = dir.path().join("reel-load.toml");
         std::fs::write(
             &config,
-            format!("[limits]\nmax_storage_enabled_channels = {}\n{extra_config}\n", sessions + CHANNEL_HEADROOM),
+            format!(
+                "[limits]\nmax_storage_enabled_channels = {}\n{extra_config}\n[limits.http]\nmax_connections_per_ip = {}\n",
+                sessions + CHANNEL_HEADROOM,
+                (2 * sessions).max(512) + CHANNEL_HEADROOM,
+            ),
         )?;
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data)?;
@@ -52,7 +57,9 @@ impl SpawnedReel {
             .arg("--config")
             .arg(&config)
             .args(["--access-key-id", key.0, "--secret-access-key", key.1, "--region", region])
-            .env_remove("RUST_LOG");
+            .env_remove("RUST_LOG")
+            // The report scrapes /metrics, which is signed-only off loopback by default.
+            .env("REEL_METRICS", "open");
         let process = ReelProcess::spawn(cmd, &dir.path().join("reel.log"))?;
         Ok(Self { url: process.url.clone(), pid: process.pid, process, _dir: dir })
     }

@@ -2,7 +2,8 @@
 //!
 //! [`fresh_database`] starts one server per test process on first use and gives each test
 //! a database of its own. [`PgTestServer::start`] starts a separate one for a test that
-//! needs to stop it; dropping it stops the server.
+//! needs to stop it: [`PgTestServer::stop`] and [`PgTestServer::restart`] take it down and
+//! back up on the same data and port (a database outage); dropping it stops the server.
 //!
 //! - The binaries (`initdb`, `postgres`) are looked up on `PATH`, then in Debian's
 //!   `/usr/lib/postgresql/<version>/bin`. Missing binaries fail the test with the command
@@ -35,7 +36,8 @@ const USER: &str = "reel";
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Stops the server (fast shutdown) when its stdin reaches end of file, then removes the
-/// cluster directory. Arguments: postgres binary, cluster root, port.
+/// cluster directory unless a `keep` file is there ([`PgTestServer::stop`]). Arguments:
+/// postgres binary, cluster root, port.
 const SUPERVISOR: &str = r#"
 root="$2"
 "$1" -D "$root/data" -k "$root" -h 127.0.0.1 -p "$3" -F \
@@ -46,7 +48,7 @@ exec 3<&0
 ( read -r _ <&3; : >"$root/stopping"; kill -INT "$pg" 2>/dev/null ) &
 wait "$pg"
 echo "postgres exited with status $?" >>"$root/postgres.log"
-if [ -e "$root/stopping" ]; then rm -rf "$root"; fi
+if [ -e "$root/stopping" ] && [ ! -e "$root/keep" ]; then rm -rf "$root"; fi
 "#;
 
 /// A running private Postgres server.
@@ -55,8 +57,12 @@ pub struct PgTestServer {
     port: u16,
     /// The cluster directory: `data/`, the Unix socket, `postgres.log`.
     root: PathBuf,
-    /// The supervising shell; closing its stdin stops the server.
-    supervisor: Child,
+    /// The supervising shell; closing its stdin stops the server. `None` while stopped.
+    supervisor: Option<Child>,
+    /// The directory of `initdb` and `postgres`.
+    bin: PathBuf,
+    /// Who runs the server (`nobody` when the tests run as root), else this user.
+    owner: Option<(u32, u32)>,
 }
 
 /// The server shared by the tests of this process (never dropped: it stops when the
@@ -79,15 +85,9 @@ impl PgTestServer {
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::chown(&root, Some(uid), Some(gid)).expect("chown the cluster directory to nobody");
         }
-        let as_owner = |cmd: &mut Command| {
-            cmd.current_dir(&root);
-            if let Some((uid, gid)) = owner {
-                cmd.uid(uid).gid(gid);
-            }
-        };
-
-        let mut initdb = Command::new(bin.join("initdb"));
-        initdb.arg("-D").arg(root.join("data")).args([
+        let mut server = Self { port: free_port(), root, supervisor: None, bin, owner };
+        let mut initdb = Command::new(server.bin.join("initdb"));
+        initdb.arg("-D").arg(server.root.join("data")).args([
             "-U",
             USER,
             "--auth=trust",
@@ -96,9 +96,10 @@ impl PgTestServer {
             "--no-sync",
             "--no-instructions",
         ]);
-        as_owner(&mut initdb);
-        let out =
-            initdb.output().unwrap_or_else(|e| panic!("cannot run {}: {e}; {INSTALL}", bin.join("initdb").display()));
+        server.as_owner(&mut initdb);
+        let out = initdb
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}; {INSTALL}", server.bin.join("initdb").display()));
         assert!(
             out.status.success(),
             "initdb failed ({}):\n{}{}",
@@ -107,15 +108,48 @@ impl PgTestServer {
             String::from_utf8_lossy(&out.stderr)
         );
 
-        let port = free_port();
-        let mut sh = Command::new("sh");
-        sh.arg("-c").arg(SUPERVISOR).arg("sh").arg(bin.join("postgres")).arg(&root).arg(port.to_string());
-        sh.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
-        as_owner(&mut sh);
-        let supervisor = sh.spawn().unwrap_or_else(|e| panic!("cannot start the postgres supervisor: {e}"));
-        let mut server = Self { port, root, supervisor };
-        server.wait_ready();
+        server.spawn_supervisor();
         server
+    }
+
+    /// Fast shutdown (like `pg_ctl stop -m fast`), keeping the data directory and port for
+    /// [`PgTestServer::restart`]; returns once the server has exited.
+    pub fn stop(&mut self) {
+        let Some(mut supervisor) = self.supervisor.take() else { return };
+        std::fs::write(self.root.join("keep"), b"").expect("write the keep marker");
+        drop(supervisor.stdin.take());
+        let _ = supervisor.wait();
+        let _ = std::fs::remove_file(self.root.join("keep"));
+        let _ = std::fs::remove_file(self.root.join("stopping"));
+    }
+
+    /// Starts a [stopped](PgTestServer::stop) server again on the same data and port;
+    /// returns once it accepts connections.
+    pub fn restart(&mut self) {
+        assert!(self.supervisor.is_none(), "restart() of a running server");
+        self.spawn_supervisor();
+    }
+
+    /// The server's port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn as_owner(&self, cmd: &mut Command) {
+        cmd.current_dir(&self.root);
+        if let Some((uid, gid)) = self.owner {
+            cmd.uid(uid).gid(gid);
+        }
+    }
+
+    fn spawn_supervisor(&mut self) {
+        let mut sh = Command::new("sh");
+        sh.arg("-c").arg(SUPERVISOR).arg("sh").arg(self.bin.join("postgres")).arg(&self.root);
+        sh.arg(self.port.to_string()).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
+        self.as_owner(&mut sh);
+        let supervisor = sh.spawn().unwrap_or_else(|e| panic!("cannot start the postgres supervisor: {e}"));
+        self.supervisor = Some(supervisor);
+        self.wait_ready();
     }
 
     /// Create a database with a fresh name; its URL.
@@ -133,7 +167,8 @@ impl PgTestServer {
         self.url(&name)
     }
 
-    fn url(&self, database: &str) -> String {
+    /// The URL of `database` on this server.
+    pub fn url(&self, database: &str) -> String {
         format!("postgres://{USER}@127.0.0.1:{}/{database}", self.port)
     }
 
@@ -141,7 +176,7 @@ impl PgTestServer {
     fn wait_ready(&mut self) {
         let started = Instant::now();
         loop {
-            if let Ok(Some(status)) = self.supervisor.try_wait() {
+            if let Some(Ok(Some(status))) = self.supervisor.as_mut().map(Child::try_wait) {
                 panic!("postgres did not start ({status}):\n{}", self.log());
             }
             // The eighth line of postmaster.pid is the server's status.
@@ -166,8 +201,10 @@ impl PgTestServer {
 impl Drop for PgTestServer {
     fn drop(&mut self) {
         // End of file on its stdin makes the supervisor stop the server and clean up.
-        drop(self.supervisor.stdin.take());
-        let _ = self.supervisor.wait();
+        if let Some(mut supervisor) = self.supervisor.take() {
+            drop(supervisor.stdin.take());
+            let _ = supervisor.wait();
+        }
         let _ = std::fs::remove_dir_all(&self.root);
     }
 }

@@ -38,6 +38,8 @@ pub struct Options {
     pub no_root_key: bool,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// `--listen` address; default 127.0.0.1:0 (a fixed port lets a node restart on it).
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 impl Reel {
@@ -58,7 +60,8 @@ impl Reel {
         };
         std::fs::create_dir_all(&data_dir).expect("data dir");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_reel"));
-        cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--data-dir").arg(&data_dir);
+        let listen = opts.listen.map_or_else(|| "127.0.0.1:0".to_string(), |a| a.to_string());
+        cmd.arg("serve").arg("--listen").arg(listen).arg("--data-dir").arg(&data_dir);
         if !opts.no_root_key {
             cmd.args(["--access-key-id", ROOT_KEY_ID, "--secret-access-key", ROOT_SECRET]);
         }
@@ -142,9 +145,12 @@ pub fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
     p
 }
 
+pub mod cluster;
+pub mod haproxy;
 pub mod ingest;
 pub mod nats;
 pub mod netns;
+pub mod s3;
 pub mod signing;
 pub mod ws;
 

@@ -1,0 +1,258 @@
+//! Cluster mode, failures: three reel nodes behind HAProxy on a real Postgres, nats-server
+//! and S3 server (s3s-fs), all inside a private network namespace (`common::cluster`).
+//! Clients go through the load balancer with the official AWS SDK and real WebSockets.
+//!
+//! - `node_loss_behind_haproxy`: a node killed with SIGKILL drops out of the load balancer
+//!   within seconds without failing API calls, the others stay ready, signaling works again
+//!   after the clients reconnect, and the node restarted on its id and port rejoins.
+//! - `postgres_outage_behind_haproxy`: while Postgres is down for 5 s, API calls fail
+//!   promptly with a KVS-shaped 5xx; afterwards they succeed again without restarting nodes.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_kinesisvideo::error::SdkError;
+use aws_sdk_kinesisvideo::types::{MediaStorageConfiguration, MediaStorageConfigurationStatus};
+use common::cluster::{Cluster, ClusterOptions, run_in_netns};
+use common::signing::{presign_url, rfc3986};
+use common::ws::{self, Ws, assert_closed, recv_json, send};
+use common::{ROOT_KEY_ID, ROOT_SECRET};
+
+/// A presigned signaling WebSocket URL through the load balancer.
+fn lb_ws_url(cluster: &Cluster, arn: &str, client_id: Option<&str>) -> String {
+    let mut url = format!("ws://{}/?X-Amz-ChannelARN={}", cluster.lb.addr, rfc3986(arn));
+    if let Some(id) = client_id {
+        url.push_str(&format!("&X-Amz-ClientId={}", rfc3986(id)));
+    }
+    presign_url(&url, ROOT_KEY_ID, ROOT_SECRET)
+}
+
+/// Which running node holds `role`'s connection (`master`/`viewer`), from each node's
+/// `reel_signaling_connected_clients` gauge.
+async fn holder(cluster: &Cluster, role: &str) -> usize {
+    for k in cluster.running() {
+        let text = cluster.metrics(k).await;
+        if common::metric(&text, "reel_signaling_connected_clients", &[("role", role)]).unwrap_or(0.0) >= 1.0 {
+            return k;
+        }
+    }
+    panic!("no node holds a {role} connection")
+}
+
+/// The viewer's offer reaches the master and the master's answer reaches the viewer.
+async fn exchange_sdp(master: &mut Ws, viewer: &mut Ws, viewer_id: &str, round: &str) {
+    use base64::Engine as _;
+    let b64 = |s: String| base64::engine::general_purpose::STANDARD.encode(s);
+    let offer = b64(format!("offer-{round}"));
+    send(viewer, serde_json::json!({"action":"SDP_OFFER","messagePayload": offer})).await;
+    let got = recv_json(master).await;
+    assert_eq!(
+        (got["messageType"].as_str(), got["senderClientId"].as_str(), got["messagePayload"].as_str()),
+        (Some("SDP_OFFER"), Some(viewer_id), Some(offer.as_str())),
+        "{got}"
+    );
+    let answer = b64(format!("answer-{round}"));
+    send(master, serde_json::json!({"action":"SDP_ANSWER","recipientClientId": viewer_id,"messagePayload": answer}))
+        .await;
+    let got = recv_json(viewer).await;
+    assert_eq!(
+        (got["messageType"].as_str(), got["messagePayload"].as_str()),
+        (Some("SDP_ANSWER"), Some(answer.as_str()))
+    );
+}
+
+/// `reel_requests_total{operation, outcome="ok"}` on node `k` (0 before the first).
+async fn requests(cluster: &Cluster, k: usize, operation: &str) -> f64 {
+    let text = cluster.metrics(k).await;
+    common::metric(&text, "reel_requests_total", &[("operation", operation), ("outcome", "ok")]).unwrap_or(0.0)
+}
+
+#[test]
+fn node_loss_behind_haproxy() {
+    run_in_netns("node_loss_behind_haproxy", node_loss);
+}
+
+async fn node_loss() {
+    let mut cluster = Cluster::start(ClusterOptions::default()).await;
+    for k in 0..3 {
+        let (status, body) = cluster.readyz(k).await;
+        assert_eq!(
+            (status, &body["s3"], &body["bus"], &body["metadata"]),
+            (200, &"ok".into(), &"ok".into(), &"ok".into())
+        );
+    }
+
+    // Through the load balancer: channel, stream, storage configuration.
+    let kvs = cluster.kvs();
+    let arn = kvs.create_signaling_channel().channel_name("cam-1").send().await.expect("create channel");
+    let arn = arn.channel_arn().expect("channel ARN").to_string();
+    let stream = kvs.create_stream().stream_name("cam-1-stream").data_retention_in_hours(1).send().await;
+    let stream_arn = stream.expect("create stream").stream_arn().expect("stream ARN").to_string();
+    let storage = MediaStorageConfiguration::builder()
+        .stream_arn(&stream_arn)
+        .status(MediaStorageConfigurationStatus::Enabled)
+        .build()
+        .expect("storage configuration");
+    kvs.update_media_storage_configuration()
+        .channel_arn(&arn)
+        .media_storage_configuration(storage)
+        .send()
+        .await
+        .expect("UpdateMediaStorageConfiguration");
+
+    // Every node describes them at once.
+    for k in 0..3 {
+        let node = cluster.kvs_at(k);
+        let ch = node.describe_signaling_channel().channel_arn(&arn).send().await.expect("describe channel");
+        assert_eq!(ch.channel_info().and_then(|i| i.channel_name()), Some("cam-1"));
+        let st = node.describe_stream().stream_arn(&stream_arn).send().await.expect("describe stream");
+        assert_eq!(st.stream_info().and_then(|i| i.stream_name()), Some("cam-1-stream"));
+        let ms = node.describe_media_storage_configuration().channel_arn(&arn).send().await.expect("describe storage");
+        let ms = ms.media_storage_configuration().expect("storage configuration");
+        assert_eq!(
+            (ms.stream_arn(), ms.status()),
+            (Some(stream_arn.as_str()), &MediaStorageConfigurationStatus::Enabled)
+        );
+    }
+    // The signaling endpoint the load balancer hands out names one node (its --public-url).
+    let endpoints = common::master_endpoints(&kvs, &arn, &[aws_sdk_kinesisvideo::types::ChannelProtocol::Wss]).await;
+    let wss = endpoints.values().next().expect("WSS endpoint").trim_end_matches('/').to_string();
+    assert!((0..3).any(|k| wss == cluster.node_url(k).replace("http://", "ws://")), "{wss} is a node's own URL");
+
+    // A master and a viewer, both through the load balancer, exchange SDP.
+    let mut master = ws::connect(&lb_ws_url(&cluster, &arn, None)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut viewer = ws::connect(&lb_ws_url(&cluster, &arn, Some("viewer-1"))).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    exchange_sdp(&mut master, &mut viewer, "viewer-1", "1").await;
+
+    // Kill -9 the node holding the master's connection.
+    let (victim, viewer_node) = (holder(&cluster, "master").await, holder(&cluster, "viewer").await);
+    let victim_id = cluster.node_id(victim).to_string();
+    println!("killing {victim_id} (master there; viewer on {})", cluster.node_id(viewer_node));
+    cluster.kill(victim);
+    let killed = Instant::now();
+    assert_closed(&mut master).await;
+
+    // 20 consecutive API calls through the load balancer all succeed, within a few seconds.
+    for i in 0..20 {
+        let res = kvs.describe_signaling_channel().channel_arn(&arn).send().await;
+        res.unwrap_or_else(|e| panic!("call {i} through the LB after the kill: {e:?}\n{}", cluster.logs()));
+    }
+    let down = cluster.lb.wait_status(&victim_id, "DOWN", Duration::from_secs(5)).await;
+    println!("20 calls ok and {victim_id} DOWN in haproxy {:?} after the kill (+{down:?} waiting)", killed.elapsed());
+    assert!(killed.elapsed() < Duration::from_secs(5), "took {:?}", killed.elapsed());
+    for k in cluster.running() {
+        assert_eq!(cluster.readyz(k).await.0, 200, "{} stays ready", cluster.node_id(k));
+    }
+
+    // The clients reconnect through the load balancer and signaling works again.
+    let mut master = ws::connect(&lb_ws_url(&cluster, &arn, None)).await;
+    if viewer_node == victim {
+        assert_closed(&mut viewer).await;
+        viewer = ws::connect(&lb_ws_url(&cluster, &arn, Some("viewer-1"))).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    exchange_sdp(&mut master, &mut viewer, "viewer-1", "2").await;
+    println!("signaling through the LB works again {:?} after the kill", killed.elapsed());
+
+    // The node restarted on its id and port rejoins: ready, back in rotation, serving.
+    cluster.restart(victim);
+    let ready = cluster.wait_ready(victim, Duration::from_secs(15)).await;
+    let up = cluster.lb.wait_status(&victim_id, "UP", Duration::from_secs(5)).await;
+    println!("{victim_id} restarted: ready after {ready:?}, UP in haproxy {up:?} later");
+    let before = requests(&cluster, victim, "DescribeSignalingChannel").await;
+    for _ in 0..9 {
+        kvs.describe_signaling_channel().channel_arn(&arn).send().await.expect("describe through the LB");
+    }
+    let after = requests(&cluster, victim, "DescribeSignalingChannel").await;
+    assert!(after >= before + 1.0, "the LB routes to the restarted {victim_id} again ({before} → {after})");
+    // Its signaling is on the bus again: a viewer connected straight to it reaches the master.
+    let direct =
+        format!("ws://{}/?X-Amz-ChannelARN={}&X-Amz-ClientId=viewer-2", cluster.nodes[victim].addr, rfc3986(&arn));
+    let mut viewer2 = ws::connect(&presign_url(&direct, ROOT_KEY_ID, ROOT_SECRET)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    exchange_sdp(&mut master, &mut viewer2, "viewer-2", "3").await;
+    drop((master, viewer, viewer2));
+    println!("node loss scenario done in {:?} after the kill", killed.elapsed());
+}
+
+#[test]
+fn postgres_outage_behind_haproxy() {
+    run_in_netns("postgres_outage_behind_haproxy", postgres_outage);
+}
+
+/// The HTTP status and `x-amzn-ErrorType` of a failed SDK call (panics on a success or a
+/// transport failure: a hang ends in the client's timeout, which also fails here).
+fn service_failure<E: std::fmt::Debug, R: std::fmt::Debug>(
+    res: Result<R, SdkError<E, aws_smithy_runtime_api::http::Response>>,
+) -> (u16, String) {
+    match res {
+        Err(SdkError::ServiceError(e)) => {
+            let raw = e.raw();
+            (raw.status().as_u16(), raw.headers().get("x-amzn-ErrorType").unwrap_or_default().to_string())
+        }
+        other => panic!("expected a service error, got {other:?}"),
+    }
+}
+
+async fn postgres_outage() {
+    let mut cluster = Cluster::start(ClusterOptions::default()).await;
+    let kvs = cluster.kvs();
+    let arn = kvs.create_signaling_channel().channel_name("cam-1").send().await.expect("create channel");
+    let arn = arn.channel_arn().expect("channel ARN").to_string();
+
+    cluster.pg.stop();
+    let stopped = Instant::now();
+    // Straight to a node, a read and a write fail promptly with reel's KVS 5xx (not a
+    // hang); meanwhile every node fails /readyz, HAProxy takes them all out of rotation and
+    // answers its KVS-shaped 503.
+    let node = cluster.kvs_at(0);
+    let (read, write, via_lb) = tokio::join!(
+        node.describe_signaling_channel().channel_arn(&arn).send(),
+        node.create_signaling_channel().channel_name("cam-2").send(),
+        async {
+            for k in 0..3 {
+                cluster.lb.wait_status(cluster.node_id(k), "DOWN", Duration::from_secs(4)).await;
+            }
+            println!("every node DOWN in haproxy {:?} into the outage", stopped.elapsed());
+            kvs.describe_signaling_channel().channel_arn(&arn).send().await
+        },
+    );
+    println!("the outage's calls answered within {:?}", stopped.elapsed());
+    for (what, (status, code)) in
+        [("read", service_failure(read)), ("write", service_failure(write)), ("LB read", service_failure(via_lb))]
+    {
+        println!("{what} during the outage: {status} {code}");
+        assert!(status >= 500 && !code.is_empty(), "{what} during the outage: {status} {code:?}");
+    }
+    assert!(stopped.elapsed() < Duration::from_secs(8), "calls answered promptly: {:?}", stopped.elapsed());
+
+    if let Some(rest) = Duration::from_secs(5).checked_sub(stopped.elapsed()) {
+        tokio::time::sleep(rest).await;
+    }
+    cluster.pg.restart();
+    let restarted = Instant::now();
+
+    // API calls through the load balancer succeed again, the nodes untouched.
+    loop {
+        match kvs.describe_signaling_channel().channel_arn(&arn).send().await {
+            Ok(_) => break,
+            Err(e) => assert!(
+                restarted.elapsed() < Duration::from_secs(20),
+                "no recovery 20 s after Postgres returned: {e:?}\n{}",
+                cluster.logs()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("LB calls recover {:?} after Postgres returned", restarted.elapsed());
+    for k in 0..3 {
+        cluster.wait_ready(k, Duration::from_secs(10)).await;
+        cluster.lb.wait_status(cluster.node_id(k), "UP", Duration::from_secs(5)).await;
+        let node = cluster.kvs_at(k);
+        node.describe_signaling_channel().channel_arn(&arn).send().await.expect("read after the outage");
+    }
+    kvs.create_signaling_channel().channel_name("cam-2").send().await.expect("write after the outage");
+}

@@ -522,6 +522,15 @@ impl Config {
                 )));
             }
         }
+        let postgres =
+            metadata_url.as_ref().is_some_and(|u| u.0.starts_with("postgres://") || u.0.starts_with("postgresql://"));
+        if postgres && s3.is_none() {
+            return Err(ConfigError::Invalid(
+                "cluster mode (a postgres:// --metadata-url) needs the S3 backend (--s3-bucket and its credentials): \
+                 every node must read every fragment"
+                    .into(),
+            ));
+        }
         let bus_url = m.pick(|a| a.bus_url.clone());
         if let Some(url) = bus_url
             .as_ref()

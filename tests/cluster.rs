@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use aws_sdk_kinesisvideo::types::ChannelProtocol;
 use common::nats::NatsServer;
+use common::s3::S3Server;
 use common::signing::{presign_url, rfc3986};
 use common::ws::{self, Ws, assert_closed, recv_json, send};
 use common::{Options, ROOT_KEY_ID, ROOT_SECRET, Reel};
@@ -19,20 +20,19 @@ use common::{Options, ROOT_KEY_ID, ROOT_SECRET, Reel};
 const CLUSTER_CONFIG: &str =
     "[limits.cluster]\nheartbeat_ms = 200\nnode_timeout_ms = 1000\n\n[limits.signaling]\nmax_viewers_per_channel = 2\n";
 
-fn start_node(id: &str, metadata_url: &str, bus_url: &str, config: &std::path::Path) -> Reel {
-    Reel::start_with(Options {
-        args: vec![
-            "--node-id".into(),
-            id.into(),
-            "--metadata-url".into(),
-            metadata_url.into(),
-            "--bus-url".into(),
-            bus_url.into(),
-            "--config".into(),
-            config.display().to_string(),
-        ],
-        ..Default::default()
-    })
+fn start_node(id: &str, metadata_url: &str, bus_url: &str, config: &std::path::Path, s3: &S3Server) -> Reel {
+    let mut args: Vec<String> = vec![
+        "--node-id".into(),
+        id.into(),
+        "--metadata-url".into(),
+        metadata_url.into(),
+        "--bus-url".into(),
+        bus_url.into(),
+        "--config".into(),
+        config.display().to_string(),
+    ];
+    args.extend(s3.reel_args("reel/"));
+    Reel::start_with(Options { args, ..Default::default() })
 }
 
 /// The node's presigned ConnectAsMaster/ConnectAsViewer URL for `arn`.
@@ -57,12 +57,13 @@ fn payload(ev: &serde_json::Value) -> &str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_share_metadata_and_signaling() {
     let nats = NatsServer::start();
+    let s3 = S3Server::start("127.0.0.1:0".parse().expect("addr"));
     let metadata_url = reel::testkit::postgres::fresh_database().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = common::write_file(dir.path(), "cluster.toml", CLUSTER_CONFIG);
-    let a = start_node("node-a", &metadata_url, &nats.url, &config);
-    let b = start_node("node-b", &metadata_url, &nats.url, &config);
-    let mut c = start_node("node-c", &metadata_url, &nats.url, &config);
+    let a = start_node("node-a", &metadata_url, &nats.url, &config, &s3);
+    let b = start_node("node-b", &metadata_url, &nats.url, &config, &s3);
+    let mut c = start_node("node-c", &metadata_url, &nats.url, &config, &s3);
 
     // Every node is ready: its metadata database and the bus answer.
     for (node, id) in [(&a, "node-a"), (&b, "node-b"), (&c, "node-c")] {

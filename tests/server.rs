@@ -173,17 +173,37 @@ fn unreachable_cluster_services_fail_startup_with_a_clear_message() {
     let free = || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
     let (pg_port, nats_port) = (free(), free());
     let dir = tempfile::tempdir().expect("tempdir");
-    let run = |flag: &str, url: String| {
+    let s3_port = free();
+    let run_with = |extra: &[String], flag: &str, url: String| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_reel"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
+            .args(extra)
             .args([flag, &url])
             .output()
             .expect("run reel");
         assert!(!out.status.success(), "{flag} {url} must fail startup");
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
-    let err = run("--metadata-url", format!("postgres://reel:sekrit@127.0.0.1:{pg_port}/reel"));
+    let run = |flag: &str, url: String| run_with(&[], flag, url);
+    let pg = format!("postgres://reel:sekrit@127.0.0.1:{pg_port}/reel");
+    // Cluster mode keeps media in S3: without it, startup names what is missing.
+    let err = run("--metadata-url", pg.clone());
+    assert!(err.contains("needs the S3 backend") && !err.contains("sekrit"), "{err}");
+    let s3: Vec<String> = [
+        "--s3-bucket",
+        "b",
+        "--s3-endpoint-url",
+        &format!("http://127.0.0.1:{s3_port}"),
+        "--s3-access-key-id",
+        "k",
+        "--s3-secret-access-key",
+        "s",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let err = run_with(&s3, "--metadata-url", pg);
     assert!(err.contains("cannot open postgres://reel:***@127.0.0.1") && !err.contains("sekrit"), "{err}");
     let err = run("--bus-url", format!("nats://127.0.0.1:{nats_port}"));
     assert!(err.contains("cannot connect to the cluster bus"), "{err}");

@@ -18,11 +18,6 @@ impl From<MetaError> for ApiError {
                 "The stream {stream} has no data retention; media storage needs DataRetentionInHours > 0"
             )),
             MetaError::QuotaExceeded(quota) => quota_error(quota),
-            // Another node's storage session writes the stream (its lease lapses within
-            // [limits.cluster] lease_ms if that node died): a limit the client retries.
-            MetaError::LeaseHeld { stream, .. } => ApiError::client_limit(format!(
-                "The stream {stream} is being written by another storage session; retry shortly"
-            )),
             MetaError::LeaseLost { stream, .. } => {
                 ApiError::resource_in_use(format!("The storage session of stream {stream} was replaced"))
             }

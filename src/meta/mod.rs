@@ -20,6 +20,7 @@ use rand::Rng;
 
 pub use lease::Lease;
 
+pub mod catalog;
 mod common;
 pub mod lease;
 pub mod postgres;
@@ -212,8 +213,8 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug {
     /// One trivial query: whether the database answers now (readiness checks).
     async fn ping(&self) -> Result<(), MetaError>;
 
-    /// Take the writer lease of `stream_arn` for `node` ([`lease::take`]): a new epoch,
-    /// valid `lease_ms` from `now_ms`; [`MetaError::LeaseHeld`] while another node's runs,
+    /// Take the writer lease of `stream_arn` for `node` ([`lease::take`]): a new epoch from
+    /// the cluster-wide counter, valid `lease_ms` from `now_ms`, fencing any previous holder;
     /// [`MetaError::NotFound`] without the stream.
     async fn acquire_lease(&self, stream_arn: &str, node: &str, now_ms: u64, lease_ms: u64)
     -> Result<Lease, MetaError>;
@@ -231,6 +232,33 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug {
     async fn release_lease(&self, stream_arn: &str, node: &str, epoch: u64) -> Result<(), MetaError>;
     /// The stream's lease as stored, if it ever had one.
     async fn lease(&self, stream_arn: &str) -> Result<Option<Lease>, MetaError>;
+
+    /// Fragment catalog (cluster mode, see [`catalog`]): index `entry` of `stream_arn` if
+    /// `node` still holds the stream's lease at `epoch` ([`MetaError::LeaseLost`] if not);
+    /// an already indexed fragment is accepted again.
+    async fn insert_fragment(
+        &self,
+        stream_arn: &str,
+        entry: &reel_storage::CatalogEntry,
+        node: &str,
+        epoch: u64,
+    ) -> Result<(), MetaError>;
+    /// Up to `limit` indexed fragments of `stream_arn` after counter `after`, in order.
+    async fn fragments_after(
+        &self,
+        stream_arn: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<reel_storage::CatalogEntry>, MetaError>;
+    /// Fragments indexed at or after `since_ms` on the database clock, and that clock now.
+    async fn fragments_indexed_since(&self, since_ms: u64) -> Result<reel_storage::CatalogChanges, MetaError>;
+    /// The smallest indexed counter of `stream_arn`, if it has fragments.
+    async fn fragment_floor(&self, stream_arn: &str) -> Result<Option<u64>, MetaError>;
+    /// Removes (up to `limit`) fragments past their stream's retention at `now_ms`, or of
+    /// streams that no longer exist, returning (stream, counter) of each.
+    async fn expire_fragments(&self, now_ms: u64, limit: usize) -> Result<Vec<(String, u64)>, MetaError>;
+    /// Removes every indexed fragment of `stream_arn`, returning their counters.
+    async fn remove_fragments(&self, stream_arn: &str) -> Result<Vec<u64>, MetaError>;
 }
 
 /// Metadata failures.
@@ -268,9 +296,6 @@ pub enum MetaError {
     /// then the URL with its password replaced by `***`.
     #[error("cannot open {}: {detail}", path.display())]
     Open { path: PathBuf, detail: String },
-    /// Another node's writer lease of the stream runs until `expires_ms`.
-    #[error("stream {stream} is being written by node {holder} (lease until {expires_ms} ms)")]
-    LeaseHeld { stream: String, holder: String, expires_ms: u64 },
     /// The writer lease at `epoch` was taken over or released: stop writing.
     #[error("the writer lease of stream {stream} at epoch {epoch} was lost")]
     LeaseLost { stream: String, epoch: u64 },

@@ -134,6 +134,7 @@ super::sql::sql_store!(
     reads: pool,
     leases: pool,
     name_filter: "($1::text IS NULL OR starts_with(name, $1)) AND ($2::text IS NULL OR name > $2)",
+    now_ms: "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT",
 );
 
 /// The password of a URL (as written and percent-decoded, from the user info and any
@@ -198,14 +199,21 @@ mod tests {
         let (a, b) = (a.expect("node a"), b.expect("node b"));
         let s = suite::stream("contended", 24);
         a.create_stream(&s, &Tags::new(), 10).await.expect("stream");
+        let mut last = 0;
         for round in 0..20u64 {
-            // Both nodes race for the lapsed lease; exactly one wins each round.
+            // Both nodes take the lease at once: the takes are serialized, both get distinct,
+            // growing epochs, and the stored lease is the later take's (the other is fenced).
             let now = 1_000_000 + round * 20_000;
             let (x, y) =
                 tokio::join!(a.acquire_lease(&s.arn, "a", now, 10_000), b.acquire_lease(&s.arn, "b", now, 10_000));
-            assert_eq!(u8::from(x.is_ok()) + u8::from(y.is_ok()), 1, "round {round}: {x:?} {y:?}");
-            let winner = x.or(y).expect("one won");
-            assert_eq!(winner.epoch, round + 1, "epochs grow by one per take");
+            let (x, y) = (x.expect("a takes"), y.expect("b takes"));
+            assert!(x.epoch != y.epoch && x.epoch.min(y.epoch) > last, "round {round}: {x:?} {y:?}");
+            last = x.epoch.max(y.epoch);
+            let newest = if x.epoch > y.epoch { &x } else { &y };
+            assert_eq!(a.lease(&s.arn).await.expect("lease").as_ref(), Some(newest));
+            let stale = if x.epoch > y.epoch { &y } else { &x };
+            let refused = b.renew_lease(&s.arn, &stale.holder, stale.epoch, now + 1, 10_000).await;
+            assert!(matches!(refused, Err(MetaError::LeaseLost { .. })), "round {round}: {refused:?}");
         }
     }
 

@@ -12,7 +12,7 @@
 /// database type:
 ///
 /// ```text
-/// sql_store!(Store, db: sqlx::Sqlite, reads: readers, leases: writer, name_filter: "…");
+/// sql_store!(Store, db: sqlx::Sqlite, reads: readers, leases: writer, name_filter: "…", now_ms: "…");
 /// ```
 ///
 /// - `Store` must have the inherent methods `begin_write(&self)` (the transaction every
@@ -22,7 +22,9 @@
 /// - `reads` names its pool field for single-statement lookups, `leases` the pool field
 ///   the lease release and lookup run on;
 /// - `name_filter` is the listings' `WHERE` condition: `$1` the name prefix and `$2` the
-///   name to resume after, each NULL when absent (a string literal, for `concat!`).
+///   name to resume after, each NULL when absent (a string literal, for `concat!`);
+/// - `now_ms` is the SQL expression of the database clock in ms since the Unix epoch (the
+///   fragment catalog stamps rows with it, so polls do not depend on nodes' clocks).
 ///
 /// It expands (in the backend's module) to an inherent `impl` with the shared private
 /// helpers and the whole `#[async_trait] impl MetaStore`; a macro-made trait impl is still
@@ -33,7 +35,8 @@ macro_rules! sql_store {
         db: $db:ty,
         reads: $reads:ident,
         leases: $leases:ident,
-        name_filter: $names:literal $(,)?
+        name_filter: $names:literal,
+        now_ms: $now_ms:literal $(,)?
     ) => {
         impl $store {
             /// Upsert `tags` of the resource `arn`.
@@ -618,7 +621,20 @@ macro_rules! sql_store {
                     return Err($crate::meta::MetaError::NotFound(format!("stream {stream_arn}")));
                 }
                 let current = Self::lease_row(&mut tx, stream_arn).await?;
-                let next = $crate::meta::lease::take(stream_arn, current.as_ref(), node, now_ms, lease_ms)?;
+                let epoch: i64 =
+                    sqlx::query_scalar("UPDATE lease_epoch SET value = value + 1 WHERE id = 1 RETURNING value")
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                let epoch = u64::try_from(epoch).unwrap_or(0);
+                let next = $crate::meta::lease::take(stream_arn, current.as_ref(), node, now_ms, lease_ms, epoch);
+                if next.epoch != epoch {
+                    sqlx::query("UPDATE lease_epoch SET value = $1 WHERE id = 1")
+                        .bind($crate::meta::common::lease_i64(next.epoch))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                }
                 Self::write_lease(&mut tx, &next).await?;
                 tx.commit().await.map_err(db_err)?;
                 Ok(next)
@@ -661,6 +677,128 @@ macro_rules! sql_store {
             async fn lease(&self, stream_arn: &str) -> Result<Option<$crate::meta::Lease>, $crate::meta::MetaError> {
                 let mut conn = self.$leases.acquire().await.map_err($crate::meta::common::db_err)?;
                 Self::lease_row(&mut conn, stream_arn).await
+            }
+
+            async fn insert_fragment(
+                &self,
+                stream_arn: &str,
+                entry: &reel_storage::CatalogEntry,
+                node: &str,
+                epoch: u64,
+            ) -> Result<(), $crate::meta::MetaError> {
+                use $crate::meta::common::{db_err, lease_i64};
+                // The write transaction serializes this with lease takes: the fence check
+                // and the insert see the same lease.
+                let mut tx = self.begin_write().await?;
+                let current = Self::lease_row(&mut tx, stream_arn).await?;
+                if !current.is_some_and(|l| l.holder == node && l.epoch == epoch) {
+                    return Err($crate::meta::MetaError::LeaseLost { stream: stream_arn.into(), epoch });
+                }
+                let i = &entry.info;
+                sqlx::query(concat!(
+                    "INSERT INTO fragments (stream_arn, counter, producer_ts_ms, server_ts_ms, duration_ms, \
+                     chunk_count, payload_bytes, header_bytes, truncated, object_bytes, indexed_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, ",
+                    $now_ms,
+                    ") ON CONFLICT (stream_arn, counter) DO NOTHING"
+                ))
+                .bind(stream_arn)
+                .bind(lease_i64(i.number.counter()))
+                .bind(lease_i64(i.producer_ts_ms))
+                .bind(lease_i64(i.server_ts_ms))
+                .bind(i64::from(i.duration_ms))
+                .bind(i64::from(i.chunk_count))
+                .bind(lease_i64(i.payload_bytes))
+                .bind(i64::from(i.header_bytes))
+                .bind(i.truncated)
+                .bind(lease_i64(entry.object_bytes))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                tx.commit().await.map_err(db_err)
+            }
+
+            async fn fragments_after(
+                &self,
+                stream_arn: &str,
+                after: u64,
+                limit: usize,
+            ) -> Result<Vec<reel_storage::CatalogEntry>, $crate::meta::MetaError> {
+                use $crate::meta::common::{db_err, lease_i64};
+                let rows: Vec<$crate::meta::catalog::FragmentRow> = sqlx::query_as(concat!(
+                    "SELECT stream_arn, ",
+                    "counter, producer_ts_ms, server_ts_ms, duration_ms, chunk_count, payload_bytes, header_bytes, truncated, object_bytes",
+                    " FROM fragments WHERE stream_arn = $1 AND counter > $2 ORDER BY counter LIMIT $3"
+                ))
+                .bind(stream_arn)
+                .bind(lease_i64(after))
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&self.$reads)
+                .await
+                .map_err(db_err)?;
+                Ok(rows.into_iter().map(|r| r.entry().1).collect())
+            }
+
+            async fn fragments_indexed_since(
+                &self,
+                since_ms: u64,
+            ) -> Result<reel_storage::CatalogChanges, $crate::meta::MetaError> {
+                use $crate::meta::common::{db_err, lease_i64};
+                let mut conn = self.$reads.acquire().await.map_err(db_err)?;
+                let now: i64 = sqlx::query_scalar(concat!("SELECT ", $now_ms)).fetch_one(&mut *conn).await.map_err(db_err)?;
+                let rows: Vec<$crate::meta::catalog::FragmentRow> = sqlx::query_as(concat!(
+                    "SELECT stream_arn, ",
+                    "counter, producer_ts_ms, server_ts_ms, duration_ms, chunk_count, payload_bytes, header_bytes, truncated, object_bytes",
+                    " FROM fragments WHERE indexed_ms >= $1 ORDER BY stream_arn, counter"
+                ))
+                .bind(lease_i64(since_ms))
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db_err)?;
+                Ok(reel_storage::CatalogChanges {
+                    entries: rows.into_iter().map(|r| r.entry()).collect(),
+                    now_ms: u64::try_from(now).unwrap_or(0),
+                })
+            }
+
+            async fn fragment_floor(&self, stream_arn: &str) -> Result<Option<u64>, $crate::meta::MetaError> {
+                let min: Option<i64> = sqlx::query_scalar("SELECT MIN(counter) FROM fragments WHERE stream_arn = $1")
+                    .bind(stream_arn)
+                    .fetch_one(&self.$reads)
+                    .await
+                    .map_err($crate::meta::common::db_err)?;
+                Ok(min.and_then(|m| u64::try_from(m).ok()))
+            }
+
+            async fn expire_fragments(
+                &self,
+                now_ms: u64,
+                limit: usize,
+            ) -> Result<Vec<(String, u64)>, $crate::meta::MetaError> {
+                use $crate::meta::common::{db_err, lease_i64};
+                let rows: Vec<(String, i64)> = sqlx::query_as(
+                    "DELETE FROM fragments WHERE (stream_arn, counter) IN ( \
+                       SELECT f.stream_arn, f.counter FROM fragments f LEFT JOIN streams s ON s.arn = f.stream_arn \
+                       WHERE s.arn IS NULL \
+                          OR f.server_ts_ms + f.duration_ms + s.data_retention_in_hours * 3600000 < $1 \
+                       LIMIT $2) \
+                     RETURNING stream_arn, counter",
+                )
+                .bind(lease_i64(now_ms))
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&self.$leases)
+                .await
+                .map_err(db_err)?;
+                Ok(rows.into_iter().map(|(s, c)| (s, u64::try_from(c).unwrap_or(0))).collect())
+            }
+
+            async fn remove_fragments(&self, stream_arn: &str) -> Result<Vec<u64>, $crate::meta::MetaError> {
+                let rows: Vec<i64> = sqlx::query_scalar("DELETE FROM fragments WHERE stream_arn = $1 RETURNING counter")
+                    .bind(stream_arn)
+                    .fetch_all(&self.$leases)
+                    .await
+                    .map_err($crate::meta::common::db_err)?;
+                Ok(rows.into_iter().filter_map(|c| u64::try_from(c).ok()).collect())
             }
         }
     };

@@ -27,6 +27,7 @@ macro_rules! backend_tests {
             listing_orders_names_bytewise,
             concurrent_writers_cannot_both_win,
             leases_fence_stale_writers,
+            fragment_catalog_is_fenced_and_expires,
         );
     };
     ($fresh:path; $($check:ident),+ $(,)?) => {
@@ -51,41 +52,105 @@ pub async fn leases_fence_stale_writers(store: &dyn MetaStore) {
     store.create_stream(&s, &Tags::new(), 10).await.expect("stream");
     assert_eq!(store.lease(&s.arn).await.expect("lease"), None);
     let a = store.acquire_lease(&s.arn, "a", 1_000, LEASE).await.expect("free");
-    assert_eq!((a.holder.as_str(), a.epoch, a.expires_ms), ("a", 1, 11_000));
-    let held = store.acquire_lease(&s.arn, "b", 5_000, LEASE).await;
-    assert!(
-        matches!(held, Err(MetaError::LeaseHeld { ref holder, expires_ms: 11_000, .. }) if holder == "a"),
-        "{held:?}"
-    );
-    let a = store.renew_lease(&s.arn, "a", 1, 9_000, LEASE).await.expect("renewed");
+    assert_eq!((a.holder.as_str(), a.expires_ms), ("a", 11_000));
+    let a = store.renew_lease(&s.arn, "a", a.epoch, 9_000, LEASE).await.expect("renewed");
     assert_eq!(a.expires_ms, 19_000);
-    // a goes silent; after expiry b takes over with epoch 2, and a's renewal is refused.
-    let b = store.acquire_lease(&s.arn, "b", 19_000, LEASE).await.expect("takeover");
-    assert_eq!((b.holder.as_str(), b.epoch), ("b", 2));
-    assert!(matches!(
-        store.renew_lease(&s.arn, "a", 1, 19_500, LEASE).await,
-        Err(MetaError::LeaseLost { epoch: 1, .. })
-    ));
+    // b takes over while a's lease runs (the newest session wins): a larger epoch, and a's
+    // renewal is refused.
+    let b = store.acquire_lease(&s.arn, "b", 12_000, LEASE).await.expect("takeover");
+    assert!(b.holder == "b" && b.epoch > a.epoch, "{b:?}");
+    assert!(matches!(store.renew_lease(&s.arn, "a", a.epoch, 12_500, LEASE).await, Err(MetaError::LeaseLost { .. })));
     // A stale release changes nothing; b's own release frees it without resetting the epoch.
-    store.release_lease(&s.arn, "a", 1).await.expect("stale release is a no-op");
+    store.release_lease(&s.arn, "a", a.epoch).await.expect("stale release is a no-op");
     assert_eq!(store.lease(&s.arn).await.expect("lease"), Some(b.clone()));
-    store.release_lease(&s.arn, "b", 2).await.expect("release");
+    store.release_lease(&s.arn, "b", b.epoch).await.expect("release");
     let c = store.acquire_lease(&s.arn, "c", 20_000, LEASE).await.expect("free after release");
-    assert_eq!(c.epoch, 3);
-    // Ten nodes race for a free stream: one wins, the others see its lease.
+    assert!(c.epoch > b.epoch);
+    // Epochs come from one counter: unique across streams, so ten racing takes of streams
+    // and of one stream all get distinct epochs, and exactly one holds the raced stream.
     let r = stream("raced", 24);
     store.create_stream(&r, &Tags::new(), 10).await.expect("stream");
     let takes = join_all((0..10).map(|i| {
-        let arn = r.arn.clone();
-        async move { store.acquire_lease(&arn, &format!("n{i}"), 50_000, LEASE).await }
+        let arn = if i % 2 == 0 { r.arn.clone() } else { s.arn.clone() };
+        async move { store.acquire_lease(&arn, &format!("n{i}"), 50_000, LEASE).await.expect("take") }
     }))
     .await;
-    let won = takes.iter().filter(|t| t.is_ok()).count();
-    assert_eq!(won, 1, "{takes:?}");
-    assert!(takes.iter().all(|t| matches!(t, Ok(_) | Err(MetaError::LeaseHeld { .. }))), "{takes:?}");
+    let mut epochs: Vec<u64> = takes.iter().map(|t| t.epoch).collect();
+    epochs.sort_unstable();
+    epochs.dedup();
+    assert_eq!(epochs.len(), 10, "{takes:?}");
+    let newest = takes.iter().filter(|t| t.stream_arn == r.arn).max_by_key(|t| t.epoch).expect("some");
+    assert_eq!(store.lease(&r.arn).await.expect("lease").as_ref(), Some(newest));
     // Deleting the stream deletes its lease.
     store.delete_stream(&s.arn, None).await.expect("delete");
     assert!(matches!(store.acquire_lease(&s.arn, "a", 30_000, LEASE).await, Err(MetaError::NotFound(_))));
+}
+
+/// The fragment catalog: inserts only under the current lease (idempotent), listings in
+/// number order, polls by the database clock, floors, retention by each stream's hours and
+/// for streams that are gone, and removal of a stream's rows.
+pub async fn fragment_catalog_is_fenced_and_expires(store: &dyn MetaStore) {
+    use reel_storage::{CatalogEntry, FragmentInfo, FragmentNumber};
+    let entry = |counter: u64, server_ts_ms: u64| CatalogEntry {
+        info: FragmentInfo {
+            number: FragmentNumber::from_counter(counter),
+            producer_ts_ms: server_ts_ms,
+            server_ts_ms,
+            duration_ms: 2_000,
+            chunk_count: 3,
+            payload_bytes: 1_000,
+            header_bytes: 50,
+            truncated: counter % 2 == 0,
+        },
+        object_bytes: 1_200,
+    };
+    let s = stream("cataloged", 1);
+    let gone = stream("gone", 24);
+    store.create_stream(&s, &Tags::new(), 10).await.expect("stream");
+    store.create_stream(&gone, &Tags::new(), 10).await.expect("stream");
+    let a = store.acquire_lease(&s.arn, "a", 0, 10_000).await.expect("lease");
+    let before = store.fragments_indexed_since(0).await.expect("poll").now_ms;
+    store.insert_fragment(&s.arn, &entry(10, 1_000), "a", a.epoch).await.expect("insert");
+    store.insert_fragment(&s.arn, &entry(10, 1_000), "a", a.epoch).await.expect("a retry is accepted");
+    assert!(matches!(
+        store.insert_fragment(&s.arn, &entry(11, 3_000), "a", a.epoch + 100).await,
+        Err(MetaError::LeaseLost { .. })
+    ));
+    assert!(matches!(
+        store.insert_fragment(&s.arn, &entry(11, 3_000), "b", a.epoch).await,
+        Err(MetaError::LeaseLost { .. })
+    ));
+    // b takes over: a's inserts are refused from now on, b's go in.
+    let b = store.acquire_lease(&s.arn, "b", 1, 10_000).await.expect("takeover");
+    assert!(matches!(
+        store.insert_fragment(&s.arn, &entry(11, 3_000), "a", a.epoch).await,
+        Err(MetaError::LeaseLost { .. })
+    ));
+    store.insert_fragment(&s.arn, &entry(12, 3_000), "b", b.epoch).await.expect("insert");
+    let g = store.acquire_lease(&gone.arn, "a", 0, 10_000).await.expect("lease");
+    store.insert_fragment(&gone.arn, &entry(20, 1_000), "a", g.epoch).await.expect("insert");
+
+    let listed = store.fragments_after(&s.arn, 0, 10).await.expect("list");
+    assert_eq!(listed, vec![entry(10, 1_000), entry(12, 3_000)]);
+    assert_eq!(store.fragments_after(&s.arn, 10, 10).await.expect("list"), vec![entry(12, 3_000)]);
+    assert_eq!(store.fragments_after(&s.arn, 0, 1).await.expect("list").len(), 1);
+    let changes = store.fragments_indexed_since(before.saturating_sub(1_000)).await.expect("poll");
+    assert_eq!(changes.entries.len(), 3, "{changes:?}");
+    assert!(changes.now_ms >= before);
+    let later = store.fragments_indexed_since(changes.now_ms + 60_000).await.expect("poll");
+    assert!(later.entries.is_empty());
+    assert_eq!(store.fragment_floor(&s.arn).await.expect("floor"), Some(10));
+
+    // Retention: s keeps 1 h; `gone` is deleted, so its rows expire whatever their age.
+    store.delete_stream(&gone.arn, None).await.expect("delete");
+    let hour = 3_600_000;
+    let expired = store.expire_fragments(1_000 + 2_000 + hour - 1, 100).await.expect("expire");
+    assert_eq!(expired, vec![(gone.arn.clone(), 20)]);
+    let expired = store.expire_fragments(1_000 + 2_000 + hour + 1, 100).await.expect("expire");
+    assert_eq!(expired, vec![(s.arn.clone(), 10)]);
+    assert_eq!(store.fragment_floor(&s.arn).await.expect("floor"), Some(12));
+    assert_eq!(store.remove_fragments(&s.arn).await.expect("remove"), vec![12]);
+    assert_eq!(store.fragment_floor(&s.arn).await.expect("floor"), None);
 }
 
 /// A channel named `name` whose ARN ends in `millis` (also its creation time).

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use reel_storage::{FragmentStart, FragmentWriter, StoreError, Stream};
+use reel_storage::{Fence, FragmentStart, FragmentWriter, StoreError, Stream};
 use str0m::media::{MediaData, Mid};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -87,8 +87,14 @@ pub fn media_frame(md: &MediaData, video: Mid, audio: Mid, anchor: &ClockAnchor)
 
 /// Runs the store side of one session: `BeginFragment` → `begin_fragment`, `Chunk` →
 /// `append_chunk`, `EndFragment` → `finish`. When the queue closes, an open fragment is
-/// finished with the end of its last chunk, so no accepted media is lost.
-pub fn spawn_writer(session: u64, stream: Stream, mut rx: mpsc::Receiver<FragmentEvent>) -> JoinHandle<()> {
+/// finished with the end of its last chunk, so no accepted media is lost. With `fence`
+/// (cluster mode) fragments are written under the session's writer lease.
+pub fn spawn_writer(
+    session: u64,
+    stream: Stream,
+    fence: Option<Fence>,
+    mut rx: mpsc::Receiver<FragmentEvent>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut open: Option<(FragmentWriter, u32)> = None;
         // After a failed begin, drop chunks until the next fragment.
@@ -100,7 +106,7 @@ pub fn spawn_writer(session: u64, stream: Stream, mut rx: mpsc::Receiver<Fragmen
                         finish(session, w, end).await;
                     }
                     let start = FragmentStart { producer_ts_ms, server_ts_ms, header };
-                    match begin(&stream, start).await {
+                    match begin(&stream, start, fence.as_ref()).await {
                         Ok(w) => {
                             skipping = false;
                             open = Some((w, 0));
@@ -150,10 +156,14 @@ fn count_store_errors(frames: ChunkFrames) {
 }
 
 /// `begin_fragment`, retrying while the previous session of the stream still holds its writer.
-async fn begin(stream: &Stream, start: FragmentStart) -> Result<FragmentWriter, StoreError> {
+async fn begin(stream: &Stream, start: FragmentStart, fence: Option<&Fence>) -> Result<FragmentWriter, StoreError> {
     let deadline = Instant::now() + BEGIN_RETRY_FOR;
     loop {
-        match stream.begin_fragment(start.clone()).await {
+        let begun = match fence {
+            Some(f) => stream.begin_fenced_fragment(start.clone(), f).await,
+            None => stream.begin_fragment(start.clone()).await,
+        };
+        match begun {
             Err(StoreError::FragmentInProgress { .. }) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }

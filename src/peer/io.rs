@@ -49,6 +49,9 @@ pub struct NewSession {
 pub struct WriterInput {
     /// The stream mapped to the channel.
     pub stream: reel_storage::Stream,
+    /// Cluster mode: the writer lease the fragments are written under (see
+    /// `reel_storage::Stream::begin_fenced_fragment`).
+    pub fence: Option<reel_storage::Fence>,
     /// Fragment events from the hub (the other end is `HubSession::writer_tx`).
     pub events: mpsc::Receiver<reel_media::fragmenter::FragmentEvent>,
 }
@@ -224,7 +227,7 @@ impl Driver {
         match cmd {
             Command::Add(s) => {
                 let NewSession { session, writer, ended } = *s;
-                let writer_task = super::ingest::spawn_writer(session.id, writer.stream, writer.events);
+                let writer_task = super::ingest::spawn_writer(session.id, writer.stream, writer.fence, writer.events);
                 self.sessions.insert(session.id, Control { writer_task, ended });
                 self.hub.add(now, session);
             }

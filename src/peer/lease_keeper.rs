@@ -50,6 +50,12 @@ impl LeaseKeeper {
         Ok((Self { lost, release: Some(release), task }, lease))
     }
 
+    /// The media store's fence for this lease: the node and epoch its fragments are
+    /// written and indexed under.
+    pub fn fence(&self) -> Option<reel_storage::Fence> {
+        self.release.as_ref().map(|r| reel_storage::Fence { holder: r.node.clone(), epoch: r.epoch })
+    }
+
     /// Resolves once the lease is lost (never while it is held).
     pub async fn lost(&mut self) {
         // An error means the renewal task ended, which it does only after reporting loss.

@@ -147,7 +147,7 @@ pub async fn run(
     let (ended_tx, ended_rx) = oneshot::channel();
     let new = NewSession {
         session: HubSession { id, channel_arn: channel.clone(), rtc, pending, video, audio, writer_tx },
-        writer: WriterInput { stream, events: writer_rx },
+        writer: WriterInput { stream, fence: lease.as_ref().and_then(LeaseKeeper::fence), events: writer_rx },
         ended: ended_tx,
     };
     if io.send(Command::Add(Box::new(new))).await.is_err() {

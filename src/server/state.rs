@@ -105,7 +105,7 @@ impl AppState {
             CredentialStore::load(config.root_key_pair(), config.credentials_file.as_deref(), &data_dir)?;
         let audit =
             AuditLog::open(&data_dir, config.limits.http.audit_queue_events).await.map_err(StateError::Audit)?;
-        let store = reel_storage::Store::open(media_store_config(&config)).await?;
+        let store = reel_storage::Store::open(media_store_config(&config, &meta)).await?;
         tracing::info!(report = ?store.recovery_report(), "media store opened");
 
         let scheme = if config.tls == TlsMode::Off { "http" } else { "https" };
@@ -135,7 +135,9 @@ impl AppState {
 }
 
 /// The media store's configuration: `<data-dir>/media`, plus S3 when configured.
-fn media_store_config(config: &Config) -> reel_storage::StoreConfig {
+/// The media store's settings; in cluster mode (shared metadata) its fragments are indexed
+/// in the metadata database's catalog and kept in S3, readable from every node.
+fn media_store_config(config: &Config, meta: &Arc<dyn meta::MetaStore>) -> reel_storage::StoreConfig {
     let mut store = reel_storage::StoreConfig::new(config.data_dir.join("media"));
     store.s3 = config.s3.as_ref().map(|s| {
         let mut s3 = reel_storage::S3Config::new(&s.bucket, &s.region, &s.access_key_id, s.secret_access_key.expose());
@@ -144,5 +146,8 @@ fn media_store_config(config: &Config) -> reel_storage::StoreConfig {
         s3.force_path_style = s.path_style;
         s3
     });
+    if config.shares_metadata() {
+        store.catalog = Some(Arc::new(meta::catalog::MetaCatalog::new(meta.clone())));
+    }
     store
 }

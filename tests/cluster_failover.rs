@@ -256,3 +256,162 @@ async fn postgres_outage() {
     }
     kvs.create_signaling_channel().channel_name("cam-2").send().await.expect("write after the outage");
 }
+
+#[test]
+fn ingest_survives_the_writer_node_behind_haproxy() {
+    run_in_netns("ingest_survives_the_writer_node_behind_haproxy", ingest_failover);
+}
+
+/// `ffmpeg -v error` over an MKV document: what it printed (empty = decodes cleanly).
+fn ffmpeg_errors(mkv: &[u8]) -> String {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i", "pipe:0", "-f", "null", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ffmpeg (apt-get install -y ffmpeg)");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let data = mkv.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&data);
+    });
+    let out = child.wait_with_output().expect("ffmpeg output");
+    let _ = feeder.join();
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The node whose URL `url` is.
+fn node_of(cluster: &Cluster, url: &str) -> usize {
+    (0..3).find(|k| url.trim_end_matches('/') == cluster.node_url(*k).trim_end_matches('/')).unwrap_or_else(|| {
+        panic!("{url} is none of the nodes: {:?}", (0..3).map(|k| cluster.node_url(k)).collect::<Vec<_>>())
+    })
+}
+
+async fn ingest_failover() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    use reel_sim::kvs::KvsClient;
+    use reel_sim::publisher::{
+        MediaSource, PublisherConfig, PublisherStats, ReconnectPolicy, provision_storage_channel,
+        publish_with_reconnect,
+    };
+    use reel_sim::sigv4::Signer;
+
+    let mut cluster = Cluster::start(ClusterOptions::default()).await;
+    let lb = KvsClient::new(cluster.lb_url(), Signer::new(ROOT_KEY_ID, ROOT_SECRET, common::REGION));
+    let channel = provision_storage_channel(&lb, "failover", "failover-stream", 1).await.expect("provision");
+    let source = Arc::new(MediaSource::new(500_000).expect("media"));
+    let stats = PublisherStats::new();
+    let publisher = {
+        let (client, channel, stats, source) = (lb.clone(), channel.clone(), stats.clone(), source.clone());
+        let cfg = PublisherConfig::new("127.0.0.1".parse().expect("ip"), source);
+        let until = Instant::now() + Duration::from_secs(90);
+        tokio::spawn(async move {
+            publish_with_reconnect(&client, &channel, cfg, stats, until, ReconnectPolicy::default()).await
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stats.connections.load(Ordering::Relaxed) < 1 {
+        assert!(Instant::now() < deadline, "never connected: {:?}\n{}", stats.snapshot(), cluster.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(6)).await;
+
+    // GetDataEndpoint (through the LB) names the writer; every node lists the same fragments.
+    let writer_url = lb.data_endpoint(&channel.stream_arn, "LIST_FRAGMENTS").await.expect("GetDataEndpoint");
+    let writer = node_of(&cluster, &writer_url);
+    let before = lb.list_fragments(cluster.lb_url(), &channel.stream_arn).await.expect("ListFragments");
+    assert!(before.len() >= 2, "fragments before the kill: {before:?}\n{}", cluster.logs());
+    for k in 0..3 {
+        let here = lb.list_fragments(&cluster.node_url(k), &channel.stream_arn).await.expect("ListFragments");
+        let numbers: Vec<&String> = here.iter().map(|f| &f.number).collect();
+        for f in &before {
+            assert!(numbers.contains(&&f.number), "node {k} misses {} listed before", f.number);
+        }
+    }
+
+    // SIGKILL the writer: the publisher reconnects through the LB, JoinStorageSession lands on
+    // a survivor, and new fragments are listed within 15 s of the kill.
+    let killed_at = Instant::now();
+    let kill_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    cluster.kill(writer);
+    let survivor = (0..3).find(|k| *k != writer).expect("a survivor");
+    let resumed = loop {
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(15),
+            "ingest did not resume within 15 s of the kill: {:?}\n{}",
+            stats.snapshot(),
+            cluster.logs()
+        );
+        let listed = lb.list_fragments(&cluster.node_url(survivor), &channel.stream_arn).await.unwrap_or_default();
+        if listed.iter().any(|f| u128::from(f.server_ms) > kill_ms) {
+            break killed_at.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!("ingest resumed {resumed:?} after the kill");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let new_writer =
+        node_of(&cluster, &lb.data_endpoint(&channel.stream_arn, "LIST_FRAGMENTS").await.expect("GetDataEndpoint"));
+    assert_ne!(new_writer, writer, "a survivor writes now");
+
+    // Every fragment listed before the kill is still listed by every survivor, and what they
+    // serve decodes without a single ffmpeg error.
+    for k in cluster.running() {
+        let listed = lb.list_fragments(&cluster.node_url(k), &channel.stream_arn).await.expect("ListFragments");
+        let numbers: Vec<String> = listed.iter().map(|f| f.number.clone()).collect();
+        for f in &before {
+            assert!(numbers.contains(&f.number), "node {k} lost {} after the kill", f.number);
+        }
+        let after = listed.iter().filter(|f| u128::from(f.server_ms) > kill_ms).count();
+        assert!(after >= 2, "node {k} lists {after} fragments written after the kill");
+        // One MKV document per fragment (as KVS serves them); ffmpeg judges each.
+        for n in &numbers {
+            let mkv = lb
+                .get_media_for_fragment_list(&cluster.node_url(k), &channel.stream_arn, std::slice::from_ref(n))
+                .await
+                .expect("GetMediaForFragmentList");
+            assert!(mkv.len() > 10_000, "node {k} served {} bytes for {n}", mkv.len());
+            let errors = ffmpeg_errors(&mkv);
+            assert!(errors.trim().is_empty(), "ffmpeg on node {k}'s fragment {n}: {errors}");
+        }
+    }
+
+    // The killed node comes back on its id and port and takes new sessions: a second camera
+    // whose signaling and JoinStorageSession go to it directly is stored and listed elsewhere.
+    cluster.restart(writer);
+    cluster.wait_ready(writer, Duration::from_secs(20)).await;
+    let direct = KvsClient::new(&cluster.node_url(writer), Signer::new(ROOT_KEY_ID, ROOT_SECRET, common::REGION));
+    let second = provision_storage_channel(&direct, "rejoined", "rejoined-stream", 1).await.expect("provision");
+    let stats2 = PublisherStats::new();
+    let second_publisher = {
+        let (channel, stats) = (second.clone(), stats2.clone());
+        let cfg = PublisherConfig::new("127.0.0.1".parse().expect("ip"), source.clone());
+        let until = Instant::now() + Duration::from_secs(30);
+        tokio::spawn(async move {
+            publish_with_reconnect(&direct, &channel, cfg, stats, until, ReconnectPolicy::default()).await
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let listed = lb.list_fragments(&cluster.node_url(survivor), &second.stream_arn).await.unwrap_or_default();
+        if listed.len() >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restarted node stores nothing: {:?}\n{}",
+            stats2.snapshot(),
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let second_writer =
+        node_of(&cluster, &lb.data_endpoint(&second.stream_arn, "LIST_FRAGMENTS").await.expect("GetDataEndpoint"));
+    assert_eq!(second_writer, writer, "the restarted node writes the new session");
+    second_publisher.abort();
+    publisher.abort();
+}

@@ -68,6 +68,9 @@ pub enum PublisherError {
     /// The connection died after connecting (ICE disconnected, DTLS closed).
     #[error("connection lost after {0:?}")]
     Disconnected(Duration),
+    /// The signaling connection closed while publishing.
+    #[error("signaling connection lost while publishing")]
+    SignalingLost,
     /// The answer accepted no H.264 or no Opus.
     #[error("the negotiated session has no {0} sender")]
     MissingMedia(&'static str),
@@ -92,6 +95,7 @@ impl PublisherError {
             PublisherError::Rtc(_) => "rtc".into(),
             PublisherError::ConnectTimeout(_) => "connect_timeout".into(),
             PublisherError::Disconnected(_) => "disconnected".into(),
+            PublisherError::SignalingLost => "signaling_lost".into(),
             PublisherError::MissingMedia(m) => format!("missing_{m}"),
             PublisherError::Signaling(SignalingError::NoOffer(_)) => "no_offer".into(),
             PublisherError::Signaling(_) => "signaling".into(),
@@ -335,6 +339,9 @@ pub enum Signal {
     Offer,
     /// Stop publishing now (a clean end).
     Stop,
+    /// The signaling connection closed: the session is over (its storage peer is gone with
+    /// the node that held it), and a master reconnects and joins again, as the KVS C SDK does.
+    Lost,
 }
 
 /// A source of [`Signal`]s for [`Publisher::run`]; `None` means "no more" (not an error).
@@ -366,7 +373,7 @@ impl Signals for MasterConnection {
                 Ok(SignalingEvent::Candidate { candidate, .. }) => return Some(Signal::RemoteCandidate(candidate)),
                 Ok(SignalingEvent::Offer { .. }) => return Some(Signal::Offer),
                 Ok(SignalingEvent::Other(_)) => {}
-                Err(_) => return None,
+                Err(_) => return Some(Signal::Lost),
             }
         }
     }
@@ -533,6 +540,7 @@ impl Publisher {
                         self.stats.offers_while_running.fetch_add(1, Ordering::Relaxed);
                     }
                     Some(Signal::Stop) => return Ok(RunEnd::Stopped),
+                    Some(Signal::Lost) => return Err(PublisherError::SignalingLost),
                     None => signals_open = false,
                 },
                 () = tokio::time::sleep_until(wake.into()) => {

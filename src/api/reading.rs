@@ -17,13 +17,15 @@ pub enum IfAbsent {
 
 /// The stream `arn` of `store`, or what `if_absent` says when it was never written.
 pub async fn open_stream(store: &Store, arn: &str, if_absent: IfAbsent) -> ApiResult<Stream> {
-    // Cluster mode: any node may have written it; opening loads what the catalog indexes.
+    // Cluster mode: any node may have written it; opening loads what the catalog indexes
+    // (and catches up with it, so what another node just indexed is already listed).
     if store.is_shared() {
         let retention_hours = match if_absent {
             IfAbsent::Empty { retention_hours } => retention_hours,
             IfAbsent::NotFound => 0,
         };
         let stream = store.open_or_create_stream(arn, retention_hours).await?;
+        stream.catch_up().await?;
         if if_absent == IfAbsent::NotFound && stream.latest_fragments(1).is_empty() {
             return Err(ApiError::not_found("No fragments found in the stream"));
         }

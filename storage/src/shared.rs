@@ -302,18 +302,6 @@ async fn read_local(s: &StreamInner, e: &IndexEntry) -> Result<Bytes> {
     .await
 }
 
-/// Loads a stream's whole index from the catalog (when a node opens it).
-pub(crate) async fn load_from_catalog(s: &StreamInner) -> Result<()> {
-    let Some(catalog) = s.ctx.catalog.as_ref() else { return Ok(()) };
-    let mut after = 0;
-    loop {
-        let page = catalog.list_after(&s.id, after, 10_000).await?;
-        let Some(last) = page.last() else { return Ok(()) };
-        after = last.info.number.counter();
-        s.merge_remote(&page);
-    }
-}
-
 /// The node's poller: new fragments of every open stream, and every `floor_every` polls
 /// the catalog's oldest fragment per stream (trimming what retention or deletion removed).
 pub(crate) async fn poll_loop(store: std::sync::Weak<crate::store::StoreInner>, every: Duration) {

@@ -342,7 +342,7 @@ impl Store {
             Err(StoreError::InvalidArgument(_)) => return self.stream(id),
             other => other?,
         };
-        if let Err(e) = crate::shared::load_from_catalog(&created.inner).await {
+        if let Err(e) = created.catch_up().await {
             // Not loaded: forget the handle so the next open tries again.
             self.inner.lock_streams().remove(id);
             return Err(e);

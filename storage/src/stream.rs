@@ -749,6 +749,20 @@ impl Stream {
         idx.entries[from..].iter().map(FragmentInfo::from_entry).collect()
     }
 
+    /// Shared mode: brings this node's index up to the catalog now (what other nodes indexed
+    /// since the last poll), so a listing right after a fragment closed on another node
+    /// already shows it. A no-op in local mode.
+    pub async fn catch_up(&self) -> Result<()> {
+        let Some(catalog) = self.inner.ctx.catalog.as_ref() else { return Ok(()) };
+        let mut after = self.inner.read_index().entries.last().map_or(0, |e| e.counter);
+        loop {
+            let page = catalog.list_after(&self.inner.id, after, 10_000).await?;
+            let Some(last) = page.last() else { return Ok(()) };
+            after = last.info.number.counter();
+            self.inner.merge_remote(&page);
+        }
+    }
+
     /// A live reader delivering every fragment after `start` as soon as it is persisted.
     pub fn subscribe(&self, start: StartPosition) -> Result<TailReader> {
         self.inner.check_alive()?;

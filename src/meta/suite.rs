@@ -100,7 +100,7 @@ pub async fn fragment_catalog_is_fenced_and_expires(store: &dyn MetaStore) {
             chunk_count: 3,
             payload_bytes: 1_000,
             header_bytes: 50,
-            truncated: counter % 2 == 0,
+            truncated: counter.is_multiple_of(2),
         },
         object_bytes: 1_200,
     };

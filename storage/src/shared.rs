@@ -333,7 +333,7 @@ pub(crate) async fn poll_loop(store: std::sync::Weak<crate::store::StoreInner>, 
             Err(e) => tracing::warn!(error = %e, "polling the fragment catalog failed"),
         }
         polls = polls.wrapping_add(1);
-        if polls % FLOOR_EVERY == 0 {
+        if polls.is_multiple_of(FLOOR_EVERY) {
             // What each stream held when asking: fragments published later are newer than
             // any answer, so they are never trimmed by it.
             let held: Vec<u64> =

@@ -810,6 +810,15 @@ mod tests {
             node_id: Some("node-1".into()),
             ..Default::default()
         };
+        // Cluster mode keeps media in S3: refused without it.
+        let no_s3 = Config::resolve(pg.clone());
+        assert!(matches!(no_s3, Err(ConfigError::Invalid(m)) if m.contains("needs the S3 backend")));
+        let pg = ServeArgs {
+            s3_bucket: Some("media".into()),
+            s3_access_key_id: Some("AKIAS3".into()),
+            s3_secret_access_key: Some("s3-secret".into()),
+            ..pg
+        };
         let c = Config::resolve(pg).expect("valid");
         assert_eq!(c.node_id, "node-1");
         assert!(c.shares_metadata(), "Postgres metadata: a cluster node");

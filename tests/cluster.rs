@@ -65,12 +65,12 @@ async fn three_nodes_share_metadata_and_signaling() {
     let b = start_node("node-b", &metadata_url, &nats.url, &config, &s3);
     let mut c = start_node("node-c", &metadata_url, &nats.url, &config, &s3);
 
-    // Every node is ready: its metadata database and the bus answer.
+    // Every node is ready: its metadata database, the bus and S3 answer.
     for (node, id) in [(&a, "node-a"), (&b, "node-b"), (&c, "node-c")] {
         let res = reqwest::get(format!("{}/readyz", node.url)).await.expect("readyz");
         assert_eq!(res.status(), 200);
         let body: serde_json::Value = res.json().await.expect("json");
-        assert_eq!(body, serde_json::json!({"ready": true, "node": id, "metadata": "ok", "bus": "ok", "s3": "off"}));
+        assert_eq!(body, serde_json::json!({"ready": true, "node": id, "metadata": "ok", "bus": "ok", "s3": "ok"}));
     }
 
     // Metadata: created on A, described on B and C at once, names unique cluster-wide.

@@ -207,10 +207,7 @@ async fn postgres_outage() {
     use std::sync::atomic::Ordering;
 
     use reel_sim::kvs::KvsClient;
-    use reel_sim::publisher::{
-        MediaSource, PublisherConfig, PublisherStats, ReconnectPolicy, provision_storage_channel,
-        publish_with_reconnect,
-    };
+    use reel_sim::publisher::{MediaSource, provision_storage_channel};
     use reel_sim::sigv4::Signer;
 
     // The default 10 s writer lease: a 5 s outage must not stop a storage session.
@@ -223,21 +220,8 @@ async fn postgres_outage() {
     // A camera ingests throughout.
     let lb = KvsClient::new(cluster.lb_url(), Signer::new(ROOT_KEY_ID, ROOT_SECRET, common::REGION));
     let channel = provision_storage_channel(&lb, "outage", "outage-stream", 1).await.expect("provision");
-    let stats = PublisherStats::new();
-    let publisher = {
-        let (client, channel, stats) = (lb.clone(), channel.clone(), stats.clone());
-        let cfg =
-            PublisherConfig::new("127.0.0.1".parse().expect("ip"), Arc::new(MediaSource::new(500_000).expect("media")));
-        let until = Instant::now() + Duration::from_secs(60);
-        tokio::spawn(async move {
-            publish_with_reconnect(&client, &channel, cfg, stats, until, ReconnectPolicy::default()).await
-        })
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while stats.connections.load(Ordering::Relaxed) < 1 {
-        assert!(Instant::now() < deadline, "never connected: {:?}\n{}", stats.snapshot(), cluster.logs());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let source = Arc::new(MediaSource::new(500_000).expect("media"));
+    let (stats, publisher) = start_camera(&cluster, &lb, &channel, &source, Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     let writer_url = lb.data_endpoint(&channel.stream_arn, "LIST_FRAGMENTS").await.expect("GetDataEndpoint");
     let unix_ms =
@@ -344,6 +328,33 @@ fn ffmpeg_errors(mkv: &[u8]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// A simulated camera (reel-sim's publisher with the C SDK's reconnect) publishing to
+/// `channel` for `run_for`, through `client`'s endpoint; returns once it is connected.
+async fn start_camera(
+    cluster: &Cluster,
+    client: &reel_sim::kvs::KvsClient,
+    channel: &reel_sim::publisher::StorageChannel,
+    source: &std::sync::Arc<reel_sim::publisher::MediaSource>,
+    run_for: Duration,
+) -> (std::sync::Arc<reel_sim::publisher::PublisherStats>, tokio::task::JoinHandle<()>) {
+    use reel_sim::publisher::{PublisherConfig, PublisherStats, ReconnectPolicy, publish_with_reconnect};
+    let stats = PublisherStats::new();
+    let task = {
+        let (client, channel, stats) = (client.clone(), channel.clone(), stats.clone());
+        let cfg = PublisherConfig::new("127.0.0.1".parse().expect("ip"), source.clone());
+        let until = Instant::now() + run_for;
+        tokio::spawn(async move {
+            let _ = publish_with_reconnect(&client, &channel, cfg, stats, until, ReconnectPolicy::default()).await;
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stats.connections.load(std::sync::atomic::Ordering::Relaxed) < 1 {
+        assert!(Instant::now() < deadline, "never connected: {:?}\n{}", stats.snapshot(), cluster.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (stats, task)
+}
+
 /// The node whose URL `url` is.
 fn node_of(cluster: &Cluster, url: &str) -> usize {
     (0..3).find(|k| url.trim_end_matches('/') == cluster.node_url(*k).trim_end_matches('/')).unwrap_or_else(|| {
@@ -353,33 +364,16 @@ fn node_of(cluster: &Cluster, url: &str) -> usize {
 
 async fn ingest_failover() {
     use std::sync::Arc;
-    use std::sync::atomic::Ordering;
 
     use reel_sim::kvs::KvsClient;
-    use reel_sim::publisher::{
-        MediaSource, PublisherConfig, PublisherStats, ReconnectPolicy, provision_storage_channel,
-        publish_with_reconnect,
-    };
+    use reel_sim::publisher::{MediaSource, provision_storage_channel};
     use reel_sim::sigv4::Signer;
 
     let mut cluster = Cluster::start(ClusterOptions::default()).await;
     let lb = KvsClient::new(cluster.lb_url(), Signer::new(ROOT_KEY_ID, ROOT_SECRET, common::REGION));
     let channel = provision_storage_channel(&lb, "failover", "failover-stream", 1).await.expect("provision");
     let source = Arc::new(MediaSource::new(500_000).expect("media"));
-    let stats = PublisherStats::new();
-    let publisher = {
-        let (client, channel, stats, source) = (lb.clone(), channel.clone(), stats.clone(), source.clone());
-        let cfg = PublisherConfig::new("127.0.0.1".parse().expect("ip"), source);
-        let until = Instant::now() + Duration::from_secs(90);
-        tokio::spawn(async move {
-            publish_with_reconnect(&client, &channel, cfg, stats, until, ReconnectPolicy::default()).await
-        })
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while stats.connections.load(Ordering::Relaxed) < 1 {
-        assert!(Instant::now() < deadline, "never connected: {:?}\n{}", stats.snapshot(), cluster.logs());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (stats, publisher) = start_camera(&cluster, &lb, &channel, &source, Duration::from_secs(90)).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
 
     // GetDataEndpoint (through the LB) names the writer; every node lists the same fragments.
@@ -448,15 +442,7 @@ async fn ingest_failover() {
     cluster.wait_ready(writer, Duration::from_secs(20)).await;
     let direct = KvsClient::new(&cluster.node_url(writer), Signer::new(ROOT_KEY_ID, ROOT_SECRET, common::REGION));
     let second = provision_storage_channel(&direct, "rejoined", "rejoined-stream", 1).await.expect("provision");
-    let stats2 = PublisherStats::new();
-    let second_publisher = {
-        let (channel, stats) = (second.clone(), stats2.clone());
-        let cfg = PublisherConfig::new("127.0.0.1".parse().expect("ip"), source.clone());
-        let until = Instant::now() + Duration::from_secs(30);
-        tokio::spawn(async move {
-            publish_with_reconnect(&direct, &channel, cfg, stats, until, ReconnectPolicy::default()).await
-        })
-    };
+    let (stats2, second_publisher) = start_camera(&cluster, &direct, &second, &source, Duration::from_secs(30)).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let listed = lb.list_fragments(&cluster.node_url(survivor), &second.stream_arn).await.unwrap_or_default();

@@ -15,7 +15,8 @@
 //!   server-side media peer), [`playback`] (GetMedia, ListFragments,
 //!   GetMediaForFragmentList), [`streaming`] (HLS, DASH, GetClip, `/viewer`).
 //! - Top: [`server`] (the shared state and its builder, the router, the one listener,
-//!   startup and shutdown), `demo` (`reel demo`, feature `demo`).
+//!   startup and shutdown), [`console`] (the browser console's static files, at `/`),
+//!   `demo` (`reel demo`, feature `demo`).
 //! - `testkit` (tests and feature `testkit` only): fixture fragments, an in-process server
 //!   config and ffprobe/ffmpeg probing for tests, benches and tools.
 #![forbid(unsafe_code)]
@@ -24,6 +25,7 @@ pub mod api;
 pub mod arn;
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod control;
 #[cfg(feature = "demo")]
 pub mod demo;

@@ -62,6 +62,19 @@ async fn publisher_reconnects_after_a_reel_restart_and_both_sessions_are_stored(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
+    // The console's sessions dashboard lists the live session with its counters.
+    let listed = client.call(&reel.url, "/listStorageSessions", serde_json::json!({})).await.expect("sessions");
+    let sessions = listed["Sessions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(sessions.len(), 1, "{listed}");
+    let s = &sessions[0];
+    assert_eq!(s["ChannelARN"], channel.channel_arn.as_str(), "{listed}");
+    assert_eq!(s["StreamARN"], channel.stream_arn.as_str(), "{listed}");
+    assert!(
+        s["Fragments"].as_u64().is_some_and(|n| n >= 1) && s["Bytes"].as_u64().is_some_and(|b| b > 100_000),
+        "{listed}"
+    );
+    assert!(s["Master"].as_str().is_some_and(|m| m.starts_with("127.0.0.1:")), "{listed}");
+    assert!(s["DurationMs"].as_u64().is_some_and(|d| d >= 4_000), "{listed}");
     assert!(reel.sigterm(), "reel stops cleanly");
     let restart_ms = now_ms();
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -410,6 +410,7 @@ impl Sim {
             HubSession {
                 id,
                 channel_arn: format!("arn:test:channel/{index}"),
+                stream_arn: format!("arn:test:stream/{index}"),
                 rtc: offerer.rtc,
                 pending: offerer.pending,
                 video: offerer.video,

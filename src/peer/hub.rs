@@ -57,6 +57,8 @@ pub struct HubSession {
     pub id: u64,
     /// Channel, for logs.
     pub channel_arn: String,
+    /// The stream it writes (for the sessions dashboard).
+    pub stream_arn: String,
     /// The peer connection, with our offer applied locally.
     pub rtc: Rtc,
     /// The offer waiting for the master's answer.
@@ -118,6 +120,44 @@ impl SessionStats {
     }
 }
 
+/// One live session as the sessions dashboard shows it (`POST /listStorageSessions`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SessionSummary {
+    /// Session id (unique per node).
+    pub id: u64,
+    /// The channel whose master it serves.
+    #[serde(rename = "ChannelARN")]
+    pub channel_arn: String,
+    /// The stream it writes.
+    #[serde(rename = "StreamARN")]
+    pub stream_arn: String,
+    /// The master's address (the first one media came from), once known.
+    pub master: Option<String>,
+    /// When it started, ms since the Unix epoch.
+    pub started_unix_ms: u64,
+    /// How long it has run, ms.
+    pub duration_ms: u64,
+    /// Datagrams received.
+    pub packets: u64,
+    /// Bytes received (the dashboard derives the bitrate from two readings).
+    pub bytes: u64,
+    /// Fragments closed.
+    pub fragments: u64,
+    /// Video frames stored.
+    pub video_frames: u64,
+    /// Audio frames stored.
+    pub audio_frames: u64,
+    /// NACKs sent.
+    pub nacks: u64,
+    /// PLIs sent.
+    pub plis: u64,
+    /// Fraction of packets lost per the latest receive statistics (the worse track).
+    pub loss: Option<f32>,
+    /// Video interarrival jitter, ms.
+    pub jitter_ms: Option<f64>,
+}
+
 /// A session the hub ended, for its driver.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ended {
@@ -143,6 +183,7 @@ pub struct HubStats {
 struct Session {
     id: u64,
     channel_arn: String,
+    stream_arn: String,
     rtc: Rtc,
     pending: Option<SdpPendingOffer>,
     video: Mid,
@@ -160,6 +201,8 @@ struct Session {
     chunk: Option<PendingChunk>,
     /// Last absolute NACK count per mid (to add deltas to the cross-session total).
     nacks_seen: HashMap<Mid, u64>,
+    /// The latest receive statistics per mid (loss, jitter), for the sessions dashboard.
+    ingress: HashMap<Mid, obs::IngressSample>,
     /// The last logged selected candidate pair.
     selected_pair: Option<String>,
     /// Frame counters already added to the process-wide metrics.
@@ -258,6 +301,35 @@ impl Hub {
         self.stats
     }
 
+    /// What the sessions dashboard shows of every live session, at `now`.
+    pub fn summaries(&self, now: Instant) -> Vec<SessionSummary> {
+        self.sessions
+            .values()
+            .map(|s| {
+                let video = s.ingress.get(&s.video);
+                let loss = s.ingress.values().filter_map(|i| i.loss).reduce(f32::max);
+                let f = s.fragmenter.stats();
+                SessionSummary {
+                    id: s.id,
+                    channel_arn: s.channel_arn.clone(),
+                    stream_arn: s.stream_arn.clone(),
+                    master: s.remotes.first().map(ToString::to_string),
+                    started_unix_ms: u64::try_from(self.anchor.unix_us(s.started) / 1000).unwrap_or(0),
+                    duration_ms: now.saturating_duration_since(s.started).as_millis() as u64,
+                    packets: s.stats.packets,
+                    bytes: s.stats.bytes,
+                    fragments: f.fragments,
+                    video_frames: f.video_out,
+                    audio_frames: f.audio_out,
+                    nacks: s.stats.nacks,
+                    plis: s.stats.plis,
+                    loss,
+                    jitter_ms: video.map(|v| v.jitter_ms),
+                }
+            })
+            .collect()
+    }
+
     /// Counters of a live session.
     pub fn session_stats(&self, id: u64) -> Option<SessionStats> {
         self.sessions.get(&id).map(Session::stats)
@@ -283,6 +355,7 @@ impl Hub {
             Session {
                 id,
                 channel_arn: s.channel_arn,
+                stream_arn: s.stream_arn,
                 rtc: s.rtc,
                 pending: Some(s.pending),
                 video: s.video,
@@ -297,6 +370,7 @@ impl Hub {
                 dropping: false,
                 chunk: None,
                 nacks_seen: HashMap::new(),
+                ingress: HashMap::new(),
                 selected_pair: None,
                 exported: obs::FrameLedger::default(),
             },
@@ -554,19 +628,16 @@ fn handle_event(s: &mut Session, ev: Event, anchor: &ClockAnchor, now: Instant) 
             s.stats.nacks += m.nacks.saturating_sub(last);
             // Jitter comes in RTP ticks: 90 kHz for H.264, 48 kHz for Opus.
             let rate = if m.mid == s.video { 90.0 } else { 48.0 };
-            obs::record_ingress(
-                s.id,
-                &m.mid.to_string(),
-                obs::IngressSample {
-                    packets: m.packets,
-                    bytes: m.bytes,
-                    nacks: m.nacks,
-                    plis: m.plis,
-                    jitter_ms: f64::from(m.jitter) / rate,
-                    loss: m.loss,
-                },
-                m.nacks.saturating_sub(last),
-            );
+            let sample = obs::IngressSample {
+                packets: m.packets,
+                bytes: m.bytes,
+                nacks: m.nacks,
+                plis: m.plis,
+                jitter_ms: f64::from(m.jitter) / rate,
+                loss: m.loss,
+            };
+            s.ingress.insert(m.mid, sample);
+            obs::record_ingress(s.id, &m.mid.to_string(), sample, m.nacks.saturating_sub(last));
         }
         _ => {}
     }
@@ -707,6 +778,7 @@ mod tests {
         let s = HubSession {
             id,
             channel_arn: "arn:test".into(),
+            stream_arn: "arn:test:stream".into(),
             rtc: o.rtc,
             pending: o.pending,
             video: o.video,

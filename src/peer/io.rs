@@ -68,6 +68,8 @@ pub enum Command {
     Close { id: u64, reason: EndReason },
     /// End every session, wait for their writers, then acknowledge.
     Shutdown(oneshot::Sender<()>),
+    /// Report the live sessions (the sessions dashboard).
+    Summaries(oneshot::Sender<Vec<super::hub::SessionSummary>>),
 }
 
 /// Starts worker `index` on `socket` (a thread named `reel-media-<index>` with its own
@@ -234,6 +236,9 @@ impl Driver {
             Command::Answer { id, answer } => self.hub.answer(id, answer, now),
             Command::Candidate { id, candidate } => self.hub.candidate(id, candidate, now),
             Command::Close { id, reason } => self.hub.close(id, reason, now),
+            Command::Summaries(reply) => {
+                let _ = reply.send(self.hub.summaries(now));
+            }
             Command::Shutdown(_) => {}
         }
     }

@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod io;
 pub mod join_storage_session;
 pub mod lease_keeper;
+pub mod list_storage_sessions;
 #[cfg(test)]
 mod scenarios;
 #[cfg(test)]
@@ -37,7 +38,7 @@ use crate::config::WebRtcSettings;
 use crate::limits::StorageSessionLimits;
 use crate::signaling::Signaling;
 
-/// Signed routes (`POST /joinStorageSession`).
+/// Signed routes (`POST /joinStorageSession`; reel's own `POST /listStorageSessions`).
 pub fn router<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
@@ -45,7 +46,9 @@ where
     Signaling: FromRef<S>,
     Peers: FromRef<S>,
 {
-    Router::new().route("/joinStorageSession", post(join_storage_session::handle))
+    Router::new()
+        .route("/joinStorageSession", post(join_storage_session::handle))
+        .route("/listStorageSessions", post(list_storage_sessions::handle))
 }
 
 /// Handle to the running media peer: its I/O workers and the settings new sessions use.
@@ -172,6 +175,21 @@ impl Peers {
         let settings = session::SessionSettings { candidate: worker.candidate, ..self.inner.settings.clone() };
         tokio::spawn(session::run(id, handle, stream, settings, worker.io.clone(), lease));
         id
+    }
+
+    /// The live sessions of every worker, oldest first.
+    pub async fn summaries(&self) -> Vec<hub::SessionSummary> {
+        let mut out = Vec::new();
+        for w in &self.inner.workers {
+            let (tx, rx) = oneshot::channel();
+            if w.io.send(io::Command::Summaries(tx)).await.is_ok()
+                && let Ok(mut list) = rx.await
+            {
+                out.append(&mut list);
+            }
+        }
+        out.sort_by_key(|s| (s.started_unix_ms, s.id));
+        out
     }
 
     /// Ends every session, flushing open fragments to the store.

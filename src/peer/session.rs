@@ -146,7 +146,16 @@ pub async fn run(
     let (writer_tx, writer_rx) = mpsc::channel(ingest::WRITER_QUEUE);
     let (ended_tx, ended_rx) = oneshot::channel();
     let new = NewSession {
-        session: HubSession { id, channel_arn: channel.clone(), rtc, pending, video, audio, writer_tx },
+        session: HubSession {
+            id,
+            channel_arn: channel.clone(),
+            stream_arn: stream.id().to_string(),
+            rtc,
+            pending,
+            video,
+            audio,
+            writer_tx,
+        },
         writer: WriterInput { stream, fence: lease.as_ref().and_then(LeaseKeeper::fence), events: writer_rx },
         ended: ended_tx,
     };

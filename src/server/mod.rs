@@ -181,7 +181,9 @@ pub fn router(state: AppState, prometheus: metrics_exporter_prometheus::Promethe
         .route("/readyz", get(health::readyz))
         .merge(signed)
         .merge(crate::streaming::public_router())
+        .merge(crate::console::router())
         .fallback(unknown_operation)
+        .layer(axum::middleware::from_fn(crate::console::root))
         .layer(axum::middleware::from_fn(edge::stamp))
         .with_state(state)
 }

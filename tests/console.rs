@@ -1,15 +1,18 @@
 //! The console (`/`) in headless Chromium (tests/viewer/console.mjs, playwright-core with the
 //! Debian chromium): sign in, create a channel and a stream through the forms, enable media
 //! storage, the sessions dashboard, delete both, and a key whose policy denies CreateStream
-//! sees the refusal (KVS's NotAuthorizedException) in the form while nothing is created. Any browser console error fails
+//! sees the refusal (KVS's NotAuthorizedException) in the form while nothing is created.
+//! The viewer page plays stored media on demand, draws its fragments on the timeline, plays
+//! from a clicked fragment and downloads a GetClip MP4 that ffprobe reads back. Any browser console error fails
 //! it. Screenshots of each page (1280×800) go to docs/console/, so the README's stay true.
 
-mod common;
+#[path = "common/inproc.rs"]
+mod inproc;
 
 use std::path::Path;
 use std::process::Command;
 
-use common::{Options, REGION, ROOT_KEY_ID, ROOT_SECRET, Reel};
+use inproc::{InProcess, REGION, ROOT_KEY_ID, ROOT_SECRET};
 
 const LIMITED_KEY: &str = "AKIACONSOLELIMITED01";
 const LIMITED_SECRET: &str = "console-limited-secret-00000000000000000";
@@ -33,8 +36,16 @@ resource = "*"
     )
 }
 
+/// What the viewer part of the script plays: a stream name, its producer time range, and
+/// where the clip goes.
+struct Play {
+    stream: String,
+    range: (u64, u64),
+    clip: std::path::PathBuf,
+}
+
 /// Runs the console script and returns its JSON report.
-fn run_console(url: &str) -> serde_json::Value {
+fn run_console(url: &str, play: &Play) -> serde_json::Value {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = root.join("tests").join("viewer");
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
@@ -62,6 +73,10 @@ fn run_console(url: &str) -> serde_json::Value {
         .env("LIMITED_SECRET", LIMITED_SECRET)
         .env("REGION", REGION)
         .env("SHOTS", &shots)
+        .env("PLAY_STREAM", &play.stream)
+        .env("PLAY_START_MS", play.range.0.to_string())
+        .env("PLAY_END_MS", play.range.1.to_string())
+        .env("CLIP_PATH", &play.clip)
         .env("CHROMIUM", chromium)
         .output()
         .expect("node");
@@ -73,12 +88,21 @@ fn run_console(url: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_runs_the_setup_flows_in_chromium() {
+    let reel = InProcess::start(Some(&credentials())).await;
+    // A stream with stored media for the viewer page: the fixture clip, ending now.
+    let arn = reel.create_stream("played", 24).await;
+    let fragments = inproc::fixture_fragments(inproc::now_ms() - 12_000);
+    let stream = reel.stream(&arn);
+    for f in &fragments {
+        inproc::append(&stream, f).await;
+    }
+    let last = fragments.last().expect("fixture fragments");
     let dir = tempfile::tempdir().expect("tempdir");
-    let creds = common::write_file(dir.path(), "credentials.toml", &credentials());
-    let reel = Reel::start_with(Options {
-        args: vec!["--credentials-file".into(), creds.display().to_string()],
-        ..Default::default()
-    });
+    let play = Play {
+        stream: "played".into(),
+        range: (fragments[0].producer_ts_ms, last.producer_ts_ms + u64::from(last.duration_ms)),
+        clip: dir.path().join("clip.mp4"),
+    };
     // `/` is the console for a browser, and still the signaling endpoint for a WebSocket.
     let page = reqwest::get(format!("{}/", reel.url)).await.expect("GET /");
     assert!(page.headers()["content-type"].to_str().unwrap_or_default().starts_with("text/html"));
@@ -91,11 +115,12 @@ async fn console_runs_the_setup_flows_in_chromium() {
 
     let report = tokio::task::spawn_blocking({
         let url = reel.url.clone();
-        move || run_console(&url)
+        let play = Play { stream: play.stream.clone(), range: play.range, clip: play.clip.clone() };
+        move || run_console(&url, &play)
     })
     .await
     .expect("console script");
-    assert_eq!(report["ok"], true, "{report:#}\n{}", reel.log());
+    assert_eq!(report["ok"], true, "{report:#}");
     assert_eq!(report["consoleErrors"], serde_json::json!([]), "browser console errors: {report:#}");
     assert!(report["channelArn"].as_str().is_some_and(|a| a.contains(":channel/console-cam/")), "{report:#}");
     assert_eq!(report["storage"], "Saved: ENABLED", "{report:#}");
@@ -113,7 +138,40 @@ async fn console_runs_the_setup_flows_in_chromium() {
     let channels = kvs.list_signaling_channels().send().await.expect("list channels");
     assert!(channels.channel_info_list().is_empty(), "{channels:?}");
     let streams = kvs.list_streams().send().await.expect("list streams");
-    assert!(streams.stream_info_list().is_empty(), "{streams:?}");
+    let names: Vec<&str> = streams.stream_info_list().iter().filter_map(|s| s.stream_name()).collect();
+    assert_eq!(names, ["played"], "{streams:?}");
+
+    // The viewer page played the stored media, drew its fragments, played from a clicked
+    // fragment and downloaded a clip that ffprobe reads as H.264 video of the clip's length.
+    assert!(report["timelineFragments"].as_u64().is_some_and(|n| n >= 3), "{report:#}");
+    assert!(report["playedOnDemand"].as_f64().is_some_and(|t| t >= 2.0), "{report:#}");
+    assert!(report["clipName"].as_str().is_some_and(|n| n.starts_with("played-") && n.ends_with(".mp4")), "{report:#}");
+    let clip = play.clip.display().to_string();
+    let (codec, duration) = tokio::task::spawn_blocking(move || {
+        let out = Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "stream=codec_name:format=duration",
+                "-of",
+                "json",
+            ])
+            .arg(&clip)
+            .output()
+            .expect("ffprobe (apt-get install -y ffmpeg)");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
+        let codec = v["streams"][0]["codec_name"].as_str().unwrap_or_default().to_string();
+        let duration: f64 = v["format"]["duration"].as_str().and_then(|d| d.parse().ok()).unwrap_or(0.0);
+        (codec, duration)
+    })
+    .await
+    .expect("ffprobe");
+    let expected = (play.range.1 - play.range.0) as f64 / 1000.0;
+    assert_eq!(codec, "h264");
+    assert!((duration - expected).abs() < 1.0, "clip of {duration} s, stored {expected} s");
     // Render times are reported, not asserted (speed is a benchmark's job, not a test's).
     println!("console render times (ms, route → rendered): {}", report["timings"]);
 }

@@ -2,7 +2,10 @@
 // line: sign in; create a channel and a stream through the forms; enable media storage; see
 // the sessions dashboard; delete both; sign in with a key whose policy denies CreateStream
 // and see the AccessDenied message in the form. Fails (ok: false) on any browser console
-// error. Env: CONSOLE_URL, KEY_ID, SECRET, LIMITED_KEY_ID, LIMITED_SECRET, REGION, SHOTS
+// error. With PLAY_STREAM it also plays that stream on demand in the viewer page
+// (PLAY_START_MS..PLAY_END_MS), counts the fragments in the timeline, plays from a clicked
+// fragment and downloads a clip to CLIP_PATH.
+// Env: CONSOLE_URL, KEY_ID, SECRET, LIMITED_KEY_ID, LIMITED_SECRET, REGION, SHOTS
 // (directory for 1280×800 screenshots), CHROMIUM (default /usr/bin/chromium).
 import { chromium } from "playwright-core";
 
@@ -10,12 +13,12 @@ const env = process.env;
 const browser = await chromium.launch({
   executablePath: env.CHROMIUM || "/usr/bin/chromium",
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run"],
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"],
 });
 const result = { ok: false, steps: [], consoleErrors: [], timings: {} };
 const step = (name) => result.steps.push(name);
 try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
   page.on("console", (m) => { if (m.type() === "error") result.consoleErrors.push(m.text()); });
   page.on("pageerror", (e) => result.consoleErrors.push(String(e)));
   result.failedRequests = [];
@@ -88,6 +91,30 @@ try {
   result.sessionsNode = await page.textContent("#sessions-node");
   await shot("sessions");
   step("lists and dashboard");
+
+  if (env.PLAY_STREAM) {
+    const local = (ms) => { const d = new Date(Number(ms)); return new Date(d - d.getTimezoneOffset() * 60000).toISOString().slice(0, 19); };
+    await page.goto(`${env.CONSOLE_URL}/#/viewer?stream=${encodeURIComponent(env.PLAY_STREAM)}`);
+    await rendered("viewer");
+    await page.check("#mode-on-demand");
+    await page.fill("#viewer-from", local(Number(env.PLAY_START_MS) - 1000));
+    await page.fill("#viewer-to", local(Number(env.PLAY_END_MS) + 1000));
+    await page.click("#viewer-play");
+    await page.waitForFunction(() => Number(document.querySelector("#timeline").dataset.fragments || 0) > 0, null, { timeout: 10000 });
+    result.timelineFragments = Number(await page.getAttribute("#timeline", "data-fragments"));
+    await page.waitForFunction(() => document.querySelector("#viewer-video").currentTime >= 2, null, { timeout: 20000 });
+    result.playedOnDemand = await page.evaluate(() => document.querySelector("#viewer-video").currentTime);
+    await shot("viewer");
+    // Clicking a later fragment plays from there.
+    await page.locator("#timeline .fragment").nth(2).click();
+    await page.waitForFunction(() => document.querySelector("#viewer-status").textContent.includes("from"), null, { timeout: 10000 });
+    await page.waitForFunction(() => document.querySelector("#viewer-video").currentTime >= 1, null, { timeout: 20000 });
+    result.playedFromFragment = await page.textContent("#viewer-status");
+    const [download] = await Promise.all([page.waitForEvent("download", { timeout: 20000 }), page.click("#viewer-clip")]);
+    await download.saveAs(env.CLIP_PATH);
+    result.clipName = download.suggestedFilename();
+    step("viewer played, timeline, clip");
+  }
 
   await page.goto(`${env.CONSOLE_URL}/#/channels/console-cam`);
   await rendered("channels/console-cam");

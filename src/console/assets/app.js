@@ -1,7 +1,7 @@
 // The reel console: a small single-page app over the KVS APIs (signed in the browser, see
 // sigv4.js). Routes are URL fragments: #/channels, #/channels/new, #/channels/<name>,
-// #/streams, #/streams/new, #/streams/<name>, #/master, #/sessions, #/signin.
-import { KvsError, call, credentials, signIn, signOut } from "/console/sigv4.js";
+// #/streams, #/streams/new, #/streams/<name>, #/master, #/sessions, #/viewer, #/signin.
+import { KvsError, call, callBlob, credentials, signIn, signOut } from "/console/sigv4.js";
 
 const main = document.getElementById("main");
 const errorBox = document.getElementById("error");
@@ -14,6 +14,8 @@ function h(tag, attrs = {}, ...children) {
     if (v === undefined || v === null || v === false) continue;
     if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
     else if (k === "class") el.className = v;
+    // Through the CSSOM: the page's CSP allows no inline style attributes.
+    else if (k === "style") Object.assign(el.style, v);
     else el.setAttribute(k, v === true ? "" : String(v));
   }
   for (const c of children.flat()) if (c !== null && c !== undefined) el.append(c instanceof Node ? c : String(c));
@@ -256,7 +258,7 @@ async function streamPage(name) {
       ["Created", when(s.CreationTime)], ["Data retention (hours)", String(s.DataRetentionInHours)],
       ["Media type", s.MediaType], ["KMS key ID", s.KmsKeyId], ["Device name", s.DeviceName]]),
     h("h2", {}, "Data retention"), form,
-    h("div", { class: "toolbar" }, h("a", { href: `/viewer#stream=${encodeURIComponent(s.StreamName)}` }, "Watch in the media viewer"), del));
+    h("div", { class: "toolbar" }, h("a", { href: `#/viewer?stream=${encodeURIComponent(s.StreamName)}` }, "Watch in the media viewer"), del));
 }
 
 // ---- sessions dashboard --------------------------------------------------------------------
@@ -397,10 +399,105 @@ function loadScript(src) {
   });
 }
 
+// ---- viewer ------------------------------------------------------------------------------
+
+let hls = null;
+const localInput = (ms) => { const d = new Date(ms); return new Date(d - d.getTimezoneOffset() * 60000).toISOString().slice(0, 19); };
+
+async function viewerPage(params) {
+  const streams = await call("/listStreams", { MaxResults: 1000 }).then((o) => o.StreamInfoList || []);
+  const pick = h("select", { id: "viewer-stream" }, streams.map((s) =>
+    h("option", { value: s.StreamName, selected: s.StreamName === params.get("stream") }, s.StreamName)));
+  const live = h("input", { type: "radio", name: "mode", value: "LIVE", id: "mode-live", checked: true });
+  const onDemand = h("input", { type: "radio", name: "mode", value: "ON_DEMAND", id: "mode-on-demand" });
+  const now = Date.now();
+  const from = h("input", { type: "datetime-local", step: 1, id: "viewer-from", value: localInput(now - 10 * 60000) });
+  const to = h("input", { type: "datetime-local", step: 1, id: "viewer-to", value: localInput(now) });
+  const play = h("button", { type: "button", id: "viewer-play" }, "Play");
+  const clip = h("button", { type: "button", class: "secondary", id: "viewer-clip" }, "Download clip (MP4)");
+  const video = h("video", { id: "viewer-video", controls: true, muted: true, playsinline: true });
+  const bar = h("div", { id: "timeline", class: "timeline", role: "list", "aria-label": "Stored fragments" });
+  const info = h("p", { class: "muted", id: "viewer-status" });
+  const link = h("a", { id: "clip-link", hidden: true }, "clip.mp4");
+  const range = () => {
+    if (live.checked) return [Date.now() - 120000, Date.now()];
+    return [new Date(from.value).getTime(), new Date(to.value).getTime()];
+  };
+  async function start(mode, startMs, endMs) {
+    say(null);
+    const body = { StreamName: pick.value, PlaybackMode: mode, ContainerFormat: "FRAGMENTED_MP4", Expires: 3600 };
+    if (mode === "ON_DEMAND") {
+      body.HLSFragmentSelector = { FragmentSelectorType: "PRODUCER_TIMESTAMP",
+        TimestampRange: { StartTimestamp: startMs / 1000, EndTimestamp: endMs / 1000 } };
+    }
+    const out = await call("/getHLSStreamingSessionURL", body);
+    await loadScript("/viewer/hls.light.min.js");
+    if (hls) hls.destroy();
+    hls = new window.Hls({ liveSyncDurationCount: 2, manifestLoadingMaxRetry: 2 });
+    hls.on(window.Hls.Events.ERROR, (_, d) => { if (d.fatal) say(new Error(`Playback problem: ${d.details}`)); });
+    hls.on(window.Hls.Events.MANIFEST_PARSED, () => video.play().catch((e) => say(e)));
+    hls.loadSource(out.HLSStreamingSessionURL);
+    hls.attachMedia(video);
+    info.textContent = `Playing ${pick.value} (${mode === "LIVE" ? "live" : `from ${new Date(startMs).toLocaleString()}`})`;
+  }
+  async function drawTimeline(startMs, endMs) {
+    const out = await call("/listFragments", { StreamName: pick.value, MaxResults: 1000,
+      FragmentSelector: { FragmentSelectorType: "PRODUCER_TIMESTAMP", TimestampRange: { StartTimestamp: startMs / 1000, EndTimestamp: endMs / 1000 } } });
+    const frags = (out.Fragments || []).sort((a, b) => a.ProducerTimestamp - b.ProducerTimestamp);
+    const span = Math.max(1, endMs - startMs);
+    let prevEnd = null;
+    const items = [];
+    for (const f of frags) {
+      const t = f.ProducerTimestamp * 1000, d = f.FragmentLengthInMilliseconds;
+      if (prevEnd !== null && t - prevEnd > 50) {
+        items.push(h("div", { class: "gap", style: { left: `${((prevEnd - startMs) / span) * 100}%`, width: `${((t - prevEnd) / span) * 100}%` },
+          title: `gap of ${Math.round(t - prevEnd)} ms` }));
+      }
+      items.push(h("button", { type: "button", class: "fragment", role: "listitem", "data-ms": t,
+        style: { left: `${((t - startMs) / span) * 100}%`, width: `${Math.max(0.3, (d / span) * 100)}%` },
+        title: `${new Date(t).toLocaleString()} · ${d} ms · ${f.FragmentNumber}`,
+        "aria-label": `Play from ${new Date(t).toLocaleString()}`,
+        onclick: () => { onDemand.checked = true; start("ON_DEMAND", t, endMs).catch(say); } }));
+      prevEnd = t + d;
+    }
+    bar.replaceChildren(...items);
+    bar.dataset.fragments = String(frags.length);
+    bar.title = `${frags.length} fragment(s)`;
+  }
+  play.addEventListener("click", async () => {
+    const [startMs, endMs] = range();
+    if (!(endMs > startMs)) { say(new Error("The end of the range must be after its start.")); return; }
+    try {
+      await start(live.checked ? "LIVE" : "ON_DEMAND", startMs, endMs);
+      await drawTimeline(startMs, endMs);
+    } catch (e) { say(e); }
+  });
+  clip.addEventListener("click", async () => {
+    const [startMs, endMs] = range();
+    say(null);
+    try {
+      const blob = await callBlob("/getClip", { StreamName: pick.value, ClipFragmentSelector: { FragmentSelectorType: "PRODUCER_TIMESTAMP",
+        TimestampRange: { StartTimestamp: startMs / 1000, EndTimestamp: endMs / 1000 } } });
+      link.href = URL.createObjectURL(blob);
+      link.download = `${pick.value}-${new Date(startMs).toISOString().replace(/[:.]/g, "-")}.mp4`;
+      link.textContent = `${link.download} (${Math.round(blob.size / 1024)} KiB)`;
+      link.hidden = false;
+      link.click();
+    } catch (e) { say(e); }
+  });
+  show(h("h1", {}, "Media viewer"),
+    h("div", { class: "card" }, field("Video stream", pick),
+      h("div", { class: "toolbar" }, h("label", {}, live, " Live"), h("label", {}, onDemand, " On demand"),
+        field("From", from), field("To", to)),
+      h("div", { class: "toolbar" }, play, clip, link)),
+    video, bar, info);
+}
+
 // ---- router ----------------------------------------------------------------------------
 
 async function route() {
   clearInterval(sessionsTimer);
+  if (hls) { hls.destroy(); hls = null; }
   if (stopMaster) { stopMaster(); stopMaster = null; }
   const [path, query] = (location.hash.slice(1) || "/channels").split("?");
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
@@ -417,6 +514,7 @@ async function route() {
       case "streams": await (parts[1] === "new" ? createStreamPage() : parts[1] ? streamPage(parts[1]) : streamsPage()); break;
       case "sessions": await sessionsPage(); break;
       case "master": await masterPage(new URLSearchParams(query || "")); break;
+      case "viewer": await viewerPage(new URLSearchParams(query || "")); break;
       default: location.hash = "#/channels"; return;
     }
     document.body.dataset.rendered = `${parts.join("/")}:${Math.round(performance.now() - started)}`;

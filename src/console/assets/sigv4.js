@@ -24,6 +24,32 @@ export class KvsError extends Error {
 
 /** POSTs `body` as JSON to `path` on `base` (default: the signed-in endpoint), SigV4-signed. */
 export async function call(path, body = {}, base) {
+  const res = await send(path, body, base);
+  const text = await res.text();
+  let json = {};
+  try { json = text ? JSON.parse(text) : {}; } catch { json = {}; }
+  if (!res.ok) throw errorOf(res, json, text);
+  return json;
+}
+
+/** As `call`, for operations answering media (GetClip): the body as a Blob. */
+export async function callBlob(path, body = {}, base) {
+  const res = await send(path, body, base);
+  if (!res.ok) {
+    const text = await res.text();
+    let json = {};
+    try { json = text ? JSON.parse(text) : {}; } catch { json = {}; }
+    throw errorOf(res, json, text);
+  }
+  return res.blob();
+}
+
+function errorOf(res, json, text) {
+  const name = (json.__type || res.headers.get("x-amzn-ErrorType") || `HTTP${res.status}`).split("#").pop().split(":")[0];
+  return new KvsError(name, json.message || json.Message || text || res.statusText, res.status);
+}
+
+async function send(path, body, base) {
   const c = credentials();
   if (!c) throw new KvsError("NotSignedIn", "Sign in first.", 0);
   if (!window.crypto || !crypto.subtle) throw new KvsError("InsecureContext", "Signing needs https:// or localhost.", 0);
@@ -43,15 +69,6 @@ export async function call(path, body = {}, base) {
   const signature = hex(await hmac(key, toSign));
   delete headers.host;
   headers.authorization = `AWS4-HMAC-SHA256 Credential=${c.accessKeyId}/${scope}, SignedHeaders=${names.join(";")}, Signature=${signature}`;
-  let res;
-  try { res = await fetch(url, { method: "POST", headers, body: payload }); }
+  try { return await fetch(url, { method: "POST", headers, body: payload }); }
   catch (e) { throw new KvsError("NetworkError", `Cannot reach ${url.origin}: ${e.message}`, 0); }
-  const text = await res.text();
-  let json = {};
-  try { json = text ? JSON.parse(text) : {}; } catch { json = {}; }
-  if (!res.ok) {
-    const name = (json.__type || res.headers.get("x-amzn-ErrorType") || `HTTP${res.status}`).split("#").pop().split(":")[0];
-    throw new KvsError(name, json.message || json.Message || text || res.statusText, res.status);
-  }
-  return json;
 }

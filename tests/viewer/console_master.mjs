@@ -1,0 +1,79 @@
+// The console's live flow in headless Chromium with a fake camera and microphone: tab 1 runs
+// the Master page ("ingest and storage") on CHANNEL; tab 2 sees the session in the Sessions
+// dashboard, then plays STREAM live in the viewer (the <video> advances), counts the stored
+// fragments in the timeline and downloads a clip to CLIP_PATH. Prints one JSON line.
+// Env: CONSOLE_URL (https), KEY_ID, SECRET, REGION, CHANNEL, STREAM, CLIP_PATH, SHOTS, CHROMIUM.
+import { chromium } from "playwright-core";
+
+const env = process.env;
+const browser = await chromium.launch({
+  executablePath: env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+    "--ignore-certificate-errors", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-first-run", "--autoplay-policy=no-user-gesture-required"],
+});
+const result = { ok: false, steps: [], consoleErrors: [] };
+const step = (s) => result.steps.push(s);
+try {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 }, acceptDownloads: true });
+  const open = async () => {
+    const page = await context.newPage();
+    page.on("console", (m) => { if (m.type() === "error") result.consoleErrors.push(m.text()); });
+    page.on("pageerror", (e) => result.consoleErrors.push(String(e)));
+    await page.goto(`${env.CONSOLE_URL}/#/signin`);
+    await page.fill("#region", env.REGION);
+    await page.fill("#akid", env.KEY_ID);
+    await page.fill("#secret", env.SECRET);
+    await page.click("#signin button[type=submit]");
+    await page.waitForFunction(() => (document.body.dataset.rendered || "").startsWith("channels:"), null, { timeout: 15000 });
+    return page;
+  };
+  const shot = async (page, name) => { if (env.SHOTS) await page.screenshot({ path: `${env.SHOTS}/${name}.png` }); };
+
+  const master = await open();
+  await master.goto(`${env.CONSOLE_URL}/#/master?channel=${encodeURIComponent(env.CHANNEL)}`);
+  await master.waitForSelector("#start-master");
+  await master.click("#start-master");
+  await master.waitForFunction(() => document.querySelector("#master-state")?.textContent === "connected", null, { timeout: 45000 });
+  step("master connected");
+  await master.waitForFunction(() => /[1-9]/.test(document.querySelector("#master-outbound-bitrate")?.textContent || ""), null, { timeout: 15000 });
+  result.masterBitrate = await master.textContent("#master-outbound-bitrate");
+  await shot(master, "master");
+
+  const watcher = await open();
+  await watcher.goto(`${env.CONSOLE_URL}/#/sessions`);
+  await watcher.waitForFunction((ch) => {
+    const row = document.querySelector(`#sessions tr[data-channel="${ch}"]`);
+    return row && Number(row.querySelector(".fragments").textContent) >= 1;
+  }, env.CHANNEL, { timeout: 30000 });
+  result.sessionRow = await watcher.textContent(`#sessions tr[data-channel="${env.CHANNEL}"]`);
+  await shot(watcher, "sessions-live");
+  step("session in the dashboard");
+
+  // Let a few fragments be stored, then watch live.
+  await new Promise((r) => setTimeout(r, 6000));
+  await watcher.goto(`${env.CONSOLE_URL}/#/viewer?stream=${encodeURIComponent(env.STREAM)}`);
+  await watcher.waitForSelector("#viewer-play");
+  await watcher.click("#viewer-play");
+  await watcher.waitForFunction(() => Number(document.querySelector("#timeline").dataset.fragments || 0) > 0, null, { timeout: 15000 });
+  const t0 = await watcher.evaluate(() => document.querySelector("#viewer-video").currentTime);
+  await watcher.waitForFunction((t) => document.querySelector("#viewer-video").currentTime >= t + 2, t0, { timeout: 30000 });
+  result.liveAdvanced = (await watcher.evaluate(() => document.querySelector("#viewer-video").currentTime)) - t0;
+  result.timelineFragments = Number(await watcher.getAttribute("#timeline", "data-fragments"));
+  await shot(watcher, "viewer-live");
+  step("live playback advanced");
+
+  const [download] = await Promise.all([watcher.waitForEvent("download", { timeout: 30000 }), watcher.click("#viewer-clip")]);
+  await download.saveAs(env.CLIP_PATH);
+  step("clip downloaded");
+
+  await master.click("#stop-master");
+  await master.waitForFunction(() => document.querySelector("#master-state")?.textContent === "stopped", null, { timeout: 10000 });
+  step("master stopped");
+  result.ok = true;
+} catch (e) {
+  result.error = String(e?.stack || e);
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(result));

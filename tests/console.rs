@@ -88,7 +88,32 @@ fn run_console(url: &str, play: &Play) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_runs_the_setup_flows_in_chromium() {
-    let reel = InProcess::start(Some(&credentials())).await;
+    // Creating 1,000 channels and 1,000 streams needs more than KVS's create rates.
+    let reel = InProcess::start_with(Some(&credentials()), |c| {
+        for op in ["CreateSignalingChannel", "CreateStream"] {
+            if let Some(l) = c.limits.control_plane_tps.get_mut(op) {
+                l.account = 100_000.0;
+            }
+        }
+    })
+    .await;
+    // Pages list 50 at a time: a long account must not slow them down.
+    let kvs = reel.kvs();
+    for batch in 0..20 {
+        futures::future::join_all((batch * 50..batch * 50 + 50).map(|i| {
+            let kvs = kvs.clone();
+            async move {
+                kvs.create_signaling_channel().channel_name(format!("bulk-{i:04}")).send().await.expect("channel");
+                kvs.create_stream()
+                    .stream_name(format!("bulk-{i:04}"))
+                    .data_retention_in_hours(1)
+                    .send()
+                    .await
+                    .expect("stream");
+            }
+        }))
+        .await;
+    }
     // A stream with stored media for the viewer page: the fixture clip, ending now.
     let arn = reel.create_stream("played", 24).await;
     let fragments = inproc::fixture_fragments(inproc::now_ms() - 12_000);
@@ -134,12 +159,20 @@ async fn console_runs_the_setup_flows_in_chromium() {
     );
 
     // What the browser did, as the SDK sees it: both deleted, the denied stream never made.
-    let kvs = reel.kvs();
-    let channels = kvs.list_signaling_channels().send().await.expect("list channels");
+    let channels = kvs.list_signaling_channels().channel_name_condition(
+        aws_sdk_kinesisvideo::types::ChannelNameCondition::builder()
+            .comparison_operator(aws_sdk_kinesisvideo::types::ComparisonOperator::BeginsWith)
+            .comparison_value("console-")
+            .build(),
+    );
+    let channels = channels.send().await.expect("list channels");
     assert!(channels.channel_info_list().is_empty(), "{channels:?}");
-    let streams = kvs.list_streams().send().await.expect("list streams");
-    let names: Vec<&str> = streams.stream_info_list().iter().filter_map(|s| s.stream_name()).collect();
-    assert_eq!(names, ["played"], "{streams:?}");
+    for name in ["console-stream", "denied-stream"] {
+        let gone = kvs.describe_stream().stream_name(name).send().await;
+        assert!(gone.is_err(), "{name} exists: {gone:?}");
+    }
+    assert!(kvs.describe_stream().stream_name("played").send().await.is_ok());
+    assert_eq!(report["channelsListed"], 50, "the first page of 1,001 channels: {report:#}");
 
     // The viewer page played the stored media, drew its fragments, played from a clicked
     // fragment and downloaded a clip that ffprobe reads as H.264 video of the clip's length.
@@ -172,6 +205,7 @@ async fn console_runs_the_setup_flows_in_chromium() {
     let expected = (play.range.1 - play.range.0) as f64 / 1000.0;
     assert_eq!(codec, "h264");
     assert!((duration - expected).abs() < 1.0, "clip of {duration} s, stored {expected} s");
-    // Render times are reported, not asserted (speed is a benchmark's job, not a test's).
-    println!("console render times (ms, route → rendered): {}", report["timings"]);
+    // Render times (with 1,000 channels and 1,000 streams) are reported, not asserted:
+    // speed is a benchmark's job, not a test's.
+    println!("console render times with 1,000 channels and streams (ms): {}", report["timings"]);
 }

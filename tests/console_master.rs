@@ -50,7 +50,8 @@ async fn run(ns: Netns) {
         .env("CHROMIUM", &chromium)
         .kill_on_drop(true)
         .output();
-    let out = tokio::time::timeout(std::time::Duration::from_secs(180), out).await.expect("script timed out").expect("node");
+    let out =
+        tokio::time::timeout(std::time::Duration::from_secs(180), out).await.expect("script timed out").expect("node");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().last().unwrap_or_default();
     let report: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|_| {
@@ -67,7 +68,8 @@ async fn run(ns: Netns) {
         .output()
         .expect("ffprobe (apt-get install -y ffmpeg)");
     let v: serde_json::Value = serde_json::from_slice(&probe.stdout).expect("ffprobe json");
-    let codecs: Vec<&str> = v["streams"].as_array().into_iter().flatten().filter_map(|s| s["codec_name"].as_str()).collect();
+    let codecs: Vec<&str> =
+        v["streams"].as_array().into_iter().flatten().filter_map(|s| s["codec_name"].as_str()).collect();
     assert!(codecs.contains(&"h264"), "clip streams {codecs:?}: {v}");
     let duration: f64 = v["format"]["duration"].as_str().and_then(|d| d.parse().ok()).unwrap_or(0.0);
     assert!(duration >= 4.0, "clip of {duration} s");

@@ -31,6 +31,18 @@ function say(e) {
   errorBox.textContent = e instanceof KvsError ? `${e.name}: ${e.message}` : String(e.message || e);
 }
 
+/** Every item of a paged listing (for pickers): follows NextToken to the end. */
+async function listAll(path, key) {
+  const items = [];
+  let token = null;
+  do {
+    const out = await call(path, { MaxResults: 1000, ...(token ? { NextToken: token } : {}) });
+    items.push(...(out[key] || []));
+    token = out.NextToken || null;
+  } while (token);
+  return items;
+}
+
 const when = (secs) => (secs ? new Date(secs * 1000).toLocaleString() : "—");
 const field = (label, input) => h("label", {}, h("span", {}, label), input);
 const dl = (pairs) => h("dl", {}, pairs.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v ?? "—")]));
@@ -191,7 +203,7 @@ async function channelPage(name) {
     endpointsOf(c.ChannelARN, "VIEWER", enabled),
   ]);
   const picker = h("select", { id: "storage-stream" }, h("option", { value: "" }, "(choose a stream)"));
-  const streams = await call("/listStreams", { MaxResults: 1000 }).then((s) => s.StreamInfoList || [], () => []);
+  const streams = await listAll("/listStreams", "StreamInfoList").catch(() => []);
   for (const s of streams) picker.append(h("option", { value: s.StreamARN, selected: s.StreamARN === storage.StreamARN }, s.StreamName));
   const toggle = h("input", { type: "checkbox", id: "storage-enabled", checked: enabled });
   const storageForm = h("form", { class: "card", id: "media-storage" },
@@ -297,7 +309,7 @@ async function sessionsPage() {
 
 let stopMaster = null;
 async function masterPage(params) {
-  const channels = await call("/listSignalingChannels", { MaxResults: 1000 }).then((o) => o.ChannelInfoList || []);
+  const channels = await listAll("/listSignalingChannels", "ChannelInfoList");
   const pick = h("select", { id: "master-channel" }, channels.map((c) =>
     h("option", { value: c.ChannelName, selected: c.ChannelName === params.get("channel") }, c.ChannelName)));
   const sendVideo = h("input", { type: "checkbox", id: "send-video", checked: true });
@@ -405,7 +417,7 @@ let hls = null;
 const localInput = (ms) => { const d = new Date(ms); return new Date(d - d.getTimezoneOffset() * 60000).toISOString().slice(0, 19); };
 
 async function viewerPage(params) {
-  const streams = await call("/listStreams", { MaxResults: 1000 }).then((o) => o.StreamInfoList || []);
+  const streams = await listAll("/listStreams", "StreamInfoList");
   const pick = h("select", { id: "viewer-stream" }, streams.map((s) =>
     h("option", { value: s.StreamName, selected: s.StreamName === params.get("stream") }, s.StreamName)));
   const live = h("input", { type: "radio", name: "mode", value: "LIVE", id: "mode-live", checked: true });

@@ -6,6 +6,8 @@
 //! from a clicked fragment and downloads a GetClip MP4 that ffprobe reads back. Any browser console error fails
 //! it. Screenshots of each page (1280×800) go to docs/console/, so the README's stay true.
 
+#[path = "common/browser.rs"]
+mod browser;
 #[path = "common/inproc.rs"]
 mod inproc;
 
@@ -47,21 +49,7 @@ struct Play {
 /// Runs the console script and returns its JSON report.
 fn run_console(url: &str, play: &Play) -> serde_json::Value {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = root.join("tests").join("viewer");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
-    assert!(
-        node && Path::new(&chromium).exists(),
-        "the console test needs `node` and Chromium ({chromium}): apt-get install nodejs npm chromium (or run .ci/run)"
-    );
-    if !dir.join("node_modules/playwright-core/package.json").is_file() {
-        let ok = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "npm ci in tests/viewer failed (run .ci/run)");
-    }
+    let (dir, chromium) = browser::playwright();
     let shots = root.join("docs").join("console");
     std::fs::create_dir_all(&shots).expect("docs/console");
     let out = Command::new("node")

@@ -23,14 +23,7 @@ fn console_master_ingests_and_the_viewer_plays_it_live() {
 
 async fn run(ns: Netns) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = root.join("tests").join("viewer");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(Path::new(&chromium).is_file(), "{chromium} is missing: run tests/e2e/install.sh (or .ci/run)");
-    assert!(
-        dir.join("node_modules/playwright-core/package.json").is_file(),
-        "playwright-core is not installed in {}: npm ci --prefix tests/viewer (or .ci/run)",
-        dir.display()
-    );
+    let (dir, chromium) = common::browser::playwright();
     let mut reel = netns::start_reel(&ns, Options { args: vec!["--tls-self-signed".into()], ..Default::default() });
     let ch = common::ingest::storage_channel(&reel, "console").await;
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -4,9 +4,11 @@
 //! `aws-sdk-kinesisvideoarchivedmedia` client for the signed calls, and `ffprobe`/`ffmpeg`
 //! as ordinary players (skipped with a message when not installed).
 
+#[path = "common/browser.rs"]
+mod browser;
+
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 
 use am::primitives::DateTime;
 use aws_sdk_kinesisvideoarchivedmedia as am;
@@ -484,21 +486,7 @@ fn feed_live(h: &Harness) -> tokio::task::JoinHandle<()> {
 
 /// Runs tests/viewer/play.mjs (playwright-core + Debian chromium); `None` = skipped.
 async fn run_viewer(h: &Harness, mode: &str, range: (u64, u64), shot: &str) -> Option<serde_json::Value> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("viewer");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
-    assert!(
-        node && Path::new(&chromium).exists(),
-        "the viewer test needs `node` and Chromium ({chromium}): apt-get install nodejs npm chromium (or run .ci/run)"
-    );
-    if !dir.join("node_modules/playwright-core/package.json").is_file() {
-        let ok = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "npm ci in tests/viewer failed");
-    }
+    let (dir, chromium) = browser::playwright();
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
     let mut cmd = tokio::process::Command::new("node");
     cmd.arg(dir.join("play.mjs"))

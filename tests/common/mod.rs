@@ -145,6 +145,7 @@ pub fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
     p
 }
 
+pub mod browser;
 pub mod cluster;
 pub mod haproxy;
 pub mod ingest;

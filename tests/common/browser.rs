@@ -1,0 +1,28 @@
+//! Headless Chromium for the browser tests: the tests/viewer scripts (playwright-core) and
+//! the Debian chromium. Missing tools fail the test with the command that installs them.
+//!
+//! Use from a test file with `#[path = "common/browser.rs"] mod browser;` (or through `common`).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// tests/viewer (its npm packages installed) and the Chromium executable to drive.
+pub fn playwright() -> (PathBuf, String) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("viewer");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    assert!(
+        node && Path::new(&chromium).exists(),
+        "browser tests need `node` and Chromium ({chromium}): apt-get install nodejs npm chromium (or run .ci/run)"
+    );
+    if !dir.join("node_modules/playwright-core/package.json").is_file() {
+        let ok = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "npm ci in tests/viewer failed (run .ci/run)");
+    }
+    (dir, chromium)
+}

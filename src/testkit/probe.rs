@@ -27,7 +27,6 @@ const INSTALL: &[(&str, &str)] = &[
     ("node", "apt-get install -y nodejs npm"),
     ("npm", "apt-get install -y nodejs npm"),
     ("aws", "apt-get install -y awscli"),
-    ("python3", "apt-get install -y python3 python3-gi (or bash tests/e2e/install.sh)"),
 ];
 
 /// The command that installs `tool` (every tool a test requires is listed here).

@@ -169,10 +169,54 @@ async fn sdk_clock_skew_correction_works_from_the_date_header() {
     // InvalidSignatureException and retries with a corrected clock.
     let reel = start();
     let twenty_minutes_ago = SystemTime::now() - Duration::from_secs(20 * 60);
+    let attempts = Attempts::default();
     let kvs = client(&reel, ROOT_KEY_ID, ROOT_SECRET, None, |b| {
-        b.time_source(aws_smithy_async::time::StaticTimeSource::new(twenty_minutes_ago))
+        b.time_source(aws_smithy_async::time::StaticTimeSource::new(twenty_minutes_ago)).interceptor(attempts.clone())
     });
     kvs.list_signaling_channels().send().await.expect("the SDK corrects its clock from the Date header");
+    // Two attempts: signed 20 min ago and refused, then signed with the server's clock.
+    let seen = attempts.0.lock().expect("attempts").clone();
+    assert_eq!(seen.iter().map(|a| a.1).collect::<Vec<_>>(), [403, 200], "attempts (X-Amz-Date, status): {seen:?}");
+    let now = chrono::Utc::now().naive_utc();
+    let age = |(date, _): &(String, u16)| {
+        let signed = chrono::NaiveDateTime::parse_from_str(date, "%Y%m%dT%H%M%SZ").expect("X-Amz-Date");
+        (now - signed).num_seconds()
+    };
+    assert!((19 * 60..=21 * 60).contains(&age(&seen[0])), "first attempt signed 20 min ago: {seen:?}");
+    assert!(age(&seen[1]).abs() <= 60, "the retry is signed with the corrected clock: {seen:?}");
+}
+
+/// Each attempt's `X-Amz-Date` and HTTP status, recorded by an SDK interceptor.
+#[derive(Debug, Clone, Default)]
+struct Attempts(std::sync::Arc<std::sync::Mutex<Vec<(String, u16)>>>);
+
+impl aws_sdk_kinesisvideo::config::Intercept for Attempts {
+    fn name(&self) -> &'static str {
+        "Attempts"
+    }
+
+    fn read_before_transmit(
+        &self,
+        ctx: &aws_sdk_kinesisvideo::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_kinesisvideo::config::RuntimeComponents,
+        _: &mut aws_sdk_kinesisvideo::config::ConfigBag,
+    ) -> Result<(), aws_sdk_kinesisvideo::error::BoxError> {
+        let date = ctx.request().headers().get("x-amz-date").unwrap_or_default().to_owned();
+        self.0.lock().expect("attempts").push((date, 0));
+        Ok(())
+    }
+
+    fn read_before_deserialization(
+        &self,
+        ctx: &aws_sdk_kinesisvideo::config::interceptors::BeforeDeserializationInterceptorContextRef<'_>,
+        _: &aws_sdk_kinesisvideo::config::RuntimeComponents,
+        _: &mut aws_sdk_kinesisvideo::config::ConfigBag,
+    ) -> Result<(), aws_sdk_kinesisvideo::error::BoxError> {
+        if let Some(last) = self.0.lock().expect("attempts").last_mut() {
+            last.1 = ctx.response().status().as_u16();
+        }
+        Ok(())
+    }
 }
 
 #[tokio::test]

@@ -2,8 +2,8 @@
 //! describe / list / get-signaling-channel-endpoint / describe-media-storage-configuration,
 //! checking the parsed JSON output.
 //!
-//! The CLI must be installed (`python3 -m pip install awscli`; `.ci/run` does it). A
-//! missing CLI fails this test rather than skipping it.
+//! The CLI must be installed (`apt-get install -y awscli`; `.ci/run` does it). A missing
+//! CLI fails this test with that command.
 
 mod common;
 
@@ -49,8 +49,8 @@ impl Cli<'_> {
         let out = match cmd.output() {
             Ok(out) => out,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-                "the AWS CLI (`aws`) is not on PATH; install it with `python3 -m pip install awscli` \
-                 (.ci/run does this) — this test needs it and does not skip"
+                "the AWS CLI (`aws`) is not on PATH; install it with `apt-get install -y awscli` \
+                 (.ci/run does this)"
             ),
             Err(e) => panic!("cannot run `aws`: {e}"),
         };

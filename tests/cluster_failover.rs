@@ -2,13 +2,13 @@
 //! and S3 server (s3s-fs), all inside a private network namespace (`common::cluster`).
 //! Clients go through the load balancer with the official AWS SDK and real WebSockets.
 //!
-//! - `node_loss_behind_haproxy`: a node killed with SIGKILL drops out of the load balancer
+//! - `netns_node_loss_behind_haproxy`: a node killed with SIGKILL drops out of the load balancer
 //!   within seconds without failing API calls, the others stay ready, signaling works again
 //!   after the clients reconnect, and the node restarted on its id and port rejoins.
-//! - `postgres_outage_behind_haproxy`: while Postgres is down for 5 s, API calls fail
+//! - `netns_postgres_outage_behind_haproxy`: while Postgres is down for 5 s, API calls fail
 //!   promptly with a KVS-shaped 5xx; afterwards they succeed again without restarting nodes,
 //!   and a camera ingesting throughout loses nothing (its fragments cover the outage).
-//! - `ingest_survives_the_writer_node_behind_haproxy`: the node writing a camera's stream is
+//! - `netns_ingest_survives_the_writer_node_behind_haproxy`: the node writing a camera's stream is
 //!   killed with SIGKILL; the camera reconnects through the load balancer, ingest resumes on
 //!   a survivor within 15 s, every fragment listed before is listed and decodes on every
 //!   survivor, and the restarted node takes new sessions.
@@ -74,8 +74,8 @@ async fn requests(cluster: &Cluster, k: usize, operation: &str) -> f64 {
 }
 
 #[test]
-fn node_loss_behind_haproxy() {
-    run_in_netns("node_loss_behind_haproxy", node_loss);
+fn netns_node_loss_behind_haproxy() {
+    run_in_netns("netns_node_loss_behind_haproxy", node_loss);
 }
 
 async fn node_loss() {
@@ -184,8 +184,8 @@ async fn node_loss() {
 }
 
 #[test]
-fn postgres_outage_behind_haproxy() {
-    run_in_netns("postgres_outage_behind_haproxy", postgres_outage);
+fn netns_postgres_outage_behind_haproxy() {
+    run_in_netns("netns_postgres_outage_behind_haproxy", postgres_outage);
 }
 
 /// The HTTP status and `x-amzn-ErrorType` of a failed SDK call (panics on a success or a
@@ -304,8 +304,8 @@ async fn postgres_outage() {
 }
 
 #[test]
-fn ingest_survives_the_writer_node_behind_haproxy() {
-    run_in_netns("ingest_survives_the_writer_node_behind_haproxy", ingest_failover);
+fn netns_ingest_survives_the_writer_node_behind_haproxy() {
+    run_in_netns("netns_ingest_survives_the_writer_node_behind_haproxy", ingest_failover);
 }
 
 /// `ffmpeg -v error` over an MKV document: what it printed (empty = decodes cleanly).

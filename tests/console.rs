@@ -168,6 +168,7 @@ async fn console_runs_the_setup_flows_in_chromium() {
     assert!(report["playedOnDemand"].as_f64().is_some_and(|t| t >= 2.0), "{report:#}");
     assert!(report["clipName"].as_str().is_some_and(|n| n.starts_with("played-") && n.ends_with(".mp4")), "{report:#}");
     let clip = play.clip.display().to_string();
+    reel::testkit::probe::require(&["ffprobe"]);
     let (codec, duration) = tokio::task::spawn_blocking(move || {
         let out = Command::new("ffprobe")
             .args([

@@ -16,9 +16,10 @@ use common::netns::{self, Netns};
 use common::{Options, REGION, ROOT_KEY_ID, ROOT_SECRET};
 
 #[test]
-fn console_master_ingests_and_the_viewer_plays_it_live() {
-    let Some(ns) = netns::enter("console_master_ingests_and_the_viewer_plays_it_live") else { return };
-    tokio::runtime::Runtime::new().expect("runtime").block_on(run(ns));
+fn netns_console_master_ingests_and_the_viewer_plays_it_live() {
+    netns::run("netns_console_master_ingests_and_the_viewer_plays_it_live", |ns| {
+        tokio::runtime::Runtime::new().expect("runtime").block_on(run(ns));
+    });
 }
 
 async fn run(ns: Netns) {
@@ -56,6 +57,7 @@ async fn run(ns: Netns) {
     assert!(report["timelineFragments"].as_u64().is_some_and(|n| n >= 3), "{report:#}");
     println!("console master: {report}");
     let clip_path = clip.display().to_string();
+    reel::testkit::probe::require(&["ffprobe"]);
     let probe = Command::new("ffprobe")
         .args(["-v", "error", "-show_entries", "stream=codec_name:format=duration", "-of", "json", &clip_path])
         .output()

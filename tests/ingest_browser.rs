@@ -30,9 +30,10 @@ fn browser_dir() -> PathBuf {
 }
 
 #[test]
-fn browser_master_ingests_h264_and_opus() {
-    let Some(ns) = netns::enter("browser_master_ingests_h264_and_opus") else { return };
-    tokio::runtime::Runtime::new().expect("runtime").block_on(run(ns));
+fn netns_browser_master_ingests_h264_and_opus() {
+    netns::run("netns_browser_master_ingests_h264_and_opus", |ns| {
+        tokio::runtime::Runtime::new().expect("runtime").block_on(run(ns));
+    });
 }
 
 async fn run(ns: Netns) {

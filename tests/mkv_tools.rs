@@ -3,8 +3,8 @@
 //! The fragments the store would hold are (1) concatenated behind one track header into a
 //! continuous MKV and (2) composed one by one into the documents GetMedia serves; `ffprobe`,
 //! `ffmpeg` and `mkvinfo` must read them as H.264 640x360 + Opus 48 kHz stereo with the
-//! right durations, keyframe-aligned fragments and KVS tags. Skips (with a message) when the
-//! tools are not installed; `.ci/run` installs them.
+//! right durations, keyframe-aligned fragments and KVS tags. A missing tool fails the test
+//! with the command that installs it; `.ci/run` installs them.
 
 use reel::testkit::{self, probe};
 use reel_media::fixture::FixtureFragment;
@@ -26,9 +26,7 @@ fn chunks(f: &FixtureFragment) -> impl Iterator<Item = &[u8]> + Clone {
 fn fragments_concatenated_behind_the_header_are_a_valid_mkv() {
     let frags = fragment_fixtures();
     assert_eq!(frags.len(), 3);
-    if !probe::available(&["ffprobe", "ffmpeg", "mkvinfo"]) {
-        return;
-    }
+    probe::require(&["ffprobe", "ffmpeg", "mkvinfo"]);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("clip.mkv");
     let mut clip = vec![];
@@ -105,9 +103,7 @@ fn each_fragment_as_a_getmedia_document_stands_alone() {
         );
         assert!(f.duration_ms >= 2_000);
 
-        if !probe::available(&["ffprobe", "mkvinfo"]) {
-            continue;
-        }
+        probe::require(&["ffprobe", "mkvinfo"]);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(format!("fragment-{n}.mkv"));
         std::fs::write(&path, &doc).unwrap();

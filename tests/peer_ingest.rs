@@ -65,10 +65,6 @@ async fn setup(reel: &Reel, name: &str, storage: bool) -> (String, String, Strin
     (arn, stream, wss, webrtc)
 }
 
-fn tool(name: &str) -> bool {
-    Command::new(name).arg("-version").output().is_ok()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn master_streams_into_keyframe_aligned_fragments() {
     let mut reel = Reel::start();
@@ -108,7 +104,7 @@ async fn master_streams_into_keyframe_aligned_fragments() {
         total_ms += u64::from(info.duration_ms);
     }
     assert!((4_000..=7_000).contains(&total_ms), "stored {total_ms} ms");
-    assert!(tool("ffprobe") && tool("ffmpeg"), "ffprobe/ffmpeg not found: apt-get install ffmpeg (or run .ci/run)");
+    reel::testkit::probe::require(&["ffprobe", "ffmpeg"]);
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("ingest.mkv");
     std::fs::write(&path, &clip).expect("write mkv");
@@ -287,9 +283,11 @@ async fn recording_outlives_the_masters_signaling_connection() {
 /// cameras for 5 s against this build's reel inside a private network namespace: both
 /// sessions connect, none fails, and each stream holds fragments.
 #[test]
-fn load_generator_runs_two_sessions_in_a_namespace() {
-    let test = "load_generator_runs_two_sessions_in_a_namespace";
-    let Some(ns) = common::netns::enter(test) else { return };
+fn netns_load_generator_runs_two_sessions() {
+    common::netns::run("netns_load_generator_runs_two_sessions", load_generator_runs_two_sessions);
+}
+
+fn load_generator_runs_two_sessions(ns: common::netns::Netns) {
     let bin = std::env::var_os(common::netns::BIN_ENV).unwrap_or_else(|| env!("CARGO_BIN_EXE_reel").into());
     let cfg = reel_sim::load::LoadConfig {
         sessions: 2,

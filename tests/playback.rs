@@ -447,41 +447,40 @@ async fn get_media_for_fragment_list_returns_named_fragments_and_error_tags() {
     assert_eq!(doc.clusters[0].timecode_ms as u64, stored[2].producer_ts_ms);
 
     // Ordinary tools read a returned document (one fragment: H.264 + Opus).
-    if std::process::Command::new("ffprobe").arg("-version").output().is_ok() {
-        let one = server
-            .archived()
-            .get_media_for_fragment_list()
-            .stream_arn(&arn)
-            .fragments(stored[1].number.to_string())
-            .send()
-            .await
-            .expect("one fragment")
-            .payload
-            .collect()
-            .await
-            .expect("body")
-            .into_bytes();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("fragment.mkv");
-        std::fs::write(&path, &one).expect("write");
-        let probe = std::process::Command::new("ffprobe")
-            .args(["-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0"])
-            .arg(&path)
-            .output()
-            .expect("ffprobe");
-        let stderr = String::from_utf8_lossy(&probe.stderr);
-        assert!(probe.status.success() && stderr.trim().is_empty(), "ffprobe: {stderr}");
-        let codecs = String::from_utf8_lossy(&probe.stdout);
-        assert_eq!(codecs.split_whitespace().collect::<Vec<_>>(), ["h264", "opus"]);
-        let decode = std::process::Command::new("ffmpeg")
-            .args(["-v", "error", "-i"])
-            .arg(&path)
-            .args(["-f", "null", "-"])
-            .output()
-            .expect("ffmpeg");
-        let stderr = String::from_utf8_lossy(&decode.stderr);
-        assert!(decode.status.success() && stderr.trim().is_empty(), "ffmpeg decode: {stderr}");
-    }
+    reel::testkit::probe::require(&["ffprobe", "ffmpeg"]);
+    let one = server
+        .archived()
+        .get_media_for_fragment_list()
+        .stream_arn(&arn)
+        .fragments(stored[1].number.to_string())
+        .send()
+        .await
+        .expect("one fragment")
+        .payload
+        .collect()
+        .await
+        .expect("body")
+        .into_bytes();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("fragment.mkv");
+    std::fs::write(&path, &one).expect("write");
+    let probe = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0"])
+        .arg(&path)
+        .output()
+        .expect("ffprobe");
+    let stderr = String::from_utf8_lossy(&probe.stderr);
+    assert!(probe.status.success() && stderr.trim().is_empty(), "ffprobe: {stderr}");
+    let codecs = String::from_utf8_lossy(&probe.stdout);
+    assert_eq!(codecs.split_whitespace().collect::<Vec<_>>(), ["h264", "opus"]);
+    let decode = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&path)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg");
+    let stderr = String::from_utf8_lossy(&decode.stderr);
+    assert!(decode.status.success() && stderr.trim().is_empty(), "ffmpeg decode: {stderr}");
 
     let client = server.archived();
     let err = client.get_media_for_fragment_list().stream_arn(&arn).fragments("12x").send().await.expect_err("400");

@@ -41,12 +41,26 @@ fn sdk_talks_to_self_signed_tls_with_generated_ca_trusted() {
         assert!(urls.iter().any(|u| u.starts_with("wss://")), "TLS advertises wss://: {urls:?}");
         assert!(urls.iter().any(|u| u.starts_with("https://")), "TLS advertises https://: {urls:?}");
     });
-    // A client that does not trust the CA must fail the handshake.
-    let untrusted = std::process::Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &format!("{}/metrics", reel.url)])
-        .output()
-        .expect("curl");
-    assert_ne!(String::from_utf8_lossy(&untrusted.stdout), "200", "untrusted client must not connect");
+    // A client that does not trust the CA fails certificate verification (curl exit 60;
+    // a refused connection would be 7), and the same request trusting the CA succeeds.
+    reel::testkit::probe::require(&["curl"]);
+    let curl = |extra: &[&std::ffi::OsStr]| {
+        std::process::Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args(extra)
+            .arg(format!("{}/metrics", reel.url))
+            .output()
+            .expect("curl")
+    };
+    let untrusted = curl(&[]);
+    assert_eq!(
+        untrusted.status.code(),
+        Some(60),
+        "an untrusted client fails certificate verification: {}",
+        String::from_utf8_lossy(&untrusted.stderr)
+    );
+    let trusted = curl(&["--cacert".as_ref(), reel.ca_path().as_os_str()]);
+    assert_eq!(String::from_utf8_lossy(&trusted.stdout), "200", "{}", String::from_utf8_lossy(&trusted.stderr));
 }
 
 #[test]
@@ -101,6 +115,7 @@ fn first_start_generates_and_persists_a_root_key() {
 
 #[test]
 fn metrics_and_audit_log_record_each_call() {
+    reel::testkit::probe::require(&["curl"]);
     let reel = Reel::start_with(Options { args: vec!["--node-id".into(), "node-a".into()], ..Default::default() });
     rt().block_on(async {
         let kvs = reel.kvs();
@@ -152,8 +167,12 @@ fn metrics_and_audit_log_record_each_call() {
 #[test]
 fn listening_line_is_printed_once_and_sigterm_exits_zero() {
     let reel = Reel::start();
-    assert!(reel.preamble.iter().all(|l| !l.starts_with("reel listening on")));
-    assert!(reel.stop(), "exit status 0 after SIGTERM");
+    let before = reel.preamble.clone();
+    // The launcher returned at the first listening line; the rest of stdout comes after exit.
+    let (clean, after) = reel.stop_with_stdout();
+    assert!(clean, "exit status 0 after SIGTERM");
+    let again = before.iter().chain(&after).filter(|l| l.starts_with("reel listening on")).count();
+    assert_eq!(again, 0, "the listening line is printed once; stdout before it {before:?}, after it {after:?}");
 }
 
 #[test]
@@ -228,6 +247,7 @@ fn tls_from_pem_files() {
         ..Default::default()
     });
     assert!(reel.url.starts_with("https://"), "{}", reel.url);
+    reel::testkit::probe::require(&["curl"]);
     let ok = std::process::Command::new("curl")
         .args(["-s", "--cacert"])
         .arg(tls_dir.path().join("ca.pem"))

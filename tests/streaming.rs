@@ -2,7 +2,7 @@
 //! socket, the real SQLite metadata and media store, a stream filled with the fixture clip
 //! (H.264 + Opus, 6 s) run through reel's fragmenter, the official
 //! `aws-sdk-kinesisvideoarchivedmedia` client for the signed calls, and `ffprobe`/`ffmpeg`
-//! as ordinary players (skipped with a message when not installed).
+//! as ordinary players (required: a missing tool fails with the command that installs it).
 
 #[path = "common/browser.rs"]
 mod browser;
@@ -109,8 +109,8 @@ fn secs(ms: u64) -> DateTime {
     DateTime::from_millis(ms as i64)
 }
 
-fn tools() -> bool {
-    probe::available(&["ffmpeg", "ffprobe"])
+fn require_tools() {
+    probe::require(&["ffmpeg", "ffprobe"]);
 }
 
 /// Decodes `input` with ffmpeg: (errors it reported, duration from ffprobe).
@@ -171,9 +171,7 @@ async fn hls_on_demand_fmp4_and_ts_play_in_ffmpeg() {
     {
         assert!(media.contains(needle), "{needle} missing in\n{media}");
     }
-    if !tools() {
-        return;
-    }
+    require_tools();
     let expected = (end - start) as f64 / 1000.0;
     let (errors, duration) = play(url.clone()).await;
     assert!(errors.is_empty(), "ffmpeg errors on HLS fMP4: {errors}");
@@ -243,9 +241,7 @@ async fn dash_and_clip_play_in_ffmpeg() {
     assert_eq!(&bytes[moov + 4..moov + 8], b"moov", "moov right after ftyp (faststart)");
     let path = h.dir.path().join("clip.mp4");
     std::fs::write(&path, &bytes).expect("write clip");
-    if !tools() {
-        return;
-    }
+    require_tools();
     let expected = (end - start) as f64 / 1000.0;
     let (errors, duration) = play(url).await;
     assert!(errors.is_empty(), "ffmpeg errors on DASH: {errors}");
@@ -302,19 +298,18 @@ async fn live_playlist_follows_the_tail() {
         "the sequence advances by one per fragment the window moved:\n{before}\n{after}"
     );
     assert_eq!(count(&after), 3, "{after}");
-    if tools() {
-        // The newest fragment of the live playlist decodes.
-        let newest = after.lines().rev().find(|l| l.starts_with("getMP4MediaFragment")).expect("segment");
-        let init = after.lines().find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\"")).expect("map").trim_end_matches('"');
-        let base = format!("http://{}/hls/v1/", h.addr);
-        let mut file = reqwest::get(format!("{base}{init}")).await.expect("init").bytes().await.expect("b").to_vec();
-        file.extend_from_slice(&reqwest::get(format!("{base}{newest}")).await.expect("seg").bytes().await.expect("b"));
-        let path = h.dir.path().join("live.mp4");
-        std::fs::write(&path, file).expect("write");
-        let (errors, duration) = play(path.to_string_lossy().to_string()).await;
-        assert!(errors.is_empty(), "{errors}");
-        assert!(duration > 0.5, "{duration}");
-    }
+    require_tools();
+    // The newest fragment of the live playlist decodes.
+    let newest = after.lines().rev().find(|l| l.starts_with("getMP4MediaFragment")).expect("segment");
+    let init = after.lines().find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\"")).expect("map").trim_end_matches('"');
+    let base = format!("http://{}/hls/v1/", h.addr);
+    let mut file = reqwest::get(format!("{base}{init}")).await.expect("init").bytes().await.expect("b").to_vec();
+    file.extend_from_slice(&reqwest::get(format!("{base}{newest}")).await.expect("seg").bytes().await.expect("b"));
+    let path = h.dir.path().join("live.mp4");
+    std::fs::write(&path, file).expect("write");
+    let (errors, duration) = play(path.to_string_lossy().to_string()).await;
+    assert!(errors.is_empty(), "{errors}");
+    assert!(duration > 0.5, "{duration}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -484,8 +479,8 @@ fn feed_live(h: &Harness) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// Runs tests/viewer/play.mjs (playwright-core + Debian chromium); `None` = skipped.
-async fn run_viewer(h: &Harness, mode: &str, range: (u64, u64), shot: &str) -> Option<serde_json::Value> {
+/// Runs tests/viewer/play.mjs (playwright-core + Debian chromium) and returns its verdict.
+async fn run_viewer(h: &Harness, mode: &str, range: (u64, u64), shot: &str) -> serde_json::Value {
     let (dir, chromium) = browser::playwright();
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
     let mut cmd = tokio::process::Command::new("node");
@@ -509,7 +504,7 @@ async fn run_viewer(h: &Harness, mode: &str, range: (u64, u64), shot: &str) -> O
     let line = stdout.lines().last().unwrap_or_default();
     let v: serde_json::Value = serde_json::from_str(line)
         .unwrap_or_else(|_| panic!("viewer script output: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
-    Some(v)
+    v
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -517,9 +512,9 @@ async fn viewer_plays_live_and_on_demand_in_chromium() {
     let h = harness().await;
     let range = fill(&h, 8_000).await;
     let feeder = feed_live(&h);
-    let Some(live) = run_viewer(&h, "LIVE", range, "viewer-live.png").await else { return };
+    let live = run_viewer(&h, "LIVE", range, "viewer-live.png").await;
     assert_eq!(live["ok"], true, "live playback in the viewer: {live}");
-    let on_demand = run_viewer(&h, "ON_DEMAND", range, "viewer-on-demand.png").await.expect("ran once already");
+    let on_demand = run_viewer(&h, "ON_DEMAND", range, "viewer-on-demand.png").await;
     assert_eq!(on_demand["ok"], true, "on-demand playback in the viewer: {on_demand}");
     eprintln!("viewer: live {live}\nviewer: on demand {on_demand}");
     feeder.abort();

@@ -44,6 +44,8 @@ pub struct ReelProcess {
     /// Every stdout line printed before the listening line.
     pub preamble: Vec<String>,
     log_path: PathBuf,
+    /// Stdout lines after the listening line (kept open, so later prints never hit EPIPE).
+    stdout: mpsc::Receiver<String>,
 }
 
 impl ReelProcess {
@@ -64,9 +66,10 @@ impl ReelProcess {
                 }
             }
         });
-        let mut this = Self { child, url: String::new(), pid, preamble: Vec::new(), log_path: log_path.to_path_buf() };
+        let mut this =
+            Self { child, url: String::new(), pid, preamble: Vec::new(), log_path: log_path.to_path_buf(), stdout: rx };
         loop {
-            match rx.recv_timeout(START_TIMEOUT) {
+            match this.stdout.recv_timeout(START_TIMEOUT) {
                 Ok(line) => match line.strip_prefix("reel listening on ") {
                     Some(url) => {
                         this.url = url.trim().to_string();
@@ -109,6 +112,15 @@ impl ReelProcess {
     /// Whether the process is still running.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// After the process exited: every stdout line it printed after its listening line.
+    pub fn stdout_after_listening(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        while let Ok(line) = self.stdout.recv_timeout(STOP_GRACE) {
+            lines.push(line);
+        }
+        lines
     }
 
     /// SIGKILL now (a crashed node), and reap it.

@@ -24,9 +24,9 @@ const JANUS_IP: &str = "198.18.0.1";
 const PUBLISHER_IP: &str = "198.18.0.2";
 const INNER_ENV: &str = "REEL_SIM_IN_NETNS";
 
-/// Inside the namespace: bring the links up and return true. Outside: re-run this one
-/// test under `unshare -n`, assert it passed, and return false.
-fn enter_netns(test: &str) -> bool {
+/// Inside the namespace: bring the links up and run `body`. Outside: re-run exactly `test`
+/// under `unshare -n` and assert it passed there.
+fn in_netns(test: &str, body: impl FnOnce()) {
     if std::env::var_os(INNER_ENV).is_some() {
         for args in [
             &["link", "set", "lo", "up"][..],
@@ -48,8 +48,14 @@ fn enter_netns(test: &str) -> bool {
         {
             std::thread::sleep(Duration::from_millis(20));
         }
-        return true;
+        body();
+    } else {
+        reexec_in_netns(test);
     }
+}
+
+/// Runs exactly `test` in a fresh namespace; fails unless it ran and passed there.
+fn reexec_in_netns(test: &str) {
     match Command::new("unshare").args(["-n", "true"]).output() {
         Ok(o) if o.status.success() => {}
         other => panic!(
@@ -73,19 +79,17 @@ fn enter_netns(test: &str) -> bool {
     }
     let status = child.wait().expect("wait");
     assert!(status.success() && passed, "{test} failed inside its network namespace ({status})");
-    false
 }
 
 #[test]
-fn janus_records_a_str0m_publisher() {
+fn netns_janus_records_a_str0m_publisher() {
     if let Err(why) = janus::installed() {
-        panic!("janus_records_a_str0m_publisher needs Janus: {why}; install with: bash tests/e2e/install.sh");
+        panic!("netns_janus_records_a_str0m_publisher needs Janus: {why}; install with: bash tests/e2e/install.sh");
     }
-    if !enter_netns("janus_records_a_str0m_publisher") {
-        return;
-    }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(publish_and_record());
+    in_netns("netns_janus_records_a_str0m_publisher", || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(publish_and_record());
+    });
 }
 
 async fn publish_and_record() {

@@ -18,15 +18,37 @@ pub enum ProbeError {
     Output { tool: &'static str, output: String },
 }
 
-/// Whether every tool in `tools` runs (`-version` or `--version`). A missing tool fails the
-/// calling test with the command that installs it (tests never pass by skipping), so this
-/// only ever returns `true`.
-pub fn available(tools: &[&str]) -> bool {
+/// Debian packages that provide the tools tests run, with the command that installs them.
+const INSTALL: &[(&str, &str)] = &[
+    ("ffprobe", "apt-get install -y ffmpeg"),
+    ("ffmpeg", "apt-get install -y ffmpeg"),
+    ("mkvinfo", "apt-get install -y mkvtoolnix"),
+    ("curl", "apt-get install -y curl"),
+    ("node", "apt-get install -y nodejs npm"),
+    ("npm", "apt-get install -y nodejs npm"),
+    ("aws", "apt-get install -y awscli"),
+];
+
+/// The command that installs `tool` (every tool a test requires is listed here).
+pub fn install_command(tool: &str) -> &'static str {
+    INSTALL
+        .iter()
+        .find(|(t, _)| *t == tool)
+        .map(|(_, cmd)| *cmd)
+        .unwrap_or_else(|| panic!("no install command known for `{tool}`: add it to reel::testkit::probe::INSTALL"))
+}
+
+/// Fails the calling test unless every tool in `tools` runs (`-version` or `--version`),
+/// naming the command that installs the missing one: tests never pass by skipping.
+pub fn require(tools: &[&str]) {
     let runs = |t: &str, flag: &str| Command::new(t).arg(flag).output().is_ok_and(|o| o.status.success());
-    if let Some(missing) = tools.iter().find(|t| !runs(t, "-version") && !runs(t, "--version")) {
-        panic!("`{missing}` not found: apt-get install ffmpeg mkvtoolnix (or run .ci/run)");
+    for tool in tools {
+        let install = install_command(tool);
+        assert!(
+            runs(tool, "-version") || runs(tool, "--version"),
+            "`{tool}` is required but does not run: {install} (.ci/run installs everything the tests need)"
+        );
     }
-    true
 }
 
 /// Runs `tool` with `args`; its stdout, or its stderr as the error when it fails.

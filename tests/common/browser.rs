@@ -11,10 +11,10 @@ use std::process::Command;
 pub fn playwright() -> (PathBuf, String) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("viewer");
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    reel::testkit::probe::require(&["node", "npm"]);
     assert!(
-        node && Path::new(&chromium).exists(),
-        "browser tests need `node` and Chromium ({chromium}): apt-get install nodejs npm chromium (or run .ci/run)"
+        Path::new(&chromium).exists(),
+        "browser tests need Chromium at {chromium}: apt-get install -y chromium (or run .ci/run)"
     );
     if !dir.join("node_modules/playwright-core/package.json").is_file() {
         let ok = Command::new("npm")

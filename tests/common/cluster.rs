@@ -80,11 +80,10 @@ pub struct Cluster {
 /// exactly `test_name` under `unshare -n` and asserts it passed (see `super::netns`);
 /// missing privileges fail the test with the command that fixes them.
 pub fn run_in_netns<F: Future<Output = ()>>(test_name: &str, body: impl FnOnce() -> F) {
-    if super::netns::enter(test_name).is_none() {
-        return;
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
-    runtime.expect("runtime").block_on(body());
+    super::netns::run(test_name, |_| {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
+        runtime.expect("runtime").block_on(body());
+    });
 }
 
 impl Cluster {

@@ -239,6 +239,7 @@ pub fn check_master_events<'a>(events: &'a [Value], who: &str, summary: &dyn Fn(
 /// starting with a keyframe; ffprobe sees H.264 and Opus; ffmpeg decodes it without errors.
 /// Returns what ffprobe demuxed, for the caller's duration checks.
 pub async fn check_stored_media(reel: &mut Reel, stream_arn: &str, name: &str) -> probe::Streams {
+    probe::require(&["ffprobe", "ffmpeg"]);
     assert!(reel.sigterm(), "reel exits cleanly on SIGTERM\n{}", reel.log());
     let mkv_path = artifact_dir().join(format!("{name}.mkv"));
     std::fs::write(artifact_dir().join(format!("{name}.reel.log")), reel.log()).ok();

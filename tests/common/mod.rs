@@ -91,6 +91,12 @@ impl Reel {
         self.process.stop()
     }
 
+    /// Like [`Reel::stop`], also returning every stdout line printed after the listening line.
+    pub fn stop_with_stdout(mut self) -> (bool, Vec<String>) {
+        let clean = self.process.stop();
+        (clean, self.process.stdout_after_listening())
+    }
+
     /// SIGKILL (a crashed node); the handle keeps its data dir and log.
     pub fn kill(&mut self) {
         self.process.kill()

@@ -6,17 +6,19 @@
 //! master running beside it. Traffic never leaves loopback and 198.18.0.0/24 (RFC 2544
 //! benchmarking range), and parallel tests never share a namespace.
 //!
-//! Use:
+//! Use (the `netns_` prefix lets `cargo test -- --skip netns_` exclude these tests where
+//! namespaces are impossible, as the README documents; `tests/honest.rs` enforces it):
 //! ```ignore
 //! #[test]
-//! fn my_test() {
-//!     let Some(ns) = netns::enter("my_test") else { return };
-//!     // … runs only inside the namespace …
+//! fn netns_my_test() {
+//!     netns::run("netns_my_test", |ns| {
+//!         // … runs only inside the namespace …
+//!     });
 //! }
 //! ```
-//! Outside, [`enter`] re-executes the test binary for exactly that test inside a fresh
-//! namespace, streams its output, fails if the inner run failed (or ran no test) and returns
-//! `None`. When namespaces are unavailable it fails the test with the command that fixes it.
+//! Outside, [`run`] re-executes the test binary for exactly that test inside a fresh
+//! namespace, streams its output and fails if the inner run failed (or ran no test). When
+//! namespaces are unavailable it fails the test with the command that fixes it.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -45,13 +47,19 @@ pub struct Netns {
     pub master_ip: &'static str,
 }
 
-/// Inside the namespace: set it up and return it. Outside: run `test_name` in a fresh
-/// namespace (asserting that it passed) and return `None`.
-pub fn enter(test_name: &str) -> Option<Netns> {
+/// Inside the namespace: set it up and run `body` in it. Outside: run `test_name` (the
+/// calling test's exact name) in a fresh namespace and assert that it passed.
+pub fn run(test_name: &str, body: impl FnOnce(Netns)) {
     if reel_sim::netns::inside() {
         reel_sim::netns::setup_links().expect("set up the namespace's links");
-        return Some(Netns { reel_ip: REEL_IP, master_ip: MASTER_IP });
+        body(Netns { reel_ip: REEL_IP, master_ip: MASTER_IP });
+    } else {
+        run_outside(test_name);
     }
+}
+
+/// Re-runs exactly `test_name` under `unshare -n` and asserts it passed there.
+fn run_outside(test_name: &str) {
     if let Err(e) = reel_sim::netns::probe() {
         panic!(
             "{test_name} needs a private network namespace ({e}): run the tests as root with `unshare` and `ip` (apt-get install util-linux iproute2, or bash tests/e2e/install.sh)"
@@ -78,7 +86,6 @@ pub fn enter(test_name: &str) -> Option<Netns> {
     let status = child.wait().expect("wait for the namespaced test");
     assert!(status.success(), "{test_name} failed inside its network namespace ({status})");
     assert!(ran_one, "{test_name}: the namespaced run did not run exactly this one test");
-    None
 }
 
 /// Start `reel serve --listen <ip>:0` with the test root key, `opts.args` and the

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs what the WebRTC ingestion tests (tests/ingest_gstreamer.rs, tests/ingest_browser.rs)
-# and the Janus baseline test (sim/tests/janus.rs)
-# need: iproute2 + unshare for the private network namespace, GStreamer webrtcbin with x264 and
-# Opus for the system Python, ffmpeg/ffprobe for checking the stored media, Chromium and the
-# browser page's npm packages. Idempotent and quick when everything is already there.
+# Installs what the tests in private network namespaces (tests/ingest_gstreamer.rs,
+# tests/ingest_browser.rs, tests/peer_ingest.rs, tests/cluster_failover.rs,
+# sim/tests/janus.rs) need: iproute2 + unshare, GStreamer webrtcbin with x264 and Opus for
+# the system Python, Janus, ffmpeg/ffprobe, Chromium, Node.js and the browser page's npm
+# packages. Checks packages (dpkg), not binaries that may come from elsewhere. Idempotent
+# and quick when everything is already there; .ci/run runs it.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
@@ -30,6 +31,14 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# tests/js and tests/e2e/browser need Node.js 20 or newer (Debian 12 ships 18).
+major="$(node -p 'process.versions.node.split(".")[0]')"
+if ((major < 20)); then
+  echo "tests/e2e/install.sh: Node.js $(node --version) is too old; the tests need 20 or newer:" >&2
+  echo "  Debian 13 ships it; on Debian 12: curl -fsSL https://deb.nodesource.com/setup_20.x | bash - && apt-get install -y nodejs" >&2
+  exit 1
 fi
 
 # The browser master's packages, exactly as locked.

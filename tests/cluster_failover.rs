@@ -389,6 +389,22 @@ async fn ingest_failover() {
         }
     }
 
+    // Live reads on a node that does not write the stream are served, not empty: GetMedia
+    // NOW delivers the next fragment, and an HLS LIVE playlist lists stored segments.
+    let reader = (0..3).find(|k| *k != writer).expect("a non-writer");
+    let mut live = lb.get_media(&cluster.node_url(reader), &channel.stream_arn, "NOW").await.expect("GetMedia NOW");
+    let first = tokio::time::timeout(Duration::from_secs(10), live.chunk()).await;
+    let first = first.expect("GetMedia NOW on a non-writer delivered nothing within 10 s").expect("GetMedia body");
+    assert!(first.is_some_and(|c| !c.is_empty()), "GetMedia NOW on node {reader} ended empty");
+    drop(live);
+    let hls = lb.hls_live_url(&cluster.node_url(reader), &channel.stream_arn).await.expect("HLS LIVE session");
+    let playlist = lb.get_text(&hls).await.expect("master playlist");
+    let media = playlist.lines().find(|l| !l.starts_with('#') && !l.is_empty()).expect("a media playlist").to_string();
+    let media_url =
+        if media.starts_with("http") { media } else { format!("{}/{media}", hls.rsplit_once('/').map_or("", |x| x.0)) };
+    let segments = lb.get_text(&media_url).await.expect("media playlist");
+    assert!(segments.contains("#EXTINF"), "HLS LIVE on node {reader} lists no segments:\n{segments}");
+
     // SIGKILL the writer: the publisher reconnects through the LB, JoinStorageSession lands on
     // a survivor, and new fragments are listed within 15 s of the kill.
     let killed_at = Instant::now();

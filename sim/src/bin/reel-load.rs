@@ -231,7 +231,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     let default_ip = |ns: &str| -> IpAddr {
         if inside { ns.parse().unwrap_or(IpAddr::from([127, 0, 0, 1])) } else { IpAddr::from([127, 0, 0, 1]) }
     };
-    let wants_reel = args.target.contains(&Target::Reel);
+    let wants_reel = args.target.iter().any(|t| t.is_reel());
     let listen_ip = args.listen_ip.unwrap_or_else(|| default_ip(netns::REEL_IP));
     let reel = match (&args.endpoint, &args.reel_bin) {
         (Some(url), _) => {

@@ -296,7 +296,8 @@ impl LoadReport {
             p.frames_dropped
         );
         if !self.sessions_per_node.is_empty() {
-            let spread: Vec<String> = self.sessions_per_node.iter().map(|(n, k)| format!("{n} {k}")).collect();
+            let spread: Vec<String> =
+                self.sessions_per_node.iter().map(|(n, k)| format!("{n} {}", k.round() as i64)).collect();
             let _ = writeln!(o, "  sessions per node                            {}", spread.join(", "));
         }
         if !self.target.is_reel() {

@@ -143,7 +143,9 @@ impl SpawnedCluster {
 
     /// SIGTERM every node (then kill after a grace); whether all exited cleanly.
     pub fn stop(&mut self) -> bool {
-        self.nodes.iter_mut().map(|n| n.process.stop()).fold(true, |a, b| a && b)
+        // Every node, even after one failed to stop cleanly.
+        let clean: Vec<bool> = self.nodes.iter_mut().map(|n| n.process.stop()).collect();
+        clean.into_iter().all(|c| c)
     }
 }
 

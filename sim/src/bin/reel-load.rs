@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! reel-load --netns --reel-bin target/release/reel --sessions 200 --ramp 20 --duration 60
+//! reel-load --netns --reel-bin target/release/reel --sessions 60 --duration 40 --target reel,reel-cluster
 //! reel-load --endpoint http://127.0.0.1:8080 --pid $(pidof reel) --access-key-id … --secret-access-key …
 //! reel-load --reel-bin target/release/reel --sessions 2 --duration 60 --audio-drift-pct -3 --sr-wall-clock
 //! ```
@@ -39,7 +40,8 @@ struct Args {
     #[arg(long, default_value = "1M", value_parser = parse_bitrate)]
     bitrate: u64,
     /// The recorders the cameras publish to, one after the other with the same settings
-    /// (e.g. `reel,janus,floor`; CPU ratios against reel are printed).
+    /// (e.g. `reel,janus,floor`; CPU ratios against reel are printed). `reel-cluster` starts
+    /// Postgres, nats-server, an S3 server, HAProxy and three nodes of --reel-bin.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "reel")]
     target: Vec<Target>,
     /// A running reel's base URL (plain HTTP).
@@ -231,7 +233,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     let default_ip = |ns: &str| -> IpAddr {
         if inside { ns.parse().unwrap_or(IpAddr::from([127, 0, 0, 1])) } else { IpAddr::from([127, 0, 0, 1]) }
     };
-    let wants_reel = args.target.contains(&Target::Reel);
+    let wants_reel = args.target.iter().any(|t| t.is_reel());
     let listen_ip = args.listen_ip.unwrap_or_else(|| default_ip(netns::REEL_IP));
     let reel = match (&args.endpoint, &args.reel_bin) {
         (Some(url), _) => {

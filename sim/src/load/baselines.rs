@@ -51,6 +51,8 @@ pub(super) fn base_report(cfg: &LoadConfig, source: &MediaSource, pid: Option<u3
         max_publisher_lateness_ms: 0.0,
         media: None,
         notes: Vec::new(),
+        sessions_per_node: Default::default(),
+        non_writer_probes: 0,
     }
 }
 
@@ -83,7 +85,7 @@ pub(super) async fn run_janus(cfg: &LoadConfig, sender: SenderProfile) -> Result
             let _ = publish_to_janus(&janus, pcfg, st, until).await;
         }));
     }
-    let (steady, rss_steady) = steady_window(&stats, ramp_end, until, pid, cfg.recorder_ip, ticks).await;
+    let (steady, rss_steady) = steady_window(&stats, ramp_end, until, pid.as_slice(), cfg.recorder_ip, ticks).await;
     for t in tasks {
         let _ = t.await;
     }

@@ -32,11 +32,20 @@
 //!   blocks counted per track ([`mkv`]) against the frames each publisher wrote; the skew
 //!   compares stored audio/video timestamps with the frames' send instants.
 //!
+//! **`reel-cluster`** ([`cluster`]): the same sessions against three reel nodes behind
+//! HAProxy. The cameras enter through the load balancer; CPU and RSS are summed over the
+//! three node processes; `/metrics` counters over the three nodes; and each probe stream's
+//! ListFragments is polled on a node that is *not* the stream's writer (GetDataEndpoint,
+//! asked once the session is connected, names the writer), so close → ListFragments
+//! includes the hop through S3 and Postgres.
+//!
 //! The publishers can be made to misbehave like real cameras (drifting clocks, wall-clock
 //! RTCP sender reports, NTP steps, muted tracks): see [`RunOptions::sender`] and
 //! [`crate::publisher::profile`].
 
 mod baselines;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod media;
 pub mod mkv;
 pub mod procstat;
@@ -99,6 +108,16 @@ pub enum Target {
     Janus,
     /// The floor receiver: recvmmsg + SRTP decrypt + append (`reel_sim::floor`).
     Floor,
+    /// Three reel nodes on Postgres + NATS + S3 behind HAProxy ([`cluster`]).
+    #[serde(rename = "reel-cluster")]
+    ReelCluster,
+}
+
+impl Target {
+    /// reel, alone or as a cluster (storage sessions, the KVS read APIs).
+    pub fn is_reel(self) -> bool {
+        matches!(self, Target::Reel | Target::ReelCluster)
+    }
 }
 
 /// Where reel runs.
@@ -196,6 +215,23 @@ pub enum LoadError {
     /// Bad configuration.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The cluster could not be started.
+    #[cfg(feature = "cluster")]
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
+}
+
+/// The reel under test, as the run sees it.
+#[derive(Debug, Clone)]
+struct Recorder {
+    /// Where the cameras enter (the load balancer for a cluster).
+    url: String,
+    /// The processes whose CPU and RSS are summed.
+    pids: Vec<u32>,
+    /// Every node's own URL (for `/metrics`); one entry, `url`, for a single reel.
+    nodes: Vec<String>,
+    /// Probe ListFragments on a node that is not the stream's writer.
+    non_writer_reads: bool,
 }
 
 /// Everything the sampled probe tasks collect.
@@ -207,6 +243,8 @@ struct ProbeLog {
     get_media_arrivals: BTreeMap<(usize, String), i64>,
     /// ListFragments close→visible samples (ms).
     list_visible_ms: Vec<f64>,
+    /// Probe streams whose ListFragments were polled on a node other than the writer.
+    non_writer_probes: usize,
     /// HLS lag samples: (sample time µs, lag ms).
     hls_lag: Vec<(i64, f64)>,
     /// Probe requests made (ListFragments + HLS playlists).
@@ -238,6 +276,7 @@ pub async fn run_with(cfg: LoadConfig, opts: RunOptions) -> Result<LoadReport, L
         Target::Reel => {}
         Target::Janus => return baselines::run_janus(&cfg, opts.sender).await,
         Target::Floor => return baselines::run_floor(&cfg).await,
+        Target::ReelCluster => return run_cluster(cfg, opts).await,
     }
     let mut spawned = None;
     let (url, pid) = match &cfg.reel {
@@ -257,7 +296,8 @@ pub async fn run_with(cfg: LoadConfig, opts: RunOptions) -> Result<LoadReport, L
         }
     };
     tracing::info!(%url, ?pid, "recorder ready");
-    let result = run_against(&cfg, opts, &url, pid).await;
+    let rec = Recorder { nodes: vec![url.clone()], url, pids: pid.into_iter().collect(), non_writer_reads: false };
+    let result = run_against(&cfg, opts, &rec).await;
     if let (Err(_), Some(r)) = (&result, &spawned) {
         tracing::warn!(log = %r.log_tail(3_000), "reel log tail");
     }
@@ -270,7 +310,63 @@ pub async fn run_with(cfg: LoadConfig, opts: RunOptions) -> Result<LoadReport, L
     result
 }
 
-async fn run_against(cfg: &LoadConfig, opts: RunOptions, url: &str, pid: Option<u32>) -> Result<LoadReport, LoadError> {
+/// The `reel-cluster` target: starts [`cluster::SpawnedCluster`] from `cfg.reel`'s binary
+/// (which must be [`ReelProcess::Spawn`]), runs against its load balancer, stops it.
+#[cfg(feature = "cluster")]
+async fn run_cluster(cfg: LoadConfig, opts: RunOptions) -> Result<LoadReport, LoadError> {
+    let ReelProcess::Spawn { bin, listen_ip, extra_config } = &cfg.reel else {
+        return Err(LoadError::Config("the reel-cluster target starts its nodes itself: give a reel binary".into()));
+    };
+    let config = reel_process::config_toml(extra_config, cfg.sessions);
+    let key = (cfg.access_key_id.as_str(), cfg.secret_access_key.as_str());
+    let mut c = cluster::SpawnedCluster::start(bin, *listen_ip, &config, key, &cfg.region).await?;
+    let rec = Recorder {
+        url: c.url().to_string(),
+        pids: c.nodes.iter().map(|n| n.pid()).collect(),
+        nodes: c.nodes.iter().map(|n| n.url.clone()).collect(),
+        non_writer_reads: true,
+    };
+    tracing::info!(url = %rec.url, pids = ?rec.pids, "cluster ready");
+    let result = run_against(&cfg, opts, &rec).await;
+    if result.is_err() {
+        tracing::warn!(log = %c.log_tail(2_000), "cluster log tails");
+    }
+    if !c.stop() {
+        tracing::warn!("a cluster node did not exit cleanly on SIGTERM");
+    }
+    result
+}
+
+#[cfg(not(feature = "cluster"))]
+async fn run_cluster(_cfg: LoadConfig, _opts: RunOptions) -> Result<LoadReport, LoadError> {
+    Err(LoadError::Config("reel-sim was built without the `cluster` feature".into()))
+}
+
+/// Every node's `/metrics`, concatenated (counters are summed by name); `None` if any fails.
+async fn scrape(client: &KvsClient, rec: &Recorder) -> Option<String> {
+    let mut all = String::new();
+    for node in &rec.nodes {
+        all.push_str(&client.get_text(&metrics_url(node)).await.ok()?);
+        all.push('\n');
+    }
+    Some(all)
+}
+
+fn metrics_url(base: &str) -> String {
+    format!("{}/metrics", base.trim_end_matches('/'))
+}
+
+/// Sum of `procstat` `f` over `pids`; `None` if any is unreadable (or there are none).
+fn sum_over<T: std::iter::Sum<T>>(pids: &[u32], f: impl Fn(u32) -> std::io::Result<T>) -> Option<T> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&p| f(p).ok()).sum()
+}
+
+async fn run_against(cfg: &LoadConfig, opts: RunOptions, rec: &Recorder) -> Result<LoadReport, LoadError> {
+    let url = rec.url.as_str();
+    let pid = rec.pids.first().copied();
     let signer = Signer::new(&cfg.access_key_id, &cfg.secret_access_key, &cfg.region);
     let client = Arc::new(KvsClient::new(url, signer));
     let source = Arc::new(MediaSource::new(cfg.bitrate_bps)?);
@@ -287,10 +383,9 @@ async fn run_against(cfg: &LoadConfig, opts: RunOptions, url: &str, pid: Option<
     tracing::info!(sessions = channels.len(), secs = provision_s, "channels provisioned");
 
     // 2. Baselines.
-    let metrics_url = format!("{}/metrics", url.trim_end_matches('/'));
-    let metrics_before = client.get_text(&metrics_url).await.ok();
+    let metrics_before = scrape(&client, rec).await;
     let drops_before = procstat::udp_drops(endpoint_ip(url));
-    let rss_before = pid.and_then(|p| procstat::rss_kib(p).ok());
+    let rss_before = sum_over(&rec.pids, procstat::rss_kib);
 
     // 3. Sessions, ramped.
     let stats: Vec<Arc<PublisherStats>> = (0..cfg.sessions).map(|_| PublisherStats::new()).collect();
@@ -324,8 +419,22 @@ async fn run_against(cfg: &LoadConfig, opts: RunOptions, url: &str, pid: Option<
         }));
         if probe_all {
             let (c, arn, log, ep) = (client.clone(), channel.stream_arn.clone(), probes.clone(), data_endpoint.clone());
+            let reader = rec.non_writer_reads.then(|| (rec.nodes.clone(), stats[i].clone()));
             tasks.push(tokio::spawn(async move {
                 tokio::time::sleep_until(at.into()).await;
+                let ep = match reader {
+                    None => ep,
+                    Some((nodes, st)) => match non_writer(&c, &arn, &nodes, &st, until).await {
+                        Ok(node) => {
+                            lock(&log).non_writer_probes += 1;
+                            node
+                        }
+                        Err(e) => {
+                            lock(&log).error(format!("session {i}: no non-writer node to probe: {e}"));
+                            return;
+                        }
+                    },
+                };
                 list_fragments_probe(&c, &ep, &arn, until, &log).await;
             }));
         }
@@ -339,8 +448,12 @@ async fn run_against(cfg: &LoadConfig, opts: RunOptions, url: &str, pid: Option<
     }
 
     // 4. The steady window.
-    let (steady, rss_steady) = steady_window(&stats, ramp_end, until, pid, endpoint_ip(url), ticks).await;
+    let (steady, rss_steady) = steady_window(&stats, ramp_end, until, &rec.pids, endpoint_ip(url), ticks).await;
     let active_sessions = steady.as_ref().map_or(0, |s| s.active_sessions);
+    let sessions_per_node = match rec.nodes.len() {
+        1 => BTreeMap::new(),
+        _ => sessions_per_node(&client, rec).await,
+    };
 
     // 5. Stop, drain, read back.
     for t in tasks {
@@ -350,9 +463,9 @@ async fn run_against(cfg: &LoadConfig, opts: RunOptions, url: &str, pid: Option<
     if opts.media_readback {
         // The last fragment of each session closes when reel ends the session (ICE
         // disconnect after the publisher stops): read back only once it has.
-        wait_sessions_ended(&client, &metrics_url, SESSION_END_WAIT).await;
+        wait_sessions_ended(&client, rec, SESSION_END_WAIT).await;
     }
-    let metrics_after = client.get_text(&metrics_url).await.ok();
+    let metrics_after = scrape(&client, rec).await;
     let drops_after = procstat::udp_drops(endpoint_ip(url));
     let listings = list_all(&client, &data_endpoint, &channels).await;
     let stored = match opts.media_readback {
@@ -404,6 +517,13 @@ async fn run_against(cfg: &LoadConfig, opts: RunOptions, url: &str, pid: Option<
     if pid.is_none() {
         notes.push("no --pid: CPU and RSS of the recorder were not measured".into());
     }
+    if rec.non_writer_reads {
+        notes.push(format!(
+            "close → ListFragments polled on a node other than the stream's writer ({} probe streams; CPU and RSS summed over {} nodes)",
+            probes.non_writer_probes,
+            rec.nodes.len()
+        ));
+    }
     let media = stored.map(|stored| media_report(opts.sender, &stats, &snaps, stored));
     if let Some(m) = media.as_ref().filter(|m| m.sessions_paired_exactly < m.sessions.len()) {
         notes.push(format!(
@@ -436,19 +556,21 @@ async fn run_against(cfg: &LoadConfig, opts: RunOptions, url: &str, pid: Option<
         max_publisher_lateness_ms: snaps.iter().map(|s| s.max_lateness_us).max().unwrap_or(0) as f64 / 1000.0,
         media,
         notes,
+        sessions_per_node,
+        non_writer_probes: probes.non_writer_probes,
         ..baselines::base_report(cfg, &source, pid)
     })
 }
 
 /// Waits for the steady window (ramp over, every session connected or failed, [`SETTLE`]),
 /// and measures the recorder's CPU (and ours) over it; returns it with the recorder's RSS at
-/// its end. `None` when the window would be shorter than a second. Kernel drops are
+/// its end (both summed over `pids`). `None` when the window would be shorter than a second. Kernel drops are
 /// counted at the sockets bound to `recorder_ip`.
 async fn steady_window(
     stats: &[Arc<PublisherStats>],
     ramp_end: Instant,
     until: Instant,
-    pid: Option<u32>,
+    pids: &[u32],
     recorder_ip: IpAddr,
     ticks: u64,
 ) -> (Option<Steady>, Option<u64>) {
@@ -465,17 +587,17 @@ async fn steady_window(
     }
     let me = std::process::id();
     let a_t = Instant::now();
-    let a_cpu = pid.and_then(|p| procstat::cpu_ms(p, ticks).ok());
+    let a_cpu = sum_over(pids, |p| procstat::cpu_ms(p, ticks));
     let a_self = procstat::cpu_ms(me, ticks).ok();
     let active_a = stats.iter().filter(|s| active(s)).count();
     let drops_a = procstat::udp_drops(recorder_ip);
     tokio::time::sleep_until(steady_end.into()).await;
     let drops_b = procstat::udp_drops(recorder_ip);
     let b_t = Instant::now();
-    let b_cpu = pid.and_then(|p| procstat::cpu_ms(p, ticks).ok());
+    let b_cpu = sum_over(pids, |p| procstat::cpu_ms(p, ticks));
     let b_self = procstat::cpu_ms(me, ticks).ok();
     let active_b = stats.iter().filter(|s| active(s)).count();
-    let rss_b = pid.and_then(|p| procstat::rss_kib(p).ok());
+    let rss_b = sum_over(pids, procstat::rss_kib);
     let secs = (b_t - a_t).as_secs_f64();
     let cpu = a_cpu.zip(b_cpu).map(|(a, b)| b - a);
     let own = a_self.zip(b_self).map(|(a, b)| b - a);
@@ -581,6 +703,44 @@ async fn get_media_probe(
             return;
         }
     }
+}
+
+/// Running storage sessions per node (`reel_storage_sessions_active`), by node URL.
+async fn sessions_per_node(client: &KvsClient, rec: &Recorder) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for node in &rec.nodes {
+        if let Ok(text) = client.get_text(&metrics_url(node)).await {
+            out.insert(node.clone(), stats::prometheus_sum(&text, METRIC_SESSIONS_ACTIVE));
+        }
+    }
+    out
+}
+
+/// A node of `nodes` that does not write `stream_arn`: waits until the session is connected
+/// (its writer lease taken), asks GetDataEndpoint (through the load balancer) for the
+/// writer, and answers the next node after it.
+async fn non_writer(
+    client: &KvsClient,
+    stream_arn: &str,
+    nodes: &[String],
+    session: &PublisherStats,
+    until: Instant,
+) -> Result<String, String> {
+    while session.times.connected.get().is_none() {
+        if Instant::now() >= until || session.failure_kind.lock().map(|f| f.is_some()).unwrap_or(true) {
+            return Err("the session never connected".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let writer = client.data_endpoint(stream_arn, "GET_MEDIA").await.map_err(|e| e.to_string())?;
+    other_node(nodes, &writer).ok_or_else(|| format!("writer {writer} is not one of {nodes:?}"))
+}
+
+/// The node after `writer` in `nodes` (URLs compared without a trailing slash).
+fn other_node(nodes: &[String], writer: &str) -> Option<String> {
+    let norm = |u: &str| u.trim_end_matches('/').to_string();
+    let k = nodes.iter().position(|n| norm(n) == norm(writer))?;
+    (nodes.len() > 1).then(|| nodes[(k + 1) % nodes.len()].clone())
 }
 
 /// Polls ListFragments around each predicted fragment close; records close → visible.
@@ -694,16 +854,15 @@ async fn list_all(
 /// How long the read-back waits for reel to end the stopped sessions.
 const SESSION_END_WAIT: Duration = Duration::from_secs(60);
 
-/// Polls `/metrics` until `reel_storage_sessions_active` is 0 (or absent), at most `wait`.
-async fn wait_sessions_ended(client: &KvsClient, metrics_url: &str, wait: Duration) {
+/// reel's gauge of running storage sessions (every series carries a `node` label).
+const METRIC_SESSIONS_ACTIVE: &str = "reel_storage_sessions_active";
+
+/// Polls every node's `/metrics` until `reel_storage_sessions_active` sums to 0 (or is
+/// absent), at most `wait`.
+async fn wait_sessions_ended(client: &KvsClient, rec: &Recorder, wait: Duration) {
     let deadline = tokio::time::Instant::now() + wait;
     while tokio::time::Instant::now() < deadline {
-        let active = client.get_text(metrics_url).await.ok().and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("reel_storage_sessions_active "))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<f64>().ok())
-        });
+        let active = scrape(client, rec).await.map(|text| stats::prometheus_sum(&text, METRIC_SESSIONS_ACTIVE));
         if active.is_none_or(|n| n <= 0.0) {
             return;
         }

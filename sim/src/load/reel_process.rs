@@ -38,14 +38,7 @@ impl SpawnedReel {
     ) -> Result<Self, SpawnError> {
         let dir = tempfile::Builder::new().prefix("reel-load-").tempdir()?;
         let config = dir.path().join("reel-load.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[limits]\nmax_storage_enabled_channels = {}\n{extra_config}\n[limits.http]\nmax_connections_per_ip = {}\n",
-                sessions + CHANNEL_HEADROOM,
-                (2 * sessions).max(512) + CHANNEL_HEADROOM,
-            ),
-        )?;
+        std::fs::write(&config, config_toml(extra_config, sessions))?;
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data)?;
         let mut cmd = Command::new(bin);
@@ -78,4 +71,15 @@ impl SpawnedReel {
     pub fn stop(&mut self) -> bool {
         self.process.stop()
     }
+}
+
+/// The config file of a reel under load: `[limits] max_storage_enabled_channels = sessions +
+/// 16`, then `extra_config`, then `[limits.http]` room for every session's connections from
+/// one IP (a load balancer's, or the publishers' address).
+pub fn config_toml(extra_config: &str, sessions: usize) -> String {
+    format!(
+        "[limits]\nmax_storage_enabled_channels = {}\n{extra_config}\n[limits.http]\nmax_connections_per_ip = {}\n",
+        sessions + CHANNEL_HEADROOM,
+        (2 * sessions).max(512) + CHANNEL_HEADROOM,
+    )
 }

@@ -195,6 +195,11 @@ pub struct LoadReport {
     /// Stored vs sent frames per track and the stored A/V skew (reel, when read back).
     pub media: Option<MediaReport>,
     pub notes: Vec<String>,
+    /// reel-cluster: running storage sessions per node URL at the end of the steady window.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub sessions_per_node: BTreeMap<String, f64>,
+    /// reel-cluster: probe streams whose ListFragments were polled on a non-writer node.
+    pub non_writer_probes: usize,
 }
 
 fn opt(v: Option<f64>, digits: usize) -> String {
@@ -290,7 +295,12 @@ impl LoadReport {
             p.send_errors,
             p.frames_dropped
         );
-        if self.target != Target::Reel {
+        if !self.sessions_per_node.is_empty() {
+            let spread: Vec<String> =
+                self.sessions_per_node.iter().map(|(n, k)| format!("{n} {}", k.round() as i64)).collect();
+            let _ = writeln!(o, "  sessions per node                            {}", spread.join(", "));
+        }
+        if !self.target.is_reel() {
             let s = &self.storage;
             let _ = writeln!(
                 o,
@@ -306,7 +316,11 @@ impl LoadReport {
         pct_row(&mut o, "join → first frame stored (ms)", &self.join_to_first_frame_stored_ms);
         pct_row(&mut o, "join → first fragment closed (ms)", &self.join_to_first_fragment_closed_ms);
         pct_row(&mut o, "join → first fragment readable, GetMedia (ms)", &self.join_to_first_fragment_readable_ms);
-        pct_row(&mut o, "fragment close → ListFragments (ms)", &self.close_to_list_fragments_ms);
+        let list_label = match self.target {
+            Target::ReelCluster => "fragment close → ListFragments, non-writer (ms)",
+            _ => "fragment close → ListFragments (ms)",
+        };
+        pct_row(&mut o, list_label, &self.close_to_list_fragments_ms);
         pct_row(&mut o, "fragment close → GetMedia (ms)", &self.close_to_get_media_ms);
         pct_row(&mut o, "live HLS lag behind publisher (ms)", &self.hls_lag_ms);
         let s = &self.storage;
@@ -373,10 +387,11 @@ fn skew_text(s: Option<&super::media::SkewStats>) -> String {
     })
 }
 
-/// reel's CPU per session-second divided by each other target's in `reports`
-/// (`"reel/janus"`, `"reel/floor"`); targets without the figure are left out.
+/// reel's CPU per session-second divided by each baseline's in `reports` (`"reel/janus"`,
+/// `"reel/floor"`), and the cluster's divided by reel's (`"reel-cluster/reel"`); targets
+/// without the figure are left out.
 pub fn cpu_ratios(reports: &[LoadReport]) -> BTreeMap<String, f64> {
-    let per = |r: &LoadReport| r.steady.as_ref().and_then(|s| s.cpu_ms_per_session_s);
+    let per = |r: &LoadReport| r.steady.as_ref().and_then(|s| s.cpu_ms_per_session_s).filter(|&v| v > 0.0);
     let Some(reel) = reports.iter().find(|r| r.target == Target::Reel).and_then(per) else {
         return BTreeMap::new();
     };
@@ -384,8 +399,11 @@ pub fn cpu_ratios(reports: &[LoadReport]) -> BTreeMap<String, f64> {
         .iter()
         .filter(|r| r.target != Target::Reel)
         .filter_map(|r| {
-            let other = per(r).filter(|&o| o > 0.0)?;
-            Some((format!("reel/{}", format!("{:?}", r.target).to_lowercase()), reel / other))
+            let other = per(r)?;
+            Some(match r.target {
+                Target::ReelCluster => ("reel-cluster/reel".to_string(), other / reel),
+                t => (format!("reel/{}", format!("{t:?}").to_lowercase()), reel / other),
+            })
         })
         .collect()
 }

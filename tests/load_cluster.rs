@@ -10,9 +10,11 @@ use std::time::Duration;
 use common::{REGION, ROOT_KEY_ID, ROOT_SECRET};
 
 #[test]
-fn load_generator_runs_against_a_three_node_cluster() {
-    let test = "load_generator_runs_against_a_three_node_cluster";
-    let Some(ns) = common::netns::enter(test) else { return };
+fn netns_load_generator_runs_against_a_three_node_cluster() {
+    common::netns::run("netns_load_generator_runs_against_a_three_node_cluster", run);
+}
+
+fn run(ns: common::netns::Netns) {
     let bin = std::env::var_os(common::netns::BIN_ENV).unwrap_or_else(|| env!("CARGO_BIN_EXE_reel").into());
     let sessions = 3;
     let cfg = reel_sim::load::LoadConfig {

@@ -20,8 +20,11 @@ use crate::limits::Limits;
 use crate::signaling::message::{self, MessageKind, MessageLimits, ServiceEvent, SignalingMessage};
 use crate::streaming::token::{self, Protocol};
 
+/// One fuzz target: it takes the fuzzer's bytes.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets, by name (`fuzz/fuzz_targets/<name>.rs`, `fuzz/seeds/<name>/`).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("signaling_message", signaling_message),
     ("master_message", master_message),
     ("sigv4", sigv4),

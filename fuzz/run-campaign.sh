@@ -19,16 +19,17 @@ before=$(ls "$artifacts" | wc -l)
 flags=(-O -a -s none)
 nice -n 19 cargo +nightly fuzz build "${flags[@]}" "$target"
 set +e
+start=$(date +%s)
 nice -n 19 cargo +nightly fuzz run "${flags[@]}" "$target" "$corpus" "fuzz/seeds/$target" -- \
     -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=8192 -print_final_stats=1 \
     -artifact_prefix="$artifacts/" "$@" 2>"$log"
 status=$?
+ran=$(( $(date +%s) - start ))
 set -e
 execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)
 if [ -z "$execs" ]; then # a crash ends the run before the final stats
     execs=$(grep -o '^#[0-9]*' "$log" | tail -1 | tr -d '#' || true)
 fi
-ran=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o 'in [0-9]*' | grep -o '[0-9]*' || echo "$secs")
 files=$(ls "$corpus" | wc -l)
 after=$(ls "$artifacts" | wc -l)
 if [ "$status" -eq 0 ] && [ "$after" -eq "$before" ]; then

@@ -30,6 +30,9 @@ pub mod control;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzz_api;
 pub mod limits;
 pub mod members;
 pub mod meta;

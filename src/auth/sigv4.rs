@@ -496,7 +496,7 @@ fn redact_token(canonical: &str) -> String {
 /// covers the body as received: a carried hash must be the body's, and the hashes that
 /// do not cover it (`UNSIGNED-PAYLOAD`, a presigned URL's empty-body hash) are tried only
 /// for an empty body, so no request carries bytes its signer did not sign.
-fn payload_hashes(req: &Request<'_>, signed: &SignedRequest) -> Result<Vec<String>, AuthError> {
+pub(crate) fn payload_hashes(req: &Request<'_>, signed: &SignedRequest) -> Result<Vec<String>, AuthError> {
     let carried = match single_header(req.headers, CONTENT_SHA256_HEADER)? {
         Some(h) => Some(h),
         None if signed.location == Location::Query => {

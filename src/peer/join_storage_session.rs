@@ -20,7 +20,7 @@ use crate::signaling::Signaling;
 pub const OPERATION: &str = "JoinStorageSession";
 
 #[derive(Debug, Deserialize)]
-struct Input {
+pub(crate) struct Input {
     #[serde(rename = "channelArn")]
     channel_arn: Option<String>,
 }

@@ -270,6 +270,72 @@ async fn control(
     }
 }
 
+/// What a master's message asks of the session.
+#[derive(Debug)]
+pub enum MasterInput {
+    /// A validated answer.
+    Answer(Box<SdpAnswer>),
+    /// A trickled candidate.
+    Candidate(Candidate),
+    /// Nothing (an offer, an empty or unparsable candidate).
+    Ignore,
+}
+
+/// Why a master's message ends the session.
+#[derive(Debug, thiserror::Error)]
+pub enum MasterMessageError {
+    #[error("payload is not base64: {0}")]
+    NotBase64(#[from] base64::DecodeError),
+    #[error("answer is not SDP JSON: {0}")]
+    NotSdpJson(#[from] serde_json::Error),
+    #[error("expected an answer, got {0:?}")]
+    NotAnAnswer(String),
+    #[error(transparent)]
+    Answer(#[from] sdp::AnswerError),
+    #[error("unparsable answer: {0}")]
+    Unparsable(String),
+}
+
+/// Parses one master message (sans-IO): the answer must be JSON `{"type":"answer","sdp"}`
+/// whose SDP [`sdp::validate_answer`] and str0m accept; candidates that do not parse are
+/// ignored (logged at debug).
+pub fn parse_master_message(m: &SignalingMessage) -> Result<MasterInput, MasterMessageError> {
+    let bytes = m.payload_bytes()?;
+    match m.kind {
+        MessageKind::SdpAnswer => {
+            let p: SdpPayload = serde_json::from_slice(&bytes)?;
+            if p.kind != "answer" {
+                return Err(MasterMessageError::NotAnAnswer(p.kind));
+            }
+            sdp::validate_answer(&p.sdp)?;
+            let answer =
+                SdpAnswer::from_sdp_string(&p.sdp).map_err(|e| MasterMessageError::Unparsable(e.to_string()))?;
+            Ok(MasterInput::Answer(Box::new(answer)))
+        }
+        MessageKind::IceCandidate => {
+            let Ok(p) = serde_json::from_slice::<CandidatePayload>(&bytes) else {
+                tracing::debug!("ignoring unparsable candidate");
+                return Ok(MasterInput::Ignore);
+            };
+            let text = p.candidate.trim().trim_start_matches("a=");
+            if text.is_empty() {
+                return Ok(MasterInput::Ignore);
+            }
+            match Candidate::from_sdp_string(text) {
+                Ok(candidate) => Ok(MasterInput::Candidate(candidate)),
+                Err(e) => {
+                    tracing::debug!(error = %e, candidate = text, "ignoring candidate");
+                    Ok(MasterInput::Ignore)
+                }
+            }
+        }
+        MessageKind::SdpOffer => {
+            tracing::debug!("ignoring an offer from the master");
+            Ok(MasterInput::Ignore)
+        }
+    }
+}
+
 /// One master message: the answer or a candidate. `Err` ends the session.
 async fn on_message(
     id: u64,
@@ -277,37 +343,20 @@ async fn on_message(
     settings: &SessionSettings,
     io: &mpsc::Sender<Command>,
 ) -> Result<(), String> {
-    let bytes = m.payload_bytes().map_err(|e| format!("payload is not base64: {e}"))?;
-    match m.kind {
-        MessageKind::SdpAnswer => {
-            let p: SdpPayload = serde_json::from_slice(&bytes).map_err(|e| format!("answer is not SDP JSON: {e}"))?;
-            if settings.log_sdp {
-                tracing::info!(session = id, sdp = %p.sdp, "storage session answer");
-            }
-            if p.kind != "answer" {
-                return Err(format!("expected an answer, got {:?}", p.kind));
-            }
-            sdp::validate_answer(&p.sdp).map_err(|e| e.to_string())?;
-            let answer = SdpAnswer::from_sdp_string(&p.sdp).map_err(|e| format!("unparsable answer: {e}"))?;
-            let _ = io.send(Command::Answer { id, answer }).await;
+    if settings.log_sdp
+        && m.kind == MessageKind::SdpAnswer
+        && let Ok(json) = m.payload_bytes()
+    {
+        tracing::info!(session = id, answer = %String::from_utf8_lossy(&json), "storage session answer");
+    }
+    match parse_master_message(m).map_err(|e| e.to_string())? {
+        MasterInput::Answer(answer) => {
+            let _ = io.send(Command::Answer { id, answer: *answer }).await;
         }
-        MessageKind::IceCandidate => {
-            let Ok(p) = serde_json::from_slice::<CandidatePayload>(&bytes) else {
-                tracing::debug!(session = id, "ignoring unparsable candidate");
-                return Ok(());
-            };
-            let text = p.candidate.trim().trim_start_matches("a=");
-            if text.is_empty() {
-                return Ok(());
-            }
-            match Candidate::from_sdp_string(text) {
-                Ok(candidate) => {
-                    let _ = io.send(Command::Candidate { id, candidate }).await;
-                }
-                Err(e) => tracing::debug!(session = id, error = %e, candidate = text, "ignoring candidate"),
-            }
+        MasterInput::Candidate(candidate) => {
+            let _ = io.send(Command::Candidate { id, candidate }).await;
         }
-        MessageKind::SdpOffer => tracing::debug!(session = id, "ignoring an offer from the master"),
+        MasterInput::Ignore => {}
     }
     Ok(())
 }

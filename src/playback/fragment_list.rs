@@ -30,7 +30,7 @@ use reel_media::mkv::{SimpleTag, kvs_timestamp, tag};
 pub const MAX_FRAGMENTS: usize = 1_000;
 
 #[derive(Debug, Deserialize)]
-struct Input {
+pub(crate) struct Input {
     #[serde(rename = "StreamName")]
     name: Option<String>,
     #[serde(rename = "StreamARN")]

@@ -48,7 +48,7 @@ pub const START_SELECTOR_TYPES: &[&str] =
 const MAX_CONTINUATION_TOKEN_LEN: usize = 128;
 
 #[derive(Debug, Deserialize)]
-struct Input {
+pub(crate) struct Input {
     #[serde(rename = "StreamName")]
     name: Option<String>,
     #[serde(rename = "StreamARN")]

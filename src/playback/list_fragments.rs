@@ -30,7 +30,7 @@ const MAX_TOKEN_LEN: usize = 4_096;
 pub const SELECTOR_TYPES: &[&str] = &["PRODUCER_TIMESTAMP", "SERVER_TIMESTAMP"];
 
 #[derive(Debug, Deserialize)]
-struct Input {
+pub(crate) struct Input {
     #[serde(rename = "StreamName")]
     name: Option<String>,
     #[serde(rename = "StreamARN")]

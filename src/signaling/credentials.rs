@@ -128,6 +128,12 @@ impl TurnSecret {
         Ok(Self { current: RwLock::new(secret), path })
     }
 
+    /// An in-memory secret (fuzzing and tests; [`Self::rotate`] would write to no file).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn fixed(secret: Vec<u8>) -> Self {
+        Self { current: RwLock::new(secret), path: PathBuf::new() }
+    }
+
     /// Replace the secret (persisted first); credentials issued before stop working.
     pub fn rotate(&self) -> std::io::Result<()> {
         let fresh = random_secret();

@@ -260,11 +260,23 @@ enum Screen {
     Handled,
 }
 
+/// The gate's decision on one datagram (sans-IO; [`Gate::screen`] carries it out).
+pub(crate) enum Verdict {
+    /// Hand it to the crate, with the (verified) nonce it carries.
+    Pass(Option<String>),
+    /// Drop it silently; `Some(reason)` is counted in [`REFUSED`].
+    Drop(Option<&'static str>),
+    /// Answer 401 / 438 with a fresh nonce (`Some(reason)` is counted in [`REFUSED`]).
+    Challenge { request: Box<Message>, code: ErrorCode, reason: Option<&'static str> },
+    /// Answer 403 Forbidden, integrity-protected with the requester's key: `peer` is denied.
+    Forbidden { request: Box<Message>, key: Vec<u8>, peer: SocketAddr },
+}
+
 /// Checks the crate has no hook for: stateless nonces and the peer policy (module docs).
-struct Gate {
-    policy: Arc<PeerPolicy>,
-    nonces: NonceIssuer,
-    secret: Arc<TurnSecret>,
+pub(crate) struct Gate {
+    pub(crate) policy: Arc<PeerPolicy>,
+    pub(crate) nonces: NonceIssuer,
+    pub(crate) secret: Arc<TurnSecret>,
 }
 
 fn unix_secs() -> u64 {
@@ -273,82 +285,101 @@ fn unix_secs() -> u64 {
 
 impl Gate {
     async fn screen(&self, conn: &Arc<dyn Conn + Send + Sync>, src: SocketAddr, data: &[u8]) -> Screen {
-        if ChannelData::is_channel_data(data) {
-            return Screen::Pass(None);
+        match self.decide(src, data, SystemTime::now()) {
+            Verdict::Pass(nonce) => return Screen::Pass(nonce),
+            Verdict::Drop(reason) => {
+                if let Some(reason) = reason {
+                    metrics::counter!(REFUSED, "reason" => reason).increment(1);
+                    tracing::debug!(%src, reason, "TURN datagram dropped");
+                }
+            }
+            Verdict::Challenge { request, code, reason } => {
+                if let Some(reason) = reason {
+                    metrics::counter!(REFUSED, "reason" => reason).increment(1);
+                }
+                send_raw(conn, src, self.challenge(src, &request, code, unix_secs())).await;
+            }
+            Verdict::Forbidden { request, key, peer } => {
+                metrics::counter!(REFUSED, "reason" => "peer_denied").increment(1);
+                tracing::info!(%src, %peer, "TURN peer address denied");
+                send_raw(conn, src, forbidden(&request, key)).await;
+            }
         }
+        Screen::Handled
+    }
+
+    /// What to do with datagram `data` from `src` at `now` (pure).
+    pub(crate) fn decide(&self, src: SocketAddr, data: &[u8], now: SystemTime) -> Verdict {
+        if ChannelData::is_channel_data(data) {
+            return Verdict::Pass(None);
+        }
+        let now_secs = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let mut m = Message::new();
         m.raw = data.to_vec();
         if m.decode().is_err() {
-            return Screen::Handled;
+            return Verdict::Drop(None);
         }
         let method = m.typ.method;
         if m.typ.class == CLASS_INDICATION && method == METHOD_SEND {
             return match xor_peer_addresses(&m) {
-                Some(peers) if peers.iter().all(|p| self.policy.permits(*p)) => Screen::Pass(None),
-                _ => {
-                    metrics::counter!(REFUSED, "reason" => "peer_denied").increment(1);
-                    tracing::debug!(%src, "TURN Send to a denied peer dropped");
-                    Screen::Handled
-                }
+                Some(peers) if peers.iter().all(|p| self.policy.permits(*p)) => Verdict::Pass(None),
+                _ => Verdict::Drop(Some("peer_denied")),
             };
         }
         let authenticated =
             [METHOD_ALLOCATE, METHOD_REFRESH, METHOD_CREATE_PERMISSION, METHOD_CHANNEL_BIND].contains(&method);
         if m.typ.class != CLASS_REQUEST || !authenticated {
-            return Screen::Pass(None);
+            return Verdict::Pass(None);
         }
         if !m.contains(ATTR_MESSAGE_INTEGRITY) {
-            self.challenge(conn, src, &m, CODE_UNAUTHORIZED).await;
-            return Screen::Handled;
+            return Verdict::Challenge { request: Box::new(m), code: CODE_UNAUTHORIZED, reason: None };
         }
         // Without a nonce the crate answers 400 Bad Request.
-        let Ok(nonce) = TextAttribute::get_from_as(&m, ATTR_NONCE) else { return Screen::Pass(None) };
-        if !self.nonces.check(&nonce.text, src, unix_secs()) {
-            metrics::counter!(REFUSED, "reason" => "stale_nonce").increment(1);
-            self.challenge(conn, src, &m, CODE_STALE_NONCE).await;
-            return Screen::Handled;
+        let Ok(nonce) = TextAttribute::get_from_as(&m, ATTR_NONCE) else { return Verdict::Pass(None) };
+        if !self.nonces.check(&nonce.text, src, now_secs) {
+            return Verdict::Challenge { request: Box::new(m), code: CODE_STALE_NONCE, reason: Some("stale_nonce") };
         }
         if method == METHOD_CREATE_PERMISSION || method == METHOD_CHANNEL_BIND {
             let denied = xor_peer_addresses(&m).and_then(|peers| peers.into_iter().find(|p| !self.policy.permits(*p)));
             // Only an authenticated request learns the policy; others get the crate's 400.
-            if let (Some(peer), Some(key)) = (denied, self.integrity_key(&m)) {
-                metrics::counter!(REFUSED, "reason" => "peer_denied").increment(1);
-                tracing::info!(%src, %peer, "TURN peer address denied");
-                let raw = build(vec![
-                    Box::new(m.transaction_id),
-                    Box::new(MessageType::new(method, CLASS_ERROR_RESPONSE)),
-                    Box::new(ErrorCodeAttribute { code: CODE_FORBIDDEN, reason: b"Forbidden".to_vec() }),
-                    Box::new(MessageIntegrity(key)),
-                ]);
-                send_raw(conn, src, raw).await;
-                return Screen::Handled;
+            if let (Some(peer), Some(key)) = (denied, self.integrity_key(&m, now)) {
+                return Verdict::Forbidden { request: Box::new(m), key, peer };
             }
         }
-        Screen::Pass(Some(nonce.text))
+        Verdict::Pass(Some(nonce.text))
     }
 
-    /// The long-term key of a request's credentials if they are reel's and the request's
-    /// MESSAGE-INTEGRITY checks out with it.
-    fn integrity_key(&self, m: &Message) -> Option<Vec<u8>> {
+    /// The long-term key of a request's credentials if they are reel's (valid at `now`) and
+    /// the request's MESSAGE-INTEGRITY checks out with it.
+    fn integrity_key(&self, m: &Message, now: SystemTime) -> Option<Vec<u8>> {
         let username = TextAttribute::get_from_as(m, ATTR_USERNAME).ok()?;
         let realm = TextAttribute::get_from_as(m, ATTR_REALM).ok()?;
-        let user = self.secret.verify(&username.text, SystemTime::now()).ok()?;
+        let user = self.secret.verify(&username.text, now).ok()?;
         let key = generate_auth_key(&username.text, &realm.text, &user.password);
         MessageIntegrity(key.clone()).check(&mut m.clone()).ok()?;
         Some(key)
     }
 
     /// 401 / 438 with a fresh stateless nonce and the realm.
-    async fn challenge(&self, conn: &Arc<dyn Conn + Send + Sync>, src: SocketAddr, m: &Message, code: ErrorCode) {
-        let raw = build(vec![
+    pub(crate) fn challenge(&self, src: SocketAddr, m: &Message, code: ErrorCode, now_secs: u64) -> Option<Vec<u8>> {
+        build(vec![
             Box::new(m.transaction_id),
             Box::new(MessageType::new(m.typ.method, CLASS_ERROR_RESPONSE)),
             Box::new(ErrorCodeAttribute { code, reason: Vec::new() }),
-            Box::new(TextAttribute::new(ATTR_NONCE, self.nonces.issue(src, unix_secs()))),
+            Box::new(TextAttribute::new(ATTR_NONCE, self.nonces.issue(src, now_secs))),
             Box::new(TextAttribute::new(ATTR_REALM, REALM.to_string())),
-        ]);
-        send_raw(conn, src, raw).await;
+        ])
     }
+}
+
+/// 403 Forbidden to `m`, integrity-protected with `key`.
+pub(crate) fn forbidden(m: &Message, key: Vec<u8>) -> Option<Vec<u8>> {
+    build(vec![
+        Box::new(m.transaction_id),
+        Box::new(MessageType::new(m.typ.method, CLASS_ERROR_RESPONSE)),
+        Box::new(ErrorCodeAttribute { code: CODE_FORBIDDEN, reason: b"Forbidden".to_vec() }),
+        Box::new(MessageIntegrity(key)),
+    ])
 }
 
 /// A STUN message from its setters (transaction id and type first).

@@ -14,6 +14,7 @@ pub mod kvs;
 pub mod launcher;
 pub mod load;
 pub mod netns;
+pub mod pg;
 pub mod publisher;
 pub mod signaling;
 pub mod sigv4;

@@ -20,7 +20,18 @@ try {
     const page = await context.newPage();
     page.on("console", (m) => { if (m.type() === "error") result.consoleErrors.push(m.text()); });
     page.on("pageerror", (e) => result.consoleErrors.push(String(e)));
-    await page.goto(`${env.CONSOLE_URL}/#/signin`);
+    // Chromium may report the namespace's just-configured links as a network change on
+    // its first navigation (net::ERR_NETWORK_CHANGED): that navigation is retried.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await page.goto(`${env.CONSOLE_URL}/#/signin`);
+        break;
+      } catch (e) {
+        if (attempt >= 3 || !String(e).includes("ERR_NETWORK_CHANGED")) throw e;
+        result.networkChangedRetries = attempt;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
     await page.fill("#region", env.REGION);
     await page.fill("#akid", env.KEY_ID);
     await page.fill("#secret", env.SECRET);

@@ -348,6 +348,9 @@ async function runMaster(channelName, video, audio, preview, status) {
     SingleMasterChannelEndpointConfiguration: { Protocols: storageOn ? ["WSS", "HTTPS", "WEBRTC"] : ["WSS", "HTTPS"], Role: "MASTER" } });
   const endpoints = Object.fromEntries((ep.ResourceEndpointList || []).map((e) => [e.Protocol, e.ResourceEndpoint]));
   const media = await navigator.mediaDevices.getUserMedia({ video, audio });
+  // A camera keeps its resolution ("detail": degrade frame rate, not size), so the stored
+  // stream does not change its track header mid-session when the browser is busy.
+  media.getVideoTracks().forEach((t) => { t.contentHint = "detail"; });
   preview.srcObject = media;
   const signaling = new window.KVSWebRTC.SignalingClient({
     channelARN: ch.ChannelARN, channelEndpoint: endpoints.WSS, role: window.KVSWebRTC.Role.MASTER, region: c.region,

@@ -10,7 +10,6 @@
 //! stream.
 
 mod haproxy;
-mod postgres;
 mod s3;
 
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -69,7 +68,7 @@ pub struct SpawnedCluster {
     lb: haproxy::Haproxy,
     _s3: s3::S3Server,
     _nats: Nats,
-    _pg: postgres::Postgres,
+    _pg: crate::pg::PrivatePostgres,
     _dir: tempfile::TempDir,
 }
 
@@ -84,7 +83,7 @@ impl SpawnedCluster {
         key: (&str, &str),
         region: &str,
     ) -> Result<Self, ClusterError> {
-        let pg = postgres::Postgres::start()?;
+        let pg = crate::pg::PrivatePostgres::start().map_err(|e| ClusterError::Tool("postgres", e.to_string()))?;
         let nats = Nats::start()?;
         let s3 = s3::S3Server::start()?;
         let dir = tempfile::Builder::new().prefix("reel-load-cluster-").tempdir()?;
@@ -106,7 +105,7 @@ impl SpawnedCluster {
                 .arg("--config")
                 .arg(&config)
                 .args(["--access-key-id", key.0, "--secret-access-key", key.1, "--region", region])
-                .args(["--metadata-url", &pg.url(), "--bus-url", &nats.url])
+                .args(["--metadata-url", &pg.url("postgres"), "--bus-url", &nats.url])
                 .args(["--node-id", &id, "--public-url", &url])
                 // The default TURN port follows a fixed --listen port (3478): nodes would collide.
                 .args(["--turn-listen", &SocketAddr::new(ip, 0).to_string()])

@@ -6,7 +6,6 @@
 //! clients see a service error rather than an HTML page. Stopped on drop.
 #![allow(dead_code)]
 
-use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -52,7 +51,8 @@ impl Haproxy {
         let dir = tempfile::Builder::new().prefix("reel-haproxy-").tempdir().expect("tempdir");
         let errorfile = dir.path().join("503.http");
         std::fs::write(&errorfile, NO_NODE).expect("write the 503 errorfile");
-        let config = config(addr, stats, backends, &errorfile.display().to_string());
+        let config =
+            reel_sim::load::cluster::haproxy::config(addr, stats, backends, Some(&errorfile.display().to_string()));
         let cfg = dir.path().join("haproxy.cfg");
         std::fs::write(&cfg, &config).expect("write haproxy.cfg");
 
@@ -133,42 +133,6 @@ impl Drop for Haproxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The configuration: see the module docs. Timeouts are short for tests except the
-/// WebSocket tunnel's; `balance roundrobin` spreads consecutive requests over every node.
-fn config(frontend: SocketAddr, stats: SocketAddr, backends: &[(String, SocketAddr)], errorfile: &str) -> String {
-    let mut c = format!(
-        "global
-    maxconn 1024
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 30s
-    timeout server 30s
-    timeout tunnel 1h
-    timeout check 1s
-    retries 2
-    option redispatch 1
-    errorfile 503 {errorfile}
-frontend reel
-    bind {frontend}
-    default_backend nodes
-frontend stats
-    bind {stats}
-    stats enable
-    stats uri /stats
-    stats refresh 1s
-backend nodes
-    balance roundrobin
-    option httpchk GET /readyz
-    http-check expect status 200
-"
-    );
-    for (name, addr) in backends {
-        writeln!(c, "    server {name} {addr} check inter 200ms fall 2 rise 2").expect("write");
-    }
-    c
 }
 
 /// A port of `bind`'s IP that was free a moment ago.

@@ -37,7 +37,7 @@ impl Haproxy {
         let stats = SocketAddr::new(ip, free_port(ip)?);
         let dir = tempfile::Builder::new().prefix("reel-load-haproxy-").tempdir()?;
         let cfg = dir.path().join("haproxy.cfg");
-        std::fs::write(&cfg, config(addr, stats, backends))?;
+        std::fs::write(&cfg, config(addr, stats, backends, None))?;
         let log = dir.path().join("haproxy.log");
         let log_file = std::fs::File::create(&log)?;
         let child = Command::new(BIN)
@@ -113,9 +113,19 @@ fn status<'a>(csv: &'a str, name: &str) -> Option<&'a str> {
         .copied()
 }
 
-/// The configuration. Generous connection limits (every camera's control-plane calls pass
-/// here); the WebSocket tunnel timeout is long.
-fn config(frontend: SocketAddr, stats: SocketAddr, backends: &[(String, SocketAddr)]) -> String {
+/// The configuration of a load balancer over reel nodes (the one builder: the load target
+/// and the cluster tests use it): an HTTP frontend on `frontend`, a stats page on `stats`
+/// (`/stats`, CSV with `;csv`), round-robin over `backends` with `/readyz` health checks
+/// every 200 ms (down after 2 failures, up after 2 successes), a long WebSocket tunnel
+/// timeout, and a retry on another node when a connection fails. With `errorfile`, a 503
+/// (no node ready) answers that file: the tests give it a KVS-shaped error.
+pub fn config(
+    frontend: SocketAddr,
+    stats: SocketAddr,
+    backends: &[(String, SocketAddr)],
+    errorfile: Option<&str>,
+) -> String {
+    let errorfile = errorfile.map(|f| format!("    errorfile 503 {f}\n")).unwrap_or_default();
     let mut c = format!(
         "global
     maxconn 4096
@@ -128,13 +138,14 @@ defaults
     timeout check 1s
     retries 2
     option redispatch 1
-frontend reel
+{errorfile}frontend reel
     bind {frontend}
     default_backend nodes
 frontend stats
     bind {stats}
     stats enable
     stats uri /stats
+    stats refresh 1s
 backend nodes
     balance roundrobin
     option httpchk GET /readyz

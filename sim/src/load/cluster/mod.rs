@@ -9,7 +9,7 @@
 //! it (that is how the cameras spread over the nodes), GetDataEndpoint the node writing the
 //! stream.
 
-mod haproxy;
+pub mod haproxy;
 mod s3;
 
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};

@@ -24,8 +24,14 @@ pub async fn open_stream(store: &Store, arn: &str, if_absent: IfAbsent) -> ApiRe
             IfAbsent::Empty { retention_hours } => retention_hours,
             IfAbsent::NotFound => 0,
         };
-        let stream = store.open_or_create_stream(arn, retention_hours).await?;
-        stream.catch_up().await?;
+        // A handle this node already has catches up; a new one is loaded whole when opened.
+        let stream = match store.stream(arn) {
+            Ok(stream) => {
+                stream.catch_up().await?;
+                stream
+            }
+            Err(_) => store.open_or_create_stream(arn, retention_hours).await?,
+        };
         if if_absent == IfAbsent::NotFound && stream.latest_fragments(1).is_empty() {
             return Err(ApiError::not_found("No fragments found in the stream"));
         }

@@ -19,7 +19,13 @@ macro_rules! stream_cols {
         "name, arn, device_name, media_type, kms_key_id, status, creation_millis, data_retention_in_hours, version"
     };
 }
-pub(super) use {channel_cols, stream_cols};
+/// The columns [`super::catalog::FragmentRow`] decodes, after `stream_arn`.
+macro_rules! fragment_cols {
+    () => {
+        "counter, producer_ts_ms, server_ts_ms, duration_ms, chunk_count, payload_bytes, header_bytes, truncated, object_bytes"
+    };
+}
+pub(super) use {channel_cols, fragment_cols, stream_cols};
 
 /// Any backend's failure as [`MetaError::Database`].
 pub(super) fn db_err(e: sqlx::Error) -> MetaError {

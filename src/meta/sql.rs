@@ -727,7 +727,7 @@ macro_rules! sql_store {
                 use $crate::meta::common::{db_err, lease_i64};
                 let rows: Vec<$crate::meta::catalog::FragmentRow> = sqlx::query_as(concat!(
                     "SELECT stream_arn, ",
-                    "counter, producer_ts_ms, server_ts_ms, duration_ms, chunk_count, payload_bytes, header_bytes, truncated, object_bytes",
+                    $crate::meta::common::fragment_cols!(),
                     " FROM fragments WHERE stream_arn = $1 AND counter > $2 ORDER BY counter LIMIT $3"
                 ))
                 .bind(stream_arn)
@@ -748,7 +748,7 @@ macro_rules! sql_store {
                 let now: i64 = sqlx::query_scalar(concat!("SELECT ", $now_ms)).fetch_one(&mut *conn).await.map_err(db_err)?;
                 let rows: Vec<$crate::meta::catalog::FragmentRow> = sqlx::query_as(concat!(
                     "SELECT stream_arn, ",
-                    "counter, producer_ts_ms, server_ts_ms, duration_ms, chunk_count, payload_bytes, header_bytes, truncated, object_bytes",
+                    $crate::meta::common::fragment_cols!(),
                     " FROM fragments WHERE indexed_ms >= $1 ORDER BY stream_arn, counter"
                 ))
                 .bind(lease_i64(since_ms))

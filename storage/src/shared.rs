@@ -19,6 +19,7 @@
 //!   when the store opens, and what was not replicated before a crash is gone (the
 //!   stream's next writer holds a newer epoch, so it could not be indexed anyway).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -107,7 +108,7 @@ pub(crate) struct SharedStream {
     /// Fragments queued and not yet published or dropped.
     pub pending: std::sync::atomic::AtomicU64,
     /// Queued fragments per local segment (a segment is kept while it has any).
-    pub oldest_pending_segment: std::sync::Mutex<std::collections::BTreeMap<u64, usize>>,
+    pub pending_segments: std::sync::Mutex<std::collections::BTreeMap<u64, usize>>,
 }
 
 impl SharedStream {
@@ -117,7 +118,7 @@ impl SharedStream {
             SharedStream {
                 replicate: tx,
                 pending: std::sync::atomic::AtomicU64::new(0),
-                oldest_pending_segment: std::sync::Mutex::new(Default::default()),
+                pending_segments: std::sync::Mutex::new(Default::default()),
             },
             rx,
         )
@@ -125,11 +126,11 @@ impl SharedStream {
 
     /// Whether a queued fragment still needs local segment `seq`.
     pub(crate) fn segment_in_use(&self, seq: u64) -> bool {
-        self.oldest_pending_segment.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&seq)
+        self.pending_segments.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&seq)
     }
 
     fn track(&self, seq: u64, delta: isize) {
-        let mut m = self.oldest_pending_segment.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = self.pending_segments.lock().unwrap_or_else(|p| p.into_inner());
         let n = m.entry(seq).or_insert(0);
         *n = n.saturating_add_signed(delta);
         if *n == 0 {
@@ -324,10 +325,14 @@ pub(crate) async fn poll_loop(store: std::sync::Weak<crate::store::StoreInner>, 
         match catalog.changes(&ids, base).await {
             Ok(changes) => {
                 since = Some(changes.now_ms.saturating_sub(POLL_OVERLAP_MS));
+                let mut by_stream: HashMap<String, Vec<CatalogEntry>> = HashMap::new();
+                for (id, e) in changes.entries {
+                    by_stream.entry(id).or_default().push(e);
+                }
                 for s in &streams {
-                    let mine: Vec<CatalogEntry> =
-                        changes.entries.iter().filter(|(id, _)| *id == s.id).map(|(_, e)| e.clone()).collect();
-                    s.merge_remote(&mine);
+                    if let Some(entries) = by_stream.get(&s.id) {
+                        s.merge_remote(entries);
+                    }
                 }
             }
             Err(e) => tracing::warn!(error = %e, "polling the fragment catalog failed"),

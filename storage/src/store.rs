@@ -373,10 +373,10 @@ impl Store {
     /// [`StoreError::StreamDeleted`]; its live readers end. The id can be created again.
     pub async fn delete_stream(&self, id: &str) -> Result<()> {
         let local = self.inner.lock_streams().remove(id);
+        if let Some(s) = &local {
+            s.mark_deleted();
+        }
         if let (Some(catalog), Some(remote)) = (&self.inner.ctx.catalog, &self.inner.ctx.remote) {
-            if let Some(s) = &local {
-                s.mark_deleted();
-            }
             for counter in catalog.remove_stream(id).await? {
                 let key = crate::shared::fragment_key(&remote.config.prefix, id, counter);
                 if let Err(e) = remote.delete(&key).await {
@@ -385,7 +385,6 @@ impl Store {
             }
         }
         let s = local.ok_or_else(|| StoreError::StreamNotFound { stream: id.to_string() })?;
-        s.mark_deleted();
         let uploaded: Vec<u64> = s.read_index().segments.iter().filter(|(_, m)| m.uploaded).map(|(k, _)| *k).collect();
         let trash = self.inner.ctx.root.join("trash").join(&s.dir_name);
         let dir = s.dir.clone();

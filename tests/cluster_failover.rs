@@ -308,26 +308,6 @@ fn netns_ingest_survives_the_writer_node_behind_haproxy() {
     run_in_netns("netns_ingest_survives_the_writer_node_behind_haproxy", ingest_failover);
 }
 
-/// `ffmpeg -v error` over an MKV document: what it printed (empty = decodes cleanly).
-fn ffmpeg_errors(mkv: &[u8]) -> String {
-    use std::io::Write as _;
-    let mut child = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-i", "pipe:0", "-f", "null", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("ffmpeg (apt-get install -y ffmpeg)");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let data = mkv.to_vec();
-    let feeder = std::thread::spawn(move || {
-        let _ = stdin.write_all(&data);
-    });
-    let out = child.wait_with_output().expect("ffmpeg output");
-    let _ = feeder.join();
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// A simulated camera (reel-sim's publisher with the C SDK's reconnect) publishing to
 /// `channel` for `run_for`, through `client`'s endpoint; returns once it is connected.
 async fn start_camera(
@@ -441,13 +421,16 @@ async fn ingest_failover() {
         let after = listed.iter().filter(|f| u128::from(f.server_ms) > kill_ms).count();
         assert!(after >= 2, "node {k} lists {after} fragments written after the kill");
         // One MKV document per fragment (as KVS serves them); ffmpeg judges each.
+        reel::testkit::probe::require(&["ffmpeg"]);
         for n in &numbers {
             let mkv = lb
                 .get_media_for_fragment_list(&cluster.node_url(k), &channel.stream_arn, std::slice::from_ref(n))
                 .await
                 .expect("GetMediaForFragmentList");
             assert!(mkv.len() > 10_000, "node {k} served {} bytes for {n}", mkv.len());
-            let errors = ffmpeg_errors(&mkv);
+            let file = tempfile::NamedTempFile::new().expect("temp file");
+            std::fs::write(file.path(), &mkv).expect("write the fragment");
+            let errors = reel::testkit::probe::decode_errors(file.path()).expect("ffmpeg");
             assert!(errors.trim().is_empty(), "ffmpeg on node {k}'s fragment {n}: {errors}");
         }
     }

@@ -68,10 +68,7 @@ fn run_console(url: &str, play: &Play) -> serde_json::Value {
         .env("CHROMIUM", chromium)
         .output()
         .expect("node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line)
-        .unwrap_or_else(|_| panic!("console script output: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)))
+    browser::report(&out, "")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,32 +164,16 @@ async fn console_runs_the_setup_flows_in_chromium() {
     assert!(report["timelineFragments"].as_u64().is_some_and(|n| n >= 3), "{report:#}");
     assert!(report["playedOnDemand"].as_f64().is_some_and(|t| t >= 2.0), "{report:#}");
     assert!(report["clipName"].as_str().is_some_and(|n| n.starts_with("played-") && n.ends_with(".mp4")), "{report:#}");
-    let clip = play.clip.display().to_string();
-    reel::testkit::probe::require(&["ffprobe"]);
-    let (codec, duration) = tokio::task::spawn_blocking(move || {
-        let out = Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-select_streams",
-                "v:0",
-                "-show_entries",
-                "stream=codec_name:format=duration",
-                "-of",
-                "json",
-            ])
-            .arg(&clip)
-            .output()
-            .expect("ffprobe (apt-get install -y ffmpeg)");
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
-        let codec = v["streams"][0]["codec_name"].as_str().unwrap_or_default().to_string();
-        let duration: f64 = v["format"]["duration"].as_str().and_then(|d| d.parse().ok()).unwrap_or(0.0);
-        (codec, duration)
+    let clip = play.clip.clone();
+    let (codecs, duration) = tokio::task::spawn_blocking(move || {
+        reel::testkit::probe::require(&["ffprobe"]);
+        let streams = reel::testkit::probe::streams(&clip).expect("ffprobe streams");
+        (streams.codecs, reel::testkit::probe::duration(&clip).expect("ffprobe duration"))
     })
     .await
     .expect("ffprobe");
     let expected = (play.range.1 - play.range.0) as f64 / 1000.0;
-    assert_eq!(codec, "h264");
+    assert_eq!(codecs.first().map(String::as_str), Some("h264"), "clip streams {codecs:?}");
     assert!((duration - expected).abs() < 1.0, "clip of {duration} s, stored {expected} s");
     // Render times (with 1,000 channels and 1,000 streams) are reported, not asserted:
     // speed is a benchmark's job, not a test's.

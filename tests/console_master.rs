@@ -10,7 +10,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::netns::{self, Netns};
 use common::{Options, REGION, ROOT_KEY_ID, ROOT_SECRET};
@@ -46,27 +45,16 @@ async fn run(ns: Netns) {
         .output();
     let out =
         tokio::time::timeout(std::time::Duration::from_secs(180), out).await.expect("script timed out").expect("node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().unwrap_or_default();
-    let report: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|_| {
-        panic!("script output: {stdout}\n{}\nreel log:\n{}", String::from_utf8_lossy(&out.stderr), reel.log())
-    });
+    let report = common::browser::report(&out, &format!("reel log:\n{}", reel.log()));
     assert_eq!(report["ok"], true, "{report:#}\nreel log:\n{}", reel.log());
     assert_eq!(report["consoleErrors"], serde_json::json!([]), "browser console errors: {report:#}");
     assert!(report["liveAdvanced"].as_f64().is_some_and(|t| t >= 2.0), "{report:#}");
     assert!(report["timelineFragments"].as_u64().is_some_and(|n| n >= 3), "{report:#}");
     println!("console master: {report}");
-    let clip_path = clip.display().to_string();
     reel::testkit::probe::require(&["ffprobe"]);
-    let probe = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "stream=codec_name:format=duration", "-of", "json", &clip_path])
-        .output()
-        .expect("ffprobe (apt-get install -y ffmpeg)");
-    let v: serde_json::Value = serde_json::from_slice(&probe.stdout).expect("ffprobe json");
-    let codecs: Vec<&str> =
-        v["streams"].as_array().into_iter().flatten().filter_map(|s| s["codec_name"].as_str()).collect();
-    assert!(codecs.contains(&"h264"), "clip streams {codecs:?}: {v}");
-    let duration: f64 = v["format"]["duration"].as_str().and_then(|d| d.parse().ok()).unwrap_or(0.0);
+    let codecs = reel::testkit::probe::streams(&clip).expect("ffprobe streams").codecs;
+    assert!(codecs.iter().any(|c| c == "h264"), "clip streams {codecs:?}");
+    let duration = reel::testkit::probe::duration(&clip).expect("ffprobe duration");
     assert!(duration >= 4.0, "clip of {duration} s");
     // The stored stream itself decodes (the same check as the other ingest tests).
     common::ingest::check_stored_media(&mut reel, &ch.stream_arn, "console_master").await;

@@ -500,11 +500,7 @@ async fn run_viewer(h: &Harness, mode: &str, range: (u64, u64), shot: &str) -> s
         .await
         .expect("viewer script timed out")
         .expect("node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(line)
-        .unwrap_or_else(|_| panic!("viewer script output: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
-    v
+    browser::report(&out, "")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,3 +26,12 @@ pub fn playwright() -> (PathBuf, String) {
     }
     (dir, chromium)
 }
+
+/// The JSON report a tests/viewer script prints as its last stdout line; panics with the
+/// script's output (and `context`, e.g. the server log) when there is none.
+pub fn report(out: &std::process::Output, context: &str) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line)
+        .unwrap_or_else(|_| panic!("script output: {stdout}\n{}\n{context}", String::from_utf8_lossy(&out.stderr)))
+}

@@ -5,12 +5,18 @@
 
 use std::sync::Arc;
 
-use reel_storage::{Catalog, CatalogChanges, CatalogEntry, CatalogError, Fence, FragmentInfo, FragmentNumber};
+use reel_storage::{Catalog, CatalogEntry, CatalogError, Fence, FragmentInfo, FragmentNumber};
 
 use super::{MetaError, MetaStore};
 
 /// Rows removed per retention statement (a sweep repeats until fewer come back).
 const EXPIRE_BATCH: usize = 5_000;
+/// Streams asked about in one statement of a poll (well inside both databases' limits on
+/// bound parameters).
+const STREAMS_PER_STATEMENT: usize = 200;
+/// Rows one poll statement returns at most; a stream cut short continues at the next poll
+/// (it asks for what follows its newest fragment).
+const POLL_LIMIT: usize = 10_000;
 
 /// A `fragments` row as selected by the catalog queries.
 #[derive(Debug, sqlx::FromRow)]
@@ -82,18 +88,18 @@ impl Catalog for MetaCatalog {
         self.meta.fragments_after(stream, after_counter, limit).await.map_err(unavailable)
     }
 
-    async fn changes(&self, streams: &[String], since_ms: u64) -> Result<CatalogChanges, CatalogError> {
-        let mut changes = self.meta.fragments_indexed_since(since_ms).await.map_err(unavailable)?;
-        changes.entries.retain(|(id, _)| streams.contains(id));
-        Ok(changes)
+    async fn after_each(&self, after: &[(String, u64)]) -> Result<Vec<(String, CatalogEntry)>, CatalogError> {
+        let mut out = Vec::new();
+        for part in after.chunks(STREAMS_PER_STATEMENT) {
+            out.extend(self.meta.fragments_after_each(part, POLL_LIMIT).await.map_err(unavailable)?);
+        }
+        Ok(out)
     }
 
     async fn floors(&self, streams: &[String]) -> Result<Vec<(String, u64)>, CatalogError> {
         let mut out = Vec::with_capacity(streams.len());
-        for s in streams {
-            if let Some(floor) = self.meta.fragment_floor(s).await.map_err(unavailable)? {
-                out.push((s.clone(), floor));
-            }
+        for part in streams.chunks(STREAMS_PER_STATEMENT) {
+            out.extend(self.meta.fragment_floors(part).await.map_err(unavailable)?);
         }
         Ok(out)
     }

@@ -250,10 +250,15 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug {
         after: u64,
         limit: usize,
     ) -> Result<Vec<reel_storage::CatalogEntry>, MetaError>;
-    /// Fragments indexed at or after `since_ms` on the database clock, and that clock now.
-    async fn fragments_indexed_since(&self, since_ms: u64) -> Result<reel_storage::CatalogChanges, MetaError>;
-    /// The smallest indexed counter of `stream_arn`, if it has fragments.
-    async fn fragment_floor(&self, stream_arn: &str) -> Result<Option<u64>, MetaError>;
+    /// For each (stream, counter) of `after`: up to `limit` (in all) indexed fragments of
+    /// that stream after that counter, as (stream, entry), in counter order per stream.
+    async fn fragments_after_each(
+        &self,
+        after: &[(String, u64)],
+        limit: usize,
+    ) -> Result<Vec<(String, reel_storage::CatalogEntry)>, MetaError>;
+    /// The smallest indexed counter of each of `stream_arns` that has fragments.
+    async fn fragment_floors(&self, stream_arns: &[String]) -> Result<Vec<(String, u64)>, MetaError>;
     /// Removes (up to `limit`) fragments past their stream's retention at `now_ms`, or of
     /// streams that no longer exist, returning (stream, counter) of each.
     async fn expire_fragments(&self, now_ms: u64, limit: usize) -> Result<Vec<(String, u64)>, MetaError>;

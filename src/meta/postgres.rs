@@ -135,6 +135,7 @@ super::sql::sql_store!(
     leases: pool,
     name_filter: "($1::text IS NULL OR starts_with(name, $1)) AND ($2::text IS NULL OR name > $2)",
     now_ms: "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT",
+    lease_share_lock: "FOR SHARE",
 );
 
 /// The password of a URL (as written and percent-decoded, from the user info and any

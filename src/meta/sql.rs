@@ -12,7 +12,8 @@
 /// database type:
 ///
 /// ```text
-/// sql_store!(Store, db: sqlx::Sqlite, reads: readers, leases: writer, name_filter: "…", now_ms: "…");
+/// sql_store!(Store, db: sqlx::Sqlite, reads: readers, leases: writer, name_filter: "…", now_ms: "…",
+///            lease_share_lock: "…");
 /// ```
 ///
 /// - `Store` must have the inherent methods `begin_write(&self)` (the transaction every
@@ -24,7 +25,10 @@
 /// - `name_filter` is the listings' `WHERE` condition: `$1` the name prefix and `$2` the
 ///   name to resume after, each NULL when absent (a string literal, for `concat!`);
 /// - `now_ms` is the SQL expression of the database clock in ms since the Unix epoch (the
-///   fragment catalog stamps rows with it, so polls do not depend on nodes' clocks).
+///   fragment catalog stamps rows with it);
+/// - `lease_share_lock` is the locking clause a fenced fragment insert puts on the lease row
+///   it checks (Postgres: `FOR SHARE`, so a concurrent lease take waits for the insert or
+///   the insert sees the take; SQLite: empty, its one writer connection serializes writes).
 ///
 /// It expands (in the backend's module) to an inherent `impl` with the shared private
 /// helpers and the whole `#[async_trait] impl MetaStore`; a macro-made trait impl is still
@@ -36,7 +40,8 @@ macro_rules! sql_store {
         reads: $reads:ident,
         leases: $leases:ident,
         name_filter: $names:literal,
-        now_ms: $now_ms:literal $(,)?
+        now_ms: $now_ms:literal,
+        lease_share_lock: $share_lock:literal $(,)?
     ) => {
         impl $store {
             /// Upsert `tags` of the resource `arn`.
@@ -648,12 +653,25 @@ macro_rules! sql_store {
                 now_ms: u64,
                 lease_ms: u64,
             ) -> Result<$crate::meta::Lease, $crate::meta::MetaError> {
-                let mut tx = self.begin_write().await?;
-                let current = Self::lease_row(&mut tx, stream_arn).await?;
-                let next = $crate::meta::lease::renew(current.as_ref(), stream_arn, node, epoch, now_ms, lease_ms)?;
-                Self::write_lease(&mut tx, &next).await?;
-                tx.commit().await.map_err($crate::meta::common::db_err)?;
-                Ok(next)
+                use $crate::meta::common::{db_err, lease_i64};
+                // `lease::renew`'s rule in one statement (no write lock: a concurrent take
+                // either lands first, and the epoch no longer matches, or overwrites this).
+                let row: Option<(String, i64, i64)> = sqlx::query_as(
+                    "UPDATE stream_leases SET expires_ms = $4 \
+                     WHERE stream_arn = $1 AND holder = $2 AND epoch = $3 AND expires_ms > 0 \
+                     RETURNING holder, epoch, expires_ms",
+                )
+                .bind(stream_arn)
+                .bind(node)
+                .bind(lease_i64(epoch))
+                .bind(lease_i64(now_ms.saturating_add(lease_ms)))
+                .fetch_optional(&self.$leases)
+                .await
+                .map_err(db_err)?;
+                match row {
+                    Some(r) => Ok($crate::meta::common::lease_from_row(stream_arn, r)),
+                    None => Err($crate::meta::MetaError::LeaseLost { stream: stream_arn.into(), epoch }),
+                }
             }
 
             async fn release_lease(
@@ -687,20 +705,19 @@ macro_rules! sql_store {
                 epoch: u64,
             ) -> Result<(), $crate::meta::MetaError> {
                 use $crate::meta::common::{db_err, lease_i64};
-                // The write transaction serializes this with lease takes: the fence check
-                // and the insert see the same lease.
-                let mut tx = self.begin_write().await?;
-                let current = Self::lease_row(&mut tx, stream_arn).await?;
-                if !current.is_some_and(|l| l.holder == node && l.epoch == epoch) {
-                    return Err($crate::meta::MetaError::LeaseLost { stream: stream_arn.into(), epoch });
-                }
+                // One statement: the row goes in only while `node` holds the lease at
+                // `epoch`. The lease row is locked for share while it is checked, so a take
+                // running concurrently either commits first (and nothing is inserted) or
+                // waits for this insert to commit.
                 let i = &entry.info;
-                sqlx::query(concat!(
+                let inserted = sqlx::query(concat!(
                     "INSERT INTO fragments (stream_arn, counter, producer_ts_ms, server_ts_ms, duration_ms, \
                      chunk_count, payload_bytes, header_bytes, truncated, object_bytes, indexed_ms) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, ",
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, ",
                     $now_ms,
-                    ") ON CONFLICT (stream_arn, counter) DO NOTHING"
+                    " FROM stream_leases WHERE stream_arn = $1 AND holder = $11 AND epoch = $12 ",
+                    $share_lock,
+                    " ON CONFLICT (stream_arn, counter) DO NOTHING"
                 ))
                 .bind(stream_arn)
                 .bind(lease_i64(i.number.counter()))
@@ -712,10 +729,28 @@ macro_rules! sql_store {
                 .bind(i64::from(i.header_bytes))
                 .bind(i.truncated)
                 .bind(lease_i64(entry.object_bytes))
-                .execute(&mut *tx)
+                .bind(node)
+                .bind(lease_i64(epoch))
+                .execute(&self.$leases)
                 .await
-                .map_err(db_err)?;
-                tx.commit().await.map_err(db_err)
+                .map_err(db_err)?
+                .rows_affected();
+                if inserted > 0 {
+                    return Ok(());
+                }
+                // Nothing inserted: a retry of a fragment already indexed (accepted again;
+                // its counter carries the epoch it was fenced under), or a lost lease.
+                let indexed: Option<i64> =
+                    sqlx::query_scalar("SELECT counter FROM fragments WHERE stream_arn = $1 AND counter = $2")
+                        .bind(stream_arn)
+                        .bind(lease_i64(i.number.counter()))
+                        .fetch_optional(&self.$leases)
+                        .await
+                        .map_err(db_err)?;
+                match indexed {
+                    Some(_) => Ok(()),
+                    None => Err($crate::meta::MetaError::LeaseLost { stream: stream_arn.into(), epoch }),
+                }
             }
 
             async fn fragments_after(
@@ -739,35 +774,49 @@ macro_rules! sql_store {
                 Ok(rows.into_iter().map(|r| r.entry().1).collect())
             }
 
-            async fn fragments_indexed_since(
+            async fn fragments_after_each(
                 &self,
-                since_ms: u64,
-            ) -> Result<reel_storage::CatalogChanges, $crate::meta::MetaError> {
+                after: &[(String, u64)],
+                limit: usize,
+            ) -> Result<Vec<(String, reel_storage::CatalogEntry)>, $crate::meta::MetaError> {
                 use $crate::meta::common::{db_err, lease_i64};
-                let mut conn = self.$reads.acquire().await.map_err(db_err)?;
-                let now: i64 = sqlx::query_scalar(concat!("SELECT ", $now_ms)).fetch_one(&mut *conn).await.map_err(db_err)?;
-                let rows: Vec<$crate::meta::catalog::FragmentRow> = sqlx::query_as(concat!(
+                if after.is_empty() {
+                    return Ok(Vec::new());
+                }
+                // One statement; the primary key (stream_arn, counter) serves each range.
+                let mut q = sqlx::QueryBuilder::<$db>::new(concat!(
                     "SELECT stream_arn, ",
                     $crate::meta::common::fragment_cols!(),
-                    " FROM fragments WHERE indexed_ms >= $1 ORDER BY stream_arn, counter"
-                ))
-                .bind(lease_i64(since_ms))
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(db_err)?;
-                Ok(reel_storage::CatalogChanges {
-                    entries: rows.into_iter().map(|r| r.entry()).collect(),
-                    now_ms: u64::try_from(now).unwrap_or(0),
-                })
+                    " FROM fragments WHERE "
+                ));
+                for (k, (stream, counter)) in after.iter().enumerate() {
+                    q.push(if k == 0 { "(stream_arn = " } else { " OR (stream_arn = " });
+                    q.push_bind(stream.clone()).push(" AND counter > ").push_bind(lease_i64(*counter)).push(")");
+                }
+                q.push(" ORDER BY stream_arn, counter LIMIT ").push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+                let rows: Vec<$crate::meta::catalog::FragmentRow> =
+                    q.build_query_as().fetch_all(&self.$reads).await.map_err(db_err)?;
+                Ok(rows.into_iter().map(|r| r.entry()).collect())
             }
 
-            async fn fragment_floor(&self, stream_arn: &str) -> Result<Option<u64>, $crate::meta::MetaError> {
-                let min: Option<i64> = sqlx::query_scalar("SELECT MIN(counter) FROM fragments WHERE stream_arn = $1")
-                    .bind(stream_arn)
-                    .fetch_one(&self.$reads)
-                    .await
-                    .map_err($crate::meta::common::db_err)?;
-                Ok(min.and_then(|m| u64::try_from(m).ok()))
+            async fn fragment_floors(
+                &self,
+                stream_arns: &[String],
+            ) -> Result<Vec<(String, u64)>, $crate::meta::MetaError> {
+                if stream_arns.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT stream_arn, MIN(counter) FROM fragments WHERE stream_arn IN (",
+                );
+                let mut list = q.separated(", ");
+                for arn in stream_arns {
+                    list.push_bind(arn.clone());
+                }
+                q.push(") GROUP BY stream_arn");
+                let rows: Vec<(String, i64)> =
+                    q.build_query_as().fetch_all(&self.$reads).await.map_err($crate::meta::common::db_err)?;
+                Ok(rows.into_iter().filter_map(|(s, m)| Some((s, u64::try_from(m).ok()?))).collect())
             }
 
             async fn expire_fragments(

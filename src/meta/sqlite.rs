@@ -113,6 +113,7 @@ super::sql::sql_store!(
     leases: writer,
     name_filter: "($1 IS NULL OR substr(name, 1, length($1)) = $1) AND ($2 IS NULL OR name > $2)",
     now_ms: "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+    lease_share_lock: "",
 );
 
 /// Map a failure while opening to `Corrupt` (not a database / damaged) or `Open`.

@@ -109,7 +109,6 @@ pub async fn fragment_catalog_is_fenced_and_expires(store: &dyn MetaStore) {
     store.create_stream(&s, &Tags::new(), 10).await.expect("stream");
     store.create_stream(&gone, &Tags::new(), 10).await.expect("stream");
     let a = store.acquire_lease(&s.arn, "a", 0, 10_000).await.expect("lease");
-    let before = store.fragments_indexed_since(0).await.expect("poll").now_ms;
     store.insert_fragment(&s.arn, &entry(10, 1_000), "a", a.epoch).await.expect("insert");
     store.insert_fragment(&s.arn, &entry(10, 1_000), "a", a.epoch).await.expect("a retry is accepted");
     assert!(matches!(
@@ -134,12 +133,20 @@ pub async fn fragment_catalog_is_fenced_and_expires(store: &dyn MetaStore) {
     assert_eq!(listed, vec![entry(10, 1_000), entry(12, 3_000)]);
     assert_eq!(store.fragments_after(&s.arn, 10, 10).await.expect("list"), vec![entry(12, 3_000)]);
     assert_eq!(store.fragments_after(&s.arn, 0, 1).await.expect("list").len(), 1);
-    let changes = store.fragments_indexed_since(before.saturating_sub(1_000)).await.expect("poll");
-    assert_eq!(changes.entries.len(), 3, "{changes:?}");
-    assert!(changes.now_ms >= before);
-    let later = store.fragments_indexed_since(changes.now_ms + 60_000).await.expect("poll");
-    assert!(later.entries.is_empty());
-    assert_eq!(store.fragment_floor(&s.arn).await.expect("floor"), Some(10));
+    // Several streams' catch-up in one statement, each after its own counter.
+    let each = [(s.arn.clone(), 10), (gone.arn.clone(), 0), ("arn:none".to_string(), 0)];
+    let polled = store.fragments_after_each(&each, 100).await.expect("poll");
+    let mut expected = vec![(s.arn.clone(), entry(12, 3_000)), (gone.arn.clone(), entry(20, 1_000))];
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(polled, expected);
+    assert!(store.fragments_after_each(&[(s.arn.clone(), 12)], 100).await.expect("poll").is_empty());
+    assert!(store.fragments_after_each(&[], 100).await.expect("poll").is_empty());
+    assert_eq!(store.fragments_after_each(&each, 1).await.expect("poll").len(), 1);
+    let mut floors = store.fragment_floors(&[s.arn.clone(), gone.arn.clone(), "arn:none".into()]).await.expect("floors");
+    floors.sort();
+    let mut expected = vec![(s.arn.clone(), 10), (gone.arn.clone(), 20)];
+    expected.sort();
+    assert_eq!(floors, expected);
 
     // Retention: s keeps 1 h; `gone` is deleted, so its rows expire whatever their age.
     store.delete_stream(&gone.arn, None).await.expect("delete");
@@ -148,9 +155,9 @@ pub async fn fragment_catalog_is_fenced_and_expires(store: &dyn MetaStore) {
     assert_eq!(expired, vec![(gone.arn.clone(), 20)]);
     let expired = store.expire_fragments(1_000 + 2_000 + hour + 1, 100).await.expect("expire");
     assert_eq!(expired, vec![(s.arn.clone(), 10)]);
-    assert_eq!(store.fragment_floor(&s.arn).await.expect("floor"), Some(12));
+    assert_eq!(store.fragment_floors(&[s.arn.clone()]).await.expect("floor"), vec![(s.arn.clone(), 12)]);
     assert_eq!(store.remove_fragments(&s.arn).await.expect("remove"), vec![12]);
-    assert_eq!(store.fragment_floor(&s.arn).await.expect("floor"), None);
+    assert_eq!(store.fragment_floors(&[s.arn.clone()]).await.expect("floor"), vec![]);
 }
 
 /// A channel named `name` whose ARN ends in `millis` (also its creation time).

@@ -46,17 +46,9 @@ pub enum CatalogError {
     Unavailable(String),
 }
 
-/// What a poll of the catalog returned.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CatalogChanges {
-    /// Fragments indexed at or after the poll's `since_ms`, as (stream id, entry).
-    pub entries: Vec<(String, CatalogEntry)>,
-    /// The catalog's own clock when it answered, ms since the Unix epoch: the next poll's base.
-    pub now_ms: u64,
-}
-
 /// The shared fragment index of a cluster. Implementations must make [`Catalog::insert`]
-/// atomic with its fence check and must keep each stream's rows in insertion order equal to
+/// atomic with its fence check (an insert under a fence either becomes visible before the
+/// next writer's lease is taken or is refused) and must keep each stream's rows visible in
 /// fragment-number order (one fenced writer per stream guarantees it).
 #[async_trait::async_trait]
 pub trait Catalog: Send + Sync + Debug {
@@ -73,8 +65,11 @@ pub trait Catalog: Send + Sync + Debug {
         limit: usize,
     ) -> Result<Vec<CatalogEntry>, CatalogError>;
 
-    /// Fragments of `streams` indexed at or after `since_ms` on the catalog's clock.
-    async fn changes(&self, streams: &[String], since_ms: u64) -> Result<CatalogChanges, CatalogError>;
+    /// For each (stream, counter) of `after`: the stream's fragments with a counter above
+    /// it, as (stream id, entry), in counter order per stream — many streams' catch-up in one
+    /// request. Per stream, fragments become visible in counter order (one fenced writer at a
+    /// time), so asking for what follows the last one known misses none.
+    async fn after_each(&self, after: &[(String, u64)]) -> Result<Vec<(String, CatalogEntry)>, CatalogError>;
 
     /// The smallest fragment counter still indexed per stream of `streams`; a stream with no
     /// fragments (expired, deleted, or never written) is absent.

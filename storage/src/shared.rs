@@ -11,9 +11,10 @@
 //!   increasing per stream) shifted left by [`SEQ_BITS`] plus a sequence within the lease,
 //!   so numbers are unique and increase per stream across writers without coordination.
 //! - **Reading.** Every node mirrors the index of the streams it has opened: loaded from the
-//!   catalog on open, extended by its own replicator and by polling the catalog for other
-//!   nodes' fragments, trimmed when the catalog's oldest fragment moves (retention,
-//!   deletion). Entries written elsewhere (or whose local segment was dropped) are read
+//!   catalog on open, extended by its own replicator, by each read's catch-up and, for
+//!   streams with live readers, by polling the catalog for other nodes' fragments (one
+//!   request per poll for all of them, each asking only for what follows its newest
+//!   fragment), trimmed when the catalog's oldest fragment moves (retention, deletion). Entries written elsewhere (or whose local segment was dropped) are read
 //!   from their S3 object.
 //! - **Restart.** A node's local segments are only a write-ahead copy: they are discarded
 //!   when the store opens, and what was not replicated before a crash is gone (the
@@ -40,10 +41,6 @@ pub const SEQ_BITS: u32 = 24;
 pub const MAX_EPOCH: u64 = (1 << (64 - SEQ_BITS)) - 1;
 /// `IndexEntry::segment` of a fragment that is read from its own S3 object.
 pub(crate) const REMOTE_SEGMENT: u64 = u64::MAX;
-
-/// How far back each poll of the catalog looks before the previous poll's answer, covering
-/// inserts whose transaction committed after a later one became visible.
-const POLL_OVERLAP_MS: u64 = 3_000;
 
 /// The counter of fragment `seq` (from 1) written under lease `epoch`.
 pub(crate) fn shared_counter(epoch: u64, seq: u64) -> Result<u64> {
@@ -188,6 +185,11 @@ impl StreamInner {
         }
     }
 
+    /// The counter of the newest indexed fragment (0 if none).
+    pub(crate) fn last_counter(&self) -> u64 {
+        self.read_index().entries.last().map_or(0, |e| e.counter)
+    }
+
     /// Drops indexed fragments below `floor` (none below it remain in the catalog).
     pub(crate) fn trim_below(&self, floor: u64) {
         let mut idx = self.write_index();
@@ -303,11 +305,14 @@ async fn read_local(s: &StreamInner, e: &IndexEntry) -> Result<Bytes> {
     .await
 }
 
-/// The node's poller: new fragments of every open stream, and every `floor_every` polls
-/// the catalog's oldest fragment per stream (trimming what retention or deletion removed).
+/// The node's poller. Every `every`: the streams open here that have live readers
+/// ([`crate::TailReader`]s, which wait for fragments other nodes index) catch up with the
+/// catalog in one request, each asking only for what follows its newest known fragment.
+/// Streams nobody follows live are not polled: a listing or a read catches up on its own
+/// ([`crate::Stream::catch_up`]), and the writer's own fragments are published by its
+/// replicator. Every [`FLOOR_EVERY`] ticks, one request reads the oldest fragment of every
+/// open stream, trimming what retention or deletion removed elsewhere.
 pub(crate) async fn poll_loop(store: std::sync::Weak<crate::store::StoreInner>, every: Duration) {
-    const FLOOR_EVERY: u32 = 20;
-    let mut since: Option<u64> = None;
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut polls = 0u32;
@@ -317,41 +322,45 @@ pub(crate) async fn poll_loop(store: std::sync::Weak<crate::store::StoreInner>, 
         let Some(catalog) = inner.ctx.catalog.clone() else { return };
         let streams = inner.stream_handles();
         drop(inner);
-        if streams.is_empty() {
-            continue;
-        }
-        let ids: Vec<String> = streams.iter().map(|s| s.id.clone()).collect();
-        let base = since.unwrap_or(0);
-        match catalog.changes(&ids, base).await {
-            Ok(changes) => {
-                since = Some(changes.now_ms.saturating_sub(POLL_OVERLAP_MS));
-                let mut by_stream: HashMap<String, Vec<CatalogEntry>> = HashMap::new();
-                for (id, e) in changes.entries {
-                    by_stream.entry(id).or_default().push(e);
-                }
-                for s in &streams {
-                    if let Some(entries) = by_stream.get(&s.id) {
-                        s.merge_remote(entries);
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "polling the fragment catalog failed"),
-        }
         polls = polls.wrapping_add(1);
-        if polls.is_multiple_of(FLOOR_EVERY) {
+        let followed: Vec<&Arc<StreamInner>> = streams.iter().filter(|s| s.tail.receiver_count() > 0).collect();
+        if !followed.is_empty() {
+            let after: Vec<(String, u64)> = followed.iter().map(|s| (s.id.clone(), s.last_counter())).collect();
+            match catalog.after_each(&after).await {
+                Ok(rows) => merge_by_stream(&followed, rows),
+                Err(e) => tracing::warn!(error = %e, "polling the fragment catalog failed"),
+            }
+        }
+        if polls.is_multiple_of(FLOOR_EVERY) && !streams.is_empty() {
+            let ids: Vec<String> = streams.iter().map(|s| s.id.clone()).collect();
             // What each stream held when asking: fragments published later are newer than
             // any answer, so they are never trimmed by it.
-            let held: Vec<u64> =
-                streams.iter().map(|s| s.read_index().entries.last().map_or(0, |e| e.counter)).collect();
+            let held: Vec<u64> = streams.iter().map(|s| s.last_counter()).collect();
             match catalog.floors(&ids).await {
                 Ok(floors) => {
+                    let floors: HashMap<String, u64> = floors.into_iter().collect();
                     for (s, held) in streams.iter().zip(held) {
-                        let floor = floors.iter().find(|(id, _)| *id == s.id).map_or(held.saturating_add(1), |f| f.1);
-                        s.trim_below(floor);
+                        s.trim_below(floors.get(&s.id).copied().unwrap_or(held.saturating_add(1)));
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "reading fragment floors from the catalog failed"),
             }
+        }
+    }
+}
+
+/// Polls between two reads of the catalog's per-stream floors.
+const FLOOR_EVERY: u32 = 20;
+
+/// Merges a poll's rows (grouped by stream, in counter order) into their streams.
+fn merge_by_stream(streams: &[&Arc<StreamInner>], rows: Vec<(String, CatalogEntry)>) {
+    let mut by_stream: HashMap<String, Vec<CatalogEntry>> = HashMap::new();
+    for (id, e) in rows {
+        by_stream.entry(id).or_default().push(e);
+    }
+    for s in streams {
+        if let Some(entries) = by_stream.get(&s.id) {
+            s.merge_remote(entries);
         }
     }
 }

@@ -509,7 +509,7 @@ async fn upload_loop(store: Weak<StoreInner>, mut rx: mpsc::UnboundedReceiver<Up
                 }
             };
             let key = remote.key(&stream.dir_name, job.seq);
-            match remote.put(&key, body).await {
+            match remote.put(&key, Bytes::from(body)).await {
                 Ok(()) => {
                     let marker = uploaded_marker_path(&stream.dir, job.seq);
                     let _ = tokio::fs::write(&marker, b"").await;

@@ -754,7 +754,7 @@ impl Stream {
     /// already shows it. A no-op in local mode.
     pub async fn catch_up(&self) -> Result<()> {
         let Some(catalog) = self.inner.ctx.catalog.as_ref() else { return Ok(()) };
-        let mut after = self.inner.read_index().entries.last().map_or(0, |e| e.counter);
+        let mut after = self.inner.last_counter();
         loop {
             let page = catalog.list_after(&self.inner.id, after, 10_000).await?;
             let Some(last) = page.last() else { return Ok(()) };

@@ -118,6 +118,11 @@ struct Args {
     /// Do not read the streams back (no stored/sent frame counts, no A/V skew).
     #[arg(long)]
     no_media_readback: bool,
+    /// reel-cluster: media and runtime threads of each node (`--webrtc-workers` and
+    /// `TOKIO_WORKER_THREADS`), as an operator co-locating the nodes on one box would size
+    /// them; default: each node's own default (one per CPU).
+    #[arg(long)]
+    cluster_node_threads: Option<usize>,
     /// Start a lost session over as a KVS master does (backoff, new connection, JoinStorageSession
     /// again), instead of counting it as failed; reports reconnects and resume gaps.
     #[arg(long)]
@@ -271,6 +276,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         region: args.region.clone(),
         probe_streams: args.probe_streams,
         name_prefix: format!("load-{stamp}"),
+        cluster_node_threads: args.cluster_node_threads,
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let mut reports = Vec::new();

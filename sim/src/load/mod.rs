@@ -171,6 +171,11 @@ pub struct LoadConfig {
     pub probe_streams: usize,
     /// Prefix of channel and stream names (unique per run).
     pub name_prefix: String,
+    /// `reel-cluster` only: threads each node runs (`--webrtc-workers` media threads and as
+    /// many runtime workers, `TOKIO_WORKER_THREADS`), what an operator co-locating nodes on
+    /// one box would give each (like a container's CPU share); `None` = each node's default,
+    /// one of each per CPU it may use.
+    pub cluster_node_threads: Option<usize>,
 }
 
 /// How the publishers of a run behave beyond [`LoadConfig`], and what is read back.
@@ -319,7 +324,8 @@ async fn run_cluster(cfg: LoadConfig, opts: RunOptions) -> Result<LoadReport, Lo
     };
     let config = reel_process::config_toml(extra_config, cfg.sessions);
     let key = (cfg.access_key_id.as_str(), cfg.secret_access_key.as_str());
-    let mut c = cluster::SpawnedCluster::start(bin, *listen_ip, &config, key, &cfg.region).await?;
+    let mut c =
+        cluster::SpawnedCluster::start(bin, *listen_ip, &config, key, &cfg.region, cfg.cluster_node_threads).await?;
     let rec = Recorder {
         url: c.url().to_string(),
         pids: c.nodes.iter().map(|n| n.pid()).collect(),

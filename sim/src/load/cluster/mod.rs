@@ -74,14 +74,16 @@ pub struct SpawnedCluster {
 
 impl SpawnedCluster {
     /// Starts Postgres, NATS, S3, [`NODES`] nodes of `bin` on `ip` (config `config_toml`,
-    /// root key `key`) and HAProxy on `ip`; returns once every node is ready and in the
-    /// load balancer's rotation.
+    /// root key `key`, `node_threads` media and runtime threads each if given, else their
+    /// default) and HAProxy on `ip`; returns once every node is ready and in the load
+    /// balancer's rotation.
     pub async fn start(
         bin: &Path,
         ip: IpAddr,
         config_toml: &str,
         key: (&str, &str),
         region: &str,
+        node_threads: Option<usize>,
     ) -> Result<Self, ClusterError> {
         let pg = crate::pg::PrivatePostgres::start().map_err(|e| ClusterError::Tool("postgres", e.to_string()))?;
         let nats = Nats::start()?;
@@ -112,6 +114,10 @@ impl SpawnedCluster {
                 .args(s3.reel_args())
                 .env_remove("RUST_LOG")
                 .env("REEL_METRICS", "open");
+            if let Some(n) = node_threads {
+                let n = n.to_string();
+                cmd.args(["--webrtc-workers", &n]).env("TOKIO_WORKER_THREADS", &n);
+            }
             let process = ReelProcess::spawn(cmd, &dir.path().join(format!("{id}.log")))?;
             nodes.push(Node { id, url, addr, process });
         }

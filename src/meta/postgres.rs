@@ -218,6 +218,49 @@ mod tests {
         }
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fenced_insert_waits_for_a_take_in_flight_and_is_refused() {
+        let url = pg_test_server::fresh_database().await;
+        let (a, b) = tokio::join!(PostgresStore::connect(&url), PostgresStore::connect(&url));
+        let (a, b) = (a.expect("node a"), b.expect("node b"));
+        let s = suite::stream("raced", 24);
+        a.create_stream(&s, &Tags::new(), 10).await.expect("stream");
+        let lease = a.acquire_lease(&s.arn, "a", 0, 10_000).await.expect("lease");
+        let entry = |counter: u64| reel_storage::CatalogEntry {
+            info: reel_storage::FragmentInfo {
+                number: reel_storage::FragmentNumber::from_counter(counter),
+                producer_ts_ms: 1,
+                server_ts_ms: 1,
+                duration_ms: 1_000,
+                chunk_count: 1,
+                payload_bytes: 10,
+                header_bytes: 1,
+                truncated: false,
+            },
+            object_bytes: 20,
+        };
+        a.insert_fragment(&s.arn, &entry(1), "a", lease.epoch).await.expect("held: inserted");
+        // Node b is taking the stream (its lease row written, not yet committed): a's next
+        // insert waits for that transaction instead of slipping in before it…
+        let mut take = b.pool.begin().await.expect("begin");
+        sqlx::query("UPDATE stream_leases SET holder = 'b', epoch = epoch + 1 WHERE stream_arn = $1")
+            .bind(&s.arn)
+            .execute(&mut *take)
+            .await
+            .expect("take in flight");
+        let insert = tokio::spawn({
+            let arn = s.arn.clone();
+            async move { a.insert_fragment(&arn, &entry(2), "a", lease.epoch).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!insert.is_finished(), "the insert waits for the take");
+        // … and once the take commits, it is refused: nothing of a's lands after b's lease.
+        take.commit().await.expect("commit take");
+        let refused = insert.await.expect("task");
+        assert!(matches!(refused, Err(MetaError::LeaseLost { .. })), "{refused:?}");
+        assert_eq!(b.fragments_after(&s.arn, 0, 10).await.expect("list"), vec![entry(1)]);
+    }
+
     #[tokio::test]
     async fn reconnect_keeps_data_and_migrations_are_idempotent() {
         let url = pg_test_server::fresh_database().await;

@@ -87,7 +87,7 @@ pub async fn leases_fence_stale_writers(store: &dyn MetaStore) {
 }
 
 /// The fragment catalog: inserts only under the current lease (idempotent), listings in
-/// number order, polls by the database clock, floors, retention by each stream's hours and
+/// number order, batched catch-up polls, floors, retention by each stream's hours and
 /// for streams that are gone, and removal of a stream's rows.
 pub async fn fragment_catalog_is_fenced_and_expires(store: &dyn MetaStore) {
     use reel_storage::{CatalogEntry, FragmentInfo, FragmentNumber};

@@ -5,7 +5,10 @@
 //! - Every write is one transaction whose first statement takes one cluster-wide advisory
 //!   lock (`WRITE_LOCK_KEY`), so writes from all nodes run one at a time and the
 //!   check-then-write rules (quotas, version compare-and-set, mapping rules) stay atomic
-//!   across the cluster; see `PostgresStore::begin_write`.
+//!   across the cluster; see `PostgresStore::begin_write`. The per-fragment and per-lease
+//!   writes of ingest are single statements without that lock, their check and write one
+//!   atomic step: a fragment insert goes in only while its lease row (locked `FOR SHARE`)
+//!   still names its writer and epoch, and a renewal is one conditional `UPDATE`.
 //! - Reads take no lock. Each is one statement (one snapshot), except
 //!   [`MetaStore::tags`](super::MetaStore::tags), which reads in one `REPEATABLE READ`
 //!   transaction (`PostgresStore::begin_read`) so existence and tags agree.
@@ -184,20 +187,22 @@ mod tests {
 
     suite::backend_tests!(fresh);
 
+    /// Two pools on one fresh database: two reel nodes.
+    async fn two_nodes() -> (PostgresStore, PostgresStore) {
+        let url = pg_test_server::fresh_database().await;
+        let (a, b) = tokio::join!(PostgresStore::connect(&url), PostgresStore::connect(&url));
+        (a.expect("node a"), b.expect("node b"))
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn quotas_hold_across_nodes() {
-        let url = pg_test_server::fresh_database().await;
-        // Two pools on one database: two reel nodes.
-        let (a, b) = tokio::join!(PostgresStore::connect(&url), PostgresStore::connect(&url));
-        let (a, b) = (a.expect("node a"), b.expect("node b"));
+        let (a, b) = two_nodes().await;
         suite::quotas_hold_across_nodes(&a, &b).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_writer_lease_across_nodes() {
-        let url = pg_test_server::fresh_database().await;
-        let (a, b) = tokio::join!(PostgresStore::connect(&url), PostgresStore::connect(&url));
-        let (a, b) = (a.expect("node a"), b.expect("node b"));
+        let (a, b) = two_nodes().await;
         let s = suite::stream("contended", 24);
         a.create_stream(&s, &Tags::new(), 10).await.expect("stream");
         let mut last = 0;
@@ -220,9 +225,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_fenced_insert_waits_for_a_take_in_flight_and_is_refused() {
-        let url = pg_test_server::fresh_database().await;
-        let (a, b) = tokio::join!(PostgresStore::connect(&url), PostgresStore::connect(&url));
-        let (a, b) = (a.expect("node a"), b.expect("node b"));
+        let (a, b) = two_nodes().await;
         let s = suite::stream("raced", 24);
         a.create_stream(&s, &Tags::new(), 10).await.expect("stream");
         let lease = a.acquire_lease(&s.arn, "a", 0, 10_000).await.expect("lease");

@@ -27,11 +27,19 @@ export function randomClientId() {
   return `viewer-${[...bytes].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
 }
 
-/** Whether an API error ends the join loop (KVS's sample retries only throttling and 5xx). */
-function final(e) {
-  if (!e || !e.status) return false; // network trouble: try again
-  if (e.name === "ClientLimitExceededException") return /maximum number of viewers/.test(e.message || "");
-  return e.status >= 400 && e.status < 500;
+/** Tries of a join refused with a 400 (other than the viewer cap) before giving up. */
+const JOIN_400_TRIES = 3;
+
+/**
+ * Whether an API error ends the join loop: the viewer cap, 403/404, or a 400 on the last of
+ * JOIN_400_TRIES (a 400 may be a rate limit, or the service not having registered the
+ * signaling connection yet, as the SDK's master sample assumes for JoinStorageSession).
+ * Network trouble and 5xx are retried.
+ */
+function final(e, attempt) {
+  if (!e || !e.status || e.status >= 500) return false;
+  if (e.name === "ClientLimitExceededException" && /maximum number of viewers/.test(e.message || "")) return true;
+  return e.status > 400 || attempt >= JOIN_400_TRIES;
 }
 
 /**
@@ -63,13 +71,13 @@ export async function watchLive({ call, credentials, channelArn, video, onState 
   const fail = (e) => { if (!stopped) onError(e); };
 
   async function join() {
-    while (!offered && !stopped) {
+    for (let attempt = 1; !offered && !stopped; attempt++) {
       try {
         await call("/joinStorageSessionAsViewer", { channelArn, clientId }, endpoints.WEBRTC);
         state(offered ? "answering" : "joined: waiting for the storage session's offer");
       } catch (e) {
-        if (final(e)) { fail(e); stop(); return; }
-        state(`JoinStorageSessionAsViewer failed (${e.name}), retrying`);
+        if (final(e, attempt)) { fail(e); stop(); return; }
+        state(`JoinStorageSessionAsViewer failed (${e.name}: ${e.message}), retrying`);
       }
       const until = Date.now() + JOIN_RETRY_MS;
       while (!offered && !stopped && Date.now() < until) await new Promise((r) => setTimeout(r, 100));

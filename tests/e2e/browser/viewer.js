@@ -199,10 +199,11 @@ async function main() {
       } catch (e) {
         const status = e?.$metadata?.httpStatusCode;
         emit('join_storage_session_as_viewer', { attempt, status, name: e?.name, message: e?.message });
-        // KVS's JS sample retries ClientLimitExceeded only when it is a rate limit, not the
-        // viewer cap; any other 4xx is final.
+        // Like the SDK's master sample for JoinStorageSession: a 400 is retried (e.g. the
+        // service has not registered the signaling connection yet; ClientLimitExceeded as a
+        // rate limit) unless it is the viewer cap; 403/404 are final.
         const viewerCap = e?.name === 'ClientLimitExceededException' && /maximum number of viewers/.test(e?.message ?? '');
-        if (viewerCap || (status && status >= 400 && status < 500 && e?.name !== 'ClientLimitExceededException')) {
+        if (viewerCap || (status && status > 400 && status < 500)) {
           emit('join_refused', { status, name: e?.name, message: e?.message });
           window.reelStop();
           return;

@@ -237,7 +237,7 @@ async function main() {
     try {
       await pc.addIceCandidate(candidate);
     } catch (e) {
-      emit('add_ice_candidate_failed', { error: String(e) });
+      emit('add_ice_candidate_failed', { error: String(e), candidate });
     }
   });
 

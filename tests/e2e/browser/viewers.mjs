@@ -76,6 +76,7 @@ async function quit() {
   for (const viewer of [...pages.keys()]) await leave({ viewer }).catch(() => {});
   await browser.close().catch(() => {});
   server.close();
+  emit({ event: 'ack', cmd: 'quit' });
   process.exit(0);
 }
 

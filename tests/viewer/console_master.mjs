@@ -83,6 +83,8 @@ try {
     .catch(async (e) => {
       throw new Error(`${e.message}; status: ${await watcher.textContent("#viewer-status")}; error: ${await watcher.textContent("#error")}`);
     });
+  // Pictures, not just time: the element knows the video's size once frames render.
+  await watcher.waitForFunction(() => document.querySelector("#viewer-video").videoWidth > 0, null, { timeout: 30000 });
   const w0 = await watcher.evaluate(() => document.querySelector("#viewer-video").currentTime);
   await watcher.waitForFunction((t) => document.querySelector("#viewer-video").currentTime >= t + 2, w0, { timeout: 30000 });
   result.webrtcAdvanced = (await watcher.evaluate(() => document.querySelector("#viewer-video").currentTime)) - w0;

@@ -98,9 +98,11 @@ export async function watchLive({ call, credentials, channelArn, video, onState 
         if (pc) pc.close();
         const current = new RTCPeerConnection({ iceServers: [], bundlePolicy: "max-bundle" });
         pc = current;
-        current.ontrack = ({ streams, track }) => {
-          const stream = streams[0] || new MediaStream([track]);
-          if (video.srcObject !== stream) video.srcObject = stream;
+        // One stream for both tracks: the storage session may give each its own stream id.
+        const remote = new MediaStream();
+        current.ontrack = ({ track }) => {
+          remote.addTrack(track);
+          if (video.srcObject !== remote) video.srcObject = remote;
           video.play().catch(() => {});
         };
         current.onicecandidate = ({ candidate }) => { if (candidate && current === pc && !stopped) signaling.sendIceCandidate(candidate); };

@@ -53,8 +53,13 @@ enum MasterKind {
     Gstreamer,
 }
 
+/// The two tests run one at a time: each runs two browsers (or a browser and GStreamer)
+/// and reel, and a freeze check needs the CPU a real viewer would have.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 #[test]
 fn netns_three_browser_viewers_watch_a_browser_master() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     netns::run("netns_three_browser_viewers_watch_a_browser_master", |ns| {
         tokio::runtime::Runtime::new().expect("runtime").block_on(run(ns, MasterKind::Browser));
     });
@@ -62,6 +67,7 @@ fn netns_three_browser_viewers_watch_a_browser_master() {
 
 #[test]
 fn netns_three_browser_viewers_watch_a_gstreamer_master() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     netns::run("netns_three_browser_viewers_watch_a_gstreamer_master", |ns| {
         tokio::runtime::Runtime::new().expect("runtime").block_on(run(ns, MasterKind::Gstreamer));
     });
@@ -432,14 +438,19 @@ async fn run(ns: Netns, kind: MasterKind) {
     assert!(status.success(), "master exit status {status}\n{}", t.summary());
     let done = end.expect("done");
     let streamed = done["streamed_s"].as_f64().unwrap_or(0.0);
-    if let MasterKind::Gstreamer = kind {
-        // reel forwards viewer A's talk-back audio to the master (gst_master.py counts it).
-        assert!(
-            done["incoming_buffers"].as_u64().is_some_and(|n| n > 0),
-            "the master received viewer A's talk-back audio: {done}\n{}",
-            t.summary()
-        );
-    }
+    // reel forwards viewer A's talk-back audio to the master.
+    let talkback = match kind {
+        MasterKind::Browser => done["inbound"]
+            .as_array()
+            .and_then(|rtp| rtp.iter().find(|r| r["kind"] == "audio"))
+            .and_then(|r| r["packetsReceived"].as_u64()),
+        MasterKind::Gstreamer => done["incoming_buffers"].as_u64(),
+    };
+    assert!(
+        talkback.is_some_and(|n| n > 0),
+        "the master received viewer A's talk-back audio: {done}\n{}",
+        t.summary()
+    );
 
     // The stored stream is the master's, untouched by the viewers.
     let stream_arn = t.ch.stream_arn.clone();

@@ -539,8 +539,8 @@ async function viewerPage(params) {
       h("fieldset", { class: "toolbar" }, h("legend", {}, "Playback mode"),
         h("label", {}, liveHls, " Live (HLS)"), h("label", {}, onDemand, " On demand (HLS)"), h("label", {}, liveRtc, " Live (WebRTC)"),
         field("From", from), field("To", to)),
-      h("div", { class: "toolbar" }, play, stop, clip, link)),
-    video, bar, info);
+      h("div", { class: "toolbar" }, play, stop, clip, link), info),
+    video, bar);
 }
 
 // ---- router ----------------------------------------------------------------------------

@@ -95,6 +95,33 @@ try {
   await watcher.waitForFunction(() => document.querySelector("#viewer-status").textContent === "Stopped", null, { timeout: 10000 });
   step("live WebRTC playback advanced");
 
+  // The standalone /viewer page's Live (WebRTC) mode (the same live-webrtc.js module).
+  const standalone = await context.newPage();
+  result.viewerPageErrors = [];
+  standalone.on("console", (m) => { if (m.type() === "error") result.viewerPageErrors.push(m.text()); });
+  standalone.on("pageerror", (e) => result.viewerPageErrors.push(String(e)));
+  standalone.on("response", (r) => { if (r.status() >= 400) result.viewerPageErrors.push(`HTTP ${r.status()} ${r.request().method()} ${r.url()}`); });
+  await standalone.goto(`${env.CONSOLE_URL}/viewer`);
+  await standalone.fill("#region", env.REGION);
+  await standalone.fill("#akid", env.KEY_ID);
+  await standalone.fill("#secret", env.SECRET);
+  await standalone.click("#load");
+  await standalone.waitForFunction((s) => [...document.querySelector("#stream").options].some((o) => o.value === s), env.STREAM, { timeout: 15000 });
+  await standalone.selectOption("#stream", env.STREAM);
+  await standalone.check("#mode-webrtc");
+  await standalone.click("#play");
+  await standalone.waitForFunction(() => document.querySelector("#video").videoWidth > 0, null, { timeout: 45000 })
+    .catch(async (e) => {
+      throw new Error(`/viewer: ${e.message}; status: ${await standalone.textContent("#status")}; error: ${await standalone.textContent("#err")}`);
+    });
+  const v0 = await standalone.evaluate(() => document.querySelector("#video").currentTime);
+  await standalone.waitForFunction((t) => document.querySelector("#video").currentTime >= t + 2, v0, { timeout: 30000 });
+  result.viewerPageAdvanced = (await standalone.evaluate(() => document.querySelector("#video").currentTime)) - v0;
+  result.viewerPageStatus = await standalone.textContent("#status");
+  await standalone.click("#stop");
+  await standalone.close();
+  step("/viewer live WebRTC playback advanced");
+
   const [download] = await Promise.all([watcher.waitForEvent("download", { timeout: 30000 }), watcher.click("#viewer-clip")]);
   await download.saveAs(env.CLIP_PATH);
   step("clip downloaded");

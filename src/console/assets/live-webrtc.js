@@ -1,7 +1,7 @@
 // Live (WebRTC) viewing of a channel's storage session, shared by the console's media viewer
 // and /viewer: the KVS flow for multi-viewer storage sessions with the embedded KVS JS SDK
 // (kvs-webrtc.min.js): GetSignalingChannelEndpoint(WSS, HTTPS, WEBRTC; VIEWER) → the SDK's
-// SignalingClient as VIEWER with a random client id → on open, JoinStorageSessionAsViewer
+// SignalingClient as VIEWER with a random client id (one per tab) → on open, JoinStorageSessionAsViewer
 // {channelArn, clientId} (SigV4-signed by the caller's `call`, again every 6 s until the
 // storage session's offer arrives, as the SDK's master sample does for JoinStorageSession) →
 // answer the offer (it has no sender; ICE candidates may come first: the SDK buffers them)
@@ -21,10 +21,27 @@ function loadSdk() {
   });
 }
 
+const CLIENT_ID_KEY = "reel-live-viewer-client-id";
+
 /** A random viewer client id (KVS: [a-zA-Z0-9_.-]{1,256}). */
 export function randomClientId() {
   const bytes = crypto.getRandomValues(new Uint8Array(8));
   return `viewer-${[...bytes].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
+}
+
+/**
+ * This tab's viewer client id: random, made once per tab (sessionStorage). Playing again
+ * after Stop rejoins with it, so it takes back its own seat (reel holds a left viewer's seat
+ * for a while; a new id each time would use up the session's viewer cap).
+ */
+export function tabClientId() {
+  let id = null;
+  try { id = sessionStorage.getItem(CLIENT_ID_KEY); } catch { /* storage disabled */ }
+  if (!id) {
+    id = randomClientId();
+    try { sessionStorage.setItem(CLIENT_ID_KEY, id); } catch { /* storage disabled */ }
+  }
+  return id;
 }
 
 /** Tries of a join refused with a 400 (other than the viewer cap) before giving up. */
@@ -60,7 +77,7 @@ export async function watchLive({ call, credentials, channelArn, video, onState 
   });
   const endpoints = Object.fromEntries((ep.ResourceEndpointList || []).map((e) => [e.Protocol, e.ResourceEndpoint]));
   if (!endpoints.WSS || !endpoints.WEBRTC) throw new Error("The channel has no WSS or WEBRTC endpoint (is media storage enabled?).");
-  const clientId = randomClientId();
+  const clientId = tabClientId();
   const signaling = new SignalingClient({
     channelARN: channelArn, channelEndpoint: endpoints.WSS, clientId, role: Role.VIEWER, region: credentials.region,
     credentials: { accessKeyId: credentials.accessKeyId, secretAccessKey: credentials.secretAccessKey, sessionToken: credentials.sessionToken },

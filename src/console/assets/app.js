@@ -238,7 +238,11 @@ async function channelPage(name) {
       ["Endpoints (MASTER)", h("pre", {}, master)], ["Endpoints (VIEWER)", h("pre", {}, viewer)],
       ["Media storage", h("span", { id: "storage-status" }, `${storage.Status || "DISABLED"}${storage.StreamARN ? ` → ${storage.StreamARN}` : ""}`)]]),
     h("h2", {}, "Media storage"), storageForm,
-    h("div", { class: "toolbar" }, h("a", { href: `#/master?channel=${encodeURIComponent(c.ChannelName)}` }, "Start a master on this channel"), del));
+    h("div", { class: "toolbar" }, h("a", { href: `#/master?channel=${encodeURIComponent(c.ChannelName)}` }, "Start a master on this channel"),
+      enabled && storage.StreamARN
+        ? h("a", { id: "watch-live", href: `#/viewer?stream=${encodeURIComponent(storage.StreamARN.split("/")[1] || "")}&mode=webrtc` }, "Watch live (WebRTC)")
+        : null,
+      del));
 }
 
 async function streamPage(name) {

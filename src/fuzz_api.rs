@@ -370,6 +370,10 @@ pub fn api_body(data: &[u8]) {
             drop(parse::<crate::playback::list_fragments::Input>(body));
             drop(parse::<crate::playback::fragment_list::Input>(body));
             drop(serde_json::from_slice::<crate::peer::join_storage_session::Input>(body));
+            if let Ok((arn, client_id)) = crate::peer::join_storage_session_as_viewer::parse(body) {
+                assert!(crate::peer::join_storage_session::valid_channel_arn(&arn));
+                assert!(crate::peer::join_storage_session_as_viewer::valid_client_id(&client_id));
+            }
         }
     }
 }

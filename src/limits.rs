@@ -368,6 +368,21 @@ pub struct StorageSessionLimits {
     /// A fragment without a keyframe ends at this length, in ms, and video waits for the
     /// next keyframe (reel: 12 s, ≥ the target, at most 30 s).
     pub fragment_max_ms: u32,
+    /// Viewers of one storage session (JoinStorageSessionAsViewer; KVS: 3). A viewer's
+    /// quota stays taken for `viewer_quota_hold_secs` after it leaves.
+    pub max_viewers: usize,
+    /// A viewer's quota stays taken this long after its session ends, in seconds; a rejoin
+    /// with the same ClientId within it takes no more quota (KVS: 1 min).
+    pub viewer_quota_hold_secs: u64,
+    /// A viewer with no master session on its channel stays at most this long, in seconds
+    /// (KVS: 3 min).
+    pub viewer_no_master_secs: u64,
+    /// After the master's session ends, its viewers wait this long for the channel's next
+    /// session (a master rejoining, or a newer JoinStorageSession superseding the old one)
+    /// before they end, in seconds (reel: 10 s).
+    pub viewer_master_gone_secs: u64,
+    /// Viewers' keyframe requests reach the master at most this often, in ms (reel: 500).
+    pub viewer_keyframe_interval_ms: u64,
 }
 
 impl StorageSessionLimits {
@@ -395,6 +410,11 @@ impl Default for StorageSessionLimits {
             recv_coalesce_ms: 2,
             fragment_target_ms: fragmenter::DEFAULT_TARGET_DURATION_MS,
             fragment_max_ms: fragmenter::DEFAULT_MAX_DURATION_MS,
+            max_viewers: 3,
+            viewer_quota_hold_secs: 60,
+            viewer_no_master_secs: 3 * 60,
+            viewer_master_gone_secs: 10,
+            viewer_keyframe_interval_ms: 500,
         }
     }
 }

@@ -3,7 +3,9 @@
 //! storage, the sessions dashboard, delete both, and a key whose policy denies CreateStream
 //! sees the refusal (KVS's NotAuthorizedException) in the form while nothing is created.
 //! The viewer page plays stored media on demand, draws its fragments on the timeline, plays
-//! from a clicked fragment and downloads a GetClip MP4 that ffprobe reads back. Any browser console error fails
+//! from a clicked fragment and downloads a GetClip MP4 that ffprobe reads back; its Live
+//! (WebRTC) mode names the missing channel for a stream no channel stores into (live WebRTC
+//! playback needs a network namespace: tests/console_master.rs). Any browser console error fails
 //! it. Screenshots of each page (1280×800) go to docs/console/, so the README's stay true.
 
 #[path = "common/browser.rs"]
@@ -164,6 +166,11 @@ async fn console_runs_the_setup_flows_in_chromium() {
     assert!(report["timelineFragments"].as_u64().is_some_and(|n| n >= 3), "{report:#}");
     assert!(report["playedOnDemand"].as_f64().is_some_and(|t| t >= 2.0), "{report:#}");
     assert!(report["clipName"].as_str().is_some_and(|n| n.starts_with("played-") && n.ends_with(".mp4")), "{report:#}");
+    // Live (WebRTC) on a stream no channel stores into says so (console_master.rs plays one).
+    assert!(
+        report["webrtcUnmapped"].as_str().is_some_and(|m| m.contains("No signaling channel stores into played")),
+        "{report:#}"
+    );
     let clip = play.clip.clone();
     let (codecs, duration) = tokio::task::spawn_blocking(move || {
         reel::testkit::probe::require(&["ffprobe"]);

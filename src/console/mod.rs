@@ -17,6 +17,8 @@ const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
 /// SigV4 signing with WebCrypto (ES module).
 const SIGV4_JS: &str = include_str!("assets/sigv4.js");
+/// Live (WebRTC) viewing of a storage session (ES module), shared with `/viewer`.
+const LIVE_WEBRTC_JS: &str = include_str!("assets/live-webrtc.js");
 /// Styles.
 const STYLE_CSS: &str = include_str!("assets/style.css");
 /// The KVS WebRTC SDK for JavaScript 2.9.0 (Apache-2.0, `assets/kvs-webrtc.LICENSE`), as
@@ -34,6 +36,7 @@ where
         .route("/console/", get(|| async { index() }))
         .route("/console/app.js", get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }))
         .route("/console/sigv4.js", get(|| async { asset("text/javascript; charset=utf-8", SIGV4_JS) }))
+        .route("/console/live-webrtc.js", get(|| async { asset("text/javascript; charset=utf-8", LIVE_WEBRTC_JS) }))
         .route("/console/style.css", get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }))
         .route("/console/kvs-webrtc.min.js", get(|| async { asset("text/javascript; charset=utf-8", KVS_WEBRTC_JS) }))
 }
@@ -77,5 +80,7 @@ mod tests {
             assert!(INDEX_HTML.contains(path), "{path}");
         }
         assert!(APP_JS.contains("/console/sigv4.js") && APP_JS.contains("/console/kvs-webrtc.min.js"));
+        assert!(APP_JS.contains("/console/live-webrtc.js") && LIVE_WEBRTC_JS.contains("/console/kvs-webrtc.min.js"));
+        assert!(crate::streaming::viewer::INDEX_HTML.contains("/console/live-webrtc.js"));
     }
 }

@@ -50,7 +50,7 @@ pub const HUB_ADDR: &str = "127.0.0.1:40000";
 /// One-way network latency by default.
 pub const LATENCY: Duration = Duration::from_millis(10);
 
-static NEXT_SESSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+pub(super) static NEXT_SESSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// The fixture clip: H.264 access units and Opus packets.
 pub fn fixture_media() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
@@ -319,6 +319,8 @@ pub struct Peer {
     audio_slot: usize,
     /// Keyframe requests (PLI/FIR) the master received.
     pub keyframe_requests: usize,
+    /// Audio frames the master received from the storage session (viewers' talk-back).
+    pub talk_received: usize,
     /// The writer queue's receiving end.
     rx: mpsc::Receiver<FragmentEvent>,
     /// Stop draining the writer queue (to overflow it).
@@ -329,6 +331,11 @@ pub struct Peer {
     pub ended: Option<Ended>,
     /// When (since the simulation start) the hub ended it.
     pub ended_at: Option<Duration>,
+}
+
+/// The channel ARN of the session of master `index`.
+pub fn channel_of(index: usize) -> String {
+    format!("arn:test:channel/{index}")
 }
 
 /// The simulation: fake clock, network, hub and masters.
@@ -356,13 +363,20 @@ pub struct Sim {
     /// Real (wall-clock) time spent inside the hub's `receive` and `timeout`: the cost of
     /// "encrypted datagram → fragment events" without the masters' side, for benches.
     pub hub_busy: Duration,
+    /// In-memory viewers (see [`super::harness_viewer`]).
+    pub viewers: Vec<super::harness_viewer::ViewerPeer>,
+    /// Policy for hub → viewer datagrams (`None`: deliver all).
+    pub downlink: Option<super::harness_viewer::DownFilter>,
+    /// The Opus packets viewers talk back with.
+    pub(super) talk_audio: Vec<Vec<u8>>,
 }
 
+/// One datagram in flight on the simulated network.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Flight {
-    from: SocketAddr,
-    to: SocketAddr,
-    data: Vec<u8>,
+pub(super) struct Flight {
+    pub(super) from: SocketAddr,
+    pub(super) to: SocketAddr,
+    pub(super) data: Vec<u8>,
 }
 
 impl Sim {
@@ -387,6 +401,9 @@ impl Sim {
             undeliverable: 0,
             hub_datagrams: 0,
             hub_busy: Duration::ZERO,
+            viewers: Vec::new(),
+            downlink: None,
+            talk_audio: super::harness_viewer::talk_audio(),
         }
     }
 
@@ -397,6 +414,11 @@ impl Sim {
 
     /// Starts a session for a new master publishing `plan`; returns the peer index.
     pub fn add_master(&mut self, plan: MediaPlan) -> Result<usize, String> {
+        self.add_master_on(&channel_of(self.peers.len()), plan)
+    }
+
+    /// [`Sim::add_master`] for a session of `channel` (a newer session of a channel).
+    pub fn add_master_on(&mut self, channel: &str, plan: MediaPlan) -> Result<usize, String> {
         let index = self.peers.len();
         // Unique across the process: per-session metric series are global.
         let id = NEXT_SESSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -409,7 +431,7 @@ impl Sim {
             self.now,
             HubSession {
                 id,
-                channel_arn: format!("arn:test:channel/{index}"),
+                channel_arn: channel.to_string(),
                 stream_arn: format!("arn:test:stream/{index}"),
                 rtc: offerer.rtc,
                 pending: offerer.pending,
@@ -433,7 +455,7 @@ impl Sim {
         self.schedule(self.now + self.latency, Flight { from, to, data });
     }
 
-    fn schedule(&mut self, at: Instant, f: Flight) {
+    pub(super) fn schedule(&mut self, at: Instant, f: Flight) {
         self.net_seq += 1;
         self.net.push(Reverse((at, self.net_seq, f)));
     }
@@ -483,7 +505,7 @@ impl Sim {
                 }
             }
         }
-        next
+        next.min(self.viewers_next_event())
     }
 
     /// Handles everything due at `now`.
@@ -504,7 +526,7 @@ impl Sim {
                     );
                     let _ = p.rtc.handle_input(input);
                 }
-            } else {
+            } else if !self.deliver_to_viewer(now, &f) {
                 self.undeliverable += 1;
             }
         }
@@ -521,6 +543,7 @@ impl Sim {
                 p.publish(now);
             }
         }
+        self.step_viewers(now);
     }
 
     /// Drains every output: hub datagrams, master datagrams and events, writer queues.
@@ -567,6 +590,7 @@ impl Sim {
                 Verdict::Delay(d) => self.schedule(at + d, Flight { from, to, data }),
             }
         }
+        self.settle_viewers();
         while let Some(e) = self.hub.poll_ended() {
             if let Some(p) = self.peers.iter_mut().find(|p| p.session == e.id) {
                 p.ended = Some(e);
@@ -633,6 +657,7 @@ impl Peer {
             video_slot: 0,
             audio_slot: 0,
             keyframe_requests: 0,
+            talk_received: 0,
             rx,
             writer_paused: false,
             events: Vec::new(),
@@ -649,6 +674,7 @@ impl Peer {
                 MediaKind::Audio => self.audio_mid = Some(m.mid),
             },
             Event::KeyframeRequest(_) => self.keyframe_requests += 1,
+            Event::MediaData(md) if Some(md.mid) == self.audio_mid => self.talk_received += 1,
             _ => {}
         }
     }

@@ -28,6 +28,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::mpsc;
 
+use super::fanout::{Channel, Frame, HubViewer, Viewer, ViewerEnded, ViewerStats, Written};
 use super::ingest::{self, ClockAnchor};
 use crate::limits::StorageSessionLimits;
 use crate::observe::metrics as obs;
@@ -49,6 +50,33 @@ pub enum EndReason {
     Rtc(String),
     /// The server is shutting down.
     Shutdown,
+    /// Viewer: the master's session ended and no newer one came within
+    /// `viewer_master_gone_secs`.
+    MasterEnded,
+    /// Viewer: no master session on the channel for `viewer_no_master_secs`.
+    NoMaster,
+    /// Viewer: a newer JoinStorageSessionAsViewer with the same ClientId replaced it.
+    Replaced,
+    /// Viewer: its signaling connection closed.
+    SignalingClosed,
+}
+
+impl EndReason {
+    /// A short label for metrics (`reason`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Disconnected => "disconnected",
+            Self::Idle => "idle",
+            Self::MaxLife => "max_life",
+            Self::Closed(_) => "closed",
+            Self::Rtc(_) => "rtc",
+            Self::Shutdown => "shutdown",
+            Self::MasterEnded => "master_ended",
+            Self::NoMaster => "no_master",
+            Self::Replaced => "replaced",
+            Self::SignalingClosed => "signaling_closed",
+        }
+    }
 }
 
 /// A session handed to the hub: its peer connection with our offer applied locally.
@@ -65,7 +93,7 @@ pub struct HubSession {
     pub pending: SdpPendingOffer,
     /// Mid of the recvonly H.264 section.
     pub video: Mid,
-    /// Mid of the recvonly Opus section.
+    /// Mid of the sendrecv Opus section (viewers' talk-back goes out on it).
     pub audio: Mid,
     /// Queue of the session's store writer.
     pub writer_tx: mpsc::Sender<FragmentEvent>,
@@ -178,6 +206,10 @@ pub struct HubStats {
     pub sessions_added: u64,
     /// Sessions ended.
     pub sessions_ended: u64,
+    /// Viewer sessions added.
+    pub viewers_added: u64,
+    /// Viewer sessions ended.
+    pub viewers_ended: u64,
 }
 
 struct Session {
@@ -207,6 +239,10 @@ struct Session {
     selected_pair: Option<String>,
     /// Frame counters already added to the process-wide metrics.
     exported: obs::FrameLedger,
+    /// The channel has viewers: frames are collected in `outbox` for them.
+    forwarding: bool,
+    /// Frames for the channel's viewers, forwarded after each drive.
+    outbox: Vec<Frame>,
 }
 
 /// Fragment bytes collected for one hand-off to the store writer.
@@ -232,6 +268,11 @@ pub struct Hub {
     transmits: VecDeque<Transmit>,
     ended: VecDeque<Ended>,
     stats: HubStats,
+    /// Viewer sessions (ids shared with `sessions`: both come from one counter).
+    viewers: HashMap<u64, Viewer>,
+    /// Per channel with viewers: its master session, viewers, keyframe gate, talk floor.
+    channels: HashMap<String, Channel>,
+    viewers_ended: VecDeque<ViewerEnded>,
     /// Registered on first use: the exporter is installed after the hub starts.
     counters: Option<Counters>,
 }
@@ -267,6 +308,9 @@ impl Hub {
             transmits: VecDeque::new(),
             ended: VecDeque::new(),
             stats: HubStats::default(),
+            viewers: HashMap::new(),
+            channels: HashMap::new(),
+            viewers_ended: VecDeque::new(),
             counters: None,
         }
     }
@@ -373,8 +417,11 @@ impl Hub {
                 ingress: HashMap::new(),
                 selected_pair: None,
                 exported: obs::FrameLedger::default(),
+                forwarding: false,
+                outbox: Vec::new(),
             },
         );
+        self.master_arrived(id, now);
         self.drive(id, now);
     }
 
@@ -406,6 +453,10 @@ impl Hub {
 
     /// Ends every session (server shutdown).
     pub fn close_all(&mut self, reason: EndReason, now: Instant) {
+        let viewers: Vec<u64> = self.viewers.keys().copied().collect();
+        for id in viewers {
+            self.end_viewer(id, reason.clone(), now);
+        }
         for id in self.session_ids() {
             self.end(id, reason.clone(), now);
         }
@@ -418,12 +469,14 @@ impl Hub {
             return;
         };
         let input = Input::Receive(now, Receive { proto: Protocol::Udp, source, destination: self.local, contents });
-        let mapped = self
-            .by_remote
-            .get(&source)
-            .copied()
-            .filter(|id| self.sessions.get(id).is_some_and(|s| s.rtc.accepts(&input)));
-        let target = mapped.or_else(|| self.sessions.values().find(|s| s.rtc.accepts(&input)).map(|s| s.id));
+        let accepts = |id: &u64| match self.sessions.get(id) {
+            Some(s) => s.rtc.accepts(&input),
+            None => self.viewers.get(id).is_some_and(|v| v.rtc.accepts(&input)),
+        };
+        let mapped = self.by_remote.get(&source).copied().filter(accepts);
+        let target = mapped
+            .or_else(|| self.sessions.values().find(|s| s.rtc.accepts(&input)).map(|s| s.id))
+            .or_else(|| self.viewers.values().find(|v| v.rtc.accepts(&input)).map(|v| v.id));
         let Some(id) = target else {
             self.unknown();
             return;
@@ -431,6 +484,19 @@ impl Hub {
         let counters = self.counters.get_or_insert_with(Counters::register);
         counters.packets.increment(1);
         counters.bytes.increment(data.len() as u64);
+        if let Some(v) = self.viewers.get_mut(&id) {
+            if mapped.is_none() && !v.remotes.contains(&source) {
+                v.remotes.push(source);
+                self.by_remote.insert(source, id);
+            }
+            v.stats.packets += 1;
+            v.last_recv = now;
+            if let Err(e) = v.rtc.handle_input(input) {
+                tracing::debug!(viewer = id, error = %e, "rtc input error");
+            }
+            self.drive_viewer(id, now);
+            return;
+        }
         let Some(s) = self.sessions.get_mut(&id) else { return };
         if mapped.is_none() && !s.remotes.contains(&source) {
             s.remotes.push(source);
@@ -458,6 +524,10 @@ impl Hub {
                 break;
             }
             self.deadlines.pop_first();
+            if self.viewers.contains_key(&id) {
+                self.viewer_timeout(id, now);
+                continue;
+            }
             let Some(s) = self.sessions.get_mut(&id) else { continue };
             s.deadline = None;
             if now.saturating_duration_since(s.started) >= max_life {
@@ -498,6 +568,17 @@ impl Hub {
     /// Polls the session's `Rtc` until it waits, queuing transmits, ingesting and rescheduling.
     fn drive(&mut self, id: u64, now: Instant) {
         let Some(s) = self.sessions.get_mut(&id) else { return };
+        // Only a session with viewers has a keyframe gate to serve (no lookup otherwise).
+        let channel =
+            if s.forwarding { self.channels.get_mut(&s.channel_arn).filter(|c| c.master == Some(id)) } else { None };
+        let mut gate_deadline = None;
+        if let Some(c) = channel {
+            if c.keyframes.poll(now) {
+                request_pli(s);
+                metrics::counter!(super::fanout::VIEWER_KEYFRAME_REQUESTS).increment(1);
+            }
+            gate_deadline = c.keyframes.deadline();
+        }
         let mut end = None;
         let rtc_deadline = loop {
             let deadline = loop {
@@ -524,6 +605,7 @@ impl Hub {
                 break deadline;
             }
         };
+        let frames = std::mem::take(&mut s.outbox);
         if let Some(reason) = end {
             self.end(id, reason, now);
             return;
@@ -541,11 +623,18 @@ impl Hub {
         if let Some(p) = &s.chunk {
             next = next.min(p.since + flush_after);
         }
+        if let Some(t) = gate_deadline {
+            next = next.min(t);
+        }
         let next = on_tick(next, self.anchor.instant_of_anchor(), self.limits.timer_tick_ms);
         if let Some(old) = s.deadline.replace(next) {
             self.deadlines.remove(&(old, id));
         }
         self.deadlines.insert((next, id));
+        if !frames.is_empty() {
+            let channel = s.channel_arn.clone();
+            self.forward(&channel, &frames, now);
+        }
     }
 
     /// Ends one session: flushes its fragment, closes its writer queue, reports it ended.
@@ -582,10 +671,395 @@ impl Hub {
         );
         metrics::gauge!("reel_storage_sessions_active").decrement(1.0);
         obs::remove_session(id);
+        self.master_left(&s.channel_arn, id, now);
         self.stats.sessions_ended += 1;
         self.ended.push_back(Ended { id, reason, stats });
         // Dropping the queue (with the session) lets the writer finish the open fragment.
     }
+}
+
+/// Viewer sessions (JoinStorageSessionAsViewer; see [`super::fanout`] for the forwarding).
+impl Hub {
+    /// Starts driving a viewer session of `v.channel_arn`. A live viewer of the channel with
+    /// the same ClientId is replaced (ends with [`EndReason::Replaced`]).
+    pub fn add_viewer(&mut self, now: Instant, v: HubViewer) {
+        self.stats.viewers_added += 1;
+        let interval = Duration::from_millis(self.limits.viewer_keyframe_interval_ms);
+        if !self.channels.contains_key(&v.channel_arn) {
+            // The channel's newest storage session on this hub, if any, is its master.
+            let master = self
+                .sessions
+                .values()
+                .filter(|s| s.channel_arn == v.channel_arn)
+                .max_by_key(|s| (s.started, s.id))
+                .map(|s| s.id);
+            let mut ch = Channel::new(interval);
+            ch.master = master;
+            self.channels.insert(v.channel_arn.clone(), ch);
+        }
+        let Some(ch) = self.channels.get_mut(&v.channel_arn) else { return };
+        let older: Vec<u64> = ch
+            .viewers
+            .iter()
+            .copied()
+            .filter(|o| self.viewers.get(o).is_some_and(|x| x.client_id == v.client_id))
+            .collect();
+        let master = ch.master;
+        ch.viewers.push(v.id);
+        for o in older {
+            self.end_viewer(o, EndReason::Replaced, now);
+        }
+        metrics::gauge!(super::fanout::VIEWERS_ACTIVE).increment(1.0);
+        tracing::info!(viewer = v.id, channel = %v.channel_arn, client_id = %v.client_id, master = ?master, "viewer session added");
+        let id = v.id;
+        self.viewers.insert(
+            id,
+            Viewer {
+                id,
+                channel_arn: v.channel_arn,
+                client_id: v.client_id,
+                rtc: v.rtc,
+                pending: Some(v.pending),
+                video: v.video,
+                audio: v.audio,
+                started: now,
+                last_recv: now,
+                connected: false,
+                remotes: Vec::new(),
+                deadline: None,
+                awaiting_keyframe: true,
+                masterless_since: master.is_none().then_some(now),
+                had_master: master.is_some(),
+                stats: ViewerStats::default(),
+            },
+        );
+        if let Some(m) = master
+            && let Some(s) = self.sessions.get_mut(&m)
+        {
+            s.forwarding = true;
+        }
+        self.drive_viewer(id, now);
+    }
+
+    /// Applies a viewer's (already validated) answer.
+    pub fn viewer_answer(&mut self, id: u64, answer: SdpAnswer, now: Instant) {
+        let Some(v) = self.viewers.get_mut(&id) else { return };
+        let result = match v.pending.take() {
+            Some(p) => v.rtc.sdp_api().accept_answer(p, answer),
+            None => Ok(()),
+        };
+        if let Err(e) = result {
+            self.end_viewer(id, EndReason::Rtc(format!("answer rejected: {e}")), now);
+            return;
+        }
+        self.drive_viewer(id, now);
+    }
+
+    /// Adds a viewer's trickled candidate.
+    pub fn viewer_candidate(&mut self, id: u64, candidate: Candidate, now: Instant) {
+        let Some(v) = self.viewers.get_mut(&id) else { return };
+        v.rtc.add_remote_candidate(candidate);
+        self.drive_viewer(id, now);
+    }
+
+    /// Ends a viewer session.
+    pub fn close_viewer(&mut self, id: u64, reason: EndReason, now: Instant) {
+        self.end_viewer(id, reason, now);
+    }
+
+    /// The next viewer session the hub ended.
+    pub fn poll_viewer_ended(&mut self) -> Option<ViewerEnded> {
+        self.viewers_ended.pop_front()
+    }
+
+    /// Counters of a live viewer session.
+    pub fn viewer_stats(&self, id: u64) -> Option<ViewerStats> {
+        self.viewers.get(&id).map(|v| v.stats)
+    }
+
+    /// Ids of the live viewer sessions of `channel_arn`, oldest first.
+    pub fn viewers_of(&self, channel_arn: &str) -> Vec<u64> {
+        self.channels.get(channel_arn).map(|c| c.viewers.clone()).unwrap_or_default()
+    }
+
+    /// Session `id` is now its channel's master: its viewers stop waiting and get its media.
+    fn master_arrived(&mut self, id: u64, now: Instant) {
+        let Some(arn) = self.sessions.get(&id).map(|s| s.channel_arn.clone()) else { return };
+        let Some(ch) = self.channels.get_mut(&arn) else { return };
+        let older = ch.master.replace(id);
+        let viewers = ch.viewers.clone();
+        if let Some(s) = self.sessions.get_mut(&id) {
+            s.forwarding = !viewers.is_empty();
+        }
+        // A superseded session still running until its close arrives forwards no more.
+        if let Some(o) = older.filter(|o| *o != id)
+            && let Some(o) = self.sessions.get_mut(&o)
+        {
+            o.forwarding = false;
+            o.outbox.clear();
+        }
+        for v in &viewers {
+            if let Some(v) = self.viewers.get_mut(v) {
+                v.masterless_since = None;
+                v.had_master = true;
+                // Its video restarts at the new master's first keyframe.
+                v.awaiting_keyframe = true;
+            }
+        }
+        tracing::debug!(session = id, viewers = viewers.len(), "master session for viewers");
+        for v in viewers {
+            self.reschedule(v, now);
+        }
+    }
+
+    /// Session `id` ended: if it was its channel's master, the viewers start waiting for
+    /// the next one (`viewer_master_gone_secs`).
+    fn master_left(&mut self, channel_arn: &str, id: u64, now: Instant) {
+        let Some(ch) = self.channels.get_mut(channel_arn) else { return };
+        if ch.master != Some(id) {
+            return;
+        }
+        ch.master = None;
+        let viewers = ch.viewers.clone();
+        if viewers.is_empty() {
+            self.channels.remove(channel_arn);
+            return;
+        }
+        for v in &viewers {
+            if let Some(v) = self.viewers.get_mut(v) {
+                v.masterless_since = Some(now);
+            }
+        }
+        for v in viewers {
+            self.reschedule(v, now);
+        }
+    }
+
+    /// Writes the master's `frames` to every connected viewer of `channel_arn`.
+    fn forward(&mut self, channel_arn: &str, frames: &[Frame], now: Instant) {
+        let Some(ch) = self.channels.get(channel_arn) else { return };
+        let ids = ch.viewers.clone();
+        let mut dropped = false;
+        for id in ids {
+            let Some(v) = self.viewers.get_mut(&id) else { continue };
+            if !v.connected {
+                continue;
+            }
+            for f in frames {
+                let track = match f.track {
+                    Track::Video => "video",
+                    Track::Audio => "audio",
+                };
+                match v.write(f) {
+                    Written::Sent => metrics::counter!(super::fanout::VIEWER_FRAMES, "track" => track).increment(1),
+                    Written::Dropped => {
+                        metrics::counter!(super::fanout::VIEWER_DROPPED_FRAMES, "track" => track).increment(1);
+                        dropped |= f.track == Track::Video;
+                    }
+                    Written::Skipped => {}
+                }
+            }
+            self.drive_viewer(id, now);
+        }
+        if dropped {
+            self.ask_keyframe(channel_arn, now);
+        }
+    }
+
+    /// A viewer of `channel_arn` wants a keyframe: ask the master through the gate.
+    fn ask_keyframe(&mut self, channel_arn: &str, now: Instant) {
+        let Some(ch) = self.channels.get_mut(channel_arn) else { return };
+        let Some(m) = ch.master else { return };
+        let now_ok = ch.keyframes.request(now);
+        let Some(s) = self.sessions.get_mut(&m) else { return };
+        if now_ok {
+            request_pli(s);
+            metrics::counter!(super::fanout::VIEWER_KEYFRAME_REQUESTS).increment(1);
+        }
+        // The master is driven at once: it sends the PLI, or schedules the folded one.
+        self.reschedule(m, now);
+    }
+
+    /// Viewer `id`'s audio frame: to the master if the viewer has the talk-back floor.
+    fn talk_back(&mut self, channel_arn: &str, id: u64, md: &str0m::media::MediaData, now: Instant) {
+        let Some(ch) = self.channels.get_mut(channel_arn) else { return };
+        let admitted = ch.talk.admit(id, now);
+        let master = ch.master.and_then(|m| self.sessions.get_mut(&m));
+        let mut sent = false;
+        if admitted && let Some(s) = master {
+            if let Some(w) = s.rtc.writer(s.audio) {
+                let pt = w.match_params(md.params).or_else(|| {
+                    w.payload_params().find(|p| p.spec().codec == str0m::format::Codec::Opus).map(|p| p.pt())
+                });
+                sent = pt.is_some_and(|pt| w.write(pt, md.network_time, md.time, md.data.clone()).is_ok());
+            }
+            let m = s.id;
+            self.reschedule(m, now);
+        }
+        if let Some(v) = self.viewers.get_mut(&id) {
+            if sent {
+                v.stats.talk_packets += 1;
+                metrics::counter!(super::fanout::VIEWER_TALK_PACKETS).increment(1);
+            } else {
+                v.stats.talk_dropped += 1;
+            }
+        }
+    }
+
+    /// Makes `id` (a session or a viewer) due at `now`.
+    fn reschedule(&mut self, id: u64, now: Instant) {
+        let slot = match self.sessions.get_mut(&id) {
+            Some(s) => &mut s.deadline,
+            None => match self.viewers.get_mut(&id) {
+                Some(v) => &mut v.deadline,
+                None => return,
+            },
+        };
+        if let Some(old) = slot.replace(now) {
+            self.deadlines.remove(&(old, id));
+        }
+        self.deadlines.insert((now, id));
+    }
+
+    /// A viewer's deadline passed: its life limits, then its `Rtc`'s timers.
+    fn viewer_timeout(&mut self, id: u64, now: Instant) {
+        let Some(v) = self.viewers.get_mut(&id) else { return };
+        v.deadline = None;
+        if let Some(reason) = viewer_limit(v, &self.limits, now) {
+            self.end_viewer(id, reason, now);
+            return;
+        }
+        if let Err(e) = v.rtc.handle_input(Input::Timeout(now)) {
+            self.end_viewer(id, EndReason::Rtc(e.to_string()), now);
+            return;
+        }
+        self.drive_viewer(id, now);
+    }
+
+    /// Polls a viewer's `Rtc` until it waits: transmits, its keyframe requests and audio.
+    fn drive_viewer(&mut self, id: u64, now: Instant) {
+        let Some(v) = self.viewers.get_mut(&id) else { return };
+        let mut end = None;
+        let mut ask = false;
+        let mut talk = Vec::new();
+        let rtc_deadline = loop {
+            match v.rtc.poll_output() {
+                Ok(Output::Transmit(t)) => {
+                    self.transmits.push_back(Transmit { destination: t.destination, contents: t.contents.to_vec() })
+                }
+                Ok(Output::Timeout(t)) => break t,
+                Ok(Output::Event(ev)) => match ev {
+                    Event::Connected => {
+                        tracing::info!(viewer = id, channel = %v.channel_arn, client_id = %v.client_id, remotes = ?v.remotes, "viewer connected");
+                        v.connected = true;
+                        v.awaiting_keyframe = true;
+                        ask = true;
+                    }
+                    Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                        end = Some(EndReason::Disconnected);
+                    }
+                    Event::KeyframeRequest(_) => {
+                        v.stats.keyframe_requests += 1;
+                        ask = true;
+                    }
+                    Event::MediaData(md) if md.mid == v.audio => talk.push(md),
+                    _ => {}
+                },
+                Err(e) => {
+                    end = Some(EndReason::Rtc(e.to_string()));
+                    break now;
+                }
+            }
+        };
+        if let Some(reason) = end {
+            self.end_viewer(id, reason, now);
+            return;
+        }
+        let next = viewer_next(v, &self.limits).min(rtc_deadline);
+        let next = on_tick(next, self.anchor.instant_of_anchor(), self.limits.timer_tick_ms);
+        if let Some(old) = v.deadline.replace(next) {
+            self.deadlines.remove(&(old, id));
+        }
+        self.deadlines.insert((next, id));
+        if !ask && talk.is_empty() {
+            return;
+        }
+        let channel = v.channel_arn.clone();
+        if ask {
+            self.ask_keyframe(&channel, now);
+        }
+        for md in &talk {
+            self.talk_back(&channel, id, md, now);
+        }
+    }
+
+    /// Ends one viewer session: logs and counts why, reports it to the driver.
+    fn end_viewer(&mut self, id: u64, reason: EndReason, now: Instant) {
+        let Some(mut v) = self.viewers.remove(&id) else { return };
+        if let Some(t) = v.deadline.take() {
+            self.deadlines.remove(&(t, id));
+        }
+        for r in &v.remotes {
+            if self.by_remote.get(r) == Some(&id) {
+                self.by_remote.remove(r);
+            }
+        }
+        v.rtc.disconnect();
+        if let Some(ch) = self.channels.get_mut(&v.channel_arn) {
+            ch.viewers.retain(|x| *x != id);
+            ch.talk.forget(id);
+            let master = ch.master;
+            if ch.viewers.is_empty() {
+                if let Some(s) = master.and_then(|m| self.sessions.get_mut(&m)) {
+                    s.forwarding = false;
+                    s.outbox.clear();
+                }
+                if master.is_none() {
+                    self.channels.remove(&v.channel_arn);
+                }
+            }
+        }
+        let st = v.stats;
+        tracing::info!(
+            viewer = id, channel = %v.channel_arn, client_id = %v.client_id, ?reason,
+            secs = now.saturating_duration_since(v.started).as_secs(),
+            video_frames = st.video_frames, audio_frames = st.audio_frames, dropped_frames = st.dropped_frames,
+            skipped_frames = st.skipped_frames, keyframe_requests = st.keyframe_requests,
+            talk_packets = st.talk_packets, "viewer session ended"
+        );
+        metrics::counter!(super::fanout::VIEWERS_ENDED, "reason" => reason.label()).increment(1);
+        metrics::gauge!(super::fanout::VIEWERS_ACTIVE).decrement(1.0);
+        self.stats.viewers_ended += 1;
+        self.viewers_ended.push_back(ViewerEnded { id, reason, stats: st });
+    }
+}
+
+/// Why a viewer must end at `now` by its life limits, if it must.
+fn viewer_limit(v: &Viewer, limits: &StorageSessionLimits, now: Instant) -> Option<EndReason> {
+    if now.saturating_duration_since(v.started) >= Duration::from_secs(limits.max_session_secs) {
+        return Some(EndReason::MaxLife);
+    }
+    if now.saturating_duration_since(v.last_recv) >= Duration::from_secs(limits.idle_timeout_secs) {
+        return Some(EndReason::Idle);
+    }
+    let since = v.masterless_since?;
+    let (wait, reason) = if v.had_master {
+        (limits.viewer_master_gone_secs, EndReason::MasterEnded)
+    } else {
+        (limits.viewer_no_master_secs, EndReason::NoMaster)
+    };
+    (now.saturating_duration_since(since) >= Duration::from_secs(wait)).then_some(reason)
+}
+
+/// The earliest of a viewer's life limits.
+fn viewer_next(v: &Viewer, limits: &StorageSessionLimits) -> Instant {
+    let mut next = (v.started + Duration::from_secs(limits.max_session_secs))
+        .min(v.last_recv + Duration::from_secs(limits.idle_timeout_secs));
+    if let Some(since) = v.masterless_since {
+        let wait = if v.had_master { limits.viewer_master_gone_secs } else { limits.viewer_no_master_secs };
+        next = next.min(since + Duration::from_secs(wait));
+    }
+    next
 }
 
 impl Session {
@@ -609,6 +1083,11 @@ fn handle_event(s: &mut Session, ev: Event, anchor: &ClockAnchor, now: Instant) 
         }
         Event::MediaData(md) => {
             s.last_media = now;
+            if s.forwarding
+                && let Some(f) = Frame::of(&md, s.video, s.audio)
+            {
+                s.outbox.push(f);
+            }
             if let Some(frame) = ingest::media_frame(&md, s.video, s.audio, anchor) {
                 s.fragmenter.push(frame);
             }

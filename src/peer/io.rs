@@ -56,6 +56,14 @@ pub struct WriterInput {
     pub events: mpsc::Receiver<reel_media::fragmenter::FragmentEvent>,
 }
 
+/// A viewer session handed to the loop by its control task.
+pub struct NewViewer {
+    /// The viewer for the hub.
+    pub viewer: super::fanout::HubViewer,
+    /// Told when the loop ends the viewer session.
+    pub ended: oneshot::Sender<EndReason>,
+}
+
 /// Requests from session control tasks and the server.
 pub enum Command {
     /// Start driving a session.
@@ -66,6 +74,14 @@ pub enum Command {
     Candidate { id: u64, candidate: Candidate },
     /// End a session, flushing its open fragment.
     Close { id: u64, reason: EndReason },
+    /// Start driving a viewer session (JoinStorageSessionAsViewer).
+    AddViewer(Box<NewViewer>),
+    /// A viewer's answer (already validated).
+    ViewerAnswer { id: u64, answer: SdpAnswer },
+    /// A viewer's trickled candidate.
+    ViewerCandidate { id: u64, candidate: Candidate },
+    /// End a viewer session.
+    CloseViewer { id: u64, reason: EndReason },
     /// End every session, wait for their writers, then acknowledge.
     Shutdown(oneshot::Sender<()>),
     /// Report the live sessions (the sessions dashboard).
@@ -135,6 +151,8 @@ struct Driver {
     coalesce: Duration,
     hub: Hub,
     sessions: HashMap<u64, Control>,
+    /// Viewer sessions' control tasks, told when the hub ends them.
+    viewers: HashMap<u64, oneshot::Sender<EndReason>>,
     /// Writers of sessions ended during shutdown, awaited so open fragments are flushed.
     writers: Vec<JoinHandle<()>>,
 }
@@ -151,6 +169,7 @@ impl Driver {
             coalesce: Duration::from_millis(limits.recv_coalesce_ms),
             hub: Hub::new(local, limits, ClockAnchor::now()),
             sessions: HashMap::new(),
+            viewers: HashMap::new(),
             writers: Vec::new(),
         })
     }
@@ -236,6 +255,14 @@ impl Driver {
             Command::Answer { id, answer } => self.hub.answer(id, answer, now),
             Command::Candidate { id, candidate } => self.hub.candidate(id, candidate, now),
             Command::Close { id, reason } => self.hub.close(id, reason, now),
+            Command::AddViewer(v) => {
+                let NewViewer { viewer, ended } = *v;
+                self.viewers.insert(viewer.id, ended);
+                self.hub.add_viewer(now, viewer);
+            }
+            Command::ViewerAnswer { id, answer } => self.hub.viewer_answer(id, answer, now),
+            Command::ViewerCandidate { id, candidate } => self.hub.viewer_candidate(id, candidate, now),
+            Command::CloseViewer { id, reason } => self.hub.close_viewer(id, reason, now),
             Command::Summaries(reply) => {
                 let _ = reply.send(self.hub.summaries(now));
             }
@@ -254,6 +281,11 @@ impl Driver {
             if let Some(c) = self.sessions.remove(&e.id) {
                 let _ = c.ended.send(e.reason);
                 self.writers.push(c.writer_task);
+            }
+        }
+        while let Some(e) = self.hub.poll_viewer_ended() {
+            if let Some(ended) = self.viewers.remove(&e.id) {
+                let _ = ended.send(e.reason);
             }
         }
         // Writers of sessions ended in normal operation run on by themselves.

@@ -7,26 +7,42 @@
 //! - [`io`]: the driver of a hub: one UDP socket, one thread with its own runtime.
 //! - [`ingest`]: str0m frames → fragmenter → the per-session store writer task.
 //! - [`sdp`]: offer touch-ups and answer validation (sans-IO).
-//! - `harness` (tests, feature `testkit`): the hub with in-memory str0m masters on fake time.
+//! - [`join_storage_session_as_viewer`]: the viewer API operation (checks, the viewer cap,
+//!   then starts a viewer session on the channel's worker).
+//! - [`viewer_session`]: one viewer session's signaling (offer, answer, candidates).
+//! - [`fanout`]: forwarding the master's media to viewers and their requests back.
+//! - [`viewer_quota`]: the per-channel viewer cap and its one-minute hold.
+//! - `harness` (tests, feature `testkit`): the hub with in-memory str0m masters on fake time;
+//!   `harness_viewer`: in-memory str0m viewers on the same harness.
 
+pub mod fanout;
 #[cfg(any(test, feature = "testkit"))]
 pub mod harness;
+#[cfg(any(test, feature = "testkit"))]
+pub mod harness_viewer;
 pub mod hub;
 pub mod ingest;
 pub mod io;
 pub mod join_storage_session;
+pub mod join_storage_session_as_viewer;
 pub mod lease_keeper;
 pub mod list_storage_sessions;
 #[cfg(test)]
 mod scenarios;
 #[cfg(test)]
 mod scenarios_drift;
+#[cfg(test)]
+mod scenarios_viewers;
 pub mod sdp;
 pub mod session;
+pub mod viewer_quota;
+pub mod viewer_session;
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::FromRef;
@@ -38,7 +54,8 @@ use crate::config::WebRtcSettings;
 use crate::limits::StorageSessionLimits;
 use crate::signaling::Signaling;
 
-/// Signed routes (`POST /joinStorageSession`; reel's own `POST /listStorageSessions`).
+/// Signed routes (`POST /joinStorageSession`, `POST /joinStorageSessionAsViewer`; reel's own
+/// `POST /listStorageSessions`).
 pub fn router<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
@@ -48,6 +65,7 @@ where
 {
     Router::new()
         .route("/joinStorageSession", post(join_storage_session::handle))
+        .route("/joinStorageSessionAsViewer", post(join_storage_session_as_viewer::handle))
         .route("/listStorageSessions", post(list_storage_sessions::handle))
 }
 
@@ -70,6 +88,11 @@ struct Inner {
     settings: session::SessionSettings,
     next_id: AtomicU64,
     next_worker: AtomicUsize,
+    /// The worker of each channel with a session or viewers: all of a channel's peers run
+    /// on one worker, so forwarding to viewers never crosses threads.
+    affinity: Mutex<HashMap<String, usize>>,
+    /// The per-channel viewer cap.
+    viewer_quota: Arc<Mutex<viewer_quota::ViewerQuota>>,
 }
 
 impl std::fmt::Debug for io::Command {
@@ -146,6 +169,11 @@ impl Peers {
                 },
                 next_id: AtomicU64::new(1),
                 next_worker: AtomicUsize::new(0),
+                affinity: Mutex::new(HashMap::new()),
+                viewer_quota: Arc::new(Mutex::new(viewer_quota::ViewerQuota::new(
+                    limits.max_viewers,
+                    Duration::from_secs(limits.viewer_quota_hold_secs),
+                ))),
             }),
         })
     }
@@ -160,9 +188,23 @@ impl Peers {
         self.inner.workers.iter().map(|w| w.candidate).collect()
     }
 
-    /// Starts a session on an attached storage peer (on the next worker, round-robin); it
-    /// supersedes the channel's previous one. With `lease`, the session ends when the
-    /// stream's writer lease is lost, and releases it when it ends.
+    /// The worker for a new peer of `channel`: the channel's worker while it has viewers
+    /// (or, for a viewer, whenever it has one), else the next one round-robin.
+    fn worker_for(&self, channel: &str, viewer: bool) -> Option<&Worker> {
+        let live_viewers = viewer || lock(&self.inner.viewer_quota).has_live(channel);
+        let mut affinity = lock(&self.inner.affinity);
+        let pinned = affinity.get(channel).copied().filter(|_| live_viewers);
+        let k = pinned.unwrap_or_else(|| {
+            self.inner.next_worker.fetch_add(1, Ordering::Relaxed) % self.inner.workers.len().max(1)
+        });
+        affinity.insert(channel.to_string(), k);
+        self.inner.workers.get(k)
+    }
+
+    /// Starts a session on an attached storage peer (on the channel's worker if it has
+    /// viewers, else the next worker, round-robin); it supersedes the channel's previous
+    /// one. With `lease`, the session ends when the stream's writer lease is lost, and
+    /// releases it when it ends.
     pub fn start_session(
         &self,
         handle: crate::signaling::registry::StoragePeerHandle,
@@ -170,11 +212,41 @@ impl Peers {
         lease: Option<lease_keeper::LeaseKeeper>,
     ) -> u64 {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let n = self.inner.next_worker.fetch_add(1, Ordering::Relaxed);
-        let Some(worker) = self.inner.workers.get(n % self.inner.workers.len().max(1)) else { return id };
+        let Some(worker) = self.worker_for(handle.channel_arn(), false) else { return id };
         let settings = session::SessionSettings { candidate: worker.candidate, ..self.inner.settings.clone() };
         tokio::spawn(session::run(id, handle, stream, settings, worker.io.clone(), lease));
         id
+    }
+
+    /// Takes a viewer seat of `channel` for `client_id` (see [`viewer_quota`]); returns the
+    /// id of the viewer session to start with [`Peers::start_viewer`].
+    pub fn take_viewer_seat(&self, channel: &str, client_id: &str) -> Result<u64, viewer_quota::ViewersFull> {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        lock(&self.inner.viewer_quota).take(channel, client_id, id, Instant::now())?;
+        Ok(id)
+    }
+
+    /// Gives back a seat taken for a viewer session that did not start.
+    pub fn release_viewer_seat(&self, channel: &str, client_id: &str, id: u64) {
+        lock(&self.inner.viewer_quota).release(channel, client_id, id, Instant::now());
+    }
+
+    /// Starts viewer session `id` (its seat taken) on an attached viewer, on the channel's
+    /// worker; its seat is released (held for the rejoin window) when it ends.
+    pub fn start_viewer(&self, id: u64, handle: crate::signaling::registry::StorageViewerHandle) {
+        let channel = handle.channel_arn().to_string();
+        let client_id = handle.client_id().to_string();
+        let Some(worker) = self.worker_for(&channel, true) else {
+            self.release_viewer_seat(&channel, &client_id, id);
+            return;
+        };
+        let settings = session::SessionSettings { candidate: worker.candidate, ..self.inner.settings.clone() };
+        let io = worker.io.clone();
+        let quota = self.inner.viewer_quota.clone();
+        tokio::spawn(async move {
+            viewer_session::run(id, handle, settings, io).await;
+            lock(&quota).release(&channel, &client_id, id, Instant::now());
+        });
     }
 
     /// The live sessions of every worker, oldest first.
@@ -205,6 +277,11 @@ impl Peers {
             let _ = ack.await;
         }
     }
+}
+
+/// Locks `m`; a panic elsewhere while holding it leaves plain maps, still usable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

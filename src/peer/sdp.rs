@@ -33,11 +33,16 @@ fn sections(sdp: &str) -> Vec<(&str, &str, Vec<&str>)> {
 /// True when a section of `kind` with a non-zero port has an `a=rtpmap` for `codec`
 /// (case-insensitive `name/clock[/channels]` prefix) and is not `inactive`/`recvonly`.
 fn has_codec(sdp: &str, kind: &str, codec: &str) -> bool {
+    has_codec_except(sdp, kind, codec, "a=recvonly")
+}
+
+/// [`has_codec`] for a section that is not `inactive` nor `refused` (a direction line).
+fn has_codec_except(sdp: &str, kind: &str, codec: &str, refused: &str) -> bool {
     let codec = codec.to_ascii_lowercase();
     sections(sdp).iter().any(|(k, port, lines)| {
         *k == kind
             && *port != "0"
-            && !lines.iter().any(|l| *l == "a=inactive" || *l == "a=recvonly")
+            && !lines.iter().any(|l| *l == "a=inactive" || *l == refused)
             && lines.iter().any(|l| {
                 l.strip_prefix("a=rtpmap:")
                     .and_then(|r| r.split_once(' '))
@@ -53,6 +58,14 @@ pub fn validate_answer(sdp: &str) -> Result<(), AnswerError> {
     }
     if !has_codec(sdp, "audio", "opus/48000/2") {
         return Err(AnswerError::NoOpus);
+    }
+    Ok(())
+}
+
+/// Checks that a viewer's answer receives H.264 video (its Opus talk-back is optional).
+pub fn validate_viewer_answer(sdp: &str) -> Result<(), AnswerError> {
+    if !has_codec_except(sdp, "video", "H264/90000", "a=sendonly") {
+        return Err(AnswerError::NoH264);
     }
     Ok(())
 }

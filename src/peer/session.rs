@@ -80,7 +80,9 @@ struct CandidatePayload {
 }
 
 /// Builds the offerer `Rtc`: recvonly H.264 (packetization-mode 1, the profiles KVS
-/// masters send) and recvonly Opus, no data channel.
+/// masters send) and sendrecv Opus, no data channel. Audio is sendrecv, as KVS's storage
+/// session offers it, so viewers' talk-back can reach the master (see [`super::fanout`]);
+/// masters answer sendonly or sendrecv, and only what they send is stored.
 pub fn build_rtc(candidate: SocketAddr) -> Result<Offerer, String> {
     build_rtc_at(candidate, std::time::Instant::now())
 }
@@ -88,6 +90,19 @@ pub fn build_rtc(candidate: SocketAddr) -> Result<Offerer, String> {
 /// [`build_rtc`] with the peer connection's clock starting at `now` (sans-IO drivers).
 pub fn build_rtc_at(candidate: SocketAddr, now: std::time::Instant) -> Result<Offerer, String> {
     let mut cfg = RtcConfig::new().clear_codecs().enable_opus(true, false).set_stats_interval(Some(STATS_INTERVAL));
+    add_h264(&mut cfg);
+    let mut rtc = cfg.build(now);
+    let cand = Candidate::host(candidate, "udp").map_err(|e| e.to_string())?;
+    rtc.add_local_candidate(cand);
+    let mut api = rtc.sdp_api();
+    let video = api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    let audio = api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+    let (offer, pending) = api.apply().ok_or("no offer produced")?;
+    Ok(Offerer { rtc, video, audio, offer_sdp: offer.to_sdp_string(), pending })
+}
+
+/// Adds H.264 (packetization-mode 1, with RTX) in the profiles KVS masters send.
+pub fn add_h264(cfg: &mut RtcConfig) {
     let codecs = cfg.codec_config();
     for (pt, rtx, profile) in [
         (108u8, 109u8, 0x42e01f_u32),
@@ -98,14 +113,6 @@ pub fn build_rtc_at(candidate: SocketAddr, now: std::time::Instant) -> Result<Of
     ] {
         codecs.add_h264(pt.into(), Some(rtx.into()), true, profile);
     }
-    let mut rtc = cfg.build(now);
-    let cand = Candidate::host(candidate, "udp").map_err(|e| e.to_string())?;
-    rtc.add_local_candidate(cand);
-    let mut api = rtc.sdp_api();
-    let video = api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
-    let audio = api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
-    let (offer, pending) = api.apply().ok_or("no offer produced")?;
-    Ok(Offerer { rtc, video, audio, offer_sdp: offer.to_sdp_string(), pending })
 }
 
 /// A fresh offerer peer connection and its offer.
@@ -300,6 +307,14 @@ pub enum MasterMessageError {
 /// whose SDP [`sdp::validate_answer`] and str0m accept; candidates that do not parse are
 /// ignored (logged at debug).
 pub fn parse_master_message(m: &SignalingMessage) -> Result<MasterInput, MasterMessageError> {
+    parse_peer_message(m, sdp::validate_answer)
+}
+
+/// [`parse_master_message`] with another answer check (a viewer's answer receives video).
+pub fn parse_peer_message(
+    m: &SignalingMessage,
+    validate: fn(&str) -> Result<(), sdp::AnswerError>,
+) -> Result<MasterInput, MasterMessageError> {
     let bytes = m.payload_bytes()?;
     match m.kind {
         MessageKind::SdpAnswer => {
@@ -307,7 +322,7 @@ pub fn parse_master_message(m: &SignalingMessage) -> Result<MasterInput, MasterM
             if p.kind != "answer" {
                 return Err(MasterMessageError::NotAnAnswer(p.kind));
             }
-            sdp::validate_answer(&p.sdp)?;
+            validate(&p.sdp)?;
             let answer =
                 SdpAnswer::from_sdp_string(&p.sdp).map_err(|e| MasterMessageError::Unparsable(e.to_string()))?;
             Ok(MasterInput::Answer(Box::new(answer)))
@@ -519,7 +534,8 @@ mod tests {
         assert_eq!(sdp::count_lines(&sdp, "m=video"), 1);
         assert_eq!(sdp::count_lines(&sdp, "m=audio"), 1);
         assert_eq!(sdp::count_lines(&sdp, "m=application"), 0);
-        assert_eq!(sdp::count_lines(&sdp, "a=recvonly"), 2);
+        assert_eq!(sdp::count_lines(&sdp, "a=recvonly"), 1, "video");
+        assert_eq!(sdp::count_lines(&sdp, "a=sendrecv"), 1, "audio, for viewers' talk-back");
         assert!(sdp.contains("a=setup:actpass"));
         assert!(sdp.contains("opus/48000/2"));
         for profile in ["42e01f", "42001f", "4d001f", "640c1f", "64001f"] {

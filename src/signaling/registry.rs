@@ -38,6 +38,19 @@
 //! recipient-less messages of whichever master is connected come to it. Whether the
 //! session goes on is the storage session's decision (see `crate::peer::session`); only a
 //! newer attachment, [`SignalingBus::close_channel`] or [`SignalingBus::close_all`] detach it.
+//!
+//! # Storage viewers (JoinStorageSessionAsViewer)
+//! [`Registry::attach_storage_viewer`] binds a connected VIEWER's ClientId to a viewer
+//! session of the channel's storage session and returns a [`StorageViewerHandle`]. Its
+//! [`send`](StorageViewerHandle::send) delivers to that viewer's connection **without**
+//! `senderClientId` (like the storage offer to the master), and while it is attached
+//! **every** message of that viewer (its SDP_ANSWER, ICE_CANDIDATEs) goes to the handle
+//! instead of the master: the viewer talks to the storage session, not peer to peer. The
+//! viewer's connection closing is reported ([`StorageViewerEvent::Disconnected`]) and ends
+//! the viewer session; attaching the same ClientId again detaches the older handle (its
+//! `recv` returns `None`: replaced). Cluster mode: only a viewer connected to this node can
+//! be attached ([`StorageViewerError::OnAnotherNode`]); routing a viewer session across
+//! nodes is not implemented.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -164,6 +177,28 @@ pub enum StoragePeerError {
     Detached,
 }
 
+/// What a storage viewer session receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageViewerEvent {
+    /// A message of the viewer (its answer or a candidate).
+    Message(SignalingMessage),
+    /// The viewer's signaling connection closed.
+    Disconnected,
+}
+
+/// Why a viewer cannot be attached to, or reached by, a storage viewer session.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StorageViewerError {
+    #[error("no viewer with this client id is connected to the channel")]
+    NotConnected,
+    #[error("the viewer is connected to another node of the cluster")]
+    OnAnotherNode,
+    #[error("the viewer is not accepting messages right now")]
+    Busy,
+    #[error("this viewer session was detached (replaced by a newer one, or shutdown)")]
+    Detached,
+}
+
 /// Connected masters and viewers, for metrics and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ConnectedCounts {
@@ -196,6 +231,25 @@ pub trait SignalingBus: Send + Sync + fmt::Debug {
     ) -> Result<(), StoragePeerError>;
     /// Whether a master is connected to the channel.
     fn master_connected(&self, channel_arn: &str) -> bool;
+    /// Attach a storage viewer session to the connected viewer `client_id` (see the module
+    /// docs); returns its attachment id and inbound queue.
+    fn attach_storage_viewer(
+        &self,
+        channel_arn: &str,
+        client_id: &str,
+    ) -> Result<(u64, mpsc::Receiver<StorageViewerEvent>), StorageViewerError>;
+    /// Send from the storage viewer session `attachment` to its viewer (no `senderClientId`).
+    fn storage_viewer_send(
+        &self,
+        channel_arn: &str,
+        client_id: &str,
+        attachment: u64,
+        message: SignalingMessage,
+    ) -> Result<(), StorageViewerError>;
+    /// Detach the storage viewer session `attachment` (no-op if a newer one replaced it).
+    fn detach_storage_viewer(&self, channel_arn: &str, client_id: &str, attachment: u64);
+    /// The node running the channel's storage peer when it is another node of the cluster.
+    fn storage_peer_node(&self, channel_arn: &str) -> Option<String>;
     /// Detach the storage peer `attachment` (no-op if a newer one replaced it).
     fn detach_storage_peer(&self, channel_arn: &str, attachment: u64);
     /// SendAlexaOfferToMaster: deliver `offer` to the master as if from viewer
@@ -248,6 +302,69 @@ impl Registry {
     pub fn attach_storage_peer(&self, channel_arn: &str) -> StoragePeerHandle {
         let (attachment, events) = self.bus.attach_storage_peer(channel_arn);
         StoragePeerHandle { registry: self.clone(), channel_arn: channel_arn.to_string(), attachment, events }
+    }
+}
+
+impl Registry {
+    /// Attach a storage viewer session to the viewer `client_id` of `channel_arn`, which
+    /// must be connected to this node; an older attachment of that viewer is detached.
+    pub fn attach_storage_viewer(
+        &self,
+        channel_arn: &str,
+        client_id: &str,
+    ) -> Result<StorageViewerHandle, StorageViewerError> {
+        let (attachment, events) = self.bus.attach_storage_viewer(channel_arn, client_id)?;
+        Ok(StorageViewerHandle {
+            registry: self.clone(),
+            channel_arn: channel_arn.to_string(),
+            client_id: client_id.to_string(),
+            attachment,
+            events,
+        })
+    }
+}
+
+/// A storage viewer session's place in one channel (see the module docs). Dropping it
+/// detaches.
+#[derive(Debug)]
+pub struct StorageViewerHandle {
+    registry: Registry,
+    channel_arn: String,
+    client_id: String,
+    attachment: u64,
+    events: mpsc::Receiver<StorageViewerEvent>,
+}
+
+impl StorageViewerHandle {
+    /// The channel.
+    pub fn channel_arn(&self) -> &str {
+        &self.channel_arn
+    }
+
+    /// The viewer's ClientId.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// Deliver `message` (the viewer offer, candidates) to the viewer, no `senderClientId`.
+    pub fn send(&self, message: SignalingMessage) -> Result<(), StorageViewerError> {
+        self.registry.bus.storage_viewer_send(&self.channel_arn, &self.client_id, self.attachment, message)
+    }
+
+    /// The viewer's next message, or its departure; `None` once detached (replaced).
+    pub async fn recv(&mut self) -> Option<StorageViewerEvent> {
+        self.events.recv().await
+    }
+
+    /// Non-blocking [`recv`](Self::recv).
+    pub fn try_recv(&mut self) -> Result<StorageViewerEvent, mpsc::error::TryRecvError> {
+        self.events.try_recv()
+    }
+}
+
+impl Drop for StorageViewerHandle {
+    fn drop(&mut self) {
+        self.registry.bus.detach_storage_viewer(&self.channel_arn, &self.client_id, self.attachment);
     }
 }
 
@@ -370,6 +487,13 @@ impl StorageSlot {
     }
 }
 
+/// A storage viewer session bound to one viewer ClientId.
+#[derive(Debug)]
+struct ViewerSlot {
+    attachment: u64,
+    tx: mpsc::Sender<StorageViewerEvent>,
+}
+
 #[derive(Debug)]
 struct AlexaWaiter {
     id: u64,
@@ -383,6 +507,8 @@ struct ChannelState {
     master: Option<Client>,
     viewers: HashMap<String, Client>,
     storage_peer: Option<StorageSlot>,
+    /// Storage viewer sessions by viewer ClientId.
+    storage_viewers: HashMap<String, ViewerSlot>,
     alexa: HashMap<String, AlexaWaiter>,
     pending: PendingQueue,
 }
@@ -395,6 +521,7 @@ impl ChannelState {
             master: None,
             viewers: HashMap::new(),
             storage_peer: None,
+            storage_viewers: HashMap::new(),
             alexa: HashMap::new(),
             pending: PendingQueue::default(),
         }
@@ -404,6 +531,7 @@ impl ChannelState {
         self.master.is_none()
             && self.viewers.is_empty()
             && self.storage_peer.is_none()
+            && self.storage_viewers.is_empty()
             && self.alexa.is_empty()
             && self.pending.is_empty()
             && self.connects.is_full(now)
@@ -576,10 +704,17 @@ impl LocalBus {
         }
     }
 
-    /// `role`'s connection left: the channel's storage peer hears of the master's departure.
+    /// `role`'s connection left: the channel's storage peer hears of the master's departure,
+    /// a storage viewer session of a viewer of its viewer's.
     fn drop_role(ch: &mut ChannelState, role: &Party) {
-        if let (Party::Master, Some(sp)) = (role, &ch.storage_peer) {
-            sp.notify(StoragePeerEvent::MasterDisconnected);
+        match (role, &ch.storage_peer) {
+            (Party::Master, Some(sp)) => sp.notify(StoragePeerEvent::MasterDisconnected),
+            (Party::Master, None) => {}
+            (Party::Viewer(id), _) => {
+                if let Some(slot) = ch.storage_viewers.get(id) {
+                    let _ = slot.tx.try_send(StorageViewerEvent::Disconnected);
+                }
+            }
         }
     }
 
@@ -775,6 +910,18 @@ impl SignalingBus for LocalBus {
         }
         let arn = from.channel_arn.as_str();
         match &from.role {
+            // A viewer of a storage viewer session talks to that session only.
+            Party::Viewer(id) if ch.storage_viewers.contains_key(id) => {
+                let Some(slot) = ch.storage_viewers.get(id) else { return Err(RouteError::NoRecipient) };
+                match slot.tx.try_send(StorageViewerEvent::Message(message.message)) {
+                    Ok(()) => {
+                        transferred(arn);
+                        Ok(())
+                    }
+                    Err(mpsc::error::TrySendError::Full(_)) => Err(RouteError::RecipientBusy("storage session".into())),
+                    Err(mpsc::error::TrySendError::Closed(_)) => Err(RouteError::NoRecipient),
+                }
+            }
             // A viewer always talks to the master; its recipientClientId is ignored.
             Party::Viewer(id) => self.deliver(arn, ch, Party::Master, Some(id.clone()), message.message, 0, now),
             Party::Master => match message.recipient {
@@ -887,6 +1034,65 @@ impl SignalingBus for LocalBus {
         self.lock().get(channel_arn).is_some_and(|c| c.master.as_ref().is_some_and(Client::is_live))
     }
 
+    fn attach_storage_viewer(
+        &self,
+        channel_arn: &str,
+        client_id: &str,
+    ) -> Result<(u64, mpsc::Receiver<StorageViewerEvent>), StorageViewerError> {
+        let mut map = self.lock();
+        let Some(ch) = map.get_mut(channel_arn) else { return Err(StorageViewerError::NotConnected) };
+        match ch.viewers.get(client_id) {
+            Some(c) if !c.is_local() => return Err(StorageViewerError::OnAnotherNode),
+            Some(c) if c.is_live() => {}
+            _ => return Err(StorageViewerError::NotConnected),
+        }
+        let attachment = self.id();
+        let (tx, rx) = mpsc::channel(STORAGE_PEER_QUEUE);
+        // Replacing the slot drops the older sender: the older handle's recv ends.
+        ch.storage_viewers.insert(client_id.to_string(), ViewerSlot { attachment, tx });
+        Ok((attachment, rx))
+    }
+
+    fn storage_viewer_send(
+        &self,
+        channel_arn: &str,
+        client_id: &str,
+        attachment: u64,
+        message: SignalingMessage,
+    ) -> Result<(), StorageViewerError> {
+        let map = self.lock();
+        let Some(ch) = map.get(channel_arn) else { return Err(StorageViewerError::Detached) };
+        if ch.storage_viewers.get(client_id).is_none_or(|s| s.attachment != attachment) {
+            return Err(StorageViewerError::Detached);
+        }
+        let to = Party::Viewer(client_id.to_string());
+        match self.push(channel_arn, &to, ch.client(&to), None, &message, 0) {
+            Push::Sent => {
+                transferred(channel_arn);
+                Ok(())
+            }
+            Push::Full => Err(StorageViewerError::Busy),
+            Push::Gone => Err(StorageViewerError::NotConnected),
+        }
+    }
+
+    fn detach_storage_viewer(&self, channel_arn: &str, client_id: &str, attachment: u64) {
+        let mut map = self.lock();
+        if let Some(ch) = map.get_mut(channel_arn)
+            && ch.storage_viewers.get(client_id).is_some_and(|s| s.attachment == attachment)
+        {
+            ch.storage_viewers.remove(client_id);
+        }
+    }
+
+    fn storage_peer_node(&self, channel_arn: &str) -> Option<String> {
+        let map = self.lock();
+        match &map.get(channel_arn)?.storage_peer.as_ref()?.sink {
+            StorageSink::Remote(node) => Some(node.clone()),
+            StorageSink::Local(_) => None,
+        }
+    }
+
     fn detach_storage_peer(&self, channel_arn: &str, attachment: u64) {
         let mut map = self.lock();
         if let Some(ch) = map.get_mut(channel_arn)
@@ -953,6 +1159,7 @@ impl SignalingBus for LocalBus {
                 client.close(CloseReason::Shutdown);
             }
             ch.storage_peer = None;
+            ch.storage_viewers.clear();
             ch.alexa.clear();
         }
         self.announce(Announcement::Bye);
@@ -1037,6 +1244,47 @@ mod tests {
         assert_eq!((e.sender_client_id, e.message_type), (None, EventType::SdpAnswer));
         assert!(v2.outbound.try_recv().is_err());
         assert_eq!(bus.counts(), ConnectedCounts { masters: 1, viewers: 2 });
+    }
+
+    #[test]
+    fn storage_viewer_seam() {
+        let registry = Registry::local(limits());
+        let bus = registry.bus().clone();
+        let t = Instant::now();
+        let mut master = bus.connect(&channel(), Party::Master, t).expect("master");
+        assert_eq!(registry.attach_storage_viewer(ARN, "v1").err(), Some(StorageViewerError::NotConnected));
+        let mut v1 = bus.connect(&channel(), viewer("v1"), t).expect("v1");
+        let mut v2 = bus.connect(&channel(), viewer("v2"), t).expect("v2");
+        let mut sv = registry.attach_storage_viewer(ARN, "v1").expect("attached");
+        // The storage session's offer reaches v1 without a sender, like the master's.
+        sv.send(SignalingMessage { kind: MessageKind::SdpOffer, payload: "b2Zm".into() }).expect("sent");
+        let e = next_event(&mut v1);
+        assert_eq!((e.sender_client_id, e.message_type), (None, EventType::SdpOffer));
+        // v1's answer goes to the storage viewer session, not to the master.
+        bus.route(&v1.endpoint, msg(MessageKind::SdpAnswer, "YQ==", None), t).expect("routed");
+        assert!(matches!(sv.try_recv(), Ok(StorageViewerEvent::Message(m)) if m.kind == MessageKind::SdpAnswer));
+        assert!(master.outbound.try_recv().is_err());
+        // Other viewers still talk to the master.
+        bus.route(&v2.endpoint, msg(MessageKind::SdpOffer, "b2Zm", None), t).expect("routed");
+        assert_eq!(next_event(&mut master).sender_client_id.as_deref(), Some("v2"));
+        assert!(v2.outbound.try_recv().is_err());
+        // A newer attachment for v1 replaces this one.
+        let mut sv2 = registry.attach_storage_viewer(ARN, "v1").expect("attached again");
+        assert!(matches!(sv.try_recv(), Err(mpsc::error::TryRecvError::Disconnected)));
+        assert_eq!(
+            sv.send(SignalingMessage { kind: MessageKind::IceCandidate, payload: "Yw==".into() }),
+            Err(StorageViewerError::Detached)
+        );
+        drop(sv);
+        // v1's connection closing is reported to the live attachment.
+        bus.disconnect(&v1.endpoint);
+        assert_eq!(sv2.try_recv(), Ok(StorageViewerEvent::Disconnected));
+        drop(sv2);
+        // Detached: v1's next connection talks to the master again.
+        let v1 = bus.connect(&channel(), viewer("v1"), t).expect("v1 again");
+        bus.route(&v1.endpoint, msg(MessageKind::SdpOffer, "b2Zm", None), t).expect("routed");
+        assert_eq!(next_event(&mut master).sender_client_id.as_deref(), Some("v1"));
+        assert_eq!(bus.storage_peer_node(ARN), None);
     }
 
     #[test]

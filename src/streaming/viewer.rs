@@ -2,7 +2,10 @@
 //!
 //! The page signs ListStreams / GetHLSStreamingSessionURL / ListFragments requests in the
 //! browser (SigV4 with WebCrypto) from credentials the user enters, or plays a session URL
-//! given directly (`/viewer#<url-encoded HLS session URL>`).
+//! given directly (`/viewer#<url-encoded HLS session URL>`). Its "Live (WebRTC)" mode joins
+//! the storage session of the channel that stores into the stream as a viewer
+//! (JoinStorageSessionAsViewer), with the console's `/console/live-webrtc.js` and the KVS JS
+//! SDK it embeds.
 
 use axum::Router;
 use axum::extract::FromRef;
@@ -13,7 +16,7 @@ use axum::routing::get;
 use crate::api::Core;
 
 /// The page.
-const INDEX_HTML: &str = include_str!("viewer/index.html");
+pub(crate) const INDEX_HTML: &str = include_str!("viewer/index.html");
 /// hls.js 1.7.4 light build (Apache-2.0, see `viewer/hls.LICENSE`), checked in minified.
 const HLS_JS: &str = include_str!("viewer/hls.light.min.js");
 

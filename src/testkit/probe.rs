@@ -66,14 +66,20 @@ fn ffprobe(entries: &str, format: &str, input: &OsStr) -> Result<String, ProbeEr
     run("ffprobe", &[&args[..], &[input]].concat())
 }
 
-/// Decodes all of `input` with `ffmpeg -v error … -f null -`: everything ffmpeg reported
-/// (empty for a clean file), plus the exit status when it failed.
+/// Decodes all of `input` with `ffmpeg -v error … -enc_time_base -1 -f null -`: everything
+/// ffmpeg reported (empty for a clean file), plus the exit status when it failed.
+///
+/// `-enc_time_base -1` keeps the input's time base for the null output. By default ffmpeg
+/// gives it 1/(guessed frame rate), and two video frames of a variable-rate stream closer
+/// than one nominal frame (a browser camera catching up after a stall stores frames 1 ms
+/// apart, strictly increasing) then collide there and ffmpeg's muxer complains about
+/// "non monotonically increasing dts": an artefact of the null output, not of the file.
 pub fn decode_errors(input: impl AsRef<OsStr>) -> Result<String, ProbeError> {
     let tool = "ffmpeg";
     let out = Command::new(tool)
         .args(["-nostdin", "-v", "error", "-i"])
         .arg(input)
-        .args(["-f", "null", "-"])
+        .args(["-enc_time_base", "-1", "-f", "null", "-"])
         .output()
         .map_err(|source| ProbeError::Spawn { tool, source })?;
     let mut errors = String::from_utf8_lossy(&out.stderr).into_owned();

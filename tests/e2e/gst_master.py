@@ -187,6 +187,7 @@ class Master:
         self.pending_remote = []  # candidates received before the pipeline exists
         self.sent_candidates = 0
         self.recv_candidates = 0
+        self.incoming_buffers = 0  # RTP depayloaded from the peer (talk-back audio)
         # Made up front: on_offer must reach set-remote-description quickly once the pipeline
         # plays (webrtcbin 1.22 asserts if RTP reaches it before the offer created its streams).
         self.dtls_pem = ecdsa_pem() if args.dtls_cert == "ecdsa" else None
@@ -336,6 +337,7 @@ class Master:
         self.webrtc.connect("on-ice-candidate", self.on_ice_candidate)
         self.webrtc.connect("notify::connection-state", self.on_connection_state)
         self.webrtc.connect("notify::ice-connection-state", self.on_ice_state)
+        self.webrtc.connect("pad-added", self.on_incoming_pad)
         # Live sources produce nothing before PLAYING: start only once the offer has created
         # webrtcbin's streams (webrtcbin 1.22 asserts if RTP arrives before that).
         self.pipe.set_state(Gst.State.PAUSED)
@@ -402,6 +404,25 @@ class Master:
         self.sent_candidates += 1
         self.call(lambda: asyncio.ensure_future(self.send("ICE_CANDIDATE", payload)))
 
+    def on_incoming_pad(self, _webrtc, pad):
+        """Media from the peer (a storage session's viewers' talk-back audio): counted and
+        dropped into a fakesink, so an unlinked pad never stops the pipeline."""
+        if pad.get_direction() != Gst.PadDirection.SRC:
+            return
+        sink = Gst.ElementFactory.make("fakesink", None)
+        sink.set_property("sync", False)
+        sink.set_property("async", False)
+        self.pipe.add(sink)
+        sink.sync_state_with_parent()
+        pad.link(sink.get_static_pad("sink"))
+
+        def count(_pad, _info):
+            self.incoming_buffers += 1
+            return Gst.PadProbeReturn.OK
+
+        pad.add_probe(Gst.PadProbeType.BUFFER, count)
+        emit("incoming_pad", caps=str(pad.get_current_caps() or pad.query_caps(None))[:200])
+
     def on_ice_state(self, webrtc, _pspec):
         emit("ice_connection_state", state=webrtc.get_property("ice-connection-state").value_nick)
 
@@ -424,7 +445,8 @@ class Master:
         if not self.finished.done():
             self.finished.set_result({"streamed_s": round(streamed, 3),
                                       "candidates_sent": self.sent_candidates,
-                                      "candidates_received": self.recv_candidates})
+                                      "candidates_received": self.recv_candidates,
+                                      "incoming_buffers": self.incoming_buffers})
 
 
 def main():

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests in private network namespaces (tests/ingest_gstreamer.rs,
-# tests/ingest_browser.rs, tests/peer_ingest.rs, tests/cluster_failover.rs,
-# sim/tests/janus.rs) need: iproute2 + unshare, GStreamer webrtcbin with x264 and Opus for
-# the system Python, Janus, ffmpeg/ffprobe, Chromium, Node.js and the browser page's npm
-# packages. Checks packages (dpkg), not binaries that may come from elsewhere. Idempotent
+# tests/ingest_browser.rs, tests/storage_viewers_browser.rs, tests/peer_ingest.rs,
+# tests/cluster_failover.rs, sim/tests/janus.rs) need: iproute2 + unshare, GStreamer
+# webrtcbin with x264 and Opus for the system Python, Janus, ffmpeg/ffprobe, Chromium,
+# Node.js and the browser pages' npm packages. Checks packages (dpkg), not binaries that may come from elsewhere. Idempotent
 # and quick when everything is already there; .ci/run runs it.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -113,6 +113,13 @@ try {
     const [download] = await Promise.all([page.waitForEvent("download", { timeout: 20000 }), page.click("#viewer-clip")]);
     await download.saveAs(env.CLIP_PATH);
     result.clipName = download.suggestedFilename();
+    // Live (WebRTC) needs the channel that stores into the stream; this one has none (its
+    // media came straight from the store), and the viewer says so. tests/console_master.rs
+    // watches a live master over WebRTC.
+    await page.check("#mode-webrtc");
+    await page.click("#viewer-play");
+    await page.waitForFunction(() => document.querySelector("#error").textContent.includes("No signaling channel"), null, { timeout: 10000 });
+    result.webrtcUnmapped = await page.textContent("#error");
     step("viewer played, timeline, clip");
   }
 

@@ -1,7 +1,8 @@
 // The console's live flow in headless Chromium with a fake camera and microphone: tab 1 runs
 // the Master page ("ingest and storage") on CHANNEL; tab 2 sees the session in the Sessions
-// dashboard, then plays STREAM live in the viewer (the <video> advances), counts the stored
-// fragments in the timeline and downloads a clip to CLIP_PATH. Prints one JSON line.
+// dashboard, then plays STREAM live in the viewer over HLS and over WebRTC (Live (WebRTC):
+// JoinStorageSessionAsViewer; each time the <video> advances), counts the stored fragments in
+// the timeline and downloads a clip to CLIP_PATH. Prints one JSON line.
 // Env: CONSOLE_URL (https), KEY_ID, SECRET, REGION, CHANNEL, STREAM, CLIP_PATH, SHOTS, CHROMIUM.
 import { chromium } from "playwright-core";
 
@@ -73,6 +74,53 @@ try {
   result.timelineFragments = Number(await watcher.getAttribute("#timeline", "data-fragments"));
   await shot(watcher, "viewer-live");
   step("live playback advanced");
+
+  // Live (WebRTC): the viewer joins the channel's storage session (JoinStorageSessionAsViewer)
+  // and plays its tracks; the <video> element's currentTime advances.
+  await watcher.check("#mode-webrtc");
+  await watcher.click("#viewer-play");
+  await watcher.waitForFunction(() => document.querySelector("#viewer-video").dataset.webrtc === "connected", null, { timeout: 45000 })
+    .catch(async (e) => {
+      throw new Error(`${e.message}; status: ${await watcher.textContent("#viewer-status")}; error: ${await watcher.textContent("#error")}`);
+    });
+  // Pictures, not just time: the element knows the video's size once frames render.
+  await watcher.waitForFunction(() => document.querySelector("#viewer-video").videoWidth > 0, null, { timeout: 30000 });
+  const w0 = await watcher.evaluate(() => document.querySelector("#viewer-video").currentTime);
+  await watcher.waitForFunction((t) => document.querySelector("#viewer-video").currentTime >= t + 2, w0, { timeout: 30000 });
+  result.webrtcAdvanced = (await watcher.evaluate(() => document.querySelector("#viewer-video").currentTime)) - w0;
+  result.webrtcStatus = await watcher.textContent("#viewer-status");
+  result.webrtcSize = await watcher.evaluate(() => [document.querySelector("#viewer-video").videoWidth, document.querySelector("#viewer-video").videoHeight]);
+  await shot(watcher, "viewer-webrtc");
+  await watcher.click("#viewer-stop");
+  await watcher.waitForFunction(() => document.querySelector("#viewer-status").textContent === "Stopped", null, { timeout: 10000 });
+  step("live WebRTC playback advanced");
+
+  // The standalone /viewer page's Live (WebRTC) mode (the same live-webrtc.js module).
+  const standalone = await context.newPage();
+  result.viewerPageErrors = [];
+  standalone.on("console", (m) => { if (m.type() === "error") result.viewerPageErrors.push(m.text()); });
+  standalone.on("pageerror", (e) => result.viewerPageErrors.push(String(e)));
+  standalone.on("response", (r) => { if (r.status() >= 400) result.viewerPageErrors.push(`HTTP ${r.status()} ${r.request().method()} ${r.url()}`); });
+  await standalone.goto(`${env.CONSOLE_URL}/viewer`);
+  await standalone.fill("#region", env.REGION);
+  await standalone.fill("#akid", env.KEY_ID);
+  await standalone.fill("#secret", env.SECRET);
+  await standalone.click("#load");
+  await standalone.waitForFunction((s) => [...document.querySelector("#stream").options].some((o) => o.value === s), env.STREAM, { timeout: 15000 });
+  await standalone.selectOption("#stream", env.STREAM);
+  await standalone.check("#mode-webrtc");
+  await standalone.click("#play");
+  await standalone.waitForFunction(() => document.querySelector("#video").videoWidth > 0, null, { timeout: 45000 })
+    .catch(async (e) => {
+      throw new Error(`/viewer: ${e.message}; status: ${await standalone.textContent("#status")}; error: ${await standalone.textContent("#err")}`);
+    });
+  const v0 = await standalone.evaluate(() => document.querySelector("#video").currentTime);
+  await standalone.waitForFunction((t) => document.querySelector("#video").currentTime >= t + 2, v0, { timeout: 30000 });
+  result.viewerPageAdvanced = (await standalone.evaluate(() => document.querySelector("#video").currentTime)) - v0;
+  result.viewerPageStatus = await standalone.textContent("#status");
+  await standalone.click("#stop");
+  await standalone.close();
+  step("/viewer live WebRTC playback advanced");
 
   const [download] = await Promise.all([watcher.waitForEvent("download", { timeout: 30000 }), watcher.click("#viewer-clip")]);
   await download.saveAs(env.CLIP_PATH);

@@ -2,6 +2,7 @@
 // sigv4.js). Routes are URL fragments: #/channels, #/channels/new, #/channels/<name>,
 // #/streams, #/streams/new, #/streams/<name>, #/master, #/sessions, #/viewer, #/signin.
 import { KvsError, call, callBlob, credentials, signIn, signOut } from "/console/sigv4.js";
+import { watchLive } from "/console/live-webrtc.js";
 
 const main = document.getElementById("main");
 const errorBox = document.getElementById("error");
@@ -237,7 +238,11 @@ async function channelPage(name) {
       ["Endpoints (MASTER)", h("pre", {}, master)], ["Endpoints (VIEWER)", h("pre", {}, viewer)],
       ["Media storage", h("span", { id: "storage-status" }, `${storage.Status || "DISABLED"}${storage.StreamARN ? ` → ${storage.StreamARN}` : ""}`)]]),
     h("h2", {}, "Media storage"), storageForm,
-    h("div", { class: "toolbar" }, h("a", { href: `#/master?channel=${encodeURIComponent(c.ChannelName)}` }, "Start a master on this channel"), del));
+    h("div", { class: "toolbar" }, h("a", { href: `#/master?channel=${encodeURIComponent(c.ChannelName)}` }, "Start a master on this channel"),
+      enabled && storage.StreamARN
+        ? h("a", { id: "watch-live", href: `#/viewer?stream=${encodeURIComponent(storage.StreamARN.split("/")[1] || "")}&mode=webrtc` }, "Watch live (WebRTC)")
+        : null,
+      del));
 }
 
 async function streamPage(name) {
@@ -417,25 +422,33 @@ function loadScript(src) {
 // ---- viewer ------------------------------------------------------------------------------
 
 let hls = null;
+/** The live WebRTC viewer playing in the media viewer ({stop}), if any. */
+let live = null;
+function stopPlayback() {
+  if (hls) { hls.destroy(); hls = null; }
+  if (live) { live.stop(); live = null; }
+}
 const localInput = (ms) => { const d = new Date(ms); return new Date(d - d.getTimezoneOffset() * 60000).toISOString().slice(0, 19); };
 
 async function viewerPage(params) {
   const streams = await listAll("/listStreams", "StreamInfoList");
   const pick = h("select", { id: "viewer-stream" }, streams.map((s) =>
     h("option", { value: s.StreamName, selected: s.StreamName === params.get("stream") }, s.StreamName)));
-  const live = h("input", { type: "radio", name: "mode", value: "LIVE", id: "mode-live", checked: true });
+  const liveHls = h("input", { type: "radio", name: "mode", value: "LIVE", id: "mode-live", checked: params.get("mode") !== "webrtc" });
   const onDemand = h("input", { type: "radio", name: "mode", value: "ON_DEMAND", id: "mode-on-demand" });
+  const liveRtc = h("input", { type: "radio", name: "mode", value: "WEBRTC", id: "mode-webrtc", checked: params.get("mode") === "webrtc" });
   const now = Date.now();
   const from = h("input", { type: "datetime-local", step: 1, id: "viewer-from", value: localInput(now - 10 * 60000) });
   const to = h("input", { type: "datetime-local", step: 1, id: "viewer-to", value: localInput(now) });
   const play = h("button", { type: "button", id: "viewer-play" }, "Play");
+  const stop = h("button", { type: "button", class: "secondary", id: "viewer-stop" }, "Stop");
   const clip = h("button", { type: "button", class: "secondary", id: "viewer-clip" }, "Download clip (MP4)");
   const video = h("video", { id: "viewer-video", controls: true, muted: true, playsinline: true });
   const bar = h("div", { id: "timeline", class: "timeline", role: "list", "aria-label": "Stored fragments" });
-  const info = h("p", { class: "muted", id: "viewer-status" });
+  const info = h("p", { class: "muted", id: "viewer-status", "aria-live": "polite" });
   const link = h("a", { id: "clip-link", hidden: true }, "clip.mp4");
   const range = () => {
-    if (live.checked) return [Date.now() - 120000, Date.now()];
+    if (!onDemand.checked) return [Date.now() - 120000, Date.now()];
     return [new Date(from.value).getTime(), new Date(to.value).getTime()];
   };
   async function start(mode, startMs, endMs) {
@@ -447,13 +460,30 @@ async function viewerPage(params) {
     }
     const out = await call("/getHLSStreamingSessionURL", body);
     await loadScript("/viewer/hls.light.min.js");
-    if (hls) hls.destroy();
+    stopPlayback();
+    video.srcObject = null;
     hls = new window.Hls({ liveSyncDurationCount: 2, manifestLoadingMaxRetry: 2 });
     hls.on(window.Hls.Events.ERROR, (_, d) => { if (d.fatal) say(new Error(`Playback problem: ${d.details}`)); });
     hls.on(window.Hls.Events.MANIFEST_PARSED, () => video.play().catch((e) => say(e)));
     hls.loadSource(out.HLSStreamingSessionURL);
     hls.attachMedia(video);
     info.textContent = `Playing ${pick.value} (${mode === "LIVE" ? "live" : `from ${new Date(startMs).toLocaleString()}`})`;
+  }
+  /** Live (WebRTC): the storage session of the channel that stores into the stream. */
+  async function startLive() {
+    say(null);
+    const mapped = await call("/describeMappedResourceConfiguration", { StreamName: pick.value });
+    const channel = (mapped.MappedResourceConfigurationList || []).find((m) => m.Type === "SIGNALING_CHANNEL");
+    if (!channel) throw new Error(`No signaling channel stores into ${pick.value}: enable media storage on a channel for this stream first.`);
+    stopPlayback();
+    const channelName = channel.ARN.split("/")[1] || channel.ARN;
+    const c = credentials();
+    info.textContent = `Live (WebRTC) from ${channelName}: connecting`;
+    const session = await watchLive({ call, credentials: c, channelArn: channel.ARN, video,
+      onState: (s) => { info.textContent = `Live (WebRTC) from ${channelName}: ${s}`; video.dataset.webrtc = s; },
+      onError: (e) => say(e) });
+    live = session;
+    video.dataset.clientId = session.clientId;
   }
   async function drawTimeline(startMs, endMs) {
     const out = await call("/listFragments", { StreamName: pick.value, MaxResults: 1000,
@@ -483,9 +513,17 @@ async function viewerPage(params) {
     const [startMs, endMs] = range();
     if (!(endMs > startMs)) { say(new Error("The end of the range must be after its start.")); return; }
     try {
-      await start(live.checked ? "LIVE" : "ON_DEMAND", startMs, endMs);
+      if (liveRtc.checked) await startLive();
+      else await start(liveHls.checked ? "LIVE" : "ON_DEMAND", startMs, endMs);
       await drawTimeline(startMs, endMs);
     } catch (e) { say(e); }
+  });
+  stop.addEventListener("click", () => {
+    stopPlayback();
+    video.removeAttribute("src");
+    video.srcObject = null;
+    video.load();
+    info.textContent = "Stopped";
   });
   clip.addEventListener("click", async () => {
     const [startMs, endMs] = range();
@@ -502,17 +540,18 @@ async function viewerPage(params) {
   });
   show(h("h1", {}, "Media viewer"),
     h("div", { class: "card" }, field("Video stream", pick),
-      h("div", { class: "toolbar" }, h("label", {}, live, " Live"), h("label", {}, onDemand, " On demand"),
+      h("fieldset", { class: "toolbar" }, h("legend", {}, "Playback mode"),
+        h("label", {}, liveHls, " Live (HLS)"), h("label", {}, onDemand, " On demand (HLS)"), h("label", {}, liveRtc, " Live (WebRTC)"),
         field("From", from), field("To", to)),
-      h("div", { class: "toolbar" }, play, clip, link)),
-    video, bar, info);
+      h("div", { class: "toolbar" }, play, stop, clip, link), info),
+    video, bar);
 }
 
 // ---- router ----------------------------------------------------------------------------
 
 async function route() {
   clearInterval(sessionsTimer);
-  if (hls) { hls.destroy(); hls = null; }
+  stopPlayback();
   if (stopMaster) { stopMaster(); stopMaster = null; }
   const [path, query] = (location.hash.slice(1) || "/channels").split("?");
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);

@@ -136,13 +136,16 @@ async function main() {
         const connectedAt = performance.now();
         setTimeout(async () => {
           const stats = [];
+          const inbound = [];
           (await pc.getStats()).forEach((r) => {
             if (r.type === 'outbound-rtp') stats.push({ kind: r.kind, packetsSent: r.packetsSent, bytesSent: r.bytesSent, framesEncoded: r.framesEncoded });
+            // Talk-back audio from the storage session's viewers.
+            if (r.type === 'inbound-rtp') inbound.push({ kind: r.kind, packetsReceived: r.packetsReceived });
           });
           const streamed = (performance.now() - connectedAt) / 1000;
           pc.close();
           signaling.close();
-          finish('done', { streamed_s: Math.round(streamed * 1000) / 1000, candidatesSent, candidatesReceived, outbound: stats });
+          finish('done', { streamed_s: Math.round(streamed * 1000) / 1000, candidatesSent, candidatesReceived, outbound: stats, inbound });
         }, seconds * 1000);
       } else if (pc.connectionState === 'failed') {
         finish('error', { error: 'peer connection failed' });

@@ -1,0 +1,186 @@
+//! `POST /joinStorageSessionAsViewer` (docs/kvs-wire.md §4.1): check the channel, its storage
+//! mapping, the viewer's signaling connection and the viewer cap, answer 200 at once, and
+//! start a viewer session that offers to the viewer over its own signaling connection.
+//!
+//! The viewer must be connected to signaling as VIEWER with the request's `clientId` (the
+//! offer travels over that connection). KVS does not document the answer when it is not;
+//! reel answers `InvalidArgumentException`, as JoinStorageSession does when no master is
+//! connected. The master may join later: the viewer waits (see [`super::fanout`]).
+//!
+//! Cluster mode: a viewer session runs on the node of the channel's storage session and of
+//! the viewer's WebSocket. A call landing on a node that holds neither is refused with
+//! [`ViewerJoinError::OtherNode`] (`InvalidArgumentException`) instead of running a viewer
+//! that would never get media; routing viewer sessions across nodes is not implemented.
+
+use axum::Extension;
+use axum::extract::State;
+use axum::http::StatusCode;
+use bytes::Bytes;
+use serde::Deserialize;
+
+use super::Peers;
+use super::join_storage_session::valid_channel_arn;
+use super::viewer_quota::ViewersFull;
+use crate::api::Core;
+use crate::api::access::authorize_action as authorize;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::limits::TpsLimit;
+use crate::signaling::Signaling;
+use crate::signaling::registry::StorageViewerError;
+
+/// The KVS operation name (throttle and audit).
+pub const OPERATION: &str = "JoinStorageSessionAsViewer";
+/// The IAM action it is authorized with.
+pub const ACTION: &str = "kinesisvideo:JoinStorageSessionAsViewer";
+
+/// The request body.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Input {
+    #[serde(rename = "channelArn")]
+    channel_arn: Option<String>,
+    #[serde(rename = "clientId")]
+    client_id: Option<String>,
+}
+
+/// Why a viewer cannot join (mapped once to the KVS error shape by [`From`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ViewerJoinError {
+    /// A member is missing or does not match the model's constraints.
+    #[error("{0}")]
+    Invalid(String),
+    /// The viewer is not connected to the channel's signaling as VIEWER.
+    #[error("no viewer with client id {client_id} is connected to the signaling channel {channel}")]
+    NotConnected { channel: String, client_id: String },
+    /// The viewer's WebSocket or the channel's storage session is on another node.
+    #[error("{0}; call JoinStorageSessionAsViewer on the node that runs the channel's storage session")]
+    OtherNode(String),
+    /// The per-session viewer cap.
+    #[error(transparent)]
+    Full(#[from] ViewersFull),
+}
+
+impl From<ViewerJoinError> for ApiError {
+    fn from(e: ViewerJoinError) -> Self {
+        match e {
+            ViewerJoinError::Full(_) => ApiError::client_limit(e.to_string()),
+            _ => ApiError::invalid_argument(e.to_string()),
+        }
+    }
+}
+
+fn access_denied(message: String) -> ApiError {
+    ApiError::new("AccessDeniedException", StatusCode::FORBIDDEN, message)
+}
+
+/// Checks the model's `clientId`: 1–256 of `[a-zA-Z0-9_.-]`.
+pub fn valid_client_id(id: &str) -> bool {
+    (1..=256).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+/// Parses and validates the body (sans-IO; fuzzed by `fuzz_api::api_body`).
+pub(crate) fn parse(body: &[u8]) -> Result<(String, String), ViewerJoinError> {
+    let input: Input = serde_json::from_slice(body)
+        .map_err(|e| ViewerJoinError::Invalid(format!("the request body is not valid: {e}")))?;
+    let Some(arn) = input.channel_arn else {
+        return Err(ViewerJoinError::Invalid("1 validation error detected: channelArn must not be null".into()));
+    };
+    let Some(client_id) = input.client_id else {
+        return Err(ViewerJoinError::Invalid("1 validation error detected: clientId must not be null".into()));
+    };
+    if !valid_channel_arn(&arn) {
+        return Err(ViewerJoinError::Invalid(format!("channelArn {arn:?} does not match the channel ARN pattern")));
+    }
+    if !valid_client_id(&client_id) {
+        return Err(ViewerJoinError::Invalid(format!(
+            "clientId {client_id:?} must be 1 to 256 characters of [a-zA-Z0-9_.-]"
+        )));
+    }
+    Ok((arn, client_id))
+}
+
+/// `POST /joinStorageSessionAsViewer {"channelArn","clientId"}` → 200 with an empty body.
+#[tracing::instrument(name = "JoinStorageSessionAsViewer", skip_all, fields(channel = tracing::field::Empty, client_id = tracing::field::Empty))]
+pub async fn handle(
+    State(st): State<Core>,
+    State(signaling): State<Signaling>,
+    State(peers): State<Peers>,
+    Extension(principal): Extension<Principal>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let (arn, client_id) = parse(&body)?;
+    tracing::Span::current().record("channel", arn.as_str()).record("client_id", client_id.as_str());
+    authorize(&principal, ACTION, &arn, access_denied)?;
+    let lim = &st.config.limits.storage_session;
+    st.throttle.check(OPERATION, TpsLimit { account: lim.join_tps_account, resource: None }, None)?;
+    if st.meta.channel_by_arn(&arn).await?.is_none() {
+        return Err(ApiError::not_found(format!("the channel {arn} was not found")));
+    }
+    st.throttle.check_resource(OPERATION, lim.join_tps_per_channel, &arn)?;
+    let storage = st.meta.media_storage(&arn).await?;
+    let stream_arn = match (storage.enabled, storage.stream_arn) {
+        (true, Some(s)) => s,
+        _ => return Err(ApiError::invalid_argument(format!("media storage is not enabled for the channel {arn}"))),
+    };
+    let Some(stream) = st.meta.stream_by_arn(&stream_arn).await? else {
+        return Err(ApiError::not_found(format!("the stream {stream_arn} mapped to the channel was not found")));
+    };
+    if stream.data_retention_in_hours == 0 {
+        return Err(ApiError::invalid_argument(format!("the stream {stream_arn} has no data retention")));
+    }
+    let registry = &signaling.registry;
+    if let Some(node) = registry.bus().storage_peer_node(&arn) {
+        return Err(ViewerJoinError::OtherNode(format!("the channel's storage session runs on node {node}")).into());
+    }
+    let id = peers.take_viewer_seat(&arn, &client_id).map_err(ViewerJoinError::from)?;
+    let handle = match registry.attach_storage_viewer(&arn, &client_id) {
+        Ok(h) => h,
+        Err(e) => {
+            peers.release_viewer_seat(&arn, &client_id, id);
+            return Err(match e {
+                StorageViewerError::OnAnotherNode => {
+                    ViewerJoinError::OtherNode(format!("the viewer {client_id} is connected to another node"))
+                }
+                _ => ViewerJoinError::NotConnected { channel: arn, client_id },
+            }
+            .into());
+        }
+    };
+    peers.start_viewer(id, handle);
+    tracing::info!(viewer = id, stream = %stream_arn, "viewer session starting");
+    Ok(StatusCode::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ARN: &str = "arn:aws:kinesisvideo:us-west-2:123456789012:channel/c/1";
+
+    #[test]
+    fn body_validation() {
+        let ok = format!(r#"{{"channelArn":"{ARN}","clientId":"viewer-1_a.b"}}"#);
+        assert_eq!(parse(ok.as_bytes()).expect("valid"), (ARN.to_string(), "viewer-1_a.b".to_string()));
+        for bad in [
+            format!(r#"{{"channelArn":"{ARN}"}}"#),
+            r#"{"clientId":"v"}"#.to_string(),
+            format!(r#"{{"channelArn":"{ARN}","clientId":""}}"#),
+            format!(r#"{{"channelArn":"{ARN}","clientId":"a b"}}"#),
+            format!(r#"{{"channelArn":"{ARN}","clientId":"{}"}}"#, "x".repeat(257)),
+            r#"{"channelArn":"nope","clientId":"v"}"#.to_string(),
+            "not json".to_string(),
+        ] {
+            let e = parse(bad.as_bytes()).expect_err(&bad);
+            let e = ApiError::from(e);
+            assert_eq!((e.code, e.status), ("InvalidArgumentException", StatusCode::BAD_REQUEST), "{bad}");
+        }
+        assert!(valid_client_id(&"x".repeat(256)));
+    }
+
+    #[test]
+    fn the_cap_answers_what_the_kvs_js_sample_checks() {
+        let e = ApiError::from(ViewerJoinError::Full(ViewersFull(3)));
+        assert_eq!((e.code, e.status), ("ClientLimitExceededException", StatusCode::BAD_REQUEST));
+        assert!(e.message.to_lowercase().contains("maximum number of viewers connected to the session"));
+    }
+}

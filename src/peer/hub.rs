@@ -184,6 +184,8 @@ pub struct SessionSummary {
     pub loss: Option<f32>,
     /// Video interarrival jitter, ms.
     pub jitter_ms: Option<f64>,
+    /// Live viewer sessions watching it (JoinStorageSessionAsViewer).
+    pub viewers: usize,
 }
 
 /// A session the hub ended, for its driver.
@@ -369,6 +371,11 @@ impl Hub {
                     plis: s.stats.plis,
                     loss,
                     jitter_ms: video.map(|v| v.jitter_ms),
+                    viewers: if s.forwarding {
+                        self.channels.get(&s.channel_arn).map_or(0, |c| c.viewers.len())
+                    } else {
+                        0
+                    },
                 }
             })
             .collect()

@@ -7,14 +7,14 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::change::SdpAnswer;
 use str0m::format::Codec;
 use str0m::media::{Frequency, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
 use super::fanout::{HubViewer, ViewerEnded};
-use super::harness::{Flight, NEXT_SESSION, RtpHeader, Sim, Verdict, fixture_media};
+use super::harness::{Flight, NEXT_SESSION, RtpHeader, Sim, Verdict, answer_offer, fixture_media};
 use super::{sdp, viewer_session};
 
 /// What the network does with a datagram from the hub to viewer `index`.
@@ -57,8 +57,9 @@ pub struct ViewerPeer {
     /// Opus packets written.
     pub talk_sent: usize,
     next_talk: Option<Instant>,
-    /// Ask for a keyframe (PLI) at every step (a misbehaving viewer).
+    /// Ask for a keyframe (PLI) every 10 ms (a misbehaving viewer).
     pub pli_flood: bool,
+    last_pli: Option<Instant>,
     /// NACKs it sent, per str0m's latest ingress stats.
     pub nacks: u64,
     /// How the hub ended its session.
@@ -125,15 +126,8 @@ fn viewer_rtc(
     offer_sdp: &str,
     now: Instant,
 ) -> Result<(Rtc, SdpAnswer), String> {
-    let mut rtc = str0m::RtcConfig::new().set_stats_interval(Some(Duration::from_secs(1))).build(now);
-    rtc.add_local_candidate(Candidate::host(addr, "udp").map_err(|e| e.to_string())?);
-    let offer = SdpOffer::from_sdp_string(offer_sdp).map_err(|e| e.to_string())?;
-    let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| e.to_string())?;
-    let answer_sdp = answer.to_sdp_string();
-    sdp::validate_viewer_answer(&answer_sdp).map_err(|e| e.to_string())?;
-    let answer = SdpAnswer::from_sdp_string(&answer_sdp).map_err(|e| e.to_string())?;
-    rtc.add_remote_candidate(Candidate::host(hub_addr, "udp").map_err(|e| e.to_string())?);
-    Ok((rtc, answer))
+    let rtc = str0m::RtcConfig::new().set_stats_interval(Some(Duration::from_secs(1))).build(now);
+    answer_offer(rtc, addr, hub_addr, offer_sdp, sdp::validate_viewer_answer)
 }
 
 impl Sim {
@@ -177,6 +171,7 @@ impl Sim {
             talk_sent: 0,
             next_talk: None,
             pli_flood: false,
+            last_pli: None,
             nacks: 0,
             ended: None,
         });
@@ -213,10 +208,12 @@ impl Sim {
                 }
                 v.talk(now, audio);
                 if v.pli_flood
+                    && v.last_pli.is_none_or(|t| now >= t + Duration::from_millis(10))
                     && let Some(vm) = v.video_mid
                     && let Some(mut w) = v.rtc.writer(vm)
                 {
                     let _ = w.request_keyframe(None, str0m::media::KeyframeRequestKind::Pli);
+                    v.last_pli = Some(now);
                 }
             }
         }
@@ -260,6 +257,11 @@ impl Sim {
                 && let Some(t) = v.next_talk
             {
                 next = next.min(t);
+            }
+            if v.pli_flood
+                && let Some(t) = v.last_pli
+            {
+                next = next.min(t + Duration::from_millis(10));
             }
         }
         next

@@ -52,7 +52,10 @@ async fn run(ns: Netns) {
     assert_eq!(report["consoleErrors"], serde_json::json!([]), "browser console errors: {report:#}");
     assert!(report["liveAdvanced"].as_f64().is_some_and(|t| t >= 2.0), "{report:#}");
     assert!(report["webrtcAdvanced"].as_f64().is_some_and(|t| t >= 2.0), "live WebRTC playback: {report:#}");
-    assert!(report["viewerPageAdvanced"].as_f64().is_some_and(|t| t >= 2.0), "/viewer live WebRTC playback: {report:#}");
+    assert!(
+        report["viewerPageAdvanced"].as_f64().is_some_and(|t| t >= 2.0),
+        "/viewer live WebRTC playback: {report:#}"
+    );
     assert_eq!(report["viewerPageErrors"], serde_json::json!([]), "/viewer console errors: {report:#}");
     assert!(report["timelineFragments"].as_u64().is_some_and(|n| n >= 3), "{report:#}");
     println!("console master: {report}");

@@ -57,8 +57,9 @@ pub struct ViewerPeer {
     /// Opus packets written.
     pub talk_sent: usize,
     next_talk: Option<Instant>,
-    /// Ask for a keyframe (PLI) at every step (a misbehaving viewer).
+    /// Ask for a keyframe (PLI) every 10 ms (a misbehaving viewer).
     pub pli_flood: bool,
+    last_pli: Option<Instant>,
     /// NACKs it sent, per str0m's latest ingress stats.
     pub nacks: u64,
     /// How the hub ended its session.
@@ -177,6 +178,7 @@ impl Sim {
             talk_sent: 0,
             next_talk: None,
             pli_flood: false,
+            last_pli: None,
             nacks: 0,
             ended: None,
         });
@@ -213,10 +215,12 @@ impl Sim {
                 }
                 v.talk(now, audio);
                 if v.pli_flood
+                    && v.last_pli.is_none_or(|t| now >= t + Duration::from_millis(10))
                     && let Some(vm) = v.video_mid
                     && let Some(mut w) = v.rtc.writer(vm)
                 {
                     let _ = w.request_keyframe(None, str0m::media::KeyframeRequestKind::Pli);
+                    v.last_pli = Some(now);
                 }
             }
         }
@@ -260,6 +264,11 @@ impl Sim {
                 && let Some(t) = v.next_talk
             {
                 next = next.min(t);
+            }
+            if v.pli_flood
+                && let Some(t) = v.last_pli
+            {
+                next = next.min(t + Duration::from_millis(10));
             }
         }
         next

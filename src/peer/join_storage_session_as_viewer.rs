@@ -132,20 +132,15 @@ pub async fn handle(
     if let Some(node) = registry.bus().storage_peer_node(&arn) {
         return Err(ViewerJoinError::OtherNode(format!("the channel's storage session runs on node {node}")).into());
     }
-    let id = peers.take_viewer_seat(&arn, &client_id).map_err(ViewerJoinError::from)?;
-    let handle = match registry.attach_storage_viewer(&arn, &client_id) {
-        Ok(h) => h,
-        Err(e) => {
-            peers.release_viewer_seat(&arn, &client_id, id);
-            return Err(match e {
-                StorageViewerError::OnAnotherNode => {
-                    ViewerJoinError::OtherNode(format!("the viewer {client_id} is connected to another node"))
-                }
-                _ => ViewerJoinError::NotConnected { channel: arn, client_id },
-            }
-            .into());
+    // Attach first: a refused call takes no seat. A call over the cap is for a new client
+    // id (the same id reuses its seat), so the attachment it drops replaced nothing.
+    let handle = registry.attach_storage_viewer(&arn, &client_id).map_err(|e| match e {
+        StorageViewerError::OnAnotherNode => {
+            ViewerJoinError::OtherNode(format!("the viewer {client_id} is connected to another node"))
         }
-    };
+        _ => ViewerJoinError::NotConnected { channel: arn.clone(), client_id: client_id.clone() },
+    })?;
+    let id = peers.take_viewer_seat(&arn, &client_id).map_err(ViewerJoinError::from)?;
     peers.start_viewer(id, handle);
     tracing::info!(viewer = id, stream = %stream_arn, "viewer session starting");
     Ok(StatusCode::OK)

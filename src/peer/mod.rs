@@ -48,6 +48,7 @@ use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::post;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use crate::api::Core;
 use crate::config::WebRtcSettings;
@@ -226,27 +227,26 @@ impl Peers {
         Ok(id)
     }
 
-    /// Gives back a seat taken for a viewer session that did not start.
-    pub fn release_viewer_seat(&self, channel: &str, client_id: &str, id: u64) {
-        lock(&self.inner.viewer_quota).release(channel, client_id, id, Instant::now());
-    }
-
     /// Starts viewer session `id` (its seat taken) on an attached viewer, on the channel's
     /// worker; its seat is released (held for the rejoin window) when it ends.
     pub fn start_viewer(&self, id: u64, handle: crate::signaling::registry::StorageViewerHandle) {
         let channel = handle.channel_arn().to_string();
         let client_id = handle.client_id().to_string();
         let Some(worker) = self.worker_for(&channel, true) else {
-            self.release_viewer_seat(&channel, &client_id, id);
+            lock(&self.inner.viewer_quota).release(&channel, &client_id, id, Instant::now());
             return;
         };
         let settings = session::SessionSettings { candidate: worker.candidate, ..self.inner.settings.clone() };
         let io = worker.io.clone();
         let quota = self.inner.viewer_quota.clone();
-        tokio::spawn(async move {
-            viewer_session::run(id, handle, settings, io).await;
-            lock(&quota).release(&channel, &client_id, id, Instant::now());
-        });
+        let span = tracing::info_span!("viewer_session", viewer = id, channel = %channel, client_id = %client_id);
+        tokio::spawn(
+            async move {
+                viewer_session::run(id, handle, settings, io).await;
+                lock(&quota).release(&channel, &client_id, id, Instant::now());
+            }
+            .instrument(span),
+        );
     }
 
     /// The live sessions of every worker, oldest first.

@@ -112,16 +112,21 @@ fn a_viewers_nacks_are_answered_from_its_retransmission_buffer() {
     let clean = sim.add_viewer(&channel_of(m), "clean").expect("viewer");
     let dropped = Rc::new(RefCell::new(HashSet::new()));
     let seen = dropped.clone();
-    // Lose every 20th original video packet to the lossy viewer, once each.
+    // Lose every 20th original video packet to the lossy viewer, once each, after its
+    // first 20 and in its first 5 s of media (a loss before the first packet a receiver
+    // sees, or of the very last packet, shows no gap to NACK).
+    let mut originals = 0u32;
+    let mut first_ts = None;
+    let h264 = [108, 127, 123, 112, 114]; // the viewer offer's H.264 types (not their RTX)
     sim.downlink = Some(Box::new(move |i, rtp| match rtp {
-        // The H.264 payload types of the viewer offer (their RTX types are not dropped).
-        Some(r)
-            if i == lossy
-                && [108, 127, 123, 112, 114].contains(&r.pt)
-                && r.seq % 20 == 7
-                && seen.borrow_mut().insert(r.seq) =>
-        {
-            Verdict::Drop
+        Some(r) if i == lossy && h264.contains(&r.pt) => {
+            originals += 1;
+            let early = r.timestamp.wrapping_sub(*first_ts.get_or_insert(r.timestamp)) < 5 * 90_000;
+            if originals > 20 && early && r.seq % 20 == 7 && seen.borrow_mut().insert(r.seq) {
+                Verdict::Drop
+            } else {
+                Verdict::Deliver
+            }
         }
         _ => Verdict::Deliver,
     }));

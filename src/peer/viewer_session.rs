@@ -49,8 +49,6 @@ pub fn build_viewer_rtc_at(candidate: SocketAddr, now: std::time::Instant) -> Re
 pub async fn run(id: u64, handle: StorageViewerHandle, settings: SessionSettings, io: mpsc::Sender<Command>) {
     let channel = handle.channel_arn().to_string();
     let client_id = handle.client_id().to_string();
-    let span = tracing::info_span!("viewer_session", viewer = id, channel = %channel, client_id = %client_id);
-    let _enter = span.enter();
     let Offerer { rtc, video, audio, offer_sdp, pending } =
         match build_viewer_rtc_at(settings.candidate, std::time::Instant::now()) {
             Ok(v) => v,
@@ -59,7 +57,6 @@ pub async fn run(id: u64, handle: StorageViewerHandle, settings: SessionSettings
                 return;
             }
         };
-    drop(_enter);
     let offer_sdp = sdp::finish_offer(&offer_sdp, settings.bitrate_bps);
     if settings.log_sdp {
         tracing::info!(viewer = id, sdp = %offer_sdp, "viewer offer");
@@ -103,7 +100,8 @@ async fn control(
                 return None;
             }
             ev = handle.recv() => match ev {
-                None => return Some(EndReason::Replaced),
+                Some(StorageViewerEvent::Replaced) => return Some(EndReason::Replaced),
+                None => return Some(EndReason::Closed("viewer detached (channel deleted or shutdown)".into())),
                 Some(StorageViewerEvent::Disconnected) => return Some(EndReason::SignalingClosed),
                 Some(StorageViewerEvent::Message(m)) => match parse_peer_message(&m, sdp::validate_viewer_answer) {
                     Err(e) => return Some(EndReason::Closed(format!("viewer answer: {e}"))),

@@ -184,6 +184,8 @@ pub enum StorageViewerEvent {
     Message(SignalingMessage),
     /// The viewer's signaling connection closed.
     Disconnected,
+    /// A newer attachment for the same ClientId replaced this one (its queue ends next).
+    Replaced,
 }
 
 /// Why a viewer cannot be attached to, or reached by, a storage viewer session.
@@ -351,7 +353,8 @@ impl StorageViewerHandle {
         self.registry.bus.storage_viewer_send(&self.channel_arn, &self.client_id, self.attachment, message)
     }
 
-    /// The viewer's next message, or its departure; `None` once detached (replaced).
+    /// The viewer's next message, its departure or replacement; `None` once detached
+    /// (replaced, the channel deleted, or shutdown).
     pub async fn recv(&mut self) -> Option<StorageViewerEvent> {
         self.events.recv().await
     }
@@ -1048,8 +1051,11 @@ impl SignalingBus for LocalBus {
         }
         let attachment = self.id();
         let (tx, rx) = mpsc::channel(STORAGE_PEER_QUEUE);
-        // Replacing the slot drops the older sender: the older handle's recv ends.
-        ch.storage_viewers.insert(client_id.to_string(), ViewerSlot { attachment, tx });
+        // Replacing the slot drops the older sender: the older handle hears why, then its
+        // recv ends.
+        if let Some(old) = ch.storage_viewers.insert(client_id.to_string(), ViewerSlot { attachment, tx }) {
+            let _ = old.tx.try_send(StorageViewerEvent::Replaced);
+        }
         Ok((attachment, rx))
     }
 
@@ -1270,6 +1276,7 @@ mod tests {
         assert!(v2.outbound.try_recv().is_err());
         // A newer attachment for v1 replaces this one.
         let mut sv2 = registry.attach_storage_viewer(ARN, "v1").expect("attached again");
+        assert_eq!(sv.try_recv(), Ok(StorageViewerEvent::Replaced));
         assert!(matches!(sv.try_recv(), Err(mpsc::error::TryRecvError::Disconnected)));
         assert_eq!(
             sv.send(SignalingMessage { kind: MessageKind::IceCandidate, payload: "Yw==".into() }),

@@ -191,6 +191,7 @@ mod tests {
     fn operation_names() {
         assert_eq!(operation_name("POST", "/createSignalingChannel", None), "CreateSignalingChannel");
         assert_eq!(operation_name("POST", "/TagResource", None), "TagResource");
+        assert_eq!(operation_name("POST", "/joinStorageSessionAsViewer", None), "JoinStorageSessionAsViewer");
         assert_eq!(operation_name("POST", "/v1/get-ice-server-config", None), "GetIceServerConfig");
         assert_eq!(operation_name("GET", "/", Some("X-Amz-ChannelARN=a&X-Amz-ClientId=b")), "ConnectAsViewer");
         assert_eq!(operation_name("GET", "/", Some("X-Amz-ChannelARN=a")), "ConnectAsMaster");

@@ -615,13 +615,24 @@ fn master_rtc(
     offer_sdp: &str,
     now: Instant,
 ) -> Result<(Rtc, SdpAnswer), String> {
-    let mut rtc = Rtc::new(now);
+    answer_offer(Rtc::new(now), addr, hub_addr, offer_sdp, sdp::validate_answer)
+}
+
+/// `rtc` (at `addr`) answers `offer_sdp` from the hub at `hub_addr`; the answer must pass
+/// `validate`. Returns the peer connection, with the hub's candidate, and the answer.
+pub(super) fn answer_offer(
+    mut rtc: Rtc,
+    addr: SocketAddr,
+    hub_addr: SocketAddr,
+    offer_sdp: &str,
+    validate: fn(&str) -> Result<(), sdp::AnswerError>,
+) -> Result<(Rtc, SdpAnswer), String> {
     let cand = Candidate::host(addr, "udp").map_err(|e| e.to_string())?;
     rtc.add_local_candidate(cand);
     let offer = SdpOffer::from_sdp_string(offer_sdp).map_err(|e| e.to_string())?;
     let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| e.to_string())?;
     let answer_sdp = answer.to_sdp_string();
-    sdp::validate_answer(&answer_sdp).map_err(|e| e.to_string())?;
+    validate(&answer_sdp).map_err(|e| e.to_string())?;
     let answer = SdpAnswer::from_sdp_string(&answer_sdp).map_err(|e| e.to_string())?;
     rtc.add_remote_candidate(Candidate::host(hub_addr, "udp").map_err(|e| e.to_string())?);
     Ok((rtc, answer))

@@ -7,14 +7,14 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::change::SdpAnswer;
 use str0m::format::Codec;
 use str0m::media::{Frequency, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
 use super::fanout::{HubViewer, ViewerEnded};
-use super::harness::{Flight, NEXT_SESSION, RtpHeader, Sim, Verdict, fixture_media};
+use super::harness::{Flight, NEXT_SESSION, RtpHeader, Sim, Verdict, answer_offer, fixture_media};
 use super::{sdp, viewer_session};
 
 /// What the network does with a datagram from the hub to viewer `index`.
@@ -126,15 +126,8 @@ fn viewer_rtc(
     offer_sdp: &str,
     now: Instant,
 ) -> Result<(Rtc, SdpAnswer), String> {
-    let mut rtc = str0m::RtcConfig::new().set_stats_interval(Some(Duration::from_secs(1))).build(now);
-    rtc.add_local_candidate(Candidate::host(addr, "udp").map_err(|e| e.to_string())?);
-    let offer = SdpOffer::from_sdp_string(offer_sdp).map_err(|e| e.to_string())?;
-    let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| e.to_string())?;
-    let answer_sdp = answer.to_sdp_string();
-    sdp::validate_viewer_answer(&answer_sdp).map_err(|e| e.to_string())?;
-    let answer = SdpAnswer::from_sdp_string(&answer_sdp).map_err(|e| e.to_string())?;
-    rtc.add_remote_candidate(Candidate::host(hub_addr, "udp").map_err(|e| e.to_string())?);
-    Ok((rtc, answer))
+    let rtc = str0m::RtcConfig::new().set_stats_interval(Some(Duration::from_secs(1))).build(now);
+    answer_offer(rtc, addr, hub_addr, offer_sdp, sdp::validate_viewer_answer)
 }
 
 impl Sim {

@@ -184,6 +184,8 @@ pub struct SessionSummary {
     pub loss: Option<f32>,
     /// Video interarrival jitter, ms.
     pub jitter_ms: Option<f64>,
+    /// Live viewer sessions watching it (JoinStorageSessionAsViewer).
+    pub viewers: usize,
 }
 
 /// A session the hub ended, for its driver.
@@ -369,6 +371,11 @@ impl Hub {
                     plis: s.stats.plis,
                     loss,
                     jitter_ms: video.map(|v| v.jitter_ms),
+                    viewers: if s.forwarding {
+                        self.channels.get(&s.channel_arn).map_or(0, |c| c.viewers.len())
+                    } else {
+                        0
+                    },
                 }
             })
             .collect()
@@ -428,15 +435,10 @@ impl Hub {
     /// Applies the master's (already validated) answer.
     pub fn answer(&mut self, id: u64, answer: SdpAnswer, now: Instant) {
         let Some(s) = self.sessions.get_mut(&id) else { return };
-        let result = match s.pending.take() {
-            Some(p) => s.rtc.sdp_api().accept_answer(p, answer),
-            None => Ok(()),
-        };
-        if let Err(e) = result {
-            self.end(id, EndReason::Rtc(format!("answer rejected: {e}")), now);
-            return;
+        match accept_answer(&mut s.rtc, &mut s.pending, answer) {
+            Ok(()) => self.drive(id, now),
+            Err(reason) => self.end(id, reason, now),
         }
-        self.drive(id, now);
     }
 
     /// Adds a trickled remote candidate.
@@ -744,15 +746,10 @@ impl Hub {
     /// Applies a viewer's (already validated) answer.
     pub fn viewer_answer(&mut self, id: u64, answer: SdpAnswer, now: Instant) {
         let Some(v) = self.viewers.get_mut(&id) else { return };
-        let result = match v.pending.take() {
-            Some(p) => v.rtc.sdp_api().accept_answer(p, answer),
-            None => Ok(()),
-        };
-        if let Err(e) = result {
-            self.end_viewer(id, EndReason::Rtc(format!("answer rejected: {e}")), now);
-            return;
+        match accept_answer(&mut v.rtc, &mut v.pending, answer) {
+            Ok(()) => self.drive_viewer(id, now),
+            Err(reason) => self.end_viewer(id, reason, now),
         }
-        self.drive_viewer(id, now);
     }
 
     /// Adds a viewer's trickled candidate.
@@ -1031,6 +1028,15 @@ impl Hub {
         metrics::gauge!(super::fanout::VIEWERS_ACTIVE).decrement(1.0);
         self.stats.viewers_ended += 1;
         self.viewers_ended.push_back(ViewerEnded { id, reason, stats: st });
+    }
+}
+
+/// Applies `answer` to `rtc`'s offer `pending` (nothing once applied); the end reason when
+/// str0m rejects it.
+fn accept_answer(rtc: &mut Rtc, pending: &mut Option<SdpPendingOffer>, answer: SdpAnswer) -> Result<(), EndReason> {
+    match pending.take() {
+        Some(p) => rtc.sdp_api().accept_answer(p, answer).map_err(|e| EndReason::Rtc(format!("answer rejected: {e}"))),
+        None => Ok(()),
     }
 }
 

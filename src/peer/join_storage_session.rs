@@ -25,7 +25,8 @@ pub(crate) struct Input {
     channel_arn: Option<String>,
 }
 
-fn access_denied(message: String) -> ApiError {
+/// The AccessDeniedException of both joins (403, as the storage service's model says).
+pub(crate) fn access_denied(message: String) -> ApiError {
     ApiError::new("AccessDeniedException", StatusCode::FORBIDDEN, message)
 }
 
@@ -48,6 +49,36 @@ pub fn valid_channel_arn(arn: &str) -> bool {
             && !ts.is_empty() && ts.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// The checks both joins make after authorizing: the account-wide rate quota of
+/// `operation`, the channel exists, its per-channel quota, storage enabled and mapped to a
+/// stream that exists and has retention. Returns the stream's ARN and record.
+pub(crate) async fn storage_stream(
+    st: &Core,
+    operation: &'static str,
+    arn: &str,
+) -> ApiResult<(String, crate::meta::StreamRecord)> {
+    let lim = &st.config.limits.storage_session;
+    // The account quota before any work; the per-channel bucket only for a channel that
+    // exists (a bucket per caller-supplied ARN would let a caller grow the table at will).
+    st.throttle.check(operation, TpsLimit { account: lim.join_tps_account, resource: None }, None)?;
+    if st.meta.channel_by_arn(arn).await?.is_none() {
+        return Err(ApiError::not_found(format!("the channel {arn} was not found")));
+    }
+    st.throttle.check_resource(operation, lim.join_tps_per_channel, arn)?;
+    let storage = st.meta.media_storage(arn).await?;
+    let stream_arn = match (storage.enabled, storage.stream_arn) {
+        (true, Some(s)) => s,
+        _ => return Err(ApiError::invalid_argument(format!("media storage is not enabled for the channel {arn}"))),
+    };
+    let Some(stream) = st.meta.stream_by_arn(&stream_arn).await? else {
+        return Err(ApiError::not_found(format!("the stream {stream_arn} mapped to the channel was not found")));
+    };
+    if stream.data_retention_in_hours == 0 {
+        return Err(ApiError::invalid_argument(format!("the stream {stream_arn} has no data retention")));
+    }
+    Ok((stream_arn, stream))
+}
+
 /// `POST /joinStorageSession {"channelArn"}` → 200 with an empty body.
 #[tracing::instrument(name = "JoinStorageSession", skip_all, fields(channel = tracing::field::Empty))]
 pub async fn handle(
@@ -67,25 +98,7 @@ pub async fn handle(
     }
     tracing::Span::current().record("channel", arn.as_str());
     authorize(&principal, "kinesisvideo:JoinStorageSession", &arn, access_denied)?;
-    let lim = &st.config.limits.storage_session;
-    // The account quota before any work; the per-channel bucket only for a channel that
-    // exists (a bucket per caller-supplied ARN would let a caller grow the table at will).
-    st.throttle.check(OPERATION, TpsLimit { account: lim.join_tps_account, resource: None }, None)?;
-    if st.meta.channel_by_arn(&arn).await?.is_none() {
-        return Err(ApiError::not_found(format!("the channel {arn} was not found")));
-    }
-    st.throttle.check_resource(OPERATION, lim.join_tps_per_channel, &arn)?;
-    let storage = st.meta.media_storage(&arn).await?;
-    let stream_arn = match (storage.enabled, storage.stream_arn) {
-        (true, Some(s)) => s,
-        _ => return Err(ApiError::invalid_argument(format!("media storage is not enabled for the channel {arn}"))),
-    };
-    let Some(stream) = st.meta.stream_by_arn(&stream_arn).await? else {
-        return Err(ApiError::not_found(format!("the stream {stream_arn} mapped to the channel was not found")));
-    };
-    if stream.data_retention_in_hours == 0 {
-        return Err(ApiError::invalid_argument(format!("the stream {stream_arn} has no data retention")));
-    }
+    let (stream_arn, stream) = storage_stream(&st, OPERATION, &arn).await?;
     if !signaling.registry.bus().master_connected(&arn) {
         return Err(ApiError::invalid_argument(format!("no master is connected to the channel {arn}")));
     }

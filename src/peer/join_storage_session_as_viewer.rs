@@ -19,13 +19,12 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use super::Peers;
-use super::join_storage_session::valid_channel_arn;
+use super::join_storage_session::{access_denied, storage_stream, valid_channel_arn};
 use super::viewer_quota::ViewersFull;
 use crate::api::Core;
 use crate::api::access::authorize_action as authorize;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::limits::TpsLimit;
 use crate::signaling::Signaling;
 use crate::signaling::registry::StorageViewerError;
 
@@ -69,10 +68,6 @@ impl From<ViewerJoinError> for ApiError {
     }
 }
 
-fn access_denied(message: String) -> ApiError {
-    ApiError::new("AccessDeniedException", StatusCode::FORBIDDEN, message)
-}
-
 /// Checks the model's `clientId`: 1–256 of `[a-zA-Z0-9_.-]`.
 pub fn valid_client_id(id: &str) -> bool {
     (1..=256).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
@@ -111,23 +106,7 @@ pub async fn handle(
     let (arn, client_id) = parse(&body)?;
     tracing::Span::current().record("channel", arn.as_str()).record("client_id", client_id.as_str());
     authorize(&principal, ACTION, &arn, access_denied)?;
-    let lim = &st.config.limits.storage_session;
-    st.throttle.check(OPERATION, TpsLimit { account: lim.join_tps_account, resource: None }, None)?;
-    if st.meta.channel_by_arn(&arn).await?.is_none() {
-        return Err(ApiError::not_found(format!("the channel {arn} was not found")));
-    }
-    st.throttle.check_resource(OPERATION, lim.join_tps_per_channel, &arn)?;
-    let storage = st.meta.media_storage(&arn).await?;
-    let stream_arn = match (storage.enabled, storage.stream_arn) {
-        (true, Some(s)) => s,
-        _ => return Err(ApiError::invalid_argument(format!("media storage is not enabled for the channel {arn}"))),
-    };
-    let Some(stream) = st.meta.stream_by_arn(&stream_arn).await? else {
-        return Err(ApiError::not_found(format!("the stream {stream_arn} mapped to the channel was not found")));
-    };
-    if stream.data_retention_in_hours == 0 {
-        return Err(ApiError::invalid_argument(format!("the stream {stream_arn} has no data retention")));
-    }
+    let (stream_arn, _) = storage_stream(&st, OPERATION, &arn).await?;
     let registry = &signaling.registry;
     if let Some(node) = registry.bus().storage_peer_node(&arn) {
         return Err(ViewerJoinError::OtherNode(format!("the channel's storage session runs on node {node}")).into());

@@ -50,6 +50,8 @@ fn three_viewers_get_every_frame_and_the_store_is_unchanged() {
     }
     let stats = sim.hub.viewer_stats(sim.viewers[0].session).expect("live");
     assert_eq!(stats.dropped_frames, 0);
+    let summary = sim.hub.summaries(sim.now);
+    assert_eq!(summary.iter().map(|s| s.viewers).collect::<Vec<_>>(), vec![3], "the sessions dashboard counts them");
     let v = stored(&mut sim, m);
     assert_eq!(v.video_frames, 180, "{v:?}");
     assert!(v.audio_frames >= 295, "{v:?}");

@@ -10,6 +10,7 @@ use super::message::{ClientMessage, EventType, MessageKind, ServiceEvent, Signal
 use super::pending::Party;
 use super::registry::{
     ChannelInfo, CloseReason, ConnectError, Connection, LocalBus, Outbound, SignalingBus, StoragePeerEvent,
+    StorageViewerError,
 };
 use crate::limits::SignalingLimits;
 
@@ -238,6 +239,22 @@ fn storage_peer_on_another_node_reaches_the_master_and_hears_it_come_and_go() {
     let (_newer, _peer2) = c.bus(2).attach_storage_peer(ARN);
     c.pump();
     assert!(matches!(peer.try_recv(), Err(tokio::sync::mpsc::error::TryRecvError::Disconnected)));
+}
+
+/// Viewer sessions of a storage session are not routed across nodes (not implemented):
+/// the bus says where the storage peer runs and refuses a viewer connected elsewhere, so
+/// JoinStorageSessionAsViewer fails clearly instead of starting a viewer that gets nothing.
+#[test]
+fn storage_viewers_are_only_attached_on_the_node_of_the_viewer_and_say_where_the_session_runs() {
+    let c = Cluster::new(2, limits());
+    let t = Instant::now();
+    let _v = c.bus(0).connect(&channel(), viewer("v"), t).expect("viewer on n0");
+    let (_attachment, _peer) = c.bus(1).attach_storage_peer(ARN);
+    c.pump();
+    assert_eq!(c.bus(0).storage_peer_node(ARN), Some("n1".to_string()));
+    assert_eq!(c.bus(1).storage_peer_node(ARN), None, "local");
+    assert_eq!(c.bus(1).attach_storage_viewer(ARN, "v").err(), Some(StorageViewerError::OnAnotherNode));
+    assert!(c.bus(0).attach_storage_viewer(ARN, "v").is_ok(), "its own node may attach it");
 }
 
 #[test]

@@ -412,13 +412,20 @@ async fn run(ns: Netns, kind: MasterKind) {
         );
         // Chromium's own freeze statistics bound the longest freeze by their sum; the
         // page's sampled stall (100 ms getStats polls) is the fallback when the sum is
-        // larger (it also counts a late timer as a stall, so it is never smaller).
+        // larger (it also counts a late timer as a stall, so it is never smaller). The
+        // message tells a starved browser (late timers, frames received on time but not
+        // decoded) from media that stopped arriving.
         let freezes = n(&end, "totalFreezesDuration") * 1000.0;
         let stall = n(&end, "longestFreezeMs");
         assert!(
             freezes <= MAX_FREEZE_MS || stall <= MAX_FREEZE_MS,
-            "viewer {v}: a freeze longer than {MAX_FREEZE_MS} ms (freezes {} totalling {freezes} ms; longest sampled stall {stall} ms)\n{}",
+            "viewer {v}: a freeze longer than {MAX_FREEZE_MS} ms (freezes {} totalling {freezes} ms; longest sampled \
+             decode stall {stall} ms; longest gap in frames received from the network {} ms; the page's 100 ms samples \
+             came up to {} ms apart; frames dropped before decoding {})\n{}",
             end["freezeCount"],
+            end["longestReceiveStallMs"],
+            end["maxSampleGapMs"],
+            end["framesDropped"],
             t.summary()
         );
         assert!(

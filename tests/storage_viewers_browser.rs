@@ -192,7 +192,8 @@ impl Run {
             .viewers
             .wait_for(from, STEP, |v| {
                 (v["event"] == "ack" && v["cmd"] == name && v["viewer"] == viewer)
-                    || (v["event"] == "command_failed" && v["command"].as_str().is_some_and(|c| c.contains(&cmd.to_string())))
+                    || (v["event"] == "command_failed"
+                        && v["command"].as_str().is_some_and(|c| c.contains(&cmd.to_string())))
             })
             .await;
         match done {
@@ -288,7 +289,12 @@ fn start_master(kind: MasterKind, reel: &Reel, ch: &StorageChannel, channel_name
 
 async fn run(ns: Netns, kind: MasterKind) {
     let dir = browser_dir();
-    for dep in ["amazon-kinesis-video-streams-webrtc", "@aws-sdk/client-kinesis-video-webrtc-storage", "esbuild", "playwright-core"] {
+    for dep in [
+        "amazon-kinesis-video-streams-webrtc",
+        "@aws-sdk/client-kinesis-video-webrtc-storage",
+        "esbuild",
+        "playwright-core",
+    ] {
         assert!(
             dir.join("node_modules").join(dep).join("package.json").is_file(),
             "{dep} is not installed in {}: run bash tests/e2e/install.sh",
@@ -371,7 +377,8 @@ async fn run(ns: Netns, kind: MasterKind) {
     let from = t.viewers.len();
     t.join("c2", "viewer-c", false).await;
     t.joined(from, "c2").await;
-    let first_c = t.viewer_event(from, "c2", "first_frame", "viewer C, rejoined with the same client id, decodes video").await;
+    let first_c =
+        t.viewer_event(from, "c2", "first_frame", "viewer C, rejoined with the same client id, decodes video").await;
     println!("viewer C (rejoined): first frame {first_c}");
 
     // A fourth viewer is one too many.
@@ -405,13 +412,20 @@ async fn run(ns: Netns, kind: MasterKind) {
         );
         // Chromium's own freeze statistics bound the longest freeze by their sum; the
         // page's sampled stall (100 ms getStats polls) is the fallback when the sum is
-        // larger (it also counts a late timer as a stall, so it is never smaller).
+        // larger (it also counts a late timer as a stall, so it is never smaller). The
+        // message tells a starved browser (late timers, frames received on time but not
+        // decoded) from media that stopped arriving.
         let freezes = n(&end, "totalFreezesDuration") * 1000.0;
         let stall = n(&end, "longestFreezeMs");
         assert!(
             freezes <= MAX_FREEZE_MS || stall <= MAX_FREEZE_MS,
-            "viewer {v}: a freeze longer than {MAX_FREEZE_MS} ms (freezes {} totalling {freezes} ms; longest sampled stall {stall} ms)\n{}",
+            "viewer {v}: a freeze longer than {MAX_FREEZE_MS} ms (freezes {} totalling {freezes} ms; longest sampled \
+             decode stall {stall} ms; longest gap in frames received from the network {} ms; the page's 100 ms samples \
+             came up to {} ms apart; frames dropped before decoding {})\n{}",
             end["freezeCount"],
+            end["longestReceiveStallMs"],
+            end["maxSampleGapMs"],
+            end["framesDropped"],
             t.summary()
         );
         assert!(
@@ -446,11 +460,7 @@ async fn run(ns: Netns, kind: MasterKind) {
             .and_then(|r| r["packetsReceived"].as_u64()),
         MasterKind::Gstreamer => done["incoming_buffers"].as_u64(),
     };
-    assert!(
-        talkback.is_some_and(|n| n > 0),
-        "the master received viewer A's talk-back audio: {done}\n{}",
-        t.summary()
-    );
+    assert!(talkback.is_some_and(|n| n > 0), "the master received viewer A's talk-back audio: {done}\n{}", t.summary());
 
     // The stored stream is the master's, untouched by the viewers.
     let stream_arn = t.ch.stream_arn.clone();

@@ -91,6 +91,13 @@ try {
   result.webrtcStatus = await watcher.textContent("#viewer-status");
   result.webrtcSize = await watcher.evaluate(() => [document.querySelector("#viewer-video").videoWidth, document.querySelector("#viewer-video").videoHeight]);
   await shot(watcher, "viewer-webrtc");
+  // The dashboard counts the live viewer (ListStorageSessions' Viewers).
+  const dash = await open();
+  await dash.goto(`${env.CONSOLE_URL}/#/sessions`);
+  await dash.waitForFunction((ch) => Number(document.querySelector(`#sessions tr[data-channel="${ch}"] .viewers`)?.textContent) >= 1,
+    env.CHANNEL, { timeout: 15000 });
+  result.dashboardViewers = Number(await dash.textContent(`#sessions tr[data-channel="${env.CHANNEL}"] .viewers`));
+  await dash.close();
   await watcher.click("#viewer-stop");
   await watcher.waitForFunction(() => document.querySelector("#viewer-status").textContent === "Stopped", null, { timeout: 10000 });
   step("live WebRTC playback advanced");

@@ -285,7 +285,7 @@ async function sessionsPage() {
   const body = h("tbody");
   const node = h("span", { class: "muted", id: "sessions-node" });
   const table = h("table", { id: "sessions" },
-    h("thead", {}, h("tr", {}, ["Channel", "Stream", "Master", "Duration", "Bitrate", "Loss", "Jitter", "Fragments", "NACKs", "PLIs"]
+    h("thead", {}, h("tr", {}, ["Channel", "Stream", "Master", "Viewers", "Duration", "Bitrate", "Loss", "Jitter", "Fragments", "NACKs", "PLIs"]
       .map((t) => h("th", { scope: "col" }, t)))), body);
   const last = new Map();
   async function refresh() {
@@ -298,12 +298,13 @@ async function sessionsPage() {
       const name = (arn) => arn.split("/")[1] || arn;
       return h("tr", { "data-channel": name(s.ChannelARN) },
         h("td", {}, name(s.ChannelARN)), h("td", {}, name(s.StreamARN)), h("td", {}, s.Master || "—"),
+        h("td", { class: "viewers" }, s.Viewers == null ? "—" : String(s.Viewers)),
         h("td", {}, `${Math.round(s.DurationMs / 1000)} s`), h("td", {}, `${Math.round(kbps)} kbit/s`),
         h("td", {}, s.Loss == null ? "—" : `${(s.Loss * 100).toFixed(1)} %`),
         h("td", {}, s.JitterMs == null ? "—" : `${s.JitterMs.toFixed(1)} ms`),
         h("td", { class: "fragments" }, String(s.Fragments)), h("td", {}, String(s.Nacks)), h("td", {}, String(s.Plis)));
     });
-    body.replaceChildren(...(rows.length ? rows : [h("tr", {}, h("td", { colspan: 10, class: "muted" }, "No storage sessions on this node."))]));
+    body.replaceChildren(...(rows.length ? rows : [h("tr", {}, h("td", { colspan: 11, class: "muted" }, "No storage sessions on this node."))]));
   }
   await refresh();
   show(h("h1", {}, "Storage sessions"), h("p", {}, node), table);

@@ -91,7 +91,7 @@ export async function watchLive({ call, credentials, channelArn, video, onState 
     for (let attempt = 1; !offered && !stopped; attempt++) {
       try {
         await call("/joinStorageSessionAsViewer", { channelArn, clientId }, endpoints.WEBRTC);
-        state(offered ? "answering" : "joined: waiting for the storage session's offer");
+        if (!offered) state("joined: waiting for the storage session's offer");
       } catch (e) {
         if (final(e, attempt)) { fail(e); stop(); return; }
         state(`JoinStorageSessionAsViewer failed (${e.name}: ${e.message}), retrying`);
@@ -132,8 +132,9 @@ export async function watchLive({ call, credentials, channelArn, video, onState 
       await pc.setRemoteDescription(offer);
       signaling.drainPendingIceCandidates(remoteClientId);
       await pc.setLocalDescription(await pc.createAnswer());
+      // Before sending: the connection's own states (connected…) come after it.
+      if (pc.connectionState !== "connected") state("answered: connecting");
       signaling.sendSdpAnswer(pc.localDescription);
-      state("answered: connecting");
     } catch (e) { fail(e); }
   });
 

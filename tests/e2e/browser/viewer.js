@@ -60,6 +60,9 @@ const watch = {
   lastAdvanceMs: null, // performance.now() of the last sample where framesDecoded grew
   longestStallMs: 0, // longest span between two samples that saw framesDecoded grow (after the first frame)
   maxSampleGapMs: 0, // longest span between two samples (a late timer shows here)
+  received: 0, // video framesReceived (assembled from the network, before decoding)
+  lastReceiveMs: null,
+  longestReceiveStallMs: 0, // like longestStallMs, for framesReceived: the network side
   freezeCount: 0, // Chromium's own freeze statistics (inbound-rtp), video
   totalFreezesDuration: 0,
   audioPackets: 0,
@@ -96,6 +99,12 @@ async function sample() {
         watch.lastAdvanceMs = at;
       }
       watch.frames = frames;
+      const received = r.framesReceived || 0;
+      if (received > watch.received) {
+        if (watch.lastReceiveMs !== null) watch.longestReceiveStallMs = Math.max(watch.longestReceiveStallMs, at - watch.lastReceiveMs);
+        watch.lastReceiveMs = at;
+      }
+      watch.received = received;
       watch.keyFrames = r.keyFramesDecoded || 0;
       watch.framesDropped = r.framesDropped || 0;
       watch.width = r.frameWidth || watch.width;
@@ -137,6 +146,8 @@ window.reelReport = async () => {
     height: watch.height,
     longestFreezeMs: Math.round(Math.max(watch.longestStallMs, ongoingStallMs ?? 0)),
     maxSampleGapMs: Math.round(watch.maxSampleGapMs),
+    framesReceived: watch.received,
+    longestReceiveStallMs: Math.round(watch.longestReceiveStallMs),
     freezeCount: watch.freezeCount,
     totalFreezesDuration: watch.totalFreezesDuration,
     audioPacketsReceived: watch.audioPackets,

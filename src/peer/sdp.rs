@@ -112,9 +112,27 @@ pub fn count_lines(sdp: &str, prefix: &str) -> usize {
     sdp.lines().filter(|l| l.starts_with(prefix)).count()
 }
 
+/// The ICE_CANDIDATE payload announcing our host candidate `addr` on the offer's first
+/// m-line, whose mid is `first_mid` (the offers put video first). Browsers reject a
+/// candidate whose `sdpMid` names no section of the offer, so it carries the offer's own mid
+/// (str0m's are random, e.g. `3na`), not a guessed `"0"`.
+pub fn host_candidate_payload(addr: std::net::SocketAddr, first_mid: &str) -> Option<String> {
+    let c = str0m::Candidate::host(addr, "udp").ok()?;
+    Some(serde_json::json!({ "candidate": c.to_sdp_string(), "sdpMid": first_mid, "sdpMLineIndex": 0 }).to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_candidate_names_the_offers_first_mid() {
+        let json = host_candidate_payload("198.18.0.1:5000".parse().expect("addr"), "3na").expect("candidate");
+        let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+        assert_eq!(v["sdpMid"], "3na");
+        assert_eq!(v["sdpMLineIndex"], 0);
+        assert!(v["candidate"].as_str().expect("str").contains("198.18.0.1 5000 typ host"));
+    }
 
     const ANSWER: &str = "v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n\
         m=video 9 UDP/TLS/RTP/SAVPF 108\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendonly\r\n\

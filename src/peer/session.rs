@@ -147,6 +147,7 @@ pub async fn run(
         }
     };
     let offer_sdp = sdp::finish_offer(&offer_sdp, settings.bitrate_bps);
+    let first_mid = video.to_string();
     if settings.log_sdp {
         tracing::info!(session = id, channel = %channel, sdp = %offer_sdp, "storage session offer");
     }
@@ -183,8 +184,7 @@ pub async fn run(
         close(EndReason::Closed(format!("offer not delivered: {e}"))).await;
         return;
     }
-    if let Ok(c) = Candidate::host(settings.candidate, "udp") {
-        let cand = serde_json::json!({ "candidate": c.to_sdp_string(), "sdpMid": "0", "sdpMLineIndex": 0 }).to_string();
+    if let Some(cand) = sdp::host_candidate_payload(settings.candidate, &first_mid) {
         let _ = handle.send_to_master(SignalingMessage::from_payload_bytes(MessageKind::IceCandidate, cand.as_bytes()));
     }
     tracing::info!(session = id, channel = %channel, candidate = %settings.candidate, "storage offer sent");

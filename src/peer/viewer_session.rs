@@ -58,6 +58,7 @@ pub async fn run(id: u64, handle: StorageViewerHandle, settings: SessionSettings
             }
         };
     let offer_sdp = sdp::finish_offer(&offer_sdp, settings.bitrate_bps);
+    let first_mid = video.to_string();
     if settings.log_sdp {
         tracing::info!(viewer = id, sdp = %offer_sdp, "viewer offer");
     }
@@ -74,8 +75,7 @@ pub async fn run(id: u64, handle: StorageViewerHandle, settings: SessionSettings
         let _ = io.send(Command::CloseViewer { id, reason }).await;
         return;
     }
-    if let Ok(c) = Candidate::host(settings.candidate, "udp") {
-        let cand = serde_json::json!({ "candidate": c.to_sdp_string(), "sdpMid": "0", "sdpMLineIndex": 0 }).to_string();
+    if let Some(cand) = sdp::host_candidate_payload(settings.candidate, &first_mid) {
         let _ = handle.send(SignalingMessage::from_payload_bytes(MessageKind::IceCandidate, cand.as_bytes()));
     }
     tracing::info!(viewer = id, channel = %channel, client_id = %client_id, "viewer offer sent");

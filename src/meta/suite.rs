@@ -142,7 +142,8 @@ pub async fn fragment_catalog_is_fenced_and_expires(store: &dyn MetaStore) {
     assert!(store.fragments_after_each(&[(s.arn.clone(), 12)], 100).await.expect("poll").is_empty());
     assert!(store.fragments_after_each(&[], 100).await.expect("poll").is_empty());
     assert_eq!(store.fragments_after_each(&each, 1).await.expect("poll").len(), 1);
-    let mut floors = store.fragment_floors(&[s.arn.clone(), gone.arn.clone(), "arn:none".into()]).await.expect("floors");
+    let mut floors =
+        store.fragment_floors(&[s.arn.clone(), gone.arn.clone(), "arn:none".into()]).await.expect("floors");
     floors.sort();
     let mut expected = vec![(s.arn.clone(), 10), (gone.arn.clone(), 20)];
     expected.sort();
@@ -155,9 +156,9 @@ pub async fn fragment_catalog_is_fenced_and_expires(store: &dyn MetaStore) {
     assert_eq!(expired, vec![(gone.arn.clone(), 20)]);
     let expired = store.expire_fragments(1_000 + 2_000 + hour + 1, 100).await.expect("expire");
     assert_eq!(expired, vec![(s.arn.clone(), 10)]);
-    assert_eq!(store.fragment_floors(&[s.arn.clone()]).await.expect("floor"), vec![(s.arn.clone(), 12)]);
+    assert_eq!(store.fragment_floors(std::slice::from_ref(&s.arn)).await.expect("floor"), vec![(s.arn.clone(), 12)]);
     assert_eq!(store.remove_fragments(&s.arn).await.expect("remove"), vec![12]);
-    assert_eq!(store.fragment_floors(&[s.arn.clone()]).await.expect("floor"), vec![]);
+    assert_eq!(store.fragment_floors(std::slice::from_ref(&s.arn)).await.expect("floor"), vec![]);
 }
 
 /// A channel named `name` whose ARN ends in `millis` (also its creation time).

@@ -126,6 +126,8 @@ pub struct ViewerMilestones {
 /// Live counters of one viewer (shared; readable while it runs).
 #[derive(Debug, Default)]
 pub struct ViewerStats {
+    /// UDP datagrams sent (str0m transmit outputs: STUN, DTLS, SRTCP feedback).
+    pub packets_sent: AtomicU64,
     /// UDP datagrams received.
     pub packets_received: AtomicU64,
     /// Bytes of those datagrams.
@@ -308,7 +310,9 @@ async fn receive(
                 Output::Timeout(t) => break t,
                 Output::Transmit(t) => {
                     // A refused datagram is lost like on a network.
-                    let _ = socket.send_to(&t.contents, t.destination).await;
+                    if socket.send_to(&t.contents, t.destination).await.is_ok() {
+                        stats.packets_sent.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 Output::Event(ev) => match ev {
                     Event::Connected if connected_at.is_none() => {

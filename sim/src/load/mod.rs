@@ -63,6 +63,7 @@ pub mod viewers;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -528,8 +529,10 @@ async fn run_against(cfg: &LoadConfig, opts: RunOptions, rec: &Recorder) -> Resu
     }
     storage.finish(source.sample_bytes_per_sec(), snaps.iter().map(|s| s.sample_bytes).sum());
     let (failures, failure_examples) = tally_failures(&snaps);
-    let mut packets =
-        Packets::new(snaps.iter().map(|s| s.packets_sent).sum(), metrics_before.as_deref(), metrics_after.as_deref());
+    // Live viewers' datagrams (RTCP feedback, STUN) reach reel's session counter too.
+    let viewer_packets: u64 = viewer_stats.iter().map(|v| v.1.packets_sent.load(Ordering::Relaxed)).sum();
+    let sent = snaps.iter().map(|s| s.packets_sent).sum::<u64>() + viewer_packets;
+    let mut packets = Packets::new(sent, metrics_before.as_deref(), metrics_after.as_deref());
     packets.recorder_socket_drops = run_drops(drops_before, drops_after, steady.as_ref());
     packets.send_errors = snaps.iter().map(|s| s.send_errors).sum();
     packets.frames_dropped = snaps.iter().map(|s| s.frames_dropped).sum();

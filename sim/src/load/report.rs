@@ -77,7 +77,7 @@ impl Rss {
 /// Publisher datagrams vs what reel counted.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Packets {
-    /// Datagrams the publishers sent.
+    /// Datagrams the publishers (and live viewers, if any) sent.
     pub sent: u64,
     /// Δ `reel_storage_session_packets_total` (None without `/metrics`).
     pub reel_session_packets: Option<u64>,

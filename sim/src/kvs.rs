@@ -258,6 +258,34 @@ impl KvsClient {
         }
     }
 
+    /// JoinStorageSessionAsViewer on the `WEBRTC` endpoint for the viewer connected to
+    /// signaling as `client_id`. A throttled call (the per-channel call rate) is retried
+    /// with backoff; the viewer cap (`ClientLimitExceededException` naming "the maximum
+    /// number of viewers") is not, since waiting does not free a seat.
+    pub async fn join_storage_session_as_viewer(
+        &self,
+        webrtc: &str,
+        channel_arn: &str,
+        client_id: &str,
+    ) -> Result<(), ApiError> {
+        let body = json!({ "channelArn": channel_arn, "clientId": client_id });
+        let (mut backoff, mut attempt) = (FIRST_BACKOFF, 0);
+        loop {
+            attempt += 1;
+            match self.post(webrtc, "/joinStorageSessionAsViewer", &body, Some(CALL_TIMEOUT)).await {
+                Err(ApiError::Service { ref code, ref message, .. })
+                    if code == "ClientLimitExceededException"
+                        && !message.to_lowercase().contains("maximum number of viewers")
+                        && attempt < THROTTLE_RETRIES =>
+                {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                r => return r.map(|_| ()),
+            }
+        }
+    }
+
     /// GetDataEndpoint for `api_name` (e.g. `LIST_FRAGMENTS`).
     pub async fn data_endpoint(&self, stream_arn: &str, api_name: &str) -> Result<String, ApiError> {
         let v = self

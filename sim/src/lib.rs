@@ -7,6 +7,7 @@
 //! - [`load`]: the `reel-load` generator (sessions, ramp, measurements, report).
 //! - [`floor`]: the physical-cost floor receiver (batched receive, SRTP decrypt, append).
 //! - [`janus`]: the Janus VideoRoom recorder baseline, driven through its HTTP API.
+//! - [`viewer`]: one simulated live viewer of a storage session (JoinStorageSessionAsViewer).
 
 pub mod floor;
 pub mod janus;
@@ -18,3 +19,4 @@ pub mod pg;
 pub mod publisher;
 pub mod signaling;
 pub mod sigv4;
+pub mod viewer;

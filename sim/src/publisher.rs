@@ -200,6 +200,9 @@ pub struct PublisherStats {
     /// With [`PublisherConfig::record_audio_sends`]: send instant (µs since the Unix epoch)
     /// of every Opus packet written, in order (entry n is the n-th packet written).
     pub audio_sends: Mutex<Vec<i64>>,
+    /// With [`PublisherConfig::record_audio_sends`]: the RTP time (48 kHz ticks) of each
+    /// entry of [`PublisherStats::audio_sends`] (live viewers pair frames by RTP time).
+    pub audio_send_ticks: Mutex<Vec<u64>>,
     /// Sessions lost and started again ([`publish_with_reconnect`]).
     pub reconnects: AtomicU64,
     /// For each reconnect that got media flowing again: µs from the moment the loss was
@@ -695,6 +698,9 @@ impl Publisher {
             && let Ok(mut a) = self.stats.audio_sends.lock()
         {
             a.push(unix_us());
+            if let Ok(mut t) = self.stats.audio_send_ticks.lock() {
+                t.push(j * source::AUDIO_TICKS_PER_PACKET);
+            }
         }
         self.count_write(packet.len(), packet.len(), clamped, now.duration_since(due));
         self.stats.audio_packets.fetch_add(1, Ordering::Relaxed);

@@ -94,6 +94,22 @@ impl MasterConnection {
         Ok(Self { ws, ping, pings_sent: 0, channel_arn: channel_arn.to_string() })
     }
 
+    /// Opens `ConnectAsViewer` with `client_id` on the `WSS` endpoint (pinging every
+    /// [`PING_INTERVAL`]). The same connection type serves both roles: a storage viewer,
+    /// like a master, answers an offer and trickles candidates without a recipient.
+    pub async fn connect_as_viewer(
+        signer: &Signer,
+        wss: &str,
+        channel_arn: &str,
+        client_id: &str,
+    ) -> Result<Self, SignalingError> {
+        let url = signer.presign_connect_as_viewer(wss, channel_arn, client_id, SystemTime::now())?;
+        let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Ok(Self { ws, ping, pings_sent: 0, channel_arn: channel_arn.to_string() })
+    }
+
     /// Keep-alive pings sent so far.
     pub fn pings_sent(&self) -> u64 {
         self.pings_sent

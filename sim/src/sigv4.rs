@@ -78,8 +78,34 @@ impl Signer {
         channel_arn: &str,
         now: SystemTime,
     ) -> Result<String, SignError> {
+        self.presign_wss(wss, channel_arn, None, now)
+    }
+
+    /// A presigned `ConnectAsViewer` URL (`X-Amz-ClientId`) for `channel_arn` on the `WSS`
+    /// endpoint.
+    pub fn presign_connect_as_viewer(
+        &self,
+        wss: &str,
+        channel_arn: &str,
+        client_id: &str,
+        now: SystemTime,
+    ) -> Result<String, SignError> {
+        self.presign_wss(wss, channel_arn, Some(client_id), now)
+    }
+
+    /// The presigned signaling URL: master without a ClientId, viewer with one.
+    fn presign_wss(
+        &self,
+        wss: &str,
+        channel_arn: &str,
+        client_id: Option<&str>,
+        now: SystemTime,
+    ) -> Result<String, SignError> {
         let base = if wss.ends_with('/') { wss.to_string() } else { format!("{wss}/") };
         let mut url = format!("{base}?X-Amz-ChannelARN={}", rfc3986(channel_arn));
+        if let Some(id) = client_id {
+            url.push_str(&format!("&X-Amz-ClientId={}", rfc3986(id)));
+        }
         let identity = self.identity();
         let mut settings = SigningSettings::default();
         settings.signature_location = SignatureLocation::QueryParams;
@@ -143,6 +169,15 @@ mod tests {
         ] {
             assert!(url.contains(p), "{p} missing in {url}");
         }
+    }
+
+    #[test]
+    fn viewer_url_carries_the_client_id() {
+        let s = Signer::new("AKIDEXAMPLE", "secret", "us-west-2");
+        let arn = "arn:aws:kinesisvideo:us-west-2:1:channel/c/1";
+        let url = s.presign_connect_as_viewer("ws://h:1", arn, "viewer-1", SystemTime::now()).unwrap();
+        assert!(url.contains("&X-Amz-ClientId=viewer-1&"), "{url}");
+        assert!(url.contains("X-Amz-Signature="), "{url}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! reel-load --netns --reel-bin target/release/reel --sessions 60 --duration 40 --target reel,reel-cluster
 //! reel-load --endpoint http://127.0.0.1:8080 --pid $(pidof reel) --access-key-id … --secret-access-key …
 //! reel-load --reel-bin target/release/reel --sessions 2 --duration 60 --audio-drift-pct -3 --sr-wall-clock
+//! reel-load --netns --reel-bin target/release/reel --sessions 10 --duration 30 --viewers-per-session 3
 //! ```
 //! See `reel_sim::load` for what is measured and how.
 
@@ -127,6 +128,11 @@ struct Args {
     /// again), instead of counting it as failed; reports reconnects and resume gaps.
     #[arg(long)]
     reconnect: bool,
+    /// Live viewers (JoinStorageSessionAsViewer) joining each session once it connected;
+    /// reports what they received, the master → viewer latency and, from a first run of the
+    /// same load without viewers, reel's CPU per forwarded viewer-second.
+    #[arg(long, default_value_t = 0)]
+    viewers_per_session: usize,
 }
 
 /// `secs` as a duration, for flag `name`.
@@ -234,6 +240,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         sender: sender_profile(&args).map_err(anyhow::Error::msg)?,
         media_readback: !args.no_media_readback,
         reconnect: args.reconnect.then(ReconnectPolicy::default),
+        viewers_per_session: args.viewers_per_session,
     };
     let default_ip = |ns: &str| -> IpAddr {
         if inside { ns.parse().unwrap_or(IpAddr::from([127, 0, 0, 1])) } else { IpAddr::from([127, 0, 0, 1]) }
@@ -282,7 +289,10 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut reports = Vec::new();
     for &target in &args.target {
         let cfg = LoadConfig { target, ..base.clone() };
-        let report = rt.block_on(load::run_with(cfg, opts))?;
+        let report = match opts.viewers_per_session {
+            k if k > 0 && target.is_reel() => rt.block_on(run_with_viewer_baseline(cfg, opts))?,
+            _ => rt.block_on(load::run_with(cfg, opts))?,
+        };
         if args.json {
             eprint!("{}", report.table());
         } else {
@@ -311,6 +321,29 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         std::fs::write(out.with_extension("txt"), &table)?;
     }
     Ok(if reports.iter().all(|r| r.sessions_failed == 0) { ExitCode::SUCCESS } else { ExitCode::from(3) })
+}
+
+/// The load without viewers (no read-back; only its steady CPU is kept), then with them;
+/// the second report's `viewers` section gets the CPU per forwarded viewer-second.
+async fn run_with_viewer_baseline(cfg: LoadConfig, opts: RunOptions) -> anyhow::Result<load::report::LoadReport> {
+    let base_opts = RunOptions { viewers_per_session: 0, media_readback: false, ..opts };
+    let base_cfg = LoadConfig { name_prefix: format!("{}-base", cfg.name_prefix), ..cfg.clone() };
+    eprintln!("reel-load: baseline run without viewers (for the CPU per forwarded viewer-second)");
+    let baseline = load::run_with(base_cfg, base_opts).await?;
+    eprint!("{}", baseline.table());
+    eprintln!("reel-load: the same load with {} viewers per session", opts.viewers_per_session);
+    let mut report = load::run_with(cfg, opts).await?;
+    if let Some(v) = report.viewers.as_mut() {
+        v.compare(report.steady.as_ref(), baseline.steady.as_ref());
+    }
+    report.notes.push(format!(
+        "CPU per forwarded viewer-second: against a run of the same load without viewers just before (its reel CPU {} ms over {:.1} s, {} sessions; failed {})",
+        baseline.steady.as_ref().and_then(|s| s.recorder_cpu_ms).map_or("n/a".into(), |c| format!("{c:.0}")),
+        baseline.steady.as_ref().map_or(0.0, |s| s.seconds),
+        baseline.steady.as_ref().map_or(0, |s| s.active_sessions),
+        baseline.sessions_failed,
+    ));
+    Ok(report)
 }
 
 fn ratios_text(ratios: &std::collections::BTreeMap<String, f64>) -> String {

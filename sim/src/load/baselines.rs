@@ -53,6 +53,7 @@ pub(super) fn base_report(cfg: &LoadConfig, source: &MediaSource, pid: Option<u3
         notes: Vec::new(),
         sessions_per_node: Default::default(),
         non_writer_probes: 0,
+        viewers: None,
     }
 }
 
@@ -85,7 +86,8 @@ pub(super) async fn run_janus(cfg: &LoadConfig, sender: SenderProfile) -> Result
             let _ = publish_to_janus(&janus, pcfg, st, until).await;
         }));
     }
-    let (steady, rss_steady) = steady_window(&stats, ramp_end, until, pid.as_slice(), cfg.recorder_ip, ticks).await;
+    let (steady, rss_steady) =
+        steady_window(&stats, &|| true, ramp_end, until, pid.as_slice(), cfg.recorder_ip, ticks).await;
     for t in tasks {
         let _ = t.await;
     }

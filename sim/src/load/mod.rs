@@ -39,6 +39,12 @@
 //! asked once the session is connected, names the writer), so close → ListFragments
 //! includes the hop through S3 and Postgres.
 //!
+//! **Live viewers** ([`viewers`], `--viewers-per-session K`): K simulated viewers
+//! ([`crate::viewer`]) join each session through JoinStorageSessionAsViewer once it has
+//! connected; the report's `viewers` section gives what they received, the glass-to-glass
+//! latency (publisher write → viewer frame, paired by RTP time) and, with a baseline run
+//! without viewers, reel's CPU per forwarded viewer-second.
+//!
 //! The publishers can be made to misbehave like real cameras (drifting clocks, wall-clock
 //! RTCP sender reports, NTP steps, muted tracks): see [`RunOptions::sender`] and
 //! [`crate::publisher::profile`].
@@ -52,10 +58,12 @@ pub mod procstat;
 pub mod reel_process;
 pub mod report;
 pub mod stats;
+pub mod viewers;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -188,12 +196,14 @@ pub struct RunOptions {
     /// Start lost sessions over as a KVS master does ([`crate::publisher::publish_with_reconnect`]);
     /// `None`: a lost session counts as failed.
     pub reconnect: Option<ReconnectPolicy>,
+    /// Live viewers joining each session once it has connected (0: none); see [`viewers`].
+    pub viewers_per_session: usize,
 }
 
 impl Default for RunOptions {
     /// Perfect senders, streams read back.
     fn default() -> Self {
-        Self { sender: SenderProfile::default(), media_readback: true, reconnect: None }
+        Self { sender: SenderProfile::default(), media_readback: true, reconnect: None, viewers_per_session: 0 }
     }
 }
 
@@ -404,8 +414,9 @@ async fn run_against(cfg: &LoadConfig, opts: RunOptions, rec: &Recorder) -> Resu
     for (i, channel) in channels.iter().enumerate() {
         let at = start + Duration::from_secs_f64(i as f64 / cfg.ramp_per_sec);
         let mut pcfg = PublisherConfig::new(cfg.bind_ip, source.clone());
-        pcfg.record_all_frames = false;
-        pcfg.record_audio_sends = opts.media_readback;
+        // Live viewers pair every frame they get with its send instant.
+        pcfg.record_all_frames = opts.viewers_per_session > 0;
+        pcfg.record_audio_sends = opts.media_readback || opts.viewers_per_session > 0;
         pcfg.profile = opts.sender;
         let (c, ch, st) = (client.clone(), channel.clone(), stats[i].clone());
         let reconnect = opts.reconnect;
@@ -453,8 +464,14 @@ async fn run_against(cfg: &LoadConfig, opts: RunOptions, rec: &Recorder) -> Resu
         }
     }
 
+    let viewer_stats =
+        viewers::spawn_viewers(&client, &channels, &stats, cfg.bind_ip, opts.viewers_per_session, until, &mut tasks);
+
     // 4. The steady window.
-    let (steady, rss_steady) = steady_window(&stats, ramp_end, until, &rec.pids, endpoint_ip(url), ticks).await;
+    let viewers_settled = || viewer_stats.iter().all(|v| v.1.settled());
+    let (steady, rss_steady) =
+        steady_window(&stats, &viewers_settled, ramp_end, until, &rec.pids, endpoint_ip(url), ticks).await;
+    let viewers_active = viewer_stats.iter().filter(|v| v.1.active()).count();
     let active_sessions = steady.as_ref().map_or(0, |s| s.active_sessions);
     let sessions_per_node = match rec.nodes.len() {
         1 => BTreeMap::new(),
@@ -512,8 +529,10 @@ async fn run_against(cfg: &LoadConfig, opts: RunOptions, rec: &Recorder) -> Resu
     }
     storage.finish(source.sample_bytes_per_sec(), snaps.iter().map(|s| s.sample_bytes).sum());
     let (failures, failure_examples) = tally_failures(&snaps);
-    let mut packets =
-        Packets::new(snaps.iter().map(|s| s.packets_sent).sum(), metrics_before.as_deref(), metrics_after.as_deref());
+    // Live viewers' datagrams (RTCP feedback, STUN) reach reel's session counter too.
+    let viewer_packets: u64 = viewer_stats.iter().map(|v| v.1.packets_sent.load(Ordering::Relaxed)).sum();
+    let sent = snaps.iter().map(|s| s.packets_sent).sum::<u64>() + viewer_packets;
+    let mut packets = Packets::new(sent, metrics_before.as_deref(), metrics_after.as_deref());
     packets.recorder_socket_drops = run_drops(drops_before, drops_after, steady.as_ref());
     packets.send_errors = snaps.iter().map(|s| s.send_errors).sum();
     packets.frames_dropped = snaps.iter().map(|s| s.frames_dropped).sum();
@@ -531,6 +550,12 @@ async fn run_against(cfg: &LoadConfig, opts: RunOptions, rec: &Recorder) -> Resu
         ));
     }
     let media = stored.map(|stored| media_report(opts.sender, &stats, &snaps, stored));
+    let viewers = (opts.viewers_per_session > 0).then(|| {
+        let mut v = viewers::report(opts.viewers_per_session, &stats, &viewer_stats);
+        v.active_in_steady_window = viewers_active;
+        v.add_metrics(metrics_before.as_deref(), metrics_after.as_deref());
+        v
+    });
     if let Some(m) = media.as_ref().filter(|m| m.sessions_paired_exactly < m.sessions.len()) {
         notes.push(format!(
             "A/V skew: {} of {} sessions lost or gained frames; their stored frames were paired with sent ones by order, which may be off by the difference",
@@ -564,16 +589,19 @@ async fn run_against(cfg: &LoadConfig, opts: RunOptions, rec: &Recorder) -> Resu
         notes,
         sessions_per_node,
         non_writer_probes: probes.non_writer_probes,
+        viewers,
         ..baselines::base_report(cfg, &source, pid)
     })
 }
 
 /// Waits for the steady window (ramp over, every session connected or failed, [`SETTLE`]),
 /// and measures the recorder's CPU (and ours) over it; returns it with the recorder's RSS at
-/// its end (both summed over `pids`). `None` when the window would be shorter than a second. Kernel drops are
+/// its end (both summed over `pids`). Live viewers, if any, must have settled too
+/// (`viewers_settled`). `None` when the window would be shorter than a second. Kernel drops are
 /// counted at the sockets bound to `recorder_ip`.
 async fn steady_window(
     stats: &[Arc<PublisherStats>],
+    viewers_settled: &dyn Fn() -> bool,
     ramp_end: Instant,
     until: Instant,
     pids: &[u32],
@@ -583,7 +611,7 @@ async fn steady_window(
     tokio::time::sleep_until(ramp_end.into()).await;
     let connect_deadline =
         ramp_end + crate::publisher::DEFAULT_CONNECT_TIMEOUT + crate::publisher::DEFAULT_OFFER_TIMEOUT;
-    while Instant::now() < connect_deadline && !stats.iter().all(|s| settled(s)) {
+    while Instant::now() < connect_deadline && !(stats.iter().all(|s| settled(s)) && viewers_settled()) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(SETTLE).await;

@@ -77,7 +77,7 @@ impl Rss {
 /// Publisher datagrams vs what reel counted.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Packets {
-    /// Datagrams the publishers sent.
+    /// Datagrams the publishers (and live viewers, if any) sent.
     pub sent: u64,
     /// Δ `reel_storage_session_packets_total` (None without `/metrics`).
     pub reel_session_packets: Option<u64>,
@@ -200,13 +200,16 @@ pub struct LoadReport {
     pub sessions_per_node: BTreeMap<String, f64>,
     /// reel-cluster: probe streams whose ListFragments were polled on a non-writer node.
     pub non_writer_probes: usize,
+    /// Live viewers through the storage session (`--viewers-per-session`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub viewers: Option<super::viewers::ViewersReport>,
 }
 
-fn opt(v: Option<f64>, digits: usize) -> String {
+pub(super) fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("n/a".into(), |x| format!("{x:.digits$}"))
 }
 
-fn pct_row(out: &mut String, label: &str, p: &Option<Percentiles>) {
+pub(super) fn pct_row(out: &mut String, label: &str, p: &Option<Percentiles>) {
     match p {
         Some(p) => {
             let _ = writeln!(
@@ -340,6 +343,9 @@ impl LoadReport {
         );
         if let Some(m) = &self.media {
             media_rows(&mut o, m);
+        }
+        if let Some(v) = &self.viewers {
+            o.push_str(&v.table());
         }
         for n in &self.notes {
             let _ = writeln!(o, "  note: {n}");

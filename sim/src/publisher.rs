@@ -239,6 +239,24 @@ pub struct Milestones {
     pub ended: OnceLock<i64>,
 }
 
+/// Records a failure's message and kind unless one is already recorded (the first failure
+/// is the cause; what follows is its fallout). Shared by publishers and viewers.
+pub fn record_first_failure(
+    failure: &Mutex<Option<String>>,
+    failure_kind: &Mutex<Option<String>>,
+    describe: impl FnOnce() -> (String, String),
+) {
+    if let Ok(mut f) = failure.lock()
+        && f.is_none()
+    {
+        let (message, kind) = describe();
+        *f = Some(message);
+        if let Ok(mut k) = failure_kind.lock() {
+            *k = Some(kind);
+        }
+    }
+}
+
 /// Wall clock now, µs since the Unix epoch.
 pub fn unix_us() -> i64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
@@ -252,14 +270,7 @@ impl PublisherStats {
 
     /// Records the failure (first one wins) and returns the error.
     pub fn fail(&self, e: PublisherError) -> PublisherError {
-        if let Ok(mut f) = self.failure.lock()
-            && f.is_none()
-        {
-            *f = Some(e.to_string());
-            if let Ok(mut k) = self.failure_kind.lock() {
-                *k = Some(e.kind());
-            }
-        }
+        record_first_failure(&self.failure, &self.failure_kind, || (e.to_string(), e.kind()));
         e
     }
 

@@ -150,14 +150,7 @@ impl ViewerStats {
 
     /// Records the failure (first one wins) and returns the error.
     pub fn fail(&self, e: ViewerError) -> ViewerError {
-        if let Ok(mut f) = self.failure.lock()
-            && f.is_none()
-        {
-            *f = Some(e.to_string());
-            if let Ok(mut k) = self.failure_kind.lock() {
-                *k = Some(e.kind());
-            }
-        }
+        crate::publisher::record_first_failure(&self.failure, &self.failure_kind, || (e.to_string(), e.kind()));
         e
     }
 

@@ -629,10 +629,13 @@ impl Hub {
             next = next.min(t);
         }
         let next = on_tick(next, self.anchor.instant_of_anchor(), self.limits.timer_tick_ms);
-        if let Some(old) = s.deadline.replace(next) {
-            self.deadlines.remove(&(old, id));
+        // Most datagrams leave the deadline where it was (on the timer grid): no re-insert.
+        if s.deadline != Some(next) {
+            if let Some(old) = s.deadline.replace(next) {
+                self.deadlines.remove(&(old, id));
+            }
+            self.deadlines.insert((next, id));
         }
-        self.deadlines.insert((next, id));
         if !frames.is_empty() {
             let channel = s.channel_arn.clone();
             self.forward(&channel, &frames, now);

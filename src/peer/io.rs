@@ -4,9 +4,9 @@
 //! hosts its sessions' store writer tasks, so the hub hands media to a writer without
 //! waking another thread. All protocol state (sessions' str0m `Rtc`s, demux, deadlines)
 //! lives in the sans-IO [`Hub`]; this loop only moves bytes and time. On socket readiness it drains the socket
-//! with batched `recvmmsg` ([`quinn_udp`]), sends what the hub wants sent, and then waits
-//! `recv_coalesce_ms` before it reads again, so that one wakeup serves a batch of datagrams
-//! from many sessions. Otherwise it sleeps until the hub's next deadline or a session
+//! with batched `recvmmsg` ([`quinn_udp`]), sends what the hub wants sent, and then blocks
+//! its thread for `recv_coalesce_ms` before it reads again, so that one wakeup serves a
+//! batch of datagrams from many sessions. Otherwise it sleeps until the hub's next deadline or a session
 //! control [`Command`]. There is no task, timer or socket per session on the media path.
 
 use std::collections::HashMap;
@@ -210,7 +210,12 @@ impl Driver {
             }
             self.flush();
             if read > 0 && !self.coalesce.is_zero() {
-                tokio::time::sleep(self.coalesce).await;
+                // Rest with the thread blocked, not parked in the reactor: a parked runtime
+                // wakes on the socket's next datagram (edge-triggered readiness) long
+                // before the rest is over, so an async rest cost two or three wakeups
+                // (≈ 20 µs each here) instead of one. The writer tasks run right after.
+                std::thread::sleep(self.coalesce);
+                tokio::task::yield_now().await;
             }
         }
     }

@@ -21,9 +21,9 @@
 //! # The storage-peer seam
 //! The media peer (WebRTC ingestion) joins a channel as an in-process participant:
 //! [`Registry::attach_storage_peer`] returns a [`StoragePeerHandle`] whose
-//! [`send_to_master`](StoragePeerHandle::send_to_master) delivers to the master **without**
+//! [`send_to_master`](Attachment::send_to_master) delivers to the master **without**
 //! `senderClientId` (as the KVS storage session does, docs/kvs-wire.md §4.3) and whose
-//! [`recv`](StoragePeerHandle::recv) yields every master message that named no recipient.
+//! [`recv`](Attachment::recv) yields every master message that named no recipient.
 //! One storage peer per channel: attaching again detaches the older handle (its `recv`
 //! returns `None`); dropping the handle detaches it.
 //!
@@ -42,7 +42,7 @@
 //! # Storage viewers (JoinStorageSessionAsViewer)
 //! [`Registry::attach_storage_viewer`] binds a connected VIEWER's ClientId to a viewer
 //! session of the channel's storage session and returns a [`StorageViewerHandle`]. Its
-//! [`send`](StorageViewerHandle::send) delivers to that viewer's connection **without**
+//! [`send`](Attachment::send) delivers to that viewer's connection **without**
 //! `senderClientId` (like the storage offer to the master), and while it is attached
 //! **every** message of that viewer (its SDP_ANSWER, ICE_CANDIDATEs) goes to the handle
 //! instead of the master: the viewer talks to the storage session, not peer to peer. The
@@ -303,7 +303,13 @@ impl Registry {
     /// Call it when JoinStorageSession starts a session; any older handle is detached.
     pub fn attach_storage_peer(&self, channel_arn: &str) -> StoragePeerHandle {
         let (attachment, events) = self.bus.attach_storage_peer(channel_arn);
-        StoragePeerHandle { registry: self.clone(), channel_arn: channel_arn.to_string(), attachment, events }
+        Attachment {
+            registry: self.clone(),
+            channel_arn: channel_arn.to_string(),
+            seat: Seat::Peer,
+            attachment,
+            events,
+        }
     }
 }
 
@@ -316,76 +322,77 @@ impl Registry {
         client_id: &str,
     ) -> Result<StorageViewerHandle, StorageViewerError> {
         let (attachment, events) = self.bus.attach_storage_viewer(channel_arn, client_id)?;
-        Ok(StorageViewerHandle {
+        Ok(Attachment {
             registry: self.clone(),
             channel_arn: channel_arn.to_string(),
-            client_id: client_id.to_string(),
+            seat: Seat::Viewer(client_id.to_string()),
             attachment,
             events,
         })
     }
 }
 
-/// A storage viewer session's place in one channel (see the module docs). Dropping it
-/// detaches.
+/// Whose place in a channel an [`Attachment`] holds.
 #[derive(Debug)]
-pub struct StorageViewerHandle {
-    registry: Registry,
-    channel_arn: String,
-    client_id: String,
-    attachment: u64,
-    events: mpsc::Receiver<StorageViewerEvent>,
+enum Seat {
+    /// The channel's storage peer (the media peer's side of the master).
+    Peer,
+    /// The storage session of the viewer with this ClientId.
+    Viewer(String),
 }
 
-impl StorageViewerHandle {
+/// A storage session's place in one channel (see the module docs): its inbound events
+/// (`E`), and what it may send. Dropping it detaches.
+#[derive(Debug)]
+pub struct Attachment<E> {
+    registry: Registry,
+    channel_arn: String,
+    seat: Seat,
+    attachment: u64,
+    events: mpsc::Receiver<E>,
+}
+
+/// The storage peer's place in one channel: master messages in, offer/candidates out.
+pub type StoragePeerHandle = Attachment<StoragePeerEvent>;
+
+/// A storage viewer session's place in one channel: the viewer's messages in, offer and
+/// candidates out.
+pub type StorageViewerHandle = Attachment<StorageViewerEvent>;
+
+impl<E> Attachment<E> {
     /// The channel.
     pub fn channel_arn(&self) -> &str {
         &self.channel_arn
     }
 
-    /// The viewer's ClientId.
-    pub fn client_id(&self) -> &str {
-        &self.client_id
-    }
-
-    /// Deliver `message` (the viewer offer, candidates) to the viewer, no `senderClientId`.
-    pub fn send(&self, message: SignalingMessage) -> Result<(), StorageViewerError> {
-        self.registry.bus.storage_viewer_send(&self.channel_arn, &self.client_id, self.attachment, message)
-    }
-
-    /// The viewer's next message, its departure or replacement; `None` once detached
-    /// (replaced, the channel deleted, or shutdown).
-    pub async fn recv(&mut self) -> Option<StorageViewerEvent> {
+    /// The next inbound event; `None` once detached (replaced by a newer attachment, the
+    /// channel deleted, or shutdown).
+    pub async fn recv(&mut self) -> Option<E> {
         self.events.recv().await
     }
 
     /// Non-blocking [`recv`](Self::recv).
-    pub fn try_recv(&mut self) -> Result<StorageViewerEvent, mpsc::error::TryRecvError> {
+    pub fn try_recv(&mut self) -> Result<E, mpsc::error::TryRecvError> {
         self.events.try_recv()
     }
 }
 
-impl Drop for StorageViewerHandle {
-    fn drop(&mut self) {
-        self.registry.bus.detach_storage_viewer(&self.channel_arn, &self.client_id, self.attachment);
+impl Attachment<StorageViewerEvent> {
+    /// The viewer's ClientId.
+    pub fn client_id(&self) -> &str {
+        match &self.seat {
+            Seat::Viewer(client_id) => client_id,
+            Seat::Peer => "",
+        }
+    }
+
+    /// Deliver `message` (the viewer offer, candidates) to the viewer, no `senderClientId`.
+    pub fn send(&self, message: SignalingMessage) -> Result<(), StorageViewerError> {
+        self.registry.bus.storage_viewer_send(&self.channel_arn, self.client_id(), self.attachment, message)
     }
 }
 
-/// The storage peer's place in one channel (see the module docs). Dropping it detaches.
-#[derive(Debug)]
-pub struct StoragePeerHandle {
-    registry: Registry,
-    channel_arn: String,
-    attachment: u64,
-    events: mpsc::Receiver<StoragePeerEvent>,
-}
-
-impl StoragePeerHandle {
-    /// The channel this peer is attached to.
-    pub fn channel_arn(&self) -> &str {
-        &self.channel_arn
-    }
-
+impl Attachment<StoragePeerEvent> {
     /// Deliver `message` (normally the storage session's SDP_OFFER, then ICE_CANDIDATEs) to
     /// the channel's master — its current connection, whichever that is — with no
     /// `senderClientId`. Not held when no master is connected: the caller learns
@@ -398,22 +405,16 @@ impl StoragePeerHandle {
     pub fn master_connected(&self) -> bool {
         self.registry.bus.master_connected(&self.channel_arn)
     }
-
-    /// The next master message without recipient, or master departure / arrival; `None`
-    /// once detached (a newer storage peer attached, the channel was deleted, or shutdown).
-    pub async fn recv(&mut self) -> Option<StoragePeerEvent> {
-        self.events.recv().await
-    }
-
-    /// Non-blocking [`recv`](Self::recv).
-    pub fn try_recv(&mut self) -> Result<StoragePeerEvent, mpsc::error::TryRecvError> {
-        self.events.try_recv()
-    }
 }
 
-impl Drop for StoragePeerHandle {
+impl<E> Drop for Attachment<E> {
     fn drop(&mut self) {
-        self.registry.bus.detach_storage_peer(&self.channel_arn, self.attachment);
+        match &self.seat {
+            Seat::Peer => self.registry.bus.detach_storage_peer(&self.channel_arn, self.attachment),
+            Seat::Viewer(client_id) => {
+                self.registry.bus.detach_storage_viewer(&self.channel_arn, client_id, self.attachment)
+            }
+        }
     }
 }
 

@@ -62,6 +62,21 @@ where
     cmd
 }
 
+/// Turns IPv6 off for the links created next in this namespace (its `/proc/sys/net` is the
+/// namespace's own). Otherwise each veth end gets a link-local IPv6 address a second or two
+/// after it comes up, and Chromium, already running by then, reports that as a network
+/// change and fails in-flight requests with `net::ERR_NETWORK_CHANGED`. The tests use IPv4
+/// only. Nothing to do where the kernel has no IPv6.
+fn no_ipv6_on_new_links() {
+    // `default` applies to links created from now on (the veth pair), not to `lo`.
+    let path = "/proc/sys/net/ipv6/conf/default/disable_ipv6";
+    if std::path::Path::new(path).exists()
+        && let Err(e) = std::fs::write(path, "1")
+    {
+        tracing::warn!(path, error = %e, "cannot turn IPv6 off in the test namespace");
+    }
+}
+
 fn ip(args: &[&str]) -> Result<(), NetnsError> {
     let out = Command::new("ip")
         .args(args)
@@ -76,6 +91,7 @@ fn ip(args: &[&str]) -> Result<(), NetnsError> {
 
 /// Inside the namespace: loopback up, and the veth pair with both ends addressed and up.
 pub fn setup_links() -> Result<(), NetnsError> {
+    no_ipv6_on_new_links();
     ip(&["link", "set", "lo", "up"])?;
     ip(&["link", "add", "reel0", "type", "veth", "peer", "name", "master0"])?;
     ip(&["addr", "add", &format!("{REEL_IP}/24"), "dev", "reel0"])?;

@@ -10,13 +10,9 @@
 // `REEL {"event":…}`, the last one `done` or `error`.
 
 import { Role, SignalingClient } from 'amazon-kinesis-video-streams-webrtc';
-import {
-  DescribeMediaStorageConfigurationCommand,
-  DescribeSignalingChannelCommand,
-  GetSignalingChannelEndpointCommand,
-  KinesisVideoClient,
-} from '@aws-sdk/client-kinesis-video';
+import { DescribeMediaStorageConfigurationCommand } from '@aws-sdk/client-kinesis-video';
 import { JoinStorageSessionCommand, KinesisVideoWebRTCStorageClient } from '@aws-sdk/client-kinesis-video-webrtc-storage';
+import { channelArn, channelEndpoints, kinesisVideo, signing } from './channel.js';
 
 const JOIN_RETRY_MS = 6000;
 const cfg = Object.fromEntries(new URLSearchParams(location.search));
@@ -36,21 +32,13 @@ function finish(event, fields) {
 }
 
 async function main() {
-  const credentials = { accessKeyId: cfg.accessKeyId, secretAccessKey: cfg.secretAccessKey };
-  const region = cfg.region;
-  const kvs = new KinesisVideoClient({ region, endpoint: cfg.endpoint, credentials });
-  const described = await kvs.send(new DescribeSignalingChannelCommand({ ChannelName: cfg.channelName }));
-  const channelARN = described.ChannelInfo.ChannelARN;
+  const { region, credentials } = signing(cfg);
+  const kvs = kinesisVideo(cfg);
+  const channelARN = await channelArn(kvs, cfg);
   const storage = await kvs.send(new DescribeMediaStorageConfigurationCommand({ ChannelARN: channelARN }));
   emit('media_storage', { status: storage.MediaStorageConfiguration?.Status, streamARN: storage.MediaStorageConfiguration?.StreamARN });
   if (storage.MediaStorageConfiguration?.Status !== 'ENABLED') throw new Error('media storage is not enabled');
-  const ep = await kvs.send(
-    new GetSignalingChannelEndpointCommand({
-      ChannelARN: channelARN,
-      SingleMasterChannelEndpointConfiguration: { Protocols: ['WSS', 'HTTPS', 'WEBRTC'], Role: Role.MASTER },
-    }),
-  );
-  const endpoints = Object.fromEntries(ep.ResourceEndpointList.map((e) => [e.Protocol, e.ResourceEndpoint]));
+  const endpoints = await channelEndpoints(kvs, channelARN, Role.MASTER);
   emit('endpoints', endpoints);
 
   const localStream = await navigator.mediaDevices.getUserMedia({

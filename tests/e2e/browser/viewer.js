@@ -18,14 +18,10 @@
 
 import { Role, SignalingClient } from 'amazon-kinesis-video-streams-webrtc';
 import {
-  DescribeSignalingChannelCommand,
-  GetSignalingChannelEndpointCommand,
-  KinesisVideoClient,
-} from '@aws-sdk/client-kinesis-video';
-import {
   JoinStorageSessionAsViewerCommand,
   KinesisVideoWebRTCStorageClient,
 } from '@aws-sdk/client-kinesis-video-webrtc-storage';
+import { channelArn, channelEndpoints, kinesisVideo, signing } from './channel.js';
 
 const cfg = Object.fromEntries(new URLSearchParams(location.search));
 const retryMs = Number(cfg.retryMs || 6000);
@@ -172,18 +168,10 @@ window.reelStop = () => {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function main() {
-  const credentials = { accessKeyId: cfg.accessKeyId, secretAccessKey: cfg.secretAccessKey };
-  const region = cfg.region;
-  const kvs = new KinesisVideoClient({ region, endpoint: cfg.endpoint, credentials });
-  const described = await kvs.send(new DescribeSignalingChannelCommand({ ChannelName: cfg.channelName }));
-  const channelARN = described.ChannelInfo.ChannelARN;
-  const ep = await kvs.send(
-    new GetSignalingChannelEndpointCommand({
-      ChannelARN: channelARN,
-      SingleMasterChannelEndpointConfiguration: { Protocols: ['WSS', 'HTTPS', 'WEBRTC'], Role: Role.VIEWER },
-    }),
-  );
-  const endpoints = Object.fromEntries(ep.ResourceEndpointList.map((e) => [e.Protocol, e.ResourceEndpoint]));
+  const { region, credentials } = signing(cfg);
+  const kvs = kinesisVideo(cfg);
+  const channelARN = await channelArn(kvs, cfg);
+  const endpoints = await channelEndpoints(kvs, channelARN, Role.VIEWER);
   emit('endpoints', endpoints);
 
   // Talk-back: viewers may send Opus audio to the master.

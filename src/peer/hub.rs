@@ -629,13 +629,7 @@ impl Hub {
             next = next.min(t);
         }
         let next = on_tick(next, self.anchor.instant_of_anchor(), self.limits.timer_tick_ms);
-        // Most datagrams leave the deadline where it was (on the timer grid): no re-insert.
-        if s.deadline != Some(next) {
-            if let Some(old) = s.deadline.replace(next) {
-                self.deadlines.remove(&(old, id));
-            }
-            self.deadlines.insert((next, id));
-        }
+        refile(&mut self.deadlines, &mut s.deadline, id, next);
         if !frames.is_empty() {
             let channel = s.channel_arn.clone();
             self.forward(&channel, &frames, now);
@@ -915,10 +909,7 @@ impl Hub {
                 None => return,
             },
         };
-        if let Some(old) = slot.replace(now) {
-            self.deadlines.remove(&(old, id));
-        }
-        self.deadlines.insert((now, id));
+        refile(&mut self.deadlines, slot, id, now);
     }
 
     /// A viewer's deadline passed: its life limits, then its `Rtc`'s timers.
@@ -977,10 +968,7 @@ impl Hub {
         }
         let next = viewer_next(v, &self.limits).min(rtc_deadline);
         let next = on_tick(next, self.anchor.instant_of_anchor(), self.limits.timer_tick_ms);
-        if let Some(old) = v.deadline.replace(next) {
-            self.deadlines.remove(&(old, id));
-        }
-        self.deadlines.insert((next, id));
+        refile(&mut self.deadlines, &mut v.deadline, id, next);
         if !ask && talk.is_empty() {
             return;
         }
@@ -1130,6 +1118,19 @@ fn handle_event(s: &mut Session, ev: Event, anchor: &ClockAnchor, now: Instant) 
         _ => {}
     }
     None
+}
+
+/// Files `id` (a session or a viewer) under `next` in `deadlines`, where `slot` holds its
+/// current entry. Most datagrams leave a deadline where it was (on the timer grid), so an
+/// unchanged one is not re-filed.
+fn refile(deadlines: &mut BTreeSet<(Instant, u64)>, slot: &mut Option<Instant>, id: u64, next: Instant) {
+    if *slot == Some(next) {
+        return;
+    }
+    if let Some(old) = slot.replace(next) {
+        deadlines.remove(&(old, id));
+    }
+    deadlines.insert((next, id));
 }
 
 fn request_pli(s: &mut Session) {

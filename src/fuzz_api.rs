@@ -23,7 +23,8 @@ use crate::streaming::token::{self, Protocol};
 /// One fuzz target: it takes the fuzzer's bytes.
 pub type Target = fn(&[u8]);
 
-/// The fuzz targets, by name (`fuzz/fuzz_targets/<name>.rs`, `fuzz/seeds/<name>/`).
+/// The fuzz targets, by name (`fuzz/fuzz_targets/<name>.rs`, `fuzz/seeds/<name>/`), plus
+/// media targets whose driver is a public function of `reel-media` (so their seeds run here too).
 pub const TARGETS: &[(&str, Target)] = &[
     ("signaling_message", signaling_message),
     ("master_message", master_message),
@@ -31,6 +32,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("session_token", session_token),
     ("turn_message", turn_message),
     ("api_body", api_body),
+    ("rtp_rx", reel_media::rtp_rx::fuzz_drive),
 ];
 
 /// A fixed point in time (2024-01-01T00:00:00Z) so runs are reproducible.
@@ -393,6 +395,20 @@ mod tests {
             assert!(master_message_applied(&seed("master_message", name)), "{name}");
         }
         assert!(!master_message_applied(&seed("master_message", "offer")));
+    }
+
+    /// A master's ice-ufrag at the longest the answer check allows drives the ICE agent
+    /// without a panic (its STUN USERNAME `remote:local` fits 128 bytes); one byte more,
+    /// which once crashed the agent, never reaches the `Rtc`.
+    #[test]
+    fn longest_accepted_ice_ufrag_drives_ice_and_a_longer_one_is_refused() {
+        let raw = String::from_utf8(seed("master_message", "answer_raw")).expect("utf-8 seed");
+        let with_ufrag =
+            |n: usize| raw.replace("a=ice-ufrag:abcd", &format!("a=ice-ufrag:{}", "u".repeat(n))).into_bytes();
+        let longest = crate::peer::sdp::MAX_ICE_UFRAG;
+        assert!(master_message_applied(&with_ufrag(longest)));
+        assert!(!master_message_applied(&with_ufrag(longest + 1)));
+        assert!(!master_message_applied(&seed("master_message", "crash_long_ice_ufrag")));
     }
 
     #[test]

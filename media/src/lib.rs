@@ -2,6 +2,8 @@
 //! out, and stored fragments back out as the containers players need.
 //!
 //! Data flows one way through small modules, each with one job:
+//! - [`rtp_rx`]: received RTP packets → frames: the reorder buffer (loss, retransmissions,
+//!   jumps) and the H.264 (RFC 6184) and Opus depacketizers, with bounded state.
 //! - [`h264`]: Annex-B access units → NAL units, parameter sets (SPS/PPS), the AVCC
 //!   `AVCDecoderConfigurationRecord`, and length-prefixed sample data.
 //! - [`opus`]: the `OpusHead` codec private and packet durations from the TOC byte.
@@ -29,6 +31,7 @@ pub mod fragmenter;
 pub mod h264;
 pub mod mkv;
 pub mod opus;
+pub mod rtp_rx;
 pub mod source;
 pub mod timing;
 pub mod ts;

@@ -3,13 +3,13 @@
 //!
 //! # How media reaches a viewer: frame mode through str0m's `Writer`
 //! A viewer is a second str0m `Rtc` in the same hub (the same worker, socket and thread) as
-//! the channel's master session. The master's `Rtc` already depacketizes every frame for
-//! the store ([`str0m::Event::MediaData`]); the hub hands the same frame — its bytes,
+//! the channel's master session. The master's media is already reassembled into frames for
+//! the store ([`super::media_rx`]); the hub hands the same frame — its bytes,
 //! untouched, plus the master's RTP time and payload parameters — to each connected
 //! viewer's [`str0m::media::Writer::write`], which packetizes it again for that viewer's
 //! SSRC, sequence numbers and negotiated payload type ([`str0m::media::Writer::match_params`]).
-//! Nothing is transcoded. This is chosen over str0m's RTP mode because the hub already runs
-//! every session in frame mode (the store needs whole frames), and frame mode gives each
+//! Nothing is transcoded. This is chosen over str0m's RTP mode because the store needs whole
+//! frames anyway, and frame mode gives each
 //! viewer its own sequence space, RTCP, NACK handling and retransmission buffer for free:
 //!
 //! - **NACKs** from a viewer are answered by its own `Rtc` from its send buffer of
@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use str0m::Rtc;
 use str0m::change::SdpPendingOffer;
 use str0m::format::PayloadParams;
-use str0m::media::{MediaData, MediaTime, Mid};
+use str0m::media::{MediaTime, Mid};
 
 use reel_media::timing::MediaKind as Track;
 
@@ -119,7 +119,7 @@ pub struct ViewerEnded {
 pub struct Frame {
     /// Video or audio.
     pub track: Track,
-    /// The depacketized frame (Annex B access unit or Opus packet), shared with str0m (no copy).
+    /// The depacketized frame (Annex B access unit or Opus packet), shared by every viewer.
     pub data: Arc<[u8]>,
     /// The master's RTP time.
     pub time: MediaTime,
@@ -129,27 +129,6 @@ pub struct Frame {
     pub params: PayloadParams,
     /// An IDR access unit.
     pub keyframe: bool,
-}
-
-impl Frame {
-    /// The frame of `md` if it belongs to the master's `video` or `audio` mid.
-    pub fn of(md: &MediaData, video: Mid, audio: Mid) -> Option<Self> {
-        let track = if md.mid == video {
-            Track::Video
-        } else if md.mid == audio {
-            Track::Audio
-        } else {
-            return None;
-        };
-        Some(Self {
-            track,
-            data: md.data.clone(),
-            time: md.time,
-            network_time: md.network_time,
-            params: md.params,
-            keyframe: md.is_keyframe(),
-        })
-    }
 }
 
 /// One live viewer session in the hub.

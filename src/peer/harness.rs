@@ -1098,7 +1098,7 @@ mod tests {
     const S: fn(u64) -> Duration = Duration::from_secs;
     const MS: fn(u64) -> Duration = Duration::from_millis;
 
-    /// A sender report as the receiving side saw it (`MediaData::last_sender_info`).
+    /// A sender report as the receiving side saw it (`RtpPacket::last_sender_info`).
     #[derive(Debug, Clone, Copy, PartialEq)]
     struct SeenSr {
         kind: MediaKind,
@@ -1138,17 +1138,18 @@ mod tests {
                         rx_timeout = t;
                         break;
                     }
-                    Output::Event(Event::MediaData(md)) => {
-                        let kind = if md.mid == off.video { MediaKind::Video } else { MediaKind::Audio };
-                        if let Some(sr) = md.last_sender_info {
-                            let ntp = sr.ntp_time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
-                            let s = SeenSr { kind, rtp: sr.rtp_time.numer() as u32, ntp_unix_us: ntp };
-                            if !seen.iter().rev().filter(|x| x.kind == kind).take(1).any(|x| *x == s) {
-                                seen.push(s);
-                            }
-                        }
-                    }
                     Output::Event(_) => {}
+                }
+            }
+            // The storage session's `Rtc` queues received RTP (receive-queue mode).
+            while let Some(r) = rx.poll_received_rtp() {
+                let kind = if r.mid == off.video { MediaKind::Video } else { MediaKind::Audio };
+                if let Some(sr) = r.packet.last_sender_info {
+                    let ntp = sr.ntp_time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
+                    let s = SeenSr { kind, rtp: sr.rtp_time.numer() as u32, ntp_unix_us: ntp };
+                    if !seen.iter().rev().filter(|x| x.kind == kind).take(1).any(|x| *x == s) {
+                        seen.push(s);
+                    }
                 }
             }
             while peer.rtc.is_alive() {

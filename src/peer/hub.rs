@@ -29,10 +29,12 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::mpsc;
 
 use super::fanout::{Channel, Frame, HubViewer, Viewer, ViewerEnded, ViewerStats, Written};
-use super::ingest::{self, ClockAnchor};
+use super::ingest::ClockAnchor;
+use super::media_rx::MediaRx;
 use crate::limits::StorageSessionLimits;
 use crate::observe::metrics as obs;
 use reel_media::fragmenter::{ChunkFrames, FragmentEvent, Fragmenter, FragmenterConfig, FragmenterStats};
+use reel_media::rtp_rx::AssemblerStats;
 use reel_media::timing::MediaKind as Track;
 
 /// Why a session ended (logged, and told to its control task).
@@ -128,6 +130,13 @@ pub struct SessionStats {
     pub queue_overflow: ChunkFrames,
     /// The fragmenter's counters.
     pub fragmenter: FragmenterStats,
+    /// The reassemblers' counters (video, audio): gaps given up, malformed frames, ...
+    pub rx: (AssemblerStats, AssemblerStats),
+    /// Packets the reassemblers hold now (waiting behind a missing one).
+    pub rx_held: usize,
+    /// Entries str0m's receive bookkeeping holds now (TWCC receipts, pending feedback,
+    /// queued RTP, sequence windows): bounded however long the session runs.
+    pub rx_bookkeeping: usize,
 }
 
 impl SessionStats {
@@ -245,6 +254,8 @@ struct Session {
     forwarding: bool,
     /// Frames for the channel's viewers, forwarded after each drive.
     outbox: Vec<Frame>,
+    /// The master's media from str0m's receive queue to frames.
+    rx: MediaRx,
 }
 
 /// Fragment bytes collected for one hand-off to the store writer.
@@ -426,6 +437,7 @@ impl Hub {
                 exported: obs::FrameLedger::default(),
                 forwarding: false,
                 outbox: Vec::new(),
+                rx: MediaRx::new(s.video, s.audio),
             },
         );
         self.master_arrived(id, now);
@@ -545,6 +557,9 @@ impl Hub {
                 continue;
             }
             let unix = self.anchor.unix_us(now);
+            if s.rx.poll_timeout().is_some_and(|t| t <= unix) {
+                s.rx.handle_timeout(unix);
+            }
             if s.fragmenter.poll_timeout().is_some_and(|t| t <= unix) {
                 s.fragmenter.handle_timeout(unix);
             }
@@ -590,7 +605,7 @@ impl Hub {
                     }
                     Ok(Output::Timeout(t)) => break t,
                     Ok(Output::Event(ev)) => {
-                        if let Some(reason) = handle_event(s, ev, &self.anchor, now) {
+                        if let Some(reason) = handle_event(s, ev) {
                             end = Some(reason);
                         }
                     }
@@ -600,6 +615,7 @@ impl Hub {
                     }
                 }
             };
+            take_media(s, &self.anchor, now);
             let plis = s.stats.plis;
             drain_fragmenter(s, now);
             // A PLI requested while draining is sent right away: poll the `Rtc` again.
@@ -620,6 +636,9 @@ impl Hub {
             .min(s.started + Duration::from_secs(self.limits.max_session_secs))
             .min(s.last_media + Duration::from_secs(self.limits.idle_timeout_secs));
         if let Some(t) = s.fragmenter.poll_timeout() {
+            next = next.min(self.anchor.instant(t));
+        }
+        if let Some(t) = s.rx.poll_timeout() {
             next = next.min(self.anchor.instant(t));
         }
         if let Some(p) = &s.chunk {
@@ -1061,12 +1080,18 @@ fn viewer_next(v: &Viewer, limits: &StorageSessionLimits) -> Instant {
 
 impl Session {
     fn stats(&self) -> SessionStats {
-        SessionStats { fragmenter: self.fragmenter.stats(), ..self.stats }
+        SessionStats {
+            fragmenter: self.fragmenter.stats(),
+            rx: self.rx.stats(),
+            rx_held: self.rx.buffered(),
+            rx_bookkeeping: self.rtc.receive_state_len(),
+            ..self.stats
+        }
     }
 }
 
 /// Reacts to one str0m event; returns a reason when the session must end.
-fn handle_event(s: &mut Session, ev: Event, anchor: &ClockAnchor, now: Instant) -> Option<EndReason> {
+fn handle_event(s: &mut Session, ev: Event) -> Option<EndReason> {
     match ev {
         Event::Connected => {
             tracing::info!(session = s.id, channel = %s.channel_arn, remotes = ?s.remotes, "storage session connected");
@@ -1076,17 +1101,6 @@ fn handle_event(s: &mut Session, ev: Event, anchor: &ClockAnchor, now: Instant) 
             tracing::debug!(session = s.id, ?state, "ice state");
             if state == IceConnectionState::Disconnected {
                 return Some(EndReason::Disconnected);
-            }
-        }
-        Event::MediaData(md) => {
-            s.last_media = now;
-            if s.forwarding
-                && let Some(f) = Frame::of(&md, s.video, s.audio)
-            {
-                s.outbox.push(f);
-            }
-            if let Some(frame) = ingest::media_frame(&md, s.video, s.audio, anchor) {
-                s.fragmenter.push(frame);
             }
         }
         Event::PeerStats(stats) => {
@@ -1118,6 +1132,22 @@ fn handle_event(s: &mut Session, ev: Event, anchor: &ClockAnchor, now: Instant) 
         _ => {}
     }
     None
+}
+
+/// Moves the master's queued RTP into its reassemblers, and their frames into the
+/// fragmenter and, with viewers, the outbox.
+fn take_media(s: &mut Session, anchor: &ClockAnchor, now: Instant) {
+    if s.rx.take(&mut s.rtc, anchor) {
+        s.last_media = now;
+    }
+    while let Some(f) = s.rx.poll_frame() {
+        if s.forwarding
+            && let Some(fw) = f.for_viewers(anchor)
+        {
+            s.outbox.push(fw);
+        }
+        s.fragmenter.push(f.into_media_frame());
+    }
 }
 
 /// Files `id` (a session or a viewer) under `next` in `deadlines`, where `slot` holds its

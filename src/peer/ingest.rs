@@ -1,4 +1,4 @@
-//! From str0m media to stored fragments: [`media_frame`] maps a `MediaData` onto the
+//! From received media to stored fragments: [`received_media_frame`] maps a reassembled frame onto the
 //! fragmenter's input, and [`spawn_writer`] runs the per-session store writer task that
 //! turns fragment events into store calls without blocking the I/O loop.
 
@@ -6,12 +6,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use reel_storage::{Fence, FragmentStart, FragmentWriter, StoreError, Stream};
-use str0m::media::{MediaData, Mid};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use reel_media::fragmenter::{ChunkFrames, FragmentEvent, MediaFrame};
+use reel_media::rtp_rx::RxFrame;
 use reel_media::timing::{MediaKind, SenderReport};
+use str0m::rtp::rtcp::SenderInfo;
 
 /// Store events queued per session before the I/O loop starts dropping (and counting) them.
 pub const WRITER_QUEUE: usize = 4096;
@@ -64,25 +65,18 @@ fn unix_us(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
 }
 
-/// The fragmenter input for one depacketized str0m frame (`None` for another mid).
-pub fn media_frame(md: &MediaData, video: Mid, audio: Mid, anchor: &ClockAnchor) -> Option<MediaFrame> {
-    let kind = if md.mid == video {
-        MediaKind::Video
-    } else if md.mid == audio {
-        MediaKind::Audio
-    } else {
-        return None;
-    };
-    Some(MediaFrame {
+/// The fragmenter input for one frame of reel's own reassembler ([`super::media_rx`]),
+/// with the track's latest sender report.
+pub fn received_media_frame(kind: MediaKind, f: RxFrame, sender_info: Option<SenderInfo>) -> MediaFrame {
+    MediaFrame {
         kind,
-        rtp_timestamp: md.time.numer() as u32,
-        arrival_unix_us: anchor.unix_us(md.network_time),
-        contiguous: md.contiguous,
-        sender_report: md
-            .last_sender_info
+        rtp_timestamp: f.rtp_time as u32,
+        arrival_unix_us: f.arrival_us,
+        contiguous: f.contiguous,
+        sender_report: sender_info
             .map(|sr| SenderReport { ntp_unix_us: unix_us(sr.ntp_time), rtp_timestamp: sr.rtp_time.numer() as u32 }),
-        data: md.data.to_vec(),
-    })
+        data: f.data,
+    }
 }
 
 /// Runs the store side of one session: `BeginFragment` → `begin_fragment`, `Chunk` →

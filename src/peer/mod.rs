@@ -27,10 +27,13 @@ pub mod join_storage_session;
 pub mod join_storage_session_as_viewer;
 pub mod lease_keeper;
 pub mod list_storage_sessions;
+pub mod media_rx;
 #[cfg(test)]
 mod scenarios;
 #[cfg(test)]
 mod scenarios_drift;
+#[cfg(test)]
+mod scenarios_receive;
 #[cfg(test)]
 mod scenarios_viewers;
 pub mod sdp;

@@ -12,6 +12,37 @@ pub enum AnswerError {
     /// The answer accepted no Opus audio section.
     #[error("the answer has no accepted Opus audio")]
     NoOpus,
+    /// An `a=ice-ufrag` is empty, longer than [`MAX_ICE_UFRAG`] bytes or not printable
+    /// ASCII without `:`.
+    #[error("the answer's ice-ufrag is invalid (1 to {MAX_ICE_UFRAG} printable ASCII characters, no ':')")]
+    BadIceUfrag,
+    /// An `a=ice-pwd` is empty, longer than 256 bytes or not printable ASCII.
+    #[error("the answer's ice-pwd is invalid (1 to 256 printable ASCII characters)")]
+    BadIcePwd,
+}
+
+/// Longest remote ICE username fragment accepted, in bytes. The ICE agent (the `is` crate
+/// under str0m) puts `remote:local` (its own ufrag has 16 characters) into every STUN
+/// binding request's USERNAME and panics when that exceeds 128 bytes, so a longer remote
+/// ufrag would take the media worker down (found by the `master_message` fuzz target).
+/// RFC 8839 allows 256 characters; real masters send 4 to 32.
+pub const MAX_ICE_UFRAG: usize = 128 - 1 - 16;
+
+/// Checks every `a=ice-ufrag` and `a=ice-pwd` line (session or media level).
+fn check_ice_credentials(sdp: &str) -> Result<(), AnswerError> {
+    let printable = |v: &str| v.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    for line in sdp.lines().map(str::trim_end) {
+        if let Some(v) = line.strip_prefix("a=ice-ufrag:") {
+            if v.is_empty() || v.len() > MAX_ICE_UFRAG || !printable(v) || v.contains(':') {
+                return Err(AnswerError::BadIceUfrag);
+            }
+        } else if let Some(v) = line.strip_prefix("a=ice-pwd:")
+            && (v.is_empty() || v.len() > 256 || !printable(v))
+        {
+            return Err(AnswerError::BadIcePwd);
+        }
+    }
+    Ok(())
 }
 
 /// One `m=` section: its media kind, port and attribute lines.
@@ -53,6 +84,7 @@ fn has_codec_except(sdp: &str, kind: &str, codec: &str, refused: &str) -> bool {
 
 /// Checks that the master's answer sends both H.264 video and Opus 48000/2 audio.
 pub fn validate_answer(sdp: &str) -> Result<(), AnswerError> {
+    check_ice_credentials(sdp)?;
     if !has_codec(sdp, "video", "H264/90000") {
         return Err(AnswerError::NoH264);
     }
@@ -64,6 +96,7 @@ pub fn validate_answer(sdp: &str) -> Result<(), AnswerError> {
 
 /// Checks that a viewer's answer receives H.264 video (its Opus talk-back is optional).
 pub fn validate_viewer_answer(sdp: &str) -> Result<(), AnswerError> {
+    check_ice_credentials(sdp)?;
     if !has_codec_except(sdp, "video", "H264/90000", "a=sendonly") {
         return Err(AnswerError::NoH264);
     }
@@ -155,6 +188,20 @@ mod tests {
         assert_eq!(validate_answer(&rejected), Err(AnswerError::NoOpus));
         let inactive = ANSWER.replace("a=mid:0\r\na=sendonly", "a=mid:0\r\na=inactive");
         assert_eq!(validate_answer(&inactive), Err(AnswerError::NoH264));
+    }
+
+    #[test]
+    fn ice_credentials_must_be_short_printable_ascii() {
+        let with = |line: &str| ANSWER.replace("a=mid:0\r\n", &format!("a=mid:0\r\n{line}\r\n"));
+        assert_eq!(validate_answer(&with("a=ice-ufrag:abcd")), Ok(()));
+        assert_eq!(validate_answer(&with(&format!("a=ice-ufrag:{}", "u".repeat(MAX_ICE_UFRAG)))), Ok(()));
+        for bad in ["a=ice-ufrag:", "a=ice-ufrag:ab cd", "a=ice-ufrag:ab:cd", "a=ice-ufrag:ab\u{fffd}"] {
+            assert_eq!(validate_answer(&with(bad)), Err(AnswerError::BadIceUfrag), "{bad}");
+        }
+        let long = format!("a=ice-ufrag:{}", "u".repeat(MAX_ICE_UFRAG + 1));
+        assert_eq!(validate_answer(&long), Err(AnswerError::BadIceUfrag));
+        assert_eq!(validate_viewer_answer(&with(&long)), Err(AnswerError::BadIceUfrag));
+        assert_eq!(validate_answer(&with(&format!("a=ice-pwd:{}", "p".repeat(257)))), Err(AnswerError::BadIcePwd));
     }
 
     #[test]

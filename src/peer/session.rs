@@ -89,7 +89,13 @@ pub fn build_rtc(candidate: SocketAddr) -> Result<Offerer, String> {
 
 /// [`build_rtc`] with the peer connection's clock starting at `now` (sans-IO drivers).
 pub fn build_rtc_at(candidate: SocketAddr, now: std::time::Instant) -> Result<Offerer, String> {
-    let mut cfg = RtcConfig::new().clear_codecs().enable_opus(true, false).set_stats_interval(Some(STATS_INTERVAL));
+    // Received RTP is queued for reel's own reassembler (`media_rx`), not depacketized
+    // by str0m (vendor/README.md, issue 18).
+    let mut cfg = RtcConfig::new()
+        .clear_codecs()
+        .enable_opus(true, false)
+        .set_stats_interval(Some(STATS_INTERVAL))
+        .set_rtp_receive_queue(true);
     add_h264(&mut cfg);
     let mut rtc = cfg.build(now);
     let cand = Candidate::host(candidate, "udp").map_err(|e| e.to_string())?;

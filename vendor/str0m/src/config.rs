@@ -53,6 +53,8 @@ pub struct RtcConfig {
     pub(crate) sctp_max_buffered_amount: usize,
     pub(crate) sctp_max_message_size: u32,
     pub(crate) rtp_mode: bool,
+    // reel patch (vendor/README.md): received RTP queued, not depacketized.
+    pub(crate) rtp_receive_queue: bool,
     pub(crate) enable_raw_packets: bool,
     pub(crate) dtls_version: DtlsVersion,
     pub(crate) vp9_packetizer_mode: Vp9PacketizerMode,
@@ -751,6 +753,22 @@ impl RtcConfig {
         self.rtp_mode
     }
 
+    /// reel patch (vendor/README.md): receive-side RTP mode without the event pipeline.
+    ///
+    /// Received RTP of every mapped stream is queued as a [`ReceivedRtp`][crate::rtp::ReceivedRtp]
+    /// (decrypted, RTX-unwrapped, NACK/TWCC/receiver-report bookkeeping done) for
+    /// [`Rtc::poll_received_rtp`][crate::Rtc::poll_received_rtp] instead of being depacketized
+    /// into [`Event::MediaData`][crate::Event::MediaData]. A packet that moved no timer
+    /// earlier and queued no event leaves the next `poll_output` drain a no-op, so an
+    /// established session's media costs no walk of the event and timer trees. Sending is
+    /// unchanged (frame-level writers keep working, unlike [`RtcConfig::set_rtp_mode`]).
+    /// The caller drains the queue after every `handle_input` (it holds at most 1024 packets;
+    /// older ones are dropped).
+    pub fn set_rtp_receive_queue(mut self, enabled: bool) -> Self {
+        self.rtp_receive_queue = enabled;
+        self
+    }
+
     /// Enable the [`Event::RawPacket`][crate::Event::RawPacket] event.
     ///
     /// This clones data, and is therefore expensive.
@@ -905,6 +923,7 @@ impl Default for RtcConfig {
             sctp_max_buffered_amount: crate::sctp::DEFAULT_MAX_BUFFERED_AMOUNT,
             sctp_max_message_size: crate::sctp::LOCAL_MAX_MESSAGE_SIZE,
             rtp_mode: false,
+            rtp_receive_queue: false,
             enable_raw_packets: false,
             dtls_version: DtlsVersion::Dtls12,
             vp9_packetizer_mode: Vp9PacketizerMode::default(),

@@ -796,7 +796,7 @@ pub mod rtp {
     };
     pub use crate::rtp_::{RtpHeader, SeqNo, Ssrc, VideoOrientation};
     pub use crate::streams::{
-        RtpPacket, RtpWrite, StreamPaused, StreamRx, StreamTx, StreamTxQueueInfo,
+        ReceivedRtp, RtpPacket, RtpWrite, StreamPaused, StreamRx, StreamTx, StreamTxQueueInfo,
     };
 
     /// Debug output of the unencrypted RTP and RTCP packets.
@@ -1565,6 +1565,20 @@ impl Rtc {
                 break mid;
             }
         }
+    }
+
+    /// reel patch (vendor/README.md): entries held by the receive bookkeeping (TWCC
+    /// receipts, pending RTCP feedback, queued received RTP, per-SSRC sequence windows), so
+    /// tests can check that a long session keeps it bounded.
+    #[doc(hidden)]
+    pub fn receive_state_len(&self) -> usize {
+        self.session.receive_state_len()
+    }
+
+    /// reel patch (vendor/README.md): the next received RTP packet queued in receive-queue
+    /// mode ([`RtcConfig::set_rtp_receive_queue`]). Drain it after every `handle_input`.
+    pub fn poll_received_rtp(&mut self) -> Option<rtp::ReceivedRtp> {
+        self.session.received_rtp.pop_front()
     }
 
     /// Poll the `Rtc` instance for output. Output can be three things, something to _Transmit_

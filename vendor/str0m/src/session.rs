@@ -38,6 +38,7 @@ use crate::rtp_::{RtpHeader, SessionId, TwccPacketId, extend_u16};
 use crate::rtp_::{SrtpContext, Ssrc};
 use crate::rtp_::{TwccRecvRegister, TwccSendRegister};
 use crate::stats::StatsSnapshot;
+use crate::streams::ReceivedRtp;
 use crate::streams::{RtpPacket, StreamTimeoutConfig, Streams};
 use crate::util::{Soonest, SystemTimeExt, already_happened, not_happening};
 use crate::{Reason, net};
@@ -47,8 +48,11 @@ use crate::{RtcConfig, RtcError};
 /// Keep this high enough to avoid additional problems in very bad network conditions.
 const NACK_MIN_INTERVAL: Duration = Duration::from_millis(33);
 
-/// Delay between reports of TWCC. This is deliberately very low.
-const TWCC_INTERVAL: Duration = Duration::from_millis(50);
+/// Delay between reports of TWCC.
+///
+/// reel patch (vendor/README.md): 100 ms, libwebrtc's default as a receiver, instead of
+/// upstream's deliberately very low 50 ms (half the feedback datagrams and timer passes).
+const TWCC_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Maximum number of pending RRTR entries before oldest are dropped.
 const MAX_PENDING_RRTRS: usize = 300;
@@ -120,6 +124,10 @@ pub(crate) struct Session {
 
     /// Whether we are running in RTP-mode.
     pub rtp_mode: bool,
+
+    // reel patch (vendor/README.md): received RTP queued for `Rtc::poll_received_rtp`.
+    rtp_receive_queue: bool,
+    pub(crate) received_rtp: VecDeque<ReceivedRtp>,
 
     /// VP9 packetizer mode.
     vp9_packetizer_mode: Vp9PacketizerMode,
@@ -213,6 +221,8 @@ impl Session {
             media_bytes_tx: 0,
             ice_lite: config.ice_lite,
             rtp_mode: config.rtp_mode,
+            rtp_receive_queue: config.rtp_receive_queue,
+            received_rtp: VecDeque::new(),
             vp9_packetizer_mode: config.vp9_packetizer_mode,
             feedback_tx: VecDeque::new(),
             feedback_rx: VecDeque::new(),
@@ -493,7 +503,12 @@ impl Session {
             return;
         };
 
-        self.handle_rtp(now, header, message);
+        // reel patch (vendor/README.md): a queued packet that moved no timer earlier and
+        // queued no event needs no walk of the event and timer trees.
+        if self.handle_rtp(now, header, message) {
+            wake.no_events();
+            wake.no_timeout();
+        }
     }
 
     pub fn handle_rtcp_receive(&mut self, now: Instant, message: &[u8], wake: &mut Wake) {
@@ -611,7 +626,9 @@ impl Session {
         }
     }
 
-    pub(crate) fn handle_rtp(&mut self, now: Instant, mut header: RtpHeader, buf: &[u8]) {
+    /// Returns true for a packet queued in receive-queue mode (reel patch) that moved no
+    /// timer earlier and queued no event.
+    pub(crate) fn handle_rtp(&mut self, now: Instant, mut header: RtpHeader, buf: &[u8]) -> bool {
         // Rewrite absolute-send-time (if present) to be relative to now.
         header.ext_vals.update_absolute_send_time(now);
 
@@ -622,14 +639,14 @@ impl Session {
         let can_receive = mapped.is_some() || self.is_early_rtx_padding(&header);
         if !can_receive {
             trace!("No mid/SSRC for header: {:?}", header);
-            return;
+            return false;
         }
 
         let srtp = match self.srtp_rx.as_mut() {
             Some(v) => v,
             None => {
                 trace!("Rejecting SRTP while missing SrtpContext");
-                return;
+                return false;
             }
         };
 
@@ -647,7 +664,7 @@ impl Session {
                     "No payload params could be found (main or RTX) for {:?}",
                     header.payload_type
                 );
-                return;
+                return false;
             }
         };
         let clock_rate = params.spec().rtp_clock_rate();
@@ -680,7 +697,7 @@ impl Session {
                 "Ignoring dupe packet ssrc: {} seq_no: {}",
                 header.ssrc, seq_no
             );
-            return;
+            return false;
         }
 
         // The decrypted plaintext borrows from the SRTP scratch buffer. We
@@ -699,7 +716,7 @@ impl Session {
                     seq_no,
                     is_repair
                 );
-                return;
+                return false;
             }
         };
 
@@ -708,7 +725,7 @@ impl Session {
                 Some(d) => d,
                 None => {
                     trace!("unpadding of unprotected payload failed");
-                    return;
+                    return false;
                 }
             }
         } else {
@@ -718,12 +735,18 @@ impl Session {
         // The header padding flag alone does not mean the packet contains only padding.
         // Authenticate and unpad first; media payload needs a mapped stream to be processed.
         if stream.is_none() && !data.is_empty() {
-            return;
+            return false;
         }
 
         if let Some(raw_packets) = &mut self.raw_packets {
             raw_packets.push_back(Box::new(RawPacket::RtpRx(header.clone(), data.to_vec())));
         }
+
+        // reel patch: a receipt into an empty TWCC register schedules a report (a timer
+        // that moves earlier); one into a register with unreported receipts does not.
+        let twcc_quiet = !self.enable_twcc_feedback
+            || self.twcc_rx_register.has_unreported()
+            || header.ext_vals.transport_cc.is_none();
 
         // Mark as received for TWCC purposes
         if let Some(transport_cc) = header.ext_vals.transport_cc {
@@ -737,10 +760,15 @@ impl Session {
         update_max_seq(&mut self.max_rx_seq_lookup, header.ssrc, seq_no);
 
         let Some(stream) = stream else {
-            return;
+            return false;
         };
         // A receive stream exists only when MID/SSRC mapping succeeded.
         let (mid, ssrc) = mapped.unwrap();
+
+        // reel patch: a stream that already had media and is not paused schedules nothing new
+        // on this packet (an unpause queues an event; a first packet arms timers).
+        let stream_quiet = stream.is_settled();
+        let max_before = stream.max_seq_rx();
 
         // Register reception in nack registers.
         let receipt_outer = stream.update_register(now, &header, clock_rate, is_repair, seq_no);
@@ -748,6 +776,8 @@ impl Session {
         // RED-recovered packets (frame mode) are collected here and delivered after the
         // primary, filling single-packet losses from the next packet's redundancy.
         let mut red_recovered: Vec<(RtpHeader, Arc<[u8]>, SeqNo, MediaTime)> = Vec::new();
+        // reel patch: set when RED redundancy filled a loss (not the quiet path).
+        let recovered;
 
         // Capture the full wire payload length before RED unwrapping narrows `data` to the primary
         // block. The sender counts the whole RED-wrapped payload, so receive stats must too.
@@ -761,7 +791,7 @@ impl Session {
             // is empty because we would have done RtpHeader::unpad_payload above.
             // For unpausing, it's enough with the stream.update() already done above.
             if data.is_empty() {
-                return;
+                return false;
             }
 
             // Rewrite the header, and strip the resent seq_no prefix from the body.
@@ -784,7 +814,7 @@ impl Session {
             // Frame mode: RED rides the main SSRC/seq. Decode to the primary (Opus) payload
             // and rewrite the header PT; drop the packet if the RED structure is malformed.
             let Some(un) = un_red(&mut header, data, pt) else {
-                return;
+                return false;
             };
             // Each redundant block carries an earlier frame. Place it at the sequence number it
             // belongs to (derived from its timestamp and the packets received around it, see
@@ -835,7 +865,7 @@ impl Session {
 
         // Probe packets (SSRC 0) contain only padding, no real media to process
         if ssrc.is_probe() {
-            return;
+            return false;
         }
 
         // For RED (frame mode) `data` is now just the unwrapped primary; count the full RED wire
@@ -860,6 +890,11 @@ impl Session {
             if receipt.is_new_packet {
                 self.pending_packet = Some(packet);
             }
+        } else if self.rtp_receive_queue {
+            // reel patch: queued for `Rtc::poll_received_rtp`, not depacketized.
+            if receipt.is_new_packet {
+                queue_received_rtp(&mut self.received_rtp, ReceivedRtp { mid, packet });
+            }
         } else {
             // In non-RTP mode, we let the Media use a Depayloader.
             // unwrap is fine because mid_and_ssrc_for_header guarantees it.
@@ -875,10 +910,15 @@ impl Session {
 
         // Deliver any RED-recovered packets (frame mode only) through the same depayload
         // path. The jitter buffer orders them and dedups against any later real arrival.
+        recovered = !red_recovered.is_empty();
         for (rec_header, rec_payload, rec_seq, rec_time) in red_recovered {
             // make_rtp_packet (not handle_rtp): recovered packets must not inflate RX stats.
             let rec_packet =
                 stream.make_rtp_packet(now, rec_header, rec_payload, rec_seq, rec_time);
+            if self.rtp_receive_queue {
+                queue_received_rtp(&mut self.received_rtp, ReceivedRtp { mid, packet: rec_packet });
+                continue;
+            }
             let media = self.medias.iter_mut().find(|m| m.mid() == mid).unwrap();
             media.depayload(
                 stream.rid(),
@@ -888,6 +928,21 @@ impl Session {
                 &self.codec_config,
             );
         }
+        // reel patch: a packet past a gap opens a hole to NACK (`nack_at` moves earlier).
+        // Upstream's NACK pass ran every 33 ms, so a hole waited 0–33 ms (16 on average)
+        // for its first NACK, time for a merely reordered packet to arrive; without loss
+        // there is no pass now, so the first one is put 16 ms after the hole.
+        let new_hole = max_before.is_some_and(|m| *seq_no > *m + 1);
+        if new_hole && self.last_nack + NACK_MIN_INTERVAL < now {
+            self.last_nack = now.checked_sub(NACK_MIN_INTERVAL / 2).unwrap_or(now);
+        }
+        self.rtp_receive_queue
+            && stream_quiet
+            && twcc_quiet
+            && max_before.is_some()
+            && !new_hole
+            && !is_repair
+            && !recovered
     }
 
     /// Identifies candidates for padding receipt before the main SSRC is discovered.
@@ -1356,9 +1411,12 @@ impl Session {
     }
 
     fn nack_at(&self) -> Option<Instant> {
-        // Paused streams stop counting as NACK-enabled once their pending retries finish,
-        // so an idle session doesn't wake every NACK_MIN_INTERVAL for as long as it lives.
-        if !self.streams.any_nack_enabled() {
+        // reel patch (vendor/README.md): only while a missing packet still has NACK attempts
+        // left. Upstream wakes every NACK_MIN_INTERVAL while any stream is NACK-enabled, a
+        // timer pass every 33 ms per session that finds nothing to do without loss. A
+        // packet that opens a hole is not `quiet` in `handle_rtp`, so the timeout is
+        // recomputed at once and the first NACK goes out as soon as before.
+        if !self.streams.any_nack_pending() {
             return None;
         }
 
@@ -1373,6 +1431,14 @@ impl Session {
         } else {
             None
         }
+    }
+
+    /// reel patch (vendor/README.md): entries held by the receive bookkeeping.
+    pub(crate) fn receive_state_len(&self) -> usize {
+        self.twcc_rx_register.held()
+            + self.received_rtp.len()
+            + self.feedback_tx.len()
+            + self.max_rx_seq_lookup.len()
     }
 
     pub fn enable_twcc_feedback(&mut self) {
@@ -1766,4 +1832,15 @@ mod tests {
             "RED associated with Opus must not reinterpret a PCMU primary block as Opus"
         );
     }
+}
+
+/// reel patch (vendor/README.md): queues one received packet for `Rtc::poll_received_rtp`,
+/// bounded.
+fn queue_received_rtp(queue: &mut VecDeque<ReceivedRtp>, r: ReceivedRtp) {
+    const MAX_QUEUED: usize = 1024;
+    if queue.len() >= MAX_QUEUED {
+        warn!("Received RTP queue full, dropping the oldest packet");
+        queue.pop_front();
+    }
+    queue.push_back(r);
 }

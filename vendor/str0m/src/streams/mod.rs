@@ -78,6 +78,18 @@ pub struct RtpPacket {
     pub(crate) nackable: bool,
 }
 
+/// reel patch (vendor/README.md): one received RTP packet of a mapped stream, queued in
+/// receive-queue mode ([`RtcConfig::set_rtp_receive_queue`][crate::RtcConfig::set_rtp_receive_queue])
+/// instead of being depacketized.
+#[derive(Debug)]
+pub struct ReceivedRtp {
+    /// The media the packet's stream belongs to.
+    pub mid: Mid,
+    /// The packet: extended sequence number and RTP time, header, decrypted payload,
+    /// receive time and the stream's last sender report.
+    pub packet: RtpPacket,
+}
+
 /// Event when an encoded stream is considered paused/unpaused.
 ///
 /// This means the stream has not received any data for some time (default 1.5 seconds).
@@ -761,6 +773,16 @@ impl Streams {
     /// Whether any receive stream currently needs NACK reports (see [`StreamRx::nack_enabled`]).
     ///
     /// Not cached: the answer changes with pause state and pending NACK retries.
+    /// reel patch (vendor/README.md): a NACK-enabled stream has a missing packet with
+    /// NACK attempts left.
+    pub(crate) fn any_nack_pending(&self) -> bool {
+        self.streams_rx
+            .values()
+            .any(|s| s.nack_enabled() && s.has_pending_nacks())
+    }
+
+    // reel patch (vendor/README.md): `nack_at` uses `any_nack_pending` instead.
+    #[allow(dead_code)]
     pub(crate) fn any_nack_enabled(&self) -> bool {
         self.streams_rx.values().any(|s| s.nack_enabled())
     }

@@ -227,6 +227,12 @@ impl StreamRx {
         self.pause_threshold = t;
     }
 
+    /// reel patch (vendor/README.md): the stream had media and is not paused, so one more
+    /// packet queues no event and arms no new timer.
+    pub(crate) fn is_settled(&self) -> bool {
+        !self.paused && !self.need_paused_event && self.last_time.is_some()
+    }
+
     /// The last time we received a packet.
     ///
     /// Resets if the SSRC changes.
@@ -811,6 +817,17 @@ impl StreamRx {
     /// Whether this stream should keep its NACK timer active.
     ///
     /// Paused streams finish pending retries before disabling NACK reports.
+    /// reel patch (vendor/README.md): a missing packet still has NACK attempts left.
+    pub(crate) fn has_pending_nacks(&self) -> bool {
+        self.register.as_ref().is_some_and(|r| r.has_pending_nacks())
+    }
+
+    /// reel patch (vendor/README.md): the highest sequence number received on the main
+    /// register.
+    pub(crate) fn max_seq_rx(&self) -> Option<SeqNo> {
+        self.register.as_ref().and_then(|r| r.max_seq())
+    }
+
     pub(crate) fn nack_enabled(&self) -> bool {
         // Deliberately don't look at RTX is_some() here, since when using dynamic SSRC, we might need
         // to send NACK before discovering the remote RTX.

@@ -263,6 +263,12 @@ struct Receipt {
 }
 
 impl TwccRecvRegister {
+    /// reel patch (vendor/README.md): receipts held (reported ones kept for reordering
+    /// included), for tests that check the register stays bounded.
+    pub fn held(&self) -> usize {
+        self.queue.len()
+    }
+
     pub fn new(keep_reported: usize) -> Self {
         TwccRecvRegister {
             keep_reported,

@@ -411,7 +411,7 @@ fn malformed_stap_a_frame_is_dropped_and_the_next_frame_is_not_contiguous() {
         vec![(0, true), (3, false), (5, false)]
     );
     let s = a.stats();
-    assert_eq!((s.malformed, s.dropped_packets), (2, 3), "the IDR after the broken STAP-A is skipped too");
+    assert_eq!((s.malformed, s.dropped_packets), (2, 3), "the IDR after the broken STAP-A is dropped too");
     assert_eq!(a.last_error(), Some(RxError::ZeroSizeStapA));
 }
 

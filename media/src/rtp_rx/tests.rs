@@ -236,34 +236,31 @@ fn lost_middle_fu_a_packet_drops_the_frame_and_the_next_is_not_contiguous() {
     assert_eq!((s.gaps, s.dropped_packets, s.malformed, s.frames), (1, 2, 0, 2));
 }
 
-#[test]
-fn lost_first_packet_of_a_frame_drops_the_rest_of_it() {
+/// Runs the three frames of [`three_frames`] without the packets `lost` selects (hold-back
+/// 0 or 1, so the gap is given up at once): only A and C come out, C not contiguous; returns
+/// (gaps, dropped packets).
+fn lose_from_frame_b(lost: impl Fn(u64) -> bool, hold_back: usize) -> (u64, u64) {
     let (pkts, [fa, _, fc]) = three_frames();
-    let mut a = Assembler::new(RxCodec::H264, AssemblerConfig { hold_back: 1, ..AssemblerConfig::video() });
-    push_all(&mut a, pkts.iter().filter(|p| p.seq != 101));
+    let mut a = Assembler::new(RxCodec::H264, AssemblerConfig { hold_back, ..AssemblerConfig::video() });
+    push_all(&mut a, pkts.iter().filter(|p| !lost(p.seq)));
     let out = frames(&mut a);
     assert_eq!(out.iter().map(|f| (&f.data, f.contiguous)).collect::<Vec<_>>(), vec![(&fa, true), (&fc, false)]);
-    assert_eq!((a.stats().gaps, a.stats().dropped_packets), (1, 2), "B's FU-A middle and end");
+    (a.stats().gaps, a.stats().dropped_packets)
+}
+
+#[test]
+fn lost_first_packet_of_a_frame_drops_the_rest_of_it() {
+    assert_eq!(lose_from_frame_b(|s| s == 101, 1), (1, 2), "B's FU-A middle and end");
 }
 
 #[test]
 fn lost_marker_packet_drops_the_frame() {
-    let (pkts, [fa, _, fc]) = three_frames();
-    let mut a = Assembler::new(RxCodec::H264, AssemblerConfig { hold_back: 0, ..AssemblerConfig::video() });
-    push_all(&mut a, pkts.iter().filter(|p| p.seq != 103));
-    let out = frames(&mut a);
-    assert_eq!(out.iter().map(|f| (&f.data, f.contiguous)).collect::<Vec<_>>(), vec![(&fa, true), (&fc, false)]);
-    assert_eq!((a.stats().gaps, a.stats().dropped_packets), (1, 2), "B's FU-A start and middle");
+    assert_eq!(lose_from_frame_b(|s| s == 103, 0), (1, 2), "B's FU-A start and middle");
 }
 
 #[test]
 fn lost_whole_frame_marks_the_next_frame_not_contiguous() {
-    let (pkts, [fa, _, fc]) = three_frames();
-    let mut a = Assembler::new(RxCodec::H264, AssemblerConfig { hold_back: 0, ..AssemblerConfig::video() });
-    push_all(&mut a, pkts.iter().filter(|p| !(101..=103).contains(&p.seq)));
-    let out = frames(&mut a);
-    assert_eq!(out.iter().map(|f| (&f.data, f.contiguous)).collect::<Vec<_>>(), vec![(&fa, true), (&fc, false)]);
-    assert_eq!((a.stats().gaps, a.stats().dropped_packets), (1, 0));
+    assert_eq!(lose_from_frame_b(|s| (101..=103).contains(&s), 0), (1, 0));
 }
 
 #[test]

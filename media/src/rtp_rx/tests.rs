@@ -276,34 +276,37 @@ fn head_packet_after_a_gap_resumes_at_once_with_contiguous_false() {
     assert_eq!((out[1].data.clone(), out[1].contiguous), (annexb(&[&s2]), false));
 }
 
+/// Packet `seq` as a whole one-NAL frame of its own (RTP time `seq` frames in).
+fn one_nal_frame(seq: u64) -> Pkt {
+    Pkt { seq, ts: seq * TICKS, marker: true, payload: nal(0x41, 10, seq as u8) }
+}
+
 #[test]
 fn gap_is_given_up_once_more_than_hold_back_packets_wait() {
     let mut a = Assembler::new(RxCodec::H264, AssemblerConfig { hold_back: 3, max_wait_us: i64::MAX });
-    let p = |seq: u64| Pkt { seq, ts: seq * TICKS, marker: true, payload: nal(0x41, 10, seq as u8) };
-    push(&mut a, &p(0), 0);
+    push(&mut a, &one_nal_frame(0), 0);
     for seq in 2..=4 {
-        push(&mut a, &p(seq), 0);
+        push(&mut a, &one_nal_frame(seq), 0);
     }
     assert_eq!((frames(&mut a).len(), a.buffered()), (1, 3), "3 waiting, hold back 3");
-    push(&mut a, &p(5), 0);
+    push(&mut a, &one_nal_frame(5), 0);
     let out = frames(&mut a);
     assert_eq!(
         out.iter().map(|f| (f.first_seq, f.contiguous)).collect::<Vec<_>>(),
         vec![(2, false), (3, true), (4, true), (5, true)]
     );
     assert_eq!((a.buffered(), a.stats().gaps, a.poll_timeout()), (0, 1, None));
-    push(&mut a, &p(1), 0);
+    push(&mut a, &one_nal_frame(1), 0);
     assert_eq!(a.stats().late, 1, "the given-up packet is late now");
 }
 
 #[test]
 fn gap_is_given_up_after_max_wait_via_poll_timeout_and_handle_timeout() {
     let mut a = video();
-    let p = |seq: u64| Pkt { seq, ts: seq * TICKS, marker: true, payload: nal(0x41, 10, seq as u8) };
-    push(&mut a, &p(0), 1_000);
+    push(&mut a, &one_nal_frame(0), 1_000);
     assert_eq!(a.poll_timeout(), None);
-    push(&mut a, &p(3), 2_000);
-    push(&mut a, &p(2), 1_500);
+    push(&mut a, &one_nal_frame(3), 2_000);
+    push(&mut a, &one_nal_frame(2), 1_500);
     assert_eq!(a.poll_timeout(), Some(501_500), "the oldest waiting packet decides");
     a.handle_timeout(501_499);
     assert_eq!((frames(&mut a).len(), a.buffered()), (1, 2));
@@ -316,12 +319,11 @@ fn gap_is_given_up_after_max_wait_via_poll_timeout_and_handle_timeout() {
 #[test]
 fn gap_is_given_up_in_push_once_the_new_arrival_is_max_wait_later() {
     let mut a = video();
-    let p = |seq: u64| Pkt { seq, ts: seq * TICKS, marker: true, payload: nal(0x41, 10, seq as u8) };
-    push(&mut a, &p(0), 0);
-    push(&mut a, &p(2), 10_000);
-    push(&mut a, &p(4), 509_999);
+    push(&mut a, &one_nal_frame(0), 0);
+    push(&mut a, &one_nal_frame(2), 10_000);
+    push(&mut a, &one_nal_frame(4), 509_999);
     assert_eq!(frames(&mut a).len(), 1);
-    push(&mut a, &p(5), 510_000);
+    push(&mut a, &one_nal_frame(5), 510_000);
     let out = frames(&mut a);
     assert_eq!(out.iter().map(|f| f.first_seq).collect::<Vec<_>>(), vec![2], "4 waits for 3 (arrived 509 999)");
     assert_eq!((a.buffered(), a.stats().gaps, a.poll_timeout()), (2, 1, Some(1_009_999)));
@@ -342,14 +344,13 @@ fn late_retransmission_fills_the_gap_before_give_up() {
 #[test]
 fn duplicates_and_late_packets_are_counted_and_ignored() {
     let mut a = video();
-    let p = |seq: u64| Pkt { seq, ts: seq * TICKS, marker: true, payload: nal(0x41, 10, seq as u8) };
-    push(&mut a, &p(10), 0);
-    push(&mut a, &p(10), 0);
-    push(&mut a, &p(9), 0);
-    push(&mut a, &p(12), 0);
-    push(&mut a, &p(12), 0);
-    push(&mut a, &p(11), 0);
-    push(&mut a, &p(11), 0);
+    push(&mut a, &one_nal_frame(10), 0);
+    push(&mut a, &one_nal_frame(10), 0);
+    push(&mut a, &one_nal_frame(9), 0);
+    push(&mut a, &one_nal_frame(12), 0);
+    push(&mut a, &one_nal_frame(12), 0);
+    push(&mut a, &one_nal_frame(11), 0);
+    push(&mut a, &one_nal_frame(11), 0);
     let out = frames(&mut a);
     assert_eq!(out.iter().map(|f| f.first_seq).collect::<Vec<_>>(), vec![10, 11, 12]);
     assert!(out.iter().all(|f| f.contiguous));
@@ -360,20 +361,19 @@ fn duplicates_and_late_packets_are_counted_and_ignored() {
 #[test]
 fn sequence_jump_resets_the_buffer_and_restarts_not_contiguous() {
     let mut a = video();
-    let p = |seq: u64| Pkt { seq, ts: seq * TICKS, marker: true, payload: nal(0x41, 10, seq as u8) };
-    push(&mut a, &p(0), 0);
-    push(&mut a, &p(2), 0);
-    push(&mut a, &p(3), 0);
-    push(&mut a, &p(1_024), 0);
+    push(&mut a, &one_nal_frame(0), 0);
+    push(&mut a, &one_nal_frame(2), 0);
+    push(&mut a, &one_nal_frame(3), 0);
+    push(&mut a, &one_nal_frame(1_024), 0);
     assert_eq!(a.buffered(), 3, "1024 is within reach of the next expected, 1");
-    push(&mut a, &p(5_000), 0);
+    push(&mut a, &one_nal_frame(5_000), 0);
     let out = frames(&mut a);
     assert_eq!(out.iter().map(|f| (f.first_seq, f.contiguous)).collect::<Vec<_>>(), vec![(0, true), (5_000, false)]);
     let s = a.stats();
     assert_eq!((s.resets, s.dropped_packets, s.gaps), (1, 3, 0));
     assert_eq!((a.buffered(), a.poll_timeout()), (0, None));
-    push(&mut a, &p(4_999), 0);
-    push(&mut a, &p(5_001), 0);
+    push(&mut a, &one_nal_frame(4_999), 0);
+    push(&mut a, &one_nal_frame(5_001), 0);
     assert_eq!((a.stats().late, frames(&mut a)[0].contiguous), (1, true));
 }
 

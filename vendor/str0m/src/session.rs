@@ -776,8 +776,6 @@ impl Session {
         // RED-recovered packets (frame mode) are collected here and delivered after the
         // primary, filling single-packet losses from the next packet's redundancy.
         let mut red_recovered: Vec<(RtpHeader, Arc<[u8]>, SeqNo, MediaTime)> = Vec::new();
-        // reel patch: set when RED redundancy filled a loss (not the quiet path).
-        let recovered;
 
         // Capture the full wire payload length before RED unwrapping narrows `data` to the primary
         // block. The sender counts the whole RED-wrapped payload, so receive stats must too.
@@ -910,7 +908,8 @@ impl Session {
 
         // Deliver any RED-recovered packets (frame mode only) through the same depayload
         // path. The jitter buffer orders them and dedups against any later real arrival.
-        recovered = !red_recovered.is_empty();
+        // reel patch: RED redundancy filled a loss (not the quiet path).
+        let recovered = !red_recovered.is_empty();
         for (rec_header, rec_payload, rec_seq, rec_time) in red_recovered {
             // make_rtp_packet (not handle_rtp): recovered packets must not inflate RX stats.
             let rec_packet =
@@ -1415,7 +1414,7 @@ impl Session {
         // left. Upstream wakes every NACK_MIN_INTERVAL while any stream is NACK-enabled, a
         // timer pass every 33 ms per session that finds nothing to do without loss. A
         // packet that opens a hole is not `quiet` in `handle_rtp`, so the timeout is
-        // recomputed at once and the first NACK goes out as soon as before.
+        // recomputed at once; `handle_rtp` puts the first NACK 16 ms after the hole.
         if !self.streams.any_nack_pending() {
             return None;
         }

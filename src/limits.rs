@@ -357,8 +357,9 @@ pub struct StorageSessionLimits {
     pub timer_tick_ms: u64,
     /// After a wakeup that read datagrams, the media loop waits this long before reading
     /// again, so one wakeup (and one `recvmmsg`) serves a batch of datagrams from many
-    /// sessions instead of one each. It delays each datagram by at most this much
-    /// (reel: 2 ms; 0 = read as soon as the socket is readable).
+    /// sessions instead of one each. It delays each datagram's processing (and forwarding to
+    /// live viewers) by at most this much; arrival times in TWCC feedback and jitter are the
+    /// kernel's, so they do not move (reel: 5 ms; 0 = read as soon as the socket is readable).
     pub recv_coalesce_ms: u64,
     /// A fragment is cut at the first keyframe once it lasts this long, in ms (reel: 2 s,
     /// at most 10 s; keyframes are requested from then on). It is also the shortest regular
@@ -407,7 +408,7 @@ impl Default for StorageSessionLimits {
             chunk_flush_ms: 100,
             recv_buffer_bytes: 8 * 1024 * 1024,
             timer_tick_ms: 10,
-            recv_coalesce_ms: 2,
+            recv_coalesce_ms: 5,
             fragment_target_ms: fragmenter::DEFAULT_TARGET_DURATION_MS,
             fragment_max_ms: fragmenter::DEFAULT_MAX_DURATION_MS,
             max_viewers: 3,

@@ -288,6 +288,9 @@ pub struct Hub {
     viewers_ended: VecDeque<ViewerEnded>,
     /// Registered on first use: the exporter is installed after the hub starts.
     counters: Option<Counters>,
+    /// The latest time handed to any session: inputs never go back in time (see
+    /// [`Hub::monotonic`]).
+    clock: Option<Instant>,
 }
 
 /// Per-datagram counters, registered once (a registry lookup per packet is measurable).
@@ -325,7 +328,17 @@ impl Hub {
             channels: HashMap::new(),
             viewers_ended: VecDeque::new(),
             counters: None,
+            clock: None,
         }
+    }
+
+    /// `now`, or the latest time already handed to a session if that is later. Datagrams
+    /// carry their kernel arrival time, so one that waited in the socket while the loop
+    /// drove timers can be older than the last timeout; str0m's state only moves forward.
+    fn monotonic(&mut self, now: Instant) -> Instant {
+        let t = self.clock.map_or(now, |c| c.max(now));
+        self.clock = Some(t);
+        t
     }
 
     /// Uses `cfg` for sessions added from now on (tests shorten fragments with it).
@@ -399,6 +412,7 @@ impl Hub {
 
     /// Starts driving a session. If its fragmenter cannot be built it ends at once.
     pub fn add(&mut self, now: Instant, s: HubSession) {
+        let now = self.monotonic(now);
         self.stats.sessions_added += 1;
         let fragmenter = match Fragmenter::new(self.fragmenter.clone(), self.anchor.unix_us(now)) {
             Ok(f) => f,
@@ -446,6 +460,7 @@ impl Hub {
 
     /// Applies the master's (already validated) answer.
     pub fn answer(&mut self, id: u64, answer: SdpAnswer, now: Instant) {
+        let now = self.monotonic(now);
         let Some(s) = self.sessions.get_mut(&id) else { return };
         match accept_answer(&mut s.rtc, &mut s.pending, answer) {
             Ok(()) => self.drive(id, now),
@@ -455,6 +470,7 @@ impl Hub {
 
     /// Adds a trickled remote candidate.
     pub fn candidate(&mut self, id: u64, candidate: Candidate, now: Instant) {
+        let now = self.monotonic(now);
         let Some(s) = self.sessions.get_mut(&id) else { return };
         s.rtc.add_remote_candidate(candidate);
         self.drive(id, now);
@@ -462,11 +478,13 @@ impl Hub {
 
     /// Ends a session, flushing its open fragment.
     pub fn close(&mut self, id: u64, reason: EndReason, now: Instant) {
+        let now = self.monotonic(now);
         self.end(id, reason, now);
     }
 
     /// Ends every session (server shutdown).
     pub fn close_all(&mut self, reason: EndReason, now: Instant) {
+        let now = self.monotonic(now);
         let viewers: Vec<u64> = self.viewers.keys().copied().collect();
         for id in viewers {
             self.end_viewer(id, reason.clone(), now);
@@ -478,6 +496,7 @@ impl Hub {
 
     /// Routes one datagram that arrived at `now` from `source` to the session it belongs to.
     pub fn receive(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+        let now = self.monotonic(now);
         let Ok(contents) = data.try_into() else {
             self.unknown();
             return;
@@ -531,6 +550,7 @@ impl Hub {
 
     /// Drives every session whose deadline is at or before `now`.
     pub fn timeout(&mut self, now: Instant) {
+        let now = self.monotonic(now);
         let max_life = Duration::from_secs(self.limits.max_session_secs);
         let idle = Duration::from_secs(self.limits.idle_timeout_secs);
         while let Some(&(t, id)) = self.deadlines.first() {
@@ -701,6 +721,7 @@ impl Hub {
     /// Starts driving a viewer session of `v.channel_arn`. A live viewer of the channel with
     /// the same ClientId is replaced (ends with [`EndReason::Replaced`]).
     pub fn add_viewer(&mut self, now: Instant, v: HubViewer) {
+        let now = self.monotonic(now);
         self.stats.viewers_added += 1;
         let interval = Duration::from_millis(self.limits.viewer_keyframe_interval_ms);
         if !self.channels.contains_key(&v.channel_arn) {
@@ -761,6 +782,7 @@ impl Hub {
 
     /// Applies a viewer's (already validated) answer.
     pub fn viewer_answer(&mut self, id: u64, answer: SdpAnswer, now: Instant) {
+        let now = self.monotonic(now);
         let Some(v) = self.viewers.get_mut(&id) else { return };
         match accept_answer(&mut v.rtc, &mut v.pending, answer) {
             Ok(()) => self.drive_viewer(id, now),
@@ -770,6 +792,7 @@ impl Hub {
 
     /// Adds a viewer's trickled candidate.
     pub fn viewer_candidate(&mut self, id: u64, candidate: Candidate, now: Instant) {
+        let now = self.monotonic(now);
         let Some(v) = self.viewers.get_mut(&id) else { return };
         v.rtc.add_remote_candidate(candidate);
         self.drive_viewer(id, now);
@@ -777,6 +800,7 @@ impl Hub {
 
     /// Ends a viewer session.
     pub fn close_viewer(&mut self, id: u64, reason: EndReason, now: Instant) {
+        let now = self.monotonic(now);
         self.end_viewer(id, reason, now);
     }
 

@@ -1,6 +1,7 @@
 //! From received media to stored fragments: [`received_media_frame`] maps a reassembled frame onto the
 //! fragmenter's input, and [`spawn_writer`] runs the per-session store writer task that
-//! turns fragment events into store calls without blocking the I/O loop.
+//! turns fragment events into store calls on the worker's store thread, never on the I/O
+//! loop.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -83,13 +84,17 @@ pub fn received_media_frame(kind: MediaKind, f: RxFrame, sender_info: Option<Sen
 /// `append_chunk`, `EndFragment` → `finish`. When the queue closes, an open fragment is
 /// finished with the end of its last chunk, so no accepted media is lost. With `fence`
 /// (cluster mode) fragments are written under the session's writer lease.
+///
+/// `store` is the runtime of a thread whose job is to block on the store: chunks are
+/// written in place there (`append_chunk_blocking`), one queue hand-off per chunk.
 pub fn spawn_writer(
+    store: &tokio::runtime::Handle,
     session: u64,
     stream: Stream,
     fence: Option<Fence>,
     mut rx: mpsc::Receiver<FragmentEvent>,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
+    store.spawn(async move {
         let mut open: Option<(FragmentWriter, u32)> = None;
         // After a failed begin, drop chunks until the next fragment.
         let mut skipping = false;
@@ -118,7 +123,7 @@ pub fn spawn_writer(
                         continue;
                     }
                     if let Some((w, end)) = open.as_mut() {
-                        if let Err(e) = w.append_chunk(media_end_ms, Bytes::from(bytes)).await {
+                        if let Err(e) = w.append_chunk_blocking(media_end_ms, Bytes::from(bytes)) {
                             tracing::error!(session, error = %e, "cannot append chunk");
                             count_store_errors(frames);
                         }

@@ -1,23 +1,24 @@
 //! The driver of one media worker: one UDP socket, one [`Hub`], one thread.
 //!
-//! Each worker runs on its own OS thread with a single-threaded tokio runtime that also
-//! hosts its sessions' store writer tasks, so the hub hands media to a writer without
-//! waking another thread. All protocol state (sessions' str0m `Rtc`s, demux, deadlines)
-//! lives in the sans-IO [`Hub`]; this loop only moves bytes and time. On socket readiness it drains the socket
-//! with batched `recvmmsg` ([`quinn_udp`]), sends what the hub wants sent, and then blocks
-//! its thread for `recv_coalesce_ms` before it reads again, so that one wakeup serves a
-//! batch of datagrams from many sessions. Otherwise it sleeps until the hub's next deadline or a session
-//! control [`Command`]. There is no task, timer or socket per session on the media path.
+//! Each worker runs on its own OS thread with a single-threaded tokio runtime. Its
+//! sessions' store writer tasks run on a second thread of the worker's own,
+//! `reel-store-<index>` (see [`StoreThread`]), which writes chunks in place: the media loop
+//! never blocks on the disk, and a chunk costs one queue hand-off instead of a hop to
+//! tokio's blocking pool and back. All protocol state (sessions' str0m `Rtc`s, demux,
+//! deadlines) lives in the sans-IO [`Hub`]; this loop only moves bytes and time. On socket
+//! readiness it drains the socket with batched `recvmmsg` ([`super::recv`], which keeps each
+//! datagram's kernel arrival time), sends what the hub wants sent, and then blocks its thread
+//! for `recv_coalesce_ms` before it reads again, so that one wakeup serves a batch of
+//! datagrams from many sessions. Otherwise it sleeps until the hub's next deadline or a
+//! session control [`Command`]. There is no task, timer or socket per session on the media
+//! path.
 
 use std::collections::HashMap;
-use std::io::IoSliceMut;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quinn_udp::{RecvMeta, UdpSocketState};
 use str0m::Candidate;
 use str0m::change::SdpAnswer;
-use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -25,21 +26,18 @@ use tokio::task::JoinHandle;
 pub use super::hub::EndReason;
 use super::hub::{Hub, HubSession};
 use super::ingest::ClockAnchor;
+use super::recv::Receiver;
 use crate::limits::StorageSessionLimits;
 
 /// Most datagrams read per wakeup before the loop sends, checks timers and commands.
 pub const MAX_READ_PER_WAKEUP: usize = 1024;
-/// Largest UDP payload a receive slot holds without GRO.
-const MAX_DATAGRAM: usize = 2048;
-/// Largest batch the kernel coalesces with GRO (its 64 KiB cap on one aggregated datagram).
-const MAX_GRO_BATCH: usize = 64 * 1024;
 
 /// A session handed to the loop by its control task: what the hub drives, plus what the
 /// loop keeps beside it.
 pub struct NewSession {
     /// The session for the hub.
     pub session: HubSession,
-    /// What the session's store writer task (started on the worker's runtime) consumes.
+    /// What the session's store writer task (started on the worker's store thread) consumes.
     pub writer: WriterInput,
     /// Told when the loop ends the session.
     pub ended: oneshot::Sender<EndReason>,
@@ -89,59 +87,68 @@ pub enum Command {
 }
 
 /// Starts worker `index` on `socket` (a thread named `reel-media-<index>` with its own
-/// single-threaded runtime); returns its command queue.
+/// single-threaded runtime, and its store thread `reel-store-<index>`); returns its
+/// command queue.
 pub fn spawn(
     index: usize,
     socket: std::net::UdpSocket,
     limits: StorageSessionLimits,
 ) -> std::io::Result<mpsc::Sender<Command>> {
     let (tx, rx) = mpsc::channel(1024);
+    let store = StoreThread::spawn(index)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    // The socket registers with the worker's reactor, so build the driver inside it.
-    let driver = {
-        let _inside = runtime.enter();
-        Driver::new(socket, limits)?
-    };
-    std::thread::Builder::new().name(format!("reel-media-{index}")).spawn(move || runtime.block_on(driver.run(rx)))?;
+    // The driver is built on its thread (its receive headers hold raw pointers and stay
+    // there) inside the worker's runtime (the socket registers with its reactor); the
+    // outcome comes back here so a failure is reported to the caller.
+    let (built_tx, built_rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new().name(format!("reel-media-{index}")).spawn(move || {
+        let driver = {
+            let _inside = runtime.enter();
+            Driver::new(socket, limits, store)
+        };
+        match driver {
+            Ok(driver) => {
+                let _ = built_tx.send(Ok(()));
+                runtime.block_on(driver.run(rx));
+            }
+            Err(e) => {
+                let _ = built_tx.send(Err(e));
+            }
+        }
+    })?;
+    built_rx.recv().map_err(|_| std::io::Error::other("media worker thread ended while starting"))??;
     Ok(tx)
+}
+
+/// The thread that runs one worker's store writer tasks on a single-threaded runtime of its
+/// own. Its job is to block on the store: chunk appends are written in place
+/// (`FragmentWriter::append_chunk_blocking`), while begins and finishes await the store as
+/// usual, so one session waiting for its fragment's group commit never holds up the others'
+/// chunks. It ends when the worker's driver (holding `_stop`) is dropped, after shutdown
+/// awaited the writers.
+struct StoreThread {
+    handle: tokio::runtime::Handle,
+    _stop: oneshot::Sender<()>,
+}
+
+impl StoreThread {
+    fn spawn(index: usize) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        std::thread::Builder::new().name(format!("reel-store-{index}")).spawn(move || {
+            runtime.block_on(async {
+                let _ = stopped.await;
+            });
+        })?;
+        Ok(Self { handle, _stop: stop })
+    }
 }
 
 /// What the driver keeps of a session besides the hub's state.
 struct Control {
     writer_task: JoinHandle<()>,
     ended: oneshot::Sender<EndReason>,
-}
-
-/// Batched receive: `recvmmsg` into a fixed set of slots (each big enough for a GRO batch).
-struct Receiver {
-    state: UdpSocketState,
-    /// `quinn_udp::BATCH_SIZE` slots of `slot` bytes each.
-    bufs: Vec<u8>,
-    slot: usize,
-    meta: Vec<RecvMeta>,
-}
-
-impl Receiver {
-    fn new(socket: &UdpSocket) -> std::io::Result<Self> {
-        let state = UdpSocketState::new(socket.into())?;
-        let slot = (MAX_DATAGRAM * state.gro_segments().max(1)).clamp(MAX_DATAGRAM, MAX_GRO_BATCH);
-        let slots = quinn_udp::BATCH_SIZE.max(1);
-        Ok(Self { state, bufs: vec![0; slot * slots], slot, meta: vec![RecvMeta::default(); slots] })
-    }
-
-    /// One `recvmmsg` without waiting: the number of slots filled.
-    fn recv(&mut self, socket: &UdpSocket) -> std::io::Result<usize> {
-        let mut slices: Vec<IoSliceMut<'_>> = self.bufs.chunks_mut(self.slot).map(IoSliceMut::new).collect();
-        let (state, meta) = (&self.state, &mut self.meta);
-        socket.try_io(Interest::READABLE, || state.recv(socket.into(), &mut slices, meta))
-    }
-
-    /// The datagrams of slot `i` (several when the kernel coalesced them with GRO).
-    fn datagrams(&self, i: usize) -> impl Iterator<Item = (std::net::SocketAddr, &[u8])> {
-        let meta = self.meta.get(i).copied().unwrap_or_default();
-        let data = self.bufs.get(i * self.slot..).and_then(|b| b.get(..meta.len.min(self.slot))).unwrap_or_default();
-        data.chunks(meta.stride.max(1)).map(move |d| (meta.addr, d))
-    }
 }
 
 struct Driver {
@@ -155,11 +162,13 @@ struct Driver {
     viewers: HashMap<u64, oneshot::Sender<EndReason>>,
     /// Writers of sessions ended during shutdown, awaited so open fragments are flushed.
     writers: Vec<JoinHandle<()>>,
+    /// Where the sessions' store writers run.
+    store: StoreThread,
 }
 
 impl Driver {
     /// Registers `socket` with the current (worker) runtime.
-    fn new(socket: std::net::UdpSocket, limits: StorageSessionLimits) -> std::io::Result<Self> {
+    fn new(socket: std::net::UdpSocket, limits: StorageSessionLimits, store: StoreThread) -> std::io::Result<Self> {
         let socket = UdpSocket::from_std(socket)?;
         let local = socket.local_addr()?;
         let recv = Receiver::new(&socket)?;
@@ -171,6 +180,7 @@ impl Driver {
             sessions: HashMap::new(),
             viewers: HashMap::new(),
             writers: Vec::new(),
+            store,
         })
     }
 
@@ -233,11 +243,9 @@ impl Driver {
                     break;
                 }
             };
-            // One clock read per batch: every datagram in it was waiting in the socket.
-            let now = Instant::now();
             for i in 0..filled {
-                for (source, data) in self.recv.datagrams(i) {
-                    self.hub.receive(now, source, data);
+                for (arrived, source, data) in self.recv.datagrams(i) {
+                    self.hub.receive(arrived, source, data);
                     read += 1;
                 }
             }
@@ -253,7 +261,13 @@ impl Driver {
         match cmd {
             Command::Add(s) => {
                 let NewSession { session, writer, ended } = *s;
-                let writer_task = super::ingest::spawn_writer(session.id, writer.stream, writer.fence, writer.events);
+                let writer_task = super::ingest::spawn_writer(
+                    &self.store.handle,
+                    session.id,
+                    writer.stream,
+                    writer.fence,
+                    writer.events,
+                );
                 self.sessions.insert(session.id, Control { writer_task, ended });
                 self.hub.add(now, session);
             }
@@ -303,47 +317,5 @@ impl Driver {
         for w in std::mem::take(&mut self.writers) {
             let _ = tokio::time::timeout(Duration::from_secs(5), w).await;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn batched_reads_return_every_datagram_with_its_source() {
-        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
-        let to = socket.local_addr().expect("addr");
-        let mut recv = Receiver::new(&socket).expect("receiver");
-        let a = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a");
-        let b = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind b");
-        // More than one recvmmsg batch, from two sources, same-size runs (GRO candidates)
-        // and odd sizes.
-        let mut sent = Vec::new();
-        for i in 0..(2 * quinn_udp::BATCH_SIZE as u8 + 5) {
-            let (from, len) = if i % 3 == 0 { (&b, 100 + usize::from(i)) } else { (&a, 1200) };
-            let data = vec![i; len];
-            from.send_to(&data, to).expect("send");
-            sent.push((from.local_addr().expect("addr"), data));
-        }
-        let mut got = Vec::new();
-        let read_all = async {
-            while got.len() < sent.len() {
-                socket.readable().await.expect("readable");
-                match recv.recv(&socket) {
-                    Ok(filled) => {
-                        for i in 0..filled {
-                            got.extend(recv.datagrams(i).map(|(src, d)| (src, d.to_vec())));
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) => panic!("recv: {e}"),
-                }
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(5), read_all).await.expect("every datagram arrives");
-        got.sort();
-        sent.sort();
-        assert_eq!(got, sent);
     }
 }

@@ -28,6 +28,7 @@ pub mod join_storage_session_as_viewer;
 pub mod lease_keeper;
 pub mod list_storage_sessions;
 pub mod media_rx;
+pub mod recv;
 #[cfg(test)]
 mod scenarios;
 #[cfg(test)]

@@ -147,6 +147,26 @@ pub(crate) fn uploaded_marker_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("seg-{seq:020}.uploaded"))
 }
 
+/// One record write at a known offset of a segment, runnable on any thread.
+struct RecordWrite {
+    file: Arc<File>,
+    path: PathBuf,
+    offset: u64,
+    buf: Vec<u8>,
+    faults: Option<Arc<crate::fault::FaultInjector>>,
+}
+
+impl RecordWrite {
+    /// Writes the record; returns its length.
+    fn run(self) -> Result<u64> {
+        if let Some(f) = &self.faults {
+            f.check_write().map_err(|e| StoreError::io(&self.path, &e))?;
+        }
+        self.file.write_all_at(&self.buf, self.offset).map_err(|e| StoreError::io(&self.path, &e))?;
+        Ok(self.buf.len() as u64)
+    }
+}
+
 pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
@@ -287,27 +307,47 @@ impl StreamInner {
         })
     }
 
-    /// Writes `buf` at the end of the active segment and marks it dirty for group commit.
+    /// Writes `buf` at the end of the active segment and marks it dirty for group commit
+    /// (the write runs on the blocking pool).
     async fn append_record(&self, state: &mut WriterState, buf: Vec<u8>) -> Result<()> {
-        let Some(a) = state.active.as_mut() else {
+        let write = self.record_write(state, buf)?;
+        let res = blocking(move || write.run()).await;
+        self.record_written(state, res)
+    }
+
+    /// [`Self::append_record`] with the write in the calling thread, for a thread that may
+    /// block (see [`FragmentWriter::append_chunk_blocking`]).
+    fn append_record_blocking(&self, state: &mut WriterState, buf: Vec<u8>) -> Result<()> {
+        let write = self.record_write(state, buf)?;
+        let res = write.run();
+        self.record_written(state, res)
+    }
+
+    /// The write that appends `buf` to the active segment.
+    fn record_write(&self, state: &WriterState, buf: Vec<u8>) -> Result<RecordWrite> {
+        let Some(a) = state.active.as_ref() else {
             return Err(StoreError::Io { path: self.dir.clone(), message: "no active segment".into() });
         };
-        let (file, path, offset, n) = (a.file.clone(), a.path.clone(), a.len, buf.len() as u64);
-        let faults = self.ctx.config.fault_injector.clone();
-        let res = blocking(move || {
-            if let Some(f) = faults {
-                f.check_write().map_err(|e| StoreError::io(&path, &e))?;
-            }
-            file.write_all_at(&buf, offset).map_err(|e| StoreError::io(&path, &e))
+        Ok(RecordWrite {
+            file: a.file.clone(),
+            path: a.path.clone(),
+            offset: a.len,
+            buf,
+            faults: self.ctx.config.fault_injector.clone(),
         })
-        .await;
-        match res {
-            Ok(()) => {
+    }
+
+    /// Accounts a record write: the segment grows and is marked dirty, or a failed write
+    /// breaks the segment (sealed at its last good length before reuse) and the fragment.
+    fn record_written(&self, state: &mut WriterState, res: Result<u64>) -> Result<()> {
+        match (res, state.active.as_mut()) {
+            (Ok(n), Some(a)) => {
                 a.len += n;
                 self.ctx.committer.mark_dirty(a.file_id, &a.file, &a.path);
                 Ok(())
             }
-            Err(e) => {
+            (Ok(_), None) => Err(StoreError::Io { path: self.dir.clone(), message: "no active segment".into() }),
+            (Err(e), _) => {
                 state.broken = true;
                 state.open = None;
                 Err(e)
@@ -784,6 +824,23 @@ impl FragmentWriter {
     /// Appends one opaque chunk ending `end_offset_ms` after the fragment start. Returns once
     /// written to the OS; it is on disk within the commit interval (RPO), with no fsync here.
     pub async fn append_chunk(&mut self, end_offset_ms: u32, data: Bytes) -> Result<()> {
+        let (buf, len) = self.chunk_record(end_offset_ms, data)?;
+        let res = self.stream.append_record(&mut self.state, buf).await;
+        self.chunk_appended(end_offset_ms, len, res)
+    }
+
+    /// [`Self::append_chunk`] with the write in the calling thread instead of the blocking
+    /// pool: for a thread whose job is to block on the store (reel's per-worker store
+    /// thread), where a hop to the pool per chunk would cost more than the write itself.
+    /// Never call it from a runtime thread that serves other work.
+    pub fn append_chunk_blocking(&mut self, end_offset_ms: u32, data: Bytes) -> Result<()> {
+        let (buf, len) = self.chunk_record(end_offset_ms, data)?;
+        let res = self.stream.append_record_blocking(&mut self.state, buf);
+        self.chunk_appended(end_offset_ms, len, res)
+    }
+
+    /// The encoded chunk record and its payload length, after the checks every append makes.
+    fn chunk_record(&mut self, end_offset_ms: u32, data: Bytes) -> Result<(Vec<u8>, u64)> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
@@ -796,7 +853,12 @@ impl FragmentWriter {
         let len = data.len() as u64;
         let mut buf = Vec::with_capacity(Record::chunk_encoded_len(data.len()));
         Record::Chunk { counter: self.number.counter(), end_offset_ms, data }.encode_into(&mut buf);
-        if let Err(e) = self.stream.append_record(&mut self.state, buf).await {
+        Ok((buf, len))
+    }
+
+    /// Accounts an appended chunk in the open fragment, or fails the fragment.
+    fn chunk_appended(&mut self, end_offset_ms: u32, len: u64, res: Result<()>) -> Result<()> {
+        if let Err(e) = res {
             return Err(self.fail(e));
         }
         if let Some(open) = self.state.open.as_mut() {

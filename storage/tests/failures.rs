@@ -57,6 +57,41 @@ async fn disk_full_mid_fragment_aborts_it_and_keeps_persisted_data() {
     }
 }
 
+/// The in-place append (reel's store thread) stores what the pooled one does and fails
+/// the same way: a write error aborts the fragment and sticks, persisted data stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_appends_store_the_same_and_fail_the_same() {
+    let (mut h, faults) = with_faults().await;
+    let s = h.store.create_stream("cam", 24).await.unwrap();
+    let mut good = Vec::new();
+    for f in 0..2u64 {
+        let header = Bytes::from(format!("header 5/{f}"));
+        let ts = T0 + f * 1000;
+        let mut w = s.begin_fragment(FragmentStart { producer_ts_ms: ts, server_ts_ms: ts, header }).await.unwrap();
+        for c in 0..3u64 {
+            w.append_chunk_blocking(((c + 1) * 40) as u32, chunk_bytes(5, f, c, 100)).unwrap();
+        }
+        good.push(w.finish(120).await.unwrap());
+    }
+    let mut w = s.begin_fragment(start(T0 + 2000)).await.unwrap();
+    let failed_number = w.number();
+    w.append_chunk_blocking(40, chunk_bytes(5, 2, 0, 100)).unwrap();
+    faults.fail_writes(1, Fault::DiskFull);
+    assert!(matches!(w.append_chunk_blocking(80, chunk_bytes(5, 2, 1, 100)), Err(StoreError::DiskFull { .. })));
+    assert!(matches!(w.append_chunk_blocking(120, Bytes::from_static(b"z")), Err(StoreError::DiskFull { .. })));
+    assert!(matches!(w.finish(120).await, Err(StoreError::DiskFull { .. })));
+    assert!(matches!(s.read_fragment(failed_number).await, Err(StoreError::FragmentNotFound { .. })));
+    h.reopen(|_| {}).await;
+    let s = h.store.stream("cam").unwrap();
+    let listed: Vec<FragmentNumber> = s.latest_fragments(10).iter().map(|i| i.number).collect();
+    assert_eq!(listed, good.iter().map(|i| i.number).collect::<Vec<_>>());
+    for (f, i) in good.iter().enumerate() {
+        let read = s.read_fragment(i.number).await.unwrap();
+        assert_eq!(read.chunks.len(), 3);
+        assert_fragment(&read, 5, f as u64, 100);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permission_denied_creating_a_segment_is_reported() {
     let (h, faults) = with_faults().await;

@@ -15,8 +15,10 @@
 //! A [`SenderProfile`] (see [`profile`]) makes it misbehave like real masters: drifting
 //! send rates, RTCP sender reports that follow the wall clock, NTP steps, muted tracks.
 
+pub mod pacing;
 pub mod profile;
 pub mod source;
+pub mod udp;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +35,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcError};
 use crate::kvs::{ApiError, KvsClient, MasterEndpoints};
 use crate::signaling::{MasterConnection, SignalingError, SignalingEvent};
 use crate::sigv4::Signer;
+use udp::PeerSocket;
 pub use profile::{MuteWindow, ProfileError, SenderProfile, SrJump};
 pub use source::{DEFAULT_BITRATE_BPS, MediaSource, SourceError};
 
@@ -46,6 +49,8 @@ pub const DEFAULT_RETENTION_HOURS: u32 = 24;
 const MAX_IDLE_WAIT: Duration = Duration::from_millis(100);
 /// Largest UDP datagram read.
 const RECV_BUF: usize = 2_048;
+/// Most datagrams read per wakeup before str0m's output is drained (bounds a flood).
+const MAX_RECV_BATCH: usize = 64;
 
 /// Why a publisher stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -405,7 +410,7 @@ pub enum RunEnd {
 /// One str0m peer that sends the looped media once connected.
 pub struct Publisher {
     rtc: Rtc,
-    socket: tokio::net::UdpSocket,
+    socket: PeerSocket,
     local: SocketAddr,
     candidate: Candidate,
     cfg: PublisherConfig,
@@ -418,8 +423,8 @@ pub struct Publisher {
 impl Publisher {
     /// Binds a UDP socket on `cfg.bind_ip` (port 0) and creates the peer with its host candidate.
     pub async fn bind(cfg: PublisherConfig, stats: Arc<PublisherStats>) -> Result<Self, PublisherError> {
-        let socket = tokio::net::UdpSocket::bind(SocketAddr::new(cfg.bind_ip, 0)).await?;
-        let local = socket.local_addr()?;
+        let socket = PeerSocket::bind(cfg.bind_ip).await?;
+        let local = socket.local_addr();
         let mut rtc = Rtc::builder().clear_codecs().enable_h264(true).enable_opus(true, false).build(Instant::now());
         let candidate = Candidate::host(local, "udp").map_err(|e| PublisherError::Sdp(e.to_string()))?;
         rtc.add_local_candidate(candidate.clone());
@@ -481,7 +486,8 @@ impl Publisher {
     /// Runs the peer until `until`, a [`Signal::Stop`] or an error: connects, then writes video
     /// frame `i` at `t0 + i/30 s` (RTP `i * 3000`) and Opus packet `j` at `t0 + j * 20 ms`
     /// (RTP `j * 960`) where `t0` is the moment it connected — send times divided by the
-    /// profile's rates, mute windows skipped (see [`profile`]). Falling behind (a starved
+    /// profile's rates, mute windows skipped (see [`profile`]), each on the first tick of the
+    /// shared pacing grid at or after its time (see [`pacing`]). Falling behind (a starved
     /// task) sends the overdue frames at once. The caller records errors in the stats.
     pub async fn run<S: Signals>(&mut self, signals: &mut S, until: Instant) -> Result<RunEnd, PublisherError> {
         let result = self.run_inner(signals, until).await;
@@ -500,8 +506,9 @@ impl Publisher {
         }
         let mut buf = vec![0u8; RECV_BUF];
         let mut signals_open = true;
+        // A timeout input is owed to str0m (a timer fired, or media was written).
+        let mut poke = false;
         loop {
-            let rtc_timeout = self.drain(&mut media).await?;
             let now = Instant::now();
             if now >= until {
                 return Ok(RunEnd::Deadline);
@@ -516,37 +523,37 @@ impl Publisher {
                 if media.disconnected {
                     return Err(PublisherError::Disconnected(now - t0));
                 }
-                if self.cfg.send_media {
-                    self.write_due(&mut media, t0, now)?;
-                    // A frame was queued: let str0m packetize it now (it does so on input, and a
-                    // starved task catching up never reaches the timer below), then drain.
-                    if media.wrote {
-                        media.wrote = false;
-                        self.rtc.handle_input(Input::Timeout(Instant::now()))?;
-                        continue;
-                    }
-                }
+                // Everything due by now, in schedule order; str0m packetizes it all on the
+                // one timeout input below and the drain sends it in one batch.
+                while self.cfg.send_media && self.write_due(&mut media, t0, now)? {}
+                poke |= std::mem::take(&mut media.wrote);
             } else if now >= connect_deadline {
                 return Err(PublisherError::ConnectTimeout(self.cfg.connect_timeout));
             }
+            if std::mem::take(&mut poke) {
+                self.rtc.handle_input(Input::Timeout(now))?;
+            }
+            let rtc_timeout = self.drain(&mut media)?;
+            self.flush().await?;
+            let now = Instant::now();
             let mut wake = rtc_timeout.min(until).min(now + MAX_IDLE_WAIT);
             match media.t0 {
                 Some(t0) if self.cfg.send_media => wake = wake.min(media.next_due(t0)),
                 Some(_) => {}
                 None => wake = wake.min(connect_deadline),
             }
+            if media.t0.is_some() {
+                // Connected: wake with every other publisher on the shared grid.
+                wake = pacing::tick_at_or_after(wake).min(until);
+            }
+            if wake <= now {
+                poke = true;
+                continue;
+            }
             tokio::select! {
-                r = self.socket.recv_from(&mut buf) => {
-                    let (n, source) = r?;
-                    self.stats.packets_received.fetch_add(1, Ordering::Relaxed);
-                    if let Ok(contents) = buf[..n].try_into() {
-                        let input = Input::Receive(
-                            Instant::now(),
-                            Receive { proto: Protocol::Udp, source, destination: self.local, contents },
-                        );
-                        // A datagram str0m rejects (stray, late) is not fatal.
-                        let _ = self.rtc.handle_input(input);
-                    }
+                r = self.socket.readable() => {
+                    r?;
+                    self.receive(&mut buf)?;
                 }
                 s = signals.next_signal(), if signals_open => match s {
                     Some(Signal::RemoteCandidate(c)) => self.add_remote_candidate(&c),
@@ -557,28 +564,38 @@ impl Publisher {
                     Some(Signal::Lost) => return Err(PublisherError::SignalingLost),
                     None => signals_open = false,
                 },
-                () = tokio::time::sleep_until(wake.into()) => {
-                    self.rtc.handle_input(Input::Timeout(Instant::now()))?;
-                }
+                () = tokio::time::sleep_until(wake.into()) => poke = true,
             }
         }
     }
 
-    /// Polls str0m until it wants a timeout: sends transmits, handles events.
-    async fn drain(&mut self, media: &mut MediaClock) -> Result<Instant, PublisherError> {
+    /// Hands every datagram waiting on the socket (up to [`MAX_RECV_BATCH`]) to str0m.
+    fn receive(&mut self, buf: &mut [u8]) -> Result<(), PublisherError> {
+        for _ in 0..MAX_RECV_BATCH {
+            let (n, source) = match self.socket.try_recv(buf) {
+                Ok(got) => got,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e.into()),
+            };
+            self.stats.packets_received.fetch_add(1, Ordering::Relaxed);
+            if let Ok(contents) = buf[..n].try_into() {
+                let input = Input::Receive(
+                    Instant::now(),
+                    Receive { proto: Protocol::Udp, source, destination: self.local, contents },
+                );
+                // A datagram str0m rejects (stray, late) is not fatal.
+                let _ = self.rtc.handle_input(input);
+            }
+        }
+        Ok(())
+    }
+
+    /// Polls str0m until it wants a timeout: queues transmits on the socket, handles events.
+    fn drain(&mut self, media: &mut MediaClock) -> Result<Instant, PublisherError> {
         loop {
             match self.rtc.poll_output()? {
                 Output::Timeout(t) => return Ok(t),
-                Output::Transmit(t) => match self.socket.send_to(&t.contents, t.destination).await {
-                    Ok(_) => {
-                        self.stats.packets_sent.fetch_add(1, Ordering::Relaxed);
-                        self.stats.bytes_sent.fetch_add(t.contents.len() as u64, Ordering::Relaxed);
-                    }
-                    // A refused datagram is lost like on a network; counted apart.
-                    Err(_) => {
-                        self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                },
+                Output::Transmit(t) => self.socket.queue(t.destination, &t.contents),
                 Output::Event(ev) => match ev {
                     Event::Connected if media.t0.is_none() => {
                         media.t0 = Some(Instant::now());
@@ -600,21 +617,34 @@ impl Publisher {
         }
     }
 
-    /// Writes the earliest frame or packet due by `now` — one only: str0m needs
-    /// `poll_output` between two writes, so the run loop drains and comes back for the next.
-    fn write_due(&mut self, media: &mut MediaClock, t0: Instant, now: Instant) -> Result<(), PublisherError> {
+    /// Sends what [`Publisher::drain`] queued and counts it.
+    async fn flush(&mut self) -> Result<(), PublisherError> {
+        let sent = self.socket.flush().await?;
+        self.stats.packets_sent.fetch_add(sent.packets, Ordering::Relaxed);
+        self.stats.bytes_sent.fetch_add(sent.bytes, Ordering::Relaxed);
+        if sent.errors > 0 {
+            self.stats.send_errors.fetch_add(sent.errors, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Writes (or mutes, or drops) the earliest frame or packet due by `now`; whether one was
+    /// due. str0m queues writes until the next timeout input packetizes them, so the run
+    /// loop calls this until nothing is due.
+    fn write_due(&mut self, media: &mut MediaClock, t0: Instant, now: Instant) -> Result<bool, PublisherError> {
         let video_pt =
             self.payload_type(media.video.as_mut(), Codec::H264).ok_or(PublisherError::MissingMedia("H.264"))?;
         let audio_pt =
             self.payload_type(media.audio.as_mut(), Codec::Opus).ok_or(PublisherError::MissingMedia("Opus"))?;
         let (video_due, audio_due) = (media.video_due(t0), media.audio_due(t0));
         if video_due <= now && video_due <= audio_due {
-            self.write_video(media, video_pt, t0, now)
+            self.write_video(media, video_pt, t0, now)?;
         } else if audio_due <= now {
-            self.write_audio(media, audio_pt, t0, now)
+            self.write_audio(media, audio_pt, t0, now)?;
         } else {
-            Ok(())
+            return Ok(false);
         }
+        Ok(true)
     }
 
     /// Writes (or mutes, or drops) video frame `media.video_next`.
@@ -669,7 +699,7 @@ impl Publisher {
             }
         }
         media.video_seq += 1;
-        self.count_write(frame.data.len(), frame.sample_bytes, clamped, now.duration_since(due));
+        self.count_write(frame.data.len(), frame.sample_bytes, clamped, late_beyond_tick(due, now));
         self.stats.video_frames.fetch_add(1, Ordering::Relaxed);
         media.wrote = true;
         Ok(())
@@ -713,14 +743,14 @@ impl Publisher {
                 t.push(j * source::AUDIO_TICKS_PER_PACKET);
             }
         }
-        self.count_write(packet.len(), packet.len(), clamped, now.duration_since(due));
+        self.count_write(packet.len(), packet.len(), clamped, late_beyond_tick(due, now));
         self.stats.audio_packets.fetch_add(1, Ordering::Relaxed);
         media.wrote = true;
         Ok(())
     }
 
     /// Counts one successful media write of `bytes` (`sample_bytes` kept by a recorder),
-    /// `late` behind its schedule.
+    /// `late` behind the grid tick it was due on.
     fn count_write(&self, bytes: usize, sample_bytes: usize, clamped: bool, late: Duration) {
         self.stats.media_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         self.stats.sample_bytes.fetch_add(sample_bytes as u64, Ordering::Relaxed);
@@ -744,6 +774,12 @@ impl Publisher {
     pub fn disconnect(&mut self) {
         self.rtc.disconnect();
     }
+}
+
+/// How far behind its schedule a write due at `due` ran at `now`, not counting the wait
+/// for the pacing tick it was due on (that wait is by design; see [`pacing`]).
+fn late_beyond_tick(due: Instant, now: Instant) -> Duration {
+    now.saturating_duration_since(pacing::tick_at_or_after(due))
 }
 
 /// Milestone setters.

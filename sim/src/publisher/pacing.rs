@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 /// Spacing of the grid. Half the Opus packet interval: audio leaves on every other tick,
 /// and a video frame at most 10 ms after its due time.
-pub const TICK: Duration = Duration::from_millis(10);
+pub const TICK: Duration = Duration::from_millis(20);
 
 /// The grid's origin (the first time any publisher asks).
 fn origin() -> Instant {

@@ -3,14 +3,15 @@
 //! (a video frame's RTP packets: all full but the last) as one `sendmsg` with UDP
 //! segmentation offload (GSO, via [`quinn_udp`]). That is one syscall and one trip through
 //! the IP stack per frame instead of one per packet; the receiver sees the same datagrams.
+//! The socket is non-blocking and registered with an engine thread's poller (see
+//! [`super::engine`]).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 
+use mio::net::UdpSocket;
 use quinn_udp::{Transmit, UdpSocketState};
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
 
 /// Most bytes one GSO send carries (the UDP length field's limit, with room for headers).
 const MAX_GSO_BYTES: usize = 60_000;
@@ -35,17 +36,28 @@ pub struct PeerSocket {
     out: Vec<u8>,
     /// (destination, length) of each queued datagram, in order.
     lens: Vec<(SocketAddr, usize)>,
+    /// Queued datagrams already sent (all sent: the queue is emptied).
+    sent: usize,
+    /// Bytes of `out` already sent.
+    sent_bytes: usize,
 }
 
 impl PeerSocket {
-    /// Binds `ip` (port 0) with GSO where the kernel has it.
-    pub async fn bind(ip: IpAddr) -> io::Result<Self> {
-        let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
+    /// Binds `ip` (port 0), non-blocking, with GSO where the kernel has it.
+    pub fn bind(ip: IpAddr) -> io::Result<Self> {
+        let socket = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
+        socket.set_nonblocking(true)?;
+        let socket = UdpSocket::from_std(socket);
         let local = socket.local_addr()?;
         let state = UdpSocketState::new((&socket).into())?;
         // quinn_udp turns receive coalescing (GRO) on; datagrams are read one by one here.
         disable_gro(&socket);
-        Ok(Self { socket, state, local, out: Vec::with_capacity(16 * 1024), lens: Vec::with_capacity(32) })
+        Ok(Self { socket, state, local, out: Vec::new(), lens: Vec::new(), sent: 0, sent_bytes: 0 })
+    }
+
+    /// The socket, to register with a poller.
+    pub fn source(&mut self) -> &mut UdpSocket {
+        &mut self.socket
     }
 
     /// The bound address.
@@ -59,28 +71,35 @@ impl PeerSocket {
         self.lens.push((destination, contents.len()));
     }
 
-    /// Sends every queued datagram (waiting while the socket buffer is full), in order.
-    pub async fn flush(&mut self) -> io::Result<Flushed> {
+    /// Sends the queued datagrams in order. When the socket buffer is full the rest stays
+    /// queued (the next flush sends it first), as a blocking send would have waited.
+    pub fn flush(&mut self) -> io::Result<Flushed> {
         let mut done = Flushed::default();
-        let (mut at, mut i) = (0, 0);
-        while i < self.lens.len() {
-            let (n, bytes) = gso_run(&self.lens[i..], self.state.max_gso_segments());
-            let (destination, segment) = self.lens[i];
-            let contents = &self.out[at..at + bytes];
+        while self.sent < self.lens.len() {
+            let (n, bytes) = gso_run(&self.lens[self.sent..], self.state.max_gso_segments());
+            let (destination, segment) = self.lens[self.sent];
+            let at = self.sent_bytes;
             let segment_size = (n > 1).then_some(segment);
-            match self.send(destination, contents, segment_size).await {
+            match self.send(destination, &self.out[at..at + bytes], segment_size) {
                 Ok(()) => {
                     done.packets += n as u64;
                     done.bytes += bytes as u64;
                 }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(done),
                 // GSO refused (a device without it): the same datagrams one by one.
                 Err(_) if n > 1 => {
                     let mut off = at;
-                    for &(destination, len) in &self.lens[i..i + n] {
-                        match self.send(destination, &self.out[off..off + len], None).await {
+                    for k in 0..n {
+                        let (destination, len) = self.lens[self.sent + k];
+                        match self.send(destination, &self.out[off..off + len], None) {
                             Ok(()) => {
                                 done.packets += 1;
                                 done.bytes += len as u64;
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                                self.sent += k;
+                                self.sent_bytes = off;
+                                return Ok(done);
                             }
                             Err(_) => done.errors += 1,
                         }
@@ -90,33 +109,24 @@ impl PeerSocket {
                 // A refused datagram is lost like on a network; counted apart.
                 Err(_) => done.errors += 1,
             }
-            at += bytes;
-            i += n;
+            self.sent += n;
+            self.sent_bytes += bytes;
         }
         self.out.clear();
         self.lens.clear();
+        (self.sent, self.sent_bytes) = (0, 0);
         Ok(done)
     }
 
-    /// One `sendmsg`, waiting for room in the socket buffer.
-    async fn send(&self, destination: SocketAddr, contents: &[u8], segment_size: Option<usize>) -> io::Result<()> {
+    /// One `sendmsg`.
+    fn send(&self, destination: SocketAddr, contents: &[u8], segment_size: Option<usize>) -> io::Result<()> {
         let transmit = Transmit { destination, ecn: None, contents, segment_size, src_ip: None };
-        loop {
-            match self.socket.try_io(Interest::WRITABLE, || self.state.try_send((&self.socket).into(), &transmit)) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.socket.writable().await?,
-                other => return other,
-            }
-        }
-    }
-
-    /// Waits until a datagram can be read.
-    pub async fn readable(&self) -> io::Result<()> {
-        self.socket.readable().await
+        self.state.try_send((&self.socket).into(), &transmit)
     }
 
     /// Reads one datagram without waiting (`WouldBlock` when none is queued).
     pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        self.socket.try_recv_from(buf)
+        self.socket.recv_from(buf)
     }
 }
 
@@ -172,16 +182,16 @@ mod tests {
         assert_eq!(gso_run(&[], 64), (0, 0));
     }
 
-    #[tokio::test]
-    async fn queued_datagrams_arrive_one_by_one_and_in_order() {
+    #[test]
+    fn queued_datagrams_arrive_one_by_one_and_in_order() {
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        let mut tx = PeerSocket::bind(ip).await.unwrap();
+        let mut tx = PeerSocket::bind(ip).unwrap();
         let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let sizes = [1200, 1200, 1200, 300, 80, 1200, 1200];
         for (i, &n) in sizes.iter().enumerate() {
             tx.queue(rx.local_addr().unwrap(), &vec![i as u8; n]);
         }
-        let sent = tx.flush().await.unwrap();
+        let sent = tx.flush().unwrap();
         assert_eq!(sent, Flushed { packets: 7, bytes: sizes.iter().sum::<usize>() as u64, errors: 0 });
         let mut buf = [0u8; 4096];
         for (i, &n) in sizes.iter().enumerate() {

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token, Waker};
 use tokio::sync::oneshot;
@@ -18,6 +18,8 @@ use super::{PublisherError, RunEnd};
 
 /// Largest UDP datagram read.
 const RECV_BUF: usize = 2_048;
+/// How long after connecting a session's datagrams are still handled on arrival.
+const SETTLE: Duration = Duration::from_secs(1);
 /// The token of each thread's waker (session tokens are their ids, from 1).
 const WAKER: Token = Token(0);
 
@@ -38,7 +40,10 @@ enum Command {
 #[derive(Clone)]
 struct Mailbox {
     commands: Arc<Mutex<Vec<Command>>>,
+    /// Wakes the thread out of its poll.
     waker: Arc<Waker>,
+    /// Wakes the thread out of a tick's sleep (`park_timeout`).
+    thread: std::thread::Thread,
 }
 
 impl Mailbox {
@@ -48,6 +53,7 @@ impl Mailbox {
         }
         // A failed wake leaves the command for the thread's next wakeup (at most a tick).
         let _ = self.waker.wake();
+        self.thread.unpark();
     }
 }
 
@@ -101,12 +107,11 @@ pub fn start(core: Box<PeerCore>) -> io::Result<(RunHandle, oneshot::Receiver<Fi
 fn spawn_thread(index: usize) -> io::Result<Mailbox> {
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-    let mailbox = Mailbox { commands: Arc::new(Mutex::new(Vec::new())), waker };
-    let commands = mailbox.commands.clone();
-    std::thread::Builder::new()
-        .name(format!("reel-pub-{index}"))
-        .spawn(move || Thread::new(poll, commands).run())?;
-    Ok(mailbox)
+    let commands = Arc::new(Mutex::new(Vec::new()));
+    let queue = commands.clone();
+    let handle =
+        std::thread::Builder::new().name(format!("reel-pub-{index}")).spawn(move || Thread::new(poll, queue).run())?;
+    Ok(Mailbox { commands, waker, thread: handle.thread().clone() })
 }
 
 /// A session on a thread.
@@ -138,6 +143,21 @@ impl Thread {
         loop {
             let next = self.sessions.values().map(|s| s.wake).min();
             let timeout = next.map(|t| t.saturating_duration_since(Instant::now()));
+            // Once every session is connected, datagrams (RTCP, NACKs, consent checks) wait
+            // for the next tick instead of waking the thread each: it sleeps through to the
+            // tick (or a command), then collects whatever became readable. Sessions that are
+            // connecting or connected less than [`SETTLE`] ago (ICE, DTLS, the remote's
+            // last checks) get every datagram at once, and so does an idle thread.
+            let settled = Instant::now().checked_sub(SETTLE);
+            let batch_reads = !self.sessions.is_empty()
+                && self.sessions.values().all(|s| s.core.connected_at().zip(settled).is_some_and(|(c, t)| c <= t));
+            let timeout = match timeout {
+                Some(t) if batch_reads => {
+                    std::thread::park_timeout(t);
+                    Some(Duration::ZERO)
+                }
+                other => other,
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout)
                 && e.kind() != io::ErrorKind::Interrupted
             {

@@ -93,6 +93,11 @@ impl PeerCore {
         self.stop = false;
     }
 
+    /// When the run in progress connected (ICE + DTLS), if it has.
+    pub fn connected_at(&self) -> Option<Instant> {
+        self.media.t0
+    }
+
     /// Ends the run at its next step ([`RunEnd::Stopped`]).
     pub fn stop(&mut self) {
         self.stop = true;
@@ -160,11 +165,12 @@ impl PeerCore {
                 Some(_) => {}
                 None => wake = wake.min(self.connect_deadline),
             }
-            if self.media.t0.is_some() {
-                // Connected: wake with every other publisher on the shared grid.
-                wake = pacing::tick_at_or_after(wake).min(self.until);
-            }
             if wake > now {
+                if self.media.t0.is_some() {
+                    // Connected: wake with every other publisher on the shared grid (what is
+                    // due already, such as the first frame at connection, goes at once).
+                    wake = pacing::tick_at_or_after(wake).min(self.until);
+                }
                 return Ok(Step::Wait(wake));
             }
             self.poke = true;

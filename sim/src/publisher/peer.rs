@@ -52,7 +52,7 @@ pub struct PeerCore {
     connect_deadline: Instant,
     /// End of the run in progress.
     until: Instant,
-    /// A timeout input is owed to str0m (a timer fired, or media was written).
+    /// A timeout input is owed to str0m (its timer fired).
     poke: bool,
     /// [`super::Signal::Stop`] arrived.
     stop: bool,
@@ -144,12 +144,13 @@ impl PeerCore {
                 if self.media.disconnected {
                     return Err(PublisherError::Disconnected(now - t0));
                 }
-                // Everything due by now, in schedule order; str0m packetizes it on the timeout
-                // input below and the drain sends it in one batch.
+                // Everything due by now, in schedule order, as RTP packets on the send streams;
+                // the drain below sends them in one batch (str0m's direct API marks the peer
+                // for polling, so no timeout input is needed for them).
                 let mut media = std::mem::take(&mut self.media);
                 let wrote = self.write_all_due(&mut media, t0, now);
                 self.media = media;
-                self.poke |= wrote?;
+                wrote?;
             } else if now >= self.connect_deadline {
                 return Err(PublisherError::ConnectTimeout(self.cfg.connect_timeout));
             }
@@ -177,10 +178,10 @@ impl PeerCore {
         }
     }
 
-    /// Writes every frame and packet due by `now`; whether any was written.
-    fn write_all_due(&mut self, media: &mut MediaClock, t0: Instant, now: Instant) -> Result<bool, PublisherError> {
+    /// Writes every frame and packet due by `now`.
+    fn write_all_due(&mut self, media: &mut MediaClock, t0: Instant, now: Instant) -> Result<(), PublisherError> {
         while self.cfg.send_media && self.write_due(media, t0, now)? {}
-        Ok(std::mem::take(&mut media.wrote))
+        Ok(())
     }
 
     /// Hands every datagram waiting on the socket to str0m (all of them: the engine's
@@ -240,8 +241,7 @@ impl PeerCore {
     }
 
     /// Writes (or mutes, or drops) the earliest frame or packet due by `now`; whether one was
-    /// due. str0m queues writes until the next timeout input packetizes them, so the run
-    /// loop calls this until nothing is due.
+    /// due. The step calls this until nothing is due.
     fn write_due(&mut self, media: &mut MediaClock, t0: Instant, now: Instant) -> Result<bool, PublisherError> {
         let video_pt =
             self.payload_type(media.video.as_mut(), Codec::H264).ok_or(PublisherError::MissingMedia("H.264"))?;
@@ -311,7 +311,6 @@ impl PeerCore {
         media.video_seq += 1;
         self.count_write(frame.data.len(), frame.sample_bytes, clamped, late_beyond_tick(due, now));
         self.stats.video_frames.fetch_add(1, Ordering::Relaxed);
-        media.wrote = true;
         Ok(())
     }
 
@@ -354,7 +353,6 @@ impl PeerCore {
         }
         self.count_write(packet.len(), packet.len(), clamped, late_beyond_tick(due, now));
         self.stats.audio_packets.fetch_add(1, Ordering::Relaxed);
-        media.wrote = true;
         Ok(())
     }
 
@@ -409,7 +407,6 @@ pub(super) struct MediaClock {
     pub(super) audio_next: u64,
     /// Video frames written so far.
     video_seq: u64,
-    wrote: bool,
     disconnected: bool,
     /// Extended RTP sequence number of the next video packet.
     video_seq_no: u64,

@@ -297,6 +297,24 @@ mod tests {
     }
 
     #[test]
+    fn rtp_payloads_fit_the_mtu_and_carry_every_nal_unit() {
+        let source = MediaSource::new(1_000_000).unwrap();
+        for i in 0..source.video_len() as u64 {
+            let frame = source.video_frame(i);
+            assert!(!frame.rtp_payloads.is_empty(), "frame {i}");
+            assert!(frame.rtp_payloads.iter().all(|p| p.len() <= rtp_payload_mtu()), "frame {i}");
+            // Every NAL unit byte but the start codes is in the payloads (FU-A drops one
+            // header byte per fragmented unit and adds two per fragment; STAP-A adds sizes).
+            let nal_bytes: usize = split_annex_b(&frame.data).iter().map(|n| n.len()).sum();
+            let payload_bytes: usize = frame.rtp_payloads.iter().map(|p| p.len()).sum();
+            assert!(payload_bytes >= nal_bytes, "frame {i}: {payload_bytes} < {nal_bytes}");
+            assert!(payload_bytes < nal_bytes + 3 * frame.rtp_payloads.len() + 8, "frame {i}");
+        }
+        // An IDR starts with SPS + PPS aggregated (STAP-A, type 24), as str0m sends them.
+        assert_eq!(source.video_frame(0).rtp_payloads[0][0] & 0x1F, 24);
+    }
+
+    #[test]
     fn padded_access_units_parse_back_to_the_same_slices_plus_one_filler() {
         let plain = MediaSource::new(0).unwrap();
         let padded = MediaSource::new(1_000_000).unwrap();

@@ -1,15 +1,17 @@
 //! The shared pacing grid: once connected, every publisher of the process wakes only on
 //! multiples of [`TICK`] since one process-wide origin, and sends whatever media fell due
-//! by then. Wakeups of all sessions coincide, so one runtime wakeup (timer wheel turn,
-//! thread unpark) serves every session instead of one per frame per session; the price
+//! by then. Wakeups of all sessions coincide, so one engine-thread wakeup serves every
+//! session instead of one per frame per session; the price
 //! is up to one [`TICK`] of send jitter, which RTP timestamps do not see (they follow the
 //! media schedule, not the send instant).
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// Spacing of the grid. Half the Opus packet interval: audio leaves on every other tick,
-/// and a video frame at most 10 ms after its due time.
+/// Spacing of the grid: the Opus packet interval, so a wakeup carries one Opus packet and
+/// (on three ticks in five) a video frame, at most 20 ms after its due time. 10 ms cost
+/// ≈ 10 % more generator CPU at 50 sessions in one pair of profiled runs (before the engine
+/// threads), for no effect on what the recorder measures.
 pub const TICK: Duration = Duration::from_millis(20);
 
 /// The grid's origin (the first time any publisher asks).

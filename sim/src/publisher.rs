@@ -15,8 +15,12 @@
 //! A [`SenderProfile`] (see [`profile`]) makes it misbehave like real masters: drifting
 //! send rates, RTCP sender reports that follow the wall clock, NTP steps, muted tracks.
 
+pub mod engine;
+pub mod pacing;
+pub mod peer;
 pub mod profile;
 pub mod source;
+pub mod udp;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,14 +29,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::format::Codec;
-use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
-use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcError};
+use str0m::media::{Direction, MediaKind};
+use str0m::{Candidate, Rtc, RtcError};
 
 use crate::kvs::{ApiError, KvsClient, MasterEndpoints};
 use crate::signaling::{MasterConnection, SignalingError, SignalingEvent};
 use crate::sigv4::Signer;
+use peer::PeerCore;
+use udp::PeerSocket;
 pub use profile::{MuteWindow, ProfileError, SenderProfile, SrJump};
 pub use source::{DEFAULT_BITRATE_BPS, MediaSource, SourceError};
 
@@ -42,10 +46,6 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 pub const DEFAULT_OFFER_TIMEOUT: Duration = Duration::from_secs(15);
 /// Retention of streams [`run_camera`] creates (hours).
 pub const DEFAULT_RETENTION_HOURS: u32 = 24;
-/// Longest idle wait of the run loop (bounds timer drift; media deadlines come sooner).
-const MAX_IDLE_WAIT: Duration = Duration::from_millis(100);
-/// Largest UDP datagram read.
-const RECV_BUF: usize = 2_048;
 
 /// Why a publisher stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +83,9 @@ pub enum PublisherError {
     /// A baseline recorder (Janus) refused or failed the publish.
     #[error("recorder: {0}")]
     Recorder(String),
+    /// The peer is gone: a cancelled run took it, or its engine thread stopped.
+    #[error("the peer is gone (a cancelled run or a stopped engine thread)")]
+    PeerGone,
 }
 
 impl PublisherError {
@@ -101,6 +104,7 @@ impl PublisherError {
             PublisherError::Signaling(_) => "signaling".into(),
             PublisherError::Api(e) => format!("api:{}", e.code().unwrap_or("transport")),
             PublisherError::Recorder(_) => "recorder".into(),
+            PublisherError::PeerGone => "peer_gone".into(),
         }
     }
 }
@@ -167,8 +171,8 @@ pub struct PublisherStats {
     pub bytes_sent: AtomicU64,
     /// Datagrams the socket refused (not counted as sent).
     pub send_errors: AtomicU64,
-    /// Frames and packets dropped because str0m's send queue was full (a starved publisher
-    /// catching up); video then skips to the next keyframe, as an overloaded camera does.
+    /// Frames and packets not sent because the track had no send stream. (A starved engine
+    /// thread does not drop: it sends overdue frames at once when it catches up.)
     pub frames_dropped: AtomicU64,
     /// UDP datagrams received.
     pub packets_received: AtomicU64,
@@ -404,26 +408,25 @@ pub enum RunEnd {
 
 /// One str0m peer that sends the looped media once connected.
 pub struct Publisher {
-    rtc: Rtc,
-    socket: tokio::net::UdpSocket,
+    /// The peer; away on an engine thread while [`Publisher::run`] runs, and gone for good
+    /// if a run was cancelled.
+    core: Option<Box<PeerCore>>,
     local: SocketAddr,
     candidate: Candidate,
-    cfg: PublisherConfig,
     stats: Arc<PublisherStats>,
     pending: Option<SdpPendingOffer>,
-    /// (video, audio) mids this peer offered.
-    offered: Option<(Mid, Mid)>,
 }
 
 impl Publisher {
     /// Binds a UDP socket on `cfg.bind_ip` (port 0) and creates the peer with its host candidate.
     pub async fn bind(cfg: PublisherConfig, stats: Arc<PublisherStats>) -> Result<Self, PublisherError> {
-        let socket = tokio::net::UdpSocket::bind(SocketAddr::new(cfg.bind_ip, 0)).await?;
-        let local = socket.local_addr()?;
+        let socket = PeerSocket::bind(cfg.bind_ip)?;
+        let local = socket.local_addr();
         let mut rtc = Rtc::builder().clear_codecs().enable_h264(true).enable_opus(true, false).build(Instant::now());
         let candidate = Candidate::host(local, "udp").map_err(|e| PublisherError::Sdp(e.to_string()))?;
         rtc.add_local_candidate(candidate.clone());
-        Ok(Self { rtc, socket, local, candidate, cfg, stats, pending: None, offered: None })
+        let core = Box::new(PeerCore::new(rtc, socket, cfg, stats.clone()));
+        Ok(Self { core: Some(core), local, candidate, stats, pending: None })
     }
 
     /// The shared counters.
@@ -441,22 +444,28 @@ impl Publisher {
         self.local
     }
 
+    /// The peer, unless a cancelled run took it.
+    fn core(&mut self) -> Result<&mut PeerCore, PublisherError> {
+        self.core.as_deref_mut().ok_or(PublisherError::PeerGone)
+    }
+
     /// Answer role: accepts the remote offer and returns the SDP answer.
     pub fn accept_offer(&mut self, offer: &str) -> Result<String, PublisherError> {
         let offer = SdpOffer::from_sdp_string(offer).map_err(|e| PublisherError::Sdp(e.to_string()))?;
-        let answer = self.rtc.sdp_api().accept_offer(offer)?;
+        let answer = self.core()?.rtc.sdp_api().accept_offer(offer)?;
         StatsMark::sdp_done(&self.stats);
         Ok(answer.to_sdp_string())
     }
 
     /// Offer role: a sendonly H.264 + Opus offer (with the host candidate in it).
     pub fn create_offer(&mut self) -> Result<String, PublisherError> {
-        let mut api = self.rtc.sdp_api();
+        let core = self.core()?;
+        let mut api = core.rtc.sdp_api();
         let video = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
         let audio = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-        // str0m reports MediaAdded only for media the remote side adds.
-        self.offered = Some((video, audio));
         let (offer, pending) = api.apply().ok_or_else(|| PublisherError::Sdp("no changes to offer".into()))?;
+        // str0m reports MediaAdded only for media the remote side adds.
+        core.offered = Some((video, audio));
         self.pending = Some(pending);
         Ok(offer.to_sdp_string())
     }
@@ -465,24 +474,26 @@ impl Publisher {
     pub fn accept_answer(&mut self, answer: &str) -> Result<(), PublisherError> {
         let pending = self.pending.take().ok_or_else(|| PublisherError::Sdp("no offer is pending".into()))?;
         let answer = SdpAnswer::from_sdp_string(answer).map_err(|e| PublisherError::Sdp(e.to_string()))?;
-        self.rtc.sdp_api().accept_answer(pending, answer)?;
+        self.core()?.rtc.sdp_api().accept_answer(pending, answer)?;
         StatsMark::sdp_done(&self.stats);
         Ok(())
     }
 
     /// Adds a trickled remote candidate (`candidate:…` or `a=candidate:…`); bad ones are ignored.
     pub fn add_remote_candidate(&mut self, candidate: &str) {
-        let c = candidate.trim().trim_start_matches("a=");
-        if let Ok(c) = Candidate::from_sdp_string(c) {
-            self.rtc.add_remote_candidate(c);
+        if let Some(core) = self.core.as_deref_mut() {
+            core.add_remote_candidate(candidate);
         }
     }
 
     /// Runs the peer until `until`, a [`Signal::Stop`] or an error: connects, then writes video
     /// frame `i` at `t0 + i/30 s` (RTP `i * 3000`) and Opus packet `j` at `t0 + j * 20 ms`
     /// (RTP `j * 960`) where `t0` is the moment it connected — send times divided by the
-    /// profile's rates, mute windows skipped (see [`profile`]). Falling behind (a starved
-    /// task) sends the overdue frames at once. The caller records errors in the stats.
+    /// profile's rates, mute windows skipped (see [`profile`]), each on the first tick of the
+    /// shared pacing grid at or after its time (see [`pacing`]). Falling behind (a starved
+    /// engine thread) sends the overdue frames at once. The peer runs on an engine thread
+    /// (see [`engine`]); this future relays `signals` to it. Dropping the future ends the run
+    /// and loses the peer. The caller records errors in the stats.
     pub async fn run<S: Signals>(&mut self, signals: &mut S, until: Instant) -> Result<RunEnd, PublisherError> {
         let result = self.run_inner(signals, until).await;
         StatsMark::ended(&self.stats);
@@ -492,257 +503,45 @@ impl Publisher {
     }
 
     async fn run_inner<S: Signals>(&mut self, signals: &mut S, until: Instant) -> Result<RunEnd, PublisherError> {
-        let connect_deadline = Instant::now() + self.cfg.connect_timeout;
-        let mut media = MediaClock { profile: self.cfg.profile, ..Default::default() };
-        if let Some((video, audio)) = self.offered {
-            media.video = Some((video, None));
-            media.audio = Some((audio, None));
-        }
-        let mut buf = vec![0u8; RECV_BUF];
+        let mut core = self.core.take().ok_or(PublisherError::PeerGone)?;
+        core.start(until);
+        let (handle, mut done) = engine::start(core)?;
         let mut signals_open = true;
-        loop {
-            let rtc_timeout = self.drain(&mut media).await?;
-            let now = Instant::now();
-            if now >= until {
-                return Ok(RunEnd::Deadline);
-            }
-            if !self.rtc.is_alive() {
-                return Err(match media.t0 {
-                    Some(t0) => PublisherError::Disconnected(now - t0),
-                    None => PublisherError::ConnectTimeout(self.cfg.connect_timeout),
-                });
-            }
-            if let Some(t0) = media.t0 {
-                if media.disconnected {
-                    return Err(PublisherError::Disconnected(now - t0));
-                }
-                if self.cfg.send_media {
-                    self.write_due(&mut media, t0, now)?;
-                    // A frame was queued: let str0m packetize it now (it does so on input, and a
-                    // starved task catching up never reaches the timer below), then drain.
-                    if media.wrote {
-                        media.wrote = false;
-                        self.rtc.handle_input(Input::Timeout(Instant::now()))?;
-                        continue;
-                    }
-                }
-            } else if now >= connect_deadline {
-                return Err(PublisherError::ConnectTimeout(self.cfg.connect_timeout));
-            }
-            let mut wake = rtc_timeout.min(until).min(now + MAX_IDLE_WAIT);
-            match media.t0 {
-                Some(t0) if self.cfg.send_media => wake = wake.min(media.next_due(t0)),
-                Some(_) => {}
-                None => wake = wake.min(connect_deadline),
-            }
+        // Set when signaling ended the run; the engine's own outcome is then superseded.
+        let mut lost = false;
+        let (core, result) = loop {
             tokio::select! {
-                r = self.socket.recv_from(&mut buf) => {
-                    let (n, source) = r?;
-                    self.stats.packets_received.fetch_add(1, Ordering::Relaxed);
-                    if let Ok(contents) = buf[..n].try_into() {
-                        let input = Input::Receive(
-                            Instant::now(),
-                            Receive { proto: Protocol::Udp, source, destination: self.local, contents },
-                        );
-                        // A datagram str0m rejects (stray, late) is not fatal.
-                        let _ = self.rtc.handle_input(input);
-                    }
-                }
+                finished = &mut done => break finished.map_err(|_| PublisherError::PeerGone)?,
                 s = signals.next_signal(), if signals_open => match s {
-                    Some(Signal::RemoteCandidate(c)) => self.add_remote_candidate(&c),
+                    Some(Signal::RemoteCandidate(c)) => handle.add_remote_candidate(c),
                     Some(Signal::Offer) => {
                         self.stats.offers_while_running.fetch_add(1, Ordering::Relaxed);
                     }
-                    Some(Signal::Stop) => return Ok(RunEnd::Stopped),
-                    Some(Signal::Lost) => return Err(PublisherError::SignalingLost),
+                    Some(Signal::Stop) => {
+                        handle.stop();
+                        signals_open = false;
+                    }
+                    Some(Signal::Lost) => {
+                        handle.stop();
+                        lost = true;
+                        signals_open = false;
+                    }
                     None => signals_open = false,
                 },
-                () = tokio::time::sleep_until(wake.into()) => {
-                    self.rtc.handle_input(Input::Timeout(Instant::now()))?;
-                }
             }
+        };
+        self.core = Some(core);
+        match result {
+            Ok(RunEnd::Stopped) if lost => Err(PublisherError::SignalingLost),
+            other => other,
         }
-    }
-
-    /// Polls str0m until it wants a timeout: sends transmits, handles events.
-    async fn drain(&mut self, media: &mut MediaClock) -> Result<Instant, PublisherError> {
-        loop {
-            match self.rtc.poll_output()? {
-                Output::Timeout(t) => return Ok(t),
-                Output::Transmit(t) => match self.socket.send_to(&t.contents, t.destination).await {
-                    Ok(_) => {
-                        self.stats.packets_sent.fetch_add(1, Ordering::Relaxed);
-                        self.stats.bytes_sent.fetch_add(t.contents.len() as u64, Ordering::Relaxed);
-                    }
-                    // A refused datagram is lost like on a network; counted apart.
-                    Err(_) => {
-                        self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                },
-                Output::Event(ev) => match ev {
-                    Event::Connected if media.t0.is_none() => {
-                        media.t0 = Some(Instant::now());
-                        StatsMark::connected(&self.stats);
-                    }
-                    Event::IceConnectionStateChange(IceConnectionState::Disconnected) if media.t0.is_some() => {
-                        media.disconnected = true;
-                    }
-                    Event::MediaAdded(m) => match m.kind {
-                        MediaKind::Video => media.video = Some((m.mid, None)),
-                        MediaKind::Audio => media.audio = Some((m.mid, None)),
-                    },
-                    Event::KeyframeRequest(_) => {
-                        self.stats.keyframe_requests.fetch_add(1, Ordering::Relaxed);
-                    }
-                    _ => {}
-                },
-            }
-        }
-    }
-
-    /// Writes the earliest frame or packet due by `now` — one only: str0m needs
-    /// `poll_output` between two writes, so the run loop drains and comes back for the next.
-    fn write_due(&mut self, media: &mut MediaClock, t0: Instant, now: Instant) -> Result<(), PublisherError> {
-        let video_pt =
-            self.payload_type(media.video.as_mut(), Codec::H264).ok_or(PublisherError::MissingMedia("H.264"))?;
-        let audio_pt =
-            self.payload_type(media.audio.as_mut(), Codec::Opus).ok_or(PublisherError::MissingMedia("Opus"))?;
-        let (video_due, audio_due) = (media.video_due(t0), media.audio_due(t0));
-        if video_due <= now && video_due <= audio_due {
-            self.write_video(media, video_pt, t0, now)
-        } else if audio_due <= now {
-            self.write_audio(media, audio_pt, t0, now)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Writes (or mutes, or drops) video frame `media.video_next`.
-    fn write_video(
-        &mut self,
-        media: &mut MediaClock,
-        (mid, pt): (Mid, Pt),
-        t0: Instant,
-        now: Instant,
-    ) -> Result<(), PublisherError> {
-        let i = media.video_next;
-        let due = media.video_due(t0);
-        media.video_next += 1;
-        let source = self.cfg.source.clone();
-        let frame = source.video_frame(i);
-        let send_offset = media.profile.video_send_offset(i);
-        if media.video_held(send_offset, frame.keyframe) {
-            self.stats.video_frames_muted.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
-        }
-        if media.skip_video && !frame.keyframe {
-            self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
-        }
-        let (wallclock, clamped) = media.profile.str0m_wallclock(t0, profile::video_media_offset(i), send_offset, now);
-        let ts = MediaTime::new(i * source::VIDEO_TICKS_PER_FRAME, Frequency::NINETY_KHZ);
-        if let Some(w) = self.rtc.writer(mid) {
-            match w.write(pt, wallclock, ts, frame.data.clone()) {
-                Ok(()) => media.skip_video = false,
-                Err(RtcError::WriteWithoutPoll) => {
-                    self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
-                    media.skip_video = true;
-                    return Ok(());
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let sent = unix_us();
-        if media.video_seq == 0 {
-            let _ = self.stats.times.first_frame.set(sent);
-        }
-        if frame.keyframe || self.cfg.record_all_frames {
-            let rec = FrameSent {
-                index: i,
-                seq: media.video_seq,
-                rtp_ticks: i * source::VIDEO_TICKS_PER_FRAME,
-                keyframe: frame.keyframe,
-                sent_unix_us: sent,
-            };
-            if let Ok(mut f) = self.stats.frames.lock() {
-                f.push(rec);
-            }
-        }
-        media.video_seq += 1;
-        self.count_write(frame.data.len(), frame.sample_bytes, clamped, now.duration_since(due));
-        self.stats.video_frames.fetch_add(1, Ordering::Relaxed);
-        media.wrote = true;
-        Ok(())
-    }
-
-    /// Writes (or mutes, or drops) Opus packet `media.audio_next`.
-    fn write_audio(
-        &mut self,
-        media: &mut MediaClock,
-        (mid, pt): (Mid, Pt),
-        t0: Instant,
-        now: Instant,
-    ) -> Result<(), PublisherError> {
-        let j = media.audio_next;
-        let due = media.audio_due(t0);
-        media.audio_next += 1;
-        let send_offset = media.profile.audio_send_offset(j);
-        if media.profile.audio_muted(send_offset) {
-            self.stats.audio_packets_muted.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
-        }
-        let source = self.cfg.source.clone();
-        let packet = source.audio_packet(j);
-        let (wallclock, clamped) = media.profile.str0m_wallclock(t0, profile::audio_media_offset(j), send_offset, now);
-        let ts = MediaTime::new(j * source::AUDIO_TICKS_PER_PACKET, Frequency::FORTY_EIGHT_KHZ);
-        if let Some(w) = self.rtc.writer(mid) {
-            match w.write(pt, wallclock, ts, packet.to_vec()) {
-                Ok(()) => {}
-                Err(RtcError::WriteWithoutPoll) => {
-                    self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
-                    return Ok(());
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        if self.cfg.record_audio_sends
-            && let Ok(mut a) = self.stats.audio_sends.lock()
-        {
-            a.push(unix_us());
-            if let Ok(mut t) = self.stats.audio_send_ticks.lock() {
-                t.push(j * source::AUDIO_TICKS_PER_PACKET);
-            }
-        }
-        self.count_write(packet.len(), packet.len(), clamped, now.duration_since(due));
-        self.stats.audio_packets.fetch_add(1, Ordering::Relaxed);
-        media.wrote = true;
-        Ok(())
-    }
-
-    /// Counts one successful media write of `bytes` (`sample_bytes` kept by a recorder),
-    /// `late` behind its schedule.
-    fn count_write(&self, bytes: usize, sample_bytes: usize, clamped: bool, late: Duration) {
-        self.stats.media_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
-        self.stats.sample_bytes.fetch_add(sample_bytes as u64, Ordering::Relaxed);
-        if clamped {
-            self.stats.sr_wallclock_clamped.fetch_add(1, Ordering::Relaxed);
-        }
-        self.stats.max_lateness_us.fetch_max(late.as_micros() as u64, Ordering::Relaxed);
-    }
-
-    /// The (mid, payload type) for `codec` on a track, looked up once.
-    fn payload_type(&mut self, track: Option<&mut (Mid, Option<Pt>)>, codec: Codec) -> Option<(Mid, Pt)> {
-        let (mid, pt) = track?;
-        if pt.is_none() {
-            let w = self.rtc.writer(*mid)?;
-            *pt = w.payload_params().find(|p| p.spec().codec == codec).map(|p| p.pt());
-        }
-        Some((*mid, (*pt)?))
     }
 
     /// Ends the DTLS/ICE session (the remote sees the peer leave).
     pub fn disconnect(&mut self) {
-        self.rtc.disconnect();
+        if let Some(core) = self.core.as_deref_mut() {
+            core.rtc.disconnect();
+        }
     }
 }
 
@@ -765,54 +564,6 @@ impl StatsMark {
     }
     fn ended(s: &PublisherStats) {
         PublisherStats::mark(&s.times.ended);
-    }
-}
-
-/// The media schedule of one run.
-#[derive(Debug, Default)]
-struct MediaClock {
-    /// When it connected (media time zero).
-    t0: Option<Instant>,
-    /// Rates and mute windows.
-    profile: SenderProfile,
-    video: Option<(Mid, Option<Pt>)>,
-    audio: Option<(Mid, Option<Pt>)>,
-    /// Index (media time) of the next video frame due.
-    video_next: u64,
-    /// Index (media time) of the next Opus packet due.
-    audio_next: u64,
-    /// Video frames written so far.
-    video_seq: u64,
-    wrote: bool,
-    disconnected: bool,
-    /// A video frame was dropped: skip to the next keyframe.
-    skip_video: bool,
-    /// Video was muted: send nothing until the next keyframe.
-    video_resuming: bool,
-}
-
-impl MediaClock {
-    fn video_due(&self, t0: Instant) -> Instant {
-        t0 + self.profile.video_send_offset(self.video_next)
-    }
-    fn audio_due(&self, t0: Instant) -> Instant {
-        t0 + self.profile.audio_send_offset(self.audio_next)
-    }
-    /// Whether the video frame scheduled `send_offset` after `t0` stays unsent: inside the
-    /// mute window, or after it until a keyframe (a camera resumes with an IDR).
-    fn video_held(&mut self, send_offset: Duration, keyframe: bool) -> bool {
-        if self.profile.video_muted(send_offset) {
-            self.video_resuming = true;
-            return true;
-        }
-        if self.video_resuming && !keyframe {
-            return true;
-        }
-        self.video_resuming = false;
-        false
-    }
-    fn next_due(&self, t0: Instant) -> Instant {
-        self.video_due(t0).min(self.audio_due(t0))
     }
 }
 
@@ -1050,22 +801,17 @@ pub fn endpoint_ip(url: &str) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use str0m::net::{Protocol, Receive};
+    use str0m::{Event, Input, Output};
+
+    /// Largest UDP datagram the test recorder reads.
+    const RECV_BUF: usize = 2_048;
 
     #[test]
     fn endpoint_ips() {
         assert_eq!(endpoint_ip("http://198.18.0.1:4000"), "198.18.0.1".parse::<IpAddr>().unwrap());
         assert_eq!(endpoint_ip("http://localhost:4000/"), "127.0.0.1".parse::<IpAddr>().unwrap());
         assert_eq!(endpoint_ip("http://[::1]:4000"), "::1".parse::<IpAddr>().unwrap());
-    }
-
-    #[test]
-    fn media_clock_schedules_30fps_and_20ms() {
-        let t0 = Instant::now();
-        let mut m = MediaClock { video_next: 30, audio_next: 50, ..Default::default() };
-        assert_eq!(m.video_due(t0), t0 + Duration::from_secs(1));
-        assert_eq!(m.audio_due(t0), t0 + Duration::from_secs(1));
-        m.video_next = 1;
-        assert_eq!(m.next_due(t0), t0 + Duration::from_micros(33_333));
     }
 
     #[test]

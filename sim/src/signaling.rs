@@ -17,6 +17,7 @@ use base64::Engine;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::sigv4::{SignError, Signer};
 
@@ -24,6 +25,18 @@ type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<t
 
 /// How often a master pings the service (the KVS C SDK's keep-alive).
 pub const PING_INTERVAL: Duration = Duration::from_secs(10);
+/// Bytes tungstenite readies (and zeroes) for each socket read. Its 128 KiB default made
+/// every poll of an idle connection memset 128 KiB, and a publishing camera polls its
+/// signaling on every wakeup; service messages (SDP, candidates) are a few KiB, and a
+/// larger frame still arrives whole (tungstenite reserves its full length).
+const READ_BUFFER: usize = 4 * 1024;
+
+/// Opens the WebSocket at `url` with a [`READ_BUFFER`]-sized read buffer.
+async fn open(url: String) -> Result<Ws, SignalingError> {
+    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), false).await?;
+    Ok(ws)
+}
 
 /// Why signaling failed.
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +101,7 @@ impl MasterConnection {
         ping_every: Duration,
     ) -> Result<Self, SignalingError> {
         let url = signer.presign_connect_as_master(wss, channel_arn, SystemTime::now())?;
-        let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+        let ws = open(url).await?;
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         Ok(Self { ws, ping, pings_sent: 0, channel_arn: channel_arn.to_string() })
@@ -104,7 +117,7 @@ impl MasterConnection {
         client_id: &str,
     ) -> Result<Self, SignalingError> {
         let url = signer.presign_connect_as_viewer(wss, channel_arn, client_id, SystemTime::now())?;
-        let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+        let ws = open(url).await?;
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         Ok(Self { ws, ping, pings_sent: 0, channel_arn: channel_arn.to_string() })

@@ -672,7 +672,11 @@ fn active(s: &PublisherStats) -> bool {
     s.times.connected.get().is_some() && s.failure_kind.lock().map(|f| f.is_none()).unwrap_or(false)
 }
 
-/// Creates `cfg.sessions` storage-enabled channels, a few calls in flight at a time.
+/// Attempts per channel when the control plane answers ClientLimitExceededException.
+const PROVISION_RETRIES: u32 = 10;
+
+/// Creates `cfg.sessions` storage-enabled channels, a few calls in flight at a time. A call
+/// refused by the control plane's rate limit is retried.
 async fn provision(cfg: &LoadConfig, client: &Arc<KvsClient>) -> Result<Vec<StorageChannel>, LoadError> {
     let mut out: Vec<Option<StorageChannel>> = vec![None; cfg.sessions];
     let mut pending = FuturesUnordered::new();
@@ -684,7 +688,19 @@ async fn provision(cfg: &LoadConfig, client: &Arc<KvsClient>) -> Result<Vec<Stor
             let name = format!("{}-{i:04}", cfg.name_prefix);
             let client = client.clone();
             pending.push(async move {
-                let r = provision_storage_channel(&client, &name, &format!("{name}-stream"), 24).await;
+                let stream = format!("{name}-stream");
+                let mut attempt = 0;
+                let r = loop {
+                    match provision_storage_channel(&client, &name, &stream, 24).await {
+                        // The control plane's per-operation rate limit (10/s): wait, then go on
+                        // (names are reused, so the calls that went through are not repeated).
+                        Err(e) if e.code() == Some("ClientLimitExceededException") && attempt < PROVISION_RETRIES => {
+                            attempt += 1;
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                        r => break r,
+                    }
+                };
                 (i, r)
             });
         }

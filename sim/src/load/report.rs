@@ -92,7 +92,8 @@ pub struct Packets {
     pub recorder_socket_drops: Option<u64>,
     /// Datagrams the publishers' sockets refused (not in `sent`).
     pub send_errors: u64,
-    /// Frames the publishers dropped because they fell behind (CPU-starved generator).
+    /// Frames the publishers could not write (a track without a send stream). A CPU-starved
+    /// generator shows as publisher lateness instead: it sends overdue frames late, not never.
     pub frames_dropped: u64,
 }
 

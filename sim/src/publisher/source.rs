@@ -14,6 +14,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use str0m::unversioned::{H264Packetizer, Packetizer};
+
 /// The H.264 fixture (see fixtures/README.md, `test-h264-gop2s.h264`).
 static H264_FIXTURE: &[u8] = include_bytes!("../../../fixtures/test-h264-gop2s.h264");
 /// The Opus fixture (`test-opus.packets`: u32-BE length + packet, 20 ms each).
@@ -58,6 +60,9 @@ pub enum SourceError {
     /// The first access unit is not an IDR (the loop must start on one).
     #[error("the H.264 fixture does not start with an IDR")]
     NoLeadingIdr,
+    /// str0m's packetizer refused a frame.
+    #[error("packetizing the H.264 fixture: {0}")]
+    Packetize(String),
 }
 
 /// One video access unit ready to send.
@@ -71,6 +76,10 @@ pub struct VideoFrame {
     pub sample_bytes: usize,
     /// Bytes of the filler NAL unit (with its start code), 0 when unpadded.
     pub filler_bytes: usize,
+    /// The frame's RTP payloads, in order (the last one carries the marker): what str0m's
+    /// own H.264 packetizer makes of `data` at its default MTU, computed once for every
+    /// publisher and every loop (see [`rtp_payloads`]).
+    pub rtp_payloads: Vec<Arc<[u8]>>,
 }
 
 /// The looped media of one camera (shared by every publisher of a run).
@@ -97,6 +106,7 @@ impl MediaSource {
         let video_budget = ((bitrate_bps as f64 - audio_bps).max(0.0) * loop_secs / 8.0) as usize;
         let n = aus.len();
         let (mut sent, mut video) = (0usize, Vec::with_capacity(n));
+        let mut packetizer = H264Packetizer::default();
         for (i, nals) in aus.iter().enumerate() {
             let mut data = Vec::new();
             let (mut keyframe, mut sample_bytes) = (false, 0);
@@ -119,7 +129,8 @@ impl MediaSource {
                 append_filler(&mut data, filler_bytes);
             }
             sent += data.len();
-            video.push(VideoFrame { data: data.into(), keyframe, sample_bytes, filler_bytes });
+            let rtp_payloads = rtp_payloads(&mut packetizer, &data)?;
+            video.push(VideoFrame { data: data.into(), keyframe, sample_bytes, filler_bytes, rtp_payloads });
         }
         if !video.first().is_some_and(|f| f.keyframe) {
             return Err(SourceError::NoLeadingIdr);
@@ -134,6 +145,11 @@ impl MediaSource {
 
     /// Opus packet `j` of the endless loop.
     pub fn audio_packet(&self, j: u64) -> &[u8] {
+        self.audio_payload(j)
+    }
+
+    /// Opus packet `j` of the endless loop, shareable (it is its own RTP payload).
+    pub fn audio_payload(&self, j: u64) -> &Arc<[u8]> {
         &self.audio[(j % self.audio.len() as u64) as usize]
     }
 
@@ -163,6 +179,23 @@ impl MediaSource {
         v as f64 * FPS as f64 / self.video.len() as f64
             + a as f64 / (self.audio.len() as f64 * AUDIO_PACKET.as_secs_f64())
     }
+}
+
+/// Largest RTP payload str0m's frame writer packetizes to: its default MTU less the SRTP
+/// tag (16 bytes), rounded down to the SRTP block size (16), as `Media::do_payload` does.
+pub fn rtp_payload_mtu() -> usize {
+    let rtp_size = str0m::DATAGRAM_MTU_TARGET - 16;
+    rtp_size - rtp_size % 16
+}
+
+/// An Annex-B access unit as the RTP payloads str0m's frame writer would send for it
+/// (`packetizer` keeps str0m's state across frames: SPS and PPS go out aggregated with the
+/// next NAL unit). Publishers then write these packets directly, so the byte-by-byte
+/// start-code scan runs once per clip instead of once per frame per session.
+pub fn rtp_payloads(packetizer: &mut H264Packetizer, data: &[u8]) -> Result<Vec<Arc<[u8]>>, SourceError> {
+    let payloads =
+        packetizer.packetize(rtp_payload_mtu(), data).map_err(|e| SourceError::Packetize(e.to_string()))?;
+    Ok(payloads.into_iter().map(Arc::from).collect())
 }
 
 /// Appends one filler-data NAL unit of exactly `total` bytes (start code included):
@@ -261,6 +294,24 @@ mod tests {
             let plain = MediaSource::new(0).unwrap();
             assert_eq!(s.sample_bytes_per_sec(), plain.sample_bytes_per_sec());
         }
+    }
+
+    #[test]
+    fn rtp_payloads_fit_the_mtu_and_carry_every_nal_unit() {
+        let source = MediaSource::new(1_000_000).unwrap();
+        for i in 0..source.video_len() as u64 {
+            let frame = source.video_frame(i);
+            assert!(!frame.rtp_payloads.is_empty(), "frame {i}");
+            assert!(frame.rtp_payloads.iter().all(|p| p.len() <= rtp_payload_mtu()), "frame {i}");
+            // Every NAL unit byte but the start codes is in the payloads (FU-A drops one
+            // header byte per fragmented unit and adds two per fragment; STAP-A adds sizes).
+            let nal_bytes: usize = split_annex_b(&frame.data).iter().map(|n| n.len()).sum();
+            let payload_bytes: usize = frame.rtp_payloads.iter().map(|p| p.len()).sum();
+            assert!(payload_bytes >= nal_bytes, "frame {i}: {payload_bytes} < {nal_bytes}");
+            assert!(payload_bytes < nal_bytes + 3 * frame.rtp_payloads.len() + 8, "frame {i}");
+        }
+        // An IDR starts with SPS + PPS aggregated (STAP-A, type 24), as str0m sends them.
+        assert_eq!(source.video_frame(0).rtp_payloads[0][0] & 0x1F, 24);
     }
 
     #[test]

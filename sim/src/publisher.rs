@@ -36,9 +36,9 @@ use crate::kvs::{ApiError, KvsClient, MasterEndpoints};
 use crate::signaling::{MasterConnection, SignalingError, SignalingEvent};
 use crate::sigv4::Signer;
 use peer::PeerCore;
-use udp::PeerSocket;
 pub use profile::{MuteWindow, ProfileError, SenderProfile, SrJump};
 pub use source::{DEFAULT_BITRATE_BPS, MediaSource, SourceError};
+use udp::PeerSocket;
 
 /// How long ICE + DTLS may take after the SDP exchange.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);

@@ -31,8 +31,7 @@ const MAX_TIMESTAMP_AGE: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     source: SocketAddr,
-    /// Bytes received (0 when the datagram had no usable source address: it can be neither
-    /// demuxed nor answered, so it is dropped here).
+    /// Bytes received (0 for a datagram dropped on receipt, see [`Receiver::recv`]).
     len: usize,
     /// Segment size when the kernel coalesced several datagrams (GRO); else `len`.
     stride: usize,
@@ -41,7 +40,6 @@ struct Slot {
 
 /// Batched receive on one socket; see the module docs.
 pub struct Receiver {
-    headers: MultiHeaders<SockaddrStorage>,
     bufs: Vec<u8>,
     slot: usize,
     slots: Vec<Slot>,
@@ -54,31 +52,32 @@ impl Receiver {
         setsockopt(socket.as_raw_fd(), sockopt::ReceiveTimestampns, &true).map_err(std::io::Error::from)?;
         let gro = setsockopt(socket.as_raw_fd(), sockopt::UdpGroSegment, &true).is_ok();
         let slot = if gro { MAX_GRO_BATCH } else { MAX_DATAGRAM };
-        let cmsg = nix::cmsg_space!(TimeSpec, u16);
-        Ok(Self {
-            headers: MultiHeaders::preallocate(BATCH, Some(cmsg)),
-            bufs: vec![0; slot * BATCH],
-            slot,
-            slots: Vec::with_capacity(BATCH),
-            gro,
-        })
+        Ok(Self { bufs: vec![0; slot * BATCH], slot, slots: Vec::with_capacity(BATCH), gro })
     }
 
     /// One `recvmmsg` without waiting: the number of slots filled (`WouldBlock` when the
     /// socket is empty, which also clears its readiness).
     pub fn recv(&mut self, socket: &UdpSocket) -> std::io::Result<usize> {
-        let Self { headers, bufs, slot, slots, .. } = self;
+        let Self { bufs, slot, slots, .. } = self;
         socket.try_io(Interest::READABLE, || {
+            // Fresh headers per call: the kernel shrinks each header's control length to what
+            // it used, and nix 0.26 does not restore it, so reused headers would truncate the
+            // next call's GRO segment size (a GRO batch would then look like one datagram).
+            let mut headers =
+                MultiHeaders::<SockaddrStorage>::preallocate(BATCH, Some(nix::cmsg_space!(TimeSpec, u16)));
             let iovs: Vec<[IoSliceMut<'_>; 1]> = bufs.chunks_mut(*slot).map(|b| [IoSliceMut::new(b)]).collect();
-            let got = recvmmsg(socket.as_raw_fd(), headers, iovs.iter(), MsgFlags::MSG_DONTWAIT, None)
+            let got = recvmmsg(socket.as_raw_fd(), &mut headers, iovs.iter(), MsgFlags::MSG_DONTWAIT, None)
                 .map_err(std::io::Error::from)?;
             // One clock pair per call converts every kernel timestamp of the batch.
             let (now, wall) = (Instant::now(), SystemTime::now());
             slots.clear();
             for msg in got {
+                // Without its source, or with its control messages cut (its GRO segment size
+                // unknown), a datagram can be neither demuxed nor split: it is dropped here.
+                let whole = !msg.flags.contains(MsgFlags::MSG_CTRUNC);
                 let (source, len) = match msg.address.and_then(socket_addr) {
-                    Some(a) => (a, msg.bytes),
-                    None => (SocketAddr::from(([0, 0, 0, 0], 0)), 0),
+                    Some(a) if whole => (a, msg.bytes),
+                    _ => (SocketAddr::from(([0, 0, 0, 0], 0)), 0),
                 };
                 let mut s = Slot { source, len, stride: 0, arrived: now };
                 for c in msg.cmsgs() {
@@ -143,6 +142,7 @@ mod tests {
         let to = socket.local_addr().expect("addr");
         let mut recv = Receiver::new(&socket).expect("receiver");
         let a = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a");
+        wait_for_kernel_timestamps(&socket, &mut recv, &a).await;
         let b = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind b");
         // More than one recvmmsg batch, from two sources, same-size runs (GRO candidates)
         // and odd sizes.
@@ -158,16 +158,31 @@ mod tests {
         // Datagrams wait in the socket; their arrival times must not be the read time.
         std::thread::sleep(Duration::from_millis(50));
         let mut got = Vec::new();
+        for (at, src, d) in read_n(&socket, &mut recv, sent.len()).await {
+            // The two clocks are paired by reading both, a few µs apart: a small slack, far
+            // below the 50 ms the datagrams waited.
+            let slack = Duration::from_millis(5);
+            assert!(
+                at + slack >= before && at <= after_send + slack,
+                "arrival {at:?} outside the send window {before:?}..{after_send:?}"
+            );
+            got.push((src, d));
+        }
+        got.sort();
+        sent.sort();
+        assert_eq!(got, sent);
+    }
+
+    /// Reads until `n` datagrams came (at most 5 s): arrival, source and bytes of each.
+    async fn read_n(socket: &UdpSocket, recv: &mut Receiver, n: usize) -> Vec<(Instant, SocketAddr, Vec<u8>)> {
+        let mut got = Vec::new();
         let read_all = async {
-            while got.len() < sent.len() {
+            while got.len() < n {
                 socket.readable().await.expect("readable");
-                match recv.recv(&socket) {
+                match recv.recv(socket) {
                     Ok(filled) => {
                         for i in 0..filled {
-                            for (at, src, d) in recv.datagrams(i) {
-                                assert!(at >= before && at <= after_send, "arrival {at:?} outside the send window");
-                                got.push((src, d.to_vec()));
-                            }
+                            got.extend(recv.datagrams(i).map(|(at, src, d)| (at, src, d.to_vec())));
                         }
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -176,8 +191,58 @@ mod tests {
             }
         };
         tokio::time::timeout(Duration::from_secs(5), read_all).await.expect("every datagram arrives");
-        got.sort();
-        sent.sort();
+        got
+    }
+
+    /// Linux turns receive timestamping on system-wide through deferred work, so right after
+    /// the first socket asks for it a datagram can still be stamped when it is read. Waits
+    /// until a datagram that waited 20 ms in the socket carries its arrival time.
+    async fn wait_for_kernel_timestamps(socket: &UdpSocket, recv: &mut Receiver, from: &std::net::UdpSocket) {
+        let to = socket.local_addr().expect("addr");
+        for _ in 0..100 {
+            let sent = Instant::now();
+            from.send_to(b"probe", to).expect("send probe");
+            std::thread::sleep(Duration::from_millis(20));
+            socket.readable().await.expect("readable");
+            let Ok(filled) = recv.recv(socket) else { continue };
+            let stamped =
+                (0..filled).flat_map(|i| recv.datagrams(i)).any(|(at, _, _)| at < sent + Duration::from_millis(10));
+            if stamped {
+                return;
+            }
+        }
+        panic!("the kernel never stamped a datagram with its arrival time (SO_TIMESTAMPNS)");
+    }
+
+    /// A sender with segmentation offload (reel-load's publisher, or any GSO peer) hands the
+    /// kernel one buffer of equal-sized datagrams; with GRO they may reach us as one slot.
+    #[tokio::test]
+    async fn gso_batches_come_back_as_their_datagrams() {
+        use nix::sys::socket::{ControlMessage, sendmsg};
+        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let to = socket.local_addr().expect("addr");
+        let mut recv = Receiver::new(&socket).expect("receiver");
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind tx");
+        let from = tx.local_addr().expect("addr");
+        // A plain datagram first: the headers of that call must not shrink the next one's.
+        tx.send_to(b"plain", to).expect("send");
+        let first: Vec<Vec<u8>> = read_n(&socket, &mut recv, 1).await.into_iter().map(|(_, _, d)| d).collect();
+        assert_eq!(first, vec![b"plain".to_vec()]);
+        let mut sent = Vec::new();
+        let mut batch = Vec::new();
+        for i in 0..5u8 {
+            let len = if i == 4 { 300 } else { 1200 };
+            let d = vec![i; len];
+            batch.extend_from_slice(&d);
+            sent.push((from, d));
+        }
+        let dest = SockaddrStorage::from(to);
+        let seg: u16 = 1200;
+        let iov = [std::io::IoSlice::new(&batch)];
+        sendmsg(tx.as_raw_fd(), &iov, &[ControlMessage::UdpGsoSegments(&seg)], MsgFlags::empty(), Some(&dest))
+            .expect("gso send");
+        let got: Vec<(SocketAddr, Vec<u8>)> =
+            read_n(&socket, &mut recv, sent.len()).await.into_iter().map(|(_, src, d)| (src, d)).collect();
         assert_eq!(got, sent);
     }
 

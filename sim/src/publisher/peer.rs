@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use str0m::format::Codec;
 use str0m::media::{MediaKind, Mid, Pt};
-use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 
 use super::udp::PeerSocket;
@@ -289,7 +289,8 @@ impl PeerCore {
             let seq_no = SeqNo::from(media.video_seq_no);
             media.video_seq_no += 1;
             // As str0m's H.264 payloader: marker on the frame's last packet, resendable on NACK.
-            let write = RtpWrite::new(pt, seq_no, rtp_time, wallclock, payload.clone()).marker(k == last).nackable(true);
+            let write =
+                RtpWrite::new(pt, seq_no, rtp_time, wallclock, payload.clone()).marker(k == last).nackable(true);
             stream.write_rtp(write);
         }
         let sent = unix_us();
@@ -376,7 +377,6 @@ impl PeerCore {
         }
         Some((*mid, (*pt)?))
     }
-
 }
 
 /// 16 bits for a sequence number start (no RNG dependency: the clock's nanoseconds, mixed).

@@ -193,8 +193,7 @@ pub fn rtp_payload_mtu() -> usize {
 /// next NAL unit). Publishers then write these packets directly, so the byte-by-byte
 /// start-code scan runs once per clip instead of once per frame per session.
 pub fn rtp_payloads(packetizer: &mut H264Packetizer, data: &[u8]) -> Result<Vec<Arc<[u8]>>, SourceError> {
-    let payloads =
-        packetizer.packetize(rtp_payload_mtu(), data).map_err(|e| SourceError::Packetize(e.to_string()))?;
+    let payloads = packetizer.packetize(rtp_payload_mtu(), data).map_err(|e| SourceError::Packetize(e.to_string()))?;
     Ok(payloads.into_iter().map(Arc::from).collect())
 }
 

@@ -43,7 +43,6 @@ pub struct Receiver {
     bufs: Vec<u8>,
     slot: usize,
     slots: Vec<Slot>,
-    gro: bool,
 }
 
 impl Receiver {
@@ -52,13 +51,13 @@ impl Receiver {
         setsockopt(socket.as_raw_fd(), sockopt::ReceiveTimestampns, &true).map_err(std::io::Error::from)?;
         let gro = setsockopt(socket.as_raw_fd(), sockopt::UdpGroSegment, &true).is_ok();
         let slot = if gro { MAX_GRO_BATCH } else { MAX_DATAGRAM };
-        Ok(Self { bufs: vec![0; slot * BATCH], slot, slots: Vec::with_capacity(BATCH), gro })
+        Ok(Self { bufs: vec![0; slot * BATCH], slot, slots: Vec::with_capacity(BATCH) })
     }
 
     /// One `recvmmsg` without waiting: the number of slots filled (`WouldBlock` when the
     /// socket is empty, which also clears its readiness).
     pub fn recv(&mut self, socket: &UdpSocket) -> std::io::Result<usize> {
-        let Self { bufs, slot, slots, .. } = self;
+        let Self { bufs, slot, slots } = self;
         socket.try_io(Interest::READABLE, || {
             // Fresh headers per call: the kernel shrinks each header's control length to what
             // it used, and nix 0.26 does not restore it, so reused headers would truncate the
@@ -99,19 +98,11 @@ impl Receiver {
     /// The datagrams of slot `i` (several when the kernel coalesced them with GRO), each
     /// with its source and arrival time.
     pub fn datagrams(&self, i: usize) -> impl Iterator<Item = (Instant, SocketAddr, &[u8])> {
-        let s = self.slots.get(i).copied();
-        let data = s
-            .and_then(|s| self.bufs.get(i * self.slot..).and_then(|b| b.get(..s.len.min(self.slot))))
-            .unwrap_or_default();
-        let (arrived, source, stride) = s.map_or((Instant::now(), SocketAddr::from(([0, 0, 0, 0], 0)), 1), |s| {
-            (s.arrived, s.source, s.stride.max(1))
-        });
-        data.chunks(stride).map(move |d| (arrived, source, d))
-    }
-
-    /// Whether the kernel coalesces datagrams for this socket (GRO).
-    pub fn gro(&self) -> bool {
-        self.gro
+        let filled = self.bufs.get(i * self.slot..).unwrap_or_default();
+        self.slots.get(i).copied().into_iter().flat_map(move |s| {
+            let data = filled.get(..s.len.min(self.slot)).unwrap_or_default();
+            data.chunks(s.stride.max(1)).map(move |d| (s.arrived, s.source, d))
+        })
     }
 }
 

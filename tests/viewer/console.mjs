@@ -93,7 +93,9 @@ try {
   step("lists and dashboard");
 
   if (env.PLAY_STREAM) {
-    const local = (ms) => { const d = new Date(Number(ms)); return new Date(d - d.getTimezoneOffset() * 60000).toISOString().slice(0, 19); };
+    // Chromium shows a whole minute without its ":00" seconds and Playwright's fill() rejects
+    // a value the input does not echo back ("Malformed value"), so whole minutes drop them.
+    const local = (ms) => { const d = new Date(Number(ms)); return new Date(d - d.getTimezoneOffset() * 60000).toISOString().slice(0, 19).replace(/:00$/, ""); };
     await page.goto(`${env.CONSOLE_URL}/#/viewer?stream=${encodeURIComponent(env.PLAY_STREAM)}`);
     await rendered("viewer");
     await page.check("#mode-on-demand");

@@ -24,7 +24,9 @@ try {
   await page.selectOption("#stream", env.STREAM);
   if (env.MODE === "ON_DEMAND") {
     await page.check("input[name=mode][value=ON_DEMAND]");
-    const local = (ms) => { const d = new Date(Number(ms)); return new Date(d - d.getTimezoneOffset() * 60000).toISOString().slice(0, 19); };
+    // Chromium shows a whole minute without its ":00" seconds and Playwright's fill() rejects
+    // a value the input does not echo back ("Malformed value"), so whole minutes drop them.
+    const local = (ms) => { const d = new Date(Number(ms)); return new Date(d - d.getTimezoneOffset() * 60000).toISOString().slice(0, 19).replace(/:00$/, ""); };
     await page.fill("#start", local(env.START_MS));
     await page.fill("#end", local(Number(env.END_MS) + 1000));
   }

@@ -90,15 +90,16 @@ pub struct AnnexBNals<'a> {
 }
 
 /// Finds the next `00 00 01` at or after `from`: returns (start code position, payload start).
+/// Searches for the `01` byte with `memchr` (vectorised: compressed slice data rarely holds
+/// one) and checks the two zeros before it.
 fn find_start_code(data: &[u8], from: usize) -> Option<(usize, usize)> {
-    let mut i = from;
-    while i + 3 <= data.len() {
-        match data.get(i + 2) {
-            Some(1) if data[i] == 0 && data[i + 1] == 0 => return Some((i, i + 3)),
-            // A byte > 1 at i+2 cannot be part of a start code starting at i, i+1 or i+2.
-            Some(b) if *b > 1 => i += 3,
-            _ => i += 1,
+    let mut at = from.checked_add(2)?;
+    while at < data.len() {
+        let one = at + memchr::memchr(1, data.get(at..)?)?;
+        if data[one - 2] == 0 && data[one - 1] == 0 {
+            return Some((one - 2, one + 1));
         }
+        at = one + 1;
     }
     None
 }
@@ -629,6 +630,29 @@ mod tests {
         assert_eq!(AnnexBNals::new(&[0x65, 1]).err(), Some(H264Error::NoStartCode));
         assert_eq!(AccessUnit::parse(&[0, 0, 1, 0, 0, 1]).err(), Some(H264Error::Empty));
         assert_eq!(AccessUnit::parse(&[0, 0, 1, 0xe5]).err(), Some(H264Error::ForbiddenBit));
+    }
+
+    #[test]
+    fn start_code_search_matches_a_byte_by_byte_scan() {
+        let naive = |data: &[u8], from: usize| {
+            (from..data.len().saturating_sub(2)).find(|&i| data[i..i + 3] == [0, 0, 1]).map(|i| (i, i + 3))
+        };
+        // Bytes drawn mostly from {0, 1, 2} so start codes, near misses and runs of zeros abound.
+        let mut x: u32 = 0x2545_f491;
+        for len in 0..200 {
+            let data: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    [0, 0, 0, 1, 2, 0x65][(x % 6) as usize]
+                })
+                .collect();
+            for from in 0..=len + 1 {
+                assert_eq!(find_start_code(&data, from), naive(&data, from), "{data:?} from {from}");
+            }
+        }
+        assert_eq!(find_start_code(&[0, 0, 1], usize::MAX), None);
     }
 
     #[test]

@@ -129,6 +129,9 @@ pub struct PublisherConfig {
     /// Record every Opus packet's send instant in [`PublisherStats::audio_sends`] (grows by
     /// 50 entries a second: for bounded runs such as reel-load's).
     pub record_audio_sends: bool,
+    /// Send a frame's packets with GSO (one send per run of datagrams, see
+    /// [`udp::PeerSocket`]); off: one send per packet, as cameras send.
+    pub gso: bool,
 }
 
 impl PublisherConfig {
@@ -143,6 +146,7 @@ impl PublisherConfig {
             offer_timeout: DEFAULT_OFFER_TIMEOUT,
             profile: SenderProfile::default(),
             record_audio_sends: false,
+            gso: true,
         }
     }
 }
@@ -420,7 +424,7 @@ pub struct Publisher {
 impl Publisher {
     /// Binds a UDP socket on `cfg.bind_ip` (port 0) and creates the peer with its host candidate.
     pub async fn bind(cfg: PublisherConfig, stats: Arc<PublisherStats>) -> Result<Self, PublisherError> {
-        let socket = PeerSocket::bind(cfg.bind_ip)?;
+        let socket = PeerSocket::bind(cfg.bind_ip, cfg.gso)?;
         let local = socket.local_addr();
         let mut rtc = Rtc::builder().clear_codecs().enable_h264(true).enable_opus(true, false).build(Instant::now());
         let candidate = Candidate::host(local, "udp").map_err(|e| PublisherError::Sdp(e.to_string()))?;

@@ -35,6 +35,8 @@ pub struct AppState {
     pub peers: Peers,
     /// Open GetMedia readers per stream (the per-stream connection cap).
     pub playback: Readers,
+    /// The latest `/readyz` answer (reused briefly, see [`super::health::READY_TTL`]).
+    pub readiness: super::health::Readiness,
 }
 
 impl FromRef<AppState> for Core {
@@ -129,7 +131,7 @@ impl AppState {
             store,
             members,
         };
-        let state = AppState { core, signaling, peers, playback: Readers::default() };
+        let state = AppState { core, signaling, peers, playback: Readers::default(), readiness: Default::default() };
         Ok(Built { state, generated_key })
     }
 }

@@ -119,6 +119,11 @@ struct Args {
     /// Do not read the streams back (no stored/sent frame counts, no A/V skew).
     #[arg(long)]
     no_media_readback: bool,
+    /// Publishers send each packet on its own, as cameras do, instead of a frame's packets
+    /// in one GSO send (which a GRO socket such as reel's then reads as one batch). The
+    /// floor's sender always sends packet by packet.
+    #[arg(long)]
+    no_gso: bool,
     /// reel-cluster: media and runtime threads of each node (`--webrtc-workers` and
     /// `TOKIO_WORKER_THREADS`), as an operator co-locating the nodes on one box would size
     /// them; default: each node's own default (one per CPU).
@@ -241,6 +246,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         media_readback: !args.no_media_readback,
         reconnect: args.reconnect.then(ReconnectPolicy::default),
         viewers_per_session: args.viewers_per_session,
+        gso: !args.no_gso,
     };
     let default_ip = |ns: &str| -> IpAddr {
         if inside { ns.parse().unwrap_or(IpAddr::from([127, 0, 0, 1])) } else { IpAddr::from([127, 0, 0, 1]) }

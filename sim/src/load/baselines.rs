@@ -28,6 +28,7 @@ pub(super) fn base_report(cfg: &LoadConfig, source: &MediaSource, pid: Option<u3
         duration_s: cfg.duration.as_secs_f64(),
         bitrate_bps: cfg.bitrate_bps,
         source_bitrate_bps: source.sent_bytes_per_sec() * 8.0,
+        gso_sends: false,
         recorder_pid: pid,
         cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
         provision_s: 0.0,
@@ -58,7 +59,7 @@ pub(super) fn base_report(cfg: &LoadConfig, source: &MediaSource, pid: Option<u3
 }
 
 /// The publishers (behaving as `sender` says) against Janus VideoRoom (recording on).
-pub(super) async fn run_janus(cfg: &LoadConfig, sender: SenderProfile) -> Result<LoadReport, LoadError> {
+pub(super) async fn run_janus(cfg: &LoadConfig, sender: SenderProfile, gso: bool) -> Result<LoadReport, LoadError> {
     let fail = |e: String| LoadError::Baseline(Target::Janus, e);
     crate::janus::installed().map_err(fail)?;
     if crate::netns::inside() {
@@ -81,6 +82,7 @@ pub(super) async fn run_janus(cfg: &LoadConfig, sender: SenderProfile) -> Result
         let at = start + Duration::from_secs_f64(i as f64 / cfg.ramp_per_sec);
         let (janus, st, mut pcfg) = (janus.clone(), st.clone(), PublisherConfig::new(cfg.bind_ip, source.clone()));
         pcfg.profile = sender;
+        pcfg.gso = gso;
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep_until(at.into()).await;
             let _ = publish_to_janus(&janus, pcfg, st, until).await;
@@ -105,6 +107,7 @@ pub(super) async fn run_janus(cfg: &LoadConfig, sender: SenderProfile) -> Result
     }
     let snaps: Vec<StatsSnapshot> = stats.iter().map(|s| s.snapshot()).collect();
     let mut r = base_report(cfg, &source, pid);
+    r.gso_sends = gso;
     fill_sessions(&mut r, &snaps);
     let active = steady.as_ref().map_or(0, |s| s.active_sessions);
     r.steady = steady;

@@ -198,12 +198,20 @@ pub struct RunOptions {
     pub reconnect: Option<ReconnectPolicy>,
     /// Live viewers joining each session once it has connected (0: none); see [`viewers`].
     pub viewers_per_session: usize,
+    /// Publishers send with GSO ([`PublisherConfig::gso`]); off: one send per packet.
+    pub gso: bool,
 }
 
 impl Default for RunOptions {
     /// Perfect senders, streams read back.
     fn default() -> Self {
-        Self { sender: SenderProfile::default(), media_readback: true, reconnect: None, viewers_per_session: 0 }
+        Self {
+            sender: SenderProfile::default(),
+            media_readback: true,
+            reconnect: None,
+            viewers_per_session: 0,
+            gso: true,
+        }
     }
 }
 
@@ -289,7 +297,7 @@ pub async fn run_with(cfg: LoadConfig, opts: RunOptions) -> Result<LoadReport, L
     }
     match cfg.target {
         Target::Reel => {}
-        Target::Janus => return baselines::run_janus(&cfg, opts.sender).await,
+        Target::Janus => return baselines::run_janus(&cfg, opts.sender, opts.gso).await,
         Target::Floor => return baselines::run_floor(&cfg).await,
         Target::ReelCluster => return run_cluster(cfg, opts).await,
     }
@@ -418,6 +426,7 @@ async fn run_against(cfg: &LoadConfig, opts: RunOptions, rec: &Recorder) -> Resu
         pcfg.record_all_frames = opts.viewers_per_session > 0;
         pcfg.record_audio_sends = opts.media_readback || opts.viewers_per_session > 0;
         pcfg.profile = opts.sender;
+        pcfg.gso = opts.gso;
         let (c, ch, st) = (client.clone(), channel.clone(), stats[i].clone());
         let reconnect = opts.reconnect;
         tasks.push(tokio::spawn(async move {
@@ -590,6 +599,7 @@ async fn run_against(cfg: &LoadConfig, opts: RunOptions, rec: &Recorder) -> Resu
         sessions_per_node,
         non_writer_probes: probes.non_writer_probes,
         viewers,
+        gso_sends: opts.gso,
         ..baselines::base_report(cfg, &source, pid)
     })
 }

@@ -166,6 +166,8 @@ pub struct LoadReport {
     pub bitrate_bps: u64,
     /// What the padded source really sends (video Annex-B + Opus), bits/s.
     pub source_bitrate_bps: f64,
+    /// The publishers sent a frame's packets in GSO batches (false: one send per packet).
+    pub gso_sends: bool,
     pub recorder_pid: Option<u32>,
     pub cores: usize,
     /// Control-plane set-up of all channels, s (not part of any other figure).
@@ -231,13 +233,14 @@ impl LoadReport {
         let mut o = String::new();
         let _ = writeln!(
             o,
-            "reel-load: target {:?}, {} sessions, ramp {}/s, {} s steady publishing, {:.0} kbps/camera (source sends {:.0} kbps), {} cores",
+            "reel-load: target {:?}, {} sessions, ramp {}/s, {} s steady publishing, {:.0} kbps/camera (source sends {:.0} kbps, {}), {} cores",
             self.target,
             self.sessions,
             self.ramp_per_sec,
             self.duration_s,
             self.bitrate_bps as f64 / 1000.0,
             self.source_bitrate_bps / 1000.0,
+            if self.gso_sends { "GSO batches" } else { "one send per packet" },
             self.cores
         );
         let _ = writeln!(

@@ -40,11 +40,15 @@ pub struct PeerSocket {
     sent: usize,
     /// Bytes of `out` already sent.
     sent_bytes: usize,
+    /// Most datagrams per send: the kernel's GSO segment limit, or 1 (one per packet).
+    max_segments: usize,
 }
 
 impl PeerSocket {
-    /// Binds `ip` (port 0), non-blocking, with GSO where the kernel has it.
-    pub fn bind(ip: IpAddr) -> io::Result<Self> {
+    /// Binds `ip` (port 0), non-blocking; with `gso`, a run of datagrams to one destination
+    /// goes out in one send where the kernel has GSO, otherwise each datagram is a send of
+    /// its own (as a camera sends).
+    pub fn bind(ip: IpAddr, gso: bool) -> io::Result<Self> {
         let socket = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
         socket.set_nonblocking(true)?;
         let socket = UdpSocket::from_std(socket);
@@ -52,7 +56,8 @@ impl PeerSocket {
         let state = UdpSocketState::new((&socket).into())?;
         // quinn_udp turns receive coalescing (GRO) on; datagrams are read one by one here.
         disable_gro(&socket);
-        Ok(Self { socket, state, local, out: Vec::new(), lens: Vec::new(), sent: 0, sent_bytes: 0 })
+        let max_segments = if gso { state.max_gso_segments() } else { 1 };
+        Ok(Self { socket, state, local, out: Vec::new(), lens: Vec::new(), sent: 0, sent_bytes: 0, max_segments })
     }
 
     /// The socket, to register with a poller.
@@ -76,7 +81,7 @@ impl PeerSocket {
     pub fn flush(&mut self) -> io::Result<Flushed> {
         let mut done = Flushed::default();
         while self.sent < self.lens.len() {
-            let (n, bytes) = gso_run(&self.lens[self.sent..], self.state.max_gso_segments());
+            let (n, bytes) = gso_run(&self.lens[self.sent..], self.max_segments);
             let (destination, segment) = self.lens[self.sent];
             let at = self.sent_bytes;
             let segment_size = (n > 1).then_some(segment);
@@ -185,7 +190,7 @@ mod tests {
     #[test]
     fn queued_datagrams_arrive_one_by_one_and_in_order() {
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        let mut tx = PeerSocket::bind(ip).unwrap();
+        let mut tx = PeerSocket::bind(ip, true).unwrap();
         let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let sizes = [1200, 1200, 1200, 300, 80, 1200, 1200];
         for (i, &n) in sizes.iter().enumerate() {

@@ -896,26 +896,33 @@ impl Hub {
         let Some(ch) = self.channels.get(channel_arn) else { return };
         let ids = ch.viewers.clone();
         let mut dropped = false;
+        // Frames sent and dropped by track (video, audio): one metrics update per call.
+        let (mut sent_n, mut dropped_n) = ([0u64; 2], [0u64; 2]);
         for id in ids {
             let Some(v) = self.viewers.get_mut(&id) else { continue };
             if !v.connected {
                 continue;
             }
             for f in frames {
-                let track = match f.track {
-                    Track::Video => "video",
-                    Track::Audio => "audio",
-                };
+                let k = usize::from(f.track == Track::Audio);
                 match v.write(f) {
-                    Written::Sent => metrics::counter!(super::fanout::VIEWER_FRAMES, "track" => track).increment(1),
+                    Written::Sent => sent_n[k] += 1,
                     Written::Dropped => {
-                        metrics::counter!(super::fanout::VIEWER_DROPPED_FRAMES, "track" => track).increment(1);
+                        dropped_n[k] += 1;
                         dropped |= f.track == Track::Video;
                     }
                     Written::Skipped => {}
                 }
             }
             self.drive_viewer(id, now);
+        }
+        for (k, track) in ["video", "audio"].into_iter().enumerate() {
+            if sent_n[k] > 0 {
+                metrics::counter!(super::fanout::VIEWER_FRAMES, "track" => track).increment(sent_n[k]);
+            }
+            if dropped_n[k] > 0 {
+                metrics::counter!(super::fanout::VIEWER_DROPPED_FRAMES, "track" => track).increment(dropped_n[k]);
+            }
         }
         if dropped {
             self.ask_keyframe(channel_arn, now);

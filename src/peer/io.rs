@@ -7,9 +7,9 @@
 //! tokio's blocking pool and back. All protocol state (sessions' str0m `Rtc`s, demux,
 //! deadlines) lives in the sans-IO [`Hub`]; this loop only moves bytes and time. On socket
 //! readiness it drains the socket with batched `recvmmsg` ([`super::recv`], which keeps each
-//! datagram's kernel arrival time), sends what the hub wants sent, and then blocks its thread
-//! for `recv_coalesce_ms` before it reads again, so that one wakeup serves a batch of
-//! datagrams from many sessions. Otherwise it sleeps until the hub's next deadline or a
+//! datagram's kernel arrival time), sends what the hub wants sent (batched, [`super::send`]),
+//! and then blocks its thread for `recv_coalesce_ms` before it reads again, so that one
+//! wakeup serves a batch of datagrams from many sessions. Otherwise it sleeps until the hub's next deadline or a
 //! session control [`Command`]. There is no task, timer or socket per session on the media
 //! path.
 
@@ -27,6 +27,7 @@ pub use super::hub::EndReason;
 use super::hub::{Hub, HubSession};
 use super::ingest::ClockAnchor;
 use super::recv::Receiver;
+use super::send::Sender;
 use crate::limits::StorageSessionLimits;
 
 /// Most datagrams read per wakeup before the loop sends, checks timers and commands.
@@ -164,6 +165,10 @@ struct Driver {
     writers: Vec<JoinHandle<()>>,
     /// Where the sessions' store writers run.
     store: StoreThread,
+    /// Batched (GSO) sends of the hub's datagrams.
+    sender: Sender,
+    /// The datagrams of one flush, reused.
+    out: Vec<(std::net::SocketAddr, Vec<u8>)>,
 }
 
 impl Driver {
@@ -172,6 +177,7 @@ impl Driver {
         let socket = UdpSocket::from_std(socket)?;
         let local = socket.local_addr()?;
         let recv = Receiver::new(&socket)?;
+        let sender = Sender::new(&socket);
         Ok(Self {
             socket: Arc::new(socket),
             recv,
@@ -181,6 +187,8 @@ impl Driver {
             viewers: HashMap::new(),
             writers: Vec::new(),
             store,
+            sender,
+            out: Vec::new(),
         })
     }
 
@@ -292,9 +300,11 @@ impl Driver {
     /// Sends the hub's datagrams and tells control tasks about ended sessions.
     fn flush(&mut self) {
         while let Some(t) = self.hub.poll_transmit() {
-            if let Err(e) = self.socket.try_send_to(&t.contents, t.destination) {
-                tracing::debug!(error = %e, "webrtc send dropped");
-            }
+            self.out.push((t.destination, t.contents));
+        }
+        if !self.out.is_empty() {
+            self.sender.send_all(&*self.socket, &self.out);
+            self.out.clear();
         }
         while let Some(e) = self.hub.poll_ended() {
             if let Some(c) = self.sessions.remove(&e.id) {

@@ -38,6 +38,7 @@ mod scenarios_receive;
 #[cfg(test)]
 mod scenarios_viewers;
 pub mod sdp;
+pub mod send;
 pub mod session;
 pub mod viewer_quota;
 pub mod viewer_session;

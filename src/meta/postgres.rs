@@ -44,6 +44,11 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections per node. Writes run one at a time cluster-wide anyway; the rest serve
 /// lookups (e.g. signaling's `channel_by_arn` on every connect) while a write runs.
 const MAX_CONNECTIONS: u32 = 8;
+/// A pooled connection idle at least this long is pinged before it is used (a dead one is
+/// dropped and another opened, as after a database restart); a busier one is not. sqlx's
+/// default pings before every use, which under load made each query three round trips
+/// (ping, query, and the ping sqlx sends when a connection is returned).
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 /// Server-side limits set on every pooled session:
 /// - `lock_timeout`: a write waiting longer than this for [`WRITE_LOCK_KEY`] fails rather
 ///   than queueing without bound behind a stuck writer;
@@ -101,6 +106,15 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IF_IDLE_FOR {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(options.options(SESSION_SETTINGS));
         // Open one pooled connection now, so a rejected session setting fails startup.
         pool.acquire().await.map_err(|e| fail(format!("cannot open a pooled connection: {e}")))?;

@@ -42,13 +42,11 @@ fn camera_second() -> Vec<Vec<usize>> {
     frames
 }
 
-/// A plain RTP packet of `len` bytes (12-byte header).
-fn rtp(len: usize, seq: u16) -> Vec<u8> {
+/// A plain RTP packet of `len` bytes (12-byte header; sequence and SSRC are set per viewer).
+fn rtp(len: usize) -> Vec<u8> {
     let mut p = vec![0u8; len];
     p[0] = 0x80;
     p[1] = 96;
-    p[2..4].copy_from_slice(&seq.to_be_bytes());
-    p[8..12].copy_from_slice(&0x1234_5678u32.to_be_bytes());
     p
 }
 
@@ -63,9 +61,7 @@ fn thread_cpu() -> Duration {
 /// Forwards `SECONDS` camera-seconds to `viewers`; returns (CPU, datagrams).
 fn forward(tx: &UdpSocket, viewers: &[SocketAddr], keys: &[SrtpAead], gso: bool) -> (Duration, u64) {
     let mut sender = if gso { Sender::new(tx) } else { Sender::with_gso(false) };
-    let second = camera_second();
-    let masters: Vec<Vec<Vec<u8>>> =
-        second.iter().map(|f| f.iter().enumerate().map(|(i, &n)| rtp(n, i as u16)).collect()).collect();
+    let masters: Vec<Vec<Vec<u8>>> = camera_second().iter().map(|f| f.iter().map(|&n| rtp(n)).collect()).collect();
     let mut seq = vec![0u16; viewers.len()];
     let mut out: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
     let start = thread_cpu();
@@ -77,9 +73,7 @@ fn forward(tx: &UdpSocket, viewers: &[SocketAddr], keys: &[SrtpAead], gso: bool)
                     p[2..4].copy_from_slice(&seq[v].to_be_bytes());
                     p[8..12].copy_from_slice(&(0x1000 + v as u32).to_be_bytes());
                     seq[v] = seq[v].wrapping_add(1);
-                    if key.protect(0, &mut p).is_err() {
-                        panic!("seal failed");
-                    }
+                    key.protect(0, &mut p).expect("seal");
                     out.push((*addr, p));
                 }
             }

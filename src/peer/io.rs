@@ -9,9 +9,9 @@
 //! readiness it drains the socket with batched `recvmmsg` ([`super::recv`], which keeps each
 //! datagram's kernel arrival time), sends what the hub wants sent (batched, [`super::send`]),
 //! and then blocks its thread for `recv_coalesce_ms` before it reads again, so that one
-//! wakeup serves a batch of datagrams from many sessions. Otherwise it sleeps until the hub's next deadline or a
-//! session control [`Command`]. There is no task, timer or socket per session on the media
-//! path.
+//! wakeup serves a batch of datagrams from many sessions. Otherwise it sleeps until the
+//! hub's next deadline or a session control [`Command`]. There is no task, timer or socket
+//! per session on the media path.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -105,12 +105,17 @@ impl Sender {
 /// long as the first but possibly a shorter last one).
 fn send<B: AsRef<[u8]>>(socket: &impl AsRawFd, run: &[(SocketAddr, B)]) -> nix::Result<()> {
     let Some((destination, first)) = run.first() else { return Ok(()) };
-    let iov: Vec<IoSlice<'_>> = run.iter().map(|(_, b)| IoSlice::new(b.as_ref())).collect();
+    // On the stack: this runs for every datagram the worker sends.
+    let mut slots = [IoSlice::new(&[]); MAX_SEGMENTS];
+    let iov = &mut slots[..run.len().min(MAX_SEGMENTS)];
+    for (slot, (_, b)) in iov.iter_mut().zip(run) {
+        *slot = IoSlice::new(b.as_ref());
+    }
     let addr = SockaddrStorage::from(*destination);
     let segment = u16::try_from(first.as_ref().len()).unwrap_or(u16::MAX);
     let gso = [ControlMessage::UdpGsoSegments(&segment)];
     let cmsgs: &[ControlMessage<'_>] = if run.len() > 1 { &gso } else { &[] };
-    sendmsg(socket.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_DONTWAIT, Some(&addr)).map(|_| ())
+    sendmsg(socket.as_raw_fd(), iov, cmsgs, MsgFlags::MSG_DONTWAIT, Some(&addr)).map(|_| ())
 }
 
 /// How many of `queued`'s leading datagrams one send can carry: a run to the first one's

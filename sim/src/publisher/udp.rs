@@ -40,8 +40,8 @@ pub struct PeerSocket {
     sent: usize,
     /// Bytes of `out` already sent.
     sent_bytes: usize,
-    /// Most datagrams per send: the kernel's GSO segment limit, or 1 (one per packet).
-    max_segments: usize,
+    /// Runs go out as one GSO send each (off: one send per packet).
+    gso: bool,
 }
 
 impl PeerSocket {
@@ -56,8 +56,7 @@ impl PeerSocket {
         let state = UdpSocketState::new((&socket).into())?;
         // quinn_udp turns receive coalescing (GRO) on; datagrams are read one by one here.
         disable_gro(&socket);
-        let max_segments = if gso { state.max_gso_segments() } else { 1 };
-        Ok(Self { socket, state, local, out: Vec::new(), lens: Vec::new(), sent: 0, sent_bytes: 0, max_segments })
+        Ok(Self { socket, state, local, out: Vec::new(), lens: Vec::new(), sent: 0, sent_bytes: 0, gso })
     }
 
     /// The socket, to register with a poller.
@@ -81,7 +80,9 @@ impl PeerSocket {
     pub fn flush(&mut self) -> io::Result<Flushed> {
         let mut done = Flushed::default();
         while self.sent < self.lens.len() {
-            let (n, bytes) = gso_run(&self.lens[self.sent..], self.max_segments);
+            // quinn_udp lowers its limit to 1 once a device refuses GSO: read it each time.
+            let max_segments = if self.gso { self.state.max_gso_segments() } else { 1 };
+            let (n, bytes) = gso_run(&self.lens[self.sent..], max_segments);
             let (destination, segment) = self.lens[self.sent];
             let at = self.sent_bytes;
             let segment_size = (n > 1).then_some(segment);

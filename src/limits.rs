@@ -135,11 +135,16 @@ pub struct ClusterLimits {
     /// How long a stream's writer lease lasts unless renewed, in ms: a dead node's
     /// sessions can be taken over this long after its last renewal (≤ 10 s by default).
     pub lease_ms: u64,
+    /// How long after the last fragment index notice from a stream's writer (or the last
+    /// catalog read) a node trusts its index of the stream complete and serves reads
+    /// without asking the catalog, in ms. The most a listing on another node can lag when a
+    /// notice is lost; 0 = always ask the catalog (notices then only wake live readers sooner).
+    pub index_notice_trust_ms: u64,
 }
 
 impl Default for ClusterLimits {
     fn default() -> Self {
-        Self { heartbeat_ms: 1_000, node_timeout_ms: 5_000, lease_ms: 10_000 }
+        Self { heartbeat_ms: 1_000, node_timeout_ms: 5_000, lease_ms: 10_000, index_notice_trust_ms: 5_000 }
     }
 }
 

@@ -385,6 +385,18 @@ async fn ingest_failover() {
     let segments = lb.get_text(&media_url).await.expect("media playlist");
     assert!(segments.contains("#EXTINF"), "HLS LIVE on node {reader} lists no segments:\n{segments}");
 
+    // The writer announces every fragment it indexes over NATS; the reader, which has the
+    // stream open, lists new fragments from those notices.
+    let notices = |text: String, outcome: &str| {
+        common::metric(&text, "reel_cluster_index_notices_total", &[("outcome", outcome)]).unwrap_or(0.0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while notices(cluster.metrics(reader).await, "applied") < 1.0 {
+        assert!(Instant::now() < deadline, "node {reader} applied no index notice:\n{}", cluster.metrics(reader).await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(notices(cluster.metrics(writer).await, "sent") >= 1.0, "the writer sent no index notice");
+
     // SIGKILL the writer: the publisher reconnects through the LB, JoinStorageSession lands on
     // a survivor, and new fragments are listed within 15 s of the kill.
     let killed_at = Instant::now();

@@ -32,6 +32,7 @@ pub mod errors;
 pub mod pagination;
 pub mod reading;
 pub mod resolve;
+pub mod stream_cache;
 pub mod urls;
 pub mod validate;
 
@@ -56,4 +57,6 @@ pub struct Core {
     pub store: reel_storage::Store,
     /// The cluster's live nodes and their URLs (only this node without a bus).
     pub members: crate::members::Members,
+    /// Stream records recently found for media reads.
+    pub stream_cache: Arc<stream_cache::StreamCache>,
 }

@@ -26,7 +26,8 @@ pub enum ArnFormatError {
 }
 
 /// Find the stream a request names by `StreamARN` or `StreamName`, check that the
-/// caller may run `op` on it (`deny` builds the refusal), and take its rate token.
+/// caller may run `op` on it (`deny` builds the refusal), and take its rate token. Media
+/// reads reuse a record found moments ago ([`super::stream_cache::reuses_records`]).
 pub async fn stream(
     core: &Core,
     principal: &Principal,
@@ -47,11 +48,31 @@ pub async fn stream(
     if let Some(name) = name {
         validate::name(name, "StreamName")?;
     }
-    let found = match (arn, name) {
-        (Some(arn), _) => core.meta.stream_by_arn(arn).await,
-        (None, Some(name)) => core.meta.stream_by_name(name).await,
-        (None, None) => return Err(ApiError::invalid_argument("Either StreamName or StreamARN must be specified")),
-    }?;
+    let now = std::time::Instant::now();
+    let cached = super::stream_cache::reuses_records(op);
+    let hit = match (cached, arn, name) {
+        (false, _, _) => None,
+        (true, Some(arn), _) => core.stream_cache.by_arn(arn, now),
+        (true, None, Some(name)) => core.stream_cache.by_name(name, now),
+        (true, None, None) => None,
+    };
+    let found = match (hit, arn, name) {
+        (Some(record), _, _) => Some(record),
+        (None, arn, name) => {
+            let found = match (arn, name) {
+                (Some(arn), _) => core.meta.stream_by_arn(arn).await?,
+                (None, Some(name)) => core.meta.stream_by_name(name).await?,
+                (None, None) => {
+                    return Err(ApiError::invalid_argument("Either StreamName or StreamARN must be specified"));
+                }
+            };
+            // Only what the database answered starts a TTL (a hit never extends one).
+            if cached && let Some(record) = &found {
+                core.stream_cache.put(record, now);
+            }
+            found
+        }
+    };
     authorize_found(core, principal, op, deny, name, arn, found)
 }
 

@@ -293,6 +293,7 @@ pub async fn update(
     let update =
         StreamUpdate { device_name: input.device_name, media_type: input.media_type, data_retention_in_hours: None };
     st.meta.update_stream(&stream.arn, &current_version, &update, &meta::new_version()).await?;
+    st.stream_cache.forget(&stream.arn);
     tracing::info!("stream updated");
     Ok(empty())
 }
@@ -320,6 +321,7 @@ pub async fn delete(
     }
     let stream = resolve_denying(&st, &principal, "DeleteStream", None, Some(&arn)).await?;
     st.meta.delete_stream(&stream.arn, input.current_version.as_deref()).await?;
+    st.stream_cache.forget(&stream.arn);
     match st.store.delete_stream(&stream.arn).await {
         Ok(()) | Err(reel_storage::StoreError::StreamNotFound { .. }) => {}
         Err(e) => return Err(e.into()),
@@ -384,6 +386,7 @@ pub async fn update_data_retention(
     let hours = apply_retention_change(stream.data_retention_in_hours, operation, change)?;
     let update = StreamUpdate { data_retention_in_hours: Some(hours), ..Default::default() };
     st.meta.update_stream(&stream.arn, &current_version, &update, &meta::new_version()).await?;
+    st.stream_cache.forget(&stream.arn);
     st.store.open_or_create_stream(&stream.arn, hours).await?.set_retention_hours(hours).await?;
     tracing::info!(retention_hours = hours, "stream data retention updated");
     Ok(empty())

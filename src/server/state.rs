@@ -115,6 +115,9 @@ impl AppState {
         let urls = PublicUrls::from_base(&base);
         let members = crate::members::Members::new(&config.node_id, &urls.https);
         let signaling = Signaling::start(&config, &data_dir, &base, members.clone()).await?;
+        if store.is_shared() {
+            signaling.carry_index_notices(store.clone()).await.map_err(SignalingError::from)?;
+        }
         // Media candidates fall back to the public host when it is an IP, else the bound one.
         let fallback_ip = url_host(&base).and_then(|h| h.parse::<IpAddr>().ok()).unwrap_or(local.ip());
         let peers = Peers::start(&config.webrtc, &config.limits.storage_session, Some(fallback_ip))
@@ -130,6 +133,7 @@ impl AppState {
             urls: Arc::new(urls),
             store,
             members,
+            stream_cache: Default::default(),
         };
         let state = AppState { core, signaling, peers, playback: Readers::default(), readiness: Default::default() };
         Ok(Built { state, generated_key })
@@ -150,6 +154,7 @@ fn media_store_config(config: &Config, meta: &Arc<dyn meta::MetaStore>) -> reel_
     });
     if config.shares_metadata() {
         store.catalog = Some(Arc::new(meta::catalog::MetaCatalog::new(meta.clone())));
+        store.notice_trust = std::time::Duration::from_millis(config.limits.cluster.index_notice_trust_ms);
     }
     store
 }

@@ -20,6 +20,7 @@ pub mod cluster;
 #[cfg(test)]
 mod cluster_tests;
 pub mod credentials;
+pub mod index_notices;
 pub mod message;
 pub mod nats;
 pub mod pending;
@@ -221,6 +222,15 @@ impl Signaling {
             password: cred.password,
             ttl: cred.ttl_secs,
         }]
+    }
+
+    /// Cluster mode: carries `store`'s fragment index notices over the bus (a no-op
+    /// without one).
+    pub async fn carry_index_notices(&self, store: reel_storage::Store) -> Result<(), nats::BusError> {
+        match &self.inner.bus {
+            Some(bus) => bus.carry_index_notices(store).await,
+            None => Ok(()),
+        }
     }
 
     /// Whether the cluster bus is connected: `None` without one (single node).

@@ -105,6 +105,8 @@ impl ClusterLink for NatsLink {
 #[derive(Debug, Clone)]
 pub struct NatsBus {
     client: async_nats::Client,
+    subject_prefix: String,
+    node_id: String,
 }
 
 impl NatsBus {
@@ -149,7 +151,13 @@ impl NatsBus {
         tokio::spawn(receive_announcements(announcements, bus.clone(), link.clone(), options.clone(), members));
         link.announce(Announcement::Hello { url: options.advertised_url.clone() });
         tracing::info!(url = %options.url, node = %options.node_id, "cluster bus connected");
-        Ok((bus, Self { client }))
+        Ok((bus, Self { client, subject_prefix: options.subject_prefix.clone(), node_id: options.node_id.clone() }))
+    }
+
+    /// Carries the media store's fragment index notices between the nodes
+    /// ([`super::index_notices`]).
+    pub async fn carry_index_notices(&self, store: reel_storage::Store) -> Result<(), BusError> {
+        super::index_notices::start(self.client.clone(), &self.subject_prefix, &self.node_id, store).await
     }
 
     /// Whether the NATS connection is up right now.

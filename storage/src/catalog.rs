@@ -23,6 +23,7 @@ pub struct Fence {
 
 /// One fragment as the catalog indexes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct CatalogEntry {
     /// Its metadata (number, timestamps, sizes).
     pub info: FragmentInfo,
@@ -44,6 +45,30 @@ pub enum CatalogError {
     /// The catalog could not be reached or failed; retry later.
     #[error("fragment catalog unavailable: {0}")]
     Unavailable(String),
+}
+
+/// Shared mode's fast path between nodes: the writer tells every other node at once that it
+/// indexed a fragment (in reel: a NATS message), so their reads need not ask the catalog.
+/// Best effort by design: a node that misses a notice sees the gap at the next one (its
+/// `previous` is not the node's newest fragment) or stops trusting notices
+/// [`crate::StoreConfig::notice_trust`] after the last one, and asks the catalog again.
+pub trait IndexNotices: Send + Sync + Debug {
+    /// `entry` of `stream` is indexed; `previous` is the counter of the stream's fragment
+    /// the writer indexed before it (0 for none). Must not block.
+    fn indexed(&self, stream: &str, entry: &CatalogEntry, previous: u64);
+}
+
+/// What a node did with an [`IndexNotices`] message from another node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeOutcome {
+    /// The fragment followed this node's newest one: now listed, readers woken.
+    Applied,
+    /// Already listed here (a catch-up got it first).
+    Known,
+    /// A notice was missed: the next read of the stream asks the catalog.
+    Gap,
+    /// The stream is not open on this node (it is loaded whole when opened).
+    NotOpen,
 }
 
 /// The shared fragment index of a cluster. Implementations must make [`Catalog::insert`]

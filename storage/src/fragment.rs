@@ -24,6 +24,7 @@ pub struct FragmentStart {
 
 /// A stored fragment's metadata, as listed and as returned by `finish`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct FragmentInfo {
     /// The fragment's number (KVS `FragmentNumber`).
     pub number: FragmentNumber,

@@ -69,7 +69,7 @@ mod store;
 mod stream;
 mod tail;
 
-pub use catalog::{Catalog, CatalogEntry, CatalogError, Fence};
+pub use catalog::{Catalog, CatalogEntry, CatalogError, Fence, IndexNotices, NoticeOutcome};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use commit::CommitStats;
 pub use error::{Result, StoreError};

@@ -25,6 +25,7 @@ pub const LEASE_BLOCK: u64 = 1 << 16;
 
 /// A fragment number: strictly increasing per stream, unique across the store's streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct FragmentNumber(u64);
 
 impl FragmentNumber {

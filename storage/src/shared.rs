@@ -11,10 +11,14 @@
 //!   increasing per stream) shifted left by [`SEQ_BITS`] plus a sequence within the lease,
 //!   so numbers are unique and increase per stream across writers without coordination.
 //! - **Reading.** Every node mirrors the index of the streams it has opened: loaded from the
-//!   catalog on open, extended by its own replicator, by each read's catch-up and, for
-//!   streams with live readers, by polling the catalog for other nodes' fragments (one
-//!   request per poll for all of them, each asking only for what follows its newest
-//!   fragment), trimmed when the catalog's oldest fragment moves (retention, deletion). Entries written elsewhere (or whose local segment was dropped) are read
+//!   catalog on open, extended by its own replicator, by other writers' index notices
+//!   ([`crate::IndexNotices`]: a fragment that follows the node's newest one is listed at
+//!   once), by each read's catch-up and, for streams with live readers, by polling the
+//!   catalog for other nodes' fragments (one request per poll for all of them, each asking
+//!   only for what follows its newest fragment). While notices keep a stream current
+//!   (the last one followed its newest fragment, less than
+//!   [`crate::StoreConfig::notice_trust`] ago) reads and the poll skip the catalog; a gap
+//!   or silence sends them back to it. The index is trimmed when the catalog's oldest fragment moves (retention, deletion). Entries written elsewhere (or whose local segment was dropped) are read
 //!   from their S3 object.
 //! - **Restart.** A node's local segments are only a write-ahead copy: they are discarded
 //!   when the store opens, and what was not replicated before a crash is gone (the
@@ -23,12 +27,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::catalog::{CatalogEntry, CatalogError, Fence};
+use crate::catalog::{CatalogEntry, CatalogError, Fence, NoticeOutcome};
 use crate::error::{Result, StoreError};
 use crate::fragment::FragmentInfo;
 use crate::number::FragmentNumber;
@@ -106,6 +110,9 @@ pub(crate) struct SharedStream {
     pub pending: std::sync::atomic::AtomicU64,
     /// Queued fragments per local segment (a segment is kept while it has any).
     pub pending_segments: std::sync::Mutex<std::collections::BTreeMap<u64, usize>>,
+    /// When this node's index of the stream was last known complete (a catalog read's
+    /// start, or a notice that followed its newest fragment); `None` after a gap.
+    pub synced: std::sync::Mutex<Option<Instant>>,
 }
 
 impl SharedStream {
@@ -116,6 +123,7 @@ impl SharedStream {
                 replicate: tx,
                 pending: std::sync::atomic::AtomicU64::new(0),
                 pending_segments: std::sync::Mutex::new(Default::default()),
+                synced: std::sync::Mutex::new(None),
             },
             rx,
         )
@@ -185,6 +193,55 @@ impl StreamInner {
         }
     }
 
+    /// Whether reads may skip the catalog: notices are attached and the index was known
+    /// complete less than [`crate::StoreConfig::notice_trust`] ago.
+    pub(crate) fn in_sync(&self) -> bool {
+        let Some(shared) = &self.shared else { return false };
+        if self.ctx.notices.get().is_none() {
+            return false;
+        }
+        let synced = *shared.synced.lock().unwrap_or_else(|p| p.into_inner());
+        synced.is_some_and(|t| t.elapsed() < self.ctx.config.notice_trust)
+    }
+
+    /// The index held every fragment the catalog had at `at`.
+    pub(crate) fn mark_synced(&self, at: Instant) {
+        if let Some(shared) = &self.shared {
+            let mut synced = shared.synced.lock().unwrap_or_else(|p| p.into_inner());
+            *synced = Some(synced.map_or(at, |t| t.max(at)));
+        }
+    }
+
+    /// Applies another node's notice: `entry` was indexed right after `previous`.
+    pub(crate) fn apply_notice(&self, entry: &CatalogEntry, previous: u64) -> NoticeOutcome {
+        let c = entry.info.number.counter();
+        {
+            let mut idx = self.write_index();
+            let last = idx.entries.last().map_or(0, |e| e.counter);
+            if c <= last {
+                return NoticeOutcome::Known;
+            }
+            if previous != last {
+                drop(idx);
+                if let Some(shared) = &self.shared {
+                    *shared.synced.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                }
+                return NoticeOutcome::Gap;
+            }
+            idx.entries.push(remote_entry(entry));
+        }
+        self.tail.send_modify(|s| s.last_counter = s.last_counter.max(c));
+        self.mark_synced(Instant::now());
+        NoticeOutcome::Applied
+    }
+
+    /// The counter of the indexed fragment before `counter` (0 if none).
+    fn counter_before(&self, counter: u64) -> u64 {
+        let idx = self.read_index();
+        let i = idx.entries.partition_point(|e| e.counter < counter);
+        i.checked_sub(1).map_or(0, |i| idx.entries[i].counter)
+    }
+
     /// The counter of the newest indexed fragment (0 if none).
     pub(crate) fn last_counter(&self) -> u64 {
         self.read_index().entries.last().map_or(0, |e| e.counter)
@@ -235,7 +292,13 @@ pub(crate) async fn replicate_loop(stream: std::sync::Weak<StreamInner>, mut rx:
         let Some(s) = stream.upgrade() else { return };
         if fenced_epoch != Some(job.fence.epoch) {
             match replicate_one(&s, &job).await {
-                Ok(()) => s.publish_entry(job.entry),
+                Ok(()) => {
+                    s.publish_entry(job.entry);
+                    if let Some(notices) = s.ctx.notices.get() {
+                        let row = CatalogEntry { info: FragmentInfo::from_entry(&job.entry), object_bytes: job.entry.len };
+                        notices.indexed(&s.id, &row, s.counter_before(job.entry.counter));
+                    }
+                }
                 Err(StoreError::Fenced { epoch, .. }) => {
                     tracing::error!(stream = %s.id, epoch, fragment = %FragmentNumber::from_counter(job.entry.counter),
                         "writer lease lost: fragment not indexed (another writer holds the stream)");
@@ -306,8 +369,9 @@ async fn read_local(s: &StreamInner, e: &IndexEntry) -> Result<Bytes> {
 }
 
 /// The node's poller. Every `every`: the streams open here that have live readers
-/// ([`crate::TailReader`]s, which wait for fragments other nodes index) catch up with the
-/// catalog in one request, each asking only for what follows its newest known fragment.
+/// ([`crate::TailReader`]s, which wait for fragments other nodes index) and are not kept
+/// current by index notices catch up with the catalog in one request, each asking only for
+/// what follows its newest known fragment.
 /// Streams nobody follows live are not polled: a listing or a read catches up on its own
 /// ([`crate::Stream::catch_up`]), and the writer's own fragments are published by its
 /// replicator. Every [`FLOOR_EVERY`] ticks, one request reads the oldest fragment of every
@@ -323,11 +387,19 @@ pub(crate) async fn poll_loop(store: std::sync::Weak<crate::store::StoreInner>, 
         let streams = inner.stream_handles();
         drop(inner);
         polls = polls.wrapping_add(1);
-        let followed: Vec<&Arc<StreamInner>> = streams.iter().filter(|s| s.tail.receiver_count() > 0).collect();
+        // Streams kept current by notices need no poll.
+        let followed: Vec<&Arc<StreamInner>> =
+            streams.iter().filter(|s| s.tail.receiver_count() > 0 && !s.in_sync()).collect();
         if !followed.is_empty() {
+            let started = Instant::now();
             let after: Vec<(String, u64)> = followed.iter().map(|s| (s.id.clone(), s.last_counter())).collect();
             match catalog.after_each(&after).await {
-                Ok(rows) => merge_by_stream(&followed, rows),
+                Ok(rows) => {
+                    merge_by_stream(&followed, rows);
+                    for s in &followed {
+                        s.mark_synced(started);
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e, "polling the fragment catalog failed"),
             }
         }

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, CatalogEntry, IndexNotices, NoticeOutcome};
 use crate::clock::{Clock, SystemClock};
 use crate::commit::{CommitStats, Committer};
 use crate::error::{Result, StoreError};
@@ -64,11 +64,16 @@ pub struct StoreConfig {
     pub catalog: Option<Arc<dyn Catalog>>,
     /// Shared mode: how often this node polls the catalog for other nodes' fragments.
     pub catalog_poll_interval: Duration,
+    /// Shared mode with [`IndexNotices`] attached: how long after the last notice (or
+    /// catalog read) a stream's index is trusted complete, so reads and the poll skip the
+    /// catalog. Bounds how stale a listing can get when a notice is lost.
+    pub notice_trust: Duration,
 }
 
 impl StoreConfig {
     /// Defaults: 200 ms commit interval, syncfs from 16 files, 64 MiB / 10 min segments,
-    /// 60 s retention sweeps, system clock, no S3, local mode (no catalog; 100 ms polls).
+    /// 60 s retention sweeps, system clock, no S3, local mode (no catalog; 100 ms polls,
+    /// notices trusted for 5 s).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         StoreConfig {
             root: root.into(),
@@ -82,6 +87,7 @@ impl StoreConfig {
             fault_injector: None,
             catalog: None,
             catalog_poll_interval: Duration::from_millis(100),
+            notice_trust: Duration::from_secs(5),
         }
     }
 }
@@ -137,6 +143,8 @@ pub(crate) struct Ctx {
     pub catalog: Option<Arc<dyn Catalog>>,
     /// Signalled after every finished upload job.
     pub upload_done: Notify,
+    /// Shared mode: where this node announces what it indexed (attached after opening).
+    pub notices: std::sync::OnceLock<Arc<dyn IndexNotices>>,
 }
 
 impl Ctx {
@@ -205,6 +213,7 @@ impl Store {
             seal_order: AtomicU64::new(1),
             upload_tx,
             upload_done: Notify::new(),
+            notices: std::sync::OnceLock::new(),
         });
         let mut streams = HashMap::new();
         for r in found {
@@ -348,6 +357,23 @@ impl Store {
             return Err(e);
         }
         Ok(created)
+    }
+
+    /// Shared mode: announce every fragment this node indexes through `notices`, and from
+    /// now on trust the notices other nodes send ([`Self::apply_index_notice`]) to keep
+    /// open streams current without asking the catalog on every read. Once per store;
+    /// false if notices were already attached or the store is not shared.
+    pub fn attach_index_notices(&self, notices: Arc<dyn IndexNotices>) -> bool {
+        self.is_shared() && self.inner.ctx.notices.set(notices).is_ok()
+    }
+
+    /// Another node indexed `entry` of `stream` after its fragment `previous`
+    /// ([`IndexNotices::indexed`]): list it here at once, or note the gap.
+    pub fn apply_index_notice(&self, stream: &str, entry: &CatalogEntry, previous: u64) -> NoticeOutcome {
+        match self.inner.lock_streams().get(stream).cloned() {
+            Some(s) if self.is_shared() => s.apply_notice(entry, previous),
+            _ => NoticeOutcome::NotOpen,
+        }
     }
 
     /// Whether this store shares its streams with other nodes through a catalog.

@@ -791,13 +791,21 @@ impl Stream {
 
     /// Shared mode: brings this node's index up to the catalog now (what other nodes indexed
     /// since the last poll), so a listing right after a fragment closed on another node
-    /// already shows it. A no-op in local mode.
+    /// already shows it — without asking the catalog while index notices keep the stream
+    /// current (see the `shared` module). A no-op in local mode.
     pub async fn catch_up(&self) -> Result<()> {
         let Some(catalog) = self.inner.ctx.catalog.as_ref() else { return Ok(()) };
+        if self.inner.in_sync() {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
         let mut after = self.inner.last_counter();
         loop {
             let page = catalog.list_after(&self.inner.id, after, 10_000).await?;
-            let Some(last) = page.last() else { return Ok(()) };
+            let Some(last) = page.last() else {
+                self.inner.mark_synced(started);
+                return Ok(());
+            };
             after = last.info.number.counter();
             self.inner.merge_remote(&page);
         }

@@ -29,6 +29,8 @@ struct CatalogState {
     fences: HashMap<String, Fence>,
     down: bool,
     retention_ms: u64,
+    /// Reads of fragment rows (`list_after` and `after_each` calls).
+    reads: u64,
 }
 
 fn now_ms() -> u64 {
@@ -63,7 +65,8 @@ impl Catalog for MemCatalog {
         Ok(())
     }
     async fn list_after(&self, stream: &str, after: u64, limit: usize) -> Result<Vec<CatalogEntry>, CatalogError> {
-        let s = self.check()?;
+        let mut s = self.check()?;
+        s.reads += 1;
         let mut v: Vec<CatalogEntry> = s
             .rows
             .iter()
@@ -75,7 +78,8 @@ impl Catalog for MemCatalog {
         Ok(v)
     }
     async fn after_each(&self, after: &[(String, u64)]) -> Result<Vec<(String, CatalogEntry)>, CatalogError> {
-        let s = self.check()?;
+        let mut s = self.check()?;
+        s.reads += 1;
         let mut rows: Vec<(String, CatalogEntry)> = s
             .rows
             .iter()
@@ -119,6 +123,16 @@ struct Node {
 }
 
 async fn node(dir: &std::path::Path, s3: &S3Server, catalog: &Arc<MemCatalog>, clock: &ManualClock) -> Node {
+    node_with(dir, s3, catalog, clock, |_| {}).await
+}
+
+async fn node_with(
+    dir: &std::path::Path,
+    s3: &S3Server,
+    catalog: &Arc<MemCatalog>,
+    clock: &ManualClock,
+    tune: impl FnOnce(&mut StoreConfig),
+) -> Node {
     let mut c = StoreConfig::new(dir);
     c.clock = Arc::new(clock.clone());
     c.retention_sweep_interval = None;
@@ -126,6 +140,7 @@ async fn node(dir: &std::path::Path, s3: &S3Server, catalog: &Arc<MemCatalog>, c
     c.s3 = Some(s3.config("reel/"));
     c.catalog = Some(catalog.clone() as Arc<dyn Catalog>);
     c.catalog_poll_interval = Duration::from_millis(10);
+    tune(&mut c);
     Node { store: Store::open(c).await.expect("open shared store") }
 }
 
@@ -287,4 +302,101 @@ async fn replicated_segments_leave_the_local_disk_and_deletion_is_cluster_wide()
     assert_eq!(s3.object_count(), 0);
     eventually("A's index emptied", || sa.list_fragments(ALL, 100).map(|p| p.fragments.is_empty()).unwrap_or(true))
         .await;
+}
+
+/// The bus between nodes in memory: every notice a node sent, delivered by the test.
+#[derive(Debug, Default)]
+struct MemNotices {
+    sent: Mutex<Vec<(String, CatalogEntry, u64)>>,
+}
+
+impl IndexNotices for MemNotices {
+    fn indexed(&self, stream: &str, entry: &CatalogEntry, previous: u64) {
+        self.sent.lock().unwrap().push((stream.into(), entry.clone(), previous));
+    }
+}
+
+impl MemNotices {
+    fn take(&self) -> Vec<(String, CatalogEntry, u64)> {
+        std::mem::take(&mut *self.sent.lock().unwrap())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_notices_keep_a_reader_current_without_the_catalog_and_a_gap_or_silence_sends_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(&dir.path().join("s3")).await;
+    let catalog = Arc::new(MemCatalog::default());
+    let clock = ManualClock::new(T0);
+    // Long enough for the steps before the silence to run within it on a loaded machine.
+    let trust = Duration::from_secs(3);
+    let a = node_with(&dir.path().join("a"), &s3, &catalog, &clock, |c| c.notice_trust = trust).await;
+    let b = node_with(&dir.path().join("b"), &s3, &catalog, &clock, |c| c.notice_trust = trust).await;
+    let bus = Arc::new(MemNotices::default());
+    assert!(a.store.attach_index_notices(bus.clone()));
+    assert!(b.store.attach_index_notices(bus.clone()));
+    assert!(!b.store.attach_index_notices(bus.clone()), "once per store");
+    let reads = || catalog.lock().reads;
+
+    // A writes two fragments: one notice each, chained by `previous`.
+    let fence = catalog.take("a", 3);
+    let sa = a.store.open_or_create_stream(STREAM, 24).await.unwrap();
+    let mut written = Vec::new();
+    for i in 0..2 {
+        written.push(write(&sa, &fence, i, T0 + i * 120).await.unwrap().number);
+    }
+    a.store.wait_for_uploads().await;
+    let sent = bus.take();
+    let chain: Vec<(u64, u64)> = sent.iter().map(|(_, e, p)| (e.info.number.counter(), *p)).collect();
+    assert_eq!(chain, vec![(written[0].counter(), 0), (written[1].counter(), written[0].counter())]);
+    assert!(sent.iter().all(|(id, e, _)| id == STREAM && e.object_bytes > 0));
+    // A node that has not opened the stream ignores notices (it loads the stream whole).
+    assert_eq!(b.store.apply_index_notice(STREAM, &sent[0].1, sent[0].2), NoticeOutcome::NotOpen);
+
+    // B opens the stream (one catalog read); notices of what it already has are known.
+    let sb = b.store.open_or_create_stream(STREAM, 24).await.unwrap();
+    for (id, e, p) in &sent {
+        assert_eq!(b.store.apply_index_notice(id, e, *p), NoticeOutcome::Known);
+    }
+    let after_open = reads();
+    sb.catch_up().await.unwrap();
+    assert_eq!(reads(), after_open, "a current stream is read without the catalog");
+
+    // A's next fragment reaches B's listing and its live reader by the notice alone.
+    let mut live = sb.subscribe(StartPosition::Now).unwrap();
+    written.push(write(&sa, &fence, 2, T0 + 240).await.unwrap().number);
+    a.store.wait_for_uploads().await;
+    for (id, e, p) in bus.take() {
+        assert_eq!(b.store.apply_index_notice(&id, &e, p), NoticeOutcome::Applied);
+    }
+    let got = tokio::time::timeout(Duration::from_secs(5), live.next()).await.expect("live on B").unwrap().unwrap();
+    assert_eq!(got.info.number, written[2]);
+    sb.catch_up().await.unwrap();
+    assert_eq!(numbers(&sb.list_fragments(ALL, 100).unwrap()), written);
+    assert_eq!(reads(), after_open, "neither the read nor the live reader's poll asked the catalog");
+
+    // A notice is lost: the next one shows the gap, and the next read asks the catalog.
+    for i in 3..5 {
+        written.push(write(&sa, &fence, i, T0 + i * 120).await.unwrap().number);
+    }
+    a.store.wait_for_uploads().await;
+    let sent = bus.take();
+    assert_eq!(sent.len(), 2);
+    let (id, e, p) = &sent[1];
+    assert_eq!(b.store.apply_index_notice(id, e, *p), NoticeOutcome::Gap);
+    assert_eq!(sb.list_fragments(ALL, 100).unwrap().fragments.len(), 3, "not listed out of order");
+    sb.catch_up().await.unwrap();
+    assert!(reads() > after_open);
+    assert_eq!(numbers(&sb.list_fragments(ALL, 100).unwrap()), written);
+
+    // Silence: the last notice is lost and no other follows; once the trust has run out,
+    // a read asks the catalog again and finds it.
+    written.push(write(&sa, &fence, 5, T0 + 600).await.unwrap().number);
+    a.store.wait_for_uploads().await;
+    assert_eq!(bus.take().len(), 1);
+    sb.catch_up().await.unwrap();
+    assert_eq!(sb.list_fragments(ALL, 100).unwrap().fragments.len(), 5, "trusted: not asked yet");
+    tokio::time::sleep(trust + Duration::from_millis(50)).await;
+    sb.catch_up().await.unwrap();
+    assert_eq!(numbers(&sb.list_fragments(ALL, 100).unwrap()), written);
 }

@@ -1,30 +1,37 @@
 //! Live viewers of a storage session (`JoinStorageSessionAsViewer`): the forwarding state
 //! the [`super::hub::Hub`] keeps per channel and per viewer, and the sans-IO rules it applies.
 //!
-//! # How media reaches a viewer: frame mode through str0m's `Writer`
+//! # How media reaches a viewer: the master's RTP packets, rewritten per viewer
 //! A viewer is a second str0m `Rtc` in the same hub (the same worker, socket and thread) as
-//! the channel's master session. The master's media is already reassembled into frames for
-//! the store ([`super::media_rx`]); the hub hands the same frame — its bytes,
-//! untouched, plus the master's RTP time and payload parameters — to each connected
-//! viewer's [`str0m::media::Writer::write`], which packetizes it again for that viewer's
-//! SSRC, sequence numbers and negotiated payload type ([`str0m::media::Writer::match_params`]).
-//! Nothing is transcoded. This is chosen over str0m's RTP mode because the store needs whole
-//! frames anyway, and frame mode gives each
-//! viewer its own sequence space, RTCP, NACK handling and retransmission buffer for free:
+//! the channel's master session. Each RTP packet of the master, as str0m's receive queue
+//! hands it over ([`super::media_rx`]), goes to the store's reassembler and — shared, not
+//! copied — to every connected viewer's send stream for that track
+//! ([`str0m::rtp::StreamTx::write_rtp`]): the viewer's own SSRC, a sequence number in the
+//! viewer's own space (the master's, shifted so each viewer's run starts where its
+//! previous one ended), the payload type the viewer negotiated for the codec, the master's
+//! RTP timestamp, marker and payload, and the header extensions a player uses (audio
+//! level, voice activity, video orientation). Nothing is transcoded or packetized again,
+//! and packets leave as they arrive rather than once a whole frame is reassembled
+//! (packetizing each frame again per viewer was ≈ 10 % of reel's CPU with three viewers a
+//! session; BENCHMARKS.md, issue 16).
+//! str0m keeps each viewer's RTCP, sender reports and retransmission buffer:
 //!
 //! - **NACKs** from a viewer are answered by its own `Rtc` from its send buffer of
 //!   [`VIEWER_VIDEO_SEND_BUFFER`] / [`VIEWER_AUDIO_SEND_BUFFER`] packets (bounded, per
-//!   track), never by the master.
+//!   track), never by the master. A packet the master never delivered stays missing for the
+//!   viewer too, until reel's own NACK to the master brings it (then it is forwarded late).
 //! - **Keyframe requests** (PLI/FIR) from all viewers of a channel go through one
 //!   [`KeyframeGate`]: at most one request to the master per
 //!   `viewer_keyframe_interval_ms`, later ones are folded into one request when the interval
 //!   is over. A viewer that connects (joins mid-GOP) asks once, and its video starts at the
-//!   next keyframe: frames before it are skipped, not sent undecodable.
-//! - **Isolation**: a write never blocks. str0m keeps a bounded queue of frames per track
-//!   that are not packetized yet; when a viewer's queue is full the frame is dropped for that
-//!   viewer only (counted in `reel_storage_viewer_dropped_frames_total`) and its video waits
-//!   for the next keyframe. Datagrams go out with the worker's non-blocking send, so a
-//!   viewer that stops reading only loses its own packets; it ends when ICE consent fails.
+//!   next packet a decoder can start at (an SPS or IDR,
+//!   [`reel_media::rtp_rx::h264::is_decoder_entry`]): packets before it are skipped, not
+//!   sent undecodable. A new master session restarts every viewer's video the same way.
+//! - **Isolation**: forwarding never blocks and never waits for a viewer. Each viewer's
+//!   packets are sealed and handed to the worker's non-blocking send within the same hub
+//!   pass (str0m's send queue is drained after every batch, so it holds at most one pass's
+//!   packets); a viewer that stops reading only loses its own datagrams (counted in
+//!   `reel_webrtc_send_dropped_total`) and ends when ICE consent fails.
 //! - **Talk-back**: a viewer's Opus goes to the master's (sendrecv) audio track, never to
 //!   the store. With several viewers talking, the [`TalkFloor`] forwards the most recently
 //!   active one: the viewer that most recently *started* talking (after at least
@@ -40,7 +47,8 @@ use std::time::{Duration, Instant};
 use str0m::Rtc;
 use str0m::change::SdpPendingOffer;
 use str0m::format::PayloadParams;
-use str0m::media::{MediaTime, Mid};
+use str0m::media::{Mid, Pt};
+use str0m::rtp::{ExtensionValues, RtpWrite};
 
 use reel_media::timing::MediaKind as Track;
 
@@ -55,10 +63,9 @@ pub const TALK_SILENCE: Duration = Duration::from_millis(1000);
 pub const VIEWERS_ENDED: &str = "reel_storage_viewers_ended_total";
 /// Prometheus gauge: viewer sessions live.
 pub const VIEWERS_ACTIVE: &str = "reel_storage_viewers_active";
-/// Prometheus counter: frames forwarded to viewers, by `track`.
+/// Prometheus counter: frames forwarded to viewers (video: packets with the marker bit;
+/// audio: packets), by `track`.
 pub const VIEWER_FRAMES: &str = "reel_storage_viewer_frames_total";
-/// Prometheus counter: frames dropped for one viewer (its queue was full), by `track`.
-pub const VIEWER_DROPPED_FRAMES: &str = "reel_storage_viewer_dropped_frames_total";
 /// Prometheus counter: keyframe requests sent to masters on behalf of viewers.
 pub const VIEWER_KEYFRAME_REQUESTS: &str = "reel_storage_viewer_keyframe_requests_total";
 /// Prometheus counter: viewer audio packets forwarded to masters (talk-back).
@@ -85,13 +92,11 @@ pub struct HubViewer {
 /// Counters of one viewer session.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ViewerStats {
-    /// Video frames handed to the viewer's peer connection.
+    /// Video frames handed to the viewer's peer connection (their last packets).
     pub video_frames: u64,
-    /// Audio frames handed to it.
+    /// Audio frames (packets) handed to it.
     pub audio_frames: u64,
-    /// Frames dropped because its queue was full.
-    pub dropped_frames: u64,
-    /// Video frames skipped while waiting for a keyframe (join, after a drop).
+    /// Video frames skipped while waiting for a keyframe (join, new master).
     pub skipped_frames: u64,
     /// Keyframe requests (PLI/FIR) it sent.
     pub keyframe_requests: u64,
@@ -114,21 +119,48 @@ pub struct ViewerEnded {
     pub stats: ViewerStats,
 }
 
-/// One frame of the master, shared by every viewer it is written to.
+/// One RTP packet of the master, shared by every viewer it is forwarded to.
 #[derive(Debug, Clone)]
-pub struct Frame {
+pub struct Packet {
     /// Video or audio.
     pub track: Track,
-    /// The depacketized frame (Annex B access unit or Opus packet), shared by every viewer.
-    pub data: Arc<[u8]>,
-    /// The master's RTP time.
-    pub time: MediaTime,
-    /// When its last packet arrived (the wallclock of the viewers' sender reports).
-    pub network_time: Instant,
+    /// The master session it came from (a new master restarts each viewer's run).
+    pub source: u64,
+    /// The master's extended sequence number.
+    pub seq: u64,
+    /// The master's RTP timestamp (same codec, so the same clock rate for the viewers).
+    pub rtp_time: u32,
+    /// The RTP marker bit (video: the last packet of a frame).
+    pub marker: bool,
+    /// The RTP payload, shared by every viewer.
+    pub payload: Arc<[u8]>,
+    /// When it arrived (the wallclock of the viewers' sender reports).
+    pub arrival: Instant,
     /// The master's payload parameters (matched against each viewer's).
     pub params: PayloadParams,
-    /// An IDR access unit.
-    pub keyframe: bool,
+    /// A video packet a decoder can start at (an SPS or IDR).
+    pub entry: bool,
+    /// The header extension values passed on (audio level, voice activity, orientation).
+    pub ext: ExtensionValues,
+}
+
+/// One track of one viewer: where its current run of the master's packets started.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TrackOut {
+    /// (master session, its sequence number, the viewer's) at the run's first packet.
+    base: Option<(u64, u64, u64)>,
+    /// The viewer's next unused sequence number.
+    next_seq: u64,
+    /// The last payload type mapping (master's, viewer's).
+    pt: Option<(Pt, Pt)>,
+}
+
+impl TrackOut {
+    /// A track whose sequence numbers start at `first` (below 2¹⁵: no SRTP rollover to
+    /// signal, and room before the 16-bit wrap).
+    pub fn starting_at(first: u16) -> Self {
+        Self { base: None, next_seq: u64::from(first & 0x7fff), pt: None }
+    }
 }
 
 /// One live viewer session in the hub.
@@ -146,8 +178,10 @@ pub(crate) struct Viewer {
     pub connected: bool,
     pub remotes: Vec<SocketAddr>,
     pub deadline: Option<Instant>,
-    /// Video is skipped until a keyframe (set at connect and after a drop).
+    /// Video is skipped until a decoder entry point (set at connect and for a new master).
     pub awaiting_keyframe: bool,
+    /// Per track (video, audio): the viewer's run of the master's packets.
+    pub out: [TrackOut; 2],
     /// Since when the channel has had no master session (`None` while one runs).
     pub masterless_since: Option<Instant>,
     /// A master session ran for this viewer before (its end is `MasterEnded`, not `NoMaster`).
@@ -155,59 +189,63 @@ pub(crate) struct Viewer {
     pub stats: ViewerStats,
 }
 
-/// What became of one frame written to one viewer.
+/// What became of one packet forwarded to one viewer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Written {
-    /// Handed to the viewer's peer connection.
+    /// Handed to the viewer's send stream.
     Sent,
-    /// Skipped: the viewer is not connected yet or waits for a keyframe.
+    /// Skipped: the viewer is not connected yet, waits for a keyframe, or has no send
+    /// stream or payload type for it.
     Skipped,
-    /// Dropped: the viewer's queue was full (video now waits for a keyframe).
-    Dropped,
 }
 
 impl Viewer {
-    /// Writes `f` to this viewer (never blocks; see the module docs).
-    pub fn write(&mut self, f: &Frame) -> Written {
+    /// Forwards `p` to this viewer (never blocks; see the module docs).
+    pub fn write(&mut self, p: &Packet) -> Written {
         if !self.connected {
             return Written::Skipped;
         }
-        let mid = match f.track {
-            Track::Video => {
-                if self.awaiting_keyframe && !f.keyframe {
-                    self.stats.skipped_frames += 1;
-                    return Written::Skipped;
-                }
-                self.video
+        let video = p.track == Track::Video;
+        let (out, mid) = if video { (&mut self.out[0], self.video) } else { (&mut self.out[1], self.audio) };
+        let restart = out.base.is_none_or(|(source, _, _)| source != p.source) || (video && self.awaiting_keyframe);
+        if restart {
+            if video && !p.entry {
+                self.stats.skipped_frames += u64::from(p.marker);
+                return Written::Skipped;
             }
-            Track::Audio => self.audio,
-        };
-        let Some(w) = self.rtc.writer(mid) else { return Written::Skipped };
-        let pt = w.match_params(f.params).or_else(|| {
-            let codec = f.params.spec().codec;
-            w.payload_params().find(|p| p.spec().codec == codec).map(|p| p.pt())
-        });
-        let Some(pt) = pt else { return Written::Skipped };
-        match w.write(pt, f.network_time, f.time, f.data.clone()) {
-            Ok(()) => {
-                match f.track {
-                    Track::Video => {
-                        self.awaiting_keyframe = false;
-                        self.stats.video_frames += 1;
-                    }
-                    Track::Audio => self.stats.audio_frames += 1,
-                }
-                Written::Sent
-            }
-            Err(e) => {
-                tracing::debug!(viewer = self.id, error = %e, "frame dropped for a viewer");
-                self.stats.dropped_frames += 1;
-                if f.track == Track::Video {
-                    self.awaiting_keyframe = true;
-                }
-                Written::Dropped
-            }
+            out.base = Some((p.source, p.seq, out.next_seq));
+            self.awaiting_keyframe &= !video;
         }
+        let Some((_, first, start)) = out.base else { return Written::Skipped };
+        // Late packets from before this run started are not the viewer's.
+        let Some(offset) = p.seq.checked_sub(first) else { return Written::Skipped };
+        let seq = start + offset;
+        out.next_seq = out.next_seq.max(seq + 1);
+        let pt = match out.pt {
+            Some((master, viewer)) if master == p.params.pt() => viewer,
+            _ => {
+                let Some(w) = self.rtc.writer(mid) else { return Written::Skipped };
+                let codec = p.params.spec().codec;
+                let pt = w
+                    .match_params(p.params)
+                    .or_else(|| w.payload_params().find(|q| q.spec().codec == codec).map(|q| q.pt()));
+                let Some(pt) = pt else { return Written::Skipped };
+                out.pt = Some((p.params.pt(), pt));
+                pt
+            }
+        };
+        let mut api = self.rtc.direct_api();
+        let Some(stream) = api.stream_tx_by_mid(mid, None) else { return Written::Skipped };
+        let write = RtpWrite::new(pt, seq.into(), p.rtp_time, p.arrival, p.payload.clone())
+            .marker(p.marker)
+            .ext_vals(p.ext.clone())
+            .nackable(true);
+        stream.write_rtp(write);
+        match p.track {
+            Track::Video => self.stats.video_frames += u64::from(p.marker),
+            Track::Audio => self.stats.audio_frames += 1,
+        }
+        Written::Sent
     }
 }
 

@@ -28,7 +28,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::mpsc;
 
-use super::fanout::{Channel, Frame, HubViewer, Viewer, ViewerEnded, ViewerStats, Written};
+use super::fanout::{Channel, HubViewer, Packet, TrackOut, Viewer, ViewerEnded, ViewerStats, Written};
 use super::ingest::ClockAnchor;
 use super::media_rx::MediaRx;
 use crate::limits::StorageSessionLimits;
@@ -257,10 +257,13 @@ struct Session {
     selected_pair: Option<String>,
     /// Frame counters already added to the process-wide metrics.
     exported: obs::FrameLedger,
-    /// The channel has viewers: frames are collected in `outbox` for them.
+    /// The channel has viewers: the master's packets are collected in `outbox` for them.
     forwarding: bool,
-    /// Frames for the channel's viewers, forwarded after each drive.
-    outbox: Vec<Frame>,
+    /// The master's RTP packets for the channel's viewers, forwarded once per batch of
+    /// input (see [`Hub::poll_transmit`]).
+    outbox: Vec<Packet>,
+    /// The session is in the hub's `forward_due` list.
+    forward_queued: bool,
     /// The master's media from str0m's receive queue to frames.
     rx: MediaRx,
 }
@@ -297,6 +300,8 @@ pub struct Hub {
     /// Per channel with viewers: its master session, viewers, keyframe gate, talk floor.
     channels: FastMap<String, Channel>,
     viewers_ended: VecDeque<ViewerEnded>,
+    /// Sessions whose `outbox` holds packets for their viewers.
+    forward_due: Vec<u64>,
     /// Registered on first use: the exporter is installed after the hub starts.
     counters: Option<Counters>,
     /// The latest time handed to any session: inputs never go back in time (see
@@ -338,6 +343,7 @@ impl Hub {
             viewers: FastMap::default(),
             channels: FastMap::default(),
             viewers_ended: VecDeque::new(),
+            forward_due: Vec::new(),
             counters: None,
             clock: None,
         }
@@ -464,6 +470,7 @@ impl Hub {
                 exported: obs::FrameLedger::default(),
                 forwarding: false,
                 outbox: Vec::new(),
+                forward_queued: false,
                 rx: MediaRx::new(s.video, s.audio),
             },
         );
@@ -602,9 +609,35 @@ impl Hub {
         }
     }
 
-    /// The next datagram to send.
+    /// The next datagram to send. The first call after a batch of input forwards the
+    /// masters' packets that batch collected to their viewers: each viewer's `Rtc` is then
+    /// driven once per batch, not once per packet of its master.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if !self.forward_due.is_empty() {
+            self.forward_all();
+        }
         self.transmits.pop_front()
+    }
+
+    /// Forwards every session's collected packets to its channel's viewers.
+    fn forward_all(&mut self) {
+        let Some(now) = self.clock else { return };
+        for id in std::mem::take(&mut self.forward_due) {
+            let Some(s) = self.sessions.get_mut(&id) else { continue };
+            s.forward_queued = false;
+            let packets = std::mem::take(&mut s.outbox);
+            if !s.forwarding {
+                continue;
+            }
+            let channel = s.channel_arn.clone();
+            self.forward(&channel, &packets, now);
+            // Hand the buffer back: the next batch collects into it without growing one again.
+            if let Some(s) = self.sessions.get_mut(&id) {
+                let mut packets = packets;
+                packets.clear();
+                s.outbox = packets;
+            }
+        }
     }
 
     /// The next session the hub ended (its writer queue is already closed).
@@ -636,7 +669,7 @@ impl Hub {
             let deadline = loop {
                 match s.rtc.poll_output() {
                     Ok(Output::Transmit(t)) => {
-                        self.transmits.push_back(Transmit { destination: t.destination, contents: t.contents.to_vec() })
+                        self.transmits.push_back(Transmit { destination: t.destination, contents: t.contents.into() })
                     }
                     Ok(Output::Timeout(t)) => break t,
                     Ok(Output::Event(ev)) => {
@@ -659,7 +692,6 @@ impl Hub {
             }
         };
         s.rtc_due = rtc_deadline;
-        let frames = std::mem::take(&mut s.outbox);
         if let Some(reason) = end {
             self.end(id, reason, now);
             return;
@@ -688,9 +720,9 @@ impl Hub {
         }
         let next = on_tick(next, self.anchor.instant_of_anchor(), self.limits.timer_tick_ms);
         refile(&mut self.deadlines, &mut s.deadline, id, next);
-        if !frames.is_empty() {
-            let channel = s.channel_arn.clone();
-            self.forward(&channel, &frames, now);
+        if !s.outbox.is_empty() && !s.forward_queued {
+            s.forward_queued = true;
+            self.forward_due.push(id);
         }
     }
 
@@ -786,6 +818,7 @@ impl Hub {
                 remotes: Vec::new(),
                 deadline: None,
                 awaiting_keyframe: true,
+                out: [TrackOut::starting_at(rand::random()), TrackOut::starting_at(rand::random())],
                 masterless_since: master.is_none().then_some(now),
                 had_master: master.is_some(),
                 stats: ViewerStats::default(),
@@ -891,41 +924,39 @@ impl Hub {
         }
     }
 
-    /// Writes the master's `frames` to every connected viewer of `channel_arn`.
-    fn forward(&mut self, channel_arn: &str, frames: &[Frame], now: Instant) {
+    /// Forwards the master's `packets` to every connected viewer of `channel_arn`.
+    fn forward(&mut self, channel_arn: &str, packets: &[Packet], now: Instant) {
         let Some(ch) = self.channels.get(channel_arn) else { return };
         let ids = ch.viewers.clone();
-        let mut dropped = false;
-        // Frames sent and dropped by track (video, audio): one metrics update per call.
-        let (mut sent_n, mut dropped_n) = ([0u64; 2], [0u64; 2]);
+        // Frames sent by track (video, audio): one metrics update per call.
+        let mut sent = [0u64; 2];
         for id in ids {
             let Some(v) = self.viewers.get_mut(&id) else { continue };
             if !v.connected {
                 continue;
             }
-            for f in frames {
-                let k = usize::from(f.track == Track::Audio);
-                match v.write(f) {
-                    Written::Sent => sent_n[k] += 1,
-                    Written::Dropped => {
-                        dropped_n[k] += 1;
-                        dropped |= f.track == Track::Video;
-                    }
-                    Written::Skipped => {}
-                }
+            let before = (v.stats.video_frames, v.stats.audio_frames);
+            let mut any = false;
+            for p in packets {
+                any |= v.write(p) == Written::Sent;
+            }
+            sent[0] += v.stats.video_frames - before.0;
+            sent[1] += v.stats.audio_frames - before.1;
+            if !any {
+                continue;
+            }
+            // str0m's pacer learns of written packets in its timeout pass: run it now, so
+            // they leave in this pass instead of at the viewer's next timer tick.
+            if let Err(e) = v.rtc.handle_input(Input::Timeout(now)) {
+                self.end_viewer(id, EndReason::Rtc(e.to_string()), now);
+                continue;
             }
             self.drive_viewer(id, now);
         }
         for (k, track) in ["video", "audio"].into_iter().enumerate() {
-            if sent_n[k] > 0 {
-                metrics::counter!(super::fanout::VIEWER_FRAMES, "track" => track).increment(sent_n[k]);
+            if sent[k] > 0 {
+                metrics::counter!(super::fanout::VIEWER_FRAMES, "track" => track).increment(sent[k]);
             }
-            if dropped_n[k] > 0 {
-                metrics::counter!(super::fanout::VIEWER_DROPPED_FRAMES, "track" => track).increment(dropped_n[k]);
-            }
-        }
-        if dropped {
-            self.ask_keyframe(channel_arn, now);
         }
     }
 
@@ -1005,7 +1036,7 @@ impl Hub {
         let rtc_deadline = loop {
             match v.rtc.poll_output() {
                 Ok(Output::Transmit(t)) => {
-                    self.transmits.push_back(Transmit { destination: t.destination, contents: t.contents.to_vec() })
+                    self.transmits.push_back(Transmit { destination: t.destination, contents: t.contents.into() })
                 }
                 Ok(Output::Timeout(t)) => break t,
                 Ok(Output::Event(ev)) => match ev {
@@ -1080,7 +1111,7 @@ impl Hub {
         tracing::info!(
             viewer = id, channel = %v.channel_arn, client_id = %v.client_id, ?reason,
             secs = now.saturating_duration_since(v.started).as_secs(),
-            video_frames = st.video_frames, audio_frames = st.audio_frames, dropped_frames = st.dropped_frames,
+            video_frames = st.video_frames, audio_frames = st.audio_frames,
             skipped_frames = st.skipped_frames, keyframe_requests = st.keyframe_requests,
             talk_packets = st.talk_packets, "viewer session ended"
         );
@@ -1184,18 +1215,14 @@ fn handle_event(s: &mut Session, ev: Event) -> Option<EndReason> {
     None
 }
 
-/// Moves the master's queued RTP into its reassemblers, and their frames into the
-/// fragmenter and, with viewers, the outbox.
+/// Moves the master's queued RTP into its reassemblers (and, with viewers, the outbox),
+/// and their frames into the fragmenter.
 fn take_media(s: &mut Session, anchor: &ClockAnchor, now: Instant) {
-    if s.rx.take(&mut s.rtc, anchor) {
+    let forward = s.forwarding.then_some((&mut s.outbox, s.id));
+    if s.rx.take(&mut s.rtc, anchor, forward) {
         s.last_media = now;
     }
     while let Some(f) = s.rx.poll_frame() {
-        if s.forwarding
-            && let Some(fw) = f.for_viewers(anchor)
-        {
-            s.outbox.push(fw);
-        }
         s.fragmenter.push(f.into_media_frame());
     }
 }

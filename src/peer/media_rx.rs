@@ -4,12 +4,15 @@
 //! bookkeeping while reel reorders and depacketizes ([`reel_media::rtp_rx`]). An established
 //! session's packet then costs no walk of str0m's event and timer trees (issue 18).
 
+use std::sync::Arc;
+
 use str0m::Rtc;
 use str0m::format::PayloadParams;
-use str0m::media::{MediaTime, Mid};
+use str0m::media::Mid;
+use str0m::rtp::ExtensionValues;
 use str0m::rtp::rtcp::SenderInfo;
 
-use super::fanout::Frame;
+use super::fanout::Packet;
 use super::ingest::{self, ClockAnchor};
 use reel_media::fragmenter::MediaFrame;
 use reel_media::rtp_rx::{Assembler, AssemblerConfig, AssemblerStats, RtpIn, RxCodec, RxFrame};
@@ -17,18 +20,19 @@ use reel_media::timing::MediaKind as Track;
 
 /// One track's reassembler and what its frames need from str0m.
 struct TrackRx {
+    track: Track,
     mid: Mid,
     assembler: Assembler,
     /// The master's payload parameters of this track (learnt from its first packet), which
-    /// forwarded frames carry to the viewers' writers.
+    /// forwarded packets carry to the viewers' send streams.
     params: Option<PayloadParams>,
     /// The latest RTCP sender report of the track's stream (lip sync, producer time).
     sender_info: Option<SenderInfo>,
 }
 
 impl TrackRx {
-    fn new(mid: Mid, codec: RxCodec, cfg: AssemblerConfig) -> Self {
-        Self { mid, assembler: Assembler::new(codec, cfg), params: None, sender_info: None }
+    fn new(track: Track, mid: Mid, codec: RxCodec, cfg: AssemblerConfig) -> Self {
+        Self { track, mid, assembler: Assembler::new(codec, cfg), params: None, sender_info: None }
     }
 }
 
@@ -54,15 +58,18 @@ impl MediaRx {
     /// Reassemblers for the master's `video` (H.264) and `audio` (Opus) mids.
     pub fn new(video: Mid, audio: Mid) -> Self {
         Self {
-            video: TrackRx::new(video, RxCodec::H264, AssemblerConfig::video()),
-            audio: TrackRx::new(audio, RxCodec::Opus, AssemblerConfig::audio()),
+            video: TrackRx::new(Track::Video, video, RxCodec::H264, AssemblerConfig::video()),
+            audio: TrackRx::new(Track::Audio, audio, RxCodec::Opus, AssemblerConfig::audio()),
         }
     }
 
     /// Moves every packet str0m queued into its track's reassembler; true if there was any.
-    pub fn take(&mut self, rtc: &mut Rtc, anchor: &ClockAnchor) -> bool {
+    /// With `forward` (the channel has live viewers), each packet is also queued there for
+    /// them, tagged with `source` (this master session's id), as it arrives: viewers get
+    /// the master's packets, not frames reassembled and packetized again.
+    pub fn take(&mut self, rtc: &mut Rtc, anchor: &ClockAnchor, mut forward: Option<(&mut Vec<Packet>, u64)>) -> bool {
         let mut any = false;
-        while let Some(r) = rtc.poll_received_rtp() {
+        while let Some(mut r) = rtc.poll_received_rtp() {
             let t = if r.mid == self.video.mid {
                 &mut self.video
             } else if r.mid == self.audio.mid {
@@ -84,6 +91,27 @@ impl MediaRx {
                 marker: p.header.marker,
                 arrival_us: anchor.unix_us(p.timestamp),
                 payload: &p.payload,
+            });
+            let Some((out, source)) = forward.as_mut() else { continue };
+            let Some(params) = t.params.filter(|_| !p.payload.is_empty()) else { continue };
+            let ext = &p.header.ext_vals;
+            let mut kept = ExtensionValues::default();
+            kept.audio_level = ext.audio_level;
+            kept.voice_activity = ext.voice_activity;
+            kept.video_orientation = ext.video_orientation;
+            let entry = t.track == Track::Video && reel_media::rtp_rx::h264::is_decoder_entry(&p.payload);
+            let (seq, rtp_time, marker, arrival) = (*p.seq_no, p.header.timestamp, p.header.marker, p.timestamp);
+            out.push(Packet {
+                track: t.track,
+                source: *source,
+                seq,
+                rtp_time,
+                marker,
+                payload: Arc::from(std::mem::take(&mut r.packet.payload)),
+                arrival,
+                params,
+                entry,
+                ext: kept,
             });
         }
         any
@@ -128,19 +156,5 @@ impl ReceivedFrame {
     /// The fragmenter's input for this frame (consumes the data: no copy).
     pub fn into_media_frame(self) -> MediaFrame {
         ingest::received_media_frame(self.track, self.frame, self.sender_info)
-    }
-
-    /// The frame as forwarded to live viewers (a shared copy of the data), if the track's
-    /// payload parameters are known.
-    pub fn for_viewers(&self, anchor: &ClockAnchor) -> Option<Frame> {
-        let params = self.params?;
-        Some(Frame {
-            track: self.track,
-            data: self.frame.data.as_slice().into(),
-            time: MediaTime::new(self.frame.rtp_time, params.spec().clock_rate),
-            network_time: anchor.instant(self.frame.arrival_us),
-            params,
-            keyframe: self.track == Track::Video && self.frame.keyframe,
-        })
     }
 }

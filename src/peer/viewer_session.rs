@@ -25,7 +25,7 @@ use crate::signaling::message::{MessageKind, SignalingMessage};
 use crate::signaling::registry::{StorageViewerEvent, StorageViewerHandle};
 
 /// Builds a viewer's offerer `Rtc`: sendonly H.264 (the profiles KVS masters send, so the
-/// master's frames match a negotiated payload type) and sendrecv Opus (talk-back), no data
+/// master's packets match a negotiated payload type) and sendrecv Opus (talk-back), no data
 /// channel; bounded retransmission buffers per track.
 pub fn build_viewer_rtc_at(candidate: SocketAddr, now: std::time::Instant) -> Result<Offerer, String> {
     let mut cfg = RtcConfig::new()
@@ -33,7 +33,10 @@ pub fn build_viewer_rtc_at(candidate: SocketAddr, now: std::time::Instant) -> Re
         .enable_opus(true, false)
         .set_stats_interval(Some(STATS_INTERVAL))
         .set_send_buffer_video(VIEWER_VIDEO_SEND_BUFFER)
-        .set_send_buffer_audio(VIEWER_AUDIO_SEND_BUFFER);
+        .set_send_buffer_audio(VIEWER_AUDIO_SEND_BUFFER)
+        // Forwarded packets keep the master's size (its path carried them): no warning
+        // per packet above str0m's own packetizing target.
+        .set_mtu(str0m::DATAGRAM_MTU_TARGET..=usize::MAX);
     super::session::add_h264(&mut cfg);
     let mut rtc = cfg.build(now);
     let cand = Candidate::host(candidate, "udp").map_err(|e| e.to_string())?;

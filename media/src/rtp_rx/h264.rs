@@ -33,6 +33,21 @@ pub fn is_frame_head(payload: &[u8]) -> bool {
     }
 }
 
+/// Whether a payload is where a decoder can start: a parameter set (SPS, 7) or an IDR slice
+/// (5) as a single NAL unit, a STAP-A whose first NAL unit is one, or the start of a FU-A
+/// of an IDR slice. A forwarder starts a new receiver at such a packet (the SPS comes first
+/// when the sender repeats its parameter sets before each IDR, as KVS masters do).
+pub fn is_decoder_entry(payload: &[u8]) -> bool {
+    const IDR: u8 = 5;
+    const SPS: u8 = 7;
+    match payload {
+        [h, fu, ..] if h & 0x1f == FU_A => fu & FU_START != 0 && fu & 0x1f == IDR,
+        [h, _, _, first, ..] if h & 0x1f == STAP_A => matches!(first & 0x1f, IDR | SPS),
+        [h, ..] => matches!(h & 0x1f, IDR | SPS),
+        [] => false,
+    }
+}
+
 /// Builds one access unit from its payloads (see the module docs).
 #[derive(Debug, Default)]
 pub struct AccessUnitBuilder {
@@ -222,6 +237,21 @@ mod tests {
         assert!(!is_frame_head(&[]));
         assert!(!is_frame_head(&[0x60]));
         assert!(!is_frame_head(&[0x7d, 0x85]), "FU-B");
+    }
+
+    #[test]
+    fn decoders_start_at_sps_or_idr_packets_only() {
+        assert!(is_decoder_entry(&[0x67, 0x42]), "SPS");
+        assert!(is_decoder_entry(&[0x65, 0x88]), "IDR");
+        assert!(is_decoder_entry(&[0x78, 0, 10, 0x67, 0x42]), "STAP-A starting with the SPS");
+        assert!(is_decoder_entry(&[0x7c, 0x85, 1]), "FU-A start of an IDR");
+        assert!(!is_decoder_entry(&[0x7c, 0x45, 1]), "FU-A end of an IDR");
+        assert!(!is_decoder_entry(&[0x7c, 0x81, 1]), "FU-A start of a non-IDR slice");
+        assert!(!is_decoder_entry(&[0x68, 0xce]), "PPS alone");
+        assert!(!is_decoder_entry(&[0x41, 0x9a]), "non-IDR slice");
+        assert!(!is_decoder_entry(&[0x78, 0, 10, 0x41]), "STAP-A of slices");
+        assert!(!is_decoder_entry(&[0x78, 0]), "truncated STAP-A");
+        assert!(!is_decoder_entry(&[]));
     }
 
     #[test]

@@ -48,8 +48,9 @@ use crate::viewer::{FrameReceived, Track, ViewerConfig, ViewerStats, watch_stora
 
 /// reel's counter of frames handed to viewers.
 pub const METRIC_VIEWER_FRAMES: &str = "reel_storage_viewer_frames_total";
-/// reel's counter of frames dropped for one viewer.
-pub const METRIC_VIEWER_DROPPED: &str = "reel_storage_viewer_dropped_frames_total";
+/// reel's counter of datagrams its media sockets could not send (a viewer's, when the
+/// socket buffer was full).
+pub const METRIC_SEND_DROPPED: &str = "reel_webrtc_send_dropped_total";
 /// Viewers of one session join this far apart: JoinStorageSessionAsViewer has a per-channel
 /// call rate (2/s, as KVS), and a throttled call costs a backoff.
 pub const JOIN_SPACING: Duration = Duration::from_millis(600);
@@ -295,8 +296,8 @@ pub struct ViewersReport {
     pub audio: TrackSummary,
     /// Δ `reel_storage_viewer_frames_total`: frames reel handed to viewers.
     pub reel_frames_forwarded: Option<u64>,
-    /// Δ `reel_storage_viewer_dropped_frames_total`: frames reel dropped for a viewer.
-    pub reel_frames_dropped: Option<u64>,
+    /// Δ `reel_webrtc_send_dropped_total`: datagrams reel could not send.
+    pub reel_send_dropped: Option<u64>,
     /// The run without viewers this one is compared with: its reel CPU ms/s over the steady
     /// window and its active sessions (filled in by the caller that ran it).
     pub baseline_cpu_ms_per_s: Option<f64>,
@@ -359,7 +360,7 @@ impl ViewersReport {
             Some((prometheus_sum(a, name) - prometheus_sum(b, name)).max(0.0) as u64)
         };
         self.reel_frames_forwarded = delta(METRIC_VIEWER_FRAMES);
-        self.reel_frames_dropped = delta(METRIC_VIEWER_DROPPED);
+        self.reel_send_dropped = delta(METRIC_SEND_DROPPED);
     }
 
     /// The report table's rows.
@@ -392,9 +393,9 @@ impl ViewersReport {
         }
         let _ = writeln!(
             o,
-            "  reel frames forwarded / dropped for viewers  {} / {}",
+            "  reel frames forwarded / datagrams dropped    {} / {}",
             self.reel_frames_forwarded.map_or("n/a".into(), |v| v.to_string()),
-            self.reel_frames_dropped.map_or("n/a".into(), |v| v.to_string())
+            self.reel_send_dropped.map_or("n/a".into(), |v| v.to_string())
         );
         let _ = writeln!(
             o,

@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use str0m::Candidate;
 use str0m::RtcConfig;
 use str0m::media::{Direction, MediaKind};
+use str0m::rtp::Extension;
 use tokio::sync::{mpsc, oneshot};
 
 use super::fanout::{HubViewer, VIEWER_AUDIO_SEND_BUFFER, VIEWER_VIDEO_SEND_BUFFER};
@@ -36,7 +37,16 @@ pub fn build_viewer_rtc_at(candidate: SocketAddr, now: std::time::Instant) -> Re
         .set_send_buffer_audio(VIEWER_AUDIO_SEND_BUFFER)
         // Forwarded packets keep the master's size (its path carried them): no warning
         // per packet above str0m's own packetizing target.
-        .set_mtu(str0m::DATAGRAM_MTU_TARGET..=usize::MAX);
+        .set_mtu(str0m::DATAGRAM_MTU_TARGET..=usize::MAX)
+        // Only the extensions a forwarded packet carries, and the mid for demuxing. No
+        // transport-wide congestion control: reel forwards the master's one layer as it
+        // comes and adapts nothing to a viewer's bandwidth, so per-packet feedback (and
+        // abs-send-time for REMB) would be work on both sides for nothing; loss still
+        // shows in receiver reports and NACKs.
+        .clear_extension_map()
+        .set_extension(1, Extension::AudioLevel)
+        .set_extension(4, Extension::RtpMid)
+        .set_extension(13, Extension::VideoOrientation);
     super::session::add_h264(&mut cfg);
     let mut rtc = cfg.build(now);
     let cand = Candidate::host(candidate, "udp").map_err(|e| e.to_string())?;

@@ -149,17 +149,28 @@ pub struct Packet {
 pub(crate) struct TrackOut {
     /// (master session, its sequence number, the viewer's) at the run's first packet.
     base: Option<(u64, u64, u64)>,
+    /// The highest master sequence number forwarded in this run.
+    highest: u64,
     /// The viewer's next unused sequence number.
     next_seq: u64,
     /// The last payload type mapping (master's, viewer's).
     pt: Option<(Pt, Pt)>,
 }
 
+/// A master sequence number this far from the run's highest (either way) is a renumbered
+/// stream (a new SSRC), not loss or reordering: the run restarts.
+pub const SEQUENCE_JUMP: u64 = 3000;
+
 impl TrackOut {
     /// A track whose sequence numbers start at `first` (below 2¹⁵: no SRTP rollover to
     /// signal, and room before the 16-bit wrap).
     pub fn starting_at(first: u16) -> Self {
-        Self { base: None, next_seq: u64::from(first & 0x7fff), pt: None }
+        Self { base: None, highest: 0, next_seq: u64::from(first & 0x7fff), pt: None }
+    }
+
+    /// Whether `seq` belongs to another numbering than this run's.
+    fn jumped(&self, seq: u64) -> bool {
+        self.base.is_some() && (seq.saturating_add(SEQUENCE_JUMP) < self.highest || seq > self.highest + SEQUENCE_JUMP)
     }
 }
 
@@ -207,13 +218,19 @@ impl Viewer {
         }
         let video = p.track == Track::Video;
         let (out, mid) = if video { (&mut self.out[0], self.video) } else { (&mut self.out[1], self.audio) };
-        let restart = out.base.is_none_or(|(source, _, _)| source != p.source) || (video && self.awaiting_keyframe);
-        if restart {
+        let new_source = out.base.is_none_or(|(source, _, _)| source != p.source);
+        if new_source || out.jumped(p.seq) {
+            // Video waits for a decoder entry point of the new numbering.
+            out.base = None;
+            self.awaiting_keyframe |= video;
+        }
+        if out.base.is_none() || (video && self.awaiting_keyframe) {
             if video && !p.entry {
                 self.stats.skipped_frames += u64::from(p.marker);
                 return Written::Skipped;
             }
             out.base = Some((p.source, p.seq, out.next_seq));
+            out.highest = p.seq;
             self.awaiting_keyframe &= !video;
         }
         let Some((_, first, start)) = out.base else { return Written::Skipped };
@@ -221,6 +238,7 @@ impl Viewer {
         let Some(offset) = p.seq.checked_sub(first) else { return Written::Skipped };
         let seq = start + offset;
         out.next_seq = out.next_seq.max(seq + 1);
+        out.highest = out.highest.max(p.seq);
         let pt = match out.pt {
             Some((master, viewer)) if master == p.params.pt() => viewer,
             _ => {
@@ -367,6 +385,21 @@ mod tests {
         assert!(!g.request(t0 + ms(900)));
         assert!(g.poll(t0 + ms(1000)));
         assert!(g.request(t0 + ms(1600)));
+    }
+
+    #[test]
+    fn a_renumbered_master_stream_is_a_jump_and_loss_or_reordering_is_not() {
+        let mut t = TrackOut::starting_at(0xffff);
+        assert_eq!(t.next_seq, 0x7fff, "starts below 2^15");
+        assert!(!t.jumped(5), "no run yet");
+        t.base = Some((1, 70_000, 0x7fff));
+        t.highest = 70_500;
+        for seq in [70_000, 70_400, 70_501, 73_000, 67_600] {
+            assert!(!t.jumped(seq), "{seq}");
+        }
+        for seq in [1, 67_400, 73_600, u64::from(u32::MAX)] {
+            assert!(t.jumped(seq), "{seq}");
+        }
     }
 
     #[test]

@@ -4,8 +4,6 @@
 //! bookkeeping while reel reorders and depacketizes ([`reel_media::rtp_rx`]). An established
 //! session's packet then costs no walk of str0m's event and timer trees (issue 18).
 
-use std::sync::Arc;
-
 use str0m::Rtc;
 use str0m::format::PayloadParams;
 use str0m::media::Mid;
@@ -95,10 +93,12 @@ impl MediaRx {
             let Some((out, source)) = forward.as_mut() else { continue };
             let Some(params) = t.params.filter(|_| !p.payload.is_empty()) else { continue };
             let ext = &p.header.ext_vals;
-            let mut kept = ExtensionValues::default();
-            kept.audio_level = ext.audio_level;
-            kept.voice_activity = ext.voice_activity;
-            kept.video_orientation = ext.video_orientation;
+            let kept = ExtensionValues {
+                audio_level: ext.audio_level,
+                voice_activity: ext.voice_activity,
+                video_orientation: ext.video_orientation,
+                ..Default::default()
+            };
             let entry = t.track == Track::Video && reel_media::rtp_rx::h264::is_decoder_entry(&p.payload);
             let (seq, rtp_time, marker, arrival) = (*p.seq_no, p.header.timestamp, p.header.marker, p.timestamp);
             out.push(Packet {
@@ -107,7 +107,7 @@ impl MediaRx {
                 seq,
                 rtp_time,
                 marker,
-                payload: Arc::from(std::mem::take(&mut r.packet.payload)),
+                payload: std::mem::take(&mut r.packet.payload),
                 arrival,
                 params,
                 entry,

@@ -58,7 +58,12 @@ impl IndexNotices for Sender {
 
 /// Subscribes this node to the other nodes' notices and attaches its own sender to `store`
 /// (a shared store; the subscription is live before the store starts trusting notices).
-pub async fn start(client: async_nats::Client, subject_prefix: &str, node_id: &str, store: Store) -> Result<(), BusError> {
+pub async fn start(
+    client: async_nats::Client,
+    subject_prefix: &str,
+    node_id: &str,
+    store: Store,
+) -> Result<(), BusError> {
     let subject = format!("{subject_prefix}.fragments");
     let sub = client
         .subscribe(subject.clone())

@@ -295,7 +295,8 @@ pub(crate) async fn replicate_loop(stream: std::sync::Weak<StreamInner>, mut rx:
                 Ok(()) => {
                     s.publish_entry(job.entry);
                     if let Some(notices) = s.ctx.notices.get() {
-                        let row = CatalogEntry { info: FragmentInfo::from_entry(&job.entry), object_bytes: job.entry.len };
+                        let row =
+                            CatalogEntry { info: FragmentInfo::from_entry(&job.entry), object_bytes: job.entry.len };
                         notices.indexed(&s.id, &row, s.counter_before(job.entry.counter));
                     }
                 }

@@ -50,29 +50,24 @@ pub async fn stream(
     }
     let now = std::time::Instant::now();
     let cached = super::stream_cache::reuses_records(op);
-    let hit = match (cached, arn, name) {
-        (false, _, _) => None,
-        (true, Some(arn), _) => core.stream_cache.by_arn(arn, now),
-        (true, None, Some(name)) => core.stream_cache.by_name(name, now),
-        (true, None, None) => None,
+    let hit = match (arn, name) {
+        _ if !cached => None,
+        (Some(arn), _) => core.stream_cache.by_arn(arn, now),
+        (None, Some(name)) => core.stream_cache.by_name(name, now),
+        (None, None) => None,
     };
-    let found = match (hit, arn, name) {
-        (Some(record), _, _) => Some(record),
-        (None, arn, name) => {
-            let found = match (arn, name) {
-                (Some(arn), _) => core.meta.stream_by_arn(arn).await?,
-                (None, Some(name)) => core.meta.stream_by_name(name).await?,
-                (None, None) => {
-                    return Err(ApiError::invalid_argument("Either StreamName or StreamARN must be specified"));
-                }
-            };
-            // Only what the database answered starts a TTL (a hit never extends one).
-            if cached && let Some(record) = &found {
-                core.stream_cache.put(record, now);
-            }
-            found
-        }
-    };
+    if hit.is_some() {
+        return authorize_found(core, principal, op, deny, name, arn, hit);
+    }
+    let found = match (arn, name) {
+        (Some(arn), _) => core.meta.stream_by_arn(arn).await,
+        (None, Some(name)) => core.meta.stream_by_name(name).await,
+        (None, None) => return Err(ApiError::invalid_argument("Either StreamName or StreamARN must be specified")),
+    }?;
+    // Only what the database answered starts a TTL (a hit never extends one).
+    if cached && let Some(record) = &found {
+        core.stream_cache.put(record, now);
+    }
     authorize_found(core, principal, op, deny, name, arn, found)
 }
 

@@ -242,12 +242,9 @@ impl Viewer {
         let pt = match out.pt {
             Some((master, viewer)) if master == p.params.pt() => viewer,
             _ => {
-                let Some(w) = self.rtc.writer(mid) else { return Written::Skipped };
-                let codec = p.params.spec().codec;
-                let pt = w
-                    .match_params(p.params)
-                    .or_else(|| w.payload_params().find(|q| q.spec().codec == codec).map(|q| q.pt()));
-                let Some(pt) = pt else { return Written::Skipped };
+                let Some(pt) = self.rtc.writer(mid).and_then(|w| matching_pt(&w, p.params)) else {
+                    return Written::Skipped;
+                };
                 out.pt = Some((p.params.pt(), pt));
                 pt
             }
@@ -265,6 +262,14 @@ impl Viewer {
         }
         Written::Sent
     }
+}
+
+/// The payload type `w` sends media described by `params` with: the one negotiated for
+/// exactly those parameters, else the first of the same codec (another H.264 profile or
+/// packetization the peer accepted).
+pub fn matching_pt(w: &str0m::media::Writer<'_>, params: PayloadParams) -> Option<Pt> {
+    let codec = params.spec().codec;
+    w.match_params(params).or_else(|| w.payload_params().find(|q| q.spec().codec == codec).map(|q| q.pt()))
 }
 
 /// The viewers of one channel and what they share.

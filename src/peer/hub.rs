@@ -942,16 +942,11 @@ impl Hub {
             }
             sent[0] += v.stats.video_frames - before.0;
             sent[1] += v.stats.audio_frames - before.1;
-            if !any {
-                continue;
-            }
             // str0m's pacer learns of written packets in its timeout pass: run it now, so
             // they leave in this pass instead of at the viewer's next timer tick.
-            if let Err(e) = v.rtc.handle_input(Input::Timeout(now)) {
-                self.end_viewer(id, EndReason::Rtc(e.to_string()), now);
-                continue;
+            if any {
+                self.run_viewer_timers(id, now);
             }
-            self.drive_viewer(id, now);
         }
         for (k, track) in ["video", "audio"].into_iter().enumerate() {
             if sent[k] > 0 {
@@ -982,9 +977,7 @@ impl Hub {
         let mut sent = false;
         if admitted && let Some(s) = master {
             if let Some(w) = s.rtc.writer(s.audio) {
-                let pt = w.match_params(md.params).or_else(|| {
-                    w.payload_params().find(|p| p.spec().codec == str0m::format::Codec::Opus).map(|p| p.pt())
-                });
+                let pt = super::fanout::matching_pt(&w, md.params);
                 sent = pt.is_some_and(|pt| w.write(pt, md.network_time, md.time, md.data.clone()).is_ok());
             }
             let m = s.id;
@@ -1020,6 +1013,12 @@ impl Hub {
             self.end_viewer(id, reason, now);
             return;
         }
+        self.run_viewer_timers(id, now);
+    }
+
+    /// Runs a viewer's `Rtc` timers at `now` and drives it (or ends it on an error).
+    fn run_viewer_timers(&mut self, id: u64, now: Instant) {
+        let Some(v) = self.viewers.get_mut(&id) else { return };
         if let Err(e) = v.rtc.handle_input(Input::Timeout(now)) {
             self.end_viewer(id, EndReason::Rtc(e.to_string()), now);
             return;

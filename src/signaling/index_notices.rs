@@ -20,14 +20,11 @@ use tokio::sync::mpsc;
 use reel_storage::{CatalogEntry, IndexNotices, NoticeOutcome, Store};
 
 use super::cluster::Envelope;
-use super::nats::BusError;
+use super::nats::{self, BusError};
 
 /// Prometheus counter: index notices by `outcome` (`sent`, `dropped` when the publish
 /// queue was full, and for received ones `applied`, `known`, `gap`, `not_open`, `undecodable`).
 pub const INDEX_NOTICES: &str = "reel_cluster_index_notices_total";
-
-/// Notices waiting to be published.
-const QUEUE: usize = 4096;
 
 /// One indexed fragment, as sent on the bus.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,28 +35,29 @@ struct Notice {
     entry: CatalogEntry,
 }
 
-/// This node's sender: encodes each notice and queues it for the publish task (never blocks
-/// the store's replicator; a full queue drops the notice, which receivers see as a gap).
+/// This node's sender: queues each notice on the bus's publish queue (never blocks the
+/// store's replicator; a full queue drops the notice, which receivers see as a gap).
 #[derive(Debug)]
 struct Sender {
     node: String,
-    tx: mpsc::Sender<Bytes>,
+    subject: String,
+    tx: mpsc::Sender<(String, Bytes)>,
 }
 
 impl IndexNotices for Sender {
     fn indexed(&self, stream: &str, entry: &CatalogEntry, previous: u64) {
         let body = Notice { stream: stream.to_string(), previous, entry: entry.clone() };
-        let envelope = Envelope { from: self.node.clone(), body };
-        let Ok(json) = serde_json::to_vec(&envelope) else { return };
-        let outcome = if self.tx.try_send(Bytes::from(json)).is_ok() { "sent" } else { "dropped" };
-        metrics::counter!(INDEX_NOTICES, "outcome" => outcome).increment(1);
+        let sent = nats::enqueue(&self.tx, &self.node, self.subject.clone(), body);
+        metrics::counter!(INDEX_NOTICES, "outcome" => if sent { "sent" } else { "dropped" }).increment(1);
     }
 }
 
-/// Subscribes this node to the other nodes' notices and attaches its own sender to `store`
-/// (a shared store; the subscription is live before the store starts trusting notices).
+/// Subscribes this node to the other nodes' notices and attaches a sender over the bus's
+/// publish queue `tx` to `store` (a shared store; the subscription is live before the
+/// store starts trusting notices).
 pub async fn start(
-    client: async_nats::Client,
+    client: &async_nats::Client,
+    tx: mpsc::Sender<(String, Bytes)>,
     subject_prefix: &str,
     node_id: &str,
     store: Store,
@@ -69,35 +67,22 @@ pub async fn start(
         .subscribe(subject.clone())
         .await
         .map_err(|e| BusError::Subscribe { subject: subject.clone(), detail: e.to_string() })?;
-    let (tx, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(publish(client, subject, rx));
     tokio::spawn(receive(sub, node_id.to_string(), store.clone()));
-    store.attach_index_notices(Arc::new(Sender { node: node_id.to_string(), tx }));
+    store.attach_index_notices(Arc::new(Sender { node: node_id.to_string(), subject, tx }));
     Ok(())
-}
-
-async fn publish(client: async_nats::Client, subject: String, mut rx: mpsc::Receiver<Bytes>) {
-    while let Some(payload) = rx.recv().await {
-        if let Err(e) = client.publish(subject.clone(), payload).await {
-            tracing::warn!(error = %e, "publishing an index notice failed");
-        }
-    }
 }
 
 async fn receive(mut sub: async_nats::Subscriber, node_id: String, store: Store) {
     while let Some(msg) = sub.next().await {
-        let outcome = match serde_json::from_slice::<Envelope<Notice>>(&msg.payload) {
-            Ok(Envelope { from, .. }) if from == node_id => continue,
-            Ok(Envelope { body, .. }) => match store.apply_index_notice(&body.stream, &body.entry, body.previous) {
+        let outcome = match nats::decode::<Notice>(&msg.payload) {
+            Some(Envelope { from, .. }) if from == node_id => continue,
+            Some(Envelope { body, .. }) => match store.apply_index_notice(&body.stream, &body.entry, body.previous) {
                 NoticeOutcome::Applied => "applied",
                 NoticeOutcome::Known => "known",
                 NoticeOutcome::Gap => "gap",
                 NoticeOutcome::NotOpen => "not_open",
             },
-            Err(e) => {
-                tracing::warn!(error = %e, "undecodable index notice");
-                "undecodable"
-            }
+            None => "undecodable",
         };
         metrics::counter!(INDEX_NOTICES, "outcome" => outcome).increment(1);
     }

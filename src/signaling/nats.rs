@@ -75,14 +75,20 @@ struct NatsLink {
 
 impl NatsLink {
     fn enqueue<T: Serialize>(&self, subject: String, body: T) -> bool {
-        let envelope = Envelope { from: self.node.clone(), body };
-        let Ok(json) = serde_json::to_vec(&envelope) else { return false };
-        match self.tx.try_send((subject, Bytes::from(json))) {
-            Ok(()) => true,
-            Err(_) => {
-                metrics::counter!(DROPPED).increment(1);
-                false
-            }
+        enqueue(&self.tx, &self.node, subject, body)
+    }
+}
+
+/// Queues `body` from node `from` for `subject` on the publish queue `tx`, without waiting;
+/// false (and counted in [`DROPPED`]) when the queue is full.
+pub(super) fn enqueue<T: Serialize>(tx: &mpsc::Sender<(String, Bytes)>, from: &str, subject: String, body: T) -> bool {
+    let envelope = Envelope { from: from.to_string(), body };
+    let Ok(json) = serde_json::to_vec(&envelope) else { return false };
+    match tx.try_send((subject, Bytes::from(json))) {
+        Ok(()) => true,
+        Err(_) => {
+            metrics::counter!(DROPPED).increment(1);
+            false
         }
     }
 }
@@ -105,6 +111,8 @@ impl ClusterLink for NatsLink {
 #[derive(Debug, Clone)]
 pub struct NatsBus {
     client: async_nats::Client,
+    /// The publish queue every message of this node goes through.
+    tx: mpsc::Sender<(String, Bytes)>,
     subject_prefix: String,
     node_id: String,
 }
@@ -144,20 +152,22 @@ impl NatsBus {
         let directed = subscribe(own_subject).await?;
 
         let (tx, rx) = mpsc::channel(PUBLISH_QUEUE);
-        let link = Arc::new(NatsLink { node: options.node_id.clone(), all_subject, node_prefix, tx });
+        let link = Arc::new(NatsLink { node: options.node_id.clone(), all_subject, node_prefix, tx: tx.clone() });
         let bus = Arc::new(LocalBus::clustered(limits, link.clone()));
         tokio::spawn(publish(client.clone(), rx));
         tokio::spawn(receive_directed(directed, bus.clone()));
         tokio::spawn(receive_announcements(announcements, bus.clone(), link.clone(), options.clone(), members));
         link.announce(Announcement::Hello { url: options.advertised_url.clone() });
         tracing::info!(url = %options.url, node = %options.node_id, "cluster bus connected");
-        Ok((bus, Self { client, subject_prefix: options.subject_prefix.clone(), node_id: options.node_id.clone() }))
+        let handle =
+            Self { client, tx, subject_prefix: options.subject_prefix.clone(), node_id: options.node_id.clone() };
+        Ok((bus, handle))
     }
 
     /// Carries the media store's fragment index notices between the nodes
     /// ([`super::index_notices`]).
     pub async fn carry_index_notices(&self, store: reel_storage::Store) -> Result<(), BusError> {
-        super::index_notices::start(self.client.clone(), &self.subject_prefix, &self.node_id, store).await
+        super::index_notices::start(&self.client, self.tx.clone(), &self.subject_prefix, &self.node_id, store).await
     }
 
     /// Whether the NATS connection is up right now.
@@ -183,7 +193,8 @@ async fn publish(client: async_nats::Client, mut rx: mpsc::Receiver<(String, Byt
     }
 }
 
-fn decode<T: DeserializeOwned>(payload: &[u8]) -> Option<Envelope<T>> {
+/// Decodes a message, or counts it in [`UNDECODABLE`] and logs why not.
+pub(super) fn decode<T: DeserializeOwned>(payload: &[u8]) -> Option<Envelope<T>> {
     match serde_json::from_slice(payload) {
         Ok(envelope) => Some(envelope),
         Err(e) => {

@@ -214,23 +214,18 @@ impl StreamInner {
 
     /// Applies another node's notice: `entry` was indexed right after `previous`.
     pub(crate) fn apply_notice(&self, entry: &CatalogEntry, previous: u64) -> NoticeOutcome {
-        let c = entry.info.number.counter();
-        {
-            let mut idx = self.write_index();
-            let last = idx.entries.last().map_or(0, |e| e.counter);
-            if c <= last {
-                return NoticeOutcome::Known;
-            }
-            if previous != last {
-                drop(idx);
-                if let Some(shared) = &self.shared {
-                    *shared.synced.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                }
-                return NoticeOutcome::Gap;
-            }
-            idx.entries.push(remote_entry(entry));
+        let last = self.last_counter();
+        if entry.info.number.counter() <= last {
+            return NoticeOutcome::Known;
         }
-        self.tail.send_modify(|s| s.last_counter = s.last_counter.max(c));
+        if previous != last {
+            if let Some(shared) = &self.shared {
+                *shared.synced.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            }
+            return NoticeOutcome::Gap;
+        }
+        // A catch-up merging meanwhile is fine: the merge keeps order and skips duplicates.
+        self.merge_remote(std::slice::from_ref(entry));
         self.mark_synced(Instant::now());
         NoticeOutcome::Applied
     }
@@ -292,11 +287,9 @@ pub(crate) async fn replicate_loop(stream: std::sync::Weak<StreamInner>, mut rx:
         let Some(s) = stream.upgrade() else { return };
         if fenced_epoch != Some(job.fence.epoch) {
             match replicate_one(&s, &job).await {
-                Ok(()) => {
+                Ok(row) => {
                     s.publish_entry(job.entry);
                     if let Some(notices) = s.ctx.notices.get() {
-                        let row =
-                            CatalogEntry { info: FragmentInfo::from_entry(&job.entry), object_bytes: job.entry.len };
                         notices.indexed(&s.id, &row, s.counter_before(job.entry.counter));
                     }
                 }
@@ -315,9 +308,9 @@ pub(crate) async fn replicate_loop(stream: std::sync::Weak<StreamInner>, mut rx:
     }
 }
 
-/// Uploads and indexes one fragment, retrying transient failures until it succeeds, the
-/// fence is refused, or the stream is deleted.
-async fn replicate_one(s: &Arc<StreamInner>, job: &Pending) -> Result<()> {
+/// Uploads and indexes one fragment, retrying transient failures until it succeeds (the
+/// catalog row it indexed), the fence is refused, or the stream is deleted.
+async fn replicate_one(s: &Arc<StreamInner>, job: &Pending) -> Result<CatalogEntry> {
     let (Some(remote), Some(catalog)) = (s.ctx.remote.as_ref(), s.ctx.catalog.as_ref()) else {
         return Err(StoreError::InvalidArgument("shared mode needs S3 and a catalog".into()));
     };
@@ -337,7 +330,7 @@ async fn replicate_one(s: &Arc<StreamInner>, job: &Pending) -> Result<()> {
             catalog.insert(&s.id, &row, &job.fence).await.map_err(StoreError::from)
         };
         match attempt.await {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(row),
             Err(e @ StoreError::Fenced { .. }) => {
                 if let Err(d) = remote.delete(&key).await {
                     tracing::warn!(key, error = %d, "cannot remove the object of a refused fragment");

@@ -36,6 +36,7 @@ fn run(ns: common::netns::Netns) {
         probe_streams: sessions,
         name_prefix: "it-cluster-load".into(),
         cluster_node_threads: None,
+        cluster_nodes: reel_sim::load::CLUSTER_NODES,
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let report = rt.block_on(reel_sim::load::run(cfg)).expect("load run");

@@ -308,6 +308,7 @@ fn load_generator_runs_two_sessions(ns: common::netns::Netns) {
         probe_streams: 1,
         name_prefix: "it-load".into(),
         cluster_node_threads: None,
+        cluster_nodes: reel_sim::load::CLUSTER_NODES,
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let report = rt.block_on(reel_sim::load::run(cfg)).expect("load run");

@@ -59,4 +59,6 @@ pub struct Core {
     pub members: crate::members::Members,
     /// Stream records recently found for media reads.
     pub stream_cache: Arc<stream_cache::StreamCache>,
+    /// This node's stream writer leases (cluster mode), renewed together.
+    pub leases: crate::peer::lease_keeper::LeaseRenewer,
 }

@@ -34,6 +34,9 @@ pub const DB_FILE: &str = "meta.db";
 
 /// Length of the opaque versions reel issues (KVS versions look like 20 alphanumerics).
 pub const VERSION_LEN: usize = 20;
+/// Leases one [`MetaStore::renew_leases`] statement renews at most (its bound parameters
+/// stay far below SQLite's and Postgres's limits).
+pub const RENEWALS_PER_STATEMENT: usize = 500;
 
 /// A signaling channel as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -227,7 +230,23 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug {
         epoch: u64,
         now_ms: u64,
         lease_ms: u64,
-    ) -> Result<Lease, MetaError>;
+    ) -> Result<Lease, MetaError> {
+        let held = [(stream_arn.to_string(), epoch)];
+        let renewed = self.renew_leases(node, &held, now_ms, lease_ms).await?;
+        renewed.into_iter().next().ok_or_else(|| MetaError::LeaseLost { stream: stream_arn.into(), epoch })
+    }
+    /// Extend each of `node`'s leases in `held` (stream, epoch) at once ([`lease::renew`]
+    /// for each): the renewed ones are returned, in no particular order; a lease left out
+    /// moved on (taken over or released) and its writer must stop. One statement per
+    /// [`RENEWALS_PER_STATEMENT`] leases, so a node's renewals cost the database one round
+    /// trip per period however many streams it writes.
+    async fn renew_leases(
+        &self,
+        node: &str,
+        held: &[(String, u64)],
+        now_ms: u64,
+        lease_ms: u64,
+    ) -> Result<Vec<Lease>, MetaError>;
     /// Give up `node`'s lease at `epoch` (no-op if it already moved on).
     async fn release_lease(&self, stream_arn: &str, node: &str, epoch: u64) -> Result<(), MetaError>;
     /// The stream's lease as stored, if it ever had one.

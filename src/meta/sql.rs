@@ -645,33 +645,34 @@ macro_rules! sql_store {
                 Ok(next)
             }
 
-            async fn renew_lease(
+            async fn renew_leases(
                 &self,
-                stream_arn: &str,
                 node: &str,
-                epoch: u64,
+                held: &[(String, u64)],
                 now_ms: u64,
                 lease_ms: u64,
-            ) -> Result<$crate::meta::Lease, $crate::meta::MetaError> {
+            ) -> Result<Vec<$crate::meta::Lease>, $crate::meta::MetaError> {
                 use $crate::meta::common::{db_err, lease_i64};
-                // `lease::renew`'s rule in one statement (no write lock: a concurrent take
-                // either lands first, and the epoch no longer matches, or overwrites this).
-                let row: Option<(String, i64, i64)> = sqlx::query_as(
-                    "UPDATE stream_leases SET expires_ms = $4 \
-                     WHERE stream_arn = $1 AND holder = $2 AND epoch = $3 AND expires_ms > 0 \
-                     RETURNING holder, epoch, expires_ms",
-                )
-                .bind(stream_arn)
-                .bind(node)
-                .bind(lease_i64(epoch))
-                .bind(lease_i64(now_ms.saturating_add(lease_ms)))
-                .fetch_optional(&self.$leases)
-                .await
-                .map_err(db_err)?;
-                match row {
-                    Some(r) => Ok($crate::meta::common::lease_from_row(stream_arn, r)),
-                    None => Err($crate::meta::MetaError::LeaseLost { stream: stream_arn.into(), epoch }),
+                // `lease::renew`'s rule in one statement per chunk (no write lock: a
+                // concurrent take either lands first, and the epoch no longer matches, or
+                // overwrites this).
+                let mut renewed = Vec::with_capacity(held.len());
+                for chunk in held.chunks($crate::meta::RENEWALS_PER_STATEMENT) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE stream_leases SET expires_ms = ");
+                    q.push_bind(lease_i64(now_ms.saturating_add(lease_ms)));
+                    q.push(" WHERE holder = ").push_bind(node.to_string()).push(" AND expires_ms > 0 AND (");
+                    for (k, (stream, epoch)) in chunk.iter().enumerate() {
+                        q.push(if k == 0 { "(stream_arn = " } else { " OR (stream_arn = " });
+                        q.push_bind(stream.clone()).push(" AND epoch = ").push_bind(lease_i64(*epoch)).push(")");
+                    }
+                    q.push(") RETURNING stream_arn, holder, epoch, expires_ms");
+                    let rows: Vec<(String, String, i64, i64)> =
+                        q.build_query_as().fetch_all(&self.$leases).await.map_err(db_err)?;
+                    renewed.extend(rows.into_iter().map(|(stream, holder, epoch, expires)| {
+                        $crate::meta::common::lease_from_row(&stream, (holder, epoch, expires))
+                    }));
                 }
+                Ok(renewed)
             }
 
             async fn release_lease(

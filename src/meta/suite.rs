@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use futures::future::join_all;
 
 use super::{
-    ChannelRecord, ListQuery, MediaStorageConfig, MetaError, MetaStore, Quota, StreamRecord, StreamUpdate, Tags,
+    ChannelRecord, Lease, ListQuery, MediaStorageConfig, MetaError, MetaStore, Quota, StreamRecord, StreamUpdate, Tags,
     new_version,
 };
 
@@ -81,6 +81,15 @@ pub async fn leases_fence_stale_writers(store: &dyn MetaStore) {
     assert_eq!(epochs.len(), 10, "{takes:?}");
     let newest = takes.iter().filter(|t| t.stream_arn == r.arn).max_by_key(|t| t.epoch).expect("some");
     assert_eq!(store.lease(&r.arn).await.expect("lease").as_ref(), Some(newest));
+    // A node's leases renew in one call: those it still holds come back renewed, the rest
+    // (s, taken by a racer after c had it; a stale epoch) are left out.
+    let t = stream("batched", 24);
+    store.create_stream(&t, &Tags::new(), 10).await.expect("stream");
+    let mine = store.acquire_lease(&t.arn, "c", 60_000, LEASE).await.expect("take");
+    let held = [(s.arn.clone(), c.epoch), (t.arn.clone(), mine.epoch), (r.arn.clone(), c.epoch)];
+    let renewed = store.renew_leases("c", &held, 61_000, LEASE).await.expect("renew");
+    assert_eq!(renewed, vec![Lease { expires_ms: 71_000, ..mine }]);
+    assert_eq!(store.renew_leases("c", &[], 61_000, LEASE).await.expect("nothing to renew"), vec![]);
     // Deleting the stream deletes its lease.
     store.delete_stream(&s.arn, None).await.expect("delete");
     assert!(matches!(store.acquire_lease(&s.arn, "a", 30_000, LEASE).await, Err(MetaError::NotFound(_))));

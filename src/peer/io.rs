@@ -303,6 +303,7 @@ impl Driver {
             self.out.push((t.destination, t.contents));
         }
         if !self.out.is_empty() {
+            super::send::group_streams(&mut self.out);
             self.sender.send_all(&*self.socket, &self.out);
             self.out.clear();
         }

@@ -8,7 +8,6 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use super::Peers;
-use super::lease_keeper::LeaseKeeper;
 use crate::api::Core;
 use crate::api::access::authorize_action as authorize;
 use crate::auth::Principal;
@@ -107,8 +106,7 @@ pub async fn handle(
     // lapses). A single node needs none: the newer session replaces the older in-process,
     // and renewing leases would only add metadata writes per session.
     let lease = if st.config.shares_metadata() {
-        let lease_ms = st.config.limits.cluster.lease_ms;
-        let (keeper, taken) = LeaseKeeper::acquire(st.meta.clone(), &stream_arn, &st.config.node_id, lease_ms).await?;
+        let (keeper, taken) = st.leases.acquire(&stream_arn).await?;
         tracing::debug!(stream = %stream_arn, epoch = taken.epoch, "writer lease taken");
         Some(keeper)
     } else {

@@ -22,6 +22,11 @@ pub const MAX_GSO_BYTES: usize = 60_000;
 
 /// Prometheus counter: datagrams the media socket refused (buffer full, unreachable).
 pub const SEND_DROPPED: &str = "reel_webrtc_send_dropped_total";
+/// Prometheus counter: datagrams the media sockets handed to the kernel.
+pub const SENT_DATAGRAMS: &str = "reel_webrtc_sent_datagrams_total";
+/// Prometheus counter: `sendmsg` calls that carried them (datagrams per call shows how
+/// much GSO groups).
+pub const SEND_CALLS: &str = "reel_webrtc_send_calls_total";
 
 /// Counters of one [`Sender`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +67,13 @@ impl Sender {
 
     /// Sends `datagrams` (destination, bytes) in order.
     pub fn send_all<B: AsRef<[u8]>>(&mut self, socket: &impl AsRawFd, datagrams: &[(SocketAddr, B)]) {
+        let before = self.stats;
+        self.send_runs(socket, datagrams);
+        metrics::counter!(SENT_DATAGRAMS).increment(self.stats.datagrams - before.datagrams);
+        metrics::counter!(SEND_CALLS).increment(self.stats.syscalls - before.syscalls);
+    }
+
+    fn send_runs<B: AsRef<[u8]>>(&mut self, socket: &impl AsRawFd, datagrams: &[(SocketAddr, B)]) {
         let mut at = 0;
         while at < datagrams.len() {
             let n = gso_run(&datagrams[at..], self.max_segments);
@@ -118,6 +130,28 @@ fn send<B: AsRef<[u8]>>(socket: &impl AsRawFd, run: &[(SocketAddr, B)]) -> nix::
     sendmsg(socket.as_raw_fd(), iov, cmsgs, MsgFlags::MSG_DONTWAIT, Some(&addr)).map(|_| ())
 }
 
+/// Reorders a pass's datagrams so each destination's RTP streams lie one after the other:
+/// a viewer's video packets of one pass form one GSO run instead of being split by the audio
+/// packet str0m's round-robin queue put between them. Order is kept within each (destination,
+/// SSRC) and among each destination's other datagrams (RTCP, DTLS, STUN), the only orders a
+/// receiver relies on; RTP streams are independent of each other.
+pub fn group_streams<B: AsRef<[u8]>>(datagrams: &mut [(SocketAddr, B)]) {
+    if datagrams.len() > 2 {
+        datagrams.sort_by_key(|(destination, d)| (*destination, rtp_ssrc(d.as_ref())));
+    }
+}
+
+/// The SSRC of an RTP packet (SRTP leaves the header in the clear), or 0 for anything else:
+/// RTCP (payload types 192–223 by RFC 5761's demultiplexing), DTLS and STUN.
+fn rtp_ssrc(d: &[u8]) -> u64 {
+    match d {
+        [first, second, _, _, _, _, _, _, a, b, c, e, ..] if first >> 6 == 2 && !(192..=223).contains(second) => {
+            1 + u64::from(u32::from_be_bytes([*a, *b, *c, *e]))
+        }
+        _ => 0,
+    }
+}
+
 /// How many of `queued`'s leading datagrams one send can carry: a run to the first one's
 /// destination, all as long as the first but possibly a shorter last one, at most
 /// `max_segments` and [`MAX_GSO_BYTES`].
@@ -162,6 +196,68 @@ mod tests {
         assert_eq!(gso_run(&sized(&[(1, 1200), (1, 0)]), 64), 1, "an empty datagram is a send of its own");
         assert_eq!(gso_run(&sized(&[(1, 1400); 60]), 64), 42, "at most MAX_GSO_BYTES");
         assert_eq!(gso_run::<Vec<u8>>(&[], 64), 0);
+    }
+
+    fn rtp(ssrc: u32, seq: u16, len: usize) -> Vec<u8> {
+        let mut p = vec![0u8; len];
+        p[0] = 0x80;
+        p[1] = 96;
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p[8..12].copy_from_slice(&ssrc.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn grouping_keeps_each_streams_order_and_makes_runs() {
+        let (video, audio) = (0x1111_u32, 0x2222_u32);
+        let mut rtcp = vec![0x80, 200, 0, 6];
+        rtcp.extend([0u8; 24]);
+        let dtls = vec![23u8, 0xfe, 0xfd, 0, 1];
+        let mut out = vec![
+            (to(1), rtp(video, 1, 1200)),
+            (to(1), rtp(audio, 7, 120)),
+            (to(2), rtp(video, 1, 1200)),
+            (to(1), rtcp.clone()),
+            (to(1), rtp(video, 2, 1200)),
+            (to(1), rtp(video, 3, 400)),
+            (to(1), dtls.clone()),
+            (to(1), rtp(audio, 8, 120)),
+        ];
+        let runs = |q: &[(SocketAddr, Vec<u8>)]| {
+            let (mut at, mut n) = (0, 0);
+            while at < q.len() {
+                at += gso_run(&q[at..], 64);
+                n += 1;
+            }
+            n
+        };
+        // A shorter datagram may end a run: {v1, a7}, {v1 to 2}, {RTCP}, {v2, v3}, {DTLS}, {a8}.
+        assert_eq!(runs(&out), 6);
+        group_streams(&mut out);
+        // Per destination: non-RTP first in their order, then each SSRC's packets in order.
+        let seqs: Vec<(u16, u32, u16)> = out
+            .iter()
+            .map(|(d, p)| {
+                (d.port(), rtp_ssrc(p) as u32, if rtp_ssrc(p) > 0 { u16::from_be_bytes([p[2], p[3]]) } else { 0 })
+            })
+            .collect();
+        assert_eq!(out[0].1, rtcp);
+        assert_eq!(out[1].1, dtls);
+        assert_eq!(
+            seqs[2..],
+            [
+                (1, video + 1, 1),
+                (1, video + 1, 2),
+                (1, video + 1, 3),
+                (1, audio + 1, 7),
+                (1, audio + 1, 8),
+                (2, video + 1, 1)
+            ]
+        );
+        assert_eq!(runs(&out), 4, "{{RTCP, DTLS}}, the video frame, the audio, the other viewer");
+        let mut two = vec![(to(1), rtp(video, 2, 1200)), (to(1), rtp(video, 1, 1200))];
+        group_streams(&mut two);
+        assert_eq!(two[0].1, rtp(video, 2, 1200), "two datagrams are left as they are");
     }
 
     /// Every datagram arrives whole, once and in order, whether it went out in a GSO run or

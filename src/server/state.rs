@@ -18,6 +18,7 @@ use crate::config::{Config, TlsMode};
 use crate::meta::{self, MetaError};
 use crate::observe::audit::AuditLog;
 use crate::peer::Peers;
+use crate::peer::lease_keeper::LeaseRenewer;
 use crate::playback::Readers;
 use crate::signaling::{Signaling, SignalingError};
 use crate::throttle::Throttle;
@@ -124,6 +125,7 @@ impl AppState {
             .map_err(|source| StateError::Peers { addr: config.webrtc.listen, source })?;
         // A camera behind a strict NAT reaches the storage peer through the relay.
         signaling.exempt_turn_peers(&peers.candidates());
+        let leases = LeaseRenewer::new(meta.clone(), &config.node_id, config.limits.cluster.lease_ms);
         let core = Core {
             auth: Arc::new(Authenticator::new(keys, &config.limits)),
             config: Arc::new(config),
@@ -134,6 +136,7 @@ impl AppState {
             store,
             members,
             stream_cache: Default::default(),
+            leases,
         };
         let state = AppState { core, signaling, peers, playback: Readers::default(), readiness: Default::default() };
         Ok(Built { state, generated_key })

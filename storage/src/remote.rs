@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_s3::config::{
-    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation, retry::RetryConfig,
-    timeout::TimeoutConfig,
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+    StalledStreamProtectionConfig, retry::RetryConfig, timeout::TimeoutConfig,
 };
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
@@ -101,6 +101,9 @@ impl Remote {
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
             .retry_config(RetryConfig::standard().with_max_attempts(config.max_attempts.max(1)))
+            // Uploads are in-memory segments: no producer can stall them, and the operation
+            // timeout bounds a stalled connection. Downloads keep the throughput check.
+            .stalled_stream_protection(StalledStreamProtectionConfig::enabled().upload_enabled(false).build())
             .timeout_config(
                 TimeoutConfig::builder()
                     .operation_timeout(config.operation_timeout)

@@ -45,6 +45,11 @@ struct Args {
     /// Postgres, nats-server, an S3 server, HAProxy and three nodes of --reel-bin.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "reel")]
     target: Vec<Target>,
+    /// Runs the --target list this many times over, alternating, and prints each round's
+    /// CPU ratios and their median: on a machine whose speed drifts between minutes, one
+    /// pair of runs is not enough to compare two recorders.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    rounds: u32,
     /// A running reel's base URL (plain HTTP).
     #[arg(long, conflicts_with = "reel_bin")]
     endpoint: Option<String>,
@@ -129,6 +134,10 @@ struct Args {
     /// them; default: each node's own default (one per CPU).
     #[arg(long)]
     cluster_node_threads: Option<usize>,
+    /// reel-cluster: nodes to run. One node measures cluster mode's own cost (Postgres,
+    /// NATS, S3) apart from co-locating several nodes on one box.
+    #[arg(long, default_value_t = load::CLUSTER_NODES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=5))]
+    cluster_nodes: usize,
     /// Start a lost session over as a KVS master does (backoff, new connection, JoinStorageSession
     /// again), instead of counting it as failed; reports reconnects and resume gaps.
     #[arg(long)]
@@ -290,34 +299,51 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         probe_streams: args.probe_streams,
         name_prefix: format!("load-{stamp}"),
         cluster_node_threads: args.cluster_node_threads,
+        cluster_nodes: args.cluster_nodes,
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let mut reports = Vec::new();
-    for &target in &args.target {
-        let cfg = LoadConfig { target, ..base.clone() };
-        let report = match opts.viewers_per_session {
-            k if k > 0 && target.is_reel() => rt.block_on(run_with_viewer_baseline(cfg, opts))?,
-            _ => rt.block_on(load::run_with(cfg, opts))?,
-        };
-        if args.json {
-            eprint!("{}", report.table());
-        } else {
-            print!("{}", report.table());
+    let mut rounds = Vec::new();
+    for round in 1..=args.rounds {
+        let first = reports.len();
+        for &target in &args.target {
+            let cfg = LoadConfig { target, ..base.clone() };
+            let report = match opts.viewers_per_session {
+                k if k > 0 && target.is_reel() => rt.block_on(run_with_viewer_baseline(cfg, opts))?,
+                _ => rt.block_on(load::run_with(cfg, opts))?,
+            };
+            if args.json {
+                eprint!("{}", report.table());
+            } else {
+                print!("{}", report.table());
+            }
+            reports.push(report);
         }
-        reports.push(report);
+        let ratios = load::report::cpu_ratios(&reports[first..]);
+        if args.rounds > 1 {
+            let text = format!("round {round}:\n{}", ratios_text(&ratios));
+            if args.json { eprint!("{text}") } else { print!("{text}") }
+        }
+        rounds.push(ratios);
     }
-    let ratios = load::report::cpu_ratios(&reports);
+    let ratios = load::report::median_ratios(&rounds);
     let mut table: String = reports.iter().map(|r| r.table()).collect::<Vec<_>>().join("\n");
-    table.push_str(&ratios_text(&ratios));
+    let summary = match args.rounds {
+        1 => ratios_text(&ratios),
+        n => format!("median of {n} rounds:\n{}", ratios_text(&ratios)),
+    };
+    table.push_str(&summary);
     let json = if reports.len() == 1 {
         serde_json::to_string_pretty(&reports[0])?
     } else {
-        serde_json::to_string_pretty(&serde_json::json!({ "runs": reports, "cpu_ratios": ratios }))?
+        serde_json::to_string_pretty(
+            &serde_json::json!({ "runs": reports, "cpu_ratios": ratios, "cpu_ratios_by_round": rounds }),
+        )?
     };
     if args.json {
         println!("{json}");
     } else {
-        print!("{}", ratios_text(&ratios));
+        print!("{summary}");
     }
     if let Some(out) = &args.out {
         if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {

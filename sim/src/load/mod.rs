@@ -52,6 +52,12 @@
 mod baselines;
 #[cfg(feature = "cluster")]
 pub mod cluster;
+
+/// Nodes the `reel-cluster` target runs by default.
+pub const CLUSTER_NODES: usize = 3;
+/// The thread name of the S3 server the `reel-cluster` target hosts in this process: its
+/// CPU is measured apart from the generator's.
+pub const S3_THREAD_NAME: &str = "s3s-fs";
 pub mod media;
 pub mod mkv;
 pub mod procstat;
@@ -184,6 +190,10 @@ pub struct LoadConfig {
     /// one box would give each (like a container's CPU share); `None` = each node's default,
     /// one of each per CPU it may use.
     pub cluster_node_threads: Option<usize>,
+    /// `reel-cluster` only: how many nodes run ([`CLUSTER_NODES`] by default). One node
+    /// measures what cluster mode itself costs (Postgres, NATS, S3) apart from co-locating
+    /// several nodes on one box; probes then read from the writer itself.
+    pub cluster_nodes: usize,
 }
 
 /// How the publishers of a run behave beyond [`LoadConfig`], and what is read back.
@@ -342,13 +352,21 @@ async fn run_cluster(cfg: LoadConfig, opts: RunOptions) -> Result<LoadReport, Lo
     };
     let config = reel_process::config_toml(extra_config, cfg.sessions);
     let key = (cfg.access_key_id.as_str(), cfg.secret_access_key.as_str());
-    let mut c =
-        cluster::SpawnedCluster::start(bin, *listen_ip, &config, key, &cfg.region, cfg.cluster_node_threads).await?;
+    let mut c = cluster::SpawnedCluster::start(
+        bin,
+        *listen_ip,
+        &config,
+        key,
+        &cfg.region,
+        cfg.cluster_nodes,
+        cfg.cluster_node_threads,
+    )
+    .await?;
     let rec = Recorder {
         url: c.url().to_string(),
         pids: c.nodes.iter().map(|n| n.pid()).collect(),
         nodes: c.nodes.iter().map(|n| n.url.clone()).collect(),
-        non_writer_reads: true,
+        non_writer_reads: c.nodes.len() > 1,
     };
     tracing::info!(url = %rec.url, pids = ?rec.pids, "cluster ready");
     let result = run_against(&cfg, opts, &rec).await;
@@ -633,6 +651,7 @@ async fn steady_window(
     let a_t = Instant::now();
     let a_cpu = sum_over(pids, |p| procstat::cpu_ms(p, ticks));
     let a_self = procstat::cpu_ms(me, ticks).ok();
+    let a_s3 = procstat::own_threads_cpu_ms(S3_THREAD_NAME, ticks);
     let active_a = stats.iter().filter(|s| active(s)).count();
     let drops_a = procstat::udp_drops(recorder_ip);
     tokio::time::sleep_until(steady_end.into()).await;
@@ -640,12 +659,16 @@ async fn steady_window(
     let b_t = Instant::now();
     let b_cpu = sum_over(pids, |p| procstat::cpu_ms(p, ticks));
     let b_self = procstat::cpu_ms(me, ticks).ok();
+    let b_s3 = procstat::own_threads_cpu_ms(S3_THREAD_NAME, ticks);
     let active_b = stats.iter().filter(|s| active(s)).count();
     let rss_b = sum_over(pids, procstat::rss_kib);
     let secs = (b_t - a_t).as_secs_f64();
     let cpu = a_cpu.zip(b_cpu).map(|(a, b)| b - a);
-    let own = a_self.zip(b_self).map(|(a, b)| b - a);
+    // The cluster's S3 server runs in this process: its CPU is neither side's.
+    let s3 = b_s3 - a_s3;
+    let own = a_self.zip(b_self).map(|(a, b)| (b - a - s3).max(0.0));
     let mut steady = Steady::new(secs, active_a.min(active_b), cpu, own);
+    steady.s3_server_cpu_ms = (s3 > 0.0).then_some(s3);
     steady.recorder_socket_drops = drops_a.zip(drops_b).map(|(a, b)| b.saturating_sub(a));
     (Some(steady), rss_b)
 }

@@ -41,6 +41,19 @@ pub fn cpu_ms(pid: u32, ticks_per_sec: u64) -> io::Result<f64> {
     Ok(ticks as f64 * 1000.0 / ticks_per_sec as f64)
 }
 
+/// CPU time so far, in ms, of this process's threads whose name starts with `prefix` (a
+/// server the generator hosts in-process, such as the cluster's S3 server, whose work is
+/// neither the generator's nor the recorder's). 0 when none matches.
+pub fn own_threads_cpu_ms(prefix: &str, ticks_per_sec: u64) -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0.0 };
+    let ticks: u64 = tasks
+        .filter_map(Result::ok)
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end().starts_with(prefix)))
+        .filter_map(|t| parse_cpu_ticks(&std::fs::read_to_string(t.path().join("stat")).ok()?))
+        .sum();
+    ticks as f64 * 1000.0 / ticks_per_sec as f64
+}
+
 /// A process's resident set size, in KiB.
 pub fn rss_kib(pid: u32) -> io::Result<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -104,5 +117,25 @@ mod tests {
         let me = std::process::id();
         assert!(cpu_ms(me, clock_ticks_per_sec()).unwrap() >= 0.0);
         assert!(rss_kib(me).unwrap() > 0);
+    }
+
+    #[test]
+    fn cpu_of_named_threads() {
+        let busy = std::thread::Builder::new()
+            .name("procstat-busy".into())
+            .spawn(|| {
+                let t = std::time::Instant::now();
+                let mut x = 0u64;
+                while t.elapsed() < std::time::Duration::from_millis(300) {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            })
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(350));
+        let ms = own_threads_cpu_ms("procstat-busy", clock_ticks_per_sec());
+        busy.join().unwrap();
+        assert!(ms >= 100.0, "the busy thread's CPU is counted: {ms}");
+        assert_eq!(own_threads_cpu_ms("no-such-thread", clock_ticks_per_sec()), 0.0);
     }
 }

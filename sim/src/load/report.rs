@@ -32,6 +32,9 @@ pub struct Steady {
     pub generator_cpu_ms: Option<f64>,
     /// The generator's own CPU ms per session-second (publishers + probes).
     pub generator_cpu_ms_per_session_s: Option<f64>,
+    /// CPU of the S3 server reel-load hosts for the cluster target, ms (not in the
+    /// generator's figure).
+    pub s3_server_cpu_ms: Option<f64>,
     /// Datagrams the kernel dropped at the recorder's sockets within the window (the
     /// run's total also counts the ramp, when handshakes compete with media).
     pub recorder_socket_drops: Option<u64>,
@@ -49,6 +52,7 @@ impl Steady {
             recorder_core_pct: cpu_ms.map(|ms| ms / (seconds * 10.0)),
             generator_cpu_ms,
             generator_cpu_ms_per_session_s: generator_cpu_ms.and_then(per),
+            s3_server_cpu_ms: None,
             recorder_socket_drops: None,
         }
     }
@@ -272,6 +276,9 @@ impl LoadReport {
                     opt(s.recorder_core_pct, 1),
                     opt(s.generator_cpu_ms_per_session_s, 3)
                 );
+                if let Some(ms) = s.s3_server_cpu_ms {
+                    let _ = writeln!(o, "  S3 server CPU (hosted by reel-load, in neither figure) {:.0} ms", ms);
+                }
             }
             None => {
                 let _ = writeln!(o, "  steady window                                too short (raise --duration)");
@@ -415,12 +422,56 @@ pub fn cpu_ratios(reports: &[LoadReport]) -> BTreeMap<String, f64> {
                 t => (format!("reel/{}", format!("{t:?}").to_lowercase()), reel / other),
             })
         })
+        .chain(cluster_per_generator(reports))
         .collect()
+}
+
+/// Each ratio's median over `rounds` (the mean of the middle two for an even count).
+pub fn median_ratios(rounds: &[BTreeMap<String, f64>]) -> BTreeMap<String, f64> {
+    let mut all: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for (name, &r) in rounds.iter().flatten() {
+        all.entry(name.clone()).or_default().push(r);
+    }
+    all.into_iter()
+        .map(|(name, mut v)| {
+            v.sort_by(f64::total_cmp);
+            let mid = v.len() / 2;
+            let median = if v.len() % 2 == 1 { v[mid] } else { (v[mid - 1] + v[mid]) / 2.0 };
+            (name, median)
+        })
+        .collect()
+}
+
+/// The cluster's CPU over reel's, each first divided by its own run's generator CPU
+/// (`"reel-cluster/reel per generator"`): the generator does the same work in both runs, so
+/// this cancels the machine's speed drifting between the two (the cluster's S3 server,
+/// hosted by reel-load, is in neither generator figure).
+fn cluster_per_generator(reports: &[LoadReport]) -> Option<(String, f64)> {
+    let per_gen = |t: Target| {
+        let s = reports.iter().find(|r| r.target == t)?.steady.as_ref()?;
+        let (cpu, generator) = (s.cpu_ms_per_session_s?, s.generator_cpu_ms_per_session_s?);
+        (cpu > 0.0 && generator > 0.0).then(|| cpu / generator)
+    };
+    Some(("reel-cluster/reel per generator".into(), per_gen(Target::ReelCluster)? / per_gen(Target::Reel)?))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn median_of_rounds() {
+        let round = |a: f64, b: Option<f64>| {
+            let mut m = BTreeMap::from([("a".to_string(), a)]);
+            if let Some(b) = b {
+                m.insert("b".into(), b);
+            }
+            m
+        };
+        let m = median_ratios(&[round(1.5, Some(2.0)), round(1.1, None), round(1.3, Some(1.0))]);
+        assert_eq!(m, BTreeMap::from([("a".to_string(), 1.3), ("b".to_string(), 1.5)]));
+        assert!(median_ratios(&[]).is_empty());
+    }
 
     #[test]
     fn packets_from_scrapes() {

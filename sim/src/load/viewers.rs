@@ -51,6 +51,10 @@ pub const METRIC_VIEWER_FRAMES: &str = "reel_storage_viewer_frames_total";
 /// reel's counter of datagrams its media sockets could not send (a viewer's, when the
 /// socket buffer was full).
 pub const METRIC_SEND_DROPPED: &str = "reel_webrtc_send_dropped_total";
+/// reel's counters of datagrams sent and of the `sendmsg` calls that carried them.
+pub const METRIC_SENT_DATAGRAMS: &str = "reel_webrtc_sent_datagrams_total";
+/// See [`METRIC_SENT_DATAGRAMS`].
+pub const METRIC_SEND_CALLS: &str = "reel_webrtc_send_calls_total";
 /// Viewers of one session join this far apart: JoinStorageSessionAsViewer has a per-channel
 /// call rate (2/s, as KVS), and a throttled call costs a backoff.
 pub const JOIN_SPACING: Duration = Duration::from_millis(600);
@@ -298,6 +302,10 @@ pub struct ViewersReport {
     pub reel_frames_forwarded: Option<u64>,
     /// Δ `reel_webrtc_send_dropped_total`: datagrams reel could not send.
     pub reel_send_dropped: Option<u64>,
+    /// Δ `reel_webrtc_sent_datagrams_total`: datagrams reel sent (viewers' and masters').
+    pub reel_datagrams_sent: Option<u64>,
+    /// Δ `reel_webrtc_send_calls_total`: the `sendmsg` calls that carried them.
+    pub reel_send_calls: Option<u64>,
     /// The run without viewers this one is compared with: its reel CPU ms/s over the steady
     /// window and its active sessions (filled in by the caller that ran it).
     pub baseline_cpu_ms_per_s: Option<f64>,
@@ -361,6 +369,8 @@ impl ViewersReport {
         };
         self.reel_frames_forwarded = delta(METRIC_VIEWER_FRAMES);
         self.reel_send_dropped = delta(METRIC_SEND_DROPPED);
+        self.reel_datagrams_sent = delta(METRIC_SENT_DATAGRAMS);
+        self.reel_send_calls = delta(METRIC_SEND_CALLS);
     }
 
     /// The report table's rows.
@@ -396,6 +406,14 @@ impl ViewersReport {
             "  reel frames forwarded / datagrams dropped    {} / {}",
             self.reel_frames_forwarded.map_or("n/a".into(), |v| v.to_string()),
             self.reel_send_dropped.map_or("n/a".into(), |v| v.to_string())
+        );
+        let per_call = self.reel_datagrams_sent.zip(self.reel_send_calls).filter(|&(_, c)| c > 0);
+        let _ = writeln!(
+            o,
+            "  reel datagrams sent / sendmsg calls          {} / {}   ({} per call)",
+            self.reel_datagrams_sent.map_or("n/a".into(), |v| v.to_string()),
+            self.reel_send_calls.map_or("n/a".into(), |v| v.to_string()),
+            opt(per_call.map(|(d, c)| d as f64 / c as f64), 2)
         );
         let _ = writeln!(
             o,

@@ -19,8 +19,6 @@ use std::time::{Duration, Instant};
 
 use crate::launcher::{ReelProcess, SpawnError};
 
-/// Nodes in the cluster.
-pub const NODES: usize = 3;
 /// How long a node may take to answer `/readyz` 200 after it listens.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -73,7 +71,7 @@ pub struct SpawnedCluster {
 }
 
 impl SpawnedCluster {
-    /// Starts Postgres, NATS, S3, [`NODES`] nodes of `bin` on `ip` (config `config_toml`,
+    /// Starts Postgres, NATS, S3, `node_count` nodes of `bin` on `ip` (config `config_toml`,
     /// root key `key`, `node_threads` media and runtime threads each if given, else their
     /// default) and HAProxy on `ip`; returns once every node is ready and in the load
     /// balancer's rotation.
@@ -83,6 +81,7 @@ impl SpawnedCluster {
         config_toml: &str,
         key: (&str, &str),
         region: &str,
+        node_count: usize,
         node_threads: Option<usize>,
     ) -> Result<Self, ClusterError> {
         let pg = crate::pg::PrivatePostgres::start().map_err(|e| ClusterError::Tool("postgres", e.to_string()))?;
@@ -92,7 +91,7 @@ impl SpawnedCluster {
         let config = dir.path().join("reel-load.toml");
         std::fs::write(&config, config_toml)?;
         let mut nodes = Vec::new();
-        for k in 1..=NODES {
+        for k in 1..=node_count.max(1) {
             let id = format!("node-{k}");
             let addr = SocketAddr::new(ip, free_port(ip)?);
             let url = format!("http://{addr}");

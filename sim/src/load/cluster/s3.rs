@@ -1,7 +1,7 @@
 //! An S3 server for the cluster target: `s3s-fs` (S3 over a directory, SigV4 checked
 //! against one key) serving [`BUCKET`] on 127.0.0.1, on a one-thread runtime of its own
-//! (as reel's cluster tests run it); stopped on drop. Its CPU is the generator's, not the
-//! cluster's.
+//! (as reel's cluster tests run it); stopped on drop. Its CPU is neither the cluster's nor
+//! the generator's: reel-load reports it apart ([`crate::load::S3_THREAD_NAME`]).
 
 use std::net::SocketAddr;
 
@@ -40,8 +40,13 @@ impl S3Server {
     pub fn start() -> Result<Self, ClusterError> {
         let dir = tempfile::Builder::new().prefix("reel-load-s3-").tempdir()?;
         std::fs::create_dir_all(dir.path().join(BUCKET))?;
-        let runtime =
-            tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("s3s-fs").enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(crate::load::S3_THREAD_NAME)
+            // Its file I/O threads live as long as the server, so their CPU stays countable.
+            .thread_keep_alive(std::time::Duration::from_secs(24 * 3600))
+            .enable_all()
+            .build()?;
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         listener.set_nonblocking(true)?;

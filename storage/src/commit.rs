@@ -7,6 +7,11 @@
 //! requests that arrive while a batch runs ride the next one, which is how concurrent
 //! streams share fsyncs. A batch of many files is flushed with one `syncfs` of the store's
 //! filesystem instead of one `fdatasync` each.
+//!
+//! A shared-mode store ([`Committer::write_ahead_only`]) syncs nothing: its local segments
+//! are only the write-ahead copy S3 replication reads from, discarded when the store opens,
+//! so a fsync would make durable what is never read back. Its fragments are durable once
+//! in S3.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -22,7 +27,8 @@ use crate::fault::FaultInjector;
 /// Handle to the commit thread; dropping the last handle flushes and stops it.
 #[derive(Debug)]
 pub(crate) struct Committer {
-    shared: Arc<Shared>,
+    /// `None`: write-ahead only, nothing is synced (no thread).
+    shared: Option<Arc<Shared>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -81,12 +87,18 @@ impl Committer {
             .name("reel-storage-commit".into())
             .spawn(move || run(&s))
             .map_err(|e| StoreError::io(root, &e))?;
-        Ok(Self { shared, thread: Some(thread) })
+        Ok(Self { shared: Some(shared), thread: Some(thread) })
+    }
+
+    /// A committer that syncs nothing (see the module docs): every sync resolves at once.
+    pub(crate) fn write_ahead_only() -> Self {
+        Self { shared: None, thread: None }
     }
 
     /// Records that `file` (id `id`) has unsynced writes; it will be synced within the interval.
     pub(crate) fn mark_dirty(&self, id: u64, file: &Arc<File>, path: &Path) {
-        let mut st = self.shared.lock();
+        let Some(shared) = &self.shared else { return };
+        let mut st = shared.lock();
         let newly = st.dirty.is_empty();
         st.dirty.entry(id).or_insert_with(|| DirtyFile {
             file: file.clone(),
@@ -98,15 +110,16 @@ impl Committer {
         }
         drop(st);
         if newly {
-            self.shared.wake.notify_one();
+            shared.wake.notify_one();
         }
     }
 
     /// Resolves once every write made to `file` before this call is on disk.
     pub(crate) async fn sync(&self, id: u64, file: &Arc<File>, path: &Path) -> Result<()> {
+        let Some(shared) = &self.shared else { return Ok(()) };
         let (tx, rx) = oneshot::channel();
         {
-            let mut st = self.shared.lock();
+            let mut st = shared.lock();
             st.dirty
                 .entry(id)
                 .or_insert_with(|| DirtyFile { file: file.clone(), path: path.to_path_buf(), waiters: Vec::new() })
@@ -117,7 +130,7 @@ impl Committer {
                 st.oldest = Some(Instant::now());
             }
         }
-        self.shared.wake.notify_one();
+        shared.wake.notify_one();
         rx.await.unwrap_or_else(|_| {
             Err(StoreError::Io { path: path.to_path_buf(), message: "commit thread stopped".into() })
         })
@@ -125,14 +138,15 @@ impl Committer {
 
     /// Batches run so far.
     pub(crate) fn stats(&self) -> CommitStats {
-        CommitStats { batches: self.shared.lock().batches }
+        CommitStats { batches: self.shared.as_ref().map_or(0, |s| s.lock().batches) }
     }
 }
 
 impl Drop for Committer {
     fn drop(&mut self) {
-        self.shared.lock().shutdown = true;
-        self.shared.wake.notify_one();
+        let Some(shared) = &self.shared else { return };
+        shared.lock().shutdown = true;
+        shared.wake.notify_one();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

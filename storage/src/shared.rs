@@ -2,7 +2,8 @@
 //! [`Catalog`] and one S3 bucket.
 //!
 //! - **Writing.** The node holding a stream's lease writes fragments to its local segments
-//!   as in local mode (the write-ahead copy). A finished fragment is then *replicated* in
+//!   as in local mode (the write-ahead copy, never fsynced: it is discarded on restart, see
+//!   below). A finished fragment is then *replicated* in
 //!   order by the stream's replicator task: its bytes go to S3 as one object, its metadata
 //!   into the catalog — fenced by the writer's lease epoch — and only then is it published
 //!   to readers. Replication retries while S3 or the catalog are down; ingest continues

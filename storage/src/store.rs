@@ -199,8 +199,11 @@ impl Store {
             blocking(move || recover(&root)).await?
         };
         let numbers = NumberAllocator::open(&root.join("counter"), max_counter + 1)?;
-        let committer =
-            Committer::start(&root, config.commit_interval, config.syncfs_threshold, config.fault_injector.clone())?;
+        let committer = if config.catalog.is_some() {
+            Committer::write_ahead_only()
+        } else {
+            Committer::start(&root, config.commit_interval, config.syncfs_threshold, config.fault_injector.clone())?
+        };
         let (upload_tx, upload_rx) = mpsc::unbounded_channel();
         let ctx = Arc::new(Ctx {
             root: root.clone(),

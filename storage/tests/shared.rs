@@ -193,6 +193,7 @@ async fn two_nodes_share_streams_and_fencing_keeps_one_writer() {
     }
     a.store.wait_for_uploads().await;
     assert_eq!(numbers(&sa.list_fragments(ALL, 100).unwrap()), written);
+    assert_eq!(a.store.commit_stats().batches, 0, "the local write-ahead copy is never fsynced: S3 holds the data");
 
     // B opens the stream: everything A indexed is listed and reads back byte for byte.
     let sb = b.store.open_or_create_stream(STREAM, 24).await.unwrap();

@@ -222,7 +222,9 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug {
     async fn acquire_lease(&self, stream_arn: &str, node: &str, now_ms: u64, lease_ms: u64)
     -> Result<Lease, MetaError>;
     /// Extend `node`'s lease at `epoch` ([`lease::renew`]); [`MetaError::LeaseLost`] when it
-    /// moved on: the writer must stop.
+    /// moved on: the writer must stop. Tests' shorthand for [`MetaStore::renew_leases`] of
+    /// one lease (the server renews a node's leases together).
+    #[cfg(test)]
     async fn renew_lease(
         &self,
         stream_arn: &str,

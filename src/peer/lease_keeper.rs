@@ -132,6 +132,16 @@ impl Drop for LeaseKeeper {
     }
 }
 
+impl Keeping {
+    /// Tells the session its lease is lost (`outcome`: `expired` or `taken_over`), logged
+    /// and counted; the caller drops the lease from the held set.
+    fn report_lost(&self, stream: &str, epoch: u64, outcome: &'static str) {
+        tracing::warn!(%stream, epoch, outcome, "writer lease lost; stopping the writer");
+        metrics::counter!(LEASE_RENEWALS, "outcome" => outcome).increment(1);
+        let _ = self.lost.send(true);
+    }
+}
+
 /// The local deadline of a lease renewed at `renewed` (monotonic).
 fn deadline(renewed: Instant, lease_ms: u64) -> Instant {
     let lease = Duration::from_millis(lease_ms);
@@ -149,9 +159,7 @@ async fn renew_loop(sh: Arc<Shared>) {
             held.leases.retain(|(stream, epoch), k| {
                 let keep = k.valid_until > now;
                 if !keep {
-                    tracing::warn!(%stream, epoch, "writer lease not renewed in time; stopping the writer");
-                    metrics::counter!(LEASE_RENEWALS, "outcome" => "expired").increment(1);
-                    let _ = k.lost.send(true);
+                    k.report_lost(stream, *epoch, "expired");
                 }
                 keep
             });
@@ -178,9 +186,7 @@ async fn renew_loop(sh: Arc<Shared>) {
                             k.valid_until = deadline(attempt, sh.lease_ms);
                         }
                     } else if let Some(k) = held.leases.remove(&key) {
-                        tracing::warn!(stream = %key.0, epoch = key.1, "writer lease taken over; stopping the writer");
-                        metrics::counter!(LEASE_RENEWALS, "outcome" => "taken_over").increment(1);
-                        let _ = k.lost.send(true);
+                        k.report_lost(&key.0, key.1, "taken_over");
                     }
                 }
                 next = attempt + every;

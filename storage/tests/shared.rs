@@ -7,6 +7,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -154,6 +155,17 @@ async fn write(stream: &Stream, fence: &Fence, frag: u64, ts: u64) -> Result<Fra
     w.finish(120).await
 }
 
+/// Writes fragments `frags` (fragment i at T0 + i × 120 ms) under `fence`, waits until
+/// `store` has replicated them, and returns their numbers.
+async fn write_replicated(store: &Store, stream: &Stream, fence: &Fence, frags: Range<u64>) -> Vec<FragmentNumber> {
+    let mut written = Vec::new();
+    for i in frags {
+        written.push(write(stream, fence, i, T0 + i * 120).await.unwrap().number);
+    }
+    store.wait_for_uploads().await;
+    written
+}
+
 fn numbers(page: &FragmentPage) -> Vec<FragmentNumber> {
     page.fragments.iter().map(|f| f.number).collect()
 }
@@ -187,11 +199,7 @@ async fn two_nodes_share_streams_and_fencing_keeps_one_writer() {
         sa.begin_fragment(FragmentStart { producer_ts_ms: 1, server_ts_ms: 1, header: Bytes::new() }).await.is_err(),
         "a shared store is written only under a fence"
     );
-    let mut written = Vec::new();
-    for i in 0..4 {
-        written.push(write(&sa, &fence_a, i, T0 + i * 120).await.unwrap().number);
-    }
-    a.store.wait_for_uploads().await;
+    let mut written = write_replicated(&a.store, &sa, &fence_a, 0..4).await;
     assert_eq!(numbers(&sa.list_fragments(ALL, 100).unwrap()), written);
     assert_eq!(a.store.commit_stats().batches, 0, "the local write-ahead copy is never fsynced: S3 holds the data");
 
@@ -279,12 +287,8 @@ async fn replicated_segments_leave_the_local_disk_and_deletion_is_cluster_wide()
     let b = node(&dir.path().join("b"), &s3, &catalog, &clock).await;
     let fence = catalog.take("a", 1);
     let sa = a.store.open_or_create_stream(STREAM, 24).await.unwrap();
-    let mut written = Vec::new();
     // 4 KiB segments and ~2 KiB fragments: several sealed segments.
-    for i in 0..8 {
-        written.push(write(&sa, &fence, i, T0 + i * 120).await.unwrap().number);
-    }
-    a.store.wait_for_uploads().await;
+    let written = write_replicated(&a.store, &sa, &fence, 0..8).await;
     a.store.sweep_retention().await.unwrap();
     let local_segments = std::fs::read_dir(dir.path().join("a/streams"))
         .unwrap()
@@ -342,11 +346,7 @@ async fn index_notices_keep_a_reader_current_without_the_catalog_and_a_gap_or_si
     // A writes two fragments: one notice each, chained by `previous`.
     let fence = catalog.take("a", 3);
     let sa = a.store.open_or_create_stream(STREAM, 24).await.unwrap();
-    let mut written = Vec::new();
-    for i in 0..2 {
-        written.push(write(&sa, &fence, i, T0 + i * 120).await.unwrap().number);
-    }
-    a.store.wait_for_uploads().await;
+    let mut written = write_replicated(&a.store, &sa, &fence, 0..2).await;
     let sent = bus.take();
     let chain: Vec<(u64, u64)> = sent.iter().map(|(_, e, p)| (e.info.number.counter(), *p)).collect();
     assert_eq!(chain, vec![(written[0].counter(), 0), (written[1].counter(), written[0].counter())]);
@@ -365,8 +365,7 @@ async fn index_notices_keep_a_reader_current_without_the_catalog_and_a_gap_or_si
 
     // A's next fragment reaches B's listing and its live reader by the notice alone.
     let mut live = sb.subscribe(StartPosition::Now).unwrap();
-    written.push(write(&sa, &fence, 2, T0 + 240).await.unwrap().number);
-    a.store.wait_for_uploads().await;
+    written.extend(write_replicated(&a.store, &sa, &fence, 2..3).await);
     for (id, e, p) in bus.take() {
         assert_eq!(b.store.apply_index_notice(&id, &e, p), NoticeOutcome::Applied);
     }
@@ -377,10 +376,7 @@ async fn index_notices_keep_a_reader_current_without_the_catalog_and_a_gap_or_si
     assert_eq!(reads(), after_open, "neither the read nor the live reader's poll asked the catalog");
 
     // A notice is lost: the next one shows the gap, and the next read asks the catalog.
-    for i in 3..5 {
-        written.push(write(&sa, &fence, i, T0 + i * 120).await.unwrap().number);
-    }
-    a.store.wait_for_uploads().await;
+    written.extend(write_replicated(&a.store, &sa, &fence, 3..5).await);
     let sent = bus.take();
     assert_eq!(sent.len(), 2);
     let (id, e, p) = &sent[1];
@@ -392,8 +388,7 @@ async fn index_notices_keep_a_reader_current_without_the_catalog_and_a_gap_or_si
 
     // Silence: the last notice is lost and no other follows; once the trust has run out,
     // a read asks the catalog again and finds it.
-    written.push(write(&sa, &fence, 5, T0 + 600).await.unwrap().number);
-    a.store.wait_for_uploads().await;
+    written.extend(write_replicated(&a.store, &sa, &fence, 5..6).await);
     assert_eq!(bus.take().len(), 1);
     sb.catch_up().await.unwrap();
     assert_eq!(sb.list_fragments(ALL, 100).unwrap().fragments.len(), 5, "trusted: not asked yet");

@@ -302,6 +302,8 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         cluster_nodes: args.cluster_nodes,
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // Progress text goes to stderr when stdout carries the JSON.
+    let progress = |text: &str| if args.json { eprint!("{text}") } else { print!("{text}") };
     let mut reports = Vec::new();
     let mut rounds = Vec::new();
     for round in 1..=args.rounds {
@@ -312,17 +314,12 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                 k if k > 0 && target.is_reel() => rt.block_on(run_with_viewer_baseline(cfg, opts))?,
                 _ => rt.block_on(load::run_with(cfg, opts))?,
             };
-            if args.json {
-                eprint!("{}", report.table());
-            } else {
-                print!("{}", report.table());
-            }
+            progress(&report.table());
             reports.push(report);
         }
         let ratios = load::report::cpu_ratios(&reports[first..]);
         if args.rounds > 1 {
-            let text = format!("round {round}:\n{}", ratios_text(&ratios));
-            if args.json { eprint!("{text}") } else { print!("{text}") }
+            progress(&format!("round {round}:\n{}", ratios_text(&ratios)));
         }
         rounds.push(ratios);
     }

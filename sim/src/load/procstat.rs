@@ -38,7 +38,12 @@ pub fn parse_vm_rss_kib(status: &str) -> Option<u64> {
 pub fn cpu_ms(pid: u32, ticks_per_sec: u64) -> io::Result<f64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let ticks = parse_cpu_ticks(&text).ok_or_else(|| io::Error::other("unparsable /proc/<pid>/stat"))?;
-    Ok(ticks as f64 * 1000.0 / ticks_per_sec as f64)
+    Ok(ticks_ms(ticks, ticks_per_sec))
+}
+
+/// Clock ticks of `/proc` CPU times as ms.
+fn ticks_ms(ticks: u64, ticks_per_sec: u64) -> f64 {
+    ticks as f64 * 1000.0 / ticks_per_sec as f64
 }
 
 /// CPU time so far, in ms, of this process's threads whose name starts with `prefix` (a
@@ -51,7 +56,7 @@ pub fn own_threads_cpu_ms(prefix: &str, ticks_per_sec: u64) -> f64 {
         .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end().starts_with(prefix)))
         .filter_map(|t| parse_cpu_ticks(&std::fs::read_to_string(t.path().join("stat")).ok()?))
         .sum();
-    ticks as f64 * 1000.0 / ticks_per_sec as f64
+    ticks_ms(ticks, ticks_per_sec)
 }
 
 /// A process's resident set size, in KiB.

@@ -29,8 +29,9 @@
 //!   sent undecodable. A new master session restarts every viewer's video the same way.
 //! - **Isolation**: forwarding never blocks and never waits for a viewer. Each viewer's
 //!   packets are sealed and handed to the worker's non-blocking send within the same hub
-//!   pass (str0m's send queue is drained after every batch, so it holds at most one pass's
-//!   packets); a viewer that stops reading only loses its own datagrams (counted in
+//!   pass (after a batch's writes its send streams are drained at once through
+//!   `Rtc::poll_stream_transmit`, a vendored str0m patch, so they hold no packets between
+//!   passes); a viewer that stops reading only loses its own datagrams (counted in
 //!   `reel_webrtc_send_dropped_total`) and ends when ICE consent fails.
 //! - **Talk-back**: a viewer's Opus goes to the master's (sendrecv) audio track, never to
 //!   the store. With several viewers talking, the [`TalkFloor`] forwards the most recently

@@ -690,7 +690,8 @@ impl Peer {
         }
     }
 
-    fn media_start(&self) -> Option<Instant> {
+    /// When the master starts publishing (the origin of `video_sent_at` / `audio_sent_at`).
+    pub fn media_start(&self) -> Option<Instant> {
         self.connected.map(|c| c + self.plan.start_after_connect)
     }
 

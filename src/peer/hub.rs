@@ -942,10 +942,14 @@ impl Hub {
             }
             sent[0] += v.stats.video_frames - before.0;
             sent[1] += v.stats.audio_frames - before.1;
-            // str0m's pacer learns of written packets in its timeout pass: run it now, so
-            // they leave in this pass instead of at the viewer's next timer tick.
+            // The written packets leave in this pass, sealed straight from the viewer's send
+            // streams: no pacer and no timeout pass per viewer and batch (vendor/README.md).
             if any {
-                self.run_viewer_timers(id, now);
+                for mid in [v.video, v.audio] {
+                    while let Some(t) = v.rtc.poll_stream_transmit(mid, now) {
+                        self.transmits.push_back(Transmit { destination: t.destination, contents: t.contents.into() });
+                    }
+                }
             }
         }
         for (k, track) in ["video", "audio"].into_iter().enumerate() {

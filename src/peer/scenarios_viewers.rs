@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::harness::{MediaPlan, Sim, Verdict, Verdicts, channel_of};
+use super::harness::{LATENCY, MediaPlan, Sim, Verdict, Verdicts, channel_of};
 use super::hub::EndReason;
 use crate::limits::StorageSessionLimits;
 
@@ -261,4 +261,25 @@ fn closing_a_viewer_for_its_signaling_leaves_the_master_and_others() {
     assert_eq!(sim.viewers[a].ended.as_ref().map(|e| e.reason.clone()), Some(EndReason::SignalingClosed));
     assert!(sim.viewers[b].ended.is_none() && sim.viewers[b].video.len() >= 170);
     assert_eq!(stored(&mut sim, m).video_frames, 180);
+}
+
+/// The hub sends a viewer's packets in the pass that wrote them (`Rtc::poll_stream_transmit`):
+/// a frame reaches the viewer two network hops after the master sent it.
+#[test]
+fn a_forwarded_frame_leaves_in_the_pass_its_last_packet_arrived_in() {
+    let mut sim = sim();
+    let m = sim.add_master(MediaPlan::fixture(S(4))).expect("master");
+    sim.add_viewer(&channel_of(m), "v1").expect("viewer");
+    sim.run_for(S(5));
+    let (p, v) = (&sim.peers[m], &sim.viewers[0]);
+    let t0 = p.media_start().expect("media started");
+    let n = v.video.len();
+    assert!(n >= 60 && n <= p.video_sent_at.len(), "{n} frames received of {}", p.video_sent_at.len());
+    // The viewer's frames are the master's last `n` (it starts at a keyframe, then has no hole).
+    let sent = &p.video_sent_at[p.video_sent_at.len() - n..];
+    let delays: Vec<Duration> =
+        v.video.iter().zip(sent).map(|(f, s)| f.at.saturating_duration_since(t0 + *s)).collect();
+    // Two network hops and nothing else: no wait for the viewer's next timer.
+    let (min, max) = (delays.iter().min().copied(), delays.iter().max().copied());
+    assert!(min >= Some(2 * LATENCY) && max <= Some(2 * LATENCY + MS(1)), "master → viewer {min:?}..{max:?}");
 }

@@ -1581,6 +1581,27 @@ impl Rtc {
         self.session.received_rtp.pop_front()
     }
 
+    /// reel patch (vendor/README.md): the next packet written to `mid`'s send stream (no
+    /// simulcast), SRTP-protected and addressed to the selected ICE pair, at once: no pacer
+    /// and no timeout pass in between. For a forwarder that sends every RTP packet as soon
+    /// as it writes it; drain it after the writes, until `None`. Resends asked for by the
+    /// peer's NACKs come first, as in [`Rtc::poll_output`]. `None` before ICE and DTLS are
+    /// up: packets written then leave through `poll_output` as usual.
+    pub fn poll_stream_transmit(&mut self, mid: Mid, now: Instant) -> Option<net::Transmit> {
+        if self.state != RtcState::Alive {
+            return None;
+        }
+        let send = self.send_addr.as_ref()?;
+        let (proto, source, destination) = (send.proto, send.source, send.destination);
+        let contents = self.session.poll_stream_datagram(mid, now.max(self.last_now))?;
+        Some(net::Transmit {
+            proto,
+            source,
+            destination,
+            contents,
+        })
+    }
+
     /// Poll the `Rtc` instance for output. Output can be three things, something to _Transmit_
     /// via a UDP socket (maybe via a TURN server). An _Event_, such as receiving media data,
     /// or a _Timeout_.

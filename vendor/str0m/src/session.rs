@@ -34,7 +34,7 @@ use crate::rtp_::SeqNo;
 use crate::rtp_::SeqNoWindow;
 use crate::rtp_::{Bitrate, ExtensionMap, Goodbye, Mid, ReportList, Rtcp, RtcpFb};
 use crate::rtp_::{Dlrr, DlrrItem, ExtendedReport, ReportBlock};
-use crate::rtp_::{RtpHeader, SessionId, TwccPacketId, extend_u16};
+use crate::rtp_::{RtpHeader, SessionId, TwccClusterId, TwccPacketId, extend_u16};
 use crate::rtp_::{SrtpContext, Ssrc};
 use crate::rtp_::{TwccRecvRegister, TwccSendRegister};
 use crate::stats::StatsSnapshot;
@@ -1283,11 +1283,39 @@ impl Session {
     }
 
     fn poll_packet(&mut self, now: Instant) -> Option<DatagramSend> {
-        let srtp_tx = self.srtp_tx.as_mut()?;
+        self.srtp_tx.as_ref()?;
 
         // Figure out which, if any, queue to poll
         // The cluster_id is captured by the pacer at poll time, before register_send() might clear it
         let (midrid, cluster_id) = self.pacer.poll_queue()?;
+        self.packet_of(midrid, cluster_id, now)
+    }
+
+    /// reel patch (vendor/README.md): the next packet of `mid`'s send stream (no simulcast),
+    /// SRTP-protected, chosen by the caller instead of the pacer: for a writer that sends
+    /// each RTP packet as soon as it writes it (no pacing, no timeout pass in between).
+    pub fn poll_stream_datagram(&mut self, mid: Mid, now: Instant) -> Option<DatagramSend> {
+        if self.rtp_closing {
+            return None;
+        }
+        let midrid = MidRid(mid, None);
+        let media = self.medias.iter().find(|m| m.mid() == mid)?;
+        let stream = self.streams.stream_tx_by_midrid(midrid)?;
+        // Timestamps the packets written since the last timeout pass (the send queue holds
+        // back untimestamped ones), as that pass would.
+        stream.handle_timeout(now, || (media, &self.codec_config));
+        self.packet_of(midrid, None, now)
+    }
+
+    /// The next packet of the send stream `midrid`, protected, with the pacer, TWCC and
+    /// bandwidth estimation told of it.
+    fn packet_of(
+        &mut self,
+        midrid: MidRid,
+        cluster_id: Option<TwccClusterId>,
+        now: Instant,
+    ) -> Option<DatagramSend> {
+        let srtp_tx = self.srtp_tx.as_mut()?;
         let stream = self.streams.stream_tx_by_midrid(midrid)?;
         let Some(media) = self.medias.iter().find(|m| m.mid() == stream.mid()) else {
             trace!("Pacer pointed to mid {} which has no media", midrid.mid());

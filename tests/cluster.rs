@@ -150,3 +150,47 @@ async fn three_nodes_share_metadata_and_signaling() {
     let _third = connect(&a, &arn, Some("viewer-3")).await;
     drop(viewer);
 }
+
+/// Heartbeats far apart, so a node can only know another's URL from the Hello exchange.
+const SLOW_HEARTBEAT_CONFIG: &str = "[limits.cluster]\nheartbeat_ms = 30000\nnode_timeout_ms = 60000\n";
+
+/// A node that joins learns the URLs of the nodes already running at once (they answer its
+/// Hello), not at their next heartbeat: GetDataEndpoint and a VIEWER's
+/// GetSignalingChannelEndpoint on it name the node running the channel's storage session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_node_routes_to_the_others_at_once() {
+    let nats = NatsServer::start();
+    let s3 = S3Server::start("127.0.0.1:0".parse().expect("addr"));
+    let metadata_url = reel::testkit::postgres::fresh_database().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = common::write_file(dir.path(), "cluster.toml", SLOW_HEARTBEAT_CONFIG);
+    let a = start_node("node-a", &metadata_url, &nats.url, &config, &s3);
+    // A's first heartbeat went out before B existed; the next is 30 s away.
+    let b = start_node("node-b", &metadata_url, &nats.url, &config, &s3);
+    let sim = |node: &Reel| {
+        reel_sim::kvs::KvsClient::new(&node.url, reel_sim::sigv4::Signer::new(ROOT_KEY_ID, ROOT_SECRET, common::REGION))
+    };
+    let arn = a.kvs().create_signaling_channel().channel_name("cam-2").send().await.expect("create channel");
+    let arn = arn.channel_arn().expect("ARN").to_string();
+    let stream_arn = a.kvs().create_stream().stream_name("cam-2-stream").data_retention_in_hours(1).send().await;
+    let stream_arn = stream_arn.expect("create stream").stream_arn().expect("ARN").to_string();
+    sim(&a).enable_media_storage(&arn, &stream_arn).await.expect("enable storage");
+    let _master = connect(&a, &arn, None).await;
+    sim(&a).join_storage_session(&a.url, &arn).await.expect("JoinStorageSession on A");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let same = |u: &str| u.trim_end_matches('/') == a.url.trim_end_matches('/');
+    loop {
+        let data = sim(&b).data_endpoint(&stream_arn, "GET_MEDIA").await.expect("GetDataEndpoint on B");
+        let viewer = sim(&b).viewer_endpoints(&arn).await.expect("VIEWER endpoints on B");
+        if same(&data) && same(&viewer.webrtc) && same(&viewer.https) {
+            assert_eq!(viewer.wss.replacen("ws", "http", 1).trim_end_matches('/'), a.url.trim_end_matches('/'));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B still routes to {data} / {viewer:?}, not A ({}), 5 s after A's storage session started",
+            a.url
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -11,7 +11,9 @@
 //! - `netns_ingest_survives_the_writer_node_behind_haproxy`: the node writing a camera's stream is
 //!   killed with SIGKILL; the camera reconnects through the load balancer, ingest resumes on
 //!   a survivor within 15 s, every fragment listed before is listed and decodes on every
-//!   survivor, and the restarted node takes new sessions.
+//!   survivor, and the restarted node takes new sessions. A live viewer entering through the
+//!   load balancer is sent to the storage session's node and watches there, before the
+//!   kill and after it.
 
 mod common;
 
@@ -335,6 +337,31 @@ async fn start_camera(
     (stats, task)
 }
 
+/// A reel-sim viewer (VIEWER endpoints, ConnectAsViewer, JoinStorageSessionAsViewer) watches
+/// `channel` live for 8 s and receives video, keyframe first, and audio.
+async fn watch_live(
+    client: &reel_sim::kvs::KvsClient,
+    channel: &reel_sim::publisher::StorageChannel,
+    client_id: &str,
+    cluster: &Cluster,
+) {
+    use reel_sim::viewer::{Track, ViewerConfig, ViewerStats, watch_storage_session};
+    let stats = ViewerStats::new();
+    let cfg = ViewerConfig::new("127.0.0.1".parse().expect("ip"), client_id);
+    let until = Instant::now() + Duration::from_secs(8);
+    let watched = watch_storage_session(client, channel, cfg, stats.clone(), until).await;
+    let frames = stats.frames();
+    let video: Vec<_> = frames.iter().filter(|f| f.track == Track::Video).collect();
+    let audio = frames.iter().filter(|f| f.track == Track::Audio).count();
+    assert!(
+        watched.is_ok() && video.len() >= 20 && video[0].keyframe && audio >= 50,
+        "viewer {client_id}: {watched:?}, {} video frames (first a keyframe: {:?}), {audio} audio\n{}",
+        video.len(),
+        video.first().map(|f| f.keyframe),
+        cluster.logs()
+    );
+}
+
 /// The node whose URL `url` is.
 fn node_of(cluster: &Cluster, url: &str) -> usize {
     (0..3).find(|k| url.trim_end_matches('/') == cluster.node_url(*k).trim_end_matches('/')).unwrap_or_else(|| {
@@ -385,6 +412,18 @@ async fn ingest_failover() {
     let segments = lb.get_text(&media_url).await.expect("media playlist");
     assert!(segments.contains("#EXTINF"), "HLS LIVE on node {reader} lists no segments:\n{segments}");
 
+    // A live viewer enters through the load balancer like the KVS JS SDK's storage viewer:
+    // its VIEWER endpoints name the writer, which runs the storage session that serves live
+    // viewers, and it watches the camera there.
+    let endpoints = lb.viewer_endpoints(&channel.channel_arn).await.expect("VIEWER endpoints");
+    assert_eq!(node_of(&cluster, &endpoints.webrtc), writer, "WEBRTC endpoint for a viewer: {endpoints:?}");
+    assert_eq!(
+        endpoints.wss.replacen("ws", "http", 1),
+        endpoints.webrtc,
+        "a viewer's WSS and WEBRTC endpoints are one node"
+    );
+    watch_live(&lb, &channel, "cluster-viewer", &cluster).await;
+
     // The writer announces every fragment it indexes over NATS; the reader, which has the
     // stream open, lists new fragments from those notices.
     let notices = |text: String, outcome: &str| {
@@ -421,6 +460,10 @@ async fn ingest_failover() {
     let new_writer =
         node_of(&cluster, &lb.data_endpoint(&channel.stream_arn, "LIST_FRAGMENTS").await.expect("GetDataEndpoint"));
     assert_ne!(new_writer, writer, "a survivor writes now");
+    // Viewers follow the storage session to the survivor.
+    let endpoints = lb.viewer_endpoints(&channel.channel_arn).await.expect("VIEWER endpoints");
+    assert_eq!(node_of(&cluster, &endpoints.webrtc), new_writer, "after the kill: {endpoints:?}");
+    watch_live(&lb, &channel, "viewer-after-kill", &cluster).await;
 
     // Every fragment listed before the kill is still listed by every survivor, and what they
     // serve decodes without a single ffmpeg error.

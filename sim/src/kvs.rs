@@ -71,14 +71,14 @@ impl ApiError {
     }
 }
 
-/// The endpoints a master uses (GetSignalingChannelEndpoint, role MASTER).
+/// A channel's endpoints for one role (GetSignalingChannelEndpoint: WSS, HTTPS, WEBRTC).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MasterEndpoints {
     /// `WSS`: ConnectAsMaster.
     pub wss: String,
     /// `HTTPS`: GetIceServerConfig.
     pub https: String,
-    /// `WEBRTC`: JoinStorageSession.
+    /// `WEBRTC`: JoinStorageSession, JoinStorageSessionAsViewer.
     pub webrtc: String,
 }
 
@@ -222,10 +222,20 @@ impl KvsClient {
 
     /// GetSignalingChannelEndpoint as MASTER for WSS, HTTPS and WEBRTC.
     pub async fn master_endpoints(&self, channel_arn: &str) -> Result<MasterEndpoints, ApiError> {
+        self.endpoints(channel_arn, "MASTER").await
+    }
+
+    /// GetSignalingChannelEndpoint as VIEWER for WSS, HTTPS and WEBRTC (in a cluster: the
+    /// node that runs the channel's storage session, where live viewers are served).
+    pub async fn viewer_endpoints(&self, channel_arn: &str) -> Result<MasterEndpoints, ApiError> {
+        self.endpoints(channel_arn, "VIEWER").await
+    }
+
+    async fn endpoints(&self, channel_arn: &str, role: &str) -> Result<MasterEndpoints, ApiError> {
         let path = "/getSignalingChannelEndpoint";
         let body = json!({
             "ChannelARN": channel_arn,
-            "SingleMasterChannelEndpointConfiguration": { "Protocols": ["WSS", "HTTPS", "WEBRTC"], "Role": "MASTER" },
+            "SingleMasterChannelEndpointConfiguration": { "Protocols": ["WSS", "HTTPS", "WEBRTC"], "Role": role },
         });
         let v = self.call(&self.endpoint.clone(), path, body).await?;
         let find = |p: &str| -> Result<String, ApiError> {

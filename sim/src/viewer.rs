@@ -205,12 +205,12 @@ impl ViewerConfig {
     }
 }
 
-/// Watches `channel`'s storage session live until `until`: ConnectAsViewer,
-/// JoinStorageSessionAsViewer, answer, trickle, receive. Reaching `until` is success;
-/// milestones, frames and the failure reason land in `stats`.
+/// Watches `channel`'s storage session live until `until`: GetSignalingChannelEndpoint as
+/// VIEWER, ConnectAsViewer, JoinStorageSessionAsViewer, answer, trickle, receive. Reaching
+/// `until` is success; milestones, frames and the failure reason land in `stats`.
 ///
-/// The viewer uses the channel's MASTER endpoints: reel serves both roles on the same
-/// `WSS` and `WEBRTC` endpoints (KVS hands out the same hosts to VIEWER callers).
+/// The viewer asks for its own endpoints as the KVS JS SDK's storage viewer does: in a reel
+/// cluster they name the node that runs the channel's storage session.
 pub async fn watch_storage_session(
     client: &KvsClient,
     channel: &StorageChannel,
@@ -233,15 +233,12 @@ async fn watch(
     stats: &ViewerStats,
     until: Instant,
 ) -> Result<(), ViewerError> {
-    let mut conn = MasterConnection::connect_as_viewer(
-        &client.signer,
-        &channel.endpoints.wss,
-        &channel.channel_arn,
-        &cfg.client_id,
-    )
-    .await?;
+    let endpoints = client.viewer_endpoints(&channel.channel_arn).await?;
+    let mut conn =
+        MasterConnection::connect_as_viewer(&client.signer, &endpoints.wss, &channel.channel_arn, &cfg.client_id)
+            .await?;
     ViewerStats::mark(&stats.times.ws_open);
-    client.join_storage_session_as_viewer(&channel.endpoints.webrtc, &channel.channel_arn, &cfg.client_id).await?;
+    client.join_storage_session_as_viewer(&endpoints.webrtc, &channel.channel_arn, &cfg.client_id).await?;
     ViewerStats::mark(&stats.times.join_ok);
     let (offer, _sender) = conn.next_offer(cfg.offer_timeout).await?;
     ViewerStats::mark(&stats.times.offer);

@@ -1,8 +1,11 @@
 //! Endpoints: GetSignalingChannelEndpoint and GetDataEndpoint.
 //!
-//! Every endpoint is this server: `WSS` is the signaling WebSocket URL, `HTTPS` and
+//! Every endpoint is a node's own URL: `WSS` is the signaling WebSocket URL, `HTTPS` and
 //! `WEBRTC` (signaling HTTPS API, WebRTC storage API) and every data endpoint are the
-//! HTTPS base URL. Clients append the API path themselves.
+//! HTTPS base URL. Clients append the API path themselves. One node answers its own URLs,
+//! except where another node serves the resource (cluster mode): a stream's data endpoint
+//! is the node writing it, and a VIEWER of a storage-enabled channel is sent to the node
+//! running the channel's storage session (its live viewers are served there).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -10,8 +13,11 @@ use axum::extract::{Extension, State};
 use serde::{Deserialize, Serialize};
 
 use crate::api::Core;
+use crate::api::urls::PublicUrls;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
+use crate::signaling::Signaling;
+use crate::signaling::registry::StoragePeerAt;
 
 use crate::api::resolve::ArnFormatError;
 use crate::api::resolve::{self, STREAM_DENY};
@@ -92,6 +98,7 @@ fn requested_protocols(config: Option<&EndpointConfiguration>) -> ApiResult<Vec<
 #[tracing::instrument(name = "GetSignalingChannelEndpoint", skip_all, fields(channel = tracing::field::Empty))]
 pub async fn get_signaling_channel_endpoint(
     State(st): State<Core>,
+    State(signaling): State<Signaling>,
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<SignalingEndpointOutput>> {
@@ -102,19 +109,45 @@ pub async fn get_signaling_channel_endpoint(
         validate::one_of(role, "SingleMasterChannelEndpointConfiguration.Role", ROLES)?;
     }
     let channel = resolve::channel(&st, &principal, "GetSignalingChannelEndpoint", None, Some(&arn)).await?;
-    if protocols.contains(&"WEBRTC") && !st.meta.media_storage(&channel.arn).await?.enabled {
+    let viewer = input.config.as_ref().and_then(|c| c.role.as_deref()) == Some("VIEWER");
+    let storage = if protocols.contains(&"WEBRTC") || viewer {
+        Some(st.meta.media_storage(&channel.arn).await?).filter(|m| m.enabled)
+    } else {
+        None
+    };
+    if protocols.contains(&"WEBRTC") && storage.is_none() {
         return Err(ApiError::invalid_argument(
             "The WEBRTC protocol is only available for channels with media storage enabled",
         ));
     }
+    // A viewer of a stored channel watches through the storage session, which serves its
+    // viewers on its own node (their media is forwarded on that node's socket): send it there.
+    let urls = match storage.and_then(|m| m.stream_arn).filter(|_| viewer) {
+        Some(stream_arn) => PublicUrls::from_base(&storage_session_endpoint(&st, &signaling, &arn, &stream_arn).await),
+        None => st.urls.as_ref().clone(),
+    };
     let endpoints = protocols
         .into_iter()
         .map(|protocol| ResourceEndpoint {
             protocol,
-            endpoint: if protocol == "WSS" { st.urls.wss.clone() } else { st.urls.https.clone() },
+            endpoint: if protocol == "WSS" { urls.wss.clone() } else { urls.https.clone() },
         })
         .collect();
     Ok(Json(SignalingEndpointOutput { endpoints }))
+}
+
+/// The base URL of the node running `channel_arn`'s storage session: where its storage peer
+/// is attached to signaling (known cluster-wide from the moment JoinStorageSession is
+/// served), else the node writing or last writing its stream `stream_arn`, else this one.
+async fn storage_session_endpoint(st: &Core, signaling: &Signaling, channel_arn: &str, stream_arn: &str) -> String {
+    match signaling.registry.bus().storage_peer_at(channel_arn) {
+        Some(StoragePeerAt::ThisNode) => st.urls.https.clone(),
+        Some(StoragePeerAt::OtherNode(node)) => match st.members.url(&node) {
+            Some(url) => url,
+            None => data_endpoint(st, stream_arn).await,
+        },
+        None => data_endpoint(st, stream_arn).await,
+    }
 }
 
 /// `GetDataEndpoint` input.

@@ -38,6 +38,7 @@ pub fn router<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     Core: FromRef<S>,
+    crate::signaling::Signaling: FromRef<S>,
 {
     Router::new()
         .route("/createSignalingChannel", post(channels::create))

@@ -8,9 +8,10 @@
 //! connected. The master may join later: the viewer waits (see [`super::fanout`]).
 //!
 //! Cluster mode: a viewer session runs on the node of the channel's storage session and of
-//! the viewer's WebSocket. A call landing on a node that holds neither is refused with
+//! the viewer's WebSocket; GetSignalingChannelEndpoint sends a VIEWER there
+//! (`crate::control::endpoints`). A call landing on a node that holds neither is refused with
 //! [`ViewerJoinError::OtherNode`] (`InvalidArgumentException`) instead of running a viewer
-//! that would never get media; routing viewer sessions across nodes is not implemented.
+//! that would never get media; viewer sessions are not routed across nodes.
 
 use axum::Extension;
 use axum::extract::State;

@@ -9,8 +9,8 @@ use super::cluster::{Announcement, ClusterLink, Directed};
 use super::message::{ClientMessage, EventType, MessageKind, ServiceEvent, SignalingMessage};
 use super::pending::Party;
 use super::registry::{
-    ChannelInfo, CloseReason, ConnectError, Connection, LocalBus, Outbound, SignalingBus, StoragePeerEvent,
-    StorageViewerError,
+    ChannelInfo, CloseReason, ConnectError, Connection, LocalBus, Outbound, SignalingBus, StoragePeerAt,
+    StoragePeerEvent, StorageViewerError,
 };
 use crate::limits::SignalingLimits;
 
@@ -253,6 +253,8 @@ fn storage_viewers_are_only_attached_on_the_node_of_the_viewer_and_say_where_the
     c.pump();
     assert_eq!(c.bus(0).storage_peer_node(ARN), Some("n1".to_string()));
     assert_eq!(c.bus(1).storage_peer_node(ARN), None, "local");
+    assert_eq!(c.bus(0).storage_peer_at(ARN), Some(StoragePeerAt::OtherNode("n1".to_string())));
+    assert_eq!(c.bus(1).storage_peer_at(ARN), Some(StoragePeerAt::ThisNode));
     assert_eq!(c.bus(1).attach_storage_viewer(ARN, "v").err(), Some(StorageViewerError::OnAnotherNode));
     assert!(c.bus(0).attach_storage_viewer(ARN, "v").is_ok(), "its own node may attach it");
 }

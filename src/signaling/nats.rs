@@ -237,6 +237,9 @@ async fn receive_announcements(
                 match &body {
                     Announcement::Hello { url } => {
                         members.upsert(&from, url);
+                        // The newcomer learns this node's URL now, not at its next heartbeat
+                        // (it may route a client here before then: GetDataEndpoint, viewers).
+                        link.announce(Announcement::Heartbeat { url: options.advertised_url.clone() });
                         bus.announce_state();
                     }
                     Announcement::Bye => {

@@ -250,8 +250,15 @@ pub trait SignalingBus: Send + Sync + fmt::Debug {
     ) -> Result<(), StorageViewerError>;
     /// Detach the storage viewer session `attachment` (no-op if a newer one replaced it).
     fn detach_storage_viewer(&self, channel_arn: &str, client_id: &str, attachment: u64);
+    /// Where the channel's storage peer runs, if one is attached anywhere in the cluster.
+    fn storage_peer_at(&self, channel_arn: &str) -> Option<StoragePeerAt>;
     /// The node running the channel's storage peer when it is another node of the cluster.
-    fn storage_peer_node(&self, channel_arn: &str) -> Option<String>;
+    fn storage_peer_node(&self, channel_arn: &str) -> Option<String> {
+        match self.storage_peer_at(channel_arn)? {
+            StoragePeerAt::OtherNode(node) => Some(node),
+            StoragePeerAt::ThisNode => None,
+        }
+    }
     /// Detach the storage peer `attachment` (no-op if a newer one replaced it).
     fn detach_storage_peer(&self, channel_arn: &str, attachment: u64);
     /// SendAlexaOfferToMaster: deliver `offer` to the master as if from viewer
@@ -468,6 +475,15 @@ impl Client {
 }
 
 /// Where the channel's storage peer runs.
+/// Where a channel's storage peer (its storage session's signaling attachment) runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoragePeerAt {
+    /// On this node.
+    ThisNode,
+    /// On the named node of the cluster.
+    OtherNode(String),
+}
+
 #[derive(Debug)]
 enum StorageSink {
     Local(mpsc::Sender<StoragePeerEvent>),
@@ -1092,12 +1108,12 @@ impl SignalingBus for LocalBus {
         }
     }
 
-    fn storage_peer_node(&self, channel_arn: &str) -> Option<String> {
+    fn storage_peer_at(&self, channel_arn: &str) -> Option<StoragePeerAt> {
         let map = self.lock();
-        match &map.get(channel_arn)?.storage_peer.as_ref()?.sink {
-            StorageSink::Remote(node) => Some(node.clone()),
-            StorageSink::Local(_) => None,
-        }
+        Some(match &map.get(channel_arn)?.storage_peer.as_ref()?.sink {
+            StorageSink::Remote(node) => StoragePeerAt::OtherNode(node.clone()),
+            StorageSink::Local(_) => StoragePeerAt::ThisNode,
+        })
     }
 
     fn detach_storage_peer(&self, channel_arn: &str, attachment: u64) {

@@ -20,6 +20,37 @@ use common::{Options, ROOT_KEY_ID, ROOT_SECRET, Reel};
 const CLUSTER_CONFIG: &str =
     "[limits.cluster]\nheartbeat_ms = 200\nnode_timeout_ms = 1000\n\n[limits.signaling]\nmax_viewers_per_channel = 2\n";
 
+/// What the nodes of one test share: NATS, an S3 server, a fresh Postgres database and the
+/// config file.
+struct Services {
+    nats: NatsServer,
+    s3: S3Server,
+    metadata_url: String,
+    config: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Services {
+    async fn start(config: &str) -> Self {
+        let nats = NatsServer::start();
+        let s3 = S3Server::start("127.0.0.1:0".parse().expect("addr"));
+        let metadata_url = reel::testkit::postgres::fresh_database().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = common::write_file(dir.path(), "cluster.toml", config);
+        Self { nats, s3, metadata_url, config, _dir: dir }
+    }
+
+    /// Starts node `id` on the shared services.
+    fn node(&self, id: &str) -> Reel {
+        start_node(id, &self.metadata_url, &self.nats.url, &self.config, &self.s3)
+    }
+}
+
+/// reel-sim's KVS client signed with the root key, on `node`.
+fn sim(node: &Reel) -> reel_sim::kvs::KvsClient {
+    reel_sim::kvs::KvsClient::new(&node.url, reel_sim::sigv4::Signer::new(ROOT_KEY_ID, ROOT_SECRET, common::REGION))
+}
+
 fn start_node(id: &str, metadata_url: &str, bus_url: &str, config: &std::path::Path, s3: &S3Server) -> Reel {
     let mut args: Vec<String> = vec![
         "--node-id".into(),
@@ -56,14 +87,10 @@ fn payload(ev: &serde_json::Value) -> &str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_share_metadata_and_signaling() {
-    let nats = NatsServer::start();
-    let s3 = S3Server::start("127.0.0.1:0".parse().expect("addr"));
-    let metadata_url = reel::testkit::postgres::fresh_database().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = common::write_file(dir.path(), "cluster.toml", CLUSTER_CONFIG);
-    let a = start_node("node-a", &metadata_url, &nats.url, &config, &s3);
-    let b = start_node("node-b", &metadata_url, &nats.url, &config, &s3);
-    let mut c = start_node("node-c", &metadata_url, &nats.url, &config, &s3);
+    let services = Services::start(CLUSTER_CONFIG).await;
+    let a = services.node("node-a");
+    let b = services.node("node-b");
+    let mut c = services.node("node-c");
 
     // Every node is ready: its metadata database, the bus and S3 answer.
     for (node, id) in [(&a, "node-a"), (&b, "node-b"), (&c, "node-c")] {
@@ -130,9 +157,6 @@ async fn three_nodes_share_metadata_and_signaling() {
     // writer lease, and GetDataEndpoint on any node answers A's URL.
     let stream_arn = a.kvs().create_stream().stream_name("cam-1-stream").data_retention_in_hours(1).send().await;
     let stream_arn = stream_arn.expect("create stream").stream_arn().expect("ARN").to_string();
-    let sim = |node: &Reel| {
-        reel_sim::kvs::KvsClient::new(&node.url, reel_sim::sigv4::Signer::new(ROOT_KEY_ID, ROOT_SECRET, common::REGION))
-    };
     sim(&a).enable_media_storage(&arn, &stream_arn).await.expect("enable storage");
     sim(&a).join_storage_session(&a.url, &arn).await.expect("JoinStorageSession on A");
     let offer = recv_json(&mut master_b).await;
@@ -159,17 +183,10 @@ const SLOW_HEARTBEAT_CONFIG: &str = "[limits.cluster]\nheartbeat_ms = 30000\nnod
 /// GetSignalingChannelEndpoint on it name the node running the channel's storage session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_joining_node_routes_to_the_others_at_once() {
-    let nats = NatsServer::start();
-    let s3 = S3Server::start("127.0.0.1:0".parse().expect("addr"));
-    let metadata_url = reel::testkit::postgres::fresh_database().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = common::write_file(dir.path(), "cluster.toml", SLOW_HEARTBEAT_CONFIG);
-    let a = start_node("node-a", &metadata_url, &nats.url, &config, &s3);
+    let services = Services::start(SLOW_HEARTBEAT_CONFIG).await;
+    let a = services.node("node-a");
     // A's first heartbeat went out before B existed; the next is 30 s away.
-    let b = start_node("node-b", &metadata_url, &nats.url, &config, &s3);
-    let sim = |node: &Reel| {
-        reel_sim::kvs::KvsClient::new(&node.url, reel_sim::sigv4::Signer::new(ROOT_KEY_ID, ROOT_SECRET, common::REGION))
-    };
+    let b = services.node("node-b");
     let arn = a.kvs().create_signaling_channel().channel_name("cam-2").send().await.expect("create channel");
     let arn = arn.channel_arn().expect("ARN").to_string();
     let stream_arn = a.kvs().create_stream().stream_name("cam-2-stream").data_retention_in_hours(1).send().await;

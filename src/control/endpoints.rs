@@ -123,7 +123,9 @@ pub async fn get_signaling_channel_endpoint(
     // A viewer of a stored channel watches through the storage session, which serves its
     // viewers on its own node (their media is forwarded on that node's socket): send it there.
     let urls = match storage.and_then(|m| m.stream_arn).filter(|_| viewer) {
-        Some(stream_arn) => PublicUrls::from_base(&storage_session_endpoint(&st, &signaling, &arn, &stream_arn).await),
+        Some(stream_arn) => {
+            PublicUrls::from_base(&storage_session_endpoint(&st, &signaling, &channel.arn, &stream_arn).await)
+        }
         None => st.urls.as_ref().clone(),
     };
     let endpoints = protocols

@@ -474,7 +474,6 @@ impl Client {
     }
 }
 
-/// Where the channel's storage peer runs.
 /// Where a channel's storage peer (its storage session's signaling attachment) runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoragePeerAt {
@@ -484,6 +483,7 @@ pub enum StoragePeerAt {
     OtherNode(String),
 }
 
+/// Where the channel's storage peer runs.
 #[derive(Debug)]
 enum StorageSink {
     Local(mpsc::Sender<StoragePeerEvent>),

@@ -1288,6 +1288,8 @@ impl Session {
         // Figure out which, if any, queue to poll
         // The cluster_id is captured by the pacer at poll time, before register_send() might clear it
         let (midrid, cluster_id) = self.pacer.poll_queue()?;
+        // reel patch (vendor/README.md): the rest is `packet_of`, shared with
+        // `poll_stream_datagram`.
         self.packet_of(midrid, cluster_id, now)
     }
 
@@ -1307,8 +1309,9 @@ impl Session {
         self.packet_of(midrid, None, now)
     }
 
-    /// The next packet of the send stream `midrid`, protected, with the pacer, TWCC and
-    /// bandwidth estimation told of it.
+    /// reel patch (vendor/README.md): the next packet of the send stream `midrid`,
+    /// protected, with the pacer, TWCC and bandwidth estimation told of it (upstream's
+    /// `poll_packet` after the pacer's choice, unchanged).
     fn packet_of(
         &mut self,
         midrid: MidRid,

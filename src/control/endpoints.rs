@@ -109,7 +109,9 @@ pub async fn get_signaling_channel_endpoint(
         validate::one_of(role, "SingleMasterChannelEndpointConfiguration.Role", ROLES)?;
     }
     let channel = resolve::channel(&st, &principal, "GetSignalingChannelEndpoint", None, Some(&arn)).await?;
-    let viewer = input.config.as_ref().and_then(|c| c.role.as_deref()) == Some("VIEWER");
+    // Only a cluster steers viewers (one node serves everything): no extra lookup otherwise.
+    let viewer =
+        input.config.as_ref().and_then(|c| c.role.as_deref()) == Some("VIEWER") && signaling.bus_connected().is_some();
     let storage = if protocols.contains(&"WEBRTC") || viewer {
         Some(st.meta.media_storage(&channel.arn).await?).filter(|m| m.enabled)
     } else {

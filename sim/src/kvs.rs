@@ -73,7 +73,7 @@ impl ApiError {
 
 /// A channel's endpoints for one role (GetSignalingChannelEndpoint: WSS, HTTPS, WEBRTC).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MasterEndpoints {
+pub struct ChannelEndpoints {
     /// `WSS`: ConnectAsMaster.
     pub wss: String,
     /// `HTTPS`: GetIceServerConfig.
@@ -221,17 +221,17 @@ impl KvsClient {
     }
 
     /// GetSignalingChannelEndpoint as MASTER for WSS, HTTPS and WEBRTC.
-    pub async fn master_endpoints(&self, channel_arn: &str) -> Result<MasterEndpoints, ApiError> {
+    pub async fn master_endpoints(&self, channel_arn: &str) -> Result<ChannelEndpoints, ApiError> {
         self.endpoints(channel_arn, "MASTER").await
     }
 
     /// GetSignalingChannelEndpoint as VIEWER for WSS, HTTPS and WEBRTC (in a cluster: the
     /// node that runs the channel's storage session, where live viewers are served).
-    pub async fn viewer_endpoints(&self, channel_arn: &str) -> Result<MasterEndpoints, ApiError> {
+    pub async fn viewer_endpoints(&self, channel_arn: &str) -> Result<ChannelEndpoints, ApiError> {
         self.endpoints(channel_arn, "VIEWER").await
     }
 
-    async fn endpoints(&self, channel_arn: &str, role: &str) -> Result<MasterEndpoints, ApiError> {
+    async fn endpoints(&self, channel_arn: &str, role: &str) -> Result<ChannelEndpoints, ApiError> {
         let path = "/getSignalingChannelEndpoint";
         let body = json!({
             "ChannelARN": channel_arn,
@@ -248,7 +248,7 @@ impl KvsClient {
                 .map(str::to_owned)
                 .ok_or_else(|| ApiError::BadResponse { path: path.into(), detail: format!("no {p} endpoint in {v}") })
         };
-        Ok(MasterEndpoints { wss: find("WSS")?, https: find("HTTPS")?, webrtc: find("WEBRTC")? })
+        Ok(ChannelEndpoints { wss: find("WSS")?, https: find("HTTPS")?, webrtc: find("WEBRTC")? })
     }
 
     /// JoinStorageSession on the `WEBRTC` endpoint. A throttled call did nothing and is

@@ -32,7 +32,7 @@ use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind};
 use str0m::{Candidate, Rtc, RtcError};
 
-use crate::kvs::{ApiError, KvsClient, MasterEndpoints};
+use crate::kvs::{ApiError, ChannelEndpoints, KvsClient};
 use crate::signaling::{MasterConnection, SignalingError, SignalingEvent};
 use crate::sigv4::Signer;
 use peer::PeerCore;
@@ -579,7 +579,7 @@ pub struct StorageChannel {
     /// StreamARN of the mapped stream.
     pub stream_arn: String,
     /// GetSignalingChannelEndpoint (MASTER) answer.
-    pub endpoints: MasterEndpoints,
+    pub endpoints: ChannelEndpoints,
 }
 
 /// The ingestion set-up (docs/kvs-wire.md "Ingestion flow" 1–3): CreateSignalingChannel

@@ -110,9 +110,9 @@ pub async fn get_signaling_channel_endpoint(
     }
     let channel = resolve::channel(&st, &principal, "GetSignalingChannelEndpoint", None, Some(&arn)).await?;
     // Only a cluster steers viewers (one node serves everything): no extra lookup otherwise.
-    let viewer =
+    let steered_viewer =
         input.config.as_ref().and_then(|c| c.role.as_deref()) == Some("VIEWER") && signaling.bus_connected().is_some();
-    let storage = if protocols.contains(&"WEBRTC") || viewer {
+    let storage = if protocols.contains(&"WEBRTC") || steered_viewer {
         Some(st.meta.media_storage(&channel.arn).await?).filter(|m| m.enabled)
     } else {
         None
@@ -124,7 +124,7 @@ pub async fn get_signaling_channel_endpoint(
     }
     // A viewer of a stored channel watches through the storage session, which serves its
     // viewers on its own node (their media is forwarded on that node's socket): send it there.
-    let urls = match storage.and_then(|m| m.stream_arn).filter(|_| viewer) {
+    let urls = match storage.and_then(|m| m.stream_arn).filter(|_| steered_viewer) {
         Some(stream_arn) => {
             PublicUrls::from_base(&storage_session_endpoint(&st, &signaling, &channel.arn, &stream_arn).await)
         }

@@ -211,3 +211,88 @@ async fn a_joining_node_routes_to_the_others_at_once() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A reel-sim viewer (VIEWER endpoints asked of `entry`, ConnectAsViewer,
+/// JoinStorageSessionAsViewer) watching `channel` until `until`.
+fn spawn_viewer(
+    entry: &Reel,
+    channel: &reel_sim::publisher::StorageChannel,
+    client_id: &str,
+    until: std::time::Instant,
+) -> (std::sync::Arc<reel_sim::viewer::ViewerStats>, tokio::task::JoinHandle<Result<(), String>>) {
+    use reel_sim::viewer::{ViewerConfig, ViewerStats, watch_storage_session};
+    let stats = ViewerStats::new();
+    let (client, channel, watching) = (sim(entry), channel.clone(), stats.clone());
+    let cfg = ViewerConfig::new("127.0.0.1".parse().expect("ip"), client_id);
+    let task = tokio::spawn(async move {
+        watch_storage_session(&client, &channel, cfg, watching, until).await.map_err(|e| e.to_string())
+    });
+    (stats, task)
+}
+
+/// Viewers that join before the master wait on one node: GetSignalingChannelEndpoint sends
+/// every VIEWER where the channel's viewers already wait. The master's JoinStorageSession,
+/// served by another node, starts the session on theirs, and every viewer gets the camera.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_waiting_on_one_node_get_the_session_a_master_starts_on_another() {
+    use reel_sim::publisher::{
+        MediaSource, PublisherConfig, PublisherStats, ReconnectPolicy, provision_storage_channel,
+        publish_with_reconnect,
+    };
+    use reel_sim::viewer::Track;
+    let services = Services::start(CLUSTER_CONFIG).await;
+    let (a, b, c) = (services.node("node-a"), services.node("node-b"), services.node("node-c"));
+    let logs = || format!("A:\n{}\nB:\n{}\nC:\n{}", a.log(), b.log(), c.log());
+    let channel = provision_storage_channel(&sim(&a), "early", "early-stream", 1).await.expect("provision");
+    let same = |u: &str, node: &Reel| u.trim_end_matches('/') == node.url.trim_end_matches('/');
+
+    // No session, no writer: B sends the first viewer to itself, and it waits there.
+    let until = std::time::Instant::now() + Duration::from_secs(16);
+    let first = spawn_viewer(&b, &channel, "early-1", until);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let endpoints = sim(&c).viewer_endpoints(&channel.channel_arn).await.expect("VIEWER endpoints on C");
+        if same(&endpoints.webrtc, &b) && same(&endpoints.wss.replacen("ws", "http", 1), &b) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "C does not send viewers to B, where one waits: {endpoints:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A second viewer entering through C joins it on B.
+    let second = spawn_viewer(&c, &channel, "early-2", until);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // The camera's signaling and JoinStorageSession go to A.
+    let published = PublisherStats::new();
+    let camera = {
+        let (client, channel, stats) = (sim(&a), channel.clone(), published.clone());
+        let cfg = PublisherConfig::new(
+            "127.0.0.1".parse().expect("ip"),
+            std::sync::Arc::new(MediaSource::new(500_000).expect("media")),
+        );
+        tokio::spawn(async move {
+            let _ = publish_with_reconnect(&client, &channel, cfg, stats, until, ReconnectPolicy::default()).await;
+        })
+    };
+    for (id, (stats, task)) in [("early-1", first), ("early-2", second)] {
+        let watched = task.await.expect("viewer task");
+        let frames = stats.frames();
+        let video: Vec<_> = frames.iter().filter(|f| f.track == Track::Video).collect();
+        let audio = frames.iter().filter(|f| f.track == Track::Audio).count();
+        assert!(
+            watched.is_ok() && video.len() >= 20 && video[0].keyframe && audio >= 50,
+            "viewer {id}: {watched:?}, {} video frames (first a keyframe: {:?}), {audio} audio; camera {:?}\n{}",
+            video.len(),
+            video.first().map(|f| f.keyframe),
+            published.snapshot(),
+            logs()
+        );
+    }
+    camera.abort();
+    // B runs the session and writes the stream; A handed it over once.
+    let writer = sim(&a).data_endpoint(&channel.stream_arn, "GET_MEDIA").await.expect("GetDataEndpoint");
+    assert!(same(&writer, &b), "the writer is {writer}, not B ({})", b.url);
+    let metrics = reqwest::get(format!("{}/metrics", a.url)).await.expect("metrics").text().await.expect("body");
+    let started = common::metric(&metrics, "reel_storage_session_handoffs_total", &[("outcome", "started")]);
+    assert_eq!(started, Some(1.0), "A's hand-offs:\n{metrics}");
+}

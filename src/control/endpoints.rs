@@ -142,9 +142,12 @@ pub async fn get_signaling_channel_endpoint(
 
 /// The base URL of the node running `channel_arn`'s storage session: where its storage peer
 /// is attached to signaling (known cluster-wide from the moment JoinStorageSession is
-/// served), else the node writing or last writing its stream `stream_arn`, else this one.
+/// served); with no session running, where its viewers already wait (the master's
+/// JoinStorageSession starts the session there, `crate::peer::handoff`); else the node
+/// writing or last writing its stream `stream_arn`; else this one.
 async fn storage_session_endpoint(st: &Core, signaling: &Signaling, channel_arn: &str, stream_arn: &str) -> String {
-    match signaling.registry.bus().storage_peer_at(channel_arn) {
+    let bus = signaling.registry.bus();
+    match bus.storage_peer_at(channel_arn).or_else(|| bus.storage_viewers_at(channel_arn)) {
         Some(StoragePeerAt::ThisNode) => st.urls.https.clone(),
         Some(StoragePeerAt::OtherNode(node)) => match st.members.url(&node) {
             Some(url) => url,

@@ -1,5 +1,8 @@
 //! `POST /joinStorageSession` (docs/kvs-wire.md §4.1): check the channel, its storage mapping and
 //! its master, answer 200 at once, and start a storage session that offers to the master.
+//!
+//! Cluster mode: the session starts on this node, unless the channel's live viewers wait on
+//! another node; then that node is asked to start it ([`super::handoff`]).
 
 use axum::Extension;
 use axum::extract::State;
@@ -64,6 +67,12 @@ pub(crate) async fn storage_stream(
         return Err(ApiError::not_found(format!("the channel {arn} was not found")));
     }
     st.throttle.check_resource(operation, lim.join_tps_per_channel, arn)?;
+    mapped_stream(st, arn).await
+}
+
+/// The channel's storage stream: storage enabled and mapped to a stream that exists and has
+/// retention. Returns the stream's ARN and record.
+pub(crate) async fn mapped_stream(st: &Core, arn: &str) -> ApiResult<(String, crate::meta::StreamRecord)> {
     let storage = st.meta.media_storage(arn).await?;
     let stream_arn = match (storage.enabled, storage.stream_arn) {
         (true, Some(s)) => s,
@@ -98,25 +107,50 @@ pub async fn handle(
     tracing::Span::current().record("channel", arn.as_str());
     authorize(&principal, "kinesisvideo:JoinStorageSession", &arn, access_denied)?;
     let (stream_arn, stream) = storage_stream(&st, OPERATION, &arn).await?;
-    if !signaling.registry.bus().master_connected(&arn) {
-        return Err(ApiError::invalid_argument(format!("no master is connected to the channel {arn}")));
+    require_master(&signaling, &arn)?;
+    if super::handoff::to_waiting_viewers(&signaling, &arn).await {
+        return Ok(StatusCode::OK);
     }
+    start_here(&st, &signaling, &peers, &arn, &stream_arn, &stream).await?;
+    Ok(StatusCode::OK)
+}
+
+/// JoinStorageSession needs the channel's master connected (to this node or, in a cluster,
+/// to any).
+pub(crate) fn require_master(signaling: &Signaling, arn: &str) -> ApiResult<()> {
+    if signaling.registry.bus().master_connected(arn) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_argument(format!("no master is connected to the channel {arn}")))
+    }
+}
+
+/// Starts the channel's storage session on this node, writing into its stream
+/// `stream_arn`; returns the session id.
+pub(crate) async fn start_here(
+    st: &Core,
+    signaling: &Signaling,
+    peers: &Peers,
+    arn: &str,
+    stream_arn: &str,
+    stream: &crate::meta::StreamRecord,
+) -> ApiResult<u64> {
     // One writer per stream across nodes: take its lease (a newer session, here or on another
     // node, fences the older one; another node's running session is refused until it
     // lapses). A single node needs none: the newer session replaces the older in-process,
     // and renewing leases would only add metadata writes per session.
     let lease = if st.config.shares_metadata() {
-        let (keeper, taken) = st.leases.acquire(&stream_arn).await?;
+        let (keeper, taken) = st.leases.acquire(stream_arn).await?;
         tracing::debug!(stream = %stream_arn, epoch = taken.epoch, "writer lease taken");
         Some(keeper)
     } else {
         None
     };
-    let store = st.store.open_or_create_stream(&stream_arn, stream.data_retention_in_hours).await?;
-    let handle = signaling.registry.attach_storage_peer(&arn);
+    let store = st.store.open_or_create_stream(stream_arn, stream.data_retention_in_hours).await?;
+    let handle = signaling.registry.attach_storage_peer(arn);
     let id = peers.start_session(handle, store, lease);
     tracing::info!(session = id, stream = %stream_arn, "storage session starting");
-    Ok(StatusCode::OK)
+    Ok(id)
 }
 
 #[cfg(test)]

@@ -11,7 +11,9 @@
 //! the viewer's WebSocket; GetSignalingChannelEndpoint sends a VIEWER there
 //! (`crate::control::endpoints`). A call landing on a node that holds neither is refused with
 //! [`ViewerJoinError::OtherNode`] (`InvalidArgumentException`) instead of running a viewer
-//! that would never get media; viewer sessions are not routed across nodes.
+//! that would never get media; viewer sessions are not routed across nodes. A viewer that
+//! joins before the master waits on its node, and the master's JoinStorageSession starts the
+//! session there ([`super::handoff`]).
 
 use axum::Extension;
 use axum::extract::State;

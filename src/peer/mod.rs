@@ -2,6 +2,7 @@
 //! receives the master's H.264 + Opus and writes MKV fragments into the mapped stream.
 //!
 //! - [`join_storage_session`]: the API operation (checks, then starts a session).
+//! - [`handoff`]: cluster mode: the session starts on the node where its viewers wait.
 //! - [`session`]: one session's signaling with the master (offer, answer, candidates).
 //! - [`hub`]: the sans-IO core: every session's `Rtc`, demux and deadlines, time passed in.
 //! - [`io`]: the driver of a hub: one UDP socket, one thread with its own runtime.
@@ -16,6 +17,7 @@
 //!   `harness_viewer`: in-memory str0m viewers on the same harness.
 
 pub mod fanout;
+pub mod handoff;
 #[cfg(any(test, feature = "testkit"))]
 pub mod harness;
 #[cfg(any(test, feature = "testkit"))]

@@ -138,6 +138,9 @@ impl AppState {
             stream_cache: Default::default(),
             leases,
         };
+        if signaling.bus_connected().is_some() {
+            crate::peer::handoff::serve(core.clone(), signaling.clone(), peers.clone());
+        }
         let state = AppState { core, signaling, peers, playback: Readers::default(), readiness: Default::default() };
         Ok(Built { state, generated_key })
     }

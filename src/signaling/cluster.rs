@@ -84,6 +84,15 @@ pub enum Announcement {
         /// The attachment's id on its node.
         attachment: u64,
     },
+    /// How many storage viewer sessions (JoinStorageSessionAsViewer) of the channel are
+    /// attached on this node now (0: none left). A master's JoinStorageSession on another
+    /// node hands the session to the node where most of them wait ([`Directed::StartStorage`]).
+    ViewersWatching {
+        /// Channel ARN.
+        channel: String,
+        /// Storage viewer sessions attached on this node.
+        count: usize,
+    },
     /// The channel was deleted: close its connections everywhere.
     ChannelClosed {
         /// Channel ARN.
@@ -117,6 +126,22 @@ pub enum Directed {
         attachment: u64,
         /// The message.
         message: SignalingMessage,
+    },
+    /// Start the channel's storage session on the receiving node, where its live viewers
+    /// wait (the sender was asked by the master's JoinStorageSession); answered with
+    /// [`Directed::StorageStarted`].
+    StartStorage {
+        /// Channel ARN.
+        channel: String,
+        /// The sender's id of this request.
+        request: u64,
+    },
+    /// The answer to [`Directed::StartStorage`].
+    StorageStarted {
+        /// The request it answers.
+        request: u64,
+        /// Why the session was not started (`None`: it runs on the answering node).
+        error: Option<String>,
     },
     /// Re-announce your parties (the sender had forgotten this node, e.g. after a partition).
     Resync,

@@ -259,6 +259,80 @@ fn storage_viewers_are_only_attached_on_the_node_of_the_viewer_and_say_where_the
     assert!(c.bus(0).attach_storage_viewer(ARN, "v").is_ok(), "its own node may attach it");
 }
 
+/// Where a channel's storage viewers wait is known on every node: the node with the most,
+/// ties to the storage peer's node, then the lowest id; a node that leaves takes its own.
+#[test]
+fn every_node_knows_where_the_channels_viewers_wait() {
+    let c = Cluster::new(3, limits());
+    let t = Instant::now();
+    let here = |i: usize| c.bus(i).storage_viewers_at(ARN);
+    let other = |n: &str| Some(StoragePeerAt::OtherNode(n.to_string()));
+    assert_eq!(here(0), None);
+    let _a = c.bus(1).connect(&channel(), viewer("a"), t).expect("a on n1");
+    let _b = c.bus(2).connect(&channel(), viewer("b"), t).expect("b on n2");
+    let _c = c.bus(2).connect(&channel(), viewer("c"), t).expect("c on n2");
+    c.pump();
+    let a = c.bus(1).attach_storage_viewer(ARN, "a").expect("attach a");
+    c.pump();
+    assert_eq!((here(0), here(1), here(2)), (other("n1"), Some(StoragePeerAt::ThisNode), other("n1")));
+    let b = c.bus(2).attach_storage_viewer(ARN, "b").expect("attach b");
+    c.pump();
+    assert_eq!(here(0), other("n1"), "a tie goes to the lowest id");
+    let (_peer, _events) = c.bus(2).attach_storage_peer(ARN);
+    c.pump();
+    assert_eq!((here(0), here(1)), (other("n2"), other("n2")), "a tie goes to the storage peer's node");
+    let _c2 = c.bus(2).attach_storage_viewer(ARN, "c").expect("attach c");
+    c.pump();
+    c.bus(2).detach_storage_viewer(ARN, "b", b.0);
+    c.bus(2).detach_storage_peer(ARN, _peer);
+    c.pump();
+    assert_eq!(here(0), other("n1"), "one each again, no storage peer: the lowest id");
+    // A node forgotten takes its viewers along; a resync brings them back.
+    c.bus(0).forget_node("n1");
+    assert_eq!(here(0), other("n2"));
+    c.bus(1).receive("n0", Directed::Resync);
+    c.pump();
+    assert_eq!(here(0), other("n1"));
+    c.bus(1).detach_storage_viewer(ARN, "a", a.0);
+    c.pump();
+    assert_eq!(here(0), other("n2"));
+}
+
+/// A master's JoinStorageSession asks the viewers' node to start the session: the request
+/// reaches that node's server and the answer comes back; a node that serves no starts
+/// refuses at once; a request to a node that is forgotten fails instead of hanging.
+#[test]
+fn a_storage_start_asked_of_another_node_is_answered() {
+    let c = Cluster::new(3, limits());
+    let mut starts = c.bus(1).serve_storage_starts();
+    let (_, mut answer) = c.bus(0).hand_off_storage("n1", ARN);
+    c.pump();
+    let start = starts.try_recv().expect("the start request reached n1");
+    assert_eq!((start.channel.as_str(), start.from.as_str()), (ARN, "n0"));
+    assert!(answer.try_recv().is_err(), "no answer before n1 answers");
+    start.answer(Ok(()));
+    c.pump();
+    assert_eq!(answer.try_recv(), Ok(Ok(())));
+
+    let (_, mut refused) = c.bus(0).hand_off_storage("n2", ARN);
+    c.pump();
+    let why = refused.try_recv().expect("answered").expect_err("n2 serves no starts");
+    assert!(why.contains("does not start storage sessions"), "{why}");
+
+    let (_, mut lost) = c.bus(0).hand_off_storage("n1", ARN);
+    c.lose_in_flight();
+    c.bus(0).forget_node("n1");
+    assert!(matches!(lost.try_recv(), Err(tokio::sync::oneshot::error::TryRecvError::Closed)));
+
+    // An answer from a node that was not asked is not taken for the asked node's.
+    let (request, mut asked) = c.bus(0).hand_off_storage("n1", ARN);
+    c.lose_in_flight();
+    c.bus(0).receive("n2", Directed::StorageStarted { request, error: None });
+    assert!(matches!(asked.try_recv(), Err(tokio::sync::oneshot::error::TryRecvError::Empty)));
+    c.bus(0).cancel_hand_off(request);
+    assert!(matches!(asked.try_recv(), Err(tokio::sync::oneshot::error::TryRecvError::Closed)));
+}
+
 #[test]
 fn a_silent_node_is_forgotten_and_a_resync_brings_it_back() {
     let c = Cluster::new(2, limits());

@@ -12,6 +12,9 @@
 //! - [`session`]: one connection's loop (timeouts, GO_AWAY, STATUS_RESPONSE);
 //! - [`ws`]: the `GET /` upgrade handler; [`api`]: the HTTPS operations;
 //! - [`credentials`] / [`turn`]: TURN credentials and the TURN server.
+//! - cluster mode: [`cluster`] (what nodes tell each other), [`nats`] (its transport),
+//!   [`index_notices`] (fragment index notices), [`handoff`] (a storage session started on
+//!   the node where its viewers wait).
 //!
 //! [`Signaling`] ties them together and is what `AppState` holds.
 
@@ -20,6 +23,7 @@ pub mod cluster;
 #[cfg(test)]
 mod cluster_tests;
 pub mod credentials;
+pub mod handoff;
 pub mod index_notices;
 pub mod message;
 pub mod nats;

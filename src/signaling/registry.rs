@@ -49,8 +49,10 @@
 //! viewer's connection closing is reported ([`StorageViewerEvent::Disconnected`]) and ends
 //! the viewer session; attaching the same ClientId again detaches the older handle (its
 //! `recv` returns `None`: replaced). Cluster mode: only a viewer connected to this node can
-//! be attached ([`StorageViewerError::OnAnotherNode`]); routing a viewer session across
-//! nodes is not implemented.
+//! be attached ([`StorageViewerError::OnAnotherNode`]); a viewer session runs where its viewer
+//! is connected. Each node announces how many storage viewers it holds per channel, so every
+//! node knows where they wait ([`SignalingBus::storage_viewers_at`]), and the master's
+//! JoinStorageSession starts the session there ([`super::handoff`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -61,6 +63,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::cluster::{Announcement, ClusterLink, Directed, Since, now_ms};
+use super::handoff::{HandOffs, StartAnswer, StorageStart};
 use super::message::{ClientMessage, MessageKind, ServiceEvent, SignalingMessage};
 use super::pending::{Held, Party, PendingQueue};
 use crate::limits::SignalingLimits;
@@ -261,6 +264,20 @@ pub trait SignalingBus: Send + Sync + fmt::Debug {
     }
     /// Detach the storage peer `attachment` (no-op if a newer one replaced it).
     fn detach_storage_peer(&self, channel_arn: &str, attachment: u64);
+    /// The node where most storage viewer sessions of the channel are attached, cluster-wide
+    /// (ties: the node running its storage peer, then the lowest node id); `None` when
+    /// there are none. Viewers waiting for a master are sent there, and a master's
+    /// JoinStorageSession starts the session there (see [`super::handoff`]).
+    fn storage_viewers_at(&self, channel_arn: &str) -> Option<StoragePeerAt>;
+    /// Ask `node` to start the channel's storage session; returns the request id and the
+    /// receiver of its answer, which fails when the request could not be sent or the node
+    /// was forgotten first.
+    fn hand_off_storage(&self, node: &str, channel_arn: &str) -> (u64, oneshot::Receiver<StartAnswer>);
+    /// Forget a hand-off request whose answer is no longer awaited.
+    fn cancel_hand_off(&self, request: u64);
+    /// The storage session starts other nodes ask of this one (a later call replaces the
+    /// earlier receiver; without one, requests are refused at once).
+    fn serve_storage_starts(&self) -> mpsc::Receiver<StorageStart>;
     /// SendAlexaOfferToMaster: deliver `offer` to the master as if from viewer
     /// `sender_client_id`; the receiver yields the master's SDP answer payload.
     fn alexa_offer(
@@ -436,6 +453,8 @@ pub struct LocalBus {
     channels: Mutex<HashMap<String, ChannelState>>,
     next_id: AtomicU64,
     link: Option<Arc<dyn ClusterLink>>,
+    /// Storage session starts asked of other nodes, and where theirs go.
+    handoffs: HandOffs,
 }
 
 /// Where a connected party's events go.
@@ -529,6 +548,8 @@ struct ChannelState {
     storage_peer: Option<StorageSlot>,
     /// Storage viewer sessions by viewer ClientId.
     storage_viewers: HashMap<String, ViewerSlot>,
+    /// How many storage viewer sessions other nodes hold, by node id (none listed: 0).
+    watching: HashMap<String, usize>,
     alexa: HashMap<String, AlexaWaiter>,
     pending: PendingQueue,
 }
@@ -542,6 +563,7 @@ impl ChannelState {
             viewers: HashMap::new(),
             storage_peer: None,
             storage_viewers: HashMap::new(),
+            watching: HashMap::new(),
             alexa: HashMap::new(),
             pending: PendingQueue::default(),
         }
@@ -552,6 +574,7 @@ impl ChannelState {
             && self.viewers.is_empty()
             && self.storage_peer.is_none()
             && self.storage_viewers.is_empty()
+            && self.watching.is_empty()
             && self.alexa.is_empty()
             && self.pending.is_empty()
             && self.connects.is_full(now)
@@ -610,7 +633,13 @@ fn busy_name(to: &Party) -> String {
 impl LocalBus {
     /// An empty registry with these quotas, routing within this process only.
     pub fn new(limits: SignalingLimits) -> Self {
-        Self { limits, channels: Mutex::new(HashMap::new()), next_id: AtomicU64::new(1), link: None }
+        Self {
+            limits,
+            channels: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            link: None,
+            handoffs: HandOffs::default(),
+        }
     }
 
     /// An empty registry that also reaches the other nodes of a cluster through `link`;
@@ -642,6 +671,14 @@ impl LocalBus {
         if let Some(link) = &self.link {
             link.announce(body);
         }
+    }
+
+    /// Tell the other nodes how many storage viewer sessions of `ch` this node holds.
+    fn announce_watching(&self, channel_arn: &str, ch: &ChannelState) {
+        self.announce(Announcement::ViewersWatching {
+            channel: channel_arn.to_string(),
+            count: ch.storage_viewers.len(),
+        });
     }
 
     /// Relay `msg` (from `sender`; `None` = master or storage peer) to `client`.
@@ -789,8 +826,22 @@ impl LocalBus {
                     ch.storage_peer = None;
                 }
             }
+            Announcement::ViewersWatching { channel, count } => {
+                if count == 0 {
+                    if let Some(ch) = map.get_mut(&channel) {
+                        ch.watching.remove(from);
+                    }
+                } else {
+                    let ttl = Duration::from_secs(60);
+                    let ch = map.entry(channel).or_insert_with(|| ChannelState::new(ttl, &self.limits, now));
+                    ch.watching.insert(from.to_string(), count);
+                }
+            }
             Announcement::ChannelClosed { channel } => Self::close_channel_locked(&mut map, &channel),
-            Announcement::Bye => Self::forget_node_locked(&mut map, from),
+            Announcement::Bye => {
+                Self::forget_node_locked(&mut map, from);
+                self.handoffs.forget_node(from);
+            }
             Announcement::Hello { .. } | Announcement::Heartbeat { .. } => return,
         }
         Self::publish_counts(&map);
@@ -821,6 +872,12 @@ impl LocalBus {
                     _ => tracing::debug!(channel = %channel, from, "message for a storage peer that is gone"),
                 }
             }
+            Directed::StartStorage { channel, request } => {
+                if let Some(link) = &self.link {
+                    self.handoffs.start(link.clone(), from, channel, request);
+                }
+            }
+            Directed::StorageStarted { request, error } => self.handoffs.answered(from, request, error),
             Directed::Resync => self.announce_state(),
         }
     }
@@ -831,6 +888,8 @@ impl LocalBus {
         let mut map = self.lock();
         Self::forget_node_locked(&mut map, node);
         Self::publish_counts(&map);
+        drop(map);
+        self.handoffs.forget_node(node);
     }
 
     fn forget_node_locked(map: &mut HashMap<String, ChannelState>, node: &str) {
@@ -843,6 +902,7 @@ impl LocalBus {
             if ch.storage_peer.as_ref().is_some_and(|s| matches!(&s.sink, StorageSink::Remote(n) if n == node)) {
                 ch.storage_peer = None;
             }
+            ch.watching.remove(node);
         }
     }
 
@@ -873,6 +933,9 @@ impl LocalBus {
                     attachment: sp.attachment,
                     since: sp.since.clone(),
                 });
+            }
+            if !ch.storage_viewers.is_empty() {
+                self.announce_watching(arn, ch);
             }
         }
     }
@@ -1073,6 +1136,7 @@ impl SignalingBus for LocalBus {
         if let Some(old) = ch.storage_viewers.insert(client_id.to_string(), ViewerSlot { attachment, tx }) {
             let _ = old.tx.try_send(StorageViewerEvent::Replaced);
         }
+        self.announce_watching(channel_arn, ch);
         Ok((attachment, rx))
     }
 
@@ -1105,6 +1169,7 @@ impl SignalingBus for LocalBus {
             && ch.storage_viewers.get(client_id).is_some_and(|s| s.attachment == attachment)
         {
             ch.storage_viewers.remove(client_id);
+            self.announce_watching(channel_arn, ch);
         }
     }
 
@@ -1114,6 +1179,38 @@ impl SignalingBus for LocalBus {
             StorageSink::Remote(node) => StoragePeerAt::OtherNode(node.clone()),
             StorageSink::Local(_) => StoragePeerAt::ThisNode,
         })
+    }
+
+    fn storage_viewers_at(&self, channel_arn: &str) -> Option<StoragePeerAt> {
+        let map = self.lock();
+        let ch = map.get(channel_arn)?;
+        let peer_node = ch.storage_peer.as_ref().map(|s| match &s.sink {
+            StorageSink::Local(_) => self.node(),
+            StorageSink::Remote(node) => node.as_str(),
+        });
+        let here = (!ch.storage_viewers.is_empty()).then_some((self.node(), ch.storage_viewers.len()));
+        let there = ch.watching.iter().map(|(node, n)| (node.as_str(), *n));
+        // Most viewers; then the storage peer's node; then the lowest id (every node agrees).
+        let (node, _) = here.into_iter().chain(there).filter(|(_, n)| *n > 0).max_by(|(a, n), (b, m)| {
+            n.cmp(m).then((Some(*a) == peer_node).cmp(&(Some(*b) == peer_node))).then(b.cmp(a))
+        })?;
+        Some(if node == self.node() { StoragePeerAt::ThisNode } else { StoragePeerAt::OtherNode(node.to_string()) })
+    }
+
+    fn hand_off_storage(&self, node: &str, channel_arn: &str) -> (u64, oneshot::Receiver<StartAnswer>) {
+        match &self.link {
+            Some(link) => self.handoffs.request(link.as_ref(), node, channel_arn),
+            // No other node to ask: the receiver fails at once.
+            None => (0, oneshot::channel().1),
+        }
+    }
+
+    fn cancel_hand_off(&self, request: u64) {
+        self.handoffs.cancel(request);
+    }
+
+    fn serve_storage_starts(&self) -> mpsc::Receiver<StorageStart> {
+        self.handoffs.serve()
     }
 
     fn detach_storage_peer(&self, channel_arn: &str, attachment: u64) {

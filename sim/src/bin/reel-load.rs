@@ -147,6 +147,10 @@ struct Args {
     /// same load without viewers, reel's CPU per forwarded viewer-second.
     #[arg(long, default_value_t = 0)]
     viewers_per_session: usize,
+    /// The viewers join before their session's master (which starts 2 s after the first of
+    /// them, plus 0.6 s per further viewer) and wait for it.
+    #[arg(long, requires = "viewers_per_session")]
+    viewers_first: bool,
 }
 
 /// `secs` as a duration, for flag `name`.
@@ -255,6 +259,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         media_readback: !args.no_media_readback,
         reconnect: args.reconnect.then(ReconnectPolicy::default),
         viewers_per_session: args.viewers_per_session,
+        viewers_first: args.viewers_first,
         gso: !args.no_gso,
     };
     let default_ip = |ns: &str| -> IpAddr {

@@ -208,6 +208,8 @@ pub struct RunOptions {
     pub reconnect: Option<ReconnectPolicy>,
     /// Live viewers joining each session once it has connected (0: none); see [`viewers`].
     pub viewers_per_session: usize,
+    /// The viewers join before their session's master does ([`viewers::VIEWERS_FIRST_LEAD`]).
+    pub viewers_first: bool,
     /// Publishers send with GSO ([`PublisherConfig::gso`]); off: one send per packet.
     pub gso: bool,
 }
@@ -220,6 +222,7 @@ impl Default for RunOptions {
             media_readback: true,
             reconnect: None,
             viewers_per_session: 0,
+            viewers_first: false,
             gso: true,
         }
     }
@@ -434,11 +437,18 @@ async fn run_against(cfg: &LoadConfig, opts: RunOptions, rec: &Recorder) -> Resu
     let probes = Arc::new(Mutex::new(ProbeLog::default()));
     let start = Instant::now() + Duration::from_millis(200);
     let ramp = Duration::from_secs_f64(cfg.sessions as f64 / cfg.ramp_per_sec);
-    let ramp_end = start + ramp;
+    // Viewers that join first do so at `start`'s ramp; their masters follow a lead later.
+    let lead = match opts.viewers_first && opts.viewers_per_session > 0 {
+        true => viewers::viewers_first_lead(opts.viewers_per_session),
+        false => Duration::ZERO,
+    };
+    let ramp_end = start + lead + ramp;
     let until = ramp_end + cfg.duration;
     let mut tasks = Vec::new();
+    let mut starts = Vec::with_capacity(channels.len());
     for (i, channel) in channels.iter().enumerate() {
-        let at = start + Duration::from_secs_f64(i as f64 / cfg.ramp_per_sec);
+        let at = start + lead + Duration::from_secs_f64(i as f64 / cfg.ramp_per_sec);
+        starts.push(at - lead);
         let mut pcfg = PublisherConfig::new(cfg.bind_ip, source.clone());
         // Live viewers pair every frame they get with its send instant.
         pcfg.record_all_frames = opts.viewers_per_session > 0;
@@ -491,8 +501,20 @@ async fn run_against(cfg: &LoadConfig, opts: RunOptions, rec: &Recorder) -> Resu
         }
     }
 
-    let viewer_stats =
-        viewers::spawn_viewers(&client, &channels, &stats, cfg.bind_ip, opts.viewers_per_session, until, &mut tasks);
+    let join = match lead.is_zero() {
+        true => viewers::Join::OnceConnected,
+        false => viewers::Join::At(starts),
+    };
+    let viewer_stats = viewers::spawn_viewers(
+        &client,
+        &channels,
+        &stats,
+        cfg.bind_ip,
+        opts.viewers_per_session,
+        join,
+        until,
+        &mut tasks,
+    );
 
     // 4. The steady window.
     let viewers_settled = || viewer_stats.iter().all(|v| v.1.settled());

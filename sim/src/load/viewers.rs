@@ -59,15 +59,35 @@ pub const METRIC_SEND_CALLS: &str = "reel_webrtc_send_calls_total";
 /// call rate (2/s, as KVS), and a throttled call costs a backoff.
 pub const JOIN_SPACING: Duration = Duration::from_millis(600);
 
-/// Starts `per_session` viewers on every session (each waits until its session has
-/// connected, then joins, [`JOIN_SPACING`] after the previous one) watching until `until`;
-/// their tasks go into `tasks`. Returns (session index, stats) per viewer.
+/// With `--viewers-first`, a session's master starts this long after its first viewer
+/// joins, plus [`JOIN_SPACING`] per further viewer: every viewer waits for the master.
+pub const VIEWERS_FIRST_LEAD: Duration = Duration::from_secs(2);
+
+/// How much later than its first viewer a master starts with `--viewers-first`.
+pub fn viewers_first_lead(per_session: usize) -> Duration {
+    VIEWERS_FIRST_LEAD + JOIN_SPACING * per_session.saturating_sub(1) as u32
+}
+
+/// When the viewers of a session join.
+#[derive(Debug, Clone)]
+pub enum Join {
+    /// Once the session's master has connected (viewers of a running session).
+    OnceConnected,
+    /// At these instants, one per session, before the master starts (viewers that wait).
+    At(Vec<Instant>),
+}
+
+/// Starts `per_session` viewers on every session (each joins when `join` says,
+/// [`JOIN_SPACING`] after the previous one) watching until `until`; their tasks go into
+/// `tasks`. Returns (session index, stats) per viewer.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn_viewers(
     client: &Arc<KvsClient>,
     channels: &[StorageChannel],
     sessions: &[Arc<PublisherStats>],
     bind_ip: IpAddr,
     per_session: usize,
+    join: Join,
     until: Instant,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> Vec<(usize, Arc<ViewerStats>)> {
@@ -78,7 +98,17 @@ pub fn spawn_viewers(
             out.push((i, stats.clone()));
             let (c, ch, session) = (client.clone(), channel.clone(), session.clone());
             let cfg = ViewerConfig::new(bind_ip, &format!("load-viewer-{k}"));
+            let first_at = match &join {
+                Join::OnceConnected => None,
+                Join::At(times) => times.get(i).copied(),
+            };
             tasks.push(tokio::spawn(async move {
+                if let Some(at) = first_at {
+                    // Before the master: the viewer waits for the session to start.
+                    tokio::time::sleep_until((at + JOIN_SPACING * k as u32).into()).await;
+                    let _ = watch_storage_session(&c, &ch, cfg, stats, until).await;
+                    return;
+                }
                 // After the master's session connected: viewers of a running session.
                 loop {
                     if Instant::now() >= until {
@@ -292,6 +322,9 @@ pub struct ViewersReport {
     pub failure_examples: Vec<String>,
     /// Viewers connected and not failed at the end of the steady window.
     pub active_in_steady_window: usize,
+    /// Viewers that did not fail yet received no video frame at all (their expected frames
+    /// count from the first one received, so the percentages below cannot show them).
+    pub without_video: usize,
     /// JoinStorageSessionAsViewer sent → first video frame received, ms.
     pub join_to_first_video_ms: Option<Percentiles>,
     /// Video (H.264).
@@ -354,6 +387,7 @@ impl ViewersReport {
             if let (Some(join), Some(f)) = (v.join_ok_us, first) {
                 first_video.push((f.arrival_unix_us - join) as f64 / 1000.0);
             }
+            r.without_video += usize::from(first.is_none() && v.failure.is_none());
         }
         r.video = TrackSummary::of(&video.iter().collect::<Vec<_>>(), viewers.len());
         r.audio = TrackSummary::of(&audio.iter().collect::<Vec<_>>(), viewers.len());
@@ -381,6 +415,7 @@ impl ViewersReport {
             "  live viewers connected / failed              {} / {}   ({} per session; {} active in the steady window)",
             self.connected, self.failed, self.per_session, self.active_in_steady_window
         );
+        let _ = writeln!(o, "  live viewers that got no video frame         {}", self.without_video);
         for (k, n) in &self.failures {
             let _ = writeln!(o, "    failed: {k} × {n}");
         }
@@ -530,8 +565,16 @@ mod tests {
             connected: false,
             failure: Some(("no_offer".into(), "no SDP_OFFER within 30s".into())),
         };
-        let r = ViewersReport::new(2, &[ok, failed], &sent);
-        assert_eq!((r.connected, r.failed), (1, 1));
+        let starved = ViewerRun {
+            session: 0,
+            frames: Vec::new(),
+            join_ok_us: Some(t0),
+            ended_us: Some(t0 + 3_000_000),
+            connected: true,
+            failure: None,
+        };
+        let r = ViewersReport::new(2, &[ok, failed, starved], &sent);
+        assert_eq!((r.connected, r.failed, r.without_video), (2, 1, 1));
         assert_eq!(r.failures.get("no_offer"), Some(&1));
         let lat = r.video.latency_ms.unwrap();
         assert_eq!(lat.n, 60);

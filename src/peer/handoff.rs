@@ -24,6 +24,9 @@ use crate::signaling::registry::StoragePeerAt;
 /// itself.
 pub const HANDOFF_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How long a start request waits for the master's connection to reach this node's view.
+const MASTER_GRACE: Duration = Duration::from_millis(500);
+
 /// Prometheus counter: JoinStorageSession calls that asked another node to start the
 /// session, by `outcome` (`started`, `refused`, `unanswered`).
 pub const HANDOFFS: &str = "reel_storage_session_handoffs_total";
@@ -71,6 +74,13 @@ pub fn serve(st: Core, signaling: Signaling, peers: Peers) {
 async fn answer(st: &Core, signaling: &Signaling, peers: &Peers, start: StorageStart) {
     let started: ApiResult<u64> = async {
         let (stream_arn, stream) = mapped_stream(st, &start.channel).await?;
+        // The master's connection was announced on another subject than this request, and
+        // may be applied here a moment after it.
+        let bus = signaling.registry.bus();
+        let deadline = tokio::time::Instant::now() + MASTER_GRACE;
+        while !bus.master_connected(&start.channel) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         require_master(signaling, &start.channel)?;
         start_here(st, signaling, peers, &start.channel, &stream_arn, &stream).await
     }

@@ -239,7 +239,6 @@ async fn viewers_waiting_on_one_node_get_the_session_a_master_starts_on_another(
         MediaSource, PublisherConfig, PublisherStats, ReconnectPolicy, provision_storage_channel,
         publish_with_reconnect,
     };
-    use reel_sim::viewer::Track;
     let services = Services::start(CLUSTER_CONFIG).await;
     let (a, b, c) = (services.node("node-a"), services.node("node-b"), services.node("node-c"));
     let logs = || format!("A:\n{}\nB:\n{}\nC:\n{}", a.log(), b.log(), c.log());
@@ -276,17 +275,7 @@ async fn viewers_waiting_on_one_node_get_the_session_a_master_starts_on_another(
     };
     for (id, (stats, task)) in [("early-1", first), ("early-2", second)] {
         let watched = task.await.expect("viewer task");
-        let frames = stats.frames();
-        let video: Vec<_> = frames.iter().filter(|f| f.track == Track::Video).collect();
-        let audio = frames.iter().filter(|f| f.track == Track::Audio).count();
-        assert!(
-            watched.is_ok() && video.len() >= 20 && video[0].keyframe && audio >= 50,
-            "viewer {id}: {watched:?}, {} video frames (first a keyframe: {:?}), {audio} audio; camera {:?}\n{}",
-            video.len(),
-            video.first().map(|f| f.keyframe),
-            published.snapshot(),
-            logs()
-        );
+        common::assert_watched_live(id, &watched, &stats, format!("camera {:?}\n{}", published.snapshot(), logs()));
     }
     camera.abort();
     // B runs the session and writes the stream; A handed it over once.

@@ -345,21 +345,12 @@ async fn watch_live(
     client_id: &str,
     cluster: &Cluster,
 ) {
-    use reel_sim::viewer::{Track, ViewerConfig, ViewerStats, watch_storage_session};
+    use reel_sim::viewer::{ViewerConfig, ViewerStats, watch_storage_session};
     let stats = ViewerStats::new();
     let cfg = ViewerConfig::new("127.0.0.1".parse().expect("ip"), client_id);
     let until = Instant::now() + Duration::from_secs(8);
     let watched = watch_storage_session(client, channel, cfg, stats.clone(), until).await;
-    let frames = stats.frames();
-    let video: Vec<_> = frames.iter().filter(|f| f.track == Track::Video).collect();
-    let audio = frames.iter().filter(|f| f.track == Track::Audio).count();
-    assert!(
-        watched.is_ok() && video.len() >= 20 && video[0].keyframe && audio >= 50,
-        "viewer {client_id}: {watched:?}, {} video frames (first a keyframe: {:?}), {audio} audio\n{}",
-        video.len(),
-        video.first().map(|f| f.keyframe),
-        cluster.logs()
-    );
+    common::assert_watched_live(client_id, &watched, &stats, cluster.logs());
 }
 
 /// The node whose URL `url` is.

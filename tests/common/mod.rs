@@ -200,3 +200,24 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         (metric_name == name && labels.iter().all(wanted)).then(|| value.parse().ok()).flatten()
     })
 }
+
+/// Fails unless a reel-sim viewer `id` watched without error and received live media: at
+/// least 20 video frames starting at a keyframe, and 50 audio frames. `context` (logs,
+/// publisher stats) goes into the failure message.
+pub fn assert_watched_live<E: std::fmt::Debug>(
+    id: &str,
+    watched: &Result<(), E>,
+    stats: &reel_sim::viewer::ViewerStats,
+    context: impl std::fmt::Display,
+) {
+    use reel_sim::viewer::Track;
+    let frames = stats.frames();
+    let video: Vec<_> = frames.iter().filter(|f| f.track == Track::Video).collect();
+    let audio = frames.iter().filter(|f| f.track == Track::Audio).count();
+    assert!(
+        watched.is_ok() && video.len() >= 20 && video[0].keyframe && audio >= 50,
+        "viewer {id}: {watched:?}, {} video frames (first a keyframe: {:?}), {audio} audio\n{context}",
+        video.len(),
+        video.first().map(|f| f.keyframe),
+    );
+}

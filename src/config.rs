@@ -174,6 +174,11 @@ pub struct ServeArgs {
     /// Put channel ARNs in metric labels. Default false (names stay out of the scrape).
     #[arg(long, env = "REEL_METRICS_CHANNEL_LABELS", num_args = 0..=1, default_missing_value = "true")]
     pub metrics_channel_labels: Option<bool>,
+    /// Web origins whose pages may call the APIs and read playback URLs from a browser (CORS):
+    /// `*` (default, as KVS answers), `none`, or origins such as `https://app.example.com`
+    /// (repeat the flag, or separate with commas).
+    #[arg(long = "cors-origin", env = "REEL_CORS_ORIGIN", value_delimiter = ',')]
+    pub cors_origin: Option<Vec<String>>,
     /// Quotas; only settable in the config file (`[limits]` table).
     #[arg(skip)]
     #[serde(default)]
@@ -220,6 +225,8 @@ pub struct Config {
     pub bus_url: Option<String>,
     /// Who may read `/metrics` and what its labels reveal.
     pub metrics: MetricsSettings,
+    /// Which web origins may call reel from a browser (`--cors-origin`).
+    pub cors: crate::api::cors::CorsPolicy,
 }
 
 /// Who may read `GET /metrics` (`--metrics`).
@@ -586,6 +593,8 @@ impl Config {
                 "[limits.http] max_connections, max_connections_per_ip and audit_queue_events must be > 0".into(),
             ));
         }
+        let cors = crate::api::cors::CorsPolicy::parse(&m.pick(|a| a.cors_origin.clone()).unwrap_or_default())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let webrtc = WebRtcSettings {
             listen: m.pick(|a| a.webrtc_listen).unwrap_or_else(|| SocketAddr::new(listen.ip(), 0)),
             public_ip: m.pick(|a| a.webrtc_public_ip),
@@ -610,6 +619,7 @@ impl Config {
             node_id,
             bus_url,
             metrics,
+            cors,
         })
     }
 }

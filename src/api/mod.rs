@@ -9,7 +9,7 @@
 //!   `State<Core>` from whatever state the server builds (`FromRef`), so no area names
 //!   the server's state type.
 //! - [`edge`]: the layers every request passes through (request id, `Date`, SigV4,
-//!   account quota, metrics, audit).
+//!   account quota, metrics, audit); [`cors`]: which web origins may call from a browser.
 //! - Request steps, in the order handlers use them: [`body`] (restJson1 parsing),
 //!   [`validate`] / [`pagination`] (the model's constraints), [`resolve`] (find the named
 //!   channel or stream, authorize, take its rate token), [`access`] (policy checks and
@@ -27,6 +27,7 @@ use crate::throttle::Throttle;
 
 pub mod access;
 pub mod body;
+pub mod cors;
 pub mod edge;
 pub mod errors;
 pub mod pagination;

@@ -164,6 +164,10 @@ pub fn router(state: AppState, prometheus: metrics_exporter_prometheus::Promethe
         .merge(crate::playback::router())
         .merge(crate::streaming::router())
         .layer(axum::middleware::from_fn_with_state(state.core.clone(), edge::signed_api));
+    // Outside the signature check: a preflight carries none.
+    let cors = state.core.config.cors.layer();
+    let signed = signed.layer(tower::util::option_layer(cors.clone()));
+    let playback = crate::streaming::public_router().layer(tower::util::option_layer(cors));
     let base = match state.core.config.metrics.access {
         MetricsAccess::Off => Router::new(),
         MetricsAccess::Open => {
@@ -180,7 +184,7 @@ pub fn router(state: AppState, prometheus: metrics_exporter_prometheus::Promethe
     base.route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(signed)
-        .merge(crate::streaming::public_router())
+        .merge(playback)
         .merge(crate::console::router())
         .fallback(unknown_operation)
         .layer(axum::middleware::from_fn(crate::console::root))

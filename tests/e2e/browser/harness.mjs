@@ -76,9 +76,8 @@ export function launch() {
       '--disable-component-update',
       '--disable-sync',
       '--no-first-run',
-      // The page (served from 127.0.0.1) calls reel's HTTPS APIs on another origin and reel
-      // sends no CORS headers.
-      '--disable-web-security',
+      // No --disable-web-security: the page (served from 127.0.0.1) calls reel's HTTPS APIs
+      // on another origin, so reel's CORS answers are checked by the browser itself.
     ],
   });
 }

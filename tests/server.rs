@@ -177,13 +177,18 @@ fn listening_line_is_printed_once_and_sigterm_exits_zero() {
 
 #[test]
 fn invalid_settings_fail_with_a_clear_message() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_reel"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--account-id", "12ab"])
-        .output()
-        .expect("run reel");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("account-id"), "{err}");
+    for (flag, value, says) in [
+        ("--account-id", "12ab", "account-id"),
+        ("--cors-origin", "app.example.com", "--cors-origin \"app.example.com\""),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_reel"))
+            .args(["serve", "--listen", "127.0.0.1:0", flag, value])
+            .output()
+            .expect("run reel");
+        assert!(!out.status.success(), "{flag} {value} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{err}");
+    }
 }
 
 #[test]

@@ -34,7 +34,8 @@ pub struct Since {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Announcement {
-    /// This node (re)joined: every node re-announces its own parties to it.
+    /// This node (re)joined: every node forgets what an earlier run of it held and
+    /// re-announces its own parties to it.
     Hello {
         /// The base URL this node advertises to clients.
         url: String,

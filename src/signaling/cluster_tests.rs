@@ -351,6 +351,26 @@ fn a_silent_node_is_forgotten_and_a_resync_brings_it_back() {
     c.lose_in_flight();
 }
 
+/// A node that restarts under its id before the others time it out says Hello: what its
+/// earlier run held (a master, waiting viewers, a hand-off request) is forgotten at once.
+#[test]
+fn a_restarted_node_holds_nothing_of_its_earlier_run() {
+    let c = Cluster::new(2, limits());
+    let t = Instant::now();
+    let _master = c.bus(0).connect(&channel(), Party::Master, t).expect("master on n0");
+    let _v = c.bus(0).connect(&channel(), viewer("v"), t).expect("viewer on n0");
+    let _attached = c.bus(0).attach_storage_viewer(ARN, "v").expect("attach");
+    c.pump();
+    let (_, mut asked) = c.bus(1).hand_off_storage("n0", ARN);
+    c.lose_in_flight();
+    assert!(c.bus(1).master_connected(ARN));
+    assert_eq!(c.bus(1).storage_viewers_at(ARN), Some(StoragePeerAt::OtherNode("n0".to_string())));
+    c.bus(1).apply("n0", Announcement::Hello { url: "http://n0".into() });
+    assert!(!c.bus(1).master_connected(ARN));
+    assert_eq!(c.bus(1).storage_viewers_at(ARN), None);
+    assert!(matches!(asked.try_recv(), Err(tokio::sync::oneshot::error::TryRecvError::Closed)));
+}
+
 #[test]
 fn deleting_a_channel_closes_it_on_every_node() {
     let c = Cluster::new(2, limits());

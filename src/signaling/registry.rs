@@ -784,7 +784,7 @@ impl LocalBus {
 
     /// Apply what another node announced (see [`super::cluster`]); `from` is its node id.
     pub fn apply(&self, from: &str, body: Announcement) {
-        if matches!(body, Announcement::Hello { .. } | Announcement::Heartbeat { .. }) {
+        if matches!(body, Announcement::Heartbeat { .. }) {
             // Liveness only (the transport tracks it): no routing state changes.
             return;
         }
@@ -838,11 +838,13 @@ impl LocalBus {
                 }
             }
             Announcement::ChannelClosed { channel } => Self::close_channel_locked(&mut map, &channel),
-            Announcement::Bye => {
+            // A node that (re)started holds nothing yet: what an earlier run of it held is
+            // gone, even if it came back before the node timeout forgot it.
+            Announcement::Bye | Announcement::Hello { .. } => {
                 Self::forget_node_locked(&mut map, from);
                 self.handoffs.forget_node(from);
             }
-            Announcement::Hello { .. } | Announcement::Heartbeat { .. } => return,
+            Announcement::Heartbeat { .. } => return,
         }
         Self::publish_counts(&map);
     }

@@ -841,8 +841,7 @@ impl LocalBus {
             // A node that (re)started holds nothing yet: what an earlier run of it held is
             // gone, even if it came back before the node timeout forgot it.
             Announcement::Bye | Announcement::Hello { .. } => {
-                Self::forget_node_locked(&mut map, from);
-                self.handoffs.forget_node(from);
+                self.forget_node_locked(&mut map, from);
             }
             Announcement::Heartbeat { .. } => return,
         }
@@ -888,13 +887,13 @@ impl LocalBus {
     /// heartbeats), as if each had disconnected.
     pub fn forget_node(&self, node: &str) {
         let mut map = self.lock();
-        Self::forget_node_locked(&mut map, node);
+        self.forget_node_locked(&mut map, node);
         Self::publish_counts(&map);
-        drop(map);
-        self.handoffs.forget_node(node);
     }
 
-    fn forget_node_locked(map: &mut HashMap<String, ChannelState>, node: &str) {
+    /// [`LocalBus::forget_node`] under the channels lock; hand-off requests to `node` fail too.
+    fn forget_node_locked(&self, map: &mut HashMap<String, ChannelState>, node: &str) {
+        self.handoffs.forget_node(node);
         let on_node = |c: &Client| matches!(&c.sink, Sink::Remote(n) if n == node);
         for ch in map.values_mut() {
             if ch.remove_if(&Party::Master, on_node).is_some() {

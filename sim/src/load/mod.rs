@@ -438,9 +438,10 @@ async fn run_against(cfg: &LoadConfig, opts: RunOptions, rec: &Recorder) -> Resu
     let start = Instant::now() + Duration::from_millis(200);
     let ramp = Duration::from_secs_f64(cfg.sessions as f64 / cfg.ramp_per_sec);
     // Viewers that join first do so at `start`'s ramp; their masters follow a lead later.
-    let lead = match opts.viewers_first && opts.viewers_per_session > 0 {
-        true => viewers::viewers_first_lead(opts.viewers_per_session),
-        false => Duration::ZERO,
+    let lead = if opts.viewers_first && opts.viewers_per_session > 0 {
+        viewers::viewers_first_lead(opts.viewers_per_session)
+    } else {
+        Duration::ZERO
     };
     let ramp_end = start + lead + ramp;
     let until = ramp_end + cfg.duration;
@@ -501,20 +502,13 @@ async fn run_against(cfg: &LoadConfig, opts: RunOptions, rec: &Recorder) -> Resu
         }
     }
 
-    let join = match lead.is_zero() {
-        true => viewers::Join::OnceConnected,
-        false => viewers::Join::At(starts),
-    };
-    let viewer_stats = viewers::spawn_viewers(
-        &client,
-        &channels,
-        &stats,
-        cfg.bind_ip,
-        opts.viewers_per_session,
-        join,
+    let plan = viewers::ViewerPlan {
+        bind_ip: cfg.bind_ip,
+        per_session: opts.viewers_per_session,
+        join: if lead.is_zero() { viewers::Join::OnceConnected } else { viewers::Join::At(starts) },
         until,
-        &mut tasks,
-    );
+    };
+    let viewer_stats = viewers::spawn_viewers(&client, &channels, &stats, &plan, &mut tasks);
 
     // 4. The steady window.
     let viewers_settled = || viewer_stats.iter().all(|v| v.1.settled());

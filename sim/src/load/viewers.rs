@@ -77,28 +77,38 @@ pub enum Join {
     At(Vec<Instant>),
 }
 
-/// Starts `per_session` viewers on every session (each joins when `join` says,
-/// [`JOIN_SPACING`] after the previous one) watching until `until`; their tasks go into
+/// What the viewers of every session do.
+#[derive(Debug, Clone)]
+pub struct ViewerPlan {
+    /// Local address the viewers bind.
+    pub bind_ip: IpAddr,
+    /// Viewers per session.
+    pub per_session: usize,
+    /// When they join.
+    pub join: Join,
+    /// When they stop watching.
+    pub until: Instant,
+}
+
+/// Starts `plan.per_session` viewers on every session (each joins when `plan.join` says,
+/// [`JOIN_SPACING`] after the previous one) watching until `plan.until`; their tasks go into
 /// `tasks`. Returns (session index, stats) per viewer.
-#[allow(clippy::too_many_arguments)]
 pub fn spawn_viewers(
     client: &Arc<KvsClient>,
     channels: &[StorageChannel],
     sessions: &[Arc<PublisherStats>],
-    bind_ip: IpAddr,
-    per_session: usize,
-    join: Join,
-    until: Instant,
+    plan: &ViewerPlan,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> Vec<(usize, Arc<ViewerStats>)> {
+    let until = plan.until;
     let mut out = Vec::new();
     for (i, (channel, session)) in channels.iter().zip(sessions).enumerate() {
-        for k in 0..per_session {
+        for k in 0..plan.per_session {
             let stats = ViewerStats::new();
             out.push((i, stats.clone()));
             let (c, ch, session) = (client.clone(), channel.clone(), session.clone());
-            let cfg = ViewerConfig::new(bind_ip, &format!("load-viewer-{k}"));
-            let first_at = match &join {
+            let cfg = ViewerConfig::new(plan.bind_ip, &format!("load-viewer-{k}"));
+            let first_at = match &plan.join {
                 Join::OnceConnected => None,
                 Join::At(times) => times.get(i).copied(),
             };

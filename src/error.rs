@@ -71,6 +71,25 @@ impl ApiError {
         Self::new("SerializationException", StatusCode::BAD_REQUEST, message)
     }
 
+    /// The error another node of the cluster answered, by its code and status; a code reel
+    /// does not know becomes an `InternalFailure` naming it.
+    pub fn relayed(code: &str, status: u16, message: String) -> Self {
+        const CODES: &[&str] = &[
+            "AccessDeniedException",
+            "ClientLimitExceededException",
+            "InternalFailure",
+            "InvalidArgumentException",
+            "NotAuthorizedException",
+            "ResourceInUseException",
+            "ResourceNotFoundException",
+            "VersionMismatchException",
+        ];
+        match (CODES.iter().find(|c| **c == code), StatusCode::from_u16(status)) {
+            (Some(code), Ok(status)) => Self::new(code, status, message),
+            _ => Self::internal(format!("another node answered {code} ({status}): {message}")),
+        }
+    }
+
     /// The JSON body of the error.
     pub fn body(&self) -> serde_json::Value {
         serde_json::json!({ "__type": self.code, "message": self.message, "Message": self.message })

@@ -212,31 +212,35 @@ async fn a_joining_node_routes_to_the_others_at_once() {
     }
 }
 
-/// A reel-sim viewer (VIEWER endpoints asked of `entry`, ConnectAsViewer,
-/// JoinStorageSessionAsViewer) watching `channel` until `until`.
+/// Starts a simulated viewer entering through `entry`: it follows the VIEWER endpoints
+/// `entry` names, or (`direct`) connects and joins on `entry` itself.
 fn spawn_viewer(
     entry: &Reel,
     channel: &reel_sim::publisher::StorageChannel,
     client_id: &str,
+    direct: bool,
     until: std::time::Instant,
 ) -> (std::sync::Arc<reel_sim::viewer::ViewerStats>, tokio::task::JoinHandle<Result<(), String>>) {
     use reel_sim::viewer::{ViewerConfig, ViewerStats, watch_storage_session};
     let stats = ViewerStats::new();
     let (client, channel, watching) = (sim(entry), channel.clone(), stats.clone());
-    let cfg = ViewerConfig::new("127.0.0.1".parse().expect("ip"), client_id);
+    let cfg = ViewerConfig { direct, ..ViewerConfig::new("127.0.0.1".parse().expect("ip"), client_id) };
     let task = tokio::spawn(async move {
         watch_storage_session(&client, &channel, cfg, watching, until).await.map_err(|e| e.to_string())
     });
     (stats, task)
 }
 
-/// Viewers that join before the master wait on one node: GetSignalingChannelEndpoint sends
-/// every VIEWER where the channel's viewers already wait. The master's JoinStorageSession,
-/// served by another node, starts the session on theirs, and every viewer gets the camera.
+/// A stored channel's viewer sessions run on the node of its storage session, wherever the
+/// viewers and the master enter. Before any session, every node names the channel's home
+/// node as the VIEWER endpoint. A viewer that ignores it (its WebSocket and
+/// JoinStorageSessionAsViewer on another node) still gets its session there, through the
+/// bus. The master's signaling and JoinStorageSession go to the third node, which starts
+/// the session where the viewers wait; both viewers get the camera.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn viewers_waiting_on_one_node_get_the_session_a_master_starts_on_another() {
+async fn viewers_get_the_session_wherever_they_and_the_master_enter() {
     use reel_sim::publisher::{
-        MediaSource, PublisherConfig, PublisherStats, ReconnectPolicy, provision_storage_channel,
+        MediaSource, PublisherConfig, PublisherStats, ReconnectPolicy, StorageChannel, provision_storage_channel,
         publish_with_reconnect,
     };
     let services = Services::start(CLUSTER_CONFIG).await;
@@ -245,26 +249,47 @@ async fn viewers_waiting_on_one_node_get_the_session_a_master_starts_on_another(
     let channel = provision_storage_channel(&sim(&a), "early", "early-stream", 1).await.expect("provision");
     let same = |u: &str, node: &Reel| u.trim_end_matches('/') == node.url.trim_end_matches('/');
 
-    // No session, no writer: B sends the first viewer to itself, and it waits there.
+    // No session, no viewers: every node sends VIEWERs to the same node, the channel's home.
+    let mut named = Vec::new();
+    for node in [&a, &b, &c] {
+        let endpoints = sim(node).viewer_endpoints(&channel.channel_arn).await.expect("VIEWER endpoints");
+        assert!(same(&endpoints.wss.replacen("ws", "http", 1), node_named(&endpoints.webrtc, [&a, &b, &c])));
+        named.push(endpoints.webrtc);
+    }
+    assert!(named.iter().all(|n| n == &named[0]), "the nodes disagree on the VIEWER endpoint: {named:?}");
+    let home = node_named(&named[0], [&a, &b, &c]);
+    let others: Vec<&Reel> = [&a, &b, &c].into_iter().filter(|n| n.url != home.url).collect();
+    let (direct, entry) = (others[0], others[1]);
+
+    // The first viewer ignores the endpoints: its WebSocket and its join are on `direct`,
+    // which asks the home node to run its session.
     let until = std::time::Instant::now() + Duration::from_secs(16);
-    let first = spawn_viewer(&b, &channel, "early-1", until);
+    let first = spawn_viewer(direct, &channel, "early-1", true, until);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let endpoints = sim(&c).viewer_endpoints(&channel.channel_arn).await.expect("VIEWER endpoints on C");
-        if same(&endpoints.webrtc, &b) && same(&endpoints.wss.replacen("ws", "http", 1), &b) {
+        let metrics =
+            reqwest::get(format!("{}/metrics", direct.url)).await.expect("metrics").text().await.expect("body");
+        if common::metric(&metrics, "reel_storage_viewer_handoffs_total", &[("outcome", "joined")]) == Some(1.0) {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "C does not send viewers to B, where one waits: {endpoints:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the direct viewer's join was not handed to the home node\n{}",
+            logs()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // A second viewer entering through C joins it on B.
-    let second = spawn_viewer(&c, &channel, "early-2", until);
+    // The second follows the endpoints `entry` names: the home node, where the first waits.
+    let second = spawn_viewer(entry, &channel, "early-2", false, until);
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    // The camera's signaling and JoinStorageSession go to A.
+    // The camera's signaling and JoinStorageSession go to `entry` too.
+    let endpoints = sim(entry).master_endpoints(&channel.channel_arn).await.expect("MASTER endpoints");
+    assert!(same(&endpoints.webrtc, entry), "{endpoints:?}");
     let published = PublisherStats::new();
     let camera = {
-        let (client, channel, stats) = (sim(&a), channel.clone(), published.clone());
+        let channel = StorageChannel { endpoints, ..channel.clone() };
+        let (client, stats) = (sim(entry), published.clone());
         let cfg = PublisherConfig::new(
             "127.0.0.1".parse().expect("ip"),
             std::sync::Arc::new(MediaSource::new(500_000).expect("media")),
@@ -278,10 +303,19 @@ async fn viewers_waiting_on_one_node_get_the_session_a_master_starts_on_another(
         common::assert_watched_live(id, &watched, &stats, format!("camera {:?}\n{}", published.snapshot(), logs()));
     }
     camera.abort();
-    // B runs the session and writes the stream; A handed it over once.
+    // The home node runs the session and writes the stream; `entry` handed it over once.
     let writer = sim(&a).data_endpoint(&channel.stream_arn, "GET_MEDIA").await.expect("GetDataEndpoint");
-    assert!(same(&writer, &b), "the writer is {writer}, not B ({})", b.url);
-    let metrics = reqwest::get(format!("{}/metrics", a.url)).await.expect("metrics").text().await.expect("body");
+    assert!(same(&writer, home), "the writer is {writer}, not the home node ({})", home.url);
+    let metrics = reqwest::get(format!("{}/metrics", entry.url)).await.expect("metrics").text().await.expect("body");
     let started = common::metric(&metrics, "reel_storage_session_handoffs_total", &[("outcome", "started")]);
-    assert_eq!(started, Some(1.0), "A's hand-offs:\n{metrics}");
+    assert_eq!(started, Some(1.0), "hand-offs of the master's node:\n{metrics}");
+}
+
+/// The node among `nodes` whose URL is `url`.
+fn node_named<'a>(url: &str, nodes: [&'a Reel; 3]) -> &'a Reel {
+    let url = url.trim_end_matches('/');
+    match nodes.into_iter().find(|n| n.url.trim_end_matches('/') == url) {
+        Some(node) => node,
+        None => panic!("{url} is none of the nodes"),
+    }
 }

@@ -191,6 +191,10 @@ pub struct ViewerConfig {
     pub connect_timeout: Duration,
     /// Wait for the storage session's offer after the join.
     pub offer_timeout: Duration,
+    /// Connect and join on the client's own endpoint instead of the endpoints
+    /// GetSignalingChannelEndpoint names (a client that does not follow them, e.g. one
+    /// configured with a load balancer's URL).
+    pub direct: bool,
 }
 
 impl ViewerConfig {
@@ -201,6 +205,7 @@ impl ViewerConfig {
             client_id: client_id.to_string(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             offer_timeout: DEFAULT_OFFER_TIMEOUT,
+            direct: false,
         }
     }
 }
@@ -233,7 +238,11 @@ async fn watch(
     stats: &ViewerStats,
     until: Instant,
 ) -> Result<(), ViewerError> {
-    let endpoints = client.viewer_endpoints(&channel.channel_arn).await?;
+    let mut endpoints = client.viewer_endpoints(&channel.channel_arn).await?;
+    if cfg.direct {
+        endpoints.wss = client.endpoint.replacen("http", "ws", 1);
+        endpoints.webrtc.clone_from(&client.endpoint);
+    }
     let mut conn =
         MasterConnection::connect_as_viewer(&client.signer, &endpoints.wss, &channel.channel_arn, &cfg.client_id)
             .await?;

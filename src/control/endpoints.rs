@@ -17,6 +17,7 @@ use crate::api::urls::PublicUrls;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::signaling::Signaling;
+use crate::signaling::handoff::session_node;
 use crate::signaling::registry::StoragePeerAt;
 
 use crate::api::resolve::ArnFormatError;
@@ -125,9 +126,7 @@ pub async fn get_signaling_channel_endpoint(
     // A viewer of a stored channel watches through the storage session, which serves its
     // viewers on its own node (their media is forwarded on that node's socket): send it there.
     let urls = match storage.and_then(|m| m.stream_arn).filter(|_| steered_viewer) {
-        Some(stream_arn) => {
-            PublicUrls::from_base(&storage_session_endpoint(&st, &signaling, &channel.arn, &stream_arn).await)
-        }
+        Some(_) => PublicUrls::from_base(&storage_session_endpoint(&st, &signaling, &channel.arn)),
         None => st.urls.as_ref().clone(),
     };
     let endpoints = protocols
@@ -140,20 +139,13 @@ pub async fn get_signaling_channel_endpoint(
     Ok(Json(SignalingEndpointOutput { endpoints }))
 }
 
-/// The base URL of the node running `channel_arn`'s storage session: where its storage peer
-/// is attached to signaling (known cluster-wide from the moment JoinStorageSession is
-/// served); with no session running, where its viewers already wait (the master's
-/// JoinStorageSession starts the session there, `crate::peer::handoff`); else the node
-/// writing or last writing its stream `stream_arn`; else this one.
-async fn storage_session_endpoint(st: &Core, signaling: &Signaling, channel_arn: &str, stream_arn: &str) -> String {
-    let bus = signaling.registry.bus();
-    match bus.storage_peer_at(channel_arn).or_else(|| bus.storage_viewers_at(channel_arn)) {
-        Some(StoragePeerAt::ThisNode) => st.urls.https.clone(),
-        Some(StoragePeerAt::OtherNode(node)) => match st.members.url(&node) {
-            Some(url) => url,
-            None => data_endpoint(st, stream_arn).await,
-        },
-        None => data_endpoint(st, stream_arn).await,
+/// The base URL of the node where `channel_arn`'s storage session and viewer sessions run
+/// (`crate::signaling::handoff::session_node`): the viewer's signaling then stays on the node
+/// that serves it.
+fn storage_session_endpoint(st: &Core, signaling: &Signaling, channel_arn: &str) -> String {
+    match session_node(signaling.registry.bus().as_ref(), &st.members, channel_arn) {
+        StoragePeerAt::ThisNode => st.urls.https.clone(),
+        StoragePeerAt::OtherNode(node) => st.members.url(&node).unwrap_or_else(|| st.urls.https.clone()),
     }
 }
 

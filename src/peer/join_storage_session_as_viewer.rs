@@ -7,13 +7,11 @@
 //! reel answers `InvalidArgumentException`, as JoinStorageSession does when no master is
 //! connected. The master may join later: the viewer waits (see [`super::fanout`]).
 //!
-//! Cluster mode: a viewer session runs on the node of the channel's storage session and of
-//! the viewer's WebSocket; GetSignalingChannelEndpoint sends a VIEWER there
-//! (`crate::control::endpoints`). A call landing on a node that holds neither is refused with
-//! [`ViewerJoinError::OtherNode`] (`InvalidArgumentException`) instead of running a viewer
-//! that would never get media; viewer sessions are not routed across nodes. A viewer that
-//! joins before the master waits on its node, and the master's JoinStorageSession starts the
-//! session there ([`super::handoff`]).
+//! Cluster mode: the call may land on any node, and the viewer's WebSocket may be on any
+//! node. The viewer session runs on the node of the channel's storage session (or, before
+//! the master, where its viewers wait, else the channel's home node): a call landing
+//! elsewhere asks that node to run it and answers what it answers ([`super::handoff`]). The
+//! session's offer and candidates reach the viewer through the bus.
 
 use axum::Extension;
 use axum::extract::State;
@@ -22,6 +20,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use super::Peers;
+use super::handoff::{self, ANNOUNCE_GRACE, Outcome, VIEWER_HANDOFFS, session_node};
 use super::join_storage_session::{access_denied, storage_stream, valid_channel_arn};
 use super::viewer_quota::ViewersFull;
 use crate::api::Core;
@@ -29,7 +28,8 @@ use crate::api::access::authorize_action as authorize;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::signaling::Signaling;
-use crate::signaling::registry::StorageViewerError;
+use crate::signaling::handoff::Ask;
+use crate::signaling::registry::{StoragePeerAt, StorageViewerError};
 
 /// The KVS operation name (throttle and audit).
 pub const OPERATION: &str = "JoinStorageSessionAsViewer";
@@ -54,9 +54,9 @@ pub enum ViewerJoinError {
     /// The viewer is not connected to the channel's signaling as VIEWER.
     #[error("no viewer with client id {client_id} is connected to the signaling channel {channel}")]
     NotConnected { channel: String, client_id: String },
-    /// The viewer's WebSocket or the channel's storage session is on another node.
-    #[error("{0}; call JoinStorageSessionAsViewer on the node that runs the channel's storage session")]
-    OtherNode(String),
+    /// The cluster bus could not take the message that routes the viewer to its session.
+    #[error("the cluster bus is busy; retry the call")]
+    Busy,
     /// The per-session viewer cap.
     #[error(transparent)]
     Full(#[from] ViewersFull),
@@ -65,7 +65,7 @@ pub enum ViewerJoinError {
 impl From<ViewerJoinError> for ApiError {
     fn from(e: ViewerJoinError) -> Self {
         match e {
-            ViewerJoinError::Full(_) => ApiError::client_limit(e.to_string()),
+            ViewerJoinError::Full(_) | ViewerJoinError::Busy => ApiError::client_limit(e.to_string()),
             _ => ApiError::invalid_argument(e.to_string()),
         }
     }
@@ -110,22 +110,56 @@ pub async fn handle(
     tracing::Span::current().record("channel", arn.as_str()).record("client_id", client_id.as_str());
     authorize(&principal, ACTION, &arn, access_denied)?;
     let (stream_arn, _) = storage_stream(&st, OPERATION, &arn).await?;
+    if let StoragePeerAt::OtherNode(node) = session_node(signaling.registry.bus().as_ref(), &st.members, &arn) {
+        let ask = Ask::JoinViewer { client_id: client_id.clone() };
+        let outcome = match handoff::ask(&signaling, &node, &arn, ask).await {
+            Outcome::Done => {
+                metrics::counter!(VIEWER_HANDOFFS, "outcome" => "joined").increment(1);
+                tracing::info!(node = %node, stream = %stream_arn, "viewer session starting on the storage session's node");
+                return Ok(StatusCode::OK);
+            }
+            Outcome::Refused(e) => {
+                metrics::counter!(VIEWER_HANDOFFS, "outcome" => "refused").increment(1);
+                return Err(e);
+            }
+            Outcome::Unanswered => "unanswered",
+        };
+        metrics::counter!(VIEWER_HANDOFFS, "outcome" => outcome).increment(1);
+    }
+    let id = join_here(&signaling, &peers, &arn, &client_id).await?;
+    tracing::info!(viewer = id, stream = %stream_arn, "viewer session starting");
+    Ok(StatusCode::OK)
+}
+
+/// Attaches the viewer (connected to this node or, in a cluster, another) to a viewer
+/// session of this node, takes its seat and starts it; returns the session id.
+pub(crate) async fn join_here(
+    signaling: &Signaling,
+    peers: &Peers,
+    arn: &str,
+    client_id: &str,
+) -> Result<u64, ViewerJoinError> {
     let registry = &signaling.registry;
-    if let Some(node) = registry.bus().storage_peer_node(&arn) {
-        return Err(ViewerJoinError::OtherNode(format!("the channel's storage session runs on node {node}")).into());
+    let mut attached = registry.attach_storage_viewer(arn, client_id);
+    // In a cluster, a viewer that just connected to another node may reach this node's view
+    // a moment after the call that names it.
+    let deadline = tokio::time::Instant::now() + ANNOUNCE_GRACE;
+    while matches!(attached, Err(StorageViewerError::NotConnected))
+        && signaling.bus_connected().is_some()
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        attached = registry.attach_storage_viewer(arn, client_id);
     }
     // Attach first: a refused call takes no seat. A call over the cap is for a new client
     // id (the same id reuses its seat), so the attachment it drops replaced nothing.
-    let handle = registry.attach_storage_viewer(&arn, &client_id).map_err(|e| match e {
-        StorageViewerError::OnAnotherNode => {
-            ViewerJoinError::OtherNode(format!("the viewer {client_id} is connected to another node"))
-        }
-        _ => ViewerJoinError::NotConnected { channel: arn.clone(), client_id: client_id.clone() },
+    let handle = attached.map_err(|e| match e {
+        StorageViewerError::Busy => ViewerJoinError::Busy,
+        _ => ViewerJoinError::NotConnected { channel: arn.to_string(), client_id: client_id.to_string() },
     })?;
-    let id = peers.take_viewer_seat(&arn, &client_id).map_err(ViewerJoinError::from)?;
+    let id = peers.take_viewer_seat(arn, client_id)?;
     peers.start_viewer(id, handle);
-    tracing::info!(viewer = id, stream = %stream_arn, "viewer session starting");
-    Ok(StatusCode::OK)
+    Ok(id)
 }
 
 #[cfg(test)]

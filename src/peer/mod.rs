@@ -2,7 +2,8 @@
 //! receives the master's H.264 + Opus and writes MKV fragments into the mapped stream.
 //!
 //! - [`join_storage_session`]: the API operation (checks, then starts a session).
-//! - [`handoff`]: cluster mode: the session starts on the node where its viewers wait.
+//! - [`handoff`]: cluster mode: a channel's storage session and viewer sessions run on one
+//!   node, whichever node gets the calls.
 //! - [`session`]: one session's signaling with the master (offer, answer, candidates).
 //! - [`hub`]: the sans-IO core: every session's `Rtc`, demux and deadlines, time passed in.
 //! - [`io`]: the driver of a hub: one UDP socket, one thread with its own runtime.

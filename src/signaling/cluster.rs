@@ -8,7 +8,9 @@
 //!   attached or detached, a channel was deleted, and the node's own liveness (`Hello`,
 //!   `Heartbeat`, `Bye`). Applying them in order makes each node's mirror converge.
 //! - [`Directed`] messages go to one node: a relayed signaling message for a party it holds,
-//!   a master message for the storage peer it runs, or a request to re-announce its state.
+//!   a master message for the storage peer it runs, a viewer's message for the viewer
+//!   session it runs, a request to run a storage or viewer session there and its answer
+//!   ([`super::handoff`]), or a request to re-announce its state.
 //!
 //! Ordering: "newest wins" compares [`Since`] (connect time in ms, then node id), so two
 //! nodes that see two masters connect at nearly the same moment agree on the winner.
@@ -17,6 +19,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::handoff::{Ask, Refusal};
 use super::message::SignalingMessage;
 use super::pending::Party;
 
@@ -87,7 +90,7 @@ pub enum Announcement {
     },
     /// How many storage viewer sessions (JoinStorageSessionAsViewer) of the channel are
     /// attached on this node now (0: none left). A master's JoinStorageSession on another
-    /// node hands the session to the node where most of them wait ([`Directed::StartStorage`]).
+    /// node hands the session to the node where most of them wait ([`Ask::StartStorage`]).
     ViewersWatching {
         /// Channel ARN.
         channel: String,
@@ -128,21 +131,65 @@ pub enum Directed {
         /// The message.
         message: SignalingMessage,
     },
-    /// Start the channel's storage session on the receiving node, where its live viewers
-    /// wait (the sender was asked by the master's JoinStorageSession); answered with
-    /// [`Directed::StorageStarted`].
-    StartStorage {
+    /// Do `ask` for the channel on the receiving node (see [`super::handoff`]); answered
+    /// with [`Directed::Answer`].
+    Request {
         /// Channel ARN.
         channel: String,
         /// The sender's id of this request.
         request: u64,
+        /// What is asked.
+        ask: Ask,
     },
-    /// The answer to [`Directed::StartStorage`].
-    StorageStarted {
+    /// The answer to [`Directed::Request`].
+    Answer {
         /// The request it answers.
         request: u64,
-        /// Why the session was not started (`None`: it runs on the answering node).
-        error: Option<String>,
+        /// Why it was not done (`None`: done).
+        refusal: Option<Refusal>,
+    },
+    /// A storage viewer session of the sending node now serves the viewer with this
+    /// ClientId, whose WebSocket the receiving node holds: route that viewer's messages to
+    /// it ([`Directed::ToViewerSession`]) instead of to the master. A viewer session the
+    /// receiving node held for it (its own, or another node's) is replaced.
+    ViewerAttached {
+        /// Channel ARN.
+        channel: String,
+        /// The viewer's ClientId.
+        client_id: String,
+        /// The viewer session's attachment id on the sending node.
+        attachment: u64,
+    },
+    /// The sending node's viewer session `attachment` of this viewer ended.
+    ViewerDetached {
+        /// Channel ARN.
+        channel: String,
+        /// The viewer's ClientId.
+        client_id: String,
+        /// The viewer session's attachment id on the sending node.
+        attachment: u64,
+    },
+    /// A newer viewer session of this viewer replaced the receiving node's `attachment`
+    /// (sent by the node holding the viewer's WebSocket).
+    ViewerReplaced {
+        /// Channel ARN.
+        channel: String,
+        /// The viewer's ClientId.
+        client_id: String,
+        /// The replaced viewer session's attachment id on the receiving node.
+        attachment: u64,
+    },
+    /// A message of a viewer connected to the sending node, for its viewer session running
+    /// on the receiving node.
+    ToViewerSession {
+        /// Channel ARN.
+        channel: String,
+        /// The viewer's ClientId.
+        client_id: String,
+        /// The viewer session's attachment id on the receiving node.
+        attachment: u64,
+        /// The message.
+        message: SignalingMessage,
     },
     /// Re-announce your parties (the sender had forgotten this node, e.g. after a partition).
     Resync,

@@ -6,11 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::cluster::{Announcement, ClusterLink, Directed};
+use super::handoff::{Ask, Refusal};
 use super::message::{ClientMessage, EventType, MessageKind, ServiceEvent, SignalingMessage};
 use super::pending::Party;
 use super::registry::{
     ChannelInfo, CloseReason, ConnectError, Connection, LocalBus, Outbound, SignalingBus, StoragePeerAt,
-    StoragePeerEvent, StorageViewerError,
+    StoragePeerEvent, StorageViewerEvent,
 };
 use crate::limits::SignalingLimits;
 
@@ -241,22 +242,117 @@ fn storage_peer_on_another_node_reaches_the_master_and_hears_it_come_and_go() {
     assert!(matches!(peer.try_recv(), Err(tokio::sync::mpsc::error::TryRecvError::Disconnected)));
 }
 
-/// Viewer sessions of a storage session are not routed across nodes (not implemented):
-/// the bus says where the storage peer runs and refuses a viewer connected elsewhere, so
-/// JoinStorageSessionAsViewer fails clearly instead of starting a viewer that gets nothing.
+/// The bus says where the storage peer runs, on every node.
 #[test]
-fn storage_viewers_are_only_attached_on_the_node_of_the_viewer_and_say_where_the_session_runs() {
+fn every_node_knows_where_the_storage_peer_runs() {
     let c = Cluster::new(2, limits());
-    let t = Instant::now();
-    let _v = c.bus(0).connect(&channel(), viewer("v"), t).expect("viewer on n0");
     let (_attachment, _peer) = c.bus(1).attach_storage_peer(ARN);
     c.pump();
     assert_eq!(c.bus(0).storage_peer_node(ARN), Some("n1".to_string()));
     assert_eq!(c.bus(1).storage_peer_node(ARN), None, "local");
     assert_eq!(c.bus(0).storage_peer_at(ARN), Some(StoragePeerAt::OtherNode("n1".to_string())));
     assert_eq!(c.bus(1).storage_peer_at(ARN), Some(StoragePeerAt::ThisNode));
-    assert_eq!(c.bus(1).attach_storage_viewer(ARN, "v").err(), Some(StorageViewerError::OnAnotherNode));
-    assert!(c.bus(0).attach_storage_viewer(ARN, "v").is_ok(), "its own node may attach it");
+}
+
+fn viewer_event(e: Result<StorageViewerEvent, tokio::sync::mpsc::error::TryRecvError>) -> StorageViewerEvent {
+    e.expect("a viewer session event")
+}
+
+/// A viewer session runs on the storage session's node while the viewer's WebSocket is on
+/// another: the offer and candidates reach the viewer as from the storage session, its
+/// answer and candidates reach the session (not the master), and its disconnect ends it.
+#[test]
+fn a_viewer_session_serves_a_viewer_connected_to_another_node() {
+    let c = Cluster::new(3, limits());
+    let t = Instant::now();
+    let mut master = c.bus(0).connect(&channel(), Party::Master, t).expect("master on n0");
+    let mut v = c.bus(2).connect(&channel(), viewer("v"), t).expect("viewer on n2");
+    c.pump();
+    let (attachment, mut session) = c.bus(1).attach_storage_viewer(ARN, "v").expect("n1 serves v");
+    c.pump();
+    assert_eq!(c.bus(0).storage_viewers_at(ARN), Some(StoragePeerAt::OtherNode("n1".to_string())));
+    c.bus(1)
+        .storage_viewer_send(
+            ARN,
+            "v",
+            attachment,
+            SignalingMessage { kind: MessageKind::SdpOffer, payload: "b2Zm".into() },
+        )
+        .expect("offer");
+    c.pump();
+    let offer = next_event(&mut v);
+    assert_eq!((offer.message_type, offer.sender_client_id.as_deref()), (EventType::SdpOffer, None));
+    c.bus(2).route(&v.endpoint, msg(MessageKind::SdpAnswer, "YW5z", None), t).expect("answer");
+    c.bus(2).route(&v.endpoint, msg(MessageKind::IceCandidate, "Y2FuZA==", Some("ignored")), t).expect("candidate");
+    c.pump();
+    assert!(
+        matches!(viewer_event(session.try_recv()), StorageViewerEvent::Message(m) if m.kind == MessageKind::SdpAnswer)
+    );
+    assert!(
+        matches!(viewer_event(session.try_recv()), StorageViewerEvent::Message(m) if m.kind == MessageKind::IceCandidate)
+    );
+    assert!(master.outbound.try_recv().is_err(), "the master hears nothing of the viewer's session");
+    c.bus(2).disconnect(&v.endpoint);
+    c.pump();
+    assert_eq!(viewer_event(session.try_recv()), StorageViewerEvent::Disconnected);
+}
+
+/// One viewer session per viewer, cluster-wide: a newer one replaces the older wherever
+/// either runs; an ended session stops the routing to it; a viewer that reconnects to
+/// another node takes its session along; a node that dies takes its viewers' sessions.
+#[test]
+fn a_viewer_has_one_session_cluster_wide() {
+    let c = Cluster::new(3, limits());
+    let t = Instant::now();
+    let _master = c.bus(0).connect(&channel(), Party::Master, t).expect("master on n0");
+    let v = c.bus(2).connect(&channel(), viewer("v"), t).expect("viewer on n2");
+    c.pump();
+    // Its own node's session, then one on n1: the older one hears it was replaced.
+    let (_, mut here) = c.bus(2).attach_storage_viewer(ARN, "v").expect("n2 serves v");
+    let (first, mut there) = c.bus(1).attach_storage_viewer(ARN, "v").expect("n1 serves v");
+    c.pump();
+    assert_eq!(viewer_event(here.try_recv()), StorageViewerEvent::Replaced);
+    assert_eq!(c.bus(0).storage_viewers_at(ARN), Some(StoragePeerAt::OtherNode("n1".to_string())));
+    // n0 takes over: n1's session is replaced, and the viewer now talks to n0's.
+    let (_, mut third) = c.bus(0).attach_storage_viewer(ARN, "v").expect("n0 serves v");
+    c.pump();
+    assert_eq!(viewer_event(there.try_recv()), StorageViewerEvent::Replaced);
+    c.bus(2).route(&v.endpoint, msg(MessageKind::SdpAnswer, "YW5z", None), t).expect("answer");
+    c.pump();
+    assert!(matches!(viewer_event(third.try_recv()), StorageViewerEvent::Message(_)));
+    assert!(there.try_recv().is_err());
+    let _ = first;
+    // The viewer reconnects to n1: its session on n0 follows it there.
+    let v2 = c.bus(1).connect(&channel(), viewer("v"), t).expect("viewer again, on n1");
+    c.pump();
+    c.bus(1).route(&v2.endpoint, msg(MessageKind::IceCandidate, "Y2FuZA==", None), t).expect("candidate");
+    c.pump();
+    assert!(
+        matches!(viewer_event(third.try_recv()), StorageViewerEvent::Message(m) if m.kind == MessageKind::IceCandidate)
+    );
+    // n1 goes silent: the session on n0 hears its viewer is gone.
+    c.bus(0).forget_node("n1");
+    assert_eq!(viewer_event(third.try_recv()), StorageViewerEvent::Disconnected);
+}
+
+/// A viewer session that ends (detached) stops the viewer's node routing to it: the
+/// viewer's messages go to the master again, as for any viewer.
+#[test]
+fn an_ended_viewer_session_hands_the_viewer_back_to_the_master() {
+    let c = Cluster::new(2, limits());
+    let t = Instant::now();
+    let mut master = c.bus(0).connect(&channel(), Party::Master, t).expect("master on n0");
+    let v = c.bus(1).connect(&channel(), viewer("v"), t).expect("viewer on n1");
+    c.pump();
+    let (attachment, _session) = c.bus(0).attach_storage_viewer(ARN, "v").expect("n0 serves v");
+    c.pump();
+    c.bus(0).detach_storage_viewer(ARN, "v", attachment);
+    c.pump();
+    assert_eq!(c.bus(1).storage_viewers_at(ARN), None);
+    c.bus(1).route(&v.endpoint, msg(MessageKind::SdpOffer, "b2Zm", None), t).expect("offer");
+    c.pump();
+    let e = next_event(&mut master);
+    assert_eq!((e.message_type, e.sender_client_id.as_deref()), (EventType::SdpOffer, Some("v")));
 }
 
 /// Where a channel's storage viewers wait is known on every node: the node with the most,
@@ -298,38 +394,48 @@ fn every_node_knows_where_the_channels_viewers_wait() {
     assert_eq!(here(0), other("n2"));
 }
 
-/// A master's JoinStorageSession asks the viewers' node to start the session: the request
-/// reaches that node's server and the answer comes back; a node that serves no starts
-/// refuses at once; a request to a node that is forgotten fails instead of hanging.
+/// A node asks another to start a storage session or run a viewer session: the request
+/// reaches that node's server and the answer (or refusal) comes back; a node that serves no
+/// requests refuses at once; a request to a node that is forgotten fails instead of hanging.
 #[test]
-fn a_storage_start_asked_of_another_node_is_answered() {
+fn a_request_to_another_node_is_answered() {
     let c = Cluster::new(3, limits());
-    let mut starts = c.bus(1).serve_storage_starts();
-    let (_, mut answer) = c.bus(0).hand_off_storage("n1", ARN);
+    let mut requests = c.bus(1).serve_asks();
+    let (_, mut answer) = c.bus(0).ask("n1", ARN, Ask::StartStorage);
     c.pump();
-    let start = starts.try_recv().expect("the start request reached n1");
-    assert_eq!((start.channel.as_str(), start.from.as_str()), (ARN, "n0"));
+    let start = requests.try_recv().expect("the start request reached n1");
+    assert_eq!((start.channel.as_str(), start.from.as_str(), &start.ask), (ARN, "n0", &Ask::StartStorage));
     assert!(answer.try_recv().is_err(), "no answer before n1 answers");
     start.answer(Ok(()));
     c.pump();
     assert_eq!(answer.try_recv(), Ok(Ok(())));
 
-    let (_, mut refused) = c.bus(0).hand_off_storage("n2", ARN);
+    let join = Ask::JoinViewer { client_id: "v".into() };
+    let (_, mut answer) = c.bus(2).ask("n1", ARN, join.clone());
     c.pump();
-    let why = refused.try_recv().expect("answered").expect_err("n2 serves no starts");
-    assert!(why.contains("does not start storage sessions"), "{why}");
+    let asked = requests.try_recv().expect("the viewer request reached n1");
+    assert_eq!((asked.from.as_str(), &asked.ask), ("n2", &join));
+    let full = Refusal::Api { code: "ClientLimitExceededException".into(), status: 400, message: "full".into() };
+    asked.answer(Err(full.clone()));
+    c.pump();
+    assert_eq!(answer.try_recv(), Ok(Err(full)), "the refusal comes back as it was given");
 
-    let (_, mut lost) = c.bus(0).hand_off_storage("n1", ARN);
+    let (_, mut refused) = c.bus(0).ask("n2", ARN, Ask::StartStorage);
+    c.pump();
+    let why = refused.try_recv().expect("answered").expect_err("n2 serves no requests");
+    assert!(matches!(&why, Refusal::Unavailable(w) if w.contains("serves no storage session requests")), "{why}");
+
+    let (_, mut lost) = c.bus(0).ask("n1", ARN, Ask::StartStorage);
     c.lose_in_flight();
     c.bus(0).forget_node("n1");
     assert!(matches!(lost.try_recv(), Err(tokio::sync::oneshot::error::TryRecvError::Closed)));
 
     // An answer from a node that was not asked is not taken for the asked node's.
-    let (request, mut asked) = c.bus(0).hand_off_storage("n1", ARN);
+    let (request, mut asked) = c.bus(0).ask("n1", ARN, Ask::StartStorage);
     c.lose_in_flight();
-    c.bus(0).receive("n2", Directed::StorageStarted { request, error: None });
+    c.bus(0).receive("n2", Directed::Answer { request, refusal: None });
     assert!(matches!(asked.try_recv(), Err(tokio::sync::oneshot::error::TryRecvError::Empty)));
-    c.bus(0).cancel_hand_off(request);
+    c.bus(0).cancel_ask(request);
     assert!(matches!(asked.try_recv(), Err(tokio::sync::oneshot::error::TryRecvError::Closed)));
 }
 
@@ -361,7 +467,7 @@ fn a_restarted_node_holds_nothing_of_its_earlier_run() {
     let _v = c.bus(0).connect(&channel(), viewer("v"), t).expect("viewer on n0");
     let _attached = c.bus(0).attach_storage_viewer(ARN, "v").expect("attach");
     c.pump();
-    let (_, mut asked) = c.bus(1).hand_off_storage("n0", ARN);
+    let (_, mut asked) = c.bus(1).ask("n0", ARN, Ask::StartStorage);
     c.lose_in_flight();
     assert!(c.bus(1).master_connected(ARN));
     assert_eq!(c.bus(1).storage_viewers_at(ARN), Some(StoragePeerAt::OtherNode("n0".to_string())));

@@ -13,8 +13,8 @@
 //! - [`ws`]: the `GET /` upgrade handler; [`api`]: the HTTPS operations;
 //! - [`credentials`] / [`turn`]: TURN credentials and the TURN server.
 //! - cluster mode: [`cluster`] (what nodes tell each other), [`nats`] (its transport),
-//!   [`index_notices`] (fragment index notices), [`handoff`] (a storage session started on
-//!   the node where its viewers wait).
+//!   [`index_notices`] (fragment index notices), [`handoff`] (requests that gather a
+//!   channel's storage and viewer sessions on one node).
 //!
 //! [`Signaling`] ties them together and is what `AppState` holds.
 

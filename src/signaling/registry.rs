@@ -48,9 +48,16 @@
 //! instead of the master: the viewer talks to the storage session, not peer to peer. The
 //! viewer's connection closing is reported ([`StorageViewerEvent::Disconnected`]) and ends
 //! the viewer session; attaching the same ClientId again detaches the older handle (its
-//! `recv` returns `None`: replaced). Cluster mode: only a viewer connected to this node can
-//! be attached ([`StorageViewerError::OnAnotherNode`]); a viewer session runs where its viewer
-//! is connected. Each node announces how many storage viewers it holds per channel, so every
+//! `recv` returns `None`: replaced).
+//!
+//! Cluster mode: a viewer session runs on the node of the channel's storage session, while
+//! the viewer's WebSocket may be on any node. Attaching a viewer connected to another node
+//! tells that node ([`Directed::ViewerAttached`]); it then sends the viewer's messages to the
+//! session ([`Directed::ToViewerSession`]), and the session's offer and candidates reach the
+//! viewer as relayed messages. The node holding the viewer's WebSocket keeps one viewer session
+//! per viewer: a newer one, wherever it runs, replaces the older one
+//! ([`Directed::ViewerReplaced`]). A viewer that reconnects to another node takes its session
+//! along. Each node announces how many storage viewer sessions it runs per channel, so every
 //! node knows where they wait ([`SignalingBus::storage_viewers_at`]), and the master's
 //! JoinStorageSession starts the session there ([`super::handoff`]).
 
@@ -63,7 +70,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::cluster::{Announcement, ClusterLink, Directed, Since, now_ms};
-use super::handoff::{HandOffs, StartAnswer, StorageStart};
+use super::handoff::{Answer, Ask, Asked, HandOffs};
 use super::message::{ClientMessage, MessageKind, ServiceEvent, SignalingMessage};
 use super::pending::{Held, Party, PendingQueue};
 use crate::limits::SignalingLimits;
@@ -196,8 +203,6 @@ pub enum StorageViewerEvent {
 pub enum StorageViewerError {
     #[error("no viewer with this client id is connected to the channel")]
     NotConnected,
-    #[error("the viewer is connected to another node of the cluster")]
-    OnAnotherNode,
     #[error("the viewer is not accepting messages right now")]
     Busy,
     #[error("this viewer session was detached (replaced by a newer one, or shutdown)")]
@@ -269,15 +274,15 @@ pub trait SignalingBus: Send + Sync + fmt::Debug {
     /// there are none. Viewers waiting for a master are sent there, and a master's
     /// JoinStorageSession starts the session there (see [`super::handoff`]).
     fn storage_viewers_at(&self, channel_arn: &str) -> Option<StoragePeerAt>;
-    /// Ask `node` to start the channel's storage session; returns the request id and the
-    /// receiver of its answer, which fails when the request could not be sent or the node
-    /// was forgotten first.
-    fn hand_off_storage(&self, node: &str, channel_arn: &str) -> (u64, oneshot::Receiver<StartAnswer>);
-    /// Forget a hand-off request whose answer is no longer awaited.
-    fn cancel_hand_off(&self, request: u64);
-    /// The storage session starts other nodes ask of this one (a later call replaces the
-    /// earlier receiver; without one, requests are refused at once).
-    fn serve_storage_starts(&self) -> mpsc::Receiver<StorageStart>;
+    /// Ask `node` to do `ask` for the channel (see [`super::handoff`]); returns the request
+    /// id and the receiver of its answer, which fails when the request could not be sent or
+    /// the node was forgotten first.
+    fn ask(&self, node: &str, channel_arn: &str, ask: Ask) -> (u64, oneshot::Receiver<Answer>);
+    /// Forget a request whose answer is no longer awaited.
+    fn cancel_ask(&self, request: u64);
+    /// The requests other nodes send this one (a later call replaces the earlier receiver;
+    /// without one, requests are refused at once).
+    fn serve_asks(&self) -> mpsc::Receiver<Asked>;
     /// SendAlexaOfferToMaster: deliver `offer` to the master as if from viewer
     /// `sender_client_id`; the receiver yields the master's SDP answer payload.
     fn alexa_offer(
@@ -338,8 +343,8 @@ impl Registry {
 }
 
 impl Registry {
-    /// Attach a storage viewer session to the viewer `client_id` of `channel_arn`, which
-    /// must be connected to this node; an older attachment of that viewer is detached.
+    /// Attach a storage viewer session to the viewer `client_id` of `channel_arn`, connected
+    /// to this node or (cluster mode) another; an older attachment of that viewer is detached.
     pub fn attach_storage_viewer(
         &self,
         channel_arn: &str,
@@ -526,11 +531,44 @@ impl StorageSlot {
     }
 }
 
-/// A storage viewer session bound to one viewer ClientId.
+/// A storage viewer session of this node bound to one viewer ClientId.
 #[derive(Debug)]
 struct ViewerSlot {
     attachment: u64,
     tx: mpsc::Sender<StorageViewerEvent>,
+    /// The node holding the viewer's WebSocket when it is another one (told of this slot).
+    viewer_node: Option<String>,
+}
+
+impl ViewerSlot {
+    /// The slot ends: its session hears `why` (if it still listens), and the viewer's node
+    /// (if `link` is given) stops routing to it.
+    fn end(
+        self,
+        link: Option<&Arc<dyn ClusterLink>>,
+        channel_arn: &str,
+        client_id: &str,
+        why: Option<StorageViewerEvent>,
+    ) {
+        if let Some(why) = why {
+            let _ = self.tx.try_send(why);
+        }
+        if let (Some(node), Some(link)) = (self.viewer_node, link) {
+            let body = Directed::ViewerDetached {
+                channel: channel_arn.to_string(),
+                client_id: client_id.to_string(),
+                attachment: self.attachment,
+            };
+            link.send(&node, body);
+        }
+    }
+}
+
+/// The viewer session, on another node, of a viewer connected to this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SessionElsewhere {
+    node: String,
+    attachment: u64,
 }
 
 #[derive(Debug)]
@@ -546,8 +584,10 @@ struct ChannelState {
     master: Option<Client>,
     viewers: HashMap<String, Client>,
     storage_peer: Option<StorageSlot>,
-    /// Storage viewer sessions by viewer ClientId.
+    /// Storage viewer sessions of this node by viewer ClientId.
     storage_viewers: HashMap<String, ViewerSlot>,
+    /// Viewers connected to this node whose storage viewer session runs on another node.
+    sessions_elsewhere: HashMap<String, SessionElsewhere>,
     /// How many storage viewer sessions other nodes hold, by node id (none listed: 0).
     watching: HashMap<String, usize>,
     alexa: HashMap<String, AlexaWaiter>,
@@ -563,6 +603,7 @@ impl ChannelState {
             viewers: HashMap::new(),
             storage_peer: None,
             storage_viewers: HashMap::new(),
+            sessions_elsewhere: HashMap::new(),
             watching: HashMap::new(),
             alexa: HashMap::new(),
             pending: PendingQueue::default(),
@@ -574,6 +615,7 @@ impl ChannelState {
             && self.viewers.is_empty()
             && self.storage_peer.is_none()
             && self.storage_viewers.is_empty()
+            && self.sessions_elsewhere.is_empty()
             && self.watching.is_empty()
             && self.alexa.is_empty()
             && self.pending.is_empty()
@@ -747,6 +789,9 @@ impl LocalBus {
     /// local connection is closed, the channel's storage peer hears of a master, and the
     /// messages held for `role` go to it.
     fn take_role(&self, arn: &str, ch: &mut ChannelState, role: &Party, client: Client, now: Instant) {
+        if let Party::Viewer(id) = role {
+            self.follow_viewer(arn, ch, id, &client);
+        }
         if let Some(old) = ch.install(role, client) {
             old.close(CloseReason::Replaced);
         }
@@ -761,6 +806,32 @@ impl LocalBus {
         }
     }
 
+    /// Viewer `id` is now connected as `client`: its storage viewer session here follows it
+    /// (the node now holding its WebSocket is told), and a session elsewhere that this node
+    /// routed to is no longer this node's business once the viewer is on another node.
+    fn follow_viewer(&self, arn: &str, ch: &mut ChannelState, id: &str, client: &Client) {
+        let node = match &client.sink {
+            Sink::Remote(node) => Some(node.clone()),
+            Sink::Local(_) => None,
+        };
+        if node.is_some() {
+            ch.sessions_elsewhere.remove(id);
+        }
+        let Some(slot) = ch.storage_viewers.get_mut(id) else { return };
+        if slot.viewer_node == node {
+            return;
+        }
+        slot.viewer_node = node;
+        if let (Some(node), Some(link)) = (&slot.viewer_node, &self.link) {
+            let body = Directed::ViewerAttached {
+                channel: arn.to_string(),
+                client_id: id.to_string(),
+                attachment: slot.attachment,
+            };
+            link.send(node, body);
+        }
+    }
+
     /// `role`'s connection left: the channel's storage peer hears of the master's departure,
     /// a storage viewer session of a viewer of its viewer's.
     fn drop_role(ch: &mut ChannelState, role: &Party) {
@@ -771,7 +842,37 @@ impl LocalBus {
                 if let Some(slot) = ch.storage_viewers.get(id) {
                     let _ = slot.tx.try_send(StorageViewerEvent::Disconnected);
                 }
+                ch.sessions_elsewhere.remove(id);
             }
+        }
+    }
+
+    /// Viewer `client_id`, connected to this node, is now served by `session`, which
+    /// replaces the viewer session that served it before, here or on another node.
+    fn replace_viewer_session(
+        &self,
+        arn: &str,
+        ch: &mut ChannelState,
+        client_id: &str,
+        session: Option<SessionElsewhere>,
+    ) {
+        if let Some(old) = ch.sessions_elsewhere.remove(client_id)
+            && Some(&old) != session.as_ref()
+            && let Some(link) = &self.link
+        {
+            let body = Directed::ViewerReplaced {
+                channel: arn.to_string(),
+                client_id: client_id.to_string(),
+                attachment: old.attachment,
+            };
+            link.send(&old.node, body);
+        }
+        if let Some(session) = session {
+            if let Some(old) = ch.storage_viewers.remove(client_id) {
+                old.end(self.link.as_ref(), arn, client_id, Some(StorageViewerEvent::Replaced));
+                self.announce_watching(arn, ch);
+            }
+            ch.sessions_elsewhere.insert(client_id.to_string(), session);
         }
     }
 
@@ -873,12 +974,58 @@ impl LocalBus {
                     _ => tracing::debug!(channel = %channel, from, "message for a storage peer that is gone"),
                 }
             }
-            Directed::StartStorage { channel, request } => {
+            Directed::Request { channel, request, ask } => {
                 if let Some(link) = &self.link {
-                    self.handoffs.start(link.clone(), from, channel, request);
+                    self.handoffs.asked(link.clone(), from, channel, request, ask);
                 }
             }
-            Directed::StorageStarted { request, error } => self.handoffs.answered(from, request, error),
+            Directed::Answer { request, refusal } => self.handoffs.answered(from, request, refusal),
+            Directed::ViewerAttached { channel, client_id, attachment } => {
+                let mut map = self.lock();
+                let Some(ch) = map.get_mut(&channel) else { return };
+                if ch.viewers.get(&client_id).is_some_and(Client::is_local) {
+                    let session = SessionElsewhere { node: from.to_string(), attachment };
+                    self.replace_viewer_session(&channel, ch, &client_id, Some(session));
+                } else if let Some(link) = &self.link {
+                    // The viewer left this node meanwhile: the session serves nobody here.
+                    link.send(from, Directed::ViewerReplaced { channel, client_id, attachment });
+                }
+            }
+            Directed::ViewerDetached { channel, client_id, attachment } => {
+                let mut map = self.lock();
+                if let Some(ch) = map.get_mut(&channel)
+                    && ch
+                        .sessions_elsewhere
+                        .get(&client_id)
+                        .is_some_and(|s| s.node == from && s.attachment == attachment)
+                {
+                    ch.sessions_elsewhere.remove(&client_id);
+                }
+            }
+            Directed::ViewerReplaced { channel, client_id, attachment } => {
+                let mut map = self.lock();
+                let Some(ch) = map.get_mut(&channel) else { return };
+                let ours = |s: &ViewerSlot| s.attachment == attachment && s.viewer_node.as_deref() == Some(from);
+                if ch.storage_viewers.get(&client_id).is_some_and(ours)
+                    && let Some(slot) = ch.storage_viewers.remove(&client_id)
+                {
+                    // The viewer's node already dropped it: no ViewerDetached back.
+                    let _ = slot.tx.try_send(StorageViewerEvent::Replaced);
+                    self.announce_watching(&channel, ch);
+                }
+            }
+            Directed::ToViewerSession { channel, client_id, attachment, message } => {
+                let map = self.lock();
+                let slot = map.get(&channel).and_then(|ch| ch.storage_viewers.get(&client_id));
+                match slot {
+                    Some(slot) if slot.attachment == attachment => {
+                        if slot.tx.try_send(StorageViewerEvent::Message(message)).is_ok() {
+                            transferred(&channel);
+                        }
+                    }
+                    _ => tracing::debug!(channel = %channel, from, "message for a viewer session that is gone"),
+                }
+            }
             Directed::Resync => self.announce_state(),
         }
     }
@@ -899,7 +1046,12 @@ impl LocalBus {
             if ch.remove_if(&Party::Master, on_node).is_some() {
                 Self::drop_role(ch, &Party::Master);
             }
-            ch.viewers.retain(|_, v| !on_node(v));
+            let gone: Vec<String> = ch.viewers.iter().filter(|(_, v)| on_node(v)).map(|(id, _)| id.clone()).collect();
+            for id in gone {
+                ch.viewers.remove(&id);
+                Self::drop_role(ch, &Party::Viewer(id));
+            }
+            ch.sessions_elsewhere.retain(|_, s| s.node != node);
             if ch.storage_peer.as_ref().is_some_and(|s| matches!(&s.sink, StorageSink::Remote(n) if n == node)) {
                 ch.storage_peer = None;
             }
@@ -1004,6 +1156,23 @@ impl SignalingBus for LocalBus {
                     }
                     Err(mpsc::error::TrySendError::Full(_)) => Err(RouteError::RecipientBusy("storage session".into())),
                     Err(mpsc::error::TrySendError::Closed(_)) => Err(RouteError::NoRecipient),
+                }
+            }
+            // ... wherever that session runs.
+            Party::Viewer(id) if ch.sessions_elsewhere.contains_key(id) => {
+                let Some(session) = ch.sessions_elsewhere.get(id) else { return Err(RouteError::NoRecipient) };
+                let body = Directed::ToViewerSession {
+                    channel: arn.to_string(),
+                    client_id: id.clone(),
+                    attachment: session.attachment,
+                    message: message.message,
+                };
+                match &self.link {
+                    Some(link) if link.send(&session.node, body) => {
+                        transferred(arn);
+                        Ok(())
+                    }
+                    _ => Err(RouteError::RecipientBusy("storage session".into())),
                 }
             }
             // A viewer always talks to the master; its recipientClientId is ignored.
@@ -1125,17 +1294,33 @@ impl SignalingBus for LocalBus {
     ) -> Result<(u64, mpsc::Receiver<StorageViewerEvent>), StorageViewerError> {
         let mut map = self.lock();
         let Some(ch) = map.get_mut(channel_arn) else { return Err(StorageViewerError::NotConnected) };
-        match ch.viewers.get(client_id) {
-            Some(c) if !c.is_local() => return Err(StorageViewerError::OnAnotherNode),
-            Some(c) if c.is_live() => {}
+        let viewer_node = match ch.viewers.get(client_id) {
+            Some(Client { sink: Sink::Remote(node), .. }) => Some(node.clone()),
+            Some(c) if c.is_live() => None,
             _ => return Err(StorageViewerError::NotConnected),
-        }
+        };
         let attachment = self.id();
+        if let Some(node) = &viewer_node {
+            let body = Directed::ViewerAttached {
+                channel: channel_arn.to_string(),
+                client_id: client_id.to_string(),
+                attachment,
+            };
+            if !self.link.as_ref().is_some_and(|link| link.send(node, body)) {
+                return Err(StorageViewerError::Busy);
+            }
+        } else {
+            self.replace_viewer_session(channel_arn, ch, client_id, None);
+        }
         let (tx, rx) = mpsc::channel(STORAGE_PEER_QUEUE);
         // Replacing the slot drops the older sender: the older handle hears why, then its
         // recv ends.
-        if let Some(old) = ch.storage_viewers.insert(client_id.to_string(), ViewerSlot { attachment, tx }) {
-            let _ = old.tx.try_send(StorageViewerEvent::Replaced);
+        let slot = ViewerSlot { attachment, tx, viewer_node: viewer_node.clone() };
+        if let Some(old) = ch.storage_viewers.insert(client_id.to_string(), slot) {
+            // The viewer's node (if it moved) stops routing to the older session; the one
+            // it is on now was just told of the new one.
+            let link = self.link.as_ref().filter(|_| old.viewer_node != viewer_node);
+            old.end(link, channel_arn, client_id, Some(StorageViewerEvent::Replaced));
         }
         self.announce_watching(channel_arn, ch);
         Ok((attachment, rx))
@@ -1168,8 +1353,9 @@ impl SignalingBus for LocalBus {
         let mut map = self.lock();
         if let Some(ch) = map.get_mut(channel_arn)
             && ch.storage_viewers.get(client_id).is_some_and(|s| s.attachment == attachment)
+            && let Some(slot) = ch.storage_viewers.remove(client_id)
         {
-            ch.storage_viewers.remove(client_id);
+            slot.end(self.link.as_ref(), channel_arn, client_id, None);
             self.announce_watching(channel_arn, ch);
         }
     }
@@ -1198,19 +1384,19 @@ impl SignalingBus for LocalBus {
         Some(if node == self.node() { StoragePeerAt::ThisNode } else { StoragePeerAt::OtherNode(node.to_string()) })
     }
 
-    fn hand_off_storage(&self, node: &str, channel_arn: &str) -> (u64, oneshot::Receiver<StartAnswer>) {
+    fn ask(&self, node: &str, channel_arn: &str, ask: Ask) -> (u64, oneshot::Receiver<Answer>) {
         match &self.link {
-            Some(link) => self.handoffs.request(link.as_ref(), node, channel_arn),
+            Some(link) => self.handoffs.request(link.as_ref(), node, channel_arn, ask),
             // No other node to ask: the receiver fails at once.
             None => (0, oneshot::channel().1),
         }
     }
 
-    fn cancel_hand_off(&self, request: u64) {
+    fn cancel_ask(&self, request: u64) {
         self.handoffs.cancel(request);
     }
 
-    fn serve_storage_starts(&self) -> mpsc::Receiver<StorageStart> {
+    fn serve_asks(&self) -> mpsc::Receiver<Asked> {
         self.handoffs.serve()
     }
 
@@ -1281,6 +1467,7 @@ impl SignalingBus for LocalBus {
             }
             ch.storage_peer = None;
             ch.storage_viewers.clear();
+            ch.sessions_elsewhere.clear();
             ch.alexa.clear();
         }
         self.announce(Announcement::Bye);

@@ -289,6 +289,12 @@ async fn session_token_must_match() {
     let missing = client(&reel, TEMP_KEY, TEMP_SECRET, None, |b| b);
     let (code, _, _) = failure(missing.list_signaling_channels().send().await);
     assert_eq!(code, "UnrecognizedClientException");
+
+    // A long-term key sent with a leftover session token is refused, as AWS refuses it.
+    let leftover = client(&reel, ROOT_KEY_ID, ROOT_SECRET, Some("leftover-token"), |b| b);
+    let (code, status, message) = failure(leftover.list_signaling_channels().send().await);
+    assert_eq!((code.as_str(), status), ("UnrecognizedClientException", 403));
+    assert_eq!(message, "The security token included in the request is invalid.");
 }
 
 /// Presign `method url` with the official signer (query-string signature, `UNSIGNED-PAYLOAD`).

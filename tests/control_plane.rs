@@ -226,7 +226,9 @@ async fn stream_lifecycle() {
     assert_eq!(info.media_type(), Some("video/h264,audio/aac"));
     assert_eq!(info.status(), Some(&Status::Active));
     assert_eq!(info.data_retention_in_hours(), Some(24));
-    assert_eq!(info.kms_key_id(), None);
+    // Created without a key: KVS reports the AWS managed key of the stream's region and account.
+    let account = arn.split(':').nth(4).expect("account");
+    assert_eq!(info.kms_key_id(), Some(format!("arn:aws:kms:us-west-2:{account}:alias/aws/kinesisvideo").as_str()));
     let v1 = info.version().expect("version").to_string();
     assert!(is_version(&v1));
     assert_fails!(kvs.create_stream().stream_name("front-door").send(), "ResourceInUseException", 400);

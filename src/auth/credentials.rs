@@ -7,7 +7,8 @@
 //! [[key]]
 //! access_key_id = "AKIACAMERA0001"
 //! secret_access_key = "..."
-//! session_token = "..."        # optional: requests must then carry this token
+//! session_token = "..."        # optional: requests must then carry this token (and without
+//!                               # one, they must carry none)
 //! root = false                  # optional, default false; root may do everything
 //! [[key.statement]]
 //! effect = "Allow"

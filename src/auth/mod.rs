@@ -152,12 +152,7 @@ impl Authenticator {
         sigv4::check_time(&signed, now, self.rules)?;
         let key_id = &signed.scope.access_key_id;
         let key = self.store.get(key_id).ok_or_else(|| AuthError::UnknownAccessKey(key_id.clone()))?;
-        if let Some(expected) = key.session_token() {
-            let sent = signed.security_token.as_deref().unwrap_or_default();
-            if !bool::from(sent.as_bytes().ct_eq(expected.as_bytes())) {
-                return Err(AuthError::InvalidSessionToken(key_id.clone()));
-            }
-        }
+        check_session_token(key, signed.security_token.as_deref())?;
         Ok(())
     }
 
@@ -178,12 +173,7 @@ impl Authenticator {
         sigv4::check_time(&signed, now, self.rules)?;
         let key_id = &signed.scope.access_key_id;
         let key = self.store.get(key_id).ok_or_else(|| AuthError::UnknownAccessKey(key_id.clone()))?;
-        if let Some(expected) = key.session_token() {
-            let sent = signed.security_token.as_deref().unwrap_or_default();
-            if !bool::from(sent.as_bytes().ct_eq(expected.as_bytes())) {
-                return Err(AuthError::InvalidSessionToken(key_id.clone()));
-            }
-        }
+        check_session_token(key, signed.security_token.as_deref())?;
         sigv4::verify(&req, &signed, key.secret())?;
         Ok(if key.root {
             Principal::root(key_id.clone())
@@ -191,6 +181,18 @@ impl Authenticator {
             Principal::with_policy(key_id.clone(), key.policy().clone())
         })
     }
+}
+
+/// The request's session token must be the key's: a key with one requires it, and a key
+/// without one refuses any (as AWS refuses a long-term key sent with a leftover
+/// `AWS_SESSION_TOKEN`).
+fn check_session_token(key: &AccessKey, sent: Option<&str>) -> Result<(), AuthError> {
+    let matches = match (key.session_token(), sent) {
+        (Some(expected), Some(sent)) => bool::from(sent.as_bytes().ct_eq(expected.as_bytes())),
+        (None, None) => true,
+        _ => false,
+    };
+    if matches { Ok(()) } else { Err(AuthError::InvalidSessionToken(key.access_key_id.clone())) }
 }
 
 #[cfg(test)]

@@ -87,14 +87,21 @@ pub struct StreamInfo {
     data_retention_in_hours: u32,
 }
 
+/// The `KmsKeyId` KVS reports for a stream created without one: the AWS managed key of its
+/// region and account (`alias/aws/kinesisvideo`), which KVS encrypts such streams with.
+fn default_kms_key_id(stream_arn: &str) -> Option<String> {
+    let arn = crate::arn::parse(stream_arn).ok()?;
+    Some(format!("arn:{}:kms:{}:{}:alias/aws/kinesisvideo", arn.partition, arn.region, arn.account))
+}
+
 impl From<StreamRecord> for StreamInfo {
     fn from(s: StreamRecord) -> Self {
         Self {
             device_name: s.device_name,
+            kms_key_id: s.kms_key_id.or_else(|| default_kms_key_id(&s.arn)),
             name: s.name,
             arn: s.arn,
             media_type: s.media_type,
-            kms_key_id: s.kms_key_id,
             version: s.version,
             status: s.status,
             creation_time: s.creation_time,

@@ -366,7 +366,17 @@ pub fn api_body(data: &[u8]) {
                 }
             }
         }
-        24 => drop(parse::<crate::streaming::clip::ClipInput>(body)),
+        24 => {
+            drop(parse::<crate::streaming::clip::ClipInput>(body));
+            use crate::streaming::images::request;
+            if let Ok(input) = parse::<request::Input>(body)
+                && let Ok(r) = request::parse(&input)
+            {
+                let (stamps, _) = r.page_timestamps();
+                assert!(stamps.len() <= request::MAX_PAGE);
+                assert!(stamps.iter().all(|t| (r.start_ms..=r.end_ms).contains(t)), "{stamps:?} outside {r:?}");
+            }
+        }
         _ => {
             drop(parse::<crate::playback::get_media::Input>(body));
             drop(parse::<crate::playback::list_fragments::Input>(body));

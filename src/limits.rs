@@ -298,7 +298,7 @@ impl Default for SignalingLimits {
     }
 }
 
-/// Quotas of HLS/DASH streaming sessions and GetClip (docs/kvs-wire.md §5.4–5.6).
+/// Quotas of HLS/DASH streaming sessions, GetClip and GetImages (docs/kvs-wire.md §5.4–5.7).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StreamingLimits {
@@ -318,6 +318,9 @@ pub struct StreamingLimits {
     pub max_clip_fragments: usize,
     /// Most media bytes in one GetClip (KVS: 100 MB).
     pub max_clip_bytes: u64,
+    /// GetImages pages decoding video at once on a node (reel; each takes one core while it
+    /// decodes); further calls wait their turn.
+    pub image_decodes: usize,
 }
 
 impl Default for StreamingLimits {
@@ -331,6 +334,7 @@ impl Default for StreamingLimits {
             live_window_ms: 30_000,
             max_clip_fragments: 200,
             max_clip_bytes: 100 * 1024 * 1024,
+            image_decodes: 1,
         }
     }
 }

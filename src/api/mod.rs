@@ -62,4 +62,6 @@ pub struct Core {
     pub stream_cache: Arc<stream_cache::StreamCache>,
     /// This node's stream writer leases (cluster mode), renewed together.
     pub leases: crate::peer::lease_keeper::LeaseRenewer,
+    /// GetImages pages decoding at once on this node.
+    pub images: crate::streaming::images::Decoders,
 }

@@ -20,6 +20,7 @@ const MEDIA_READS: &[&str] = &[
     "GetHLSStreamingSessionURL",
     "GetDASHStreamingSessionURL",
     "GetClip",
+    "GetImages",
 ];
 
 /// Whether operation `op` may use a record from the cache (media reads) rather than the

@@ -126,7 +126,9 @@ impl AppState {
         // A camera behind a strict NAT reaches the storage peer through the relay.
         signaling.exempt_turn_peers(&peers.candidates());
         let leases = LeaseRenewer::new(meta.clone(), &config.node_id, config.limits.cluster.lease_ms);
+        let images = crate::streaming::images::Decoders::new(config.limits.streaming.image_decodes);
         let core = Core {
+            images,
             auth: Arc::new(Authenticator::new(keys, &config.limits)),
             config: Arc::new(config),
             meta,

@@ -1,5 +1,5 @@
 //! Streaming sessions for ordinary players: HLS and DASH session URLs and their
-//! playlists/fragments, GetClip, and the `/viewer` web page.
+//! playlists/fragments, GetClip, GetImages, and the `/viewer` web page.
 //!
 //! | file | job |
 //! |---|---|
@@ -7,6 +7,7 @@
 //! | [`token`] | signed, expiring session tokens (no server-side session table) |
 //! | [`hls`] / [`dash`] | playlists / manifests |
 //! | [`clip`] | GetClip |
+//! | [`images`] | GetImages |
 //!
 //! The containers (stored fragment → timed samples, fMP4 and MPEG-TS segments) are sans-IO
 //! and live in `reel_media::{source, fmp4, ts}`; [`parse_fragment`] is the glue to the store.
@@ -38,6 +39,7 @@ use token::{Mode, Protocol, Session};
 pub mod clip;
 pub mod dash;
 pub mod hls;
+pub mod images;
 pub mod session;
 pub mod token;
 pub mod viewer;
@@ -66,7 +68,7 @@ impl From<SourceError> for ApiError {
     }
 }
 
-/// Signed routes (GetHLSStreamingSessionURL, GetDASHStreamingSessionURL, GetClip).
+/// Signed routes (GetHLSStreamingSessionURL, GetDASHStreamingSessionURL, GetClip, GetImages).
 pub fn router<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
@@ -76,6 +78,7 @@ where
         .route("/getHLSStreamingSessionURL", post(get_hls_url))
         .route("/getDASHStreamingSessionURL", post(get_dash_url))
         .route("/getClip", post(clip::get_clip))
+        .route("/getImages", post(images::get_images))
 }
 
 /// Routes authorized by a session token or public (HLS/DASH sub-resources, `/viewer`).

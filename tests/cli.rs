@@ -1,6 +1,6 @@
 //! The AWS CLI (botocore) against reel: docs/kvs-wire.md "Ingestion flow" steps 1–3 plus
 //! describe / list / get-signaling-channel-endpoint / describe-media-storage-configuration,
-//! checking the parsed JSON output.
+//! and kinesis-video-archived-media get-images (paginated), checking the parsed JSON output.
 //!
 //! The CLI must be installed (`apt-get install -y awscli`; `.ci/run` does it). A missing
 //! CLI fails this test with that command.
@@ -29,10 +29,15 @@ struct Run {
 
 impl Cli<'_> {
     fn run(&self, args: &[&str]) -> Run {
+        self.run_service("kinesisvideo", args)
+    }
+
+    /// `aws <service> …` (the CLI's name of the service).
+    fn run_service(&self, service: &str, args: &[&str]) -> Run {
         let mut cmd = Command::new("aws");
         // `--no-cli-pager` is AWS CLI v2 only (v1, what pip installs, rejects it);
         // AWS_PAGER="" turns the pager off in v2 and is ignored by v1.
-        cmd.arg("kinesisvideo")
+        cmd.arg(service)
             .args(args)
             .args(["--endpoint-url", &self.reel.url, "--output", "json"])
             .env("AWS_ACCESS_KEY_ID", ROOT_KEY_ID)
@@ -147,6 +152,34 @@ fn ingestion_flow_with_the_aws_cli() {
     let out = cli.json(&["describe-media-storage-configuration", "--channel-arn", &channel_arn]);
     assert_eq!(out["MediaStorageConfiguration"]["Status"], "ENABLED");
     assert_eq!(out["MediaStorageConfiguration"]["StreamARN"], stream_arn.as_str());
+
+    // get-images (kinesis-video-archived-media): botocore parses the images and follows
+    // reel's NextToken through its paginator; an empty stream has no media at any time.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let (from, to) = ((now - 60).to_string(), (now - 50).to_string());
+    let run = cli.run_service(
+        "kinesis-video-archived-media",
+        &[
+            "get-images",
+            "--stream-name",
+            "front-door-video",
+            "--image-selector-type",
+            "SERVER_TIMESTAMP",
+            "--start-timestamp",
+            &from,
+            "--end-timestamp",
+            &to,
+            "--sampling-interval",
+            "200",
+            "--format",
+            "JPEG",
+        ],
+    );
+    assert!(run.ok, "get-images failed:\n{}", run.stderr);
+    let out: Value = serde_json::from_str(&run.stdout).expect("JSON");
+    let images = out["Images"].as_array().expect("Images");
+    assert_eq!(images.len(), 51, "10 s every 200 ms, over three pages: {out}");
+    assert!(images.iter().all(|i| i["Error"] == "NO_MEDIA" && i["TimeStamp"].is_number()), "{out}");
 
     // Errors reach botocore as modeled exceptions.
     let run = cli.run(&["describe-signaling-channel", "--channel-name", "missing"]);

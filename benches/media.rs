@@ -1,8 +1,9 @@
 //! Media path throughput: frames through the fragmenter into MKV chunks, whole-fragment MKV
 //! composition and parsing, fMP4 media segments (HLS/DASH/GetClip) from a stored fragment,
-//! and the GetMedia read path (stored fragments read back from a media store on disk and
-//! composed into response documents). Run with `cargo bench --bench media`; criterion
-//! prints the figures (time per iteration and throughput).
+//! the GetMedia read path (stored fragments read back from a media store on disk and
+//! composed into response documents), and GetImages' decode, scale and encode. Run with
+//! `cargo bench --bench media`; criterion prints the figures (time per iteration and
+//! throughput).
 
 use std::hint::black_box;
 
@@ -267,5 +268,32 @@ fn bench_get_media_read(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_fragmenter, bench_documents, bench_fmp4, bench_get_media_read);
+/// GetImages' per-image work on the fixture (640x360 baseline H.264, 30 fps, a keyframe a
+/// second): decoding a keyframe alone and a whole 1 s GOP (the worst case: the frame before
+/// the next keyframe), scaling to 320x180, and encoding JPEG (quality 80) and PNG.
+fn bench_images(c: &mut Criterion) {
+    use reel::streaming::images::picture;
+    use reel::streaming::images::request::{Format, Size};
+    let frags = testkit::fixture_fragments(T0_US).expect("fixture");
+    let f = &frags[0];
+    let parsed =
+        source::parse(&f.header, f.chunks.iter().map(|(_, c)| &c[..]), f.producer_ts_ms, f.duration_ms).expect("parse");
+    let source::Codec::Avc(config) = &parsed.tracks[0].codec else { panic!("video first") };
+    let video = &parsed.samples[0];
+    let mut g = c.benchmark_group("get_images");
+    g.sample_size(20);
+    g.bench_function("decode keyframe", |b| b.iter(|| black_box(picture::decode(config, video, &[0]))));
+    g.bench_function("decode 30-frame GOP", |b| b.iter(|| black_box(picture::decode(config, video, &[29]))));
+    let frame = picture::decode(config, video, &[0]).remove(0).expect("picture");
+    g.bench_function("scale 640x360 to 320x180", |b| b.iter(|| black_box(picture::resize(&frame, Size::Width(320)))));
+    g.bench_function("encode JPEG q80 640x360", |b| {
+        b.iter(|| black_box(picture::encode(&frame, Format::Jpeg(80)).expect("jpeg")))
+    });
+    g.bench_function("encode PNG 640x360", |b| {
+        b.iter(|| black_box(picture::encode(&frame, Format::Png).expect("png")))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_fragmenter, bench_documents, bench_fmp4, bench_get_media_read, bench_images);
 criterion_main!(benches);

@@ -14,8 +14,6 @@ use serde::Deserialize;
 
 use super::session::{self, Selector};
 use crate::api::Core;
-use crate::api::reading::{IfAbsent, open_stream};
-use crate::api::resolve::{self, ArnFormatError};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use reel_media::{fmp4, source};
@@ -56,20 +54,9 @@ pub async fn get_clip(
     if !producer && start > super::now_ms() {
         return Err(ApiError::invalid_argument("StartTimestamp must be in the past"));
     }
-    let record = resolve::stream(
-        &st,
-        &principal,
-        "GetClip",
-        ApiError::not_authorized,
-        input.stream_name.as_deref(),
-        input.stream_arn.as_deref(),
-        ArnFormatError::InvalidArgument,
-    )
-    .await?;
-    if record.data_retention_in_hours == 0 {
-        return Err(crate::api::errors::no_data_retention(format!("The stream {} has no data retention", record.name)));
-    }
-    let stream = open_stream(&st.store, &record.arn, IfAbsent::NotFound).await?;
+    let (_, stream) =
+        super::retained_stream(&st, &principal, "GetClip", input.stream_name.as_deref(), input.stream_arn.as_deref())
+            .await?;
     let kind = if producer { TimestampKind::Producer } else { TimestampKind::Server };
     let page =
         stream.list_fragments(TimestampRange { kind, start_ms: start, end_ms: end }, limits.max_clip_fragments + 1)?;

@@ -68,6 +68,28 @@ impl From<SourceError> for ApiError {
     }
 }
 
+/// The stream an archived-media read names (authorized for `op`), which must retain media
+/// (else `NoDataRetentionException`), and its store handle.
+pub(crate) async fn retained_stream(
+    st: &Core,
+    principal: &Principal,
+    op: &str,
+    name: Option<&str>,
+    arn: Option<&str>,
+) -> ApiResult<(crate::meta::StreamRecord, Stream)> {
+    let record =
+        resolve::stream(st, principal, op, ApiError::not_authorized, name, arn, ArnFormatError::InvalidArgument)
+            .await?;
+    if record.data_retention_in_hours == 0 {
+        return Err(crate::api::errors::no_data_retention(format!(
+            "The stream {} has no data retention (DataRetentionInHours is 0)",
+            record.name
+        )));
+    }
+    let stream = open_stream(&st.store, &record.arn, IfAbsent::NotFound).await?;
+    Ok((record, stream))
+}
+
 /// Signed routes (GetHLSStreamingSessionURL, GetDASHStreamingSessionURL, GetClip, GetImages).
 pub fn router<S>() -> Router<S>
 where
@@ -123,24 +145,9 @@ async fn start_session(st: &Core, principal: &Principal, body: &[u8], protocol: 
         Protocol::Hls => "GetHLSStreamingSessionURL",
         Protocol::Dash => "GetDASHStreamingSessionURL",
     };
-    let record = resolve::stream(
-        st,
-        principal,
-        op,
-        ApiError::not_authorized,
-        input.stream_name.as_deref(),
-        input.stream_arn.as_deref(),
-        ArnFormatError::InvalidArgument,
-    )
-    .await?;
-    if record.data_retention_in_hours == 0 {
-        return Err(crate::api::errors::no_data_retention(format!(
-            "The stream {} has no data retention (DataRetentionInHours is 0)",
-            record.name
-        )));
-    }
+    let (record, stream) =
+        retained_stream(st, principal, op, input.stream_name.as_deref(), input.stream_arn.as_deref()).await?;
     s.arn = record.arn;
-    let stream = open_stream(&st.store, &s.arn, IfAbsent::NotFound).await?;
     session::check_stream(&stream, &s, now, limits).await?;
     s.anchor_ms = match s.mode {
         Mode::Live => session::window(&stream, &s, now, limits)?.first().map(|f| f.server_ts_ms),

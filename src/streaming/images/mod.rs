@@ -29,8 +29,6 @@ use tokio::sync::Semaphore;
 use self::plan::Source;
 use self::request::Request;
 use crate::api::Core;
-use crate::api::reading::{IfAbsent, open_stream};
-use crate::api::resolve::{self, ArnFormatError};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use reel_media::source::Codec;
@@ -90,20 +88,14 @@ pub async fn get_images(
 ) -> ApiResult<Json<Output>> {
     let input: request::Input = crate::api::body::parse(&body)?;
     let req = request::parse(&input)?;
-    let record = resolve::stream(
+    let (_, stream) = crate::streaming::retained_stream(
         &st,
         &principal,
         "GetImages",
-        ApiError::not_authorized,
         input.stream_name.as_deref(),
         input.stream_arn.as_deref(),
-        ArnFormatError::InvalidArgument,
     )
     .await?;
-    if record.data_retention_in_hours == 0 {
-        return Err(crate::api::errors::no_data_retention(format!("The stream {} has no data retention", record.name)));
-    }
-    let stream = open_stream(&st.store, &record.arn, IfAbsent::NotFound).await?;
     let (stamps, next_token) = req.page_timestamps();
     let sources = locate_all(&stream, &req, &stamps)?;
     let outcomes = {

@@ -97,38 +97,52 @@ pub fn resize(picture: &Picture, size: Size) -> Picture {
     let (sw, sh) = (picture.width as usize, picture.height as usize);
     let (dw, dh) = (w as usize, h as usize);
     // Rows first (width), then columns (height), each with a triangle filter that widens
-    // with the reduction so that every source pixel counts when shrinking.
+    // with the reduction so that every source pixel counts when shrinking. Weights are
+    // fixed point (1 << 14), three channels at a time.
     let mut wide = vec![0u8; dw * sh * 3];
     let across = filter_taps(sw, dw);
     for y in 0..sh {
+        let row = &picture.rgb[y * sw * 3..(y + 1) * sw * 3];
         for (x, (first, taps)) in across.iter().enumerate() {
-            for c in 0..3 {
-                let v: f32 = taps
-                    .iter()
-                    .enumerate()
-                    .map(|(k, t)| t * f32::from(picture.rgb[(y * sw + first + k) * 3 + c]))
-                    .sum();
-                wide[(y * dw + x) * 3 + c] = v.round().clamp(0.0, 255.0) as u8;
+            let mut acc = [0i32; 3];
+            for (k, &t) in taps.iter().enumerate() {
+                let p = &row[(first + k) * 3..(first + k) * 3 + 3];
+                for c in 0..3 {
+                    acc[c] += t * i32::from(p[c]);
+                }
             }
+            wide[(y * dw + x) * 3..(y * dw + x) * 3 + 3].copy_from_slice(&acc.map(fixed_to_u8));
         }
     }
     let mut out = vec![0u8; dw * dh * 3];
     let down = filter_taps(sh, dh);
+    let line = dw * 3;
     for (y, (first, taps)) in down.iter().enumerate() {
-        for x in 0..dw {
-            for c in 0..3 {
-                let v: f32 =
-                    taps.iter().enumerate().map(|(k, t)| t * f32::from(wide[((first + k) * dw + x) * 3 + c])).sum();
-                out[(y * dw + x) * 3 + c] = v.round().clamp(0.0, 255.0) as u8;
+        let mut acc = vec![0i32; line];
+        for (k, &t) in taps.iter().enumerate() {
+            let src = &wide[(first + k) * line..(first + k + 1) * line];
+            for (a, &v) in acc.iter_mut().zip(src) {
+                *a += t * i32::from(v);
             }
+        }
+        for (o, a) in out[y * line..(y + 1) * line].iter_mut().zip(acc) {
+            *o = fixed_to_u8(a);
         }
     }
     Picture { width: w, height: h, rgb: out }
 }
 
+/// Fixed-point weight scale of [`filter_taps`].
+const ONE: i32 = 1 << 14;
+
+/// A fixed-point weighted sum back to a byte, rounded and clamped.
+fn fixed_to_u8(v: i32) -> u8 {
+    ((v + ONE / 2) >> 14).clamp(0, 255) as u8
+}
+
 /// For each of `dst` output positions along an axis of `src` pixels: the first source
-/// pixel it reads and the normalized weights of it and those after it.
-fn filter_taps(src: usize, dst: usize) -> Vec<(usize, Vec<f32>)> {
+/// pixel it reads and the fixed-point weights (summing to [`ONE`]) of it and those after it.
+fn filter_taps(src: usize, dst: usize) -> Vec<(usize, Vec<i32>)> {
     let scale = src as f32 / dst.max(1) as f32;
     let support = scale.max(1.0);
     (0..dst)
@@ -136,15 +150,22 @@ fn filter_taps(src: usize, dst: usize) -> Vec<(usize, Vec<f32>)> {
             let center = (x as f32 + 0.5) * scale - 0.5;
             let first = (center - support).floor().max(0.0) as usize;
             let last = ((center + support).ceil() as usize).min(src.saturating_sub(1));
-            let mut taps: Vec<f32> =
+            let weights: Vec<f32> =
                 (first..=last).map(|i| (1.0 - (i as f32 - center).abs() / support).max(0.0)).collect();
-            let total: f32 = taps.iter().sum();
-            if total > 0.0 {
-                taps.iter_mut().for_each(|t| *t /= total);
+            let total: f32 = weights.iter().sum();
+            let mut taps: Vec<i32> = if total > 0.0 {
+                weights.iter().map(|w| (w / total * ONE as f32).round() as i32).collect()
             } else {
                 // Only when the one pixel in reach has no weight: take it whole.
-                taps = vec![0.0; last - first + 1];
-                taps[0] = 1.0;
+                let mut t = vec![0; weights.len()];
+                t[0] = ONE;
+                t
+            };
+            // Rounding may leave the sum a little off: the largest tap takes the difference,
+            // so flat colour stays exactly flat.
+            let drift = ONE - taps.iter().sum::<i32>();
+            if let Some(max) = taps.iter_mut().max_by_key(|t| **t) {
+                *max += drift;
             }
             (first, taps)
         })

@@ -182,6 +182,9 @@ impl Default for Limits {
                 ("UntagStream", TpsLimit::new(50.0, Some(5.0))),
                 ("ListTagsForStream", TpsLimit::new(50.0, Some(5.0))),
                 ("DescribeMappedResourceConfiguration", TpsLimit::new(50.0, Some(5.0))),
+                // Not in the KVS quota table: as the other stream configuration operations.
+                ("DescribeStreamStorageConfiguration", TpsLimit::new(50.0, Some(5.0))),
+                ("UpdateStreamStorageConfiguration", TpsLimit::new(50.0, Some(5.0))),
             ]),
             default_control_plane_tps: TpsLimit::new(50.0, None),
             max_request_body_bytes: 1 << 20,

@@ -41,6 +41,7 @@ fn record(name: &str, arn: &str, hours: u32) -> StreamRecord {
         status: "ACTIVE".into(),
         creation_time: 1_700_000_000.0,
         data_retention_in_hours: hours,
+        default_storage_tier: reel::meta::StorageTier::Hot,
         version: "1".into(),
     }
 }

@@ -101,6 +101,7 @@ mod tests {
             status: "ACTIVE".to_string(),
             creation_time: 0.0,
             data_retention_in_hours: 24,
+            default_storage_tier: crate::meta::StorageTier::Hot,
             version: version.to_string(),
         }
     }

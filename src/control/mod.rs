@@ -7,6 +7,7 @@
 //! | [`streams`] | Create/Describe/List/Update/DeleteStream, UpdateDataRetention |
 //! | [`endpoints`] | GetSignalingChannelEndpoint, GetDataEndpoint |
 //! | [`media_storage`] | Update/DescribeMediaStorageConfiguration, DescribeMappedResourceConfiguration |
+//! | [`stream_storage`] | Describe/UpdateStreamStorageConfiguration (the stream's storage tier) |
 //! | [`tags`] | Tag/Untag/ListTagsForResource, Tag/Untag/ListTagsForStream |
 //!
 //! Every handler follows the same steps with the [`crate::api`] toolkit: parse the body
@@ -29,6 +30,7 @@ use crate::error::ApiError;
 pub mod channels;
 pub mod endpoints;
 pub mod media_storage;
+pub mod stream_storage;
 pub mod streams;
 pub mod tags;
 
@@ -57,6 +59,8 @@ where
         .route("/updateMediaStorageConfiguration", post(media_storage::update))
         .route("/describeMediaStorageConfiguration", post(media_storage::describe))
         .route("/describeMappedResourceConfiguration", post(media_storage::describe_mapped_resource))
+        .route("/describeStreamStorageConfiguration", post(stream_storage::describe))
+        .route("/updateStreamStorageConfiguration", post(stream_storage::update))
         .route("/TagResource", post(tags::tag_resource))
         .route("/UntagResource", post(tags::untag_resource))
         .route("/ListTagsForResource", post(tags::list_tags_for_resource))

@@ -22,10 +22,11 @@ use crate::api::Core;
 use crate::arn::ResourceArn;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::meta::{self, StreamRecord, StreamUpdate, Tags};
+use crate::meta::{self, StorageTier, StreamRecord, StreamUpdate, Tags};
 
 use super::channels::{NameCondition, list_query};
 use super::empty;
+use super::stream_storage::{self, StreamStorageConfiguration};
 use crate::api::access::authorize;
 use crate::api::resolve::{self, ArnFormatError, STREAM_DENY};
 use crate::api::{body, pagination, validate};
@@ -36,8 +37,6 @@ pub const MAX_DATA_RETENTION_HOURS: i64 = 87_600;
 pub const DEFAULT_LIST_SIZE: usize = 10_000;
 /// Largest `MaxResults` of `ListStreams`.
 pub const MAX_LIST_SIZE: usize = 10_000;
-/// `StreamStorageConfiguration.DefaultStorageTier` values.
-pub const STORAGE_TIERS: &[&str] = &["HOT", "WARM"];
 /// `UpdateDataRetention.Operation` values.
 pub const RETENTION_OPERATIONS: &[&str] = &["INCREASE_DATA_RETENTION", "DECREASE_DATA_RETENTION"];
 
@@ -110,13 +109,6 @@ impl From<StreamRecord> for StreamInfo {
     }
 }
 
-/// `StreamStorageConfiguration` of CreateStream.
-#[derive(Debug, Deserialize)]
-pub struct StreamStorageConfiguration {
-    #[serde(rename = "DefaultStorageTier")]
-    default_storage_tier: Option<String>,
-}
-
 /// `CreateStream` input.
 #[derive(Debug, Deserialize)]
 pub struct CreateInput {
@@ -160,10 +152,11 @@ pub async fn create(
         None => 0,
         Some(h) => validate::range(h, "DataRetentionInHours", 0, MAX_DATA_RETENTION_HOURS)?,
     };
-    if let Some(storage) = input.storage {
-        let tier = validate::required(storage.default_storage_tier, "StreamStorageConfiguration.DefaultStorageTier")?;
-        validate::one_of(&tier, "StreamStorageConfiguration.DefaultStorageTier", STORAGE_TIERS)?;
-    }
+    // Absent, the stream is HOT (the model's documented default).
+    let default_storage_tier = match input.storage {
+        None => StorageTier::Hot,
+        Some(storage) => stream_storage::tier(storage, "StreamStorageConfiguration")?,
+    };
     let tags = match input.tags {
         None => Tags::new(),
         Some(t) => tag_map(t, "Tags")?,
@@ -185,6 +178,7 @@ pub async fn create(
         status: "ACTIVE".into(),
         creation_time: millis as f64 / 1000.0,
         data_retention_in_hours: u32::try_from(retention).unwrap_or(0),
+        default_storage_tier,
         version: meta::new_version(),
     };
     st.meta.create_stream(&record, &tags, limits.max_streams_per_account).await?;
@@ -297,8 +291,7 @@ pub async fn update(
         validate::media_type(m, "MediaType")?;
     }
     let stream = resolve_denying(&st, &principal, "UpdateStream", input.name.as_deref(), input.arn.as_deref()).await?;
-    let update =
-        StreamUpdate { device_name: input.device_name, media_type: input.media_type, data_retention_in_hours: None };
+    let update = StreamUpdate { device_name: input.device_name, media_type: input.media_type, ..Default::default() };
     st.meta.update_stream(&stream.arn, &current_version, &update, &meta::new_version()).await?;
     st.stream_cache.forget(&stream.arn);
     tracing::info!("stream updated");

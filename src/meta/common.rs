@@ -5,7 +5,9 @@
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::lease::Lease;
-use super::{ChannelRecord, ListQuery, MetaError, Page, StreamRecord};
+use super::{
+    ChannelRecord, ImageGenerationConfig, ListQuery, MetaError, NotificationConfig, Page, StorageTier, StreamRecord,
+};
 
 /// The columns [`channel_row`] decodes, in its order.
 macro_rules! channel_cols {
@@ -16,7 +18,15 @@ macro_rules! channel_cols {
 /// The columns [`stream_row`] decodes, in its order.
 macro_rules! stream_cols {
     () => {
-        "name, arn, device_name, media_type, kms_key_id, status, creation_millis, data_retention_in_hours, version"
+        "name, arn, device_name, media_type, kms_key_id, status, creation_millis, data_retention_in_hours, version, \
+         default_storage_tier"
+    };
+}
+/// The columns [`image_generation_row`] decodes (of `image_generation_configs`, alias `c`), in its order.
+macro_rules! image_generation_cols {
+    () => {
+        "c.status, c.image_selector_type, c.destination_uri, c.destination_region, c.sampling_interval_ms, c.format, \
+         c.jpeg_quality, c.width_pixels, c.height_pixels"
     };
 }
 /// The columns [`super::catalog::FragmentRow`] decodes, after `stream_arn`.
@@ -25,7 +35,7 @@ macro_rules! fragment_cols {
         "counter, producer_ts_ms, server_ts_ms, duration_ms, chunk_count, payload_bytes, header_bytes, truncated, object_bytes"
     };
 }
-pub(super) use {channel_cols, fragment_cols, stream_cols};
+pub(super) use {channel_cols, fragment_cols, image_generation_cols, stream_cols};
 
 /// Any backend's failure as [`MetaError::Database`].
 pub(super) fn db_err(e: sqlx::Error) -> MetaError {
@@ -74,7 +84,55 @@ where
         creation_time: secs(row.try_get(6)?),
         data_retention_in_hours: small(row.try_get(7)?, "data_retention_in_hours")?,
         version: row.try_get(8)?,
+        default_storage_tier: storage_tier(&row.try_get::<String, _>(9)?)?,
     })
+}
+
+/// A stored `default_storage_tier`; a decode error if it is not a tier.
+fn storage_tier(name: &str) -> Result<StorageTier, sqlx::Error> {
+    StorageTier::parse(name).ok_or_else(|| sqlx::Error::Decode(format!("unknown storage tier {name:?}").into()))
+}
+
+/// A stored `status` column: `true` for `ENABLED`.
+pub(super) fn enabled(status: &str) -> bool {
+    status == "ENABLED"
+}
+
+/// The stored `status` of a configuration.
+pub(super) fn status(enabled: bool) -> &'static str {
+    if enabled { "ENABLED" } else { "DISABLED" }
+}
+
+/// The image generation configuration of a row of [`image_generation_cols`] (from a
+/// `LEFT JOIN`: all NULL when the stream has none).
+pub(super) fn image_generation_row<R>(row: &R) -> Result<Option<ImageGenerationConfig>, sqlx::Error>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let Some(status) = row.try_get::<Option<String>, _>(0)? else { return Ok(None) };
+    let optional = |i: usize, what: &str| -> Result<Option<u32>, sqlx::Error> {
+        row.try_get::<Option<i64>, _>(i)?.map(|v| small(v, what)).transpose()
+    };
+    Ok(Some(ImageGenerationConfig {
+        enabled: enabled(&status),
+        image_selector_type: row.try_get(1)?,
+        destination_uri: row.try_get(2)?,
+        destination_region: row.try_get(3)?,
+        sampling_interval_ms: small(row.try_get(4)?, "sampling_interval_ms")?,
+        format: row.try_get(5)?,
+        jpeg_quality: row.try_get(6)?,
+        width_pixels: optional(7, "width_pixels")?,
+        height_pixels: optional(8, "height_pixels")?,
+    }))
+}
+
+/// The notification configuration of a `(status, destination_uri)` pair from a `LEFT
+/// JOIN` (both NULL when the stream has none).
+pub(super) fn notification_row((status, uri): (Option<String>, Option<String>)) -> Option<NotificationConfig> {
+    Some(NotificationConfig { enabled: enabled(&status?), destination_uri: uri? })
 }
 
 /// The record an `UPDATE … WHERE version = expected RETURNING …` gave back; no row means

@@ -1,4 +1,5 @@
-//! Durable metadata: channels, streams, tags and media-storage mappings.
+//! Durable metadata: channels, streams, tags, media-storage mappings and the per-stream
+//! configurations (storage tier, image generation, notifications).
 //!
 //! Handlers and the other modules see only the [`MetaStore`] trait and the record types
 //! here; the backends are the only places that know SQL:
@@ -76,8 +77,77 @@ pub struct StreamRecord {
     pub creation_time: f64,
     /// Hours of retention; 0 = no persistence.
     pub data_retention_in_hours: u32,
+    /// `StreamStorageConfiguration.DefaultStorageTier` (HOT unless set).
+    pub default_storage_tier: StorageTier,
     /// Opaque version, changed on every mutation.
     pub version: String,
+}
+
+/// A stream's `DefaultStorageTier`. reel keeps all media in one store whatever the tier;
+/// the tier is recorded so clients read back what they configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StorageTier {
+    /// `HOT`: KVS's standard tier, the default.
+    #[default]
+    Hot,
+    /// `WARM`: KVS's cheaper tier for long retention.
+    Warm,
+}
+
+impl StorageTier {
+    /// The wire (and stored) names, in model order.
+    pub const NAMES: &'static [&'static str] = &["HOT", "WARM"];
+
+    /// The wire (and stored) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hot => "HOT",
+            Self::Warm => "WARM",
+        }
+    }
+
+    /// The tier a wire name stands for (case-sensitive), if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "HOT" => Some(Self::Hot),
+            "WARM" => Some(Self::Warm),
+            _ => None,
+        }
+    }
+}
+
+/// A stream's image generation configuration (`UpdateImageGenerationConfiguration`), as
+/// validated by the API layer. Stored and described only: reel generates no images.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageGenerationConfig {
+    /// `true` when `Status` is `ENABLED`.
+    pub enabled: bool,
+    /// `ImageSelectorType`: `SERVER_TIMESTAMP` or `PRODUCER_TIMESTAMP`.
+    pub image_selector_type: String,
+    /// `DestinationConfig.Uri` (an S3 URI in KVS).
+    pub destination_uri: String,
+    /// `DestinationConfig.DestinationRegion`.
+    pub destination_region: String,
+    /// `SamplingInterval`, in milliseconds.
+    pub sampling_interval_ms: u32,
+    /// `Format`: `JPEG` or `PNG`.
+    pub format: String,
+    /// `FormatConfig["JPEGQuality"]`, the map's only possible key.
+    pub jpeg_quality: Option<String>,
+    /// `WidthPixels`.
+    pub width_pixels: Option<u32>,
+    /// `HeightPixels`.
+    pub height_pixels: Option<u32>,
+}
+
+/// A stream's notification configuration (`UpdateNotificationConfiguration`). Stored and
+/// described only: reel publishes no SNS notifications.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationConfig {
+    /// `true` when `Status` is `ENABLED`.
+    pub enabled: bool,
+    /// `DestinationConfig.Uri` (an SNS topic ARN in KVS).
+    pub destination_uri: String,
 }
 
 /// A channel's media storage configuration (`UpdateMediaStorageConfiguration`).
@@ -112,7 +182,8 @@ pub struct Page<T> {
     pub next_after: Option<String>,
 }
 
-/// Changes `UpdateStream` / `UpdateDataRetention` apply; `None` leaves a field as is.
+/// Changes `UpdateStream` / `UpdateDataRetention` / `UpdateStreamStorageConfiguration`
+/// apply; `None` leaves a field as is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StreamUpdate {
     /// New `DeviceName`.
@@ -121,6 +192,8 @@ pub struct StreamUpdate {
     pub media_type: Option<String>,
     /// New `DataRetentionInHours` (absolute, already computed by the caller).
     pub data_retention_in_hours: Option<u32>,
+    /// New `DefaultStorageTier`.
+    pub default_storage_tier: Option<StorageTier>,
 }
 
 /// Which per-account or per-resource quota a write would exceed.
@@ -188,9 +261,32 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug {
         update: &StreamUpdate,
         new_version: &str,
     ) -> Result<StreamRecord, MetaError>;
-    /// Delete a stream with its tags ([`MetaError::InUse`] while a storage-enabled
-    /// channel writes to it).
+    /// Delete a stream with its tags and configurations ([`MetaError::InUse`] while a
+    /// storage-enabled channel writes to it).
     async fn delete_stream(&self, arn: &str, expected_version: Option<&str>) -> Result<(), MetaError>;
+
+    /// The stream's image generation configuration, `None` if it has none;
+    /// [`MetaError::NotFound`] if the stream does not exist.
+    async fn image_generation_config(&self, stream_arn: &str) -> Result<Option<ImageGenerationConfig>, MetaError>;
+    /// Replace the stream's image generation configuration, or remove it (`None`). Checks,
+    /// atomically: the stream exists ([`MetaError::NotFound`]) and, for an enabled
+    /// configuration, keeps data ([`MetaError::NoDataRetention`]). The stream's version
+    /// does not change (the operation takes none).
+    async fn set_image_generation_config(
+        &self,
+        stream_arn: &str,
+        config: Option<&ImageGenerationConfig>,
+    ) -> Result<(), MetaError>;
+    /// The stream's notification configuration, `None` if it has none;
+    /// [`MetaError::NotFound`] if the stream does not exist.
+    async fn notification_config(&self, stream_arn: &str) -> Result<Option<NotificationConfig>, MetaError>;
+    /// Replace the stream's notification configuration, or remove it (`None`), with the
+    /// checks of [`MetaStore::set_image_generation_config`].
+    async fn set_notification_config(
+        &self,
+        stream_arn: &str,
+        config: Option<&NotificationConfig>,
+    ) -> Result<(), MetaError>;
 
     /// Enable storage of `channel_arn` into `stream_arn`, or disable it (`None`).
     /// Enabling checks, atomically: the stream exists ([`MetaError::NotFound`]) and has

@@ -142,6 +142,29 @@ macro_rules! sql_store {
                 tx.commit().await.map_err(db_err)
             }
 
+            /// Check, inside a write transaction, that the stream exists (else `NotFound`)
+            /// and, when the configuration being written is enabled, that it keeps data (else
+            /// `NoDataRetention`): an enabled image or notification configuration works on
+            /// persisted fragments.
+            async fn check_configurable(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                stream_arn: &str,
+                needs_retention: bool,
+            ) -> Result<(), $crate::meta::MetaError> {
+                use $crate::meta::MetaError;
+                let retention: Option<i64> =
+                    sqlx::query_scalar("SELECT data_retention_in_hours FROM streams WHERE arn = $1")
+                        .bind(stream_arn)
+                        .fetch_optional(&mut **tx)
+                        .await
+                        .map_err($crate::meta::common::db_err)?;
+                match retention {
+                    None => Err(MetaError::NotFound(format!("stream {stream_arn}"))),
+                    Some(0) if needs_retention => Err(MetaError::NoDataRetention(stream_arn.into())),
+                    Some(_) => Ok(()),
+                }
+            }
+
             /// The channel whose media this stream stores, if any.
             async fn storage_holder(
                 tx: &mut sqlx::Transaction<'static, $db>,
@@ -369,7 +392,8 @@ macro_rules! sql_store {
                 }
                 sqlx::query(
                     "INSERT INTO streams (name, arn, device_name, media_type, kms_key_id, status, creation_millis, \
-                     data_retention_in_hours, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                     data_retention_in_hours, version, default_storage_tier) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 )
                 .bind(&s.name)
                 .bind(&s.arn)
@@ -380,6 +404,7 @@ macro_rules! sql_store {
                 .bind(millis(s.creation_time))
                 .bind(i64::from(s.data_retention_in_hours))
                 .bind(&s.version)
+                .bind(s.default_storage_tier.as_str())
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| {
@@ -426,7 +451,8 @@ macro_rules! sql_store {
                 }
                 let row = sqlx::query(concat!(
                     "UPDATE streams SET device_name = COALESCE($2, device_name), media_type = COALESCE($3, media_type), \
-                     data_retention_in_hours = COALESCE($4, data_retention_in_hours), version = $5 \
+                     data_retention_in_hours = COALESCE($4, data_retention_in_hours), \
+                     default_storage_tier = COALESCE($7, default_storage_tier), version = $5 \
                      WHERE arn = $1 AND version = $6 RETURNING ",
                     stream_cols!()
                 ))
@@ -436,6 +462,7 @@ macro_rules! sql_store {
                 .bind(update.data_retention_in_hours.map(i64::from))
                 .bind(new_version)
                 .bind(expected_version)
+                .bind(update.default_storage_tier.map(|t| t.as_str()))
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(db_err)?;
@@ -459,7 +486,121 @@ macro_rules! sql_store {
                         "stream {arn} stores the media of channel {channel}; disable its media storage first"
                     )));
                 }
+                // Its image generation and notification configurations go with it (ON DELETE CASCADE).
                 Self::delete_resource(tx, "DELETE FROM streams WHERE arn = $1", arn).await
+            }
+
+            async fn image_generation_config(
+                &self,
+                stream_arn: &str,
+            ) -> Result<Option<$crate::meta::ImageGenerationConfig>, $crate::meta::MetaError> {
+                use $crate::meta::common::{db_err, image_generation_cols, image_generation_row};
+                // One row per existing stream; its configuration columns are NULL without one.
+                let row = sqlx::query(concat!(
+                    "SELECT ",
+                    image_generation_cols!(),
+                    " FROM streams s LEFT JOIN image_generation_configs c ON c.stream_arn = s.arn WHERE s.arn = $1"
+                ))
+                .bind(stream_arn)
+                .fetch_optional(&self.$reads)
+                .await
+                .map_err(db_err)?;
+                match row {
+                    None => Err($crate::meta::MetaError::NotFound(format!("stream {stream_arn}"))),
+                    Some(row) => image_generation_row(&row).map_err(db_err),
+                }
+            }
+
+            async fn set_image_generation_config(
+                &self,
+                stream_arn: &str,
+                config: Option<&$crate::meta::ImageGenerationConfig>,
+            ) -> Result<(), $crate::meta::MetaError> {
+                use $crate::meta::common::{db_err, status};
+                let mut tx = self.begin_write().await?;
+                Self::check_configurable(&mut tx, stream_arn, config.is_some_and(|c| c.enabled)).await?;
+                let Some(c) = config else {
+                    sqlx::query("DELETE FROM image_generation_configs WHERE stream_arn = $1")
+                        .bind(stream_arn)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                    return tx.commit().await.map_err(db_err);
+                };
+                sqlx::query(
+                    "INSERT INTO image_generation_configs (stream_arn, status, image_selector_type, destination_uri, \
+                     destination_region, sampling_interval_ms, format, jpeg_quality, width_pixels, height_pixels) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                     ON CONFLICT (stream_arn) DO UPDATE SET status = excluded.status, \
+                     image_selector_type = excluded.image_selector_type, destination_uri = excluded.destination_uri, \
+                     destination_region = excluded.destination_region, \
+                     sampling_interval_ms = excluded.sampling_interval_ms, format = excluded.format, \
+                     jpeg_quality = excluded.jpeg_quality, width_pixels = excluded.width_pixels, \
+                     height_pixels = excluded.height_pixels",
+                )
+                .bind(stream_arn)
+                .bind(status(c.enabled))
+                .bind(&c.image_selector_type)
+                .bind(&c.destination_uri)
+                .bind(&c.destination_region)
+                .bind(i64::from(c.sampling_interval_ms))
+                .bind(&c.format)
+                .bind(c.jpeg_quality.as_deref())
+                .bind(c.width_pixels.map(i64::from))
+                .bind(c.height_pixels.map(i64::from))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                tx.commit().await.map_err(db_err)
+            }
+
+            async fn notification_config(
+                &self,
+                stream_arn: &str,
+            ) -> Result<Option<$crate::meta::NotificationConfig>, $crate::meta::MetaError> {
+                use $crate::meta::common::{db_err, notification_row};
+                let row: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+                    "SELECT c.status, c.destination_uri FROM streams s \
+                     LEFT JOIN notification_configs c ON c.stream_arn = s.arn WHERE s.arn = $1",
+                )
+                .bind(stream_arn)
+                .fetch_optional(&self.$reads)
+                .await
+                .map_err(db_err)?;
+                match row {
+                    None => Err($crate::meta::MetaError::NotFound(format!("stream {stream_arn}"))),
+                    Some(row) => Ok(notification_row(row)),
+                }
+            }
+
+            async fn set_notification_config(
+                &self,
+                stream_arn: &str,
+                config: Option<&$crate::meta::NotificationConfig>,
+            ) -> Result<(), $crate::meta::MetaError> {
+                use $crate::meta::common::{db_err, status};
+                let mut tx = self.begin_write().await?;
+                Self::check_configurable(&mut tx, stream_arn, config.is_some_and(|c| c.enabled)).await?;
+                let Some(c) = config else {
+                    sqlx::query("DELETE FROM notification_configs WHERE stream_arn = $1")
+                        .bind(stream_arn)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                    return tx.commit().await.map_err(db_err);
+                };
+                sqlx::query(
+                    "INSERT INTO notification_configs (stream_arn, status, destination_uri) VALUES ($1, $2, $3) \
+                     ON CONFLICT (stream_arn) DO UPDATE SET status = excluded.status, \
+                     destination_uri = excluded.destination_uri",
+                )
+                .bind(stream_arn)
+                .bind(status(c.enabled))
+                .bind(&c.destination_uri)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                tx.commit().await.map_err(db_err)
             }
 
             async fn set_media_storage(

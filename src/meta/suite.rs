@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use futures::future::join_all;
 
 use super::{
-    ChannelRecord, Lease, ListQuery, MediaStorageConfig, MetaError, MetaStore, Quota, StreamRecord, StreamUpdate, Tags,
-    new_version,
+    ChannelRecord, ImageGenerationConfig, Lease, ListQuery, MediaStorageConfig, MetaError, MetaStore,
+    NotificationConfig, Quota, StorageTier, StreamRecord, StreamUpdate, Tags, new_version,
 };
 
 /// Declares one `#[tokio::test]` per shared check. `$fresh` is an async fn returning
@@ -22,6 +22,8 @@ macro_rules! backend_tests {
             stream_lifecycle_and_version_checks,
             quotas_are_enforced_atomically,
             storage_mapping_rules,
+            storage_tier_is_versioned_with_the_stream,
+            stream_configurations_round_trip_and_go_with_their_stream,
             tags_follow_their_resource,
             listing_pages_by_name_with_prefix,
             listing_orders_names_bytewise,
@@ -194,6 +196,7 @@ pub fn stream(name: &str, retention: u32) -> StreamRecord {
         status: "ACTIVE".into(),
         creation_time: 1_700_000_000.0,
         data_retention_in_hours: retention,
+        default_storage_tier: StorageTier::Hot,
         version: new_version(),
     }
 }
@@ -349,6 +352,123 @@ pub async fn storage_mapping_rules(store: &dyn MetaStore) {
         store.media_storage(&c.arn).await.expect("never set"),
         MediaStorageConfig { stream_arn: None, enabled: false }
     );
+}
+
+/// The storage tier: HOT unless created otherwise, changed only by a compare-and-set update
+/// that issues a new version, and left alone by the other updates.
+pub async fn storage_tier_is_versioned_with_the_stream(store: &dyn MetaStore) {
+    let hot = stream("hot", 24);
+    let warm = StreamRecord { default_storage_tier: StorageTier::Warm, ..stream("warm", 720) };
+    for s in [&hot, &warm] {
+        store.create_stream(s, &Tags::new(), 10).await.expect("create");
+    }
+    let got = store.stream_by_arn(&warm.arn).await.expect("get").expect("exists");
+    assert_eq!(got.default_storage_tier, StorageTier::Warm);
+    assert_eq!(store.stream_by_name("hot").await.expect("get").map(|s| s.default_storage_tier), Some(StorageTier::Hot));
+
+    let to_warm = StreamUpdate { default_storage_tier: Some(StorageTier::Warm), ..Default::default() };
+    let v2 = new_version();
+    assert!(matches!(
+        store.update_stream(&hot.arn, "stale", &to_warm, &v2).await,
+        Err(MetaError::VersionMismatch { .. })
+    ));
+    assert_eq!(
+        store.stream_by_arn(&hot.arn).await.expect("get").map(|s| s.default_storage_tier),
+        Some(StorageTier::Hot)
+    );
+    let updated = store.update_stream(&hot.arn, &hot.version, &to_warm, &v2).await.expect("update");
+    assert_eq!(updated, StreamRecord { default_storage_tier: StorageTier::Warm, version: v2.clone(), ..hot.clone() });
+    // Other updates keep the tier.
+    let retention = StreamUpdate { data_retention_in_hours: Some(48), ..Default::default() };
+    let v3 = new_version();
+    let kept = store.update_stream(&hot.arn, &v2, &retention, &v3).await.expect("retention");
+    assert_eq!((kept.default_storage_tier, kept.data_retention_in_hours), (StorageTier::Warm, 48));
+    let listed = store.list_streams(&ListQuery { name_prefix: None, after: None, limit: 10 }).await.expect("list");
+    let tiers: Vec<_> = listed.items.iter().map(|s| (s.name.as_str(), s.default_storage_tier)).collect();
+    assert_eq!(tiers, [("hot", StorageTier::Warm), ("warm", StorageTier::Warm)]);
+}
+
+/// An image generation configuration with its optional members set.
+pub fn image_generation(enabled: bool) -> ImageGenerationConfig {
+    ImageGenerationConfig {
+        enabled,
+        image_selector_type: "PRODUCER_TIMESTAMP".into(),
+        destination_uri: "s3://bucket/prefix".into(),
+        destination_region: "us-west-2".into(),
+        sampling_interval_ms: 3_000,
+        format: "JPEG".into(),
+        jpeg_quality: Some("80".into()),
+        width_pixels: Some(320),
+        height_pixels: Some(240),
+    }
+}
+
+/// Image generation and notification configurations: absent until set, replaced and removed
+/// in place, refused (atomically, nothing written) for a missing stream or, when enabled,
+/// for a stream without retention, and deleted with their stream.
+pub async fn stream_configurations_round_trip_and_go_with_their_stream(store: &dyn MetaStore) {
+    let s = stream("cfg", 24);
+    let live = stream("live", 0);
+    for st in [&s, &live] {
+        store.create_stream(st, &Tags::new(), 10).await.expect("create");
+    }
+    let missing = "arn:aws:kinesisvideo:us-west-2:123456789012:stream/none/1";
+    assert!(matches!(store.image_generation_config(missing).await, Err(MetaError::NotFound(_))));
+    assert!(matches!(store.notification_config(missing).await, Err(MetaError::NotFound(_))));
+    let image = image_generation(true);
+    let notify = NotificationConfig { enabled: true, destination_uri: "arn:aws:sns:us-west-2:123456789012:t".into() };
+    assert!(matches!(store.set_image_generation_config(missing, Some(&image)).await, Err(MetaError::NotFound(_))));
+    assert!(matches!(store.set_notification_config(missing, None).await, Err(MetaError::NotFound(_))));
+    assert_eq!(store.image_generation_config(&s.arn).await.expect("none yet"), None);
+    assert_eq!(store.notification_config(&s.arn).await.expect("none yet"), None);
+
+    store.set_image_generation_config(&s.arn, Some(&image)).await.expect("set image");
+    store.set_notification_config(&s.arn, Some(&notify)).await.expect("set notification");
+    assert_eq!(store.image_generation_config(&s.arn).await.expect("get"), Some(image.clone()));
+    assert_eq!(store.notification_config(&s.arn).await.expect("get"), Some(notify.clone()));
+    // Replacing overwrites every member, optional ones included.
+    let bare = ImageGenerationConfig {
+        format: "PNG".into(),
+        jpeg_quality: None,
+        width_pixels: None,
+        height_pixels: None,
+        sampling_interval_ms: 200,
+        ..image_generation(false)
+    };
+    store.set_image_generation_config(&s.arn, Some(&bare)).await.expect("replace");
+    assert_eq!(store.image_generation_config(&s.arn).await.expect("get"), Some(bare));
+    // The stream itself is untouched: same version.
+    assert_eq!(store.stream_by_arn(&s.arn).await.expect("get"), Some(s.clone()));
+
+    // Enabled needs retention; disabled does not, and a refusal writes nothing.
+    assert!(matches!(
+        store.set_image_generation_config(&live.arn, Some(&image)).await,
+        Err(MetaError::NoDataRetention(_))
+    ));
+    assert!(matches!(
+        store.set_notification_config(&live.arn, Some(&notify)).await,
+        Err(MetaError::NoDataRetention(_))
+    ));
+    assert_eq!(store.image_generation_config(&live.arn).await.expect("get"), None);
+    let off = NotificationConfig { enabled: false, ..notify.clone() };
+    store.set_notification_config(&live.arn, Some(&off)).await.expect("disabled is fine");
+    assert_eq!(store.notification_config(&live.arn).await.expect("get"), Some(off));
+    store.set_image_generation_config(&live.arn, Some(&image_generation(false))).await.expect("disabled is fine");
+
+    // Removing: gone, and removing again is fine.
+    store.set_notification_config(&s.arn, None).await.expect("remove");
+    store.set_notification_config(&s.arn, None).await.expect("remove again");
+    assert_eq!(store.notification_config(&s.arn).await.expect("get"), None);
+
+    // Deleting a stream deletes its configurations: a new stream with the same ARN starts bare.
+    store.delete_stream(&s.arn, None).await.expect("delete");
+    store.delete_stream(&live.arn, None).await.expect("delete");
+    assert!(matches!(store.image_generation_config(&s.arn).await, Err(MetaError::NotFound(_))));
+    store.create_stream(&s, &Tags::new(), 10).await.expect("recreate");
+    store.create_stream(&live, &Tags::new(), 10).await.expect("recreate");
+    assert_eq!(store.image_generation_config(&s.arn).await.expect("get"), None);
+    assert_eq!(store.image_generation_config(&live.arn).await.expect("get"), None);
+    assert_eq!(store.notification_config(&live.arn).await.expect("get"), None);
 }
 
 pub async fn tags_follow_their_resource(store: &dyn MetaStore) {

@@ -79,6 +79,7 @@ impl ApiError {
             "ClientLimitExceededException",
             "InternalFailure",
             "InvalidArgumentException",
+            "NoDataRetentionException",
             "NotAuthorizedException",
             "ResourceInUseException",
             "ResourceNotFoundException",

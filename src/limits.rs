@@ -182,7 +182,11 @@ impl Default for Limits {
                 ("UntagStream", TpsLimit::new(50.0, Some(5.0))),
                 ("ListTagsForStream", TpsLimit::new(50.0, Some(5.0))),
                 ("DescribeMappedResourceConfiguration", TpsLimit::new(50.0, Some(5.0))),
+                ("DescribeImageGenerationConfiguration", TpsLimit::new(50.0, Some(5.0))),
+                ("DescribeNotificationConfiguration", TpsLimit::new(50.0, Some(5.0))),
                 // Not in the KVS quota table: as the other stream configuration operations.
+                ("UpdateImageGenerationConfiguration", TpsLimit::new(50.0, Some(5.0))),
+                ("UpdateNotificationConfiguration", TpsLimit::new(50.0, Some(5.0))),
                 ("DescribeStreamStorageConfiguration", TpsLimit::new(50.0, Some(5.0))),
                 ("UpdateStreamStorageConfiguration", TpsLimit::new(50.0, Some(5.0))),
             ]),

@@ -15,7 +15,7 @@ impl From<MetaError> for ApiError {
             )),
             MetaError::InUse(message) => ApiError::resource_in_use(message),
             MetaError::NoDataRetention(stream) => no_data_retention(format!(
-                "The stream {stream} has no data retention; media storage needs DataRetentionInHours > 0"
+                "The stream {stream} has no data retention; this configuration needs DataRetentionInHours > 0"
             )),
             MetaError::QuotaExceeded(quota) => quota_error(quota),
             MetaError::LeaseLost { stream, .. } => {

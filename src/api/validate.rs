@@ -23,6 +23,11 @@ pub const TAG_KEY_PATTERN: &str = r"^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$";
 /// Pattern of tag values.
 pub const TAG_VALUE_PATTERN: &str = r"[\p{L}\p{Z}\p{N}_.:/=+\-@]*";
 
+/// Pattern of `DestinationUri` (image and notification destinations).
+pub const DESTINATION_URI_PATTERN: &str = "^[a-zA-Z_0-9]+:(//)?([^/]+)/?([^*]*)$";
+/// Values of the model's `ConfigurationStatus` (image generation, notifications).
+pub const CONFIGURATION_STATUSES: &[&str] = &["ENABLED", "DISABLED"];
+
 /// Longest channel or stream name.
 pub const MAX_NAME_LEN: usize = 256;
 /// Longest `DeviceName`.
@@ -45,6 +50,8 @@ static MEDIA_TYPE_RE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^[A-Za-z0-9_\-.+]+/[A-Za-z0-9_\-.+]+(,[A-Za-z0-9_\-.+]+/[A-Za-z0-9_\-.+]+)*$")
         .unwrap_or_else(|e| unreachable!("static pattern: {e}"))
 });
+static DESTINATION_URI_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(DESTINATION_URI_PATTERN).unwrap_or_else(|e| unreachable!("static pattern: {e}")));
 static TAG_RE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$").unwrap_or_else(|e| unreachable!("static pattern: {e}"))
 });
@@ -121,6 +128,21 @@ pub fn version(value: &str, member: &str) -> ApiResult<()> {
         return Err(pattern_error(value, member, VERSION_PATTERN));
     }
     Ok(())
+}
+
+/// A string of `min..=max` characters that `re` matches as a whole; `pattern` is the
+/// model's spelling of it, quoted in the refusal.
+pub fn matches(value: &str, member: &str, (min, max): (usize, usize), re: &Regex, pattern: &str) -> ApiResult<()> {
+    length(value, member, min, max)?;
+    if !re.is_match(value) {
+        return Err(pattern_error(value, member, pattern));
+    }
+    Ok(())
+}
+
+/// A `DestinationUri`: 1–255 characters, `scheme:[//]authority[/path]` without `*`.
+pub fn destination_uri(value: &str, member: &str) -> ApiResult<()> {
+    matches(value, member, (1, 255), &DESTINATION_URI_RE, DESTINATION_URI_PATTERN)
 }
 
 /// A `MediaType` such as `video/h264,audio/aac`.
@@ -252,6 +274,20 @@ mod tests {
         assert!(tag_value("", "Value").is_ok());
         assert!(tag_value("v!", "Value").is_err());
         assert!(tag_value(&"v".repeat(257), "Value").is_err());
+    }
+
+    #[test]
+    fn whole_value_patterns() {
+        let re = Regex::new(r"^[a-z]+-[0-9]$").expect("re");
+        assert!(matches("us-1", "Region", (1, 14), &re, "[a-z]+-[0-9]").is_ok());
+        assert!(bad(matches("us-12", "Region", (1, 14), &re, "[a-z]+-[0-9]")).contains("pattern: [a-z]+-[0-9]"));
+        assert!(bad(matches("", "Region", (1, 14), &re, "[a-z]+-[0-9]")).contains("length between 1 and 14"));
+        for ok in ["s3://bucket", "s3://bucket/prefix/x", "arn:aws:sns:us-west-2:123456789012:topic", "x:y"] {
+            assert!(destination_uri(ok, "Uri").is_ok(), "{ok}");
+        }
+        for no in ["", "bucket", "s3://", "s3://b/*", "s-3://b", &format!("s3://{}", "b".repeat(251))] {
+            assert!(destination_uri(no, "Uri").is_err(), "{no}");
+        }
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! | [`endpoints`] | GetSignalingChannelEndpoint, GetDataEndpoint |
 //! | [`media_storage`] | Update/DescribeMediaStorageConfiguration, DescribeMappedResourceConfiguration |
 //! | [`stream_storage`] | Describe/UpdateStreamStorageConfiguration (the stream's storage tier) |
+//! | [`image_generation`] | Describe/UpdateImageGenerationConfiguration (stored, no images made) |
+//! | [`notification`] | Describe/UpdateNotificationConfiguration (stored, no SNS delivery) |
 //! | [`tags`] | Tag/Untag/ListTagsForResource, Tag/Untag/ListTagsForStream |
 //!
 //! Every handler follows the same steps with the [`crate::api`] toolkit: parse the body
@@ -29,7 +31,9 @@ use crate::error::ApiError;
 
 pub mod channels;
 pub mod endpoints;
+pub mod image_generation;
 pub mod media_storage;
+pub mod notification;
 pub mod stream_storage;
 pub mod streams;
 pub mod tags;
@@ -61,6 +65,10 @@ where
         .route("/describeMappedResourceConfiguration", post(media_storage::describe_mapped_resource))
         .route("/describeStreamStorageConfiguration", post(stream_storage::describe))
         .route("/updateStreamStorageConfiguration", post(stream_storage::update))
+        .route("/describeImageGenerationConfiguration", post(image_generation::describe))
+        .route("/updateImageGenerationConfiguration", post(image_generation::update))
+        .route("/describeNotificationConfiguration", post(notification::describe))
+        .route("/updateNotificationConfiguration", post(notification::update))
         .route("/TagResource", post(tags::tag_resource))
         .route("/UntagResource", post(tags::untag_resource))
         .route("/ListTagsForResource", post(tags::list_tags_for_resource))

@@ -83,6 +83,7 @@ impl ApiError {
             "NotAuthorizedException",
             "ResourceInUseException",
             "ResourceNotFoundException",
+            "StreamEdgeConfigurationNotFoundException",
             "VersionMismatchException",
         ];
         match (CODES.iter().find(|c| **c == code), StatusCode::from_u16(status)) {

@@ -184,6 +184,10 @@ impl Default for Limits {
                 ("DescribeMappedResourceConfiguration", TpsLimit::new(50.0, Some(5.0))),
                 ("DescribeImageGenerationConfiguration", TpsLimit::new(50.0, Some(5.0))),
                 ("DescribeNotificationConfiguration", TpsLimit::new(50.0, Some(5.0))),
+                ("DescribeEdgeConfiguration", TpsLimit::new(50.0, Some(5.0))),
+                ("DeleteEdgeConfiguration", TpsLimit::new(10.0, Some(1.0))),
+                ("StartEdgeConfigurationUpdate", TpsLimit::new(10.0, Some(1.0))),
+                ("ListEdgeAgentConfigurations", TpsLimit::new(50.0, None)),
                 // Not in the KVS quota table: as the other stream configuration operations.
                 ("UpdateImageGenerationConfiguration", TpsLimit::new(50.0, Some(5.0))),
                 ("UpdateNotificationConfiguration", TpsLimit::new(50.0, Some(5.0))),

@@ -24,6 +24,7 @@ const NOT_AUTHORIZED_OPS: &[&str] = &[
     "TagStream",
     "UntagStream",
     "ListTagsForStream",
+    "ListEdgeAgentConfigurations",
 ];
 
 /// The modeled refusal of control-plane operation `op` (what its handler uses).

@@ -10,6 +10,7 @@
 //! | [`stream_storage`] | Describe/UpdateStreamStorageConfiguration (the stream's storage tier) |
 //! | [`image_generation`] | Describe/UpdateImageGenerationConfiguration (stored, no images made) |
 //! | [`notification`] | Describe/UpdateNotificationConfiguration (stored, no SNS delivery) |
+//! | [`edge`] | Describe/DeleteEdgeConfiguration, StartEdgeConfigurationUpdate, ListEdgeAgentConfigurations |
 //! | [`tags`] | Tag/Untag/ListTagsForResource, Tag/Untag/ListTagsForStream |
 //!
 //! Every handler follows the same steps with the [`crate::api`] toolkit: parse the body
@@ -30,6 +31,7 @@ use crate::arn::CreationClock;
 use crate::error::ApiError;
 
 pub mod channels;
+pub mod edge;
 pub mod endpoints;
 pub mod image_generation;
 pub mod media_storage;
@@ -69,6 +71,10 @@ where
         .route("/updateImageGenerationConfiguration", post(image_generation::update))
         .route("/describeNotificationConfiguration", post(notification::describe))
         .route("/updateNotificationConfiguration", post(notification::update))
+        .route("/describeEdgeConfiguration", post(edge::describe))
+        .route("/deleteEdgeConfiguration", post(edge::delete))
+        .route("/startEdgeConfigurationUpdate", post(edge::start_update))
+        .route("/listEdgeAgentConfigurations", post(edge::list))
         .route("/TagResource", post(tags::tag_resource))
         .route("/UntagResource", post(tags::untag_resource))
         .route("/ListTagsForResource", post(tags::list_tags_for_resource))

@@ -326,12 +326,15 @@ fn sign_stun(gate: &crate::signaling::turn::Gate, src: SocketAddr, raw: &[u8]) -
 
 /// A JSON request body of an API operation. The first byte picks the operation; the body
 /// is parsed as the server does ([`crate::api::body::parse`]) and, where the operation has
-/// a pure validation step, validated.
+/// a pure validation step, validated. An accepted image or notification configuration must
+/// be described as one the server accepts again, unchanged.
 pub fn api_body(data: &[u8]) {
     use crate::api::body::parse;
-    use crate::control::{channels, endpoints, media_storage, streams, tags};
+    use crate::control::{
+        channels, edge, endpoints, image_generation, media_storage, notification, stream_storage, streams, tags,
+    };
     let Some((&op, body)) = data.split_first() else { return };
-    match op % 26 {
+    match op % 36 {
         0 => drop(parse::<channels::CreateInput>(body)),
         1 => drop(parse::<channels::DescribeInput>(body)),
         2 => drop(parse::<channels::ListInput>(body)),
@@ -377,6 +380,57 @@ pub fn api_body(data: &[u8]) {
                 assert!(stamps.iter().all(|t| (r.start_ms..=r.end_ms).contains(t)), "{stamps:?} outside {r:?}");
             }
         }
+        26 => drop(parse::<stream_storage::UpdateInput>(body)),
+        27 => {
+            if let Ok(c) = parse::<stream_storage::StreamStorageConfiguration>(body) {
+                drop(stream_storage::tier(c, "StreamStorageConfiguration"));
+            }
+        }
+        28 => drop(parse::<image_generation::UpdateInput>(body)),
+        29 => {
+            let Ok(c) = parse::<image_generation::ImageGenerationConfiguration>(body) else { return };
+            let Ok(cfg) = image_generation::validate_config(c, "us-west-2") else { return };
+            let ms = i64::from(cfg.sampling_interval_ms);
+            assert!(
+                (image_generation::MIN_SAMPLING_INTERVAL_MS..=image_generation::MAX_SAMPLING_INTERVAL_MS).contains(&ms)
+            );
+            assert_eq!(cfg.destination_region, "us-west-2");
+            let described = serde_json::to_vec(&image_generation::ImageGenerationConfiguration::from(cfg.clone()));
+            let again =
+                described.ok().and_then(|d| parse(&d).ok()).map(|c| image_generation::validate_config(c, "us-west-2"));
+            assert!(
+                matches!(again, Some(Ok(ref c)) if *c == cfg),
+                "described configuration not accepted again: {again:?}"
+            );
+        }
+        30 => drop(parse::<notification::UpdateInput>(body)),
+        31 => {
+            let Ok(c) = parse::<notification::NotificationConfiguration>(body) else { return };
+            let Ok(cfg) = notification::validate_config(c) else { return };
+            let described = serde_json::to_vec(&notification::NotificationConfiguration::from(cfg.clone()));
+            let again = described.ok().and_then(|d| parse(&d).ok()).map(notification::validate_config);
+            assert!(
+                matches!(again, Some(Ok(ref c)) if *c == cfg),
+                "described configuration not accepted again: {again:?}"
+            );
+        }
+        32 => drop(parse::<edge::StartUpdateInput>(body)),
+        33 => {
+            if let Ok(c) = parse::<edge::EdgeConfig>(body) {
+                drop(edge::validate_edge_config(c));
+            }
+        }
+        34 => {
+            if let Ok(input) = parse::<edge::ListInput>(body) {
+                drop(edge::validate_list(&input));
+            }
+        }
+        35 => {
+            drop(parse::<stream_storage::DescribeInput>(body));
+            drop(parse::<image_generation::DescribeInput>(body));
+            drop(parse::<notification::DescribeInput>(body));
+            drop(parse::<edge::StreamRef>(body));
+        }
         _ => {
             drop(parse::<crate::playback::get_media::Input>(body));
             drop(parse::<crate::playback::list_fragments::Input>(body));
@@ -397,6 +451,20 @@ mod tests {
     fn seed(target: &str, name: &str) -> Vec<u8> {
         let path = format!("{}/fuzz/seeds/{target}/{name}", env!("CARGO_MANIFEST_DIR"));
         std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// The configuration seeds are accepted, so the fuzzer starts from inputs that reach
+    /// the describe-and-accept-again check.
+    #[test]
+    fn configuration_seeds_are_accepted_configurations() {
+        use crate::api::body::parse;
+        use crate::control::{edge, image_generation, notification};
+        let body = |name: &str| seed("api_body", name).split_off(1);
+        let images = parse(&body("op29")).expect("op29 parses");
+        assert!(image_generation::validate_config(images, "us-west-2").is_ok());
+        assert!(notification::validate_config(parse(&body("op31")).expect("op31 parses")).is_ok());
+        assert!(edge::validate_edge_config(parse(&body("op33")).expect("op33 parses")).is_ok());
+        assert!(edge::validate_list(&parse(&body("op34")).expect("op34 parses")).is_ok());
     }
 
     #[test]

@@ -188,3 +188,68 @@ fn ingestion_flow_with_the_aws_cli() {
     let run = cli.run(&["create-signaling-channel", "--channel-name", "front-door"]);
     assert!(!run.ok && run.stderr.contains("ResourceInUseException"), "{}", run.stderr);
 }
+
+#[test]
+fn stream_configurations_with_the_aws_cli() {
+    let reel = Reel::start();
+    let sealed = tempfile::tempdir().expect("tempdir");
+    let cli = Cli { reel: &reel, sealed: sealed.path() };
+    let out = cli.json(&[
+        "create-stream",
+        "--stream-name",
+        "porch",
+        "--data-retention-in-hours",
+        "720",
+        "--stream-storage-configuration",
+        "DefaultStorageTier=WARM",
+    ]);
+    let stream_arn = out["StreamARN"].as_str().expect("StreamARN").to_string();
+
+    // Storage tier: described, then updated against the stream's version.
+    let out = cli.json(&["describe-stream-storage-configuration", "--stream-name", "porch"]);
+    assert_eq!(out["StreamARN"], stream_arn.as_str());
+    assert_eq!(out["StreamStorageConfiguration"]["DefaultStorageTier"], "WARM");
+    let out = cli.json(&["describe-stream", "--stream-arn", &stream_arn]);
+    let version = out["StreamInfo"]["Version"].as_str().expect("Version").to_string();
+    let update = [
+        "update-stream-storage-configuration",
+        "--stream-arn",
+        &stream_arn,
+        "--current-version",
+        &version,
+        "--stream-storage-configuration",
+        "DefaultStorageTier=HOT",
+    ];
+    assert_eq!(cli.json(&update), serde_json::json!({}));
+    let out = cli.json(&["describe-stream-storage-configuration", "--stream-arn", &stream_arn]);
+    assert_eq!(out["StreamStorageConfiguration"]["DefaultStorageTier"], "HOT");
+    let run = cli.run(&update);
+    assert!(!run.ok && run.stderr.contains("VersionMismatchException"), "{}", run.stderr);
+
+    // Image generation: none (no member), set, described as given.
+    assert_eq!(cli.json(&["describe-image-generation-configuration", "--stream-name", "porch"]), serde_json::json!({}));
+    let images = format!(
+        r#"{{"Status":"ENABLED","ImageSelectorType":"SERVER_TIMESTAMP","DestinationConfig":{{"Uri":"s3://bucket/porch","DestinationRegion":"{REGION}"}},"SamplingInterval":3000,"Format":"JPEG","FormatConfig":{{"JPEGQuality":"90"}},"WidthPixels":640}}"#
+    );
+    let set = ["update-image-generation-configuration", "--stream-name", "porch", "--image-generation-configuration"];
+    cli.json(&[&set[..], &[images.as_str()]].concat());
+    let out = cli.json(&["describe-image-generation-configuration", "--stream-arn", &stream_arn]);
+    let expected: Value = serde_json::from_str(&images).expect("json");
+    assert_eq!(out["ImageGenerationConfiguration"], expected);
+
+    // Notifications.
+    let topic = format!("arn:aws:sns:{REGION}:123456789012:porch");
+    let notify = format!(r#"{{"Status":"ENABLED","DestinationConfig":{{"Uri":"{topic}"}}}}"#);
+    cli.json(&["update-notification-configuration", "--stream-name", "porch", "--notification-configuration", &notify]);
+    let out = cli.json(&["describe-notification-configuration", "--stream-name", "porch"]);
+    assert_eq!(out["NotificationConfiguration"]["DestinationConfig"]["Uri"], topic.as_str());
+    cli.json(&["update-notification-configuration", "--stream-name", "porch"]);
+    assert_eq!(cli.json(&["describe-notification-configuration", "--stream-name", "porch"]), serde_json::json!({}));
+
+    // Edge: the modeled "no edge configuration" error, and an empty listing.
+    let run = cli.run(&["describe-edge-configuration", "--stream-name", "porch"]);
+    assert!(!run.ok && run.stderr.contains("StreamEdgeConfigurationNotFoundException"), "{}", run.stderr);
+    let hub = format!("arn:aws:iot:{REGION}:123456789012:thing/hub");
+    let out = cli.json(&["list-edge-agent-configurations", "--hub-device-arn", &hub]);
+    assert_eq!(out["EdgeConfigs"], serde_json::json!([]));
+}

@@ -425,12 +425,9 @@ pub fn api_body(data: &[u8]) {
                 drop(edge::validate_list(&input));
             }
         }
-        35 => {
-            drop(parse::<stream_storage::DescribeInput>(body));
-            drop(parse::<image_generation::DescribeInput>(body));
-            drop(parse::<notification::DescribeInput>(body));
-            drop(parse::<edge::StreamRef>(body));
-        }
+        // The input of the storage, image generation and notification Describe operations
+        // and of Describe/DeleteEdgeConfiguration.
+        35 => drop(parse::<streams::StreamRef>(body)),
         _ => {
             drop(parse::<crate::playback::get_media::Input>(body));
             drop(parse::<crate::playback::list_fragments::Input>(body));

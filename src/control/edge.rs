@@ -27,11 +27,11 @@ use http::StatusCode;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use crate::api::resolve::{self, ArnFormatError};
 use crate::api::{Core, access, body, pagination, validate};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::meta::StreamRecord;
+
+use super::streams::StreamRef;
 
 /// Pattern of `HubDeviceArn` (an IoT thing ARN, 1–1024 characters).
 pub const HUB_DEVICE_ARN_PATTERN: &str = r"arn:[a-z\d-]+:iot:[a-z0-9-]+:[0-9]+:thing/[a-zA-Z0-9_.-]+";
@@ -196,24 +196,17 @@ pub fn validate_edge_config(c: EdgeConfig) -> ApiResult<()> {
     Ok(())
 }
 
-/// The stream an edge operation names, found, authorized and rate-limited.
-async fn resolve(
+/// What Describe/DeleteEdgeConfiguration answer: for the stream `body` names (a
+/// [`StreamRef`]), found and authorized for `op`, `StreamEdgeConfigurationNotFoundException`.
+async fn no_configuration(
     st: &Core,
     principal: &Principal,
     op: &str,
-    name: Option<&str>,
-    arn: Option<&str>,
-) -> ApiResult<StreamRecord> {
-    resolve::stream(st, principal, op, ApiError::access_denied, name, arn, ArnFormatError::InvalidArgument).await
-}
-
-/// Input of Describe/DeleteEdgeConfiguration.
-#[derive(Debug, Deserialize)]
-pub struct StreamRef {
-    #[serde(rename = "StreamName")]
-    name: Option<String>,
-    #[serde(rename = "StreamARN")]
-    arn: Option<String>,
+    body: &[u8],
+) -> ApiResult<Json<serde_json::Value>> {
+    let input: StreamRef = body::parse(body)?;
+    let stream = input.resolve(st, principal, op, ApiError::access_denied).await?;
+    Err(no_edge_configuration(&stream.name))
 }
 
 /// `POST /describeEdgeConfiguration`: no stream of reel has an edge configuration.
@@ -223,10 +216,7 @@ pub async fn describe(
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let input: StreamRef = body::parse(&body)?;
-    let stream =
-        resolve(&st, &principal, "DescribeEdgeConfiguration", input.name.as_deref(), input.arn.as_deref()).await?;
-    Err(no_edge_configuration(&stream.name))
+    no_configuration(&st, &principal, "DescribeEdgeConfiguration", &body).await
 }
 
 /// `POST /deleteEdgeConfiguration`: there is never an edge configuration to delete.
@@ -236,19 +226,14 @@ pub async fn delete(
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let input: StreamRef = body::parse(&body)?;
-    let stream =
-        resolve(&st, &principal, "DeleteEdgeConfiguration", input.name.as_deref(), input.arn.as_deref()).await?;
-    Err(no_edge_configuration(&stream.name))
+    no_configuration(&st, &principal, "DeleteEdgeConfiguration", &body).await
 }
 
 /// `StartEdgeConfigurationUpdate` input.
 #[derive(Debug, Deserialize)]
 pub struct StartUpdateInput {
-    #[serde(rename = "StreamName")]
-    name: Option<String>,
-    #[serde(rename = "StreamARN")]
-    arn: Option<String>,
+    #[serde(flatten)]
+    stream: StreamRef,
     #[serde(rename = "EdgeConfig")]
     config: Option<EdgeConfig>,
 }
@@ -263,7 +248,7 @@ pub async fn start_update(
 ) -> ApiResult<Json<serde_json::Value>> {
     let input: StartUpdateInput = body::parse(&body)?;
     validate_edge_config(validate::required(input.config, "EdgeConfig")?)?;
-    resolve(&st, &principal, "StartEdgeConfigurationUpdate", input.name.as_deref(), input.arn.as_deref()).await?;
+    input.stream.resolve(&st, &principal, "StartEdgeConfigurationUpdate", ApiError::access_denied).await?;
     Err(ApiError::invalid_argument(NO_EDGE_AGENTS))
 }
 

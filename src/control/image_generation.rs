@@ -19,16 +19,17 @@ use std::sync::LazyLock;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, State};
+use futures::future::BoxFuture;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use crate::api::resolve::{self, ArnFormatError};
 use crate::api::{Core, body, validate};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::meta::{ImageGenerationConfig, StreamRecord};
+use crate::meta::{ImageGenerationConfig, MetaError, MetaStore};
 
-use super::empty;
+use super::configuration::{self, StreamConfiguration};
+use super::streams::StreamRef;
 
 /// `ImageSelectorType` values.
 pub const IMAGE_SELECTOR_TYPES: &[&str] = &["SERVER_TIMESTAMP", "PRODUCER_TIMESTAMP"];
@@ -173,24 +174,25 @@ fn jpeg_quality(map: BTreeMap<String, String>) -> ApiResult<String> {
     }
 }
 
-/// The stream an image generation operation names, found, authorized and rate-limited.
-async fn resolve(
-    st: &Core,
-    principal: &Principal,
-    op: &str,
-    name: Option<&str>,
-    arn: Option<&str>,
-) -> ApiResult<StreamRecord> {
-    resolve::stream(st, principal, op, ApiError::access_denied, name, arn, ArnFormatError::InvalidArgument).await
-}
-
-/// `DescribeImageGenerationConfiguration` input.
-#[derive(Debug, Deserialize)]
-pub struct DescribeInput {
-    #[serde(rename = "StreamName")]
-    name: Option<String>,
-    #[serde(rename = "StreamARN")]
-    arn: Option<String>,
+impl StreamConfiguration for ImageGenerationConfig {
+    type Wire = ImageGenerationConfiguration;
+    const NAME: &'static str = "image generation configuration";
+    fn validate(wire: ImageGenerationConfiguration, core: &Core) -> ApiResult<Self> {
+        validate_config(wire, &core.config.region)
+    }
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+    fn load<'a>(meta: &'a dyn MetaStore, stream_arn: &'a str) -> BoxFuture<'a, Result<Option<Self>, MetaError>> {
+        meta.image_generation_config(stream_arn)
+    }
+    fn store<'a>(
+        meta: &'a dyn MetaStore,
+        stream_arn: &'a str,
+        config: Option<&'a Self>,
+    ) -> BoxFuture<'a, Result<(), MetaError>> {
+        meta.set_image_generation_config(stream_arn, config)
+    }
 }
 
 /// `DescribeImageGenerationConfiguration` output: `{}` for a stream without a configuration.
@@ -207,20 +209,16 @@ pub async fn describe(
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<DescribeOutput>> {
-    let input: DescribeInput = body::parse(&body)?;
     let op = "DescribeImageGenerationConfiguration";
-    let stream = resolve(&st, &principal, op, input.name.as_deref(), input.arn.as_deref()).await?;
-    let config = st.meta.image_generation_config(&stream.arn).await?;
-    Ok(Json(DescribeOutput { config: config.map(ImageGenerationConfiguration::from) }))
+    let config = configuration::describe::<ImageGenerationConfig>(&st, &principal, op, &body).await?;
+    Ok(Json(DescribeOutput { config }))
 }
 
 /// `UpdateImageGenerationConfiguration` input.
 #[derive(Debug, Deserialize)]
 pub struct UpdateInput {
-    #[serde(rename = "StreamName")]
-    name: Option<String>,
-    #[serde(rename = "StreamARN")]
-    arn: Option<String>,
+    #[serde(flatten)]
+    stream: StreamRef,
     #[serde(rename = "ImageGenerationConfiguration")]
     config: Option<ImageGenerationConfiguration>,
 }
@@ -234,16 +232,8 @@ pub async fn update(
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
     let input: UpdateInput = body::parse(&body)?;
-    let config = input.config.map(|c| validate_config(c, &st.config.region)).transpose()?;
     let op = "UpdateImageGenerationConfiguration";
-    let stream = resolve(&st, &principal, op, input.name.as_deref(), input.arn.as_deref()).await?;
-    st.meta.set_image_generation_config(&stream.arn, config.as_ref()).await?;
-    tracing::info!(
-        configured = config.is_some(),
-        enabled = config.as_ref().is_some_and(|c| c.enabled),
-        "image generation configuration updated"
-    );
-    Ok(empty())
+    configuration::update::<ImageGenerationConfig>(&st, &principal, op, &input.stream, input.config).await
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@
 //! find the resource, authorize `kinesisvideo:<Operation>` on its ARN and apply the
 //! per-resource rate quota (`api::resolve`), then act through [`crate::meta::MetaStore`].
 //! The edge has already authenticated the caller and applied the account-wide quota.
+//! [`image_generation`] and [`notification`] share their steps (the private `configuration`).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -31,6 +32,7 @@ use crate::arn::CreationClock;
 use crate::error::ApiError;
 
 pub mod channels;
+mod configuration;
 pub mod edge;
 pub mod endpoints;
 pub mod image_generation;

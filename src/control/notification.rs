@@ -13,15 +13,16 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, State};
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use crate::api::resolve::{self, ArnFormatError};
 use crate::api::{Core, body, validate};
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult};
-use crate::meta::{NotificationConfig, StreamRecord};
+use crate::error::ApiResult;
+use crate::meta::{MetaError, MetaStore, NotificationConfig};
 
-use super::empty;
+use super::configuration::{self, StreamConfiguration};
+use super::streams::StreamRef;
 
 /// `NotificationDestinationConfig`.
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -59,24 +60,25 @@ pub fn validate_config(c: NotificationConfiguration) -> ApiResult<NotificationCo
     Ok(NotificationConfig { enabled: status == "ENABLED", destination_uri: uri })
 }
 
-/// The stream a notification operation names, found, authorized and rate-limited.
-async fn resolve(
-    st: &Core,
-    principal: &Principal,
-    op: &str,
-    name: Option<&str>,
-    arn: Option<&str>,
-) -> ApiResult<StreamRecord> {
-    resolve::stream(st, principal, op, ApiError::access_denied, name, arn, ArnFormatError::InvalidArgument).await
-}
-
-/// `DescribeNotificationConfiguration` input.
-#[derive(Debug, Deserialize)]
-pub struct DescribeInput {
-    #[serde(rename = "StreamName")]
-    name: Option<String>,
-    #[serde(rename = "StreamARN")]
-    arn: Option<String>,
+impl StreamConfiguration for NotificationConfig {
+    type Wire = NotificationConfiguration;
+    const NAME: &'static str = "notification configuration";
+    fn validate(wire: NotificationConfiguration, _core: &Core) -> ApiResult<Self> {
+        validate_config(wire)
+    }
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+    fn load<'a>(meta: &'a dyn MetaStore, stream_arn: &'a str) -> BoxFuture<'a, Result<Option<Self>, MetaError>> {
+        meta.notification_config(stream_arn)
+    }
+    fn store<'a>(
+        meta: &'a dyn MetaStore,
+        stream_arn: &'a str,
+        config: Option<&'a Self>,
+    ) -> BoxFuture<'a, Result<(), MetaError>> {
+        meta.set_notification_config(stream_arn, config)
+    }
 }
 
 /// `DescribeNotificationConfiguration` output: `{}` for a stream without a configuration.
@@ -93,20 +95,16 @@ pub async fn describe(
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<DescribeOutput>> {
-    let input: DescribeInput = body::parse(&body)?;
     let op = "DescribeNotificationConfiguration";
-    let stream = resolve(&st, &principal, op, input.name.as_deref(), input.arn.as_deref()).await?;
-    let config = st.meta.notification_config(&stream.arn).await?;
-    Ok(Json(DescribeOutput { config: config.map(NotificationConfiguration::from) }))
+    let config = configuration::describe::<NotificationConfig>(&st, &principal, op, &body).await?;
+    Ok(Json(DescribeOutput { config }))
 }
 
 /// `UpdateNotificationConfiguration` input.
 #[derive(Debug, Deserialize)]
 pub struct UpdateInput {
-    #[serde(rename = "StreamName")]
-    name: Option<String>,
-    #[serde(rename = "StreamARN")]
-    arn: Option<String>,
+    #[serde(flatten)]
+    stream: StreamRef,
     #[serde(rename = "NotificationConfiguration")]
     config: Option<NotificationConfiguration>,
 }
@@ -120,16 +118,8 @@ pub async fn update(
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
     let input: UpdateInput = body::parse(&body)?;
-    let config = input.config.map(validate_config).transpose()?;
     let op = "UpdateNotificationConfiguration";
-    let stream = resolve(&st, &principal, op, input.name.as_deref(), input.arn.as_deref()).await?;
-    st.meta.set_notification_config(&stream.arn, config.as_ref()).await?;
-    tracing::info!(
-        configured = config.is_some(),
-        enabled = config.as_ref().is_some_and(|c| c.enabled),
-        "notification configuration updated"
-    );
-    Ok(empty())
+    configuration::update::<NotificationConfig>(&st, &principal, op, &input.stream, input.config).await
 }
 
 #[cfg(test)]

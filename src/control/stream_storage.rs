@@ -18,13 +18,13 @@ use axum::extract::{Extension, State};
 use serde::{Deserialize, Serialize};
 
 use crate::api::Core;
-use crate::api::resolve::{self, ArnFormatError};
 use crate::api::{body, validate};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::meta::{self, StorageTier, StreamRecord, StreamUpdate};
+use crate::meta::{self, StorageTier, StreamUpdate};
 
 use super::empty;
+use super::streams::StreamRef;
 
 /// `StreamStorageConfiguration` (CreateStream and UpdateStreamStorageConfiguration input,
 /// DescribeStreamStorageConfiguration output).
@@ -42,27 +42,6 @@ pub fn tier(config: StreamStorageConfiguration, member: &str) -> ApiResult<Stora
     let name = validate::one_of(&name, &tier_member, StorageTier::NAMES)?;
     // `one_of` only returns listed names, all of which parse.
     StorageTier::parse(name).ok_or_else(|| validate::invalid(name, &tier_member, "Member must be HOT or WARM"))
-}
-
-/// The stream a storage-tier operation names, found, authorized and rate-limited; policy
-/// refusals are `AccessDeniedException`.
-async fn resolve(
-    st: &Core,
-    principal: &Principal,
-    op: &str,
-    name: Option<&str>,
-    arn: Option<&str>,
-) -> ApiResult<StreamRecord> {
-    resolve::stream(st, principal, op, ApiError::access_denied, name, arn, ArnFormatError::InvalidArgument).await
-}
-
-/// `DescribeStreamStorageConfiguration` input.
-#[derive(Debug, Deserialize)]
-pub struct DescribeInput {
-    #[serde(rename = "StreamName")]
-    name: Option<String>,
-    #[serde(rename = "StreamARN")]
-    arn: Option<String>,
 }
 
 /// `DescribeStreamStorageConfiguration` output: always names the stream and its tier.
@@ -83,10 +62,8 @@ pub async fn describe(
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Json<DescribeOutput>> {
-    let input: DescribeInput = body::parse(&body)?;
-    let stream =
-        resolve(&st, &principal, "DescribeStreamStorageConfiguration", input.name.as_deref(), input.arn.as_deref())
-            .await?;
+    let input: StreamRef = body::parse(&body)?;
+    let stream = input.resolve(&st, &principal, "DescribeStreamStorageConfiguration", ApiError::access_denied).await?;
     let tier = stream.default_storage_tier.as_str().to_string();
     Ok(Json(DescribeOutput {
         name: stream.name,
@@ -95,7 +72,8 @@ pub async fn describe(
     }))
 }
 
-/// `UpdateStreamStorageConfiguration` input.
+/// `UpdateStreamStorageConfiguration` input. Not a flattened [`StreamRef`]: see there why
+/// `StreamStorageConfiguration` (sorting after `StreamARN`) rules that out.
 #[derive(Debug, Deserialize)]
 pub struct UpdateInput {
     #[serde(rename = "StreamName")]
@@ -121,9 +99,9 @@ pub async fn update(
     validate::version(&current_version, "CurrentVersion")?;
     let config = validate::required(input.config, "StreamStorageConfiguration")?;
     let tier = tier(config, "StreamStorageConfiguration")?;
-    let stream =
-        resolve(&st, &principal, "UpdateStreamStorageConfiguration", input.name.as_deref(), input.arn.as_deref())
-            .await?;
+    let stream = StreamRef { name: input.name, arn: input.arn }
+        .resolve(&st, &principal, "UpdateStreamStorageConfiguration", ApiError::access_denied)
+        .await?;
     let update = StreamUpdate { default_storage_tier: Some(tier), ..Default::default() };
     st.meta.update_stream(&stream.arn, &current_version, &update, &meta::new_version()).await?;
     st.stream_cache.forget(&stream.arn);

@@ -27,7 +27,7 @@ use crate::meta::{self, StorageTier, StreamRecord, StreamUpdate, Tags};
 use super::channels::{NameCondition, list_query};
 use super::empty;
 use super::stream_storage::{self, StreamStorageConfiguration};
-use crate::api::access::authorize;
+use crate::api::access::{Deny, authorize};
 use crate::api::resolve::{self, ArnFormatError, STREAM_DENY};
 use crate::api::{body, pagination, validate};
 
@@ -39,18 +39,6 @@ pub const DEFAULT_LIST_SIZE: usize = 10_000;
 pub const MAX_LIST_SIZE: usize = 10_000;
 /// `UpdateDataRetention.Operation` values.
 pub const RETENTION_OPERATIONS: &[&str] = &["INCREASE_DATA_RETENTION", "DECREASE_DATA_RETENTION"];
-
-/// [`resolve::stream`] for the stream operations of this module: an IAM deny is [`STREAM_DENY`]
-/// and a malformed ARN is an `InvalidArgumentException`.
-async fn resolve_denying(
-    st: &Core,
-    principal: &Principal,
-    op: &str,
-    name: Option<&str>,
-    arn: Option<&str>,
-) -> ApiResult<StreamRecord> {
-    resolve::stream(st, principal, op, STREAM_DENY, name, arn, ArnFormatError::InvalidArgument).await
-}
 
 /// Check a stream `Tags` map (model: 1–50 entries) and collect it.
 pub(crate) fn tag_map(tags: Tags, member: &str) -> ApiResult<Tags> {
@@ -187,13 +175,35 @@ pub async fn create(
     Ok(Json(serde_json::json!({ "StreamARN": record.arn })))
 }
 
-/// Input of operations that name one stream and nothing else.
-#[derive(Debug, Deserialize)]
+/// The stream an operation names by `StreamName` and/or `StreamARN`: the whole input of
+/// operations that name one stream and nothing else, flattened into larger inputs.
+///
+/// Flatten it only into inputs whose other members all sort before `StreamARN`: bodies are
+/// read member by member in name order ([`body::parse`] goes through a sorted JSON map), a
+/// flattened struct after the rest, so otherwise the `SerializationException` for a body with
+/// two mistyped members could name a different one.
+#[derive(Debug, Default, Deserialize)]
 pub struct StreamRef {
     #[serde(rename = "StreamName")]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     #[serde(rename = "StreamARN")]
-    arn: Option<String>,
+    pub(crate) arn: Option<String>,
+}
+
+impl StreamRef {
+    /// [`resolve::stream`] for the named stream: found, authorized for `op` (`deny` builds
+    /// the operation's modeled policy refusal) and rate-limited; a malformed ARN is an
+    /// `InvalidArgumentException`.
+    pub(crate) async fn resolve(
+        &self,
+        st: &Core,
+        principal: &Principal,
+        op: &str,
+        deny: Deny,
+    ) -> ApiResult<StreamRecord> {
+        let (name, arn) = (self.name.as_deref(), self.arn.as_deref());
+        resolve::stream(st, principal, op, deny, name, arn, ArnFormatError::InvalidArgument).await
+    }
 }
 
 /// `DescribeStream` output.
@@ -211,8 +221,7 @@ pub async fn describe(
     body: Bytes,
 ) -> ApiResult<Json<DescribeOutput>> {
     let input: StreamRef = body::parse(&body)?;
-    let stream =
-        resolve_denying(&st, &principal, "DescribeStream", input.name.as_deref(), input.arn.as_deref()).await?;
+    let stream = input.resolve(&st, &principal, "DescribeStream", STREAM_DENY).await?;
     Ok(Json(DescribeOutput { info: stream.into() }))
 }
 
@@ -262,10 +271,8 @@ pub async fn list(
 /// `UpdateStream` input.
 #[derive(Debug, Deserialize)]
 pub struct UpdateInput {
-    #[serde(rename = "StreamName")]
-    name: Option<String>,
-    #[serde(rename = "StreamARN")]
-    arn: Option<String>,
+    #[serde(flatten)]
+    stream: StreamRef,
     #[serde(rename = "CurrentVersion")]
     current_version: Option<String>,
     #[serde(rename = "DeviceName")]
@@ -290,7 +297,7 @@ pub async fn update(
     if let Some(m) = &input.media_type {
         validate::media_type(m, "MediaType")?;
     }
-    let stream = resolve_denying(&st, &principal, "UpdateStream", input.name.as_deref(), input.arn.as_deref()).await?;
+    let stream = input.stream.resolve(&st, &principal, "UpdateStream", STREAM_DENY).await?;
     let update = StreamUpdate { device_name: input.device_name, media_type: input.media_type, ..Default::default() };
     st.meta.update_stream(&stream.arn, &current_version, &update, &meta::new_version()).await?;
     st.stream_cache.forget(&stream.arn);
@@ -319,7 +326,7 @@ pub async fn delete(
     if let Some(v) = &input.current_version {
         validate::version(v, "CurrentVersion")?;
     }
-    let stream = resolve_denying(&st, &principal, "DeleteStream", None, Some(&arn)).await?;
+    let stream = StreamRef { name: None, arn: Some(arn) }.resolve(&st, &principal, "DeleteStream", STREAM_DENY).await?;
     st.meta.delete_stream(&stream.arn, input.current_version.as_deref()).await?;
     st.stream_cache.forget(&stream.arn);
     match st.store.delete_stream(&stream.arn).await {
@@ -333,10 +340,8 @@ pub async fn delete(
 /// `UpdateDataRetention` input.
 #[derive(Debug, Deserialize)]
 pub struct UpdateDataRetentionInput {
-    #[serde(rename = "StreamName")]
-    name: Option<String>,
-    #[serde(rename = "StreamARN")]
-    arn: Option<String>,
+    #[serde(flatten)]
+    stream: StreamRef,
     #[serde(rename = "CurrentVersion")]
     current_version: Option<String>,
     #[serde(rename = "Operation")]
@@ -376,8 +381,7 @@ pub async fn update_data_retention(
     let operation = validate::one_of(&operation, "Operation", RETENTION_OPERATIONS)?;
     let change = validate::required(input.change_in_hours, "DataRetentionChangeInHours")?;
     let change = validate::range(change, "DataRetentionChangeInHours", 1, i64::MAX)?;
-    let stream =
-        resolve_denying(&st, &principal, "UpdateDataRetention", input.name.as_deref(), input.arn.as_deref()).await?;
+    let stream = input.stream.resolve(&st, &principal, "UpdateDataRetention", STREAM_DENY).await?;
     // The new value is computed from the version the caller saw; the store's
     // compare-and-set on that version makes the read-modify-write atomic.
     if stream.version != current_version {

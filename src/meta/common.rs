@@ -29,13 +29,28 @@ macro_rules! image_generation_cols {
          c.jpeg_quality, c.width_pixels, c.height_pixels"
     };
 }
+/// The columns [`notification_row`] decodes (of `notification_configs`, alias `c`), in its order.
+macro_rules! notification_cols {
+    () => {
+        "c.status, c.destination_uri"
+    };
+}
+/// `SELECT <cols> FROM streams s LEFT JOIN <table> c … WHERE s.arn = $1`: the columns of a
+/// one-per-stream configuration table, one row per existing stream (all NULL without one).
+macro_rules! stream_config_select {
+    ($table:literal, $cols:expr) => {
+        concat!("SELECT ", $cols, " FROM streams s LEFT JOIN ", $table, " c ON c.stream_arn = s.arn WHERE s.arn = $1")
+    };
+}
 /// The columns [`super::catalog::FragmentRow`] decodes, after `stream_arn`.
 macro_rules! fragment_cols {
     () => {
         "counter, producer_ts_ms, server_ts_ms, duration_ms, chunk_count, payload_bytes, header_bytes, truncated, object_bytes"
     };
 }
-pub(super) use {channel_cols, fragment_cols, image_generation_cols, stream_cols};
+pub(super) use {
+    channel_cols, fragment_cols, image_generation_cols, notification_cols, stream_cols, stream_config_select,
+};
 
 /// Any backend's failure as [`MetaError::Database`].
 pub(super) fn db_err(e: sqlx::Error) -> MetaError {
@@ -129,10 +144,16 @@ where
     }))
 }
 
-/// The notification configuration of a `(status, destination_uri)` pair from a `LEFT
-/// JOIN` (both NULL when the stream has none).
-pub(super) fn notification_row((status, uri): (Option<String>, Option<String>)) -> Option<NotificationConfig> {
-    Some(NotificationConfig { enabled: enabled(&status?), destination_uri: uri? })
+/// The notification configuration of a row of [`notification_cols`] (from a `LEFT JOIN`:
+/// both NULL when the stream has none).
+pub(super) fn notification_row<R>(row: &R) -> Result<Option<NotificationConfig>, sqlx::Error>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let (status, uri) = (row.try_get::<Option<String>, _>(0)?, row.try_get::<Option<String>, _>(1)?);
+    Ok(status.zip(uri).map(|(status, uri)| NotificationConfig { enabled: enabled(&status), destination_uri: uri }))
 }
 
 /// The record an `UPDATE … WHERE version = expected RETURNING …` gave back; no row means

@@ -165,6 +165,46 @@ macro_rules! sql_store {
                 }
             }
 
+            /// A stream's one-per-stream configuration: `sql` selects its columns from
+            /// `streams s LEFT JOIN <table> c` for `s.arn = $1` (`stream_config_select!`), one
+            /// row per existing stream with NULL columns when it has none, and `row` decodes
+            /// them. `NotFound` if the stream does not exist.
+            async fn stream_config<T>(
+                &self,
+                sql: &'static str,
+                stream_arn: &str,
+                row: fn(&<$db as sqlx::Database>::Row) -> Result<Option<T>, sqlx::Error>,
+            ) -> Result<Option<T>, $crate::meta::MetaError> {
+                use $crate::meta::common::db_err;
+                let found = sqlx::query(sql).bind(stream_arn).fetch_optional(&self.$reads).await.map_err(db_err)?;
+                match found {
+                    None => Err($crate::meta::MetaError::NotFound(format!("stream {stream_arn}"))),
+                    Some(found) => row(&found).map_err(db_err),
+                }
+            }
+
+            /// Replace a stream's one-per-stream configuration with `upsert` (an `INSERT … ON
+            /// CONFLICT (stream_arn) DO UPDATE` with its arguments bound) or, when there is none,
+            /// remove it (`delete` binds the ARN as `$1`), in one write transaction after
+            /// [`Self::check_configurable`] (`enabled`: the configuration written is enabled).
+            async fn set_stream_config(
+                &self,
+                stream_arn: &str,
+                enabled: bool,
+                upsert: Option<sqlx::query::Query<'static, $db, <$db as sqlx::Database>::Arguments>>,
+                delete: &'static str,
+            ) -> Result<(), $crate::meta::MetaError> {
+                use $crate::meta::common::db_err;
+                let mut tx = self.begin_write().await?;
+                Self::check_configurable(&mut tx, stream_arn, enabled).await?;
+                let write = match upsert {
+                    Some(upsert) => upsert,
+                    None => sqlx::query(delete).bind(stream_arn),
+                };
+                write.execute(&mut *tx).await.map_err(db_err)?;
+                tx.commit().await.map_err(db_err)
+            }
+
             /// The channel whose media this stream stores, if any.
             async fn storage_holder(
                 tx: &mut sqlx::Transaction<'static, $db>,
@@ -494,21 +534,9 @@ macro_rules! sql_store {
                 &self,
                 stream_arn: &str,
             ) -> Result<Option<$crate::meta::ImageGenerationConfig>, $crate::meta::MetaError> {
-                use $crate::meta::common::{db_err, image_generation_cols, image_generation_row};
-                // One row per existing stream; its configuration columns are NULL without one.
-                let row = sqlx::query(concat!(
-                    "SELECT ",
-                    image_generation_cols!(),
-                    " FROM streams s LEFT JOIN image_generation_configs c ON c.stream_arn = s.arn WHERE s.arn = $1"
-                ))
-                .bind(stream_arn)
-                .fetch_optional(&self.$reads)
-                .await
-                .map_err(db_err)?;
-                match row {
-                    None => Err($crate::meta::MetaError::NotFound(format!("stream {stream_arn}"))),
-                    Some(row) => image_generation_row(&row).map_err(db_err),
-                }
+                use $crate::meta::common::{image_generation_cols, image_generation_row, stream_config_select};
+                let sql = stream_config_select!("image_generation_configs", image_generation_cols!());
+                self.stream_config(sql, stream_arn, image_generation_row).await
             }
 
             async fn set_image_generation_config(
@@ -516,61 +544,41 @@ macro_rules! sql_store {
                 stream_arn: &str,
                 config: Option<&$crate::meta::ImageGenerationConfig>,
             ) -> Result<(), $crate::meta::MetaError> {
-                use $crate::meta::common::{db_err, status};
-                let mut tx = self.begin_write().await?;
-                Self::check_configurable(&mut tx, stream_arn, config.is_some_and(|c| c.enabled)).await?;
-                let Some(c) = config else {
-                    sqlx::query("DELETE FROM image_generation_configs WHERE stream_arn = $1")
-                        .bind(stream_arn)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db_err)?;
-                    return tx.commit().await.map_err(db_err);
-                };
-                sqlx::query(
-                    "INSERT INTO image_generation_configs (stream_arn, status, image_selector_type, destination_uri, \
-                     destination_region, sampling_interval_ms, format, jpeg_quality, width_pixels, height_pixels) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                     ON CONFLICT (stream_arn) DO UPDATE SET status = excluded.status, \
-                     image_selector_type = excluded.image_selector_type, destination_uri = excluded.destination_uri, \
-                     destination_region = excluded.destination_region, \
-                     sampling_interval_ms = excluded.sampling_interval_ms, format = excluded.format, \
-                     jpeg_quality = excluded.jpeg_quality, width_pixels = excluded.width_pixels, \
-                     height_pixels = excluded.height_pixels",
-                )
-                .bind(stream_arn)
-                .bind(status(c.enabled))
-                .bind(&c.image_selector_type)
-                .bind(&c.destination_uri)
-                .bind(&c.destination_region)
-                .bind(i64::from(c.sampling_interval_ms))
-                .bind(&c.format)
-                .bind(c.jpeg_quality.as_deref())
-                .bind(c.width_pixels.map(i64::from))
-                .bind(c.height_pixels.map(i64::from))
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-                tx.commit().await.map_err(db_err)
+                use $crate::meta::common::status;
+                let upsert = config.map(|c| {
+                    sqlx::query(
+                        "INSERT INTO image_generation_configs (stream_arn, status, image_selector_type, \
+                         destination_uri, destination_region, sampling_interval_ms, format, jpeg_quality, \
+                         width_pixels, height_pixels) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                         ON CONFLICT (stream_arn) DO UPDATE SET status = excluded.status, \
+                         image_selector_type = excluded.image_selector_type, destination_uri = excluded.destination_uri, \
+                         destination_region = excluded.destination_region, \
+                         sampling_interval_ms = excluded.sampling_interval_ms, format = excluded.format, \
+                         jpeg_quality = excluded.jpeg_quality, width_pixels = excluded.width_pixels, \
+                         height_pixels = excluded.height_pixels",
+                    )
+                    .bind(stream_arn)
+                    .bind(status(c.enabled))
+                    .bind(&c.image_selector_type)
+                    .bind(&c.destination_uri)
+                    .bind(&c.destination_region)
+                    .bind(i64::from(c.sampling_interval_ms))
+                    .bind(&c.format)
+                    .bind(c.jpeg_quality.as_deref())
+                    .bind(c.width_pixels.map(i64::from))
+                    .bind(c.height_pixels.map(i64::from))
+                });
+                let delete = "DELETE FROM image_generation_configs WHERE stream_arn = $1";
+                self.set_stream_config(stream_arn, config.is_some_and(|c| c.enabled), upsert, delete).await
             }
 
             async fn notification_config(
                 &self,
                 stream_arn: &str,
             ) -> Result<Option<$crate::meta::NotificationConfig>, $crate::meta::MetaError> {
-                use $crate::meta::common::{db_err, notification_row};
-                let row: Option<(Option<String>, Option<String>)> = sqlx::query_as(
-                    "SELECT c.status, c.destination_uri FROM streams s \
-                     LEFT JOIN notification_configs c ON c.stream_arn = s.arn WHERE s.arn = $1",
-                )
-                .bind(stream_arn)
-                .fetch_optional(&self.$reads)
-                .await
-                .map_err(db_err)?;
-                match row {
-                    None => Err($crate::meta::MetaError::NotFound(format!("stream {stream_arn}"))),
-                    Some(row) => Ok(notification_row(row)),
-                }
+                use $crate::meta::common::{notification_cols, notification_row, stream_config_select};
+                let sql = stream_config_select!("notification_configs", notification_cols!());
+                self.stream_config(sql, stream_arn, notification_row).await
             }
 
             async fn set_notification_config(
@@ -578,29 +586,19 @@ macro_rules! sql_store {
                 stream_arn: &str,
                 config: Option<&$crate::meta::NotificationConfig>,
             ) -> Result<(), $crate::meta::MetaError> {
-                use $crate::meta::common::{db_err, status};
-                let mut tx = self.begin_write().await?;
-                Self::check_configurable(&mut tx, stream_arn, config.is_some_and(|c| c.enabled)).await?;
-                let Some(c) = config else {
-                    sqlx::query("DELETE FROM notification_configs WHERE stream_arn = $1")
-                        .bind(stream_arn)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db_err)?;
-                    return tx.commit().await.map_err(db_err);
-                };
-                sqlx::query(
-                    "INSERT INTO notification_configs (stream_arn, status, destination_uri) VALUES ($1, $2, $3) \
-                     ON CONFLICT (stream_arn) DO UPDATE SET status = excluded.status, \
-                     destination_uri = excluded.destination_uri",
-                )
-                .bind(stream_arn)
-                .bind(status(c.enabled))
-                .bind(&c.destination_uri)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-                tx.commit().await.map_err(db_err)
+                use $crate::meta::common::status;
+                let upsert = config.map(|c| {
+                    sqlx::query(
+                        "INSERT INTO notification_configs (stream_arn, status, destination_uri) VALUES ($1, $2, $3) \
+                         ON CONFLICT (stream_arn) DO UPDATE SET status = excluded.status, \
+                         destination_uri = excluded.destination_uri",
+                    )
+                    .bind(stream_arn)
+                    .bind(status(c.enabled))
+                    .bind(&c.destination_uri)
+                });
+                let delete = "DELETE FROM notification_configs WHERE stream_arn = $1";
+                self.set_stream_config(stream_arn, config.is_some_and(|c| c.enabled), upsert, delete).await
             }
 
             async fn set_media_storage(

@@ -11,7 +11,7 @@ mod signing;
 
 use aws_sdk_kinesisvideo::error::ProvideErrorMetadata;
 use aws_sdk_kinesisvideo::types::{ChannelType, MediaStorageConfiguration, MediaStorageConfigurationStatus};
-use inproc::{InProcess, REGION};
+use inproc::InProcess;
 
 /// May do everything on `cam-*` channels, nothing on streams.
 const CAM_KEY: &str = "AKIACAMONLY000000001";
@@ -48,18 +48,6 @@ effect = "Allow"
 action = "kinesisvideo:List*"
 resource = "*"
 "#
-    )
-}
-
-fn kvs_as(reel: &InProcess, key: &str) -> aws_sdk_kinesisvideo::Client {
-    use aws_sdk_kinesisvideo::config::{BehaviorVersion, Region};
-    aws_sdk_kinesisvideo::Client::from_conf(
-        aws_sdk_kinesisvideo::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(REGION))
-            .endpoint_url(&reel.url)
-            .credentials_provider(aws_credential_types::Credentials::new(key, SECRET, None, None, "test"))
-            .build(),
     )
 }
 
@@ -102,7 +90,8 @@ async fn mapping_a_channel_needs_rights_on_the_stream_too() {
     let own = reel.create_stream("cam-1-stream", 24).await;
 
     // Rights on the channel alone do not let a key write its media into someone's stream.
-    let err = kvs_as(&reel, CAM_KEY)
+    let err = reel
+        .kvs_as(CAM_KEY, SECRET)
         .update_media_storage_configuration()
         .channel_arn(&channel)
         .media_storage_configuration(enabled(&victim))
@@ -115,7 +104,8 @@ async fn mapping_a_channel_needs_rights_on_the_stream_too() {
 
     // Nor into a stream that does not exist (refused alike: no existence oracle).
     let missing = victim.replace("victim", "ghost");
-    let err = kvs_as(&reel, CAM_KEY)
+    let err = reel
+        .kvs_as(CAM_KEY, SECRET)
         .update_media_storage_configuration()
         .channel_arn(&channel)
         .media_storage_configuration(enabled(&missing))
@@ -125,7 +115,7 @@ async fn mapping_a_channel_needs_rights_on_the_stream_too() {
     assert_eq!(err.code(), Some("AccessDeniedException"), "{err:?}");
 
     // Rights on both: mapped.
-    kvs_as(&reel, MAPPER_KEY)
+    reel.kvs_as(MAPPER_KEY, SECRET)
         .update_media_storage_configuration()
         .channel_arn(&channel)
         .media_storage_configuration(enabled(&own))
@@ -133,7 +123,8 @@ async fn mapping_a_channel_needs_rights_on_the_stream_too() {
         .await
         .expect("rights on channel and stream");
     assert_eq!(mapped_stream(&reel, &channel).await.as_deref(), Some(own.as_str()));
-    let err = kvs_as(&reel, MAPPER_KEY)
+    let err = reel
+        .kvs_as(MAPPER_KEY, SECRET)
         .update_media_storage_configuration()
         .channel_arn(&channel)
         .media_storage_configuration(enabled(&victim))
@@ -190,7 +181,7 @@ async fn a_key_without_permissions_cannot_drain_the_account_quota() {
     })
     .await;
     create_channel(&reel, "cam-1").await;
-    let lister = kvs_as(&reel, LISTER_KEY);
+    let lister = reel.kvs_as(LISTER_KEY, SECRET);
     for _ in 0..10 {
         let err = lister.describe_signaling_channel().channel_name("cam-1").send().await.expect_err("no rights");
         assert_eq!(err.code(), Some("AccessDeniedException"), "refused for rights, not throttled: {err:?}");

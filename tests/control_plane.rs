@@ -4,38 +4,21 @@
 //! no data retention, quotas, throttling, malformed bodies).
 
 mod common;
+#[macro_use]
+#[path = "common/sdk.rs"]
+mod sdk;
 
 use std::collections::{BTreeSet, HashMap};
-use std::fmt::Debug;
-use std::sync::{Arc, Mutex};
 
 use aws_sdk_kinesisvideo::Client;
-use aws_sdk_kinesisvideo::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_sdk_kinesisvideo::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kinesisvideo::error::ProvideErrorMetadata;
 use aws_sdk_kinesisvideo::types::{
     ApiName, ChannelNameCondition, ChannelProtocol, ChannelRole, ChannelType, ComparisonOperator,
     MediaStorageConfiguration, MediaStorageConfigurationStatus, SingleMasterChannelEndpointConfiguration,
     SingleMasterConfiguration, Status, StreamNameCondition, Tag, UpdateDataRetentionOperation,
 };
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::AfterDeserializationInterceptorContextRef;
-use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use common::{Options, Reel, write_file};
-
-/// The error code and HTTP status of a failed call; panics if it succeeded.
-fn failure<T: Debug, E: ProvideErrorMetadata + Debug>(r: Result<T, SdkError<E, HttpResponse>>) -> (String, u16) {
-    let e = r.expect_err("call should fail");
-    let status = e.raw_response().map(|r| r.status().as_u16()).unwrap_or(0);
-    (e.code().unwrap_or("<no code>").to_string(), status)
-}
-
-/// Assert a call fails with `code` and `status`.
-macro_rules! assert_fails {
-    ($call:expr, $code:expr, $status:expr) => {{
-        let (code, status) = failure($call.await);
-        assert_eq!((code.as_str(), status), ($code, $status), "{}", stringify!($call));
-    }};
-}
+use sdk::{CaptureBody, with_body};
 
 fn tag(k: &str, v: &str) -> Tag {
     Tag::builder().key(k).value(v).build().expect("tag")
@@ -80,44 +63,6 @@ async fn channel_version(kvs: &Client, arn: &str) -> String {
 
 async fn stream_info(kvs: &Client, arn: &str) -> aws_sdk_kinesisvideo::types::StreamInfo {
     kvs.describe_stream().stream_arn(arn).send().await.expect("describe stream").stream_info.expect("info")
-}
-
-/// Records the raw body of every response it sees.
-#[derive(Debug, Clone, Default)]
-struct CaptureBody(Arc<Mutex<Vec<u8>>>);
-
-impl Intercept for CaptureBody {
-    fn name(&self) -> &'static str {
-        "CaptureBody"
-    }
-
-    fn read_after_deserialization(
-        &self,
-        context: &AfterDeserializationInterceptorContextRef<'_>,
-        _: &RuntimeComponents,
-        _: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        if let Some(bytes) = context.response().body().bytes() {
-            *self.0.lock().expect("lock") = bytes.to_vec();
-        }
-        Ok(())
-    }
-}
-
-impl CaptureBody {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.0.lock().expect("lock")).expect("response body is JSON")
-    }
-}
-
-/// Replace the serialized request body (before signing) with `body`.
-fn with_body(
-    body: &'static str,
-) -> impl Fn(&mut aws_smithy_runtime_api::client::orchestrator::HttpRequest) + Send + Sync {
-    move |req| {
-        *req.body_mut() = body.into();
-        req.headers_mut().insert("content-length", body.len().to_string());
-    }
 }
 
 #[tokio::test]
@@ -444,7 +389,7 @@ async fn media_storage_configuration_lifecycle() {
         .channel_arn(&channel)
         .media_storage_configuration(storage(None, MediaStorageConfigurationStatus::Disabled))
         .customize()
-        .mutate_request(with_body_owned(format!(
+        .mutate_request(with_body(format!(
             r#"{{"ChannelARN":"{channel}","MediaStorageConfiguration":{{"Status":"DISABLED","StreamARN":null}}}}"#
         )))
         .send()
@@ -471,16 +416,6 @@ async fn media_storage_configuration_lifecycle() {
         "ResourceNotFoundException",
         404
     );
-}
-
-/// [`with_body`] for a body built at run time.
-fn with_body_owned(
-    body: String,
-) -> impl Fn(&mut aws_smithy_runtime_api::client::orchestrator::HttpRequest) + Send + Sync {
-    move |req| {
-        *req.body_mut() = body.clone().into();
-        req.headers_mut().insert("content-length", body.len().to_string());
-    }
 }
 
 #[tokio::test]

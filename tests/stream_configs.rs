@@ -6,82 +6,29 @@
 
 #[path = "common/inproc.rs"]
 mod inproc;
-
-use std::fmt::Debug;
-use std::sync::{Arc, Mutex};
+#[macro_use]
+#[path = "common/sdk.rs"]
+mod sdk;
 
 use aws_sdk_kinesisvideo::Client;
-use aws_sdk_kinesisvideo::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_sdk_kinesisvideo::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kinesisvideo::operation::{
+    update_image_generation_configuration::builders::UpdateImageGenerationConfigurationFluentBuilder,
+    update_notification_configuration::builders::UpdateNotificationConfigurationFluentBuilder,
+    update_stream_storage_configuration::builders::UpdateStreamStorageConfigurationFluentBuilder,
+};
 use aws_sdk_kinesisvideo::types::{
     ConfigurationStatus, DefaultStorageTier, EdgeConfig, Format, FormatConfigKey, ImageGenerationConfiguration,
     ImageGenerationDestinationConfig, ImageSelectorType, MediaSourceConfig, MediaUriType, NotificationConfiguration,
     NotificationDestinationConfig, RecorderConfig, ScheduleConfig, StreamStorageConfiguration, UploaderConfig,
 };
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::AfterDeserializationInterceptorContextRef;
-use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
 use inproc::{InProcess, REGION};
+use sdk::{capturing, failure, with_body};
 
 const INVALID: &str = "InvalidArgumentException";
 const NOT_FOUND: &str = "ResourceNotFoundException";
 const HUB: &str = "arn:aws:iot:us-west-2:123456789012:thing/hub-1";
 const SECRET_ARN: &str = "arn:aws:secretsmanager:us-west-2:123456789012:secret:cam-1";
 const TOPIC: &str = "arn:aws:sns:us-west-2:123456789012:doorbell";
-
-/// The error code, HTTP status and message of a failed call; panics if it succeeded.
-fn failure<T: Debug, E: ProvideErrorMetadata + Debug>(
-    r: Result<T, SdkError<E, HttpResponse>>,
-) -> (String, u16, String) {
-    let e = r.expect_err("call should fail");
-    let status = e.raw_response().map(|r| r.status().as_u16()).unwrap_or(0);
-    (e.code().unwrap_or("<no code>").to_string(), status, e.message().unwrap_or_default().to_string())
-}
-
-/// Assert a call fails with `code` and `status`; evaluates to its message.
-macro_rules! assert_fails {
-    ($call:expr, $code:expr, $status:expr) => {{
-        let (code, status, message) = failure($call.await);
-        assert_eq!((code.as_str(), status), ($code, $status), "{}: {message}", stringify!($call));
-        message
-    }};
-}
-
-/// Records the raw body of every response it sees.
-#[derive(Debug, Clone, Default)]
-struct CaptureBody(Arc<Mutex<Vec<u8>>>);
-
-impl Intercept for CaptureBody {
-    fn name(&self) -> &'static str {
-        "CaptureBody"
-    }
-
-    fn read_after_deserialization(
-        &self,
-        context: &AfterDeserializationInterceptorContextRef<'_>,
-        _: &RuntimeComponents,
-        _: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        if let Some(bytes) = context.response().body().bytes() {
-            *self.0.lock().expect("lock") = bytes.to_vec();
-        }
-        Ok(())
-    }
-}
-
-impl CaptureBody {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.0.lock().expect("lock")).expect("response body is JSON")
-    }
-}
-
-/// Replace the serialized request body (before signing) with `body`.
-fn with_body(body: String) -> impl Fn(&mut HttpRequest) + Send + Sync {
-    move |req| {
-        *req.body_mut() = body.clone().into();
-        req.headers_mut().insert("content-length", body.len().to_string());
-    }
-}
 
 /// An in-process reel without per-stream rate quotas, for tests that call one stream many
 /// times in a row (the quotas have a test of their own below).
@@ -101,6 +48,57 @@ async fn version(kvs: &Client, arn: &str) -> String {
 
 fn tier(t: DefaultStorageTier) -> StreamStorageConfiguration {
     StreamStorageConfiguration::builder().default_storage_tier(t).build().expect("tier")
+}
+
+/// The tier DescribeStreamStorageConfiguration reports for the stream `arn`.
+async fn tier_of(kvs: &Client, arn: &str) -> Option<DefaultStorageTier> {
+    let out = kvs.describe_stream_storage_configuration().stream_arn(arn).send().await.expect("describe");
+    out.stream_storage_configuration().map(|c| c.default_storage_tier().clone())
+}
+
+/// UpdateStreamStorageConfiguration of the stream `arn`, at `version`, to tier `t`.
+fn set_tier(
+    kvs: &Client,
+    arn: &str,
+    version: &str,
+    t: DefaultStorageTier,
+) -> UpdateStreamStorageConfigurationFluentBuilder {
+    kvs.update_stream_storage_configuration()
+        .stream_arn(arn)
+        .current_version(version)
+        .stream_storage_configuration(tier(t))
+}
+
+/// The configuration DescribeImageGenerationConfiguration reports for the stream `arn`.
+async fn images_of(kvs: &Client, arn: &str) -> Option<ImageGenerationConfiguration> {
+    let out = kvs.describe_image_generation_configuration().stream_arn(arn).send().await.expect("describe");
+    out.image_generation_configuration
+}
+
+/// UpdateImageGenerationConfiguration of the stream `arn`: sets `config`, or removes the
+/// configuration (`None`: the request carries none).
+fn set_images(
+    kvs: &Client,
+    arn: &str,
+    config: Option<ImageGenerationConfiguration>,
+) -> UpdateImageGenerationConfigurationFluentBuilder {
+    kvs.update_image_generation_configuration().stream_arn(arn).set_image_generation_configuration(config)
+}
+
+/// The configuration DescribeNotificationConfiguration reports for the stream `arn`.
+async fn notifications_of(kvs: &Client, arn: &str) -> Option<NotificationConfiguration> {
+    let out = kvs.describe_notification_configuration().stream_arn(arn).send().await.expect("describe");
+    out.notification_configuration
+}
+
+/// UpdateNotificationConfiguration of the stream `arn`: sets `config`, or removes the
+/// configuration (`None`: the request carries none).
+fn set_notifications(
+    kvs: &Client,
+    arn: &str,
+    config: Option<NotificationConfiguration>,
+) -> UpdateNotificationConfigurationFluentBuilder {
+    kvs.update_notification_configuration().stream_arn(arn).set_notification_configuration(config)
 }
 
 /// A valid image generation configuration (ENABLED, JPEG 320x240 every 3 s into S3).
@@ -163,14 +161,8 @@ async fn stream_storage_tier_is_created_described_and_updated_by_version() {
         .expect("arn");
 
     // Created without a configuration: HOT. Described by name or ARN, naming the stream.
-    let capture = CaptureBody::default();
-    kvs.describe_stream_storage_configuration()
-        .stream_name("hot")
-        .customize()
-        .interceptor(capture.clone())
-        .send()
-        .await
-        .expect("describe");
+    let (describe, capture) = capturing(kvs.describe_stream_storage_configuration().stream_name("hot").customize());
+    describe.send().await.expect("describe");
     assert_eq!(
         capture.json(),
         serde_json::json!({"StreamName": "hot", "StreamARN": hot, "StreamStorageConfiguration": {"DefaultStorageTier": "HOT"}})
@@ -182,102 +174,37 @@ async fn stream_storage_tier_is_created_described_and_updated_by_version() {
 
     // Update: compare-and-set on the stream's version, which then changes.
     let v1 = version(&kvs, &hot).await;
-    kvs.update_stream_storage_configuration()
-        .stream_name("hot")
-        .current_version(&v1)
-        .stream_storage_configuration(tier(DefaultStorageTier::Warm))
-        .send()
-        .await
-        .expect("update");
-    let out = kvs.describe_stream_storage_configuration().stream_arn(&hot).send().await.expect("describe");
-    assert_eq!(
-        out.stream_storage_configuration().map(|c| c.default_storage_tier().clone()),
-        Some(DefaultStorageTier::Warm)
-    );
+    let by_name = kvs.update_stream_storage_configuration().stream_name("hot").current_version(&v1);
+    by_name.stream_storage_configuration(tier(DefaultStorageTier::Warm)).send().await.expect("update");
+    assert_eq!(tier_of(&kvs, &hot).await, Some(DefaultStorageTier::Warm));
     let v2 = version(&kvs, &hot).await;
     assert_ne!(v1, v2, "a new tier is a new stream version");
-    assert_fails!(
-        kvs.update_stream_storage_configuration()
-            .stream_arn(&hot)
-            .current_version(&v1)
-            .stream_storage_configuration(tier(DefaultStorageTier::Hot))
-            .send(),
-        "VersionMismatchException",
-        400
-    );
-    kvs.update_stream_storage_configuration()
-        .stream_arn(&hot)
-        .current_version(&v2)
-        .stream_storage_configuration(tier(DefaultStorageTier::Hot))
-        .send()
-        .await
-        .expect("back to HOT");
-    let out = kvs.describe_stream_storage_configuration().stream_arn(&hot).send().await.expect("describe");
-    assert_eq!(
-        out.stream_storage_configuration().map(|c| c.default_storage_tier().clone()),
-        Some(DefaultStorageTier::Hot)
-    );
+    assert_fails!(set_tier(&kvs, &hot, &v1, DefaultStorageTier::Hot).send(), "VersionMismatchException", 400);
+    set_tier(&kvs, &hot, &v2, DefaultStorageTier::Hot).send().await.expect("back to HOT");
+    assert_eq!(tier_of(&kvs, &hot).await, Some(DefaultStorageTier::Hot));
     // Other stream updates keep the tier.
     let v3 = version(&kvs, &warm).await;
     kvs.update_stream().stream_arn(&warm).current_version(&v3).media_type("video/h265").send().await.expect("update");
-    let out = kvs.describe_stream_storage_configuration().stream_arn(&warm).send().await.expect("describe");
-    assert_eq!(
-        out.stream_storage_configuration().map(|c| c.default_storage_tier().clone()),
-        Some(DefaultStorageTier::Warm)
-    );
+    assert_eq!(tier_of(&kvs, &warm).await, Some(DefaultStorageTier::Warm));
 
     // Values the SDK sends but the model forbids.
     let v = version(&kvs, &hot).await;
-    assert_fails!(
-        kvs.update_stream_storage_configuration()
-            .stream_arn(&hot)
-            .current_version(&v)
-            .stream_storage_configuration(tier(DefaultStorageTier::from("COLD")))
-            .send(),
-        INVALID,
-        400
-    );
-    assert_fails!(
-        kvs.update_stream_storage_configuration()
-            .stream_arn(&hot)
-            .current_version("not-alnum!")
-            .stream_storage_configuration(tier(DefaultStorageTier::Warm))
-            .send(),
-        INVALID,
-        400
-    );
+    assert_fails!(set_tier(&kvs, &hot, &v, DefaultStorageTier::from("COLD")).send(), INVALID, 400);
+    assert_fails!(set_tier(&kvs, &hot, "not-alnum!", DefaultStorageTier::Warm).send(), INVALID, 400);
     for body in [
         format!(r#"{{"StreamARN":"{hot}","CurrentVersion":"{v}"}}"#),
         format!(r#"{{"StreamARN":"{hot}","StreamStorageConfiguration":{{"DefaultStorageTier":"WARM"}}}}"#),
         format!(r#"{{"StreamARN":"{hot}","CurrentVersion":"{v}","StreamStorageConfiguration":{{}}}}"#),
     ] {
-        assert_fails!(
-            kvs.update_stream_storage_configuration()
-                .stream_arn(&hot)
-                .current_version(&v)
-                .stream_storage_configuration(tier(DefaultStorageTier::Warm))
-                .customize()
-                .mutate_request(with_body(body))
-                .send(),
-            INVALID,
-            400
-        );
+        let update = set_tier(&kvs, &hot, &v, DefaultStorageTier::Warm).customize();
+        assert_fails!(update.mutate_request(with_body(body)).send(), INVALID, 400);
     }
     assert_eq!(version(&kvs, &hot).await, v, "refused updates change nothing");
+    let cold = kvs.create_stream().stream_name("cold");
+    assert_fails!(cold.stream_storage_configuration(tier(DefaultStorageTier::from("COLD"))).send(), INVALID, 400);
+    let body = r#"{"StreamName":"x","StreamStorageConfiguration":{}}"#;
     assert_fails!(
-        kvs.create_stream()
-            .stream_name("cold")
-            .stream_storage_configuration(tier(DefaultStorageTier::from("COLD")))
-            .send(),
-        INVALID,
-        400
-    );
-    assert_fails!(
-        kvs.create_stream()
-            .stream_name("x")
-            .customize()
-            .mutate_request(with_body(r#"{"StreamName":"x","StreamStorageConfiguration":{}}"#.into()))
-            .send(),
+        kvs.create_stream().stream_name("x").customize().mutate_request(with_body(body)).send(),
         INVALID,
         400
     );
@@ -285,15 +212,8 @@ async fn stream_storage_tier_is_created_described_and_updated_by_version() {
 
     // Missing streams.
     assert_fails!(kvs.describe_stream_storage_configuration().stream_name("nope").send(), NOT_FOUND, 404);
-    assert_fails!(
-        kvs.update_stream_storage_configuration()
-            .stream_name("nope")
-            .current_version(&v)
-            .stream_storage_configuration(tier(DefaultStorageTier::Warm))
-            .send(),
-        NOT_FOUND,
-        404
-    );
+    let missing = kvs.update_stream_storage_configuration().stream_name("nope").current_version(&v);
+    assert_fails!(missing.stream_storage_configuration(tier(DefaultStorageTier::Warm)).send(), NOT_FOUND, 404);
 }
 
 #[tokio::test]
@@ -305,26 +225,15 @@ async fn image_generation_configuration_round_trips_and_is_removed() {
     let v = version(&kvs, &arn).await;
 
     // None yet: 200 with no configuration member.
-    let capture = CaptureBody::default();
-    let out = kvs
-        .describe_image_generation_configuration()
-        .stream_arn(&arn)
-        .customize()
-        .interceptor(capture.clone())
-        .send()
-        .await
-        .expect("describe");
+    let (describe, capture) = capturing(kvs.describe_image_generation_configuration().stream_arn(&arn).customize());
+    let out = describe.send().await.expect("describe");
     assert!(out.image_generation_configuration().is_none());
     assert_eq!(capture.json(), serde_json::json!({}));
 
     // Set, by name; described back member for member.
     let full = images().build().expect("config");
-    kvs.update_image_generation_configuration()
-        .stream_name("cam")
-        .image_generation_configuration(full.clone())
-        .send()
-        .await
-        .expect("update");
+    let by_name = kvs.update_image_generation_configuration().stream_name("cam");
+    by_name.image_generation_configuration(full.clone()).send().await.expect("update");
     let out = kvs.describe_image_generation_configuration().stream_name("cam").send().await.expect("describe");
     assert_eq!(out.image_generation_configuration(), Some(&full));
 
@@ -337,61 +246,25 @@ async fn image_generation_configuration_round_trips_and_is_removed() {
         .format(Format::Png)
         .build()
         .expect("config");
-    kvs.update_image_generation_configuration()
-        .stream_arn(&arn)
-        .image_generation_configuration(minimal.clone())
-        .send()
-        .await
-        .expect("replace");
-    let capture = CaptureBody::default();
-    let out = kvs
-        .describe_image_generation_configuration()
-        .stream_arn(&arn)
-        .customize()
-        .interceptor(capture.clone())
-        .send()
-        .await
-        .expect("describe");
+    set_images(&kvs, &arn, Some(minimal.clone())).send().await.expect("replace");
+    let (describe, capture) = capturing(kvs.describe_image_generation_configuration().stream_arn(&arn).customize());
+    let out = describe.send().await.expect("describe");
     assert_eq!(out.image_generation_configuration(), Some(&minimal));
     let text = capture.json().to_string();
     assert!(!text.contains("FormatConfig") && !text.contains("Pixels") && !text.contains("null"), "{text}");
     assert_eq!(version(&kvs, &arn).await, v, "the operation takes no version and changes none");
 
     // Removed by an update without a configuration, or with an explicit null.
-    kvs.update_image_generation_configuration().stream_arn(&arn).send().await.expect("remove");
-    let out = kvs.describe_image_generation_configuration().stream_arn(&arn).send().await.expect("describe");
-    assert!(out.image_generation_configuration().is_none());
-    kvs.update_image_generation_configuration()
-        .stream_arn(&arn)
-        .image_generation_configuration(full.clone())
-        .send()
-        .await
-        .expect("set again");
-    kvs.update_image_generation_configuration()
-        .stream_arn(&arn)
-        .customize()
-        .mutate_request(with_body(format!(r#"{{"StreamARN":"{arn}","ImageGenerationConfiguration":null}}"#)))
-        .send()
-        .await
-        .expect("remove with null");
-    let out = kvs.describe_image_generation_configuration().stream_arn(&arn).send().await.expect("describe");
-    assert!(out.image_generation_configuration().is_none());
+    set_images(&kvs, &arn, None).send().await.expect("remove");
+    assert!(images_of(&kvs, &arn).await.is_none());
+    set_images(&kvs, &arn, Some(full.clone())).send().await.expect("set again");
+    let null = format!(r#"{{"StreamARN":"{arn}","ImageGenerationConfiguration":null}}"#);
+    set_images(&kvs, &arn, None).customize().mutate_request(with_body(null)).send().await.expect("remove with null");
+    assert!(images_of(&kvs, &arn).await.is_none());
 
     // ENABLED needs a stream that keeps data; DISABLED does not.
-    assert_fails!(
-        kvs.update_image_generation_configuration()
-            .stream_arn(&live)
-            .image_generation_configuration(full.clone())
-            .send(),
-        "NoDataRetentionException",
-        400
-    );
-    kvs.update_image_generation_configuration()
-        .stream_arn(&live)
-        .image_generation_configuration(minimal.clone())
-        .send()
-        .await
-        .expect("DISABLED on a stream without retention");
+    assert_fails!(set_images(&kvs, &live, Some(full.clone())).send(), "NoDataRetentionException", 400);
+    set_images(&kvs, &live, Some(minimal.clone())).send().await.expect("DISABLED on a stream without retention");
 
     // Values the SDK sends but the model (and its documentation) forbids.
     let bad = [
@@ -414,11 +287,7 @@ async fn image_generation_configuration_round_trips_and_is_removed() {
     ];
     for config in bad {
         let config = config.expect("the SDK builds it");
-        assert_fails!(
-            kvs.update_image_generation_configuration().stream_arn(&arn).image_generation_configuration(config).send(),
-            INVALID,
-            400
-        );
+        assert_fails!(set_images(&kvs, &arn, Some(config)).send(), INVALID, 400);
     }
     // A required member left out, and a configuration that is not an object.
     for cfg in [
@@ -426,48 +295,22 @@ async fn image_generation_configuration_round_trips_and_is_removed() {
         r#"{"Status":"ENABLED","ImageSelectorType":"SERVER_TIMESTAMP","DestinationConfig":{"Uri":"s3://b","DestinationRegion":"us-west-2"},"Format":"JPEG"}"#,
     ] {
         let body = format!(r#"{{"StreamARN":"{arn}","ImageGenerationConfiguration":{cfg}}}"#);
-        assert_fails!(
-            kvs.update_image_generation_configuration()
-                .stream_arn(&arn)
-                .customize()
-                .mutate_request(with_body(body))
-                .send(),
-            INVALID,
-            400
-        );
+        assert_fails!(set_images(&kvs, &arn, None).customize().mutate_request(with_body(body)).send(), INVALID, 400);
     }
-    assert_fails!(
-        kvs.update_image_generation_configuration()
-            .stream_arn(&arn)
-            .customize()
-            .mutate_request(with_body(format!(r#"{{"StreamARN":"{arn}","ImageGenerationConfiguration":"on"}}"#)))
-            .send(),
-        "SerializationException",
-        400
-    );
-    let out = kvs.describe_image_generation_configuration().stream_arn(&arn).send().await.expect("describe");
-    assert!(out.image_generation_configuration().is_none(), "refused updates store nothing");
+    let body = format!(r#"{{"StreamARN":"{arn}","ImageGenerationConfiguration":"on"}}"#);
+    let update = set_images(&kvs, &arn, None).customize().mutate_request(with_body(body));
+    assert_fails!(update.send(), "SerializationException", 400);
+    assert!(images_of(&kvs, &arn).await.is_none(), "refused updates store nothing");
 
     // Missing streams, bad names.
     assert_fails!(kvs.describe_image_generation_configuration().stream_name("nope").send(), NOT_FOUND, 404);
-    assert_fails!(
-        kvs.update_image_generation_configuration()
-            .stream_name("nope")
-            .image_generation_configuration(full.clone())
-            .send(),
-        NOT_FOUND,
-        404
-    );
+    let missing = kvs.update_image_generation_configuration().stream_name("nope");
+    assert_fails!(missing.image_generation_configuration(full.clone()).send(), NOT_FOUND, 404);
     assert_fails!(kvs.describe_image_generation_configuration().stream_name("has space").send(), INVALID, 400);
     assert_fails!(kvs.describe_image_generation_configuration().send(), INVALID, 400);
 
     // Deleting the stream deletes its configuration: a new stream of the same name has none.
-    kvs.update_image_generation_configuration()
-        .stream_arn(&arn)
-        .image_generation_configuration(full)
-        .send()
-        .await
-        .expect("set");
+    set_images(&kvs, &arn, Some(full)).send().await.expect("set");
     kvs.delete_stream().stream_arn(&arn).send().await.expect("delete");
     assert_fails!(kvs.describe_image_generation_configuration().stream_arn(&arn).send(), NOT_FOUND, 404);
     reel.create_stream("cam", 24).await;
@@ -483,64 +326,31 @@ async fn notification_configuration_round_trips_and_is_removed() {
     let live = reel.create_stream("live-only", 0).await;
     let v = version(&kvs, &arn).await;
 
-    let capture = CaptureBody::default();
-    kvs.describe_notification_configuration()
-        .stream_name("door")
-        .customize()
-        .interceptor(capture.clone())
-        .send()
-        .await
-        .expect("describe");
+    let (describe, capture) = capturing(kvs.describe_notification_configuration().stream_name("door").customize());
+    describe.send().await.expect("describe");
     assert_eq!(capture.json(), serde_json::json!({}), "no configuration: no member");
 
     let on = notifications(ConfigurationStatus::Enabled, TOPIC);
-    kvs.update_notification_configuration()
-        .stream_name("door")
-        .notification_configuration(on.clone())
-        .send()
-        .await
-        .expect("update");
-    let capture = CaptureBody::default();
-    let out = kvs
-        .describe_notification_configuration()
-        .stream_arn(&arn)
-        .customize()
-        .interceptor(capture.clone())
-        .send()
-        .await
-        .expect("describe");
+    let by_name = kvs.update_notification_configuration().stream_name("door");
+    by_name.notification_configuration(on.clone()).send().await.expect("update");
+    let (describe, capture) = capturing(kvs.describe_notification_configuration().stream_arn(&arn).customize());
+    let out = describe.send().await.expect("describe");
     assert_eq!(out.notification_configuration(), Some(&on));
     assert_eq!(
         capture.json(),
         serde_json::json!({"NotificationConfiguration": {"Status": "ENABLED", "DestinationConfig": {"Uri": TOPIC}}})
     );
     let off = notifications(ConfigurationStatus::Disabled, "arn:aws:sns:us-west-2:123456789012:other");
-    kvs.update_notification_configuration()
-        .stream_arn(&arn)
-        .notification_configuration(off.clone())
-        .send()
-        .await
-        .expect("replace");
-    let out = kvs.describe_notification_configuration().stream_arn(&arn).send().await.expect("describe");
-    assert_eq!(out.notification_configuration(), Some(&off));
+    set_notifications(&kvs, &arn, Some(off.clone())).send().await.expect("replace");
+    assert_eq!(notifications_of(&kvs, &arn).await.as_ref(), Some(&off));
     assert_eq!(version(&kvs, &arn).await, v, "the stream's version does not change");
 
-    kvs.update_notification_configuration().stream_arn(&arn).send().await.expect("remove");
-    let out = kvs.describe_notification_configuration().stream_arn(&arn).send().await.expect("describe");
-    assert!(out.notification_configuration().is_none());
-    kvs.update_notification_configuration().stream_arn(&arn).send().await.expect("removing again is fine");
+    set_notifications(&kvs, &arn, None).send().await.expect("remove");
+    assert!(notifications_of(&kvs, &arn).await.is_none());
+    set_notifications(&kvs, &arn, None).send().await.expect("removing again is fine");
 
-    assert_fails!(
-        kvs.update_notification_configuration().stream_arn(&live).notification_configuration(on.clone()).send(),
-        "NoDataRetentionException",
-        400
-    );
-    kvs.update_notification_configuration()
-        .stream_arn(&live)
-        .notification_configuration(off.clone())
-        .send()
-        .await
-        .expect("DISABLED without retention");
+    assert_fails!(set_notifications(&kvs, &live, Some(on.clone())).send(), "NoDataRetentionException", 400);
+    set_notifications(&kvs, &live, Some(off.clone())).send().await.expect("DISABLED without retention");
 
     for config in [
         notifications(ConfigurationStatus::Enabled, "topic"),
@@ -548,11 +358,7 @@ async fn notification_configuration_round_trips_and_is_removed() {
         notifications(ConfigurationStatus::Enabled, &format!("arn:{}", "x".repeat(252))),
         notifications(ConfigurationStatus::from("ON"), TOPIC),
     ] {
-        assert_fails!(
-            kvs.update_notification_configuration().stream_arn(&arn).notification_configuration(config).send(),
-            INVALID,
-            400
-        );
+        assert_fails!(set_notifications(&kvs, &arn, Some(config)).send(), INVALID, 400);
     }
     for cfg in [
         r#"{"Status":"ENABLED"}"#,
@@ -560,28 +366,16 @@ async fn notification_configuration_round_trips_and_is_removed() {
         r#"{"Status":"ENABLED","DestinationConfig":{}}"#,
     ] {
         let body = format!(r#"{{"StreamARN":"{arn}","NotificationConfiguration":{cfg}}}"#);
-        assert_fails!(
-            kvs.update_notification_configuration().stream_arn(&arn).customize().mutate_request(with_body(body)).send(),
-            INVALID,
-            400
-        );
+        let update = set_notifications(&kvs, &arn, None).customize().mutate_request(with_body(body));
+        assert_fails!(update.send(), INVALID, 400);
     }
-    let out = kvs.describe_notification_configuration().stream_arn(&arn).send().await.expect("describe");
-    assert!(out.notification_configuration().is_none(), "refused updates store nothing");
+    assert!(notifications_of(&kvs, &arn).await.is_none(), "refused updates store nothing");
 
     assert_fails!(kvs.describe_notification_configuration().stream_name("nope").send(), NOT_FOUND, 404);
-    assert_fails!(
-        kvs.update_notification_configuration().stream_name("nope").notification_configuration(on.clone()).send(),
-        NOT_FOUND,
-        404
-    );
+    let missing = kvs.update_notification_configuration().stream_name("nope");
+    assert_fails!(missing.notification_configuration(on.clone()).send(), NOT_FOUND, 404);
     // The configuration goes with its stream.
-    kvs.update_notification_configuration()
-        .stream_arn(&live)
-        .notification_configuration(off)
-        .send()
-        .await
-        .expect("set");
+    set_notifications(&kvs, &live, Some(off)).send().await.expect("set");
     kvs.delete_stream().stream_arn(&live).send().await.expect("delete");
     assert_fails!(kvs.describe_notification_configuration().stream_arn(&live).send(), NOT_FOUND, 404);
     reel.create_stream("live-only", 0).await;
@@ -646,16 +440,9 @@ async fn edge_operations_answer_as_for_streams_without_edge_configurations() {
     assert_fails!(kvs.describe_edge_configuration().stream_arn(&arn).send(), edge, 404);
 
     // ListEdgeAgentConfigurations: an empty list, no next page.
-    let capture = CaptureBody::default();
-    let out = kvs
-        .list_edge_agent_configurations()
-        .hub_device_arn(HUB)
-        .max_results(10)
-        .customize()
-        .interceptor(capture.clone())
-        .send()
-        .await
-        .expect("list");
+    let (list, capture) =
+        capturing(kvs.list_edge_agent_configurations().hub_device_arn(HUB).max_results(10).customize());
+    let out = list.send().await.expect("list");
     assert!(out.edge_configs().is_empty() && out.next_token().is_none());
     assert_eq!(capture.json(), serde_json::json!({"EdgeConfigs": []}));
     kvs.list_edge_agent_configurations().hub_device_arn(HUB).next_token("").send().await.expect("empty token");
@@ -668,15 +455,8 @@ async fn edge_operations_answer_as_for_streams_without_edge_configurations() {
         INVALID,
         400
     );
-    assert_fails!(
-        kvs.list_edge_agent_configurations()
-            .hub_device_arn(HUB)
-            .customize()
-            .mutate_request(with_body("{}".into()))
-            .send(),
-        INVALID,
-        400
-    );
+    let list = kvs.list_edge_agent_configurations().hub_device_arn(HUB).customize();
+    assert_fails!(list.mutate_request(with_body("{}")).send(), INVALID, 400);
 }
 
 /// May do everything on `cam-*` streams, nothing else.
@@ -713,48 +493,28 @@ async fn configuration_operations_are_authorized_on_the_stream_and_rate_limited(
     let kvs = reel.kvs();
     let own = reel.create_stream("cam-1", 24).await;
     let other = reel.create_stream("garage", 24).await;
-    let cam = inproc_client(&reel, CAM_KEY);
+    let cam = reel.kvs_as(CAM_KEY, SECRET);
     let denied = "AccessDeniedException";
 
     // Allowed on its own stream.
     cam.describe_stream_storage_configuration().stream_arn(&own).send().await.expect("own stream");
-    cam.update_notification_configuration()
-        .stream_arn(&own)
-        .notification_configuration(notifications(ConfigurationStatus::Enabled, TOPIC))
-        .send()
-        .await
-        .expect("own stream");
+    let on = notifications(ConfigurationStatus::Enabled, TOPIC);
+    set_notifications(&cam, &own, Some(on)).send().await.expect("own stream");
     // Refused on another stream, existing or not (no existence oracle), with the modeled error.
     assert_fails!(cam.describe_stream_storage_configuration().stream_arn(&other).send(), denied, 401);
     assert_fails!(cam.describe_image_generation_configuration().stream_name("garage").send(), denied, 401);
     assert_fails!(cam.describe_image_generation_configuration().stream_name("ghost").send(), denied, 401);
-    assert_fails!(
-        cam.update_image_generation_configuration()
-            .stream_arn(&other)
-            .image_generation_configuration(images().build().expect("config"))
-            .send(),
-        denied,
-        401
-    );
+    assert_fails!(set_images(&cam, &other, Some(images().build().expect("config"))).send(), denied, 401);
     assert_fails!(cam.describe_notification_configuration().stream_arn(&other).send(), denied, 401);
     assert_fails!(cam.describe_edge_configuration().stream_arn(&other).send(), denied, 401);
     assert_fails!(cam.delete_edge_configuration().stream_arn(&other).send(), denied, 401);
     let v = version(&kvs, &other).await;
-    assert_fails!(
-        cam.update_stream_storage_configuration()
-            .stream_arn(&other)
-            .current_version(&v)
-            .stream_storage_configuration(tier(DefaultStorageTier::Warm))
-            .send(),
-        denied,
-        401
-    );
+    assert_fails!(set_tier(&cam, &other, &v, DefaultStorageTier::Warm).send(), denied, 401);
     assert_eq!(version(&kvs, &other).await, v, "nothing changed");
-    let out = kvs.describe_notification_configuration().stream_arn(&other).send().await.expect("describe");
-    assert!(out.notification_configuration().is_none());
+    assert!(notifications_of(&kvs, &other).await.is_none());
     // A key with no right to an operation is refused before any lookup, with the modeled error:
     // ListEdgeAgentConfigurations models NotAuthorizedException.
-    let describer = inproc_client(&reel, DESCRIBER_KEY);
+    let describer = reel.kvs_as(DESCRIBER_KEY, SECRET);
     assert_fails!(describer.list_edge_agent_configurations().hub_device_arn(HUB).send(), "NotAuthorizedException", 401);
     assert_fails!(describer.describe_notification_configuration().stream_arn(&own).send(), denied, 401);
     cam.list_edge_agent_configurations().hub_device_arn(HUB).send().await.expect_err("cam-* streams only");
@@ -773,17 +533,4 @@ async fn configuration_operations_are_authorized_on_the_stream_and_rate_limited(
     assert!(throttled > 0, "5 back-to-back calls on one stream must hit its 1 TPS quota");
     let (code, _, _) = failure(kvs.delete_edge_configuration().stream_arn(&other).send().await);
     assert_eq!(code, "StreamEdgeConfigurationNotFoundException", "other streams are unaffected");
-}
-
-/// A control-plane client signed with `key`.
-fn inproc_client(reel: &InProcess, key: &str) -> Client {
-    use aws_sdk_kinesisvideo::config::{BehaviorVersion, Region};
-    Client::from_conf(
-        aws_sdk_kinesisvideo::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(REGION))
-            .endpoint_url(&reel.url)
-            .credentials_provider(aws_credential_types::Credentials::new(key, SECRET, None, None, "test"))
-            .build(),
-    )
 }

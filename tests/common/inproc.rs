@@ -52,17 +52,22 @@ impl InProcess {
         aws_credential_types::Credentials::new(key_id, secret, None, None, "reel-test")
     }
 
-    /// Control-plane client (root key).
-    pub fn kvs(&self) -> aws_sdk_kinesisvideo::Client {
+    /// Control-plane client signed with the given key.
+    pub fn kvs_as(&self, key_id: &str, secret: &str) -> aws_sdk_kinesisvideo::Client {
         use aws_sdk_kinesisvideo::config::{BehaviorVersion, Region};
         aws_sdk_kinesisvideo::Client::from_conf(
             aws_sdk_kinesisvideo::Config::builder()
                 .behavior_version(BehaviorVersion::latest())
                 .region(Region::new(REGION))
                 .endpoint_url(&self.url)
-                .credentials_provider(Self::creds(ROOT_KEY_ID, ROOT_SECRET))
+                .credentials_provider(Self::creds(key_id, secret))
                 .build(),
         )
+    }
+
+    /// Control-plane client (root key).
+    pub fn kvs(&self) -> aws_sdk_kinesisvideo::Client {
+        self.kvs_as(ROOT_KEY_ID, ROOT_SECRET)
     }
 
     /// `kinesis-video-media` client signed with the given key.

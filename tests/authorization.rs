@@ -11,7 +11,7 @@ mod signing;
 
 use aws_sdk_kinesisvideo::error::ProvideErrorMetadata;
 use aws_sdk_kinesisvideo::types::{ChannelType, MediaStorageConfiguration, MediaStorageConfigurationStatus};
-use inproc::InProcess;
+use inproc::{InProcess, allowing_key};
 
 /// May do everything on `cam-*` channels, nothing on streams.
 const CAM_KEY: &str = "AKIACAMONLY000000001";
@@ -22,33 +22,11 @@ const LISTER_KEY: &str = "AKIALISTER0000000001";
 const SECRET: &str = "authorization-test-secret-000000000000000";
 
 fn credentials() -> String {
-    format!(
-        r#"
-[[key]]
-access_key_id = "{CAM_KEY}"
-secret_access_key = "{SECRET}"
-[[key.statement]]
-effect = "Allow"
-action = "kinesisvideo:*"
-resource = "arn:aws:kinesisvideo:*:*:channel/cam-*"
-
-[[key]]
-access_key_id = "{MAPPER_KEY}"
-secret_access_key = "{SECRET}"
-[[key.statement]]
-effect = "Allow"
-action = "kinesisvideo:*"
-resource = ["arn:aws:kinesisvideo:*:*:channel/cam-*", "arn:aws:kinesisvideo:*:*:stream/cam-*"]
-
-[[key]]
-access_key_id = "{LISTER_KEY}"
-secret_access_key = "{SECRET}"
-[[key.statement]]
-effect = "Allow"
-action = "kinesisvideo:List*"
-resource = "*"
-"#
-    )
+    const CAM_CHANNELS: &str = "arn:aws:kinesisvideo:*:*:channel/cam-*";
+    let cam = allowing_key(CAM_KEY, SECRET, "kinesisvideo:*", &[CAM_CHANNELS]);
+    let mapper =
+        allowing_key(MAPPER_KEY, SECRET, "kinesisvideo:*", &[CAM_CHANNELS, "arn:aws:kinesisvideo:*:*:stream/cam-*"]);
+    cam + &mapper + &allowing_key(LISTER_KEY, SECRET, "kinesisvideo:List*", &["*"])
 }
 
 async fn create_channel(reel: &InProcess, name: &str) -> String {

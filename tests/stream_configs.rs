@@ -21,7 +21,7 @@ use aws_sdk_kinesisvideo::types::{
     ImageGenerationDestinationConfig, ImageSelectorType, MediaSourceConfig, MediaUriType, NotificationConfiguration,
     NotificationDestinationConfig, RecorderConfig, ScheduleConfig, StreamStorageConfiguration, UploaderConfig,
 };
-use inproc::{InProcess, REGION};
+use inproc::{InProcess, REGION, allowing_key};
 use sdk::{capturing, failure, with_body};
 
 const INVALID: &str = "InvalidArgumentException";
@@ -466,25 +466,8 @@ const DESCRIBER_KEY: &str = "AKIADESCRIBER0000001";
 const SECRET: &str = "stream-configs-test-secret-0000000000000";
 
 fn credentials() -> String {
-    format!(
-        r#"
-[[key]]
-access_key_id = "{CAM_KEY}"
-secret_access_key = "{SECRET}"
-[[key.statement]]
-effect = "Allow"
-action = "kinesisvideo:*"
-resource = "arn:aws:kinesisvideo:*:*:stream/cam-*"
-
-[[key]]
-access_key_id = "{DESCRIBER_KEY}"
-secret_access_key = "{SECRET}"
-[[key.statement]]
-effect = "Allow"
-action = "kinesisvideo:DescribeStream"
-resource = "*"
-"#
-    )
+    let cam = allowing_key(CAM_KEY, SECRET, "kinesisvideo:*", &["arn:aws:kinesisvideo:*:*:stream/cam-*"]);
+    cam + &allowing_key(DESCRIBER_KEY, SECRET, "kinesisvideo:DescribeStream", &["*"])
 }
 
 #[tokio::test]

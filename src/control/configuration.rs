@@ -16,6 +16,9 @@ use crate::meta::{MetaError, MetaStore};
 use super::empty;
 use super::streams::StreamRef;
 
+/// What a [`MetaStore`] read or write of a configuration gives.
+pub(super) type Stored<'a, T> = BoxFuture<'a, Result<T, MetaError>>;
+
 /// A per-stream configuration as the store keeps it, with its wire structure and the
 /// [`MetaStore`] methods that read and write it.
 pub(super) trait StreamConfiguration: Sized + Sync {
@@ -28,13 +31,9 @@ pub(super) trait StreamConfiguration: Sized + Sync {
     /// Whether its `Status` is `ENABLED`.
     fn enabled(&self) -> bool;
     /// The stream's configuration, `None` if it has none.
-    fn load<'a>(meta: &'a dyn MetaStore, stream_arn: &'a str) -> BoxFuture<'a, Result<Option<Self>, MetaError>>;
+    fn load<'a>(meta: &'a dyn MetaStore, stream_arn: &'a str) -> Stored<'a, Option<Self>>;
     /// Replace the stream's configuration, or remove it (`None`).
-    fn store<'a>(
-        meta: &'a dyn MetaStore,
-        stream_arn: &'a str,
-        config: Option<&'a Self>,
-    ) -> BoxFuture<'a, Result<(), MetaError>>;
+    fn store<'a>(meta: &'a dyn MetaStore, stream_arn: &'a str, config: Option<&'a Self>) -> Stored<'a, ()>;
 }
 
 /// Describe: the configuration of the stream `body` names (a [`StreamRef`]), `None` if it

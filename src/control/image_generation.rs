@@ -19,16 +19,15 @@ use std::sync::LazyLock;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, State};
-use futures::future::BoxFuture;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{Core, body, validate};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::meta::{ImageGenerationConfig, MetaError, MetaStore};
+use crate::meta::{ImageGenerationConfig, MetaStore};
 
-use super::configuration::{self, StreamConfiguration};
+use super::configuration::{self, Stored, StreamConfiguration};
 use super::streams::StreamRef;
 
 /// `ImageSelectorType` values.
@@ -183,14 +182,10 @@ impl StreamConfiguration for ImageGenerationConfig {
     fn enabled(&self) -> bool {
         self.enabled
     }
-    fn load<'a>(meta: &'a dyn MetaStore, stream_arn: &'a str) -> BoxFuture<'a, Result<Option<Self>, MetaError>> {
+    fn load<'a>(meta: &'a dyn MetaStore, stream_arn: &'a str) -> Stored<'a, Option<Self>> {
         meta.image_generation_config(stream_arn)
     }
-    fn store<'a>(
-        meta: &'a dyn MetaStore,
-        stream_arn: &'a str,
-        config: Option<&'a Self>,
-    ) -> BoxFuture<'a, Result<(), MetaError>> {
+    fn store<'a>(meta: &'a dyn MetaStore, stream_arn: &'a str, config: Option<&'a Self>) -> Stored<'a, ()> {
         meta.set_image_generation_config(stream_arn, config)
     }
 }

@@ -13,15 +13,14 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, State};
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{Core, body, validate};
 use crate::auth::Principal;
 use crate::error::ApiResult;
-use crate::meta::{MetaError, MetaStore, NotificationConfig};
+use crate::meta::{MetaStore, NotificationConfig};
 
-use super::configuration::{self, StreamConfiguration};
+use super::configuration::{self, Stored, StreamConfiguration};
 use super::streams::StreamRef;
 
 /// `NotificationDestinationConfig`.
@@ -69,14 +68,10 @@ impl StreamConfiguration for NotificationConfig {
     fn enabled(&self) -> bool {
         self.enabled
     }
-    fn load<'a>(meta: &'a dyn MetaStore, stream_arn: &'a str) -> BoxFuture<'a, Result<Option<Self>, MetaError>> {
+    fn load<'a>(meta: &'a dyn MetaStore, stream_arn: &'a str) -> Stored<'a, Option<Self>> {
         meta.notification_config(stream_arn)
     }
-    fn store<'a>(
-        meta: &'a dyn MetaStore,
-        stream_arn: &'a str,
-        config: Option<&'a Self>,
-    ) -> BoxFuture<'a, Result<(), MetaError>> {
+    fn store<'a>(meta: &'a dyn MetaStore, stream_arn: &'a str, config: Option<&'a Self>) -> Stored<'a, ()> {
         meta.set_notification_config(stream_arn, config)
     }
 }

@@ -125,6 +125,20 @@ impl InProcess {
     }
 }
 
+/// A `[[key]]` of a credentials file (the `--credentials-file` format) with one statement
+/// allowing `action` on `resources` (one: a TOML string; more: an array).
+pub fn allowing_key(key_id: &str, secret: &str, action: &str, resources: &[&str]) -> String {
+    let quoted: Vec<String> = resources.iter().map(|r| format!("\"{r}\"")).collect();
+    let resource = match quoted.as_slice() {
+        [one] => one.clone(),
+        many => format!("[{}]", many.join(", ")),
+    };
+    format!(
+        "[[key]]\naccess_key_id = \"{key_id}\"\nsecret_access_key = \"{secret}\"\n[[key.statement]]\n\
+         effect = \"Allow\"\naction = \"{action}\"\nresource = {resource}\n"
+    )
+}
+
 /// The fixture media as three 2 s fragments whose first frame arrives at `start_unix_ms`
 /// ([`reel::testkit::fixture_fragments`]).
 pub fn fixture_fragments(start_unix_ms: u64) -> Vec<FixtureFragment> {

@@ -236,7 +236,8 @@ fn spawn_viewer(
 /// node as the VIEWER endpoint. A viewer that ignores it (its WebSocket and
 /// JoinStorageSessionAsViewer on another node) still gets its session there, through the
 /// bus. The master's signaling and JoinStorageSession go to the third node, which starts
-/// the session where the viewers wait; both viewers get the camera.
+/// the session where the viewers wait; both viewers get the camera. Afterwards a node that
+/// does not write the stream serves GetImages stills of it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewers_get_the_session_wherever_they_and_the_master_enter() {
     use reel_sim::publisher::{
@@ -309,6 +310,50 @@ async fn viewers_get_the_session_wherever_they_and_the_master_enter() {
     let metrics = reqwest::get(format!("{}/metrics", entry.url)).await.expect("metrics").text().await.expect("body");
     let started = common::metric(&metrics, "reel_storage_session_handoffs_total", &[("outcome", "started")]);
     assert_eq!(started, Some(1.0), "hand-offs of the master's node:\n{metrics}");
+
+    // Stills of what was stored, from a node that does not write the stream (GetImages
+    // reads the shared store): the official archived-media SDK gets JPEGs of the camera.
+    let archived = archived_client(&direct.url);
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis();
+    let at = |ms: u128| aws_sdk_kinesisvideoarchivedmedia::primitives::DateTime::from_millis(ms as i64);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let stills = loop {
+        let out = archived
+            .get_images()
+            .stream_arn(&channel.stream_arn)
+            .image_selector_type(aws_sdk_kinesisvideoarchivedmedia::types::ImageSelectorType::ServerTimestamp)
+            .start_timestamp(at(now_ms - 30_000))
+            .end_timestamp(at(now_ms))
+            .sampling_interval(2_000)
+            .format(aws_sdk_kinesisvideoarchivedmedia::types::Format::Jpeg)
+            .send()
+            .await
+            .expect("GetImages on a node that does not write the stream");
+        let stills: Vec<String> = out.images().iter().filter_map(|i| i.image_content().map(str::to_string)).collect();
+        if stills.len() >= 4 || std::time::Instant::now() > deadline {
+            break stills;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(stills.len() >= 4, "{} stills of ~16 s of camera\n{}", stills.len(), logs());
+    use base64::Engine;
+    for still in &stills {
+        let jpeg = base64::engine::general_purpose::STANDARD.decode(still).expect("base64");
+        assert_eq!(&jpeg[..3], &[0xFF, 0xD8, 0xFF], "a JPEG");
+    }
+}
+
+/// An archived-media client of the root key for `url`.
+fn archived_client(url: &str) -> aws_sdk_kinesisvideoarchivedmedia::Client {
+    use aws_sdk_kinesisvideoarchivedmedia::config::{BehaviorVersion, Region};
+    aws_sdk_kinesisvideoarchivedmedia::Client::from_conf(
+        aws_sdk_kinesisvideoarchivedmedia::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(common::REGION))
+            .endpoint_url(url)
+            .credentials_provider(aws_credential_types::Credentials::new(ROOT_KEY_ID, ROOT_SECRET, None, None, "test"))
+            .build(),
+    )
 }
 
 /// The node among `nodes` whose URL is `url`.

@@ -2,8 +2,9 @@
 //! Debian chromium): sign in, create a channel and a stream through the forms, enable media
 //! storage, the sessions dashboard, delete both, and a key whose policy denies CreateStream
 //! sees the refusal (KVS's NotAuthorizedException) in the form while nothing is created.
-//! The viewer page plays stored media on demand, draws its fragments on the timeline, plays
-//! from a clicked fragment and downloads a GetClip MP4 that ffprobe reads back; its Live
+//! The viewer page plays stored media on demand, draws its fragments on the timeline and
+//! stills of them (GetImages), plays from a clicked fragment and downloads a GetClip MP4 that
+//! ffprobe reads back; its Live
 //! (WebRTC) mode names the missing channel for a stream no channel stores into (live WebRTC
 //! playback needs a network namespace: tests/console_master.rs). Any browser console error fails
 //! it. Screenshots of each page (1280×800) go to docs/console/, so the README's stay true.
@@ -164,6 +165,10 @@ async fn console_runs_the_setup_flows_in_chromium() {
     // The viewer page played the stored media, drew its fragments, played from a clicked
     // fragment and downloaded a clip that ffprobe reads as H.264 video of the clip's length.
     assert!(report["timelineFragments"].as_u64().is_some_and(|n| n >= 3), "{report:#}");
+    // Stills of the range (GetImages): several, each a decodable JPEG 160 px wide.
+    assert!(report["stills"].as_u64().is_some_and(|n| n >= 4), "{report:#}");
+    let widths = report["stillWidths"].as_array().cloned().unwrap_or_default();
+    assert!(!widths.is_empty() && widths.iter().all(|w| w == 160), "{report:#}");
     assert!(report["playedOnDemand"].as_f64().is_some_and(|t| t >= 2.0), "{report:#}");
     assert!(report["clipName"].as_str().is_some_and(|n| n.starts_with("played-") && n.ends_with(".mp4")), "{report:#}");
     // Live (WebRTC) on a stream no channel stores into says so (console_master.rs plays one).

@@ -3,7 +3,7 @@
 // the sessions dashboard; delete both; sign in with a key whose policy denies CreateStream
 // and see the AccessDenied message in the form. Fails (ok: false) on any browser console
 // error. With PLAY_STREAM it also plays that stream on demand in the viewer page
-// (PLAY_START_MS..PLAY_END_MS), counts the fragments in the timeline, plays from a clicked
+// (PLAY_START_MS..PLAY_END_MS), counts the fragments in the timeline and the stills, plays from a clicked
 // fragment and downloads a clip to CLIP_PATH.
 // Env: CONSOLE_URL, KEY_ID, SECRET, LIMITED_KEY_ID, LIMITED_SECRET, REGION, SHOTS
 // (directory for 1280×800 screenshots), CHROMIUM (default /usr/bin/chromium).
@@ -104,6 +104,11 @@ try {
     await page.click("#viewer-play");
     await page.waitForFunction(() => Number(document.querySelector("#timeline").dataset.fragments || 0) > 0, null, { timeout: 10000 });
     result.timelineFragments = Number(await page.getAttribute("#timeline", "data-fragments"));
+    // Stills of the range (GetImages), 160 px wide.
+    await page.waitForFunction(() => Number(document.querySelector("#stills").dataset.images || 0) > 0, null, { timeout: 10000 });
+    result.stills = Number(await page.getAttribute("#stills", "data-images"));
+    await page.waitForFunction(() => [...document.querySelectorAll("#stills img")].every((i) => i.complete && i.naturalWidth > 0), null, { timeout: 10000 });
+    result.stillWidths = await page.evaluate(() => [...document.querySelectorAll("#stills img")].map((i) => i.naturalWidth));
     await page.waitForFunction(() => document.querySelector("#viewer-video").currentTime >= 2, null, { timeout: 20000 });
     result.playedOnDemand = await page.evaluate(() => document.querySelector("#viewer-video").currentTime);
     await shot("viewer");

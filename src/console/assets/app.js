@@ -446,6 +446,7 @@ async function viewerPage(params) {
   const clip = h("button", { type: "button", class: "secondary", id: "viewer-clip" }, "Download clip (MP4)");
   const video = h("video", { id: "viewer-video", controls: true, muted: true, playsinline: true });
   const bar = h("div", { id: "timeline", class: "timeline", role: "list", "aria-label": "Stored fragments" });
+  const stills = h("div", { id: "stills", class: "stills", role: "list", "aria-label": "Stills of the stored video" });
   const info = h("p", { class: "muted", id: "viewer-status", "aria-live": "polite" });
   const link = h("a", { id: "clip-link", hidden: true }, "clip.mp4");
   const range = () => {
@@ -510,6 +511,22 @@ async function viewerPage(params) {
     bar.dataset.fragments = String(frags.length);
     bar.title = `${frags.length} fragment(s)`;
   }
+  /** Up to 8 stills (GetImages, 160 px wide) across the range's last 300 s; a click plays from there. */
+  async function drawStills(startMs, endMs) {
+    const from = Math.max(startMs, endMs - 300000);
+    const out = await call("/getImages", { StreamName: pick.value, ImageSelectorType: "PRODUCER_TIMESTAMP",
+      StartTimestamp: from / 1000, EndTimestamp: endMs / 1000, SamplingInterval: Math.max(200, Math.ceil((endMs - from) / 8)),
+      Format: "JPEG", WidthPixels: 160, MaxResults: 25 });
+    const shown = (out.Images || []).filter((i) => i.ImageContent);
+    stills.replaceChildren(...shown.map((i) => {
+      const t = Math.round(i.TimeStamp * 1000);
+      return h("button", { type: "button", class: "still", role: "listitem", title: new Date(t).toLocaleString(),
+        "aria-label": `Play from ${new Date(t).toLocaleString()}`,
+        onclick: () => { onDemand.checked = true; start("ON_DEMAND", t, endMs).catch(say); } },
+        h("img", { src: `data:image/jpeg;base64,${i.ImageContent}`, alt: new Date(t).toLocaleTimeString() }));
+    }));
+    stills.dataset.images = String(shown.length);
+  }
   play.addEventListener("click", async () => {
     const [startMs, endMs] = range();
     if (!(endMs > startMs)) { say(new Error("The end of the range must be after its start.")); return; }
@@ -517,6 +534,7 @@ async function viewerPage(params) {
       if (liveRtc.checked) await startLive();
       else await start(liveHls.checked ? "LIVE" : "ON_DEMAND", startMs, endMs);
       await drawTimeline(startMs, endMs);
+      await drawStills(startMs, endMs);
     } catch (e) { say(e); }
   });
   stop.addEventListener("click", () => {
@@ -545,7 +563,7 @@ async function viewerPage(params) {
         h("label", {}, liveHls, " Live (HLS)"), h("label", {}, onDemand, " On demand (HLS)"), h("label", {}, liveRtc, " Live (WebRTC)"),
         field("From", from), field("To", to)),
       h("div", { class: "toolbar" }, play, stop, clip, link), info),
-    video, bar);
+    video, bar, stills);
 }
 
 // ---- router ----------------------------------------------------------------------------

@@ -665,6 +665,19 @@ fn transferred(channel_arn: &str) {
     }
 }
 
+/// Hands a signaling message (`event`) to a storage session of this process: the channel's
+/// storage peer or a storage viewer session.
+fn to_local_session<E>(arn: &str, tx: &mpsc::Sender<E>, event: E) -> Result<(), RouteError> {
+    match tx.try_send(event) {
+        Ok(()) => {
+            transferred(arn);
+            Ok(())
+        }
+        Err(mpsc::error::TrySendError::Full(_)) => Err(RouteError::RecipientBusy("storage session".into())),
+        Err(mpsc::error::TrySendError::Closed(_)) => Err(RouteError::NoRecipient),
+    }
+}
+
 fn busy_name(to: &Party) -> String {
     match to {
         Party::Master => "master".into(),
@@ -712,6 +725,18 @@ impl LocalBus {
     fn announce(&self, body: Announcement) {
         if let Some(link) = &self.link {
             link.announce(body);
+        }
+    }
+
+    /// Sends a signaling message (`body`: [`Directed::ToStorage`] or
+    /// [`Directed::ToViewerSession`]) to the storage session running on `node`.
+    fn to_remote_session(&self, arn: &str, node: &str, body: Directed) -> Result<(), RouteError> {
+        match &self.link {
+            Some(link) if link.send(node, body) => {
+                transferred(arn);
+                Ok(())
+            }
+            _ => Err(RouteError::RecipientBusy("storage session".into())),
         }
     }
 
@@ -967,9 +992,7 @@ impl LocalBus {
                 let slot = map.get(&channel).and_then(|ch| ch.storage_peer.as_ref());
                 match slot {
                     Some(StorageSlot { attachment: a, sink: StorageSink::Local(tx), .. }) if *a == attachment => {
-                        if tx.try_send(StoragePeerEvent::Message(message)).is_ok() {
-                            transferred(&channel);
-                        }
+                        let _ = to_local_session(&channel, tx, StoragePeerEvent::Message(message));
                     }
                     _ => tracing::debug!(channel = %channel, from, "message for a storage peer that is gone"),
                 }
@@ -1010,7 +1033,7 @@ impl LocalBus {
                     && let Some(slot) = ch.storage_viewers.remove(&client_id)
                 {
                     // The viewer's node already dropped it: no ViewerDetached back.
-                    let _ = slot.tx.try_send(StorageViewerEvent::Replaced);
+                    slot.end(None, &channel, &client_id, Some(StorageViewerEvent::Replaced));
                     self.announce_watching(&channel, ch);
                 }
             }
@@ -1019,9 +1042,7 @@ impl LocalBus {
                 let slot = map.get(&channel).and_then(|ch| ch.storage_viewers.get(&client_id));
                 match slot {
                     Some(slot) if slot.attachment == attachment => {
-                        if slot.tx.try_send(StorageViewerEvent::Message(message)).is_ok() {
-                            transferred(&channel);
-                        }
+                        let _ = to_local_session(&channel, &slot.tx, StorageViewerEvent::Message(message));
                     }
                     _ => tracing::debug!(channel = %channel, from, "message for a viewer session that is gone"),
                 }
@@ -1149,14 +1170,7 @@ impl SignalingBus for LocalBus {
             // A viewer of a storage viewer session talks to that session only.
             Party::Viewer(id) if ch.storage_viewers.contains_key(id) => {
                 let Some(slot) = ch.storage_viewers.get(id) else { return Err(RouteError::NoRecipient) };
-                match slot.tx.try_send(StorageViewerEvent::Message(message.message)) {
-                    Ok(()) => {
-                        transferred(arn);
-                        Ok(())
-                    }
-                    Err(mpsc::error::TrySendError::Full(_)) => Err(RouteError::RecipientBusy("storage session".into())),
-                    Err(mpsc::error::TrySendError::Closed(_)) => Err(RouteError::NoRecipient),
-                }
+                to_local_session(arn, &slot.tx, StorageViewerEvent::Message(message.message))
             }
             // ... wherever that session runs.
             Party::Viewer(id) if ch.sessions_elsewhere.contains_key(id) => {
@@ -1167,13 +1181,7 @@ impl SignalingBus for LocalBus {
                     attachment: session.attachment,
                     message: message.message,
                 };
-                match &self.link {
-                    Some(link) if link.send(&session.node, body) => {
-                        transferred(arn);
-                        Ok(())
-                    }
-                    _ => Err(RouteError::RecipientBusy("storage session".into())),
-                }
+                self.to_remote_session(arn, &session.node, body)
             }
             // A viewer always talks to the master; its recipientClientId is ignored.
             Party::Viewer(id) => self.deliver(arn, ch, Party::Master, Some(id.clone()), message.message, 0, now),
@@ -1181,16 +1189,7 @@ impl SignalingBus for LocalBus {
                 None => match &ch.storage_peer {
                     None => Err(RouteError::NoRecipient),
                     Some(StorageSlot { sink: StorageSink::Local(tx), .. }) => {
-                        match tx.try_send(StoragePeerEvent::Message(message.message)) {
-                            Ok(()) => {
-                                transferred(arn);
-                                Ok(())
-                            }
-                            Err(mpsc::error::TrySendError::Full(_)) => {
-                                Err(RouteError::RecipientBusy("storage session".into()))
-                            }
-                            Err(mpsc::error::TrySendError::Closed(_)) => Err(RouteError::NoRecipient),
-                        }
+                        to_local_session(arn, tx, StoragePeerEvent::Message(message.message))
                     }
                     Some(StorageSlot { sink: StorageSink::Remote(node), attachment, .. }) => {
                         let body = Directed::ToStorage {
@@ -1198,13 +1197,7 @@ impl SignalingBus for LocalBus {
                             attachment: *attachment,
                             message: message.message,
                         };
-                        match &self.link {
-                            Some(link) if link.send(node, body) => {
-                                transferred(arn);
-                                Ok(())
-                            }
-                            _ => Err(RouteError::RecipientBusy("storage session".into())),
-                        }
+                        self.to_remote_session(arn, node, body)
                     }
                 },
                 Some(to) => {

@@ -28,6 +28,19 @@ pub const DESTINATION_URI_PATTERN: &str = "^[a-zA-Z_0-9]+:(//)?([^/]+)/?([^*]*)$
 /// Values of the model's `ConfigurationStatus` (image generation, notifications).
 pub const CONFIGURATION_STATUSES: &[&str] = &["ENABLED", "DISABLED"];
 
+/// `ImageSelectorType` values (image generation, GetImages).
+pub const IMAGE_SELECTOR_TYPES: &[&str] = &["SERVER_TIMESTAMP", "PRODUCER_TIMESTAMP"];
+/// Image `Format` values (image generation, GetImages).
+pub const IMAGE_FORMATS: &[&str] = &["JPEG", "PNG"];
+/// `FormatConfig` keys (the map holds at most one entry).
+pub const FORMAT_CONFIG_KEYS: &[&str] = &["JPEGQuality"];
+/// Pattern of `FormatConfig` values (0–256 characters).
+pub const FORMAT_CONFIG_VALUE_PATTERN: &str = "^[a-zA-Z_0-9]+";
+/// Largest `WidthPixels` of an image.
+pub const MAX_WIDTH_PIXELS: i64 = 3840;
+/// Largest `HeightPixels` of an image.
+pub const MAX_HEIGHT_PIXELS: i64 = 2160;
+
 /// Longest channel or stream name.
 pub const MAX_NAME_LEN: usize = 256;
 /// Longest `DeviceName`.
@@ -52,6 +65,9 @@ static MEDIA_TYPE_RE: LazyLock<Regex> = LazyLock::new(|| {
 });
 static DESTINATION_URI_RE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(DESTINATION_URI_PATTERN).unwrap_or_else(|e| unreachable!("static pattern: {e}")));
+// Matched against the whole value, as every model pattern is.
+static FORMAT_CONFIG_VALUE_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new("^[a-zA-Z_0-9]+$").unwrap_or_else(|e| unreachable!("static pattern: {e}")));
 static TAG_RE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$").unwrap_or_else(|e| unreachable!("static pattern: {e}"))
 });
@@ -143,6 +159,23 @@ pub fn matches(value: &str, member: &str, (min, max): (usize, usize), re: &Regex
 /// A `DestinationUri`: 1–255 characters, `scheme:[//]authority[/path]` without `*`.
 pub fn destination_uri(value: &str, member: &str) -> ApiResult<()> {
     matches(value, member, (1, 255), &DESTINATION_URI_RE, DESTINATION_URI_PATTERN)
+}
+
+/// The `JPEGQuality` of a `FormatConfig` map at `member` (image generation, GetImages):
+/// exactly one entry, key `JPEGQuality`, value matching the model's pattern and (as
+/// documented) an integer 1–100. Returns the value as given and as a number.
+pub fn jpeg_quality(map: std::collections::BTreeMap<String, String>, member: &str) -> ApiResult<(String, u8)> {
+    count(map.len(), member, 1, 1)?;
+    let Some((key, value)) = map.into_iter().next() else {
+        return Err(ApiError::invalid_argument(format!("{member} must have one entry")));
+    };
+    one_of(&key, &format!("{member}.key"), FORMAT_CONFIG_KEYS)?;
+    let value_member = format!("{member}.value");
+    matches(&value, &value_member, (0, 256), &FORMAT_CONFIG_VALUE_RE, FORMAT_CONFIG_VALUE_PATTERN)?;
+    match value.parse::<u8>() {
+        Ok(q @ 1..=100) => Ok((value, q)),
+        _ => Err(invalid(&value, &value_member, "JPEGQuality must be an integer from 1 to 100")),
+    }
 }
 
 /// A `MediaType` such as `video/h264,audio/aac`.

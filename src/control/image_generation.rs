@@ -30,30 +30,15 @@ use crate::meta::{ImageGenerationConfig, MetaStore};
 use super::configuration::{self, Stored, StreamConfiguration};
 use super::streams::StreamRef;
 
-/// `ImageSelectorType` values.
-pub const IMAGE_SELECTOR_TYPES: &[&str] = &["SERVER_TIMESTAMP", "PRODUCER_TIMESTAMP"];
-/// `Format` values.
-pub const FORMATS: &[&str] = &["JPEG", "PNG"];
-/// `FormatConfig` keys (the map holds at most one entry).
-pub const FORMAT_CONFIG_KEYS: &[&str] = &["JPEGQuality"];
 /// Shortest `SamplingInterval`, in ms (documented in the model).
 pub const MIN_SAMPLING_INTERVAL_MS: i64 = 200;
 /// Longest `SamplingInterval`, in ms (documented in the API reference).
 pub const MAX_SAMPLING_INTERVAL_MS: i64 = 20_000;
-/// Largest `WidthPixels`.
-pub const MAX_WIDTH_PIXELS: i64 = 3840;
-/// Largest `HeightPixels`.
-pub const MAX_HEIGHT_PIXELS: i64 = 2160;
 /// Pattern of `DestinationRegion` (9–14 characters).
 pub const DESTINATION_REGION_PATTERN: &str = "^[a-z]+(-[a-z]+)?-[a-z]+-[0-9]$";
-/// Pattern of `FormatConfig` values (0–256 characters).
-pub const FORMAT_CONFIG_VALUE_PATTERN: &str = "^[a-zA-Z_0-9]+";
 
 static DESTINATION_REGION_RE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(DESTINATION_REGION_PATTERN).unwrap_or_else(|e| unreachable!("static pattern: {e}")));
-// Matched against the whole value, as every model pattern is (`api::validate`).
-static FORMAT_CONFIG_VALUE_RE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new("^[a-zA-Z_0-9]+$").unwrap_or_else(|e| unreachable!("static pattern: {e}")));
 
 /// `ImageGenerationDestinationConfig`.
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -108,7 +93,7 @@ pub fn validate_config(c: ImageGenerationConfiguration, region: &str) -> ApiResu
     let status = validate::required(c.status, &format!("{M}.Status"))?;
     let status = validate::one_of(&status, &format!("{M}.Status"), validate::CONFIGURATION_STATUSES)?;
     let selector = validate::required(c.image_selector_type, &format!("{M}.ImageSelectorType"))?;
-    let selector = validate::one_of(&selector, &format!("{M}.ImageSelectorType"), IMAGE_SELECTOR_TYPES)?;
+    let selector = validate::one_of(&selector, &format!("{M}.ImageSelectorType"), validate::IMAGE_SELECTOR_TYPES)?;
     let destination = validate::required(c.destination, &format!("{M}.DestinationConfig"))?;
     let uri = validate::required(destination.uri, &format!("{M}.DestinationConfig.Uri"))?;
     validate::destination_uri(&uri, &format!("{M}.DestinationConfig.Uri"))?;
@@ -134,10 +119,10 @@ pub fn validate_config(c: ImageGenerationConfiguration, region: &str) -> ApiResu
         MAX_SAMPLING_INTERVAL_MS,
     )?;
     let format = validate::required(c.format, &format!("{M}.Format"))?;
-    let format = validate::one_of(&format, &format!("{M}.Format"), FORMATS)?;
+    let format = validate::one_of(&format, &format!("{M}.Format"), validate::IMAGE_FORMATS)?;
     let jpeg_quality = match c.format_config {
         None => None,
-        Some(map) => Some(jpeg_quality(map)?),
+        Some(map) => Some(validate::jpeg_quality(map, &format!("{M}.FormatConfig"))?.0),
     };
     let pixels = |v: Option<i64>, member: &str, max: i64| -> ApiResult<Option<u32>> {
         v.map(|n| validate::range(n, &format!("{M}.{member}"), 1, max).map(|n| u32::try_from(n).unwrap_or(1)))
@@ -151,26 +136,9 @@ pub fn validate_config(c: ImageGenerationConfiguration, region: &str) -> ApiResu
         sampling_interval_ms: u32::try_from(interval).unwrap_or(0),
         format: format.into(),
         jpeg_quality,
-        width_pixels: pixels(c.width_pixels, "WidthPixels", MAX_WIDTH_PIXELS)?,
-        height_pixels: pixels(c.height_pixels, "HeightPixels", MAX_HEIGHT_PIXELS)?,
+        width_pixels: pixels(c.width_pixels, "WidthPixels", validate::MAX_WIDTH_PIXELS)?,
+        height_pixels: pixels(c.height_pixels, "HeightPixels", validate::MAX_HEIGHT_PIXELS)?,
     })
-}
-
-/// The `JPEGQuality` of a `FormatConfig` map: exactly one entry, key `JPEGQuality`, value
-/// matching the model's pattern and (as documented) an integer 1–100.
-fn jpeg_quality(map: BTreeMap<String, String>) -> ApiResult<String> {
-    let member = format!("{M}.FormatConfig");
-    validate::count(map.len(), &member, 1, 1)?;
-    let Some((key, value)) = map.into_iter().next() else {
-        return Err(ApiError::invalid_argument(format!("{member} must have one entry")));
-    };
-    validate::one_of(&key, &format!("{member}.key"), FORMAT_CONFIG_KEYS)?;
-    let value_member = format!("{member}.value");
-    validate::matches(&value, &value_member, (0, 256), &FORMAT_CONFIG_VALUE_RE, FORMAT_CONFIG_VALUE_PATTERN)?;
-    match value.parse::<u8>() {
-        Ok(1..=100) => Ok(value),
-        _ => Err(validate::invalid(&value, &value_member, "JPEGQuality must be an integer from 1 to 100")),
-    }
 }
 
 impl StreamConfiguration for ImageGenerationConfig {

@@ -1,12 +1,13 @@
 //! GetImages input, sans-IO: the model's constraints and KVS's documented limits, the
 //! sampling timestamps of one page, and the page token.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 
+use crate::api::validate;
 use crate::error::{ApiError, ApiResult};
 use crate::streaming::session::seconds_to_ms;
 
@@ -20,10 +21,6 @@ pub const DEFAULT_SAMPLING_INTERVAL_MS: u64 = 3_000;
 pub const MAX_PAGE: usize = 25;
 /// JPEG quality when `FormatConfig` gives none (KVS: 80).
 pub const DEFAULT_JPEG_QUALITY: u8 = 80;
-/// Largest `WidthPixels`.
-pub const MAX_WIDTH: u32 = 3840;
-/// Largest `HeightPixels`.
-pub const MAX_HEIGHT: u32 = 2160;
 
 /// `GetImages` input.
 #[derive(Debug, Default, Deserialize)]
@@ -43,7 +40,7 @@ pub struct Input {
     #[serde(rename = "Format")]
     format: Option<String>,
     #[serde(rename = "FormatConfig")]
-    format_config: Option<HashMap<String, String>>,
+    format_config: Option<BTreeMap<String, String>>,
     #[serde(rename = "WidthPixels")]
     width: Option<i64>,
     #[serde(rename = "HeightPixels")]
@@ -117,31 +114,17 @@ fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::invalid_argument(message)
 }
 
-fn required<T>(v: Option<T>, member: &str) -> ApiResult<T> {
-    v.ok_or_else(|| invalid(format!("1 validation error detected: {member} must not be null")))
-}
-
-fn pixels(v: Option<i64>, member: &str, max: u32) -> ApiResult<Option<u32>> {
-    match v {
-        None => Ok(None),
-        Some(n) if (1..=i64::from(max)).contains(&n) => Ok(u32::try_from(n).ok()),
-        Some(n) => Err(invalid(format!("{member} {n} must be between 1 and {max}"))),
-    }
+fn pixels(v: Option<i64>, member: &str, max: i64) -> ApiResult<Option<u32>> {
+    v.map(|n| validate::range(n, member, 1, max).map(|n| u32::try_from(n).unwrap_or(1))).transpose()
 }
 
 /// Validates `input` (everything but the stream, which the caller resolves).
 pub fn parse(input: &Input) -> ApiResult<Request> {
-    let producer = match required(input.selector.as_deref(), "ImageSelectorType")? {
-        "PRODUCER_TIMESTAMP" => true,
-        "SERVER_TIMESTAMP" => false,
-        other => {
-            return Err(invalid(format!(
-                "ImageSelectorType {other:?} must be one of PRODUCER_TIMESTAMP, SERVER_TIMESTAMP"
-            )));
-        }
-    };
-    let start_ms = seconds_to_ms(required(input.start, "StartTimestamp")?, "StartTimestamp")?;
-    let end_ms = seconds_to_ms(required(input.end, "EndTimestamp")?, "EndTimestamp")?;
+    let selector = validate::required(input.selector.as_deref(), "ImageSelectorType")?;
+    let producer =
+        validate::one_of(selector, "ImageSelectorType", validate::IMAGE_SELECTOR_TYPES)? == "PRODUCER_TIMESTAMP";
+    let start_ms = seconds_to_ms(validate::required(input.start, "StartTimestamp")?, "StartTimestamp")?;
+    let end_ms = seconds_to_ms(validate::required(input.end, "EndTimestamp")?, "EndTimestamp")?;
     if end_ms < start_ms {
         return Err(invalid("EndTimestamp must not be before StartTimestamp"));
     }
@@ -157,14 +140,17 @@ pub fn parse(input: &Input) -> ApiResult<Request> {
             )));
         }
     };
-    let quality = jpeg_quality(input.format_config.as_ref())?;
-    let format = match required(input.format.as_deref(), "Format")? {
-        "JPEG" => Format::Jpeg(quality),
-        "PNG" => Format::Png,
-        other => return Err(invalid(format!("Format {other:?} must be one of JPEG, PNG"))),
+    let quality = match input.format_config.clone() {
+        None => DEFAULT_JPEG_QUALITY,
+        Some(map) => validate::jpeg_quality(map, "FormatConfig")?.1,
     };
-    let size = match (pixels(input.width, "WidthPixels", MAX_WIDTH)?, pixels(input.height, "HeightPixels", MAX_HEIGHT)?)
-    {
+    let format = validate::required(input.format.as_deref(), "Format")?;
+    let format = match validate::one_of(format, "Format", validate::IMAGE_FORMATS)? {
+        "JPEG" => Format::Jpeg(quality),
+        _ => Format::Png,
+    };
+    let width = pixels(input.width, "WidthPixels", validate::MAX_WIDTH_PIXELS)?;
+    let size = match (width, pixels(input.height, "HeightPixels", validate::MAX_HEIGHT_PIXELS)?) {
         (None, None) => Size::Original,
         (Some(w), None) => Size::Width(w),
         (None, Some(h)) => Size::Height(h),
@@ -180,25 +166,6 @@ pub fn parse(input: &Input) -> ApiResult<Request> {
         request.first = request.index_in(token)?;
     }
     Ok(request)
-}
-
-/// `FormatConfig`: at most the one key `JPEGQuality`, an integer 1–100 (default 80).
-fn jpeg_quality(config: Option<&HashMap<String, String>>) -> ApiResult<u8> {
-    let Some(config) = config else { return Ok(DEFAULT_JPEG_QUALITY) };
-    if config.is_empty() || config.len() > 1 {
-        return Err(invalid("FormatConfig must have exactly one entry, JPEGQuality"));
-    }
-    let mut quality = DEFAULT_JPEG_QUALITY;
-    for (key, value) in config {
-        if key != "JPEGQuality" {
-            return Err(invalid(format!("FormatConfig key {key:?} must be JPEGQuality")));
-        }
-        quality =
-            value.parse::<u8>().ok().filter(|q| (1..=100).contains(q)).ok_or_else(|| {
-                invalid(format!("FormatConfig JPEGQuality {value:?} must be an integer from 1 to 100"))
-            })?;
-    }
-    Ok(quality)
 }
 
 impl Request {

@@ -77,8 +77,27 @@ pub struct Output {
     next_token: Option<String>,
 }
 
-/// What one timestamp got.
-type Outcome = Result<String, &'static str>;
+/// Why a sampling time has no image (the model's `ImageError`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NoImage {
+    /// No stored fragment spans it.
+    NoMedia,
+    /// Its frame gave no image (no H.264, a decode or encode failure, too large).
+    MediaError,
+}
+
+impl NoImage {
+    /// The `Error` member.
+    fn wire(self) -> &'static str {
+        match self {
+            Self::NoMedia => "NO_MEDIA",
+            Self::MediaError => "MEDIA_ERROR",
+        }
+    }
+}
+
+/// What one timestamp got: the image (base64) or why there is none.
+type Outcome = Result<String, NoImage>;
 
 /// `POST /getImages` → `{Images, NextToken}`.
 pub async fn get_images(
@@ -108,13 +127,13 @@ pub async fn get_images(
         .map(|(&t, outcome)| {
             let kind = match &outcome {
                 Ok(_) => "image",
-                Err("NO_MEDIA") => "no_media",
-                Err(_) => "media_error",
+                Err(NoImage::NoMedia) => "no_media",
+                Err(NoImage::MediaError) => "media_error",
             };
             metrics::counter!(IMAGES, "outcome" => kind).increment(1);
             let (content, error) = match outcome {
                 Ok(c) => (Some(c), None),
-                Err(e) => (None, Some(e)),
+                Err(e) => (None, Some(e.wire())),
             };
             Image { time_stamp: t as f64 / 1000.0, error, content }
         })
@@ -133,7 +152,7 @@ fn locate_all(stream: &Stream, req: &Request, stamps: &[u64]) -> ApiResult<Vec<S
 
 /// The image (base64) or error of each source, reading each fragment once.
 async fn render(stream: &Stream, req: &Request, sources: &[Source]) -> Vec<Outcome> {
-    let mut out: Vec<Outcome> = vec![Err("NO_MEDIA"); sources.len()];
+    let mut out: Vec<Outcome> = vec![Err(NoImage::NoMedia); sources.len()];
     let mut fragments: Vec<FragmentNumber> = Vec::new();
     for s in sources {
         if let Source::Frame { fragment, .. } = s
@@ -157,11 +176,11 @@ async fn render(stream: &Stream, req: &Request, sources: &[Source]) -> Vec<Outco
                 let at: Vec<i64> = wanted.iter().map(|(_, t)| *t).collect();
                 tokio::task::spawn_blocking(move || fragment_images(&fragment, &at, format, size))
                     .await
-                    .unwrap_or_else(|_| vec![Err("MEDIA_ERROR"); wanted.len()])
+                    .unwrap_or_else(|_| vec![Err(NoImage::MediaError); wanted.len()])
             }
             Err(e) => {
                 tracing::warn!(fragment = %number, error = %e, "GetImages cannot read a fragment");
-                vec![Err("MEDIA_ERROR"); wanted.len()]
+                vec![Err(NoImage::MediaError); wanted.len()]
             }
         };
         for ((i, _), image) in wanted.iter().zip(images) {
@@ -182,27 +201,27 @@ fn fragment_images(
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(fragment = %fragment.info.number, error = %e, "GetImages cannot parse a fragment");
-            return vec![Err("MEDIA_ERROR"); at.len()];
+            return vec![Err(NoImage::MediaError); at.len()];
         }
     };
     let video = parsed.tracks.iter().zip(&parsed.samples).find_map(|(t, s)| match &t.codec {
         Codec::Avc(config) => Some((config, s)),
         Codec::Opus(_) => None,
     });
-    let Some((config, samples)) = video else { return vec![Err("MEDIA_ERROR"); at.len()] };
+    let Some((config, samples)) = video else { return vec![Err(NoImage::MediaError); at.len()] };
     let frames: Vec<Option<usize>> = at.iter().map(|&t| plan::frame_at(samples, t)).collect();
     let wanted: Vec<usize> = frames.iter().flatten().copied().collect();
     let mut pictures = picture::decode(config, samples, &wanted).into_iter();
     frames
         .iter()
         .map(|frame| {
-            let picture = frame.and_then(|_| pictures.next()).ok_or("MEDIA_ERROR")?;
+            let picture = frame.and_then(|_| pictures.next()).ok_or(NoImage::MediaError)?;
             let encoded = picture.and_then(|p| picture::encode(&picture::resize(&p, size), format)).map_err(|e| {
                 tracing::debug!(fragment = %fragment.info.number, error = %e, "GetImages media error");
-                "MEDIA_ERROR"
+                NoImage::MediaError
             })?;
             let content = STANDARD.encode(encoded);
-            if content.len() > MAX_IMAGE_CONTENT { Err("MEDIA_ERROR") } else { Ok(content) }
+            if content.len() > MAX_IMAGE_CONTENT { Err(NoImage::MediaError) } else { Ok(content) }
         })
         .collect()
 }

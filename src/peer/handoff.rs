@@ -35,7 +35,16 @@ pub const HANDOFF_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How long a request waits for a party's connection to reach this node's view: it was
 /// announced on another subject than the request, and may be applied here a moment after it.
-pub(crate) const ANNOUNCE_GRACE: Duration = Duration::from_millis(500);
+const ANNOUNCE_GRACE: Duration = Duration::from_millis(500);
+
+/// Polls `seen` (first at once, then every 20 ms) until it holds or [`ANNOUNCE_GRACE`] is
+/// over: what a request names may reach this node's view a moment after the request.
+pub(crate) async fn until_announced(mut seen: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + ANNOUNCE_GRACE;
+    while !seen() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 /// Prometheus counter: JoinStorageSession calls that asked another node to start the
 /// session, by `outcome` (`started`, `refused`, `unanswered`).
@@ -140,10 +149,7 @@ async fn answer(st: &Core, signaling: &Signaling, peers: &Peers, asked: Asked) {
 async fn start_storage(st: &Core, signaling: &Signaling, peers: &Peers, channel: &str) -> ApiResult<u64> {
     let (stream_arn, stream) = mapped_stream(st, channel).await?;
     let bus = signaling.registry.bus();
-    let deadline = tokio::time::Instant::now() + ANNOUNCE_GRACE;
-    while !bus.master_connected(channel) && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_announced(|| bus.master_connected(channel)).await;
     require_master(signaling, channel)?;
     start_here(st, signaling, peers, channel, &stream_arn, &stream).await
 }

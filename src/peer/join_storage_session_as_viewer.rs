@@ -20,7 +20,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use super::Peers;
-use super::handoff::{self, ANNOUNCE_GRACE, Outcome, VIEWER_HANDOFFS, session_node};
+use super::handoff::{self, Outcome, VIEWER_HANDOFFS, session_node};
 use super::join_storage_session::{access_denied, storage_stream, valid_channel_arn};
 use super::viewer_quota::ViewersFull;
 use crate::api::Core;
@@ -140,17 +140,15 @@ pub(crate) async fn join_here(
     client_id: &str,
 ) -> Result<u64, ViewerJoinError> {
     let registry = &signaling.registry;
-    let mut attached = registry.attach_storage_viewer(arn, client_id);
     // In a cluster, a viewer that just connected to another node may reach this node's view
     // a moment after the call that names it.
-    let deadline = tokio::time::Instant::now() + ANNOUNCE_GRACE;
-    while matches!(attached, Err(StorageViewerError::NotConnected))
-        && signaling.bus_connected().is_some()
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let clustered = signaling.bus_connected().is_some();
+    let mut attached = Err(StorageViewerError::NotConnected);
+    handoff::until_announced(|| {
         attached = registry.attach_storage_viewer(arn, client_id);
-    }
+        !clustered || !matches!(attached, Err(StorageViewerError::NotConnected))
+    })
+    .await;
     // Attach first: a refused call takes no seat. A call over the cap is for a new client
     // id (the same id reuses its seat), so the attachment it drops replaced nothing.
     let handle = attached.map_err(|e| match e {

@@ -17,12 +17,14 @@
 
 pub mod ebml;
 mod read;
+mod stream;
 mod tracks;
 mod write;
 
 pub use read::{
     ClusterSpan, Document, Frame, StoredFragment, parse_blocks, parse_document, parse_stored, parse_tracks,
 };
+pub use stream::{StreamBlock, StreamEvent, StreamReader};
 pub use tracks::{AudioSettings, TrackEntry, TrackType, VideoSettings, write_tracks};
 pub use write::{
     FragmentDocument, SimpleTag, kvs_timestamp, simple_block_len, tag, write_cluster_start, write_segment_start,
@@ -142,4 +144,12 @@ pub enum MkvError {
     /// Nesting deeper than the reader allows.
     #[error("elements nested too deeply")]
     TooDeep,
+    /// An element the reader must hold whole is larger than its limit.
+    #[error("element {id:#x} of {size} bytes is larger than allowed")]
+    TooLarge {
+        /// Element ID.
+        id: u32,
+        /// Its declared size.
+        size: u64,
+    },
 }

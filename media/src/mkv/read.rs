@@ -77,7 +77,7 @@ pub(super) fn tracks_element(header: &[u8]) -> Result<&[u8], MkvError> {
     Ok(payload)
 }
 
-fn tracks_payload(payload: &[u8]) -> Result<Vec<TrackEntry>, MkvError> {
+pub(super) fn tracks_payload(payload: &[u8]) -> Result<Vec<TrackEntry>, MkvError> {
     let mut tracks = Vec::new();
     for child in ebml::children(payload) {
         let (cid, v) = child?;
@@ -95,7 +95,7 @@ fn to_ms(timecode: i128, scale_ns: u64) -> i64 {
 }
 
 /// Decodes a (Simple)Block payload: (track, relative timecode, flags, frame data).
-fn block_parts(payload: &[u8]) -> Result<(u64, i16, u8, &[u8]), MkvError> {
+pub(super) fn block_parts(payload: &[u8]) -> Result<(u64, i16, u8, &[u8]), MkvError> {
     let (track, n, _) = ebml::read_vint(payload)?;
     let rest = payload.get(n..).ok_or(MkvError::BadBlock("truncated header"))?;
     let [t0, t1, flags, data @ ..] = rest else {
@@ -214,7 +214,7 @@ fn body_of<'a>(data: &'a [u8], h: &Header) -> Result<&'a [u8], MkvError> {
     }
 }
 
-fn check_doc_type(ebml_payload: &[u8]) -> Result<(), MkvError> {
+pub(super) fn check_doc_type(ebml_payload: &[u8]) -> Result<(), MkvError> {
     for c in ebml::children(ebml_payload) {
         let (cid, v) = c?;
         if cid == id::DOC_TYPE {
@@ -270,7 +270,7 @@ fn segment<'a>(body: &'a [u8], unknown: bool, doc: &mut Document<'a>) -> Result<
 }
 
 /// Collects the `SimpleTag`s of a `Tag` (or of a `SimpleTag`, for nested ones).
-fn simple_tags(payload: &[u8], depth: usize, out: &mut Vec<SimpleTag>) -> Result<(), MkvError> {
+pub(super) fn simple_tags(payload: &[u8], depth: usize, out: &mut Vec<SimpleTag>) -> Result<(), MkvError> {
     if depth > MAX_TAG_DEPTH {
         return Err(MkvError::TooDeep);
     }
@@ -295,7 +295,7 @@ fn simple_tags(payload: &[u8], depth: usize, out: &mut Vec<SimpleTag>) -> Result
 }
 
 /// Elements that may appear inside a Cluster (an unknown-size Cluster ends at anything else).
-fn is_cluster_child(cid: u32) -> bool {
+pub(super) fn is_cluster_child(cid: u32) -> bool {
     matches!(
         cid,
         id::TIMECODE

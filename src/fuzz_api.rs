@@ -33,6 +33,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("turn_message", turn_message),
     ("api_body", api_body),
     ("rtp_rx", reel_media::rtp_rx::fuzz_drive),
+    ("put_media_body", put_media_body),
 ];
 
 /// A fixed point in time (2024-01-01T00:00:00Z) so runs are reproducible.
@@ -436,6 +437,64 @@ pub fn api_body(data: &[u8]) {
             if let Ok((arn, client_id)) = crate::peer::join_storage_session_as_viewer::parse(body) {
                 assert!(crate::peer::join_storage_session::valid_channel_arn(&arn));
                 assert!(crate::peer::join_storage_session_as_viewer::valid_client_id(&client_id));
+            }
+        }
+    }
+}
+
+/// A PutMedia body: the first byte picks the size of the pieces the rest arrives in (1–256
+/// bytes), as the network would split it. The body goes through the streaming Matroska
+/// reader and the fragment assembler the way [`crate::put_media::upload`] runs them, twice
+/// (in pieces and whole): both runs must agree, and every fragment must read back from the
+/// store's format with frames inside its span.
+pub fn put_media_body(data: &[u8]) {
+    use crate::put_media::assemble::{Assembler, FragmentLimits, Step};
+    use crate::put_media::request::TimecodeType;
+    use reel_media::mkv::StreamReader;
+
+    let Some((&piece, body)) = data.split_first() else { return };
+    let limits = FragmentLimits { max_fragment_bytes: 1 << 20, max_fragment_duration_ms: 10_000, max_tracks: 3 };
+    let run = |piece: usize| {
+        let mut reader = StreamReader::new(1 << 20);
+        let mut assembler = Assembler::new(limits, TimecodeType::Relative, 1_700_000_000_000);
+        let mut steps = Vec::new();
+        for p in body.chunks(piece) {
+            reader.push(p);
+            loop {
+                match reader.next_event() {
+                    Ok(Some(ev)) => match assembler.apply(ev) {
+                        Ok(step) => steps.extend(step),
+                        Err(f) => return (steps, Some(f)),
+                    },
+                    Ok(None) => break,
+                    Err(e) => return (steps, Some(assembler.reader_failure(&e))),
+                }
+            }
+        }
+        match reader.finish() {
+            Ok(events) => {
+                for ev in events {
+                    match assembler.apply(ev) {
+                        Ok(step) => steps.extend(step),
+                        Err(f) => return (steps, Some(f)),
+                    }
+                }
+                (steps, None)
+            }
+            Err(e) => (steps, Some(assembler.reader_failure(&e))),
+        }
+    };
+    let pieces = run(usize::from(piece) + 1);
+    let whole = run(body.len().max(1));
+    assert_eq!(pieces, whole, "the same body in pieces and whole");
+    for step in &pieces.0 {
+        if let Step::Complete(f) = step {
+            let start = i64::try_from(f.producer_ts_ms).unwrap_or(i64::MAX);
+            let stored = reel_media::mkv::parse_stored(&f.header, [f.chunk.as_slice()], start)
+                .unwrap_or_else(|e| panic!("an assembled fragment does not read back: {e}"));
+            for frame in stored.frames {
+                let offset = frame.timestamp_ms - start;
+                assert!((0..=10_000).contains(&offset), "frame {offset} ms into its fragment");
             }
         }
     }

@@ -40,6 +40,7 @@ pub mod observe;
 pub mod peer;
 pub mod playback;
 pub mod private_fs;
+pub mod put_media;
 pub mod rate;
 pub mod server;
 pub mod signaling;

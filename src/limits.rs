@@ -53,6 +53,8 @@ pub struct Limits {
     pub playback: PlaybackLimits,
     /// HLS/DASH sessions and GetClip (docs/kvs-wire.md §5.4–5.6).
     pub streaming: StreamingLimits,
+    /// PutMedia uploads (`[limits.put_media]`).
+    pub put_media: PutMediaLimits,
     /// WebRTC storage sessions (`[limits.storage_session]`).
     pub storage_session: StorageSessionLimits,
     /// Cluster mode: node liveness on the bus and stream writer leases (`[limits.cluster]`).
@@ -201,6 +203,7 @@ impl Default for Limits {
             signaling: SignalingLimits::default(),
             playback: PlaybackLimits::default(),
             streaming: StreamingLimits::default(),
+            put_media: PutMediaLimits::default(),
             storage_session: StorageSessionLimits::default(),
             cluster: ClusterLimits::default(),
             http: HttpLimits::default(),
@@ -242,6 +245,41 @@ impl Default for PlaybackLimits {
             get_media_tps_per_stream: 5.0,
             max_get_media_connections_per_stream: MAX_GET_MEDIA_CONNECTIONS_PER_STREAM,
             get_media_max_bytes_per_sec: GET_MEDIA_MAX_BYTES_PER_SEC,
+        }
+    }
+}
+
+/// Quotas of PutMedia (docs/kvs-wire.md §6; the KVS PutMedia reference and quotas page).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PutMediaLimits {
+    /// PutMedia calls per second per stream (KVS: 5).
+    pub tps_per_stream: f64,
+    /// Largest fragment, bytes (KVS: 50 MB); a larger one fails with ErrorId 4001.
+    pub max_fragment_bytes: u64,
+    /// Longest fragment, ms (KVS: 10 s; at most 32,767); a longer one fails with 4002.
+    pub max_fragment_duration_ms: u64,
+    /// Most tracks in a stream (KVS: 3); more fail with 4012.
+    pub max_tracks: usize,
+    /// Longest connection, seconds; it then ends with 4003. KVS does not publish its own; its
+    /// producer SDKs reconnect every 40 minutes, so reel allows 45.
+    pub max_connection_secs: u64,
+    /// While no data arrives, an `IDLE` acknowledgement is sent this often, ms.
+    pub idle_ack_interval_ms: u64,
+    /// A connection without data for this long is closed, seconds (KVS: 30).
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for PutMediaLimits {
+    fn default() -> Self {
+        Self {
+            tps_per_stream: 5.0,
+            max_fragment_bytes: 50_000_000,
+            max_fragment_duration_ms: 10_000,
+            max_tracks: 3,
+            max_connection_secs: 45 * 60,
+            idle_ack_interval_ms: 3_000,
+            idle_timeout_secs: 30,
         }
     }
 }

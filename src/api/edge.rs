@@ -69,14 +69,30 @@ pub async fn signed_api(State(st): State<Core>, req: Request, next: Next) -> Res
     let now = SystemTime::now();
     let mut principal = None;
     let mut params = serde_json::Value::Null;
+    // A streaming upload's body is its media: authenticated from the headers, then passed on unread.
+    let streaming = crate::put_media::is_streaming_upload(&parts.method, parts.uri.path());
+    let mut upload = None;
     let refused = match st.auth.precheck(&parts.method, &parts.uri, &parts.headers, now) {
         Err(e) => Some(auth_refusal(&ctx, e)),
-        Ok(()) => match read_body(&st, &parts.headers, body).await {
+        Ok(()) => match if streaming {
+            upload = Some(body);
+            Ok(bytes::Bytes::new())
+        } else {
+            read_body(&st, &parts.headers, body).await
+        } {
             Err(e) => Some(e),
-            Ok(body) => match st.auth.authenticate(&parts.method, &parts.uri, &parts.headers, &body, now) {
+            Ok(body) => match if streaming {
+                st.auth.authenticate_streaming(&parts.method, &parts.uri, &parts.headers, now)
+            } else {
+                st.auth.authenticate(&parts.method, &parts.uri, &parts.headers, &body, now)
+            } {
                 Err(e) => Some(auth_refusal(&ctx, e)),
                 Ok(p) => {
-                    params = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                    params = if streaming {
+                        crate::put_media::audit_parameters(&parts.headers)
+                    } else {
+                        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null)
+                    };
                     // A caller that may not run the operation on any resource is refused before
                     // it takes a token from the account-wide quota that other keys share.
                     let throttled = st.config.limits.control_plane_tps.get(&ctx.operation).and_then(|lim| {
@@ -91,7 +107,8 @@ pub async fn signed_api(State(st): State<Core>, req: Request, next: Next) -> Res
                         Some(e) => Some(e),
                         None => {
                             parts.extensions.insert(p);
-                            let res = next.run(Request::from_parts(parts, Body::from(body))).await;
+                            let body = upload.unwrap_or_else(|| Body::from(body));
+                            let res = next.run(Request::from_parts(parts, body)).await;
                             return finish(&st, ctx, started, received, principal, params, None, res);
                         }
                     }

@@ -156,6 +156,19 @@ impl Authenticator {
         Ok(())
     }
 
+    /// Authenticate a streaming upload (PutMedia) from its headers alone, before its body
+    /// is read: as [`Authenticator::authenticate`], with the payload hashes producers sign
+    /// a streamed body with ([`sigv4::verify_streaming`]).
+    pub fn authenticate_streaming(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        now: SystemTime,
+    ) -> Result<Principal, AuthError> {
+        self.authenticate_with(method, uri, headers, &[], now, sigv4::verify_streaming)
+    }
+
     /// Authenticate one request from its own signature (header or presigned query): parse
     /// the claims, check scope and time, find the key, check its session token, then
     /// recompute and compare the signature.
@@ -167,6 +180,18 @@ impl Authenticator {
         body: &[u8],
         now: SystemTime,
     ) -> Result<Principal, AuthError> {
+        self.authenticate_with(method, uri, headers, body, now, sigv4::verify)
+    }
+
+    fn authenticate_with(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: SystemTime,
+        verify: fn(&sigv4::Request<'_>, &sigv4::SignedRequest, &str) -> Result<(), AuthError>,
+    ) -> Result<Principal, AuthError> {
         let req = sigv4::Request { method, uri, headers, body };
         let signed = sigv4::parse(&req)?;
         sigv4::check_scope(&signed)?;
@@ -174,7 +199,7 @@ impl Authenticator {
         let key_id = &signed.scope.access_key_id;
         let key = self.store.get(key_id).ok_or_else(|| AuthError::UnknownAccessKey(key_id.clone()))?;
         check_session_token(key, signed.security_token.as_deref())?;
-        sigv4::verify(&req, &signed, key.secret())?;
+        verify(&req, &signed, key.secret())?;
         Ok(if key.root {
             Principal::root(key_id.clone())
         } else {

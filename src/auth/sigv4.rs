@@ -41,6 +41,9 @@ pub const SERVICE: &str = "kinesisvideo";
 pub const TERMINATOR: &str = "aws4_request";
 /// Payload hash of a request whose body is not signed.
 pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
+/// `x-amz-content-sha256` of a streamed body the AWS SDK for Java signs PutMedia with (the
+/// body itself is plain chunked).
+pub const STREAMING_PAYLOAD: &str = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD";
 /// Header carrying a session token on header-signed requests.
 pub const SECURITY_TOKEN_HEADER: &str = "x-amz-security-token";
 
@@ -451,10 +454,21 @@ pub fn check_time(signed: &SignedRequest, now: SystemTime, rules: TimeRules) -> 
 
 /// Recompute the signature with `secret` and compare it (constant time) with the one sent.
 pub fn verify(req: &Request<'_>, signed: &SignedRequest, secret: &str) -> Result<(), AuthError> {
+    verify_with(req, signed, secret, payload_hashes(req, signed)?)
+}
+
+/// [`verify`] for a streaming upload (PutMedia), whose body is read only after the request
+/// is authenticated: the signature must cover one of the payload hashes producers sign
+/// such a body with ([`streaming_payload_hashes`]).
+pub fn verify_streaming(req: &Request<'_>, signed: &SignedRequest, secret: &str) -> Result<(), AuthError> {
+    verify_with(req, signed, secret, streaming_payload_hashes(req)?)
+}
+
+fn verify_with(req: &Request<'_>, signed: &SignedRequest, secret: &str, hashes: Vec<String>) -> Result<(), AuthError> {
     let key = signing_key(secret, &signed.scope);
     let provided = hex::decode(&signed.signature).unwrap_or_default();
     let mut first_attempt = None;
-    for payload_hash in payload_hashes(req, signed)? {
+    for payload_hash in hashes {
         let canonical = canonical_request(req, signed, &payload_hash)?;
         let sts = string_to_sign(signed, &canonical);
         let expected = hmac(&key, sts.as_bytes());
@@ -540,6 +554,23 @@ pub(crate) fn payload_hashes(req: &Request<'_>, signed: &SignedRequest) -> Resul
         Location::Query if !req.body.is_empty() => vec![sha256_hex(req.body)],
         Location::Query => vec![sha256_hex(b""), UNSIGNED_PAYLOAD.to_owned()],
     })
+}
+
+/// The payload hashes a streaming upload may be signed with, none of which covers the body
+/// (it is still arriving): the SHA-256 of the empty string (the KVS C and C++ producers,
+/// which send no `x-amz-content-sha256`), or what `x-amz-content-sha256` says,
+/// `UNSIGNED-PAYLOAD` (the Java producer) or [`STREAMING_PAYLOAD`] (the AWS SDK for Java's
+/// PutMedia client). A carried digest of the body cannot be checked before the body is
+/// read, so it is refused.
+pub(crate) fn streaming_payload_hashes(req: &Request<'_>) -> Result<Vec<String>, AuthError> {
+    match single_header(req.headers, CONTENT_SHA256_HEADER)? {
+        None => Ok(vec![sha256_hex(b"")]),
+        Some(claimed) if claimed == UNSIGNED_PAYLOAD || claimed == STREAMING_PAYLOAD => Ok(vec![claimed]),
+        Some(claimed) => Err(AuthError::Incomplete(format!(
+            "x-amz-content-sha256 '{claimed}' is not supported for a streaming upload; sign it with the SHA-256 of \
+             the empty string, {UNSIGNED_PAYLOAD} or {STREAMING_PAYLOAD}"
+        ))),
+    }
 }
 
 /// The canonical request (method, URI, query, headers, signed header list, payload hash).

@@ -155,7 +155,11 @@ fn count_store_errors(frames: ChunkFrames) {
 }
 
 /// `begin_fragment`, retrying while the previous session of the stream still holds its writer.
-async fn begin(stream: &Stream, start: FragmentStart, fence: Option<&Fence>) -> Result<FragmentWriter, StoreError> {
+pub(crate) async fn begin(
+    stream: &Stream,
+    start: FragmentStart,
+    fence: Option<&Fence>,
+) -> Result<FragmentWriter, StoreError> {
     let deadline = Instant::now() + BEGIN_RETRY_FOR;
     loop {
         let begun = match fence {

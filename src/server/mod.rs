@@ -162,6 +162,7 @@ pub fn router(state: AppState, prometheus: metrics_exporter_prometheus::Promethe
         .merge(crate::signaling::router())
         .merge(crate::peer::router())
         .merge(crate::playback::router())
+        .merge(crate::put_media::router())
         .merge(crate::streaming::router())
         .layer(axum::middleware::from_fn_with_state(state.core.clone(), edge::signed_api));
     // Outside the signature check: a preflight carries none.

@@ -36,6 +36,8 @@ pub struct AppState {
     pub peers: Peers,
     /// Open GetMedia readers per stream (the per-stream connection cap).
     pub playback: Readers,
+    /// Open PutMedia connections per stream (the newest wins).
+    pub uploads: crate::put_media::Uploads,
     /// The latest `/readyz` answer (reused briefly, see [`super::health::READY_TTL`]).
     pub readiness: super::health::Readiness,
 }
@@ -55,6 +57,12 @@ impl FromRef<AppState> for Signaling {
 impl FromRef<AppState> for Peers {
     fn from_ref(state: &AppState) -> Self {
         state.peers.clone()
+    }
+}
+
+impl FromRef<AppState> for crate::put_media::Uploads {
+    fn from_ref(state: &AppState) -> Self {
+        state.uploads.clone()
     }
 }
 
@@ -143,7 +151,14 @@ impl AppState {
         if signaling.bus_connected().is_some() {
             crate::peer::handoff::serve(core.clone(), signaling.clone(), peers.clone());
         }
-        let state = AppState { core, signaling, peers, playback: Readers::default(), readiness: Default::default() };
+        let state = AppState {
+            core,
+            signaling,
+            peers,
+            playback: Readers::default(),
+            uploads: Default::default(),
+            readiness: Default::default(),
+        };
         Ok(Built { state, generated_key })
     }
 }

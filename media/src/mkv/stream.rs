@@ -206,7 +206,9 @@ impl StreamReader {
                 check_doc_type(&payload)?;
                 Ok(true)
             }
-            _ => self.skip(&h),
+            id::VOID | id::CRC32 => self.skip(&h),
+            // Anything else means the bytes are not Matroska (or lost their framing).
+            found => Err(MkvError::UnexpectedElement { expected: id::EBML, found }),
         }
     }
 
@@ -546,7 +548,12 @@ mod tests {
         };
         assert!(matches!(err, MkvError::TooLarge { id: id::SIMPLE_BLOCK, .. }), "{err:?}");
 
-        // Not Matroska.
+        // Not Matroska at all.
+        let mut r = StreamReader::new(1 << 20);
+        r.push(b"this is not matroska");
+        assert!(matches!(r.next_event(), Err(MkvError::UnexpectedElement { expected: id::EBML, .. })));
+
+        // Matroska's framing, another DocType.
         let mut data = Vec::new();
         write_master(&mut data, id::EBML, |o| write_str(o, id::DOC_TYPE, "mp4"));
         let mut r = StreamReader::new(1 << 20);

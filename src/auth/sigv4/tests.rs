@@ -818,3 +818,27 @@ fn host_falls_back_to_the_uri_authority() {
     });
     assert!(matches!(check(&root_auth(), &missing, now()), Err(AuthError::Invalid(m)) if m.contains("'content-type'")));
 }
+
+#[test]
+fn streaming_uploads_verify_from_their_headers() {
+    let root = root_auth();
+    let stream = |r: &Received| root.authenticate_streaming(&r.method, &r.uri, &r.headers, now());
+    let put = Signing { path_query: "/putMedia", body: b"", ..Signing::default() };
+    // The C producer: the empty body's hash, no header.
+    let c = aws_sign(&put);
+    assert!(!c.headers.contains_key("x-amz-content-sha256"));
+    stream(&c).unwrap();
+    // The Java producer: UNSIGNED-PAYLOAD, its header added after signing.
+    let java = aws_sign(&Signing { unsigned_payload: true, ..put.clone() })
+        .with(|r| r.set_header("x-amz-content-sha256", UNSIGNED_PAYLOAD));
+    stream(&java).unwrap();
+    // A carried digest of the body cannot be checked before the body is read.
+    let digest = aws_sign(&Signing { content_sha256_header: true, ..put.clone() });
+    assert!(matches!(stream(&digest), Err(AuthError::Incomplete(m)) if m.contains("streaming upload")));
+    // Tampering still fails.
+    assert_mismatch(stream(&c.with(|r| r.set_header("content-type", "text/plain"))), "a signed header changed");
+    assert_mismatch(stream(&c.with(|r| r.set_uri("/getMedia"))), "another path");
+    // The streaming marker is accepted only where the body is streamed.
+    let marked = c.with(|r| r.set_header("x-amz-content-sha256", STREAMING_PAYLOAD));
+    assert!(matches!(check(&root, &marked, now()), Err(AuthError::Incomplete(_))));
+}

@@ -364,3 +364,89 @@ fn node_named<'a>(url: &str, nodes: [&'a Reel; 3]) -> &'a Reel {
         None => panic!("{url} is none of the nodes"),
     }
 }
+
+/// PutMedia in a cluster: a producer on one node writes under the stream's writer lease,
+/// another node lists and serves what it stored, and a newer PutMedia on that other node
+/// takes the stream over (the older connection ends with an ERROR, as its lease is lost).
+#[tokio::test]
+async fn put_media_on_one_node_is_read_on_another_and_the_newest_connection_wins() {
+    use common::producer::{Request, Signer, Upload, pic_stream};
+    let services = Services::start(CLUSTER_CONFIG).await;
+    let (a, b) = (services.node("node-a"), services.node("node-b"));
+    let logs = || format!("A:\n{}\nB:\n{}", a.log(), b.log());
+    a.kvs().create_stream().stream_name("producer-cam").data_retention_in_hours(24).send().await.expect("CreateStream");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64;
+    let frags = reel::testkit::fixture_fragments((now as i64 - 20_000) * 1_000).expect("fixture");
+    let request = Request {
+        stream_name: "producer-cam",
+        timecode_type: "ABSOLUTE",
+        start: "1700000000.000",
+        signer: Signer::C,
+        key_id: ROOT_KEY_ID,
+        secret: ROOT_SECRET,
+        region: common::REGION,
+    };
+
+    // On B: two fragments stored, the producer then keeps sending nothing (its third
+    // cluster is open).
+    let body = pic_stream(&frags, |f| f.producer_ts_ms);
+    let third = body.windows(4).rposition(|w| w == [0x1F, 0x43, 0xB6, 0x75]).expect("third cluster");
+    let mut older = Upload::open(&b.url, &request).await;
+    older.send(&body[..third + 100], 4096).await;
+    assert_eq!(older.status().await.0, 200, "{}", logs());
+    let acks = older.acks_until_persisted(2).await;
+    let numbers: Vec<String> = acks
+        .iter()
+        .filter(|a| a["EventType"] == "PERSISTED")
+        .map(|a| a["FragmentNumber"].as_str().expect("number").to_string())
+        .collect();
+
+    // A, which does not write the stream, lists and serves them.
+    let archived = archived_client(&a.url);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = archived.list_fragments().stream_name("producer-cam").send().await.expect("ListFragments");
+        let mut got: Vec<String> =
+            listed.fragments().iter().filter_map(|f| f.fragment_number().map(str::to_string)).collect();
+        got.sort();
+        if got == numbers {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "A lists {got:?}, B stored {numbers:?}\n{}", logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let media = archived
+        .get_media_for_fragment_list()
+        .stream_name("producer-cam")
+        .fragments(&numbers[0])
+        .send()
+        .await
+        .expect("GetMediaForFragmentList on A")
+        .payload
+        .collect()
+        .await
+        .expect("body")
+        .into_bytes();
+    let doc = reel_media::mkv::parse_document(&media).expect("an MKV document");
+    assert!(doc.frames.len() > 60, "{} frames in a 2 s fragment", doc.frames.len());
+
+    // A newer PutMedia on A takes the stream: B's connection ends with an ERROR (its lease
+    // is gone), and the fragments A receives are stored.
+    let newer_body = pic_stream(&frags[2..], |f| f.producer_ts_ms);
+    let mut newer = Upload::open(&a.url, &request).await;
+    newer.send(&newer_body, 4096).await;
+    assert_eq!(newer.status().await.0, 200);
+    newer.acks_until_persisted(1).await;
+    newer.end().await;
+    let mut ended_with = Vec::new();
+    while let Some(ack) = older.ack().await {
+        ended_with.push(ack);
+    }
+    assert!(
+        ended_with.iter().any(|a| a["EventType"] == "ERROR" && a["ErrorId"] == 5000),
+        "B's connection ended with {ended_with:?}\n{}",
+        logs()
+    );
+    let listed = archived.list_fragments().stream_name("producer-cam").send().await.expect("ListFragments");
+    assert_eq!(listed.fragments().len(), 3, "two from B, one from A\n{}", logs());
+}

@@ -157,6 +157,7 @@ pub mod haproxy;
 pub mod ingest;
 pub mod nats;
 pub mod netns;
+pub mod producer;
 pub mod s3;
 pub mod signing;
 pub mod ws;

@@ -5,7 +5,8 @@
 //! `STREAMING-AWS4-HMAC-SHA256-PAYLOAD`, ffmpeg's Matroska as a foreign producer, and what
 //! reel answers: acknowledgements (BUFFERING, RECEIVED, PERSISTED, ERROR, with the cluster
 //! timecode the producer SDK matches them by), errors, and fragments every reader serves
-//! (official SDK ListFragments and GetMediaForFragmentList, judged by ffprobe and ffmpeg).
+//! (official SDK ListFragments, GetMediaForFragmentList and a live GetMedia, HLS; judged by
+//! ffprobe and ffmpeg).
 
 #[path = "common/inproc.rs"]
 mod inproc;
@@ -340,4 +341,95 @@ async fn ffmpeg_matroska_is_stored_cluster_by_cluster() {
         assert_eq!(codecs, ["h264", "opus"]);
         assert!(errors.trim().is_empty(), "ffprobe/ffmpeg: {errors}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploading_producer_is_watched_live_and_played_over_hls() {
+    use aws_sdk_kinesisvideoarchivedmedia::types as am;
+    use aws_sdk_kinesisvideomedia::types::{StartSelector, StartSelectorType};
+    use reel_media::mkv::{self, tag};
+    reel::testkit::probe::require(&["ffmpeg", "ffprobe"]);
+    let server = InProcess::start(None).await;
+    server.create_stream("cam-live", 24).await;
+
+    // A live GetMedia reader (NOW) before the producer starts.
+    let mut live = server
+        .media()
+        .get_media()
+        .stream_name("cam-live")
+        .start_selector(StartSelector::builder().start_selector_type(StartSelectorType::Now).build().expect("selector"))
+        .send()
+        .await
+        .expect("GetMedia")
+        .payload;
+
+    let start = now_ms() - 20_000;
+    let frags = fixture_fragments(start);
+    let body = pic_stream(&frags, |f| f.producer_ts_ms);
+    let r = Request {
+        stream_name: "cam-live",
+        timecode_type: "ABSOLUTE",
+        start: "1700000000.000",
+        signer: Signer::C,
+        key_id: inproc::ROOT_KEY_ID,
+        secret: inproc::ROOT_SECRET,
+        region: inproc::REGION,
+    };
+    let mut up = Upload::open(&server.url, &r).await;
+    up.send(&body, 1400).await;
+    assert_eq!(up.status().await.0, 200);
+    up.acks_until_persisted(3).await;
+    up.end().await;
+
+    // The live reader got the three fragments as they were stored.
+    let mut buf = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let doc = loop {
+        if let Ok(doc) = mkv::parse_document(&buf)
+            && doc.tags.iter().filter(|t| t.name == tag::FRAGMENT_NUMBER).count() >= 3
+        {
+            break doc;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match tokio::time::timeout(left, live.next()).await {
+            Ok(Some(Ok(bytes))) => buf.extend_from_slice(&bytes),
+            other => panic!("live GetMedia stopped before 3 fragments: {other:?}"),
+        }
+    };
+    let clusters: Vec<i64> = doc.clusters.iter().map(|c| c.timecode_ms).collect();
+    assert_eq!(clusters, frags.iter().map(|f| f.producer_ts_ms as i64).collect::<Vec<_>>());
+
+    // HLS on demand over the uploaded range plays in ffmpeg.
+    let secs = |ms: u64| aws_sdk_kinesisvideoarchivedmedia::primitives::DateTime::from_millis(ms as i64);
+    let url = server
+        .archived()
+        .get_hls_streaming_session_url()
+        .stream_name("cam-live")
+        .playback_mode(am::HlsPlaybackMode::OnDemand)
+        .hls_fragment_selector(
+            am::HlsFragmentSelector::builder()
+                .fragment_selector_type(am::HlsFragmentSelectorType::ProducerTimestamp)
+                .timestamp_range(
+                    am::HlsTimestampRange::builder()
+                        .start_timestamp(secs(start))
+                        .end_timestamp(secs(start + 7_000))
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("GetHLSStreamingSessionURL")
+        .hls_streaming_session_url
+        .expect("url");
+    let (errors, duration) = tokio::task::spawn_blocking(move || {
+        (
+            reel::testkit::probe::decode_errors(&url).expect("ffmpeg"),
+            reel::testkit::probe::duration(&url).expect("ffprobe"),
+        )
+    })
+    .await
+    .expect("join");
+    assert!(errors.trim().is_empty(), "ffmpeg errors on HLS of a PutMedia stream: {errors}");
+    assert!((5.5..=6.5).contains(&duration), "6 s uploaded, {duration} s played");
 }

@@ -1,7 +1,8 @@
 //! Media path throughput: frames through the fragmenter into MKV chunks, whole-fragment MKV
 //! composition and parsing, fMP4 media segments (HLS/DASH/GetClip) from a stored fragment,
 //! the GetMedia read path (stored fragments read back from a media store on disk and
-//! composed into response documents), and GetImages' decode, scale and encode. Run with
+//! composed into response documents), GetImages' decode, scale and encode, and a PutMedia
+//! body read and cut into fragments (the streaming Matroska reader and the assembler). Run with
 //! `cargo bench --bench media`; criterion prints the figures (time per iteration and
 //! throughput).
 
@@ -295,5 +296,79 @@ fn bench_images(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_fragmenter, bench_documents, bench_fmp4, bench_get_media_read, bench_images);
+/// A PutMedia body as the KVS PIC writes it (unknown-size Segment and Clusters, one cluster
+/// per stored fragment) for `secs` of 1 Mbps A/V.
+fn put_media_body(secs: usize) -> Vec<u8> {
+    use mkv::ebml;
+    let mut f = Fragmenter::new(FragmenterConfig::default(), T0_US).expect("default config is valid");
+    let mut out = Vec::new();
+    ebml::write_master(&mut out, mkv::id::EBML, |o| ebml::write_str(o, mkv::id::DOC_TYPE, "matroska"));
+    ebml::write_id(&mut out, mkv::id::SEGMENT);
+    out.push(0xFF);
+    let mut tracks_written = false;
+    for frame in session_frames(secs) {
+        f.push(frame);
+        while let Some(ev) = f.poll() {
+            match ev {
+                FragmentEvent::BeginFragment { header, producer_ts_ms, .. } => {
+                    if !tracks_written {
+                        out.extend_from_slice(&header);
+                        tracks_written = true;
+                    }
+                    ebml::write_id(&mut out, mkv::id::CLUSTER);
+                    out.push(0xFF);
+                    ebml::write_uint(&mut out, mkv::id::TIMECODE, producer_ts_ms);
+                }
+                FragmentEvent::Chunk { bytes, .. } => out.extend_from_slice(&bytes),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+fn bench_put_media(c: &mut Criterion) {
+    use reel::put_media::assemble::{Assembler, FragmentLimits, Step};
+    use reel::put_media::request::TimecodeType;
+    let body = put_media_body(10);
+    let limits = FragmentLimits { max_fragment_bytes: 50_000_000, max_fragment_duration_ms: 10_000, max_tracks: 3 };
+    let mut g = c.benchmark_group("put_media");
+    g.throughput(Throughput::Bytes(body.len() as u64));
+    // 10 s of 1 Mbps A/V in 16 KiB pieces: the reader's and the assembler's CPU per
+    // camera-second is this time / 10.
+    g.bench_function("read_and_assemble_10s_1mbps", |b| {
+        b.iter(|| {
+            let mut reader = mkv::StreamReader::new(50_000_000);
+            let mut assembler = Assembler::new(limits, TimecodeType::Absolute, 0);
+            let mut fragments = 0;
+            for piece in body.chunks(16 * 1024) {
+                reader.push(piece);
+                while let Some(ev) = reader.next_event().expect("valid body") {
+                    if let Some(Step::Complete(f)) = assembler.apply(ev).expect("valid fragment") {
+                        fragments += 1;
+                        black_box(f);
+                    }
+                }
+            }
+            for ev in reader.finish().expect("complete body") {
+                if let Some(Step::Complete(f)) = assembler.apply(ev).expect("valid fragment") {
+                    fragments += 1;
+                    black_box(f);
+                }
+            }
+            assert!(fragments >= 4, "{fragments} fragments");
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_fragmenter,
+    bench_documents,
+    bench_fmp4,
+    bench_get_media_read,
+    bench_images,
+    bench_put_media
+);
 criterion_main!(benches);

@@ -7,6 +7,8 @@
 //! - [`load`]: the `reel-load` generator (sessions, ramp, measurements, report).
 //! - [`floor`]: the physical-cost floor receiver (batched receive, SRTP decrypt, append).
 //! - [`janus`]: the Janus VideoRoom recorder baseline, driven through its HTTP API.
+//! - [`put_media`]: a simulated PutMedia producer (the KVS C producer's Matroska, in real
+//!   time), for `reel-put-media-load`.
 //! - [`viewer`]: one simulated live viewer of a storage session (JoinStorageSessionAsViewer).
 
 pub mod floor;
@@ -17,6 +19,7 @@ pub mod load;
 pub mod netns;
 pub mod pg;
 pub mod publisher;
+pub mod put_media;
 pub mod signaling;
 pub mod sigv4;
 pub mod viewer;

@@ -71,6 +71,32 @@ impl Signer {
         Ok(instructions.headers().map(|(k, v)| (k.to_string(), v.to_string())).collect())
     }
 
+    /// The headers that sign a streaming `POST url` (PutMedia) as the KVS C producer does:
+    /// `headers` signed with the SHA-256 of an empty body, since the body is still to come.
+    pub fn sign_streaming_post(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        now: SystemTime,
+    ) -> Result<Vec<(String, String)>, SignError> {
+        let host = host_of(url).ok_or_else(|| SignError::NoHost(url.to_string()))?;
+        let identity = self.identity();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name(SERVICE)
+            .time(now)
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| SignError::Signing(e.to_string()))?
+            .into();
+        let all: Vec<(&str, &str)> = std::iter::once(("host", host)).chain(headers.iter().copied()).collect();
+        let signable = SignableRequest::new("POST", url, all.iter().copied(), SignableBody::Bytes(&[]))
+            .map_err(|e| SignError::Signing(e.to_string()))?;
+        let (instructions, _) = sign(signable, &params).map_err(|e| SignError::Signing(e.to_string()))?.into_parts();
+        Ok(instructions.headers().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    }
+
     /// A presigned `ConnectAsMaster` URL for `channel_arn` on the `WSS` endpoint.
     pub fn presign_connect_as_master(
         &self,

@@ -520,6 +520,9 @@ impl Config {
                 "[limits.storage_session] fragment_target_ms / fragment_max_ms: {e}"
             )));
         }
+        if let Err(e) = limits.put_media.validate() {
+            return Err(ConfigError::Invalid(format!("[limits.put_media] {e}")));
+        }
         let metadata_url = m.pick(|a| a.metadata_url.clone());
         if let Some(url) = &metadata_url {
             let ok = ["sqlite:", "postgres://", "postgresql://"].iter().any(|p| url.0.starts_with(p));

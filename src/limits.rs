@@ -270,6 +270,46 @@ pub struct PutMediaLimits {
     pub idle_timeout_secs: u64,
 }
 
+/// Largest `max_fragment_bytes`: a fragment is stored as one record, and the store's records
+/// hold at most 64 MiB.
+pub const MAX_PUT_MEDIA_FRAGMENT_BYTES: u64 = 60 << 20;
+/// Longest `max_connection_secs` (a day).
+pub const MAX_PUT_MEDIA_CONNECTION_SECS: u64 = 86_400;
+
+impl PutMediaLimits {
+    /// Checks the values a connection relies on; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.tps_per_stream > 0.0 && self.tps_per_stream.is_finite()) {
+            return Err(format!("tps_per_stream must be a positive number, got {}", self.tps_per_stream));
+        }
+        if !(1..=MAX_PUT_MEDIA_FRAGMENT_BYTES).contains(&self.max_fragment_bytes) {
+            return Err(format!(
+                "max_fragment_bytes must be 1..={MAX_PUT_MEDIA_FRAGMENT_BYTES}, got {}",
+                self.max_fragment_bytes
+            ));
+        }
+        if !(1..=i16::MAX as u64).contains(&self.max_fragment_duration_ms) {
+            return Err(format!("max_fragment_duration_ms must be 1..=32767, got {}", self.max_fragment_duration_ms));
+        }
+        if !(1..=127).contains(&self.max_tracks) {
+            return Err(format!("max_tracks must be 1..=127, got {}", self.max_tracks));
+        }
+        if !(1..=MAX_PUT_MEDIA_CONNECTION_SECS).contains(&self.max_connection_secs) {
+            return Err(format!(
+                "max_connection_secs must be 1..={MAX_PUT_MEDIA_CONNECTION_SECS}, got {}",
+                self.max_connection_secs
+            ));
+        }
+        if !(100..=3_600_000).contains(&self.idle_ack_interval_ms) {
+            return Err(format!("idle_ack_interval_ms must be 100..=3600000, got {}", self.idle_ack_interval_ms));
+        }
+        if !(1..=86_400).contains(&self.idle_timeout_secs) {
+            return Err(format!("idle_timeout_secs must be 1..=86400, got {}", self.idle_timeout_secs));
+        }
+        Ok(())
+    }
+}
+
 impl Default for PutMediaLimits {
     fn default() -> Self {
         Self {

@@ -28,6 +28,8 @@ pub enum ErrorId {
     InvalidProducerTimestamp,
     /// 4010: a block names a track the Tracks element does not declare.
     TrackNumberMismatch,
+    /// 4011: a fragment holds no frames.
+    FramesMissingForTrack,
     /// 4012: more tracks than allowed (KVS: 3).
     MoreThanAllowedTracksFound,
     /// 4507: the stream was deleted during the upload.
@@ -48,6 +50,7 @@ impl ErrorId {
             Self::InvalidMkvData => 4006,
             Self::InvalidProducerTimestamp => 4007,
             Self::TrackNumberMismatch => 4010,
+            Self::FramesMissingForTrack => 4011,
             Self::MoreThanAllowedTracksFound => 4012,
             Self::StreamDeleted => 4507,
             Self::InternalError => 5000,
@@ -65,6 +68,7 @@ impl ErrorId {
             Self::InvalidMkvData => "INVALID_MKV_DATA",
             Self::InvalidProducerTimestamp => "INVALID_PRODUCER_TIMESTAMP",
             Self::TrackNumberMismatch => "TRACK_NUMBER_MISMATCH",
+            Self::FramesMissingForTrack => "FRAMES_MISSING_FOR_TRACK",
             Self::MoreThanAllowedTracksFound => "MORE_THAN_ALLOWED_TRACKS_FOUND",
             Self::StreamDeleted => "STREAM_DELETED",
             Self::InternalError => "INTERNAL_ERROR",

@@ -1,7 +1,8 @@
 //! From a PutMedia body's Matroska events to stored fragments, sans-IO: one Cluster is one
 //! fragment. [`Assembler`] checks what KVS checks per fragment (tracks declared and at most
-//! the limit, blocks of declared tracks, fragment size and duration, timestamps increasing
-//! across fragments) and hands out each complete fragment as reel stores it: the tracks as
+//! the limit, blocks of declared tracks, fragment size and duration, fragment timecodes
+//! increasing, timestamps within the epoch's range, no empty fragment) and hands out each
+//! complete fragment as reel stores it: the tracks as
 //! the header, the frames as SimpleBlocks relative to the fragment start in ms (the store's
 //! format, whatever `TimecodeScale` the producer used), and the producer timestamp in ms.
 //!
@@ -77,8 +78,10 @@ struct Open {
     chunk: Vec<u8>,
     /// Per track: its last frame's time and the spacing before it, ms.
     last: HashMap<u64, (i64, i64)>,
-    frame_bytes: u64,
 }
+
+/// The latest producer timestamp accepted: the end of year 9999, in ms since the epoch.
+pub const MAX_PRODUCER_MS: i64 = 253_402_300_799_999;
 
 /// Turns stream events into fragments (see the module docs).
 #[derive(Debug)]
@@ -89,8 +92,8 @@ pub struct Assembler {
     tracks: Option<Tracks>,
     open: Option<Open>,
     last_timecode: u64,
-    /// The latest frame time of the previous fragment, ms.
-    previous_end_ms: Option<i64>,
+    /// The start of the previous fragment, ms.
+    previous_start_ms: Option<i64>,
 }
 
 impl Assembler {
@@ -101,7 +104,7 @@ impl Assembler {
             TimecodeType::Absolute => 0,
             TimecodeType::Relative => i64::try_from(start_ms).unwrap_or(i64::MAX),
         };
-        Self { limits, base_ms, tracks: None, open: None, last_timecode: 0, previous_end_ms: None }
+        Self { limits, base_ms, tracks: None, open: None, last_timecode: 0, previous_start_ms: None }
     }
 
     /// The failure a reader error means for the current fragment.
@@ -136,10 +139,16 @@ impl Assembler {
                 self.last_timecode = timecode;
                 let Some(tracks) = &self.tracks else { return Err(self.fail(ErrorId::InvalidMkvData)) };
                 let start_ms = self.time_ms(tracks.scale_ns, i128::from(timecode));
-                if start_ms < 0 {
+                if !(0..=MAX_PRODUCER_MS).contains(&start_ms) {
                     return Err(self.fail(ErrorId::InvalidProducerTimestamp));
                 }
-                self.open = Some(Open { timecode, start_ms, chunk: Vec::new(), last: HashMap::new(), frame_bytes: 0 });
+                // KVS: "fragment timecode is less than the timecode previous time code";
+                // an equal one would be the same fragment again.
+                if self.previous_start_ms.is_some_and(|previous| start_ms <= previous) {
+                    return Err(self.fail(ErrorId::FragmentTimecodeLesserThanPrevious));
+                }
+                self.previous_start_ms = Some(start_ms);
+                self.open = Some(Open { timecode, start_ms, chunk: Vec::new(), last: HashMap::new() });
                 Ok(Some(Step::Began { timecode }))
             }
             StreamEvent::Block(block) => {
@@ -148,11 +157,11 @@ impl Assembler {
             }
             StreamEvent::ClusterEnd => {
                 let (Some(open), Some(tracks)) = (self.open.take(), &self.tracks) else { return Ok(None) };
-                let end_ms = open.last.values().map(|(t, gap)| t + gap).max().unwrap_or(open.start_ms);
-                if let Some(latest) = open.last.values().map(|(t, _)| *t).max() {
-                    self.previous_end_ms = Some(latest);
+                if open.last.is_empty() {
+                    return Err(Failure { timecode: open.timecode, error: ErrorId::FramesMissingForTrack });
                 }
-                let duration = (end_ms - open.start_ms).clamp(0, i64::from(u32::MAX));
+                let end_ms = open.last.values().map(|(t, gap)| t.saturating_add(*gap)).max().unwrap_or(open.start_ms);
+                let duration = end_ms.saturating_sub(open.start_ms).clamp(0, i64::from(u32::MAX));
                 Ok(Some(Step::Complete(ReadyFragment {
                     timecode: open.timecode,
                     producer_ts_ms: open.start_ms as u64,
@@ -161,7 +170,6 @@ impl Assembler {
                     duration_ms: duration as u32,
                 })))
             }
-            StreamEvent::Tags(_) => Ok(None),
         }
     }
 
@@ -174,8 +182,8 @@ impl Assembler {
             return Err(fail(ErrorId::TrackNumberMismatch));
         }
         let at_ms = self.time_ms(tracks.scale_ns, i128::from(open.timecode) + i128::from(block.relative));
-        if self.previous_end_ms.is_some_and(|previous| at_ms <= previous) {
-            return Err(fail(ErrorId::FragmentTimecodeLesserThanPrevious));
+        if !(0..=MAX_PRODUCER_MS).contains(&at_ms) {
+            return Err(fail(ErrorId::InvalidProducerTimestamp));
         }
         let offset = at_ms - open.start_ms;
         let max = self.limits.max_fragment_duration_ms.min(i16::MAX as u64) as i64;
@@ -184,12 +192,13 @@ impl Assembler {
         }
         let Ok(offset) = i16::try_from(offset) else { return Err(fail(ErrorId::InvalidMkvData)) };
         let Some(open) = self.open.as_mut() else { return Err(fail(ErrorId::InvalidMkvData)) };
-        open.frame_bytes += block.data.len() as u64;
-        if open.frame_bytes > self.limits.max_fragment_bytes {
+        // What the fragment holds, block framing included, counts against the limit.
+        let grown = open.chunk.len() + reel_media::mkv::simple_block_len(block.track, block.data.len());
+        if grown as u64 > self.limits.max_fragment_bytes {
             return Err(Failure { timecode: open.timecode, error: ErrorId::MaxFragmentSizeReached });
         }
         write_simple_block(&mut open.chunk, block.track, offset, block.keyframe, &block.data);
-        let gap = open.last.get(&block.track).map_or(0, |(t, _)| (at_ms - t).max(0));
+        let gap = open.last.get(&block.track).map_or(0, |(t, _)| at_ms.saturating_sub(*t).max(0));
         open.last.insert(block.track, (at_ms, gap));
         Ok(())
     }
@@ -230,7 +239,12 @@ mod tests {
     }
 
     fn block(track: u64, relative: i16, data: &[u8]) -> StreamEvent {
-        StreamEvent::Block(StreamBlock { track, relative, keyframe: relative == 0, data: data.to_vec() })
+        StreamEvent::Block(StreamBlock {
+            track,
+            relative,
+            keyframe: relative == 0,
+            data: bytes::Bytes::copy_from_slice(data),
+        })
     }
 
     fn run(a: &mut Assembler, events: Vec<StreamEvent>) -> Result<Vec<Step>, Failure> {
@@ -300,14 +314,27 @@ mod tests {
         assert_eq!(err(vec![block(2, 0, b"x")]).error, ErrorId::TrackNumberMismatch);
         assert_eq!(err(vec![block(1, 10_001, b"x")]).error, ErrorId::MaxFragmentDurationReached);
         assert_eq!(err(vec![block(1, 0, &[0; 600]), block(1, 1, &[0; 600])]).error, ErrorId::MaxFragmentSizeReached);
-        let f = err(vec![
-            block(1, 0, b"a"),
-            block(1, 40, b"b"),
-            StreamEvent::ClusterEnd,
-            StreamEvent::ClusterStart { timecode: 1040 },
-            block(1, 0, b"c"),
-        ]);
-        assert_eq!(f, Failure { timecode: 1040, error: ErrorId::FragmentTimecodeLesserThanPrevious });
+        // Block framing counts too: empty frames cannot grow a fragment past the limit.
+        let empties: Vec<StreamEvent> = (0..200).map(|_| block(1, 0, b"")).collect();
+        assert_eq!(err(empties).error, ErrorId::MaxFragmentSizeReached);
+        for timecode in [1000, 999] {
+            let f = err(vec![
+                block(1, 0, b"a"),
+                StreamEvent::ClusterEnd,
+                StreamEvent::ClusterStart { timecode },
+                block(1, 0, b"c"),
+            ]);
+            assert_eq!(f, Failure { timecode, error: ErrorId::FragmentTimecodeLesserThanPrevious });
+        }
+        assert_eq!(err(vec![StreamEvent::ClusterEnd]).error, ErrorId::FramesMissingForTrack, "an empty fragment");
+
+        // Producer times outside the epoch's range.
+        let mut a = Assembler::new(LIMITS, TimecodeType::Absolute, 0);
+        a.apply(tracks(1_000_000, 1)).expect("tracks");
+        let f = a.apply(StreamEvent::ClusterStart { timecode: i64::MAX as u64 }).expect_err("year 292 million");
+        assert_eq!(f.error, ErrorId::InvalidProducerTimestamp);
+        a.apply(StreamEvent::ClusterStart { timecode: 3 }).expect("near the epoch");
+        assert_eq!(a.apply(block(1, -5, b"x")).expect_err("before the epoch").error, ErrorId::InvalidProducerTimestamp);
 
         let mut a = Assembler::new(LIMITS, TimecodeType::Absolute, 0);
         assert_eq!(a.apply(tracks(1_000_000, 4)).expect_err("tracks").error, ErrorId::MoreThanAllowedTracksFound);
@@ -321,6 +348,28 @@ mod tests {
     }
 
     #[test]
+    fn audio_may_run_ahead_of_the_next_keyframe() {
+        // The PIC cuts at video keyframes: an audio frame later than the next keyframe may
+        // still belong to the fragment before it.
+        let mut a = Assembler::new(LIMITS, TimecodeType::Absolute, 0);
+        let steps = run(
+            &mut a,
+            vec![
+                tracks(1_000_000, 2),
+                StreamEvent::ClusterStart { timecode: 1000 },
+                block(1, 0, b"key"),
+                block(2, 1005, b"audio"),
+                StreamEvent::ClusterEnd,
+                StreamEvent::ClusterStart { timecode: 2000 },
+                block(1, 0, b"key"),
+                StreamEvent::ClusterEnd,
+            ],
+        )
+        .expect("both fragments");
+        assert_eq!(steps.iter().filter(|s| matches!(s, Step::Complete(_))).count(), 2);
+    }
+
+    #[test]
     fn fragments_follow_each_other() {
         let mut a = Assembler::new(LIMITS, TimecodeType::Absolute, 0);
         let steps = run(
@@ -331,7 +380,6 @@ mod tests {
                 block(1, 0, b"a"),
                 block(1, 33, b"b"),
                 StreamEvent::ClusterEnd,
-                StreamEvent::Tags(vec![]),
                 StreamEvent::ClusterStart { timecode: 66 },
                 block(1, 0, b"c"),
                 StreamEvent::ClusterEnd,

@@ -3,8 +3,11 @@
 //! in order, and acknowledgements go back on the response body. The connection ends when
 //! the producer ends its body, at the first failed fragment (an `ERROR` acknowledgement,
 //! as KVS ends it), after `idle_timeout_secs` without data, at `max_connection_secs`, when
-//! a newer PutMedia on the stream replaces it, or when the stream's writer lease is lost.
+//! a newer PutMedia on the stream replaces it (fragments not yet begun are dropped: the
+//! producer resends what was not acknowledged), when the stream's writer lease is lost, or
+//! when the client reads no acknowledgement for 10 s.
 
+use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
@@ -20,11 +23,17 @@ use super::assemble::{Assembler, Failure, ReadyFragment, Step};
 use crate::limits::PutMediaLimits;
 use crate::peer::lease_keeper::LeaseKeeper;
 
-/// Complete fragments queued for the writer before reading the body waits.
-const WRITE_QUEUE: usize = 4;
-/// Acknowledgements queued for the client; a client that reads none loses `BUFFERING` and
-/// `IDLE` ones first (the writer's wait for room slows only this connection).
+/// Complete fragments handed to the writer at once; more wait in the reader, which then
+/// stops reading the body until the writer catches up.
+const WRITE_QUEUE: usize = 2;
+/// Complete fragments the reader holds before it stops reading the body.
+const MAX_PENDING: usize = 2;
+/// Acknowledgements queued for the client; a client that reads none loses `BUFFERING`,
+/// `RECEIVED` and `IDLE` ones first.
 pub const ACK_QUEUE: usize = 64;
+/// How long a `PERSISTED` or `ERROR` acknowledgement may wait for room in a full queue; a
+/// client that reads none for this long is not reading, and its connection ends.
+const ACK_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Fragments, bytes and connections by outcome, for `/metrics`.
 pub const FRAGMENTS: &str = "reel_put_media_fragments_total";
@@ -62,6 +71,8 @@ enum End {
     Replaced,
     /// The producer went away mid-body.
     Aborted,
+    /// The writer stopped (its failure, if any, is reported).
+    WriterStopped,
     /// A fragment failed.
     Failed(Failure),
 }
@@ -73,33 +84,53 @@ impl End {
             Self::Idle => "idle",
             Self::Replaced => "replaced",
             Self::Aborted => "aborted",
-            Self::Failed(_) => "failed",
+            Self::WriterStopped | Self::Failed(_) => "failed",
         }
     }
 }
 
-/// Runs the connection until it ends; acknowledgements go to `acks`.
+/// Why the writer stopped early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriterStop {
+    /// A fragment could not be stored.
+    Failed(Failure),
+    /// The client read no acknowledgement for [`ACK_SEND_TIMEOUT`].
+    NotReading,
+}
+
+/// Runs the connection until it ends; acknowledgements go to `acks`. Nothing here waits on
+/// the client while the store's writer lock is held, and every wait for the writer races the
+/// connection's endings, so a client that stops reading cannot hold the stream.
 pub async fn run(mut up: Upload, body: Body, acks: mpsc::Sender<Ack>) {
     let fence = up.lease.as_ref().and_then(LeaseKeeper::fence);
     let (fragments, queue) = mpsc::channel(WRITE_QUEUE);
-    let mut writer =
-        tokio::spawn(write_fragments(up.id, up.stream.clone(), fence, queue, acks.clone(), up.acks, up.persisted_acks));
-    let max_element = up.limits.max_fragment_bytes.saturating_add(1024);
-    let mut reader = StreamReader::new(max_element);
+    let (discard, discarded) = watch::channel(false);
+    let mut writer = tokio::spawn(write_fragments(
+        up.id,
+        up.stream.clone(),
+        fence,
+        queue,
+        acks.clone(),
+        AckPolicy { acks: up.acks, persisted: up.persisted_acks },
+        discarded,
+    ));
+    let mut reader = StreamReader::new(up.limits.max_fragment_bytes.saturating_add(1024));
     let mut data = body.into_data_stream();
-    let deadline = Instant::now() + Duration::from_secs(up.limits.max_connection_secs);
+    let now = Instant::now();
+    let deadline = now.checked_add(Duration::from_secs(up.limits.max_connection_secs)).unwrap_or(now);
     let idle_every = Duration::from_millis(up.limits.idle_ack_interval_ms.max(100));
     let idle_timeout = Duration::from_secs(up.limits.idle_timeout_secs);
     let mut last_data = Instant::now();
     let mut idle_tick = tokio::time::interval_at(Instant::now() + idle_every, idle_every);
-    let mut writer_failed = None;
+    let mut pending: VecDeque<ReadyFragment> = VecDeque::new();
+    let mut writer_outcome: Option<Option<WriterStop>> = None;
     let end = loop {
         tokio::select! {
-            piece = data.next() => match piece {
+            piece = data.next(), if pending.len() < MAX_PENDING => match piece {
                 Some(Ok(bytes)) => {
                     last_data = Instant::now();
                     reader.push(&bytes);
-                    if let Err(f) = drain(&mut reader, &mut up.assembler, &fragments, &acks, up.acks).await {
+                    if let Err(f) = drain(&mut reader, &mut up.assembler, &mut pending, &acks, up.acks) {
                         break End::Failed(f);
                     }
                 }
@@ -108,25 +139,25 @@ pub async fn run(mut up: Upload, body: Body, acks: mpsc::Sender<Ack>) {
                     break End::Aborted;
                 }
                 None => {
-                    if let Err(f) = drain(&mut reader, &mut up.assembler, &fragments, &acks, up.acks).await {
-                        break End::Failed(f);
-                    }
-                    match reader.finish() {
-                        Ok(events) => {
-                            if let Err(f) = apply_all(events, &mut up.assembler, &fragments, &acks, up.acks).await {
-                                break End::Failed(f);
-                            }
-                            break End::Finished;
-                        }
-                        Err(e) => break End::Failed(up.assembler.reader_failure(&e)),
-                    }
+                    let finished = drain(&mut reader, &mut up.assembler, &mut pending, &acks, up.acks).and_then(|()| {
+                        let events = reader.finish().map_err(|e| up.assembler.reader_failure(&e))?;
+                        apply_all(events, &mut up.assembler, &mut pending, &acks, up.acks)
+                    });
+                    break match finished {
+                        Ok(()) => End::Finished,
+                        Err(f) => End::Failed(f),
+                    };
                 }
+            },
+            permit = fragments.reserve(), if !pending.is_empty() => match (permit, pending.pop_front()) {
+                (Ok(permit), Some(f)) => permit.send(f),
+                _ => break End::WriterStopped,
             },
             _ = idle_tick.tick() => {
                 if last_data.elapsed() >= idle_timeout {
                     break End::Idle;
                 }
-                if last_data.elapsed() >= idle_every {
+                if up.acks && last_data.elapsed() >= idle_every {
                     let _ = acks.try_send(Ack::Idle);
                 }
             }
@@ -138,29 +169,43 @@ pub async fn run(mut up: Upload, body: Body, acks: mpsc::Sender<Ack>) {
                 tracing::warn!(upload = up.id, "writer lease lost; ending the PutMedia connection");
                 break End::Failed(up.assembler.fail(ErrorId::InternalError));
             }
-            failed = &mut writer => {
-                writer_failed = Some(failed.ok().flatten());
-                break match writer_failed {
-                    Some(Some(f)) => End::Failed(f),
-                    _ => End::Aborted,
-                };
+            outcome = &mut writer => {
+                writer_outcome = Some(outcome.ok().flatten());
+                break End::WriterStopped;
             }
         }
     };
-    drop(fragments);
-    // Fragments already complete are stored before the connection ends.
-    let stored = match writer_failed {
-        Some(outcome) => outcome,
-        None => writer.await.ok().flatten(),
-    };
-    let failure = match end {
-        End::Failed(f) => Some(f),
-        _ => stored,
+    // What was complete is stored, unless a newer connection took the stream (its producer
+    // resends what this one never acknowledged) or the lease is gone.
+    let keep = matches!(end, End::Finished | End::Idle | End::Aborted)
+        || matches!(end, End::Failed(f) if f.error != ErrorId::InternalError);
+    if !keep {
+        let _ = discard.send(true);
+        pending.clear();
+    }
+    if writer_outcome.is_none() {
+        for f in pending.drain(..) {
+            if fragments.send(f).await.is_err() {
+                break;
+            }
+        }
+        drop(fragments);
+        writer_outcome = Some(writer.await.ok().flatten());
+    }
+    let failure = match (end, writer_outcome.flatten()) {
+        // The writer's own failure comes first: it concerns an earlier fragment.
+        (_, Some(WriterStop::Failed(f))) => Some(f),
+        (End::Failed(f), _) => Some(f),
+        (_, Some(WriterStop::NotReading)) => {
+            tracing::info!(upload = up.id, "the PutMedia client reads no acknowledgements; ending the connection");
+            None
+        }
+        _ => None,
     };
     if let Some(f) = failure {
         tracing::info!(upload = up.id, error = f.error.code(), timecode = f.timecode, "PutMedia fragment failed");
         metrics::counter!(FRAGMENTS, "outcome" => f.error.code()).increment(1);
-        let _ = acks.send(Ack::Error { timecode: f.timecode, error: f.error }).await;
+        let _ = acks.send_timeout(Ack::Error { timecode: f.timecode, error: f.error }, ACK_SEND_TIMEOUT).await;
     }
     let reason = if failure.is_some() { "failed" } else { end.label() };
     metrics::counter!(CONNECTIONS, "reason" => reason).increment(1);
@@ -183,72 +228,69 @@ async fn lease_lost(lease: Option<&mut LeaseKeeper>) {
 }
 
 /// Applies every event the reader can produce now.
-async fn drain(
+fn drain(
     reader: &mut StreamReader,
     assembler: &mut Assembler,
-    fragments: &mpsc::Sender<ReadyFragment>,
+    pending: &mut VecDeque<ReadyFragment>,
     acks: &mpsc::Sender<Ack>,
     send_acks: bool,
 ) -> Result<(), Failure> {
     loop {
         match reader.next_event() {
-            Ok(Some(ev)) => {
-                let step = assembler.apply(ev)?;
-                forward(step, fragments, acks, send_acks).await?;
-            }
+            Ok(Some(ev)) => forward(assembler.apply(ev)?, pending, acks, send_acks),
             Ok(None) => return Ok(()),
             Err(e) => return Err(assembler.reader_failure(&e)),
         }
     }
 }
 
-async fn apply_all(
+fn apply_all(
     events: Vec<reel_media::mkv::StreamEvent>,
     assembler: &mut Assembler,
-    fragments: &mpsc::Sender<ReadyFragment>,
+    pending: &mut VecDeque<ReadyFragment>,
     acks: &mpsc::Sender<Ack>,
     send_acks: bool,
 ) -> Result<(), Failure> {
     for ev in events {
-        let step = assembler.apply(ev)?;
-        forward(step, fragments, acks, send_acks).await?;
+        forward(assembler.apply(ev)?, pending, acks, send_acks);
     }
     Ok(())
 }
 
-async fn forward(
-    step: Option<Step>,
-    fragments: &mpsc::Sender<ReadyFragment>,
-    acks: &mpsc::Sender<Ack>,
-    send_acks: bool,
-) -> Result<(), Failure> {
+fn forward(step: Option<Step>, pending: &mut VecDeque<ReadyFragment>, acks: &mpsc::Sender<Ack>, send_acks: bool) {
     match step {
         Some(Step::Began { timecode }) if send_acks => {
             let _ = acks.try_send(Ack::Buffering { timecode });
         }
-        Some(Step::Complete(f)) => {
-            let timecode = f.timecode;
-            if fragments.send(f).await.is_err() {
-                return Err(Failure { timecode, error: ErrorId::InternalError });
-            }
-        }
+        Some(Step::Complete(f)) => pending.push_back(f),
         _ => {}
     }
-    Ok(())
 }
 
-/// Stores the fragments in order; `RECEIVED` once numbered, `PERSISTED` once durable.
-/// Returns the failure that stopped it, if any.
+/// Which acknowledgements the writer sends.
+#[derive(Debug, Clone, Copy)]
+struct AckPolicy {
+    acks: bool,
+    persisted: bool,
+}
+
+/// Stores the fragments in order: `RECEIVED` once written (never waiting for the client),
+/// `PERSISTED` once durable and the writer lock released. Once `discard` turns true, queued
+/// fragments are dropped unbegun and a wait for the client ends. Returns why it stopped
+/// early, if it did.
 async fn write_fragments(
     id: u64,
     stream: Stream,
     fence: Option<Fence>,
     mut queue: mpsc::Receiver<ReadyFragment>,
     acks: mpsc::Sender<Ack>,
-    send_acks: bool,
-    persisted_acks: bool,
-) -> Option<Failure> {
+    policy: AckPolicy,
+    mut discard: watch::Receiver<bool>,
+) -> Option<WriterStop> {
     while let Some(f) = queue.recv().await {
+        if *discard.borrow() {
+            continue;
+        }
         let timecode = f.timecode;
         let fail = |e: StoreError| {
             tracing::error!(upload = id, error = %e, "cannot store a PutMedia fragment");
@@ -256,7 +298,7 @@ async fn write_fragments(
                 StoreError::StreamDeleted { .. } => ErrorId::StreamDeleted,
                 _ => ErrorId::InternalError,
             };
-            Some(Failure { timecode, error })
+            Some(WriterStop::Failed(Failure { timecode, error }))
         };
         let start = FragmentStart { producer_ts_ms: f.producer_ts_ms, server_ts_ms: now_ms(), header: f.header.into() };
         let mut writer = match crate::peer::ingest::begin(&stream, start, fence.as_ref()).await {
@@ -264,22 +306,25 @@ async fn write_fragments(
             Err(e) => return fail(e),
         };
         let number = writer.number().to_string();
-        if send_acks {
-            let _ = acks.send(Ack::Received { timecode, number: number.clone() }).await;
-        }
-        if !f.chunk.is_empty()
-            && let Err(e) = writer.append_chunk(f.duration_ms, Bytes::from(f.chunk)).await
-        {
+        if let Err(e) = writer.append_chunk(f.duration_ms, Bytes::from(f.chunk)).await {
             return fail(e);
         }
-        match writer.finish(f.duration_ms).await {
-            Ok(_) => {
-                metrics::counter!(FRAGMENTS, "outcome" => "persisted").increment(1);
-                if send_acks && persisted_acks {
-                    let _ = acks.send(Ack::Persisted { timecode, number }).await;
+        if policy.acks {
+            let _ = acks.try_send(Ack::Received { timecode, number: number.clone() });
+        }
+        if let Err(e) = writer.finish(f.duration_ms).await {
+            return fail(e);
+        }
+        metrics::counter!(FRAGMENTS, "outcome" => "persisted").increment(1);
+        if policy.acks && policy.persisted {
+            tokio::select! {
+                sent = acks.send_timeout(Ack::Persisted { timecode, number }, ACK_SEND_TIMEOUT) => {
+                    if sent.is_err() {
+                        return Some(WriterStop::NotReading);
+                    }
                 }
+                _ = discard.wait_for(|d| *d) => {}
             }
-            Err(e) => return fail(e),
         }
     }
     None
@@ -287,4 +332,84 @@ async fn write_fragments(
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::put_media::assemble::FragmentLimits;
+    use crate::put_media::request::TimecodeType;
+    use reel_media::mkv::ebml::{UNKNOWN_SIZE, write_id, write_master, write_str, write_uint};
+    use reel_media::mkv::{id, write_simple_block};
+    use reel_storage::{Store, StoreConfig};
+
+    fn body_of(fragments: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_master(&mut out, id::EBML, |o| write_str(o, id::DOC_TYPE, "matroska"));
+        write_id(&mut out, id::SEGMENT);
+        out.extend_from_slice(&UNKNOWN_SIZE);
+        write_master(&mut out, id::TRACKS, |o| {
+            write_master(o, id::TRACK_ENTRY, |t| {
+                write_uint(t, id::TRACK_NUMBER, 1);
+                write_uint(t, id::TRACK_TYPE, 1);
+                write_str(t, id::CODEC_ID, "V_MPEG4/ISO/AVC");
+            })
+        });
+        for i in 0..fragments {
+            write_id(&mut out, id::CLUSTER);
+            out.extend_from_slice(&UNKNOWN_SIZE);
+            write_uint(&mut out, id::TIMECODE, 1_700_000_000_000 + i * 1000);
+            write_simple_block(&mut out, 1, 0, true, b"frame");
+        }
+        out
+    }
+
+    /// A live producer whose body stays open after `fragments` clusters, and a client that
+    /// never reads its acknowledgements (a queue of one, never drained).
+    async fn connection(
+        stream: &Stream,
+        fragments: u64,
+    ) -> (
+        tokio::task::JoinHandle<()>,
+        watch::Sender<bool>,
+        mpsc::Sender<Result<Bytes, std::io::Error>>,
+        mpsc::Receiver<Ack>,
+    ) {
+        let (replace, replaced) = watch::channel(false);
+        let limits = FragmentLimits { max_fragment_bytes: 1 << 20, max_fragment_duration_ms: 10_000, max_tracks: 3 };
+        let up = Upload {
+            id: 1,
+            stream: stream.clone(),
+            lease: None,
+            assembler: Assembler::new(limits, TimecodeType::Absolute, 0),
+            acks: true,
+            persisted_acks: true,
+            limits: PutMediaLimits::default(),
+            replaced,
+        };
+        let (body_tx, mut body_rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+        body_tx.send(Ok(Bytes::from(body_of(fragments)))).await.expect("body");
+        let body = Body::from_stream(futures::stream::poll_fn(move |cx| body_rx.poll_recv(cx)));
+        let (acks, unread) = mpsc::channel::<Ack>(1);
+        (tokio::spawn(run(up, body, acks)), replace, body_tx, unread)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_reads_no_acknowledgements_never_holds_the_stream() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(StoreConfig::new(dir.path())).await.expect("store");
+        let stream = store.create_stream("s", 24).await.expect("stream");
+        let (task, replace, _body, _unread) = connection(&stream, 6).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Its first fragment is stored, and the writer then waits for the client without
+        // the stream's writer lock.
+        assert!(!stream.latest_fragments(10).is_empty(), "a fragment is stored although no ack is read");
+        let other = FragmentStart { producer_ts_ms: 1, server_ts_ms: 1, header: Bytes::from_static(b"") };
+        let begun = tokio::time::timeout(Duration::from_secs(1), stream.begin_fragment(other)).await;
+        assert!(matches!(begun, Ok(Ok(_))), "another writer can take the stream: {begun:?}");
+        drop(begun);
+        // A newer connection ends it at once.
+        replace.send(true).expect("replace");
+        tokio::time::timeout(Duration::from_secs(3), task).await.expect("the replaced connection ends").expect("join");
+    }
 }

@@ -5,18 +5,27 @@
 //! them). [`StreamReader`] takes the bytes in whatever pieces the network delivers
 //! ([`StreamReader::push`]) and hands out [`StreamEvent`]s: the tracks of each segment, the
 //! start of each cluster with its timecode, each block, and the end of each cluster. It
-//! buffers at most one element (a block, a Tracks or Tags element); elements it does not
-//! use are skipped without being buffered, so memory stays bounded whatever the producer
-//! sends. An unknown-size Cluster ends where the next Segment-level element begins, as in
-//! every Matroska reader.
+//! buffers at most one element: a block (up to the caller's limit) or a header element
+//! (EBML header, Info, Tracks: up to [`MAX_HEADER_ELEMENT`]); elements it does not use,
+//! Tags among them, are passed over without being buffered, so memory stays bounded
+//! whatever the producer sends, and each byte is moved at most once per push. An
+//! unknown-size Cluster ends where the next Segment-level element begins, as in every
+//! Matroska reader; a child that runs past its known-size parent is refused.
 
 use std::collections::VecDeque;
 
+use bytes::Bytes;
+
 use super::ebml::{self, Header};
-use super::read::{block_parts, is_cluster_child, simple_tags, tracks_payload};
+use super::read::{block_parts, is_cluster_child, tracks_payload};
 use super::tracks::TrackEntry;
-use super::write::SimpleTag;
 use super::{MkvError, TIMECODE_SCALE_NS, id};
+
+/// Largest header element (EBML header, Info, Tracks) the reader holds whole.
+pub const MAX_HEADER_ELEMENT: u64 = 1 << 20;
+/// Most TrackEntry elements one Tracks element may hold (Matroska allows 127 per block
+/// track number byte; KVS allows 3).
+pub const MAX_TRACK_ENTRIES: usize = 127;
 
 /// One thing read from the stream, in stream order.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,8 +46,6 @@ pub enum StreamEvent {
     Block(StreamBlock),
     /// The current cluster is complete.
     ClusterEnd,
-    /// The `SimpleTag`s of a Segment-level `Tags` element.
-    Tags(Vec<SimpleTag>),
 }
 
 /// One frame read from a `SimpleBlock` or `BlockGroup`.
@@ -50,8 +57,8 @@ pub struct StreamBlock {
     pub relative: i16,
     /// Keyframe flag (SimpleBlock flag, or a Block without `ReferenceBlock`).
     pub keyframe: bool,
-    /// The frame bytes.
-    pub data: Vec<u8>,
+    /// The frame bytes (a view of the block as received, not a copy).
+    pub data: Bytes,
 }
 
 /// Where the reader is in the element tree.
@@ -68,8 +75,10 @@ enum Level {
 /// Incremental Matroska stream reader (see the module docs).
 #[derive(Debug)]
 pub struct StreamReader {
-    /// Bytes received and not yet consumed; `buf[0]` is at stream offset `consumed`.
+    /// Bytes received; `buf[pos..]` is not yet consumed and `buf[pos]` is at stream offset
+    /// `consumed`. The consumed head is dropped once per push, not once per element.
     buf: Vec<u8>,
+    pos: usize,
     consumed: u64,
     /// Payload bytes of a skipped element still to discard.
     skipping: u64,
@@ -82,11 +91,12 @@ pub struct StreamReader {
 }
 
 impl StreamReader {
-    /// A reader that refuses any element it must buffer (a block, Tracks, Tags, Info) larger
-    /// than `max_element` bytes.
+    /// A reader that refuses a block larger than `max_element` bytes (and a header element
+    /// larger than [`MAX_HEADER_ELEMENT`]).
     pub fn new(max_element: u64) -> Self {
         Self {
             buf: Vec::new(),
+            pos: 0,
             consumed: 0,
             skipping: 0,
             level: Level::Top,
@@ -109,6 +119,8 @@ impl StreamReader {
 
     /// Takes the next piece of the stream.
     pub fn push(&mut self, data: &[u8]) {
+        self.buf.drain(..self.pos);
+        self.pos = 0;
         let mut data = data;
         if self.skipping > 0 {
             let n = usize::try_from(self.skipping).unwrap_or(usize::MAX).min(data.len());
@@ -148,9 +160,12 @@ impl StreamReader {
         while let Some(ev) = self.next_event()? {
             out.push(ev);
         }
-        let partial = !self.buf.is_empty() || self.skipping > 0;
-        if let Level::Cluster { started: true, .. } = self.level {
-            out.push(StreamEvent::ClusterEnd);
+        let mut partial = self.pos < self.buf.len() || self.skipping > 0;
+        match self.level {
+            // A known-size Cluster cut short is incomplete, whatever blocks it had.
+            Level::Cluster { end: Some(end), .. } if self.consumed < end => partial = true,
+            Level::Cluster { started: true, .. } => out.push(StreamEvent::ClusterEnd),
+            _ => {}
         }
         self.level = Level::Top;
         if partial {
@@ -181,11 +196,27 @@ impl StreamReader {
             }
             _ => {}
         }
-        let h = match ebml::read_header(&self.buf) {
+        let h = match ebml::read_header(&self.buf[self.pos..]) {
             Ok(h) => h,
             Err(MkvError::Truncated) => return Ok(false),
             Err(e) => return Err(e),
         };
+        // A child must end within its known-size parent.
+        let parent_end = match self.level {
+            Level::Top => None,
+            Level::Segment(end) => end,
+            Level::Cluster { end, segment_end, .. } => end.or(segment_end),
+        };
+        if let (Some(end), Some(size)) = (parent_end, h.size) {
+            let child_end = self.consumed.saturating_add(h.len as u64).saturating_add(size);
+            // A Segment-level element in an unknown-size Cluster ends the Cluster first; the
+            // Segment's bound applies to it there.
+            let ends_unknown_cluster =
+                matches!(self.level, Level::Cluster { end: None, .. }) && !is_cluster_child(h.id);
+            if child_end > end && !ends_unknown_cluster {
+                return Err(MkvError::BadValue("element runs past the end of its parent"));
+            }
+        }
         match self.level {
             Level::Top => self.top(h),
             Level::Segment(end) => self.segment(h, end),
@@ -202,7 +233,7 @@ impl StreamReader {
                 Ok(true)
             }
             id::EBML => {
-                let Some(payload) = self.whole(&h)? else { return Ok(false) };
+                let Some(payload) = self.whole(&h, MAX_HEADER_ELEMENT)? else { return Ok(false) };
                 check_doc_type(&payload)?;
                 Ok(true)
             }
@@ -226,7 +257,7 @@ impl StreamReader {
                 Ok(true)
             }
             id::INFO => {
-                let Some(payload) = self.whole(&h)? else { return Ok(false) };
+                let Some(payload) = self.whole(&h, MAX_HEADER_ELEMENT)? else { return Ok(false) };
                 for c in ebml::children(&payload) {
                     let (cid, v) = c?;
                     if cid == id::TIMECODE_SCALE {
@@ -236,21 +267,13 @@ impl StreamReader {
                 Ok(true)
             }
             id::TRACKS => {
-                let Some(payload) = self.whole(&h)? else { return Ok(false) };
+                let Some(payload) = self.whole(&h, MAX_HEADER_ELEMENT)? else { return Ok(false) };
+                let entries = ebml::children(&payload).filter(|c| matches!(c, Ok((id::TRACK_ENTRY, _)))).count();
+                if entries > MAX_TRACK_ENTRIES {
+                    return Err(MkvError::BadValue("more TrackEntry elements than a stream can use"));
+                }
                 let entries = tracks_payload(&payload)?;
                 self.events.push_back(StreamEvent::Tracks { entries, timecode_scale_ns: self.timecode_scale_ns });
-                Ok(true)
-            }
-            id::TAGS => {
-                let Some(payload) = self.whole(&h)? else { return Ok(false) };
-                let mut tags = Vec::new();
-                for tag in ebml::children(&payload) {
-                    let (tid, v) = tag?;
-                    if tid == id::TAG {
-                        simple_tags(v, 0, &mut tags)?;
-                    }
-                }
-                self.events.push_back(StreamEvent::Tags(tags));
                 Ok(true)
             }
             _ => self.skip(&h),
@@ -275,7 +298,7 @@ impl StreamReader {
         }
         match h.id {
             id::TIMECODE if !started => {
-                let Some(payload) = self.whole(&h)? else { return Ok(false) };
+                let Some(payload) = self.whole(&h, MAX_HEADER_ELEMENT)? else { return Ok(false) };
                 let timecode = ebml::read_uint(&payload)?;
                 self.level = Level::Cluster { end, segment_end, started: true };
                 self.events.push_back(StreamEvent::ClusterStart { timecode });
@@ -285,42 +308,42 @@ impl StreamReader {
                 if !started {
                     return Err(MkvError::MissingClusterTimecode);
                 }
-                let Some(payload) = self.whole(&h)? else { return Ok(false) };
-                self.events.push_back(StreamEvent::Block(block(h.id, &payload)?));
+                let Some(payload) = self.whole(&h, self.max_element)? else { return Ok(false) };
+                self.events.push_back(StreamEvent::Block(block(h.id, payload)?));
                 Ok(true)
             }
             _ => self.skip(&h),
         }
     }
 
-    /// The payload of the complete element `h` at the buffer's start (consumed), `None`
-    /// until all of it arrived; refuses unknown sizes and sizes above the limit.
-    fn whole(&mut self, h: &Header) -> Result<Option<Vec<u8>>, MkvError> {
+    /// The payload of the complete element `h` at the unconsumed start (consumed), `None`
+    /// until all of it arrived; refuses unknown sizes and sizes above `limit`.
+    fn whole(&mut self, h: &Header, limit: u64) -> Result<Option<Vec<u8>>, MkvError> {
         let size = h.size.ok_or(MkvError::UnknownSizeNotAllowed(h.id))?;
-        if size > self.max_element {
+        if size > limit {
             return Err(MkvError::TooLarge { id: h.id, size });
         }
         let total = h.len + size as usize;
-        if self.buf.len() < total {
+        if self.buf.len() - self.pos < total {
             return Ok(None);
         }
-        let payload = self.buf[h.len..total].to_vec();
+        let payload = self.buf[self.pos + h.len..self.pos + total].to_vec();
         self.advance(total);
         Ok(Some(payload))
     }
 
-    /// Skips the element `h` (header and payload) without buffering its payload.
+    /// Passes over the element `h` (header and payload) without buffering its payload.
     fn skip(&mut self, h: &Header) -> Result<bool, MkvError> {
         let size = h.size.ok_or(MkvError::UnknownSizeNotAllowed(h.id))?;
         self.advance(h.len);
-        let here = (self.buf.len() as u64).min(size);
+        let here = ((self.buf.len() - self.pos) as u64).min(size);
         self.advance(here as usize);
         self.skipping = size - here;
         Ok(true)
     }
 
     fn advance(&mut self, n: usize) {
-        self.buf.drain(..n);
+        self.pos += n;
         self.consumed += n as u64;
     }
 }
@@ -329,16 +352,18 @@ fn check_doc_type(ebml_payload: &[u8]) -> Result<(), MkvError> {
     super::read::check_doc_type(ebml_payload)
 }
 
-fn block(cid: u32, payload: &[u8]) -> Result<StreamBlock, MkvError> {
+/// The frame of a (Simple)Block element, its data a view of `payload`.
+fn block(cid: u32, payload: Vec<u8>) -> Result<StreamBlock, MkvError> {
+    let payload = Bytes::from(payload);
     let ((track, relative, _, data), keyframe) = match cid {
         id::SIMPLE_BLOCK => {
-            let parts = block_parts(payload)?;
+            let parts = block_parts(&payload)?;
             (parts, parts.2 & 0x80 != 0)
         }
         _ => {
             let mut found = None;
             let mut referenced = false;
-            for c in ebml::children(payload) {
+            for c in ebml::children(&payload) {
                 let (gid, v) = c?;
                 match gid {
                     id::BLOCK => found = Some(block_parts(v)?),
@@ -349,7 +374,8 @@ fn block(cid: u32, payload: &[u8]) -> Result<StreamBlock, MkvError> {
             (found.ok_or(MkvError::Missing("Block in BlockGroup"))?, !referenced)
         }
     };
-    Ok(StreamBlock { track, relative, keyframe, data: data.to_vec() })
+    let data = payload.slice_ref(data);
+    Ok(StreamBlock { track, relative, keyframe, data })
 }
 
 #[cfg(test)]
@@ -432,7 +458,6 @@ mod tests {
                 StreamEvent::ClusterStart { timecode } => format!("start {timecode}"),
                 StreamEvent::Block(b) => format!("block {} {} {} {}", b.track, b.relative, b.keyframe, b.data.len()),
                 StreamEvent::ClusterEnd => "end".into(),
-                StreamEvent::Tags(t) => format!("tags {}", t.len()),
             })
             .collect()
     }
@@ -446,11 +471,9 @@ mod tests {
             "block 1 0 true 3",
             "block 1 33 false 5",
             "end",
-            "tags 1",
             "start 2000",
             "block 1 0 true 2",
             "end",
-            "tags 1",
         ];
         for piece in [1, 2, 7, 64, data.len()] {
             let mut r = StreamReader::new(1 << 20);
@@ -576,6 +599,50 @@ mod tests {
             }
         }
         assert_eq!(last, Err(MkvError::LacingUnsupported));
+
+        // A child running past its known-size Cluster.
+        let mut data = producer_stream(&[]);
+        write_header(&mut data, id::CLUSTER, 8);
+        write_uint(&mut data, id::TIMECODE, 0);
+        write_simple_block(&mut data, 1, 0, true, b"longer than the cluster");
+        let mut r = StreamReader::new(1 << 20);
+        r.push(&data);
+        let err = std::iter::from_fn(|| Some(r.next_event())).find(|e| e.is_err()).and_then(Result::err);
+        assert_eq!(err, Some(MkvError::BadValue("element runs past the end of its parent")));
+
+        // A known-size Cluster cut short at a block boundary is incomplete, not complete.
+        let mut data = producer_stream(&[]);
+        let mut cluster = Vec::new();
+        write_uint(&mut cluster, id::TIMECODE, 0);
+        write_simple_block(&mut cluster, 1, 0, true, b"one");
+        let one_block = cluster.len();
+        write_simple_block(&mut cluster, 1, 33, false, b"two");
+        write_header(&mut data, id::CLUSTER, cluster.len() as u64);
+        data.extend_from_slice(&cluster[..one_block]);
+        let mut r = StreamReader::new(1 << 20);
+        r.push(&data);
+        while let Ok(Some(_)) = r.next_event() {}
+        assert_eq!(r.finish(), Err(MkvError::Truncated));
+
+        // Header elements have their own, small limit; Tracks a bounded number of entries.
+        let mut data = Vec::new();
+        ebml_header(&mut data);
+        unknown(&mut data, id::SEGMENT);
+        write_header(&mut data, id::TRACKS, MAX_HEADER_ELEMENT + 1);
+        let mut r = StreamReader::new(u64::MAX);
+        r.push(&data);
+        assert!(matches!(r.next_event(), Err(MkvError::TooLarge { id: id::TRACKS, .. })));
+        let mut data = Vec::new();
+        ebml_header(&mut data);
+        unknown(&mut data, id::SEGMENT);
+        let entry = [0xAE, 0x83, 0xD7, 0x81, 0x01];
+        write_header(&mut data, id::TRACKS, (entry.len() * (MAX_TRACK_ENTRIES + 1)) as u64);
+        for _ in 0..=MAX_TRACK_ENTRIES {
+            data.extend_from_slice(&entry);
+        }
+        let mut r = StreamReader::new(1 << 20);
+        r.push(&data);
+        assert!(matches!(r.next_event(), Err(MkvError::BadValue(_))));
 
         // Cut inside a block.
         let data = producer_stream(&[(1, &[(0, true, b"abcdef")])]);

@@ -7,6 +7,8 @@
 //! - [`h264`]: Annex-B access units → NAL units, parameter sets (SPS/PPS), the AVCC
 //!   `AVCDecoderConfigurationRecord`, and length-prefixed sample data.
 //! - [`opus`]: the `OpusHead` codec private and packet durations from the TOC byte.
+//! - [`aac`]: the AAC `AudioSpecificConfig` codec private (of PutMedia producers) and the
+//!   ADTS headers MPEG-TS needs.
 //! - [`mkv`]: a minimal EBML/Matroska writer (track header, SimpleBlocks, whole KVS-style
 //!   fragment documents) and a reader that turns them back into typed tracks and frames.
 //! - [`timing`]: the one timing model (RTP media time, producer time from RTCP sender
@@ -23,6 +25,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod aac;
 pub mod bits;
 #[cfg(any(test, feature = "fixture"))]
 pub mod fixture;

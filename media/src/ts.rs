@@ -5,9 +5,14 @@
 //! ETSI TS 102 366-style Opus-in-TS, the way ffmpeg reads and writes it: a registration
 //! descriptor `Opus`, an extension descriptor (0x7F, tag 0x80) with the channel
 //! configuration, and each packet prefixed by the `0x7FE0` control header and its size.
+//! AAC goes on the same audio PID as ADTS (stream type 0x0F, stream id 0xC0): each stored
+//! raw access unit behind a 7-byte ADTS header built from the track's `AudioSpecificConfig`.
+//! ADTS cannot express every AAC that MP4 can ([`check`] says which), so a stream with such
+//! audio is refused for MPEG-TS before a session starts.
 
-use crate::h264;
-use crate::source::{Codec, Parsed};
+use crate::aac::AdtsError;
+use crate::h264::{self, H264Error};
+use crate::source::{Codec, Parsed, Track};
 
 /// TS packet length.
 const PACKET: usize = 188;
@@ -16,6 +21,44 @@ const PID_VIDEO: u16 = 0x100;
 const PID_AUDIO: u16 = 0x101;
 /// 2^33: PTS/PCR wrap.
 const PTS_WRAP: u64 = 1 << 33;
+/// PMT stream type of H.264.
+const STREAM_TYPE_H264: u8 = 0x1b;
+/// PMT stream type of private PES data (Opus, with its registration descriptor).
+const STREAM_TYPE_PRIVATE: u8 = 0x06;
+/// PMT stream type of AAC in ADTS (ISO/IEC 13818-7 audio with ADTS transport syntax).
+const STREAM_TYPE_ADTS: u8 = 0x0f;
+/// PES stream id of the video stream.
+const STREAM_ID_VIDEO: u8 = 0xe0;
+/// PES stream id of private stream 1 (Opus).
+const STREAM_ID_PRIVATE: u8 = 0xbd;
+/// PES stream id of the first MPEG audio stream (AAC).
+const STREAM_ID_AUDIO: u8 = 0xc0;
+
+/// Why a fragment cannot be written as an MPEG-TS segment.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TsError {
+    /// A stored video sample is not valid length-prefixed H.264.
+    #[error("invalid H.264 sample: {0}")]
+    Video(H264Error),
+    /// The audio codec configuration has no MPEG-TS form (see [`check`]).
+    #[error("the audio cannot be carried in MPEG-TS: {0}")]
+    UnsupportedAudio(AdtsError),
+    /// A stored AAC access unit does not fit an ADTS frame.
+    #[error("invalid AAC access unit: {0}")]
+    Audio(AdtsError),
+}
+
+/// Whether `tracks` can be written as MPEG-TS: H.264, Opus, and AAC whose configuration
+/// ADTS can express (object types 1–4 without explicit SBR/PS signalling, 1024-sample
+/// frames, a standard sampling frequency).
+pub fn check(tracks: &[Track]) -> Result<(), TsError> {
+    for t in tracks {
+        if let Codec::Aac(c) = &t.codec {
+            c.adts_frequency_index().map_err(TsError::UnsupportedAudio)?;
+        }
+    }
+    Ok(())
+}
 
 /// MPEG-2 CRC-32 of PSI sections.
 fn crc32(data: &[u8]) -> u32 {
@@ -48,8 +91,11 @@ fn pmt(parsed: &Parsed<'_>) -> Vec<u8> {
     let mut streams = Vec::new();
     for t in &parsed.tracks {
         let (kind, pid, desc): (u8, u16, Vec<u8>) = match &t.codec {
-            Codec::Avc(_) => (0x1b, PID_VIDEO, vec![]),
-            Codec::Opus(h) => (0x06, PID_AUDIO, vec![0x05, 4, b'O', b'p', b'u', b's', 0x7f, 2, 0x80, h.channels]),
+            Codec::Avc(_) => (STREAM_TYPE_H264, PID_VIDEO, vec![]),
+            Codec::Opus(h) => {
+                (STREAM_TYPE_PRIVATE, PID_AUDIO, vec![0x05, 4, b'O', b'p', b'u', b's', 0x7f, 2, 0x80, h.channels])
+            }
+            Codec::Aac(_) => (STREAM_TYPE_ADTS, PID_AUDIO, vec![]),
         };
         streams.extend_from_slice(&[kind, 0xe0 | (pid >> 8) as u8, pid as u8, 0xf0, desc.len() as u8]);
         streams.extend_from_slice(&desc);
@@ -123,7 +169,8 @@ fn pes_header(stream_id: u8, payload_len: usize, pts: u64) -> Vec<u8> {
 }
 
 /// One TS segment with every track of a parsed fragment (samples interleaved by time).
-pub fn segment(parsed: &Parsed<'_>) -> Result<Vec<u8>, String> {
+pub fn segment(parsed: &Parsed<'_>) -> Result<Vec<u8>, TsError> {
+    check(&parsed.tracks)?;
     let mut out = Vec::new();
     psi_packet(&mut out, 0, &pat());
     psi_packet(&mut out, PID_PMT, &pmt(parsed));
@@ -151,8 +198,8 @@ pub fn segment(parsed: &Parsed<'_>) -> Result<Vec<u8>, String> {
                         payload.extend_from_slice(ps);
                     }
                 }
-                for nal in h264::LengthPrefixedNals::new(sample.data, cfg.nal_length_size).map_err(|e| e.to_string())? {
-                    let nal = nal.map_err(|e| e.to_string())?;
+                for nal in h264::LengthPrefixedNals::new(sample.data, cfg.nal_length_size).map_err(TsError::Video)? {
+                    let nal = nal.map_err(TsError::Video)?;
                     if matches!(h264::nal_type_of(nal), Some(7..=9)) && sample.keyframe
                         || h264::nal_type_of(nal) == Some(9)
                     {
@@ -161,7 +208,7 @@ pub fn segment(parsed: &Parsed<'_>) -> Result<Vec<u8>, String> {
                     payload.extend_from_slice(&[0, 0, 0, 1]);
                     payload.extend_from_slice(nal);
                 }
-                let mut pes = pes_header(0xe0, payload.len(), pts);
+                let mut pes = pes_header(STREAM_ID_VIDEO, payload.len(), pts);
                 pes.extend_from_slice(&payload);
                 let pcr = sample.keyframe.then_some(pts);
                 write_pes(&mut out, PID_VIDEO, &mut cc_v, &pes, pcr, sample.keyframe);
@@ -175,7 +222,14 @@ pub fn segment(parsed: &Parsed<'_>) -> Result<Vec<u8>, String> {
                 }
                 payload.push(n as u8);
                 payload.extend_from_slice(sample.data);
-                let mut pes = pes_header(0xbd, payload.len(), pts);
+                let mut pes = pes_header(STREAM_ID_PRIVATE, payload.len(), pts);
+                pes.extend_from_slice(&payload);
+                write_pes(&mut out, PID_AUDIO, &mut cc_a, &pes, None, true);
+            }
+            Codec::Aac(cfg) => {
+                payload.extend_from_slice(&cfg.adts_header(sample.data.len()).map_err(TsError::Audio)?);
+                payload.extend_from_slice(sample.data);
+                let mut pes = pes_header(STREAM_ID_AUDIO, payload.len(), pts);
                 pes.extend_from_slice(&payload);
                 write_pes(&mut out, PID_AUDIO, &mut cc_a, &pes, None, true);
             }
@@ -203,5 +257,75 @@ mod tests {
             assert_eq!(out.len() % PACKET, 0, "len {len}");
             assert_eq!(out.iter().step_by(PACKET).filter(|&&b| b == 0x47).count(), out.len() / PACKET);
         }
+    }
+}
+
+#[cfg(test)]
+mod aac_tests {
+    use super::*;
+    use crate::aac::AacConfig;
+    use crate::source::Sample;
+
+    fn aac_track(asc: &[u8]) -> Track {
+        Track { number: 2, codec: Codec::Aac(AacConfig::parse(asc).unwrap()) }
+    }
+
+    /// The payload bytes of the TS packets on `pid` (adaptation fields dropped).
+    fn pid_payload(ts: &[u8], pid: u16) -> Vec<u8> {
+        let mut out = Vec::new();
+        for p in ts.chunks(PACKET) {
+            if (u16::from(p[1] & 0x1f) << 8 | u16::from(p[2])) != pid {
+                continue;
+            }
+            let start = if p[3] & 0x20 != 0 { 5 + usize::from(p[4]) } else { 4 };
+            out.extend_from_slice(&p[start..]);
+        }
+        out
+    }
+
+    #[test]
+    fn aac_goes_out_as_adts_in_pes_with_stream_type_0x0f() {
+        let units = [vec![0x21u8; 300], vec![0x22u8; 10]];
+        let samples: Vec<Sample<'_>> = units
+            .iter()
+            .enumerate()
+            .map(|(i, d)| Sample { time_ms: 1_000 + 23 * i as i64, duration: 1024, keyframe: true, data: d })
+            .collect();
+        let parsed = Parsed { tracks: vec![aac_track(&[0x12, 0x10])], samples: vec![samples], start_ms: 1_000 };
+        let ts = segment(&parsed).unwrap();
+        assert_eq!(ts.len() % PACKET, 0);
+        let pmt = &ts[PACKET..2 * PACKET];
+        // After the program info: stream type 0x0F on PID 0x101, no descriptors.
+        assert_eq!(pmt[5 + 12..5 + 17], [STREAM_TYPE_ADTS, 0xe1, 0x01, 0xf0, 0x00]);
+        let pes = pid_payload(&ts, PID_AUDIO);
+        // PES: start code, stream id 0xC0, length, PTS flags, PTS of 1 s (90000).
+        assert_eq!(pes[..4], [0, 0, 1, STREAM_ID_AUDIO]);
+        assert_eq!(u16::from_be_bytes([pes[4], pes[5]]) as usize, 8 + 7 + 300);
+        assert_eq!(pes[9..14], pts_bytes(0x2, 90_000));
+        let adts = &pes[14..21];
+        assert_eq!(adts, AacConfig::parse(&[0x12, 0x10]).unwrap().adts_header(300).unwrap());
+        assert_eq!(pes[21..321], units[0][..]);
+        // The second access unit follows in its own PES, 23 ms later.
+        let second = &pes[321..];
+        assert_eq!(second[..4], [0, 0, 1, STREAM_ID_AUDIO]);
+        assert_eq!(second[9..14], pts_bytes(0x2, 90_000 + 23 * 90));
+        assert_eq!(second[14..16], [0xff, 0xf1]);
+    }
+
+    #[test]
+    fn aac_without_an_adts_form_is_refused_for_ts() {
+        // Explicit HE-AAC; 960-sample frames; a non-standard rate (12345 Hz).
+        for asc in [&[0x2b, 0x11, 0x88, 0x00][..], &[0x11, 0x96, 0x00, 0x00], &[0x17, 0x80, 0x18, 0x1c, 0x88, 0x00]] {
+            let tracks = vec![aac_track(asc)];
+            assert!(matches!(check(&tracks), Err(TsError::UnsupportedAudio(_))), "{asc:02x?}");
+            let parsed = Parsed { tracks, samples: vec![vec![]], start_ms: 0 };
+            assert!(matches!(segment(&parsed), Err(TsError::UnsupportedAudio(_))));
+        }
+        assert_eq!(check(&[aac_track(&[0x12, 0x10])]), Ok(()));
+        // An access unit too long for ADTS' 13-bit frame length.
+        let big = vec![0u8; 9_000];
+        let sample = Sample { time_ms: 0, duration: 1024, keyframe: true, data: &big };
+        let parsed = Parsed { tracks: vec![aac_track(&[0x12, 0x10])], samples: vec![vec![sample]], start_ms: 0 };
+        assert!(matches!(segment(&parsed), Err(TsError::Audio(AdtsError::FrameTooLong(9_000)))));
     }
 }

@@ -62,10 +62,7 @@ pub fn manifest(
     let first_number = frags.first().map(|f| f.number.to_string()).unwrap_or_default();
     let pto = if dynamic { 0 } else { first_t };
     for t in tracks {
-        let (content, mime) = match t.codec {
-            Codec::Avc(_) => ("video", "video/mp4"),
-            Codec::Opus(_) => ("audio", "audio/mp4"),
-        };
+        let (content, mime) = if t.codec.is_audio() { ("audio", "audio/mp4") } else { ("video", "video/mp4") };
         let _ = writeln!(
             out,
             "<AdaptationSet id=\"{}\" contentType=\"{content}\" mimeType=\"{mime}\" segmentAlignment=\"true\" startWithSAP=\"1\">",
@@ -82,14 +79,8 @@ pub fn manifest(
             Codec::Avc(c) => {
                 let _ = writeln!(out, " width=\"{}\" height=\"{}\">", c.width(), c.height());
             }
-            Codec::Opus(h) => {
-                let _ = writeln!(out, " audioSamplingRate=\"48000\">");
-                let _ = writeln!(
-                    out,
-                    "<AudioChannelConfiguration schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\" value=\"{}\"/>",
-                    h.channels
-                );
-            }
+            Codec::Opus(h) => audio_attributes(&mut out, reel_media::opus::SAMPLE_RATE, u16::from(h.channels)),
+            Codec::Aac(c) => audio_attributes(&mut out, c.output_sample_rate(), c.channels()),
         }
         let _ = writeln!(
             out,
@@ -114,6 +105,16 @@ pub fn manifest(
     }
     out.push_str("</Period>\n</MPD>\n");
     out
+}
+
+/// Ends an audio `Representation` start tag with its sampling rate, and adds its channel
+/// count (the scheme of ISO/IEC 23003-3, which counts channels).
+fn audio_attributes(out: &mut String, sample_rate: u32, channels: u16) {
+    let _ = writeln!(out, " audioSamplingRate=\"{sample_rate}\">");
+    let _ = writeln!(
+        out,
+        "<AudioChannelConfiguration schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\" value=\"{channels}\"/>"
+    );
 }
 
 /// The fragment whose producer timestamp is exactly `t_ms` (a manifest `S@t`).

@@ -1,8 +1,9 @@
 //! HLS playlists (sans-IO text builders).
 //!
 //! Layout: one muxed rendition. The master playlist lists a single variant whose media
-//! playlist references segments that carry every track (video track 1 + Opus track 2 in
-//! one `moof`, or one TS with both PIDs). ffmpeg and hls.js both play muxed fMP4/TS; a
+//! playlist references segments that carry every track (video track 1 + Opus or AAC track 2
+//! in one `moof`, or one TS with both PIDs); `CODECS` lists each track's RFC 6381 string
+//! (`avc1.42e01f,mp4a.40.2`). ffmpeg and hls.js both play muxed fMP4/TS; a
 //! separate audio rendition would double the requests per fragment for no gain.
 
 use std::fmt::Write;

@@ -32,6 +32,7 @@ use crate::api::resolve::{self, ArnFormatError};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use reel_media::source::SourceError;
+use reel_media::ts::TsError;
 use reel_media::{fmp4, source, ts};
 use reel_storage::{FragmentNumber, Stream};
 use token::{Mode, Protocol, Session};
@@ -65,6 +66,18 @@ impl From<SourceError> for ApiError {
             SourceError::Corrupt(_) => "InvalidMediaFrameException",
         };
         ApiError::new(code, S::BAD_REQUEST, e.to_string())
+    }
+}
+
+/// A fragment that cannot be written as MPEG-TS: audio ADTS cannot carry is an unsupported
+/// media type (as KVS names codecs it cannot serve), a broken sample an invalid frame.
+impl From<TsError> for ApiError {
+    fn from(e: TsError) -> Self {
+        let code = match e {
+            TsError::UnsupportedAudio(_) => "UnsupportedStreamMediaTypeException",
+            TsError::Video(_) | TsError::Audio(_) => "InvalidMediaFrameException",
+        };
+        ApiError::new(code, http::StatusCode::BAD_REQUEST, e.to_string())
     }
 }
 
@@ -135,7 +148,8 @@ fn signing_key(st: &Core) -> ApiResult<[u8; 32]> {
 }
 
 /// Shared steps of both session operations: parse, validate, resolve and authorize the
-/// stream, check retention/fragments/codecs, sign the token.
+/// stream, check retention/fragments/codecs (for `MPEG_TS`, also that the audio has a TS
+/// form), sign the token.
 async fn start_session(st: &Core, principal: &Principal, body: &[u8], protocol: Protocol) -> ApiResult<String> {
     let input: session::SessionInput = crate::api::body::parse(body)?;
     let now = now_ms();
@@ -148,7 +162,10 @@ async fn start_session(st: &Core, principal: &Principal, body: &[u8], protocol: 
     let (record, stream) =
         retained_stream(st, principal, op, input.stream_name.as_deref(), input.stream_arn.as_deref()).await?;
     s.arn = record.arn;
-    session::check_stream(&stream, &s, now, limits).await?;
+    let tracks = session::check_stream(&stream, &s, now, limits).await?;
+    if protocol == Protocol::Hls && s.container == token::Container::Ts {
+        ts::check(&tracks)?;
+    }
     s.anchor_ms = match s.mode {
         Mode::Live => session::window(&stream, &s, now, limits)?.first().map(|f| f.server_ts_ms),
         Mode::LiveReplay => s.start_ms,
@@ -294,8 +311,7 @@ async fn ts_fragment(State(st): State<Core>, Query(q): Params) -> ApiResult<Resp
     let number = session::fragment_in_session(&o.stream, &o.session, number)?;
     let fragment = o.stream.read_fragment(number).await?;
     let parsed = parse_fragment(&fragment)?;
-    let body = ts::segment(&parsed)
-        .map_err(|e| ApiError::new("InvalidMediaFrameException", http::StatusCode::BAD_REQUEST, e))?;
+    let body = ts::segment(&parsed)?;
     Ok(reply("video/mp2t", body))
 }
 

@@ -206,7 +206,7 @@ fn fragment_images(
     };
     let video = parsed.tracks.iter().zip(&parsed.samples).find_map(|(t, s)| match &t.codec {
         Codec::Avc(config) => Some((config, s)),
-        Codec::Opus(_) => None,
+        Codec::Opus(_) | Codec::Aac(_) => None,
     });
     let Some((config, samples)) = video else { return vec![Err(NoImage::MediaError); at.len()] };
     let frames: Vec<Option<usize>> = at.iter().map(|&t| plan::frame_at(samples, t)).collect();

@@ -1,6 +1,7 @@
 //! In-process end-to-end tests of HLS, DASH and GetClip: the real router on a loopback
 //! socket, the real SQLite metadata and media store, a stream filled with the fixture clip
-//! (H.264 + Opus, 6 s) run through reel's fragmenter, the official
+//! (H.264 + Opus, 6 s) run through reel's fragmenter (and one with H.264 + AAC as a KVS
+//! producer sends it, cut from an ffmpeg-muxed Matroska file), the official
 //! `aws-sdk-kinesisvideoarchivedmedia` client for the signed calls, and `ffprobe`/`ffmpeg`
 //! as ordinary players (required: a missing tool fails with the command that installs it).
 
@@ -24,6 +25,9 @@ const SECRET: &str = "secret";
 const CLIP_ONLY: &str = "AKIAREELCLIPONLY0001";
 const STREAM: &str = "arn:aws:kinesisvideo:us-west-2:123456789012:stream/cam/1700000000000";
 const NO_RETENTION: &str = "arn:aws:kinesisvideo:us-west-2:123456789012:stream/nokeep/1700000000001";
+/// A stream holding H.264 + AAC LC (`aaccam`), and one whose AAC is explicit HE-AAC (`hecam`).
+const AAC_STREAM: &str = "arn:aws:kinesisvideo:us-west-2:123456789012:stream/aaccam/1700000000003";
+const HE_AAC_STREAM: &str = "arn:aws:kinesisvideo:us-west-2:123456789012:stream/hecam/1700000000004";
 
 struct Harness {
     addr: SocketAddr,
@@ -132,8 +136,20 @@ async fn codecs(input: String) -> Vec<String> {
 }
 
 async fn hls_url(c: &am::Client, format: am::types::ContainerFormat, start: u64, end: u64) -> String {
-    c.get_hls_streaming_session_url()
-        .stream_name("cam")
+    hls_session(c, "cam", format, start, end).await.expect("GetHLSStreamingSessionURL")
+}
+
+/// An ON_DEMAND HLS session of the stream `name` over a producer time range: its URL.
+async fn hls_session(
+    c: &am::Client,
+    name: &str,
+    format: am::types::ContainerFormat,
+    start: u64,
+    end: u64,
+) -> Result<String, am::error::SdkError<am::operation::get_hls_streaming_session_url::GetHLSStreamingSessionURLError>> {
+    let out = c
+        .get_hls_streaming_session_url()
+        .stream_name(name)
         .playback_mode(am::types::HlsPlaybackMode::OnDemand)
         .container_format(format)
         .display_fragment_timestamp(am::types::HlsDisplayFragmentTimestamp::Always)
@@ -149,10 +165,8 @@ async fn hls_url(c: &am::Client, format: am::types::ContainerFormat, start: u64,
                 .build(),
         )
         .send()
-        .await
-        .expect("GetHLSStreamingSessionURL")
-        .hls_streaming_session_url
-        .expect("url")
+        .await?;
+    Ok(out.hls_streaming_session_url.expect("url"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -515,4 +529,135 @@ async fn viewer_plays_live_and_on_demand_in_chromium() {
     assert_eq!(on_demand["ok"], true, "on-demand playback in the viewer: {on_demand}");
     eprintln!("viewer: live {live}\nviewer: on demand {on_demand}");
     feeder.abort();
+}
+
+/// Creates the stream `name` (`arn`, media type `video/h264,audio/aac`) and stores the
+/// H.264 + AAC fixture in it, starting `ago_ms` before now, with `audio_config` (when given)
+/// as the AAC track's codec private; returns the producer time range it covers.
+async fn fill_aac(h: &Harness, name: &str, arn: &str, ago_ms: u64, audio_config: Option<&[u8]>) -> (u64, u64) {
+    let record = StreamRecord { media_type: Some("video/h264,audio/aac".into()), ..record(name, arn, 24) };
+    h.state.core.meta.create_stream(&record, &Default::default(), 100).await.expect("stream");
+    h.state.core.store.create_stream(arn, 24).await.expect("store stream");
+    let mut frags = testkit::aac_fixture_fragments(reel::streaming::now_ms() - ago_ms).expect("AAC fixture");
+    if let Some(config) = audio_config {
+        let mut entries = reel_media::mkv::parse_tracks(&frags[0].header).expect("tracks");
+        entries[1].codec_private = config.to_vec();
+        let header = bytes::Bytes::from(reel_media::mkv::write_tracks(&entries));
+        frags.iter_mut().for_each(|f| f.header = header.clone());
+    }
+    let stream = h.state.core.store.stream(arn).expect("stream");
+    for f in &frags {
+        testkit::append(&stream, f).await.expect("append fragment");
+    }
+    let last = frags.last().expect("frags");
+    (frags[0].producer_ts_ms, last.producer_ts_ms + u64::from(last.duration_ms))
+}
+
+/// ffprobe's one-line-per-stream summary of `input` (a file or URL).
+async fn summary(input: String) -> String {
+    tokio::task::spawn_blocking(move || probe::stream_summary(&input).expect("ffprobe")).await.expect("join")
+}
+
+/// Asserts `input` plays in ffmpeg without errors for `expected` s, as H.264 + AAC at
+/// 44.1 kHz stereo.
+async fn assert_plays_h264_aac(what: &str, input: String, expected: f64) {
+    let (errors, duration) = play(input.clone()).await;
+    assert!(errors.is_empty(), "ffmpeg errors on {what}: {errors}");
+    assert!((duration - expected).abs() <= 0.5, "{what} duration {duration}, expected {expected}");
+    let streams = summary(input).await;
+    assert!(streams.contains("codec_name=h264") && streams.contains("width=640"), "{what}: {streams}");
+    assert!(
+        streams.contains("codec_name=aac") && streams.contains("sample_rate=44100") && streams.contains("channels=2"),
+        "{what}: {streams}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aac_stream_plays_in_hls_dash_and_clip() {
+    let h = harness().await;
+    let (start, end) = fill_aac(&h, "aaccam", AAC_STREAM, 20_000, None).await;
+    let expected = (end - start) as f64 / 1000.0;
+    let c = client(&h);
+    require_tools();
+
+    let url = hls_session(&c, "aaccam", am::types::ContainerFormat::FragmentedMp4, start, end).await.expect("HLS");
+    let master = reqwest::get(&url).await.expect("master").text().await.expect("text");
+    assert!(master.contains("CODECS=\"avc1.42e01f,mp4a.40.2\""), "{master}");
+    assert_plays_h264_aac("HLS fMP4", url, expected).await;
+    let ts = hls_session(&c, "aaccam", am::types::ContainerFormat::MpegTs, start, end).await.expect("HLS TS");
+    assert_plays_h264_aac("HLS TS", ts, expected).await;
+
+    let range = am::types::DashTimestampRange::builder().start_timestamp(secs(start)).end_timestamp(secs(end)).build();
+    let dash = c
+        .get_dash_streaming_session_url()
+        .stream_name("aaccam")
+        .playback_mode(am::types::DashPlaybackMode::OnDemand)
+        .dash_fragment_selector(
+            am::types::DashFragmentSelector::builder()
+                .fragment_selector_type(am::types::DashFragmentSelectorType::ProducerTimestamp)
+                .timestamp_range(range)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("GetDASHStreamingSessionURL")
+        .dash_streaming_session_url
+        .expect("url");
+    let mpd = reqwest::get(&dash).await.expect("mpd").text().await.expect("text");
+    for needle in [
+        "contentType=\"audio\" mimeType=\"audio/mp4\"",
+        "codecs=\"mp4a.40.2\"",
+        "audioSamplingRate=\"44100\"",
+        "audio_channel_configuration:2011\" value=\"2\"",
+    ] {
+        assert!(mpd.contains(needle), "{needle} missing in\n{mpd}");
+    }
+    assert_plays_h264_aac("DASH", dash, expected).await;
+
+    let clip = c
+        .get_clip()
+        .stream_name("aaccam")
+        .clip_fragment_selector(
+            am::types::ClipFragmentSelector::builder()
+                .fragment_selector_type(am::types::ClipFragmentSelectorType::ProducerTimestamp)
+                .timestamp_range(
+                    am::types::ClipTimestampRange::builder()
+                        .start_timestamp(secs(start))
+                        .end_timestamp(secs(end))
+                        .build()
+                        .expect("range"),
+                )
+                .build()
+                .expect("selector"),
+        )
+        .send()
+        .await
+        .expect("GetClip");
+    let bytes = clip.payload.collect().await.expect("body").into_bytes();
+    let path = h.dir.path().join("aac-clip.mp4");
+    std::fs::write(&path, &bytes).expect("write clip");
+    let path = path.to_string_lossy().to_string();
+    assert_plays_h264_aac("the clip", path.clone(), expected).await;
+    assert_eq!(codecs(path).await, ["h264", "aac"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn he_aac_plays_in_hls_fmp4_and_mpeg_ts_sessions_are_refused() {
+    let h = harness().await;
+    // Explicit HE-AAC: object type 5, core 44.1 kHz stereo, SBR at 88.2 kHz, core AAC LC.
+    let (start, end) = fill_aac(&h, "hecam", HE_AAC_STREAM, 20_000, Some(&[0x2a, 0x10, 0x88, 0x00])).await;
+    let c = client(&h);
+    let e = hls_session(&c, "hecam", am::types::ContainerFormat::MpegTs, start, end).await.expect_err("TS refused");
+    let e = e.into_service_error();
+    assert_eq!(e.meta().code(), Some("UnsupportedStreamMediaTypeException"), "{e:?}");
+    assert!(e.meta().message().is_some_and(|m| m.contains("object type 5")), "{e:?}");
+
+    let url = hls_session(&c, "hecam", am::types::ContainerFormat::FragmentedMp4, start, end).await.expect("fMP4");
+    let master = reqwest::get(&url).await.expect("master").text().await.expect("text");
+    assert!(master.contains("CODECS=\"avc1.42e01f,mp4a.40.5\""), "{master}");
+    require_tools();
+    let (errors, _) = play(url.clone()).await;
+    assert!(errors.is_empty(), "ffmpeg errors on HE-AAC HLS: {errors}");
+    let streams = summary(url).await;
+    assert!(streams.contains("codec_name=aac") && streams.contains("sample_rate=88200"), "{streams}");
 }

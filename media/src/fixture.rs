@@ -7,10 +7,15 @@
 //! 20 ms, arriving on time) and returns the finished fragments, ready for
 //! `reel_storage::Stream::begin_fragment` + `append_chunk` + `finish`. The 6 s fixtures give
 //! three 2 s fragments, each starting at an IDR.
+//!
+//! [`from_document`] does the same for a Matroska file another muxer wrote (ffmpeg's H.264 +
+//! AAC fixture, what a KVS producer would send): its tracks as they are, its frames cut into
+//! keyframe-aligned fragments of at least [`DOCUMENT_FRAGMENT_MS`].
 
 use bytes::Bytes;
 
 use super::fragmenter::{ConfigError, FragmentEvent, Fragmenter, FragmenterConfig, MediaFrame};
+use super::mkv::{self, Frame, MkvError, TrackType};
 use super::timing::MediaKind;
 
 /// Video frame rate of the fixture (`test-h264-baseline.h264`).
@@ -95,6 +100,70 @@ pub fn fragments(video: &[u8], audio: &[u8], start_unix_us: i64) -> Result<Vec<F
     Ok(out)
 }
 
+/// Shortest fragment [`from_document`] cuts: a new one starts at the first video keyframe at
+/// least this long after the current one's start.
+pub const DOCUMENT_FRAGMENT_MS: i64 = 2_000;
+
+/// Cuts a whole Matroska file into stored fragments: header = its `Tracks` (re-serialized,
+/// codec privates untouched), chunks = one SimpleBlock per frame in timestamp order (video
+/// first on ties), a new fragment at each video keyframe [`DOCUMENT_FRAGMENT_MS`] or more
+/// after the last start. Frames before the first video keyframe are left out; the file's
+/// first keyframe lands at `start_unix_ms`. Each chunk's end offset and the last fragment's
+/// duration count a frame as lasting until the next frame of its track (the last one: as
+/// long as the one before it).
+pub fn from_document(data: &[u8], start_unix_ms: u64) -> Result<Vec<FixtureFragment>, MkvError> {
+    let doc = mkv::parse_document(data)?;
+    let video = doc.tracks.iter().find(|t| t.track_type == TrackType::Video).map(|t| t.number);
+    let header = Bytes::from(mkv::write_tracks(&doc.tracks));
+    let mut frames: Vec<&Frame<'_>> = doc.frames.iter().collect();
+    frames.sort_by_key(|f| (f.timestamp_ms, Some(f.track) != video));
+    let mut ends = Vec::with_capacity(frames.len());
+    for (i, f) in frames.iter().enumerate() {
+        let same = |g: &&&Frame<'_>| g.track == f.track;
+        let next = frames[i + 1..].iter().find(same).map(|n| n.timestamp_ms - f.timestamp_ms);
+        let prev = frames[..i].iter().rev().find(same).map(|p| f.timestamp_ms - p.timestamp_ms);
+        ends.push(f.timestamp_ms + next.or(prev).unwrap_or(0));
+    }
+    let Some(origin) = frames.iter().find(|f| Some(f.track) == video && f.keyframe).map(|f| f.timestamp_ms) else {
+        return Ok(Vec::new());
+    };
+    let mut out: Vec<FixtureFragment> = Vec::new();
+    let mut start = origin;
+    let mut last_end = origin;
+    for (f, end) in frames.iter().zip(ends) {
+        if f.timestamp_ms < origin {
+            continue;
+        }
+        let cut =
+            Some(f.track) == video && f.keyframe && (out.is_empty() || f.timestamp_ms - start >= DOCUMENT_FRAGMENT_MS);
+        if cut {
+            if let Some(prev) = out.last_mut() {
+                prev.duration_ms = u32::try_from(f.timestamp_ms - start).unwrap_or(u32::MAX);
+            }
+            start = f.timestamp_ms;
+            let ts = start_unix_ms.saturating_add(u64::try_from(start - origin).unwrap_or(0));
+            out.push(FixtureFragment {
+                producer_ts_ms: ts,
+                server_ts_ms: ts,
+                header: header.clone(),
+                chunks: Vec::new(),
+                duration_ms: 0,
+            });
+            last_end = start;
+        }
+        let Some(frag) = out.last_mut() else { continue };
+        let rel = i16::try_from(f.timestamp_ms - start).map_err(|_| MkvError::BadValue("fragment longer than 32 s"))?;
+        let mut block = Vec::new();
+        mkv::write_simple_block(&mut block, f.track, rel, f.keyframe, f.data);
+        last_end = last_end.max(end);
+        frag.chunks.push((u32::try_from(last_end - start).unwrap_or(0), Bytes::from(block)));
+    }
+    if let Some(frag) = out.last_mut() {
+        frag.duration_ms = u32::try_from(last_end - start).unwrap_or(0);
+    }
+    Ok(out)
+}
+
 fn drain(f: &mut Fragmenter, out: &mut Vec<FixtureFragment>) {
     while let Some(ev) = f.poll() {
         match ev {
@@ -135,6 +204,31 @@ mod tests {
             let mut frames = Vec::new();
             crate::mkv::parse_blocks(&blocks, 0, &mut frames).expect("blocks");
             assert!(frames.first().is_some_and(|fr| fr.keyframe && fr.track == 1));
+        }
+    }
+
+    #[test]
+    fn the_aac_fixture_makes_two_keyframe_fragments_with_aac_on_track_2() {
+        let data = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/ffmpeg-h264-aac.mkv")).expect("mkv");
+        let frags = from_document(&data, 1_700_000_000_000).expect("fragments");
+        assert_eq!(frags.len(), 2, "4 s with an IDR every second, cut every 2 s");
+        assert_eq!(frags[1].producer_ts_ms - frags[0].producer_ts_ms, 2_000);
+        assert_eq!(frags[0].duration_ms, 2_000);
+        assert!((1_990..=2_050).contains(&frags[1].duration_ms), "{}", frags[1].duration_ms);
+        for f in &frags {
+            let tracks = crate::source::tracks(&f.header).expect("a playable layout");
+            let crate::source::Codec::Aac(aac) = &tracks[1].codec else { panic!("AAC on track 2: {tracks:?}") };
+            assert_eq!((aac.sample_rate, aac.channels(), aac.codec_string().as_str()), (44_100, 2, "mp4a.40.2"));
+            let parsed =
+                crate::source::parse(&f.header, f.chunks.iter().map(|(_, c)| &c[..]), f.producer_ts_ms, f.duration_ms)
+                    .expect("parse");
+            assert_eq!(parsed.samples[0].len(), 60);
+            assert!(parsed.samples[0][0].keyframe);
+            // 2 s of 1024-sample units at 44.1 kHz: about 86, each lasting exactly one frame.
+            let audio = &parsed.samples[1];
+            assert!((85..=88).contains(&audio.len()), "{}", audio.len());
+            assert!(audio.iter().all(|s| s.duration == 1024), "no gaps in ffmpeg's audio");
+            assert!(f.chunks.windows(2).all(|w| w[0].0 <= w[1].0), "chunk ends only grow");
         }
     }
 }

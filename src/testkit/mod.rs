@@ -20,6 +20,9 @@ use reel_media::fixture::{self, FixtureFragment};
 pub const VIDEO_FIXTURE: &str = "test-h264-baseline.h264";
 /// Opus fixture (48 kHz stereo, 20 ms packets, 4-byte length prefixes).
 pub const AUDIO_FIXTURE: &str = "test-opus.packets";
+/// H.264 + AAC fixture: 4 s of Matroska as a KVS producer sends it (`A_AAC`, AAC LC
+/// 44.1 kHz stereo).
+pub const AAC_FIXTURE: &str = "ffmpeg-h264-aac.mkv";
 
 /// The configuration of an in-process test server (`crate::server::spawn`): listening on
 /// 127.0.0.1:0, data in `data_dir`, every other setting at its default.
@@ -42,6 +45,13 @@ pub fn fixture_fragments(start_unix_us: i64) -> std::io::Result<Vec<FixtureFragm
     let video = std::fs::read(fixture_path(VIDEO_FIXTURE))?;
     let audio = std::fs::read(fixture_path(AUDIO_FIXTURE))?;
     fixture::fragments(&video, &audio, start_unix_us).map_err(std::io::Error::other)
+}
+
+/// The H.264 + AAC fixture ([`AAC_FIXTURE`]) as two stored 2 s fragments, the first
+/// starting at `start_unix_ms` ([`reel_media::fixture::from_document`]).
+pub fn aac_fixture_fragments(start_unix_ms: u64) -> std::io::Result<Vec<FixtureFragment>> {
+    let data = std::fs::read(fixture_path(AAC_FIXTURE))?;
+    fixture::from_document(&data, start_unix_ms).map_err(std::io::Error::other)
 }
 
 /// Writes one fragment to `stream` the way the media peer does (begin, chunks, finish);

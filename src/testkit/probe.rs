@@ -101,6 +101,15 @@ pub fn stream_summary(input: impl AsRef<OsStr>) -> Result<String, ProbeError> {
     ffprobe("stream=index,codec_name,width,height,sample_rate,channels,profile", "compact", input.as_ref())
 }
 
+/// The MD5 of each packet of the first audio stream of `input`, as ffprobe demuxes it
+/// (`-show_data_hash MD5`): what a remuxer must carry over byte for byte.
+pub fn audio_packet_hashes(input: impl AsRef<OsStr>) -> Result<Vec<String>, ProbeError> {
+    let args = ["-v", "error", "-select_streams", "a:0", "-show_data_hash", "MD5", "-show_entries", "packet=data_hash"];
+    let args = [&args[..], &["-of", "csv=p=0"]].concat().into_iter().map(OsStr::new).collect::<Vec<_>>();
+    let out = run("ffprobe", &[&args[..], &[input.as_ref()]].concat())?;
+    Ok(out.lines().map(str::to_owned).collect())
+}
+
 /// `mkvinfo [-v] <path>` output (`verbose` reads past the first Cluster).
 pub fn mkvinfo(path: impl AsRef<OsStr>, verbose: bool) -> Result<String, ProbeError> {
     let (flag, path) = (OsStr::new("-v"), path.as_ref());

@@ -23,6 +23,11 @@ use crate::bits::{BitReader, BitsError};
 pub const FREQUENCIES: [u32; 13] =
     [96_000, 88_200, 64_000, 48_000, 44_100, 32_000, 24_000, 22_050, 16_000, 12_000, 11_025, 8_000, 7_350];
 
+/// Highest sampling frequency accepted (the highest standard one): an explicit frequency
+/// can say up to 16.7 MHz, which no AAC encoder produces and which would overflow the
+/// media timescale arithmetic of epoch-based decode times.
+pub const MAX_FREQUENCY: u32 = 96_000;
+
 /// Samples per access unit with `frameLengthFlag` 0 (the usual AAC frame).
 pub const FRAME_SAMPLES: u32 = 1024;
 /// Samples per access unit with `frameLengthFlag` 1 (the 960-sample variant, e.g. DAB+).
@@ -60,6 +65,9 @@ pub enum AacError {
     /// An explicit sampling frequency of 0 Hz.
     #[error("AAC sampling frequency of 0 Hz")]
     ZeroFrequency,
+    /// An explicit sampling frequency above [`MAX_FREQUENCY`].
+    #[error("AAC sampling frequency {0} Hz is above 96 kHz")]
+    UnsupportedFrequency(u32),
     /// An audio object type other than AAC Main/LC/SSR/LTP (plain or under SBR/PS).
     #[error("unsupported AAC audio object type {0} (reel packages AAC Main, LC, SSR and LTP, also as HE-AAC)")]
     UnsupportedObjectType(u8),
@@ -131,7 +139,11 @@ fn frequency(r: &mut BitReader<'_>) -> Result<u32, AacError> {
         EXPLICIT_FREQUENCY => r.bits(24)?,
         i => *FREQUENCIES.get(usize::from(i)).ok_or(AacError::ReservedFrequencyIndex(i))?,
     };
-    if hz == 0 { Err(AacError::ZeroFrequency) } else { Ok(hz) }
+    match hz {
+        0 => Err(AacError::ZeroFrequency),
+        hz if hz > MAX_FREQUENCY => Err(AacError::UnsupportedFrequency(hz)),
+        hz => Ok(hz),
+    }
 }
 
 impl AacConfig {
@@ -278,8 +290,18 @@ mod tests {
         let c = AacConfig::parse(&[0x17, 0x80, 0x18, 0x1c, 0x88, 0x00]).unwrap();
         assert_eq!((c.sample_rate, c.channels()), (12_345, 1));
         assert_eq!(c.adts_header(10), Err(AdtsError::Frequency(12_345)));
-        // Explicit 0 Hz.
+        // Explicit 0 Hz; explicit 96001 Hz (0x017701) and 2^24 - 1 Hz.
         assert_eq!(AacConfig::parse(&[0x17, 0x80, 0x00, 0x00, 0x10, 0x00]), Err(AacError::ZeroFrequency));
+        // 00010 1111 000000010111011100000001 0010 000
+        assert_eq!(
+            AacConfig::parse(&[0x17, 0x80, 0xbb, 0x80, 0x90, 0x00]),
+            Err(AacError::UnsupportedFrequency(96_001))
+        );
+        assert_eq!(
+            AacConfig::parse(&[0x17, 0xff, 0xff, 0xff, 0x90, 0x00]),
+            Err(AacError::UnsupportedFrequency(0xff_ffff))
+        );
+        assert!(!AacError::UnsupportedFrequency(96_001).is_malformed());
     }
 
     #[test]
@@ -378,7 +400,7 @@ mod tests {
             if let Ok(c) = AacConfig::parse(data) {
                 assert!((1..=4).contains(&c.core_object_type));
                 assert!((1..=7).contains(&c.channel_configuration));
-                assert!(c.sample_rate > 0 && c.channels() > 0);
+                assert!(c.sample_rate > 0 && c.output_sample_rate() <= MAX_FREQUENCY && c.channels() > 0);
                 assert!(matches!(c.frame_length, 960 | 1024));
                 assert!(c.codec_string().starts_with("mp4a.40."));
                 if let Ok(h) = c.adts_header(data.len()) {

@@ -5,8 +5,8 @@
 //! `STREAMING-AWS4-HMAC-SHA256-PAYLOAD`, ffmpeg's Matroska as a foreign producer, and what
 //! reel answers: acknowledgements (BUFFERING, RECEIVED, PERSISTED, ERROR, with the cluster
 //! timecode the producer SDK matches them by), errors, and fragments every reader serves
-//! (official SDK ListFragments, GetMediaForFragmentList and a live GetMedia, HLS; judged by
-//! ffprobe and ffmpeg).
+//! (official SDK ListFragments, GetMediaForFragmentList and a live GetMedia, HLS, GetClip of
+//! kvssink's H.264 + AAC; judged by ffprobe and ffmpeg).
 
 #[path = "common/inproc.rs"]
 mod inproc;
@@ -432,4 +432,107 @@ async fn an_uploading_producer_is_watched_live_and_played_over_hls() {
     .expect("join");
     assert!(errors.trim().is_empty(), "ffmpeg errors on HLS of a PutMedia stream: {errors}");
     assert!((5.5..=6.5).contains(&duration), "6 s uploaded, {duration} s played");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kvssink_h264_aac_upload_plays_over_hls_and_get_clip() {
+    use aws_sdk_kinesisvideoarchivedmedia::types as am;
+    use reel::testkit::probe;
+    probe::require(&["ffmpeg", "ffprobe"]);
+    let server = InProcess::start(None).await;
+    server.create_stream("cam-aac", 24).await;
+    // What kvssink sends: H.264 on track 1, A_AAC (AudioSpecificConfig, raw access units) on 2.
+    let start = now_ms() - 20_000;
+    let frags = reel::testkit::aac_fixture_fragments(start).expect("AAC fixture");
+    let body = pic_stream(&frags, |f| f.producer_ts_ms);
+    let r = Request {
+        stream_name: "cam-aac",
+        timecode_type: "ABSOLUTE",
+        start: &format!("{}.{:03}", start / 1000, start % 1000),
+        signer: Signer::C,
+        key_id: inproc::ROOT_KEY_ID,
+        secret: inproc::ROOT_SECRET,
+        region: inproc::REGION,
+    };
+    let mut up = Upload::open(&server.url, &r).await;
+    up.send(&body, 1400).await;
+    assert_eq!(up.status().await.0, 200);
+    let acks = up.acks_until_persisted(frags.len()).await;
+    up.end().await;
+    assert!(acks.iter().all(|a| a["EventType"] != "ERROR"), "{acks:?}");
+    let (first, end) = (start, start + frags.iter().map(|f| u64::from(f.duration_ms)).sum::<u64>());
+    let expected = (end - first) as f64 / 1000.0;
+
+    let secs = |ms: u64| DateTime::from_millis(ms as i64);
+    // Plays without an error, as long as uploaded, and ffprobe sees AAC 44.1 kHz stereo.
+    let judge_url = |what: &'static str, input: String| async move {
+        let (errors, duration, streams) = tokio::task::spawn_blocking(move || {
+            (
+                probe::decode_errors(&input).expect("ffmpeg"),
+                probe::duration(&input).expect("ffprobe"),
+                probe::stream_summary(&input).expect("ffprobe"),
+            )
+        })
+        .await
+        .expect("join");
+        assert!(errors.trim().is_empty(), "ffmpeg errors on {what}: {errors}");
+        assert!((duration - expected).abs() <= 0.5, "{what}: {duration} s played, {expected} s uploaded");
+        assert!(streams.contains("codec_name=h264"), "{what}: {streams}");
+        assert!(
+            streams.contains("codec_name=aac")
+                && streams.contains("sample_rate=44100")
+                && streams.contains("channels=2"),
+            "{what}: {streams}"
+        );
+    };
+    for format in [am::ContainerFormat::FragmentedMp4, am::ContainerFormat::MpegTs] {
+        let url = server
+            .archived()
+            .get_hls_streaming_session_url()
+            .stream_name("cam-aac")
+            .playback_mode(am::HlsPlaybackMode::OnDemand)
+            .container_format(format.clone())
+            .hls_fragment_selector(
+                am::HlsFragmentSelector::builder()
+                    .fragment_selector_type(am::HlsFragmentSelectorType::ProducerTimestamp)
+                    .timestamp_range(
+                        am::HlsTimestampRange::builder().start_timestamp(secs(first)).end_timestamp(secs(end)).build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("GetHLSStreamingSessionURL")
+            .hls_streaming_session_url
+            .expect("url");
+        let master = reqwest::get(&url).await.expect("master").text().await.expect("text");
+        assert!(master.contains("CODECS=\"avc1.42e01f,mp4a.40.2\""), "{master}");
+        judge_url(if format == am::ContainerFormat::MpegTs { "HLS TS" } else { "HLS fMP4" }, url).await;
+    }
+
+    let clip = server
+        .archived()
+        .get_clip()
+        .stream_name("cam-aac")
+        .clip_fragment_selector(
+            am::ClipFragmentSelector::builder()
+                .fragment_selector_type(am::ClipFragmentSelectorType::ProducerTimestamp)
+                .timestamp_range(
+                    am::ClipTimestampRange::builder()
+                        .start_timestamp(secs(first))
+                        .end_timestamp(secs(end))
+                        .build()
+                        .expect("range"),
+                )
+                .build()
+                .expect("selector"),
+        )
+        .send()
+        .await
+        .expect("GetClip");
+    let bytes = clip.payload.collect().await.expect("body").into_bytes();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("clip.mp4");
+    std::fs::write(&path, &bytes).expect("write clip");
+    judge_url("GetClip", path.to_string_lossy().into_owned()).await;
 }

@@ -6,11 +6,13 @@
 
 #[path = "common/inproc.rs"]
 mod inproc;
+#[path = "common/selectors.rs"]
+mod selectors;
 
 use std::time::{Duration, Instant};
 
 use aws_sdk_kinesisvideoarchivedmedia::primitives::DateTime;
-use aws_sdk_kinesisvideoarchivedmedia::types::{FragmentSelector, FragmentSelectorType, TimestampRange};
+use aws_sdk_kinesisvideoarchivedmedia::types::FragmentSelectorType;
 use aws_sdk_kinesisvideomedia::primitives::ByteStream;
 use aws_sdk_kinesisvideomedia::types::{StartSelector, StartSelectorType};
 use inproc::{InProcess, append, fixture_fragments, now_ms};
@@ -326,19 +328,7 @@ action = ["kinesisvideo:ListFragments"]
 resource = "arn:aws:kinesisvideo:*:*:stream/*"
 "#;
 
-fn selector(kind: FragmentSelectorType, start_ms: u64, end_ms: u64) -> FragmentSelector {
-    FragmentSelector::builder()
-        .fragment_selector_type(kind)
-        .timestamp_range(
-            TimestampRange::builder()
-                .start_timestamp(DateTime::from_millis(start_ms as i64))
-                .end_timestamp(DateTime::from_millis(end_ms as i64))
-                .build()
-                .expect("range"),
-        )
-        .build()
-        .expect("selector")
-}
+use selectors::fragments as selector;
 
 #[tokio::test]
 async fn list_fragments_by_both_timestamps_with_pagination() {

@@ -12,25 +12,25 @@
 mod inproc;
 #[path = "common/producer.rs"]
 mod producer;
+#[path = "common/selectors.rs"]
+mod selectors;
 
-use aws_sdk_kinesisvideoarchivedmedia::primitives::DateTime;
-use aws_sdk_kinesisvideoarchivedmedia::types::{FragmentSelector, FragmentSelectorType, TimestampRange};
+use aws_sdk_kinesisvideoarchivedmedia::types as am_types;
 use inproc::{InProcess, fixture_fragments, now_ms};
 use producer::{Request, Signer, Upload, pic_stream};
 use serde_json::Value;
 
-fn selector(start_ms: u64, end_ms: u64) -> FragmentSelector {
-    FragmentSelector::builder()
-        .fragment_selector_type(FragmentSelectorType::ProducerTimestamp)
-        .timestamp_range(
-            TimestampRange::builder()
-                .start_timestamp(DateTime::from_millis(start_ms as i64))
-                .end_timestamp(DateTime::from_millis(end_ms as i64))
-                .build()
-                .expect("range"),
-        )
-        .build()
-        .expect("selector")
+/// A request signed with the test server's root key.
+fn request<'a>(stream_name: &'a str, timecode_type: &'a str, start: &'a str, signer: Signer) -> Request<'a> {
+    Request {
+        stream_name,
+        timecode_type,
+        start,
+        signer,
+        key_id: inproc::ROOT_KEY_ID,
+        secret: inproc::ROOT_SECRET,
+        region: inproc::REGION,
+    }
 }
 
 /// (fragment number, producer timestamp ms, length ms) of every fragment, oldest first.
@@ -39,7 +39,11 @@ async fn listed(server: &InProcess, stream: &str) -> Vec<(String, u64, i64)> {
         .archived()
         .list_fragments()
         .stream_name(stream)
-        .fragment_selector(selector(0, now_ms() + 60_000))
+        .fragment_selector(selectors::fragments(
+            am_types::FragmentSelectorType::ProducerTimestamp,
+            0,
+            now_ms() + 60_000,
+        ))
         .send()
         .await
         .expect("ListFragments");
@@ -61,23 +65,12 @@ async fn listed(server: &InProcess, stream: &str) -> Vec<(String, u64, i64)> {
 
 /// ffprobe's codec names and ffmpeg's decode errors of one Matroska file.
 fn judge(mkv: &[u8]) -> (Vec<String>, String) {
-    reel::testkit::probe::require(&["ffprobe", "ffmpeg"]);
+    use reel::testkit::probe;
+    probe::require(&["ffprobe", "ffmpeg"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("media.mkv");
     std::fs::write(&path, mkv).expect("write");
-    let probe = std::process::Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0"])
-        .arg(&path)
-        .output()
-        .expect("ffprobe");
-    let codecs = String::from_utf8_lossy(&probe.stdout).split_whitespace().map(str::to_owned).collect();
-    let decode = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(&path)
-        .args(["-f", "null", "-"])
-        .output()
-        .expect("ffmpeg");
-    (codecs, format!("{}{}", String::from_utf8_lossy(&probe.stderr), String::from_utf8_lossy(&decode.stderr)))
+    (probe::streams(&path).expect("ffprobe").codecs, probe::decode_errors(&path).expect("ffmpeg"))
 }
 
 #[tokio::test]
@@ -88,15 +81,8 @@ async fn a_c_producer_uploads_fragments_that_every_reader_plays() {
     let frags = fixture_fragments(start);
     assert_eq!(frags.len(), 3);
     let body = pic_stream(&frags, |f| f.producer_ts_ms);
-    let r = Request {
-        stream_name: "cam-c",
-        timecode_type: "ABSOLUTE",
-        start: &format!("{}.{}", start / 1000, start % 1000),
-        signer: Signer::C,
-        key_id: inproc::ROOT_KEY_ID,
-        secret: inproc::ROOT_SECRET,
-        region: inproc::REGION,
-    };
+    let start_header = format!("{}.{}", start / 1000, start % 1000);
+    let r = request("cam-c", "ABSOLUTE", &start_header, Signer::C);
     let mut up = Upload::open(&server.url, &r).await;
     up.send(&body, 1400).await;
     let (code, head) = up.status().await;
@@ -159,15 +145,8 @@ async fn relative_timecodes_and_the_java_signers() {
         let frags = fixture_fragments(start);
         // RELATIVE: cluster timecodes count from the producer start timestamp.
         let body = pic_stream(&frags, |f| f.producer_ts_ms - start);
-        let r = Request {
-            stream_name: "cam-j",
-            timecode_type: "RELATIVE",
-            start: &format!("{:.3}", start as f64 / 1000.0),
-            signer,
-            key_id: inproc::ROOT_KEY_ID,
-            secret: inproc::ROOT_SECRET,
-            region: inproc::REGION,
-        };
+        let start_header = format!("{:.3}", start as f64 / 1000.0);
+        let r = request("cam-j", "RELATIVE", &start_header, signer);
         let mut up = Upload::open(&server.url, &r).await;
         up.send(&body, 64 * 1024).await;
         assert_eq!(up.status().await.0, 200, "{signer:?}");
@@ -226,15 +205,7 @@ async fn a_bad_fragment_ends_the_connection_with_an_error_and_keeps_the_good_one
     // The third fragment goes back in time: 4004, as KVS answers.
     let body =
         pic_stream(&frags, |f| if f.producer_ts_ms == frags[2].producer_ts_ms { start } else { f.producer_ts_ms });
-    let r = Request {
-        stream_name: "cam-x",
-        timecode_type: "ABSOLUTE",
-        start: "1700000000.000",
-        signer: Signer::C,
-        key_id: inproc::ROOT_KEY_ID,
-        secret: inproc::ROOT_SECRET,
-        region: inproc::REGION,
-    };
+    let r = request("cam-x", "ABSOLUTE", "1700000000.000", Signer::C);
     let mut up = Upload::open(&server.url, &r).await;
     up.send(&body, 4096).await;
     assert_eq!(up.status().await.0, 200);
@@ -265,15 +236,7 @@ async fn a_newer_connection_replaces_the_older_one() {
     let start = now_ms() - 20_000;
     let frags = fixture_fragments(start);
     let body = pic_stream(&frags[..2], |f| f.producer_ts_ms);
-    let r = Request {
-        stream_name: "cam-n",
-        timecode_type: "ABSOLUTE",
-        start: "1700000000.000",
-        signer: Signer::C,
-        key_id: inproc::ROOT_KEY_ID,
-        secret: inproc::ROOT_SECRET,
-        region: inproc::REGION,
-    };
+    let r = request("cam-n", "ABSOLUTE", "1700000000.000", Signer::C);
     // The older connection stores one fragment and keeps its second open: the body stops
     // inside the second cluster's last block.
     let tags = body.windows(4).rposition(|w| w == [0x12, 0x54, 0xC3, 0x67]).expect("end tags");
@@ -314,15 +277,8 @@ async fn ffmpeg_matroska_is_stored_cluster_by_cluster() {
         .expect("ffmpeg");
     assert!(out.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
     let start = now_ms() - 30_000;
-    let r = Request {
-        stream_name: "cam-f",
-        timecode_type: "RELATIVE",
-        start: &format!("{:.3}", start as f64 / 1000.0),
-        signer: Signer::C,
-        key_id: inproc::ROOT_KEY_ID,
-        secret: inproc::ROOT_SECRET,
-        region: inproc::REGION,
-    };
+    let start_header = format!("{:.3}", start as f64 / 1000.0);
+    let r = request("cam-f", "RELATIVE", &start_header, Signer::C);
     let mut up = Upload::open(&server.url, &r).await;
     up.send(&out.stdout, 3000).await;
     up.end().await;
@@ -366,15 +322,7 @@ async fn an_uploading_producer_is_watched_live_and_played_over_hls() {
     let start = now_ms() - 20_000;
     let frags = fixture_fragments(start);
     let body = pic_stream(&frags, |f| f.producer_ts_ms);
-    let r = Request {
-        stream_name: "cam-live",
-        timecode_type: "ABSOLUTE",
-        start: "1700000000.000",
-        signer: Signer::C,
-        key_id: inproc::ROOT_KEY_ID,
-        secret: inproc::ROOT_SECRET,
-        region: inproc::REGION,
-    };
+    let r = request("cam-live", "ABSOLUTE", "1700000000.000", Signer::C);
     let mut up = Upload::open(&server.url, &r).await;
     up.send(&body, 1400).await;
     assert_eq!(up.status().await.0, 200);
@@ -400,23 +348,12 @@ async fn an_uploading_producer_is_watched_live_and_played_over_hls() {
     assert_eq!(clusters, frags.iter().map(|f| f.producer_ts_ms as i64).collect::<Vec<_>>());
 
     // HLS on demand over the uploaded range plays in ffmpeg.
-    let secs = |ms: u64| aws_sdk_kinesisvideoarchivedmedia::primitives::DateTime::from_millis(ms as i64);
     let url = server
         .archived()
         .get_hls_streaming_session_url()
         .stream_name("cam-live")
         .playback_mode(am::HlsPlaybackMode::OnDemand)
-        .hls_fragment_selector(
-            am::HlsFragmentSelector::builder()
-                .fragment_selector_type(am::HlsFragmentSelectorType::ProducerTimestamp)
-                .timestamp_range(
-                    am::HlsTimestampRange::builder()
-                        .start_timestamp(secs(start))
-                        .end_timestamp(secs(start + 7_000))
-                        .build(),
-                )
-                .build(),
-        )
+        .hls_fragment_selector(selectors::hls(start, start + 7_000))
         .send()
         .await
         .expect("GetHLSStreamingSessionURL")
@@ -445,15 +382,8 @@ async fn a_kvssink_h264_aac_upload_plays_over_hls_and_get_clip() {
     let start = now_ms() - 20_000;
     let frags = reel::testkit::aac_fixture_fragments(start).expect("AAC fixture");
     let body = pic_stream(&frags, |f| f.producer_ts_ms);
-    let r = Request {
-        stream_name: "cam-aac",
-        timecode_type: "ABSOLUTE",
-        start: &format!("{}.{:03}", start / 1000, start % 1000),
-        signer: Signer::C,
-        key_id: inproc::ROOT_KEY_ID,
-        secret: inproc::ROOT_SECRET,
-        region: inproc::REGION,
-    };
+    let start_header = format!("{}.{:03}", start / 1000, start % 1000);
+    let r = request("cam-aac", "ABSOLUTE", &start_header, Signer::C);
     let mut up = Upload::open(&server.url, &r).await;
     up.send(&body, 1400).await;
     assert_eq!(up.status().await.0, 200);
@@ -463,7 +393,6 @@ async fn a_kvssink_h264_aac_upload_plays_over_hls_and_get_clip() {
     let (first, end) = (start, start + frags.iter().map(|f| u64::from(f.duration_ms)).sum::<u64>());
     let expected = (end - first) as f64 / 1000.0;
 
-    let secs = |ms: u64| DateTime::from_millis(ms as i64);
     // Plays without an error, as long as uploaded, and ffprobe sees AAC 44.1 kHz stereo.
     let judge_url = |what: &'static str, input: String| async move {
         let (errors, duration, streams) = tokio::task::spawn_blocking(move || {
@@ -492,14 +421,7 @@ async fn a_kvssink_h264_aac_upload_plays_over_hls_and_get_clip() {
             .stream_name("cam-aac")
             .playback_mode(am::HlsPlaybackMode::OnDemand)
             .container_format(format.clone())
-            .hls_fragment_selector(
-                am::HlsFragmentSelector::builder()
-                    .fragment_selector_type(am::HlsFragmentSelectorType::ProducerTimestamp)
-                    .timestamp_range(
-                        am::HlsTimestampRange::builder().start_timestamp(secs(first)).end_timestamp(secs(end)).build(),
-                    )
-                    .build(),
-            )
+            .hls_fragment_selector(selectors::hls(first, end))
             .send()
             .await
             .expect("GetHLSStreamingSessionURL")
@@ -514,19 +436,7 @@ async fn a_kvssink_h264_aac_upload_plays_over_hls_and_get_clip() {
         .archived()
         .get_clip()
         .stream_name("cam-aac")
-        .clip_fragment_selector(
-            am::ClipFragmentSelector::builder()
-                .fragment_selector_type(am::ClipFragmentSelectorType::ProducerTimestamp)
-                .timestamp_range(
-                    am::ClipTimestampRange::builder()
-                        .start_timestamp(secs(first))
-                        .end_timestamp(secs(end))
-                        .build()
-                        .expect("range"),
-                )
-                .build()
-                .expect("selector"),
-        )
+        .clip_fragment_selector(selectors::clip(first, end))
         .send()
         .await
         .expect("GetClip");

@@ -7,11 +7,12 @@
 
 #[path = "common/browser.rs"]
 mod browser;
+#[path = "common/selectors.rs"]
+mod selectors;
 
 use std::net::SocketAddr;
 use std::path::Path;
 
-use am::primitives::DateTime;
 use aws_sdk_kinesisvideoarchivedmedia as am;
 
 use reel::meta::StreamRecord;
@@ -110,9 +111,7 @@ async fn fill_into(h: &Harness, arn: &str, ago_ms: u64) -> (u64, u64) {
     (frags[0].producer_ts_ms, last.producer_ts_ms + u64::from(last.duration_ms))
 }
 
-fn secs(ms: u64) -> DateTime {
-    DateTime::from_millis(ms as i64)
-}
+use selectors::secs;
 
 fn require_tools() {
     probe::require(&["ffmpeg", "ffprobe"]);
@@ -153,17 +152,7 @@ async fn hls_session(
         .playback_mode(am::types::HlsPlaybackMode::OnDemand)
         .container_format(format)
         .display_fragment_timestamp(am::types::HlsDisplayFragmentTimestamp::Always)
-        .hls_fragment_selector(
-            am::types::HlsFragmentSelector::builder()
-                .fragment_selector_type(am::types::HlsFragmentSelectorType::ProducerTimestamp)
-                .timestamp_range(
-                    am::types::HlsTimestampRange::builder()
-                        .start_timestamp(secs(start))
-                        .end_timestamp(secs(end))
-                        .build(),
-                )
-                .build(),
-        )
+        .hls_fragment_selector(selectors::hls(start, end))
         .send()
         .await?;
     Ok(out.hls_streaming_session_url.expect("url"))
@@ -208,19 +197,13 @@ async fn dash_and_clip_play_in_ffmpeg() {
     let h = harness().await;
     let (start, end) = fill(&h, 20_000).await;
     let c = client(&h);
-    let range = am::types::DashTimestampRange::builder().start_timestamp(secs(start)).end_timestamp(secs(end)).build();
     let url = c
         .get_dash_streaming_session_url()
         .stream_arn(STREAM)
         .playback_mode(am::types::DashPlaybackMode::OnDemand)
         .display_fragment_number(am::types::DashDisplayFragmentNumber::Always)
         .display_fragment_timestamp(am::types::DashDisplayFragmentTimestamp::Always)
-        .dash_fragment_selector(
-            am::types::DashFragmentSelector::builder()
-                .fragment_selector_type(am::types::DashFragmentSelectorType::ProducerTimestamp)
-                .timestamp_range(range)
-                .build(),
-        )
+        .dash_fragment_selector(selectors::dash(start, end))
         .send()
         .await
         .expect("GetDASHStreamingSessionURL")
@@ -233,19 +216,7 @@ async fn dash_and_clip_play_in_ffmpeg() {
     let clip = c
         .get_clip()
         .stream_name("cam")
-        .clip_fragment_selector(
-            am::types::ClipFragmentSelector::builder()
-                .fragment_selector_type(am::types::ClipFragmentSelectorType::ProducerTimestamp)
-                .timestamp_range(
-                    am::types::ClipTimestampRange::builder()
-                        .start_timestamp(secs(start))
-                        .end_timestamp(secs(end))
-                        .build()
-                        .expect("range"),
-                )
-                .build()
-                .expect("selector"),
-        )
+        .clip_fragment_selector(selectors::clip(start, end))
         .send()
         .await
         .expect("GetClip");
@@ -587,17 +558,11 @@ async fn aac_stream_plays_in_hls_dash_and_clip() {
     let ts = hls_session(&c, "aaccam", am::types::ContainerFormat::MpegTs, start, end).await.expect("HLS TS");
     assert_plays_h264_aac("HLS TS", ts, expected).await;
 
-    let range = am::types::DashTimestampRange::builder().start_timestamp(secs(start)).end_timestamp(secs(end)).build();
     let dash = c
         .get_dash_streaming_session_url()
         .stream_name("aaccam")
         .playback_mode(am::types::DashPlaybackMode::OnDemand)
-        .dash_fragment_selector(
-            am::types::DashFragmentSelector::builder()
-                .fragment_selector_type(am::types::DashFragmentSelectorType::ProducerTimestamp)
-                .timestamp_range(range)
-                .build(),
-        )
+        .dash_fragment_selector(selectors::dash(start, end))
         .send()
         .await
         .expect("GetDASHStreamingSessionURL")
@@ -617,19 +582,7 @@ async fn aac_stream_plays_in_hls_dash_and_clip() {
     let clip = c
         .get_clip()
         .stream_name("aaccam")
-        .clip_fragment_selector(
-            am::types::ClipFragmentSelector::builder()
-                .fragment_selector_type(am::types::ClipFragmentSelectorType::ProducerTimestamp)
-                .timestamp_range(
-                    am::types::ClipTimestampRange::builder()
-                        .start_timestamp(secs(start))
-                        .end_timestamp(secs(end))
-                        .build()
-                        .expect("range"),
-                )
-                .build()
-                .expect("selector"),
-        )
+        .clip_fragment_selector(selectors::clip(start, end))
         .send()
         .await
         .expect("GetClip");

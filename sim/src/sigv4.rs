@@ -53,22 +53,7 @@ impl Signer {
 
     /// The headers (`authorization`, `x-amz-date`, …) that sign `POST url` with this JSON body.
     pub fn sign_post(&self, url: &str, body: &[u8], now: SystemTime) -> Result<Vec<(String, String)>, SignError> {
-        let host = host_of(url).ok_or_else(|| SignError::NoHost(url.to_string()))?;
-        let identity = self.identity();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name(SERVICE)
-            .time(now)
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| SignError::Signing(e.to_string()))?
-            .into();
-        let headers = [("host", host), ("content-type", "application/json")];
-        let signable = SignableRequest::new("POST", url, headers.iter().copied(), SignableBody::Bytes(body))
-            .map_err(|e| SignError::Signing(e.to_string()))?;
-        let (instructions, _) = sign(signable, &params).map_err(|e| SignError::Signing(e.to_string()))?.into_parts();
-        Ok(instructions.headers().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        self.sign_headers(url, &[("content-type", "application/json")], body, now)
     }
 
     /// The headers that sign a streaming `POST url` (PutMedia) as the KVS C producer does:
@@ -77,6 +62,17 @@ impl Signer {
         &self,
         url: &str,
         headers: &[(&str, &str)],
+        now: SystemTime,
+    ) -> Result<Vec<(String, String)>, SignError> {
+        self.sign_headers(url, headers, &[], now)
+    }
+
+    /// The signing headers of `POST url` with `headers` (and the host) and `body` signed.
+    fn sign_headers(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
         now: SystemTime,
     ) -> Result<Vec<(String, String)>, SignError> {
         let host = host_of(url).ok_or_else(|| SignError::NoHost(url.to_string()))?;
@@ -91,7 +87,7 @@ impl Signer {
             .map_err(|e| SignError::Signing(e.to_string()))?
             .into();
         let all: Vec<(&str, &str)> = std::iter::once(("host", host)).chain(headers.iter().copied()).collect();
-        let signable = SignableRequest::new("POST", url, all.iter().copied(), SignableBody::Bytes(&[]))
+        let signable = SignableRequest::new("POST", url, all.iter().copied(), SignableBody::Bytes(body))
             .map_err(|e| SignError::Signing(e.to_string()))?;
         let (instructions, _) = sign(signable, &params).map_err(|e| SignError::Signing(e.to_string()))?.into_parts();
         Ok(instructions.headers().map(|(k, v)| (k.to_string(), v.to_string())).collect())

@@ -219,19 +219,7 @@ mod tests {
         FragmentLimits { max_fragment_bytes: 1000, max_fragment_duration_ms: 10_000, max_tracks: 3 };
 
     fn track(number: u64) -> TrackEntry {
-        TrackEntry {
-            number,
-            uid: number,
-            track_type: TrackType::Video,
-            codec_id: "V_MPEG4/ISO/AVC".into(),
-            codec_private: Vec::new(),
-            name: None,
-            default_duration_ns: None,
-            codec_delay_ns: 0,
-            seek_pre_roll_ns: 0,
-            video: None,
-            audio: None,
-        }
+        TrackEntry::bare(number, TrackType::Video, "V_MPEG4/ISO/AVC")
     }
 
     fn tracks(scale_ns: u64, n: u64) -> StreamEvent {

@@ -160,13 +160,13 @@ impl TrackEntry {
         });
     }
 
-    /// Parses the payload of a `TrackEntry` element.
-    pub(super) fn parse(payload: &[u8]) -> Result<Self, MkvError> {
-        let mut t = Self {
-            number: 0,
-            uid: 0,
-            track_type: TrackType::Other(0),
-            codec_id: String::new(),
+    /// A track with only its number, type and codec id set (the rest empty or absent).
+    pub fn bare(number: u64, track_type: TrackType, codec_id: &str) -> Self {
+        Self {
+            number,
+            uid: number,
+            track_type,
+            codec_id: codec_id.to_owned(),
             codec_private: Vec::new(),
             name: None,
             default_duration_ns: None,
@@ -174,7 +174,12 @@ impl TrackEntry {
             seek_pre_roll_ns: 0,
             video: None,
             audio: None,
-        };
+        }
+    }
+
+    /// Parses the payload of a `TrackEntry` element.
+    pub(super) fn parse(payload: &[u8]) -> Result<Self, MkvError> {
+        let mut t = Self::bare(0, TrackType::Other(0), "");
         for child in ebml::children(payload) {
             let (cid, v) = child?;
             match cid {

@@ -125,6 +125,25 @@ impl Reel {
         )
     }
 
+    /// An archived-media client signed with the root key.
+    pub fn archived(&self) -> aws_sdk_kinesisvideoarchivedmedia::Client {
+        aws_sdk_kinesisvideoarchivedmedia::Client::from_conf(
+            aws_sdk_kinesisvideoarchivedmedia::Config::builder()
+                .behavior_version(aws_sdk_kinesisvideoarchivedmedia::config::BehaviorVersion::latest())
+                .region(aws_sdk_kinesisvideoarchivedmedia::config::Region::new(REGION))
+                .endpoint_url(&self.url)
+                .credentials_provider(aws_credential_types::Credentials::new(
+                    ROOT_KEY_ID,
+                    ROOT_SECRET,
+                    None,
+                    None,
+                    "reel-test",
+                ))
+                .http_client(self.http_client())
+                .build(),
+        )
+    }
+
     /// An SDK HTTP client that trusts reel's generated CA when TLS is on.
     pub fn http_client(&self) -> aws_smithy_runtime_api::client::http::SharedHttpClient {
         use aws_smithy_http_client::tls;

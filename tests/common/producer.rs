@@ -46,6 +46,17 @@ pub struct Request<'a> {
 
 /// The request head of a PutMedia, signed as the producer does it.
 pub fn request_head(url: &str, r: &Request<'_>) -> String {
+    let mut head = String::from("POST /putMedia HTTP/1.1\r\n");
+    for (k, v) in request_headers(url, r) {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    head
+}
+
+/// The headers of a PutMedia (`host` without the port, as the C signer sends it), signed as
+/// the producer does it, then the unsigned ones curl and the producers add.
+pub fn request_headers(url: &str, r: &Request<'_>) -> Vec<(String, String)> {
     let host = "127.0.0.1";
     let mut headers = vec![
         ("connection", "keep-alive".to_string()),
@@ -85,26 +96,20 @@ pub fn request_head(url: &str, r: &Request<'_>) -> String {
     )
     .expect("signable");
     let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
-    for (name, value) in instructions.headers() {
-        headers.push((name, value.to_string()));
-    }
+    let mut out: Vec<(String, String)> = headers.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    out.extend(instructions.headers().map(|(k, v)| (k.to_owned(), v.to_owned())));
     if let Signer::C = r.signer {
-        let auth = headers.iter().find(|(k, _)| *k == "authorization").map(|(_, v)| v.clone()).expect("authorization");
+        let auth = out.iter().find(|(k, _)| k == "authorization").map(|(_, v)| v.clone()).expect("authorization");
         assert!(auth.contains(&format!("SignedHeaders={C_SIGNED_HEADERS},")), "{auth}");
     }
     // Sent but not signed, as by the producers and curl.
-    headers.push(("content-type", "application/json".into()));
-    headers.push(("accept", "*/*".into()));
-    headers.push(("expect", "100-continue".into()));
+    for (k, v) in [("content-type", "application/json"), ("accept", "*/*"), ("expect", "100-continue")] {
+        out.push((k.into(), v.into()));
+    }
     if let Signer::JavaProducer = r.signer {
-        headers.push(("x-amz-content-sha256", "UNSIGNED-PAYLOAD".into()));
+        out.push(("x-amz-content-sha256".into(), "UNSIGNED-PAYLOAD".into()));
     }
-    let mut head = String::from("POST /putMedia HTTP/1.1\r\n");
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    head
+    out
 }
 
 /// A PutMedia connection: the body goes out chunked, the response comes back.

@@ -66,7 +66,7 @@ impl PutMediaRequest {
             None => None,
             Some(v) => Some(start_timestamp_ms(&v).ok_or_else(|| {
                 ApiError::invalid_argument(format!(
-                    "{START_TIMESTAMP} '{v}' is not a timestamp in seconds since the epoch (e.g. 1700000000.123)"
+                    "{START_TIMESTAMP} '{v}' is not a timestamp: seconds since the epoch (e.g. 1700000000.123), an HTTP date or ISO 8601"
                 ))
             })?),
         };
@@ -95,11 +95,20 @@ fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiError> {
     Ok(Some(text.trim().to_owned()))
 }
 
-/// Parses `<seconds>.<fraction>` into ms. The C producer writes the milliseconds without
-/// zero padding (`%llu.%llu` of s and ms, so 5 ms is `.5`) and the Java producer always
-/// writes three digits, so a fraction of up to three digits is a count of ms; a longer
-/// one is read as a decimal fraction.
+/// Parses the start timestamp into ms since the epoch. Epoch seconds `<seconds>.<fraction>`
+/// as the producer SDKs send it: the C producer writes the milliseconds without zero padding
+/// (`%llu.%llu` of s and ms, so 5 ms is `.5`) and the Java producer always writes three
+/// digits, so a fraction of up to three digits is a count of ms, a longer one a decimal
+/// fraction. Also the timestamp forms AWS SDKs put in headers: an HTTP date
+/// (`Tue, 14 Nov 2023 22:13:20 GMT`, their default) or ISO 8601 / RFC 3339.
 pub fn start_timestamp_ms(v: &str) -> Option<u64> {
+    epoch_seconds_ms(v).or_else(|| {
+        let t = chrono::DateTime::parse_from_rfc2822(v).or_else(|_| chrono::DateTime::parse_from_rfc3339(v)).ok()?;
+        u64::try_from(t.timestamp_millis()).ok()
+    })
+}
+
+fn epoch_seconds_ms(v: &str) -> Option<u64> {
     let (secs, frac) = v.split_once('.').unwrap_or((v, ""));
     if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -181,5 +190,9 @@ mod tests {
         assert_eq!(start_timestamp_ms(""), None);
         assert_eq!(start_timestamp_ms(".5"), None);
         assert_eq!(start_timestamp_ms("99999999999999999999"), None);
+        assert_eq!(start_timestamp_ms("Tue, 14 Nov 2023 22:13:20 GMT"), Some(1_700_000_000_000));
+        assert_eq!(start_timestamp_ms("2023-11-14T22:13:20.123Z"), Some(1_700_000_000_123));
+        assert_eq!(start_timestamp_ms("1969-12-31T23:59:59Z"), None, "before the epoch");
+        assert_eq!(start_timestamp_ms("yesterday"), None);
     }
 }

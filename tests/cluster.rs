@@ -385,6 +385,7 @@ async fn put_media_on_one_node_is_read_on_another_and_the_newest_connection_wins
         key_id: ROOT_KEY_ID,
         secret: ROOT_SECRET,
         region: common::REGION,
+        acks: true,
     };
 
     // On B: two fragments stored, the producer then keeps sending nothing (its third

@@ -30,6 +30,7 @@ fn request<'a>(stream_name: &'a str, timecode_type: &'a str, start: &'a str, sig
         key_id: inproc::ROOT_KEY_ID,
         secret: inproc::ROOT_SECRET,
         region: inproc::REGION,
+        acks: true,
     }
 }
 
@@ -176,6 +177,7 @@ async fn requests_that_kvs_refuses_are_refused_before_the_upload() {
         key_id: inproc::ROOT_KEY_ID,
         secret,
         region: inproc::REGION,
+        acks: true,
     };
     let mut up = Upload::open(&server.url, &r("nope", inproc::ROOT_SECRET)).await;
     let (code, head) = up.status().await;
@@ -445,4 +447,37 @@ async fn a_kvssink_h264_aac_upload_plays_over_hls_and_get_clip() {
     let path = dir.path().join("clip.mp4");
     std::fs::write(&path, &bytes).expect("write clip");
     judge_url("GetClip", path.to_string_lossy().into_owned()).await;
+}
+
+#[tokio::test]
+async fn no_persisted_without_retention_and_no_acknowledgements_when_refused() {
+    let server = InProcess::start(None).await;
+    server.create_stream("cam-zero", 0).await;
+    server.create_stream("cam-quiet", 24).await;
+    let start = now_ms() - 20_000;
+    let frags = fixture_fragments(start);
+    let body = pic_stream(&frags, |f| f.producer_ts_ms);
+
+    // Retention 0: the fragments are received, never PERSISTED (KVS sends none).
+    let r = request("cam-zero", "ABSOLUTE", "1700000000.000", Signer::C);
+    let mut up = Upload::open(&server.url, &r).await;
+    up.send(&body, 8192).await;
+    up.end().await;
+    assert_eq!(up.status().await.0, 200);
+    let mut kinds = Vec::new();
+    while let Some(a) = up.ack().await {
+        kinds.push(a["EventType"].as_str().expect("type").to_owned());
+    }
+    let count = |k: &str| kinds.iter().filter(|x| *x == k).count();
+    assert_eq!((count("BUFFERING"), count("RECEIVED"), count("PERSISTED"), count("ERROR")), (3, 3, 0, 0), "{kinds:?}");
+
+    // Acknowledgements refused: none at all, and the fragments are stored all the same.
+    let mut r = request("cam-quiet", "ABSOLUTE", "1700000000.000", Signer::C);
+    r.acks = false;
+    let mut up = Upload::open(&server.url, &r).await;
+    up.send(&body, 8192).await;
+    up.end().await;
+    assert_eq!(up.status().await.0, 200);
+    assert_eq!(up.ack().await, None, "no acknowledgement when refused");
+    assert_eq!(listed(&server, "cam-quiet").await.len(), 3);
 }

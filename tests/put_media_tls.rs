@@ -33,6 +33,7 @@ async fn libcurl_uploads_over_tls_to_the_real_server() {
         key_id: ROOT_KEY_ID,
         secret: ROOT_SECRET,
         region: REGION,
+        acks: true,
     };
     let mut curl = std::process::Command::new("curl");
     curl.args(["-sS", "--http1.1", "-X", "POST", "--cacert"])

@@ -42,6 +42,8 @@ pub struct Request<'a> {
     pub key_id: &'a str,
     pub secret: &'a str,
     pub region: &'a str,
+    /// `x-amzn-fragment-acknowledgment-required`.
+    pub acks: bool,
 }
 
 /// The request head of a PutMedia, signed as the producer does it.
@@ -63,7 +65,7 @@ pub fn request_headers(url: &str, r: &Request<'_>) -> Vec<(String, String)> {
         ("host", host.to_string()),
         ("transfer-encoding", "chunked".to_string()),
         ("user-agent", "AWS-SDK-KVS-CPP-CLIENT/3.4.2/1.5.3 GCC/12.2.0 Linux/6.1.0 x86_64".to_string()),
-        ("x-amzn-fragment-acknowledgment-required", "1".to_string()),
+        ("x-amzn-fragment-acknowledgment-required", if r.acks { "1" } else { "0" }.to_string()),
         ("x-amzn-fragment-timecode-type", r.timecode_type.to_string()),
         ("x-amzn-producer-start-timestamp", r.start.to_string()),
         ("x-amzn-stream-name", r.stream_name.to_string()),

@@ -4,8 +4,9 @@
 //! the producer ends its body, at the first failed fragment (an `ERROR` acknowledgement,
 //! as KVS ends it), after `idle_timeout_secs` without data, at `max_connection_secs`, when
 //! a newer PutMedia on the stream replaces it (fragments not yet begun are dropped: the
-//! producer resends what was not acknowledged), when the stream's writer lease is lost, or
-//! when the client reads no acknowledgement for 10 s.
+//! producer resends what was not acknowledged), or when the stream's writer lease is lost.
+//! A client that reads no acknowledgements slows nothing: after one waits 10 s in vain, the
+//! rest are sent only when there is room.
 
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -32,7 +33,8 @@ const MAX_PENDING: usize = 2;
 /// `RECEIVED` and `IDLE` ones first.
 pub const ACK_QUEUE: usize = 64;
 /// How long a `PERSISTED` or `ERROR` acknowledgement may wait for room in a full queue; a
-/// client that reads none for this long is not reading, and its connection ends.
+/// client that reads none for this long is not reading, and later acknowledgements are
+/// sent only if there is room (the fragments are stored all the same).
 const ACK_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Fragments, bytes and connections by outcome, for `/metrics`.
@@ -89,14 +91,9 @@ impl End {
     }
 }
 
-/// Why the writer stopped early.
+/// Why the writer stopped early: a fragment could not be stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum WriterStop {
-    /// A fragment could not be stored.
-    Failed(Failure),
-    /// The client read no acknowledgement for [`ACK_SEND_TIMEOUT`].
-    NotReading,
-}
+struct WriterStop(Failure);
 
 /// Runs the connection until it ends; acknowledgements go to `acks`. Nothing here waits on
 /// the client while the store's writer lock is held, and every wait for the writer races the
@@ -194,12 +191,8 @@ pub async fn run(mut up: Upload, body: Body, acks: mpsc::Sender<Ack>) {
     }
     let failure = match (end, writer_outcome.flatten()) {
         // The writer's own failure comes first: it concerns an earlier fragment.
-        (_, Some(WriterStop::Failed(f))) => Some(f),
+        (_, Some(WriterStop(f))) => Some(f),
         (End::Failed(f), _) => Some(f),
-        (_, Some(WriterStop::NotReading)) => {
-            tracing::info!(upload = up.id, "the PutMedia client reads no acknowledgements; ending the connection");
-            None
-        }
         _ => None,
     };
     if let Some(f) = failure {
@@ -275,9 +268,9 @@ struct AckPolicy {
 }
 
 /// Stores the fragments in order: `RECEIVED` once written (never waiting for the client),
-/// `PERSISTED` once durable and the writer lock released. Once `discard` turns true, queued
-/// fragments are dropped unbegun and a wait for the client ends. Returns why it stopped
-/// early, if it did.
+/// `PERSISTED` once durable and the writer lock released (waiting for room at most once, see
+/// [`ACK_SEND_TIMEOUT`]). Once `discard` turns true, queued fragments are dropped unbegun and
+/// a wait for the client ends. Returns the failure that stopped it early, if any.
 async fn write_fragments(
     id: u64,
     stream: Stream,
@@ -287,6 +280,8 @@ async fn write_fragments(
     policy: AckPolicy,
     mut discard: watch::Receiver<bool>,
 ) -> Option<WriterStop> {
+    // Whether the client reads its acknowledgements (until one waited in vain).
+    let mut reading = true;
     while let Some(f) = queue.recv().await {
         if *discard.borrow() {
             continue;
@@ -298,7 +293,7 @@ async fn write_fragments(
                 StoreError::StreamDeleted { .. } => ErrorId::StreamDeleted,
                 _ => ErrorId::InternalError,
             };
-            Some(WriterStop::Failed(Failure { timecode, error }))
+            Some(WriterStop(Failure { timecode, error }))
         };
         let start = FragmentStart { producer_ts_ms: f.producer_ts_ms, server_ts_ms: now_ms(), header: f.header.into() };
         let mut writer = match crate::peer::ingest::begin(&stream, start, fence.as_ref()).await {
@@ -317,10 +312,16 @@ async fn write_fragments(
         }
         metrics::counter!(FRAGMENTS, "outcome" => "persisted").increment(1);
         if policy.acks && policy.persisted {
+            let persisted = Ack::Persisted { timecode, number };
+            if !reading {
+                let _ = acks.try_send(persisted);
+                continue;
+            }
             tokio::select! {
-                sent = acks.send_timeout(Ack::Persisted { timecode, number }, ACK_SEND_TIMEOUT) => {
+                sent = acks.send_timeout(persisted, ACK_SEND_TIMEOUT) => {
                     if sent.is_err() {
-                        return Some(WriterStop::NotReading);
+                        tracing::info!(upload = id, "the PutMedia client reads no acknowledgements; storing on without waiting");
+                        reading = false;
                     }
                 }
                 _ = discard.wait_for(|d| *d) => {}

@@ -59,4 +59,20 @@ async fn libcurl_uploads_over_tls_to_the_real_server() {
 
     let listed = reel.archived().list_fragments().stream_name("tls-cam").send().await.expect("ListFragments");
     assert_eq!(listed.fragments().len(), 3, "{:?}", listed.fragments());
+
+    // The upload is counted.
+    let metrics = std::process::Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(reel.ca_path())
+        .arg(format!("{}/metrics", reel.url))
+        .output()
+        .expect("curl /metrics");
+    let text = String::from_utf8_lossy(&metrics.stdout);
+    assert_eq!(
+        common::metric(&text, "reel_put_media_fragments_total", &[("outcome", "persisted")]),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(common::metric(&text, "reel_put_media_connections_total", &[("reason", "finished")]), Some(1.0));
+    assert_eq!(common::metric(&text, "reel_put_media_connections_active", &[]), Some(0.0));
 }

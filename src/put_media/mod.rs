@@ -164,9 +164,11 @@ pub async fn handle(
     tracing::info!(upload = id, stream = %record.arn, "PutMedia connection open");
     let (tx, rx) = mpsc::channel(upload::ACK_QUEUE);
     let arn = record.arn.clone();
+    metrics::gauge!(upload::ACTIVE).increment(1.0);
     tokio::spawn(async move {
         upload::run(up, body, tx).await;
         uploads.close(&arn, id);
+        metrics::gauge!(upload::ACTIVE).decrement(1.0);
     });
     let acks = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|a| (a, rx)) })
         .map(|a| Ok::<_, std::convert::Infallible>(Bytes::from(a.to_line())));

@@ -41,6 +41,8 @@ const ACK_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 pub const FRAGMENTS: &str = "reel_put_media_fragments_total";
 /// Connections ended, by reason.
 pub const CONNECTIONS: &str = "reel_put_media_connections_total";
+/// Connections open now.
+pub const ACTIVE: &str = "reel_put_media_connections_active";
 
 /// What one connection needs.
 pub struct Upload {

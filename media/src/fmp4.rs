@@ -1,5 +1,5 @@
 //! Fragmented MP4 (ISO/IEC 14496-12) written by hand: the init segment (`ftyp` + `moov`
-//! with `avc1`/`avcC`, `Opus`/`dOps` or `mp4a`/`esds` sample entries) and one media segment
+//! with `avc1`/`avcC`, `hvc1`/`hvcC`, `Opus`/`dOps` or `mp4a`/`esds` sample entries) and one media segment
 //! (`moof` + `mdat`) per stored fragment. No re-encoding: samples are copied as stored.
 
 use crate::aac::AacConfig;
@@ -97,6 +97,7 @@ pub fn init_segment(tracks: &[Track], duration_ms: Option<u64>) -> Vec<u8> {
 fn trak(o: &mut Vec<u8>, t: &Track) {
     let (width, height) = match &t.codec {
         Codec::Avc(c) => (c.width(), c.height()),
+        Codec::Hevc(c) => (c.width, c.height),
         Codec::Opus(_) | Codec::Aac(_) => (0, 0),
     };
     bx(o, b"trak", |o| {
@@ -165,19 +166,13 @@ fn trak(o: &mut Vec<u8>, t: &Track) {
 fn sample_entry(o: &mut Vec<u8>, codec: &Codec) {
     match codec {
         Codec::Avc(cfg) => bx(o, b"avc1", |o| {
-            o.extend_from_slice(&[0; 6]);
-            u16be(o, 1); // data_reference_index
-            o.extend_from_slice(&[0; 16]);
-            u16be(o, u16::try_from(cfg.width()).unwrap_or(u16::MAX));
-            u16be(o, u16::try_from(cfg.height()).unwrap_or(u16::MAX));
-            u32be(o, 0x0048_0000);
-            u32be(o, 0x0048_0000);
-            u32be(o, 0);
-            u16be(o, 1); // frame_count
-            o.extend_from_slice(&[0; 32]); // compressorname
-            u16be(o, 0x0018);
-            u16be(o, 0xffff);
+            visual_sample_entry(o, cfg.width(), cfg.height());
             bx(o, b"avcC", |o| o.extend_from_slice(&cfg.to_bytes()));
+        }),
+        // hvc1 (ISO/IEC 14496-15 §8.4.1): the hvcC box is the stored record verbatim.
+        Codec::Hevc(cfg) => bx(o, b"hvc1", |o| {
+            visual_sample_entry(o, cfg.width, cfg.height);
+            bx(o, b"hvcC", |o| o.extend_from_slice(cfg.as_bytes()));
         }),
         Codec::Opus(head) => bx(o, b"Opus", |o| {
             audio_sample_entry(o, u16::from(head.channels), 48_000);
@@ -196,6 +191,23 @@ fn sample_entry(o: &mut Vec<u8>, codec: &Codec) {
             esds(o, cfg);
         }),
     }
+}
+
+/// The `VisualSampleEntry` fields (ISO/IEC 14496-12 §12.1.3) shared by `avc1` and `hvc1`:
+/// size, 72 dpi, one frame per sample, an empty compressorname, depth 0x18, pre_defined -1.
+fn visual_sample_entry(o: &mut Vec<u8>, width: u32, height: u32) {
+    o.extend_from_slice(&[0; 6]);
+    u16be(o, 1); // data_reference_index
+    o.extend_from_slice(&[0; 16]);
+    u16be(o, u16::try_from(width).unwrap_or(u16::MAX));
+    u16be(o, u16::try_from(height).unwrap_or(u16::MAX));
+    u32be(o, 0x0048_0000);
+    u32be(o, 0x0048_0000);
+    u32be(o, 0);
+    u16be(o, 1); // frame_count
+    o.extend_from_slice(&[0; 32]); // compressorname
+    u16be(o, 0x0018);
+    u16be(o, 0xffff);
 }
 
 /// The `AudioSampleEntry` fields (ISO/IEC 14496-12 §12.2.3) shared by `Opus` and `mp4a`.
@@ -403,5 +415,32 @@ mod tests {
         let mdhd = find(b"mdhd").unwrap();
         // mdhd v1: version/flags, creation, modification (8 each), then the timescale.
         assert_eq!(init[mdhd + 4 + 4 + 16..mdhd + 4 + 4 + 20], 48_000u32.to_be_bytes());
+    }
+
+    #[test]
+    fn hvc1_sample_entry_carries_the_size_and_the_record_verbatim() {
+        let data = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/ffmpeg-h265.mkv")).unwrap();
+        let doc = crate::mkv::parse_document(&data).unwrap();
+        let record = doc.tracks[0].codec_private.clone();
+        let cfg = crate::hevc::HevcConfig::parse(&record).unwrap();
+        let mut out = Vec::new();
+        sample_entry(&mut out, &Codec::Hevc(cfg.clone()));
+        let entries = boxes(&out);
+        assert_eq!(entries.len(), 1);
+        let (kind, body) = entries[0];
+        assert_eq!(&kind, b"hvc1");
+        assert_eq!(body[..8], [0, 0, 0, 0, 0, 0, 0, 1], "reserved, data_reference_index 1");
+        assert_eq!(body[24..28], [0x01, 0x40, 0x00, 0xf0], "320 × 240");
+        assert_eq!(body[28..36], [0, 0x48, 0, 0, 0, 0x48, 0, 0], "72 dpi");
+        assert_eq!(body[40..42], [0, 1], "frame_count");
+        assert_eq!(body[42..74], [0; 32], "compressorname");
+        assert_eq!(body[74..78], [0x00, 0x18, 0xff, 0xff], "depth, pre_defined -1");
+        let inner = boxes(&body[78..]);
+        assert_eq!(inner.len(), 1);
+        assert_eq!(&inner[0].0, b"hvcC");
+        assert_eq!(inner[0].1, &record[..]);
+        let init = init_segment(&[Track { number: 1, codec: Codec::Hevc(cfg) }], None);
+        let find = |needle: &[u8]| init.windows(needle.len()).position(|w| w == needle);
+        assert!(find(b"vide").is_some() && find(b"vmhd").is_some() && find(b"hvcC").is_some());
     }
 }

@@ -7,6 +7,8 @@
 //! - [`h264`]: Annex-B access units → NAL units, parameter sets (SPS/PPS), the AVCC
 //!   `AVCDecoderConfigurationRecord`, and length-prefixed sample data.
 //! - [`opus`]: the `OpusHead` codec private and packet durations from the TOC byte.
+//! - [`hevc`]: the H.265 `HEVCDecoderConfigurationRecord` (hvcC) codec private of PutMedia
+//!   producers: its codec string and picture size.
 //! - [`aac`]: the AAC `AudioSpecificConfig` codec private (of PutMedia producers) and the
 //!   ADTS headers MPEG-TS needs.
 //! - [`mkv`]: a minimal EBML/Matroska writer (track header, SimpleBlocks, whole KVS-style
@@ -32,6 +34,7 @@ pub mod fixture;
 pub mod fmp4;
 pub mod fragmenter;
 pub mod h264;
+pub mod hevc;
 pub mod mkv;
 pub mod opus;
 pub mod rtp_rx;

@@ -1,5 +1,5 @@
-//! Stored fragments as players need them: the supported track layout (H.264 video on track
-//! 1, optional Opus or AAC audio on track 2) and per-track samples with decode times and
+//! Stored fragments as players need them: the supported track layout (H.264 or H.265 video
+//! on track 1, optional Opus or AAC audio on track 2) and per-track samples with decode times and
 //! durations.
 //!
 //! Sans-IO: works on a stored fragment's bytes (its `Tracks` header and chunks of
@@ -7,11 +7,14 @@
 
 use crate::aac::AacConfig;
 use crate::h264::AvcConfig;
+use crate::hevc::HevcConfig;
 use crate::mkv::{self, CODEC_AAC, TrackEntry, TrackType};
 use crate::opus::{OpusHead, PacketInfo};
 
 /// Matroska codec id of H.264 as KVS producers write it (and the doc's misspelling).
 const CODEC_AVC: [&str; 2] = ["V_MPEG4/ISO/AVC", "V_MPEG/ISO/AVC"];
+/// Matroska codec id of H.265 (and the misspelling of the KVS docs).
+pub const CODEC_HEVC: [&str; 2] = ["V_MPEGH/ISO/HEVC", "V_MPEG/ISO/HEVC"];
 /// Matroska codec id of Opus.
 const CODEC_OPUS: &str = "A_OPUS";
 /// Video frame duration used when a fragment has a single video frame (30 fps).
@@ -20,7 +23,7 @@ const FALLBACK_VIDEO_MS: i64 = 33;
 /// Why stored media cannot be served to a player (mapped to the modeled KVS errors).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SourceError {
-    /// Track 1 is not H.264 or a track uses a codec we cannot package.
+    /// Track 1 is not H.264/H.265 or a track uses a codec we cannot package.
     #[error("unsupported stream media type: {0}")]
     Unsupported(String),
     /// The video track carries no codec private data.
@@ -44,6 +47,8 @@ pub enum SourceError {
 pub enum Codec {
     /// H.264 with its decoder configuration.
     Avc(AvcConfig),
+    /// H.265 with its hvcC record (Matroska `V_MPEGH/ISO/HEVC`, as KVS producers send it).
+    Hevc(HevcConfig),
     /// Opus with its identification header.
     Opus(OpusHead),
     /// AAC with its `AudioSpecificConfig` (Matroska `A_AAC`, as KVS producers send it).
@@ -54,7 +59,7 @@ impl Codec {
     /// Whether this is an audio codec (packaged as a sound track).
     pub fn is_audio(&self) -> bool {
         match self {
-            Self::Avc(_) => false,
+            Self::Avc(_) | Self::Hevc(_) => false,
             Self::Opus(_) | Self::Aac(_) => true,
         }
     }
@@ -74,16 +79,17 @@ impl Track {
     /// sampling rate (one access unit is then exactly its 1024 or 960 ticks).
     pub fn timescale(&self) -> u32 {
         match &self.codec {
-            Codec::Avc(_) => 90_000,
+            Codec::Avc(_) | Codec::Hevc(_) => 90_000,
             Codec::Opus(_) => 48_000,
             Codec::Aac(c) => c.sample_rate,
         }
     }
 
-    /// RFC 6381 codec string (`avc1.42e01f`, `opus`, `mp4a.40.2`).
+    /// RFC 6381 codec string (`avc1.42e01f`, `hvc1.1.6.L93.B0`, `opus`, `mp4a.40.2`).
     pub fn codec_string(&self) -> String {
         match &self.codec {
             Codec::Avc(c) => c.codec_string(),
+            Codec::Hevc(c) => c.codec_string(),
             Codec::Opus(_) => "opus".into(),
             Codec::Aac(c) => c.codec_string(),
         }
@@ -101,8 +107,8 @@ pub fn tracks(header: &[u8]) -> Result<Vec<Track>, SourceError> {
     layout(&entries)
 }
 
-/// Validates and converts parsed track entries: track 1 H.264 video, optional track 2 Opus
-/// or AAC. A malformed codec private is `InvalidCodecPrivate`; a well-formed one of a
+/// Validates and converts parsed track entries: track 1 H.264 or H.265 video, optional
+/// track 2 Opus or AAC. A malformed codec private is `InvalidCodecPrivate`; a well-formed one of a
 /// variant reel cannot package (say AAC with a program config element) is `Unsupported`.
 pub fn layout(entries: &[TrackEntry]) -> Result<Vec<Track>, SourceError> {
     let mut out = Vec::new();
@@ -115,6 +121,17 @@ pub fn layout(entries: &[TrackEntry]) -> Result<Vec<Track>, SourceError> {
                 let cfg = AvcConfig::parse(&e.codec_private)
                     .map_err(|err| SourceError::InvalidCodecPrivate { track: e.number, why: err.to_string() })?;
                 out.push(Track { number: e.number, codec: Codec::Avc(cfg) });
+            }
+            (TrackType::Video, id) if CODEC_HEVC.contains(&id) => {
+                if e.codec_private.is_empty() {
+                    return Err(SourceError::MissingCodecPrivate(e.number));
+                }
+                let mut cfg = HevcConfig::parse(&e.codec_private)
+                    .map_err(|err| SourceError::InvalidCodecPrivate { track: e.number, why: err.to_string() })?;
+                if let (0, Some(v)) = (cfg.width, e.video) {
+                    (cfg.width, cfg.height) = (v.width, v.height);
+                }
+                out.push(Track { number: e.number, codec: Codec::Hevc(cfg) });
             }
             (TrackType::Audio, CODEC_OPUS) => {
                 if e.codec_private.is_empty() {
@@ -141,8 +158,10 @@ pub fn layout(entries: &[TrackEntry]) -> Result<Vec<Track>, SourceError> {
         }
     }
     match out.first() {
-        Some(Track { number: 1, codec: Codec::Avc(_) }) => Ok(out),
-        _ => Err(SourceError::Unsupported("track 1 must be H.264 video (V_MPEG4/ISO/AVC)".into())),
+        Some(Track { number: 1, codec: Codec::Avc(_) | Codec::Hevc(_) }) => Ok(out),
+        _ => Err(SourceError::Unsupported(
+            "track 1 must be H.264 (V_MPEG4/ISO/AVC) or H.265 (V_MPEGH/ISO/HEVC) video".into(),
+        )),
     }
 }
 
@@ -155,7 +174,7 @@ pub struct Sample<'a> {
     pub duration: u32,
     /// Sync sample.
     pub keyframe: bool,
-    /// Sample bytes (length-prefixed NAL units / one Opus packet / one raw AAC access unit).
+    /// Sample bytes (length-prefixed H.264/H.265 NAL units / one Opus packet / one raw AAC access unit).
     pub data: &'a [u8],
 }
 
@@ -201,8 +220,8 @@ pub fn parse<'a>(
                 (Codec::Opus(_), _) => {
                     PacketInfo::parse(f.data).map(|p| i64::from(p.duration_samples())).unwrap_or_else(|_| t.ticks(20))
                 }
-                (Codec::Avc(_), Some(n)) => t.ticks(n - f.timestamp_ms),
-                (Codec::Avc(_), None) => {
+                (Codec::Avc(_) | Codec::Hevc(_), Some(n)) => t.ticks(n - f.timestamp_ms),
+                (Codec::Avc(_) | Codec::Hevc(_), None) => {
                     let rest = end_ms - f.timestamp_ms;
                     let prev = i.checked_sub(1).and_then(|p| frames.get(p)).map(|p| f.timestamp_ms - p.timestamp_ms);
                     t.ticks(if rest > 0 { rest } else { prev.filter(|d| *d > 0).unwrap_or(FALLBACK_VIDEO_MS) })

@@ -8,7 +8,8 @@
 //! AAC goes on the same audio PID as ADTS (stream type 0x0F, stream id 0xC0): each stored
 //! raw access unit behind a 7-byte ADTS header built from the track's `AudioSpecificConfig`.
 //! ADTS cannot express every AAC that MP4 can ([`check`] says which), so a stream with such
-//! audio is refused for MPEG-TS before a session starts.
+//! audio is refused for MPEG-TS before a session starts. So is H.265 video: KVS plays H.265
+//! over HLS only as fragmented MP4, and refuses `MPEG_TS` sessions of it.
 
 use crate::aac::AdtsError;
 use crate::h264::{self, H264Error};
@@ -23,6 +24,8 @@ const PID_AUDIO: u16 = 0x101;
 const PTS_WRAP: u64 = 1 << 33;
 /// PMT stream type of H.264.
 const STREAM_TYPE_H264: u8 = 0x1b;
+/// PMT stream type of H.265 (named for the PMT's completeness; [`check`] refuses H.265).
+const STREAM_TYPE_H265: u8 = 0x24;
 /// PMT stream type of private PES data (Opus, with its registration descriptor).
 const STREAM_TYPE_PRIVATE: u8 = 0x06;
 /// PMT stream type of AAC in ADTS (ISO/IEC 13818-7 audio with ADTS transport syntax).
@@ -40,6 +43,9 @@ pub enum TsError {
     /// A stored video sample is not valid length-prefixed H.264.
     #[error("invalid H.264 sample: {0}")]
     Video(H264Error),
+    /// The video codec is not one KVS carries in MPEG-TS (H.265, see [`check`]).
+    #[error("{0} video cannot be carried in MPEG-TS (use FRAGMENTED_MP4)")]
+    UnsupportedVideo(&'static str),
     /// The audio codec configuration has no MPEG-TS form (see [`check`]).
     #[error("the audio cannot be carried in MPEG-TS: {0}")]
     UnsupportedAudio(AdtsError),
@@ -50,11 +56,15 @@ pub enum TsError {
 
 /// Whether `tracks` can be written as MPEG-TS: H.264, Opus, and AAC whose configuration
 /// ADTS can express (object types 1–4 without explicit SBR/PS signalling, 1024-sample
-/// frames, a standard sampling frequency).
+/// frames, a standard sampling frequency). H.265 is refused, as KVS refuses it.
 pub fn check(tracks: &[Track]) -> Result<(), TsError> {
     for t in tracks {
-        if let Codec::Aac(c) = &t.codec {
-            c.adts_frequency_index().map_err(TsError::UnsupportedAudio)?;
+        match &t.codec {
+            Codec::Aac(c) => {
+                c.adts_frequency_index().map_err(TsError::UnsupportedAudio)?;
+            }
+            Codec::Hevc(_) => return Err(TsError::UnsupportedVideo("H.265")),
+            Codec::Avc(_) | Codec::Opus(_) => {}
         }
     }
     Ok(())
@@ -92,6 +102,8 @@ fn pmt(parsed: &Parsed<'_>) -> Vec<u8> {
     for t in &parsed.tracks {
         let (kind, pid, desc): (u8, u16, Vec<u8>) = match &t.codec {
             Codec::Avc(_) => (STREAM_TYPE_H264, PID_VIDEO, vec![]),
+            // Never written: [`check`] refuses H.265 before a segment starts.
+            Codec::Hevc(_) => (STREAM_TYPE_H265, PID_VIDEO, vec![]),
             Codec::Opus(h) => {
                 (STREAM_TYPE_PRIVATE, PID_AUDIO, vec![0x05, 4, b'O', b'p', b'u', b's', 0x7f, 2, 0x80, h.channels])
             }
@@ -213,6 +225,7 @@ pub fn segment(parsed: &Parsed<'_>) -> Result<Vec<u8>, TsError> {
                 let pcr = sample.keyframe.then_some(pts);
                 write_pes(&mut out, PID_VIDEO, &mut cc_v, &pes, pcr, sample.keyframe);
             }
+            Codec::Hevc(_) => return Err(TsError::UnsupportedVideo("H.265")),
             Codec::Opus(_) => {
                 payload.extend_from_slice(&[0x7f, 0xe0]);
                 let mut n = sample.data.len();

@@ -79,6 +79,9 @@ pub fn manifest(
             Codec::Avc(c) => {
                 let _ = writeln!(out, " width=\"{}\" height=\"{}\">", c.width(), c.height());
             }
+            Codec::Hevc(c) => {
+                let _ = writeln!(out, " width=\"{}\" height=\"{}\">", c.width, c.height);
+            }
             Codec::Opus(h) => audio_attributes(&mut out, reel_media::opus::SAMPLE_RATE, u16::from(h.channels)),
             Codec::Aac(c) => audio_attributes(&mut out, c.output_sample_rate(), c.channels()),
         }

@@ -30,8 +30,13 @@ pub fn master(token: &str, tracks: &[Track], bandwidth: u64) -> String {
     let codecs: Vec<String> = tracks.iter().map(Track::codec_string).collect();
     let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n");
     let _ = write!(out, "#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},CODECS=\"{}\"", codecs.join(","));
-    if let Some(Codec::Avc(c)) = tracks.first().map(|t| &t.codec) {
-        let _ = write!(out, ",RESOLUTION={}x{}", c.width(), c.height());
+    let size = match tracks.first().map(|t| &t.codec) {
+        Some(Codec::Avc(c)) => Some((c.width(), c.height())),
+        Some(Codec::Hevc(c)) => Some((c.width, c.height)).filter(|&(w, h)| w > 0 && h > 0),
+        _ => None,
+    };
+    if let Some((w, h)) = size {
+        let _ = write!(out, ",RESOLUTION={w}x{h}");
     }
     let _ = write!(out, "\ngetHLSMediaPlaylist.m3u8?SessionToken={token}\n");
     out

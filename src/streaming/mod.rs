@@ -69,12 +69,12 @@ impl From<SourceError> for ApiError {
     }
 }
 
-/// A fragment that cannot be written as MPEG-TS: audio ADTS cannot carry is an unsupported
-/// media type (as KVS names codecs it cannot serve), a broken sample an invalid frame.
+/// A fragment that cannot be written as MPEG-TS: H.265 video, and audio ADTS cannot carry,
+/// are an unsupported media type (as KVS names codecs it cannot serve), a broken sample an invalid frame.
 impl From<TsError> for ApiError {
     fn from(e: TsError) -> Self {
         let code = match e {
-            TsError::UnsupportedAudio(_) => "UnsupportedStreamMediaTypeException",
+            TsError::UnsupportedAudio(_) | TsError::UnsupportedVideo(_) => "UnsupportedStreamMediaTypeException",
             TsError::Video(_) | TsError::Audio(_) => "InvalidMediaFrameException",
         };
         ApiError::new(code, http::StatusCode::BAD_REQUEST, e.to_string())
@@ -149,7 +149,7 @@ fn signing_key(st: &Core) -> ApiResult<[u8; 32]> {
 
 /// Shared steps of both session operations: parse, validate, resolve and authorize the
 /// stream, check retention/fragments/codecs (for `MPEG_TS`, also that the audio has a TS
-/// form), sign the token.
+/// form and the video is not H.265), sign the token.
 async fn start_session(st: &Core, principal: &Principal, body: &[u8], protocol: Protocol) -> ApiResult<String> {
     let input: session::SessionInput = crate::api::body::parse(body)?;
     let now = now_ms();

@@ -23,6 +23,9 @@ pub const AUDIO_FIXTURE: &str = "test-opus.packets";
 /// H.264 + AAC fixture: 4 s of Matroska as a KVS producer sends it (`A_AAC`, AAC LC
 /// 44.1 kHz stereo).
 pub const AAC_FIXTURE: &str = "ffmpeg-h264-aac.mkv";
+/// An ffmpeg-muxed H.265 Matroska file (`V_MPEGH/ISO/HEVC`, libx265 Main, 320×240 at 30 fps,
+/// 4 s, a keyframe every second), as H.265 cameras upload it.
+pub const HEVC_FIXTURE: &str = "ffmpeg-h265.mkv";
 
 /// The configuration of an in-process test server (`crate::server::spawn`): listening on
 /// 127.0.0.1:0, data in `data_dir`, every other setting at its default.
@@ -51,6 +54,13 @@ pub fn fixture_fragments(start_unix_us: i64) -> std::io::Result<Vec<FixtureFragm
 /// starting at `start_unix_ms` ([`reel_media::fixture::from_document`]).
 pub fn aac_fixture_fragments(start_unix_ms: u64) -> std::io::Result<Vec<FixtureFragment>> {
     let data = std::fs::read(fixture_path(AAC_FIXTURE))?;
+    fixture::from_document(&data, start_unix_ms).map_err(std::io::Error::other)
+}
+
+/// The H.265 fixture ([`HEVC_FIXTURE`]) as two stored 2 s fragments, the first starting at
+/// `start_unix_ms` ([`reel_media::fixture::from_document`]).
+pub fn hevc_fixture_fragments(start_unix_ms: u64) -> std::io::Result<Vec<FixtureFragment>> {
+    let data = std::fs::read(fixture_path(HEVC_FIXTURE))?;
     fixture::from_document(&data, start_unix_ms).map_err(std::io::Error::other)
 }
 

@@ -10,7 +10,7 @@
 //! video decoded from its keyframe up to the last frame wanted, on a blocking thread; at
 //! most `limits.streaming.image_decodes` pages decode at a time on a node, so image requests
 //! cannot take every core from ingest. A timestamp no fragment spans is answered
-//! `NO_MEDIA`; a frame that will not decode (or a fragment without H.264) `MEDIA_ERROR`.
+//! `NO_MEDIA`; a frame that will not decode (or a fragment without H.264: audio only, or H.265, which OpenH264 cannot decode) `MEDIA_ERROR`.
 
 pub mod picture;
 pub mod plan;
@@ -206,7 +206,8 @@ fn fragment_images(
     };
     let video = parsed.tracks.iter().zip(&parsed.samples).find_map(|(t, s)| match &t.codec {
         Codec::Avc(config) => Some((config, s)),
-        Codec::Opus(_) | Codec::Aac(_) => None,
+        // Only H.264 is decoded (OpenH264): H.265 frames, like audio, give no image.
+        Codec::Hevc(_) | Codec::Opus(_) | Codec::Aac(_) => None,
     });
     let Some((config, samples)) = video else { return vec![Err(NoImage::MediaError); at.len()] };
     let frames: Vec<Option<usize>> = at.iter().map(|&t| plan::frame_at(samples, t)).collect();

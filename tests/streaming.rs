@@ -29,6 +29,8 @@ const NO_RETENTION: &str = "arn:aws:kinesisvideo:us-west-2:123456789012:stream/n
 /// A stream holding H.264 + AAC LC (`aaccam`), and one whose AAC is explicit HE-AAC (`hecam`).
 const AAC_STREAM: &str = "arn:aws:kinesisvideo:us-west-2:123456789012:stream/aaccam/1700000000003";
 const HE_AAC_STREAM: &str = "arn:aws:kinesisvideo:us-west-2:123456789012:stream/hecam/1700000000004";
+/// A stream holding H.265 video (`hevccam`).
+const HEVC_STREAM: &str = "arn:aws:kinesisvideo:us-west-2:123456789012:stream/hevccam/1700000000005";
 
 struct Harness {
     addr: SocketAddr,
@@ -613,4 +615,94 @@ async fn he_aac_plays_in_hls_fmp4_and_mpeg_ts_sessions_are_refused() {
     assert!(errors.is_empty(), "ffmpeg errors on HE-AAC HLS: {errors}");
     let streams = summary(url).await;
     assert!(streams.contains("codec_name=aac") && streams.contains("sample_rate=88200"), "{streams}");
+}
+
+/// Creates the stream `name` (`arn`, media type `video/h265`) and stores the H.265 fixture
+/// in it, starting `ago_ms` before now; returns the producer time range it covers.
+async fn fill_hevc(h: &Harness, name: &str, arn: &str, ago_ms: u64) -> (u64, u64) {
+    let record = StreamRecord { media_type: Some("video/h265".into()), ..record(name, arn, 24) };
+    h.state.core.meta.create_stream(&record, &Default::default(), 100).await.expect("stream");
+    h.state.core.store.create_stream(arn, 24).await.expect("store stream");
+    let frags = testkit::hevc_fixture_fragments(reel::streaming::now_ms() - ago_ms).expect("H.265 fixture");
+    let stream = h.state.core.store.stream(arn).expect("stream");
+    for f in &frags {
+        testkit::append(&stream, f).await.expect("append fragment");
+    }
+    let last = frags.last().expect("frags");
+    (frags[0].producer_ts_ms, last.producer_ts_ms + u64::from(last.duration_ms))
+}
+
+/// Asserts `input` plays in ffmpeg without errors for `expected` s, as HEVC Main 320×240.
+async fn assert_plays_hevc(what: &str, input: String, expected: f64) {
+    let (errors, duration) = play(input.clone()).await;
+    assert!(errors.is_empty(), "ffmpeg errors on {what}: {errors}");
+    assert!((duration - expected).abs() <= 0.5, "{what} duration {duration}, expected {expected}");
+    let streams = summary(input).await;
+    assert!(streams.contains("codec_name=hevc|profile=Main|width=320|height=240"), "{what}: {streams}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hevc_stream_plays_in_hls_fmp4_dash_and_clip_and_mpeg_ts_is_refused() {
+    let h = harness().await;
+    let (start, end) = fill_hevc(&h, "hevccam", HEVC_STREAM, 20_000).await;
+    let expected = (end - start) as f64 / 1000.0;
+    let c = client(&h);
+
+    // KVS serves H.265 over HLS only as fragmented MP4.
+    let e = hls_session(&c, "hevccam", am::types::ContainerFormat::MpegTs, start, end).await.expect_err("TS refused");
+    let e = e.into_service_error();
+    assert_eq!(e.meta().code(), Some("UnsupportedStreamMediaTypeException"), "{e:?}");
+    assert!(e.meta().message().is_some_and(|m| m.contains("H.265")), "{e:?}");
+
+    require_tools();
+    let url = hls_session(&c, "hevccam", am::types::ContainerFormat::FragmentedMp4, start, end).await.expect("HLS");
+    let master = reqwest::get(&url).await.expect("master").text().await.expect("text");
+    assert!(master.contains("CODECS=\"hvc1.1.6.L60.90\",RESOLUTION=320x240"), "{master}");
+    assert_plays_hevc("HLS fMP4", url, expected).await;
+
+    let dash = c
+        .get_dash_streaming_session_url()
+        .stream_name("hevccam")
+        .playback_mode(am::types::DashPlaybackMode::OnDemand)
+        .dash_fragment_selector(selectors::dash(start, end))
+        .send()
+        .await
+        .expect("GetDASHStreamingSessionURL")
+        .dash_streaming_session_url
+        .expect("url");
+    let mpd = reqwest::get(&dash).await.expect("mpd").text().await.expect("text");
+    assert!(mpd.contains("codecs=\"hvc1.1.6.L60.90\"") && mpd.contains("width=\"320\" height=\"240\""), "{mpd}");
+    assert_plays_hevc("DASH", dash, expected).await;
+
+    let clip = c
+        .get_clip()
+        .stream_name("hevccam")
+        .clip_fragment_selector(selectors::clip(start, end))
+        .send()
+        .await
+        .expect("GetClip");
+    let bytes = clip.payload.collect().await.expect("body").into_bytes();
+    let path = h.dir.path().join("hevc-clip.mp4");
+    std::fs::write(&path, &bytes).expect("write clip");
+    let path = path.to_string_lossy().to_string();
+    assert_plays_hevc("the clip", path.clone(), expected).await;
+    assert_eq!(codecs(path).await, ["hevc"]);
+
+    // GetImages decodes H.264 only: every sampled time with H.265 media is a MEDIA_ERROR.
+    let images = c
+        .get_images()
+        .stream_name("hevccam")
+        .image_selector_type(am::types::ImageSelectorType::ProducerTimestamp)
+        .start_timestamp(am::primitives::DateTime::from_millis(start as i64))
+        .end_timestamp(am::primitives::DateTime::from_millis(end as i64))
+        .sampling_interval(1_000)
+        .format(am::types::Format::Jpeg)
+        .send()
+        .await
+        .expect("GetImages");
+    assert!(!images.images().is_empty());
+    for image in images.images() {
+        assert_eq!(image.error(), Some(&am::types::ImageError::MediaError), "{image:?}");
+        assert!(image.image_content().is_none());
+    }
 }

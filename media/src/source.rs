@@ -350,4 +350,60 @@ mod tests {
         assert_eq!(d.len(), 5);
         assert!(d.iter().all(|&x| x >= 1));
     }
+
+    /// A video track with `codec_id` and `codec_private` (and `PixelWidth`/`PixelHeight`).
+    fn video_entry(codec_id: &str, codec_private: &[u8], size: Option<(u32, u32)>) -> TrackEntry {
+        TrackEntry {
+            number: 1,
+            uid: 1,
+            track_type: TrackType::Video,
+            codec_id: codec_id.into(),
+            codec_private: codec_private.to_vec(),
+            name: None,
+            default_duration_ns: None,
+            codec_delay_ns: 0,
+            seek_pre_roll_ns: 0,
+            video: size.map(|(width, height)| crate::mkv::VideoSettings { width, height }),
+            audio: None,
+        }
+    }
+
+    /// An hvcC record (Main, level 3.1) whose SPS is too short to give the picture size.
+    const HVCC: &[u8] = &[
+        1, 0x01, 0x60, 0, 0, 0, 0xb0, 0, 0, 0, 0, 0, 93, 0xf0, 0, 0xfc, 0xfd, 0xf8, 0xf8, 0, 0, 0x0f, 1, 0xa1, 0, 1, 0,
+        2, 0x42, 0x01,
+    ];
+
+    #[test]
+    fn h265_is_a_playable_layout_under_both_codec_ids() {
+        for id in CODEC_HEVC {
+            let tracks = layout(&[video_entry(id, HVCC, Some((1280, 720))), aac_entry(2, ASC)]).unwrap();
+            let Codec::Hevc(c) = &tracks[0].codec else { panic!("H.265 on track 1: {tracks:?}") };
+            assert_eq!((c.width, c.height), (1280, 720), "the Matroska size when the SPS gives none");
+            assert_eq!(tracks[0].timescale(), 90_000);
+            assert_eq!(tracks[0].codec_string(), "hvc1.1.6.L93.B0");
+            assert!(!tracks[0].codec.is_audio());
+        }
+        let tracks = layout(&[video_entry(CODEC_HEVC[0], HVCC, None)]).unwrap();
+        assert_eq!(tracks[0].codec_string(), "hvc1.1.6.L93.B0");
+        assert_eq!(layout(&[video_entry(CODEC_HEVC[0], &[], None)]), Err(SourceError::MissingCodecPrivate(1)));
+        assert!(matches!(
+            layout(&[video_entry(CODEC_HEVC[0], &HVCC[..20], None)]),
+            Err(SourceError::InvalidCodecPrivate { track: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn h265_keyframes_and_durations_are_as_for_h264() {
+        let mut chunk = Vec::new();
+        for (t, key) in [(0i16, true), (33, false), (66, false)] {
+            write_simple_block(&mut chunk, 1, t, key, &[0, 0, 0, 3, 0x26, 0x01, 0xaf]);
+        }
+        let header = write_tracks(&[video_entry(CODEC_HEVC[0], HVCC, Some((320, 240)))]);
+        let parsed = parse(&header, [&chunk[..]], 5_000, 100).unwrap();
+        let keys: Vec<bool> = parsed.samples[0].iter().map(|s| s.keyframe).collect();
+        assert_eq!(keys, [true, false, false]);
+        let durations: Vec<u32> = parsed.samples[0].iter().map(|s| s.duration).collect();
+        assert_eq!(durations, [2970, 2970, 3060]);
+    }
 }

@@ -10,7 +10,8 @@
 //! video decoded from its keyframe up to the last frame wanted, on a blocking thread; at
 //! most `limits.streaming.image_decodes` pages decode at a time on a node, so image requests
 //! cannot take every core from ingest. A timestamp no fragment spans is answered
-//! `NO_MEDIA`; a frame that will not decode (or a fragment without H.264: audio only, or H.265, which OpenH264 cannot decode) `MEDIA_ERROR`.
+//! `NO_MEDIA`; a frame that will not decode (or a fragment without H.264: audio only, or
+//! H.265, which OpenH264 cannot decode) `MEDIA_ERROR`.
 
 pub mod picture;
 pub mod plan;

@@ -481,3 +481,56 @@ async fn no_persisted_without_retention_and_no_acknowledgements_when_refused() {
     assert_eq!(up.ack().await, None, "no acknowledgement when refused");
     assert_eq!(listed(&server, "cam-quiet").await.len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h265_camera_uploads_and_plays_over_hls_fmp4() {
+    use aws_sdk_kinesisvideoarchivedmedia::types as am;
+    reel::testkit::probe::require(&["ffmpeg", "ffprobe"]);
+    let server = InProcess::start(None).await;
+    server.create_stream("cam-hevc", 24).await;
+    // ffmpeg's H.265 Matroska (V_MPEGH/ISO/HEVC, hvcC), re-cut into a cluster per keyframe.
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(fixtures.join("ffmpeg-h265.mkv"))
+        .args(["-c", "copy", "-live", "1", "-cluster_time_limit", "900", "-f", "matroska", "-"])
+        .output()
+        .expect("ffmpeg");
+    assert!(out.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
+    let start = now_ms() - 30_000;
+    let start_header = format!("{:.3}", start as f64 / 1000.0);
+    let r = request("cam-hevc", "RELATIVE", &start_header, Signer::C);
+    let mut up = Upload::open(&server.url, &r).await;
+    up.send(&out.stdout, 4096).await;
+    up.end().await;
+    assert_eq!(up.status().await.0, 200);
+    let mut acks = Vec::new();
+    while let Some(a) = up.ack().await {
+        acks.push(a);
+    }
+    assert!(acks.iter().all(|a| a["EventType"] != "ERROR"), "{acks:?}");
+    assert!(acks.iter().filter(|a| a["EventType"] == "PERSISTED").count() >= 3, "{acks:?}");
+
+    let url = server
+        .archived()
+        .get_hls_streaming_session_url()
+        .stream_name("cam-hevc")
+        .playback_mode(am::HlsPlaybackMode::OnDemand)
+        .container_format(am::ContainerFormat::FragmentedMp4)
+        .hls_fragment_selector(selectors::hls(start, start + 10_000))
+        .send()
+        .await
+        .expect("GetHLSStreamingSessionURL")
+        .hls_streaming_session_url
+        .expect("url");
+    let (errors, codecs) = tokio::task::spawn_blocking(move || {
+        (
+            reel::testkit::probe::decode_errors(&url).expect("ffmpeg"),
+            reel::testkit::probe::streams(&url).expect("ffprobe").codecs,
+        )
+    })
+    .await
+    .expect("join");
+    assert!(errors.trim().is_empty(), "ffmpeg errors on HLS of an H.265 upload: {errors}");
+    assert_eq!(codecs, ["hevc"]);
+}

@@ -34,6 +34,45 @@ fn request<'a>(stream_name: &'a str, timecode_type: &'a str, start: &'a str, sig
     }
 }
 
+/// Matroska that ffmpeg writes from `inputs` (stream copy, a cluster per keyframe after
+/// 0.9 s, unknown-size Segment as when live).
+fn ffmpeg_matroska(inputs: &[&str]) -> Vec<u8> {
+    reel::testkit::probe::require(&["ffmpeg"]);
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let mut cmd = std::process::Command::new("ffmpeg");
+    cmd.args(["-v", "error"]);
+    for input in inputs {
+        if input.ends_with(".h264") {
+            cmd.args(["-r", "30"]);
+        }
+        cmd.arg("-i").arg(fixtures.join(input));
+    }
+    for i in 0..inputs.len() {
+        cmd.args(["-map", &format!("{i}")]);
+    }
+    let out = cmd
+        .args(["-c", "copy", "-t", "4", "-live", "1", "-cluster_time_limit", "900", "-f", "matroska", "-"])
+        .output()
+        .expect("ffmpeg");
+    assert!(out.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// Uploads `body` whole on one connection, then returns every acknowledgement; none may be
+/// an ERROR.
+async fn upload_all(server: &InProcess, r: &Request<'_>, body: &[u8], piece: usize) -> Vec<Value> {
+    let mut up = Upload::open(&server.url, r).await;
+    up.send(body, piece).await;
+    up.end().await;
+    assert_eq!(up.status().await.0, 200);
+    let mut acks = Vec::new();
+    while let Some(a) = up.ack().await {
+        acks.push(a);
+    }
+    assert!(acks.iter().all(|a| a["EventType"] != "ERROR"), "{acks:?}");
+    acks
+}
+
 /// (fragment number, producer timestamp ms, length ms) of every fragment, oldest first.
 async fn listed(server: &InProcess, stream: &str) -> Vec<(String, u64, i64)> {
     let out = server
@@ -267,29 +306,10 @@ async fn ffmpeg_matroska_is_stored_cluster_by_cluster() {
     let server = InProcess::start(None).await;
     server.create_stream("cam-f", 24).await;
     // ffmpeg as a foreign producer: known-size Clusters, a new one at each keyframe after 1 s.
-    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
-    let out = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-r", "30", "-i"])
-        .arg(fixtures.join("test-h264-baseline.h264"))
-        .arg("-i")
-        .arg(fixtures.join("test-opus.ogg"))
-        .args(["-map", "0:v", "-map", "1:a", "-c", "copy", "-t", "4", "-live", "1", "-cluster_time_limit", "900"])
-        .args(["-f", "matroska", "-"])
-        .output()
-        .expect("ffmpeg");
-    assert!(out.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
+    let body = ffmpeg_matroska(&["test-h264-baseline.h264", "test-opus.ogg"]);
     let start = now_ms() - 30_000;
     let start_header = format!("{:.3}", start as f64 / 1000.0);
-    let r = request("cam-f", "RELATIVE", &start_header, Signer::C);
-    let mut up = Upload::open(&server.url, &r).await;
-    up.send(&out.stdout, 3000).await;
-    up.end().await;
-    assert_eq!(up.status().await.0, 200);
-    let mut acks = Vec::new();
-    while let Some(a) = up.ack().await {
-        acks.push(a);
-    }
-    assert!(acks.iter().all(|a| a["EventType"] != "ERROR"), "{acks:?}");
+    let acks = upload_all(&server, &request("cam-f", "RELATIVE", &start_header, Signer::C), &body, 3000).await;
     let persisted = acks.iter().filter(|a| a["EventType"] == "PERSISTED").count();
     let listed = listed(&server, "cam-f").await;
     assert!(persisted >= 3 && listed.len() == persisted, "{persisted} persisted, {} listed", listed.len());
@@ -489,26 +509,10 @@ async fn an_h265_camera_uploads_and_plays_over_hls_fmp4() {
     let server = InProcess::start(None).await;
     server.create_stream("cam-hevc", 24).await;
     // ffmpeg's H.265 Matroska (V_MPEGH/ISO/HEVC, hvcC), re-cut into a cluster per keyframe.
-    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
-    let out = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(fixtures.join("ffmpeg-h265.mkv"))
-        .args(["-c", "copy", "-live", "1", "-cluster_time_limit", "900", "-f", "matroska", "-"])
-        .output()
-        .expect("ffmpeg");
-    assert!(out.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
+    let body = ffmpeg_matroska(&["ffmpeg-h265.mkv"]);
     let start = now_ms() - 30_000;
     let start_header = format!("{:.3}", start as f64 / 1000.0);
-    let r = request("cam-hevc", "RELATIVE", &start_header, Signer::C);
-    let mut up = Upload::open(&server.url, &r).await;
-    up.send(&out.stdout, 4096).await;
-    up.end().await;
-    assert_eq!(up.status().await.0, 200);
-    let mut acks = Vec::new();
-    while let Some(a) = up.ack().await {
-        acks.push(a);
-    }
-    assert!(acks.iter().all(|a| a["EventType"] != "ERROR"), "{acks:?}");
+    let acks = upload_all(&server, &request("cam-hevc", "RELATIVE", &start_header, Signer::C), &body, 4096).await;
     assert!(acks.iter().filter(|a| a["EventType"] == "PERSISTED").count() >= 3, "{acks:?}");
 
     let url = server

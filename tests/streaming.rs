@@ -136,6 +136,38 @@ async fn codecs(input: String) -> Vec<String> {
     tokio::task::spawn_blocking(move || probe::streams(&input).expect("ffprobe").codecs).await.expect("join")
 }
 
+/// An on-demand DASH session of `stream` over producer times `start..end`: its URL and MPD.
+async fn dash_session(c: &am::Client, stream: &str, start: u64, end: u64) -> (String, String) {
+    let url = c
+        .get_dash_streaming_session_url()
+        .stream_name(stream)
+        .playback_mode(am::types::DashPlaybackMode::OnDemand)
+        .dash_fragment_selector(selectors::dash(start, end))
+        .send()
+        .await
+        .expect("GetDASHStreamingSessionURL")
+        .dash_streaming_session_url
+        .expect("url");
+    let mpd = reqwest::get(&url).await.expect("mpd").text().await.expect("text");
+    (url, mpd)
+}
+
+/// GetClip of `stream` over producer times `start..end`, written to `file` in the
+/// harness's directory; returns its path.
+async fn clip_file(h: &Harness, c: &am::Client, stream: &str, start: u64, end: u64, file: &str) -> String {
+    let clip = c
+        .get_clip()
+        .stream_name(stream)
+        .clip_fragment_selector(selectors::clip(start, end))
+        .send()
+        .await
+        .expect("GetClip");
+    let bytes = clip.payload.collect().await.expect("body").into_bytes();
+    let path = h.dir.path().join(file);
+    std::fs::write(&path, &bytes).expect("write clip");
+    path.to_string_lossy().to_string()
+}
+
 async fn hls_url(c: &am::Client, format: am::types::ContainerFormat, start: u64, end: u64) -> String {
     hls_session(c, "cam", format, start, end).await.expect("GetHLSStreamingSessionURL")
 }
@@ -560,17 +592,7 @@ async fn aac_stream_plays_in_hls_dash_and_clip() {
     let ts = hls_session(&c, "aaccam", am::types::ContainerFormat::MpegTs, start, end).await.expect("HLS TS");
     assert_plays_h264_aac("HLS TS", ts, expected).await;
 
-    let dash = c
-        .get_dash_streaming_session_url()
-        .stream_name("aaccam")
-        .playback_mode(am::types::DashPlaybackMode::OnDemand)
-        .dash_fragment_selector(selectors::dash(start, end))
-        .send()
-        .await
-        .expect("GetDASHStreamingSessionURL")
-        .dash_streaming_session_url
-        .expect("url");
-    let mpd = reqwest::get(&dash).await.expect("mpd").text().await.expect("text");
+    let (dash, mpd) = dash_session(&c, "aaccam", start, end).await;
     for needle in [
         "contentType=\"audio\" mimeType=\"audio/mp4\"",
         "codecs=\"mp4a.40.2\"",
@@ -581,17 +603,7 @@ async fn aac_stream_plays_in_hls_dash_and_clip() {
     }
     assert_plays_h264_aac("DASH", dash, expected).await;
 
-    let clip = c
-        .get_clip()
-        .stream_name("aaccam")
-        .clip_fragment_selector(selectors::clip(start, end))
-        .send()
-        .await
-        .expect("GetClip");
-    let bytes = clip.payload.collect().await.expect("body").into_bytes();
-    let path = h.dir.path().join("aac-clip.mp4");
-    std::fs::write(&path, &bytes).expect("write clip");
-    let path = path.to_string_lossy().to_string();
+    let path = clip_file(&h, &c, "aaccam", start, end, "aac-clip.mp4").await;
     assert_plays_h264_aac("the clip", path.clone(), expected).await;
     assert_eq!(codecs(path).await, ["h264", "aac"]);
 }
@@ -660,31 +672,11 @@ async fn hevc_stream_plays_in_hls_fmp4_dash_and_clip_and_mpeg_ts_is_refused() {
     assert!(master.contains("CODECS=\"hvc1.1.6.L60.90\",RESOLUTION=320x240"), "{master}");
     assert_plays_hevc("HLS fMP4", url, expected).await;
 
-    let dash = c
-        .get_dash_streaming_session_url()
-        .stream_name("hevccam")
-        .playback_mode(am::types::DashPlaybackMode::OnDemand)
-        .dash_fragment_selector(selectors::dash(start, end))
-        .send()
-        .await
-        .expect("GetDASHStreamingSessionURL")
-        .dash_streaming_session_url
-        .expect("url");
-    let mpd = reqwest::get(&dash).await.expect("mpd").text().await.expect("text");
+    let (dash, mpd) = dash_session(&c, "hevccam", start, end).await;
     assert!(mpd.contains("codecs=\"hvc1.1.6.L60.90\"") && mpd.contains("width=\"320\" height=\"240\""), "{mpd}");
     assert_plays_hevc("DASH", dash, expected).await;
 
-    let clip = c
-        .get_clip()
-        .stream_name("hevccam")
-        .clip_fragment_selector(selectors::clip(start, end))
-        .send()
-        .await
-        .expect("GetClip");
-    let bytes = clip.payload.collect().await.expect("body").into_bytes();
-    let path = h.dir.path().join("hevc-clip.mp4");
-    std::fs::write(&path, &bytes).expect("write clip");
-    let path = path.to_string_lossy().to_string();
+    let path = clip_file(&h, &c, "hevccam", start, end, "hevc-clip.mp4").await;
     assert_plays_hevc("the clip", path.clone(), expected).await;
     assert_eq!(codecs(path).await, ["hevc"]);
 

@@ -291,15 +291,17 @@ async fn postgres_outage() {
     let snap = stats.snapshot();
     assert_eq!((stats.connections.load(Ordering::Relaxed), snap.reconnects), (1, 0), "{snap:?}\n{}", cluster.logs());
     let listed = lb.list_fragments(&writer_url, &channel.stream_arn).await.expect("ListFragments");
-    let around: Vec<u64> = listed
+    // (start, end) of each fragment near the outage; together they must cover it.
+    let around: Vec<(u64, u64)> = listed
         .iter()
-        .map(|f| f.server_ms)
-        .filter(|t| *t + 4_000 >= outage_start_ms && *t <= outage_end_ms + 2_000)
+        .map(|f| (f.server_ms, f.server_ms + f.length_ms))
+        .filter(|(t, _)| *t + 4_000 >= outage_start_ms && *t <= outage_end_ms + 2_000)
         .collect();
-    let widest = around.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(u64::MAX);
+    let widest = around.windows(2).map(|w| w[1].0 - w[0].0).max().unwrap_or(u64::MAX);
     assert!(
-        around.first().is_some_and(|t| *t <= outage_start_ms) && around.last().is_some_and(|t| *t >= outage_end_ms),
-        "fragments around the outage {outage_start_ms}..{outage_end_ms}: {around:?}"
+        around.first().is_some_and(|(t, _)| *t <= outage_start_ms)
+            && around.last().is_some_and(|(_, end)| *end >= outage_end_ms),
+        "fragments (start, end) around the outage {outage_start_ms}..{outage_end_ms}: {around:?}"
     );
     assert!(widest <= 3_000, "a hole of {widest} ms in the fragments across the outage: {around:?}");
     publisher.abort();

@@ -288,7 +288,7 @@ impl Peers {
 }
 
 /// Locks `m`; a panic elsewhere while holding it leaves plain maps, still usable.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 

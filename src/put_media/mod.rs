@@ -91,7 +91,7 @@ impl Uploads {
     fn open(&self, stream: &str) -> (u64, watch::Receiver<bool>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let (tx, rx) = watch::channel(false);
-        let previous = lock(&self.inner).insert(stream.to_owned(), (id, tx));
+        let previous = crate::peer::lock(&self.inner).insert(stream.to_owned(), (id, tx));
         if let Some((_, older)) = previous {
             let _ = older.send(true);
         }
@@ -100,15 +100,11 @@ impl Uploads {
 
     /// Forgets connection `id` of `stream` (unless a newer one took its place).
     fn close(&self, stream: &str, id: u64) {
-        let mut map = lock(&self.inner);
+        let mut map = crate::peer::lock(&self.inner);
         if map.get(stream).is_some_and(|(current, _)| *current == id) {
             map.remove(stream);
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Handles `POST /putMedia`.
@@ -142,9 +138,7 @@ pub async fn handle(
     let stream =
         open_stream(&st.store, &record.arn, IfAbsent::Empty { retention_hours: record.data_retention_in_hours })
             .await?;
-    let start_ms = req.start_ms.unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-    });
+    let start_ms = req.start_ms.unwrap_or_else(crate::streaming::now_ms);
     let fragment_limits = FragmentLimits {
         max_fragment_bytes: limits.max_fragment_bytes,
         max_fragment_duration_ms: limits.max_fragment_duration_ms,

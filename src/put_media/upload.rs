@@ -9,7 +9,7 @@
 //! rest are sent only when there is room.
 
 use std::collections::VecDeque;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
@@ -297,7 +297,11 @@ async fn write_fragments(
             };
             Some(WriterStop(Failure { timecode, error }))
         };
-        let start = FragmentStart { producer_ts_ms: f.producer_ts_ms, server_ts_ms: now_ms(), header: f.header.into() };
+        let start = FragmentStart {
+            producer_ts_ms: f.producer_ts_ms,
+            server_ts_ms: crate::streaming::now_ms(),
+            header: f.header.into(),
+        };
         let mut writer = match crate::peer::ingest::begin(&stream, start, fence.as_ref()).await {
             Ok(w) => w,
             Err(e) => return fail(e),
@@ -331,10 +335,6 @@ async fn write_fragments(
         }
     }
     None
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 
-use crate::auth::sigv4::{self, Location, Request};
+use crate::auth::sigv4::{self, Location, Payload, Request};
 use crate::auth::{AccessKey, Authenticator, CredentialStore, KeySource};
 use crate::limits::Limits;
 use crate::signaling::message::{self, MessageKind, MessageLimits, ServiceEvent, SignalingMessage};
@@ -148,13 +148,13 @@ pub fn sigv4(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else { return };
     let Some(parts) = request_parts(rest) else { return };
     let (method, uri, headers, body) = parts;
-    let req = Request { method: &method, uri: &uri, headers: &headers, body: &body };
+    let req = Request { method: &method, uri: &uri, headers: &headers, body: Payload::Buffered(&body) };
     let _ = sigv4::canonical_uri(uri.path());
     let _ = sigv4::canonical_query(uri.query(), true);
     let _ = sigv4::canonical_query(uri.query(), false);
     let auth = authenticator();
     let _ = auth.precheck(&method, &uri, &headers, fixed_now());
-    let _ = auth.authenticate(&method, &uri, &headers, &body, fixed_now());
+    let _ = auth.authenticate(&method, &uri, &headers, Payload::Buffered(&body), fixed_now());
     let Ok(mut signed) = sigv4::parse(&req) else { return };
     let _ = sigv4::check_scope(&signed);
     let at = UNIX_EPOCH + Duration::from_secs(u64::try_from(signed.date.epoch_secs()).unwrap_or(0));
@@ -175,7 +175,7 @@ pub fn sigv4(data: &[u8]) {
     assert!(sigv4::verify(&req, &signed, FUZZ_SECRET).is_ok(), "a correct signature must verify");
     let mut longer = body.clone();
     longer.push(b'x');
-    let tampered = Request { body: &longer, ..req };
+    let tampered = Request { body: Payload::Buffered(&longer), ..req };
     assert!(sigv4::verify(&tampered, &signed, FUZZ_SECRET).is_err(), "a body the signer did not sign verified");
     if signed.location == Location::Query {
         let _ = sigv4::check_time(&signed, at, rules);

@@ -16,6 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::{Core, access};
+use crate::auth::sigv4::Payload;
 use crate::error::ApiError;
 use crate::observe::audit::{AuditEvent, bounded_reason};
 use crate::observe::metrics;
@@ -66,59 +67,69 @@ pub async fn signed_api(State(st): State<Core>, req: Request, next: Next) -> Res
         operation: operation_name(req.method().as_str(), req.uri().path(), req.uri().query()),
     });
     let (mut parts, body) = req.into_parts();
+    match admit(&st, &ctx, &parts, body).await {
+        Ok(Admitted { principal, params, body }) => {
+            parts.extensions.insert(principal.clone());
+            let res = next.run(Request::from_parts(parts, body)).await;
+            finish(&st, ctx, started, received, Some(principal), params, None, res)
+        }
+        Err(Refused { principal, params, error }) => {
+            let reason = Some(error.message.clone());
+            finish(&st, ctx, started, received, principal, params, reason, error.into_response())
+        }
+    }
+}
+
+/// A request let through to its handler: who signed it, what is audited, its body.
+struct Admitted {
+    principal: crate::auth::Principal,
+    params: serde_json::Value,
+    body: Body,
+}
+
+/// A refused request: who signed it and what is audited, as far as it got, and why.
+struct Refused {
+    principal: Option<crate::auth::Principal>,
+    params: serde_json::Value,
+    error: ApiError,
+}
+
+/// The checks of [`signed_api`] in their order. A streaming upload's body is its media
+/// (PutMedia): it is authenticated from the headers and passed on unread.
+async fn admit(st: &Core, ctx: &RequestContext, parts: &http::request::Parts, body: Body) -> Result<Admitted, Refused> {
     let now = SystemTime::now();
-    let mut principal = None;
-    let mut params = serde_json::Value::Null;
-    // A streaming upload's body is its media: authenticated from the headers, then passed on unread.
+    let refused = |principal, params, error| Refused { principal, params, error };
+    if let Err(e) = st.auth.precheck(&parts.method, &parts.uri, &parts.headers, now) {
+        return Err(refused(None, serde_json::Value::Null, auth_refusal(ctx, e)));
+    }
     let streaming = crate::put_media::is_streaming_upload(&parts.method, parts.uri.path());
-    let mut upload = None;
-    let refused = match st.auth.precheck(&parts.method, &parts.uri, &parts.headers, now) {
-        Err(e) => Some(auth_refusal(&ctx, e)),
-        Ok(()) => match if streaming {
-            upload = Some(body);
-            Ok(bytes::Bytes::new())
-        } else {
-            read_body(&st, &parts.headers, body).await
-        } {
-            Err(e) => Some(e),
-            Ok(body) => match if streaming {
-                st.auth.authenticate_streaming(&parts.method, &parts.uri, &parts.headers, now)
-            } else {
-                st.auth.authenticate(&parts.method, &parts.uri, &parts.headers, &body, now)
-            } {
-                Err(e) => Some(auth_refusal(&ctx, e)),
-                Ok(p) => {
-                    params = if streaming {
-                        crate::put_media::audit_parameters(&parts.headers)
-                    } else {
-                        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null)
-                    };
-                    // A caller that may not run the operation on any resource is refused before
-                    // it takes a token from the account-wide quota that other keys share.
-                    let throttled = st.config.limits.control_plane_tps.get(&ctx.operation).and_then(|lim| {
-                        access::precheck(&p, &ctx.operation).err().or_else(|| {
-                            st.throttle
-                                .check(&ctx.operation, crate::limits::TpsLimit { resource: None, ..*lim }, None)
-                                .err()
-                        })
-                    });
-                    principal = Some(p.clone());
-                    match throttled {
-                        Some(e) => Some(e),
-                        None => {
-                            parts.extensions.insert(p);
-                            let body = upload.unwrap_or_else(|| Body::from(body));
-                            let res = next.run(Request::from_parts(parts, body)).await;
-                            return finish(&st, ctx, started, received, principal, params, None, res);
-                        }
-                    }
-                }
-            },
-        },
+    let (buffered, upload) = if streaming {
+        (bytes::Bytes::new(), Some(body))
+    } else {
+        let buffered = read_body(st, &parts.headers, body).await;
+        (buffered.map_err(|e| refused(None, serde_json::Value::Null, e))?, None)
     };
-    let reason = refused.as_ref().map(|e| e.message.clone());
-    let res = refused.map_or_else(|| ApiError::internal("no response").into_response(), IntoResponse::into_response);
-    finish(&st, ctx, started, received, principal, params, reason, res)
+    let payload = if streaming { Payload::Streamed } else { Payload::Buffered(&buffered) };
+    let principal = st
+        .auth
+        .authenticate(&parts.method, &parts.uri, &parts.headers, payload, now)
+        .map_err(|e| refused(None, serde_json::Value::Null, auth_refusal(ctx, e)))?;
+    let params = if streaming {
+        crate::put_media::audit_parameters(&parts.headers)
+    } else {
+        serde_json::from_slice(&buffered).unwrap_or(serde_json::Value::Null)
+    };
+    // A caller that may not run the operation on any resource is refused before it takes a
+    // token from the account-wide quota that other keys share.
+    let throttled = st.config.limits.control_plane_tps.get(&ctx.operation).and_then(|lim| {
+        access::precheck(&principal, &ctx.operation).err().or_else(|| {
+            st.throttle.check(&ctx.operation, crate::limits::TpsLimit { resource: None, ..*lim }, None).err()
+        })
+    });
+    if let Some(e) = throttled {
+        return Err(refused(Some(principal), params, e));
+    }
+    Ok(Admitted { principal, params, body: upload.unwrap_or_else(|| Body::from(buffered)) })
 }
 
 /// Metrics and the audit line of one finished request.

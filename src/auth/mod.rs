@@ -146,65 +146,47 @@ impl Authenticator {
     /// and time are acceptable, the key exists and the session token matches. A request
     /// failing here is refused without reading (or buffering) its body.
     pub fn precheck(&self, method: &Method, uri: &Uri, headers: &HeaderMap, now: SystemTime) -> Result<(), AuthError> {
-        let req = sigv4::Request { method, uri, headers, body: &[] };
-        let signed = sigv4::parse(&req)?;
-        sigv4::check_scope(&signed)?;
-        sigv4::check_time(&signed, now, self.rules)?;
-        let key_id = &signed.scope.access_key_id;
-        let key = self.store.get(key_id).ok_or_else(|| AuthError::UnknownAccessKey(key_id.clone()))?;
-        check_session_token(key, signed.security_token.as_deref())?;
-        Ok(())
-    }
-
-    /// Authenticate a streaming upload (PutMedia) from its headers alone, before its body
-    /// is read: as [`Authenticator::authenticate`], with the payload hashes producers sign
-    /// a streamed body with ([`sigv4::verify_streaming`]).
-    pub fn authenticate_streaming(
-        &self,
-        method: &Method,
-        uri: &Uri,
-        headers: &HeaderMap,
-        now: SystemTime,
-    ) -> Result<Principal, AuthError> {
-        self.authenticate_with(method, uri, headers, &[], now, sigv4::verify_streaming)
+        let req = sigv4::Request { method, uri, headers, body: sigv4::Payload::Buffered(&[]) };
+        self.claims(&req, now).map(|_| ())
     }
 
     /// Authenticate one request from its own signature (header or presigned query): parse
     /// the claims, check scope and time, find the key, check its session token, then
-    /// recompute and compare the signature.
+    /// recompute and compare the signature over `body` (a streamed body, PutMedia's, with the
+    /// payload hashes producers sign it with).
     pub fn authenticate(
         &self,
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
-        body: &[u8],
+        body: sigv4::Payload<'_>,
         now: SystemTime,
-    ) -> Result<Principal, AuthError> {
-        self.authenticate_with(method, uri, headers, body, now, sigv4::verify)
-    }
-
-    fn authenticate_with(
-        &self,
-        method: &Method,
-        uri: &Uri,
-        headers: &HeaderMap,
-        body: &[u8],
-        now: SystemTime,
-        verify: fn(&sigv4::Request<'_>, &sigv4::SignedRequest, &str) -> Result<(), AuthError>,
     ) -> Result<Principal, AuthError> {
         let req = sigv4::Request { method, uri, headers, body };
-        let signed = sigv4::parse(&req)?;
-        sigv4::check_scope(&signed)?;
-        sigv4::check_time(&signed, now, self.rules)?;
+        let (signed, key) = self.claims(&req, now)?;
         let key_id = &signed.scope.access_key_id;
-        let key = self.store.get(key_id).ok_or_else(|| AuthError::UnknownAccessKey(key_id.clone()))?;
-        check_session_token(key, signed.security_token.as_deref())?;
-        verify(&req, &signed, key.secret())?;
+        sigv4::verify(&req, &signed, key.secret())?;
         Ok(if key.root {
             Principal::root(key_id.clone())
         } else {
             Principal::with_policy(key_id.clone(), key.policy().clone())
         })
+    }
+
+    /// The request's signature claims, checked for scope and time, and its key, checked for
+    /// its session token: everything but the signature itself.
+    fn claims(
+        &self,
+        req: &sigv4::Request<'_>,
+        now: SystemTime,
+    ) -> Result<(sigv4::SignedRequest, &AccessKey), AuthError> {
+        let signed = sigv4::parse(req)?;
+        sigv4::check_scope(&signed)?;
+        sigv4::check_time(&signed, now, self.rules)?;
+        let key_id = &signed.scope.access_key_id;
+        let key = self.store.get(key_id).ok_or_else(|| AuthError::UnknownAccessKey(key_id.clone()))?;
+        check_session_token(key, signed.security_token.as_deref())?;
+        Ok((signed, key))
     }
 }
 

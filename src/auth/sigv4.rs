@@ -76,8 +76,19 @@ pub struct Request<'a> {
     pub uri: &'a Uri,
     /// Headers as received.
     pub headers: &'a HeaderMap,
-    /// The fully buffered body.
-    pub body: &'a [u8],
+    /// The body, or that it is streamed.
+    pub body: Payload<'a>,
+}
+
+/// What of a request's body the verifier has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload<'a> {
+    /// The whole body, read before verification.
+    Buffered(&'a [u8]),
+    /// A streaming upload (PutMedia) whose body is read only after verification; it is
+    /// signed with one of the hashes producers sign a streamed body with
+    /// ([`streaming_payload_hashes`]).
+    Streamed,
 }
 
 /// Where the request carried its signature.
@@ -454,21 +465,10 @@ pub fn check_time(signed: &SignedRequest, now: SystemTime, rules: TimeRules) -> 
 
 /// Recompute the signature with `secret` and compare it (constant time) with the one sent.
 pub fn verify(req: &Request<'_>, signed: &SignedRequest, secret: &str) -> Result<(), AuthError> {
-    verify_with(req, signed, secret, payload_hashes(req, signed)?)
-}
-
-/// [`verify`] for a streaming upload (PutMedia), whose body is read only after the request
-/// is authenticated: the signature must cover one of the payload hashes producers sign
-/// such a body with ([`streaming_payload_hashes`]).
-pub fn verify_streaming(req: &Request<'_>, signed: &SignedRequest, secret: &str) -> Result<(), AuthError> {
-    verify_with(req, signed, secret, streaming_payload_hashes(req)?)
-}
-
-fn verify_with(req: &Request<'_>, signed: &SignedRequest, secret: &str, hashes: Vec<String>) -> Result<(), AuthError> {
     let key = signing_key(secret, &signed.scope);
     let provided = hex::decode(&signed.signature).unwrap_or_default();
     let mut first_attempt = None;
-    for payload_hash in hashes {
+    for payload_hash in payload_hashes(req, signed)? {
         let canonical = canonical_request(req, signed, &payload_hash)?;
         let sts = string_to_sign(signed, &canonical);
         let expected = hmac(&key, sts.as_bytes());
@@ -509,8 +509,13 @@ fn redact_token(canonical: &str) -> String {
 /// The payload hashes the client may have signed, in the order tried. Whatever is tried
 /// covers the body as received: a carried hash must be the body's, and the hashes that
 /// do not cover it (`UNSIGNED-PAYLOAD`, a presigned URL's empty-body hash) are tried only
-/// for an empty body, so no request carries bytes its signer did not sign.
+/// for an empty body, so no request carries bytes its signer did not sign. A streamed body
+/// has the hashes of [`streaming_payload_hashes`].
 pub(crate) fn payload_hashes(req: &Request<'_>, signed: &SignedRequest) -> Result<Vec<String>, AuthError> {
+    let body = match req.body {
+        Payload::Buffered(body) => body,
+        Payload::Streamed => return streaming_payload_hashes(req),
+    };
     let carried = match single_header(req.headers, CONTENT_SHA256_HEADER)? {
         Some(h) => Some(h),
         None if signed.location == Location::Query => {
@@ -529,7 +534,7 @@ pub(crate) fn payload_hashes(req: &Request<'_>, signed: &SignedRequest) -> Resul
     };
     if let Some(claimed) = carried {
         if claimed == UNSIGNED_PAYLOAD {
-            if !req.body.is_empty() {
+            if !body.is_empty() {
                 return Err(AuthError::Invalid(format!(
                     "{UNSIGNED_PAYLOAD} is accepted only for requests without a body; sign the body's SHA-256"
                 )));
@@ -537,7 +542,7 @@ pub(crate) fn payload_hashes(req: &Request<'_>, signed: &SignedRequest) -> Resul
             return Ok(vec![claimed]);
         }
         if claimed.len() == 64 && claimed.bytes().all(|b| b.is_ascii_hexdigit()) {
-            if !claimed.eq_ignore_ascii_case(&sha256_hex(req.body)) {
+            if !claimed.eq_ignore_ascii_case(&sha256_hex(body)) {
                 return Err(AuthError::Invalid(
                     "The provided 'x-amz-content-sha256' header does not match what was computed.".into(),
                 ));
@@ -549,9 +554,9 @@ pub(crate) fn payload_hashes(req: &Request<'_>, signed: &SignedRequest) -> Resul
         )));
     }
     Ok(match signed.location {
-        Location::Header => vec![sha256_hex(req.body)],
+        Location::Header => vec![sha256_hex(body)],
         // A presigned URL with a body verifies only if it was signed over that body.
-        Location::Query if !req.body.is_empty() => vec![sha256_hex(req.body)],
+        Location::Query if !body.is_empty() => vec![sha256_hex(body)],
         Location::Query => vec![sha256_hex(b""), UNSIGNED_PAYLOAD.to_owned()],
     })
 }

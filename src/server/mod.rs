@@ -219,7 +219,13 @@ fn guarded_metrics(
         }
         _ => core
             .auth
-            .authenticate(req.method(), req.uri(), req.headers(), &[], std::time::SystemTime::now())
+            .authenticate(
+                req.method(),
+                req.uri(),
+                req.headers(),
+                crate::auth::sigv4::Payload::Buffered(&[]),
+                std::time::SystemTime::now(),
+            )
             .map_err(ApiError::from)
             .and_then(|p| {
                 if p.is_allowed(METRICS_ACTION, "*") {
